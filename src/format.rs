@@ -273,6 +273,8 @@ impl<'a> Printer<'a> {
             ValueKind::List(list) => self.list(list, v),
             ValueKind::Map(block) => self.block(block),
             ValueKind::Ref(name) => self.name(name),
+            // Files with errors are never formatted.
+            ValueKind::Invalid => {}
             ValueKind::Call(call) => {
                 self.name(&call.name);
                 self.out.push('(');

@@ -297,6 +297,8 @@ impl<'p> Checker<'p> {
     }
 
     fn unknown_field(&mut self, owner: &Entry, entry: &Entry, schema: &'static Schema) {
+        // The block may well miss a field only because its key was misspelt.
+        self.broken.push(entry.key.span);
         let key = &entry.key.text;
         let known: Vec<&str> = schema.keys().collect();
         let help = match suggest::closest(key, known.iter().copied()) {
@@ -389,6 +391,7 @@ impl<'p> Checker<'p> {
                     self.mismatch(value, ty, field);
                 }
             }
+            (_, ValueKind::Invalid) => {}
             (Ty::Setting, _) => self.setting(value, field, ctx),
             (Ty::Str | Ty::Secret, ValueKind::Str(_))
             | (Ty::Text, ValueKind::Str(_) | ValueKind::Text(_))
@@ -678,6 +681,9 @@ fn type_hint(value: &Value, ty: Ty) -> Option<String> {
         }
         (Ty::Duration, ValueKind::Int(n)) => Some(format!("add a unit: `{n}s`, `{n}m` or `{n}h`")),
         (Ty::Size, ValueKind::Int(n)) => Some(format!("add a unit: `{n}MB` or `{n}GB`")),
+        (_, ValueKind::Call(_)) => {
+            Some("`secret(...)` can stand in settings and in password fields only".to_string())
+        }
         (Ty::Bool, ValueKind::Str(s)) if s == "true" || s == "false" => {
             Some(format!("write {s} without quotes"))
         }

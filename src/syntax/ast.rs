@@ -128,6 +128,9 @@ pub enum ValueKind {
     Ref(Name),
     /// `secret("blog.secret_key")`
     Call(Call),
+    /// A value the parser already reported (an unknown unit, a number too
+    /// large); later stages accept it silently rather than echo the error.
+    Invalid,
 }
 
 impl ValueKind {
@@ -144,6 +147,7 @@ impl ValueKind {
             ValueKind::Map(_) => "a map",
             ValueKind::Ref(_) => "a name",
             ValueKind::Call(_) => "a function call",
+            ValueKind::Invalid => "an invalid value",
         }
     }
 }

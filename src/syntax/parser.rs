@@ -177,12 +177,9 @@ fn advance_to<'a>(i: &In<'a>, target: usize) -> In<'a> {
 
 /// Splits off the first `n` bytes (on a char boundary) as (rest, taken).
 fn take_bytes<'a>(i: &In<'a>, n: usize) -> (In<'a>, In<'a>) {
-    let result: IResult<In<'a>, In<'a>, PError> = nom::bytes::complete::take(n).parse(*i);
-    match result {
-        Ok(pair) => pair,
-        // take(n) cannot fail for n <= len; stay put if it ever does.
-        Err(_) => (*i, *i),
-    }
+    // Input::take_split counts bytes for text (the `take` combinator counts
+    // chars); `n` always comes from a byte position found in the fragment.
+    nom::Input::take_split(i, n.min(i.fragment().len()))
 }
 
 // ---- whitespace and comments ----
@@ -592,13 +589,13 @@ fn number(i: In) -> PResult<ValueKind> {
     let digits: String = text.fragment().chars().filter(|c| *c != '_').collect();
     let span = span_between(&start, &i);
     if unit.fragment().is_empty() {
-        let value = digits.parse::<i64>().unwrap_or_else(|_| {
+        let Ok(value) = digits.parse::<i64>() else {
             record(
                 &start,
                 too_large(span, "integers go up to 9223372036854775807"),
             );
-            0
-        });
+            return Ok((i, ValueKind::Invalid));
+        };
         return Ok((i, ValueKind::Int(value)));
     }
     let unit_span = span_between(&unit, &i);
@@ -610,19 +607,16 @@ fn number(i: In) -> PResult<ValueKind> {
                 .help("remove the `-`"),
         );
     }
-    let amount = digits
-        .trim_start_matches('-')
-        .parse::<u64>()
-        .unwrap_or_else(|_| {
-            record(
-                &start,
-                too_large(span, "amounts with a unit must fit in 64 bits"),
-            );
-            0
-        });
+    let Ok(amount) = digits.trim_start_matches('-').parse::<u64>() else {
+        record(
+            &start,
+            too_large(span, "amounts with a unit must fit in 64 bits"),
+        );
+        return Ok((i, ValueKind::Invalid));
+    };
     let kind = quantity(amount, unit.fragment()).unwrap_or_else(|| {
         record(&start, unknown_unit(unit.fragment(), unit_span));
-        ValueKind::Int(0)
+        ValueKind::Invalid
     });
     Ok((i, kind))
 }
@@ -696,6 +690,13 @@ fn string(i: In) -> PResult<String> {
             Some('"') => return Ok((take_bytes(&i, 1).0, out)),
             Some('\\') => i = escape(i, &mut out),
             _ => {
+                // The quote was probably forgotten before a closing bracket on
+                // this line: end the string there so the block still closes.
+                if let Some(closer) = out.rfind(['}', ']', ')']) {
+                    let back = out.len() - closer;
+                    out.truncate(closer);
+                    i = advance_to(&open, offset(&i) - back);
+                }
                 record(
                     &open,
                     Diagnostic::error("E003", "unterminated string")
@@ -868,6 +869,10 @@ mod tests {
         assert!(matches!(first_value("x = colo"), ValueKind::Ref(n) if n.text == "colo"));
         match first_value(r#"x = "a\n\"b\" \u{e9}""#) {
             ValueKind::Str(s) => assert_eq!(s, "a\n\"b\" é"),
+            other => panic!("{other:?}"),
+        }
+        match first_value("x = \"Café ☃\"") {
+            ValueKind::Str(s) => assert_eq!(s, "Café ☃"),
             other => panic!("{other:?}"),
         }
         match first_value("x = secret(\"blog.key\")") {
