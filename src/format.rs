@@ -115,8 +115,12 @@ impl<'a> Printer<'a> {
     fn trailing_comments(&mut self, end: usize) {
         while let Some(comment) = self.comments.get(self.next_comment) {
             let inside = comment.span.start < end;
-            let same_line =
-                comment.span.start >= end && !self.text[end..comment.span.start].contains('\n');
+            // Trailing: nothing but blanks (or a list's comma) between `end`
+            // and the comment.
+            let same_line = comment.span.start >= end
+                && self.text[end..comment.span.start]
+                    .chars()
+                    .all(|c| matches!(c, ' ' | '\t' | ','));
             if !inside && !same_line {
                 break;
             }
