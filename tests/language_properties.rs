@@ -251,7 +251,7 @@ proptest! {
         let newlines: Vec<usize> = text.match_indices('\n').map(|(i, _)| i + 1).collect();
         let mut edited = text.clone();
         let mut inserts: Vec<(usize, String)> = spaces.into_iter().map(|(at, s)| (newlines[at % newlines.len()], s)).collect();
-        inserts.sort_by(|a, b| b.0.cmp(&a.0));
+        inserts.sort_by_key(|insert| std::cmp::Reverse(insert.0));
         for (at, s) in inserts {
             let s = if s.contains('#') && !s.ends_with('\n') { format!("{s}\n") } else { s };
             edited.insert_str(at.min(edited.len()), &s);
