@@ -27,16 +27,16 @@ pub struct Declaration<'p> {
 /// Every declaration of a spec, by kind and name.
 #[derive(Default)]
 pub struct Symbols<'p> {
-    pub declared: BTreeMap<(Kind, String), Declaration<'p>>,
+    pub declared: BTreeMap<Kind, BTreeMap<&'p str, Declaration<'p>>>,
 }
 
 impl<'p> Symbols<'p> {
     pub fn get(&self, kind: Kind, name: &str) -> Option<&Declaration<'p>> {
-        self.declared.get(&(kind, name.to_string()))
+        self.declared.get(&kind).and_then(|names| names.get(name))
     }
 
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Declaration<'p>> {
-        self.declared.values().filter(move |d| d.kind == kind)
+        self.declared.get(&kind).into_iter().flat_map(BTreeMap::values)
     }
 
     pub fn count(&self, kind: Kind) -> usize {
@@ -120,8 +120,7 @@ impl<'p> Checker<'p> {
             if name.quoted {
                 continue;
             }
-            let key = (kind, name.text.clone());
-            if let Some(first) = self.symbols.declared.get(&key) {
+            if let Some(first) = self.symbols.get(kind, &name.text) {
                 let first_span = first.name.span;
                 self.report(
                     Diagnostic::error(
@@ -136,7 +135,9 @@ impl<'p> Checker<'p> {
             }
             self.symbols
                 .declared
-                .insert(key, Declaration { kind, name, entry });
+                .entry(kind)
+                .or_default()
+                .insert(&name.text, Declaration { kind, name, entry });
         }
     }
 
@@ -190,22 +191,19 @@ impl<'p> Checker<'p> {
         schema: &'static Schema,
         ctx: &Context,
     ) {
-        let mut seen: HashMap<String, Span> = HashMap::new();
+        // (key, label) of each entry seen so far; blocks are small, so a
+        // list beats hashing owned strings.
+        let mut seen: Vec<(&str, Option<&str>, Span)> = Vec::with_capacity(block.entries.len());
         for entry in &block.entries {
             let key = entry.key.text.as_str();
-            let mut identity = key.to_string();
+            let mut label = None;
             if let Some(field) = schema.field(key) {
                 if field.labelled {
-                    identity = format!(
-                        "{key} {}",
-                        entry.labels.first().map_or("", |l| l.text.as_str())
-                    );
+                    label = Some(entry.labels.first().map_or("", |l| l.text.as_str()));
                 }
                 self.field(entry, field, ctx);
             } else if let Some(sub) = schema.block(key) {
-                if let Some(label) = entry.labels.first() {
-                    identity = format!("{key} {}", label.text);
-                }
+                label = entry.labels.first().map(|l| l.text.as_str());
                 self.labels(entry, sub, ctx);
                 self.body(entry, sub, ctx);
             } else if let Some(ty) = schema.open {
@@ -214,13 +212,16 @@ impl<'p> Checker<'p> {
                 self.unknown_field(owner, entry, schema);
                 continue;
             }
-            if let Some(first) = seen.insert(identity.clone(), entry.head_span()) {
+            if let Some(&(_, _, first)) = seen.iter().find(|(k, l, _)| *k == key && *l == label) {
+                let identity = label.map_or_else(|| key.to_string(), |l| format!("{key} {l}"));
                 self.report(
                     Diagnostic::error("E103", format!("`{identity}` is set twice"))
                         .primary(entry.head_span(), "set again here")
                         .secondary(first, "first set here")
                         .help("keep one of them"),
                 );
+            } else {
+                seen.push((key, label, entry.head_span()));
             }
         }
         let broken = self
@@ -228,7 +229,7 @@ impl<'p> Checker<'p> {
             .iter()
             .any(|b| b.file == block.span.file && block.span.range().contains(&b.start));
         for field in schema.fields.iter().filter(|f| f.required) {
-            if !seen.contains_key(field.name) && !broken {
+            if !broken && !seen.iter().any(|(k, _, _)| *k == field.name) {
                 self.report(missing_field(owner, schema, field));
             }
         }
@@ -499,7 +500,7 @@ impl<'p> Checker<'p> {
             .symbols
             .declared
             .values()
-            .find(|d| d.name.text == name.text)
+            .find_map(|names| names.get(name.text.as_str()))
             .map(|d| (d.kind, d.name.span));
         if let Some((other_kind, other_span)) = other {
             self.report(
