@@ -17,12 +17,16 @@ fn check(c: &mut Criterion) {
         let report = sitec::compile::check_text(&mut sources, "bench.site", &text);
         assert_eq!(report.errors(), 0, "generated spec has errors");
         group.throughput(Throughput::Bytes(text.len() as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(format!("{hosts}x{apps}")), &text, |b, text| {
-            b.iter(|| {
-                let mut sources = SourceMap::new();
-                sitec::compile::check_text(&mut sources, "bench.site", text)
-            });
-        });
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{hosts}x{apps}")),
+            &text,
+            |b, text| {
+                b.iter(|| {
+                    let mut sources = SourceMap::new();
+                    sitec::compile::check_text(&mut sources, "bench.site", text)
+                });
+            },
+        );
     }
     group.finish();
 }

@@ -24,7 +24,9 @@ pub fn spec(hosts: usize, apps: usize) -> String {
     for d in 0..databases {
         let primary = (d * 10 + 2) % hosts;
         let standby = (d * 10 + 12) % hosts;
-        out.push_str(&format!("database db{d} {{ engine = postgres  primary = h{primary}  standby = h{standby} }}\n"));
+        out.push_str(&format!(
+            "database db{d} {{ engine = postgres  primary = h{primary}  standby = h{standby} }}\n"
+        ));
     }
     for a in 0..apps {
         let db = a % databases;

@@ -36,7 +36,10 @@ impl<'p> Symbols<'p> {
     }
 
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Declaration<'p>> {
-        self.declared.get(&kind).into_iter().flat_map(BTreeMap::values)
+        self.declared
+            .get(&kind)
+            .into_iter()
+            .flat_map(BTreeMap::values)
     }
 
     pub fn count(&self, kind: Kind) -> usize {
