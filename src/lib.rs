@@ -12,6 +12,7 @@
 //! `format` prints a syntax tree back in canonical layout. Only `modules`
 //! (which reads the files a spec imports) and the commands in `cli` do IO.
 
+pub mod model;
 pub mod compile;
 pub mod diagnostic;
 pub mod format;

@@ -1,0 +1,455 @@
+//! The fleet model: a checked spec as typed data.
+//!
+//! Built from the syntax trees once `resolve` has found no errors, so every
+//! reference names a declaration and every value has its schema type; the
+//! builder reads them without re-checking. It adds what the spec leaves to
+//! sitec: where each app's replicas run, which port each service listens on,
+//! the names of databases and roles. Everything keeps the span of the spec
+//! line that produced it. Pure: no IO.
+
+mod placement;
+mod read;
+
+use crate::diagnostic::Diagnostic;
+use crate::modules::Program;
+use crate::resolve::schema::Kind;
+use crate::resolve::Symbols;
+use crate::source::Span;
+use crate::syntax::ast::{Block, Entry, Item, Value, ValueKind};
+use read::Fields;
+use std::collections::BTreeMap;
+
+/// An index into `Fleet::hosts` (and so on for the other kinds).
+pub type HostId = usize;
+pub type AppId = usize;
+pub type DatabaseId = usize;
+pub type ProviderId = usize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Ssh,
+    Local,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub user: String,
+    pub port: u16,
+    pub known_hosts: Option<String>,
+    pub identity: Option<String>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub provider: ProviderId,
+    /// As written; `None` for hosts of a local provider until the fleet
+    /// gives them one (see `Fleet::address`).
+    pub address: Option<String>,
+    pub roles: Vec<String>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Postgres,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Shared,
+    Dedicated,
+}
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub name: String,
+    pub engine: Engine,
+    pub tier: Tier,
+    pub primary: HostId,
+    /// The Postgres standby or the Redis replica.
+    pub follower: Option<HostId>,
+    pub port: u16,
+    pub span: Span,
+    /// The span of `standby = ...` or `replica = ...`.
+    pub follower_span: Option<Span>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Static {
+    pub url: String,
+    pub dir: String,
+    pub span: Span,
+}
+
+/// `databases { alias = database }` of an app.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub alias: String,
+    pub database: DatabaseId,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub name: String,
+    pub command: String,
+    pub replicas: u32,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: String,
+    pub source: String,
+    pub python: String,
+    pub wsgi: String,
+    pub domains: Vec<(String, Span)>,
+    pub replicas: u32,
+    /// Runners pinned in the spec (`runners = [...]`).
+    pub pinned: Vec<HostId>,
+    pub paths: Vec<String>,
+    pub requirements: String,
+    pub max_body: u64,
+    pub statics: Vec<Static>,
+    pub bindings: Vec<Binding>,
+    pub workers: Vec<Worker>,
+    /// The port nginx listens on for this app on every runner.
+    pub port: u16,
+    pub span: Span,
+    /// Where replicas, domains etc. are written, for diagnostics.
+    pub replicas_span: Span,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Keep {
+    pub hourly: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Backup {
+    pub name: String,
+    pub from: Vec<(HostId, Span)>,
+    pub to: HostId,
+    pub to_span: Span,
+    pub every_ms: u64,
+    pub keep: Keep,
+    pub span: Span,
+}
+
+/// One `settings` layer as written in the spec.
+#[derive(Debug, Clone)]
+pub struct SettingsLayer {
+    pub target: Target,
+    pub values: Vec<(String, Value)>,
+    pub span: Span,
+}
+
+/// Whom a settings layer applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Base,
+    Host(HostId),
+    /// The app's own `settings` block, or `settings app A`.
+    App(AppId),
+    AppOnHost(AppId, HostId),
+}
+
+/// A role's declaration (its resources are expanded per host later).
+#[derive(Debug, Clone)]
+pub struct Role<'p> {
+    pub name: String,
+    pub block: &'p Block,
+    pub span: Span,
+}
+
+/// The whole fleet, typed.
+#[derive(Debug)]
+pub struct Fleet<'p> {
+    pub providers: Vec<Provider>,
+    pub hosts: Vec<Host>,
+    pub databases: Vec<Database>,
+    pub apps: Vec<App>,
+    pub backups: Vec<Backup>,
+    pub roles: BTreeMap<String, Role<'p>>,
+    pub settings: Vec<SettingsLayer>,
+    /// `checks { rule = severity }`, as written.
+    pub check_levels: Vec<(String, String, Span)>,
+    /// For each app, the runners its replicas run on.
+    pub placement: Vec<Vec<HostId>>,
+    /// Addresses given to hosts of local providers.
+    pub local_addresses: BTreeMap<HostId, String>,
+}
+
+impl Fleet<'_> {
+    pub fn host_named(&self, name: &str) -> Option<HostId> {
+        self.hosts.iter().position(|h| h.name == name)
+    }
+
+    pub fn app_named(&self, name: &str) -> Option<AppId> {
+        self.apps.iter().position(|a| a.name == name)
+    }
+
+    /// The address other hosts reach `host` at.
+    pub fn address(&self, host: HostId) -> String {
+        let h = &self.hosts[host];
+        h.address.clone().or_else(|| self.local_addresses.get(&host).cloned()).unwrap_or_else(|| h.name.clone())
+    }
+
+    pub fn has_role(&self, host: HostId, role: &str) -> bool {
+        self.hosts[host].roles.iter().any(|r| r == role)
+    }
+
+    pub fn hosts_with_role<'a>(&'a self, role: &'a str) -> impl Iterator<Item = HostId> + 'a {
+        (0..self.hosts.len()).filter(move |h| self.has_role(*h, role))
+    }
+
+    /// The apps whose replicas run on `host`.
+    pub fn apps_on(&self, host: HostId) -> impl Iterator<Item = AppId> + '_ {
+        (0..self.apps.len()).filter(move |a| self.placement[*a].contains(&host))
+    }
+
+    pub fn provider_of(&self, host: HostId) -> &Provider {
+        &self.providers[self.hosts[host].provider]
+    }
+}
+
+/// Network numbers local hosts get: `10.77.0.0/24`, the gateway at `.1`.
+pub const LOCAL_SUBNET: &str = "10.77.0";
+
+/// Builds the model of a program that checked clean.
+pub fn build<'p>(program: &'p Program, symbols: &Symbols<'p>) -> (Fleet<'p>, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let entries: Vec<&'p Entry> = program
+        .modules
+        .iter()
+        .flat_map(|m| m.ast.items.iter())
+        .filter_map(|item| match item {
+            Item::Entry(e) => Some(e),
+            Item::Use(_) => None,
+        })
+        .collect();
+    let index = |kind: Kind| -> BTreeMap<&str, usize> {
+        symbols.of_kind(kind).enumerate().map(|(i, d)| (d.name.text.as_str(), i)).collect()
+    };
+    let provider_ids = index(Kind::Provider);
+    let host_ids = index(Kind::Host);
+    let database_ids = index(Kind::Database);
+    let app_ids = index(Kind::App);
+
+    let providers: Vec<Provider> = symbols.of_kind(Kind::Provider).map(|d| provider(d.entry)).collect();
+    let hosts: Vec<Host> = symbols.of_kind(Kind::Host).map(|d| host(d.entry, &provider_ids)).collect();
+    let databases: Vec<Database> = symbols.of_kind(Kind::Database).map(|d| database(d.entry, &host_ids)).collect();
+    let mut apps: Vec<App> =
+        symbols.of_kind(Kind::App).map(|d| app(d.entry, &host_ids, &database_ids)).collect();
+    let backups: Vec<Backup> = symbols.of_kind(Kind::Backup).map(|d| backup(d.entry, &host_ids)).collect();
+    let roles = symbols
+        .of_kind(Kind::Role)
+        .filter_map(|d| {
+            let block = d.entry.block()?;
+            Some((d.name.text.clone(), Role { name: d.name.text.clone(), block, span: d.name.span }))
+        })
+        .collect();
+
+    let mut settings = Vec::new();
+    let mut check_levels = Vec::new();
+    for entry in &entries {
+        match entry.key.text.as_str() {
+            "settings" => settings.extend(settings_layer(entry, &host_ids, &app_ids)),
+            "checks" => {
+                for (key, value) in Fields::of(entry).all() {
+                    if let ValueKind::Ref(word) = &value.kind {
+                        check_levels.push((key.to_string(), word.text.clone(), value.span));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for (id, a) in apps.iter().enumerate() {
+        if let Some(entry) = symbols.get(Kind::App, &a.name).map(|d| d.entry) {
+            if let Some(block) = Fields::of(entry).block("settings") {
+                settings.push(SettingsLayer { target: Target::App(id), values: open_values(block), span: block.span });
+            }
+        }
+    }
+
+    placement::assign_ports(&mut apps);
+    let mut fleet = Fleet {
+        providers,
+        hosts,
+        databases,
+        apps,
+        backups,
+        roles,
+        settings,
+        check_levels,
+        placement: Vec::new(),
+        local_addresses: BTreeMap::new(),
+    };
+    fleet.placement = placement::place_apps(&fleet, &mut diagnostics);
+    fleet.local_addresses = placement::local_addresses(&fleet);
+    (fleet, diagnostics)
+}
+
+fn provider(entry: &Entry) -> Provider {
+    let f = Fields::of(entry);
+    Provider {
+        name: f.name(),
+        kind: if f.word("kind") == Some("local") { ProviderKind::Local } else { ProviderKind::Ssh },
+        user: f.string("user").unwrap_or("root").to_string(),
+        port: f.port("port").unwrap_or(22),
+        known_hosts: f.string("known_hosts").map(str::to_string),
+        identity: f.string("identity").map(str::to_string),
+        span: entry.head_span(),
+    }
+}
+
+fn host(entry: &Entry, providers: &BTreeMap<&str, usize>) -> Host {
+    let f = Fields::of(entry);
+    Host {
+        name: f.name(),
+        provider: f.reference("provider", providers).unwrap_or(0),
+        address: f.string("address").map(str::to_string),
+        roles: f.words("roles"),
+        span: entry.head_span(),
+    }
+}
+
+fn database(entry: &Entry, hosts: &BTreeMap<&str, usize>) -> Database {
+    let f = Fields::of(entry);
+    let engine = if f.word("engine") == Some("redis") { Engine::Redis } else { Engine::Postgres };
+    let follower_key = if engine == Engine::Postgres { "standby" } else { "replica" };
+    let default_port = if engine == Engine::Postgres { 5432 } else { 6379 };
+    Database {
+        name: f.name(),
+        engine,
+        tier: if f.word("tier") == Some("dedicated") { Tier::Dedicated } else { Tier::Shared },
+        primary: f.reference("primary", hosts).unwrap_or(0),
+        follower: f.reference(follower_key, hosts),
+        port: f.port("port").unwrap_or(default_port),
+        span: entry.head_span(),
+        follower_span: f.value(follower_key).map(|v| v.span),
+    }
+}
+
+fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, usize>) -> App {
+    let f = Fields::of(entry);
+    let statics = f
+        .labelled("static")
+        .map(|(url, value)| Static {
+            url: url.to_string(),
+            dir: read::as_str(value).unwrap_or_default().to_string(),
+            span: value.span,
+        })
+        .collect();
+    let bindings = f
+        .block("databases")
+        .map(|block| {
+            open_values(block)
+                .into_iter()
+                .filter_map(|(alias, value)| {
+                    let ValueKind::Ref(name) = &value.kind else { return None };
+                    let database = *databases.get(name.text.as_str())?;
+                    Some(Binding { alias, database, span: value.span })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let workers = f
+        .blocks("worker")
+        .map(|w| {
+            let wf = Fields::of(w);
+            Worker {
+                name: wf.name(),
+                command: wf.string("command").unwrap_or_default().to_string(),
+                replicas: wf.int("replicas").map_or(1, |n| n.clamp(1, 64) as u32),
+                span: w.head_span(),
+            }
+        })
+        .collect();
+    let pinned: Vec<HostId> = f.references("runners", hosts);
+    let replicas = f.int("replicas").map_or(pinned.len().max(1) as u32, |n| n.clamp(0, 1000) as u32);
+    App {
+        name: f.name(),
+        source: f.string("source").unwrap_or_default().to_string(),
+        python: f.string("python").unwrap_or("3.11").to_string(),
+        wsgi: f.string("wsgi").unwrap_or_default().to_string(),
+        domains: f.strings_with_spans("domains"),
+        replicas,
+        pinned,
+        paths: {
+            let paths = f.strings("paths");
+            if paths.is_empty() {
+                vec![".".to_string()]
+            } else {
+                paths
+            }
+        },
+        requirements: f.string("requirements").unwrap_or("requirements.txt").to_string(),
+        max_body: f.size("max_body").unwrap_or(10 << 20),
+        statics,
+        bindings,
+        workers,
+        port: 0,
+        span: entry.head_span(),
+        replicas_span: f.value("replicas").map_or(entry.head_span(), |v| v.span),
+    }
+}
+
+fn backup(entry: &Entry, hosts: &BTreeMap<&str, usize>) -> Backup {
+    let f = Fields::of(entry);
+    let keep = f.block("keep").map(|k| {
+        let kf = Fields::of_block(k);
+        let n = |key: &str| kf.int(key).map_or(0, |n| n.clamp(0, 100_000) as u32);
+        Keep { hourly: n("hourly"), daily: n("daily"), weekly: n("weekly"), monthly: n("monthly") }
+    });
+    Backup {
+        name: f.name(),
+        from: f
+            .list("from")
+            .iter()
+            .filter_map(|v| match &v.kind {
+                ValueKind::Ref(n) => hosts.get(n.text.as_str()).map(|h| (*h, v.span)),
+                _ => None,
+            })
+            .collect(),
+        to: f.reference("to", hosts).unwrap_or(0),
+        to_span: f.value("to").map_or(entry.head_span(), |v| v.span),
+        every_ms: f.duration_ms("every").unwrap_or(3_600_000),
+        keep: keep.unwrap_or(Keep { hourly: 24, daily: 14, weekly: 8, monthly: 12 }),
+        span: entry.head_span(),
+    }
+}
+
+fn settings_layer(
+    entry: &Entry,
+    hosts: &BTreeMap<&str, usize>,
+    apps: &BTreeMap<&str, usize>,
+) -> Option<SettingsLayer> {
+    let words: Vec<&str> = entry.labels.iter().map(|l| l.text.as_str()).collect();
+    let target = match words.as_slice() {
+        ["base"] => Target::Base,
+        ["host", h] => Target::Host(*hosts.get(h)?),
+        ["app", a] => Target::App(*apps.get(a)?),
+        ["app", a, "host", h] => Target::AppOnHost(*apps.get(a)?, *hosts.get(h)?),
+        _ => return None,
+    };
+    let block = entry.block()?;
+    Some(SettingsLayer { target, values: open_values(block), span: entry.head_span() })
+}
+
+/// The `key = value` entries of an open block (settings, databases).
+fn open_values(block: &Block) -> Vec<(String, Value)> {
+    block.entries.iter().filter_map(|e| Some((e.key.text.clone(), e.value()?.clone()))).collect()
+}

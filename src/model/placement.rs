@@ -1,0 +1,131 @@
+//! What the spec leaves to sitec: on which runners each app's replicas run,
+//! which port each app listens on, and the addresses of local hosts.
+//!
+//! Every choice is deterministic and stable: adding an app or a host moves
+//! as little as possible of what was already placed (ports and local
+//! addresses come from a hash of the name, not from declaration order).
+
+use super::{App, Fleet, HostId};
+use crate::diagnostic::Diagnostic;
+use std::collections::BTreeSet;
+
+/// Ports apps listen on, on runners (nginx, towards the balancers).
+const APP_PORTS: std::ops::Range<u16> = 8100..9000;
+
+/// FNV-1a: a tiny, stable hash (the standard library's is randomized).
+pub fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Gives each app a port from its name's hash, probing past collisions in
+/// name order, so an app keeps its port when others come and go.
+pub fn assign_ports(apps: &mut [App]) {
+    let span = u64::from(APP_PORTS.end - APP_PORTS.start);
+    let mut taken = BTreeSet::new();
+    let mut order: Vec<usize> = (0..apps.len()).collect();
+    order.sort_by(|a, b| apps[*a].name.cmp(&apps[*b].name));
+    for id in order {
+        let mut slot = stable_hash(&apps[id].name) % span;
+        while taken.contains(&slot) {
+            slot = (slot + 1) % span;
+        }
+        taken.insert(slot);
+        apps[id].port = APP_PORTS.start + u16::try_from(slot).unwrap_or(0);
+    }
+}
+
+/// Places every app's replicas on runners: pinned runners as given, others
+/// spread over providers first, then over the least loaded runners.
+pub fn place_apps(fleet: &Fleet, diagnostics: &mut Vec<Diagnostic>) -> Vec<Vec<HostId>> {
+    let runners: Vec<HostId> = fleet.hosts_with_role("runner").collect();
+    let mut load = vec![0usize; fleet.hosts.len()];
+    let mut placement = Vec::with_capacity(fleet.apps.len());
+    for app in &fleet.apps {
+        let chosen = if app.pinned.is_empty() {
+            choose(fleet, app, &runners, &load, diagnostics)
+        } else {
+            pinned(fleet, app, diagnostics)
+        };
+        for host in &chosen {
+            load[*host] += 1;
+        }
+        placement.push(chosen);
+    }
+    placement
+}
+
+fn pinned(fleet: &Fleet, app: &App, diagnostics: &mut Vec<Diagnostic>) -> Vec<HostId> {
+    for host in &app.pinned {
+        if !fleet.has_role(*host, "runner") {
+            diagnostics.push(
+                Diagnostic::error("E201", format!("app `{}` is pinned to `{}`, which is not a runner", app.name, fleet.hosts[*host].name))
+                    .primary(app.span, format!("runs on {}", fleet.hosts[*host].name))
+                    .secondary(fleet.hosts[*host].span, "this host has no `runner` role")
+                    .help("add `runner` to the host's roles, or pin the app elsewhere"),
+            );
+        }
+    }
+    if app.replicas as usize > app.pinned.len() {
+        diagnostics.push(
+            Diagnostic::error("E200", format!("app `{}` wants {} replicas but is pinned to {} runners", app.name, app.replicas, app.pinned.len()))
+                .primary(app.replicas_span, "too many replicas")
+                .help("pin it to more runners, or lower `replicas`"),
+        );
+    }
+    let mut hosts = app.pinned.clone();
+    hosts.dedup();
+    hosts
+}
+
+fn choose(fleet: &Fleet, app: &App, runners: &[HostId], load: &[usize], diagnostics: &mut Vec<Diagnostic>) -> Vec<HostId> {
+    let wanted = app.replicas as usize;
+    if wanted > runners.len() {
+        let message = if runners.is_empty() {
+            format!("app `{}` has no runner to run on", app.name)
+        } else {
+            format!("app `{}` wants {wanted} replicas but the fleet has {} runners", app.name, runners.len())
+        };
+        diagnostics.push(
+            Diagnostic::error("E200", message)
+                .primary(app.replicas_span, "replicas are placed on distinct runners")
+                .help("give more hosts the `runner` role, or lower `replicas`"),
+        );
+    }
+    let mut chosen: Vec<HostId> = Vec::new();
+    while chosen.len() < wanted.min(runners.len()) {
+        let best = runners
+            .iter()
+            .copied()
+            .filter(|h| !chosen.contains(h))
+            .min_by_key(|h| {
+                let same_provider = chosen.iter().filter(|c| fleet.hosts[**c].provider == fleet.hosts[*h].provider).count();
+                (same_provider, load[*h], *h)
+            });
+        match best {
+            Some(host) => chosen.push(host),
+            None => break,
+        }
+    }
+    chosen.sort_unstable();
+    chosen
+}
+
+/// Addresses for hosts of local providers that have none: `10.77.0.N`,
+/// N from the name's hash in 10..=250, probing past collisions.
+pub fn local_addresses(fleet: &Fleet) -> std::collections::BTreeMap<HostId, String> {
+    let mut taken: BTreeSet<u64> = BTreeSet::new();
+    let mut addresses = std::collections::BTreeMap::new();
+    let mut local: Vec<HostId> = (0..fleet.hosts.len())
+        .filter(|h| fleet.hosts[*h].address.is_none() && fleet.provider_of(*h).kind == super::ProviderKind::Local)
+        .collect();
+    local.sort_by(|a, b| fleet.hosts[*a].name.cmp(&fleet.hosts[*b].name));
+    for host in local {
+        let mut n = stable_hash(&fleet.hosts[host].name) % 241;
+        while taken.contains(&n) {
+            n = (n + 1) % 241;
+        }
+        taken.insert(n);
+        addresses.insert(host, format!("{}.{}", super::LOCAL_SUBNET, n + 10));
+    }
+    addresses
+}
