@@ -163,7 +163,9 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        if std::env::var_os("SITEC_KEEP_SCRATCH").is_none() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -546,12 +548,11 @@ impl Postgres {
                     .args(["-c", query]))
             })
             .map(|out| out.trim().to_owned());
-        let _ = run(self.command("pg_ctl").arg("-D").arg(config).args([
-            "-m",
-            "immediate",
-            "-w",
-            "stop",
-        ]));
+        let _ = run(self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(config)
+            .args(["-m", "fast", "-w", "stop"]));
         answer.map_err(|e| {
             let log = fs::read_to_string(log).unwrap_or_default();
             format!("{e}\nserver log:\n{log}")
@@ -576,6 +577,7 @@ fn postgres_starts_on_every_config() {
         "--encoding=UTF8",
         "--locale=C",
         "--no-instructions",
+        "--no-sync",
     ]))
     .expect("initdb");
 
