@@ -795,3 +795,83 @@ fn render_one() {
     let rendered = render(template, &context).unwrap_or_else(|e| panic!("{e}"));
     fs::write(output, rendered).unwrap_or_else(|e| panic!("{output}: {e}"));
 }
+
+/// Field paths per template, from the tables of templates/README.md
+/// (`static[].url` is the key `url` of each element of the list `static`).
+fn documented_fields() -> Vec<(String, Vec<String>)> {
+    let readme =
+        fs::read_to_string(repo().join("templates/README.md")).expect("templates/README.md");
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    for line in readme.lines() {
+        if let Some(name) = line
+            .strip_prefix("## `")
+            .and_then(|l| l.strip_suffix(".hbs`"))
+        {
+            sections.push((name.to_owned(), Vec::new()));
+        } else if let (Some(row), Some((_, fields))) =
+            (line.strip_prefix("| `"), sections.last_mut())
+        {
+            if let Some((field, _)) = row.split_once('`') {
+                fields.push(field.to_owned());
+            }
+        }
+    }
+    sections
+}
+
+/// Every field path of a context, in the README's notation.
+fn field_paths(value: &Value, prefix: &str, out: &mut Vec<String>) {
+    let Value::Object(map) = value else { return };
+    for (key, value) in map {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        out.push(path.clone());
+        match value {
+            Value::Object(_) => field_paths(value, &path, out),
+            Value::Array(items) => {
+                for item in items {
+                    field_paths(item, &format!("{path}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn readme_documents_every_context_field() {
+    let documented = documented_fields();
+    let mut failures = Vec::new();
+    for template in templates() {
+        let Some((_, fields)) = documented.iter().find(|(t, _)| *t == template) else {
+            failures.push(format!(
+                "templates/README.md has no section ## `{template}.hbs`"
+            ));
+            continue;
+        };
+        for sample in samples(&template) {
+            let mut paths = Vec::new();
+            field_paths(&sample.context, "", &mut paths);
+            for path in &paths {
+                if !fields.contains(path) {
+                    failures.push(format!(
+                        "{}: `{path}` is not in templates/README.md",
+                        sample.label()
+                    ));
+                }
+            }
+            for field in fields.iter().filter(|f| !f.contains(['.', '['])) {
+                if !paths.contains(field) {
+                    failures.push(format!(
+                        "{}: lacks `{field}` (send optional fields as null)",
+                        sample.label()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
