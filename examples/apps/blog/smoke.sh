@@ -15,7 +15,7 @@
 #    counter in Redis, https seen through X-Forwarded-Proto), the stylesheet
 #    (from nginx, with cache headers, never reaching gunicorn), /healthz (still
 #    200 with the database and the cache stopped), and a 403 for a client that
-#    is not a balancer
+#    is not a balancer; gunicorn sends READY=1 to NOTIFY_SOCKET (its unit is Type=notify)
 #
 # Environment: PYTHON (default python3.11), WHEELHOUSE (default target/wheelhouse),
 # SMOKE_PORT_BASE (default 25000: Postgres +432, Redis +379, gunicorn +801, nginx +800),
@@ -210,7 +210,19 @@ export DJANGO_SETTINGS_MODULE=blog.settings
 [ -s "$work/release/collected_static/posts/blog.css" ] || die "collectstatic wrote no blog.css"
 
 say "gunicorn on 127.0.0.1:$gunicorn_port, nginx on 127.0.0.1:$nginx_port"
-(cd "$work/release" && exec "$work/venv/bin/gunicorn" --config "$work/gunicorn.conf.py") &
+# The unit is Type=notify: gunicorn must tell systemd it is ready. A datagram
+# socket stands in for systemd's.
+"$work/venv/bin/python" -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(30)
+print(s.recv(4096).decode(), flush=True)
+' "$work/notify.sock" >"$work/notify.out" &
+pids+=($!)
+wait_for "the notify socket" test -S "$work/notify.sock"
+(cd "$work/release" && NOTIFY_SOCKET="$work/notify.sock" exec "$work/venv/bin/gunicorn" \
+  --config "$work/gunicorn.conf.py") &
 pids+=($!)
 said=$(nginx -t -q -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>&1) && [ -z "$said" ] ||
   die "nginx -t: $said"
@@ -219,6 +231,7 @@ pids+=($!)
 url=http://127.0.0.1:$nginx_port
 wait_for gunicorn curl -fsS -H "Host: $host" "http://127.0.0.1:$gunicorn_port/healthz"
 wait_for nginx curl -fsS -H "Host: $host" "$url/healthz"
+wait_for "gunicorn's READY=1 (Type=notify)" grep -q READY=1 "$work/notify.out"
 
 # 6. What a visitor, the balancer and a stranger see.
 page() {
