@@ -724,8 +724,12 @@ fn redis_starts_on_every_config() {
         let dir = scratch.path().join(&sample.name);
         let started = render_relocated(&sample, &dir).and_then(|(context, text)| {
             fs::create_dir_all(field(&context, "dir")).map_err(|e| e.to_string())?;
-            let log = Path::new(field(&context, "log_file"));
-            fs::create_dir_all(log.parent().expect("in a folder")).map_err(|e| e.to_string())?;
+            for file in ["log_file", "pid_file"] {
+                let parent = Path::new(field(&context, file))
+                    .parent()
+                    .expect("in a folder");
+                fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
             let conf = dir.join("redis.conf");
             fs::write(&conf, text).map_err(|e| e.to_string())?;
             let child = Command::new(&server)
@@ -758,16 +762,19 @@ fn redis_starts_on_every_config() {
                 redis_cli(&cli, context, &["info", "replication"])
                     .is_ok_and(|out| out.contains("master_link_status:up"))
             });
-        if !up || !linked {
+        let pid_written = Path::new(field(context, "pid_file")).is_file();
+        if !up || !linked || !pid_written {
             let log = fs::read_to_string(field(context, "log_file")).unwrap_or_default();
             let _ = writeln!(
                 failures,
                 "--- {}: {}\nredis log:\n{log}\n",
                 sample.label(),
-                if up {
+                if !up {
+                    "no PONG"
+                } else if !linked {
                     "replica never linked to its primary"
                 } else {
-                    "no PONG"
+                    "no pid file"
                 }
             );
         }

@@ -137,7 +137,8 @@ secret_key=$(secret)$(secret)
 cat >"$work/ctx/redis.json" <<EOF
 { "origin": "examples/apps/blog/smoke.sh", "app": "blog", "host": "localhost",
   "bind": ["127.0.0.1"], "port": $redis_port, "dir": "$work/redis",
-  "log_file": "$work/log/redis.log", "password": "$redis_password",
+  "log_file": "$work/log/redis.log", "pid_file": "$work/redis/redis-server.pid",
+  "password": "$redis_password",
   "maxmemory": "64mb", "maxmemory_policy": "allkeys-lru", "replicaof": null }
 EOF
 cat >"$work/ctx/sitec_settings.json" <<EOF
