@@ -500,6 +500,55 @@ struct Postgres {
     user: (u32, u32),
 }
 
+/// A running server, stopped when dropped.
+struct Running<'a> {
+    pg: &'a Postgres,
+    config: PathBuf,
+    log: PathBuf,
+    socket: String,
+    port: u64,
+}
+
+impl Running<'_> {
+    fn psql(&self, query: &str) -> Result<String, String> {
+        run(self
+            .pg
+            .command("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                "postgres",
+                "-h",
+            ])
+            .arg(&self.socket)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-c", query]))
+        .map(|out| out.trim().to_owned())
+        .map_err(|e| self.with_log(&e))
+    }
+
+    fn with_log(&self, error: &str) -> String {
+        let log = fs::read_to_string(&self.log).unwrap_or_default();
+        format!("{error}\nserver log {}:\n{log}", self.log.display())
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let _ = run(self
+            .pg
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.config)
+            .args(["-m", "fast", "-w", "stop"]));
+    }
+}
+
 impl Postgres {
     /// `program` from the server's bin directory, run as the postgres user.
     fn command(&self, program: &str) -> Command {
@@ -511,9 +560,18 @@ impl Postgres {
     }
 
     fn own(&self, path: &Path) -> Result<(), String> {
-        fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if !path.exists() {
+            fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
         std::os::unix::fs::chown(path, Some(self.user.0), Some(self.user.1))
             .map_err(|e| format!("chown {}: {e}", path.display()))
+    }
+
+    /// Writes `text` to `path`, owned by the postgres user.
+    fn write(&self, path: &Path, text: &str) -> Result<(), String> {
+        fs::create_dir_all(path.parent().expect("in a folder")).map_err(|e| e.to_string())?;
+        fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        self.own(path)
     }
 
     /// A fresh cluster copied from `template`, at `data`.
@@ -522,43 +580,40 @@ impl Postgres {
         run(Command::new("cp").arg("-a").arg(template).arg(data)).map(drop)
     }
 
-    /// Starts the server on config directory `config` (which names its data
-    /// directory), runs `query` through its socket, and stops it again.
-    fn query(
+    /// Starts the server on `config` (a config directory that names its data
+    /// directory, or a data directory).
+    fn start(
         &self,
         config: &Path,
         log: &Path,
         socket: &str,
         port: u64,
-        query: &str,
-    ) -> Result<String, String> {
-        let started = run(self
+    ) -> Result<Running<'_>, String> {
+        let running = Running {
+            pg: self,
+            config: config.to_owned(),
+            log: log.to_owned(),
+            socket: socket.to_owned(),
+            port,
+        };
+        run(self
             .command("pg_ctl")
             .arg("-D")
             .arg(config)
             .arg("-l")
             .arg(log)
-            .args(["-w", "-t", "30", "start"]));
-        let answer = started
-            .and_then(|_| {
-                run(self
-                    .command("psql")
-                    .args(["-X", "-A", "-t", "-d", "postgres", "-h", socket, "-p"])
-                    .arg(port.to_string())
-                    .args(["-c", query]))
-            })
-            .map(|out| out.trim().to_owned());
-        let _ = run(self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(config)
-            .args(["-m", "fast", "-w", "stop"]));
-        answer.map_err(|e| {
-            let log = fs::read_to_string(log).unwrap_or_default();
-            format!("{e}\nserver log:\n{log}")
-        })
+            .args(["-w", "-t", "30", "start"]))
+        .map_err(|e| running.with_log(&e))?;
+        Ok(running)
     }
 }
+
+/// The pg_hba.conf the postgresql.conf samples run with (pg_hba.conf samples
+/// are checked on their own): the test connects through the socket, the
+/// standby replicates over loopback.
+const TEST_HBA: &str = "local all all peer\n\
+    host all all 127.0.0.1/32 scram-sha-256\n\
+    host replication all 127.0.0.1/32 scram-sha-256\n";
 
 #[test]
 fn postgres_starts_on_every_config() {
@@ -569,11 +624,12 @@ fn postgres_starts_on_every_config() {
         user: postgres_user(),
     };
     let scratch = Scratch::new("postgres");
-    // One initdb, copied for every sample: initdb is the slow part.
+    // One initdb, copied for every primary: initdb is the slow part.
     let template = scratch.path().join("template-cluster");
     pg.own(&template).expect("template cluster directory");
     run(pg.command("initdb").arg("-D").arg(&template).args([
-        "--auth=peer",
+        "--auth-local=peer",
+        "--auth-host=scram-sha-256",
         "--encoding=UTF8",
         "--locale=C",
         "--no-instructions",
@@ -581,68 +637,95 @@ fn postgres_starts_on_every_config() {
     ]))
     .expect("initdb");
 
-    // A standby's settings may not be lower than its primary's, which it reads
-    // from the WAL: like a base backup, its data directory is a copy of its
-    // primary sample's, after that one ran (samples run primaries first).
-    let mut primaries: Vec<(u64, PathBuf)> = Vec::new();
+    // Samples run in name order and primaries stay up, so a standby sample
+    // really streams from the primary sample on its `primary_port`: its data
+    // directory is a pg_basebackup of that primary, through the replication
+    // role and slot the standby's context names.
+    let mut primaries: Vec<Running> = Vec::new();
     check_all(Checker::PostgresConf, |sample| {
         let dir = scratch.path().join(&sample.name);
         pg.own(&dir)?;
         let (context, text) = render_relocated(sample, &dir)?;
         let data = Path::new(field(&context, "data_directory"));
-        let standby = !context["standby"].is_null();
-        let from = if standby {
-            let primary = context["standby"]["primary_port"].as_u64();
-            primaries
-                .iter()
-                .find(|(port, _)| Some(*port) == primary)
-                .map(|(_, data)| data.clone())
-                .ok_or("a standby sample must follow a primary sample on its primary_port")?
-        } else {
-            template.clone()
-        };
-        pg.copy_cluster(&from, data)?;
-        for (file, from) in [("hba_file", "pg_hba.conf"), ("ident_file", "pg_ident.conf")] {
-            let to = Path::new(field(&context, file));
-            fs::create_dir_all(to.parent().expect("in a folder")).map_err(|e| e.to_string())?;
-            fs::copy(template.join(from), to).map_err(|e| e.to_string())?;
-            std::os::unix::fs::chown(to, Some(pg.user.0), Some(pg.user.1))
-                .map_err(|e| e.to_string())?;
-        }
+        pg.write(Path::new(field(&context, "hba_file")), TEST_HBA)?;
+        pg.write(Path::new(field(&context, "ident_file")), "")?;
         let socket = field(&context, "unix_socket_directory");
         pg.own(Path::new(socket))?;
-        if standby {
-            let _ = fs::remove_file(data.join("postmaster.opts"));
-            fs::write(data.join("standby.signal"), "").map_err(|e| e.to_string())?;
-            std::os::unix::fs::chown(
-                data.join("standby.signal"),
-                Some(pg.user.0),
-                Some(pg.user.1),
-            )
-            .map_err(|e| e.to_string())?;
+        let standby = &context["standby"];
+        if standby.is_null() {
+            pg.copy_cluster(&template, data)?;
+        } else {
+            let primary = primaries
+                .iter()
+                .find(|p| Some(p.port) == standby["primary_port"].as_u64())
+                .ok_or("a standby sample must follow a primary sample on its primary_port")?;
+            let (user, password) = (
+                field(standby, "replication_user"),
+                field(standby, "replication_password"),
+            );
+            primary.psql(&format!(
+                "create role {user} with replication login password '{password}'"
+            ))?;
+            primary.psql(&format!(
+                "select pg_create_physical_replication_slot('{}')",
+                field(standby, "slot_name")
+            ))?;
+            pg.own(data.parent().expect("in a folder"))?;
+            run(pg
+                .command("pg_basebackup")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    user,
+                    "-X",
+                    "stream",
+                    "--no-sync",
+                    "-p",
+                ])
+                .arg(primary.port.to_string())
+                .arg("-D")
+                .arg(data)
+                .env("PGPASSWORD", password))
+            .map_err(|e| primary.with_log(&e))?;
+            pg.write(&data.join("standby.signal"), "")?;
         }
         let config = dir.join("config");
-        pg.own(&config)?;
-        fs::write(config.join("postgresql.conf"), text).map_err(|e| e.to_string())?;
-        let answer = pg.query(
+        pg.write(&config.join("postgresql.conf"), &text)?;
+        let server = pg.start(
             &config,
             &dir.join("server.log"),
             socket,
             port(&context, "port"),
-            "select pg_is_in_recovery()",
         )?;
-        let expected = if standby { "t" } else { "f" };
-        if !standby {
-            primaries.push((port(&context, "port"), data.to_owned()));
+        let recovering = server.psql("select pg_is_in_recovery()")?;
+        if standby.is_null() {
+            if recovering != "f" {
+                return Err(format!("a primary in recovery: {recovering:?}"));
+            }
+            primaries.push(server);
+            return Ok(());
         }
-        if answer == expected {
+        if recovering != "t" {
+            return Err(server.with_log(&format!("a standby not in recovery: {recovering:?}")));
+        }
+        let primary = primaries
+            .iter()
+            .find(|p| Some(p.port) == standby["primary_port"].as_u64())
+            .expect("found above");
+        let query = format!(
+            "select state from pg_stat_replication where application_name = '{}'",
+            field(&context, "host")
+        );
+        if eventually(Duration::from_secs(10), || {
+            primary.psql(&query).is_ok_and(|s| s == "streaming")
+        }) {
             Ok(())
         } else {
-            Err(format!(
-                "pg_is_in_recovery() is {answer:?}, expected {expected:?}"
-            ))
+            Err(server.with_log("the standby never streamed from its primary"))
         }
     });
+    drop(primaries);
 
     check_all(Checker::PostgresHba, |sample| {
         let dir = scratch.path().join(&sample.name);
@@ -650,25 +733,21 @@ fn postgres_starts_on_every_config() {
         let (_, text) = render_relocated(sample, &dir)?;
         let data = dir.join("data");
         pg.copy_cluster(&template, &data)?;
-        fs::write(data.join("pg_hba.conf"), text).map_err(|e| e.to_string())?;
+        pg.write(&data.join("pg_hba.conf"), &text)?;
         let socket = dir.join("socket");
         pg.own(&socket)?;
         let socket = socket.to_string_lossy().into_owned();
         let port = 15434;
-        fs::write(
-            data.join("postgresql.auto.conf"),
-            format!(
+        pg.write(
+            &data.join("postgresql.auto.conf"),
+            &format!(
                 "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{socket}'\n"
             ),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         // A server refuses to start on a pg_hba.conf it cannot read; once up,
         // pg_hba_file_rules lists every line it kept and any error in one.
-        let errors = pg.query(
-            &data,
-            &dir.join("server.log"),
-            &socket,
-            port,
+        let server = pg.start(&data, &dir.join("server.log"), &socket, port)?;
+        let errors = server.psql(
             "select count(*) filter (where error is not null) || ' errors, ' || count(*) || ' rules' from pg_hba_file_rules",
         )?;
         if errors.starts_with("0 errors") {
