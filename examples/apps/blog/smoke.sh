@@ -16,6 +16,9 @@
 #    (from nginx, with cache headers, never reaching gunicorn), /healthz (still
 #    200 with the database and the cache stopped), and a 403 for a client that
 #    is not a balancer; gunicorn sends READY=1 to NOTIFY_SOCKET (its unit is Type=notify)
+# 7. the gunicorn and celery units, rendered for this release, pass
+#    systemd-analyze verify; a celery task sent through redis runs in the worker
+#    and reads postgres
 #
 # Environment: PYTHON (default python3.11), WHEELHOUSE (default target/wheelhouse),
 # SMOKE_PORT_BASE (default 25000: Postgres +432, Redis +379, gunicorn +801, nginx +800),
@@ -174,11 +177,29 @@ cat >"$work/ctx/nginx.json" <<EOF
   "static": [{ "url": "/static/", "path": "$work/release/collected_static" }],
   "log_dir": "$work/log" }
 EOF
+cat >"$work/ctx/gunicorn-unit.json" <<EOF
+{ "origin": "examples/apps/blog/smoke.sh", "app": "blog", "user": "app-blog", "group": "app-blog",
+  "release_dir": "$work/release", "venv": "$work/venv", "settings_module": "blog.settings",
+  "gunicorn_config": "$work/gunicorn.conf.py", "environment_file": null,
+  "stop_timeout_seconds": 35, "log_dir": "$work/log", "writable_paths": [] }
+EOF
+cat >"$work/ctx/worker-unit.json" <<EOF
+{ "origin": "examples/apps/blog/smoke.sh", "app": "blog", "worker": "celery",
+  "user": "app-blog", "group": "app-blog", "release_dir": "$work/release",
+  "python_paths": ["$work/release", "$work/release/apps"], "settings_module": "blog.settings",
+  "environment_file": null,
+  "exec_start": "$work/venv/bin/celery -A blog worker --loglevel=INFO --concurrency=1",
+  "stop_timeout_seconds": 600, "log_dir": "$work/log", "writable_paths": [] }
+EOF
 say "rendering templates"
 render redis/redis.conf "$work/ctx/redis.json" "$work/redis.conf"
 render django/sitec_settings.py "$work/ctx/sitec_settings.json" "$work/release/sitec_settings.py"
 render runner/gunicorn.conf.py "$work/ctx/gunicorn.json" "$work/gunicorn.conf.py"
 render runner/nginx-app.conf "$work/ctx/nginx.json" "$work/nginx/blog.conf"
+mkdir "$work/units"
+render systemd/gunicorn.service "$work/ctx/gunicorn-unit.json" "$work/units/sitec-app-blog.service"
+render systemd/celery-worker.service "$work/ctx/worker-unit.json" \
+  "$work/units/sitec-app-blog-worker-celery.service"
 cat >"$work/nginx/nginx.conf" <<EOF
 user www-data;
 pid $work/nginx/nginx.pid;
@@ -210,7 +231,13 @@ export DJANGO_SETTINGS_MODULE=blog.settings
   die "manage.py"
 [ -s "$work/release/collected_static/posts/blog.css" ] || die "collectstatic wrote no blog.css"
 
-say "gunicorn on 127.0.0.1:$gunicorn_port, nginx on 127.0.0.1:$nginx_port"
+# The units point at the real venv here: systemd-analyze checks their programs exist.
+if command -v systemd-analyze >/dev/null; then
+  said=$(systemd-analyze verify --man=no "$work"/units/*.service 2>&1) && [ -z "$said" ] ||
+    die "systemd-analyze verify: $said"
+fi
+
+say "gunicorn on 127.0.0.1:$gunicorn_port, nginx on 127.0.0.1:$nginx_port, a celery worker"
 # The unit is Type=notify: gunicorn must tell systemd it is ready. A datagram
 # socket stands in for systemd's.
 "$work/venv/bin/python" -c '
@@ -224,6 +251,12 @@ pids+=($!)
 wait_for "the notify socket" test -S "$work/notify.sock"
 (cd "$work/release" && NOTIFY_SOCKET="$work/notify.sock" exec "$work/venv/bin/gunicorn" \
   --config "$work/gunicorn.conf.py") &
+pids+=($!)
+# The worker as its unit starts it: the release as working directory, the
+# app's paths in PYTHONPATH, the command of the spec.
+(cd "$work/release" && PYTHONPATH="$work/release:$work/release/apps" \
+  exec "$work/venv/bin/celery" -A blog worker --loglevel=INFO --concurrency=1 \
+  >>"$work/log/worker-celery.log" 2>&1) &
 pids+=($!)
 said=$(nginx -t -q -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>&1) && [ -z "$said" ] ||
   die "nginx -t: $said"
@@ -266,6 +299,14 @@ say "stylesheet: served by nginx with cache headers, never by gunicorn"
   -H "Host: $host" -H "X-Forwarded-For: $balancer" "$url/healthz")" = 403 ] ||
   die "a client that is not a balancer reached the app"
 say "runner port: 403 for anyone but the balancers"
+
+posts=$(cd "$work/release" && "$work/venv/bin/python" manage.py shell -v 0 -c \
+  'from posts.tasks import count_posts; print(count_posts.delay().get(timeout=30))') ||
+  die "the celery task"
+[ "$posts" = 2 ] || die "the worker counted $posts posts, not 2"
+grep -q 'posts.tasks.count_posts.*succeeded' "$work/log/worker-celery.log" ||
+  die "the task did not run in the worker"
+say "celery worker: a task through redis, run against postgres"
 
 [ "$(curl -fsS -H "Host: $host" "$url/healthz")" = ok ] || die "/healthz"
 runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pg" -m fast -w stop >/dev/null

@@ -59,3 +59,10 @@ except ModuleNotFoundError as missing:
             "NAME": BASE_DIR / "db.sqlite3",
         }
     }
+
+# Celery (blog/celery.py): the broker and the result backend are the app's redis,
+# bound as `cache` in the spec; without sitec, tasks run in the calling process.
+_redis = globals().get("SITEC_REDIS_URLS", {}).get("cache")
+CELERY_BROKER_URL = _redis or "memory://"
+CELERY_RESULT_BACKEND = _redis or "cache+memory://"
+CELERY_TASK_ALWAYS_EAGER = _redis is None
