@@ -2,9 +2,14 @@
 //! `tests/template_contexts/TEMPLATE/*.json` in handlebars strict mode, and the
 //! program that reads the rendered file accepts it: `nginx -t`, `systemd-analyze
 //! verify`, `python3` (compile, then run), a real `postgres` started on the
-//! config, a real `redis-server` answering `PING` (and a replica that follows its
-//! primary). Nothing is skipped: a missing program fails with the `apt-get` line
-//! that installs it.
+//! config (and a standby that streams from the primary sample), a real
+//! `pg_hba.conf` loaded without errors, a real `redis-server` answering `PING`
+//! (and a replica that links to the primary sample). Nothing is skipped: a
+//! missing program fails with the `apt-get` line that installs it.
+//!
+//! The contexts are also checked against `templates/README.md`: every field a
+//! sample has is documented there, and every documented field is in every
+//! sample.
 //!
 //! Sample contexts name production paths (`/srv/sitec/...`, `/var/lib/...`). The
 //! test moves every such path under a scratch directory (see `RELOCATED`), so
