@@ -1,0 +1,8 @@
+from django.urls import path
+
+from posts import views
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("healthz", views.healthz, name="healthz"),
+]
