@@ -23,6 +23,40 @@ pub enum Command {
     Check(CheckArgs),
     /// Rewrite .site files in the one canonical layout, keeping every comment
     Fmt(FmtArgs),
+    /// Compile a spec and write every host's files under DIR/HOST/, with DIR/HOST/resources.json
+    Render(RenderArgs),
+    /// Draw the resource graph (every host's resources and the order between hosts)
+    Graph(GraphArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    /// The spec
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// The folder to write into (created; a folder sitec rendered before is replaced)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Write `PLACEHOLDER...` instead of every secret (for review and snapshots);
+    /// without it, secrets come from SPEC's .secrets.toml, created as needed
+    #[arg(long)]
+    pub placeholders: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GraphArgs {
+    /// The spec
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// dot (Graphviz) or json
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -59,6 +93,8 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check(&args),
         Command::Fmt(args) => fmt(&args),
+        Command::Render(args) => render(&args),
+        Command::Graph(args) => graph(&args),
     }
 }
 
@@ -205,4 +241,67 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&temp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temp);
     })
+}
+
+/// Compiles a spec, printing its diagnostics; `None` when it has errors.
+fn compile(
+    spec: &Path,
+    secrets: &crate::compile::SecretSource,
+) -> Option<crate::compile::Rendered> {
+    let mut sources = SourceMap::new();
+    let overrides = match crate::overrides::load(spec) {
+        Ok(overrides) => overrides,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return None;
+        }
+    };
+    let rendered = crate::compile::render(&mut sources, spec, secrets, &overrides);
+    print_diagnostics(&sources, &rendered.diagnostics);
+    if rendered.errors() > 0 {
+        let n = rendered.errors();
+        eprintln!(
+            "error: `{}` has {n} error{}",
+            spec.display(),
+            if n == 1 { "" } else { "s" }
+        );
+        return None;
+    }
+    Some(rendered)
+}
+
+fn render(args: &RenderArgs) -> ExitCode {
+    let source = if args.placeholders {
+        crate::compile::SecretSource::Placeholders
+    } else {
+        crate::compile::SecretSource::File
+    };
+    let Some(rendered) = compile(&args.spec, &source) else {
+        return ExitCode::FAILURE;
+    };
+    match crate::output::write_tree(&args.out, &rendered) {
+        Ok(files) => {
+            println!(
+                "rendered {files} files for {} hosts into {}",
+                rendered.hosts.len(),
+                args.out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn graph(args: &GraphArgs) -> ExitCode {
+    let Some(rendered) = compile(&args.spec, &crate::compile::SecretSource::Placeholders) else {
+        return ExitCode::FAILURE;
+    };
+    match args.format {
+        GraphFormat::Dot => print!("{}", rendered.dot),
+        GraphFormat::Json => println!("{}", crate::output::graph_json(&rendered)),
+    }
+    ExitCode::SUCCESS
 }

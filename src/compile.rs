@@ -82,3 +82,139 @@ fn report(program: modules::Program) -> Report {
         counts,
     }
 }
+
+/// Where rendering gets secret values from.
+pub enum SecretSource {
+    /// `PLACEHOLDER...` for every secret: tests, snapshots, previews.
+    Placeholders,
+    /// The secrets file beside the spec, created and extended as needed.
+    File,
+}
+
+/// One host's desired state, in apply order.
+pub struct HostState {
+    pub name: String,
+    pub address: String,
+    pub resources: Vec<crate::resources::Resource>,
+}
+
+/// What `sitec render` produces.
+pub struct Rendered {
+    pub diagnostics: Vec<Diagnostic>,
+    pub hosts: Vec<HostState>,
+    /// `(before, after, why)` host names that apply orders.
+    pub host_order: Vec<(String, String, String)>,
+    /// Graphviz dot of the resource graph.
+    pub dot: String,
+}
+
+impl Rendered {
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+}
+
+/// Compiles the spec at `path` to every host's resources and files.
+pub fn render(
+    sources: &mut SourceMap,
+    path: &Path,
+    secrets: &SecretSource,
+    overrides: &[crate::settings::Override],
+) -> Rendered {
+    let program = modules::load(sources, path);
+    render_program(sources, &program, path, secrets, overrides)
+}
+
+fn render_program(
+    sources: &SourceMap,
+    program: &modules::Program,
+    path: &Path,
+    secret_source: &SecretSource,
+    overrides: &[crate::settings::Override],
+) -> Rendered {
+    let failed = |diagnostics: Vec<Diagnostic>| Rendered {
+        diagnostics,
+        hosts: Vec::new(),
+        host_order: Vec::new(),
+        dot: String::new(),
+    };
+    let broken: Vec<_> = program
+        .diagnostics
+        .iter()
+        .filter_map(Diagnostic::primary_span)
+        .collect();
+    let checked = resolve::check(program, &broken);
+    let mut diagnostics = program.diagnostics.clone();
+    diagnostics.extend(checked.diagnostics);
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        diagnostic::sort(&mut diagnostics);
+        return failed(diagnostics);
+    }
+    let (fleet, model_diagnostics) = crate::model::build(program, &checked.symbols);
+    diagnostics.extend(model_diagnostics);
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        diagnostic::sort(&mut diagnostics);
+        return failed(diagnostics);
+    }
+    let secrets = match secret_source {
+        SecretSource::Placeholders => crate::secrets::Secrets::placeholders(),
+        SecretSource::File => {
+            let mut needed = crate::settings::secret_names(&fleet);
+            needed.extend(crate::context::generated_secrets(&fleet));
+            match crate::secrets::Secrets::load_or_create(
+                &crate::secrets::Secrets::path_for(path),
+                &needed,
+            ) {
+                Ok(secrets) => secrets,
+                Err(message) => {
+                    diagnostics.push(
+                        Diagnostic::error("E240", message)
+                            .help("check the secrets file beside the spec"),
+                    );
+                    return failed(diagnostics);
+                }
+            }
+        }
+    };
+    let templates = match crate::templates::Templates::new() {
+        Ok(t) => t,
+        Err(message) => return failed(vec![Diagnostic::error("E224", message)]),
+    };
+    let inputs = crate::context::Inputs {
+        fleet: &fleet,
+        sources,
+        secrets: &secrets,
+        overrides,
+    };
+    let (expanded, expand_diagnostics) = crate::expand::expand(&inputs, &templates);
+    diagnostics.extend(expand_diagnostics);
+    let (graphs, graph_diagnostics) = crate::graph::build(&expanded);
+    diagnostics.extend(graph_diagnostics);
+    diagnostic::sort(&mut diagnostics);
+    let dot = crate::graph::to_dot(&fleet, &expanded, &graphs);
+    let hosts = expanded
+        .into_iter()
+        .zip(&graphs)
+        .map(|(h, g)| HostState {
+            name: fleet.hosts[h.host].name.clone(),
+            address: fleet.address(h.host),
+            resources: g.order.iter().map(|i| h.resources[*i].clone()).collect(),
+        })
+        .collect();
+    let host_order = crate::graph::host_order(&fleet)
+        .into_iter()
+        .map(|(a, b, why)| {
+            (
+                fleet.hosts[a].name.clone(),
+                fleet.hosts[b].name.clone(),
+                why,
+            )
+        })
+        .collect();
+    Rendered {
+        diagnostics,
+        hosts,
+        host_order,
+        dot,
+    }
+}

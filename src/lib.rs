@@ -12,15 +12,24 @@
 //! `format` prints a syntax tree back in canonical layout. Only `modules`
 //! (which reads the files a spec imports) and the commands in `cli` do IO.
 
-pub mod model;
 pub mod compile;
+pub mod context;
 pub mod diagnostic;
+pub mod expand;
 pub mod format;
+pub mod graph;
+pub mod model;
 pub mod modules;
+pub mod output;
+pub mod overrides;
 pub mod resolve;
+pub mod resources;
+pub mod secrets;
+pub mod settings;
 pub mod source;
 pub mod stdlib;
 pub mod suggest;
 pub mod syntax;
+pub mod templates;
 
 pub mod cli;

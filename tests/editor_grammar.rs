@@ -238,6 +238,8 @@ fn opening_line(schema: &Schema) -> String {
         Labels::Name => " example",
         Labels::Path => " \"/srv/example\"",
         Labels::SettingsTarget => " app example host example",
+        Labels::Resource => " \"/etc/example-{app}\"",
+        Labels::Scope => " app",
     };
     format!("  {}{labels} {{", schema.keyword)
 }
@@ -249,7 +251,13 @@ fn every_keyword_and_unit_of_the_language_is_highlighted() {
         let tokens = tokenize(&rules, opening_line(top).trim_start());
         assert_scope(&tokens, top.keyword, "storage.type");
         let mut nested: Vec<&Schema> = top.blocks.to_vec();
+        let mut seen: Vec<&str> = Vec::new();
         while let Some(block) = nested.pop() {
+            // `each` holds itself: visit every keyword once.
+            if seen.contains(&block.keyword) {
+                continue;
+            }
+            seen.push(block.keyword);
             let tokens = tokenize(&rules, &opening_line(block));
             let keyword = tokens.iter().find(|(text, _)| text == block.keyword);
             let scope = keyword.map_or("", |(_, scope)| scope.as_str());

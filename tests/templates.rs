@@ -43,6 +43,9 @@ enum Checker {
     PostgresConf,
     PostgresHba,
     Redis,
+    /// sitec's own TOML configs: parsed as TOML (the balancer's by its own
+    /// validator too, once it is in the tree).
+    Toml,
 }
 
 fn checker(template: &str) -> Option<Checker> {
@@ -58,6 +61,8 @@ fn checker(template: &str) -> Option<Checker> {
         Some(Checker::PostgresHba)
     } else if template.starts_with("redis/") {
         Some(Checker::Redis)
+    } else if template.ends_with(".toml") {
+        Some(Checker::Toml)
     } else {
         None
     }
@@ -965,4 +970,14 @@ fn readme_documents_every_context_field() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn toml_configs_parse() {
+    check_all(Checker::Toml, |sample| {
+        let text = render(&sample.template, &sample.context)?;
+        text.parse::<toml_edit::DocumentMut>()
+            .map(|_| ())
+            .map_err(|e| format!("not TOML: {e}\n{text}"))
+    });
 }

@@ -7,6 +7,7 @@
 //! the names of databases and roles. Everything keeps the span of the spec
 //! line that produced it. Pure: no IO.
 
+pub mod clusters;
 mod placement;
 mod read;
 
@@ -203,7 +204,10 @@ impl Fleet<'_> {
     /// The address other hosts reach `host` at.
     pub fn address(&self, host: HostId) -> String {
         let h = &self.hosts[host];
-        h.address.clone().or_else(|| self.local_addresses.get(&host).cloned()).unwrap_or_else(|| h.name.clone())
+        h.address
+            .clone()
+            .or_else(|| self.local_addresses.get(&host).cloned())
+            .unwrap_or_else(|| h.name.clone())
     }
 
     pub fn has_role(&self, host: HostId, role: &str) -> bool {
@@ -240,24 +244,49 @@ pub fn build<'p>(program: &'p Program, symbols: &Symbols<'p>) -> (Fleet<'p>, Vec
         })
         .collect();
     let index = |kind: Kind| -> BTreeMap<&str, usize> {
-        symbols.of_kind(kind).enumerate().map(|(i, d)| (d.name.text.as_str(), i)).collect()
+        symbols
+            .of_kind(kind)
+            .enumerate()
+            .map(|(i, d)| (d.name.text.as_str(), i))
+            .collect()
     };
     let provider_ids = index(Kind::Provider);
     let host_ids = index(Kind::Host);
     let database_ids = index(Kind::Database);
     let app_ids = index(Kind::App);
 
-    let providers: Vec<Provider> = symbols.of_kind(Kind::Provider).map(|d| provider(d.entry)).collect();
-    let hosts: Vec<Host> = symbols.of_kind(Kind::Host).map(|d| host(d.entry, &provider_ids)).collect();
-    let databases: Vec<Database> = symbols.of_kind(Kind::Database).map(|d| database(d.entry, &host_ids)).collect();
-    let mut apps: Vec<App> =
-        symbols.of_kind(Kind::App).map(|d| app(d.entry, &host_ids, &database_ids)).collect();
-    let backups: Vec<Backup> = symbols.of_kind(Kind::Backup).map(|d| backup(d.entry, &host_ids)).collect();
+    let providers: Vec<Provider> = symbols
+        .of_kind(Kind::Provider)
+        .map(|d| provider(d.entry))
+        .collect();
+    let hosts: Vec<Host> = symbols
+        .of_kind(Kind::Host)
+        .map(|d| host(d.entry, &provider_ids))
+        .collect();
+    let databases: Vec<Database> = symbols
+        .of_kind(Kind::Database)
+        .map(|d| database(d.entry, &host_ids))
+        .collect();
+    let mut apps: Vec<App> = symbols
+        .of_kind(Kind::App)
+        .map(|d| app(d.entry, &host_ids, &database_ids))
+        .collect();
+    let backups: Vec<Backup> = symbols
+        .of_kind(Kind::Backup)
+        .map(|d| backup(d.entry, &host_ids))
+        .collect();
     let roles = symbols
         .of_kind(Kind::Role)
         .filter_map(|d| {
             let block = d.entry.block()?;
-            Some((d.name.text.clone(), Role { name: d.name.text.clone(), block, span: d.name.span }))
+            Some((
+                d.name.text.clone(),
+                Role {
+                    name: d.name.text.clone(),
+                    block,
+                    span: d.name.span,
+                },
+            ))
         })
         .collect();
 
@@ -279,7 +308,11 @@ pub fn build<'p>(program: &'p Program, symbols: &Symbols<'p>) -> (Fleet<'p>, Vec
     for (id, a) in apps.iter().enumerate() {
         if let Some(entry) = symbols.get(Kind::App, &a.name).map(|d| d.entry) {
             if let Some(block) = Fields::of(entry).block("settings") {
-                settings.push(SettingsLayer { target: Target::App(id), values: open_values(block), span: block.span });
+                settings.push(SettingsLayer {
+                    target: Target::App(id),
+                    values: open_values(block),
+                    span: block.span,
+                });
             }
         }
     }
@@ -306,7 +339,11 @@ fn provider(entry: &Entry) -> Provider {
     let f = Fields::of(entry);
     Provider {
         name: f.name(),
-        kind: if f.word("kind") == Some("local") { ProviderKind::Local } else { ProviderKind::Ssh },
+        kind: if f.word("kind") == Some("local") {
+            ProviderKind::Local
+        } else {
+            ProviderKind::Ssh
+        },
         user: f.string("user").unwrap_or("root").to_string(),
         port: f.port("port").unwrap_or(22),
         known_hosts: f.string("known_hosts").map(str::to_string),
@@ -328,13 +365,34 @@ fn host(entry: &Entry, providers: &BTreeMap<&str, usize>) -> Host {
 
 fn database(entry: &Entry, hosts: &BTreeMap<&str, usize>) -> Database {
     let f = Fields::of(entry);
-    let engine = if f.word("engine") == Some("redis") { Engine::Redis } else { Engine::Postgres };
-    let follower_key = if engine == Engine::Postgres { "standby" } else { "replica" };
-    let default_port = if engine == Engine::Postgres { 5432 } else { 6379 };
+    let engine = if f.word("engine") == Some("redis") {
+        Engine::Redis
+    } else {
+        Engine::Postgres
+    };
+    let follower_key = if engine == Engine::Postgres {
+        "standby"
+    } else {
+        "replica"
+    };
+    let tier = if f.word("tier") == Some("dedicated") {
+        Tier::Dedicated
+    } else {
+        Tier::Shared
+    };
+    let name = f.name();
+    // Shared Postgres clusters listen on 5432; a dedicated cluster and every
+    // Redis server get a port from their name's hash, stable as others come and go.
+    let hashed = |base: u16| base + u16::try_from(placement::stable_hash(&name) % 90).unwrap_or(0);
+    let default_port = match (engine, tier) {
+        (Engine::Postgres, Tier::Shared) => 5432,
+        (Engine::Postgres, Tier::Dedicated) => hashed(5433),
+        (Engine::Redis, _) => hashed(6380),
+    };
     Database {
-        name: f.name(),
+        name,
         engine,
-        tier: if f.word("tier") == Some("dedicated") { Tier::Dedicated } else { Tier::Shared },
+        tier,
         primary: f.reference("primary", hosts).unwrap_or(0),
         follower: f.reference(follower_key, hosts),
         port: f.port("port").unwrap_or(default_port),
@@ -359,9 +417,15 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
             open_values(block)
                 .into_iter()
                 .filter_map(|(alias, value)| {
-                    let ValueKind::Ref(name) = &value.kind else { return None };
+                    let ValueKind::Ref(name) = &value.kind else {
+                        return None;
+                    };
                     let database = *databases.get(name.text.as_str())?;
-                    Some(Binding { alias, database, span: value.span })
+                    Some(Binding {
+                        alias,
+                        database,
+                        span: value.span,
+                    })
                 })
                 .collect()
         })
@@ -379,7 +443,9 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
         })
         .collect();
     let pinned: Vec<HostId> = f.references("runners", hosts);
-    let replicas = f.int("replicas").map_or(pinned.len().max(1) as u32, |n| n.clamp(0, 1000) as u32);
+    let replicas = f
+        .int("replicas")
+        .map_or(pinned.len().max(1) as u32, |n| n.clamp(0, 1000) as u32);
     App {
         name: f.name(),
         source: f.string("source").unwrap_or_default().to_string(),
@@ -396,7 +462,10 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
                 paths
             }
         },
-        requirements: f.string("requirements").unwrap_or("requirements.txt").to_string(),
+        requirements: f
+            .string("requirements")
+            .unwrap_or("requirements.txt")
+            .to_string(),
         max_body: f.size("max_body").unwrap_or(10 << 20),
         statics,
         bindings,
@@ -412,7 +481,12 @@ fn backup(entry: &Entry, hosts: &BTreeMap<&str, usize>) -> Backup {
     let keep = f.block("keep").map(|k| {
         let kf = Fields::of_block(k);
         let n = |key: &str| kf.int(key).map_or(0, |n| n.clamp(0, 100_000) as u32);
-        Keep { hourly: n("hourly"), daily: n("daily"), weekly: n("weekly"), monthly: n("monthly") }
+        Keep {
+            hourly: n("hourly"),
+            daily: n("daily"),
+            weekly: n("weekly"),
+            monthly: n("monthly"),
+        }
     });
     Backup {
         name: f.name(),
@@ -427,7 +501,12 @@ fn backup(entry: &Entry, hosts: &BTreeMap<&str, usize>) -> Backup {
         to: f.reference("to", hosts).unwrap_or(0),
         to_span: f.value("to").map_or(entry.head_span(), |v| v.span),
         every_ms: f.duration_ms("every").unwrap_or(3_600_000),
-        keep: keep.unwrap_or(Keep { hourly: 24, daily: 14, weekly: 8, monthly: 12 }),
+        keep: keep.unwrap_or(Keep {
+            hourly: 24,
+            daily: 14,
+            weekly: 8,
+            monthly: 12,
+        }),
         span: entry.head_span(),
     }
 }
@@ -446,10 +525,18 @@ fn settings_layer(
         _ => return None,
     };
     let block = entry.block()?;
-    Some(SettingsLayer { target, values: open_values(block), span: entry.head_span() })
+    Some(SettingsLayer {
+        target,
+        values: open_values(block),
+        span: entry.head_span(),
+    })
 }
 
 /// The `key = value` entries of an open block (settings, databases).
 fn open_values(block: &Block) -> Vec<(String, Value)> {
-    block.entries.iter().filter_map(|e| Some((e.key.text.clone(), e.value()?.clone()))).collect()
+    block
+        .entries
+        .iter()
+        .filter_map(|e| Some((e.key.text.clone(), e.value()?.clone())))
+        .collect()
 }

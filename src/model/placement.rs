@@ -14,7 +14,9 @@ const APP_PORTS: std::ops::Range<u16> = 8100..9000;
 
 /// FNV-1a: a tiny, stable hash (the standard library's is randomized).
 pub fn stable_hash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Gives each app a port from its name's hash, probing past collisions in
@@ -58,18 +60,32 @@ fn pinned(fleet: &Fleet, app: &App, diagnostics: &mut Vec<Diagnostic>) -> Vec<Ho
     for host in &app.pinned {
         if !fleet.has_role(*host, "runner") {
             diagnostics.push(
-                Diagnostic::error("E201", format!("app `{}` is pinned to `{}`, which is not a runner", app.name, fleet.hosts[*host].name))
-                    .primary(app.span, format!("runs on {}", fleet.hosts[*host].name))
-                    .secondary(fleet.hosts[*host].span, "this host has no `runner` role")
-                    .help("add `runner` to the host's roles, or pin the app elsewhere"),
+                Diagnostic::error(
+                    "E201",
+                    format!(
+                        "app `{}` is pinned to `{}`, which is not a runner",
+                        app.name, fleet.hosts[*host].name
+                    ),
+                )
+                .primary(app.span, format!("runs on {}", fleet.hosts[*host].name))
+                .secondary(fleet.hosts[*host].span, "this host has no `runner` role")
+                .help("add `runner` to the host's roles, or pin the app elsewhere"),
             );
         }
     }
     if app.replicas as usize > app.pinned.len() {
         diagnostics.push(
-            Diagnostic::error("E200", format!("app `{}` wants {} replicas but is pinned to {} runners", app.name, app.replicas, app.pinned.len()))
-                .primary(app.replicas_span, "too many replicas")
-                .help("pin it to more runners, or lower `replicas`"),
+            Diagnostic::error(
+                "E200",
+                format!(
+                    "app `{}` wants {} replicas but is pinned to {} runners",
+                    app.name,
+                    app.replicas,
+                    app.pinned.len()
+                ),
+            )
+            .primary(app.replicas_span, "too many replicas")
+            .help("pin it to more runners, or lower `replicas`"),
         );
     }
     let mut hosts = app.pinned.clone();
@@ -77,13 +93,23 @@ fn pinned(fleet: &Fleet, app: &App, diagnostics: &mut Vec<Diagnostic>) -> Vec<Ho
     hosts
 }
 
-fn choose(fleet: &Fleet, app: &App, runners: &[HostId], load: &[usize], diagnostics: &mut Vec<Diagnostic>) -> Vec<HostId> {
+fn choose(
+    fleet: &Fleet,
+    app: &App,
+    runners: &[HostId],
+    load: &[usize],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<HostId> {
     let wanted = app.replicas as usize;
     if wanted > runners.len() {
         let message = if runners.is_empty() {
             format!("app `{}` has no runner to run on", app.name)
         } else {
-            format!("app `{}` wants {wanted} replicas but the fleet has {} runners", app.name, runners.len())
+            format!(
+                "app `{}` wants {wanted} replicas but the fleet has {} runners",
+                app.name,
+                runners.len()
+            )
         };
         diagnostics.push(
             Diagnostic::error("E200", message)
@@ -98,7 +124,10 @@ fn choose(fleet: &Fleet, app: &App, runners: &[HostId], load: &[usize], diagnost
             .copied()
             .filter(|h| !chosen.contains(h))
             .min_by_key(|h| {
-                let same_provider = chosen.iter().filter(|c| fleet.hosts[**c].provider == fleet.hosts[*h].provider).count();
+                let same_provider = chosen
+                    .iter()
+                    .filter(|c| fleet.hosts[**c].provider == fleet.hosts[*h].provider)
+                    .count();
                 (same_provider, load[*h], *h)
             });
         match best {
@@ -116,7 +145,10 @@ pub fn local_addresses(fleet: &Fleet) -> std::collections::BTreeMap<HostId, Stri
     let mut taken: BTreeSet<u64> = BTreeSet::new();
     let mut addresses = std::collections::BTreeMap::new();
     let mut local: Vec<HostId> = (0..fleet.hosts.len())
-        .filter(|h| fleet.hosts[*h].address.is_none() && fleet.provider_of(*h).kind == super::ProviderKind::Local)
+        .filter(|h| {
+            fleet.hosts[*h].address.is_none()
+                && fleet.provider_of(*h).kind == super::ProviderKind::Local
+        })
         .collect();
     local.sort_by(|a, b| fleet.hosts[*a].name.cmp(&fleet.hosts[*b].name));
     for host in local {

@@ -19,17 +19,26 @@ pub fn as_str(value: &Value) -> Option<&str> {
 
 impl<'p> Fields<'p> {
     pub fn of(entry: &'p Entry) -> Fields<'p> {
-        Fields { entry: Some(entry), block: entry.block() }
+        Fields {
+            entry: Some(entry),
+            block: entry.block(),
+        }
     }
 
     /// The fields of a nested block such as `keep { ... }`.
     pub fn of_block(block: &'p Block) -> Fields<'p> {
-        Fields { entry: None, block: Some(block) }
+        Fields {
+            entry: None,
+            block: Some(block),
+        }
     }
 
     /// The declaration's name: its first label.
     pub fn name(&self) -> String {
-        self.entry.and_then(|e| e.labels.first()).map(|l| l.text.clone()).unwrap_or_default()
+        self.entry
+            .and_then(|e| e.labels.first())
+            .map(|l| l.text.clone())
+            .unwrap_or_default()
     }
 
     fn entries(&self) -> impl Iterator<Item = &'p Entry> {
@@ -37,12 +46,15 @@ impl<'p> Fields<'p> {
     }
 
     pub fn value(&self, key: &str) -> Option<&'p Value> {
-        self.entries().find(|e| e.key.text == key && e.labels.is_empty()).and_then(Entry::value)
+        self.entries()
+            .find(|e| e.key.text == key && e.labels.is_empty())
+            .and_then(Entry::value)
     }
 
     /// Every `key = value` entry without labels.
     pub fn all(&self) -> impl Iterator<Item = (&'p str, &'p Value)> {
-        self.entries().filter_map(|e| Some((e.key.text.as_str(), e.value()?)))
+        self.entries()
+            .filter_map(|e| Some((e.key.text.as_str(), e.value()?)))
     }
 
     pub fn string(&self, key: &str) -> Option<&'p str> {
@@ -90,11 +102,18 @@ impl<'p> Fields<'p> {
     }
 
     pub fn strings(&self, key: &str) -> Vec<String> {
-        self.list(key).iter().filter_map(as_str).map(str::to_string).collect()
+        self.list(key)
+            .iter()
+            .filter_map(as_str)
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn strings_with_spans(&self, key: &str) -> Vec<(String, crate::source::Span)> {
-        self.list(key).iter().filter_map(|v| Some((as_str(v)?.to_string(), v.span))).collect()
+        self.list(key)
+            .iter()
+            .filter_map(|v| Some((as_str(v)?.to_string(), v.span)))
+            .collect()
     }
 
     /// The bare words of a list (`roles = [balancer, runner]`).
@@ -113,12 +132,17 @@ impl<'p> Fields<'p> {
     }
 
     pub fn references(&self, key: &str, ids: &BTreeMap<&str, usize>) -> Vec<usize> {
-        self.words(key).iter().filter_map(|name| ids.get(name.as_str()).copied()).collect()
+        self.words(key)
+            .iter()
+            .filter_map(|name| ids.get(name.as_str()).copied())
+            .collect()
     }
 
     /// The block of a nested `key { ... }` entry.
     pub fn block(&self, key: &str) -> Option<&'p Block> {
-        self.entries().find(|e| e.key.text == key).and_then(Entry::block)
+        self.entries()
+            .find(|e| e.key.text == key)
+            .and_then(Entry::block)
     }
 
     /// Every nested block entry with this keyword (`worker NAME { ... }`).
@@ -126,7 +150,8 @@ impl<'p> Fields<'p> {
     where
         'p: 'k,
     {
-        self.entries().filter(move |e| e.key.text == key && e.block().is_some())
+        self.entries()
+            .filter(move |e| e.key.text == key && e.block().is_some())
     }
 
     /// Every `key "label" = value` entry.

@@ -341,6 +341,8 @@ impl<'p> Checker<'p> {
                 format!("a {keyword}'s path is written in quotes"),
             )),
             (Labels::SettingsTarget, labels) => return self.settings_target(entry, labels, ctx),
+            (Labels::Resource, [_]) => None,
+            (Labels::Scope, [scope]) => self.scope_problem(scope),
             (_, []) => Some((
                 entry.key.span,
                 format!("`{keyword}` needs a {}", label_word(schema.labels)),
@@ -360,6 +362,23 @@ impl<'p> Checker<'p> {
                     )),
             );
         }
+    }
+
+    /// Whether `each SCOPE` names a scope (and sits inside the one it needs).
+    fn scope_problem(&self, scope: &Name) -> Option<(Span, String)> {
+        let known = schema::SCOPES.iter().map(|(word, _, _)| *word);
+        if schema::SCOPES
+            .iter()
+            .any(|(word, _, _)| *word == scope.text)
+        {
+            return None;
+        }
+        let hint = suggest::closest(&scope.text, known)
+            .map_or(String::new(), |best| format!("; did you mean `{best}`?"));
+        Some((
+            scope.span,
+            format!("`each` can't repeat over `{}`{hint}", scope.text),
+        ))
     }
 
     /// `settings base`, `settings host H`, `settings app A`, `settings app A host H`.
@@ -656,6 +675,8 @@ fn article_for(word: &str) -> &'static str {
 fn label_word(labels: Labels) -> &'static str {
     match labels {
         Labels::Path => "path in quotes",
+        Labels::Resource => "name or path",
+        Labels::Scope => "scope (app, worker, cluster or redis)",
         _ => "name",
     }
 }
@@ -666,6 +687,8 @@ fn label_hint(labels: Labels) -> &'static str {
         Labels::Name => " NAME",
         Labels::Path => " \"/path\"",
         Labels::SettingsTarget => " base",
+        Labels::Resource => " \"name-or-path\"",
+        Labels::Scope => " app",
     }
 }
 

@@ -113,6 +113,11 @@ pub enum Labels {
     Path,
     /// `settings base`, `settings host H`, `settings app A`, `settings app A host H`.
     SettingsTarget,
+    /// A resource's name or path: one label, bare or quoted (quoted when it
+    /// holds `{...}` or a `/`).
+    Resource,
+    /// `each app`: one of the scope words in [`SCOPES`].
+    Scope,
 }
 
 /// What a block may hold.
@@ -395,90 +400,190 @@ pub static BACKUP: Schema = Schema {
     doc: "snapshots of database hosts, pulled to a backup host",
 };
 
-const OWNERSHIP: [Field; 3] = [
-    field("owner", Ty::Str, "owning user"),
-    field("group", Ty::Str, "owning group"),
-    field("mode", Ty::Str, "permissions, octal in quotes: \"0644\""),
-];
+const OWNER: Field = field("owner", Ty::Str, "owning user (default root)");
+const GROUP: Field = field("group", Ty::Str, "owning group (default the owner's)");
+const MODE: Field = field("mode", Ty::Str, "permissions, octal in quotes: \"0644\"");
+const NOTIFY: Field = field(
+    "notify",
+    STRINGS,
+    "ids of services to reload (or commands to run) when this changes: \"service:nginx\"",
+);
+const REQUIRES: Field = field(
+    "requires",
+    STRINGS,
+    "ids of resources that must be in place first",
+);
 
 static PACKAGE: Schema = block(
     "package",
-    Labels::Name,
-    &[field("version", Ty::Str, "a version to pin")],
+    Labels::Resource,
+    &[field("version", Ty::Str, "a version to pin"), REQUIRES],
     "a Debian package",
 );
 static USER: Schema = block(
     "user",
-    Labels::Name,
+    Labels::Resource,
     &[
         field("home", Ty::Str, "home directory"),
         field("shell", Ty::Str, "login shell"),
         field("system", Ty::Bool, "a system account"),
         field("groups", STRINGS, "supplementary groups"),
+        REQUIRES,
     ],
     "a Unix user",
 );
-static DIRECTORY: Schema = block("directory", Labels::Path, &OWNERSHIP, "a directory");
+static DIRECTORY: Schema = block(
+    "directory",
+    Labels::Resource,
+    &[OWNER, GROUP, MODE, REQUIRES],
+    "a directory",
+);
 static FILE: Schema = block(
     "file",
-    Labels::Path,
+    Labels::Resource,
     &[
-        field("template", Ty::Str, "a template under templates/"),
+        field(
+            "template",
+            Ty::Str,
+            "a template under templates/, without `.hbs`",
+        ),
         field("content", Ty::Text, "the file's literal content"),
-        OWNERSHIP[0],
-        OWNERSHIP[1],
-        OWNERSHIP[2],
-        field("notify", STRINGS, "services reloaded when the file changes"),
+        field("absent", Ty::Bool, "remove the file instead"),
+        OWNER,
+        GROUP,
+        MODE,
+        NOTIFY,
+        REQUIRES,
     ],
     "a file, from a template or literal content",
 );
 static SYMLINK: Schema = block(
     "symlink",
-    Labels::Path,
-    &[required("target", Ty::Str, "where the link points")],
+    Labels::Resource,
+    &[
+        required("target", Ty::Str, "where the link points"),
+        NOTIFY,
+        REQUIRES,
+    ],
     "a symbolic link",
 );
 static SERVICE: Schema = block(
     "service",
-    Labels::Name,
+    Labels::Resource,
     &[
-        field("unit", Ty::Str, "the unit file's template"),
-        field("enabled", Ty::Bool, "started at boot"),
-        field("running", Ty::Bool, "kept running"),
+        field(
+            "unit",
+            Ty::Str,
+            "the unit file's template; the unit is written to /etc/systemd/system",
+        ),
+        field("enabled", Ty::Bool, "started at boot (default true)"),
+        field("running", Ty::Bool, "kept running (default true)"),
         field("reload", Ty::Str, "the command that reloads it"),
         field("restart", Ty::Str, "the command that restarts it"),
+        field(
+            "validate",
+            Ty::Str,
+            "a command that checks its config before a reload or restart",
+        ),
+        REQUIRES,
     ],
     "a systemd service",
 );
 static VIRTUALENV: Schema = block(
     "virtualenv",
-    Labels::Path,
+    Labels::Resource,
     &[
         field("python", Ty::Str, "interpreter version"),
-        field("requirements", Ty::Str, "requirements file"),
+        field(
+            "requirements",
+            Ty::Str,
+            "the requirements file, on the operator's machine",
+        ),
+        OWNER,
+        NOTIFY,
+        REQUIRES,
     ],
     "a Python virtualenv",
 );
+static TREE: Schema = block(
+    "tree",
+    Labels::Resource,
+    &[
+        required("source", Ty::Str, "a folder on the operator's machine"),
+        OWNER,
+        NOTIFY,
+        REQUIRES,
+    ],
+    "a folder copied from the operator's machine, such as an app's release",
+);
 static COMMAND: Schema = block(
     "command",
-    Labels::Name,
+    Labels::Resource,
     &[
         required("run", Ty::Str, "the command line"),
         field("unless", Ty::Str, "skip when this command succeeds"),
         field("creates", Ty::Str, "skip when this path exists"),
+        field("user", Ty::Str, "run as this user (default root)"),
+        REQUIRES,
     ],
     "a command with a guard",
 );
-static SUBVOLUME: Schema = block("subvolume", Labels::Path, &[], "a btrfs subvolume");
+static SUBVOLUME: Schema = block(
+    "subvolume",
+    Labels::Resource,
+    &[REQUIRES],
+    "a btrfs subvolume",
+);
 static TIMER: Schema = block(
     "timer",
-    Labels::Name,
+    Labels::Resource,
     &[
         required("every", Ty::Duration, "the interval"),
         required("command", Ty::Str, "what runs"),
+        REQUIRES,
     ],
     "a systemd timer",
 );
+
+/// `each SCOPE { ... }`: resources repeated for every item of a scope.
+static EACH: Schema = Schema {
+    keyword: "each",
+    labels: Labels::Scope,
+    fields: &[],
+    blocks: &[
+        &PACKAGE,
+        &USER,
+        &DIRECTORY,
+        &FILE,
+        &SYMLINK,
+        &SERVICE,
+        &VIRTUALENV,
+        &TREE,
+        &COMMAND,
+        &SUBVOLUME,
+        &TIMER,
+        &EACH,
+    ],
+    open: None,
+    declares: None,
+    doc: "resources repeated for every app, worker, cluster or redis server on the host",
+};
+
+/// What `each` can repeat over, and the scope it must sit in.
+pub static SCOPES: [(&str, Option<&str>, &str); 4] = [
+    ("app", None, "every app whose replicas run on the host"),
+    ("worker", Some("app"), "every worker of the app"),
+    (
+        "cluster",
+        None,
+        "every Postgres cluster on the host, primary or standby",
+    ),
+    (
+        "redis",
+        None,
+        "every Redis server on the host, primary or replica",
+    ),
+];
 
 pub static ROLE: Schema = Schema {
     keyword: "role",
@@ -492,9 +597,11 @@ pub static ROLE: Schema = Schema {
         &SYMLINK,
         &SERVICE,
         &VIRTUALENV,
+        &TREE,
         &COMMAND,
         &SUBVOLUME,
         &TIMER,
+        &EACH,
     ],
     open: None,
     declares: Some(Kind::Role),

@@ -1,0 +1,575 @@
+//! Template contexts: the JSON object each template is rendered with.
+//!
+//! One builder per template, given the host and the scope the file was
+//! declared in (the app, worker, cluster or Redis server of an `each`).
+//! `templates/README.md` documents every field; the fixed values here
+//! (timeouts, worker counts, paths) are the platform's defaults. Pure.
+
+use crate::model::clusters::Cluster;
+use crate::model::{AppId, DatabaseId, Engine, Fleet, HostId};
+use crate::secrets::Secrets;
+use crate::settings::{self, Override};
+use crate::source::SourceMap;
+use serde_json::{json, Value};
+
+pub const APPS_ROOT: &str = "/srv/sitec/apps";
+pub const APP_LOGS: &str = "/var/log/sitec/apps";
+pub const SITEC_BINARY: &str = "/usr/local/lib/sitec/sitec";
+/// The balancer closes idle backend connections first...
+pub const BALANCER_IDLE_SECONDS: u64 = 60;
+/// ...and the runners' nginx and gunicorn wait longer.
+pub const RUNNER_KEEPALIVE_SECONDS: u64 = 75;
+pub const REQUEST_TIMEOUT_SECONDS: u64 = 30;
+/// Bus ports every agent binds (control, heartbeats) and collectors bind (logs).
+pub const BUS_CONTROL_PORT: u16 = 7701;
+pub const BUS_HEARTBEAT_PORT: u16 = 7702;
+pub const BUS_LOGS_PORT: u16 = 7703;
+
+/// What an `each` block is repeating over when a file is declared.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub app: Option<AppId>,
+    pub worker: Option<usize>,
+    pub cluster: Option<Cluster>,
+    pub redis: Option<DatabaseId>,
+}
+
+/// Everything a builder may read.
+pub struct Inputs<'a, 'p> {
+    pub fleet: &'a Fleet<'p>,
+    pub sources: &'a SourceMap,
+    pub secrets: &'a Secrets,
+    pub overrides: &'a [Override],
+}
+
+/// A built context, and whether it holds a secret's value.
+pub struct Built {
+    pub context: Value,
+    pub secret: bool,
+}
+
+/// Builds the context of `template` for a file on `host` in `scope`.
+pub fn build(
+    template: &str,
+    inputs: &Inputs,
+    host: HostId,
+    scope: &Scope,
+) -> Result<Built, String> {
+    let need_app = || {
+        scope
+            .app
+            .ok_or_else(|| format!("template `{template}` is used outside `each app`"))
+    };
+    let plain = |context| {
+        Ok(Built {
+            context,
+            secret: false,
+        })
+    };
+    match template {
+        "runner/nginx-app.conf" => plain(nginx_app(inputs, host, need_app()?)),
+        "runner/gunicorn.conf.py" => plain(gunicorn_conf(inputs, need_app()?)),
+        "django/sitec_settings.py" => django_settings(inputs, host, need_app()?),
+        "systemd/gunicorn.service" => plain(gunicorn_service(inputs, need_app()?)),
+        "systemd/celery-worker.service" => {
+            let worker = scope
+                .worker
+                .ok_or("template `systemd/celery-worker.service` is used outside `each worker`")?;
+            plain(celery_service(inputs, need_app()?, worker))
+        }
+        "systemd/sitec-agent.service" => plain(agent_service(inputs, host)),
+        "systemd/sitec-balancer.service" => plain(balancer_service(inputs, host)),
+        "balancer/balancer.toml" => plain(balancer_config(inputs, host)),
+        "agent/agent.toml" => plain(agent_config(inputs, host)),
+        "postgres/postgresql.conf" => {
+            let cluster = scope
+                .cluster
+                .as_ref()
+                .ok_or("template `postgres/postgresql.conf` is used outside `each cluster`")?;
+            Ok(Built {
+                context: postgresql_conf(inputs, host, cluster)?,
+                secret: true,
+            })
+        }
+        "postgres/pg_hba.conf" => {
+            let cluster = scope
+                .cluster
+                .as_ref()
+                .ok_or("template `postgres/pg_hba.conf` is used outside `each cluster`")?;
+            plain(pg_hba(inputs, host, cluster))
+        }
+        "redis/redis.conf" => {
+            let redis = scope
+                .redis
+                .ok_or("template `redis/redis.conf` is used outside `each redis`")?;
+            Ok(Built {
+                context: redis_conf(inputs, host, redis)?,
+                secret: true,
+            })
+        }
+        other => Err(format!("sitec has no context for template `{other}`")),
+    }
+}
+
+fn line(inputs: &Inputs, span: crate::source::Span) -> String {
+    settings::line_of(inputs.sources, span)
+}
+
+/// Where an app's release lives on a runner.
+pub fn release_dir(app: &str) -> String {
+    format!("{APPS_ROOT}/{app}/current")
+}
+
+fn venv(app: &str) -> String {
+    format!("{APPS_ROOT}/{app}/venv")
+}
+
+fn log_dir(app: &str) -> String {
+    format!("{APP_LOGS}/{app}")
+}
+
+pub fn app_user(app: &str) -> String {
+    format!("app-{app}")
+}
+
+fn gunicorn_bind(app: &str) -> String {
+    format!("unix:/run/sitec/apps/{app}/gunicorn.sock")
+}
+
+/// The app's `paths`, absolute against its release.
+fn python_paths(inputs: &Inputs, app: AppId) -> Vec<String> {
+    let a = &inputs.fleet.apps[app];
+    let release = release_dir(&a.name);
+    a.paths
+        .iter()
+        .map(|p| {
+            let p = p.trim_start_matches("./").trim_end_matches('/');
+            if p.is_empty() || p == "." {
+                release.clone()
+            } else {
+                format!("{release}/{p}")
+            }
+        })
+        .collect()
+}
+
+/// `blog.wsgi:application` -> `blog.settings`.
+fn settings_module(wsgi: &str) -> String {
+    let module = wsgi.split(':').next().unwrap_or(wsgi);
+    match module.rsplit_once('.') {
+        Some((package, _)) => format!("{package}.settings"),
+        None => "settings".to_string(),
+    }
+}
+
+/// nginx's size syntax: `20m`, `512k`, or bytes.
+fn nginx_size(bytes: u64) -> String {
+    if bytes % (1 << 20) == 0 {
+        format!("{}m", bytes >> 20)
+    } else if bytes % (1 << 10) == 0 {
+        format!("{}k", bytes >> 10)
+    } else {
+        bytes.to_string()
+    }
+}
+
+fn nginx_app(inputs: &Inputs, host: HostId, app: AppId) -> Value {
+    let fleet = inputs.fleet;
+    let a = &fleet.apps[app];
+    let release = release_dir(&a.name);
+    let balancers: Vec<String> = fleet
+        .hosts_with_role("balancer")
+        .map(|h| fleet.address(h))
+        .collect();
+    json!({
+        "origin": line(inputs, a.span),
+        "app": a.name,
+        "listen": format!("{}:{}", fleet.address(host), a.port),
+        "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+        "balancers": balancers,
+        "gunicorn_bind": gunicorn_bind(&a.name),
+        "upstream_keepalive_connections": 16,
+        "balancer_idle_timeout_seconds": BALANCER_IDLE_SECONDS,
+        "keepalive_seconds": RUNNER_KEEPALIVE_SECONDS,
+        "timeout_seconds": REQUEST_TIMEOUT_SECONDS,
+        "client_max_body_size": nginx_size(a.max_body),
+        "static": a.statics.iter().map(|s| json!({
+            "url": s.url,
+            "path": format!("{release}/{}", s.dir.trim_start_matches("./").trim_end_matches('/')),
+        })).collect::<Vec<_>>(),
+        "log_dir": log_dir(&a.name),
+    })
+}
+
+fn gunicorn_conf(inputs: &Inputs, app: AppId) -> Value {
+    let a = &inputs.fleet.apps[app];
+    json!({
+        "origin": line(inputs, a.span),
+        "app": a.name,
+        "wsgi": a.wsgi,
+        "release_dir": release_dir(&a.name),
+        "python_paths": python_paths(inputs, app),
+        "gunicorn_bind": gunicorn_bind(&a.name),
+        "workers": 3,
+        "threads": 4,
+        "timeout_seconds": REQUEST_TIMEOUT_SECONDS,
+        "balancer_idle_timeout_seconds": BALANCER_IDLE_SECONDS,
+        "keepalive_seconds": RUNNER_KEEPALIVE_SECONDS,
+        "max_requests": 2000,
+        "max_requests_jitter": 200,
+        "log_dir": log_dir(&a.name),
+    })
+}
+
+/// The generated password of an app's role in a Postgres database.
+pub fn db_password_secret(database: &str, app: &str) -> String {
+    format!("db.{database}.{app}.password")
+}
+
+pub fn redis_password_secret(database: &str) -> String {
+    format!("redis.{database}.password")
+}
+
+/// Clusters are named per primary host (`main` on db1 and on db3 differ).
+pub fn replication_secret(primary: &str, cluster: &str) -> String {
+    format!("postgres.{primary}.{cluster}.replication.password")
+}
+
+fn secret(inputs: &Inputs, name: &str) -> Result<String, String> {
+    inputs
+        .secrets
+        .get(name)
+        .ok_or_else(|| format!("secret `{name}` has no value"))
+}
+
+fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, String> {
+    let fleet = inputs.fleet;
+    let a = &fleet.apps[app];
+    let release = release_dir(&a.name);
+    let resolved = settings::resolve(fleet, inputs.sources, inputs.overrides, app, host);
+    let conn_max_age = resolved
+        .iter()
+        .find(|r| r.name == "CONN_MAX_AGE")
+        .and_then(|r| settings::python_literal(&r.winner().value, inputs.secrets).ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    let mut databases = Vec::new();
+    let mut caches = Vec::new();
+    for binding in &a.bindings {
+        let db = &fleet.databases[binding.database];
+        let origin = format!(
+            "{} (databases.{} = {})",
+            line(inputs, binding.span),
+            binding.alias,
+            db.name
+        );
+        match db.engine {
+            Engine::Postgres => databases.push(json!({
+                "origin": origin,
+                "alias": binding.alias,
+                "name": a.name,
+                "user": a.name,
+                "password_py": settings::python_string(&secret(inputs, &db_password_secret(&db.name, &a.name))?),
+                "host": fleet.address(db.primary),
+                "port": db.port,
+                "conn_max_age": conn_max_age,
+            })),
+            Engine::Redis => caches.push(json!({
+                "origin": origin,
+                "alias": if binding.alias == "cache" { "default" } else { binding.alias.as_str() },
+                "name": binding.alias,
+                "password_py": settings::python_string(&secret(inputs, &redis_password_secret(&db.name))?),
+                "host": fleet.address(db.primary),
+                "port": db.port,
+                "db": 0,
+            })),
+        }
+    }
+    let mut secret_inside = !databases.is_empty() || !caches.is_empty();
+    let mut values = Vec::new();
+    for r in &resolved {
+        let winner = r.winner();
+        secret_inside |= settings::holds_secret(&winner.value);
+        let value_py = settings::python_literal(&winner.value, inputs.secrets)?;
+        values.push(json!({ "name": r.name, "value_py": value_py, "origin": format!("{} ({})", winner.origin, winner.name) }));
+    }
+    let first_static = a.statics.first();
+    let context = json!({
+        "origin": line(inputs, a.span),
+        "app": a.name,
+        "python_paths": python_paths(inputs, app),
+        "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+        "static_url": first_static.map_or("/static/", |s| s.url.as_str()),
+        "static_root": format!("{release}/{}", first_static.map_or("collected_static", |s| s.dir.trim_start_matches("./").trim_end_matches('/'))),
+        "databases": databases,
+        "caches": caches,
+        "settings": values,
+    });
+    Ok(Built {
+        context,
+        secret: secret_inside,
+    })
+}
+
+fn gunicorn_service(inputs: &Inputs, app: AppId) -> Value {
+    let a = &inputs.fleet.apps[app];
+    json!({
+        "origin": line(inputs, a.span),
+        "app": a.name,
+        "user": app_user(&a.name),
+        "group": app_user(&a.name),
+        "release_dir": release_dir(&a.name),
+        "venv": venv(&a.name),
+        "settings_module": settings_module(&a.wsgi),
+        "gunicorn_config": format!("/etc/sitec/apps/{}/gunicorn.conf.py", a.name),
+        "environment_file": Value::Null,
+        "stop_timeout_seconds": REQUEST_TIMEOUT_SECONDS + 5,
+        "log_dir": log_dir(&a.name),
+        "writable_paths": Vec::<String>::new(),
+    })
+}
+
+fn celery_service(inputs: &Inputs, app: AppId, worker: usize) -> Value {
+    let a = &inputs.fleet.apps[app];
+    let w = &a.workers[worker];
+    // The command's program runs from the app's virtualenv.
+    let exec_start = match w.command.split_once(' ') {
+        Some((program, rest)) if !program.contains('/') => {
+            format!("{}/bin/{program} {rest}", venv(&a.name))
+        }
+        None if !w.command.contains('/') => format!("{}/bin/{}", venv(&a.name), w.command),
+        _ => w.command.clone(),
+    };
+    json!({
+        "origin": line(inputs, w.span),
+        "app": a.name,
+        "worker": w.name,
+        "user": app_user(&a.name),
+        "group": app_user(&a.name),
+        "release_dir": release_dir(&a.name),
+        "python_paths": python_paths(inputs, app),
+        "settings_module": settings_module(&a.wsgi),
+        "environment_file": Value::Null,
+        "exec_start": exec_start,
+        "stop_timeout_seconds": 600,
+        "log_dir": log_dir(&a.name),
+        "writable_paths": Vec::<String>::new(),
+    })
+}
+
+fn agent_service(inputs: &Inputs, host: HostId) -> Value {
+    let h = &inputs.fleet.hosts[host];
+    json!({
+        "origin": line(inputs, h.span),
+        "host": h.name,
+        "sitec_binary": SITEC_BINARY,
+        "config": "/etc/sitec/agent.toml",
+    })
+}
+
+fn balancer_service(inputs: &Inputs, host: HostId) -> Value {
+    let h = &inputs.fleet.hosts[host];
+    json!({
+        "origin": line(inputs, h.span),
+        "host": h.name,
+        "user": "sitec-balancer",
+        "group": "sitec-balancer",
+        "sitec_binary": SITEC_BINARY,
+        "config": "/etc/sitec/balancer.toml",
+        "max_open_files": 262_144,
+    })
+}
+
+fn balancer_config(inputs: &Inputs, host: HostId) -> Value {
+    let fleet = inputs.fleet;
+    let h = &fleet.hosts[host];
+    let routes: Vec<Value> = fleet
+        .apps
+        .iter()
+        .enumerate()
+        .map(|(id, a)| {
+            let backends: Vec<String> = fleet.placement[id]
+                .iter()
+                .map(|runner| format!("{}:{}", fleet.address(*runner), a.port))
+                .collect();
+            json!({
+                "origin": line(inputs, a.span),
+                "name": a.name,
+                "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+                "backends": backends,
+                "max_body": a.max_body,
+            })
+        })
+        .collect();
+    json!({
+        "origin": line(inputs, h.span),
+        "host": h.name,
+        "listen_http": ["0.0.0.0:80"],
+        "admin": "127.0.0.1:9100",
+        "backend_idle_ms": BALANCER_IDLE_SECONDS * 1000,
+        "runner_keepalive_seconds": RUNNER_KEEPALIVE_SECONDS,
+        "access_log": "/var/log/sitec/balancer/access.log",
+        "routes": routes,
+    })
+}
+
+fn agent_config(inputs: &Inputs, host: HostId) -> Value {
+    let fleet = inputs.fleet;
+    let h = &fleet.hosts[host];
+    let collectors: Vec<String> = fleet
+        .hosts_with_role("logs")
+        .map(|c| format!("tcp://{}:{BUS_LOGS_PORT}", fleet.address(c)))
+        .collect();
+    let mut logs = Vec::new();
+    for app in fleet.apps_on(host) {
+        let a = &fleet.apps[app];
+        for file in [
+            "gunicorn-access.log",
+            "gunicorn-error.log",
+            "nginx-access.log",
+            "nginx-error.log",
+        ] {
+            logs.push(json!({ "origin": line(inputs, a.span), "path": format!("{}/{file}", log_dir(&a.name)), "tag": format!("{}/{file}", a.name) }));
+        }
+    }
+    json!({
+        "origin": line(inputs, h.span),
+        "host": h.name,
+        "address": fleet.address(host),
+        "control_port": BUS_CONTROL_PORT,
+        "heartbeat_port": BUS_HEARTBEAT_PORT,
+        "log_collectors": collectors,
+        "logs": logs,
+    })
+}
+
+fn postgresql_conf(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<Value, String> {
+    let fleet = inputs.fleet;
+    let first = &fleet.databases[cluster.databases[0]];
+    let standby = if cluster.standby == Some(host) {
+        json!({
+            "primary_host": fleet.address(cluster.primary),
+            "primary_port": cluster.port,
+            "replication_user": "replicator",
+            "replication_password": secret(inputs, &replication_secret(&fleet.hosts[cluster.primary].name, &cluster.name))?,
+            "slot_name": format!("standby_{}", fleet.hosts[host].name.replace('-', "_")),
+        })
+    } else {
+        Value::Null
+    };
+    let config = format!("{}/", cluster.config_directory());
+    Ok(json!({
+        "origin": line(inputs, first.span),
+        "cluster": cluster.name,
+        "host": fleet.hosts[host].name,
+        "data_directory": cluster.data_directory(),
+        "hba_file": format!("{config}pg_hba.conf"),
+        "ident_file": format!("{config}pg_ident.conf"),
+        "listen_addresses": ["127.0.0.1", fleet.address(host)],
+        "port": cluster.port,
+        "unix_socket_directory": "/var/run/postgresql",
+        "max_connections": 100,
+        "shared_buffers": "128MB",
+        "effective_cache_size": "512MB",
+        "work_mem": "4MB",
+        "maintenance_work_mem": "64MB",
+        "max_wal_senders": 5,
+        "wal_keep_size": "1GB",
+        "log_min_duration_statement_ms": 500,
+        "standby": standby,
+    }))
+}
+
+fn pg_hba(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Value {
+    let fleet = inputs.fleet;
+    let first = &fleet.databases[cluster.databases[0]];
+    let mut apps = Vec::new();
+    for (id, a) in fleet.apps.iter().enumerate() {
+        for binding in a
+            .bindings
+            .iter()
+            .filter(|b| cluster.databases.contains(&b.database))
+        {
+            let addresses: Vec<String> = fleet.placement[id]
+                .iter()
+                .map(|r| format!("{}/32", fleet.address(*r)))
+                .collect();
+            apps.push(json!({
+                "origin": format!("{} (app {})", line(inputs, binding.span), a.name),
+                "database": a.name,
+                "user": a.name,
+                "addresses": addresses,
+            }));
+        }
+    }
+    let replication: Vec<Value> = cluster
+        .standby
+        .map(|standby| {
+            json!({
+                "origin": format!("{} (standby = {})", line(inputs, first.follower_span.unwrap_or(first.span)), fleet.hosts[standby].name),
+                "user": "replicator",
+                "address": format!("{}/32", fleet.address(standby)),
+            })
+        })
+        .into_iter()
+        .collect();
+    json!({
+        "origin": line(inputs, first.span),
+        "cluster": cluster.name,
+        "host": fleet.hosts[host].name,
+        "apps": apps,
+        "replication": replication,
+    })
+}
+
+fn redis_conf(inputs: &Inputs, host: HostId, redis: DatabaseId) -> Result<Value, String> {
+    let fleet = inputs.fleet;
+    let db = &fleet.databases[redis];
+    let replicaof = if db.follower == Some(host) {
+        json!({ "host": fleet.address(db.primary), "port": db.port })
+    } else {
+        Value::Null
+    };
+    Ok(json!({
+        "origin": line(inputs, db.span),
+        "app": db.name,
+        "host": fleet.hosts[host].name,
+        "bind": ["127.0.0.1", fleet.address(host)],
+        "port": db.port,
+        "dir": format!("/var/lib/redis/{}", db.name),
+        "log_file": format!("/var/log/redis/redis-{}.log", db.name),
+        "pid_file": format!("/run/redis-{}/redis-server.pid", db.name),
+        "password": secret(inputs, &redis_password_secret(&db.name))?,
+        "maxmemory": "256mb",
+        "maxmemory_policy": "noeviction",
+        "replicaof": replicaof,
+    }))
+}
+
+/// Every generated secret the fleet needs (database, Redis and replication
+/// passwords), sorted: `sitec render` adds the missing ones to the secrets file.
+pub fn generated_secrets(fleet: &Fleet) -> Vec<String> {
+    let mut names = Vec::new();
+    for a in &fleet.apps {
+        for binding in &a.bindings {
+            let db = &fleet.databases[binding.database];
+            match db.engine {
+                Engine::Postgres => names.push(db_password_secret(&db.name, &a.name)),
+                Engine::Redis => names.push(redis_password_secret(&db.name)),
+            }
+        }
+    }
+    for db in fleet.databases.iter().filter(|d| d.engine == Engine::Redis) {
+        names.push(redis_password_secret(&db.name));
+    }
+    for cluster in crate::model::clusters::clusters(fleet) {
+        names.push(replication_secret(
+            &fleet.hosts[cluster.primary].name,
+            &cluster.name,
+        ));
+    }
+    names.push("fleet.bus_key".to_string());
+    names.sort();
+    names.dedup();
+    names
+}

@@ -1,0 +1,534 @@
+//! Expand: every host's roles into the resources that host needs.
+//!
+//! A host plays the roles in its `roles` list, plus `agent`. Each role's
+//! resource blocks become resources; an `each SCOPE { ... }` block repeats
+//! its resources for every app, worker, Postgres cluster or Redis server on
+//! the host. Labels and string fields may name the scope's values as
+//! `{app}`, `{app.user}`, `{cluster.port}` ... (`{{` is a literal brace); a
+//! file with a `template` is rendered with the context `context` builds for
+//! it. A `service` with a `unit` template also writes its unit file. Pure:
+//! the templates and secrets are given.
+
+use crate::context::{self, Inputs, Scope};
+use crate::diagnostic::Diagnostic;
+use crate::model::clusters::{self, POSTGRES_VERSION};
+use crate::model::HostId;
+use crate::resources::{self, Kind, Resource};
+use crate::settings::line_of;
+use crate::source::Span;
+use crate::syntax::ast::{Block, Entry, Value, ValueKind};
+use crate::templates::Templates;
+
+/// The resources of one host, in declaration order.
+#[derive(Debug, Clone)]
+pub struct HostResources {
+    pub host: HostId,
+    pub resources: Vec<Resource>,
+}
+
+/// Expands every host of the fleet.
+pub fn expand(inputs: &Inputs, templates: &Templates) -> (Vec<HostResources>, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let mut hosts = Vec::new();
+    for host in 0..inputs.fleet.hosts.len() {
+        let mut expander = Expander {
+            inputs,
+            templates,
+            host,
+            out: Vec::new(),
+            diagnostics: &mut diagnostics,
+        };
+        expander.host();
+        hosts.push(HostResources {
+            host,
+            resources: expander.out,
+        });
+    }
+    (hosts, diagnostics)
+}
+
+struct Expander<'a, 'p> {
+    inputs: &'a Inputs<'a, 'p>,
+    templates: &'a Templates,
+    host: HostId,
+    out: Vec<Resource>,
+    diagnostics: &'a mut Vec<Diagnostic>,
+}
+
+impl Expander<'_, '_> {
+    fn host(&mut self) {
+        let h = &self.inputs.fleet.hosts[self.host];
+        let mut roles: Vec<String> = Vec::new();
+        if self.inputs.fleet.roles.contains_key("agent") && !h.roles.iter().any(|r| r == "agent") {
+            roles.push("agent".to_string());
+        }
+        roles.extend(h.roles.iter().cloned());
+        let because = line_of(self.inputs.sources, h.span);
+        for role in roles {
+            let Some(definition) = self.inputs.fleet.roles.get(&role) else {
+                continue;
+            };
+            self.block(&role, definition.block, &Scope::default(), &because);
+        }
+    }
+
+    fn block(&mut self, role: &str, block: &Block, scope: &Scope, because: &str) {
+        for entry in &block.entries {
+            match entry.key.text.as_str() {
+                "description" => {}
+                "each" => self.each(role, entry, scope),
+                _ => self.resource(role, entry, scope, because),
+            }
+        }
+    }
+
+    /// `each SCOPE { ... }`: the block once per item of the scope.
+    fn each(&mut self, role: &str, entry: &Entry, scope: &Scope) {
+        let (Some(word), Some(block)) = (entry.labels.first(), entry.block()) else {
+            return;
+        };
+        let fleet = self.inputs.fleet;
+        let items: Vec<(Scope, String)> = match word.text.as_str() {
+            "app" => fleet
+                .apps_on(self.host)
+                .map(|app| {
+                    (
+                        Scope {
+                            app: Some(app),
+                            ..scope.clone()
+                        },
+                        line_of(self.inputs.sources, fleet.apps[app].span),
+                    )
+                })
+                .collect(),
+            "worker" => {
+                let Some(app) = scope.app else {
+                    return self.error(
+                        word.span,
+                        "`each worker` stands inside `each app`",
+                        "put it in the app's `each app` block",
+                    );
+                };
+                (0..fleet.apps[app].workers.len())
+                    .map(|w| {
+                        (
+                            Scope {
+                                worker: Some(w),
+                                ..scope.clone()
+                            },
+                            line_of(self.inputs.sources, fleet.apps[app].workers[w].span),
+                        )
+                    })
+                    .collect()
+            }
+            "cluster" => clusters::clusters_on(fleet, self.host)
+                .into_iter()
+                .map(|c| {
+                    let origin = line_of(self.inputs.sources, fleet.databases[c.databases[0]].span);
+                    (
+                        Scope {
+                            cluster: Some(c),
+                            ..scope.clone()
+                        },
+                        origin,
+                    )
+                })
+                .collect(),
+            "redis" => clusters::redis_on(fleet, self.host)
+                .into_iter()
+                .map(|d| {
+                    (
+                        Scope {
+                            redis: Some(d),
+                            ..scope.clone()
+                        },
+                        line_of(self.inputs.sources, fleet.databases[d].span),
+                    )
+                })
+                .collect(),
+            _ => return,
+        };
+        for (inner, origin) in items {
+            self.block(role, block, &inner, &origin);
+        }
+    }
+
+    fn error(&mut self, span: Span, message: &str, help: &str) {
+        self.diagnostics.push(
+            Diagnostic::error("E220", message.to_string())
+                .primary(span, "here")
+                .help(help.to_string()),
+        );
+    }
+
+    /// `{app}` and friends in a role's string: the scope's values.
+    fn interpolate(&mut self, text: &str, span: Span, scope: &Scope) -> Option<String> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(open) = rest.find(['{', '}']) {
+            out.push_str(&rest[..open]);
+            let tail = &rest[open..];
+            if let Some(after) = tail.strip_prefix("{{").or_else(|| tail.strip_prefix("}}")) {
+                out.push_str(&tail[..1]);
+                rest = after;
+                continue;
+            }
+            let Some(close) = tail.find('}').filter(|_| tail.starts_with('{')) else {
+                self.error(
+                    span,
+                    "a lone `}` in a role's string",
+                    "write `}}` for a literal brace",
+                );
+                return None;
+            };
+            let name = &tail[1..close];
+            match self.variable(name, scope) {
+                Some(value) => out.push_str(&value),
+                None => {
+                    let known = "host, host.address, app, app.user, app.python, app.source, app.requirements, app.port, worker, cluster, cluster.version, cluster.port, redis, redis.port";
+                    self.diagnostics.push(
+                        Diagnostic::error("E221", format!("`{{{name}}}` means nothing here"))
+                            .primary(span, "in this string")
+                            .help(format!("the values a role can use are: {known} (app, worker, cluster and redis only inside their `each`)")),
+                    );
+                    return None;
+                }
+            }
+            rest = &tail[close + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+
+    fn variable(&self, name: &str, scope: &Scope) -> Option<String> {
+        let fleet = self.inputs.fleet;
+        let app = scope.app.map(|a| &fleet.apps[a]);
+        Some(match name {
+            "host" => fleet.hosts[self.host].name.clone(),
+            "host.address" => fleet.address(self.host),
+            "app" => app?.name.clone(),
+            "app.user" => context::app_user(&app?.name),
+            "app.python" => app?.python.clone(),
+            "app.source" => app?.source.clone(),
+            "app.requirements" => format!(
+                "{}/{}",
+                app?.source.trim_end_matches('/'),
+                app?.requirements
+            ),
+            "app.port" => app?.port.to_string(),
+            "worker" => app?.workers.get(scope.worker?)?.name.clone(),
+            "cluster" => scope.cluster.as_ref()?.name.clone(),
+            "cluster.version" => {
+                scope.cluster.as_ref()?;
+                POSTGRES_VERSION.to_string()
+            }
+            "cluster.port" => scope.cluster.as_ref()?.port.to_string(),
+            "redis" => fleet.databases[scope.redis?].name.clone(),
+            "redis.port" => fleet.databases[scope.redis?].port.to_string(),
+            _ => return None,
+        })
+    }
+
+    fn string(&mut self, entry: &Entry, key: &str, scope: &Scope) -> Option<String> {
+        let value = field(entry, key)?;
+        let ValueKind::Str(text) = &value.kind else {
+            return None;
+        };
+        self.interpolate(text, value.span, scope)
+    }
+
+    fn strings(&mut self, entry: &Entry, key: &str, scope: &Scope) -> Vec<String> {
+        let Some(ValueKind::List(list)) = field(entry, key).map(|v| &v.kind) else {
+            return Vec::new();
+        };
+        list.items
+            .iter()
+            .filter_map(|v| match &v.kind {
+                ValueKind::Str(s) => self.interpolate(s, v.span, scope),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn boolean(entry: &Entry, key: &str) -> Option<bool> {
+        match field(entry, key)?.kind {
+            ValueKind::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// One resource block of a role.
+    fn resource(&mut self, role: &str, entry: &Entry, scope: &Scope, because: &str) {
+        let Some(label) = entry.labels.first() else {
+            return;
+        };
+        let Some(key) = self.interpolate(&label.text, label.span, scope) else {
+            return;
+        };
+        let owner = self
+            .string(entry, "owner", scope)
+            .unwrap_or_else(|| "root".to_string());
+        let group = self
+            .string(entry, "group", scope)
+            .unwrap_or_else(|| owner.clone());
+        let kind = match entry.key.text.as_str() {
+            "package" => Kind::Package {
+                name: key,
+                version: self.string(entry, "version", scope),
+            },
+            "user" => Kind::User {
+                name: key,
+                home: self.string(entry, "home", scope),
+                shell: self.string(entry, "shell", scope),
+                system: Self::boolean(entry, "system").unwrap_or(false),
+                groups: self.strings(entry, "groups", scope),
+            },
+            "directory" => Kind::Directory {
+                path: key,
+                owner,
+                group,
+                mode: self
+                    .string(entry, "mode", scope)
+                    .unwrap_or_else(|| "0755".to_string()),
+            },
+            "file" => match self.file(entry, key, owner, group, scope) {
+                Some(kind) => kind,
+                None => return,
+            },
+            "symlink" => Kind::Symlink {
+                path: key,
+                target: self.string(entry, "target", scope).unwrap_or_default(),
+            },
+            "service" => {
+                if let Some(unit) = self.string(entry, "unit", scope) {
+                    self.unit_file(role, entry, &key, &unit, scope, because);
+                }
+                Kind::Service {
+                    restart: self
+                        .string(entry, "restart", scope)
+                        .or_else(|| Some(format!("systemctl restart {key}"))),
+                    reload: self.string(entry, "reload", scope),
+                    validate: self.string(entry, "validate", scope),
+                    enabled: Self::boolean(entry, "enabled").unwrap_or(true),
+                    running: Self::boolean(entry, "running").unwrap_or(true),
+                    name: key,
+                }
+            }
+            "virtualenv" => Kind::Virtualenv {
+                path: key,
+                python: self
+                    .string(entry, "python", scope)
+                    .unwrap_or_else(|| "3".to_string()),
+                requirements: self
+                    .string(entry, "requirements", scope)
+                    .unwrap_or_default(),
+                owner,
+            },
+            "tree" => Kind::Tree {
+                path: key,
+                source: self.string(entry, "source", scope).unwrap_or_default(),
+                owner,
+            },
+            "command" => Kind::Command {
+                name: key,
+                run: self.string(entry, "run", scope).unwrap_or_default(),
+                unless: self.string(entry, "unless", scope),
+                creates: self.string(entry, "creates", scope),
+                user: self.string(entry, "user", scope),
+            },
+            "subvolume" => Kind::Subvolume { path: key },
+            "timer" => Kind::Timer {
+                name: key,
+                every_seconds: match field(entry, "every").map(|v| &v.kind) {
+                    Some(ValueKind::Duration(q)) => q.millis() / 1000,
+                    _ => 3600,
+                },
+                command: self.string(entry, "command", scope).unwrap_or_default(),
+            },
+            _ => return,
+        };
+        let requires = self.strings(entry, "requires", scope);
+        let notifies = self.strings(entry, "notify", scope);
+        self.push(role, entry.head_span(), because, kind, requires, notifies);
+    }
+
+    fn push(
+        &mut self,
+        role: &str,
+        span: Span,
+        because: &str,
+        kind: Kind,
+        requires: Vec<String>,
+        notifies: Vec<String>,
+    ) {
+        let id = resources::id(&kind);
+        let origin = line_of(self.inputs.sources, span);
+        if let Some(existing) = self.out.iter_mut().find(|r| r.id == id) {
+            if existing.kind == kind {
+                // Two roles asking for the same thing (a package) is fine.
+                existing.notifies.extend(notifies);
+                return;
+            }
+            let message = format!(
+                "two roles want different `{id}` on host `{}`",
+                self.inputs.fleet.hosts[self.host].name
+            );
+            self.diagnostics.push(
+                Diagnostic::error("E222", message)
+                    .primary(span, format!("role `{role}` declares it here"))
+                    .secondary(
+                        existing.span,
+                        format!("role `{}` declares it differently here", existing.role),
+                    )
+                    .help("make the two agree, or keep it in one role"),
+            );
+            return;
+        }
+        self.out.push(Resource {
+            id,
+            kind,
+            role: role.to_string(),
+            origin,
+            because: because.to_string(),
+            requires,
+            notifies,
+            span,
+        });
+    }
+
+    fn file(
+        &mut self,
+        entry: &Entry,
+        path: String,
+        owner: String,
+        group: String,
+        scope: &Scope,
+    ) -> Option<Kind> {
+        let mode = self
+            .string(entry, "mode", scope)
+            .unwrap_or_else(|| "0644".to_string());
+        let absent = Self::boolean(entry, "absent").unwrap_or(false);
+        let template = self.string(entry, "template", scope);
+        let (content, secret) = match (&template, field(entry, "content")) {
+            (Some(name), _) => self.render(
+                name,
+                field(entry, "template").map_or(entry.head_span(), |v| v.span),
+                scope,
+            )?,
+            (
+                None,
+                Some(Value {
+                    kind: ValueKind::Str(s) | ValueKind::Text(s),
+                    ..
+                }),
+            ) => (s.clone(), false),
+            (None, _) => (String::new(), false),
+        };
+        Some(Kind::File {
+            path,
+            owner,
+            group,
+            mode: if secret && mode.ends_with('4') {
+                private_mode(&mode)
+            } else {
+                mode
+            },
+            sha256: resources::sha256_hex(content.as_bytes()),
+            template,
+            secret,
+            absent,
+            content,
+        })
+    }
+
+    fn render(&mut self, template: &str, span: Span, scope: &Scope) -> Option<(String, bool)> {
+        if !self.templates.exists(template) {
+            let names: Vec<&str> = Templates::names().collect();
+            let help = match crate::suggest::closest(template, names.iter().copied()) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => format!("the templates are: {}", names.join(", ")),
+            };
+            self.diagnostics.push(
+                Diagnostic::error("E223", format!("there is no template `{template}`"))
+                    .primary(span, "not under templates/")
+                    .help(help),
+            );
+            return None;
+        }
+        let built = match context::build(template, self.inputs, self.host, scope) {
+            Ok(built) => built,
+            Err(message) => {
+                self.diagnostics.push(
+                    Diagnostic::error("E224", message)
+                        .primary(span, "this file can't be rendered here"),
+                );
+                return None;
+            }
+        };
+        match self.templates.render(template, &built.context) {
+            Ok(text) => Some((text, built.secret)),
+            Err(message) => {
+                self.diagnostics.push(
+                    Diagnostic::error("E224", format!("template `{template}` failed: {message}"))
+                        .primary(span, "rendering this"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A service's unit file: written to /etc/systemd/system, restarting the
+    /// service when it changes.
+    fn unit_file(
+        &mut self,
+        role: &str,
+        entry: &Entry,
+        name: &str,
+        template: &str,
+        scope: &Scope,
+        because: &str,
+    ) {
+        let span = field(entry, "unit").map_or(entry.head_span(), |v| v.span);
+        let Some((content, secret)) = self.render(template, span, scope) else {
+            return;
+        };
+        let unit_name = if name.contains('@') || name.ends_with(".service") {
+            name.to_string()
+        } else {
+            format!("{name}.service")
+        };
+        let kind = Kind::File {
+            path: format!("/etc/systemd/system/{unit_name}"),
+            owner: "root".to_string(),
+            group: "root".to_string(),
+            mode: "0644".to_string(),
+            template: Some(template.to_string()),
+            sha256: resources::sha256_hex(content.as_bytes()),
+            secret,
+            absent: false,
+            content,
+        };
+        self.push(
+            role,
+            entry.head_span(),
+            because,
+            kind,
+            Vec::new(),
+            vec![format!("service:{name}")],
+        );
+    }
+}
+
+/// `0644` to `0640`: a file holding a secret is not world-readable.
+fn private_mode(mode: &str) -> String {
+    format!("{}0", &mode[..mode.len() - 1])
+}
+
+fn field<'e>(entry: &'e Entry, key: &str) -> Option<&'e Value> {
+    entry
+        .block()?
+        .entries
+        .iter()
+        .find(|e| e.key.text == key)
+        .and_then(Entry::value)
+}

@@ -1,0 +1,161 @@
+//! Resources: the units of desired state on one host.
+//!
+//! A role expands, per host, into resources of a few built-in kinds. Each
+//! resource has a stable id (`file:/etc/nginx/...`), the spec line that
+//! produced it, and the ids it requires and notifies. Files carry their
+//! rendered content. Plain data: plan compares it with a host, apply makes
+//! the host match it.
+
+use crate::source::Span;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Kind {
+    Package {
+        name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+    },
+    User {
+        name: String,
+        home: Option<String>,
+        shell: Option<String>,
+        system: bool,
+        groups: Vec<String>,
+    },
+    Directory {
+        path: String,
+        owner: String,
+        group: String,
+        mode: String,
+    },
+    File {
+        path: String,
+        owner: String,
+        group: String,
+        mode: String,
+        /// The template it was rendered from, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+        /// sha256 of the content, hex.
+        sha256: String,
+        /// The content holds a secret's value: never shown in a plan.
+        secret: bool,
+        /// Remove the file instead of writing it.
+        absent: bool,
+        #[serde(skip)]
+        content: String,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+    Service {
+        name: String,
+        enabled: bool,
+        running: bool,
+        reload: Option<String>,
+        restart: Option<String>,
+        /// Run before reloading or restarting; a failure keeps the old config.
+        validate: Option<String>,
+    },
+    Virtualenv {
+        path: String,
+        python: String,
+        /// The requirements file on the operator's machine.
+        requirements: String,
+        owner: String,
+    },
+    /// A folder copied from the operator's machine (an app's release).
+    Tree {
+        path: String,
+        source: String,
+        owner: String,
+    },
+    Command {
+        name: String,
+        run: String,
+        unless: Option<String>,
+        creates: Option<String>,
+        /// Run as this user (default root).
+        user: Option<String>,
+    },
+    Subvolume {
+        path: String,
+    },
+    Timer {
+        name: String,
+        every_seconds: u64,
+        command: String,
+    },
+}
+
+impl Kind {
+    /// The word before the colon in an id.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Kind::Package { .. } => "package",
+            Kind::User { .. } => "user",
+            Kind::Directory { .. } => "directory",
+            Kind::File { .. } => "file",
+            Kind::Symlink { .. } => "symlink",
+            Kind::Service { .. } => "service",
+            Kind::Virtualenv { .. } => "virtualenv",
+            Kind::Tree { .. } => "tree",
+            Kind::Command { .. } => "command",
+            Kind::Subvolume { .. } => "subvolume",
+            Kind::Timer { .. } => "timer",
+        }
+    }
+
+    /// The name or path that identifies it on its host.
+    pub fn key(&self) -> &str {
+        match self {
+            Kind::Package { name, .. }
+            | Kind::User { name, .. }
+            | Kind::Service { name, .. }
+            | Kind::Command { name, .. }
+            | Kind::Timer { name, .. } => name,
+            Kind::Directory { path, .. }
+            | Kind::File { path, .. }
+            | Kind::Symlink { path, .. }
+            | Kind::Virtualenv { path, .. }
+            | Kind::Tree { path, .. }
+            | Kind::Subvolume { path } => path,
+        }
+    }
+}
+
+/// One resource on one host.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resource {
+    /// `kind:name-or-path`, unique on its host.
+    pub id: String,
+    #[serde(flatten)]
+    pub kind: Kind,
+    /// The role that asked for it.
+    pub role: String,
+    /// `file:line` of the role line that declares it.
+    pub origin: String,
+    /// `file:line` of the spec line that brought it to this host (the host's
+    /// `roles`, the app, the database).
+    pub because: String,
+    /// Ids on the same host that must be in place first.
+    pub requires: Vec<String>,
+    /// Services (or commands) to reload or run when this one changes.
+    pub notifies: Vec<String>,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+pub fn id(kind: &Kind) -> String {
+    format!("{}:{}", kind.word(), kind.key())
+}
+
+/// Hex sha256 of some bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,234 @@
+//! Settings layering with provenance.
+//!
+//! For one app on one host, every settings layer that applies is merged,
+//! lowest first: role defaults < `settings base` < `settings host H` < the
+//! app's own settings (and `settings app A`) < `settings app A host H` < the
+//! local override file. Each resolved setting keeps every layer it passed,
+//! so `sitec explain` can show where a value came from and what it
+//! replaced. Values become Python literals here, secrets included. Pure.
+
+use crate::model::{AppId, Fleet, HostId, Target};
+use crate::secrets::Secrets;
+use crate::source::{SourceMap, Span};
+use crate::syntax::ast::{Value, ValueKind};
+
+/// A layer a value was set in.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// `settings base`, `app blog settings`, ...
+    pub name: String,
+    /// Where: the spec line, or the override file.
+    pub origin: String,
+    pub value: SettingValue,
+}
+
+/// A value as a layer wrote it.
+#[derive(Debug, Clone)]
+pub enum SettingValue {
+    Spec(Value),
+    /// From the local override file, already a Python literal.
+    Python(String),
+}
+
+/// One setting of one app on one host, with every layer it passed (lowest
+/// first; the last one wins).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub name: String,
+    pub layers: Vec<Layer>,
+}
+
+impl Resolved {
+    pub fn winner(&self) -> &Layer {
+        // Every Resolved has at least one layer: it is made from one.
+        &self.layers[self.layers.len() - 1]
+    }
+}
+
+/// One value set in the local override file (`NAME.local.toml`).
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub app: String,
+    pub host: Option<String>,
+    pub name: String,
+    pub python: String,
+    /// `fleet.local.toml:12`
+    pub origin: String,
+}
+
+/// Resolves the settings of `app` on `host`, sorted by name.
+pub fn resolve(
+    fleet: &Fleet,
+    sources: &SourceMap,
+    overrides: &[Override],
+    app: AppId,
+    host: HostId,
+) -> Vec<Resolved> {
+    let mut resolved: Vec<Resolved> = Vec::new();
+    let mut add = |name: &str, layer: Layer| match resolved.iter_mut().find(|r| r.name == name) {
+        Some(r) => r.layers.push(layer),
+        None => resolved.push(Resolved {
+            name: name.to_string(),
+            layers: vec![layer],
+        }),
+    };
+    let app_name = &fleet.apps[app].name;
+    let host_name = &fleet.hosts[host].name;
+    let rank = |target: &Target| match target {
+        Target::Base => Some(0),
+        Target::Host(h) if *h == host => Some(1),
+        Target::App(a) if *a == app => Some(2),
+        Target::AppOnHost(a, h) if *a == app && *h == host => Some(3),
+        _ => None,
+    };
+    let mut layers: Vec<(usize, &crate::model::SettingsLayer)> = fleet
+        .settings
+        .iter()
+        .filter_map(|layer| Some((rank(&layer.target)?, layer)))
+        .collect();
+    layers.sort_by_key(|(rank, _)| *rank);
+    for (_, layer) in layers {
+        let name = match layer.target {
+            Target::Base => "settings base".to_string(),
+            Target::Host(_) => format!("settings host {host_name}"),
+            Target::App(_) => format!("app {app_name} settings"),
+            Target::AppOnHost(..) => format!("settings app {app_name} host {host_name}"),
+        };
+        for (key, value) in &layer.values {
+            let origin = line_of(sources, value.span);
+            add(
+                key,
+                Layer {
+                    name: name.clone(),
+                    origin,
+                    value: SettingValue::Spec(value.clone()),
+                },
+            );
+        }
+    }
+    for o in overrides.iter().filter(|o| &o.app == app_name) {
+        if o.host.as_ref().is_some_and(|h| h != host_name) {
+            continue;
+        }
+        let name = match &o.host {
+            Some(h) => format!("local override for {app_name} on {h}"),
+            None => format!("local override for {app_name}"),
+        };
+        add(
+            &o.name,
+            Layer {
+                name,
+                origin: o.origin.clone(),
+                value: SettingValue::Python(o.python.clone()),
+            },
+        );
+    }
+    resolved.sort_by(|a, b| a.name.cmp(&b.name));
+    resolved
+}
+
+/// `file:line` of a span, as rendered files and explanations cite it.
+pub fn line_of(sources: &SourceMap, span: Span) -> String {
+    let position = sources.position(span.file, span.start);
+    format!("{}:{}", sources.name(span.file), position.line)
+}
+
+/// A value as a Python literal. Durations become seconds and sizes bytes
+/// (integers); secrets become their value (or placeholder).
+pub fn python_literal(value: &SettingValue, secrets: &Secrets) -> Result<String, String> {
+    match value {
+        SettingValue::Python(text) => Ok(text.clone()),
+        SettingValue::Spec(value) => python(value, secrets),
+    }
+}
+
+fn python(value: &Value, secrets: &Secrets) -> Result<String, String> {
+    Ok(match &value.kind {
+        ValueKind::Str(s) | ValueKind::Text(s) => python_string(s),
+        ValueKind::Int(n) => n.to_string(),
+        ValueKind::Bool(b) => if *b { "True" } else { "False" }.to_string(),
+        ValueKind::Duration(q) => (q.millis() / 1000).to_string(),
+        ValueKind::Size(q) => q.bytes().to_string(),
+        ValueKind::List(list) => {
+            let items: Result<Vec<String>, String> =
+                list.items.iter().map(|v| python(v, secrets)).collect();
+            format!("[{}]", items?.join(", "))
+        }
+        ValueKind::Map(block) => {
+            let mut pairs = Vec::new();
+            for entry in &block.entries {
+                let Some(v) = entry.value() else { continue };
+                pairs.push(format!(
+                    "{}: {}",
+                    python_string(&entry.key.text),
+                    python(v, secrets)?
+                ));
+            }
+            format!("{{{}}}", pairs.join(", "))
+        }
+        ValueKind::Call(call) => {
+            let name = call.args.first().and_then(|a| match &a.kind {
+                ValueKind::Str(s) => Some(s.as_str()),
+                _ => None,
+            });
+            let name = name.ok_or("`secret` takes one name")?;
+            python_string(
+                &secrets
+                    .get(name)
+                    .ok_or_else(|| format!("secret `{name}` has no value"))?,
+            )
+        }
+        ValueKind::Ref(name) => return Err(format!("`{}` is a bare name", name.text)),
+        ValueKind::Invalid => return Err("invalid value".to_string()),
+    })
+}
+
+/// A Python string literal: JSON's escapes are all valid Python.
+pub fn python_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "''".to_string())
+}
+
+/// Whether a value reads a secret (the file that holds it is then private).
+pub fn holds_secret(value: &SettingValue) -> bool {
+    fn walk(value: &Value) -> bool {
+        match &value.kind {
+            ValueKind::Call(_) => true,
+            ValueKind::List(list) => list.items.iter().any(walk),
+            ValueKind::Map(block) => block.entries.iter().filter_map(|e| e.value()).any(walk),
+            _ => false,
+        }
+    }
+    match value {
+        SettingValue::Spec(v) => walk(v),
+        SettingValue::Python(_) => false,
+    }
+}
+
+/// Every secret name the spec refers to, sorted.
+pub fn secret_names(fleet: &Fleet) -> Vec<String> {
+    fn walk(value: &Value, out: &mut Vec<String>) {
+        match &value.kind {
+            ValueKind::Call(call) => {
+                if let Some(ValueKind::Str(s)) = call.args.first().map(|a| &a.kind) {
+                    out.push(s.clone());
+                }
+            }
+            ValueKind::List(list) => list.items.iter().for_each(|v| walk(v, out)),
+            ValueKind::Map(block) => block
+                .entries
+                .iter()
+                .filter_map(|e| e.value())
+                .for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut names = Vec::new();
+    for layer in &fleet.settings {
+        for (_, value) in &layer.values {
+            walk(value, &mut names);
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}

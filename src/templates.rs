@@ -1,0 +1,119 @@
+//! The templates under `templates/`, embedded in the binary, and the
+//! handlebars registry that renders them: strict mode (a missing field is an
+//! error, never an empty string in a config) and no HTML escaping.
+
+use handlebars::Handlebars;
+
+/// Every template: its name (path below `templates/` without `.hbs`) and text.
+pub const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "agent/agent.toml",
+        include_str!("../templates/agent/agent.toml.hbs"),
+    ),
+    (
+        "balancer/balancer.toml",
+        include_str!("../templates/balancer/balancer.toml.hbs"),
+    ),
+    (
+        "django/sitec_settings.py",
+        include_str!("../templates/django/sitec_settings.py.hbs"),
+    ),
+    (
+        "postgres/pg_hba.conf",
+        include_str!("../templates/postgres/pg_hba.conf.hbs"),
+    ),
+    (
+        "postgres/postgresql.conf",
+        include_str!("../templates/postgres/postgresql.conf.hbs"),
+    ),
+    (
+        "redis/redis.conf",
+        include_str!("../templates/redis/redis.conf.hbs"),
+    ),
+    (
+        "runner/gunicorn.conf.py",
+        include_str!("../templates/runner/gunicorn.conf.py.hbs"),
+    ),
+    (
+        "runner/nginx-app.conf",
+        include_str!("../templates/runner/nginx-app.conf.hbs"),
+    ),
+    (
+        "systemd/celery-worker.service",
+        include_str!("../templates/systemd/celery-worker.service.hbs"),
+    ),
+    (
+        "systemd/gunicorn.service",
+        include_str!("../templates/systemd/gunicorn.service.hbs"),
+    ),
+    (
+        "systemd/sitec-agent.service",
+        include_str!("../templates/systemd/sitec-agent.service.hbs"),
+    ),
+    (
+        "systemd/sitec-balancer.service",
+        include_str!("../templates/systemd/sitec-balancer.service.hbs"),
+    ),
+];
+
+pub struct Templates {
+    registry: Handlebars<'static>,
+}
+
+impl Templates {
+    /// Registers every embedded template. A template that does not compile
+    /// is a bug in sitec, caught by the tests that render each one.
+    pub fn new() -> Result<Templates, String> {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.register_escape_fn(handlebars::no_escape);
+        for (name, text) in TEMPLATES {
+            registry
+                .register_template_string(name, *text)
+                .map_err(|e| format!("template `{name}`: {e}"))?;
+        }
+        Ok(Templates { registry })
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.registry.has_template(name)
+    }
+
+    pub fn render(&self, name: &str, context: &serde_json::Value) -> Result<String, String> {
+        self.registry
+            .render(name, context)
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        TEMPLATES.iter().map(|(name, _)| *name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_file_is_embedded() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut stack = vec![root.clone()];
+        let mut found = Vec::new();
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(dir).expect("templates folder") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Some(rel) = path.strip_prefix(&root).ok().and_then(|p| p.to_str()) {
+                    if let Some(name) = rel.strip_suffix(".hbs") {
+                        found.push(name.to_string());
+                    }
+                }
+            }
+        }
+        found.sort();
+        let embedded: Vec<String> = Templates::names().map(str::to_string).collect();
+        assert_eq!(found, embedded, "templates/ and TEMPLATES differ");
+        assert!(Templates::new().is_ok());
+    }
+}
