@@ -45,6 +45,7 @@ enum Checker {
     PostgresConf,
     PostgresHba,
     Redis,
+    Toml,
 }
 
 fn checker(template: &str) -> Option<Checker> {
@@ -60,6 +61,8 @@ fn checker(template: &str) -> Option<Checker> {
         Some(Checker::PostgresHba)
     } else if template.starts_with("redis/") {
         Some(Checker::Redis)
+    } else if template.ends_with(".toml") {
+        Some(Checker::Toml)
     } else {
         None
     }
@@ -289,11 +292,15 @@ fn run_silent(command: &mut Command) -> Result<(), String> {
 }
 
 /// Runs every sample through `check`, then fails once with every failure.
-fn check_all(which: Checker, mut check: impl FnMut(&Sample) -> Result<(), String>) {
+fn check_all(which: Checker, check: impl FnMut(&Sample) -> Result<(), String>) {
     let samples = samples_for(which);
     assert!(!samples.is_empty(), "no template is checked by {which:?}");
+    check_samples(&samples, check);
+}
+
+fn check_samples(samples: &[Sample], mut check: impl FnMut(&Sample) -> Result<(), String>) {
     let mut failures = String::new();
-    for sample in &samples {
+    for sample in samples {
         if let Err(e) = check(sample) {
             let _ = writeln!(failures, "--- {}:\n{e}\n", sample.label());
         }
@@ -497,6 +504,32 @@ fn python_compiles_and_runs_every_module() {
             Command::new(&python)
                 .args(["-c", "import runpy, sys; runpy.run_path(sys.argv[1])"])
                 .arg(&module),
+        )
+    });
+}
+
+#[test]
+fn toml_parses_every_config() {
+    // The daemons' configs (agent, balancer) are TOML. Until the daemons can
+    // check a config themselves, Python's tomllib (a strict TOML 1.0 parser)
+    // does; a branch without TOML templates has nothing to check here.
+    let samples = samples_for(Checker::Toml);
+    if samples.is_empty() {
+        return;
+    }
+    let python = require("python3", "python3");
+    check_samples(&samples, |sample| {
+        let scratch = Scratch::new("toml");
+        let (_, text) = render_relocated(sample, scratch.path())?;
+        let file = scratch.path().join("config.toml");
+        fs::write(&file, text).map_err(|e| e.to_string())?;
+        run_silent(
+            Command::new(&python)
+                .args([
+                    "-c",
+                    "import sys, tomllib; tomllib.load(open(sys.argv[1], 'rb'))",
+                ])
+                .arg(&file),
         )
     });
 }
