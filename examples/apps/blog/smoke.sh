@@ -16,7 +16,8 @@
 #    (from nginx, with cache headers, never reaching gunicorn), /healthz (still
 #    200 with the database and the cache stopped), and a 403 for a client that
 #    is not a balancer; gunicorn sends READY=1 to NOTIFY_SOCKET (its unit is Type=notify)
-# 7. the gunicorn and celery units, rendered for this release, pass
+# 7. every setting gunicorn.conf.py sets is one gunicorn knows (it ignores others);
+#    the gunicorn and celery units, rendered for this release, pass
 #    systemd-analyze verify; a celery task sent through redis runs in the worker
 #    and reads postgres
 #
@@ -235,6 +236,15 @@ export DJANGO_SETTINGS_MODULE=blog.settings
   "$work/venv/bin/python" manage.py collectstatic --noinput -v0) ||
   die "manage.py"
 [ -s "$work/release/collected_static/posts/blog.css" ] || die "collectstatic wrote no blog.css"
+
+# gunicorn ignores a setting it does not know: every name the rendered config
+# sets must come back in the configuration gunicorn resolved from it.
+resolved=$(cd "$work/release" && "$work/venv/bin/gunicorn" --config "$work/gunicorn.conf.py" \
+  --print-config) || die "gunicorn --print-config"
+for name in $(sed -n 's/^\([a-z_]*\) = .*/\1/p' "$work/gunicorn.conf.py"); do
+  grep -q "^$name  *= " <<<"$resolved" || die "gunicorn has no setting \`$name\` (gunicorn.conf.py)"
+done
+grep -q '^worker_class  *= gthread$' <<<"$resolved" || die "gunicorn does not resolve worker_class"
 
 # The units point at the real venv here: systemd-analyze checks their programs exist.
 if command -v systemd-analyze >/dev/null; then
