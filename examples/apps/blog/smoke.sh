@@ -16,18 +16,21 @@
 #    (from nginx, with cache headers, never reaching gunicorn), /healthz (still
 #    200 with the database and the cache stopped), and a 403 for a client that
 #    is not a balancer; gunicorn sends READY=1 to NOTIFY_SOCKET (its unit is Type=notify)
-# 7. the gunicorn and celery units, rendered for this release, pass
+# 7. every setting gunicorn.conf.py sets is one gunicorn knows (it ignores others);
+#    the gunicorn and celery units, rendered for this release, pass
 #    systemd-analyze verify; a celery task sent through redis runs in the worker
 #    and reads postgres
 #
-# Environment: PYTHON (default python3.11), WHEELHOUSE (default target/wheelhouse),
+# Environment: PYTHON (default /usr/bin/python3.11), WHEELHOUSE (default target/wheelhouse),
 # SMOKE_PORT_BASE (default 25000: Postgres +432, Redis +379, gunicorn +801, nginx +800),
 # SMOKE_KEEP=1 keeps the temp dir.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
-python=${PYTHON:-python3.11}
+# Debian's python, as on the hosts (a venv of a python under /root would not run
+# as the app's user).
+python=${PYTHON:-/usr/bin/python3.11}
 wheelhouse=${WHEELHOUSE:-$repo/target/wheelhouse}
 base=${SMOKE_PORT_BASE:-25000}
 pg_port=$((base + 432))
@@ -38,6 +41,8 @@ host=blog.localhost
 # The balancer, as nginx on the runner sees it: another loopback address.
 balancer=127.0.0.3
 title="Deployed by smoke.sh"
+# Stands in for the app's own user (app-blog on a runner).
+app_user=nobody
 
 say() { echo "smoke: $*"; }
 die() {
@@ -47,7 +52,7 @@ die() {
 
 [ "$(id -u)" = 0 ] || die "run as root: Postgres runs as the postgres user through runuser"
 for need in nginx:nginx redis-server:redis-server redis-cli:redis-tools curl:curl \
-  runuser:util-linux "$python":python3 cargo:"rustup (see README)"; do
+  runuser:util-linux "$python":"python3 python3-venv" cargo:"rustup (see README)"; do
   command -v "${need%%:*}" >/dev/null || die "${need%%:*} is missing: apt-get install -y ${need#*:}"
 done
 pg_bin=$(find /usr/lib/postgresql -maxdepth 2 -name bin 2>/dev/null | sort -V | tail -1)
@@ -95,11 +100,14 @@ render() {
 
 secret() { od -An -N12 -tx1 /dev/urandom | tr -d ' \n'; }
 
-# 1. The wheelhouse, once per requirements.txt: the exact command of ../README.md.
+# 1. The venv, whose pip also downloads the wheelhouse once per requirements.txt
+#    (the exact command of ../README.md: the operator's side).
+say "release and venv in $work"
+"$python" -m venv "$work/venv"
 stamp="$wheelhouse/.requirements-$(sha256sum "$here/requirements.txt" | cut -c1-16)"
 if [ ! -e "$stamp" ]; then
   say "downloading wheels into $wheelhouse"
-  "$python" -m pip download --quiet --disable-pip-version-check \
+  "$work/venv/bin/pip" download --quiet --disable-pip-version-check \
     --dest "$wheelhouse" --only-binary=:all: \
     --python-version 3.11 --implementation cp --abi cp311 \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
@@ -108,13 +116,11 @@ if [ ! -e "$stamp" ]; then
   touch "$stamp"
 fi
 
-# 2. The release and its venv, from the wheelhouse only.
-say "release and venv in $work"
+# 2. The release, and the venv installed from the wheelhouse only (the host's side).
 mkdir -p "$work/release" "$work/log" "$work/ctx" "$work/redis" "$work/nginx"
 tar -C "$here" --exclude=sitec_settings.py --exclude=collected_static \
   --exclude=db.sqlite3 --exclude=__pycache__ --exclude=smoke.sh -cf - . |
   tar -C "$work/release" -xf -
-"$python" -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet --disable-pip-version-check \
   --no-index --find-links "$wheelhouse" -r "$work/release/requirements.txt"
 
@@ -231,6 +237,15 @@ export DJANGO_SETTINGS_MODULE=blog.settings
   die "manage.py"
 [ -s "$work/release/collected_static/posts/blog.css" ] || die "collectstatic wrote no blog.css"
 
+# gunicorn ignores a setting it does not know: every name the rendered config
+# sets must come back in the configuration gunicorn resolved from it.
+resolved=$(cd "$work/release" && "$work/venv/bin/gunicorn" --config "$work/gunicorn.conf.py" \
+  --print-config) || die "gunicorn --print-config"
+for name in $(sed -n 's/^\([a-z_]*\) = .*/\1/p' "$work/gunicorn.conf.py"); do
+  grep -q "^$name  *= " <<<"$resolved" || die "gunicorn has no setting \`$name\` (gunicorn.conf.py)"
+done
+grep -q '^worker_class  *= gthread$' <<<"$resolved" || die "gunicorn does not resolve worker_class"
+
 # The units point at the real venv here: systemd-analyze checks their programs exist.
 if command -v systemd-analyze >/dev/null; then
   said=$(systemd-analyze verify --man=no "$work"/units/*.service 2>&1) && [ -z "$said" ] ||
@@ -249,13 +264,18 @@ print(s.recv(4096).decode(), flush=True)
 ' "$work/notify.sock" >"$work/notify.out" &
 pids+=($!)
 wait_for "the notify socket" test -S "$work/notify.sock"
-(cd "$work/release" && NOTIFY_SOCKET="$work/notify.sock" exec "$work/venv/bin/gunicorn" \
-  --config "$work/gunicorn.conf.py") &
+chmod 666 "$work/notify.sock" # as systemd's is
+# gunicorn and the worker run as an unprivileged user, as their units do
+# (User=app-blog): they may write their logs and nothing else.
+chown "$app_user:" "$work/log"
+(cd "$work/release" && exec runuser -u "$app_user" -- env NOTIFY_SOCKET="$work/notify.sock" \
+  "$work/venv/bin/gunicorn" --config "$work/gunicorn.conf.py" >>"$work/log/gunicorn-stdout.log" 2>&1) &
 pids+=($!)
 # The worker as its unit starts it: the release as working directory, the
 # app's paths in PYTHONPATH, the command of the spec.
-(cd "$work/release" && PYTHONPATH="$work/release:$work/release/apps" \
-  exec "$work/venv/bin/celery" -A blog worker --loglevel=INFO --concurrency=1 \
+(cd "$work/release" && exec runuser -u "$app_user" -- \
+  env PYTHONPATH="$work/release:$work/release/apps" \
+  "$work/venv/bin/celery" -A blog worker --loglevel=INFO --concurrency=1 \
   >>"$work/log/worker-celery.log" 2>&1) &
 pids+=($!)
 said=$(nginx -t -q -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>&1) && [ -z "$said" ] ||

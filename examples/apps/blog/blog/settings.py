@@ -12,9 +12,15 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# The project's own apps live in apps/. A spec that lists it in `paths` (as
+# examples/epio.site does) puts it on the path already; this line makes the app
+# run the same under a spec that lists only "." (the quickstart) and on a laptop.
+if str(BASE_DIR / "apps") not in sys.path:
+    sys.path.append(str(BASE_DIR / "apps"))
+
 INSTALLED_APPS = [
     "django.contrib.staticfiles",
-    "posts",  # apps/posts: `paths = [".", "apps"]` in the spec puts apps/ on the path
+    "posts",  # apps/posts
 ]
 
 MIDDLEWARE = [
@@ -49,7 +55,6 @@ except ModuleNotFoundError as missing:
     if missing.name != "sitec_settings":
         raise
     # A developer's machine: `python manage.py migrate && python manage.py runserver`.
-    sys.path.append(str(BASE_DIR / "apps"))
     DEBUG = True
     SECRET_KEY = "dev-only-not-a-secret"
     ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
