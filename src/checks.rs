@@ -16,7 +16,11 @@ use std::collections::BTreeMap;
 
 /// Every rule, its default severity, and the function that checks it.
 pub const RULES: [(&str, Severity, fn(&Fleet) -> Vec<Diagnostic>); 8] = [
-    ("balancer_redundancy", Severity::Warning, balancer_redundancy),
+    (
+        "balancer_redundancy",
+        Severity::Warning,
+        balancer_redundancy,
+    ),
     ("replica_spread", Severity::Warning, replica_spread),
     ("standby_host", Severity::Error, standby_host),
     ("standby_provider", Severity::Warning, standby_provider),
@@ -77,11 +81,16 @@ fn balancer_redundancy(fleet: &Fleet) -> Vec<Diagnostic> {
             "E250",
             format!("`{}` is the only balancer", host_name(fleet, *only)),
         )
-        .primary(fleet.hosts[*only].span, "every app is down while this host is")
+        .primary(
+            fleet.hosts[*only].span,
+            "every app is down while this host is",
+        )
         .help("give a second host, at another provider, the `balancer` role")],
         [first, rest @ ..] => {
             let provider = fleet.hosts[*first].provider;
-            if providers_in_use(fleet) < 2 || rest.iter().any(|h| fleet.hosts[*h].provider != provider) {
+            if providers_in_use(fleet) < 2
+                || rest.iter().any(|h| fleet.hosts[*h].provider != provider)
+            {
                 return Vec::new();
             }
             let mut d = Diagnostic::error(
@@ -164,9 +173,10 @@ fn replica_spread(fleet: &Fleet) -> Vec<Diagnostic> {
 fn followers<'f>(
     fleet: &'f Fleet,
 ) -> impl Iterator<Item = (&'f crate::model::Database, HostId, Span)> + 'f {
-    fleet.databases.iter().filter_map(|db| {
-        Some((db, db.follower?, db.follower_span.unwrap_or(db.span)))
-    })
+    fleet
+        .databases
+        .iter()
+        .filter_map(|db| Some((db, db.follower?, db.follower_span.unwrap_or(db.span))))
 }
 
 fn follower_word(engine: Engine) -> &'static str {
@@ -193,7 +203,10 @@ fn standby_host(fleet: &Fleet) -> Vec<Diagnostic> {
                 "E252",
                 format!("the {word} of `{}` is on its primary's host", db.name),
             )
-            .primary(span, format!("`{}` is also the primary", host_name(fleet, follower)))
+            .primary(
+                span,
+                format!("`{}` is also the primary", host_name(fleet, follower)),
+            )
             .secondary(db.span, "declared here")
             .help(format!(
                 "put the {word} on another host with the `{}` role",
@@ -207,7 +220,9 @@ fn standby_host(fleet: &Fleet) -> Vec<Diagnostic> {
 fn standby_provider(fleet: &Fleet) -> Vec<Diagnostic> {
     followers(fleet)
         .filter(|(db, follower, _)| {
+            // A follower without the engine's role is `role_requirements`' to report.
             *follower != db.primary
+                && fleet.has_role(*follower, engine_role(db.engine))
                 && fleet.hosts[*follower].provider == fleet.hosts[db.primary].provider
         })
         .filter_map(|(db, follower, span)| {
@@ -230,10 +245,7 @@ fn standby_provider(fleet: &Fleet) -> Vec<Diagnostic> {
                     fleet.hosts[elsewhere].span,
                     format!("a `{role}` host at `{}`", provider_name(fleet, elsewhere)),
                 )
-                .help(format!(
-                    "set `{word} = {}`",
-                    host_name(fleet, elsewhere)
-                )),
+                .help(format!("set `{word} = {}`", host_name(fleet, elsewhere))),
             )
         })
         .collect()
@@ -248,7 +260,10 @@ fn backup_target(fleet: &Fleet) -> Vec<Diagnostic> {
             diagnostics.push(
                 Diagnostic::error(
                     "E254",
-                    format!("backup `{}` is pulled to `{to}`, one of the hosts it backs up", backup.name),
+                    format!(
+                        "backup `{}` is pulled to `{to}`, one of the hosts it backs up",
+                        backup.name
+                    ),
                 )
                 .primary(backup.to_span, "the backups land here")
                 .secondary(*span, "and this host is backed up")
@@ -268,7 +283,11 @@ fn backup_target(fleet: &Fleet) -> Vec<Diagnostic> {
                 .primary(backup.to_span, "the backups land here")
                 .secondary(
                     db.follower_span.unwrap_or(db.span),
-                    format!("`{to}` is the {} of `{}`", follower_word(db.engine), db.name),
+                    format!(
+                        "`{to}` is the {} of `{}`",
+                        follower_word(db.engine),
+                        db.name
+                    ),
                 )
                 .help("pull the backups to a host that holds no copy of the data"),
             );
@@ -277,7 +296,10 @@ fn backup_target(fleet: &Fleet) -> Vec<Diagnostic> {
             diagnostics.push(
                 Diagnostic::error(
                     "E255",
-                    format!("backup `{}` is pulled to `{to}`, which has no `backup` role", backup.name),
+                    format!(
+                        "backup `{}` is pulled to `{to}`, which has no `backup` role",
+                        backup.name
+                    ),
                 )
                 .primary(backup.to_span, "nothing pulls the snapshots here")
                 .secondary(fleet.hosts[backup.to].span, "declared here")
@@ -317,8 +339,16 @@ fn listeners(fleet: &Fleet, host: HostId) -> Vec<(u16, String, Span)> {
     use crate::context::{BUS_CONTROL_PORT, BUS_HEARTBEAT_PORT, BUS_LOGS_PORT};
     let span = fleet.hosts[host].span;
     let mut ports = vec![
-        (BUS_CONTROL_PORT, "the agent's control bus".to_string(), span),
-        (BUS_HEARTBEAT_PORT, "the agent's heartbeats".to_string(), span),
+        (
+            BUS_CONTROL_PORT,
+            "the agent's control bus".to_string(),
+            span,
+        ),
+        (
+            BUS_HEARTBEAT_PORT,
+            "the agent's heartbeats".to_string(),
+            span,
+        ),
     ];
     if fleet.has_role(host, "logs") {
         ports.push((BUS_LOGS_PORT, "the log collector".to_string(), span));
@@ -332,7 +362,11 @@ fn listeners(fleet: &Fleet, host: HostId) -> Vec<(u16, String, Span)> {
     }
     for cluster in clusters::clusters_on(fleet, host) {
         let db = &fleet.databases[cluster.databases[0]];
-        ports.push((cluster.port, format!("Postgres cluster `{}`", cluster.name), db.span));
+        ports.push((
+            cluster.port,
+            format!("Postgres cluster `{}`", cluster.name),
+            db.span,
+        ));
     }
     for db in clusters::redis_on(fleet, host) {
         let db = &fleet.databases[db];
@@ -358,7 +392,9 @@ fn port_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
                     )
                     .primary(span, format!("{what} wants port {port}"))
                     .secondary(*first_span, format!("{first} has it"))
-                    .help("set another `port` on the database, or move one of them to another host"),
+                    .help(
+                        "set another `port` on the database, or move one of them to another host",
+                    ),
                 ),
                 None => {
                     taken.insert(port, (what, span));
@@ -385,7 +421,10 @@ fn role_requirements(fleet: &Fleet) -> Vec<Diagnostic> {
                 diagnostics.push(
                     Diagnostic::error(
                         "E258",
-                        format!("`{name}`, the {what} of `{}`, has no `{role}` role", db.name),
+                        format!(
+                            "`{name}`, the {what} of `{}`, has no `{role}` role",
+                            db.name
+                        ),
                     )
                     .primary(span, format!("a {role} database on `{name}`"))
                     .secondary(fleet.hosts[host].span, format!("`{name}` lacks `{role}`"))
