@@ -14,8 +14,11 @@ use crate::model::{Engine, Fleet, HostId};
 use crate::source::Span;
 use std::collections::BTreeMap;
 
+/// A rule's check: every place the fleet breaks it.
+type Rule = fn(&Fleet) -> Vec<Diagnostic>;
+
 /// Every rule, its default severity, and the function that checks it.
-pub const RULES: [(&str, Severity, fn(&Fleet) -> Vec<Diagnostic>); 8] = [
+pub const RULES: [(&str, Severity, Rule); 8] = [
     (
         "balancer_redundancy",
         Severity::Warning,
@@ -464,4 +467,28 @@ fn role_requirements(fleet: &Fleet) -> Vec<Diagnostic> {
         }
     }
     diagnostics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::schema::CHECKS;
+
+    #[test]
+    fn the_schema_names_every_rule_with_its_default() {
+        let fields: Vec<&str> = CHECKS.fields.iter().map(|f| f.name).collect();
+        let rules: Vec<&str> = RULES.iter().map(|(name, _, _)| *name).collect();
+        assert_eq!(fields, rules);
+        for (name, default, _) in RULES {
+            let word = match default {
+                Severity::Error => "(default error)",
+                Severity::Warning => "(default warning)",
+            };
+            let doc = CHECKS.field(name).map(|f| f.doc).unwrap_or_default();
+            assert!(
+                doc.ends_with(word),
+                "schema doc of `{name}` should end with {word}"
+            );
+        }
+    }
 }
