@@ -35,7 +35,7 @@ pub const RULES: [(&str, Severity, Rule); 8] = [
 
 /// Runs every rule that is not `off`, at the severity the spec sets.
 pub fn check(fleet: &Fleet) -> Vec<Diagnostic> {
-    let mut diagnostics = Vec::new();
+    let mut diagnostics = levels_set_twice(fleet);
     for (rule, default, run) in RULES {
         let level = fleet
             .check_levels
@@ -55,6 +55,29 @@ pub fn check(fleet: &Fleet) -> Vec<Diagnostic> {
                 "rule `{rule}`; set `checks {{ {rule} = off }}` to silence it"
             ))
         }));
+    }
+    diagnostics
+}
+
+/// A rule given two different levels by two `checks` blocks (in one file
+/// or across modules): which one holds would depend on the order of `use`.
+fn levels_set_twice(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for (i, (rule, level, span)) in fleet.check_levels.iter().enumerate() {
+        let earlier = fleet.check_levels[..i]
+            .iter()
+            .find(|(r, l, _)| r == rule && l != level);
+        if let Some((_, first, first_span)) = earlier {
+            diagnostics.push(
+                Diagnostic::error(
+                    "E260",
+                    format!("rule `{rule}` is set to both `{first}` and `{level}`"),
+                )
+                .primary(*span, format!("set to `{level}` here"))
+                .secondary(*first_span, format!("set to `{first}` here"))
+                .help("keep one of them"),
+            );
+        }
     }
     diagnostics
 }
