@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 /// A rule's check: every place the fleet breaks it.
 type Rule = fn(&Fleet) -> Vec<Diagnostic>;
 
-/// Every rule, its default severity, and the function that checks it.
+/// Every rule, its default severity, and the function that checks it. The
+/// functions build their diagnostics as errors; `check` sets the severity.
 pub const RULES: [(&str, Severity, Rule); 8] = [
     (
         "balancer_redundancy",
@@ -381,6 +382,7 @@ fn listeners(fleet: &Fleet, host: HostId) -> Vec<(u16, String, Span)> {
     }
     if fleet.has_role(host, "balancer") {
         ports.push((80, "the balancer".to_string(), span));
+        ports.push((9100, "the balancer's admin listener".to_string(), span));
     }
     for app in fleet.apps_on(host) {
         let app = &fleet.apps[app];
