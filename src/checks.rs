@@ -296,8 +296,15 @@ fn backup_target(fleet: &Fleet) -> Vec<Diagnostic> {
                 .secondary(*span, "and this host is backed up")
                 .help("pull the backups to a host that is not in `from`"),
             );
-        } else if let Some(db) = fleet.databases.iter().find(|db| {
-            db.follower == Some(backup.to) && backup.from.iter().any(|(h, _)| *h == db.primary)
+        } else if let Some((db, role, span)) = fleet.databases.iter().find_map(|db| {
+            // `to` and a host of `from` are primary and follower of one database.
+            let primary = (db.primary, "primary", db.span);
+            let follower = (db.follower?, follower_word(db.engine), db.follower_span?);
+            let backed_up = |h: HostId| backup.from.iter().any(|(f, _)| *f == h);
+            [(primary, follower), (follower, primary)]
+                .into_iter()
+                .find(|((to, _, _), (other, _, _))| *to == backup.to && backed_up(*other))
+                .map(|((_, role, span), _)| (db, role, span))
         }) {
             diagnostics.push(
                 Diagnostic::error(
@@ -308,14 +315,7 @@ fn backup_target(fleet: &Fleet) -> Vec<Diagnostic> {
                     ),
                 )
                 .primary(backup.to_span, "the backups land here")
-                .secondary(
-                    db.follower_span.unwrap_or(db.span),
-                    format!(
-                        "`{to}` is the {} of `{}`",
-                        follower_word(db.engine),
-                        db.name
-                    ),
-                )
+                .secondary(span, format!("`{to}` is the {role} of `{}`", db.name))
                 .help("pull the backups to a host that holds no copy of the data"),
             );
         }
