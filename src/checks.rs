@@ -178,19 +178,28 @@ fn replica_spread(fleet: &Fleet) -> Vec<Diagnostic> {
                 .iter()
                 .map(|h| format!("`{}` ({})", host_name(fleet, *h), provider_name(fleet, *h)))
                 .collect();
-            diagnostics.push(
-                Diagnostic::error(
-                    "E251",
-                    format!(
-                        "app `{}` runs on {} provider{} although {possible} have runners",
-                        app.name,
-                        providers.len(),
-                        if providers.len() == 1 { "" } else { "s" }
-                    ),
-                )
-                .primary(app.span, format!("runs on {}", names.join(", ")))
-                .help("pin the app to runners at different providers, or drop `runners` and let sitec spread it"),
-            );
+            let mut d = Diagnostic::error(
+                "E251",
+                format!(
+                    "app `{}` runs on {} provider{} although {possible} have runners",
+                    app.name,
+                    providers.len(),
+                    if providers.len() == 1 { "" } else { "s" }
+                ),
+            )
+            .primary(app.span, format!("runs on {}", names.join(", ")));
+            let unused = fleet
+                .hosts_with_role("runner")
+                .find(|h| !providers.contains(&fleet.hosts[*h].provider));
+            if let Some(runner) = unused {
+                d = d.secondary(
+                    fleet.hosts[runner].span,
+                    format!("a runner at `{}`", provider_name(fleet, runner)),
+                );
+            }
+            diagnostics.push(d.help(
+                "pin the app to runners at different providers, or drop `runners` and let sitec spread it",
+            ));
         }
     }
     diagnostics
