@@ -1,7 +1,9 @@
 //! The driver: runs the compiler's stages in order on one spec.
 //!
 //! `check` loads the root file and every module it uses (`modules`, which
-//! parses each with `syntax`), then resolves names and types (`resolve`).
+//! parses each with `syntax`), then resolves names and types (`resolve`);
+//! when that finds no error it builds the fleet model (`model`) and runs the
+//! fleet checks (`checks`).
 //! Each stage returns its result with its diagnostics; the driver collects
 //! them, in source order, and never prints: the commands in `cli` do.
 
@@ -75,12 +77,25 @@ fn report(program: modules::Program) -> Report {
         .iter()
         .map(|k| (*k, checked.symbols.count(*k)))
         .collect();
+    let resolved = !checked.diagnostics.iter().any(Diagnostic::is_error)
+        && !diagnostics.iter().any(Diagnostic::is_error);
     diagnostics.extend(checked.diagnostics);
+    if resolved {
+        diagnostics.extend(model_diagnostics(&program, &checked.symbols));
+    }
     diagnostic::sort(&mut diagnostics);
     Report {
         diagnostics,
         counts,
     }
+}
+
+/// The model's own diagnostics (placement) and the fleet checks', for a
+/// program that resolved clean.
+fn model_diagnostics(program: &modules::Program, symbols: &resolve::Symbols) -> Vec<Diagnostic> {
+    let (fleet, mut diagnostics) = crate::model::build(program, symbols);
+    diagnostics.extend(crate::checks::check(&fleet));
+    diagnostics
 }
 
 /// Where rendering gets secret values from.
@@ -152,6 +167,7 @@ fn render_program(
     }
     let (fleet, model_diagnostics) = crate::model::build(program, &checked.symbols);
     diagnostics.extend(model_diagnostics);
+    diagnostics.extend(crate::checks::check(&fleet));
     if diagnostics.iter().any(Diagnostic::is_error) {
         diagnostic::sort(&mut diagnostics);
         return failed(diagnostics);

@@ -7,11 +7,13 @@
 //! ```text
 //! .site text ──syntax──▶ syntax trees ──modules──▶ every file the spec uses
 //!            ──resolve──▶ checked spec (names, kinds, types)
+//!            ──model────▶ typed fleet ──checks──▶ fleet diagnostics
 //! ```
 //!
 //! `format` prints a syntax tree back in canonical layout. Only `modules`
 //! (which reads the files a spec imports) and the commands in `cli` do IO.
 
+pub mod checks;
 pub mod compile;
 pub mod context;
 pub mod diagnostic;

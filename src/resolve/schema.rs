@@ -608,8 +608,29 @@ pub static ROLE: Schema = Schema {
     doc: "a role a host can play, made of resources",
 };
 
+const LEVEL: Ty = Ty::OneOf(&["error", "warning", "off"]);
+
+/// `checks { rule = level }`: the severity of each fleet check (`checks.rs`).
+pub static CHECKS: Schema = block(
+    "checks",
+    Labels::None,
+    &[
+        field("balancer_redundancy", LEVEL, "fewer than two balancers, or all at one provider (default warning)"),
+        field("replica_spread", LEVEL, "an app's replicas share a provider (or a runner) although they need not (default warning)"),
+        field("standby_host", LEVEL, "a standby or replica on its primary's own host (default error)"),
+        field("standby_provider", LEVEL, "a standby or replica at its primary's provider although another provider has a host for it (default warning)"),
+        field("backup_target", LEVEL, "a backup pulled to a host it backs up, that holds a copy, or that lacks the `backup` role (default error)"),
+        field("domain_conflict", LEVEL, "one domain claimed twice (default error)"),
+        field("port_conflict", LEVEL, "two services on one port of one host (default error)"),
+        field("role_requirements", LEVEL, "a host lacks a role what it runs needs, or no host plays a role the apps need (default error)"),
+    ],
+    "the severity of each fleet check: `error`, `warning` or `off`",
+);
+
 /// Every declaration a file may hold at its top level.
-pub static TOP_LEVEL: [&Schema; 7] = [&PROVIDER, &HOST, &SETTINGS, &DATABASE, &APP, &BACKUP, &ROLE];
+pub static TOP_LEVEL: [&Schema; 8] = [
+    &PROVIDER, &HOST, &SETTINGS, &DATABASE, &APP, &BACKUP, &ROLE, &CHECKS,
+];
 
 pub fn top_level(keyword: &str) -> Option<&'static Schema> {
     TOP_LEVEL.iter().copied().find(|s| s.keyword == keyword)

@@ -1,0 +1,528 @@
+//! The fleet checks: what must hold before anything touches a host.
+//!
+//! Each rule is one small function over the typed [`Fleet`]: redundancy
+//! (balancers, app replicas, database standbys, backups), conflicts (a domain
+//! or a port claimed twice) and requirements (a host that lacks the role what
+//! it runs needs). A rule reports at its default severity unless the spec's
+//! `checks { rule = error|warning|off }` block says otherwise; every
+//! diagnostic names its rule in a note. Pure: it reads the model, never
+//! changes it, and never decides anything the later stages rely on.
+
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::model::clusters;
+use crate::model::{Engine, Fleet, HostId};
+use crate::source::Span;
+use std::collections::BTreeMap;
+
+/// A rule's check: every place the fleet breaks it.
+type Rule = fn(&Fleet) -> Vec<Diagnostic>;
+
+/// Every rule, its default severity, and the function that checks it. The
+/// functions build their diagnostics as errors; `check` sets the severity.
+pub const RULES: [(&str, Severity, Rule); 8] = [
+    (
+        "balancer_redundancy",
+        Severity::Warning,
+        balancer_redundancy,
+    ),
+    ("replica_spread", Severity::Warning, replica_spread),
+    ("standby_host", Severity::Error, standby_host),
+    ("standby_provider", Severity::Warning, standby_provider),
+    ("backup_target", Severity::Error, backup_target),
+    ("domain_conflict", Severity::Error, domain_conflict),
+    ("port_conflict", Severity::Error, port_conflict),
+    ("role_requirements", Severity::Error, role_requirements),
+];
+
+/// Runs every rule that is not `off`, at the severity the spec sets.
+pub fn check(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut diagnostics = levels_set_twice(fleet);
+    for (rule, default, run) in RULES {
+        let level = fleet
+            .check_levels
+            .iter()
+            .rev()
+            .find(|(name, _, _)| name == rule)
+            .map(|(_, level, _)| level.as_str());
+        let severity = match level {
+            Some("off") => continue,
+            Some("error") => Severity::Error,
+            Some("warning") => Severity::Warning,
+            _ => default,
+        };
+        diagnostics.extend(run(fleet).into_iter().map(|mut d| {
+            d.severity = severity;
+            d.note(format!(
+                "rule `{rule}`; set `checks {{ {rule} = off }}` to silence it"
+            ))
+        }));
+    }
+    diagnostics
+}
+
+/// A rule given two different levels by two `checks` blocks (in one file
+/// or across modules): which one holds would depend on the order of `use`.
+fn levels_set_twice(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for (i, (rule, level, span)) in fleet.check_levels.iter().enumerate() {
+        let earlier = fleet.check_levels[..i]
+            .iter()
+            .find(|(r, l, _)| r == rule && l != level);
+        if let Some((_, first, first_span)) = earlier {
+            diagnostics.push(
+                Diagnostic::error(
+                    "E260",
+                    format!("rule `{rule}` is set to both `{first}` and `{level}`"),
+                )
+                .primary(*span, format!("set to `{level}` here"))
+                .secondary(*first_span, format!("set to `{first}` here"))
+                .help("keep one of them"),
+            );
+        }
+    }
+    diagnostics
+}
+
+fn host_name<'f>(fleet: &'f Fleet, host: HostId) -> &'f str {
+    &fleet.hosts[host].name
+}
+
+fn provider_name<'f>(fleet: &'f Fleet, host: HostId) -> &'f str {
+    &fleet.provider_of(host).name
+}
+
+/// Providers that have at least one host.
+fn providers_in_use(fleet: &Fleet) -> usize {
+    let mut used: Vec<usize> = fleet.hosts.iter().map(|h| h.provider).collect();
+    used.sort_unstable();
+    used.dedup();
+    used.len()
+}
+
+/// At least two balancers, at different providers when the fleet has more than one.
+fn balancer_redundancy(fleet: &Fleet) -> Vec<Diagnostic> {
+    let balancers: Vec<HostId> = fleet.hosts_with_role("balancer").collect();
+    match balancers.as_slice() {
+        [] => Vec::new(),
+        [only] => vec![Diagnostic::error(
+            "E250",
+            format!("`{}` is the only balancer", host_name(fleet, *only)),
+        )
+        .primary(
+            fleet.hosts[*only].span,
+            "every app is down while this host is",
+        )
+        .help("give a second host, at another provider, the `balancer` role")],
+        [first, rest @ ..] => {
+            let provider = fleet.hosts[*first].provider;
+            if providers_in_use(fleet) < 2
+                || rest.iter().any(|h| fleet.hosts[*h].provider != provider)
+            {
+                return Vec::new();
+            }
+            let mut d = Diagnostic::error(
+                "E250",
+                format!(
+                    "every balancer is at provider `{}`",
+                    provider_name(fleet, *first)
+                ),
+            )
+            .primary(
+                fleet.hosts[*first].span,
+                "every app is down while this provider is",
+            );
+            for h in rest {
+                d = d.secondary(fleet.hosts[*h].span, "at the same provider");
+            }
+            vec![d.help("move one balancer to a host at another provider")]
+        }
+    }
+}
+
+/// An app's replicas on distinct runners, and on distinct providers while
+/// enough providers have runners.
+fn replica_spread(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut runner_providers: Vec<usize> = fleet
+        .hosts_with_role("runner")
+        .map(|h| fleet.hosts[h].provider)
+        .collect();
+    runner_providers.sort_unstable();
+    runner_providers.dedup();
+    let mut diagnostics = Vec::new();
+    for (id, app) in fleet.apps.iter().enumerate() {
+        let mut seen: Vec<HostId> = Vec::new();
+        for host in &app.pinned {
+            if seen.contains(host) {
+                diagnostics.push(
+                    Diagnostic::error(
+                        "E251",
+                        format!(
+                            "app `{}` lists runner `{}` twice",
+                            app.name,
+                            host_name(fleet, *host)
+                        ),
+                    )
+                    .primary(app.span, "replicas run on distinct runners")
+                    .help("name each runner once in `runners`"),
+                );
+            }
+            seen.push(*host);
+        }
+        let placed = &fleet.placement[id];
+        let mut providers: Vec<usize> = placed.iter().map(|h| fleet.hosts[*h].provider).collect();
+        providers.sort_unstable();
+        providers.dedup();
+        let possible = placed.len().min(runner_providers.len());
+        if providers.len() < possible {
+            let names: Vec<String> = placed
+                .iter()
+                .map(|h| format!("`{}` ({})", host_name(fleet, *h), provider_name(fleet, *h)))
+                .collect();
+            let mut d = Diagnostic::error(
+                "E251",
+                format!(
+                    "app `{}` runs on {} provider{} although {possible} have runners",
+                    app.name,
+                    providers.len(),
+                    if providers.len() == 1 { "" } else { "s" }
+                ),
+            )
+            .primary(app.span, format!("runs on {}", names.join(", ")));
+            let unused = fleet
+                .hosts_with_role("runner")
+                .find(|h| !providers.contains(&fleet.hosts[*h].provider));
+            if let Some(runner) = unused {
+                d = d.secondary(
+                    fleet.hosts[runner].span,
+                    format!("a runner at `{}`", provider_name(fleet, runner)),
+                );
+            }
+            diagnostics.push(d.help(
+                "pin the app to runners at different providers, or drop `runners` and let sitec spread it",
+            ));
+        }
+    }
+    diagnostics
+}
+
+/// The standby (or replica) of each database, and its span.
+fn followers<'f>(
+    fleet: &'f Fleet,
+) -> impl Iterator<Item = (&'f crate::model::Database, HostId, Span)> + 'f {
+    fleet
+        .databases
+        .iter()
+        .filter_map(|db| Some((db, db.follower?, db.follower_span.unwrap_or(db.span))))
+}
+
+fn follower_word(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => "standby",
+        Engine::Redis => "replica",
+    }
+}
+
+fn engine_role(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => "postgres",
+        Engine::Redis => "redis",
+    }
+}
+
+/// A standby on its primary's own host is no standby.
+fn standby_host(fleet: &Fleet) -> Vec<Diagnostic> {
+    followers(fleet)
+        .filter(|(db, follower, _)| *follower == db.primary)
+        .map(|(db, follower, span)| {
+            let word = follower_word(db.engine);
+            Diagnostic::error(
+                "E252",
+                format!("the {word} of `{}` is on its primary's host", db.name),
+            )
+            .primary(
+                span,
+                format!("`{}` is also the primary", host_name(fleet, follower)),
+            )
+            .secondary(db.span, "declared here")
+            .help(format!(
+                "put the {word} on another host with the `{}` role",
+                engine_role(db.engine)
+            ))
+        })
+        .collect()
+}
+
+/// A standby at its primary's provider, when another provider has a host for it.
+fn standby_provider(fleet: &Fleet) -> Vec<Diagnostic> {
+    followers(fleet)
+        .filter(|(db, follower, _)| {
+            // A follower without the engine's role is `role_requirements`' to report.
+            *follower != db.primary
+                && fleet.has_role(*follower, engine_role(db.engine))
+                && fleet.hosts[*follower].provider == fleet.hosts[db.primary].provider
+        })
+        .filter_map(|(db, follower, span)| {
+            let role = engine_role(db.engine);
+            let elsewhere = fleet
+                .hosts_with_role(role)
+                .find(|h| fleet.hosts[*h].provider != fleet.hosts[db.primary].provider)?;
+            let word = follower_word(db.engine);
+            Some(
+                Diagnostic::error(
+                    "E253",
+                    format!(
+                        "the {word} of `{}` is at its primary's provider `{}`",
+                        db.name,
+                        provider_name(fleet, follower)
+                    ),
+                )
+                .primary(span, "both copies are lost when this provider is")
+                .secondary(
+                    fleet.hosts[elsewhere].span,
+                    format!("a `{role}` host at `{}`", provider_name(fleet, elsewhere)),
+                )
+                .help(format!("set `{word} = {}`", host_name(fleet, elsewhere))),
+            )
+        })
+        .collect()
+}
+
+/// Backups land on a `backup` host that holds no copy of what it backs up.
+fn backup_target(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for backup in &fleet.backups {
+        let to = host_name(fleet, backup.to);
+        if let Some((_, span)) = backup.from.iter().find(|(h, _)| *h == backup.to) {
+            diagnostics.push(
+                Diagnostic::error(
+                    "E254",
+                    format!(
+                        "backup `{}` is pulled to `{to}`, one of the hosts it backs up",
+                        backup.name
+                    ),
+                )
+                .primary(backup.to_span, "the backups land here")
+                .secondary(*span, "and this host is backed up")
+                .help("pull the backups to a host that is not in `from`"),
+            );
+        } else if let Some((db, role, span)) = fleet.databases.iter().find_map(|db| {
+            // `to` and a host of `from` are primary and follower of one database.
+            let primary = (db.primary, "primary", db.span);
+            let follower = (db.follower?, follower_word(db.engine), db.follower_span?);
+            let backed_up = |h: HostId| backup.from.iter().any(|(f, _)| *f == h);
+            [(primary, follower), (follower, primary)]
+                .into_iter()
+                .find(|((to, _, _), (other, _, _))| *to == backup.to && backed_up(*other))
+                .map(|((_, role, span), _)| (db, role, span))
+        }) {
+            diagnostics.push(
+                Diagnostic::error(
+                    "E254",
+                    format!(
+                        "backup `{}` is pulled to `{to}`, which holds a copy of `{}`",
+                        backup.name, db.name
+                    ),
+                )
+                .primary(backup.to_span, "the backups land here")
+                .secondary(span, format!("`{to}` is the {role} of `{}`", db.name))
+                .help("pull the backups to a host that holds no copy of the data"),
+            );
+        }
+        if !fleet.has_role(backup.to, "backup") {
+            diagnostics.push(
+                Diagnostic::error(
+                    "E255",
+                    format!(
+                        "backup `{}` is pulled to `{to}`, which has no `backup` role",
+                        backup.name
+                    ),
+                )
+                .primary(backup.to_span, "nothing pulls the snapshots here")
+                .secondary(fleet.hosts[backup.to].span, "declared here")
+                .help(format!("add `backup` to the roles of `{to}`")),
+            );
+        }
+    }
+    diagnostics
+}
+
+/// A domain belongs to one app.
+fn domain_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut claimed: BTreeMap<&str, (&str, Span)> = BTreeMap::new();
+    let mut diagnostics = Vec::new();
+    for app in &fleet.apps {
+        for (domain, span) in &app.domains {
+            let key = domain.trim_end_matches('.');
+            match claimed.get(key) {
+                Some((first, first_span)) => diagnostics.push(
+                    Diagnostic::error("E256", format!("domain `{domain}` is claimed twice"))
+                        .primary(*span, format!("claimed by `{}`", app.name))
+                        .secondary(*first_span, format!("first claimed by `{first}`"))
+                        .help("a domain routes to one app; remove it from one of them"),
+                ),
+                None => {
+                    claimed.insert(key, (&app.name, *span));
+                }
+            }
+        }
+    }
+    diagnostics
+}
+
+/// Every port a host listens on: `(port, what, where in the spec)`, the
+/// platform's own first so that the spec's choices are the ones blamed.
+fn listeners(fleet: &Fleet, host: HostId) -> Vec<(u16, String, Span)> {
+    use crate::context::{BUS_CONTROL_PORT, BUS_HEARTBEAT_PORT, BUS_LOGS_PORT};
+    let span = fleet.hosts[host].span;
+    let mut ports = vec![
+        (
+            BUS_CONTROL_PORT,
+            "the agent's control bus".to_string(),
+            span,
+        ),
+        (
+            BUS_HEARTBEAT_PORT,
+            "the agent's heartbeats".to_string(),
+            span,
+        ),
+    ];
+    if fleet.has_role(host, "logs") {
+        ports.push((BUS_LOGS_PORT, "the log collector".to_string(), span));
+    }
+    if fleet.has_role(host, "balancer") {
+        ports.push((80, "the balancer".to_string(), span));
+        ports.push((9100, "the balancer's admin listener".to_string(), span));
+    }
+    for app in fleet.apps_on(host) {
+        let app = &fleet.apps[app];
+        ports.push((app.port, format!("app `{}`", app.name), app.span));
+    }
+    for cluster in clusters::clusters_on(fleet, host) {
+        let db = &fleet.databases[cluster.databases[0]];
+        ports.push((
+            cluster.port,
+            format!("Postgres cluster `{}`", cluster.name),
+            db.span,
+        ));
+    }
+    for db in clusters::redis_on(fleet, host) {
+        let db = &fleet.databases[db];
+        ports.push((db.port, format!("Redis `{}`", db.name), db.span));
+    }
+    ports
+}
+
+/// Two services on one port of one host.
+fn port_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for host in 0..fleet.hosts.len() {
+        let mut taken: BTreeMap<u16, (String, Span)> = BTreeMap::new();
+        for (port, what, span) in listeners(fleet, host) {
+            match taken.get(&port) {
+                Some((first, first_span)) => diagnostics.push(
+                    Diagnostic::error(
+                        "E257",
+                        format!(
+                            "{what} and {first} both listen on port {port} of `{}`",
+                            host_name(fleet, host)
+                        ),
+                    )
+                    .primary(span, format!("{what} wants port {port}"))
+                    .secondary(*first_span, format!("{first} has it"))
+                    .help(
+                        "set another `port` on the database, or move one of them to another host",
+                    ),
+                ),
+                None => {
+                    taken.insert(port, (what, span));
+                }
+            }
+        }
+    }
+    diagnostics
+}
+
+/// Hosts play the roles what runs on them needs, and the apps have runners
+/// and balancers.
+fn role_requirements(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for db in &fleet.databases {
+        let role = engine_role(db.engine);
+        let mut places = vec![(db.primary, db.span, "primary")];
+        if let Some((_, follower, span)) = followers(fleet).find(|(d, _, _)| d.name == db.name) {
+            places.push((follower, span, follower_word(db.engine)));
+        }
+        for (host, span, what) in places {
+            if !fleet.has_role(host, role) {
+                let name = host_name(fleet, host);
+                diagnostics.push(
+                    Diagnostic::error(
+                        "E258",
+                        format!(
+                            "`{name}`, the {what} of `{}`, has no `{role}` role",
+                            db.name
+                        ),
+                    )
+                    .primary(span, format!("a {role} database on `{name}`"))
+                    .secondary(fleet.hosts[host].span, format!("`{name}` lacks `{role}`"))
+                    .help(format!("add `{role}` to the roles of `{name}`")),
+                );
+            }
+        }
+    }
+    if let Some(app) = fleet.apps.first() {
+        for (role, why) in [
+            ("runner", "no host would run it"),
+            ("balancer", "no host would route its domains"),
+        ] {
+            if fleet.hosts_with_role(role).next().is_none() {
+                diagnostics.push(
+                    Diagnostic::error("E258", format!("no host has the `{role}` role"))
+                        .primary(app.span, why)
+                        .help(format!("add `{role}` to the roles of a host")),
+                );
+            }
+        }
+    }
+    for app in &fleet.apps {
+        for binding in &app.bindings {
+            let db = &fleet.databases[binding.database];
+            if binding.alias == "default" && db.engine == Engine::Redis {
+                diagnostics.push(
+                    Diagnostic::error(
+                        "E259",
+                        format!("app `{}` uses Redis `{}` as its `default` database", app.name, db.name),
+                    )
+                    .primary(binding.span, "a Redis database")
+                    .secondary(db.span, "declared here")
+                    .help("Django's `default` database must be Postgres; bind Redis under another name, such as `cache`"),
+                );
+            }
+        }
+    }
+    diagnostics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::schema::CHECKS;
+
+    #[test]
+    fn the_schema_names_every_rule_with_its_default() {
+        let fields: Vec<&str> = CHECKS.fields.iter().map(|f| f.name).collect();
+        let rules: Vec<&str> = RULES.iter().map(|(name, _, _)| *name).collect();
+        assert_eq!(fields, rules);
+        for (name, default, _) in RULES {
+            let word = match default {
+                Severity::Error => "(default error)",
+                Severity::Warning => "(default warning)",
+            };
+            let doc = CHECKS.field(name).map(|f| f.doc).unwrap_or_default();
+            assert!(
+                doc.ends_with(word),
+                "schema doc of `{name}` should end with {word}"
+            );
+        }
+    }
+}
