@@ -5,3 +5,4 @@
 //! in its opening paragraph what it does and what it never does.
 
 pub mod cli;
+pub mod transport;
