@@ -14,10 +14,15 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Boot, inspect and remove local fleets of systemd-nspawn hosts.
+    Fleet(crate::fleet::Args),
+}
 
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Fleet(args) => crate::fleet::run(args),
+    }
 }

@@ -5,4 +5,5 @@
 //! in its opening paragraph what it does and what it never does.
 
 pub mod cli;
+pub mod fleet;
 pub mod transport;

@@ -1,0 +1,116 @@
+//! `status`: for each recorded host, its address, whether its container
+//! runs, and what systemd inside says now (asked over ssh, all hosts at
+//! once). Reads only; changes nothing.
+
+use super::container::Container;
+use super::error::{Error, Result};
+use super::layout::Layout;
+use super::readiness::ssh;
+use super::state::FleetState;
+use super::Options;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+/// One row of `sitec fleet status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostStatus {
+    pub name: String,
+    pub address: Ipv4Addr,
+    /// True when the host's container runs.
+    pub up: bool,
+    /// `systemctl is-system-running` now, when up and reachable.
+    pub system_state: Option<String>,
+}
+
+/// The status of every host of fleet `name`.
+pub fn status(name: &str, options: &Options) -> Result<Vec<HostStatus>> {
+    let layout = Layout::new(&options.state_root, name);
+    let state = FleetState::load(&layout)?.ok_or_else(|| {
+        Error::new(format!(
+            "fleet `{name}` is not up: no {}",
+            layout.fleet_json().display()
+        ))
+        .help(format!(
+            "start it with `sitec fleet up --name {name} --host …` (or pass --state-root)"
+        ))
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ssh_config = layout.ssh_config();
+    Ok(std::thread::scope(|s| {
+        let handles: Vec<_> = state
+            .hosts
+            .iter()
+            .map(|h| {
+                let ssh_config = &ssh_config;
+                s.spawn(move || {
+                    let up = h
+                        .pid
+                        .is_some_and(|p| Container::new(name, &h.name).is_running(p));
+                    let system_state = up
+                        .then(|| {
+                            ssh(ssh_config, &h.name, "systemctl is-system-running", deadline).ok()
+                        })
+                        .flatten()
+                        .filter(|o| o.status.code() != Some(255))
+                        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+                    HostStatus {
+                        name: h.name.clone(),
+                        address: h.address,
+                        up,
+                        system_state,
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(&state.hosts)
+            .map(|(handle, h)| {
+                handle.join().unwrap_or_else(|_| HostStatus {
+                    name: h.name.clone(),
+                    address: h.address,
+                    up: false,
+                    system_state: None,
+                })
+            })
+            .collect()
+    }))
+}
+
+/// The status rows as an aligned text table.
+#[must_use]
+pub fn table(rows: &[HostStatus]) -> String {
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let mut out = format!("{:width$}  {:15}  {:4}  SYSTEMD\n", "HOST", "ADDRESS", "UP");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:width$}  {:15}  {:4}  {}",
+            r.name,
+            r.address.to_string(),
+            if r.up { "up" } else { "down" },
+            r.system_state.as_deref().unwrap_or("-")
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let rows = [HostStatus {
+            name: "lb1".into(),
+            address: Ipv4Addr::new(10, 77, 0, 10),
+            up: true,
+            system_state: Some("running".into()),
+        }];
+        assert_eq!(
+            table(&rows),
+            "HOST  ADDRESS          UP    SYSTEMD\nlb1   10.77.0.10       up    running\n"
+        );
+    }
+}
