@@ -95,10 +95,9 @@ impl HostRoot<'_> {
             &format!("{}\n", self.hostname),
             0o644,
         )?;
-        let mut hosts = format!(
-            "127.0.0.1\tlocalhost\n127.0.1.1\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-            self.hostname
-        );
+        // Every host (itself included) by its fleet address; no 127.0.1.1 line.
+        let mut hosts =
+            String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         for (name, addr) in self.peers {
             let _ = writeln!(hosts, "{addr}\t{name}");
         }
