@@ -128,6 +128,8 @@ fn three_hosts_boot_answer_over_ssh_and_leave_nothing_behind() -> TestResult {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(talk_to_hosts(&state))?;
 
+    interrupt_closes_every_master(&state)?;
+
     let rows = fleet::status("ft1", &options)?;
     assert!(rows.iter().all(|r| r.up), "{}", fleet::table(&rows));
 
@@ -221,6 +223,80 @@ async fn talk_to_hosts(state: &fleet::FleetState) -> TestResult {
     );
     std::fs::remove_file(&wrong)?;
     Ok(())
+}
+
+/// The ssh master processes holding connections to a fleet (found by the
+/// fleet's known_hosts path on their command line).
+fn masters_of(state: &fleet::FleetState) -> Vec<String> {
+    let kh = format!(
+        "UserKnownHostsFile={}",
+        state.state_dir.join("known_hosts").display()
+    );
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(Result::ok)
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("ssh ") && c.contains(" -M ") && c.contains(&kh))
+        .collect()
+}
+
+/// Runs this test binary's `holds_masters_until_interrupted` in a child,
+/// interrupts it once connected, and checks that no master outlives it.
+fn interrupt_closes_every_master(state: &fleet::FleetState) -> TestResult {
+    let marker = state.state_dir.join("held");
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "--exact",
+            "holds_masters_until_interrupted",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SITEC_TEST_HOLD", &state.state_dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let started = std::time::Instant::now();
+    while !marker.exists() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        masters_of(state).len(),
+        3,
+        "the child did not hold 3 masters"
+    );
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    let status = child.wait()?;
+    assert_eq!(status.code(), Some(130), "{status}");
+    let started = std::time::Instant::now();
+    while !masters_of(state).is_empty() && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(masters_of(state), Vec::<String>::new());
+    std::fs::remove_file(marker)?;
+    Ok(())
+}
+
+/// The child half of `interrupt_closes_every_master`: does nothing unless
+/// `SITEC_TEST_HOLD` names a fleet's state directory.
+#[test]
+fn holds_masters_until_interrupted() -> TestResult {
+    let Some(dir) = std::env::var_os("SITEC_TEST_HOLD") else {
+        return Ok(());
+    };
+    let layout = fleet::Layout { dir: dir.into() };
+    let state = fleet::FleetState::load(&layout)?.ok_or("no fleet.json")?;
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let ssh = state.ssh_options(sitec::transport::Kex::default());
+        let transport = Transport::connect(&state.targets(), &ssh).await?;
+        std::fs::write(layout.dir.join("held"), "")?;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(transport);
+        Err("not interrupted within 60 s".into())
+    })
 }
 
 #[test]

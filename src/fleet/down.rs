@@ -15,6 +15,7 @@ use super::lock::Lock;
 use super::mounts;
 use super::preflight;
 use super::registry::Registry;
+use super::spec::check_fleet_name;
 use super::state::FleetState;
 use super::Options;
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ pub struct DownReport {
 
 /// Takes the fleet `name` down (see the module doc).
 pub fn down(name: &str, options: &Options) -> Result<DownReport> {
+    check_fleet_name(name)?;
     preflight::require_root("down")?;
     let layout = Layout::new(&options.state_root, name);
     let mut report = DownReport::default();

@@ -46,7 +46,7 @@ impl FleetSpec {
     /// Checks names (short, lowercase, usable as hostnames and in interface
     /// and cgroup names) and that no host or address appears twice.
     pub fn validate(&self) -> Result<()> {
-        check_name("fleet", &self.name, 12)?;
+        check_fleet_name(&self.name)?;
         if self.hosts.is_empty() {
             return Err(Error::new(format!("fleet `{}` has no hosts", self.name))
                 .help("name at least one: --host lb1"));
@@ -67,6 +67,11 @@ impl FleetSpec {
         }
         Ok(())
     }
+}
+
+/// Checks a fleet's name (it becomes a directory, cgroup and machine name).
+pub(crate) fn check_fleet_name(name: &str) -> Result<()> {
+    check_name("fleet", name, 12)
 }
 
 fn check_name(kind: &str, name: &str, max: usize) -> Result<()> {

@@ -6,6 +6,7 @@ use super::container::Container;
 use super::error::{Error, Result};
 use super::layout::Layout;
 use super::readiness::ssh;
+use super::spec::check_fleet_name;
 use super::state::FleetState;
 use super::Options;
 use std::fmt::Write as _;
@@ -25,6 +26,7 @@ pub struct HostStatus {
 
 /// The status of every host of fleet `name`.
 pub fn status(name: &str, options: &Options) -> Result<Vec<HostStatus>> {
+    check_fleet_name(name)?;
     let layout = Layout::new(&options.state_root, name);
     let state = FleetState::load(&layout)?.ok_or_else(|| {
         Error::new(format!(
