@@ -3,7 +3,7 @@
 //! hosts come from `--host NAME[=ADDRESS]`.
 
 use super::spec::{FleetSpec, LocalHost};
-use super::status::table;
+use super::status::{table, HostStatus};
 use super::subnet::Subnet;
 use super::{down, status, up, Error, Options};
 use std::path::PathBuf;
@@ -94,7 +94,17 @@ fn run_action(action: Action) -> Result<(), Error> {
                     .collect::<Result<_, _>>()?,
             };
             let state = up(&spec, &options)?;
-            let rows = status(&spec.name, &options)?;
+            // `up` succeeds only once every host answered; no need to ask again.
+            let rows: Vec<HostStatus> = state
+                .hosts
+                .iter()
+                .map(|h| HostStatus {
+                    name: h.name.clone(),
+                    address: h.address,
+                    up: true,
+                    system_state: h.system_state.clone(),
+                })
+                .collect();
             print!("{}", table(&rows));
             for h in state.hosts.iter().filter(|h| !h.failed_units.is_empty()) {
                 println!("{}: failed units: {}", h.name, h.failed_units.join(", "));
