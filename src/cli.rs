@@ -1,13 +1,17 @@
 //! The command line: clap definitions and the dispatch to each stage.
 //! This is glue only; every command's work lives in its own module.
 
-use clap::{Parser, Subcommand};
+use crate::diagnostic::{self, Diagnostic};
+use crate::source::SourceMap;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// sitec: compile a fleet of Python web apps from `.site` files, plan and
 /// apply it over SSH, and run the fleet's balancer and agent.
 #[derive(Parser, Debug)]
-#[command(name = "sitec", version, about, long_about = None)]
+#[command(name = "sitec", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -15,14 +19,193 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Boot, inspect and remove local fleets of systemd-nspawn hosts.
+    /// Check a spec: parse it and every module it uses, resolve names and types, report every problem
+    Check(CheckArgs),
+    /// Rewrite .site files in the one canonical layout, keeping every comment
+    Fmt(FmtArgs),
+    /// Boot, inspect and remove local fleets of systemd-nspawn hosts
     Fleet(crate::fleet::Args),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The spec files to check (each with the modules it uses)
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// How to print problems: rustc-style text, or JSON for editors and CI
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct FmtArgs {
+    /// Files to format in place; `-` reads standard input and writes standard output
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Change nothing; list the files that are not formatted and exit 1 if there are any
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// rustc-style text on standard error
+    Human,
+    /// one JSON array of diagnostics on standard output (see lang/errors.md)
+    Json,
 }
 
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Check(args) => check(&args),
+        Command::Fmt(args) => fmt(&args),
         Command::Fleet(args) => crate::fleet::run(args),
     }
+}
+
+fn use_color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn print_diagnostics(sources: &SourceMap, diagnostics: &[Diagnostic]) {
+    if !diagnostics.is_empty() {
+        eprint!(
+            "{}",
+            diagnostic::render_human(sources, diagnostics, use_color())
+        );
+    }
+}
+
+fn check(args: &CheckArgs) -> ExitCode {
+    let mut failed = false;
+    let mut sources = SourceMap::new();
+    let mut all = Vec::new();
+    for path in &args.files {
+        let report = crate::compile::check(&mut sources, path);
+        failed |= report.errors() > 0;
+        if args.format == OutputFormat::Human {
+            print_diagnostics(&sources, &report.diagnostics);
+            if report.errors() > 0 {
+                let n = report.errors();
+                eprintln!(
+                    "error: `{}` has {n} error{}",
+                    path.display(),
+                    if n == 1 { "" } else { "s" }
+                );
+            } else {
+                let warnings = match report.warnings() {
+                    0 => String::new(),
+                    n => format!(", {n} warning{}", if n == 1 { "" } else { "s" }),
+                };
+                println!("ok: {} ({}{warnings})", path.display(), report.summary());
+            }
+        }
+        all.extend(report.diagnostics);
+    }
+    if args.format == OutputFormat::Json {
+        println!("{}", diagnostic::render_json(&sources, &all));
+    }
+    exit(failed)
+}
+
+fn exit(failed: bool) -> ExitCode {
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn fmt(args: &FmtArgs) -> ExitCode {
+    let mut failed = false;
+    for path in &args.files {
+        match fmt_one(path, args.check) {
+            Ok(FmtOutcome::Unchanged) => {}
+            Ok(FmtOutcome::Changed) if args.check => {
+                println!("would reformat: {}", path.display());
+                failed = true;
+            }
+            Ok(FmtOutcome::Changed) => println!("formatted: {}", path.display()),
+            Err(message) => {
+                if !message.is_empty() {
+                    eprintln!("error: {message}");
+                }
+                failed = true;
+            }
+        }
+    }
+    exit(failed)
+}
+
+enum FmtOutcome {
+    Unchanged,
+    Changed,
+}
+
+/// Formats one file. Files with syntax errors are reported and left alone.
+fn fmt_one(path: &Path, check_only: bool) -> Result<FmtOutcome, String> {
+    let stdin = path.as_os_str() == "-";
+    let bytes = if stdin {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("can't read standard input: {e}"))?;
+        bytes
+    } else {
+        std::fs::read(path).map_err(|e| format!("can't read `{}`: {e}", path.display()))?
+    };
+    let mut sources = SourceMap::new();
+    let name = if stdin {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let (file, decode_error) = crate::syntax::decode(&mut sources, &name, bytes);
+    let text = sources.text(file);
+    let (ast, mut diagnostics) = crate::syntax::parse(file, text);
+    diagnostics.extend(decode_error);
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        print_diagnostics(&sources, &diagnostics);
+        return Err(format!(
+            "`{name}` has syntax errors; fix them and format again"
+        ));
+    }
+    let formatted = crate::format::format(&ast, text);
+    if stdin {
+        std::io::stdout()
+            .write_all(formatted.as_bytes())
+            .map_err(|e| format!("can't write standard output: {e}"))?;
+        return Ok(FmtOutcome::Unchanged);
+    }
+    if formatted == text {
+        return Ok(FmtOutcome::Unchanged);
+    }
+    if !check_only {
+        write_atomically(path, formatted.as_bytes())
+            .map_err(|e| format!("can't write `{}`: {e}", path.display()))?;
+    }
+    Ok(FmtOutcome::Changed)
+}
+
+/// Writes a file through a temporary name and a rename, keeping its mode,
+/// so a crash never leaves half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.sitec-fmt.{}", std::process::id()));
+    std::fs::write(&temp, bytes)?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        std::fs::set_permissions(&temp, meta.permissions())?;
+    }
+    std::fs::rename(&temp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
 }

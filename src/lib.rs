@@ -3,6 +3,24 @@
 //!
 //! The modules below are listed in pipeline order; each is one stage and says
 //! in its opening paragraph what it does and what it never does.
+//!
+//! ```text
+//! .site text ──syntax──▶ syntax trees ──modules──▶ every file the spec uses
+//!            ──resolve──▶ checked spec (names, kinds, types)
+//! ```
+//!
+//! `format` prints a syntax tree back in canonical layout. Only `modules`
+//! (which reads the files a spec imports) and the commands in `cli` do IO.
+
+pub mod compile;
+pub mod diagnostic;
+pub mod format;
+pub mod modules;
+pub mod resolve;
+pub mod source;
+pub mod stdlib;
+pub mod suggest;
+pub mod syntax;
 
 pub mod cli;
 pub mod fleet;

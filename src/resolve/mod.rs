@@ -1,0 +1,708 @@
+//! Resolve: check a loaded spec against the schema and resolve its names.
+//!
+//! Declarations may come in any order and from any module the spec uses:
+//! a first pass collects every declared name (reporting duplicates with both
+//! places), a second checks each entry's keyword, labels, fields and value
+//! types, and resolves each reference to its declaration, suggesting the
+//! closest name when one is unknown. Pure: it reads only the syntax trees.
+
+pub mod schema;
+
+use crate::diagnostic::Diagnostic;
+use crate::modules::Program;
+use crate::source::Span;
+use crate::suggest;
+use crate::syntax::ast::{Block, Body, Call, Entry, Item, Name, Value, ValueKind};
+use schema::{Field, Kind, Labels, Schema, Ty};
+use std::collections::{BTreeMap, HashMap};
+
+/// A declared name and where it is declared.
+#[derive(Clone, Debug)]
+pub struct Declaration<'p> {
+    pub kind: Kind,
+    pub name: &'p Name,
+    pub entry: &'p Entry,
+}
+
+/// Every declaration of a spec, by kind and name.
+#[derive(Default)]
+pub struct Symbols<'p> {
+    pub declared: BTreeMap<Kind, BTreeMap<&'p str, Declaration<'p>>>,
+}
+
+impl<'p> Symbols<'p> {
+    pub fn get(&self, kind: Kind, name: &str) -> Option<&Declaration<'p>> {
+        self.declared.get(&kind).and_then(|names| names.get(name))
+    }
+
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Declaration<'p>> {
+        self.declared
+            .get(&kind)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+    }
+
+    pub fn count(&self, kind: Kind) -> usize {
+        self.of_kind(kind).count()
+    }
+}
+
+pub struct Checked<'p> {
+    pub symbols: Symbols<'p>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Checks every module of `program`. `broken` holds the places of syntax
+/// errors: a block with one inside lost the entry that failed to parse, so
+/// it is not also reported for missing that entry.
+pub fn check<'p>(program: &'p Program, broken: &[Span]) -> Checked<'p> {
+    let mut checker = Checker {
+        symbols: Symbols::default(),
+        diagnostics: Vec::new(),
+        broken: broken.to_vec(),
+    };
+    let entries: Vec<&Entry> = program
+        .modules
+        .iter()
+        .flat_map(|m| m.ast.items.iter())
+        .filter_map(|item| match item {
+            Item::Entry(e) => Some(e),
+            Item::Use(_) => None,
+        })
+        .collect();
+    checker.declare(&entries);
+    let uses_platform = program
+        .modules
+        .iter()
+        .any(|m| m.name == "std/platform.site");
+    for entry in &entries {
+        checker.top_level(entry, uses_platform);
+    }
+    checker.hosts_have_addresses();
+    crate::diagnostic::sort(&mut checker.diagnostics);
+    Checked {
+        symbols: checker.symbols,
+        diagnostics: checker.diagnostics,
+    }
+}
+
+struct Checker<'p> {
+    symbols: Symbols<'p>,
+    diagnostics: Vec<Diagnostic>,
+    broken: Vec<Span>,
+}
+
+impl<'p> Checker<'p> {
+    fn report(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    /// First pass: every named declaration, and every settings target.
+    fn declare(&mut self, entries: &[&'p Entry]) {
+        let mut settings_targets: HashMap<String, Span> = HashMap::new();
+        for entry in entries {
+            let Some(schema) = schema::top_level(&entry.key.text) else {
+                continue;
+            };
+            if schema.labels == Labels::SettingsTarget {
+                let target: Vec<&str> = entry.labels.iter().map(|l| l.text.as_str()).collect();
+                let target = target.join(" ");
+                if let Some(first) = settings_targets.insert(target.clone(), entry.head_span()) {
+                    self.report(
+                        Diagnostic::error("E101", format!("`settings {target}` is declared twice"))
+                            .primary(entry.head_span(), "declared again here")
+                            .secondary(first, "first declared here")
+                            .help("merge the two blocks into one"),
+                    );
+                }
+                continue;
+            }
+            let (Some(kind), [name]) = (schema.declares, entry.labels.as_slice()) else {
+                continue;
+            };
+            if name.quoted {
+                continue;
+            }
+            if let Some(first) = self.symbols.get(kind, &name.text) {
+                let first_span = first.name.span;
+                self.report(
+                    Diagnostic::error(
+                        "E101",
+                        format!("{} `{}` is declared twice", kind.word(), name.text),
+                    )
+                    .primary(name.span, "declared again here")
+                    .secondary(first_span, "first declared here")
+                    .help("rename one of them, or remove the copy"),
+                );
+                continue;
+            }
+            self.symbols
+                .declared
+                .entry(kind)
+                .or_default()
+                .insert(&name.text, Declaration { kind, name, entry });
+        }
+    }
+
+    fn top_level(&mut self, entry: &'p Entry, uses_platform: bool) {
+        let Some(schema) = schema::top_level(&entry.key.text) else {
+            let keywords = schema::TOP_LEVEL.iter().map(|s| s.keyword);
+            let help = match suggest::closest(&entry.key.text, keywords) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => "a spec declares `provider`, `host`, `settings`, `database`, `app`, `backup` and `role` blocks".into(),
+            };
+            let message = match entry.body {
+                Body::Value(_) => {
+                    format!("`{} = ...` can't stand at the top level", entry.key.text)
+                }
+                Body::Block(_) => format!("unknown declaration `{}`", entry.key.text),
+            };
+            self.report(
+                Diagnostic::error("E100", message)
+                    .primary(entry.key.span, "not a declaration")
+                    .help(help),
+            );
+            return;
+        };
+        let ctx = Context { uses_platform };
+        self.labels(entry, schema, &ctx);
+        self.body(entry, schema, &ctx);
+    }
+
+    fn body(&mut self, entry: &'p Entry, schema: &'static Schema, ctx: &Context) {
+        match &entry.body {
+            Body::Block(block) => self.block(entry, block, schema, ctx),
+            Body::Value(value) => self.report(
+                Diagnostic::error(
+                    "E112",
+                    format!("`{}` is a block, not a value", entry.key.text),
+                )
+                .primary(value.span, "a value where a block belongs")
+                .help(format!(
+                    "write `{}{} {{ ... }}`",
+                    entry.key.text,
+                    label_hint(schema.labels)
+                )),
+            ),
+        }
+    }
+
+    fn block(
+        &mut self,
+        owner: &'p Entry,
+        block: &'p Block,
+        schema: &'static Schema,
+        ctx: &Context,
+    ) {
+        // (key, label) of each entry seen so far; blocks are small, so a
+        // list beats hashing owned strings.
+        let mut seen: Vec<(&str, Option<&str>, Span)> = Vec::with_capacity(block.entries.len());
+        for entry in &block.entries {
+            let key = entry.key.text.as_str();
+            let mut label = None;
+            if let Some(field) = schema.field(key) {
+                if field.labelled {
+                    label = Some(entry.labels.first().map_or("", |l| l.text.as_str()));
+                }
+                self.field(entry, field, ctx);
+            } else if let Some(sub) = schema.block(key) {
+                label = entry.labels.first().map(|l| l.text.as_str());
+                self.labels(entry, sub, ctx);
+                self.body(entry, sub, ctx);
+            } else if let Some(ty) = schema.open {
+                self.open_entry(entry, ty, ctx);
+            } else {
+                self.unknown_field(owner, entry, schema);
+                continue;
+            }
+            if let Some(&(_, _, first)) = seen.iter().find(|(k, l, _)| *k == key && *l == label) {
+                let identity = label.map_or_else(|| key.to_string(), |l| format!("{key} {l}"));
+                self.report(
+                    Diagnostic::error("E103", format!("`{identity}` is set twice"))
+                        .primary(entry.head_span(), "set again here")
+                        .secondary(first, "first set here")
+                        .help("keep one of them"),
+                );
+            } else {
+                seen.push((key, label, entry.head_span()));
+            }
+        }
+        let broken = self
+            .broken
+            .iter()
+            .any(|b| b.file == block.span.file && block.span.range().contains(&b.start));
+        for field in schema.fields.iter().filter(|f| f.required) {
+            if !broken && !seen.iter().any(|(k, _, _)| *k == field.name) {
+                self.report(missing_field(owner, schema, field));
+            }
+        }
+    }
+
+    fn field(&mut self, entry: &'p Entry, field: &'static Field, ctx: &Context) {
+        match (field.labelled, entry.labels.as_slice()) {
+            (false, []) => {}
+            (true, [label]) if label.quoted => {}
+            (true, _) => {
+                let spans = entry.head_span();
+                self.report(
+                    Diagnostic::error("E108", format!("`{}` takes one path in quotes", field.name))
+                        .primary(spans, "expected one quoted label")
+                        .help(format!("write `{} \"/url/\" = \"folder\"`", field.name)),
+                );
+            }
+            (false, [first, ..]) => {
+                let span = first
+                    .span
+                    .to(entry.labels.last().map_or(first.span, |l| l.span));
+                self.report(
+                    Diagnostic::error("E108", format!("`{}` takes no label", field.name))
+                        .primary(span, "unexpected label")
+                        .help(format!("write `{} = value`", field.name)),
+                );
+            }
+        }
+        match &entry.body {
+            Body::Value(value) => self.value(value, field.ty, field.name, ctx),
+            Body::Block(block) => self.report(
+                Diagnostic::error("E112", format!("`{}` is a value, not a block", field.name))
+                    .primary(block.span, "a block where a value belongs")
+                    .help(format!(
+                        "write `{} = ...`; it takes {}",
+                        field.name,
+                        field.ty.describe()
+                    )),
+            ),
+        }
+    }
+
+    /// An entry of a block that takes any key (`settings`, `databases`).
+    fn open_entry(&mut self, entry: &'p Entry, ty: Ty, ctx: &Context) {
+        if let Some(first) = entry.labels.first() {
+            self.report(
+                Diagnostic::error("E108", format!("`{}` takes no label here", entry.key.text))
+                    .primary(first.span, "unexpected label")
+                    .help(format!("write `{} = value`", entry.key.text)),
+            );
+        }
+        match &entry.body {
+            Body::Value(value) => self.value(value, ty, &entry.key.text, ctx),
+            Body::Block(block) => self.report(
+                Diagnostic::error(
+                    "E112",
+                    format!("`{}` needs `=` before its value", entry.key.text),
+                )
+                .primary(block.span, "a block where a value belongs")
+                .help(format!(
+                    "write `{} = {{ ... }}` for a map value",
+                    entry.key.text
+                )),
+            ),
+        }
+    }
+
+    fn unknown_field(&mut self, owner: &Entry, entry: &Entry, schema: &'static Schema) {
+        // The block may well miss a field only because its key was misspelt.
+        self.broken.push(entry.key.span);
+        let key = &entry.key.text;
+        let known: Vec<&str> = schema.keys().collect();
+        let help = match suggest::closest(key, known.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None if known.is_empty() => format!("`{}` blocks hold nothing", schema.keyword),
+            None => format!(
+                "{} {} takes: {}",
+                article_for(schema.keyword),
+                schema.keyword,
+                known.join(", ")
+            ),
+        };
+        self.report(
+            Diagnostic::error(
+                "E102",
+                format!("unknown field `{key}` in {}", describe_owner(owner, schema)),
+            )
+            .primary(entry.key.span, "not a field here")
+            .help(help),
+        );
+    }
+
+    fn labels(&mut self, entry: &'p Entry, schema: &'static Schema, ctx: &Context) {
+        let keyword = schema.keyword;
+        let problem = match (schema.labels, entry.labels.as_slice()) {
+            (Labels::None, []) => None,
+            (Labels::None, [first, ..]) => Some((first.span, format!("`{keyword}` takes no name"))),
+            (Labels::Name, [name]) if !name.quoted => None,
+            (Labels::Name, [name]) => Some((
+                name.span,
+                format!("a {keyword}'s name is written without quotes"),
+            )),
+            (Labels::Path, [path]) if path.quoted => None,
+            (Labels::Path, [path]) => Some((
+                path.span,
+                format!("a {keyword}'s path is written in quotes"),
+            )),
+            (Labels::SettingsTarget, labels) => return self.settings_target(entry, labels, ctx),
+            (_, []) => Some((
+                entry.key.span,
+                format!("`{keyword}` needs a {}", label_word(schema.labels)),
+            )),
+            (_, [_, second, ..]) => Some((
+                second.span,
+                format!("`{keyword}` takes one {}", label_word(schema.labels)),
+            )),
+        };
+        if let Some((span, message)) = problem {
+            self.report(
+                Diagnostic::error("E108", message)
+                    .primary(span, "here")
+                    .help(format!(
+                        "write `{keyword}{} {{ ... }}`",
+                        label_hint(schema.labels)
+                    )),
+            );
+        }
+    }
+
+    /// `settings base`, `settings host H`, `settings app A`, `settings app A host H`.
+    fn settings_target(&mut self, entry: &'p Entry, labels: &'p [Name], ctx: &Context) {
+        let words: Vec<&str> = labels.iter().map(|l| l.text.as_str()).collect();
+        let refs: Vec<(Kind, &Name)> = match words.as_slice() {
+            ["base"] => vec![],
+            ["host", _] => vec![(Kind::Host, &labels[1])],
+            ["app", _] => vec![(Kind::App, &labels[1])],
+            ["app", _, "host", _] => vec![(Kind::App, &labels[1]), (Kind::Host, &labels[3])],
+            _ => {
+                let span = labels.first().map_or(entry.key.span, |first| {
+                    first.span.to(labels[labels.len() - 1].span)
+                });
+                self.report(
+                    Diagnostic::error("E108", "`settings` needs a target")
+                        .primary(span, "not a settings target")
+                        .help("write `settings base`, `settings host NAME`, `settings app NAME` or `settings app NAME host NAME`"),
+                );
+                return;
+            }
+        };
+        for (kind, name) in refs {
+            self.reference(name, kind, ctx);
+        }
+    }
+
+    fn value(&mut self, value: &'p Value, ty: Ty, field: &str, ctx: &Context) {
+        match (ty, &value.kind) {
+            (_, ValueKind::Call(call)) => {
+                self.call(call, value.span);
+                if !matches!(ty, Ty::Secret | Ty::Setting) {
+                    self.mismatch(value, ty, field);
+                }
+            }
+            (_, ValueKind::Invalid) => {}
+            (Ty::Setting, _) => self.setting(value, field, ctx),
+            (Ty::Str | Ty::Secret, ValueKind::Str(_))
+            | (Ty::Text, ValueKind::Str(_) | ValueKind::Text(_))
+            | (Ty::Int, ValueKind::Int(_))
+            | (Ty::Bool, ValueKind::Bool(_))
+            | (Ty::Duration, ValueKind::Duration(_))
+            | (Ty::Size, ValueKind::Size(_)) => {}
+            (Ty::Ref(kind), ValueKind::Ref(name)) => self.reference(name, kind, ctx),
+            (Ty::OneOf(words), ValueKind::Ref(name)) => {
+                if !words.contains(&name.text.as_str()) {
+                    let help = match suggest::closest(&name.text, words.iter().copied()) {
+                        Some(best) => format!("did you mean `{best}`?"),
+                        None => format!("`{field}` takes {}", ty.describe()),
+                    };
+                    self.report(
+                        Diagnostic::error(
+                            "E111",
+                            format!("`{}` is not a valid `{field}`", name.text),
+                        )
+                        .primary(name.span, format!("expected {}", ty.describe()))
+                        .help(help),
+                    );
+                }
+            }
+            (Ty::List(item), ValueKind::List(list)) => {
+                for v in &list.items {
+                    self.value(v, *item, field, ctx);
+                }
+            }
+            _ => self.mismatch(value, ty, field),
+        }
+    }
+
+    /// A settings value: literals, lists and maps of them, and secrets.
+    fn setting(&mut self, value: &'p Value, field: &str, ctx: &Context) {
+        match &value.kind {
+            ValueKind::Ref(name) => self.report(
+                Diagnostic::error("E105", format!("`{field}` is set to a bare name"))
+                    .primary(name.span, "a name means nothing in settings")
+                    .help(format!("put it in quotes for a string: \"{}\"", name.text)),
+            ),
+            ValueKind::List(list) => {
+                for item in &list.items {
+                    self.setting(item, field, ctx);
+                }
+            }
+            ValueKind::Map(block) => {
+                let mut seen: HashMap<&str, Span> = HashMap::new();
+                for entry in &block.entries {
+                    self.open_entry(entry, Ty::Setting, ctx);
+                    if let Some(first) = seen.insert(&entry.key.text, entry.key.span) {
+                        self.report(
+                            Diagnostic::error("E103", format!("`{}` is set twice", entry.key.text))
+                                .primary(entry.key.span, "set again here")
+                                .secondary(first, "first set here")
+                                .help("keep one of them"),
+                        );
+                    }
+                }
+            }
+            ValueKind::Call(call) => self.call(call, value.span),
+            _ => {}
+        }
+    }
+
+    fn call(&mut self, call: &Call, span: Span) {
+        let name = &call.name.text;
+        if !schema::FUNCTIONS.contains(&name.as_str()) {
+            let help = match suggest::closest(name, schema::FUNCTIONS.iter().copied()) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => format!("the functions are: {}", schema::FUNCTIONS.join(", ")),
+            };
+            self.report(
+                Diagnostic::error("E109", format!("unknown function `{name}`"))
+                    .primary(call.name.span, "not a function")
+                    .help(help),
+            );
+            return;
+        }
+        let valid = match call.args.as_slice() {
+            [Value {
+                kind: ValueKind::Str(s),
+                ..
+            }] => {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            }
+            _ => false,
+        };
+        if !valid {
+            self.report(
+                Diagnostic::error("E110", "`secret` takes one name in quotes")
+                    .primary(span, "expected `secret(\"app.name\")`")
+                    .help("a secret's name is letters, digits, `.`, `_` and `-`, such as \"blog.secret_key\""),
+            );
+        }
+    }
+
+    fn reference(&mut self, name: &'p Name, kind: Kind, ctx: &Context) {
+        if self.symbols.get(kind, &name.text).is_some() {
+            return;
+        }
+        let other = self
+            .symbols
+            .declared
+            .values()
+            .find_map(|names| names.get(name.text.as_str()))
+            .map(|d| (d.kind, d.name.span));
+        if let Some((other_kind, other_span)) = other {
+            self.report(
+                Diagnostic::error(
+                    "E107",
+                    format!(
+                        "`{}` is {} {}, not {} {}",
+                        name.text,
+                        other_kind.article(),
+                        other_kind.word(),
+                        kind.article(),
+                        kind.word()
+                    ),
+                )
+                .primary(
+                    name.span,
+                    format!("expected {} {}", kind.article(), kind.word()),
+                )
+                .secondary(
+                    other_span,
+                    format!(
+                        "declared as {} {} here",
+                        other_kind.article(),
+                        other_kind.word()
+                    ),
+                ),
+            );
+            return;
+        }
+        let names: Vec<&str> = self
+            .symbols
+            .of_kind(kind)
+            .map(|d| d.name.text.as_str())
+            .collect();
+        let help = match suggest::closest(&name.text, names.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None if kind == Kind::Role && !ctx.uses_platform => {
+                "the platform's roles come from the standard library: add `use std/platform` at the top".to_string()
+            }
+            None if names.is_empty() => format!("declare it: `{} {} {{ ... }}`", kind.word(), name.text),
+            None if names.len() <= 8 => format!("the declared {}s are: {}", kind.word(), names.join(", ")),
+            None => format!("declare it with `{} {} {{ ... }}`", kind.word(), name.text),
+        };
+        self.report(
+            Diagnostic::error("E106", format!("unknown {} `{}`", kind.word(), name.text))
+                .primary(name.span, format!("no {} has this name", kind.word()))
+                .help(help),
+        );
+    }
+
+    fn mismatch(&mut self, value: &Value, ty: Ty, field: &str) {
+        let hint = type_hint(value, ty);
+        self.report(
+            Diagnostic::error(
+                "E105",
+                format!(
+                    "`{field}` takes {}, found {}",
+                    ty.describe(),
+                    value.kind.describe()
+                ),
+            )
+            .primary(value.span, format!("expected {}", ty.describe()))
+            .help_opt(hint),
+        );
+    }
+
+    /// Hosts outside `local` providers must say where they are.
+    fn hosts_have_addresses(&mut self) {
+        let mut missing = Vec::new();
+        for host in self.symbols.of_kind(Kind::Host) {
+            let Some(block) = host.entry.block() else {
+                continue;
+            };
+            let broken = self
+                .broken
+                .iter()
+                .any(|b| b.file == block.span.file && block.span.range().contains(&b.start));
+            if broken || block.entries.iter().any(|e| e.key.text == "address") {
+                continue;
+            }
+            let provider = block
+                .entries
+                .iter()
+                .find(|e| e.key.text == "provider")
+                .and_then(Entry::value);
+            let Some(ValueKind::Ref(provider)) = provider.map(|v| &v.kind) else {
+                continue;
+            };
+            let Some(declared) = self.symbols.get(Kind::Provider, &provider.text) else {
+                continue;
+            };
+            let local = declared.entry.block().is_some_and(|b| {
+                b.entries.iter().any(|e| {
+                    e.key.text == "kind" && matches!(e.value().map(|v| &v.kind), Some(ValueKind::Ref(k)) if k.text == "local")
+                })
+            });
+            if !local {
+                missing.push((
+                    host.name.text.clone(),
+                    host.name.span,
+                    provider.text.clone(),
+                ));
+            }
+        }
+        for (name, span, provider) in missing {
+            self.report(
+                Diagnostic::error("E104", format!("host `{name}` has no `address`"))
+                    .primary(span, "missing `address`")
+                    .help(format!(
+                        "add `address = \"...\"`; only hosts of a `kind = local` provider get one automatically, and `{provider}` is not one"
+                    )),
+            );
+        }
+    }
+}
+
+struct Context {
+    uses_platform: bool,
+}
+
+fn missing_field(owner: &Entry, schema: &Schema, field: &Field) -> Diagnostic {
+    Diagnostic::error(
+        "E104",
+        format!("{} has no `{}`", describe_owner(owner, schema), field.name),
+    )
+    .primary(owner.head_span(), format!("missing `{}`", field.name))
+    .help(format!(
+        "add `{} = ...`: {} ({})",
+        field.name,
+        field.doc,
+        field.ty.describe()
+    ))
+}
+
+fn describe_owner(owner: &Entry, schema: &Schema) -> String {
+    match owner.labels.as_slice() {
+        [name] => format!("{} `{}`", schema.keyword, name.text),
+        _ => format!("`{}`", schema.keyword),
+    }
+}
+
+fn article_for(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+fn label_word(labels: Labels) -> &'static str {
+    match labels {
+        Labels::Path => "path in quotes",
+        _ => "name",
+    }
+}
+
+fn label_hint(labels: Labels) -> &'static str {
+    match labels {
+        Labels::None => "",
+        Labels::Name => " NAME",
+        Labels::Path => " \"/path\"",
+        Labels::SettingsTarget => " base",
+    }
+}
+
+/// A likely fix for a value of the wrong type.
+fn type_hint(value: &Value, ty: Ty) -> Option<String> {
+    match (ty, &value.kind) {
+        (Ty::Str | Ty::Text | Ty::Secret, ValueKind::Ref(name)) => {
+            Some(format!("put it in quotes: \"{}\"", name.text))
+        }
+        (Ty::Ref(_) | Ty::OneOf(_), ValueKind::Str(s)) => {
+            Some(format!("names are written without quotes: {s}"))
+        }
+        (Ty::List(item), _)
+            if !matches!(value.kind, ValueKind::List(_)) && accepts(*item, &value.kind) =>
+        {
+            Some("put it in a list: [...]".to_string())
+        }
+        (Ty::Duration, ValueKind::Int(n)) => Some(format!("add a unit: `{n}s`, `{n}m` or `{n}h`")),
+        (Ty::Size, ValueKind::Int(n)) => Some(format!("add a unit: `{n}MB` or `{n}GB`")),
+        (_, ValueKind::Call(_)) => {
+            Some("`secret(...)` can stand in settings and in password fields only".to_string())
+        }
+        (Ty::Bool, ValueKind::Str(s)) if s == "true" || s == "false" => {
+            Some(format!("write {s} without quotes"))
+        }
+        (Ty::Int, ValueKind::Str(s)) if s.parse::<i64>().is_ok() => {
+            Some(format!("write {s} without quotes"))
+        }
+        _ => None,
+    }
+}
+
+fn accepts(ty: Ty, kind: &ValueKind) -> bool {
+    matches!(
+        (ty, kind),
+        (Ty::Str, ValueKind::Str(_))
+            | (Ty::Ref(_), ValueKind::Ref(_))
+            | (Ty::Int, ValueKind::Int(_))
+    )
+}

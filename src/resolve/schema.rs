@@ -1,0 +1,512 @@
+//! The schema: what each keyword of the language may hold.
+//!
+//! Plain data, read by `resolve` to check every entry and by the docs tests
+//! to keep `lang/` true. A block kind lists its fields (with their types),
+//! the nested blocks it allows, and what labels it takes.
+
+/// The kinds of things a spec declares by name; each has its own namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Provider,
+    Host,
+    Role,
+    Database,
+    App,
+    Backup,
+}
+
+impl Kind {
+    pub fn word(self) -> &'static str {
+        match self {
+            Kind::Provider => "provider",
+            Kind::Host => "host",
+            Kind::Role => "role",
+            Kind::Database => "database",
+            Kind::App => "app",
+            Kind::Backup => "backup",
+        }
+    }
+
+    pub fn article(self) -> &'static str {
+        match self {
+            Kind::App => "an",
+            _ => "a",
+        }
+    }
+}
+
+/// The type a field's value must have.
+#[derive(Clone, Copy, Debug)]
+pub enum Ty {
+    Str,
+    /// A string or a `"""` text block.
+    Text,
+    Int,
+    Bool,
+    Duration,
+    Size,
+    /// The name of a declared thing of this kind.
+    Ref(Kind),
+    /// One of these bare words.
+    OneOf(&'static [&'static str]),
+    List(&'static Ty),
+    /// A string or `secret("name")`.
+    Secret,
+    /// A settings value: anything but a bare name.
+    Setting,
+}
+
+impl Ty {
+    /// The type in the words of an error message.
+    pub fn describe(self) -> String {
+        match self {
+            Ty::Str => "a string".into(),
+            Ty::Text => "a string or a text block".into(),
+            Ty::Int => "an integer".into(),
+            Ty::Bool => "`true` or `false`".into(),
+            Ty::Duration => "a duration such as `90s` or `1h`".into(),
+            Ty::Size => "a size such as `512MB`".into(),
+            Ty::Ref(kind) => format!("the name of {} {}", kind.article(), kind.word()),
+            Ty::OneOf(words) => {
+                let words: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
+                match words.split_last() {
+                    Some((last, init)) if !init.is_empty() => {
+                        format!("{} or {last}", init.join(", "))
+                    }
+                    _ => words.join(""),
+                }
+            }
+            Ty::List(item) => format!("a list of {}", plural(item)),
+            Ty::Secret => "a string or `secret(\"name\")`".into(),
+            Ty::Setting => "a value".into(),
+        }
+    }
+}
+
+fn plural(ty: &Ty) -> String {
+    match ty {
+        Ty::Str => "strings".into(),
+        Ty::Ref(kind) => format!("{} names", kind.word()),
+        other => format!("values ({})", other.describe()),
+    }
+}
+
+/// One `key = value` a block may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Field {
+    pub name: &'static str,
+    pub ty: Ty,
+    pub required: bool,
+    /// Takes one quoted label and may repeat: `static "/static/" = "dir"`.
+    pub labelled: bool,
+    pub doc: &'static str,
+}
+
+/// What labels a block takes after its keyword.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Labels {
+    /// `keep { ... }`
+    None,
+    /// `host lb1 { ... }`: one name, which declares the block.
+    Name,
+    /// `file "/etc/x" { ... }`: one quoted path.
+    Path,
+    /// `settings base`, `settings host H`, `settings app A`, `settings app A host H`.
+    SettingsTarget,
+}
+
+/// What a block may hold.
+#[derive(Debug)]
+pub struct Schema {
+    pub keyword: &'static str,
+    pub labels: Labels,
+    pub fields: &'static [Field],
+    pub blocks: &'static [&'static Schema],
+    /// Any key may be set, with values of this type (`settings`, `databases`).
+    pub open: Option<Ty>,
+    /// The kind this block declares, when it declares a name.
+    pub declares: Option<Kind>,
+    pub doc: &'static str,
+}
+
+impl Schema {
+    pub fn field(&self, name: &str) -> Option<&'static Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    pub fn block(&self, keyword: &str) -> Option<&'static Schema> {
+        self.blocks.iter().copied().find(|b| b.keyword == keyword)
+    }
+
+    /// Every word that may stand at the start of an entry here.
+    pub fn keys(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.fields
+            .iter()
+            .map(|f| f.name)
+            .chain(self.blocks.iter().map(|b| b.keyword))
+    }
+}
+
+const fn field(name: &'static str, ty: Ty, doc: &'static str) -> Field {
+    Field {
+        name,
+        ty,
+        required: false,
+        labelled: false,
+        doc,
+    }
+}
+
+const fn required(name: &'static str, ty: Ty, doc: &'static str) -> Field {
+    Field {
+        name,
+        ty,
+        required: true,
+        labelled: false,
+        doc,
+    }
+}
+
+const fn block(
+    keyword: &'static str,
+    labels: Labels,
+    fields: &'static [Field],
+    doc: &'static str,
+) -> Schema {
+    Schema {
+        keyword,
+        labels,
+        fields,
+        blocks: &[],
+        open: None,
+        declares: None,
+        doc,
+    }
+}
+
+const STRINGS: Ty = Ty::List(&Ty::Str);
+const HOSTS: Ty = Ty::List(&Ty::Ref(Kind::Host));
+
+pub static PROVIDER: Schema = Schema {
+    keyword: "provider",
+    labels: Labels::Name,
+    fields: &[
+        field("kind", Ty::OneOf(&["ssh", "local"]), "`ssh` (default): hosts reached over SSH; `local`: systemd-nspawn containers on this machine"),
+        field("user", Ty::Str, "the SSH user (default `root`)"),
+        field("port", Ty::Int, "the SSH port (default 22)"),
+        field("known_hosts", Ty::Str, "a known_hosts file that pins these hosts' keys"),
+        field("identity", Ty::Str, "the SSH private key to log in with"),
+    ],
+    blocks: &[],
+    open: None,
+    declares: Some(Kind::Provider),
+    doc: "where hosts live; providers are failure domains for redundancy checks",
+};
+
+pub static HOST: Schema = Schema {
+    keyword: "host",
+    labels: Labels::Name,
+    fields: &[
+        required(
+            "provider",
+            Ty::Ref(Kind::Provider),
+            "the provider this host lives at",
+        ),
+        field(
+            "address",
+            Ty::Str,
+            "IP address or DNS name (optional for `local` providers)",
+        ),
+        field(
+            "roles",
+            Ty::List(&Ty::Ref(Kind::Role)),
+            "the roles this host plays",
+        ),
+    ],
+    blocks: &[],
+    open: None,
+    declares: Some(Kind::Host),
+    doc: "one machine of the fleet",
+};
+
+pub static SETTINGS: Schema = Schema {
+    keyword: "settings",
+    labels: Labels::SettingsTarget,
+    fields: &[],
+    blocks: &[],
+    open: Some(Ty::Setting),
+    declares: None,
+    doc: "a layer of Django settings: base, per host, per app, per app on one host",
+};
+
+pub static DATABASE: Schema = Schema {
+    keyword: "database",
+    labels: Labels::Name,
+    fields: &[
+        required(
+            "engine",
+            Ty::OneOf(&["postgres", "redis"]),
+            "the database server",
+        ),
+        field(
+            "tier",
+            Ty::OneOf(&["shared", "dedicated"]),
+            "`shared` (default): one server for many apps; `dedicated`: its own",
+        ),
+        required(
+            "primary",
+            Ty::Ref(Kind::Host),
+            "the host that holds the primary",
+        ),
+        field(
+            "standby",
+            Ty::Ref(Kind::Host),
+            "a Postgres warm standby, by streaming replication",
+        ),
+        field(
+            "replica",
+            Ty::Ref(Kind::Host),
+            "a Redis replica (`replicaof`)",
+        ),
+        field("port", Ty::Int, "the server's port"),
+    ],
+    blocks: &[],
+    open: None,
+    declares: Some(Kind::Database),
+    doc: "a database an app can use",
+};
+
+static APP_DATABASES: Schema = Schema {
+    keyword: "databases",
+    labels: Labels::None,
+    fields: &[],
+    blocks: &[],
+    open: Some(Ty::Ref(Kind::Database)),
+    declares: None,
+    doc: "Django database aliases to declared databases: `default = main`",
+};
+
+static APP_SETTINGS: Schema = Schema {
+    keyword: "settings",
+    labels: Labels::None,
+    fields: &[],
+    blocks: &[],
+    open: Some(Ty::Setting),
+    declares: None,
+    doc: "the app's own settings layer",
+};
+
+static WORKER: Schema = block(
+    "worker",
+    Labels::Name,
+    &[
+        required(
+            "command",
+            Ty::Str,
+            "the command line, run in the app's virtualenv",
+        ),
+        field(
+            "replicas",
+            Ty::Int,
+            "how many of this worker run (default 1)",
+        ),
+    ],
+    "a background process of the app (celery, rq)",
+);
+
+pub static APP: Schema = Schema {
+    keyword: "app",
+    labels: Labels::Name,
+    fields: &[
+        required(
+            "source",
+            Ty::Str,
+            "the app's code: a local folder, relative to the spec",
+        ),
+        field("python", Ty::Str, "the Python version (default \"3.11\")"),
+        required("wsgi", Ty::Str, "the WSGI callable, `module:name`"),
+        required(
+            "domains",
+            STRINGS,
+            "the domains the balancers route to this app",
+        ),
+        field("replicas", Ty::Int, "how many runners run it (default 1)"),
+        field("runners", HOSTS, "pin the app to these runners"),
+        field(
+            "paths",
+            STRINGS,
+            "Python path entries, relative to the app's source",
+        ),
+        field(
+            "requirements",
+            Ty::Str,
+            "the pip requirements file (default \"requirements.txt\")",
+        ),
+        field(
+            "max_body",
+            Ty::Size,
+            "the largest request body accepted (default 10MB)",
+        ),
+        Field {
+            name: "static",
+            ty: Ty::Str,
+            required: false,
+            labelled: true,
+            doc: "`static \"/url/\" = \"dir\"`: files nginx serves from a folder of the release",
+        },
+    ],
+    blocks: &[&APP_DATABASES, &APP_SETTINGS, &WORKER],
+    open: None,
+    declares: Some(Kind::App),
+    doc: "a Python/Django web app",
+};
+
+static KEEP: Schema = block(
+    "keep",
+    Labels::None,
+    &[
+        field("hourly", Ty::Int, "hourly snapshots kept"),
+        field("daily", Ty::Int, "daily snapshots kept"),
+        field("weekly", Ty::Int, "weekly snapshots kept"),
+        field("monthly", Ty::Int, "monthly snapshots kept"),
+    ],
+    "how many historical snapshots to keep",
+);
+
+pub static BACKUP: Schema = Schema {
+    keyword: "backup",
+    labels: Labels::Name,
+    fields: &[
+        required("from", HOSTS, "the hosts whose data is snapshotted"),
+        required(
+            "to",
+            Ty::Ref(Kind::Host),
+            "the backup host that pulls the snapshots",
+        ),
+        required(
+            "every",
+            Ty::Duration,
+            "how often a snapshot is taken and pulled",
+        ),
+    ],
+    blocks: &[&KEEP],
+    open: None,
+    declares: Some(Kind::Backup),
+    doc: "snapshots of database hosts, pulled to a backup host",
+};
+
+const OWNERSHIP: [Field; 3] = [
+    field("owner", Ty::Str, "owning user"),
+    field("group", Ty::Str, "owning group"),
+    field("mode", Ty::Str, "permissions, octal in quotes: \"0644\""),
+];
+
+static PACKAGE: Schema = block(
+    "package",
+    Labels::Name,
+    &[field("version", Ty::Str, "a version to pin")],
+    "a Debian package",
+);
+static USER: Schema = block(
+    "user",
+    Labels::Name,
+    &[
+        field("home", Ty::Str, "home directory"),
+        field("shell", Ty::Str, "login shell"),
+        field("system", Ty::Bool, "a system account"),
+        field("groups", STRINGS, "supplementary groups"),
+    ],
+    "a Unix user",
+);
+static DIRECTORY: Schema = block("directory", Labels::Path, &OWNERSHIP, "a directory");
+static FILE: Schema = block(
+    "file",
+    Labels::Path,
+    &[
+        field("template", Ty::Str, "a template under templates/"),
+        field("content", Ty::Text, "the file's literal content"),
+        OWNERSHIP[0],
+        OWNERSHIP[1],
+        OWNERSHIP[2],
+        field("notify", STRINGS, "services reloaded when the file changes"),
+    ],
+    "a file, from a template or literal content",
+);
+static SYMLINK: Schema = block(
+    "symlink",
+    Labels::Path,
+    &[required("target", Ty::Str, "where the link points")],
+    "a symbolic link",
+);
+static SERVICE: Schema = block(
+    "service",
+    Labels::Name,
+    &[
+        field("unit", Ty::Str, "the unit file's template"),
+        field("enabled", Ty::Bool, "started at boot"),
+        field("running", Ty::Bool, "kept running"),
+        field("reload", Ty::Str, "the command that reloads it"),
+        field("restart", Ty::Str, "the command that restarts it"),
+    ],
+    "a systemd service",
+);
+static VIRTUALENV: Schema = block(
+    "virtualenv",
+    Labels::Path,
+    &[
+        field("python", Ty::Str, "interpreter version"),
+        field("requirements", Ty::Str, "requirements file"),
+    ],
+    "a Python virtualenv",
+);
+static COMMAND: Schema = block(
+    "command",
+    Labels::Name,
+    &[
+        required("run", Ty::Str, "the command line"),
+        field("unless", Ty::Str, "skip when this command succeeds"),
+        field("creates", Ty::Str, "skip when this path exists"),
+    ],
+    "a command with a guard",
+);
+static SUBVOLUME: Schema = block("subvolume", Labels::Path, &[], "a btrfs subvolume");
+static TIMER: Schema = block(
+    "timer",
+    Labels::Name,
+    &[
+        required("every", Ty::Duration, "the interval"),
+        required("command", Ty::Str, "what runs"),
+    ],
+    "a systemd timer",
+);
+
+pub static ROLE: Schema = Schema {
+    keyword: "role",
+    labels: Labels::Name,
+    fields: &[field("description", Ty::Str, "what the role is for")],
+    blocks: &[
+        &PACKAGE,
+        &USER,
+        &DIRECTORY,
+        &FILE,
+        &SYMLINK,
+        &SERVICE,
+        &VIRTUALENV,
+        &COMMAND,
+        &SUBVOLUME,
+        &TIMER,
+    ],
+    open: None,
+    declares: Some(Kind::Role),
+    doc: "a role a host can play, made of resources",
+};
+
+/// Every declaration a file may hold at its top level.
+pub static TOP_LEVEL: [&Schema; 7] = [&PROVIDER, &HOST, &SETTINGS, &DATABASE, &APP, &BACKUP, &ROLE];
+
+pub fn top_level(keyword: &str) -> Option<&'static Schema> {
+    TOP_LEVEL.iter().copied().find(|s| s.keyword == keyword)
+}
+
+/// Functions a value may call.
+pub static FUNCTIONS: [&str; 1] = ["secret"];

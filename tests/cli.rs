@@ -1,0 +1,280 @@
+//! The `sitec` binary, run for real: each test writes files into a temporary
+//! folder, runs a command there, and compares exact output and exit status.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// A builder for one run of `sitec` (after casey/just's test builder).
+struct Test {
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    stdin: Option<String>,
+}
+
+struct Outcome {
+    stdout: String,
+    stderr: String,
+    status: i32,
+    dir: tempfile::TempDir,
+}
+
+impl Test {
+    fn new() -> Test {
+        Test {
+            dir: tempfile::tempdir().expect("temp dir"),
+            args: Vec::new(),
+            stdin: None,
+        }
+    }
+
+    fn file(self, name: &str, text: &str) -> Test {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create folder");
+        }
+        std::fs::write(path, text).expect("write file");
+        self
+    }
+
+    fn args(mut self, args: &[&str]) -> Test {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    fn stdin(mut self, text: &str) -> Test {
+        self.stdin = Some(text.to_string());
+        self
+    }
+
+    fn run(self) -> Outcome {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sitec"))
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sitec runs");
+        if let Some(text) = &self.stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(text.as_bytes())
+                .expect("write stdin");
+        }
+        drop(child.stdin.take());
+        let output = child.wait_with_output().expect("sitec finishes");
+        Outcome {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            status: output.status.code().unwrap_or(-1),
+            dir: self.dir,
+        }
+    }
+}
+
+impl Outcome {
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).expect("file exists")
+    }
+}
+
+const GOOD: &str = "use std/platform\n\nprovider here { kind = local }\n\nhost web1 { provider = here  roles = [runner] }\n";
+
+#[test]
+fn version_and_help() {
+    let out = Test::new().args(&["--version"]).run();
+    assert_eq!(out.stdout, format!("sitec {}\n", env!("CARGO_PKG_VERSION")));
+    let out = Test::new().args(&["--help"]).run();
+    assert_eq!(out.status, 0);
+    for command in ["check", "fmt"] {
+        assert!(
+            out.stdout.contains(command),
+            "--help does not list {command}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn check_a_good_spec() {
+    let out = Test::new()
+        .file("spec.site", GOOD)
+        .args(&["check", "spec.site"])
+        .run();
+    assert_eq!(
+        (out.status, out.stdout.as_str(), out.stderr.as_str()),
+        (0, "ok: spec.site (1 provider, 1 host)\n", "")
+    );
+}
+
+/// The newcomer's experience: three mistakes, all reported, each with its place and fix.
+#[test]
+fn check_reports_every_mistake_with_place_and_fix() {
+    let spec = "use std/platform\n\
+                provider colo { user = \"root\" }\n\
+                host run1 { provider = colo  address = \"203.0.113.21\"  roles = [runer] }\n\
+                host run2 { provider = colo  address = 203.0.113.22 }\n\
+                database main { engine = postgres  primary = run3 }\n";
+    let out = Test::new()
+        .file("fleet.site", spec)
+        .args(&["check", "fleet.site"])
+        .run();
+    assert_eq!(out.status, 1);
+    assert_eq!(out.stdout, "");
+    let expected = r#"error[E106]: unknown role `runer`
+  --> fleet.site:3:65
+  |
+3 | host run1 { provider = colo  address = "203.0.113.21"  roles = [runer] }
+  |                                                                 ^^^^^ no role has this name
+  |
+  = help: did you mean `runner`?
+
+error[E012]: `203.0.113.22` is not a number sitec reads
+  --> fleet.site:4:40
+  |
+4 | host run2 { provider = colo  address = 203.0.113.22 }
+  |                                        ^^^^^^^^^^^^ needs quotes
+  |
+  = help: numbers are whole; write an address or a version as a string: "203.0.113.22"
+
+error[E106]: unknown host `run3`
+  --> fleet.site:5:46
+  |
+5 | database main { engine = postgres  primary = run3 }
+  |                                              ^^^^ no host has this name
+  |
+  = help: did you mean `run1`?
+
+error: `fleet.site` has 3 errors
+"#;
+    assert_eq!(out.stderr, expected);
+}
+
+#[test]
+fn check_json_names_file_line_and_column() {
+    let out = Test::new()
+        .file("spec.site", "provider colo { usr = \"root\" }\n")
+        .args(&["check", "--format", "json", "spec.site"])
+        .run();
+    assert_eq!(out.status, 1);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("valid JSON");
+    let first = &json[0];
+    assert_eq!(first["code"], "E102");
+    assert_eq!(first["severity"], "error");
+    assert_eq!(
+        (
+            first["file"].as_str(),
+            first["line"].as_u64(),
+            first["column"].as_u64()
+        ),
+        (Some("spec.site"), Some(1), Some(17))
+    );
+    assert_eq!(first["help"], "did you mean `user`?");
+}
+
+#[test]
+fn check_a_missing_file() {
+    let out = Test::new().args(&["check", "nope.site"]).run();
+    assert_eq!(out.status, 1);
+    assert!(
+        out.stderr
+            .starts_with("error[E033]: can't read `nope.site`: no such file\n"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn check_follows_use_relative_to_the_importing_file() {
+    let out = Test::new()
+        .file(
+            "fleet/main.site",
+            "use ./hosts/all.site\nuse std/platform\n",
+        )
+        .file(
+            "fleet/hosts/all.site",
+            "use ../providers.site\nhost web1 { provider = here  roles = [runner] }\n",
+        )
+        .file("fleet/providers.site", "provider here { kind = local }\n")
+        .args(&["check", "fleet/main.site"])
+        .run();
+    assert_eq!(
+        (out.status, out.stdout.as_str()),
+        (0, "ok: fleet/main.site (1 provider, 1 host)\n"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn fmt_rewrites_in_place_and_keeps_comments() {
+    let messy = "# my fleet\nprovider   here{kind=local}   # at home\nhost web1 {\nprovider=here\n\n\n\n  roles=[ ]}\n";
+    let out = Test::new()
+        .file("spec.site", messy)
+        .args(&["fmt", "spec.site"])
+        .run();
+    assert_eq!(
+        (out.status, out.stdout.as_str()),
+        (0, "formatted: spec.site\n")
+    );
+    let formatted = out.read("spec.site");
+    assert_eq!(formatted, "# my fleet\nprovider here { kind = local } # at home\nhost web1 {\n  provider = here\n\n  roles = []\n}\n");
+}
+
+#[test]
+fn fmt_check_lists_files_and_changes_nothing() {
+    let out = Test::new()
+        .file("good.site", GOOD)
+        .file("messy.site", "host   a {}\n")
+        .args(&["fmt", "--check", "good.site", "messy.site"])
+        .run();
+    assert_eq!(
+        (out.status, out.stdout.as_str()),
+        (1, "would reformat: messy.site\n")
+    );
+    assert_eq!(out.read("messy.site"), "host   a {}\n");
+    let out = Test::new()
+        .file("good.site", GOOD)
+        .args(&["fmt", "--check", "good.site"])
+        .run();
+    assert_eq!((out.status, out.stdout.as_str()), (0, ""));
+}
+
+#[test]
+fn fmt_reads_standard_input() {
+    let out = Test::new()
+        .args(&["fmt", "-"])
+        .stdin("host a{provider=b}")
+        .run();
+    assert_eq!(
+        (out.status, out.stdout.as_str()),
+        (0, "host a { provider = b }\n")
+    );
+}
+
+#[test]
+fn fmt_leaves_a_file_with_syntax_errors_alone() {
+    let broken = "host a { provider = }\n";
+    let out = Test::new()
+        .file("spec.site", broken)
+        .args(&["fmt", "spec.site"])
+        .run();
+    assert_eq!(out.status, 1);
+    assert!(
+        out.stderr
+            .contains("error[E002]: expected a value, found `}`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("`spec.site` has syntax errors"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.read("spec.site"), broken);
+    assert!(!Path::new(&out.dir.path().join(".spec.site.sitec-fmt")).exists());
+}
