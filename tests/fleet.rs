@@ -130,6 +130,18 @@ fn three_hosts_boot_answer_over_ssh_and_leave_nothing_behind() -> TestResult {
 
     interrupt_closes_every_master(&state)?;
 
+    // A fleet of the same name in another state root is another fleet:
+    // `down` there must not touch this one.
+    let elsewhere = tempfile::tempdir()?;
+    let err = fleet::down(
+        "ft1",
+        &Options {
+            state_root: elsewhere.path().into(),
+            ..options.clone()
+        },
+    );
+    assert!(err.is_err_and(|e| e.to_string().contains("runs from")));
+
     let rows = fleet::status("ft1", &options)?;
     assert!(rows.iter().all(|r| r.up), "{}", fleet::table(&rows));
 

@@ -35,6 +35,25 @@ pub fn down(name: &str, options: &Options) -> Result<DownReport> {
     check_fleet_name(name)?;
     preflight::require_root("down")?;
     let layout = Layout::new(&options.state_root, name);
+    // Cgroups and machine names are per fleet name: never take down a
+    // fleet of this name that runs from another state directory.
+    if let Some(other) = Registry::open()?.owner(name)? {
+        if other.state_dir != layout.dir {
+            return Err(Error::new(format!(
+                "fleet `{name}` is not in {}; a fleet of that name runs from {}",
+                options.state_root.display(),
+                other.state_dir.display()
+            ))
+            .help(format!(
+                "sitec fleet down --name {name} --state-root {}",
+                other
+                    .state_dir
+                    .parent()
+                    .unwrap_or(&other.state_dir)
+                    .display()
+            )));
+        }
+    }
     let mut report = DownReport::default();
     let _lock = if layout.dir.exists() {
         Some(Lock::acquire(&layout.lock())?)
@@ -131,7 +150,7 @@ fn remove_bridge(fleet: &str, bridge: &str, layout: &Layout) -> Result<bool> {
     let bridge = Bridge::new(bridge)?;
     let registry = Registry::open()?;
     registry.remove(fleet, &layout.dir)?;
-    if !registry.others_on(fleet, &bridge.name)?.is_empty() || !bridge.exists() {
+    if !registry.others_on(&layout.dir, &bridge.name)?.is_empty() || !bridge.exists() {
         return Ok(false);
     }
     // The hosts' veths vanish with their network namespaces, a moment

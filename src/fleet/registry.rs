@@ -66,13 +66,19 @@ impl Registry {
         Ok(out)
     }
 
-    /// Live leases of *other* fleets on `bridge`.
-    pub fn others_on(&self, fleet: &str, bridge: &str) -> Result<Vec<Lease>> {
+    /// Live leases on `bridge` of every fleet but the one run from
+    /// `state_dir`.
+    pub fn others_on(&self, state_dir: &Path, bridge: &str) -> Result<Vec<Lease>> {
         Ok(self
             .leases()?
             .into_iter()
-            .filter(|l| l.fleet != fleet && l.bridge == bridge)
+            .filter(|l| l.state_dir != state_dir && l.bridge == bridge)
             .collect())
+    }
+
+    /// The live lease of the fleet named `fleet`, wherever it runs from.
+    pub fn owner(&self, fleet: &str) -> Result<Option<Lease>> {
+        Ok(self.leases()?.into_iter().find(|l| l.fleet == fleet))
     }
 
     /// Records (or replaces) a fleet's lease. Refuses when a live fleet of
@@ -89,7 +95,11 @@ impl Registry {
                 lease.fleet,
                 other.state_dir.display()
             ))
-            .help("pick another --name, or take that one down first"));
+            .help(format!(
+                "pick another --name, or take that one down first: sitec fleet down --name {} --state-root {}",
+                other.fleet,
+                other.state_dir.parent().unwrap_or(&other.state_dir).display()
+            )));
         }
         let path = self.path(&lease.fleet);
         let text = serde_json::to_string_pretty(lease)

@@ -152,7 +152,7 @@ fn plan_addresses(
 ) -> Result<FleetState> {
     let subnet = options.subnet;
     let mut taken: Vec<Ipv4Addr> = registry
-        .others_on(&spec.name, &options.bridge)?
+        .others_on(&layout.dir, &options.bridge)?
         .into_iter()
         .flat_map(|l| l.addresses)
         .collect();
