@@ -196,16 +196,16 @@ async fn talk_to_hosts(state: &fleet::FleetState) -> TestResult {
     let me = Path::new(env!("CARGO_BIN_EXE_sitec"));
     assert!(
         transport
-            .ensure_binary("gamma", me, "/usr/local/bin/sitec")
+            .ensure_binary("gamma", me, "/usr/local/lib/sitec/bin/sitec")
             .await?
     );
     assert!(
         !transport
-            .ensure_binary("gamma", me, "/usr/local/bin/sitec")
+            .ensure_binary("gamma", me, "/usr/local/lib/sitec/bin/sitec")
             .await?
     );
     let out = transport
-        .run("gamma", "/usr/local/bin/sitec --version", b"")
+        .run("gamma", "/usr/local/lib/sitec/bin/sitec --version", b"")
         .await?;
     assert!(
         out.success() && out.stdout_text().starts_with("sitec"),

@@ -181,8 +181,9 @@ impl Transport {
     }
 
     /// Copies the local file at `local_path` (sitec's own binary, usually) to
-    /// `remote_path` with mode 0755 unless the host already has a file there
-    /// with the same sha256. Returns whether it copied.
+    /// `remote_path` with mode 0755 (making its directory if needed) unless
+    /// the host already has a file there with the same sha256. Returns
+    /// whether it copied.
     pub async fn ensure_binary(
         &self,
         host: &str,
@@ -196,7 +197,10 @@ impl Transport {
             )
         })?;
         let local = hex(&Sha256::digest(&bytes));
-        let probe = format!("sha256sum {} 2>/dev/null || true", shell_quote(remote_path));
+        // Also makes the directory, so the upload below has somewhere to go.
+        let q = shell_quote(remote_path);
+        let probe =
+            format!("mkdir -p \"$(dirname {q})\" && {{ sha256sum {q} 2>/dev/null || true; }}");
         let out = self.run(host, &probe, b"").await?;
         let remote = out.stdout_text();
         if remote.split_whitespace().next() == Some(local.as_str()) {
