@@ -106,7 +106,17 @@ fn three_hosts_boot_answer_over_ssh_and_leave_nothing_behind() -> TestResult {
     let spec = spec("ft1", &["alpha", "beta=10.77.101.50", "gamma"])?;
     let guard = Down("ft1", &options);
 
+    // Two hosts first; the second `up` adds the third and leaves them be.
+    let first = fleet::up(
+        &FleetSpec {
+            hosts: spec.hosts[..2].to_vec(),
+            ..spec.clone()
+        },
+        &options,
+    )?;
     let state = fleet::up(&spec, &options)?;
+    assert_eq!(state.hosts[0].pid, first.hosts[0].pid);
+    assert_eq!(state.hosts[1].pid, first.hosts[1].pid);
     let addresses: Vec<String> = state.hosts.iter().map(|h| h.address.to_string()).collect();
     assert_eq!(addresses, ["10.77.101.10", "10.77.101.50", "10.77.101.11"]);
     for h in &state.hosts {
@@ -344,6 +354,19 @@ fn down_cleans_up_after_an_up_killed_mid_boot() -> TestResult {
         !leftovers("ft2", &options).is_empty(),
         "the killed up left nothing to clean"
     );
+
+    // `up` again finishes the job; a host whose container died is booted
+    // anew, the other left alone.
+    let spec = spec("ft2", &["solo", "duo"])?;
+    let state = fleet::up(&spec, &options)?;
+    let (solo, duo) = (state.hosts[0].pid.ok_or("no pid")?, state.hosts[1].pid);
+    std::process::Command::new("kill")
+        .args(["-KILL", &solo.to_string()])
+        .status()?;
+    let again = fleet::up(&spec, &options)?;
+    assert_ne!(again.hosts[0].pid, Some(solo));
+    assert_eq!(again.hosts[1].pid, duo);
+    assert!(again.hosts[0].system_state.is_some());
 
     let report = fleet::down("ft2", &options)?;
     assert_eq!(report.stopped.len(), 2, "{report:?}");

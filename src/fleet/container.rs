@@ -7,7 +7,7 @@ use super::error::{Error, Result};
 use super::layout::HostLayout;
 use rustix::process::{kill_process, Pid, Signal};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,19 @@ impl Container {
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let machine = format!("--machine={}", self.machine);
         args.iter().any(|a| a.ends_with(b"systemd-nspawn")) && args.contains(&machine.as_bytes())
+    }
+
+    /// Waits (up to 5 s) until the host side of a previous run's veth
+    /// (`vb-<machine>`) is gone: it goes with the old network namespace, a
+    /// moment after the old container's last process, and the new container
+    /// needs the name. nspawn shortens longer names with a hash that is not
+    /// predicted here; those do not wait.
+    pub fn wait_link_gone(&self) {
+        let link = Path::new("/sys/class/net").join(format!("vb-{}", self.machine));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while link.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     /// The pid recorded in `nspawn.pid`, if any.

@@ -67,6 +67,7 @@ pub fn up(spec: &FleetSpec, options: &Options) -> Result<FleetState> {
         let hl = layout.host(&host.name);
         let cgroup = HostCgroup::new(&spec.name, &host.name);
         cgroup.remove()?;
+        container.wait_link_gone();
         HostRoot {
             layout: &hl,
             hostname: &host.name,
