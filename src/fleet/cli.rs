@@ -103,12 +103,10 @@ fn run_action(action: Action) -> Result<(), Error> {
                     address: h.address,
                     up: true,
                     system_state: h.system_state.clone(),
+                    failed_units: h.failed_units.clone(),
                 })
                 .collect();
             print!("{}", table(&rows));
-            for h in state.hosts.iter().filter(|h| !h.failed_units.is_empty()) {
-                println!("{}: failed units: {}", h.name, h.failed_units.join(", "));
-            }
             let first = state.hosts.first().map_or("HOST", |h| h.name.as_str());
             println!(
                 "ssh: ssh -F {} {first}",

@@ -1,6 +1,6 @@
 //! `status`: for each recorded host, its address, whether its container
-//! runs, and what systemd inside says now (asked over ssh, all hosts at
-//! once). Reads only; changes nothing.
+//! runs, and what systemd inside says now, with any failed units (asked over
+//! ssh, all hosts at once). Reads only; changes nothing.
 
 use super::container::Container;
 use super::error::{Error, Result};
@@ -22,6 +22,8 @@ pub struct HostStatus {
     pub up: bool,
     /// `systemctl is-system-running` now, when up and reachable.
     pub system_state: Option<String>,
+    /// The units that have failed (what makes a host `degraded`).
+    pub failed_units: Vec<String>,
 }
 
 /// The status of every host of fleet `name`.
@@ -49,18 +51,25 @@ pub fn status(name: &str, options: &Options) -> Result<Vec<HostStatus>> {
                     let up = h
                         .pid
                         .is_some_and(|p| Container::new(name, &h.name).is_running(p));
-                    let system_state = up
-                        .then(|| {
-                            ssh(ssh_config, &h.name, "systemctl is-system-running", deadline).ok()
-                        })
+                    // One round trip: the state, then any failed units.
+                    let probe =
+                        "systemctl is-system-running; systemctl --failed --plain --no-legend";
+                    let answer = up
+                        .then(|| ssh(ssh_config, &h.name, probe, deadline).ok())
                         .flatten()
                         .filter(|o| o.status.code() != Some(255))
-                        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+                    let mut lines = answer.as_deref().unwrap_or_default().lines();
+                    let system_state = lines.next().map(|l| l.trim().to_owned());
+                    let failed_units = lines
+                        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+                        .collect();
                     HostStatus {
                         name: h.name.clone(),
                         address: h.address,
                         up,
                         system_state,
+                        failed_units,
                     }
                 })
             })
@@ -74,6 +83,7 @@ pub fn status(name: &str, options: &Options) -> Result<Vec<HostStatus>> {
                     address: h.address,
                     up: false,
                     system_state: None,
+                    failed_units: Vec::new(),
                 })
             })
             .collect()
@@ -94,6 +104,10 @@ pub fn table(rows: &[HostStatus]) -> String {
             if r.up { "up" } else { "down" },
             r.system_state.as_deref().unwrap_or("-")
         );
+        if !r.failed_units.is_empty() {
+            out.pop();
+            let _ = writeln!(out, " (failed: {})", r.failed_units.join(", "));
+        }
     }
     out
 }
@@ -109,6 +123,7 @@ mod tests {
             address: Ipv4Addr::new(10, 77, 0, 10),
             up: true,
             system_state: Some("running".into()),
+            failed_units: Vec::new(),
         }];
         assert_eq!(
             table(&rows),
