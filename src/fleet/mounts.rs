@@ -6,8 +6,11 @@ use super::error::{Error, Result};
 use rustix::mount::{unmount, UnmountFlags};
 use std::path::{Path, PathBuf};
 
-/// Every mount point at or below `dir`, deepest first.
+/// Every mount point at or below `dir`, deepest first. `dir` is resolved
+/// first: the kernel lists mount points without symlinks.
 pub fn below(dir: &Path) -> Result<Vec<PathBuf>> {
+    let resolved = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    let dir = resolved.as_path();
     let text =
         std::fs::read_to_string("/proc/mounts").map_err(|e| Error::io("/proc/mounts", &e))?;
     let mut points: Vec<PathBuf> = text
