@@ -31,6 +31,23 @@ pub fn up(spec: &FleetSpec, options: &Options) -> Result<FleetState> {
     std::fs::create_dir_all(&layout.dir).map_err(|e| Error::io(layout.dir.display(), &e))?;
     let _lock = Lock::acquire(&layout.lock())?;
     let previous = FleetState::load(&layout)?;
+    if let Some(p) = &previous {
+        let running = p.hosts.iter().any(|h| {
+            h.pid
+                .is_some_and(|pid| Container::new(&spec.name, &h.name).is_running(pid))
+        });
+        let subnet = options.subnet.to_string();
+        if running && (p.bridge != bridge.name || p.subnet != subnet) {
+            return Err(Error::new(format!(
+                "fleet `{}` is up on bridge {} ({}), not {} ({subnet})",
+                spec.name, p.bridge, p.subnet, bridge.name
+            ))
+            .help(format!(
+                "`sitec fleet down --name {}` first to move it",
+                spec.name
+            )));
+        }
+    }
 
     keys::ensure_key(&layout.client_key(), &format!("sitec fleet {}", spec.name))?;
     for h in &spec.hosts {
