@@ -3,7 +3,8 @@
 //! leaves no mount, cgroup or link behind. Needs root and systemd-container
 //! (CI has both; elsewhere these tests say so and skip, except under
 //! `CI=true`, where a missing piece fails them). Each test uses its own
-//! fleet name, bridge and subnet, so they run side by side.
+//! fleet name, bridge and subnet, so they run side by side; the same test in
+//! two processes at once waits for the other (a lock in /run/sitec).
 
 use sitec::fleet::{self, FleetSpec, LocalHost, Options};
 use sitec::transport::{HostTarget, Transport};
@@ -48,6 +49,20 @@ fn spec(name: &str, hosts: &[&str]) -> Result<FleetSpec, fleet::Error> {
             .map(|h| LocalHost::parse(h))
             .collect::<Result<_, _>>()?,
     })
+}
+
+/// Serialises a test with the same test in other processes (two worktrees
+/// or a CI run beside a developer's): they would share fleet names, bridges
+/// and subnets. Held until dropped.
+fn exclusive(name: &str) -> Result<std::fs::File, Box<dyn std::error::Error>> {
+    std::fs::create_dir_all("/run/sitec")?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(format!("/run/sitec/test-{name}.lock"))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(file)
 }
 
 /// Takes the fleet down when the test ends, however it ends.
@@ -101,6 +116,7 @@ fn three_hosts_boot_answer_over_ssh_and_leave_nothing_behind() -> TestResult {
     if !can_boot() {
         return Ok(());
     }
+    let _exclusive = exclusive("ft1")?;
     let tmp = tempfile::tempdir()?;
     let options = options(tmp.path(), 1)?;
     let spec = spec("ft1", &["alpha", "beta=10.77.101.50", "gamma"])?;
@@ -326,6 +342,7 @@ fn down_cleans_up_after_an_up_killed_mid_boot() -> TestResult {
     if !can_boot() {
         return Ok(());
     }
+    let _exclusive = exclusive("ft2")?;
     let tmp = tempfile::tempdir()?;
     let options = options(tmp.path(), 2)?;
     let guard = Down("ft2", &options);
