@@ -27,6 +27,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Draw the resource graph (every host's resources and the order between hosts)
     Graph(GraphArgs),
+    /// Boot, inspect and remove local fleets of systemd-nspawn hosts
+    Fleet(crate::fleet::Args),
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Fmt(args) => fmt(&args),
         Command::Render(args) => render(&args),
         Command::Graph(args) => graph(&args),
+        Command::Fleet(args) => crate::fleet::run(args),
     }
 }
 

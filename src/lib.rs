@@ -35,3 +35,5 @@ pub mod syntax;
 pub mod templates;
 
 pub mod cli;
+pub mod fleet;
+pub mod transport;

@@ -1,0 +1,323 @@
+//! [`Transport`]: one open SSH master per host, and what sitec does over them
+//! (run a command, upload a file atomically, ship its own binary).
+
+use super::{interrupt, CommandOutput, Error, HostTarget, SshOptions};
+use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+/// Open SSH masters to a set of hosts. Dropping it (or [`Transport::close`])
+/// shuts every master down and removes the control directory.
+pub struct Transport {
+    hosts: Vec<(HostTarget, Arc<Session>)>,
+    control_dir: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field(
+                "hosts",
+                &self.hosts.iter().map(|(t, _)| &t.name).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// Opens a master to every host at once. Fails (closing whatever did
+    /// open) unless every host answered; the error names each host that did
+    /// not and why.
+    pub async fn connect(targets: &[HostTarget], options: &SshOptions) -> Result<Self, Error> {
+        let (transport, errors) = Self::connect_each(targets, options).await?;
+        if errors.is_empty() {
+            return Ok(transport);
+        }
+        transport.close().await;
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        Err(Error::new(
+            None,
+            format!(
+                "could not reach {} of {} hosts:\n{}",
+                errors.len(),
+                targets.len(),
+                lines.join("\n")
+            ),
+        ))
+    }
+
+    /// Opens a master to every host at once and keeps the ones that
+    /// answered; the second value says why each other host did not. Fails
+    /// only when nothing could be set up locally.
+    pub async fn connect_each(
+        targets: &[HostTarget],
+        options: &SshOptions,
+    ) -> Result<(Self, Vec<Error>), Error> {
+        interrupt::install();
+        let control_dir = short_control_dir()?;
+        let config = control_dir.path().join("config");
+        std::fs::write(&config, options.config_text())
+            .map_err(|e| Error::new(None, format!("cannot write {}: {e}", config.display())))?;
+        interrupt::remember(control_dir.path());
+
+        let mut builder = SessionBuilder::default();
+        builder
+            .config_file(&config)
+            .known_hosts_check(KnownHosts::Strict)
+            .user_known_hosts_file(&options.known_hosts)
+            .connect_timeout(options.connect_timeout)
+            .control_directory(control_dir.path())
+            .user(options.user.clone());
+        if let Some(identity) = &options.identity {
+            builder.keyfile(identity);
+        }
+
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, target) in targets.iter().enumerate() {
+            let builder = builder.clone();
+            let target = target.clone();
+            tasks.spawn(async move {
+                let mut b = builder;
+                b.port(target.port);
+                let result = b.connect_mux(&target.address).await;
+                (i, target, result)
+            });
+        }
+        let mut opened = Vec::new();
+        let mut errors = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((i, target, result)) = joined else {
+                errors.push(Error::new(None, "a connection task panicked"));
+                continue;
+            };
+            match result {
+                Ok(session) => opened.push((i, target, Arc::new(session))),
+                Err(e) => errors.push(connect_error(&target, options, &e)),
+            }
+        }
+        opened.sort_by_key(|(i, _, _)| *i);
+        let transport = Self {
+            hosts: opened.into_iter().map(|(_, t, s)| (t, s)).collect(),
+            control_dir: Some(control_dir),
+        };
+        Ok((transport, errors))
+    }
+
+    /// The hosts with an open master, in the order they were given.
+    pub fn hosts(&self) -> impl Iterator<Item = &HostTarget> {
+        self.hosts.iter().map(|(t, _)| t)
+    }
+
+    fn session(&self, host: &str) -> Result<&Session, Error> {
+        self.hosts
+            .iter()
+            .find(|(t, _)| t.name == host)
+            .map(|(_, s)| s.as_ref())
+            .ok_or_else(|| Error::new(Some(host), "no open connection to this host"))
+    }
+
+    /// Runs `command` through the remote user's shell, feeding it `stdin`,
+    /// and collects its exit status, stdout and stderr.
+    pub async fn run(
+        &self,
+        host: &str,
+        command: &str,
+        stdin: &[u8],
+    ) -> Result<CommandOutput, Error> {
+        let session = self.session(host)?;
+        let mut child = session
+            .raw_command(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| Error::new(Some(host), format!("cannot start `{command}`: {e}")))?;
+        let input = child.stdin().take();
+        let feed = async move {
+            if let Some(mut input) = input {
+                // A command that does not read its input closes the pipe
+                // early; that is its business, not an error of ours.
+                let _ = input.write_all(stdin).await;
+                let _ = input.shutdown().await;
+            }
+        };
+        let (_, output) = tokio::join!(feed, child.wait_with_output());
+        let output = output
+            .map_err(|e| Error::new(Some(host), format!("`{command}` did not finish: {e}")))?;
+        Ok(CommandOutput {
+            status: output.status.code(),
+            stdout: output.stdout,
+            stderr: output.stderr,
+        })
+    }
+
+    /// Writes `contents` to `remote_path` with `mode`, atomically: a
+    /// temporary name in the same directory, then a rename over the target.
+    pub async fn upload(
+        &self,
+        host: &str,
+        contents: &[u8],
+        remote_path: &str,
+        mode: u32,
+    ) -> Result<(), Error> {
+        let dest = shell_quote(remote_path);
+        let script = format!(
+            "set -e; d={dest}; t=\"$(dirname \"$d\")/.$(basename \"$d\").sitec-tmp.$$\"; \
+             trap 'rm -f \"$t\"' EXIT; umask 077; cat > \"$t\"; chmod {mode:o} \"$t\"; \
+             mv -f \"$t\" \"$d\"; trap - EXIT"
+        );
+        let out = self.run(host, &script, contents).await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                Some(host),
+                format!("cannot write {remote_path}: {}", out.stderr_text().trim()),
+            ))
+        }
+    }
+
+    /// Copies the local file at `local_path` (sitec's own binary, usually) to
+    /// `remote_path` with mode 0755 (making its directory if needed) unless
+    /// the host already has a file there with the same sha256. Returns
+    /// whether it copied.
+    pub async fn ensure_binary(
+        &self,
+        host: &str,
+        local_path: &Path,
+        remote_path: &str,
+    ) -> Result<bool, Error> {
+        let bytes = tokio::fs::read(local_path).await.map_err(|e| {
+            Error::new(
+                Some(host),
+                format!("cannot read {}: {e}", local_path.display()),
+            )
+        })?;
+        let local = hex(&Sha256::digest(&bytes));
+        // Also makes the directory, so the upload below has somewhere to go.
+        let q = shell_quote(remote_path);
+        let probe =
+            format!("mkdir -p \"$(dirname {q})\" && {{ sha256sum {q} 2>/dev/null || true; }}");
+        let out = self.run(host, &probe, b"").await?;
+        let remote = out.stdout_text();
+        if remote.split_whitespace().next() == Some(local.as_str()) {
+            return Ok(false);
+        }
+        self.upload(host, &bytes, remote_path, 0o755).await?;
+        Ok(true)
+    }
+
+    /// Closes every master and removes the control directory. Errors are
+    /// not interesting here: a master that is already gone is closed.
+    pub async fn close(mut self) {
+        let hosts = std::mem::take(&mut self.hosts);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (_, session) in hosts {
+            if let Ok(session) = Arc::try_unwrap(session) {
+                tasks.spawn(async move {
+                    let _ = session.close().await;
+                });
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        // Sessions drop first (each asks its master to exit), then the
+        // control directory goes.
+        self.hosts.clear();
+        if let Some(dir) = self.control_dir.take() {
+            interrupt::forget(dir.path());
+            let _ = dir.close();
+        }
+    }
+}
+
+/// A control directory short enough for a unix socket path (108 bytes,
+/// and ssh appends a 17-byte suffix while it binds): `/tmp/sitec-XXXXXX`
+/// unless `$TMPDIR` is itself short.
+fn short_control_dir() -> Result<tempfile::TempDir, Error> {
+    let tmp = std::env::temp_dir();
+    let base: PathBuf = if tmp.as_os_str().len() <= 20 {
+        tmp
+    } else {
+        "/tmp".into()
+    };
+    tempfile::Builder::new()
+        .prefix("sitec-")
+        .tempdir_in(&base)
+        .map_err(|e| {
+            Error::new(
+                None,
+                format!(
+                    "cannot create an ssh control directory in {}: {e}",
+                    base.display()
+                ),
+            )
+        })
+}
+
+fn connect_error(target: &HostTarget, options: &SshOptions, e: &openssh::Error) -> Error {
+    let text = e.to_string();
+    let detail = std::error::Error::source(e)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let all = format!("{text} {detail}");
+    let err = Error::new(
+        Some(&target.name),
+        format!(
+            "cannot connect to {}:{}: {}",
+            target.address,
+            target.port,
+            all.trim()
+        ),
+    );
+    if all.contains("Host key verification failed") || all.contains("REMOTE HOST IDENTIFICATION") {
+        err.help(format!(
+            "the host's key is not the one pinned in {}; if the host was rebuilt, update that file",
+            options.known_hosts.display()
+        ))
+    } else if all.contains("Permission denied") {
+        err.help(
+            "the host does not accept the key offered; check the identity file and authorized_keys",
+        )
+    } else {
+        err.help(
+            "check that the host is up and sshd listens (for a local fleet: `sitec fleet status`)",
+        )
+    }
+}
+
+/// Quotes `s` for a POSIX shell.
+pub(crate) fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_quotes() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn hex_is_lowercase() {
+        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+    }
+}

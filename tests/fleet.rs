@@ -1,0 +1,427 @@
+//! Local fleets, for real: boots systemd-nspawn hosts with real sshd and
+//! systemd, talks to them through the transport, and checks that `down`
+//! leaves no mount, cgroup or link behind. Needs root and systemd-container
+//! (CI has both; elsewhere these tests say so and skip, except under
+//! `CI=true`, where a missing piece fails them). Each test uses its own
+//! fleet name, bridge and subnet, so they run side by side; the same test in
+//! two processes at once waits for the other (a lock in /run/sitec).
+
+use sitec::fleet::{self, FleetSpec, LocalHost, Options};
+use sitec::transport::{HostTarget, Transport};
+use std::path::Path;
+use std::time::Duration;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// True when this machine can boot hosts; panics under CI when it cannot.
+fn can_boot() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        .unwrap_or(false);
+    let nspawn = Path::new("/usr/bin/systemd-nspawn").exists();
+    if root && nspawn {
+        return true;
+    }
+    let why = format!("fleet tests need root ({root}) and systemd-nspawn ({nspawn})");
+    assert!(std::env::var_os("CI").is_none(), "{why}");
+    eprintln!("skipped: {why}");
+    false
+}
+
+fn options(state_root: &Path, tag: u8) -> Result<Options, fleet::Error> {
+    Ok(Options {
+        state_root: state_root.join(".fleet"),
+        bridge: format!("sitect{tag}"),
+        subnet: format!("10.77.{}.0/24", 100 + u16::from(tag)).parse()?,
+        boot_timeout: Duration::from_secs(120),
+        ..Options::beside(state_root)
+    })
+}
+
+fn spec(name: &str, hosts: &[&str]) -> Result<FleetSpec, fleet::Error> {
+    Ok(FleetSpec {
+        name: name.into(),
+        hosts: hosts
+            .iter()
+            .map(|h| LocalHost::parse(h))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Serialises a test with the same test in other processes (two worktrees
+/// or a CI run beside a developer's): they would share fleet names, bridges
+/// and subnets. Held until dropped.
+fn exclusive(name: &str) -> Result<std::fs::File, Box<dyn std::error::Error>> {
+    std::fs::create_dir_all("/run/sitec")?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(format!("/run/sitec/test-{name}.lock"))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(file)
+}
+
+/// Takes the fleet down when the test ends, however it ends.
+struct Down<'a>(&'a str, &'a Options);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = fleet::down(self.0, self.1) {
+            eprintln!("clean-up of fleet {} failed: {e}", self.0);
+        }
+    }
+}
+
+/// Everything of fleet `name` still on the machine: mounts below its state
+/// directory, its cgroups, its bridge and links.
+fn leftovers(name: &str, options: &Options) -> Vec<String> {
+    let mut found = Vec::new();
+    let dir = options.state_root.join(name);
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&*dir.to_string_lossy()))
+            .map(|l| format!("mount: {l}")),
+    );
+    for h in ["", "unified", "systemd"] {
+        let cg = Path::new("/sys/fs/cgroup").join(h).join("sitec").join(name);
+        if cg.exists() {
+            found.push(format!("cgroup: {}", cg.display()));
+        }
+    }
+    if Path::new("/sys/class/net").join(&options.bridge).exists() {
+        found.push(format!("bridge: {}", options.bridge));
+    }
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    found.extend(
+        links
+            .lines()
+            .filter(|l| l.contains(&format!("vb-{name}-")))
+            .map(|l| format!("link: {l}")),
+    );
+    found
+}
+
+#[test]
+fn three_hosts_boot_answer_over_ssh_and_leave_nothing_behind() -> TestResult {
+    if !can_boot() {
+        return Ok(());
+    }
+    let _exclusive = exclusive("ft1")?;
+    let tmp = tempfile::tempdir()?;
+    let options = options(tmp.path(), 1)?;
+    let spec = spec("ft1", &["alpha", "beta=10.77.101.50", "gamma"])?;
+    let guard = Down("ft1", &options);
+
+    // Two hosts first; the second `up` adds the third and leaves them be.
+    let first = fleet::up(
+        &FleetSpec {
+            hosts: spec.hosts[..2].to_vec(),
+            ..spec.clone()
+        },
+        &options,
+    )?;
+    let state = fleet::up(&spec, &options)?;
+    assert_eq!(state.hosts[0].pid, first.hosts[0].pid);
+    assert_eq!(state.hosts[1].pid, first.hosts[1].pid);
+    let addresses: Vec<String> = state.hosts.iter().map(|h| h.address.to_string()).collect();
+    assert_eq!(addresses, ["10.77.101.10", "10.77.101.50", "10.77.101.11"]);
+    for h in &state.hosts {
+        let s = h.system_state.as_deref().unwrap_or("none");
+        assert!(
+            s == "running" || s == "degraded",
+            "{}: {s} {:?}",
+            h.name,
+            h.failed_units
+        );
+    }
+
+    // A second `up` leaves the running hosts alone.
+    let again = fleet::up(&spec, &options)?;
+    let pids = |s: &fleet::FleetState| s.hosts.iter().map(|h| h.pid).collect::<Vec<_>>();
+    assert_eq!(pids(&again), pids(&state));
+    assert_eq!(again.targets(), state.targets());
+
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(talk_to_hosts(&state))?;
+
+    interrupt_closes_every_master(&state)?;
+
+    // A fleet of the same name in another state root is another fleet:
+    // `down` there must not touch this one.
+    let elsewhere = tempfile::tempdir()?;
+    let err = fleet::down(
+        "ft1",
+        &Options {
+            state_root: elsewhere.path().into(),
+            ..options.clone()
+        },
+    );
+    assert!(err.is_err_and(|e| e.to_string().contains("runs from")));
+
+    let rows = fleet::status("ft1", &options)?;
+    assert!(rows.iter().all(|r| r.up), "{}", fleet::table(&rows));
+
+    let report = fleet::down("ft1", &options)?;
+    assert_eq!(report.stopped.len(), 3);
+    assert!(report.bridge_removed);
+    assert_eq!(leftovers("ft1", &options), Vec::<String>::new());
+    let dir = options.state_root.join("ft1");
+    assert!(dir.join("keys/id_ed25519").exists(), "down keeps the keys");
+    assert!(!dir.join("fleet.json").exists());
+    assert!(!dir.join("hosts").exists());
+
+    // A second `down` is harmless.
+    let report = fleet::down("ft1", &options)?;
+    assert!(report.stopped.is_empty());
+    drop(guard);
+    Ok(())
+}
+
+async fn talk_to_hosts(state: &fleet::FleetState) -> TestResult {
+    let ssh = state.ssh_options(sitec::transport::Kex::default());
+    let transport = Transport::connect(&state.targets(), &ssh).await?;
+    for h in &state.hosts {
+        let out = transport.run(&h.name, "hostname", b"").await?;
+        assert_eq!(out.stdout_text().trim(), h.name);
+        let out = transport
+            .run(&h.name, "cat; echo oops >&2; exit 3", b"hello")
+            .await?;
+        assert_eq!(
+            (out.status, out.stdout_text(), out.stderr_text()),
+            (Some(3), "hello".into(), "oops\n".into())
+        );
+        // The hosts know each other by name.
+        let out = transport.run(&h.name, "getent hosts beta", b"").await?;
+        assert!(out.stdout_text().starts_with("10.77.101.50"), "{out:?}");
+    }
+
+    // Uploads are atomic and take the mode asked for.
+    let body = b"line one\nline 'two'\n";
+    transport
+        .upload("alpha", body, "/etc/sitec test.conf", 0o640)
+        .await?;
+    let out = transport.run("alpha", "stat -c %a '/etc/sitec test.conf'; cat '/etc/sitec test.conf'; ls -a /etc | grep -c sitec-tmp || true", b"").await?;
+    assert_eq!(out.stdout_text(), "640\nline one\nline 'two'\n0\n");
+    // ... and stay in their host.
+    let out = transport
+        .run("beta", "test -e '/etc/sitec test.conf'", b"")
+        .await?;
+    assert_eq!(out.status, Some(1));
+
+    // sitec ships itself only when the copy differs.
+    let me = Path::new(env!("CARGO_BIN_EXE_sitec"));
+    assert!(
+        transport
+            .ensure_binary("gamma", me, "/usr/local/lib/sitec/bin/sitec")
+            .await?
+    );
+    assert!(
+        !transport
+            .ensure_binary("gamma", me, "/usr/local/lib/sitec/bin/sitec")
+            .await?
+    );
+    let out = transport
+        .run("gamma", "/usr/local/lib/sitec/bin/sitec --version", b"")
+        .await?;
+    assert!(
+        out.success() && out.stdout_text().starts_with("sitec"),
+        "{out:?}"
+    );
+    transport.close().await;
+
+    // Host keys are pinned: a known_hosts holding another key is refused.
+    let alpha = state.host("alpha").ok_or("no alpha")?;
+    let beta_key = std::fs::read_to_string(state.state_dir.join("keys/host-beta_ed25519.pub"))?;
+    let wrong = state.state_dir.join("wrong_known_hosts");
+    let key: Vec<&str> = beta_key.split_whitespace().take(2).collect();
+    std::fs::write(&wrong, format!("{} {}\n", alpha.address, key.join(" ")))?;
+    let mut pinned = ssh.clone();
+    pinned.known_hosts = wrong.clone();
+    let target = [HostTarget::new("alpha", alpha.address.to_string())];
+    let err = Transport::connect(&target, &pinned)
+        .await
+        .err()
+        .ok_or("a wrong host key was accepted")?;
+    assert!(err.to_string().contains("alpha"), "{err}");
+    // ... and so is a host missing from it.
+    std::fs::write(&wrong, "")?;
+    assert!(
+        Transport::connect(&target, &pinned).await.is_err(),
+        "an unknown host was accepted"
+    );
+    std::fs::remove_file(&wrong)?;
+    Ok(())
+}
+
+/// The ssh master processes holding connections to a fleet (found by the
+/// fleet's known_hosts path on their command line).
+fn masters_of(state: &fleet::FleetState) -> Vec<String> {
+    let kh = format!(
+        "UserKnownHostsFile={}",
+        state.state_dir.join("known_hosts").display()
+    );
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(Result::ok)
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("ssh ") && c.contains(" -M ") && c.contains(&kh))
+        .collect()
+}
+
+/// Runs this test binary's `holds_masters_until_interrupted` in a child,
+/// interrupts it once connected, and checks that no master outlives it.
+fn interrupt_closes_every_master(state: &fleet::FleetState) -> TestResult {
+    let marker = state.state_dir.join("held");
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "--exact",
+            "holds_masters_until_interrupted",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SITEC_TEST_HOLD", &state.state_dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let started = std::time::Instant::now();
+    while !marker.exists() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        masters_of(state).len(),
+        3,
+        "the child did not hold 3 masters"
+    );
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    let status = child.wait()?;
+    assert_eq!(status.code(), Some(130), "{status}");
+    let started = std::time::Instant::now();
+    while !masters_of(state).is_empty() && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(masters_of(state), Vec::<String>::new());
+    std::fs::remove_file(marker)?;
+    Ok(())
+}
+
+/// The child half of `interrupt_closes_every_master`: does nothing unless
+/// `SITEC_TEST_HOLD` names a fleet's state directory.
+#[test]
+fn holds_masters_until_interrupted() -> TestResult {
+    let Some(dir) = std::env::var_os("SITEC_TEST_HOLD") else {
+        return Ok(());
+    };
+    let layout = fleet::Layout { dir: dir.into() };
+    let state = fleet::FleetState::load(&layout)?.ok_or("no fleet.json")?;
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let ssh = state.ssh_options(sitec::transport::Kex::default());
+        let transport = Transport::connect(&state.targets(), &ssh).await?;
+        std::fs::write(layout.dir.join("held"), "")?;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(transport);
+        Err("not interrupted within 60 s".into())
+    })
+}
+
+#[test]
+fn down_cleans_up_after_an_up_killed_mid_boot() -> TestResult {
+    if !can_boot() {
+        return Ok(());
+    }
+    let _exclusive = exclusive("ft2")?;
+    let tmp = tempfile::tempdir()?;
+    let options = options(tmp.path(), 2)?;
+    let guard = Down("ft2", &options);
+    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_sitec"))
+        .args([
+            "fleet", "up", "--name", "ft2", "--host", "solo", "--host", "duo",
+        ])
+        .arg("--state-root")
+        .arg(&options.state_root)
+        .args(["--bridge", &options.bridge, "--subnet", "10.77.102.0/24"])
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    // Kill it once both containers have started, before they finish booting.
+    let json = options.state_root.join("ft2/fleet.json");
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let text = std::fs::read_to_string(&json).unwrap_or_default();
+        if text.matches("\"pid\": ").count() == 2 && !text.contains("\"pid\": null") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    up.kill()?;
+    up.wait()?;
+    assert!(
+        !leftovers("ft2", &options).is_empty(),
+        "the killed up left nothing to clean"
+    );
+
+    // `up` again finishes the job; a host whose container died is booted
+    // anew, the other left alone.
+    let spec = spec("ft2", &["solo", "duo"])?;
+    let state = fleet::up(&spec, &options)?;
+    let (solo, duo) = (state.hosts[0].pid.ok_or("no pid")?, state.hosts[1].pid);
+    std::process::Command::new("kill")
+        .args(["-KILL", &solo.to_string()])
+        .status()?;
+    let again = fleet::up(&spec, &options)?;
+    assert_ne!(again.hosts[0].pid, Some(solo));
+    assert_eq!(again.hosts[1].pid, duo);
+    assert!(again.hosts[0].system_state.is_some());
+
+    let report = fleet::down("ft2", &options)?;
+    assert_eq!(report.stopped.len(), 2, "{report:?}");
+    assert_eq!(leftovers("ft2", &options), Vec::<String>::new());
+    drop(guard);
+    Ok(())
+}
+
+#[test]
+fn bad_specs_fail_before_touching_the_machine() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sitec"))
+            .args(args)
+            .output()
+            .map(|o| {
+                (
+                    o.status.success(),
+                    String::from_utf8_lossy(&o.stderr).into_owned(),
+                )
+            });
+        out.unwrap_or((true, String::new()))
+    };
+    let (ok, err) = run(&["fleet", "up", "--name", "Demo", "--host", "a"]);
+    assert!(
+        !ok && err.contains("`Demo` is not a usable fleet name"),
+        "{err}"
+    );
+    let (ok, err) = run(&["fleet", "up", "--name", "d", "--host", "a=10.77.0"]);
+    assert!(!ok && err.contains("is not an IPv4 address"), "{err}");
+    let (ok, err) = run(&[
+        "fleet",
+        "up",
+        "--name",
+        "d",
+        "--host",
+        "a",
+        "--subnet",
+        "8.8.8.0/24",
+    ]);
+    assert!(!ok && err.contains("not a private range"), "{err}");
+}
