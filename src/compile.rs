@@ -234,3 +234,30 @@ fn render_program(
         dot,
     }
 }
+
+/// The hosts of `kind = local` providers with the addresses the compiler
+/// gave them: what `sitec fleet up SPEC` boots. Errors are diagnostics.
+pub fn local_hosts(
+    sources: &mut SourceMap,
+    path: &Path,
+) -> Result<Vec<(String, String)>, Vec<Diagnostic>> {
+    let program = modules::load(sources, path);
+    let broken: Vec<_> = program
+        .diagnostics
+        .iter()
+        .filter_map(Diagnostic::primary_span)
+        .collect();
+    let checked = resolve::check(&program, &broken);
+    let mut diagnostics = program.diagnostics.clone();
+    diagnostics.extend(checked.diagnostics);
+    diagnostics.retain(Diagnostic::is_error);
+    if !diagnostics.is_empty() {
+        diagnostic::sort(&mut diagnostics);
+        return Err(diagnostics);
+    }
+    let (fleet, _) = crate::model::build(&program, &checked.symbols);
+    Ok((0..fleet.hosts.len())
+        .filter(|h| fleet.provider_of(*h).kind == crate::model::ProviderKind::Local)
+        .map(|h| (fleet.hosts[h].name.clone(), fleet.address(h)))
+        .collect())
+}

@@ -1,6 +1,8 @@
 //! `sitec fleet up|down|status`: flags in, a [`FleetSpec`] and [`Options`]
-//! out, then a table or an error with its fix. Until the language lands,
-//! hosts come from `--host NAME[=ADDRESS]`.
+//! out, then a table or an error with its fix. The hosts come from a spec
+//! (`sitec fleet up fleet.site`: every host of a `kind = local` provider, at
+//! the address the compiler gave it, fleet named after the file, state in
+//! `.fleet/` beside it) or from `--name` and `--host NAME[=ADDRESS]`.
 
 use super::spec::{FleetSpec, LocalHost};
 use super::status::{table, HostStatus};
@@ -30,12 +32,16 @@ pub enum Action {
 /// Flags every action takes.
 #[derive(clap::Args, Debug)]
 pub struct Common {
-    /// The fleet's name.
-    #[arg(long)]
-    pub name: String,
-    /// The directory holding fleets' state (one subdirectory per fleet).
-    #[arg(long, value_name = "DIR", default_value = ".fleet")]
-    pub state_root: PathBuf,
+    /// The spec whose `kind = local` hosts form the fleet (named after the file)
+    #[arg(value_name = "SPEC", required_unless_present = "name")]
+    pub spec: Option<PathBuf>,
+    /// The fleet's name, for a fleet given by `--host` flags instead of a spec
+    #[arg(long, conflicts_with = "spec")]
+    pub name: Option<String>,
+    /// The directory holding fleets' state (one subdirectory per fleet);
+    /// default: `.fleet` beside the spec, or in the current directory
+    #[arg(long, value_name = "DIR")]
+    pub state_root: Option<PathBuf>,
     /// The bridge the hosts attach to.
     #[arg(long, default_value = "sitec0")]
     pub bridge: String,
@@ -45,8 +51,13 @@ pub struct Common {
 pub struct UpArgs {
     #[command(flatten)]
     pub common: Common,
-    /// A host: NAME, or NAME=ADDRESS for a fixed address. Repeat per host.
-    #[arg(long = "host", value_name = "NAME[=ADDRESS]", required = true)]
+    /// A host: NAME, or NAME=ADDRESS for a fixed address. Repeat per host (with `--name`).
+    #[arg(
+        long = "host",
+        value_name = "NAME[=ADDRESS]",
+        required_unless_present = "spec",
+        conflicts_with = "spec"
+    )]
     pub hosts: Vec<String>,
     /// The bridge's subnet; the bridge takes its first address.
     #[arg(long, default_value = "10.77.0.0/24")]
@@ -58,13 +69,68 @@ pub struct UpArgs {
 
 impl Common {
     fn options(&self) -> Options {
+        let default_root = match &self.spec {
+            Some(spec) => spec
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(".fleet"),
+            None => PathBuf::from(".fleet"),
+        };
+        let root = self.state_root.clone().unwrap_or(default_root);
         Options {
-            state_root: std::path::absolute(&self.state_root)
-                .unwrap_or_else(|_| self.state_root.clone()),
+            state_root: std::path::absolute(&root).unwrap_or(root),
             bridge: self.bridge.clone(),
             ..Options::default()
         }
     }
+
+    /// The fleet's name: `--name`, or the spec's file name without `.site`.
+    fn fleet_name(&self) -> String {
+        match (&self.name, &self.spec) {
+            (Some(name), _) => name.clone(),
+            (None, Some(spec)) => spec
+                .file_stem()
+                .map_or_else(|| "fleet".into(), |s| s.to_string_lossy().into_owned()),
+            (None, None) => "fleet".into(),
+        }
+    }
+}
+
+/// The local hosts of a spec, at the addresses its compiled files use.
+fn hosts_from_spec(spec: &std::path::Path) -> Result<Vec<LocalHost>, Error> {
+    let mut sources = crate::source::SourceMap::new();
+    let hosts = crate::compile::local_hosts(&mut sources, spec);
+    let (hosts, diagnostics) = match hosts {
+        Ok(hosts) => (hosts, Vec::new()),
+        Err(diagnostics) => (Vec::new(), diagnostics),
+    };
+    if !diagnostics.is_empty() {
+        eprint!(
+            "{}",
+            crate::diagnostic::render_human(&sources, &diagnostics, false)
+        );
+        return Err(Error::new(format!("`{}` has errors", spec.display()))
+            .help(format!("run `sitec check {}`", spec.display())));
+    }
+    if hosts.is_empty() {
+        return Err(Error::new(format!(
+            "`{}` has no host of a local provider",
+            spec.display()
+        ))
+        .help("declare `provider local { kind = local }` and give hosts `provider = local`"));
+    }
+    hosts
+        .into_iter()
+        .map(|(name, address)| {
+            let address = address.parse().map_err(|_| {
+                Error::new(format!("host `{name}`: `{address}` is not an IPv4 address"))
+            })?;
+            Ok(LocalHost {
+                name,
+                address: Some(address),
+            })
+        })
+        .collect()
 }
 
 /// Runs one `sitec fleet` action.
@@ -85,13 +151,17 @@ fn run_action(action: Action) -> Result<(), Error> {
             let mut options = a.common.options();
             options.subnet = a.subnet.parse::<Subnet>()?;
             options.boot_timeout = Duration::from_secs(a.boot_timeout);
-            let spec = FleetSpec {
-                name: a.common.name.clone(),
-                hosts: a
+            let hosts = match &a.common.spec {
+                Some(spec) => hosts_from_spec(spec)?,
+                None => a
                     .hosts
                     .iter()
                     .map(|h| LocalHost::parse(h))
                     .collect::<Result<_, _>>()?,
+            };
+            let spec = FleetSpec {
+                name: a.common.fleet_name(),
+                hosts,
             };
             let state = up(&spec, &options)?;
             // `up` succeeds only once every host answered; no need to ask again.
@@ -119,10 +189,11 @@ fn run_action(action: Action) -> Result<(), Error> {
             Ok(())
         }
         Action::Down(c) => {
-            let report = down(&c.name, &c.options())?;
+            let name = c.fleet_name();
+            let report = down(&name, &c.options())?;
             println!(
                 "fleet `{}` is down ({} host(s) stopped{})",
-                c.name,
+                name,
                 report.stopped.len(),
                 if report.bridge_removed {
                     ", bridge removed"
@@ -133,7 +204,7 @@ fn run_action(action: Action) -> Result<(), Error> {
             Ok(())
         }
         Action::Status(c) => {
-            print!("{}", table(&status(&c.name, &c.options())?));
+            print!("{}", table(&status(&c.fleet_name(), &c.options())?));
             Ok(())
         }
     }
