@@ -454,6 +454,194 @@ fn declaration_order_changes_nothing() {
     }
 }
 
+/// The first capture of `pattern` in `text`.
+fn capture<'t>(text: &'t str, pattern: &str) -> Option<&'t str> {
+    let re = regex::Regex::new(pattern).expect("a pattern");
+    Some(re.captures(text)?.get(1)?.as_str())
+}
+
+#[test]
+fn rendered_files_agree_with_each_other() {
+    let mut failures = Vec::new();
+    // How many of each link were followed: sites, routes, databases, caches, standbys, replicas.
+    let mut followed = [0usize; 6];
+    let databases = regex::Regex::new(
+        r#""NAME": "([^"]+)",\s*"USER": "([^"]+)",\s*"PASSWORD": .*\s*"HOST": "([^"]+)",\s*"PORT": "(\d+)""#,
+    )
+    .expect("a pattern");
+    let caches = regex::Regex::new(r#""LOCATION": "redis://([^/"]+)/"#).expect("a pattern");
+    for spec in examples() {
+        let rendered = render(&spec, &SecretSource::Placeholders);
+        let all = files(&rendered);
+        let address: BTreeMap<&str, &str> = rendered
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.address.as_str()))
+            .collect();
+        let text = |host: &str, path: &str| {
+            all.iter()
+                .find(|f| f.host == host && f.path == path)
+                .map_or("", |f| f.content.as_str())
+        };
+        // Rendered servers on `address:port`, by kind.
+        let servers = |prefix: &str, port: &str| -> BTreeMap<String, &File> {
+            all.iter()
+                .filter(|f| f.path.starts_with(prefix) && f.path.ends_with(".conf"))
+                .filter_map(|f| {
+                    let port = capture(&f.content, port)?;
+                    Some((format!("{}:{port}", address[f.host.as_str()]), f))
+                })
+                .collect()
+        };
+        let postgres = servers("/etc/postgresql/", r"(?m)^port = (\d+)");
+        let redis = servers("/etc/redis/", r"(?m)^port (\d+)");
+        let mut fail = |what: String| failures.push(format!("{}: {what}", spec.display()));
+        // App on runner: nginx site -> gunicorn socket -> the unit's runtime directory.
+        let mut served: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let sites = all
+            .iter()
+            .filter(|f| f.path.starts_with("/etc/nginx/sites-enabled/"));
+        for site in sites {
+            let (host, at) = (site.host.as_str(), format!("{}:{}", site.host, site.path));
+            let Some(app) = capture(&site.path, r"/sitec-(.+)\.conf$") else {
+                fail(format!("{at}: not an app's site"));
+                continue;
+            };
+            let upstream = capture(&site.content, r"(?m)^\s*server (\S+) ").unwrap_or("");
+            let gunicorn = text(host, &format!("/etc/sitec/apps/{app}/gunicorn.conf.py"));
+            let bind = capture(gunicorn, r#"(?m)^bind = \["([^"]+)"\]"#).unwrap_or("");
+            let unit = text(
+                host,
+                &format!("/etc/systemd/system/sitec-app-{app}.service"),
+            );
+            let runtime = capture(unit, r"(?m)^RuntimeDirectory=(\S+)").unwrap_or("");
+            if upstream != bind {
+                fail(format!(
+                    "{at}: nginx sends to `{upstream}`, gunicorn binds `{bind}`"
+                ));
+            }
+            let socket_dir = bind.strip_prefix("unix:").map(|s| Path::new(s).parent());
+            if socket_dir.is_some_and(|d| d != Some(&Path::new("/run").join(runtime))) {
+                fail(format!(
+                    "{at}: gunicorn binds `{bind}`, its unit creates /run/{runtime}"
+                ));
+            }
+            let listen = capture(&site.content, r"(?m)^\s*listen (\S+);").unwrap_or("");
+            if !listen.starts_with(&format!("{}:", address[host])) {
+                fail(format!(
+                    "{at}: listens on `{listen}`, not on its host's address"
+                ));
+            }
+            served
+                .entry(app.to_owned())
+                .or_default()
+                .push(listen.to_owned());
+            followed[0] += 1;
+        }
+        // Every balancer routes each app to exactly the runners' nginx.
+        for balancer in all.iter().filter(|f| f.path == "/etc/sitec/balancer.toml") {
+            let doc: toml_edit::DocumentMut = balancer.content.parse().expect("TOML");
+            let routes = doc["route"].as_array_of_tables().map_or(0, |r| r.len());
+            for route in doc["route"].as_array_of_tables().into_iter().flatten() {
+                let name = route["name"].as_str().unwrap_or_default();
+                let mut backends: Vec<String> = route["backends"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| b.as_str().map(str::to_owned))
+                    .collect();
+                followed[1] += 1;
+                let mut runners = served.get(name).cloned().unwrap_or_default();
+                backends.sort();
+                runners.sort();
+                if backends != runners {
+                    fail(format!(
+                        "{}: route {name} to {backends:?}, its nginx listens on {runners:?}",
+                        balancer.host
+                    ));
+                }
+            }
+            if routes != served.len() {
+                fail(format!(
+                    "{}: {routes} routes for {} apps",
+                    balancer.host,
+                    served.len()
+                ));
+            }
+        }
+        // Django settings name servers that exist and let the runner in.
+        for settings in all
+            .iter()
+            .filter(|f| f.path.ends_with("/sitec_settings.py"))
+        {
+            let at = format!("{}:{}", settings.host, settings.path);
+            let runner = address[settings.host.as_str()];
+            for c in databases.captures_iter(&settings.content) {
+                followed[2] += 1;
+                let server = format!("{}:{}", &c[3], &c[4]);
+                let Some(conf) = postgres.get(&server) else {
+                    fail(format!("{at}: no postgres renders at {server}"));
+                    continue;
+                };
+                if conf.content.contains("\nprimary_conninfo") {
+                    fail(format!("{at}: {server} is a standby"));
+                }
+                let hba = text(
+                    &conf.host,
+                    &conf.path.replace("postgresql.conf", "pg_hba.conf"),
+                );
+                let line = format!(r"(?m)^host\s+{}\s+{}\s+{runner}/32\s", &c[1], &c[2]);
+                if capture(hba, &format!("({line})")).is_none() {
+                    fail(format!(
+                        "{at}: {server}'s pg_hba.conf lets no `{}` in from {runner}",
+                        &c[2]
+                    ));
+                }
+            }
+            for c in caches.captures_iter(&settings.content) {
+                followed[3] += 1;
+                if !redis.contains_key(&c[1]) {
+                    fail(format!("{at}: no redis renders at {}", &c[1]));
+                }
+            }
+        }
+        // Followers follow a rendered primary, which lets them in.
+        for (server, conf) in &postgres {
+            let Some(conninfo) = capture(&conf.content, r"(?m)^primary_conninfo = '([^']+)'")
+            else {
+                continue;
+            };
+            followed[4] += 1;
+            let primary = conninfo_address(conninfo).unwrap_or_default();
+            let user = capture(conninfo, r"user=(\S+)").unwrap_or("");
+            let hba = postgres
+                .get(&primary)
+                .map(|p| text(&p.host, &p.path.replace("postgresql.conf", "pg_hba.conf")));
+            let standby = address[conf.host.as_str()];
+            let line = format!(r"(?m)^(host\s+replication\s+{user}\s+{standby}/32\s)");
+            if hba.is_none_or(|hba| capture(hba, &line).is_none()) {
+                fail(format!("standby {server} follows {primary}, which does not let `{user}` in from {standby}"));
+            }
+        }
+        for (server, conf) in &redis {
+            if let Some(primary) = capture(&conf.content, r"(?m)^replicaof (\S+ \d+)") {
+                followed[5] += 1;
+                let primary = primary.replace(' ', ":");
+                if !redis.contains_key(&primary) {
+                    fail(format!(
+                        "replica {server} follows {primary}, where no redis renders"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        followed.iter().all(|n| *n > 0),
+        "sites, routes, databases, caches, standbys, replicas followed: {followed:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The real programs, on the rendered trees.
 
