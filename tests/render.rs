@@ -384,11 +384,28 @@ fn shuffle_block(item: Vec<String>, rng: &mut Rng) -> Vec<String> {
     out
 }
 
-/// `text` with its top-level declarations, and the entries of every
-/// multi-line block, in an order drawn from `seed`. Every line keeps its text.
+/// A line with the names in its `roles`, `runners` and `from` lists (sets
+/// of references) reordered.
+fn shuffle_sets(line: &str, rng: &mut Rng) -> String {
+    reorder_sets(line, |names| rng.shuffle(names))
+}
+
+fn reorder_sets(line: &str, mut reorder: impl FnMut(&mut Vec<&str>)) -> String {
+    let sets = regex::Regex::new(r"\b(roles|runners|from) = \[([^\]]*)\]").expect("a pattern");
+    sets.replace_all(line, |c: &regex::Captures| {
+        let mut names: Vec<&str> = c[2].split(", ").collect();
+        reorder(&mut names);
+        format!("{} = [{}]", &c[1], names.join(", "))
+    })
+    .into_owned()
+}
+
+/// `text` with its top-level declarations, the entries of every multi-line
+/// block and the names in every set of references in an order drawn from
+/// `seed`. Every line keeps its text but for those sets.
 fn permute(text: &str, seed: u64) -> String {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let lines: Vec<String> = text.lines().map(|l| shuffle_sets(l, &mut rng)).collect();
     let mut declarations: Vec<Vec<String>> = items(&lines)
         .into_iter()
         .map(|item| shuffle_block(item, &mut rng))
@@ -399,7 +416,8 @@ fn permute(text: &str, seed: u64) -> String {
     out
 }
 
-/// Rendered text with every `SPEC:LINE` replaced by that line's text, and
+/// Rendered text with every `SPEC:LINE` replaced by that line's text (its
+/// sets of references sorted), and
 /// content hashes (which cover such origins) blanked: what stays is what
 /// a permutation of the spec must not change.
 fn normalize(text: &str, spec: &Path, spec_text: &str) -> String {
@@ -411,7 +429,8 @@ fn normalize(text: &str, spec: &Path, spec_text: &str) -> String {
     .expect("a pattern");
     let text = pattern.replace_all(text, |c: &regex::Captures| {
         let n: usize = c[1].parse().expect("a line number");
-        format!("«{}»", lines.get(n - 1).map_or("", |l| l.trim()))
+        let line = lines.get(n - 1).map_or("", |l| l.trim());
+        format!("«{}»", reorder_sets(line, |names| names.sort_unstable()))
     });
     let hashes = regex::Regex::new(r#""sha256": "[0-9a-f]{64}""#).expect("a pattern");
     hashes.replace_all(&text, r#""sha256": "…""#).into_owned()
