@@ -416,24 +416,30 @@ fn permute(text: &str, seed: u64) -> String {
     out
 }
 
-/// Rendered text with every `SPEC:LINE` replaced by that line's text (its
+/// Everything rendered, with every `SPEC:LINE` replaced by that line's text (its
 /// sets of references sorted), and
 /// content hashes (which cover such origins) blanked: what stays is what
 /// a permutation of the spec must not change.
-fn normalize(text: &str, spec: &Path, spec_text: &str) -> String {
+fn normalize(rendered: &Rendered, spec: &Path, spec_text: &str) -> BTreeMap<String, String> {
     let lines: Vec<&str> = spec_text.lines().collect();
     let pattern = regex::Regex::new(&format!(
         r"{}:(\d+)",
         regex::escape(&spec.to_string_lossy())
     ))
     .expect("a pattern");
-    let text = pattern.replace_all(text, |c: &regex::Captures| {
-        let n: usize = c[1].parse().expect("a line number");
-        let line = lines.get(n - 1).map_or("", |l| l.trim());
-        format!("«{}»", reorder_sets(line, |names| names.sort_unstable()))
-    });
     let hashes = regex::Regex::new(r#""sha256": "[0-9a-f]{64}""#).expect("a pattern");
-    hashes.replace_all(&text, r#""sha256": "…""#).into_owned()
+    everything(rendered)
+        .into_iter()
+        .map(|(name, text)| {
+            let text = pattern.replace_all(&text, |c: &regex::Captures| {
+                let n: usize = c[1].parse().expect("a line number");
+                let line = lines.get(n - 1).map_or("", |l| l.trim());
+                format!("«{}»", reorder_sets(line, |names| names.sort_unstable()))
+            });
+            let text = hashes.replace_all(&text, r#""sha256": "…""#).into_owned();
+            (name, text)
+        })
+        .collect()
 }
 
 #[test]
@@ -441,13 +447,7 @@ fn declaration_order_changes_nothing() {
     std::env::set_current_dir(repo()).expect("package root");
     let spec = Path::new("examples/epio.site");
     let text = fs::read_to_string(spec).expect("examples/epio.site");
-    let normalized = |rendered: &Rendered, spec: &Path, text: &str| -> BTreeMap<String, String> {
-        everything(rendered)
-            .into_iter()
-            .map(|(k, v)| (k, normalize(&v, spec, text)))
-            .collect()
-    };
-    let original = normalized(&render(spec, &SecretSource::Placeholders), spec, &text);
+    let original = normalize(&render(spec, &SecretSource::Placeholders), spec, &text);
     let scratch = Scratch::new("permutations");
     for seed in 1..=6 {
         let permuted = permute(&text, seed);
@@ -455,7 +455,7 @@ fn declaration_order_changes_nothing() {
         let path = scratch.path().join(format!("epio-{seed}.site"));
         fs::write(&path, &permuted).expect("write the permutation");
         let rendered = render(&path, &SecretSource::Placeholders);
-        let got = normalized(&rendered, &path, &permuted);
+        let got = normalize(&rendered, &path, &permuted);
         let differ: Vec<&String> = original
             .keys()
             .chain(got.keys())
@@ -811,10 +811,13 @@ fn systemd_analyze_verify_accepts_every_unit() {
 #[test]
 fn python_compiles_and_runs_every_module() {
     check_trees("python", |tree, failures| {
-        for (host, module) in tree.files(|p| p.ends_with(".py")) {
-            let label = format!("{} {}", tree.label(&host), module.display());
-            note(failures, &label, common::python_compile_and_run(&module));
-        }
+        let modules: Vec<PathBuf> = tree
+            .files(|p| p.ends_with(".py"))
+            .into_iter()
+            .map(|(_, module)| module)
+            .collect();
+        let label = tree.spec.display().to_string();
+        note(failures, &label, common::python_compile_and_run(&modules));
     });
 }
 
@@ -920,29 +923,25 @@ fn postgres_starts_on_every_cluster() {
                 pg.own(Path::new(socket))?;
                 let server =
                     pg.start(config, &config.join("server.log"), socket, port.into(), "")?;
-                let expect = |query: &str, want: &str| -> Result<(), String> {
-                    let got = server.psql(query)?;
-                    if got == want {
-                        Ok(())
-                    } else {
-                        Err(server.with_log(&format!("{query}: {got:?}, not {want:?}")))
-                    }
+                // In recovery or not, and every line of both files understood.
+                let query = "select pg_is_in_recovery() || '|' \
+                    || (select coalesce(string_agg(name || ': ' || error, '; '), '') \
+                        from pg_file_settings where error is not null) || '|' \
+                    || (select coalesce(string_agg(line_number || ': ' || error, '; '), '') \
+                        from pg_hba_file_rules where error is not null)";
+                let want = if standby.is_some() {
+                    "true||"
+                } else {
+                    "false||"
                 };
-                expect(
-                    "select pg_is_in_recovery()",
-                    if standby.is_some() { "t" } else { "f" },
-                )?;
-                // Every line of both files was understood.
-                expect(
-                    "select coalesce(string_agg(name || ': ' || error, '; '), '') \
-                     from pg_file_settings where error is not null",
-                    "",
-                )?;
-                expect(
-                    "select coalesce(string_agg(line_number || ': ' || error, '; '), '') \
-                     from pg_hba_file_rules where error is not null",
-                    "",
-                )
+                let got = server.psql(query)?;
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(server.with_log(&format!(
+                        "recovery|settings errors|pg_hba errors: {got:?}, not {want:?}"
+                    )))
+                }
             })();
             note(failures, &label, started);
         }

@@ -296,7 +296,7 @@ fn python_compiles_and_runs_every_module() {
         let name = Path::new(&sample.template).file_name().expect("file name");
         let module = scratch.path().join(name);
         fs::write(&module, text).map_err(|e| e.to_string())?;
-        common::python_compile_and_run(&module)
+        common::python_compile_and_run(&[module])
     });
 }
 
