@@ -391,8 +391,10 @@ fn shuffle_sets(line: &str, rng: &mut Rng) -> String {
 }
 
 fn reorder_sets(line: &str, mut reorder: impl FnMut(&mut Vec<&str>)) -> String {
-    let sets = regex::Regex::new(r"\b(roles|runners|from) = \[([^\]]*)\]").expect("a pattern");
-    sets.replace_all(line, |c: &regex::Captures| {
+    static SETS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\b(roles|runners|from) = \[([^\]]*)\]").expect("a pattern")
+    });
+    SETS.replace_all(line, |c: &regex::Captures| {
         let mut names: Vec<&str> = c[2].split(", ").collect();
         reorder(&mut names);
         format!("{} = [{}]", &c[1], names.join(", "))
@@ -906,9 +908,28 @@ fn postgres_starts_on_every_cluster() {
                             .clone()
                     }
                 };
+                // The role renders `standby.signal` into a standby's data
+                // directory, and only there: the copy gets the rendered one.
+                let signal = data.join("standby.signal");
+                let rendered_signal = fs::read_to_string(&signal).ok();
+                if standby.is_some() != rendered_signal.is_some() {
+                    return Err(format!(
+                        "a {} with{} a rendered {}",
+                        if standby.is_some() {
+                            "standby"
+                        } else {
+                            "primary"
+                        },
+                        if rendered_signal.is_some() { "" } else { "out" },
+                        signal.display()
+                    ));
+                }
+                if data.exists() {
+                    fs::remove_dir_all(data).map_err(|e| e.to_string())?;
+                }
                 pg.copy_cluster(&source, data)?;
-                if standby.is_some() {
-                    pg.write(&data.join("standby.signal"), "")?;
+                if let Some(content) = rendered_signal {
+                    pg.write(&signal, &content)?;
                 } else {
                     let address = field("listen_addresses")?.rsplit(',').next().unwrap_or("");
                     datas.insert(format!("{address}:{}", field("port")?), data.to_owned());
