@@ -132,8 +132,14 @@ pub fn app_user(app: &str) -> String {
     format!("app-{app}")
 }
 
+/// The app's folder under /run: its unit has systemd create it
+/// (`RuntimeDirectory=`), and gunicorn binds its socket there.
+fn runtime_directory(app: &str) -> String {
+    format!("sitec/apps/{app}")
+}
+
 fn gunicorn_bind(app: &str) -> String {
-    format!("unix:/run/sitec/apps/{app}/gunicorn.sock")
+    format!("unix:/run/{}/gunicorn.sock", runtime_directory(app))
 }
 
 /// The app's `paths`, absolute against its release.
@@ -322,6 +328,7 @@ fn gunicorn_service(inputs: &Inputs, app: AppId) -> Value {
         "venv": venv(&a.name),
         "settings_module": settings_module(&a.wsgi),
         "gunicorn_config": format!("/etc/sitec/apps/{}/gunicorn.conf.py", a.name),
+        "runtime_directory": runtime_directory(&a.name),
         "environment_file": Value::Null,
         "stop_timeout_seconds": REQUEST_TIMEOUT_SECONDS + 5,
         "log_dir": log_dir(&a.name),

@@ -121,8 +121,9 @@ impl Expander<'_, '_> {
                     })
                     .collect()
             }
-            "cluster" => clusters::clusters_on(fleet, self.host)
+            "cluster" | "standby" => clusters::clusters_on(fleet, self.host)
                 .into_iter()
+                .filter(|c| word.text == "cluster" || c.standby == Some(self.host))
                 .map(|c| {
                     let origin = line_of(self.inputs.sources, fleet.databases[c.databases[0]].span);
                     (

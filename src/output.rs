@@ -2,7 +2,7 @@
 //! and the graph as JSON. The only module of the compile stage that writes
 //! files, and it writes only under the folder it is given.
 
-use crate::compile::Rendered;
+use crate::compile::{HostState, Rendered};
 use crate::resources::Kind;
 use serde_json::json;
 use std::path::Path;
@@ -32,12 +32,20 @@ pub fn write_tree(dir: &Path, rendered: &Rendered) -> Result<usize, String> {
             write(&target, content.as_bytes(), *secret)?;
             count += 1;
         }
-        let doc =
-            json!({ "host": host.name, "address": host.address, "resources": host.resources });
-        let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n";
-        write(&root.join("resources.json"), text.as_bytes(), false)?;
+        write(
+            &root.join("resources.json"),
+            host_json(host)?.as_bytes(),
+            false,
+        )?;
     }
     Ok(count)
+}
+
+/// The text of `HOST/resources.json`: the host, its address and its
+/// resources in apply order (file contents left out, their sha256 kept).
+pub fn host_json(host: &HostState) -> Result<String, String> {
+    let doc = json!({ "host": host.name, "address": host.address, "resources": host.resources });
+    Ok(serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n")
 }
 
 /// Creates `dir`, or empties it if sitec rendered into it before; refuses

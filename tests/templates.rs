@@ -12,29 +12,22 @@
 //! sample.
 //!
 //! Sample contexts name production paths (`/srv/sitec/...`, `/var/lib/...`). The
-//! test moves every such path under a scratch directory (see `RELOCATED`), so
-//! each rendered file points at a tree this test owns and deletes
-//! (`SITEC_KEEP_SCRATCH=1` keeps it), and moves every port by one offset, so
-//! that two runs at once do not collide.
+//! test moves every such path under a scratch directory (see `common::RELOCATED`), so
+//! each rendered file points at a tree this test owns and deletes.
+
+mod common;
 
 use std::fmt::Write as _;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use common::{
+    eventually, redis_cli, relocate, repo, require_root, run, walk, Postgres, Redis, Running,
+    Scratch,
+};
 use handlebars::Handlebars;
 use serde_json::Value;
-
-/// Path prefixes a context's strings are moved under the scratch directory from.
-const RELOCATED: [&str; 5] = ["/srv/", "/var/", "/etc/", "/run/", "/usr/local/"];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The program that checks a rendered template, chosen by the template's path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +38,8 @@ enum Checker {
     PostgresConf,
     PostgresHba,
     Redis,
+    /// sitec's own TOML configs: parsed as TOML (the balancer's by its own
+    /// validator too, once it is in the tree).
     Toml,
 }
 
@@ -66,27 +61,6 @@ fn checker(template: &str) -> Option<Checker> {
     } else {
         None
     }
-}
-
-/// Files below `dir` whose name ends with `suffix`, as sorted paths relative to `dir`.
-fn walk(dir: &Path, suffix: &str) -> Vec<String> {
-    fn go(base: &Path, dir: &Path, suffix: &str, out: &mut Vec<String>) {
-        let entries =
-            fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
-        for entry in entries {
-            let path = entry.expect("directory entry").path();
-            if path.is_dir() {
-                go(base, &path, suffix, out);
-            } else if path.to_string_lossy().ends_with(suffix) {
-                let rel = path.strip_prefix(base).expect("path below its base");
-                out.push(rel.to_string_lossy().into_owned());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    go(dir, dir, suffix, &mut out);
-    out.sort();
-    out
 }
 
 /// Template names: paths below `templates/` without `.hbs` (`runner/nginx-app.conf`).
@@ -151,49 +125,26 @@ fn render(template: &str, context: &Value) -> Result<String, String> {
         .map_err(|e| format!("{template}: {e}"))
 }
 
-/// A directory that is deleted when dropped; readable by the postgres user.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(what: &str) -> Scratch {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNT.fetch_add(1, Ordering::SeqCst);
-        let dir =
-            std::env::temp_dir().join(format!("sitec-templates-{}-{what}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("scratch directory");
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod scratch");
-        Scratch(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
+/// Renders `sample` with its paths moved below `root`.
+fn render_relocated(sample: &Sample, root: &Path) -> Result<(Value, String), String> {
+    let mut context = sample.context.clone();
+    relocate(&mut context, root);
+    shift_ports(&mut context);
+    let text = render(&sample.template, &context)?;
+    Ok((context, text))
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if std::env::var_os("SITEC_KEEP_SCRATCH").is_none() {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-/// Moves every string under one of `RELOCATED` below `root`.
-/// and shifts every `port` and `primary_port` by `port_shift()`.
-fn relocate(value: &mut Value, root: &Path) {
+/// Shifts every `port` and `primary_port` of a context by `port_shift()`.
+fn shift_ports(value: &mut Value) {
     match value {
-        Value::String(s) if RELOCATED.iter().any(|p| s.starts_with(p)) => {
-            *s = format!("{}{s}", root.display());
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| relocate(v, root)),
+        Value::Array(items) => items.iter_mut().for_each(shift_ports),
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
                 match v.as_u64() {
                     Some(port) if key == "port" || key == "primary_port" => {
-                        *v = Value::from(port + port_shift());
+                        *v = Value::from(port + port_shift())
                     }
-                    _ => relocate(v, root),
+                    _ => shift_ports(v),
                 }
             }
         }
@@ -224,14 +175,6 @@ fn port_shift() -> u64 {
     })
 }
 
-/// Renders `sample` with its paths moved below `root`.
-fn render_relocated(sample: &Sample, root: &Path) -> Result<(Value, String), String> {
-    let mut context = sample.context.clone();
-    relocate(&mut context, root);
-    let text = render(&sample.template, &context)?;
-    Ok((context, text))
-}
-
 fn field<'a>(context: &'a Value, name: &str) -> &'a str {
     context[name]
         .as_str()
@@ -244,63 +187,12 @@ fn port(context: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("context field `{name}` is not a number"))
 }
 
-/// The path of `program`, or a failure that says how to install it.
-fn require(program: &str, package: &str) -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file());
-    found.unwrap_or_else(|| {
-        panic!("`{program}` is not installed: run `apt-get install -y {package}` (or `bash .ci/setup`)")
-    })
-}
-
-fn require_root(why: &str) {
-    let uid = fs::metadata("/proc/self").expect("/proc/self").uid();
-    assert_eq!(uid, 0, "this test must run as root: {why}");
-}
-
-/// Runs `command`; Ok(stdout) when it exits 0, otherwise everything it said.
-fn run(command: &mut Command) -> Result<String, String> {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{command:?}: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if output.status.success() {
-        Ok(stdout + &stderr)
-    } else {
-        Err(format!(
-            "{command:?} failed ({}):\n{stdout}{stderr}",
-            output.status
-        ))
-    }
-}
-
-/// Runs `command`, which must exit 0 and print nothing (warnings count as failures).
-fn run_silent(command: &mut Command) -> Result<(), String> {
-    let said = run(command)?;
-    if said.trim().is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{command:?} warned:\n{said}"))
-    }
-}
-
 /// Runs every sample through `check`, then fails once with every failure.
-fn check_all(which: Checker, check: impl FnMut(&Sample) -> Result<(), String>) {
+fn check_all(which: Checker, mut check: impl FnMut(&Sample) -> Result<(), String>) {
     let samples = samples_for(which);
     assert!(!samples.is_empty(), "no template is checked by {which:?}");
-    check_samples(&samples, check);
-}
-
-fn check_samples(samples: &[Sample], mut check: impl FnMut(&Sample) -> Result<(), String>) {
     let mut failures = String::new();
-    for sample in samples {
+    for sample in &samples {
         if let Err(e) = check(sample) {
             let _ = writeln!(failures, "--- {}:\n{e}\n", sample.label());
         }
@@ -411,274 +303,43 @@ fn every_hop_waits_longer_than_its_client() {
 #[test]
 fn nginx_accepts_every_vhost() {
     require_root("nginx -t opens its pid and log files as root");
-    let nginx = require("nginx", "nginx");
     check_all(Checker::Nginx, |sample| {
         let scratch = Scratch::new("nginx");
         let dir = scratch.path();
         let (context, text) = render_relocated(sample, dir)?;
         fs::create_dir_all(field(&context, "log_dir")).map_err(|e| e.to_string())?;
         fs::write(dir.join("site.conf"), text).map_err(|e| e.to_string())?;
-        let d = dir.display();
-        let main = format!(
-            "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n\
-             access_log {d}/access.log;\nclient_body_temp_path {d}/body;\n\
-             proxy_temp_path {d}/proxy;\nfastcgi_temp_path {d}/fastcgi;\n\
-             uwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n\
-             include {d}/site.conf;\n}}\n"
-        );
-        fs::write(dir.join("nginx.conf"), main).map_err(|e| e.to_string())?;
-        run_silent(
-            Command::new(&nginx)
-                .arg("-t")
-                .arg("-q")
-                .arg("-p")
-                .arg(dir)
-                .arg("-c")
-                .arg(dir.join("nginx.conf")),
-        )
+        common::nginx_test(dir, &[dir.join("site.conf")])
     });
 }
 
 #[test]
 fn systemd_analyze_verify_accepts_every_unit() {
-    let analyze = require("systemd-analyze", "systemd");
     check_all(Checker::Systemd, |sample| {
         let scratch = Scratch::new("systemd");
         let dir = scratch.path();
         let (_, text) = render_relocated(sample, dir)?;
-        // verify insists that every command exists and is executable: the ones
-        // the context placed under the scratch tree become stubs, every other
-        // one (/bin/kill, ...) must really exist.
-        for line in text.lines() {
-            let Some((key, command)) = line.split_once('=') else {
-                continue;
-            };
-            if !key.starts_with("Exec") {
-                continue;
-            }
-            let program = command
-                .trim_start_matches(['-', '@', ':', '+', '!'])
-                .split_whitespace()
-                .next()
-                .unwrap_or_default();
-            if program.starts_with(&*dir.to_string_lossy()) {
-                let stub = Path::new(program);
-                fs::create_dir_all(stub.parent().expect("stub in a folder"))
-                    .map_err(|e| e.to_string())?;
-                fs::write(stub, "#!/bin/sh\nexit 0\n").map_err(|e| e.to_string())?;
-                fs::set_permissions(stub, fs::Permissions::from_mode(0o755))
-                    .map_err(|e| e.to_string())?;
-            }
-        }
+        // The programs the context placed under the scratch tree become stubs.
+        common::stub_unit_programs(&text, dir)?;
         let name = Path::new(&sample.template)
             .file_name()
             .expect("template file name");
         let unit = dir.join(name);
         fs::write(&unit, text).map_err(|e| e.to_string())?;
-        run_silent(
-            Command::new(&analyze)
-                .arg("verify")
-                .arg("--man=no")
-                .arg(&unit),
-        )
+        common::verify_units(&[unit])
     });
 }
 
 #[test]
 fn python_compiles_and_runs_every_module() {
-    let python = require("python3", "python3");
     check_all(Checker::Python, |sample| {
         let scratch = Scratch::new("python");
         let (_, text) = render_relocated(sample, scratch.path())?;
         let name = Path::new(&sample.template).file_name().expect("file name");
         let module = scratch.path().join(name);
         fs::write(&module, text).map_err(|e| e.to_string())?;
-        run_silent(
-            Command::new(&python)
-                .args(["-m", "py_compile"])
-                .arg(&module),
-        )?;
-        // Generated modules are plain assignments: running one proves the
-        // literals and imports are valid at run time, not only parseable.
-        run_silent(
-            Command::new(&python)
-                .args(["-c", "import runpy, sys; runpy.run_path(sys.argv[1])"])
-                .arg(&module),
-        )
+        common::python_compile_and_run(&[module])
     });
-}
-
-#[test]
-fn toml_parses_every_config() {
-    // The daemons' configs (agent, balancer) are TOML. Until the daemons can
-    // check a config themselves, Python's tomllib (a strict TOML 1.0 parser)
-    // does; a branch without TOML templates has nothing to check here.
-    let samples = samples_for(Checker::Toml);
-    if samples.is_empty() {
-        return;
-    }
-    let python = require("python3", "python3");
-    check_samples(&samples, |sample| {
-        let scratch = Scratch::new("toml");
-        let (_, text) = render_relocated(sample, scratch.path())?;
-        let file = scratch.path().join("config.toml");
-        fs::write(&file, text).map_err(|e| e.to_string())?;
-        run_silent(
-            Command::new(&python)
-                .args([
-                    "-c",
-                    "import sys, tomllib; tomllib.load(open(sys.argv[1], 'rb'))",
-                ])
-                .arg(&file),
-        )
-    });
-}
-
-/// The postgres system user's uid and gid, from /etc/passwd.
-fn postgres_user() -> (u32, u32) {
-    let passwd = fs::read_to_string("/etc/passwd").expect("/etc/passwd");
-    let line = passwd
-        .lines()
-        .find(|l| l.starts_with("postgres:"))
-        .unwrap_or_else(|| panic!("no postgres user: run `apt-get install -y postgresql`"));
-    let fields: Vec<&str> = line.split(':').collect();
-    (
-        fields[2].parse().expect("uid"),
-        fields[3].parse().expect("gid"),
-    )
-}
-
-/// The newest installed server's bin directory (`/usr/lib/postgresql/15/bin`).
-fn postgres_bin() -> PathBuf {
-    let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let version = e.file_name().to_string_lossy().parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("postgres").is_file().then_some((version, bin))
-        })
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .map(|(_, bin)| bin)
-        .unwrap_or_else(|| panic!("no postgres server: run `apt-get install -y postgresql`"))
-}
-
-struct Postgres {
-    bin: PathBuf,
-    runuser: PathBuf,
-    user: (u32, u32),
-}
-
-/// A running server, stopped when dropped.
-struct Running<'a> {
-    pg: &'a Postgres,
-    config: PathBuf,
-    log: PathBuf,
-    socket: String,
-    port: u64,
-}
-
-impl Running<'_> {
-    fn psql(&self, query: &str) -> Result<String, String> {
-        run(self
-            .pg
-            .command("psql")
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                "postgres",
-                "-h",
-            ])
-            .arg(&self.socket)
-            .arg("-p")
-            .arg(self.port.to_string())
-            .args(["-c", query]))
-        .map(|out| out.trim().to_owned())
-        .map_err(|e| self.with_log(&e))
-    }
-
-    fn with_log(&self, error: &str) -> String {
-        let log = fs::read_to_string(&self.log).unwrap_or_default();
-        format!("{error}\nserver log {}:\n{log}", self.log.display())
-    }
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        let _ = run(self
-            .pg
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&self.config)
-            .args(["-m", "fast", "-w", "stop"]));
-    }
-}
-
-impl Postgres {
-    /// `program` from the server's bin directory, run as the postgres user.
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(&self.runuser);
-        command
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join(program));
-        command
-    }
-
-    fn own(&self, path: &Path) -> Result<(), String> {
-        if !path.exists() {
-            fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        std::os::unix::fs::chown(path, Some(self.user.0), Some(self.user.1))
-            .map_err(|e| format!("chown {}: {e}", path.display()))
-    }
-
-    /// Writes `text` to `path`, owned by the postgres user.
-    fn write(&self, path: &Path, text: &str) -> Result<(), String> {
-        fs::create_dir_all(path.parent().expect("in a folder")).map_err(|e| e.to_string())?;
-        fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-        self.own(path)
-    }
-
-    /// A fresh cluster copied from `template`, at `data`.
-    fn copy_cluster(&self, template: &Path, data: &Path) -> Result<(), String> {
-        self.own(data.parent().expect("data directory in a folder"))?;
-        run(Command::new("cp").arg("-a").arg(template).arg(data)).map(drop)
-    }
-
-    /// Starts the server on `config` (a config directory that names its data
-    /// directory, or a data directory).
-    fn start(
-        &self,
-        config: &Path,
-        log: &Path,
-        socket: &str,
-        port: u64,
-    ) -> Result<Running<'_>, String> {
-        let running = Running {
-            pg: self,
-            config: config.to_owned(),
-            log: log.to_owned(),
-            socket: socket.to_owned(),
-            port,
-        };
-        run(self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(config)
-            .arg("-l")
-            .arg(log)
-            .args(["-w", "-t", "30", "start"]))
-        .map_err(|e| running.with_log(&e))?;
-        Ok(running)
-    }
 }
 
 /// The pg_hba.conf the postgresql.conf samples run with (pg_hba.conf samples
@@ -691,24 +352,11 @@ const TEST_HBA: &str = "local all all peer\n\
 #[test]
 fn postgres_starts_on_every_config() {
     require_root("the server runs as the postgres user, through runuser");
-    let pg = Postgres {
-        bin: postgres_bin(),
-        runuser: require("runuser", "util-linux"),
-        user: postgres_user(),
-    };
+    let pg = Postgres::installed();
     let scratch = Scratch::new("postgres");
     // One initdb, copied for every primary: initdb is the slow part.
     let template = scratch.path().join("template-cluster");
-    pg.own(&template).expect("template cluster directory");
-    run(pg.command("initdb").arg("-D").arg(&template).args([
-        "--auth-local=peer",
-        "--auth-host=scram-sha-256",
-        "--encoding=UTF8",
-        "--locale=C",
-        "--no-instructions",
-        "--no-sync",
-    ]))
-    .expect("initdb");
+    pg.init_template(&template).expect("initdb");
 
     // Samples run in name order and primaries stay up, so a standby sample
     // really streams from the primary sample on its `primary_port`: its data
@@ -770,6 +418,7 @@ fn postgres_starts_on_every_config() {
             &dir.join("server.log"),
             socket,
             port(&context, "port"),
+            "",
         )?;
         let recovering = server.psql("select pg_is_in_recovery()")?;
         if standby.is_null() {
@@ -819,7 +468,7 @@ fn postgres_starts_on_every_config() {
         )?;
         // A server refuses to start on a pg_hba.conf it cannot read; once up,
         // pg_hba_file_rules lists every line it kept and any error in one.
-        let server = pg.start(&data, &dir.join("server.log"), &socket, port)?;
+        let server = pg.start(&data, &dir.join("server.log"), &socket, port, "")?;
         let errors = server.psql(
             "select count(*) filter (where error is not null) || ' errors, ' || count(*) || ' rules' from pg_hba_file_rules",
         )?;
@@ -831,43 +480,19 @@ fn postgres_starts_on_every_config() {
     });
 }
 
-/// A redis-server child, shut down when dropped.
-struct Redis {
-    child: Child,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn redis_cli(cli: &Path, context: &Value, args: &[&str]) -> Result<String, String> {
+/// `redis-cli` to the server a sample context describes.
+fn sample_cli(context: &Value, args: &[&str]) -> Result<String, String> {
     let host = context["bind"][0].as_str().unwrap_or("127.0.0.1");
-    run(Command::new(cli)
-        .args(["-h", host, "-p"])
-        .arg(port(context, "port").to_string())
-        .args(["--no-auth-warning", "-a", field(context, "password")])
-        .args(args))
-}
-
-/// Polls `probe` every 100 ms until it holds or `limit` passes.
-fn eventually(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if probe() {
-            return true;
-        }
-        sleep(Duration::from_millis(100));
-    }
-    false
+    redis_cli(
+        host,
+        port(context, "port"),
+        field(context, "password"),
+        args,
+    )
 }
 
 #[test]
 fn redis_starts_on_every_config() {
-    let server = require("redis-server", "redis-server");
-    let cli = require("redis-cli", "redis-tools");
     let scratch = Scratch::new("redis");
     // All samples run at once, so a replica sample can follow the primary sample.
     let mut running = Vec::new();
@@ -884,14 +509,7 @@ fn redis_starts_on_every_config() {
             }
             let conf = dir.join("redis.conf");
             fs::write(&conf, text).map_err(|e| e.to_string())?;
-            let child = Command::new(&server)
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("redis-server: {e}"))?;
-            Ok((context, Redis { child }))
+            Ok((context, Redis::start(&conf, &[])?))
         });
         match started {
             Ok(started) => running.push((sample, started)),
@@ -906,12 +524,12 @@ fn redis_starts_on_every_config() {
     );
     for (sample, (context, _)) in &running {
         let up = eventually(Duration::from_secs(5), || {
-            redis_cli(&cli, context, &["ping"]).is_ok_and(|out| out.trim() == "PONG")
+            sample_cli(context, &["ping"]).is_ok_and(|out| out.trim() == "PONG")
         });
         let replica = !context["replicaof"].is_null();
         let linked = !replica
             || eventually(Duration::from_secs(10), || {
-                redis_cli(&cli, context, &["info", "replication"])
+                sample_cli(context, &["info", "replication"])
                     .is_ok_and(|out| out.contains("master_link_status:up"))
             });
         let pid_written = Path::new(field(context, "pid_file")).is_file();
@@ -932,7 +550,7 @@ fn redis_starts_on_every_config() {
         }
     }
     for (_, (context, _)) in &running {
-        let _ = redis_cli(&cli, context, &["shutdown", "nosave"]);
+        let _ = sample_cli(context, &["shutdown", "nosave"]);
     }
     drop(running);
     assert!(failures.is_empty(), "{failures}");
@@ -1033,4 +651,14 @@ fn readme_documents_every_context_field() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn toml_configs_parse() {
+    check_all(Checker::Toml, |sample| {
+        let text = render(&sample.template, &sample.context)?;
+        text.parse::<toml_edit::DocumentMut>()
+            .map(|_| ())
+            .map_err(|e| format!("not TOML: {e}\n{text}"))
+    });
 }

@@ -354,11 +354,16 @@ fn provider(entry: &Entry) -> Provider {
 
 fn host(entry: &Entry, providers: &BTreeMap<&str, usize>) -> Host {
     let f = Fields::of(entry);
+    // A set: expanded by name, so `[redis, postgres]` gives the host what
+    // `[postgres, redis]` does, in the same order.
+    let mut roles = f.words("roles");
+    roles.sort();
+    roles.dedup();
     Host {
         name: f.name(),
         provider: f.reference("provider", providers).unwrap_or(0),
         address: f.string("address").map(str::to_string),
-        roles: f.words("roles"),
+        roles,
         span: entry.head_span(),
     }
 }

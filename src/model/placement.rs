@@ -88,7 +88,9 @@ fn pinned(fleet: &Fleet, app: &App, diagnostics: &mut Vec<Diagnostic>) -> Vec<Ho
             .help("pin it to more runners, or lower `replicas`"),
         );
     }
+    // A set, like the runners `choose` picks: `[run3, run2]` places as `[run2, run3]`.
     let mut hosts = app.pinned.clone();
+    hosts.sort_unstable();
     hosts.dedup();
     hosts
 }

@@ -570,13 +570,18 @@ static EACH: Schema = Schema {
 };
 
 /// What `each` can repeat over, and the scope it must sit in.
-pub static SCOPES: [(&str, Option<&str>, &str); 4] = [
+pub static SCOPES: [(&str, Option<&str>, &str); 5] = [
     ("app", None, "every app whose replicas run on the host"),
     ("worker", Some("app"), "every worker of the app"),
     (
         "cluster",
         None,
         "every Postgres cluster on the host, primary or standby",
+    ),
+    (
+        "standby",
+        None,
+        "every Postgres cluster the host runs as a standby",
     ),
     (
         "redis",

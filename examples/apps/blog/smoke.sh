@@ -186,7 +186,8 @@ EOF
 cat >"$work/ctx/gunicorn-unit.json" <<EOF
 { "origin": "examples/apps/blog/smoke.sh", "app": "blog", "user": "app-blog", "group": "app-blog",
   "release_dir": "$work/release", "venv": "$work/venv", "settings_module": "blog.settings",
-  "gunicorn_config": "$work/gunicorn.conf.py", "environment_file": null,
+  "gunicorn_config": "$work/gunicorn.conf.py", "runtime_directory": "sitec/apps/blog-smoke",
+  "environment_file": null,
   "stop_timeout_seconds": 35, "log_dir": "$work/log", "writable_paths": [] }
 EOF
 cat >"$work/ctx/worker-unit.json" <<EOF

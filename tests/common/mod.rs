@@ -1,0 +1,474 @@
+//! Helpers the test binaries share that run the real programs on rendered
+//! files (`tests/templates.rs` on sample contexts, `tests/render.rs` on the
+//! examples' rendered trees): scratch directories, moving production paths
+//! under them, finding and running programs, stub executables, a throwaway
+//! nginx main config, Postgres as its own user, Redis children.
+//!
+//! Each test binary uses only some of them.
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Path prefixes moved under a scratch directory, in contexts and rendered files.
+pub const RELOCATED: [&str; 5] = ["/srv/", "/var/", "/etc/", "/run/", "/usr/local/"];
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Files below `dir` whose name ends with `suffix`, as sorted paths relative to `dir`.
+pub fn walk(dir: &Path, suffix: &str) -> Vec<String> {
+    fn go(base: &Path, dir: &Path, suffix: &str, out: &mut Vec<String>) {
+        let entries =
+            fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                go(base, &path, suffix, out);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                let rel = path.strip_prefix(base).expect("path below its base");
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(dir, dir, suffix, &mut out);
+    out.sort();
+    out
+}
+
+/// A directory that is deleted when dropped; readable by the postgres user.
+/// `SITEC_KEEP_SCRATCH=1` keeps it for a look after a failure.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(what: &str) -> Scratch {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(format!("sitec-test-{}-{what}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch directory");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod scratch");
+        Scratch(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::env::var_os("SITEC_KEEP_SCRATCH").is_none() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Moves every string of a context under one of `RELOCATED` below `root`.
+pub fn relocate(value: &mut Value, root: &Path) {
+    match value {
+        Value::String(s) if RELOCATED.iter().any(|p| s.starts_with(p)) => {
+            *s = format!("{}{s}", root.display());
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| relocate(v, root)),
+        Value::Object(map) => map.values_mut().for_each(|v| relocate(v, root)),
+        _ => {}
+    }
+}
+
+/// Moves every absolute path under one of `RELOCATED` in a rendered file's
+/// text below `root`: a prefix counts where a path can start (line start,
+/// after a blank, a quote, `=`, `:`, `,`, `(` or `[`), not inside a URL.
+pub fn relocate_text(text: &str, root: &Path) -> String {
+    let root = root.to_string_lossy();
+    let mut out = String::with_capacity(text.len());
+    let mut previous: Option<char> = None;
+    for (i, c) in text.char_indices() {
+        let starts = previous.is_none_or(|p| " \t\n'\"=:,([".contains(p));
+        if c == '/' && starts && RELOCATED.iter().any(|p| text[i..].starts_with(p)) {
+            out.push_str(&root);
+        }
+        out.push(c);
+        previous = Some(c);
+    }
+    out
+}
+
+/// The path of `program`, or a failure that says how to install it.
+pub fn require(program: &str, package: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!("`{program}` is not installed: run `apt-get install -y {package}` (or `bash .ci/setup`)")
+    })
+}
+
+pub fn require_root(why: &str) {
+    let uid = fs::metadata("/proc/self").expect("/proc/self").uid();
+    assert_eq!(uid, 0, "this test must run as root: {why}");
+}
+
+/// Runs `command`; Ok(stdout) when it exits 0, otherwise everything it said.
+pub fn run(command: &mut Command) -> Result<String, String> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{command:?}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        Ok(stdout + &stderr)
+    } else {
+        Err(format!(
+            "{command:?} failed ({}):\n{stdout}{stderr}",
+            output.status
+        ))
+    }
+}
+
+/// Runs `command`, which must exit 0 and print nothing (warnings count as failures).
+pub fn run_silent(command: &mut Command) -> Result<(), String> {
+    let said = run(command)?;
+    if said.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} warned:\n{said}"))
+    }
+}
+
+/// Polls `probe` every 100 ms until it holds or `limit` passes.
+pub fn eventually(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if probe() {
+            return true;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A loopback port nobody listens on right now (other test binaries run at
+/// the same time, so fixed ports could clash).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Writes an executable that exits 0 at `path`: `systemd-analyze verify`
+/// insists that every `Exec*=` program exists.
+pub fn stub_executable(path: &Path) -> Result<(), String> {
+    fs::create_dir_all(path.parent().expect("stub in a folder")).map_err(|e| e.to_string())?;
+    fs::write(path, "#!/bin/sh\nexit 0\n").map_err(|e| e.to_string())?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())
+}
+
+/// Stubs every `Exec*=` program of a unit's text that lies below `root`;
+/// every other one (/bin/kill, ...) must really exist.
+pub fn stub_unit_programs(unit: &str, root: &Path) -> Result<(), String> {
+    for line in unit.lines() {
+        let Some((key, command)) = line.split_once('=') else {
+            continue;
+        };
+        if !key.starts_with("Exec") {
+            continue;
+        }
+        let program = command
+            .trim_start_matches(['-', '@', ':', '+', '!'])
+            .split_whitespace()
+            .next()
+            .unwrap_or_default();
+        if Path::new(program).starts_with(root) {
+            stub_executable(Path::new(program))?;
+        }
+    }
+    Ok(())
+}
+
+/// `systemd-analyze verify` on unit files, which must pass without a word.
+pub fn verify_units(units: &[PathBuf]) -> Result<(), String> {
+    let analyze = require("systemd-analyze", "systemd");
+    run_silent(
+        Command::new(analyze)
+            .arg("verify")
+            .arg("--man=no")
+            .args(units),
+    )
+}
+
+/// `nginx -t` on a main config in `dir` that includes `sites` in its `http`
+/// block, with every path of its own (pid, logs, temp files) inside `dir`.
+pub fn nginx_test(dir: &Path, sites: &[PathBuf]) -> Result<(), String> {
+    let nginx = require("nginx", "nginx");
+    let d = dir.display();
+    let includes: String = sites
+        .iter()
+        .map(|s| format!("include {};\n", s.display()))
+        .collect();
+    let main = format!(
+        "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n\
+         access_log {d}/access.log;\nclient_body_temp_path {d}/body;\n\
+         proxy_temp_path {d}/proxy;\nfastcgi_temp_path {d}/fastcgi;\n\
+         uwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n\
+         {includes}}}\n"
+    );
+    fs::write(dir.join("nginx.conf"), main).map_err(|e| e.to_string())?;
+    run_silent(
+        Command::new(nginx)
+            .arg("-t")
+            .arg("-q")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf")),
+    )
+}
+
+/// `python3 -m py_compile` on every module, then running each: generated
+/// modules are plain assignments, so running one proves the literals and
+/// imports are valid at run time, not only parseable. One interpreter for
+/// all of them (starting one is the slow part).
+pub fn python_compile_and_run(modules: &[PathBuf]) -> Result<(), String> {
+    let python = require("python3", "python3");
+    run_silent(
+        Command::new(&python)
+            .args(["-m", "py_compile"])
+            .args(modules),
+    )?;
+    run_silent(
+        Command::new(&python)
+            .args([
+                "-c",
+                "import runpy, sys\nfor path in sys.argv[1:]: runpy.run_path(path)",
+            ])
+            .args(modules),
+    )
+}
+
+/// The postgres system user's uid and gid, from /etc/passwd.
+pub fn postgres_user() -> (u32, u32) {
+    let passwd = fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("postgres:"))
+        .unwrap_or_else(|| panic!("no postgres user: run `apt-get install -y postgresql`"));
+    let fields: Vec<&str> = line.split(':').collect();
+    (
+        fields[2].parse().expect("uid"),
+        fields[3].parse().expect("gid"),
+    )
+}
+
+/// The newest installed server's bin directory (`/usr/lib/postgresql/15/bin`).
+pub fn postgres_bin() -> PathBuf {
+    let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_string_lossy().parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").is_file().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .map(|(_, bin)| bin)
+        .unwrap_or_else(|| panic!("no postgres server: run `apt-get install -y postgresql`"))
+}
+
+pub struct Postgres {
+    pub bin: PathBuf,
+    pub runuser: PathBuf,
+    pub user: (u32, u32),
+}
+
+/// A running server, stopped when dropped.
+pub struct Running<'a> {
+    pub pg: &'a Postgres,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub socket: String,
+    pub port: u64,
+}
+
+impl Running<'_> {
+    pub fn psql(&self, query: &str) -> Result<String, String> {
+        run(self
+            .pg
+            .command("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                "postgres",
+                "-h",
+            ])
+            .arg(&self.socket)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-c", query]))
+        .map(|out| out.trim().to_owned())
+        .map_err(|e| self.with_log(&e))
+    }
+
+    pub fn with_log(&self, error: &str) -> String {
+        let log = fs::read_to_string(&self.log).unwrap_or_default();
+        format!("{error}\nserver log {}:\n{log}", self.log.display())
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let _ = run(self
+            .pg
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.config)
+            .args(["-m", "fast", "-w", "stop"]));
+    }
+}
+
+impl Postgres {
+    /// The newest installed server, run as the postgres user through runuser.
+    pub fn installed() -> Postgres {
+        Postgres {
+            bin: postgres_bin(),
+            runuser: require("runuser", "util-linux"),
+            user: postgres_user(),
+        }
+    }
+
+    /// `program` from the server's bin directory, run as the postgres user.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(&self.runuser);
+        command
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(program));
+        command
+    }
+
+    pub fn own(&self, path: &Path) -> Result<(), String> {
+        if !path.exists() {
+            fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        std::os::unix::fs::chown(path, Some(self.user.0), Some(self.user.1))
+            .map_err(|e| format!("chown {}: {e}", path.display()))
+    }
+
+    /// Writes `text` to `path`, owned by the postgres user.
+    pub fn write(&self, path: &Path, text: &str) -> Result<(), String> {
+        fs::create_dir_all(path.parent().expect("in a folder")).map_err(|e| e.to_string())?;
+        fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        self.own(path)
+    }
+
+    /// One `initdb` at `dir`, for `copy_cluster`: initdb is the slow part.
+    pub fn init_template(&self, dir: &Path) -> Result<(), String> {
+        self.own(dir)?;
+        run(self.command("initdb").arg("-D").arg(dir).args([
+            "--auth-local=peer",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-instructions",
+            "--no-sync",
+        ]))
+        .map(drop)
+    }
+
+    /// A fresh cluster copied from `template`, at `data`.
+    pub fn copy_cluster(&self, template: &Path, data: &Path) -> Result<(), String> {
+        self.own(data.parent().expect("data directory in a folder"))?;
+        run(Command::new("cp").arg("-a").arg(template).arg(data)).map(drop)
+    }
+
+    /// Starts the server on `config` (a config directory that names its data
+    /// directory, or a data directory), with `options` for `postgres`.
+    pub fn start(
+        &self,
+        config: &Path,
+        log: &Path,
+        socket: &str,
+        port: u64,
+        options: &str,
+    ) -> Result<Running<'_>, String> {
+        let running = Running {
+            pg: self,
+            config: config.to_owned(),
+            log: log.to_owned(),
+            socket: socket.to_owned(),
+            port,
+        };
+        run(self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(config)
+            .arg("-l")
+            .arg(log)
+            .args(["-o", options])
+            .args(["-w", "-t", "30", "start"]))
+        .map_err(|e| running.with_log(&e))?;
+        Ok(running)
+    }
+}
+
+/// A redis-server child, shut down when dropped.
+pub struct Redis {
+    pub child: Child,
+}
+
+impl Redis {
+    /// `redis-server CONF ARGS...` (later arguments override the file).
+    pub fn start(conf: &Path, args: &[String]) -> Result<Redis, String> {
+        let server = require("redis-server", "redis-server");
+        let child = Command::new(server)
+            .arg(conf)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("redis-server: {e}"))?;
+        Ok(Redis { child })
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `redis-cli` against `host:port` with `password`.
+pub fn redis_cli(host: &str, port: u64, password: &str, args: &[&str]) -> Result<String, String> {
+    let cli = require("redis-cli", "redis-tools");
+    run(Command::new(cli)
+        .args(["-h", host, "-p"])
+        .arg(port.to_string())
+        .args(["--no-auth-warning", "-a", password])
+        .args(args))
+}
