@@ -14,10 +14,15 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Run the fleet's HTTP/1.1 load balancer.
+    Balancer(crate::balancer::Args),
+}
 
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Balancer(args) => crate::balancer::run(args),
+    }
 }

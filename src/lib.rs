@@ -4,4 +4,5 @@
 //! The modules below are listed in pipeline order; each is one stage and says
 //! in its opening paragraph what it does and what it never does.
 
+pub mod balancer;
 pub mod cli;
