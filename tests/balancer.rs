@@ -1,0 +1,15 @@
+//! Integration tests for `sitec balancer`: a real balancer process in front
+//! of real backends (a tiny recording test server, and gunicorn), over
+//! loopback only. One test binary; the groups live in `tests/balancer/`.
+
+#[path = "balancer/support.rs"]
+mod support;
+
+#[path = "balancer/proxying.rs"]
+mod proxying;
+
+#[path = "balancer/smuggling.rs"]
+mod smuggling;
+
+#[path = "balancer/limits.rs"]
+mod limits;
