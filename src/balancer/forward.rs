@@ -162,13 +162,8 @@ pub fn response_head(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balancer::scanner::HeadLimits;
 
-    const LIMITS: HeadLimits = HeadLimits {
-        max_line: 8192,
-        max_bytes: 16384,
-        max_fields: 100,
-    };
+    use crate::balancer::scanner::TEST_LIMITS as LIMITS;
 
     #[test]
     fn request_is_rewritten() {

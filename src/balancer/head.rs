@@ -84,6 +84,20 @@ impl Head {
             .map(|(_, v)| v)
     }
 
+    /// The body length the `Content-Length` fields give: each must be
+    /// digits only, and all must agree.
+    pub fn content_length(&self) -> Result<Option<u64>, Refusal> {
+        let mut length: Option<u64> = None;
+        for value in self.values("content-length") {
+            let n = parse_length(value)?;
+            if length.is_some_and(|m| m != n) {
+                return Err(Refusal::bad("differing Content-Length values"));
+            }
+            length = Some(n);
+        }
+        Ok(length)
+    }
+
     /// Whether any `Connection` field lists this token.
     pub fn connection_has(&self, token: &str) -> bool {
         self.values("connection")

@@ -47,6 +47,41 @@ enum HeadError {
     Invalid(&'static str),
 }
 
+/// What to do after an attempt failed before any response byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// A pooled connection the backend had closed: try again, free.
+    Stale,
+    /// Try once more on another backend.
+    Retry,
+    GiveUp,
+}
+
+/// The backends one request tried and the retries it has left.
+#[derive(Default)]
+struct Attempts {
+    tried: Vec<usize>,
+    retried: bool,
+    stale: u8,
+}
+
+impl Attempts {
+    /// `safe`: the request can be sent again (nothing reached the backend,
+    /// or it is idempotent and its body is all in hand).
+    fn after_failure(&mut self, backend: usize, reused: bool, safe: bool) -> Verdict {
+        if reused && safe && self.stale < 2 {
+            self.stale += 1;
+            return Verdict::Stale;
+        }
+        self.tried.push(backend);
+        if safe && !self.retried {
+            self.retried = true;
+            return Verdict::Retry;
+        }
+        Verdict::GiveUp
+    }
+}
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -104,13 +139,11 @@ impl<S: ClientIo> Conn<S> {
         drop(prefix);
         let replayable = rest.is_none();
         let mut rest = rest;
-        let mut tried: Vec<usize> = Vec::new();
-        let mut retried = false;
-        let mut stale_left = 2;
+        let mut attempts = Attempts::default();
         let t = &state.timeouts;
         loop {
-            let Some(i) = app.pick(&tried) else {
-                let (status, why) = if tried.is_empty() {
+            let Some(i) = app.pick(&attempts.tried) else {
+                let (status, why) = if attempts.tried.is_empty() {
                     (503, "Every backend of this app is out of rotation.")
                 } else {
                     (502, "No backend of this app answered.")
@@ -128,74 +161,66 @@ impl<S: ClientIo> Conn<S> {
                         // Nothing reached it: always safe to try the next one.
                         tracing::warn!(backend = %backend.addr, "connect failed: {e}");
                         backend.mark_down(ms(state.health.fail_timeout_ms));
-                        tried.push(i);
-                        self.shared.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                        attempts.tried.push(i);
                         continue;
                     }
                 },
             };
-            let sent = within(ms(t.response_ms), stream.write_all(&wire)).await;
-            if let Err(e) = sent {
-                if reused && stale_left > 0 && replayable {
-                    stale_left -= 1;
-                    continue;
-                }
-                tracing::warn!(backend = %backend.addr, "sending the request failed: {e}");
-                backend.mark_down(ms(state.health.fail_timeout_ms));
-                tried.push(i);
-                if replayable && !retried {
-                    retried = true;
-                    self.shared.metrics.retries.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                return self
-                    .fail(state, rec, 502, "The backend closed the connection.")
-                    .await;
-            }
-            if let Some(r) = rest.take() {
-                match self.stream_body(state, app, &mut stream, r).await {
-                    Ok(()) => {}
-                    Err(BodyError::ClientGone) => return Next::Close,
-                    Err(BodyError::Refuse(r)) => {
-                        self.shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
-                        return self.fail(state, rec, r.status, r.reason).await;
+            let failure = match within(ms(t.response_ms), stream.write_all(&wire)).await {
+                Err(e) => Some((format!("sending the request failed: {e}"), replayable)),
+                Ok(()) => None,
+            };
+            if failure.is_none() {
+                if let Some(r) = rest.take() {
+                    match self.stream_body(state, app, &mut stream, r).await {
+                        Ok(()) => {}
+                        Err(BodyError::ClientGone) => return Next::Close,
+                        Err(BodyError::Refuse(r)) => {
+                            self.shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
+                            return self.fail(state, rec, r.status, r.reason).await;
+                        }
                     }
                 }
             }
             let mut bbuf = Buf::default();
-            match read_response_head(&mut stream, &mut bbuf, state, req).await {
-                Ok(resp) => {
-                    let up = Upstream {
-                        backend,
-                        stream,
-                        buf: bbuf,
-                    };
-                    return self.relay(state, req, rec, up, resp).await;
-                }
-                Err(HeadError::Timeout) => {
-                    return self
-                        .fail(state, rec, 504, "The backend did not answer in time.")
-                        .await;
-                }
-                Err(HeadError::Invalid(why)) => {
-                    tracing::warn!(backend = %backend.addr, "invalid response: {why}");
-                    return self.fail(state, rec, 502, why).await;
-                }
-                Err(HeadError::Nothing) => {
-                    let safe = replayable && req.idempotent();
-                    if reused && stale_left > 0 && safe {
-                        stale_left -= 1;
-                        continue;
+            let failure = match failure {
+                Some(f) => f,
+                None => match read_response_head(&mut stream, &mut bbuf, state, req).await {
+                    Ok(resp) => {
+                        let up = Upstream {
+                            backend,
+                            stream,
+                            buf: bbuf,
+                        };
+                        return self.relay(state, req, rec, up, resp).await;
                     }
-                    if !reused {
-                        backend.mark_down(ms(state.health.fail_timeout_ms));
+                    Err(HeadError::Timeout) => {
+                        return self
+                            .fail(state, rec, 504, "The backend did not answer in time.")
+                            .await;
                     }
-                    tried.push(i);
-                    if safe && !retried {
-                        retried = true;
-                        self.shared.metrics.retries.fetch_add(1, Ordering::Relaxed);
-                        continue;
+                    Err(HeadError::Invalid(why)) => {
+                        tracing::warn!(backend = %backend.addr, "invalid response: {why}");
+                        return self.fail(state, rec, 502, why).await;
                     }
+                    Err(HeadError::Nothing) => (
+                        "closed without answering".to_owned(),
+                        replayable && req.idempotent(),
+                    ),
+                },
+            };
+            let (why, safe) = failure;
+            let verdict = attempts.after_failure(i, reused, safe);
+            if verdict != Verdict::Stale && !reused {
+                tracing::warn!(backend = %backend.addr, "{why}");
+                backend.mark_down(ms(state.health.fail_timeout_ms));
+            }
+            match verdict {
+                Verdict::Stale => {}
+                Verdict::Retry => {
+                    self.shared.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                Verdict::GiveUp => {
                     return self
                         .fail(
                             state,

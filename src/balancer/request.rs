@@ -7,7 +7,7 @@
 //! gunicorn, so it accepts only what RFC 9112 allows and refuses the rest
 //! with 400 before a byte reaches a backend. It never routes or forwards.
 
-use super::head::{is_token, parse_length, Head, Version};
+use super::head::{is_token, Head, Version};
 use super::refusal::Refusal;
 use super::scanner::HeadLimits;
 use std::ops::Range;
@@ -138,14 +138,7 @@ fn split_target<'a>(target: &'a str, method: &[u8]) -> Result<(&'a str, Option<&
 /// differently.
 fn framing(head: &Head, version: Version) -> Result<Framing, Refusal> {
     let mut te = head.values("transfer-encoding");
-    let mut length: Option<u64> = None;
-    for value in head.values("content-length") {
-        let n = parse_length(value)?;
-        if length.is_some_and(|m| m != n) {
-            return Err(Refusal::bad("differing Content-Length values"));
-        }
-        length = Some(n);
-    }
+    let length = head.content_length()?;
     match (te.next(), length) {
         (None, None) => Ok(Framing::None),
         (None, Some(n)) => Ok(Framing::Length(n)),
@@ -214,11 +207,7 @@ fn check_port(port: &str) -> Result<(), Refusal> {
 mod tests {
     use super::*;
 
-    const LIMITS: HeadLimits = HeadLimits {
-        max_line: 8192,
-        max_bytes: 16384,
-        max_fields: 100,
-    };
+    use crate::balancer::scanner::TEST_LIMITS as LIMITS;
 
     fn parse(head: &str) -> Result<RequestHead, Refusal> {
         RequestHead::parse(head.as_bytes(), &LIMITS)

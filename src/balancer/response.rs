@@ -3,7 +3,7 @@
 //! 502, never a pass-through), and the framing of the body that follows.
 //! It never writes anything to the client.
 
-use super::head::{parse_length, Head, Version};
+use super::head::{Head, Version};
 use super::refusal::Refusal;
 use super::scanner::HeadLimits;
 
@@ -69,14 +69,7 @@ fn framing(head: &Head, status: u16, method: &[u8]) -> Result<BodyFraming, Refus
     if method == b"HEAD" || status < 200 || status == 204 || status == 304 {
         return Ok(BodyFraming::Empty);
     }
-    let mut length: Option<u64> = None;
-    for value in head.values("content-length") {
-        let n = parse_length(value)?;
-        if length.is_some_and(|m| m != n) {
-            return Err(Refusal::bad("differing Content-Length values"));
-        }
-        length = Some(n);
-    }
+    let length = head.content_length()?;
     let mut te = head.values("transfer-encoding");
     match (te.next(), length) {
         (None, Some(n)) => Ok(BodyFraming::Length(n)),
@@ -101,11 +94,7 @@ fn framing(head: &Head, status: u16, method: &[u8]) -> Result<BodyFraming, Refus
 mod tests {
     use super::*;
 
-    const LIMITS: HeadLimits = HeadLimits {
-        max_line: 8192,
-        max_bytes: 16384,
-        max_fields: 100,
-    };
+    use crate::balancer::scanner::TEST_LIMITS as LIMITS;
 
     fn parse(head: &str, method: &[u8]) -> Result<ResponseHead, Refusal> {
         ResponseHead::parse(head.as_bytes(), &LIMITS, method)

@@ -18,6 +18,14 @@ pub struct HeadLimits {
     pub max_fields: usize,
 }
 
+/// Generous limits for unit tests of the parsers.
+#[cfg(test)]
+pub const TEST_LIMITS: HeadLimits = HeadLimits {
+    max_line: 8192,
+    max_bytes: 16384,
+    max_fields: 100,
+};
+
 /// Where a complete head lies in the buffer: leading empty lines are
 /// skipped (RFC 9112 §2.2), `end` is just past the blank line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
