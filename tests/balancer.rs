@@ -13,3 +13,9 @@ mod smuggling;
 
 #[path = "balancer/limits.rs"]
 mod limits;
+
+#[path = "balancer/health.rs"]
+mod health;
+
+#[path = "balancer/reload.rs"]
+mod reload;
