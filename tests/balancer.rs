@@ -19,3 +19,9 @@ mod health;
 
 #[path = "balancer/reload.rs"]
 mod reload;
+
+#[path = "balancer/websocket.rs"]
+mod websocket;
+
+#[path = "balancer/visibility.rs"]
+mod visibility;

@@ -600,6 +600,18 @@ impl Client {
         self.response_to("GET")
     }
 
+    /// Reads exactly `n` bytes past the last response (raw protocols).
+    pub fn read_raw(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(
+                self.fill(),
+                "connection closed after {} of {n} bytes",
+                self.buf.len()
+            );
+        }
+        self.buf.drain(..n).collect()
+    }
+
     /// True if the server closed the connection (EOF) within the wait.
     pub fn closed(&mut self) -> bool {
         !self.fill() && self.buf.is_empty()
