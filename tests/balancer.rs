@@ -25,3 +25,6 @@ mod websocket;
 
 #[path = "balancer/visibility.rs"]
 mod visibility;
+
+#[path = "balancer/tls.rs"]
+mod tls;
