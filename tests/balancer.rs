@@ -28,3 +28,6 @@ mod visibility;
 
 #[path = "balancer/tls.rs"]
 mod tls;
+
+#[path = "balancer/gunicorn.rs"]
+mod gunicorn;
