@@ -31,3 +31,6 @@ mod tls;
 
 #[path = "balancer/gunicorn.rs"]
 mod gunicorn;
+
+#[path = "balancer/fuzz.rs"]
+mod fuzz;

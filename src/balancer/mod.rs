@@ -45,10 +45,13 @@ mod server;
 mod state;
 mod tls;
 
+// The parsing path, public for the property tests in tests/balancer/.
+pub use chunked::{ChunkedDecoder, Emit};
 pub use config::Config;
+pub use forward::{request_head, Origin, OutFraming};
 pub use refusal::Refusal;
-pub use request::RequestHead;
-pub use scanner::{HeadLimits, HeadScanner};
+pub use request::{Framing, RequestHead};
+pub use scanner::{HeadLimits, HeadScanner, HeadSpan};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
