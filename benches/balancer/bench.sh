@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Puts sitec balancer, nginx (upstream keepalive) and HAProxy in front of the
+# same fast backend on loopback and drives each with wrk: same connections,
+# threads and duration, in alternating rounds within one run. Reports req/s,
+# p50/p99 latency and RSS under load, then RSS with 10,000 idle keep-alive
+# client connections. Proxies and backend are pinned to CPU 1, wrk and the
+# idle client to CPU 0; every proxy runs one worker.
+#
+#   bash benches/balancer/bench.sh            # defaults below
+#   DURATION=10 ROUNDS=3 CONNS=50 IDLE=10000 bash benches/balancer/bench.sh
+#
+# Needs nginx, haproxy, wrk, python3 (apt-get install nginx haproxy wrk).
+# Listens on 127.0.0.1:18080-18083 only. Not run in CI.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-50}
+THREADS=${THREADS:-1}
+IDLE=${IDLE:-10000}
+BACKEND_PORT=18080
+declare -A PORT=([sitec]=18081 [nginx]=18082 [haproxy]=18083)
+PROXIES=(sitec nginx haproxy)
+
+for tool in nginx haproxy wrk python3 taskset; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install nginx haproxy wrk)" >&2; exit 1; }
+done
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+cargo build --release --quiet
+SITEC=$PWD/target/release/sitec
+WORK=$(mktemp -d /tmp/sitec-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# The backend: nginx answering a fixed 13-byte body from memory.
+cat > "$WORK/backend.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/backend.pid;
+error_log $WORK/backend.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  server {
+    listen 127.0.0.1:$BACKEND_PORT reuseport backlog=4096;
+    location / { return 200 "hello, world\n"; }
+  }
+}
+CONF
+
+cat > "$WORK/nginx.conf" <<CONF
+worker_processes 1;
+worker_rlimit_nofile 65536;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+events { worker_connections 30000; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  upstream app { server 127.0.0.1:$BACKEND_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:${PORT[nginx]} backlog=4096;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+    }
+  }
+}
+CONF
+
+cat > "$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 30000
+defaults
+  mode http
+  timeout connect 3s
+  timeout client 75s
+  timeout server 60s
+  timeout http-keep-alive 75s
+  option http-keep-alive
+  option forwardfor
+  http-reuse always
+frontend web
+  bind 127.0.0.1:${PORT[haproxy]}
+  default_backend app
+backend app
+  server b1 127.0.0.1:$BACKEND_PORT
+CONF
+
+cat > "$WORK/sitec.toml" <<CONF
+[listen]
+http = ["127.0.0.1:${PORT[sitec]}"]
+[server]
+workers = 1
+[timeouts]
+idle_ms = 75000
+[[route]]
+domains = ["*"]
+backends = ["127.0.0.1:$BACKEND_PORT"]
+CONF
+
+start() { # name, command...
+  local name=$1; shift
+  taskset -c 1 "$@" > "$WORK/$name.out" 2>&1 &
+  PIDS+=($!)
+  echo $! > "$WORK/$name.pidfile"
+}
+start backend nginx -c "$WORK/backend.conf"
+start nginx nginx -c "$WORK/nginx.conf"
+start haproxy haproxy -f "$WORK/haproxy.cfg"
+start sitec "$SITEC" balancer --config "$WORK/sitec.toml"
+for port in $BACKEND_PORT "${PORT[@]}"; do
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
+done
+
+# RSS of a proxy: all its processes (nginx master + worker).
+rss_kb() {
+  local pid; pid=$(cat "$WORK/$1.pidfile")
+  local pids="$pid $(pgrep -P "$pid" | tr '\n' ' ')"
+  local total=0
+  for p in $pids; do
+    total=$((total + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
+to_ms() { # wrk latency like 1.23ms / 456.00us / 1.02s -> ms
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 } }'
+}
+
+echo "# direct to the backend (for scale)"
+taskset -c 0 wrk -t"$THREADS" -c"$CONNS" -d3s "http://127.0.0.1:$BACKEND_PORT/" | grep Requests/sec
+
+declare -A RPS P50 P99 RSS
+for round in $(seq "$ROUNDS"); do
+  # Rotate the order each round so drift hits everyone alike.
+  order=("${PROXIES[@]:$(( (round - 1) % 3 ))}" "${PROXIES[@]:0:$(( (round - 1) % 3 ))}")
+  for p in "${order[@]}"; do
+    out=$(taskset -c 0 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:${PORT[$p]}/")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+    errors=$(grep -E "Non-2xx|Socket errors" <<<"$out" || true)
+    RPS[$p]+="$rps "; P50[$p]+="$p50 "; P99[$p]+="$p99 "; RSS[$p]=$(rss_kb "$p")
+    printf "round %d %-8s %10s req/s  p50 %7s ms  p99 %7s ms  rss %6d KiB %s\n" "$round" "$p" "$rps" "$p50" "$p99" "${RSS[$p]}" "$errors"
+  done
+done
+
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+echo
+echo "# idle: $IDLE keep-alive client connections held open"
+declare -A IDLE_RSS
+for p in "${PROXIES[@]}"; do
+  before=$(rss_kb "$p")
+  coproc HOLD { taskset -c 0 python3 benches/balancer/idle.py 127.0.0.1 "${PORT[$p]}" "$IDLE"; }
+  read -r ready count <&"${HOLD[0]}" || true
+  sleep 1
+  IDLE_RSS[$p]=$(rss_kb "$p")
+  echo "$p: $ready $count connections; rss $before KiB before, ${IDLE_RSS[$p]} KiB with them open"
+  eval "exec ${HOLD[1]}>&-"
+  wait "$HOLD_PID" 2>/dev/null || true
+  sleep 1
+done
+
+echo
+echo "# medians of $ROUNDS rounds: wrk -t$THREADS -c$CONNS -d${DURATION}s"
+printf "%-8s %10s %8s %8s %10s %14s\n" proxy req/s p50_ms p99_ms rss_KiB idle_rss_KiB
+for p in "${PROXIES[@]}"; do
+  printf "%-8s %10s %8s %8s %10s %14s\n" "$p" "$(median "${RPS[$p]}")" "$(median "${P50[$p]}")" "$(median "${P99[$p]}")" "${RSS[$p]}" "${IDLE_RSS[$p]}"
+done
+s=$(median "${RPS[sitec]}"); n=$(median "${RPS[nginx]}"); h=$(median "${RPS[haproxy]}")
+awk -v s="$s" -v n="$n" -v h="$h" 'BEGIN { printf "ratios: sitec/nginx %.2f  sitec/haproxy %.2f\n", s / n, s / h }'
