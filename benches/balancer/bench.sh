@@ -26,7 +26,12 @@ PROXIES=(sitec nginx haproxy)
 for tool in nginx haproxy wrk python3 taskset; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install nginx haproxy wrk)" >&2; exit 1; }
 done
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# 10,000 idle clients need 10,000+ descriptors in the proxy; HAProxy reserves
+# two per connection up front, so its maxconn is what the hard limit allows.
+ulimit -n "$(ulimit -Hn)"
+FD_LIMIT=$(ulimit -n)
+HAPROXY_MAXCONN=$(( (FD_LIMIT - 100) / 2 ))
+[ "$HAPROXY_MAXCONN" -gt 30000 ] && HAPROXY_MAXCONN=30000
 
 cargo build --release --quiet
 SITEC=$PWD/target/release/sitec
@@ -59,7 +64,7 @@ CONF
 
 cat > "$WORK/nginx.conf" <<CONF
 worker_processes 1;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile $FD_LIMIT;
 daemon off;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx.err;
@@ -85,7 +90,7 @@ CONF
 cat > "$WORK/haproxy.cfg" <<CONF
 global
   nbthread 1
-  maxconn 30000
+  maxconn $HAPROXY_MAXCONN
 defaults
   mode http
   timeout connect 3s
@@ -171,7 +176,9 @@ echo "# idle: $IDLE keep-alive client connections held open"
 declare -A IDLE_RSS
 for p in "${PROXIES[@]}"; do
   before=$(rss_kb "$p")
-  coproc HOLD { taskset -c 0 python3 benches/balancer/idle.py 127.0.0.1 "${PORT[$p]}" "$IDLE"; }
+  n=$IDLE
+  [ "$p" = haproxy ] && [ "$n" -gt $((HAPROXY_MAXCONN - 50)) ] && n=$((HAPROXY_MAXCONN - 50))
+  coproc HOLD { taskset -c 0 python3 benches/balancer/idle.py 127.0.0.1 "${PORT[$p]}" "$n"; }
   read -r ready count <&"${HOLD[0]}" || true
   sleep 1
   IDLE_RSS[$p]=$(rss_kb "$p")

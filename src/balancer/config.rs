@@ -214,16 +214,12 @@ impl Config {
             access_log: AccessLogConfig { path: log },
             ..Config::default()
         };
-        for (i, r) in routes.iter().enumerate() {
+        for r in routes {
             let (domain, backends) = r
                 .split_once('=')
                 .ok_or(format!("--route `{r}`: write DOMAIN=HOST:PORT[,HOST:PORT...], e.g. blog.example.com=127.0.0.1:9001"))?;
             config.routes.push(Route {
-                name: Some(if domain == "*" {
-                    format!("route{i}")
-                } else {
-                    domain.to_owned()
-                }),
+                name: Some(domain.to_owned()),
                 domains: vec![domain.to_owned()],
                 backends: backends.split(',').map(str::to_owned).collect(),
                 policy: Policy::RoundRobin,

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
 
 pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
@@ -90,31 +90,53 @@ async fn accept_loop(listener: TcpListener, tls: bool, shared: Arc<Shared>) {
             () = super::state::drain_started(&mut drain) => return,
         };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            shared
-                .metrics
-                .client_connections
-                .fetch_add(1, Ordering::Relaxed);
-            if tls {
-                let state = shared.state();
-                let timeout = Duration::from_millis(state.timeouts.header_ms);
-                if let Some(acceptor) = state.tls.clone() {
-                    drop(state);
-                    if let Ok(Ok(stream)) =
-                        tokio::time::timeout(timeout, acceptor.accept(stream)).await
-                    {
-                        Conn::new(stream, peer, true, shared.clone()).serve().await;
-                    }
-                }
-            } else {
-                Conn::new(stream, peer, false, shared.clone()).serve().await;
-            }
-            shared
-                .metrics
-                .client_connections
-                .fetch_sub(1, Ordering::Relaxed);
-        });
+        // Two task types, so a plain connection's task is not as large as
+        // a TLS one (rustls state is kilobytes): idle connections stay cheap.
+        if tls {
+            tokio::spawn(serve_tls(stream, peer, shared.clone()));
+        } else {
+            tokio::spawn(serve_plain(stream, peer, shared.clone()));
+        }
+    }
+}
+
+/// Counts an open client connection while it lives.
+struct Open(Arc<Shared>);
+
+impl Open {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared
+            .metrics
+            .client_connections
+            .fetch_add(1, Ordering::Relaxed);
+        Open(shared.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .client_connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve_plain(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _open = Open::new(&shared);
+    Conn::new(stream, peer, false, shared).serve().await;
+}
+
+async fn serve_tls(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _open = Open::new(&shared);
+    let state = shared.state();
+    let timeout = Duration::from_millis(state.timeouts.header_ms);
+    let Some(acceptor) = state.tls.clone() else {
+        return;
+    };
+    drop(state);
+    if let Ok(Ok(stream)) = tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Box::pin(Conn::new(stream, peer, true, shared).serve()).await;
     }
 }
 
