@@ -144,6 +144,19 @@ rss_kb() {
   echo "$total"
 }
 
+# CPU time (user + system, clock ticks) of a proxy's processes: the machine
+# may be shared, so CPU per request is the figure that load elsewhere does
+# not distort.
+cpu_ticks() {
+  local pid; pid=$(cat "$WORK/$1.pidfile")
+  local total=0
+  for p in $pid $(pgrep -P "$pid"); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+
 to_ms() { # wrk latency like 1.23ms / 456.00us / 1.02s -> ms
   awk -v v="$1" 'BEGIN {
     if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
@@ -154,18 +167,23 @@ to_ms() { # wrk latency like 1.23ms / 456.00us / 1.02s -> ms
 echo "# direct to the backend (for scale)"
 taskset -c 0 wrk -t"$THREADS" -c"$CONNS" -d3s "http://127.0.0.1:$BACKEND_PORT/" | grep Requests/sec
 
-declare -A RPS P50 P99 RSS
+declare -A RPS P50 P99 RSS CPU
 for round in $(seq "$ROUNDS"); do
   # Rotate the order each round so drift hits everyone alike.
   order=("${PROXIES[@]:$(( (round - 1) % 3 ))}" "${PROXIES[@]:0:$(( (round - 1) % 3 ))}")
   for p in "${order[@]}"; do
+    t0=$(cpu_ticks "$p")
     out=$(taskset -c 0 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:${PORT[$p]}/")
+    t1=$(cpu_ticks "$p")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+    us=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
     p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
     errors=$(grep -E "Non-2xx|Socket errors" <<<"$out" || true)
-    RPS[$p]+="$rps "; P50[$p]+="$p50 "; P99[$p]+="$p99 "; RSS[$p]=$(rss_kb "$p")
-    printf "round %d %-8s %10s req/s  p50 %7s ms  p99 %7s ms  rss %6d KiB %s\n" "$round" "$p" "$rps" "$p50" "$p99" "${RSS[$p]}" "$errors"
+    RPS[$p]+="$rps "; P50[$p]+="$p50 "; P99[$p]+="$p99 "; CPU[$p]+="$us "; RSS[$p]=$(rss_kb "$p")
+    printf "round %d %-8s %10s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req  rss %6d KiB %s\n" \
+      "$round" "$p" "$rps" "$p50" "$p99" "$us" "${RSS[$p]}" "$errors"
   done
 done
 
@@ -190,9 +208,13 @@ done
 
 echo
 echo "# medians of $ROUNDS rounds: wrk -t$THREADS -c$CONNS -d${DURATION}s"
-printf "%-8s %10s %8s %8s %10s %14s\n" proxy req/s p50_ms p99_ms rss_KiB idle_rss_KiB
+uptime
+printf "%-8s %10s %8s %8s %11s %10s %14s\n" proxy req/s p50_ms p99_ms cpu_us/req rss_KiB idle_rss_KiB
 for p in "${PROXIES[@]}"; do
-  printf "%-8s %10s %8s %8s %10s %14s\n" "$p" "$(median "${RPS[$p]}")" "$(median "${P50[$p]}")" "$(median "${P99[$p]}")" "${RSS[$p]}" "${IDLE_RSS[$p]}"
+  printf "%-8s %10s %8s %8s %11s %10s %14s\n" "$p" "$(median "${RPS[$p]}")" "$(median "${P50[$p]}")" \
+    "$(median "${P99[$p]}")" "$(median "${CPU[$p]}")" "${RSS[$p]}" "${IDLE_RSS[$p]}"
 done
 s=$(median "${RPS[sitec]}"); n=$(median "${RPS[nginx]}"); h=$(median "${RPS[haproxy]}")
-awk -v s="$s" -v n="$n" -v h="$h" 'BEGIN { printf "ratios: sitec/nginx %.2f  sitec/haproxy %.2f\n", s / n, s / h }'
+cs=$(median "${CPU[sitec]}"); cn=$(median "${CPU[nginx]}"); ch=$(median "${CPU[haproxy]}")
+awk -v s="$s" -v n="$n" -v h="$h" 'BEGIN { printf "req/s ratios: sitec/nginx %.2f  sitec/haproxy %.2f\n", s / n, s / h }'
+awk -v s="$cs" -v n="$cn" -v h="$ch" 'BEGIN { printf "CPU per request: nginx/sitec %.2f  haproxy/sitec %.2f (above 1: sitec does the same work with less CPU)\n", n / s, h / s }'

@@ -6,6 +6,7 @@
 use super::head::{Head, Version};
 use super::request::RequestHead;
 use super::response::ResponseHead;
+use std::io::Write;
 use std::net::IpAddr;
 
 /// Fields that describe one connection, not the message (RFC 9110 §7.6.1),
@@ -84,19 +85,23 @@ pub fn request_head(req: &RequestHead, origin: &Origin, framing: OutFraming) -> 
             push_field(&mut out, name, value);
         }
     }
-    let ip = origin.ip.to_string();
+    // Written in place: no temporary strings on the request path.
+    let ip = origin.ip;
     let proto = if origin.tls { "https" } else { "http" };
-    push_field(&mut out, b"X-Forwarded-For", ip.as_bytes());
-    push_field(&mut out, b"X-Forwarded-Proto", proto.as_bytes());
+    let _ = write!(
+        out,
+        "X-Forwarded-For: {ip}\r\nX-Forwarded-Proto: {proto}\r\n"
+    );
     push_field(&mut out, b"X-Forwarded-Host", req.authority.as_bytes());
-    let for_ = match origin.ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(_) => format!("\"[{ip}]\""),
+    let _ = match ip {
+        IpAddr::V4(_) => write!(out, "Forwarded: for={ip}"),
+        IpAddr::V6(_) => write!(out, "Forwarded: for=\"[{ip}]\""),
     };
-    let forwarded = format!("for={for_};host=\"{}\";proto={proto}", req.authority);
-    push_field(&mut out, b"Forwarded", forwarded.as_bytes());
+    let _ = write!(out, ";host=\"{}\";proto={proto}\r\n", req.authority);
     match framing {
-        OutFraming::Length(n) => push_field(&mut out, b"Content-Length", n.to_string().as_bytes()),
+        OutFraming::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
         OutFraming::Chunked => push_field(&mut out, b"Transfer-Encoding", b"chunked"),
         OutFraming::None | OutFraming::Close => {}
     }
@@ -119,9 +124,7 @@ pub fn response_head(
     client: Version,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(resp.head.first_line().len() + 512);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(resp.status.to_string().as_bytes());
-    out.push(b' ');
+    let _ = write!(out, "HTTP/1.1 {} ", resp.status);
     out.extend_from_slice(resp.reason());
     out.extend_from_slice(b"\r\n");
     let tokens = connection_tokens(&resp.head);
@@ -141,7 +144,9 @@ pub fn response_head(
         }
     }
     match framing {
-        OutFraming::Length(n) => push_field(&mut out, b"Content-Length", n.to_string().as_bytes()),
+        OutFraming::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
         OutFraming::Chunked => push_field(&mut out, b"Transfer-Encoding", b"chunked"),
         OutFraming::None | OutFraming::Close => {}
     }
