@@ -61,6 +61,11 @@ impl Backend {
         if self.down_until.swap(until, Ordering::Relaxed) == 0 {
             tracing::warn!(backend = %self.addr, "backend failed; out of rotation for {period:?}");
         }
+        self.clear_idle();
+    }
+
+    /// Closes every idle connection (one turned out dead: so are the rest).
+    pub fn clear_idle(&self) {
         self.lock_idle().clear();
     }
 

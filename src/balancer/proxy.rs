@@ -50,7 +50,8 @@ enum HeadError {
 /// What to do after an attempt failed before any response byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
-    /// A pooled connection the backend had closed: try again, free.
+    /// A pooled connection the backend had closed: try again, free (twice
+    /// per backend).
     Stale,
     /// Try once more on another backend.
     Retry,
@@ -74,6 +75,7 @@ impl Attempts {
             return Verdict::Stale;
         }
         self.tried.push(backend);
+        self.stale = 0;
         if safe && !self.retried {
             self.retried = true;
             return Verdict::Retry;
@@ -216,7 +218,9 @@ impl<S: ClientIo> Conn<S> {
                 backend.mark_down(ms(state.health.fail_timeout_ms));
             }
             match verdict {
-                Verdict::Stale => {}
+                // One pooled connection was dead: the others (older) are
+                // too, likely; the next attempt connects afresh.
+                Verdict::Stale => backend.clear_idle(),
                 Verdict::Retry => {
                     self.shared.metrics.retries.fetch_add(1, Ordering::Relaxed);
                 }
@@ -292,11 +296,7 @@ impl<S: ClientIo> Conn<S> {
                 let mut decoder = ChunkedDecoder::new(state.limits.max_header_bytes);
                 let mut out = Vec::new();
                 loop {
-                    let used = decoder
-                        .feed(self.buf.filled(), &mut out, Emit::Chunks)
-                        .map_err(BodyError::Refuse)?;
-                    self.buf.consume(used);
-                    check_body_limit(&decoder, app)?;
+                    self.decode_buffered(&mut decoder, &mut out, app)?;
                     if decoder.is_done() {
                         return Ok((out, None));
                     }
@@ -307,6 +307,27 @@ impl<S: ClientIo> Conn<S> {
                 }
             }
         }
+    }
+
+    /// Decodes the chunked body bytes held in the buffer into `out`,
+    /// refusing a body over the app's limit.
+    fn decode_buffered(
+        &mut self,
+        decoder: &mut ChunkedDecoder,
+        out: &mut Vec<u8>,
+        app: &App,
+    ) -> Result<(), BodyError> {
+        let used = decoder
+            .feed(self.buf.filled(), out, Emit::Chunks)
+            .map_err(BodyError::Refuse)?;
+        self.buf.consume(used);
+        if decoder.data_len > app.max_body {
+            return Err(BodyError::Refuse(Refusal::new(
+                413,
+                "The request body is larger than this app accepts.",
+            )));
+        }
+        Ok(())
     }
 
     async fn read_body_more(&mut self, state: &State) -> Result<(), BodyError> {
@@ -332,14 +353,7 @@ impl<S: ClientIo> Conn<S> {
                 }
                 let avail = self.buf.filled();
                 let take = usize::try_from(left).unwrap_or(usize::MAX).min(avail.len());
-                within(send, stream.write_all(&avail[..take]))
-                    .await
-                    .map_err(|_| {
-                        BodyError::Refuse(Refusal::new(
-                            502,
-                            "The backend stopped reading the request.",
-                        ))
-                    })?;
+                send_body(stream, &avail[..take], send).await?;
                 self.buf.consume(take);
                 left -= take as u64;
                 if left == 0 {
@@ -349,18 +363,9 @@ impl<S: ClientIo> Conn<S> {
             Rest::Chunked(mut decoder) => {
                 let mut out = Vec::new();
                 loop {
-                    let used = decoder
-                        .feed(self.buf.filled(), &mut out, Emit::Chunks)
-                        .map_err(BodyError::Refuse)?;
-                    self.buf.consume(used);
-                    check_body_limit(&decoder, app)?;
+                    self.decode_buffered(&mut decoder, &mut out, app)?;
                     if !out.is_empty() {
-                        within(send, stream.write_all(&out)).await.map_err(|_| {
-                            BodyError::Refuse(Refusal::new(
-                                502,
-                                "The backend stopped reading the request.",
-                            ))
-                        })?;
+                        send_body(stream, &out, send).await?;
                         out.clear();
                     }
                     if decoder.is_done() {
@@ -370,17 +375,6 @@ impl<S: ClientIo> Conn<S> {
                 }
             }
         }
-    }
-}
-
-fn check_body_limit(decoder: &ChunkedDecoder, app: &App) -> Result<(), BodyError> {
-    if decoder.data_len > app.max_body {
-        Err(BodyError::Refuse(Refusal::new(
-            413,
-            "The request body is larger than this app accepts.",
-        )))
-    } else {
-        Ok(())
     }
 }
 
@@ -424,4 +418,14 @@ async fn read_response_head(
             Ok(Ok(_)) => received = true,
         }
     }
+}
+
+/// Writes request body bytes to the backend; one that stops reading is a 502.
+async fn send_body(stream: &mut TcpStream, bytes: &[u8], d: Duration) -> Result<(), BodyError> {
+    within(d, stream.write_all(bytes)).await.map_err(|_| {
+        BodyError::Refuse(Refusal::new(
+            502,
+            "The backend stopped reading the request.",
+        ))
+    })
 }

@@ -9,8 +9,6 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const APP: &str = r#"
@@ -199,42 +197,22 @@ fn a_gunicorn_killed_mid_stream_fails_no_request() {
     let mut g1 = Gunicorn::start(&dir, "g1");
     let g2 = Gunicorn::start(&dir, "g2");
     let lb = Balancer::ad_hoc(&[("*", vec![g1.addr, g2.addr])], &[]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, failures, done, addr) =
-                (stop.clone(), failures.clone(), done.clone(), lb.http);
-            std::thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                let deadline = Instant::now() + Duration::from_secs(15);
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    c.send(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
-                    if c.response().map(|r| r.status) != Some(200) {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                        c = Client::connect(addr);
-                    }
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(
+        lb.http,
+        4,
+        b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+        |r| r.status == 200,
+        false,
+    );
     std::thread::sleep(Duration::from_millis(500));
     g1.kill();
-    let at_kill = done.load(Ordering::Relaxed);
+    let at_kill = load.done();
     std::thread::sleep(Duration::from_millis(700));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().expect("client");
-    }
-    assert!(
-        at_kill > 20 && done.load(Ordering::Relaxed) > at_kill + 20,
-        "too little load"
-    );
+    let (done, failures) = load.finish();
+    assert!(at_kill > 20 && done > at_kill + 20, "too little load");
     assert!(
         g1.requests_seen().lines().count() > 5,
         "g1 served nothing before the kill"
     );
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "{}", lb.stderr());
+    assert_eq!(failures, 0, "{}", lb.stderr());
 }

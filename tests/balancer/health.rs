@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,44 +49,21 @@ fn a_backend_dying_mid_stream_causes_no_failed_request() {
     let a = TestBackend::start("a");
     let b = TestBackend::start("b");
     let lb = Balancer::ad_hoc(&[("*", vec![a.addr, b.addr])], &[]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, failures, done, addr) =
-                (stop.clone(), failures.clone(), done.clone(), lb.http);
-            std::thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-                    match c.response() {
-                        Some(r) if r.status == 200 => {}
-                        _ => {
-                            failures.fetch_add(1, Ordering::Relaxed);
-                            c = Client::connect(addr);
-                        }
-                    }
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(
+        lb.http,
+        4,
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        |r| r.status == 200,
+        false,
+    );
     std::thread::sleep(Duration::from_millis(300));
     a.stop();
-    let at_kill = done.load(Ordering::Relaxed);
+    let at_kill = load.done();
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().expect("client thread");
-    }
+    let (done, failures) = load.finish();
     assert!(at_kill > 20, "too few requests before the kill: {at_kill}");
-    assert!(
-        done.load(Ordering::Relaxed) > at_kill + 20,
-        "too few requests after the kill"
-    );
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "{}", lb.stderr());
+    assert!(done > at_kill + 20, "too few requests after the kill");
+    assert_eq!(failures, 0, "{}", lb.stderr());
 }
 
 #[test]
@@ -193,8 +170,15 @@ fn least_connections_avoids_the_busy_backend() {
             .replace("backends =", "policy = \"least_connections\"\nbackends ="),
     );
     let addr = lb.http;
-    let busy = std::thread::spawn(move || get(addr, "x", "/slow").expect("slow response").text());
-    std::thread::sleep(Duration::from_millis(100));
+    let busy = std::thread::spawn(move || {
+        get(addr, "x", "/slow?ms=2000")
+            .expect("slow response")
+            .text()
+    });
+    let deadline = Instant::now() + WAIT;
+    while !(a.received_text() + &b.received_text()).contains("/slow") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let fast: Vec<String> = (0..4)
         .map(|_| get(lb.http, "x", "/").expect("response").text())
         .collect();

@@ -2,9 +2,8 @@
 //! the old one keeps serving; SIGTERM lets in-flight requests finish.
 
 use crate::support::*;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 fn config(backend: std::net::SocketAddr) -> String {
     format!("[listen]\nhttp = [\"127.0.0.1:0\"]\n[[route]]\ndomains = [\"*\"]\nbackends = [\"{backend}\"]\n")
@@ -15,31 +14,15 @@ fn reload_under_load_fails_no_request() {
     let old = TestBackend::start("old");
     let new = TestBackend::start("new");
     let lb = Balancer::with_config(&config(old.addr));
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let clients: Vec<_> = (0..4)
-        .map(|i| {
-            let (stop, failures, addr) = (stop.clone(), failures.clone(), lb.http);
-            std::thread::spawn(move || {
-                let deadline = Instant::now() + Duration::from_secs(10);
-                let mut c = Client::connect(addr);
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    // Half the clients keep alive, half reconnect each time.
-                    if i % 2 == 1 {
-                        c = Client::connect(addr);
-                    }
-                    c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok");
-                    if c.response().map(|r| r.text()) != Some("ok".into()) {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                        c = Client::connect(addr);
-                    }
-                    n += 1;
-                }
-                n
-            })
-        })
-        .collect();
+    // Half the clients keep alive, half reconnect before each request.
+    let ok = |r: &Response| r.text() == "ok";
+    let load = Load::start(
+        lb.http,
+        4,
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok",
+        ok,
+        true,
+    );
     let path = lb.dir.join("balancer.toml");
     for round in 0..4 {
         std::thread::sleep(Duration::from_millis(150));
@@ -49,10 +32,9 @@ fn reload_under_load_fails_no_request() {
         assert!(lb.wait_log("reloaded", round + 1), "{}", lb.stderr());
     }
     std::thread::sleep(Duration::from_millis(150));
-    stop.store(true, Ordering::Relaxed);
-    let total: usize = clients.into_iter().map(|c| c.join().expect("client")).sum();
+    let (total, failures) = load.finish();
     assert!(total > 100, "too little load: {total}");
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "{}", lb.stderr());
+    assert_eq!(failures, 0, "{}", lb.stderr());
     assert!(
         new.requests.load(Ordering::Relaxed) > 0,
         "the new backend never got traffic"

@@ -18,7 +18,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// backend, the method, the path and the body length; special paths:
 /// `/headers` echoes the request head, `/echo` the body, `/chunked` answers
 /// chunked with a trailer, `/eof` answers with no length and closes,
-/// `/ws` switches protocols and echoes bytes, `/slow` waits 300 ms,
+/// `/ws` switches protocols and echoes bytes, `/slow` waits 300 ms
+/// (`/slow?ms=N`: N ms),
 /// `/reset` closes without answering.
 pub struct TestBackend {
     pub addr: SocketAddr,
@@ -184,7 +185,8 @@ fn serve(
                 return;
             }
             "/slow" => {
-                std::thread::sleep(Duration::from_millis(300));
+                let ms = path.split("ms=").nth(1).and_then(|v| v.parse().ok()).unwrap_or(300);
+                std::thread::sleep(Duration::from_millis(ms));
                 ok(&text)
             }
             _ if method == "HEAD" => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", text.len()),
@@ -630,4 +632,72 @@ pub fn get(addr: SocketAddr, host: &str, path: &str) -> Option<Response> {
         addr,
         &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
     )
+}
+
+/// Clients sending one request after another on kept-alive connections
+/// until stopped (15 s at most), counting every answer `ok` refuses.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+    failures: Arc<AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `clients` threads; with `churn`, every other one reconnects before
+    /// each request.
+    pub fn start(
+        addr: SocketAddr,
+        clients: usize,
+        request: &'static [u8],
+        ok: fn(&Response) -> bool,
+        churn: bool,
+    ) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(AtomicUsize::new(0));
+        let threads = (0..clients)
+            .map(|i| {
+                let (stop, done, failures) = (stop.clone(), done.clone(), failures.clone());
+                std::thread::spawn(move || {
+                    let deadline = Instant::now() + Duration::from_secs(15);
+                    let mut c = Client::connect(addr);
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        if churn && i % 2 == 1 {
+                            c = Client::connect(addr);
+                        }
+                        c.send(request);
+                        if !c.response().is_some_and(|r| ok(&r)) {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            c = Client::connect(addr);
+                        }
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            done,
+            failures,
+            threads,
+        }
+    }
+
+    /// Requests answered (or failed) so far.
+    pub fn done(&self) -> usize {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Stops the clients; returns (requests, failures).
+    pub fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().expect("load client");
+        }
+        (
+            self.done.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+        )
+    }
 }
