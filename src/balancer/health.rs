@@ -1,10 +1,12 @@
 //! Active health checks: every `health.interval_ms`, each backend the
 //! config names is probed (a TCP connect, or `GET health.path` answered
-//! below 500) within `health.timeout_ms`. A backend that fails is taken out
-//! of rotation; one that passes is put back at once, so a runner that comes
-//! back needs no client request to be tried again. The same tick closes
-//! pooled connections that outlived `timeouts.backend_idle_ms`. It never
-//! touches client traffic.
+//! below 500) within `health.timeout_ms`; a backend out of rotation is
+//! probed four times as often, so one that (re)starts is back within a
+//! quarter interval. A backend that fails is taken out of rotation; one
+//! that passes is put back at once, so a runner that comes back needs no
+//! client request to be tried again. The same tick closes pooled
+//! connections that outlived `timeouts.backend_idle_ms`. It never touches
+//! client traffic.
 
 use super::backend::Backend;
 use super::io::within;
@@ -15,14 +17,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub async fn run(shared: Arc<Shared>) {
-    loop {
+    for tick in 0u64.. {
         let state = shared.state();
         let h = state.health.clone();
         let idle = Duration::from_millis(state.timeouts.backend_idle_ms);
         drop(state);
-        tokio::time::sleep(Duration::from_millis(h.interval_ms)).await;
+        tokio::time::sleep(Duration::from_millis((h.interval_ms / 4).max(10))).await;
+        let everyone = tick % 4 == 3;
         for backend in shared.live_backends() {
             backend.sweep(idle);
+            if !everyone && backend.is_up() {
+                continue;
+            }
             let h = h.clone();
             tokio::spawn(async move {
                 let timeout = Duration::from_millis(h.timeout_ms);
