@@ -29,6 +29,8 @@ pub enum Command {
     Graph(GraphArgs),
     /// Boot, inspect and remove local fleets of systemd-nspawn hosts
     Fleet(crate::fleet::Args),
+    /// Run the fleet's HTTP/1.1 load balancer
+    Balancer(crate::balancer::Args),
 }
 
 #[derive(Args, Debug)]
@@ -98,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Render(args) => render(&args),
         Command::Graph(args) => graph(&args),
         Command::Fleet(args) => crate::fleet::run(args),
+        Command::Balancer(args) => crate::balancer::run(args),
     }
 }
 

@@ -34,6 +34,7 @@ pub mod suggest;
 pub mod syntax;
 pub mod templates;
 
+pub mod balancer;
 pub mod cli;
 pub mod fleet;
 pub mod transport;

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Puts sitec balancer, nginx (upstream keepalive) and HAProxy in front of the
+# same fast backend on loopback and drives each with wrk: same connections,
+# threads and duration, in alternating rounds within one run. Reports req/s,
+# p50/p99 latency and RSS under load, then RSS with 10,000 idle keep-alive
+# client connections. Proxies and backend are pinned to CPU 1, wrk and the
+# idle client to CPU 0; every proxy runs one worker.
+#
+#   bash benches/balancer/bench.sh            # defaults below
+#   DURATION=10 ROUNDS=3 CONNS=50 IDLE=10000 bash benches/balancer/bench.sh
+#
+# Needs nginx, haproxy, wrk, python3 (apt-get install nginx haproxy wrk).
+# Listens on 127.0.0.1:18080-18083 only. Not run in CI.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-50}
+THREADS=${THREADS:-1}
+IDLE=${IDLE:-10000}
+BACKEND_PORT=18080
+declare -A PORT=([sitec]=18081 [nginx]=18082 [haproxy]=18083)
+PROXIES=(sitec nginx haproxy)
+
+for tool in nginx haproxy wrk python3 taskset; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install nginx haproxy wrk)" >&2; exit 1; }
+done
+# 10,000 idle clients need 10,000+ descriptors in the proxy; HAProxy reserves
+# two per connection up front, so its maxconn is what the hard limit allows.
+ulimit -n "$(ulimit -Hn)"
+FD_LIMIT=$(ulimit -n)
+HAPROXY_MAXCONN=$(( (FD_LIMIT - 100) / 2 ))
+[ "$HAPROXY_MAXCONN" -gt 30000 ] && HAPROXY_MAXCONN=30000
+
+cargo build --release --quiet
+SITEC=$PWD/target/release/sitec
+WORK=$(mktemp -d /tmp/sitec-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# The backend: nginx answering a fixed 13-byte body from memory.
+cat > "$WORK/backend.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/backend.pid;
+error_log $WORK/backend.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  server {
+    listen 127.0.0.1:$BACKEND_PORT reuseport backlog=4096;
+    location / { return 200 "hello, world\n"; }
+  }
+}
+CONF
+
+cat > "$WORK/nginx.conf" <<CONF
+worker_processes 1;
+worker_rlimit_nofile $FD_LIMIT;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+events { worker_connections 30000; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  upstream app { server 127.0.0.1:$BACKEND_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:${PORT[nginx]} backlog=4096;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+    }
+  }
+}
+CONF
+
+cat > "$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn $HAPROXY_MAXCONN
+defaults
+  mode http
+  timeout connect 3s
+  timeout client 75s
+  timeout server 60s
+  timeout http-keep-alive 75s
+  option http-keep-alive
+  option forwardfor
+  http-reuse always
+frontend web
+  bind 127.0.0.1:${PORT[haproxy]}
+  default_backend app
+backend app
+  server b1 127.0.0.1:$BACKEND_PORT
+CONF
+
+cat > "$WORK/sitec.toml" <<CONF
+[listen]
+http = ["127.0.0.1:${PORT[sitec]}"]
+[server]
+workers = 1
+[timeouts]
+idle_ms = 75000
+[[route]]
+domains = ["*"]
+backends = ["127.0.0.1:$BACKEND_PORT"]
+CONF
+
+start() { # name, command...
+  local name=$1; shift
+  taskset -c 1 "$@" > "$WORK/$name.out" 2>&1 &
+  PIDS+=($!)
+  echo $! > "$WORK/$name.pidfile"
+}
+start backend nginx -c "$WORK/backend.conf"
+start nginx nginx -c "$WORK/nginx.conf"
+start haproxy haproxy -f "$WORK/haproxy.cfg"
+start sitec "$SITEC" balancer --config "$WORK/sitec.toml"
+for port in $BACKEND_PORT "${PORT[@]}"; do
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
+done
+
+# RSS of a proxy: all its processes (nginx master + worker).
+rss_kb() {
+  local pid; pid=$(cat "$WORK/$1.pidfile")
+  local pids="$pid $(pgrep -P "$pid" | tr '\n' ' ')"
+  local total=0
+  for p in $pids; do
+    total=$((total + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
+# CPU time (user + system, clock ticks) of a proxy's processes: the machine
+# may be shared, so CPU per request is the figure that load elsewhere does
+# not distort.
+cpu_ticks() {
+  local pid; pid=$(cat "$WORK/$1.pidfile")
+  local total=0
+  for p in $pid $(pgrep -P "$pid"); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+
+to_ms() { # wrk latency like 1.23ms / 456.00us / 1.02s -> ms
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 } }'
+}
+
+echo "# direct to the backend (for scale)"
+taskset -c 0 wrk -t"$THREADS" -c"$CONNS" -d3s "http://127.0.0.1:$BACKEND_PORT/" | grep Requests/sec
+
+declare -A RPS P50 P99 RSS CPU
+for round in $(seq "$ROUNDS"); do
+  # Rotate the order each round so drift hits everyone alike.
+  order=("${PROXIES[@]:$(( (round - 1) % 3 ))}" "${PROXIES[@]:0:$(( (round - 1) % 3 ))}")
+  for p in "${order[@]}"; do
+    t0=$(cpu_ticks "$p")
+    out=$(taskset -c 0 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:${PORT[$p]}/")
+    t1=$(cpu_ticks "$p")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+    us=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+    errors=$(grep -E "Non-2xx|Socket errors" <<<"$out" || true)
+    RPS[$p]+="$rps "; P50[$p]+="$p50 "; P99[$p]+="$p99 "; CPU[$p]+="$us "; RSS[$p]=$(rss_kb "$p")
+    printf "round %d %-8s %10s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req  rss %6d KiB %s\n" \
+      "$round" "$p" "$rps" "$p50" "$p99" "$us" "${RSS[$p]}" "$errors"
+  done
+done
+
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+echo
+echo "# idle: $IDLE keep-alive client connections held open"
+declare -A IDLE_RSS
+for p in "${PROXIES[@]}"; do
+  before=$(rss_kb "$p")
+  n=$IDLE
+  [ "$p" = haproxy ] && [ "$n" -gt $((HAPROXY_MAXCONN - 50)) ] && n=$((HAPROXY_MAXCONN - 50))
+  coproc HOLD { taskset -c 0 python3 benches/balancer/idle.py 127.0.0.1 "${PORT[$p]}" "$n"; }
+  read -r ready count <&"${HOLD[0]}" || true
+  sleep 1
+  IDLE_RSS[$p]=$(rss_kb "$p")
+  echo "$p: $ready $count connections; rss $before KiB before, ${IDLE_RSS[$p]} KiB with them open"
+  eval "exec ${HOLD[1]}>&-"
+  wait "$HOLD_PID" 2>/dev/null || true
+  sleep 1
+done
+
+echo
+echo "# medians of $ROUNDS rounds: wrk -t$THREADS -c$CONNS -d${DURATION}s"
+uptime
+printf "%-8s %10s %8s %8s %11s %10s %14s\n" proxy req/s p50_ms p99_ms cpu_us/req rss_KiB idle_rss_KiB
+for p in "${PROXIES[@]}"; do
+  printf "%-8s %10s %8s %8s %11s %10s %14s\n" "$p" "$(median "${RPS[$p]}")" "$(median "${P50[$p]}")" \
+    "$(median "${P99[$p]}")" "$(median "${CPU[$p]}")" "${RSS[$p]}" "${IDLE_RSS[$p]}"
+done
+s=$(median "${RPS[sitec]}"); n=$(median "${RPS[nginx]}"); h=$(median "${RPS[haproxy]}")
+cs=$(median "${CPU[sitec]}"); cn=$(median "${CPU[nginx]}"); ch=$(median "${CPU[haproxy]}")
+awk -v s="$s" -v n="$n" -v h="$h" 'BEGIN { printf "req/s ratios: sitec/nginx %.2f  sitec/haproxy %.2f\n", s / n, s / h }'
+awk -v s="$cs" -v n="$cn" -v h="$ch" 'BEGIN { printf "CPU per request: nginx/sitec %.2f  haproxy/sitec %.2f (above 1: sitec does the same work with less CPU)\n", n / s, h / s }'

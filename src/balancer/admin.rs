@@ -1,0 +1,54 @@
+//! The admin listener: `GET /metrics` (Prometheus text) and `GET /healthz`
+//! on a separate address so it is never exposed with the public listeners.
+//! One request per connection, parsed by the same strict parser. It never
+//! proxies.
+
+use super::buf::Buf;
+use super::io::within;
+use super::request::RequestHead;
+use super::scanner::HeadScanner;
+use super::state::Shared;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _ = within(Duration::from_secs(10), answer(stream, &shared)).await;
+        });
+    }
+}
+
+async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let limits = shared.state().head_limits;
+    let mut buf = Buf::default();
+    let mut scanner = HeadScanner::default();
+    let span = loop {
+        match scanner.scan(buf.filled(), &limits) {
+            Ok(Some(span)) => break span,
+            Ok(None) if buf.read_from(&mut stream).await? > 0 => {}
+            _ => return Ok(()),
+        }
+    };
+    let (status, body) = match RequestHead::parse(&buf.filled()[span.start..span.end], &limits) {
+        Ok(req) if req.path() == "/metrics" => {
+            ("200 OK", shared.metrics.render(&shared.live_backends()))
+        }
+        Ok(req) if req.path() == "/healthz" => ("200 OK", "ok\n".to_owned()),
+        Ok(_) => ("404 Not Found", "try /metrics or /healthz\n".to_owned()),
+        Err(r) => ("400 Bad Request", format!("{}\n", r.reason)),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}

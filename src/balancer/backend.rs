@@ -1,0 +1,135 @@
+//! `Backend`: one runner address, shared by every route and every config
+//! generation that names it: its health (passive: a refused or reset
+//! connection takes it out until `down_until`; active checks in `health`
+//! bring it back), its count of requests in flight (for least-connections)
+//! and its pool of idle kept-alive connections. Idle connections are given
+//! out newest first, only while younger than the idle timeout (set shorter
+//! than the backend's own, so we never reuse one it is closing) and only if
+//! the socket shows no EOF or stray bytes. It never speaks HTTP.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// Milliseconds since `epoch()` until which it is out; 0 when up.
+    down_until: AtomicU64,
+    pub active: AtomicUsize,
+    pub failures: AtomicU64,
+    idle: Mutex<Vec<Idle>>,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+impl Backend {
+    pub fn new(addr: SocketAddr) -> Self {
+        Backend {
+            addr,
+            down_until: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+            failures: AtomicU64::new(0),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        let until = self.down_until.load(Ordering::Relaxed);
+        until == 0 || until <= now_ms()
+    }
+
+    /// Passive health: takes it out for `period` (its pool goes too).
+    pub fn mark_down(&self, period: Duration) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let until = now_ms().saturating_add(u64::try_from(period.as_millis()).unwrap_or(u64::MAX));
+        if self.down_until.swap(until, Ordering::Relaxed) == 0 {
+            tracing::warn!(backend = %self.addr, "backend failed; out of rotation for {period:?}");
+        }
+        self.clear_idle();
+    }
+
+    /// Closes every idle connection (one turned out dead: so are the rest).
+    pub fn clear_idle(&self) {
+        self.lock_idle().clear();
+    }
+
+    /// An active check passed: back in rotation.
+    pub fn mark_up(&self) {
+        if self.down_until.swap(0, Ordering::Relaxed) != 0 {
+            tracing::info!(backend = %self.addr, "backend answers again; back in rotation");
+        }
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The newest idle connection that is young enough and still open.
+    pub fn take_idle(&self, max_idle: Duration) -> Option<TcpStream> {
+        let mut idle = self.lock_idle();
+        while let Some(conn) = idle.pop() {
+            if conn.since.elapsed() >= max_idle {
+                idle.clear();
+                return None;
+            }
+            let mut probe = [0u8; 1];
+            if matches!(conn.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            {
+                return Some(conn.stream);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection for the next request, up to `max` idle ones.
+    pub fn put_idle(&self, stream: TcpStream, max: usize) {
+        let mut idle = self.lock_idle();
+        if idle.len() < max {
+            idle.push(Idle {
+                stream,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Closes idle connections older than `max_idle`; returns how many are left.
+    pub fn sweep(&self, max_idle: Duration) -> usize {
+        let mut idle = self.lock_idle();
+        idle.retain(|c| c.since.elapsed() < max_idle);
+        idle.len()
+    }
+}
+
+/// Counts a request in flight on a backend while it lives.
+pub struct InFlight<'a>(&'a Backend);
+
+impl<'a> InFlight<'a> {
+    pub fn new(backend: &'a Backend) -> Self {
+        backend.active.fetch_add(1, Ordering::Relaxed);
+        InFlight(backend)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}

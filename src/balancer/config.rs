@@ -1,0 +1,434 @@
+//! `Config`: the balancer's TOML file (rendered by the compiler's templates,
+//! or built from `--listen`/`--route` for ad hoc use) and its validation.
+//! Every error names the key and says how to fix it. It reads files (the
+//! config, and checks that certificate files exist) but opens no socket; the
+//! validated config is turned into running state by `state`.
+
+use serde::Deserialize;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole file. Unknown keys are errors, so a typo never silently
+/// falls back to a default.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub health: Health,
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
+    #[serde(default)]
+    pub tls: Tls,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Route>,
+    /// Reserved for the bus (heartbeats, control, log shipping): accepted
+    /// and ignored until the bus exists.
+    #[serde(default)]
+    pub bus: Option<toml::Table>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    #[serde(default)]
+    pub http: Vec<String>,
+    #[serde(default)]
+    pub https: Vec<String>,
+    pub admin: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Worker threads; 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_request_line: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_body: u64,
+    pub request_buffer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_line: 8192,
+            max_header_bytes: 32768,
+            max_headers: 100,
+            max_body: 10 * 1024 * 1024,
+            request_buffer: 64 * 1024,
+        }
+    }
+}
+
+/// Every timeout in milliseconds.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub header_ms: u64,
+    pub idle_ms: u64,
+    pub body_ms: u64,
+    pub connect_ms: u64,
+    pub response_ms: u64,
+    pub backend_idle_ms: u64,
+    pub drain_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header_ms: 10_000,
+            idle_ms: 60_000,
+            body_ms: 30_000,
+            connect_ms: 3_000,
+            response_ms: 60_000,
+            backend_idle_ms: 1_000,
+            drain_ms: 30_000,
+        }
+    }
+}
+
+impl Timeouts {
+    pub fn get(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Health {
+    pub fail_timeout_ms: u64,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Empty: a TCP connect is the check. Otherwise `GET path` must answer
+    /// with a status below 500.
+    pub path: String,
+    pub backend_keepalive: usize,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            fail_timeout_ms: 10_000,
+            interval_ms: 2_000,
+            timeout_ms: 1_000,
+            path: String::new(),
+            backend_keepalive: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    #[serde(default, rename = "cert")]
+    pub certs: Vec<CertConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertConfig {
+    pub domains: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    #[default]
+    RoundRobin,
+    LeastConnections,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: Option<String>,
+    pub domains: Vec<String>,
+    pub backends: Vec<String>,
+    #[serde(default)]
+    pub policy: Policy,
+    pub max_body: Option<u64>,
+    #[serde(default)]
+    pub redirect_https: bool,
+}
+
+/// A config that passed validation, with addresses resolved.
+#[derive(Debug, Clone)]
+pub struct Valid {
+    pub config: Config,
+    pub http: Vec<SocketAddr>,
+    pub https: Vec<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    /// Per route, its backends' addresses.
+    pub backends: Vec<Vec<SocketAddr>>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Valid, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config
+            .validate()
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The config `--listen ADDR --route DOMAIN=ADDR,ADDR ...` stands for.
+    pub fn ad_hoc(
+        listen: &str,
+        routes: &[String],
+        admin: Option<&str>,
+        log: Option<PathBuf>,
+    ) -> Result<Valid, String> {
+        let mut config = Config {
+            listen: Listen {
+                http: vec![listen.to_owned()],
+                https: Vec::new(),
+                admin: admin.map(str::to_owned),
+            },
+            access_log: AccessLogConfig { path: log },
+            ..Config::default()
+        };
+        for r in routes {
+            let (domain, backends) = r
+                .split_once('=')
+                .ok_or(format!("--route `{r}`: write DOMAIN=HOST:PORT[,HOST:PORT...], e.g. blog.example.com=127.0.0.1:9001"))?;
+            config.routes.push(Route {
+                name: Some(domain.to_owned()),
+                domains: vec![domain.to_owned()],
+                backends: backends.split(',').map(str::to_owned).collect(),
+                policy: Policy::RoundRobin,
+                max_body: None,
+                redirect_https: false,
+            });
+        }
+        config.validate()
+    }
+
+    /// Checks everything a running balancer relies on.
+    pub fn validate(self) -> Result<Valid, String> {
+        let http = addrs("listen.http", &self.listen.http)?;
+        let https = addrs("listen.https", &self.listen.https)?;
+        if http.is_empty() && https.is_empty() {
+            return Err(
+                "listen: no listener; add e.g. `http = [\"0.0.0.0:80\"]` under [listen]".into(),
+            );
+        }
+        let admin = match &self.listen.admin {
+            Some(a) => Some(addr("listen.admin", a)?),
+            None => None,
+        };
+        if !https.is_empty() && self.tls.certs.is_empty() {
+            return Err("listen.https: an https listener needs at least one [[tls.cert]] with domains, cert and key".into());
+        }
+        for (i, c) in self.tls.certs.iter().enumerate() {
+            for (key, file) in [("cert", &c.cert), ("key", &c.key)] {
+                if !file.is_file() {
+                    return Err(format!(
+                        "tls.cert[{i}].{key}: `{}` is not a readable file",
+                        file.display()
+                    ));
+                }
+            }
+            for d in &c.domains {
+                check_domain(&format!("tls.cert[{i}].domains"), d)?;
+            }
+        }
+        self.check_numbers()?;
+        if self.routes.is_empty() {
+            return Err("route: no routes; add a [[route]] with domains and backends".into());
+        }
+        let mut seen = std::collections::HashMap::new();
+        let mut backends = Vec::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.domains.is_empty() {
+                return Err(format!("route[{i}].domains: empty; list the host names this app answers, e.g. [\"blog.example.com\"]"));
+            }
+            for d in &r.domains {
+                check_domain(&format!("route[{i}].domains"), d)?;
+                if let Some(j) = seen.insert(d.to_ascii_lowercase(), i) {
+                    return Err(format!("route[{i}].domains: `{d}` is already claimed by route[{j}]; a domain belongs to one route"));
+                }
+                if r.redirect_https
+                    && (https.is_empty() || !self.tls.certs.iter().any(|c| covers(&c.domains, d)))
+                {
+                    return Err(format!("route[{i}].redirect_https: `{d}` has no https listener or no [[tls.cert]] covering it; add both or set redirect_https = false"));
+                }
+            }
+            if r.backends.is_empty() {
+                return Err(format!(
+                    "route[{i}].backends: empty; list at least one HOST:PORT"
+                ));
+            }
+            backends.push(addrs(&format!("route[{i}].backends"), &r.backends)?);
+            if r.max_body == Some(0) {
+                return Err(format!("route[{i}].max_body: must be at least 1 byte; leave it out to use limits.max_body"));
+            }
+        }
+        Ok(Valid {
+            config: self,
+            http,
+            https,
+            admin,
+            backends,
+        })
+    }
+
+    fn check_numbers(&self) -> Result<(), String> {
+        let l = &self.limits;
+        let t = &self.timeouts;
+        let h = &self.health;
+        for (key, value, min) in [
+            ("limits.max_request_line", l.max_request_line as u64, 16),
+            ("limits.max_header_bytes", l.max_header_bytes as u64, 64),
+            ("limits.max_headers", l.max_headers as u64, 1),
+            ("limits.max_body", l.max_body, 1),
+            ("timeouts.header_ms", t.header_ms, 1),
+            ("timeouts.idle_ms", t.idle_ms, 1),
+            ("timeouts.body_ms", t.body_ms, 1),
+            ("timeouts.connect_ms", t.connect_ms, 1),
+            ("timeouts.response_ms", t.response_ms, 1),
+            ("timeouts.backend_idle_ms", t.backend_idle_ms, 1),
+            ("health.fail_timeout_ms", h.fail_timeout_ms, 1),
+            ("health.interval_ms", h.interval_ms, 10),
+            ("health.timeout_ms", h.timeout_ms, 1),
+        ] {
+            if value < min {
+                return Err(format!("{key}: {value} is too small; use at least {min}"));
+            }
+        }
+        if l.max_request_line > l.max_header_bytes {
+            return Err("limits.max_request_line: larger than limits.max_header_bytes; the request line is part of the head".into());
+        }
+        if !h.path.is_empty() && !h.path.starts_with('/') {
+            return Err(format!(
+                "health.path: `{}` must start with `/`, or be empty for a TCP check",
+                h.path
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a certificate's domain list covers a host name.
+pub fn covers(domains: &[String], host: &str) -> bool {
+    domains.iter().any(|d| domain_matches(d, host))
+}
+
+/// `*` matches everything; `*.example.com` any name below example.com.
+pub fn domain_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some("") => true,
+        Some(suffix) => {
+            host.len() > suffix.len()
+                && host
+                    .to_ascii_lowercase()
+                    .ends_with(&suffix.to_ascii_lowercase())
+        }
+        None => pattern.eq_ignore_ascii_case(host),
+    }
+}
+
+fn check_domain(key: &str, d: &str) -> Result<(), String> {
+    let name = d.strip_prefix("*.").unwrap_or(d);
+    let ok = d == "*"
+        || (!name.is_empty()
+            && !name.contains('*')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{key}: `{d}` is not a host name; write e.g. `blog.example.com`, `*.example.com` or `*`"))
+    }
+}
+
+fn addrs(key: &str, list: &[String]) -> Result<Vec<SocketAddr>, String> {
+    list.iter()
+        .enumerate()
+        .map(|(i, a)| addr(&format!("{key}[{i}]"), a))
+        .collect()
+}
+
+fn addr(key: &str, a: &str) -> Result<SocketAddr, String> {
+    if let Ok(parsed) = a.parse() {
+        return Ok(parsed);
+    }
+    a.to_socket_addrs()
+        .ok()
+        .and_then(|mut it| it.next())
+        .ok_or(format!(
+            "{key}: `{a}` is not an address; write HOST:PORT, e.g. 127.0.0.1:8000"
+        ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Valid, String> {
+        toml::from_str::<Config>(text)
+            .map_err(|e| e.to_string())?
+            .validate()
+    }
+
+    #[test]
+    fn minimal_file() {
+        let v = check("[listen]\nhttp=[\"127.0.0.1:0\"]\n[[route]]\ndomains=[\"*\"]\nbackends=[\"127.0.0.1:9\"]\n")
+            .expect("valid");
+        assert_eq!(v.backends[0].len(), 1);
+        assert_eq!(v.config.routes[0].policy, Policy::RoundRobin);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (text, key) in [
+            ("[[route]]\ndomains=[\"a\"]\nbackends=[\"127.0.0.1:9\"]\n", "listen:"),
+            ("[listen]\nhttp=[\"nope\"]\n", "listen.http[0]"),
+            ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[[route]]\ndomains=[\"a b\"]\nbackends=[\"127.0.0.1:9\"]\n", "route[0].domains"),
+            ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[[route]]\ndomains=[\"a\"]\nbackends=[]\n", "route[0].backends"),
+            ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[[route]]\ndomains=[\"a\"]\nbackends=[\"x\"]\n", "route[0].backends[0]"),
+            ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[[route]]\ndomains=[\"a\"]\nbackends=[\"127.0.0.1:9\"]\n[[route]]\ndomains=[\"A\"]\nbackends=[\"127.0.0.1:9\"]\n", "route[1].domains"),
+            ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[[route]]\ndomains=[\"a\"]\nbackends=[\"127.0.0.1:9\"]\nredirect_https=true\n", "route[0].redirect_https"),
+            ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[timeouts]\nheader_ms=0\n", "timeouts.header_ms"),
+            ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[limits]\nmax_bodyy=1\n", "max_bodyy"),
+        ] {
+            let err = check(text).expect_err(text);
+            assert!(err.contains(key), "{err} should name {key}");
+        }
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(domain_matches("*.example.com", "a.example.com"));
+        assert!(domain_matches("*.example.com", "a.b.example.com"));
+        assert!(!domain_matches("*.example.com", "example.com"));
+        assert!(domain_matches("*", "anything"));
+    }
+}

@@ -1,0 +1,235 @@
+//! `Conn`: one client connection, from accept to close. It reads request
+//! heads one after the other (pipelined requests wait in the buffer and are
+//! answered in order, because each is answered before the next is read),
+//! enforces the keep-alive idle timeout and the header-read deadline (a
+//! slowloris client gets 408 and is closed, costing only a parked task),
+//! refuses what the strict parser refuses, routes by host, hands the
+//! exchange with a backend to `proxy`, and records each request in metrics
+//! and the access log. It never parses bytes itself.
+
+use super::buf::Buf;
+use super::io::{within, ClientIo};
+use super::pages;
+use super::refusal::Refusal;
+use super::request::{Framing, RequestHead};
+use super::router::App;
+use super::scanner::HeadScanner;
+use super::state::{Shared, State};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+
+/// Whether the connection carries another request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// What the access log and metrics say about one request.
+pub struct Record {
+    /// 499 until a response is written: the client went away first.
+    pub status: u16,
+    pub bytes: u64,
+    pub backend: Option<SocketAddr>,
+}
+
+pub struct Conn<S> {
+    pub io: S,
+    pub buf: Buf,
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub shared: Arc<Shared>,
+    drain: watch::Receiver<bool>,
+}
+
+impl<S: ClientIo> Conn<S> {
+    pub fn new(io: S, peer: SocketAddr, tls: bool, shared: Arc<Shared>) -> Self {
+        let drain = shared.drain_signal();
+        Conn {
+            io,
+            buf: Buf::default(),
+            peer,
+            tls,
+            shared,
+            drain,
+        }
+    }
+
+    /// Serves requests until either side closes, a timeout, or a drain.
+    pub async fn serve(mut self) {
+        loop {
+            let (state, head) = match self.read_head().await {
+                Ok(Some(found)) => found,
+                Ok(None) => break,
+                Err((state, refusal)) => {
+                    self.refuse(&state, refusal).await;
+                    break;
+                }
+            };
+            // Boxed: an idle connection's task then holds only this loop.
+            let next = Box::pin(self.exchange(&state, head)).await;
+            if next == Next::Close {
+                break;
+            }
+        }
+        let _ = self.io.shutdown().await;
+    }
+
+    /// Waits (without a buffer) for the next request, then reads its head
+    /// under the header deadline. `Ok(None)`: closed, idle or draining.
+    async fn read_head(
+        &mut self,
+    ) -> Result<Option<(Arc<State>, RequestHead)>, (Arc<State>, Refusal)> {
+        if self.buf.is_empty() {
+            self.buf.release();
+            let idle = self.shared.state().timeouts.idle_ms;
+            tokio::select! {
+                ready = tokio::time::timeout(std::time::Duration::from_millis(idle), self.io.ready()) => {
+                    if !matches!(ready, Ok(Ok(()))) {
+                        return Ok(None);
+                    }
+                }
+                () = super::state::drain_started(&mut self.drain) => return Ok(None),
+            }
+        }
+        let state = self.shared.state();
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(state.timeouts.header_ms);
+        let mut scanner = HeadScanner::default();
+        loop {
+            match scanner.scan(self.buf.filled(), &state.head_limits) {
+                Err(refusal) => return Err((state, refusal)),
+                Ok(Some(span)) => {
+                    let parsed = RequestHead::parse(
+                        &self.buf.filled()[span.start..span.end],
+                        &state.head_limits,
+                    );
+                    self.buf.consume(span.end);
+                    return match parsed {
+                        Ok(head) => Ok(Some((state, head))),
+                        Err(refusal) => Err((state, refusal)),
+                    };
+                }
+                Ok(None) => {}
+            }
+            match tokio::time::timeout_at(deadline, self.buf.read_from(&mut self.io)).await {
+                Err(_) => {
+                    return Err((
+                        state,
+                        Refusal::new(408, "request head not received in time"),
+                    ))
+                }
+                Ok(Ok(0) | Err(_)) => return Ok(None),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Answers a refused head and counts it; the connection then closes.
+    async fn refuse(&mut self, state: &State, refusal: Refusal) {
+        self.shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(peer = %self.peer, status = refusal.status, "refused: {}", refusal.reason);
+        let mut rec = Record {
+            status: 499,
+            bytes: 0,
+            backend: None,
+        };
+        let started = Instant::now();
+        self.reply(
+            state,
+            &mut rec,
+            pages::page(refusal.status, refusal.reason, true),
+            refusal.status,
+        )
+        .await;
+        self.record(None, None, &rec, started);
+    }
+
+    /// One request: route, proxy, record.
+    async fn exchange(&mut self, state: &State, req: RequestHead) -> Next {
+        let started = Instant::now();
+        let mut rec = Record {
+            status: 499,
+            bytes: 0,
+            backend: None,
+        };
+        let app = state.router.find(&req.host).cloned();
+        let next = match &app {
+            Some(app) => self.proxy(state, app, &req, &mut rec).await,
+            None => {
+                let close = self.must_close(&req);
+                let page = pages::page(
+                    404,
+                    &format!("No app serves the host `{}`.", req.host),
+                    close,
+                );
+                self.reply(state, &mut rec, page, 404).await;
+                if close {
+                    Next::Close
+                } else {
+                    Next::KeepAlive
+                }
+            }
+        };
+        self.record(app.as_deref(), Some(&req), &rec, started);
+        next
+    }
+
+    /// Whether a response we write ourselves must close the connection:
+    /// the client asked, we are draining, or its body is still unread.
+    pub fn must_close(&self, req: &RequestHead) -> bool {
+        !req.keep_alive || self.shared.draining() || req.framing != Framing::None
+    }
+
+    /// Writes a response the balancer made itself.
+    pub async fn reply(&mut self, state: &State, rec: &mut Record, bytes: Vec<u8>, status: u16) {
+        let send = std::time::Duration::from_millis(state.timeouts.body_ms);
+        if within(send, self.io.write_all(&bytes)).await.is_ok() {
+            rec.status = status;
+            rec.bytes = bytes.len() as u64;
+        }
+    }
+
+    fn record(&self, app: Option<&App>, req: Option<&RequestHead>, rec: &Record, started: Instant) {
+        let elapsed = started.elapsed();
+        match app {
+            Some(app) => app.metrics.observe(rec.status, elapsed),
+            None => self.shared.metrics.app("-").observe(rec.status, elapsed),
+        }
+        let log = self.shared.log();
+        let Some(log) = log.as_ref() else {
+            return;
+        };
+        let request = req.map_or("-".to_owned(), |r| {
+            let version = match r.version {
+                super::head::Version::Http10 => "HTTP/1.0",
+                super::head::Version::Http11 => "HTTP/1.1",
+            };
+            format!(
+                "{} {} {version}",
+                String::from_utf8_lossy(r.method()),
+                r.path().replace('"', "%22")
+            )
+        });
+        let line = format!(
+            "{} {} {} \"{request}\" {} {} {:.6} {}\n",
+            super::access_log::timestamp(SystemTime::now()),
+            self.peer,
+            app.map_or("-", |a| a.name.as_str()),
+            rec.status,
+            rec.bytes,
+            elapsed.as_secs_f64(),
+            rec.backend.map_or("-".to_owned(), |b| b.to_string()),
+        );
+        if !log.write(line) {
+            self.shared
+                .metrics
+                .log_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! `Head`: the bytes of one complete message head and the validated field
+//! lines in it, shared by requests and responses. It owns a copy of the head
+//! so the read buffer can move on to the next pipelined message; it knows
+//! nothing about what any field means.
+
+use super::fields::{is_tchar, parse_field_line, FieldLine};
+use super::refusal::Refusal;
+use super::scanner::HeadLimits;
+use std::ops::Range;
+
+/// HTTP/1.0 or HTTP/1.1: the only versions either side may speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    /// Reads `HTTP/1.0` or `HTTP/1.1`; another `HTTP/x.y` is a 505.
+    pub fn parse(bytes: &[u8]) -> Result<Version, Refusal> {
+        match bytes {
+            b"HTTP/1.1" => Ok(Version::Http11),
+            b"HTTP/1.0" => Ok(Version::Http10),
+            [b'H', b'T', b'T', b'P', b'/', a, b'.', b]
+                if a.is_ascii_digit() && b.is_ascii_digit() =>
+            {
+                Err(Refusal::new(505, "HTTP version not supported"))
+            }
+            _ => Err(Refusal::bad("malformed HTTP version")),
+        }
+    }
+}
+
+/// A validated head: the first line and the field lines, by range.
+#[derive(Debug, Clone)]
+pub struct Head {
+    raw: Vec<u8>,
+    first: Range<usize>,
+    fields: Vec<FieldLine>,
+}
+
+impl Head {
+    /// Validates every field line of a complete head (as found by the
+    /// scanner: every line ends in CRLF, the last line is empty).
+    pub fn parse(bytes: &[u8], limits: &HeadLimits) -> Result<Head, Refusal> {
+        let mut lines = Lines { bytes, pos: 0 };
+        let first = lines.next().ok_or(Refusal::bad("empty head"))?;
+        let mut fields = Vec::with_capacity(16);
+        for line in lines {
+            if line.is_empty() {
+                break;
+            }
+            if fields.len() == limits.max_fields {
+                return Err(Refusal::new(431, "too many header fields"));
+            }
+            let f = parse_field_line(&bytes[line.clone()])?;
+            fields.push(FieldLine {
+                name: f.name.start + line.start..f.name.end + line.start,
+                value: f.value.start + line.start..f.value.end + line.start,
+            });
+        }
+        Ok(Head {
+            raw: bytes.to_vec(),
+            first,
+            fields,
+        })
+    }
+
+    pub fn first_line(&self) -> &[u8] {
+        &self.raw[self.first.clone()]
+    }
+
+    /// Every field as (name, value), in the order received.
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields
+            .iter()
+            .map(|f| (&self.raw[f.name.clone()], &self.raw[f.value.clone()]))
+    }
+
+    /// The values of every field with this (lowercase) name.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// The body length the `Content-Length` fields give: each must be
+    /// digits only, and all must agree.
+    pub fn content_length(&self) -> Result<Option<u64>, Refusal> {
+        let mut length: Option<u64> = None;
+        for value in self.values("content-length") {
+            let n = parse_length(value)?;
+            if length.is_some_and(|m| m != n) {
+                return Err(Refusal::bad("differing Content-Length values"));
+            }
+            length = Some(n);
+        }
+        Ok(length)
+    }
+
+    /// Whether any `Connection` field lists this token.
+    pub fn connection_has(&self, token: &str) -> bool {
+        self.values("connection")
+            .flat_map(super::fields::list_items)
+            .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+    }
+
+    /// Whether a field must not be forwarded because a `Connection` field
+    /// names it (RFC 9110 §7.6.1).
+    pub fn named_by_connection(&self, name: &[u8]) -> bool {
+        self.values("connection")
+            .flat_map(super::fields::list_items)
+            .any(|t| t.eq_ignore_ascii_case(name))
+    }
+}
+
+/// The lines of a scanned head, each without its CRLF.
+struct Lines<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Iterator for Lines<'_> {
+    type Item = Range<usize>;
+
+    fn next(&mut self) -> Option<Range<usize>> {
+        let rest = self.bytes.get(self.pos..)?;
+        let lf = rest.iter().position(|&b| b == b'\n')?;
+        let start = self.pos;
+        self.pos += lf + 1;
+        Some(start..(start + lf).saturating_sub(1).max(start))
+    }
+}
+
+/// Whether a whole byte string is a token (a method, a field name).
+pub fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))
+}
+
+/// Reads a `Content-Length` value: digits only, at most 18 of them.
+pub fn parse_length(value: &[u8]) -> Result<u64, Refusal> {
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(Refusal::bad("malformed Content-Length"));
+    }
+    Ok(value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths() {
+        assert_eq!(parse_length(b"0"), Ok(0));
+        assert_eq!(parse_length(b"123"), Ok(123));
+        for bad in [
+            &b""[..],
+            b"+1",
+            b"1 2",
+            b"0x10",
+            b"-1",
+            b"1,1",
+            b"9999999999999999999",
+        ] {
+            assert!(parse_length(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(Version::parse(b"HTTP/1.0"), Ok(Version::Http10));
+        assert_eq!(Version::parse(b"HTTP/2.0").map_err(|r| r.status), Err(505));
+        assert_eq!(Version::parse(b"http/1.1").map_err(|r| r.status), Err(400));
+    }
+}

@@ -1,0 +1,431 @@
+//! The exchange with a backend for one routed request (more `impl Conn`):
+//! refuse what the app's limits refuse, answer `100 Continue` ourselves,
+//! buffer the start of the body (a small body is read whole before any
+//! backend is chosen, so a bad chunk is refused with nothing forwarded and
+//! the request can be replayed), pick a backend, reuse a pooled connection
+//! or open one, send the rewritten head, and retry on another backend when
+//! the request is safe to send again. Passive health lives here: a refused
+//! connect or a reset takes the backend out. The response is relayed by
+//! `relay`.
+
+use super::backend::{Backend, InFlight};
+use super::buf::Buf;
+use super::chunked::{ChunkedDecoder, Emit};
+use super::conn::{Conn, Next, Record};
+use super::forward::{self, Origin, OutFraming};
+use super::io::{within, ClientIo};
+use super::pages;
+use super::refusal::Refusal;
+use super::relay::Upstream;
+use super::request::{Framing, RequestHead};
+use super::response::ResponseHead;
+use super::router::App;
+use super::scanner::HeadScanner;
+use super::state::State;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// The part of a request body still to be read from the client.
+pub enum Rest {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// Why reading a request body stopped.
+pub enum BodyError {
+    Refuse(Refusal),
+    ClientGone,
+}
+
+/// Why a backend gave no usable response head.
+enum HeadError {
+    /// Closed or reset before sending a byte: maybe safe to retry.
+    Nothing,
+    Timeout,
+    Invalid(&'static str),
+}
+
+/// What to do after an attempt failed before any response byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// A pooled connection the backend had closed: try again, free (twice
+    /// per backend).
+    Stale,
+    /// Try once more on another backend.
+    Retry,
+    GiveUp,
+}
+
+/// The backends one request tried and the retries it has left.
+#[derive(Default)]
+struct Attempts {
+    tried: Vec<usize>,
+    retried: bool,
+    stale: u8,
+}
+
+impl Attempts {
+    /// `safe`: the request can be sent again (nothing reached the backend,
+    /// or it is idempotent and its body is all in hand).
+    fn after_failure(&mut self, backend: usize, reused: bool, safe: bool) -> Verdict {
+        if reused && safe && self.stale < 2 {
+            self.stale += 1;
+            return Verdict::Stale;
+        }
+        self.tried.push(backend);
+        self.stale = 0;
+        if safe && !self.retried {
+            self.retried = true;
+            return Verdict::Retry;
+        }
+        Verdict::GiveUp
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+impl<S: ClientIo> Conn<S> {
+    pub async fn proxy(
+        &mut self,
+        state: &State,
+        app: &App,
+        req: &RequestHead,
+        rec: &mut Record,
+    ) -> Next {
+        if app.redirect_https && !self.tls {
+            let close = self.must_close(req);
+            self.reply(
+                state,
+                rec,
+                pages::redirect_https(&req.authority, req.path(), close),
+                301,
+            )
+            .await;
+            return if close { Next::Close } else { Next::KeepAlive };
+        }
+        if let Framing::Length(n) = req.framing {
+            if n > app.max_body {
+                return self
+                    .fail(
+                        state,
+                        rec,
+                        413,
+                        "The request body is larger than this app accepts.",
+                    )
+                    .await;
+            }
+        }
+        let (prefix, rest) = match self.read_body_start(state, app, req).await {
+            Ok(found) => found,
+            Err(BodyError::ClientGone) => return Next::Close,
+            Err(BodyError::Refuse(r)) => {
+                self.shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
+                return self.fail(state, rec, r.status, r.reason).await;
+            }
+        };
+        let framing = match req.framing {
+            Framing::None => OutFraming::None,
+            Framing::Length(n) => OutFraming::Length(n),
+            Framing::Chunked => OutFraming::Chunked,
+        };
+        let origin = Origin {
+            ip: self.peer.ip(),
+            tls: self.tls,
+        };
+        let mut wire = forward::request_head(req, &origin, framing);
+        wire.extend_from_slice(&prefix);
+        drop(prefix);
+        let replayable = rest.is_none();
+        let mut rest = rest;
+        let mut attempts = Attempts::default();
+        let t = &state.timeouts;
+        loop {
+            let Some(i) = app.pick(&attempts.tried) else {
+                let (status, why) = if attempts.tried.is_empty() {
+                    (503, "Every backend of this app is out of rotation.")
+                } else {
+                    (502, "No backend of this app answered.")
+                };
+                return self.fail(state, rec, status, why).await;
+            };
+            let backend = &app.backends[i];
+            rec.backend = Some(backend.addr);
+            let _in_flight = InFlight::new(backend);
+            let (mut stream, reused) = match backend.take_idle(ms(t.backend_idle_ms)) {
+                Some(s) => (s, true),
+                None => match self.connect(backend, state).await {
+                    Ok(s) => (s, false),
+                    Err(e) => {
+                        // Nothing reached it: always safe to try the next one.
+                        tracing::warn!(backend = %backend.addr, "connect failed: {e}");
+                        backend.mark_down(ms(state.health.fail_timeout_ms));
+                        attempts.tried.push(i);
+                        continue;
+                    }
+                },
+            };
+            let failure = match within(ms(t.response_ms), stream.write_all(&wire)).await {
+                Err(e) => Some((format!("sending the request failed: {e}"), replayable)),
+                Ok(()) => None,
+            };
+            if failure.is_none() {
+                if let Some(r) = rest.take() {
+                    match self.stream_body(state, app, &mut stream, r).await {
+                        Ok(()) => {}
+                        Err(BodyError::ClientGone) => return Next::Close,
+                        Err(BodyError::Refuse(r)) => {
+                            self.shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
+                            return self.fail(state, rec, r.status, r.reason).await;
+                        }
+                    }
+                }
+            }
+            let mut bbuf = Buf::default();
+            let failure = match failure {
+                Some(f) => f,
+                None => match read_response_head(&mut stream, &mut bbuf, state, req).await {
+                    Ok(resp) => {
+                        let up = Upstream {
+                            backend,
+                            stream,
+                            buf: bbuf,
+                        };
+                        return self.relay(state, req, rec, up, resp).await;
+                    }
+                    Err(HeadError::Timeout) => {
+                        return self
+                            .fail(state, rec, 504, "The backend did not answer in time.")
+                            .await;
+                    }
+                    Err(HeadError::Invalid(why)) => {
+                        tracing::warn!(backend = %backend.addr, "invalid response: {why}");
+                        return self.fail(state, rec, 502, why).await;
+                    }
+                    Err(HeadError::Nothing) => (
+                        "closed without answering".to_owned(),
+                        replayable && req.idempotent(),
+                    ),
+                },
+            };
+            let (why, safe) = failure;
+            let verdict = attempts.after_failure(i, reused, safe);
+            if verdict != Verdict::Stale && !reused {
+                tracing::warn!(backend = %backend.addr, "{why}");
+                backend.mark_down(ms(state.health.fail_timeout_ms));
+            }
+            match verdict {
+                // One pooled connection was dead: the others (older) are
+                // too, likely; the next attempt connects afresh.
+                Verdict::Stale => backend.clear_idle(),
+                Verdict::Retry => {
+                    self.shared.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                Verdict::GiveUp => {
+                    return self
+                        .fail(
+                            state,
+                            rec,
+                            502,
+                            "The backend closed the connection without answering.",
+                        )
+                        .await;
+                }
+            }
+        }
+    }
+
+    async fn connect(&self, backend: &Backend, state: &State) -> std::io::Result<TcpStream> {
+        self.shared
+            .metrics
+            .backend_connects
+            .fetch_add(1, Ordering::Relaxed);
+        let stream = within(
+            ms(state.timeouts.connect_ms),
+            TcpStream::connect(backend.addr),
+        )
+        .await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// An error page, after which the connection closes (the request's
+    /// body, if any, may be unread).
+    pub async fn fail(&mut self, state: &State, rec: &mut Record, status: u16, why: &str) -> Next {
+        self.reply(state, rec, pages::page(status, why, true), status)
+            .await;
+        Next::Close
+    }
+
+    /// Reads the body up to `limits.request_buffer` bytes (all of it when it
+    /// fits), re-framed for the backend; the rest is streamed later.
+    async fn read_body_start(
+        &mut self,
+        state: &State,
+        app: &App,
+        req: &RequestHead,
+    ) -> Result<(Vec<u8>, Option<Rest>), BodyError> {
+        if req.framing == Framing::None {
+            return Ok((Vec::new(), None));
+        }
+        if req.expect_continue {
+            let sent = within(
+                ms(state.timeouts.body_ms),
+                self.io.write_all(pages::CONTINUE),
+            )
+            .await;
+            sent.map_err(|_| BodyError::ClientGone)?;
+        }
+        let cap = state.limits.request_buffer;
+        match req.framing {
+            Framing::None => Ok((Vec::new(), None)),
+            Framing::Length(n) => {
+                let want = usize::try_from(n).unwrap_or(usize::MAX).min(cap);
+                while self.buf.filled().len() < want {
+                    self.read_body_more(state).await?;
+                }
+                let prefix = self.buf.filled()[..want].to_vec();
+                self.buf.consume(want);
+                let left = n - want as u64;
+                Ok((prefix, (left > 0).then_some(Rest::Length(left))))
+            }
+            Framing::Chunked => {
+                let mut decoder = ChunkedDecoder::new(state.limits.max_header_bytes);
+                let mut out = Vec::new();
+                loop {
+                    self.decode_buffered(&mut decoder, &mut out, app)?;
+                    if decoder.is_done() {
+                        return Ok((out, None));
+                    }
+                    if out.len() >= cap {
+                        return Ok((out, Some(Rest::Chunked(decoder))));
+                    }
+                    self.read_body_more(state).await?;
+                }
+            }
+        }
+    }
+
+    /// Decodes the chunked body bytes held in the buffer into `out`,
+    /// refusing a body over the app's limit.
+    fn decode_buffered(
+        &mut self,
+        decoder: &mut ChunkedDecoder,
+        out: &mut Vec<u8>,
+        app: &App,
+    ) -> Result<(), BodyError> {
+        let used = decoder
+            .feed(self.buf.filled(), out, Emit::Chunks)
+            .map_err(BodyError::Refuse)?;
+        self.buf.consume(used);
+        if decoder.data_len > app.max_body {
+            return Err(BodyError::Refuse(Refusal::new(
+                413,
+                "The request body is larger than this app accepts.",
+            )));
+        }
+        Ok(())
+    }
+
+    async fn read_body_more(&mut self, state: &State) -> Result<(), BodyError> {
+        match within(ms(state.timeouts.body_ms), self.buf.read_from(&mut self.io)).await {
+            Ok(0) | Err(_) => Err(BodyError::ClientGone),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// Streams the rest of a large body to the backend as it arrives.
+    async fn stream_body(
+        &mut self,
+        state: &State,
+        app: &App,
+        stream: &mut TcpStream,
+        rest: Rest,
+    ) -> Result<(), BodyError> {
+        let send = ms(state.timeouts.response_ms);
+        match rest {
+            Rest::Length(mut left) => loop {
+                if self.buf.is_empty() {
+                    self.read_body_more(state).await?;
+                }
+                let avail = self.buf.filled();
+                let take = usize::try_from(left).unwrap_or(usize::MAX).min(avail.len());
+                send_body(stream, &avail[..take], send).await?;
+                self.buf.consume(take);
+                left -= take as u64;
+                if left == 0 {
+                    return Ok(());
+                }
+            },
+            Rest::Chunked(mut decoder) => {
+                let mut out = Vec::new();
+                loop {
+                    self.decode_buffered(&mut decoder, &mut out, app)?;
+                    if !out.is_empty() {
+                        send_body(stream, &out, send).await?;
+                        out.clear();
+                    }
+                    if decoder.is_done() {
+                        return Ok(());
+                    }
+                    self.read_body_more(state).await?;
+                }
+            }
+        }
+    }
+}
+
+/// Reads the backend's response head, skipping interim 1xx responses
+/// (but not `101 Switching Protocols`).
+async fn read_response_head(
+    stream: &mut TcpStream,
+    bbuf: &mut Buf,
+    state: &State,
+    req: &RequestHead,
+) -> Result<ResponseHead, HeadError> {
+    let deadline = tokio::time::Instant::now() + ms(state.timeouts.response_ms);
+    let mut scanner = HeadScanner::default();
+    let mut received = false;
+    loop {
+        match scanner.scan(bbuf.filled(), &state.head_limits) {
+            Err(r) => return Err(HeadError::Invalid(r.reason)),
+            Ok(Some(span)) => {
+                let resp = ResponseHead::parse(
+                    &bbuf.filled()[span.start..span.end],
+                    &state.head_limits,
+                    req.method(),
+                )
+                .map_err(|r| HeadError::Invalid(r.reason))?;
+                bbuf.consume(span.end);
+                if resp.status >= 200 || resp.status == 101 {
+                    return Ok(resp);
+                }
+                continue;
+            }
+            Ok(None) => {}
+        }
+        match tokio::time::timeout_at(deadline, bbuf.read_from(stream)).await {
+            Err(_) => return Err(HeadError::Timeout),
+            Ok(Ok(0) | Err(_)) if !received => return Err(HeadError::Nothing),
+            Ok(Ok(0) | Err(_)) => {
+                return Err(HeadError::Invalid(
+                    "The backend closed the connection mid-answer.",
+                ))
+            }
+            Ok(Ok(_)) => received = true,
+        }
+    }
+}
+
+/// Writes request body bytes to the backend; one that stops reading is a 502.
+async fn send_body(stream: &mut TcpStream, bytes: &[u8], d: Duration) -> Result<(), BodyError> {
+    within(d, stream.write_all(bytes)).await.map_err(|_| {
+        BodyError::Refuse(Refusal::new(
+            502,
+            "The backend stopped reading the request.",
+        ))
+    })
+}

@@ -1,0 +1,280 @@
+//! `RequestHead`: a client's request head parsed strictly and checked for
+//! every ambiguity a lenient backend could read differently from us (request
+//! smuggling): Content-Length with Transfer-Encoding, differing or malformed
+//! lengths, any transfer coding but a lone `chunked`, a missing or doubled
+//! Host. Why hand-written: hyper's parser (httparse) accepts bare LF line
+//! endings and is built to be lenient; the balancer is the shield in front of
+//! gunicorn, so it accepts only what RFC 9112 allows and refuses the rest
+//! with 400 before a byte reaches a backend. It never routes or forwards.
+
+use super::head::{is_token, Head, Version};
+use super::refusal::Refusal;
+use super::scanner::HeadLimits;
+use std::ops::Range;
+
+/// How the request's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// A request head that passed every check.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub head: Head,
+    method: Range<usize>,
+    /// What the backend receives as the target: origin-form.
+    path: String,
+    pub version: Version,
+    /// The authority (`name[:port]`) as the client gave it.
+    pub authority: String,
+    /// The host name alone, lowercased, for routing.
+    pub host: String,
+    pub framing: Framing,
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    /// `Upgrade` with `Connection: upgrade` (a WebSocket handshake).
+    pub upgrade: bool,
+}
+
+impl RequestHead {
+    /// Parses and validates the complete head in `bytes`.
+    pub fn parse(bytes: &[u8], limits: &HeadLimits) -> Result<RequestHead, Refusal> {
+        let head = Head::parse(bytes, limits)?;
+        let line = head.first_line();
+        let mut parts = line.splitn(3, |&b| b == b' ');
+        let (Some(method), Some(target), Some(version)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Refusal::bad("malformed request line"));
+        };
+        if !is_token(method) {
+            return Err(Refusal::bad("malformed method"));
+        }
+        let version = Version::parse(version)?;
+        if target.is_empty() || !target.iter().all(|b| (b'!'..=b'~').contains(b)) {
+            return Err(Refusal::bad("malformed request target"));
+        }
+        if method == b"CONNECT" {
+            return Err(Refusal::new(405, "CONNECT is not proxied"));
+        }
+        let method = 0..method.len();
+        let target =
+            std::str::from_utf8(target).map_err(|_| Refusal::bad("malformed request target"))?;
+        let (path, target_authority) = split_target(target, &line[method.clone()])?;
+
+        let framing = framing(&head, version)?;
+        let authority = authority(&head, target_authority, version)?;
+        let host = host_of(&authority)?;
+        let keep_alive = match version {
+            Version::Http11 => !head.connection_has("close"),
+            Version::Http10 => head.connection_has("keep-alive") && !head.connection_has("close"),
+        };
+        let expect_continue = match head.values("expect").next() {
+            None => false,
+            // An HTTP/1.0 client cannot expect 100 Continue (RFC 9110 §10.1.1).
+            Some(v) if v.eq_ignore_ascii_case(b"100-continue") => version == Version::Http11,
+            Some(_) => return Err(Refusal::new(417, "unsupported expectation")),
+        };
+        let upgrade = head.values("upgrade").next().is_some() && head.connection_has("upgrade");
+        Ok(RequestHead {
+            method,
+            path: path.to_owned(),
+            version,
+            authority,
+            host,
+            framing,
+            keep_alive,
+            expect_continue,
+            upgrade,
+            head,
+        })
+    }
+
+    pub fn method(&self) -> &[u8] {
+        &self.head.first_line()[self.method.clone()]
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// GET, HEAD and OPTIONS: safe to send again to another backend.
+    pub fn idempotent(&self) -> bool {
+        matches!(self.method(), b"GET" | b"HEAD" | b"OPTIONS")
+    }
+}
+
+/// Origin-form stays as it is; absolute-form gives its authority (which
+/// then overrides Host, RFC 9112 §3.2.2) and its path; asterisk-form only
+/// with OPTIONS.
+fn split_target<'a>(target: &'a str, method: &[u8]) -> Result<(&'a str, Option<&'a str>), Refusal> {
+    if target.starts_with('/') {
+        return Ok((target, None));
+    }
+    if target == "*" && method == b"OPTIONS" {
+        return Ok((target, None));
+    }
+    let rest = ["http://", "https://"]
+        .iter()
+        .find_map(|scheme| {
+            target
+                .get(..scheme.len())
+                .filter(|s| s.eq_ignore_ascii_case(scheme))
+                .map(|_| &target[scheme.len()..])
+        })
+        .ok_or(Refusal::bad("malformed request target"))?;
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    if authority.is_empty() || authority.contains('@') {
+        return Err(Refusal::bad("malformed authority in request target"));
+    }
+    Ok((if path.is_empty() { "/" } else { path }, Some(authority)))
+}
+
+/// The body's framing, refusing every combination two parsers could read
+/// differently.
+fn framing(head: &Head, version: Version) -> Result<Framing, Refusal> {
+    let mut te = head.values("transfer-encoding");
+    let length = head.content_length()?;
+    match (te.next(), length) {
+        (None, None) => Ok(Framing::None),
+        (None, Some(n)) => Ok(Framing::Length(n)),
+        (Some(_), Some(_)) => Err(Refusal::bad("both Content-Length and Transfer-Encoding")),
+        (Some(_), None) if version == Version::Http10 => {
+            Err(Refusal::bad("Transfer-Encoding in an HTTP/1.0 request"))
+        }
+        (Some(v), None) if v.eq_ignore_ascii_case(b"chunked") && te.next().is_none() => {
+            Ok(Framing::Chunked)
+        }
+        (Some(_), None) => Err(Refusal::bad(
+            "Transfer-Encoding other than a single chunked",
+        )),
+    }
+}
+
+/// The request's authority: the absolute-form target's, else the one Host.
+fn authority(head: &Head, from_target: Option<&str>, version: Version) -> Result<String, Refusal> {
+    let mut hosts = head.values("host");
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Refusal::bad("more than one Host field"));
+    }
+    if let Some(authority) = from_target {
+        return Ok(authority.to_owned());
+    }
+    match host {
+        Some(h) => std::str::from_utf8(h)
+            .map(str::to_owned)
+            .map_err(|_| Refusal::bad("malformed Host")),
+        None if version == Version::Http10 => Ok(String::new()),
+        None => Err(Refusal::bad("missing Host")),
+    }
+}
+
+/// The host name for routing: lowercase, without port or trailing dot;
+/// only the characters a DNS name or an IP literal may hold.
+fn host_of(authority: &str) -> Result<String, Refusal> {
+    let name = if authority.starts_with('[') {
+        let close = authority.find(']').ok_or(Refusal::bad("malformed Host"))?;
+        check_port(&authority[close + 1..])?;
+        &authority[..=close]
+    } else {
+        let (name, port) = authority.split_at(authority.find(':').unwrap_or(authority.len()));
+        check_port(port)?;
+        name
+    };
+    let ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':'));
+    if !ok {
+        return Err(Refusal::bad("malformed Host"));
+    }
+    Ok(name.trim_end_matches('.').to_ascii_lowercase())
+}
+
+fn check_port(port: &str) -> Result<(), Refusal> {
+    match port.strip_prefix(':') {
+        None if port.is_empty() => Ok(()),
+        Some(digits) if digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        _ => Err(Refusal::bad("malformed Host")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::balancer::scanner::TEST_LIMITS as LIMITS;
+
+    fn parse(head: &str) -> Result<RequestHead, Refusal> {
+        RequestHead::parse(head.as_bytes(), &LIMITS)
+    }
+
+    #[test]
+    fn plain_get() {
+        let r = parse("GET /a?b HTTP/1.1\r\nHost: Blog.Example.com:8080\r\n\r\n").expect("valid");
+        assert_eq!(r.method(), b"GET");
+        assert_eq!(r.path(), "/a?b");
+        assert_eq!(r.host, "blog.example.com");
+        assert_eq!(r.authority, "Blog.Example.com:8080");
+        assert_eq!(r.framing, Framing::None);
+        assert!(r.keep_alive && !r.upgrade && !r.expect_continue);
+    }
+
+    #[test]
+    fn absolute_form_overrides_host() {
+        let r = parse("GET http://b.example.com HTTP/1.1\r\nHost: a.example.com\r\n\r\n")
+            .expect("valid");
+        assert_eq!(r.host, "b.example.com");
+        assert_eq!(r.path(), "/");
+    }
+
+    #[test]
+    fn http10_keep_alive_only_when_asked() {
+        assert!(!parse("GET / HTTP/1.0\r\n\r\n").expect("valid").keep_alive);
+        assert!(
+            parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .expect("valid")
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn framings() {
+        let r =
+            parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(r.expect("valid").framing, Framing::Length(5));
+        let r = parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n");
+        assert_eq!(r.expect("valid").framing, Framing::Chunked);
+    }
+
+    #[test]
+    fn refusals() {
+        for (head, status) in [
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 400),
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a:x\r\n\r\n", 400),
+            ("GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            ("GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400),
+            ("G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            ("GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            ("GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+            ("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+            ("GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", 417),
+        ] {
+            assert_eq!(parse(head).map(|_| ()).map_err(|r| r.status), Err(status), "{head:?}");
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! `run`: binds the listeners, accepts connections (each on a task of its
+//! own, TLS handshakes bounded by the header timeout), starts the health
+//! checker and the admin listener, and handles signals: SIGHUP re-reads and
+//! validates the config and swaps it in (a bad one is refused with a log
+//! line and the old one keeps serving; the access log is reopened either
+//! way), SIGTERM/SIGINT stop accepting, let open connections finish their
+//! current request and close idle ones, and exit when all are gone or
+//! `timeouts.drain_ms` runs out. Listener addresses are fixed at start.
+
+use super::config::Config;
+use super::conn::Conn;
+use super::state::Shared;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::signal::unix::{signal, SignalKind};
+
+pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
+    let valid = shared.state().valid.clone();
+    for (addrs, tls) in [(&valid.http, false), (&valid.https, true)] {
+        for addr in addrs {
+            let listener = bind(*addr)?;
+            announce(if tls { "https" } else { "http" }, &listener);
+            tokio::spawn(accept_loop(listener, tls, shared.clone()));
+        }
+    }
+    if let Some(addr) = valid.admin {
+        let listener = bind(addr)?;
+        announce("admin", &listener);
+        tokio::spawn(super::admin::serve(listener, shared.clone()));
+    }
+    tokio::spawn(super::health::run(shared.clone()));
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let shared = shared.clone();
+                let _ = tokio::task::spawn_blocking(move || reload(&shared)).await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    drain(&shared).await;
+    Ok(())
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    };
+    let socket = socket.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    socket
+        .set_reuseaddr(true)
+        .and_then(|()| socket.bind(addr))
+        .and_then(|()| socket.listen(4096))
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// One stdout line per listener with the port it really got (tests and
+/// scripts listen on port 0 and read it here).
+fn announce(kind: &str, listener: &TcpListener) {
+    if let Ok(addr) = listener.local_addr() {
+        println!("sitec balancer: {kind} on {addr}");
+        tracing::info!("{kind} listener on {addr}");
+    }
+}
+
+async fn accept_loop(listener: TcpListener, tls: bool, shared: Arc<Shared>) {
+    let mut drain = shared.drain_signal();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(found) => found,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, go on.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = super::state::drain_started(&mut drain) => return,
+        };
+        let _ = stream.set_nodelay(true);
+        // Two task types, so a plain connection's task is not as large as
+        // a TLS one (rustls state is kilobytes): idle connections stay cheap.
+        if tls {
+            tokio::spawn(serve_tls(stream, peer, shared.clone()));
+        } else {
+            tokio::spawn(serve_plain(stream, peer, shared.clone()));
+        }
+    }
+}
+
+/// Counts an open client connection while it lives.
+struct Open(Arc<Shared>);
+
+impl Open {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared
+            .metrics
+            .client_connections
+            .fetch_add(1, Ordering::Relaxed);
+        Open(shared.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .client_connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve_plain(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _open = Open::new(&shared);
+    Conn::new(stream, peer, false, shared).serve().await;
+}
+
+async fn serve_tls(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _open = Open::new(&shared);
+    let state = shared.state();
+    let timeout = Duration::from_millis(state.timeouts.header_ms);
+    let Some(acceptor) = state.tls.clone() else {
+        return;
+    };
+    drop(state);
+    if let Ok(Ok(stream)) = tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Box::pin(Conn::new(stream, peer, true, shared).serve()).await;
+    }
+}
+
+/// SIGHUP: reopen the access log, then re-read, validate and swap the config.
+fn reload(shared: &Shared) {
+    if let Some(log) = shared.log().as_ref() {
+        log.reopen();
+    }
+    let Some(path) = &shared.config_path else {
+        tracing::info!("SIGHUP: no config file (ad hoc mode); access log reopened");
+        return;
+    };
+    let old = shared.state().valid.clone();
+    let result = Config::load(path).and_then(|valid| {
+        if (&valid.http, &valid.https, &valid.admin) != (&old.http, &old.https, &old.admin) {
+            tracing::warn!(
+                "{}: listener addresses changed; they apply after a restart",
+                path.display()
+            );
+        }
+        let routes = valid.config.routes.len();
+        shared.install(valid).map(|()| routes)
+    });
+    match result {
+        Ok(routes) => {
+            shared.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("reloaded {} ({routes} routes)", path.display());
+        }
+        Err(e) => {
+            shared
+                .metrics
+                .reload_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::error!("refused the new config: {e}; still serving the previous one");
+        }
+    }
+}
+
+/// Stops accepting and waits for open connections to finish.
+async fn drain(shared: &Shared) {
+    let limit = Duration::from_millis(shared.state().timeouts.drain_ms);
+    tracing::info!("draining: no new connections; waiting up to {limit:?} for open ones");
+    shared.start_drain();
+    let deadline = tokio::time::Instant::now() + limit;
+    while shared.metrics.client_connections.load(Ordering::Relaxed) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!(
+        "drained; exiting with {} connections left",
+        shared.metrics.client_connections.load(Ordering::Relaxed)
+    );
+}

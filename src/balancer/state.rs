@@ -1,0 +1,169 @@
+//! `Shared` and `State`: what every connection reads. `State` is one
+//! validated config turned into a router, limits and a TLS acceptor; it is
+//! immutable, and a reload builds a new one and swaps it in atomically
+//! (`ArcSwap`), so a request keeps the generation it started with and
+//! nothing in flight notices. `Shared` lives for the whole process: the
+//! current state, the backends (kept by address across reloads, with their
+//! health and pools), metrics, the access log and the drain signal. It never
+//! reads sockets.
+
+use super::access_log::AccessLog;
+use super::backend::Backend;
+use super::config::{Health, Limits, Timeouts, Valid};
+use super::metrics::Metrics;
+use super::router::{App, Router};
+use super::scanner::HeadLimits;
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+pub struct State {
+    pub router: Router,
+    pub head_limits: HeadLimits,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub health: Health,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub valid: Valid,
+}
+
+pub struct Shared {
+    state: ArcSwap<State>,
+    backends: Mutex<HashMap<SocketAddr, Arc<Backend>>>,
+    pub metrics: Metrics,
+    log: ArcSwap<Option<AccessLog>>,
+    drain: watch::Sender<bool>,
+    pub config_path: Option<PathBuf>,
+}
+
+impl Shared {
+    pub fn new(valid: Valid, config_path: Option<PathBuf>) -> Result<Arc<Shared>, String> {
+        let shared = Arc::new(Shared {
+            state: ArcSwap::from_pointee(placeholder(valid.clone())),
+            backends: Mutex::new(HashMap::new()),
+            metrics: Metrics::default(),
+            log: ArcSwap::from_pointee(None),
+            drain: watch::channel(false).0,
+            config_path,
+        });
+        shared.install(valid)?;
+        Ok(shared)
+    }
+
+    pub fn state(&self) -> Arc<State> {
+        self.state.load_full()
+    }
+
+    pub fn log(&self) -> arc_swap::Guard<Arc<Option<AccessLog>>> {
+        self.log.load()
+    }
+
+    /// Builds the running state for a validated config and swaps it in; on
+    /// error nothing changes.
+    pub fn install(&self, valid: Valid) -> Result<(), String> {
+        let c = &valid.config;
+        let tls = if c.tls.certs.is_empty() {
+            None
+        } else {
+            Some(super::tls::acceptor(&c.tls.certs)?)
+        };
+        let log = match &c.access_log.path {
+            Some(p) if self.log().as_ref().as_ref().is_some_and(|l| l.path() == p) => None,
+            Some(p) => Some(Some(AccessLog::open(p)?)),
+            None => Some(None),
+        };
+        let mut router = Router::default();
+        for (route, addrs) in c.routes.iter().zip(&valid.backends) {
+            let name = route
+                .name
+                .clone()
+                .unwrap_or_else(|| route.domains[0].clone());
+            let backends = addrs.iter().map(|a| self.backend(*a)).collect();
+            let app = Arc::new(App::new(
+                name.clone(),
+                backends,
+                route.policy,
+                route.max_body.unwrap_or(c.limits.max_body),
+                route.redirect_https,
+                self.metrics.app(&name),
+            ));
+            for d in &route.domains {
+                router.add(d, &app);
+            }
+        }
+        let state = State {
+            router,
+            tls,
+            ..placeholder(valid)
+        };
+        if let Some(log) = log {
+            self.log.store(Arc::new(log));
+        }
+        self.state.store(Arc::new(state));
+        Ok(())
+    }
+
+    /// The backend at an address, shared across routes and generations.
+    fn backend(&self, addr: SocketAddr) -> Arc<Backend> {
+        self.lock_backends()
+            .entry(addr)
+            .or_insert_with(|| Arc::new(Backend::new(addr)))
+            .clone()
+    }
+
+    fn lock_backends(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Arc<Backend>>> {
+        self.backends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Backends the current config names (health checks, metrics); the
+    /// others are forgotten.
+    pub fn live_backends(&self) -> Vec<Arc<Backend>> {
+        let state = self.state();
+        let wanted: std::collections::HashSet<_> = state.valid.backends.iter().flatten().collect();
+        let mut all = self.lock_backends();
+        all.retain(|a, _| wanted.contains(a));
+        let mut list: Vec<_> = all.values().cloned().collect();
+        list.sort_by_key(|b| b.addr);
+        list
+    }
+
+    pub fn start_drain(&self) {
+        self.drain.send_replace(true);
+    }
+
+    pub fn drain_signal(&self) -> watch::Receiver<bool> {
+        self.drain.subscribe()
+    }
+
+    pub fn draining(&self) -> bool {
+        *self.drain.borrow()
+    }
+}
+
+/// A state with no routes and no TLS, for the limits of a config.
+fn placeholder(valid: Valid) -> State {
+    let c = &valid.config;
+    State {
+        router: Router::default(),
+        head_limits: HeadLimits {
+            max_line: c.limits.max_request_line,
+            max_bytes: c.limits.max_header_bytes,
+            max_fields: c.limits.max_headers,
+        },
+        limits: c.limits,
+        timeouts: c.timeouts,
+        health: c.health.clone(),
+        tls: None,
+        valid,
+    }
+}
+
+/// Resolves once a drain has started (or the process is going away).
+pub async fn drain_started(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|draining| *draining).await;
+}

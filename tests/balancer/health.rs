@@ -1,0 +1,192 @@
+//! Backends that die, reset or stall: passive health takes them out,
+//! idempotent requests are retried on another backend, active checks bring
+//! them back, and the friendly 502/503/504 pages say what happened.
+
+use crate::support::*;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn config(backends: &[std::net::SocketAddr], extra: &str) -> String {
+    config_checked_every(100, backends, extra)
+}
+
+fn config_checked_every(
+    interval_ms: u64,
+    backends: &[std::net::SocketAddr],
+    extra: &str,
+) -> String {
+    let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
+    format!(
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\n[health]\ninterval_ms = {interval_ms}\ntimeout_ms = 200\nfail_timeout_ms = 5000\n\
+         {extra}\n[[route]]\ndomains = [\"*\"]\nbackends = [{}]\n",
+        list.join(", ")
+    )
+}
+
+/// A runner that accepts connections and drops them unanswered.
+fn dying_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            count.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut s) = s {
+                // Read the request, then close without a word.
+                let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+                let _ = std::io::Read::read(&mut s, &mut [0u8; 4096]);
+            }
+        }
+    });
+    (addr, accepted)
+}
+
+#[test]
+fn a_backend_dying_mid_stream_causes_no_failed_request() {
+    let a = TestBackend::start("a");
+    let b = TestBackend::start("b");
+    let lb = Balancer::ad_hoc(&[("*", vec![a.addr, b.addr])], &[]);
+    let load = Load::start(
+        lb.http,
+        4,
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        |r| r.status == 200,
+        false,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    a.stop();
+    let at_kill = load.done();
+    std::thread::sleep(Duration::from_millis(500));
+    let (done, failures) = load.finish();
+    assert!(at_kill > 20, "too few requests before the kill: {at_kill}");
+    assert!(done > at_kill + 20, "too few requests after the kill");
+    assert_eq!(failures, 0, "{}", lb.stderr());
+}
+
+#[test]
+fn idempotent_requests_are_retried_and_posts_are_not() {
+    let (dying, accepted) = dying_backend();
+    let good = TestBackend::start("good");
+    let lb = Balancer::with_config(&config(&[dying, good.addr], ""));
+    // Round-robin starts with the dying backend: the GET is retried.
+    let r = get(lb.http, "a", "/page").expect("response");
+    assert_eq!((r.status, r.text().as_str()), (200, "good GET /page 0"));
+    assert!(accepted.load(Ordering::Relaxed) >= 1);
+    assert!(
+        lb.wait_log("closed without answering", 1),
+        "{}",
+        lb.stderr()
+    );
+
+    let (dying, _) = dying_backend();
+    let good = TestBackend::start("good");
+    let lb = Balancer::with_config(&config(&[dying, good.addr], ""));
+    let r = request(
+        lb.http,
+        "POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    )
+    .expect("response");
+    assert_eq!(
+        r.status, 502,
+        "a POST that reached a backend must not be sent twice"
+    );
+    assert!(r.text().contains("<h1>502 Bad Gateway</h1>"));
+    assert!(good.received().is_empty());
+    // The dying backend is now out: the next POST goes to the good one.
+    let r = request(
+        lb.http,
+        "POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    )
+    .expect("response");
+    assert_eq!(r.text(), "good POST /form 2");
+}
+
+#[test]
+fn active_checks_bring_a_backend_back() {
+    let a = TestBackend::start("a");
+    let b = TestBackend::start("b");
+    let lb = Balancer::with_config(&config(&[a.addr, b.addr], ""));
+    let addr = a.addr;
+    a.stop();
+    drop(a);
+    for _ in 0..4 {
+        assert!(get(lb.http, "x", "/")
+            .expect("response")
+            .text()
+            .starts_with("b "));
+    }
+    let back = TestBackend::start_at(addr, "a-again");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = false;
+    while !seen && Instant::now() < deadline {
+        seen = get(lb.http, "x", "/")
+            .expect("response")
+            .text()
+            .starts_with("a-again ");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(seen, "the backend never came back into rotation");
+    assert!(back.requests.load(Ordering::Relaxed) >= 1);
+}
+
+#[test]
+fn friendly_pages_for_502_503_504() {
+    let free = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    // Active checks would find it down first: here only requests do.
+    let lb = Balancer::with_config(&config_checked_every(60_000, &[free], ""));
+    let r = get(lb.http, "x", "/").expect("response");
+    assert_eq!(r.status, 502);
+    assert!(
+        r.text().contains("did not answer") || r.text().contains("No backend"),
+        "{}",
+        r.text()
+    );
+    let r = get(lb.http, "x", "/").expect("response");
+    assert_eq!(
+        r.status, 503,
+        "a backend known to be down is not tried again at once"
+    );
+    assert!(r.text().contains("<h1>503 Service Unavailable</h1>"));
+
+    let slow = TestBackend::start("slow");
+    let lb = Balancer::with_config(&config(&[slow.addr], "[timeouts]\nresponse_ms = 100\n"));
+    let r = get(lb.http, "x", "/slow").expect("response");
+    assert_eq!(r.status, 504);
+    assert!(r.text().contains("<h1>504 Gateway Timeout</h1>"));
+}
+
+#[test]
+fn least_connections_avoids_the_busy_backend() {
+    let a = TestBackend::start("a");
+    let b = TestBackend::start("b");
+    let lb = Balancer::with_config(
+        &config(&[a.addr, b.addr], "")
+            .replace("backends =", "policy = \"least_connections\"\nbackends ="),
+    );
+    let addr = lb.http;
+    let busy = std::thread::spawn(move || {
+        get(addr, "x", "/slow?ms=2000")
+            .expect("slow response")
+            .text()
+    });
+    let deadline = Instant::now() + WAIT;
+    while !(a.received_text() + &b.received_text()).contains("/slow") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let fast: Vec<String> = (0..4)
+        .map(|_| get(lb.http, "x", "/").expect("response").text())
+        .collect();
+    let slow_one = busy.join().expect("thread");
+    let busy_name = slow_one.split(' ').next().expect("name").to_owned();
+    assert!(
+        fast.iter()
+            .all(|t| !t.starts_with(&format!("{busy_name} "))),
+        "{slow_one} / {fast:?}"
+    );
+}

@@ -1,0 +1,124 @@
+//! Limits and slow clients: 414, 431, 413, the header deadline against
+//! slowloris, idle keep-alive timeouts.
+
+use crate::support::*;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+fn limited(backend: std::net::SocketAddr) -> Balancer {
+    Balancer::with_config(&format!(
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\n\
+         [limits]\nmax_request_line = 100\nmax_header_bytes = 1000\nmax_headers = 10\nmax_body = 1000\nrequest_buffer = 64\n\
+         [timeouts]\nheader_ms = 1000\nidle_ms = 1500\n\
+         [[route]]\ndomains = [\"*\"]\nbackends = [\"{backend}\"]\n\
+         [[route]]\ndomains = [\"small.example.com\"]\nbackends = [\"{backend}\"]\nmax_body = 10\n"
+    ))
+}
+
+#[test]
+fn size_limits() {
+    let b = TestBackend::start("b1");
+    let lb = limited(b.addr);
+    let long_line = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(200));
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+        "a".repeat(1200)
+    );
+    let many: String = (0..11).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
+    let big_body = format!(
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n{}",
+        "a".repeat(1001)
+    );
+    let app_body =
+        "POST / HTTP/1.1\r\nHost: small.example.com\r\nContent-Length: 11\r\n\r\nhello world";
+    let chunked = "POST / HTTP/1.1\r\nHost: small.example.com\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n";
+    for (name, raw, status) in [
+        ("long request line", long_line.as_str(), 414),
+        ("big head", &big_head, 431),
+        ("many fields", &many, 431),
+        ("big body", &big_body, 413),
+        ("app body limit", app_body, 413),
+        ("chunked over the app limit", chunked, 413),
+    ] {
+        let r = request(lb.http, raw).unwrap_or_else(|| panic!("{name}: no response"));
+        assert_eq!(r.status, status, "{name}");
+    }
+    assert!(b.received().is_empty(), "{}", b.received_text());
+    let ok = request(
+        lb.http,
+        "POST /echo HTTP/1.1\r\nHost: small.example.com\r\nContent-Length: 10\r\n\r\nhelloworld",
+    );
+    assert_eq!(ok.expect("at the limit").text(), "helloworld");
+}
+
+#[test]
+fn large_bodies_stream_past_the_buffer() {
+    let b = TestBackend::start("b1");
+    let lb = limited(b.addr);
+    let body = "x".repeat(900);
+    let r = request(
+        lb.http,
+        &format!("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 900\r\n\r\n{body}"),
+    );
+    assert_eq!(r.expect("response").text(), body);
+    let chunks: String = (0..30)
+        .map(|_| format!("1e\r\n{}\r\n", "y".repeat(30)))
+        .collect();
+    let r = request(
+        lb.http,
+        &format!(
+            "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{chunks}0\r\n\r\n"
+        ),
+    );
+    assert_eq!(r.expect("response").text(), "y".repeat(900));
+}
+
+#[test]
+fn slowloris_cannot_starve_real_clients() {
+    let b = TestBackend::start("b1");
+    let lb = limited(b.addr);
+    let started = Instant::now();
+    let mut slow: Vec<_> = (0..1000)
+        .map(|_| {
+            let mut c = Client::connect(lb.http);
+            c.send(b"GET / HTTP/1.1\r\nHost: a\r\n");
+            c
+        })
+        .collect();
+    // Real clients are answered while a thousand heads dribble in.
+    for i in 0..20 {
+        let r = get(lb.http, "a", &format!("/real{i}")).expect("a real client was starved");
+        assert_eq!(r.status, 200);
+        for c in slow.iter_mut().step_by(50) {
+            let _ = c.stream.write_all(b"X: 1\r\n");
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Past the header deadline every slow client is answered 408 and closed.
+    for (i, c) in slow.iter_mut().enumerate().step_by(97) {
+        let r = c
+            .response()
+            .unwrap_or_else(|| panic!("slow client {i} not answered"));
+        assert_eq!(r.status, 408);
+        assert!(c.closed());
+    }
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert_eq!(b.requests.load(std::sync::atomic::Ordering::Relaxed), 20);
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed() {
+    let b = TestBackend::start("b1");
+    let lb = limited(b.addr);
+    let mut c = Client::connect(lb.http);
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(c.response().expect("response").status, 200);
+    let t = Instant::now();
+    assert!(c.closed(), "idle connection not closed");
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1000) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+}

@@ -1,0 +1,110 @@
+//! TLS termination: the certificate is picked by SNI (exact and wildcard),
+//! the backend hears `X-Forwarded-Proto: https`, and a route with
+//! `redirect_https` sends plain-HTTP clients to https. Certificates are
+//! fixtures under `tests/balancer/tls/` (a test CA and two leaves).
+
+use crate::support::*;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/balancer/tls")
+        .join(name)
+}
+
+fn https_get(addr: std::net::SocketAddr, sni: &str, path: &str) -> String {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(fixture("ca.pem")).expect("ca.pem"))
+        .expect("add CA");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = ServerName::try_from(sni.to_owned()).expect("name");
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    let tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("TLS handshake and request (certificate must verify for the SNI name)");
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn terminates_tls_by_sni_and_redirects_plain_http() {
+    let b = TestBackend::start("b");
+    let (a_pem, a_key, w_pem, w_key) = (
+        fixture("a.pem"),
+        fixture("a.key"),
+        fixture("wild.pem"),
+        fixture("wild.key"),
+    );
+    let lb = Balancer::with_config(&format!(
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n\
+         [[tls.cert]]\ndomains = [\"a.example.com\"]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[tls.cert]]\ndomains = [\"*.b.example.com\"]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[route]]\ndomains = [\"a.example.com\"]\nbackends = [\"{}\"]\n\
+         [[route]]\ndomains = [\"*.b.example.com\"]\nbackends = [\"{}\"]\nredirect_https = true\n",
+        a_pem.display(),
+        a_key.display(),
+        w_pem.display(),
+        w_key.display(),
+        b.addr,
+        b.addr
+    ));
+    let https = lb.https.expect("https listener");
+    let page = https_get(https, "a.example.com", "/headers");
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(page.contains("X-Forwarded-Proto: https\r\n"), "{page}");
+    let page = https_get(https, "shop.b.example.com", "/w");
+    assert!(page.ends_with("b GET /w 0"), "{page}");
+    let r = get(lb.http, "shop.b.example.com", "/cart?id=1").expect("redirect");
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("https://shop.b.example.com/cart?id=1")
+    );
+    assert_eq!(
+        get(lb.http, "a.example.com", "/plain")
+            .expect("plain")
+            .text(),
+        "b GET /plain 0"
+    );
+}
+
+#[test]
+fn a_missing_certificate_is_refused_at_start() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sitec"))
+        .args(["balancer", "--config"])
+        .arg({
+            let dir = test_dir();
+            let path = dir.join("bad.toml");
+            std::fs::write(
+                &path,
+                "[listen]\nhttps = [\"127.0.0.1:0\"]\n[[tls.cert]]\ndomains = [\"a\"]\ncert = \"/nonexistent.pem\"\nkey = \"/nonexistent.key\"\n\
+                 [[route]]\ndomains = [\"a\"]\nbackends = [\"127.0.0.1:9\"]\n",
+            )
+            .expect("write");
+            path
+        })
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tls.cert[0].cert") && err.contains("/nonexistent.pem"),
+        "{err}"
+    );
+}
