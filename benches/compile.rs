@@ -24,7 +24,12 @@ fn compile(c: &mut Criterion) {
             &SecretSource::Placeholders,
             &[],
         );
-        assert_eq!(rendered.errors(), 0, "generated spec has errors");
+        assert_eq!(
+            rendered.errors(),
+            0,
+            "generated spec has errors: {:?}",
+            rendered.diagnostics
+        );
         assert_eq!(rendered.hosts.len(), hosts);
         group.throughput(Throughput::Bytes(text.len() as u64));
         group.bench_with_input(
