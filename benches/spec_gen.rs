@@ -21,9 +21,13 @@ pub fn spec(hosts: usize, apps: usize) -> String {
         ));
     }
     out.push_str("\nsettings base {\n  DEBUG = false\n  TIME_ZONE = \"UTC\"\n}\n\n");
+    // Database hosts are h2, h12, h22, ...; they pair up (h2 with h12, h22
+    // with h32, ...) so no host is both primary and standby of a cluster.
+    let pairs = (hosts / 20).max(1);
     for d in 0..databases {
-        let primary = (d * 10 + 2) % hosts;
-        let standby = (d * 10 + 12) % hosts;
+        let pair = d % pairs;
+        let primary = (pair * 20 + 2) % hosts;
+        let standby = (pair * 20 + 12) % hosts;
         out.push_str(&format!(
             "database db{d} {{ engine = postgres  primary = h{primary}  standby = h{standby} }}\n"
         ));

@@ -25,12 +25,53 @@ pub enum Command {
     Fmt(FmtArgs),
     /// Compile a spec and write every host's files under DIR/HOST/, with DIR/HOST/resources.json
     Render(RenderArgs),
-    /// Draw the resource graph (every host's resources and the order between hosts)
+    /// Draw the resource graph (every host's resources and the order between hosts),
+    /// or with --bus the ZeroMQ bus between the hosts' agents and balancers
     Graph(GraphArgs),
     /// Boot, inspect and remove local fleets of systemd-nspawn hosts
     Fleet(crate::fleet::Args),
     /// Run the fleet's HTTP/1.1 load balancer
     Balancer(crate::balancer::Args),
+    /// Show every layer a setting of an app passed, where each was set, and the value that wins
+    Explain(ExplainArgs),
+    /// Set (or --unset) a setting in the local override file beside the spec, keeping its comments
+    Set(SetArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// The spec
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// The app
+    #[arg(value_name = "APP")]
+    pub app: String,
+    /// The setting, as Django reads it (`DEBUG`)
+    #[arg(value_name = "KEY")]
+    pub key: String,
+    /// One host only (without it: every runner the app runs on)
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SetArgs {
+    /// The spec (its overrides live in SPEC's .local.toml)
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// The app
+    #[arg(value_name = "APP")]
+    pub app: String,
+    /// `KEY=VALUE`: VALUE is a TOML literal (`true`, `3`, `"x"`, `[1, 2]`) or else text;
+    /// with --unset, just `KEY`
+    #[arg(value_name = "KEY=VALUE")]
+    pub assignment: String,
+    /// For this host only (`[APP.hosts.HOST]`)
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Remove KEY from the override file instead
+    #[arg(long)]
+    pub unset: bool,
 }
 
 #[derive(Args, Debug)]
@@ -55,6 +96,9 @@ pub struct GraphArgs {
     /// dot (Graphviz) or json
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
     pub format: GraphFormat,
+    /// Draw the bus instead: every host's ZeroMQ sockets and who connects to whom
+    #[arg(long)]
+    pub bus: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -101,6 +145,8 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph(&args),
         Command::Fleet(args) => crate::fleet::run(args),
         Command::Balancer(args) => crate::balancer::run(args),
+        Command::Explain(args) => explain(&args),
+        Command::Set(args) => set(&args),
     }
 }
 
@@ -302,6 +348,15 @@ fn render(args: &RenderArgs) -> ExitCode {
 }
 
 fn graph(args: &GraphArgs) -> ExitCode {
+    if args.bus {
+        return with_fleet(&args.spec, |fleet, _| {
+            let bus = crate::bus_topology::derive(fleet);
+            Ok(match args.format {
+                GraphFormat::Dot => crate::bus_topology::to_dot(&bus),
+                GraphFormat::Json => crate::bus_topology::to_json(&bus) + "\n",
+            })
+        });
+    }
     let Some(rendered) = compile(&args.spec, &crate::compile::SecretSource::Placeholders) else {
         return ExitCode::FAILURE;
     };
@@ -310,4 +365,126 @@ fn graph(args: &GraphArgs) -> ExitCode {
         GraphFormat::Json => println!("{}", crate::output::graph_json(&rendered)),
     }
     ExitCode::SUCCESS
+}
+
+/// Loads the spec's fleet, runs `f` on it and prints what it returns (or
+/// its error). The spec's diagnostics are printed as `check` prints them.
+fn with_fleet(
+    spec: &Path,
+    f: impl FnOnce(&crate::model::Fleet, &SourceMap) -> Result<String, String>,
+) -> ExitCode {
+    let mut sources = SourceMap::new();
+    let (result, diagnostics) = crate::compile::with_fleet(&mut sources, spec, f);
+    print_diagnostics(&sources, &diagnostics);
+    match result {
+        Some(Ok(text)) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(Err(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+        None => {
+            let n = diagnostics.iter().filter(|d| d.is_error()).count();
+            eprintln!(
+                "error: `{}` has {n} error{}",
+                spec.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn explain(args: &ExplainArgs) -> ExitCode {
+    let overrides = match crate::overrides::load(&args.spec) {
+        Ok(overrides) => overrides,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let query = crate::explain::Query {
+        app: &args.app,
+        key: &args.key,
+        host: args.host.as_deref(),
+    };
+    with_fleet(&args.spec, |fleet, sources| {
+        crate::explain::explain(fleet, sources, &overrides, &query)
+    })
+}
+
+fn set(args: &SetArgs) -> ExitCode {
+    let (key, value) = match (args.assignment.split_once('='), args.unset) {
+        (None, true) => (args.assignment.as_str(), None),
+        (Some((key, value)), false) => (key.trim(), Some(value.trim())),
+        (Some(_), true) => {
+            eprintln!("error: --unset takes just `KEY`, not `KEY=VALUE`");
+            return ExitCode::FAILURE;
+        }
+        (None, false) => {
+            eprintln!(
+                "error: `{}` should be `KEY=VALUE` (or use --unset to remove KEY)",
+                args.assignment
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    if !crate::overrides::is_identifier(key) {
+        eprintln!("error: `{key}` is not a Python identifier, so no Django setting can have it as its name");
+        return ExitCode::FAILURE;
+    }
+    let edit = crate::overrides::Edit {
+        app: &args.app,
+        host: args.host.as_deref(),
+        key,
+        value: value.map(crate::overrides::parse_value),
+    };
+    with_fleet(&args.spec, |fleet, _| {
+        let app = crate::explain::find_app(fleet, &args.app)?;
+        if let Some(host) = &args.host {
+            crate::explain::hosts_of(fleet, app, Some(host))?;
+        }
+        write_override(&args.spec, &edit)
+    })
+}
+
+/// Applies `edit` to the override file beside `spec`; says what changed.
+fn write_override(spec: &Path, edit: &crate::overrides::Edit) -> Result<String, String> {
+    let path = crate::overrides::path_for(spec);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("can't read `{}`: {e}", path.display())),
+    };
+    let spec_name = spec.file_name().map_or_else(
+        || spec.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let (new, old) = crate::overrides::apply(text.as_deref(), &spec_name, edit)
+        .map_err(|e| format!("`{}`: {e}", path.display()))?;
+    let file = path.display();
+    let (table, key) = (edit.table(), edit.key);
+    let change = match (&edit.value, old) {
+        (Some(value), Some(old)) => {
+            format!(
+                "{table} {key} = {} (was {old})",
+                crate::overrides::shown(value)
+            )
+        }
+        (Some(value), None) => format!("{table} {key} = {} (new)", crate::overrides::shown(value)),
+        (None, Some(old)) => format!("{table} {key} removed (was {old})"),
+        (None, None) => {
+            return Ok(format!(
+                "{file}: {table} {key} was not set; nothing changed\n"
+            ))
+        }
+    };
+    crate::overrides::parse(&new, &path.display().to_string())?;
+    if text.as_deref() != Some(new.as_str()) {
+        write_atomically(&path, new.as_bytes())
+            .map_err(|e| format!("can't write `{}`: {e}", path.display()))?;
+    }
+    Ok(format!("{file}: {change}\n"))
 }

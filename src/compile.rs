@@ -140,6 +140,69 @@ pub fn render(
     render_program(sources, &program, path, secrets, overrides)
 }
 
+/// Compiles a spec given as text (benchmarks, tests). Modules it `use`s are
+/// looked up from the current folder; secrets, when not placeholders, live
+/// beside `name`.
+pub fn render_text(
+    sources: &mut SourceMap,
+    name: &str,
+    text: &str,
+    secrets: &SecretSource,
+    overrides: &[crate::settings::Override],
+) -> Rendered {
+    let program = modules::load_text(sources, name, text, Path::new("."));
+    render_program(sources, &program, Path::new(name), secrets, overrides)
+}
+
+/// Loads, checks and models the spec at `path` and hands the fleet to `f`
+/// (the fleet borrows the loaded program, so it can't be returned). `None`
+/// when the spec has errors; the diagnostics are returned either way.
+pub fn with_fleet<R>(
+    sources: &mut SourceMap,
+    path: &Path,
+    f: impl FnOnce(&crate::model::Fleet, &SourceMap) -> R,
+) -> (Option<R>, Vec<Diagnostic>) {
+    let program = modules::load(sources, path);
+    let (fleet, diagnostics) = model(&program);
+    (fleet.map(|fleet| f(&fleet, sources)), diagnostics)
+}
+
+/// [`with_fleet`] for a spec given as text (tests).
+pub fn with_fleet_text<R>(
+    sources: &mut SourceMap,
+    name: &str,
+    text: &str,
+    f: impl FnOnce(&crate::model::Fleet, &SourceMap) -> R,
+) -> (Option<R>, Vec<Diagnostic>) {
+    let program = modules::load_text(sources, name, text, Path::new("."));
+    let (fleet, diagnostics) = model(&program);
+    (fleet.map(|fleet| f(&fleet, sources)), diagnostics)
+}
+
+/// Checks a loaded program and builds its fleet model; `None` when the
+/// spec has errors. The diagnostics come sorted either way.
+fn model(program: &modules::Program) -> (Option<crate::model::Fleet<'_>>, Vec<Diagnostic>) {
+    let broken: Vec<_> = program
+        .diagnostics
+        .iter()
+        .filter_map(Diagnostic::primary_span)
+        .collect();
+    let checked = resolve::check(program, &broken);
+    let mut diagnostics = program.diagnostics.clone();
+    diagnostics.extend(checked.diagnostics);
+    let mut fleet = None;
+    if !diagnostics.iter().any(Diagnostic::is_error) {
+        let (built, model_diagnostics) = crate::model::build(program, &checked.symbols);
+        diagnostics.extend(model_diagnostics);
+        diagnostics.extend(crate::checks::check(&built));
+        if !diagnostics.iter().any(Diagnostic::is_error) {
+            fleet = Some(built);
+        }
+    }
+    diagnostic::sort(&mut diagnostics);
+    (fleet, diagnostics)
+}
+
 fn render_program(
     sources: &SourceMap,
     program: &modules::Program,
@@ -153,25 +216,10 @@ fn render_program(
         host_order: Vec::new(),
         dot: String::new(),
     };
-    let broken: Vec<_> = program
-        .diagnostics
-        .iter()
-        .filter_map(Diagnostic::primary_span)
-        .collect();
-    let checked = resolve::check(program, &broken);
-    let mut diagnostics = program.diagnostics.clone();
-    diagnostics.extend(checked.diagnostics);
-    if diagnostics.iter().any(Diagnostic::is_error) {
-        diagnostic::sort(&mut diagnostics);
+    let (fleet, mut diagnostics) = model(program);
+    let Some(fleet) = fleet else {
         return failed(diagnostics);
-    }
-    let (fleet, model_diagnostics) = crate::model::build(program, &checked.symbols);
-    diagnostics.extend(model_diagnostics);
-    diagnostics.extend(crate::checks::check(&fleet));
-    if diagnostics.iter().any(Diagnostic::is_error) {
-        diagnostic::sort(&mut diagnostics);
-        return failed(diagnostics);
-    }
+    };
     let secrets = match secret_source {
         SecretSource::Placeholders => crate::secrets::Secrets::placeholders(),
         SecretSource::File => {

@@ -36,6 +36,7 @@ pub fn expand(inputs: &Inputs, templates: &Templates) -> (Vec<HostResources>, Ve
             templates,
             host,
             out: Vec::new(),
+            index: std::collections::HashMap::new(),
             diagnostics: &mut diagnostics,
         };
         expander.host();
@@ -52,6 +53,9 @@ struct Expander<'a, 'p> {
     templates: &'a Templates,
     host: HostId,
     out: Vec<Resource>,
+    /// Where each resource id stands in `out` (a linear search made
+    /// expansion quadratic in a host's resources).
+    index: std::collections::HashMap<String, usize>,
     diagnostics: &'a mut Vec<Diagnostic>,
 }
 
@@ -364,7 +368,7 @@ impl Expander<'_, '_> {
     ) {
         let id = resources::id(&kind);
         let origin = line_of(self.inputs.sources, span);
-        if let Some(existing) = self.out.iter_mut().find(|r| r.id == id) {
+        if let Some(existing) = self.index.get(&id).map(|i| &mut self.out[*i]) {
             if existing.kind == kind {
                 // Two roles asking for the same thing (a package) is fine.
                 existing.notifies.extend(notifies);
@@ -385,6 +389,7 @@ impl Expander<'_, '_> {
             );
             return;
         }
+        self.index.insert(id.clone(), self.out.len());
         self.out.push(Resource {
             id,
             kind,

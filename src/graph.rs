@@ -72,6 +72,17 @@ fn host_graph(resources: &[Resource]) -> DiGraph<usize, Edge> {
             _ => None,
         })
         .collect();
+    let folders: BTreeMap<&str, usize> = resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            matches!(
+                r.kind,
+                Kind::Directory { .. } | Kind::Tree { .. } | Kind::Subvolume { .. }
+            )
+        })
+        .filter_map(|(i, r)| Some((path_of(&r.kind)?, i)))
+        .collect();
     let mut edges: BTreeSet<(usize, usize, u8)> = BTreeSet::new();
     for (i, r) in resources.iter().enumerate() {
         for required in &r.requires {
@@ -85,7 +96,7 @@ fn host_graph(resources: &[Resource]) -> DiGraph<usize, Edge> {
             }
         }
         // The closest managed folder above a path comes first.
-        if let Some(parent) = containing(resources, i) {
+        if let Some(parent) = containing(&folders, resources, i) {
             edges.insert((parent, i, 0));
         }
         if let Some(owner) = owner_of(&r.kind).and_then(|o| users.get(o)) {
@@ -127,24 +138,17 @@ fn owner_of(kind: &Kind) -> Option<&str> {
     }
 }
 
-/// The resource whose path is the longest proper prefix folder of `i`'s.
-fn containing(resources: &[Resource], i: usize) -> Option<usize> {
-    let path = path_of(&resources[i].kind)?;
-    resources
-        .iter()
-        .enumerate()
-        .filter(|(j, r)| {
-            *j != i
-                && matches!(
-                    r.kind,
-                    Kind::Directory { .. } | Kind::Tree { .. } | Kind::Subvolume { .. }
-                )
-                && path_of(&r.kind).is_some_and(|p| {
-                    path.len() > p.len() && path.starts_with(p) && path.as_bytes()[p.len()] == b'/'
-                })
-        })
-        .max_by_key(|(_, r)| path_of(&r.kind).map_or(0, str::len))
-        .map(|(j, _)| j)
+/// The resource whose path is the longest proper prefix folder of `i`'s:
+/// the first managed folder walking up from it (`folders`: path to index).
+fn containing(folders: &BTreeMap<&str, usize>, resources: &[Resource], i: usize) -> Option<usize> {
+    let mut path = path_of(&resources[i].kind)?;
+    while let Some(slash) = path.rfind('/') {
+        path = &path[..slash];
+        if let Some(&j) = folders.get(path).filter(|j| **j != i) {
+            return Some(j);
+        }
+    }
+    None
 }
 
 /// Kahn's algorithm, taking the earliest-declared ready resource each time.

@@ -13,11 +13,13 @@
 //! `format` prints a syntax tree back in canonical layout. Only `modules`
 //! (which reads the files a spec imports) and the commands in `cli` do IO.
 
+pub mod bus_topology;
 pub mod checks;
 pub mod compile;
 pub mod context;
 pub mod diagnostic;
 pub mod expand;
+pub mod explain;
 pub mod format;
 pub mod graph;
 pub mod model;

@@ -112,9 +112,205 @@ fn value_python(value: &toml_edit::Value) -> Option<String> {
     })
 }
 
+/// A change `sitec set` makes: `KEY = value` (or, without a value, its
+/// removal) in `[APP]` or `[APP.hosts.HOST]`.
+pub struct Edit<'a> {
+    pub app: &'a str,
+    pub host: Option<&'a str>,
+    pub key: &'a str,
+    pub value: Option<toml_edit::Value>,
+}
+
+impl Edit<'_> {
+    /// `[blog]` or `[blog.hosts.run1]`
+    pub fn table(&self) -> String {
+        match self.host {
+            Some(host) => format!("[{}.hosts.{host}]", self.app),
+            None => format!("[{}]", self.app),
+        }
+    }
+}
+
+/// A value given on the command line: a TOML literal if it is one (`true`,
+/// `3`, `"x"`, `[1, 2]`), else the text as a string.
+pub fn parse_value(text: &str) -> toml_edit::Value {
+    text.parse::<toml_edit::Value>()
+        .unwrap_or_else(|_| toml_edit::Value::from(text))
+}
+
+/// Whether `key` can name a Python (Django) setting.
+pub fn is_identifier(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Applies `edit` to an override file's text (`None`: there is no file yet,
+/// and the new one starts with a header naming `spec`). Every comment and
+/// the layout are kept. Returns the new text and the value the key had.
+pub fn apply(
+    text: Option<&str>,
+    spec: &str,
+    edit: &Edit,
+) -> Result<(String, Option<String>), String> {
+    let mut doc: toml_edit::DocumentMut = text
+        .unwrap_or("")
+        .parse()
+        .map_err(|e| format!("the override file is not valid TOML: {e}"))?;
+    let Some(table) = table_mut(doc.as_table_mut(), edit)? else {
+        // Nothing to remove from a table that does not exist.
+        return Ok((text.unwrap_or("").to_string(), None));
+    };
+    let old = table
+        .get(edit.key)
+        .and_then(toml_edit::Item::as_value)
+        .map(shown);
+    match (&edit.value, table.get_mut(edit.key)) {
+        (Some(value), Some(item)) => {
+            let mut value = value.clone();
+            if let Some(previous) = item.as_value() {
+                // A comment after the old value stays after the new one.
+                *value.decor_mut() = previous.decor().clone();
+            }
+            // Replacing the item in place keeps the key and the comments above it.
+            *item = toml_edit::Item::Value(value);
+        }
+        (Some(value), None) => {
+            let mut value = value.clone();
+            value.decor_mut().clear();
+            table.insert(edit.key, toml_edit::Item::Value(value));
+        }
+        (None, _) => {
+            table.remove(edit.key);
+        }
+    }
+    let new = doc.to_string();
+    Ok(match text {
+        Some(_) => (new, old),
+        None => (format!("{}\n{new}", header(spec)), old),
+    })
+}
+
+/// A TOML value as written, without the spaces and comment around it.
+pub fn shown(value: &toml_edit::Value) -> String {
+    let mut value = value.clone();
+    value.decor_mut().clear();
+    value.to_string()
+}
+
+fn header(spec: &str) -> String {
+    format!(
+        "# Local overrides for {spec}: the top settings layer, above everything the spec sets.\n\
+         # `[APP]` holds settings for an app on every host, `[APP.hosts.HOST]` for one host.\n\
+         # Edit by hand or with `sitec set`, which keeps comments; `sitec explain` shows the layers.\n"
+    )
+}
+
+/// The table `edit` writes into, made when a value is set and missing.
+fn table_mut<'d>(
+    root: &'d mut toml_edit::Table,
+    edit: &Edit,
+) -> Result<Option<&'d mut toml_edit::Table>, String> {
+    let create = edit.value.is_some();
+    let mut path = vec![edit.app];
+    if let Some(host) = edit.host {
+        path.extend(["hosts", host]);
+    }
+    let mut table = root;
+    for (depth, name) in path.iter().enumerate() {
+        if !table.contains_key(name) {
+            if !create {
+                return Ok(None);
+            }
+            let mut new = toml_edit::Table::new();
+            // `[blog.hosts.run1]` needs no `[blog]` or `[blog.hosts]` header of its own.
+            new.set_implicit(depth + 1 < path.len());
+            table.insert(name, toml_edit::Item::Table(new));
+        }
+        table = table
+            .get_mut(name)
+            .and_then(toml_edit::Item::as_table_mut)
+            .ok_or_else(|| format!("`{}` should be a table", path[..=depth].join(".")))?;
+    }
+    Ok(Some(table))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn set(text: Option<&str>, host: Option<&str>, key: &str, value: Option<&str>) -> String {
+        let edit = Edit {
+            app: "blog",
+            host,
+            key,
+            value: value.map(parse_value),
+        };
+        apply(text, "fleet.site", &edit).expect("applies").0
+    }
+
+    #[test]
+    fn values_are_toml_or_text() {
+        let shown = |t: &str| parse_value(t).to_string();
+        assert_eq!(shown("true"), "true");
+        assert_eq!(shown("3"), "3");
+        assert_eq!(shown("\"x\""), "\"x\"");
+        assert_eq!(shown("[1, 2]"), "[1, 2]");
+        assert_eq!(shown("hello world"), "\"hello world\"");
+        assert_eq!(shown("https://x.example/a"), "\"https://x.example/a\"");
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(is_identifier("DEBUG"));
+        assert!(is_identifier("_x1"));
+        assert!(!is_identifier("1X"));
+        assert!(!is_identifier("A-B"));
+        assert!(!is_identifier(""));
+    }
+
+    #[test]
+    fn set_keeps_comments_and_blank_lines() {
+        let text = "# top comment\n\n[blog]  # the blog\n# debug off in prod\nDEBUG = false  # keep\n\nTITLE = \"Hi\"\n\n# shop next\n[shop]\nX = 1\n";
+        let got = set(Some(text), None, "DEBUG", Some("true"));
+        assert_eq!(
+            got,
+            "# top comment\n\n[blog]  # the blog\n# debug off in prod\nDEBUG = true  # keep\n\nTITLE = \"Hi\"\n\n# shop next\n[shop]\nX = 1\n"
+        );
+        let got = set(Some(&got), None, "NEW", Some("x y"));
+        assert!(got.contains("TITLE = \"Hi\"\nNEW = \"x y\"\n"), "{got}");
+        assert!(got.contains("# shop next\n[shop]\nX = 1\n"), "{got}");
+    }
+
+    #[test]
+    fn creates_file_and_tables() {
+        let got = set(None, Some("run1"), "WORKERS", Some("8"));
+        assert!(got.starts_with("# Local overrides for fleet.site"), "{got}");
+        assert!(got.ends_with("\n[blog.hosts.run1]\nWORKERS = 8\n"), "{got}");
+        let parsed = parse(&got, "f").expect("readable");
+        assert_eq!(parsed[0].host.as_deref(), Some("run1"));
+        assert_eq!(parsed[0].python, "8");
+    }
+
+    #[test]
+    fn unset_removes_and_reports_the_old_value() {
+        let text = "[blog]\nDEBUG = false\nX = 1\n";
+        let edit = Edit {
+            app: "blog",
+            host: None,
+            key: "DEBUG",
+            value: None,
+        };
+        let (got, old) = apply(Some(text), "f.site", &edit).expect("applies");
+        assert_eq!(
+            (got.as_str(), old.as_deref()),
+            ("[blog]\nX = 1\n", Some("false"))
+        );
+        let (same, old) = apply(Some(&got), "f.site", &edit).expect("applies");
+        assert_eq!((same.as_str(), old), (got.as_str(), None));
+    }
 
     #[test]
     fn reads_app_and_host_layers_with_lines() {

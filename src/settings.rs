@@ -106,10 +106,12 @@ pub fn resolve(
             );
         }
     }
-    for o in overrides.iter().filter(|o| &o.app == app_name) {
-        if o.host.as_ref().is_some_and(|h| h != host_name) {
-            continue;
-        }
+    // `[APP]` before `[APP.hosts.HOST]`, wherever each stands in the file.
+    let app_wide = overrides.iter().filter(|o| o.host.is_none());
+    let on_host = overrides
+        .iter()
+        .filter(|o| o.host.as_ref() == Some(host_name));
+    for o in app_wide.chain(on_host).filter(|o| &o.app == app_name) {
         let name = match &o.host {
             Some(h) => format!("local override for {app_name} on {h}"),
             None => format!("local override for {app_name}"),
@@ -136,13 +138,35 @@ pub fn line_of(sources: &SourceMap, span: Span) -> String {
 /// A value as a Python literal. Durations become seconds and sizes bytes
 /// (integers); secrets become their value (or placeholder).
 pub fn python_literal(value: &SettingValue, secrets: &Secrets) -> Result<String, String> {
+    let secret = |name: &str| {
+        secrets
+            .get(name)
+            .map(|value| python_string(&value))
+            .ok_or_else(|| format!("secret `{name}` has no value"))
+    };
     match value {
         SettingValue::Python(text) => Ok(text.clone()),
-        SettingValue::Spec(value) => python(value, secrets),
+        SettingValue::Spec(value) => python(value, &secret),
     }
 }
 
-fn python(value: &Value, secrets: &Secrets) -> Result<String, String> {
+/// A value as `sitec explain` shows it: the Python literal, except that a
+/// secret stays `secret("name")`. Never reads a secret's value.
+pub fn shown_literal(value: &SettingValue) -> String {
+    let secret = |name: &str| Ok(format!("secret({})", python_string(name)));
+    match value {
+        SettingValue::Python(text) => text.clone(),
+        SettingValue::Spec(value) => {
+            python(value, &secret).unwrap_or_else(|message| format!("<{message}>"))
+        }
+    }
+}
+
+/// `secret` turns a secret's name into the literal that stands for it.
+fn python(
+    value: &Value,
+    secret: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<String, String> {
     Ok(match &value.kind {
         ValueKind::Str(s) | ValueKind::Text(s) => python_string(s),
         ValueKind::Int(n) => n.to_string(),
@@ -151,7 +175,7 @@ fn python(value: &Value, secrets: &Secrets) -> Result<String, String> {
         ValueKind::Size(q) => q.bytes().to_string(),
         ValueKind::List(list) => {
             let items: Result<Vec<String>, String> =
-                list.items.iter().map(|v| python(v, secrets)).collect();
+                list.items.iter().map(|v| python(v, secret)).collect();
             format!("[{}]", items?.join(", "))
         }
         ValueKind::Map(block) => {
@@ -161,7 +185,7 @@ fn python(value: &Value, secrets: &Secrets) -> Result<String, String> {
                 pairs.push(format!(
                     "{}: {}",
                     python_string(&entry.key.text),
-                    python(v, secrets)?
+                    python(v, secret)?
                 ));
             }
             format!("{{{}}}", pairs.join(", "))
@@ -172,11 +196,7 @@ fn python(value: &Value, secrets: &Secrets) -> Result<String, String> {
                 _ => None,
             });
             let name = name.ok_or("`secret` takes one name")?;
-            python_string(
-                &secrets
-                    .get(name)
-                    .ok_or_else(|| format!("secret `{name}` has no value"))?,
-            )
+            secret(name)?
         }
         ValueKind::Ref(name) => return Err(format!("`{}` is a bare name", name.text)),
         ValueKind::Invalid => return Err("invalid value".to_string()),

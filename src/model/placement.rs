@@ -11,6 +11,8 @@ use std::collections::BTreeSet;
 
 /// Ports apps listen on, on runners (nginx, towards the balancers).
 const APP_PORTS: std::ops::Range<u16> = 8100..9000;
+/// Where probing stops when more apps than `APP_PORTS` holds need a port.
+const APP_PORTS_OVERFLOW_END: u16 = 18100;
 
 /// FNV-1a: a tiny, stable hash (the standard library's is randomized).
 pub fn stable_hash(text: &str) -> u64 {
@@ -20,18 +22,25 @@ pub fn stable_hash(text: &str) -> u64 {
 }
 
 /// Gives each app a port from its name's hash, probing past collisions in
-/// name order, so an app keeps its port when others come and go.
+/// name order, so an app keeps its port when others come and go. The hash
+/// picks a port in 8100..9000; probing runs on past 9000 (up to 18100) when
+/// that range is full, so a fleet of more than 900 apps still gets a port
+/// for each (it used to probe forever).
 pub fn assign_ports(apps: &mut [App]) {
-    let span = u64::from(APP_PORTS.end - APP_PORTS.start);
-    let mut taken = BTreeSet::new();
+    let span = usize::from(APP_PORTS.end - APP_PORTS.start);
+    let limit = usize::from(APP_PORTS_OVERFLOW_END - APP_PORTS.start);
+    let mut taken = vec![false; limit];
     let mut order: Vec<usize> = (0..apps.len()).collect();
     order.sort_by(|a, b| apps[*a].name.cmp(&apps[*b].name));
     for id in order {
-        let mut slot = stable_hash(&apps[id].name) % span;
-        while taken.contains(&slot) {
-            slot = (slot + 1) % span;
-        }
-        taken.insert(slot);
+        let start = usize::try_from(stable_hash(&apps[id].name) % span as u64).unwrap_or(0);
+        // Past the hashed range, then back to its start; bounded, so no loop
+        // runs forever even if every port is taken.
+        let slot = (start..limit)
+            .chain(0..start)
+            .find(|s| !taken[*s])
+            .unwrap_or(start);
+        taken[slot] = true;
         apps[id].port = APP_PORTS.start + u16::try_from(slot).unwrap_or(0);
     }
 }

@@ -1,0 +1,348 @@
+//! `sitec explain`, `sitec set` and `sitec graph --bus`, run for real: each
+//! test writes a spec into a temporary folder, runs the binary there, and
+//! compares exact output. (The builder is this file's own copy of the one
+//! in tests/cli.rs.)
+
+use std::process::{Command, Stdio};
+
+/// A builder for one run of `sitec` (after casey/just's test builder).
+struct Test {
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+struct Outcome {
+    stdout: String,
+    stderr: String,
+    status: i32,
+    dir: tempfile::TempDir,
+}
+
+impl Test {
+    fn new() -> Test {
+        Test {
+            dir: tempfile::tempdir().expect("temp dir"),
+            args: Vec::new(),
+        }
+    }
+
+    fn file(self, name: &str, text: &str) -> Test {
+        std::fs::write(self.dir.path().join(name), text).expect("write file");
+        self
+    }
+
+    fn args(mut self, args: &[&str]) -> Test {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    fn run(self) -> Outcome {
+        let output = Command::new(env!("CARGO_BIN_EXE_sitec"))
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("sitec runs");
+        Outcome {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            status: output.status.code().unwrap_or(-1),
+            dir: self.dir,
+        }
+    }
+}
+
+impl Outcome {
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).expect("file exists")
+    }
+
+    /// The next run, in the same folder.
+    fn again(self) -> Test {
+        Test {
+            dir: self.dir,
+            args: Vec::new(),
+        }
+    }
+}
+
+const SPEC: &str = r#"use std/platform
+
+provider colo { user = "root" }
+provider ec2 { user = "admin" }
+
+host lb1 { provider = colo  address = "10.0.0.1"  roles = [balancer, logs] }
+host lb2 { provider = ec2  address = "10.0.0.2"  roles = [balancer] }
+host run1 { provider = colo  address = "10.0.0.3"  roles = [runner] }
+host run2 { provider = ec2  address = "10.0.0.4"  roles = [runner] }
+
+settings base {
+  DEBUG = false
+  SITE_TITLE = "Fleet default"
+}
+
+settings host run2 { SITE_TITLE = "Second runner" }
+
+app blog {
+  source = "apps/blog"
+  wsgi = "blog.wsgi:application"
+  domains = ["blog.example.com"]
+  replicas = 2
+  settings {
+    SITE_TITLE = "The blog"
+    SECRET_KEY = secret("blog.secret_key")
+  }
+}
+"#;
+
+fn spec() -> Test {
+    Test::new().file("fleet.site", SPEC)
+}
+
+#[test]
+fn explain_shows_every_layer_with_its_line_and_the_winner() {
+    let out = spec()
+        .args(&[
+            "explain",
+            "fleet.site",
+            "blog",
+            "SITE_TITLE",
+            "--host",
+            "run1",
+        ])
+        .run();
+    assert_eq!((out.status, out.stderr.as_str()), (0, ""), "{}", out.stdout);
+    assert_eq!(
+        out.stdout,
+        "SITE_TITLE for app blog on run1:\n\
+         \x20 settings base       fleet.site:13   \"Fleet default\"\n\
+         \x20 app blog settings   fleet.site:24   \"The blog\"   <- wins\n\
+         \x20 value: \"The blog\"\n"
+    );
+}
+
+#[test]
+fn explain_without_host_groups_runners_that_agree() {
+    let out = spec()
+        .args(&["explain", "fleet.site", "blog", "DEBUG"])
+        .run();
+    assert_eq!(
+        out.stdout,
+        "DEBUG for app blog on run1, run2:\n\
+         \x20 settings base   fleet.site:12   False   <- wins\n\
+         \x20 value: False\n"
+    );
+    let out = spec()
+        .args(&["explain", "fleet.site", "blog", "SITE_TITLE"])
+        .run();
+    assert_eq!(
+        out.stdout,
+        "SITE_TITLE for app blog on run1:\n\
+         \x20 settings base       fleet.site:13   \"Fleet default\"\n\
+         \x20 app blog settings   fleet.site:24   \"The blog\"   <- wins\n\
+         \x20 value: \"The blog\"\n\
+         \n\
+         SITE_TITLE for app blog on run2:\n\
+         \x20 settings base        fleet.site:13   \"Fleet default\"\n\
+         \x20 settings host run2   fleet.site:16   \"Second runner\"\n\
+         \x20 app blog settings    fleet.site:24   \"The blog\"   <- wins\n\
+         \x20 value: \"The blog\"\n"
+    );
+}
+
+#[test]
+fn explain_never_shows_a_secret_value() {
+    let out = spec()
+        .args(&["explain", "fleet.site", "blog", "SECRET_KEY"])
+        .run();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("value: secret(\"blog.secret_key\")\n"),
+        "{}",
+        out.stdout
+    );
+    // No secrets file was read or made.
+    assert!(!out.dir.path().join("fleet.secrets.toml").exists());
+}
+
+#[test]
+fn explain_suggests_names_for_typos() {
+    for (args, message) in [
+        (
+            ["blgo", "DEBUG", "--host", "run1"],
+            "error: unknown app `blgo`; did you mean `blog`?\n",
+        ),
+        (
+            ["blog", "DEBGU", "--host", "run1"],
+            "error: app `blog` has no setting `DEBGU`; did you mean `DEBUG`?\n",
+        ),
+        (
+            ["blog", "DEBUG", "--host", "rnu1"],
+            "error: unknown host `rnu1`; did you mean `run1`?\n",
+        ),
+        (
+            ["blog", "DEBUG", "--host", "lb1"],
+            "error: app `blog` does not run on `lb1`; it runs on `run1` and `run2`\n",
+        ),
+    ] {
+        let mut all = vec!["explain", "fleet.site"];
+        all.extend(args);
+        let out = spec().args(&all).run();
+        assert_eq!(
+            (out.status, out.stdout.as_str(), out.stderr.as_str()),
+            (1, "", message)
+        );
+    }
+}
+
+#[test]
+fn set_creates_the_override_file_and_explain_shows_it_winning() {
+    let out = spec()
+        .args(&[
+            "set",
+            "fleet.site",
+            "blog",
+            "SITE_TITLE=Hello there",
+            "--host",
+            "run1",
+        ])
+        .run();
+    assert_eq!(
+        (out.status, out.stdout.as_str(), out.stderr.as_str()),
+        (
+            0,
+            "fleet.local.toml: [blog.hosts.run1] SITE_TITLE = \"Hello there\" (new)\n",
+            ""
+        )
+    );
+    let file = out.read("fleet.local.toml");
+    assert!(
+        file.starts_with("# Local overrides for fleet.site"),
+        "{file}"
+    );
+    assert!(
+        file.ends_with("\n[blog.hosts.run1]\nSITE_TITLE = \"Hello there\"\n"),
+        "{file}"
+    );
+    let lines = file.lines().count();
+    let out = out
+        .again()
+        .args(&[
+            "explain",
+            "fleet.site",
+            "blog",
+            "SITE_TITLE",
+            "--host",
+            "run1",
+        ])
+        .run();
+    assert_eq!(
+        out.stdout,
+        format!(
+            "SITE_TITLE for app blog on run1:\n\
+             \x20 settings base                     fleet.site:13        \"Fleet default\"\n\
+             \x20 app blog settings                 fleet.site:24        \"The blog\"\n\
+             \x20 local override for blog on run1   fleet.local.toml:{lines}   \"Hello there\"   <- wins\n\
+             \x20 value: \"Hello there\"\n"
+        )
+    );
+}
+
+#[test]
+fn set_keeps_comments_and_blank_lines_and_says_what_changed() {
+    let overrides = "# Mine: hands off.\n\n[blog]  # the blog\n# Off in production.\nDEBUG = false  # really\n\nSITE_TITLE = \"x\"\n";
+    let out = spec()
+        .file("fleet.local.toml", overrides)
+        .args(&["set", "fleet.site", "blog", "DEBUG=true"])
+        .run();
+    assert_eq!(
+        (out.status, out.stdout.as_str(), out.stderr.as_str()),
+        (0, "fleet.local.toml: [blog] DEBUG = true (was false)\n", "")
+    );
+    assert_eq!(
+        out.read("fleet.local.toml"),
+        overrides.replace("DEBUG = false", "DEBUG = true")
+    );
+    let out = out
+        .again()
+        .args(&["set", "fleet.site", "blog", "DEBUG", "--unset"])
+        .run();
+    assert_eq!(
+        (out.status, out.stdout.as_str()),
+        (0, "fleet.local.toml: [blog] DEBUG removed (was true)\n")
+    );
+    assert!(!out.read("fleet.local.toml").contains("DEBUG ="));
+}
+
+#[test]
+fn set_checks_app_host_and_key() {
+    for (args, message) in [
+        (
+            vec!["blgo", "DEBUG=true"],
+            "error: unknown app `blgo`; did you mean `blog`?\n",
+        ),
+        (
+            vec!["blog", "DEBUG=true", "--host", "rn1"],
+            "error: unknown host `rn1`; did you mean `run1`?\n",
+        ),
+        (
+            vec!["blog", "NOT-A-NAME=1"],
+            "error: `NOT-A-NAME` is not a Python identifier, so no Django setting can have it as its name\n",
+        ),
+        (
+            vec!["blog", "DEBUG"],
+            "error: `DEBUG` should be `KEY=VALUE` (or use --unset to remove KEY)\n",
+        ),
+    ] {
+        let mut all = vec!["set", "fleet.site"];
+        all.extend(args);
+        let out = spec().args(&all).run();
+        assert_eq!(
+            (out.status, out.stdout.as_str(), out.stderr.as_str()),
+            (1, "", message)
+        );
+        assert!(!out.dir.path().join("fleet.local.toml").exists());
+    }
+}
+
+#[test]
+fn graph_bus_as_json_and_dot() {
+    let out = spec()
+        .args(&["graph", "fleet.site", "--bus", "--format", "json"])
+        .run();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let bus: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let sockets = bus["sockets"].as_array().expect("sockets");
+    let links = bus["links"].as_array().expect("links");
+    // 4 agents bind ROUTER and PUB, lb1 collects logs; 2 balancer SUBs,
+    // 4 agent PUSHes, the operator's REQ.
+    assert_eq!(sockets.len(), 4 * 2 + 1 + 2 + 4 + 1);
+    // SUBs reach 2 runners each, PUSHes reach lb1, REQ reaches 4 agents.
+    assert_eq!(links.len(), 2 * 2 + 4 + 4);
+    let sub = sockets
+        .iter()
+        .find(|s| s["id"] == "lb2/balancer/heartbeats")
+        .expect("lb2's SUB");
+    assert_eq!(
+        sub,
+        &serde_json::json!({
+            "id": "lb2/balancer/heartbeats",
+            "host": "lb2",
+            "process": "balancer",
+            "purpose": "heartbeats",
+            "type": "SUB",
+            "mode": "connect",
+            "endpoints": ["tcp://10.0.0.3:7702", "tcp://10.0.0.4:7702"],
+        })
+    );
+    let out = spec().args(&["graph", "fleet.site", "--bus"]).run();
+    assert!(out.stdout.starts_with("digraph bus {"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "\"operator/cli/control\" -> \"run2/agent/control\" [label=\"REQ->ROUTER tcp://10.0.0.4:7701\"];"
+        ),
+        "{}",
+        out.stdout
+    );
+}
