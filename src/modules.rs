@@ -31,6 +31,17 @@ impl Program {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
 
+    /// Every top-level entry of every module, in load order.
+    pub fn entries(&self) -> impl Iterator<Item = &ast::Entry> {
+        self.modules
+            .iter()
+            .flat_map(|m| m.ast.items.iter())
+            .filter_map(|item| match item {
+                ast::Item::Entry(e) => Some(e),
+                ast::Item::Use(_) => None,
+            })
+    }
+
     /// The root spec's file (the one named on the command line).
     pub fn root(&self) -> Option<FileId> {
         self.modules.first().map(|m| m.file)

@@ -16,7 +16,7 @@ use crate::modules::Program;
 use crate::resolve::schema::Kind;
 use crate::resolve::Symbols;
 use crate::source::Span;
-use crate::syntax::ast::{Block, Entry, Item, Value, ValueKind};
+use crate::syntax::ast::{Block, Entry, Value, ValueKind};
 use read::Fields;
 use std::collections::BTreeMap;
 
@@ -234,15 +234,7 @@ pub const LOCAL_SUBNET: &str = "10.77.0";
 /// Builds the model of a program that checked clean.
 pub fn build<'p>(program: &'p Program, symbols: &Symbols<'p>) -> (Fleet<'p>, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
-    let entries: Vec<&'p Entry> = program
-        .modules
-        .iter()
-        .flat_map(|m| m.ast.items.iter())
-        .filter_map(|item| match item {
-            Item::Entry(e) => Some(e),
-            Item::Use(_) => None,
-        })
-        .collect();
+    let entries: Vec<&'p Entry> = program.entries().collect();
     let index = |kind: Kind| -> BTreeMap<&str, usize> {
         symbols
             .of_kind(kind)

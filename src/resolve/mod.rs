@@ -12,7 +12,7 @@ use crate::diagnostic::Diagnostic;
 use crate::modules::Program;
 use crate::source::Span;
 use crate::suggest;
-use crate::syntax::ast::{Block, Body, Call, Entry, Item, Name, Value, ValueKind};
+use crate::syntax::ast::{Block, Body, Call, Entry, Name, Value, ValueKind};
 use schema::{Field, Kind, Labels, Schema, Ty};
 use std::collections::{BTreeMap, HashMap};
 
@@ -61,15 +61,7 @@ pub fn check<'p>(program: &'p Program, broken: &[Span]) -> Checked<'p> {
         diagnostics: Vec::new(),
         broken: broken.to_vec(),
     };
-    let entries: Vec<&Entry> = program
-        .modules
-        .iter()
-        .flat_map(|m| m.ast.items.iter())
-        .filter_map(|item| match item {
-            Item::Entry(e) => Some(e),
-            Item::Use(_) => None,
-        })
-        .collect();
+    let entries: Vec<&Entry> = program.entries().collect();
     checker.declare(&entries);
     let uses_platform = program
         .modules
