@@ -238,15 +238,21 @@ impl<'a> Printer<'a> {
         self.out.push('}');
     }
 
-    /// `{ a = 1  b = "x" }`, or None when an entry is not simple enough.
-    fn one_line_block(&self, block: &'a Block) -> Option<String> {
-        let mut sub = Printer {
+    /// A printer for a one-line piece with no comments inside, measured
+    /// before it is used.
+    fn detached(&self) -> Printer<'a> {
+        Printer {
             text: self.text,
             comments: &[],
             next_comment: 0,
             out: String::new(),
             level: 0,
-        };
+        }
+    }
+
+    /// `{ a = 1  b = "x" }`, or None when an entry is not simple enough.
+    fn one_line_block(&self, block: &'a Block) -> Option<String> {
+        let mut sub = self.detached();
         sub.out.push_str("{ ");
         for (n, e) in block.entries.iter().enumerate() {
             if !e.value().is_some_and(is_simple) {
@@ -281,14 +287,7 @@ impl<'a> Printer<'a> {
             ValueKind::Invalid => {}
             ValueKind::Call(call) => {
                 self.name(&call.name);
-                self.out.push('(');
-                for (n, arg) in call.args.iter().enumerate() {
-                    if n > 0 {
-                        self.out.push_str(", ");
-                    }
-                    self.value(arg);
-                }
-                self.out.push(')');
+                self.comma_separated('(', &call.args, ')');
             }
         }
     }
@@ -300,14 +299,8 @@ impl<'a> Printer<'a> {
         }
         let inner_comments = self.has_comment_in(v.span.start, v.span.end);
         if !list.multiline && !inner_comments && list.items.iter().all(is_simple) {
-            let mut sub = Printer {
-                text: self.text,
-                comments: &[],
-                next_comment: 0,
-                out: String::new(),
-                level: 0,
-            };
-            sub.inline_list(list);
+            let mut sub = self.detached();
+            sub.comma_separated('[', &list.items, ']');
             if self.column() + sub.out.len() <= MAX_WIDTH {
                 self.out.push_str(&sub.out);
                 return;
@@ -338,15 +331,16 @@ impl<'a> Printer<'a> {
         self.out.push(']');
     }
 
-    fn inline_list(&mut self, list: &'a List) {
-        self.out.push('[');
-        for (n, item) in list.items.iter().enumerate() {
+    /// `open a, b, c close` on one line: call arguments, short lists.
+    fn comma_separated(&mut self, open: char, items: &'a [Value], close: char) {
+        self.out.push(open);
+        for (n, item) in items.iter().enumerate() {
             if n > 0 {
                 self.out.push_str(", ");
             }
             self.value(item);
         }
-        self.out.push(']');
+        self.out.push(close);
     }
 
     /// A text block: its lines one level deeper than the entry, and the

@@ -545,25 +545,29 @@ static TIMER: Schema = block(
     "a systemd timer",
 );
 
+/// What a role and its `each` blocks may hold: every resource kind, and
+/// `each` itself.
+static RESOURCE_BLOCKS: [&Schema; 12] = [
+    &PACKAGE,
+    &USER,
+    &DIRECTORY,
+    &FILE,
+    &SYMLINK,
+    &SERVICE,
+    &VIRTUALENV,
+    &TREE,
+    &COMMAND,
+    &SUBVOLUME,
+    &TIMER,
+    &EACH,
+];
+
 /// `each SCOPE { ... }`: resources repeated for every item of a scope.
 static EACH: Schema = Schema {
     keyword: "each",
     labels: Labels::Scope,
     fields: &[],
-    blocks: &[
-        &PACKAGE,
-        &USER,
-        &DIRECTORY,
-        &FILE,
-        &SYMLINK,
-        &SERVICE,
-        &VIRTUALENV,
-        &TREE,
-        &COMMAND,
-        &SUBVOLUME,
-        &TIMER,
-        &EACH,
-    ],
+    blocks: &RESOURCE_BLOCKS,
     open: None,
     declares: None,
     doc: "resources repeated for every app, worker, cluster or redis server on the host",
@@ -594,20 +598,7 @@ pub static ROLE: Schema = Schema {
     keyword: "role",
     labels: Labels::Name,
     fields: &[field("description", Ty::Str, "what the role is for")],
-    blocks: &[
-        &PACKAGE,
-        &USER,
-        &DIRECTORY,
-        &FILE,
-        &SYMLINK,
-        &SERVICE,
-        &VIRTUALENV,
-        &TREE,
-        &COMMAND,
-        &SUBVOLUME,
-        &TIMER,
-        &EACH,
-    ],
+    blocks: &RESOURCE_BLOCKS,
     open: None,
     declares: Some(Kind::Role),
     doc: "a role a host can play, made of resources",
