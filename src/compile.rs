@@ -58,44 +58,11 @@ pub fn check_text(sources: &mut SourceMap, name: &str, text: &str) -> Report {
 }
 
 fn report(program: modules::Program) -> Report {
-    let mut diagnostics = program.diagnostics.clone();
-    let broken: Vec<_> = program
-        .diagnostics
-        .iter()
-        .filter_map(Diagnostic::primary_span)
-        .collect();
-    let checked = resolve::check(&program, &broken);
-    let kinds = [
-        Kind::Provider,
-        Kind::Host,
-        Kind::Role,
-        Kind::Database,
-        Kind::App,
-        Kind::Backup,
-    ];
-    let counts = kinds
-        .iter()
-        .map(|k| (*k, checked.symbols.count(*k)))
-        .collect();
-    let resolved = !checked.diagnostics.iter().any(Diagnostic::is_error)
-        && !diagnostics.iter().any(Diagnostic::is_error);
-    diagnostics.extend(checked.diagnostics);
-    if resolved {
-        diagnostics.extend(model_diagnostics(&program, &checked.symbols));
-    }
-    diagnostic::sort(&mut diagnostics);
+    let analysis = analyse(&program);
     Report {
-        diagnostics,
-        counts,
+        diagnostics: analysis.diagnostics,
+        counts: analysis.counts,
     }
-}
-
-/// The model's own diagnostics (placement) and the fleet checks', for a
-/// program that resolved clean.
-fn model_diagnostics(program: &modules::Program, symbols: &resolve::Symbols) -> Vec<Diagnostic> {
-    let (fleet, mut diagnostics) = crate::model::build(program, symbols);
-    diagnostics.extend(crate::checks::check(&fleet));
-    diagnostics
 }
 
 /// Where rendering gets secret values from.
@@ -179,15 +146,37 @@ pub fn with_fleet_text<R>(
     (fleet.map(|fleet| f(&fleet, sources)), diagnostics)
 }
 
-/// Checks a loaded program and builds its fleet model; `None` when the
-/// spec has errors. The diagnostics come sorted either way.
-fn model(program: &modules::Program) -> (Option<crate::model::Fleet<'_>>, Vec<Diagnostic>) {
+/// What checking a loaded program finds.
+struct Analysis<'p> {
+    /// The fleet model; `None` when the spec has errors.
+    fleet: Option<crate::model::Fleet<'p>>,
+    /// Sorted.
+    diagnostics: Vec<Diagnostic>,
+    /// How many of each kind the spec declares (stdlib roles included).
+    counts: Vec<(Kind, usize)>,
+}
+
+/// Resolves a loaded program and, when that finds no error, builds its
+/// fleet model and runs the fleet checks.
+fn analyse(program: &modules::Program) -> Analysis<'_> {
     let broken: Vec<_> = program
         .diagnostics
         .iter()
         .filter_map(Diagnostic::primary_span)
         .collect();
     let checked = resolve::check(program, &broken);
+    let kinds = [
+        Kind::Provider,
+        Kind::Host,
+        Kind::Role,
+        Kind::Database,
+        Kind::App,
+        Kind::Backup,
+    ];
+    let counts = kinds
+        .iter()
+        .map(|k| (*k, checked.symbols.count(*k)))
+        .collect();
     let mut diagnostics = program.diagnostics.clone();
     diagnostics.extend(checked.diagnostics);
     let mut fleet = None;
@@ -200,7 +189,18 @@ fn model(program: &modules::Program) -> (Option<crate::model::Fleet<'_>>, Vec<Di
         }
     }
     diagnostic::sort(&mut diagnostics);
-    (fleet, diagnostics)
+    Analysis {
+        fleet,
+        diagnostics,
+        counts,
+    }
+}
+
+/// Checks a loaded program and builds its fleet model; `None` when the
+/// spec has errors. The diagnostics come sorted either way.
+fn model(program: &modules::Program) -> (Option<crate::model::Fleet<'_>>, Vec<Diagnostic>) {
+    let analysis = analyse(program);
+    (analysis.fleet, analysis.diagnostics)
 }
 
 fn render_program(
