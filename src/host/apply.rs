@@ -359,6 +359,7 @@ impl Run<'_> {
                     program("systemctl", &["restart", &unit]),
                     &format!("starting {unit}"),
                 )?;
+                still_up(&unit)?;
                 return Ok(Some((
                     "started".into(),
                     if because.is_empty() {
@@ -374,6 +375,7 @@ impl Run<'_> {
             let (action, command) =
                 notified_action(&unit, reload.as_deref(), restart.as_deref(), &why);
             ok_or(sh(&command, None), &format!("`{command}`"))?;
+            still_up(&unit)?;
             Ok(Some((format!("{action}ed"), because)))
         })();
         match result {
@@ -471,6 +473,20 @@ impl Run<'_> {
         self.log.emit(&done);
         i32::from(self.log.failed > 0)
     }
+}
+
+/// A started service that dies at once (a bad config, a missing binary) is
+/// a failure even when `systemctl` said the start went well (`Type=exec`
+/// reports success once the program runs). Watches it for a moment.
+fn still_up(unit: &str) -> Result<(), String> {
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (_, _, active) = unit_state(unit);
+        if active != "active" && active != "reloading" {
+            return Err(format!("{unit} is {active} right after it started"));
+        }
+    }
+    Ok(())
 }
 
 /// The unit's last journal lines: why a start failed.

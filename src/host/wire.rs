@@ -155,8 +155,8 @@ pub fn runs_sitec(item: &Item) -> bool {
             .is_some_and(|c| c.contains(&format!("{BINARY_DIR}/sitec ")))
 }
 
-/// How a running service takes changed inputs: a changed unit file needs a
-/// restart (a reload keeps the old unit); otherwise its reload command if
+/// How a running service takes changed inputs: a changed unit file or
+/// binary needs a restart; otherwise its reload command if
 /// it has one, else its restart command, else `systemctl restart`.
 /// Returns the word for the operator and the command.
 pub fn notified_action(
@@ -165,9 +165,10 @@ pub fn notified_action(
     restart: Option<&str>,
     why: &[String],
 ) -> (&'static str, String) {
-    let unit_changed = why
-        .iter()
-        .any(|w| *w == format!("file:/etc/systemd/system/{unit}"));
+    // A new unit file or a new sitec binary: a reload would keep the old one.
+    let unit_changed = why.iter().any(|w| {
+        *w == format!("file:/etc/systemd/system/{unit}") || *w == format!("file:{BINARY_DIR}/sitec")
+    });
     match (reload, restart, unit_changed) {
         (Some(reload), _, false) => ("reload", reload.to_string()),
         (_, Some(restart), _) => ("restart", restart.to_string()),
