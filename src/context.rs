@@ -189,6 +189,18 @@ fn nginx_size(bytes: u64) -> String {
     }
 }
 
+/// An app's domains as nginx `server_name`s. `*` (the balancer's
+/// catch-all) is no nginx name; the app's nginx has a port of its own, so it
+/// answers every name anyway (`_` when no other is left).
+fn nginx_server_names<'d>(domains: impl Iterator<Item = &'d str>) -> Vec<&'d str> {
+    let names: Vec<&str> = domains.filter(|d| *d != "*").collect();
+    if names.is_empty() {
+        vec!["_"]
+    } else {
+        names
+    }
+}
+
 fn nginx_app(inputs: &Inputs, host: HostId, app: AppId) -> Value {
     let fleet = inputs.fleet;
     let a = &fleet.apps[app];
@@ -201,7 +213,7 @@ fn nginx_app(inputs: &Inputs, host: HostId, app: AppId) -> Value {
         "origin": line(inputs, a.span),
         "app": a.name,
         "listen": format!("{}:{}", fleet.address(host), a.port),
-        "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+        "domains": nginx_server_names(a.domains.iter().map(|(d, _)| d.as_str())),
         "balancers": balancers,
         "gunicorn_bind": gunicorn_bind(&a.name),
         "upstream_keepalive_connections": 16,
