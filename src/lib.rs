@@ -36,6 +36,7 @@ pub mod suggest;
 pub mod syntax;
 pub mod templates;
 
+pub mod agent;
 pub mod balancer;
 pub mod cli;
 pub mod fleet;
