@@ -247,7 +247,8 @@ fn host_plan(
 ) -> HostPlan {
     let items = &host.desired.items;
     let mut changes = Vec::new();
-    let mut causes: Vec<(String, String)> = Vec::new();
+    // What an interrupted apply changed but did not reload yet.
+    let mut causes: Vec<(String, String)> = facts.owed.clone();
     if facts.binary_switch {
         let id = format!("file:{BINARY_DIR}/sitec");
         changes.push(Change {
