@@ -6,6 +6,13 @@
 //! again and connects with backoff, and the line goes first once it is back.
 //! A collector away for longer than the queue holds loses the oldest lines
 //! (counted in the log); the files themselves stay on the host.
+//!
+//! Not lossless across a collector restart yet: zmq.rs's PUSH never reads
+//! from its peer, so it learns that a collector closed only when a write
+//! fails, and the line or two written into the dead connection before that
+//! are gone. Losing none needs acknowledged delivery (lines numbered per
+//! file, acked by the collector, resent from the last ack), which PUSH/PULL
+//! cannot carry.
 
 use std::sync::Arc;
 use std::time::Duration;
