@@ -20,7 +20,7 @@ const POLL: Duration = Duration::from_millis(250);
 /// starve the others.
 const READ_MAX: u64 = 1 << 20;
 /// A line longer than this is shipped in pieces.
-const LINE_MAX: usize = 64 * 1024;
+const LINE_MAX: usize = 8 * 1024;
 
 /// One followed file.
 pub struct Follower {

@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 use zeromq::{PushSocket, Socket, SocketOptions, SocketSend, ZmqError, ZmqMessage};
 
 /// Lines kept per collector while it is unreachable.
-pub const QUEUE: usize = 16 * 1024;
+pub const QUEUE: usize = 8 * 1024;
 
 /// One log line on the bus: `{host, tag, line, time}` as JSON.
 pub fn message(host: &str, tag: &str, line: &str, time: f64) -> Arc<str> {
