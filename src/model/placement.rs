@@ -5,9 +5,9 @@
 //! as little as possible of what was already placed (ports and local
 //! addresses come from a hash of the name, not from declaration order).
 
-use super::{App, Fleet, HostId};
+use super::{App, Fleet, HostId, ProviderId};
 use crate::diagnostic::Diagnostic;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Ports apps listen on, on runners (nginx, towards the balancers).
 const APP_PORTS: std::ops::Range<u16> = 8100..9000;
@@ -50,15 +50,30 @@ pub fn assign_ports(apps: &mut [App]) {
 pub fn place_apps(fleet: &Fleet, diagnostics: &mut Vec<Diagnostic>) -> Vec<Vec<HostId>> {
     let runners: Vec<HostId> = fleet.hosts_with_role("runner").collect();
     let mut load = vec![0usize; fleet.hosts.len()];
+    // The runners of each provider as `(load, host)`, least loaded first, so
+    // a choice looks at one runner per provider instead of at every runner
+    // (a scan of every runner for every replica made placement quadratic).
+    let mut pools: BTreeMap<ProviderId, BTreeSet<(usize, HostId)>> = BTreeMap::new();
+    for &host in &runners {
+        pools
+            .entry(fleet.hosts[host].provider)
+            .or_default()
+            .insert((0, host));
+    }
     let mut placement = Vec::with_capacity(fleet.apps.len());
     for app in &fleet.apps {
         let chosen = if app.pinned.is_empty() {
-            choose(fleet, app, &runners, &load, diagnostics)
+            choose(fleet, app, runners.len(), &pools, diagnostics)
         } else {
             pinned(fleet, app, diagnostics)
         };
-        for host in &chosen {
-            load[*host] += 1;
+        for &host in &chosen {
+            if let Some(pool) = pools.get_mut(&fleet.hosts[host].provider) {
+                if pool.remove(&(load[host], host)) {
+                    pool.insert((load[host] + 1, host));
+                }
+            }
+            load[host] += 1;
         }
         placement.push(chosen);
     }
@@ -104,22 +119,25 @@ fn pinned(fleet: &Fleet, app: &App, diagnostics: &mut Vec<Diagnostic>) -> Vec<Ho
     hosts
 }
 
+/// Picks `app.replicas` runners one at a time: the one with the fewest
+/// replicas of this app at its provider, then the least loaded, then the
+/// first declared. Within one provider the first of its pool not yet chosen
+/// is that provider's best, so only those are compared.
 fn choose(
     fleet: &Fleet,
     app: &App,
-    runners: &[HostId],
-    load: &[usize],
+    runners: usize,
+    pools: &BTreeMap<ProviderId, BTreeSet<(usize, HostId)>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<HostId> {
     let wanted = app.replicas as usize;
-    if wanted > runners.len() {
-        let message = if runners.is_empty() {
+    if wanted > runners {
+        let message = if runners == 0 {
             format!("app `{}` has no runner to run on", app.name)
         } else {
             format!(
-                "app `{}` wants {wanted} replicas but the fleet has {} runners",
+                "app `{}` wants {wanted} replicas but the fleet has {runners} runners",
                 app.name,
-                runners.len()
             )
         };
         diagnostics.push(
@@ -129,20 +147,22 @@ fn choose(
         );
     }
     let mut chosen: Vec<HostId> = Vec::new();
-    while chosen.len() < wanted.min(runners.len()) {
-        let best = runners
+    // How many of `chosen` each provider holds.
+    let mut same_provider: BTreeMap<ProviderId, usize> = BTreeMap::new();
+    while chosen.len() < wanted.min(runners) {
+        let best = pools
             .iter()
-            .copied()
-            .filter(|h| !chosen.contains(h))
-            .min_by_key(|h| {
-                let same_provider = chosen
-                    .iter()
-                    .filter(|c| fleet.hosts[**c].provider == fleet.hosts[*h].provider)
-                    .count();
-                (same_provider, load[*h], *h)
-            });
+            .filter_map(|(provider, pool)| {
+                let (load, host) = pool.iter().find(|(_, h)| !chosen.contains(h))?;
+                let same = same_provider.get(provider).copied().unwrap_or(0);
+                Some((same, *load, *host))
+            })
+            .min();
         match best {
-            Some(host) => chosen.push(host),
+            Some((_, _, host)) => {
+                chosen.push(host);
+                *same_provider.entry(fleet.hosts[host].provider).or_default() += 1;
+            }
             None => break,
         }
     }
