@@ -10,9 +10,9 @@
 
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::model::clusters;
-use crate::model::{Engine, Fleet, HostId};
+use crate::model::{AppId, Engine, Fleet, HostId};
 use crate::source::Span;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A rule's check: every place the fleet breaks it.
 type Rule = fn(&Fleet) -> Vec<Diagnostic>;
@@ -348,7 +348,8 @@ fn backup_target(fleet: &Fleet) -> Vec<Diagnostic> {
 
 /// A domain belongs to one app.
 fn domain_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
-    let mut claimed: BTreeMap<&str, (&str, Span)> = BTreeMap::new();
+    // Only looked up, never walked: a hash map's order does not show.
+    let mut claimed: HashMap<&str, (&str, Span)> = HashMap::with_capacity(fleet.apps.len() * 2);
     let mut diagnostics = Vec::new();
     for app in &fleet.apps {
         for (domain, span) in &app.domains {
@@ -371,7 +372,14 @@ fn domain_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
 
 /// Every port a host listens on: `(port, what, where in the spec)`, the
 /// platform's own first so that the spec's choices are the ones blamed.
-fn listeners(fleet: &Fleet, host: HostId) -> Vec<(u16, String, Span)> {
+/// `apps` are the apps placed on the host and `clusters` every Postgres
+/// cluster of the fleet, both worked out once for all hosts.
+fn listeners(
+    fleet: &Fleet,
+    host: HostId,
+    apps: &[AppId],
+    clusters: &[clusters::Cluster],
+) -> Vec<(u16, String, Span)> {
     use crate::context::{BUS_CONTROL_PORT, BUS_HEARTBEAT_PORT, BUS_LOGS_PORT};
     let span = fleet.hosts[host].span;
     let mut ports = vec![
@@ -393,11 +401,14 @@ fn listeners(fleet: &Fleet, host: HostId) -> Vec<(u16, String, Span)> {
         ports.push((80, "the balancer".to_string(), span));
         ports.push((9100, "the balancer's admin listener".to_string(), span));
     }
-    for app in fleet.apps_on(host) {
+    for &app in apps {
         let app = &fleet.apps[app];
         ports.push((app.port, format!("app `{}`", app.name), app.span));
     }
-    for cluster in clusters::clusters_on(fleet, host) {
+    for cluster in clusters
+        .iter()
+        .filter(|c| c.primary == host || c.standby == Some(host))
+    {
         let db = &fleet.databases[cluster.databases[0]];
         ports.push((
             cluster.port,
@@ -415,9 +426,20 @@ fn listeners(fleet: &Fleet, host: HostId) -> Vec<(u16, String, Span)> {
 /// Two services on one port of one host.
 fn port_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
-    for host in 0..fleet.hosts.len() {
+    // The apps on each host in app order, as `Fleet::apps_on` gives them, in
+    // one pass over the placement rather than one per host.
+    let mut apps_on: Vec<Vec<AppId>> = vec![Vec::new(); fleet.hosts.len()];
+    for (app, hosts) in fleet.placement.iter().enumerate() {
+        for &host in hosts {
+            if apps_on[host].last() != Some(&app) {
+                apps_on[host].push(app);
+            }
+        }
+    }
+    let clusters = clusters::clusters(fleet);
+    for (host, apps) in apps_on.iter().enumerate() {
         let mut taken: BTreeMap<u16, (String, Span)> = BTreeMap::new();
-        for (port, what, span) in listeners(fleet, host) {
+        for (port, what, span) in listeners(fleet, host, apps, &clusters) {
             match taken.get(&port) {
                 Some((first, first_span)) => diagnostics.push(
                     Diagnostic::error(
