@@ -29,19 +29,59 @@ pub fn stable_hash(text: &str) -> u64 {
 pub fn assign_ports(apps: &mut [App]) {
     let span = usize::from(APP_PORTS.end - APP_PORTS.start);
     let limit = usize::from(APP_PORTS_OVERFLOW_END - APP_PORTS.start);
-    let mut taken = vec![false; limit];
+    let mut free = FreeSlots::new(limit);
     let mut order: Vec<usize> = (0..apps.len()).collect();
     order.sort_by(|a, b| apps[*a].name.cmp(&apps[*b].name));
     for id in order {
         let start = usize::try_from(stable_hash(&apps[id].name) % span as u64).unwrap_or(0);
-        // Past the hashed range, then back to its start; bounded, so no loop
+        // The first free slot from the hashed one on (past the hashed range
+        // if need be), else the first from the start; bounded, so no loop
         // runs forever even if every port is taken.
-        let slot = (start..limit)
-            .chain(0..start)
-            .find(|s| !taken[*s])
+        let slot = free
+            .first_from(start)
+            .or_else(|| free.first_from(0))
             .unwrap_or(start);
-        taken[slot] = true;
+        free.take(slot);
         apps[id].port = APP_PORTS.start + u16::try_from(slot).unwrap_or(0);
+    }
+}
+
+/// Slots `0..limit`, finding the first free one at or after a slot in
+/// near-constant time: each taken slot points further on, and a lookup
+/// shortens the paths it walks. Probing one slot at a time made port
+/// assignment quadratic once the hashed range was full (past 900 apps).
+struct FreeSlots {
+    /// For a free slot itself; for a taken one a later slot to look at
+    /// (`limit` when none is free).
+    next: Vec<usize>,
+}
+
+impl FreeSlots {
+    fn new(limit: usize) -> FreeSlots {
+        FreeSlots {
+            next: (0..=limit).collect(),
+        }
+    }
+
+    fn first_from(&mut self, slot: usize) -> Option<usize> {
+        let limit = self.next.len() - 1;
+        let mut root = slot.min(limit);
+        while self.next[root] != root {
+            root = self.next[root];
+        }
+        let mut at = slot.min(limit);
+        while self.next[at] != root {
+            let next = self.next[at];
+            self.next[at] = root;
+            at = next;
+        }
+        (root < limit).then_some(root)
+    }
+
+    fn take(&mut self, slot: usize) {
+        if slot + 1 < self.next.len() {
+            self.next[slot] = slot + 1;
+        }
     }
 }
 
@@ -191,4 +231,31 @@ pub fn local_addresses(fleet: &Fleet) -> std::collections::BTreeMap<HostId, Stri
         addresses.insert(host, format!("{}.{}", super::LOCAL_SUBNET, n + 10));
     }
     addresses
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `FreeSlots` picks what probing slot by slot picks, full range included.
+    #[test]
+    fn free_slots_find_what_probing_finds() {
+        let limit = 50;
+        let mut free = FreeSlots::new(limit);
+        let mut taken = vec![false; limit];
+        for n in 0..80u64 {
+            let start = usize::try_from(stable_hash(&format!("app{n}")) % 20).unwrap_or(0);
+            let probed = (start..limit)
+                .chain(0..start)
+                .find(|s| !taken[*s])
+                .unwrap_or(start);
+            let found = free
+                .first_from(start)
+                .or_else(|| free.first_from(0))
+                .unwrap_or(start);
+            assert_eq!(found, probed, "app{n}");
+            taken[probed] = true;
+            free.take(found);
+        }
+    }
 }
