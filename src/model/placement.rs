@@ -161,8 +161,9 @@ fn pinned(fleet: &Fleet, app: &App, diagnostics: &mut Vec<Diagnostic>) -> Vec<Ho
 
 /// Picks `app.replicas` runners one at a time: the one with the fewest
 /// replicas of this app at its provider, then the least loaded, then the
-/// first declared. Within one provider the first of its pool not yet chosen
-/// is that provider's best, so only those are compared.
+/// lowest `HostId` (hosts are numbered in name order). Within one provider
+/// the first of its pool not yet chosen is that provider's best, so only
+/// those are compared.
 fn choose(
     fleet: &Fleet,
     app: &App,
