@@ -10,9 +10,9 @@
 
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::model::clusters;
-use crate::model::{Engine, Fleet, HostId};
+use crate::model::{AppId, Engine, Fleet, HostId};
 use crate::source::Span;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A rule's check: every place the fleet breaks it.
 type Rule = fn(&Fleet) -> Vec<Diagnostic>;
@@ -348,7 +348,8 @@ fn backup_target(fleet: &Fleet) -> Vec<Diagnostic> {
 
 /// A domain belongs to one app.
 fn domain_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
-    let mut claimed: BTreeMap<&str, (&str, Span)> = BTreeMap::new();
+    // Only looked up, never walked: a hash map's order does not show.
+    let mut claimed: HashMap<&str, (&str, Span)> = HashMap::with_capacity(fleet.apps.len() * 2);
     let mut diagnostics = Vec::new();
     for app in &fleet.apps {
         for (domain, span) in &app.domains {
@@ -369,45 +370,76 @@ fn domain_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
     diagnostics
 }
 
+/// What listens on a port, put in words only when a conflict is reported
+/// (a fleet has thousands of listeners and rarely a conflict).
+#[derive(Clone, Copy)]
+enum Listener<'f> {
+    Platform(&'static str),
+    App(&'f str),
+    Cluster(&'f str),
+    Redis(&'f str),
+}
+
+impl std::fmt::Display for Listener<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listener::Platform(what) => f.write_str(what),
+            Listener::App(name) => write!(f, "app `{name}`"),
+            Listener::Cluster(name) => write!(f, "Postgres cluster `{name}`"),
+            Listener::Redis(name) => write!(f, "Redis `{name}`"),
+        }
+    }
+}
+
 /// Every port a host listens on: `(port, what, where in the spec)`, the
 /// platform's own first so that the spec's choices are the ones blamed.
-fn listeners(fleet: &Fleet, host: HostId) -> Vec<(u16, String, Span)> {
+/// `apps` are the apps placed on the host and `clusters` every Postgres
+/// cluster of the fleet, both worked out once for all hosts.
+fn listeners<'f>(
+    fleet: &'f Fleet,
+    host: HostId,
+    apps: &[AppId],
+    clusters: &'f [clusters::Cluster],
+) -> Vec<(u16, Listener<'f>, Span)> {
     use crate::context::{BUS_CONTROL_PORT, BUS_HEARTBEAT_PORT, BUS_LOGS_PORT};
     let span = fleet.hosts[host].span;
     let mut ports = vec![
         (
             BUS_CONTROL_PORT,
-            "the agent's control bus".to_string(),
+            Listener::Platform("the agent's control bus"),
             span,
         ),
         (
             BUS_HEARTBEAT_PORT,
-            "the agent's heartbeats".to_string(),
+            Listener::Platform("the agent's heartbeats"),
             span,
         ),
     ];
     if fleet.has_role(host, "logs") {
-        ports.push((BUS_LOGS_PORT, "the log collector".to_string(), span));
+        ports.push((BUS_LOGS_PORT, Listener::Platform("the log collector"), span));
     }
     if fleet.has_role(host, "balancer") {
-        ports.push((80, "the balancer".to_string(), span));
-        ports.push((9100, "the balancer's admin listener".to_string(), span));
-    }
-    for app in fleet.apps_on(host) {
-        let app = &fleet.apps[app];
-        ports.push((app.port, format!("app `{}`", app.name), app.span));
-    }
-    for cluster in clusters::clusters_on(fleet, host) {
-        let db = &fleet.databases[cluster.databases[0]];
+        ports.push((80, Listener::Platform("the balancer"), span));
         ports.push((
-            cluster.port,
-            format!("Postgres cluster `{}`", cluster.name),
-            db.span,
+            9100,
+            Listener::Platform("the balancer's admin listener"),
+            span,
         ));
+    }
+    for &app in apps {
+        let app = &fleet.apps[app];
+        ports.push((app.port, Listener::App(&app.name), app.span));
+    }
+    for cluster in clusters
+        .iter()
+        .filter(|c| c.primary == host || c.standby == Some(host))
+    {
+        let db = &fleet.databases[cluster.databases[0]];
+        ports.push((cluster.port, Listener::Cluster(&cluster.name), db.span));
     }
     for db in clusters::redis_on(fleet, host) {
         let db = &fleet.databases[db];
-        ports.push((db.port, format!("Redis `{}`", db.name), db.span));
+        ports.push((db.port, Listener::Redis(&db.name), db.span));
     }
     ports
 }
@@ -415,9 +447,20 @@ fn listeners(fleet: &Fleet, host: HostId) -> Vec<(u16, String, Span)> {
 /// Two services on one port of one host.
 fn port_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
-    for host in 0..fleet.hosts.len() {
-        let mut taken: BTreeMap<u16, (String, Span)> = BTreeMap::new();
-        for (port, what, span) in listeners(fleet, host) {
+    // The apps on each host in app order, as `Fleet::apps_on` gives them, in
+    // one pass over the placement rather than one per host.
+    let mut apps_on: Vec<Vec<AppId>> = vec![Vec::new(); fleet.hosts.len()];
+    for (app, hosts) in fleet.placement.iter().enumerate() {
+        for &host in hosts {
+            if apps_on[host].last() != Some(&app) {
+                apps_on[host].push(app);
+            }
+        }
+    }
+    let clusters = clusters::clusters(fleet);
+    for (host, apps) in apps_on.iter().enumerate() {
+        let mut taken: BTreeMap<u16, (Listener, Span)> = BTreeMap::new();
+        for (port, what, span) in listeners(fleet, host, apps, &clusters) {
             match taken.get(&port) {
                 Some((first, first_span)) => diagnostics.push(
                     Diagnostic::error(

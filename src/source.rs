@@ -7,7 +7,9 @@
 //! at the line of the `.site` file that caused it. Line and column are derived
 //! from the span only when a diagnostic is rendered.
 
-use codespan_reporting::files::{Files, SimpleFiles};
+use codespan_reporting::files::{self, Files};
+use std::ops::Range;
+use std::sync::OnceLock;
 
 /// Identifies one file in a [`SourceMap`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -50,7 +52,37 @@ pub struct Position {
 /// Every file read during one compilation.
 #[derive(Default)]
 pub struct SourceMap {
-    files: SimpleFiles<String, String>,
+    files: Vec<SourceFile>,
+}
+
+/// One file: its name, its text, and where its lines start, worked out the
+/// first time a diagnostic needs them (most compilations render none, and
+/// indexing every line of a large spec up front was 5% of `sitec check`).
+struct SourceFile {
+    name: String,
+    text: String,
+    line_starts: OnceLock<Vec<usize>>,
+}
+
+impl SourceFile {
+    fn line_starts(&self) -> &[usize] {
+        self.line_starts
+            .get_or_init(|| files::line_starts(&self.text).collect())
+    }
+
+    /// The byte where line `line_index` starts (the text's length for the
+    /// line after the last), as codespan's `SimpleFile` has it.
+    fn line_start(&self, line_index: usize) -> Result<usize, files::Error> {
+        let starts = self.line_starts();
+        match line_index.cmp(&starts.len()) {
+            std::cmp::Ordering::Less => Ok(starts[line_index]),
+            std::cmp::Ordering::Equal => Ok(self.text.len()),
+            std::cmp::Ordering::Greater => Err(files::Error::LineTooLarge {
+                given: line_index,
+                max: starts.len() - 1,
+            }),
+        }
+    }
 }
 
 impl SourceMap {
@@ -60,26 +92,35 @@ impl SourceMap {
 
     /// Adds a file; `name` is how diagnostics will show it.
     pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) -> FileId {
-        FileId(self.files.add(name.into(), text.into()))
+        self.files.push(SourceFile {
+            name: name.into(),
+            text: text.into(),
+            line_starts: OnceLock::new(),
+        });
+        FileId(self.files.len() - 1)
+    }
+
+    fn file(&self, file: usize) -> Result<&SourceFile, files::Error> {
+        self.files.get(file).ok_or(files::Error::FileMissing)
     }
 
     pub fn name(&self, file: FileId) -> &str {
         self.files
             .get(file.0)
-            .map(|f| f.name().as_str())
+            .map(|f| f.name.as_str())
             .unwrap_or("<unknown>")
     }
 
     pub fn text(&self, file: FileId) -> &str {
         self.files
             .get(file.0)
-            .map(|f| f.source().as_str())
+            .map(|f| f.text.as_str())
             .unwrap_or("")
     }
 
     /// Line and column (1-based; the column counts characters) of a byte offset.
     pub fn position(&self, file: FileId, offset: usize) -> Position {
-        match self.files.location(file.0, offset) {
+        match self.location(file.0, offset) {
             Ok(loc) => Position {
                 line: loc.line_number,
                 column: loc.column_number,
@@ -94,7 +135,35 @@ impl SourceMap {
         format!("{}:{}:{}", self.name(span.file), pos.line, pos.column)
     }
 
-    pub(crate) fn files(&self) -> &SimpleFiles<String, String> {
-        &self.files
+    /// The files as codespan-reporting reads them.
+    pub(crate) fn files(&self) -> &SourceMap {
+        self
+    }
+}
+
+impl<'a> Files<'a> for SourceMap {
+    type FileId = usize;
+    type Name = String;
+    type Source = &'a str;
+
+    fn name(&'a self, file: usize) -> Result<String, files::Error> {
+        Ok(self.file(file)?.name.clone())
+    }
+
+    fn source(&'a self, file: usize) -> Result<&'a str, files::Error> {
+        Ok(&self.file(file)?.text)
+    }
+
+    fn line_index(&'a self, file: usize, byte_index: usize) -> Result<usize, files::Error> {
+        Ok(self
+            .file(file)?
+            .line_starts()
+            .binary_search(&byte_index)
+            .unwrap_or_else(|next_line| next_line - 1))
+    }
+
+    fn line_range(&'a self, file: usize, line_index: usize) -> Result<Range<usize>, files::Error> {
+        let f = self.file(file)?;
+        Ok(f.line_start(line_index)?..f.line_start(line_index + 1)?)
     }
 }

@@ -5,9 +5,9 @@
 //! as little as possible of what was already placed (ports and local
 //! addresses come from a hash of the name, not from declaration order).
 
-use super::{App, Fleet, HostId};
+use super::{App, Fleet, HostId, ProviderId};
 use crate::diagnostic::Diagnostic;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Ports apps listen on, on runners (nginx, towards the balancers).
 const APP_PORTS: std::ops::Range<u16> = 8100..9000;
@@ -29,19 +29,59 @@ pub fn stable_hash(text: &str) -> u64 {
 pub fn assign_ports(apps: &mut [App]) {
     let span = usize::from(APP_PORTS.end - APP_PORTS.start);
     let limit = usize::from(APP_PORTS_OVERFLOW_END - APP_PORTS.start);
-    let mut taken = vec![false; limit];
+    let mut free = FreeSlots::new(limit);
     let mut order: Vec<usize> = (0..apps.len()).collect();
     order.sort_by(|a, b| apps[*a].name.cmp(&apps[*b].name));
     for id in order {
         let start = usize::try_from(stable_hash(&apps[id].name) % span as u64).unwrap_or(0);
-        // Past the hashed range, then back to its start; bounded, so no loop
+        // The first free slot from the hashed one on (past the hashed range
+        // if need be), else the first from the start; bounded, so no loop
         // runs forever even if every port is taken.
-        let slot = (start..limit)
-            .chain(0..start)
-            .find(|s| !taken[*s])
+        let slot = free
+            .first_from(start)
+            .or_else(|| free.first_from(0))
             .unwrap_or(start);
-        taken[slot] = true;
+        free.take(slot);
         apps[id].port = APP_PORTS.start + u16::try_from(slot).unwrap_or(0);
+    }
+}
+
+/// Slots `0..limit`, finding the first free one at or after a slot in
+/// near-constant time: each taken slot points further on, and a lookup
+/// shortens the paths it walks. Probing one slot at a time made port
+/// assignment quadratic once the hashed range was full (past 900 apps).
+struct FreeSlots {
+    /// For a free slot itself; for a taken one a later slot to look at
+    /// (`limit` when none is free).
+    next: Vec<usize>,
+}
+
+impl FreeSlots {
+    fn new(limit: usize) -> FreeSlots {
+        FreeSlots {
+            next: (0..=limit).collect(),
+        }
+    }
+
+    fn first_from(&mut self, slot: usize) -> Option<usize> {
+        let limit = self.next.len() - 1;
+        let mut root = slot.min(limit);
+        while self.next[root] != root {
+            root = self.next[root];
+        }
+        let mut at = slot.min(limit);
+        while self.next[at] != root {
+            let next = self.next[at];
+            self.next[at] = root;
+            at = next;
+        }
+        (root < limit).then_some(root)
+    }
+
+    fn take(&mut self, slot: usize) {
+        if slot + 1 < self.next.len() {
+            self.next[slot] = slot + 1;
+        }
     }
 }
 
@@ -50,15 +90,30 @@ pub fn assign_ports(apps: &mut [App]) {
 pub fn place_apps(fleet: &Fleet, diagnostics: &mut Vec<Diagnostic>) -> Vec<Vec<HostId>> {
     let runners: Vec<HostId> = fleet.hosts_with_role("runner").collect();
     let mut load = vec![0usize; fleet.hosts.len()];
+    // The runners of each provider as `(load, host)`, least loaded first, so
+    // a choice looks at one runner per provider instead of at every runner
+    // (a scan of every runner for every replica made placement quadratic).
+    let mut pools: BTreeMap<ProviderId, BTreeSet<(usize, HostId)>> = BTreeMap::new();
+    for &host in &runners {
+        pools
+            .entry(fleet.hosts[host].provider)
+            .or_default()
+            .insert((0, host));
+    }
     let mut placement = Vec::with_capacity(fleet.apps.len());
     for app in &fleet.apps {
         let chosen = if app.pinned.is_empty() {
-            choose(fleet, app, &runners, &load, diagnostics)
+            choose(fleet, app, runners.len(), &pools, diagnostics)
         } else {
             pinned(fleet, app, diagnostics)
         };
-        for host in &chosen {
-            load[*host] += 1;
+        for &host in &chosen {
+            if let Some(pool) = pools.get_mut(&fleet.hosts[host].provider) {
+                if pool.remove(&(load[host], host)) {
+                    pool.insert((load[host] + 1, host));
+                }
+            }
+            load[host] += 1;
         }
         placement.push(chosen);
     }
@@ -104,22 +159,26 @@ fn pinned(fleet: &Fleet, app: &App, diagnostics: &mut Vec<Diagnostic>) -> Vec<Ho
     hosts
 }
 
+/// Picks `app.replicas` runners one at a time: the one with the fewest
+/// replicas of this app at its provider, then the least loaded, then the
+/// lowest `HostId` (hosts are numbered in name order). Within one provider
+/// the first of its pool not yet chosen is that provider's best, so only
+/// those are compared.
 fn choose(
     fleet: &Fleet,
     app: &App,
-    runners: &[HostId],
-    load: &[usize],
+    runners: usize,
+    pools: &BTreeMap<ProviderId, BTreeSet<(usize, HostId)>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<HostId> {
     let wanted = app.replicas as usize;
-    if wanted > runners.len() {
-        let message = if runners.is_empty() {
+    if wanted > runners {
+        let message = if runners == 0 {
             format!("app `{}` has no runner to run on", app.name)
         } else {
             format!(
-                "app `{}` wants {wanted} replicas but the fleet has {} runners",
+                "app `{}` wants {wanted} replicas but the fleet has {runners} runners",
                 app.name,
-                runners.len()
             )
         };
         diagnostics.push(
@@ -129,20 +188,22 @@ fn choose(
         );
     }
     let mut chosen: Vec<HostId> = Vec::new();
-    while chosen.len() < wanted.min(runners.len()) {
-        let best = runners
+    // How many of `chosen` each provider holds.
+    let mut same_provider: BTreeMap<ProviderId, usize> = BTreeMap::new();
+    while chosen.len() < wanted.min(runners) {
+        let best = pools
             .iter()
-            .copied()
-            .filter(|h| !chosen.contains(h))
-            .min_by_key(|h| {
-                let same_provider = chosen
-                    .iter()
-                    .filter(|c| fleet.hosts[**c].provider == fleet.hosts[*h].provider)
-                    .count();
-                (same_provider, load[*h], *h)
-            });
+            .filter_map(|(provider, pool)| {
+                let (load, host) = pool.iter().find(|(_, h)| !chosen.contains(h))?;
+                let same = same_provider.get(provider).copied().unwrap_or(0);
+                Some((same, *load, *host))
+            })
+            .min();
         match best {
-            Some(host) => chosen.push(host),
+            Some((_, _, host)) => {
+                chosen.push(host);
+                *same_provider.entry(fleet.hosts[host].provider).or_default() += 1;
+            }
             None => break,
         }
     }
@@ -171,4 +232,31 @@ pub fn local_addresses(fleet: &Fleet) -> std::collections::BTreeMap<HostId, Stri
         addresses.insert(host, format!("{}.{}", super::LOCAL_SUBNET, n + 10));
     }
     addresses
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `FreeSlots` picks what probing slot by slot picks, full range included.
+    #[test]
+    fn free_slots_find_what_probing_finds() {
+        let limit = 50;
+        let mut free = FreeSlots::new(limit);
+        let mut taken = vec![false; limit];
+        for n in 0..80u64 {
+            let start = usize::try_from(stable_hash(&format!("app{n}")) % 20).unwrap_or(0);
+            let probed = (start..limit)
+                .chain(0..start)
+                .find(|s| !taken[*s])
+                .unwrap_or(start);
+            let found = free
+                .first_from(start)
+                .or_else(|| free.first_from(0))
+                .unwrap_or(start);
+            assert_eq!(found, probed, "app{n}");
+            taken[probed] = true;
+            free.take(found);
+        }
+    }
 }

@@ -60,6 +60,7 @@ pub fn check<'p>(program: &'p Program, broken: &[Span]) -> Checked<'p> {
         symbols: Symbols::default(),
         diagnostics: Vec::new(),
         broken: broken.to_vec(),
+        seen_lists: Vec::new(),
     };
     let entries: Vec<&Entry> = program.entries().collect();
     checker.declare(&entries);
@@ -82,7 +83,11 @@ struct Checker<'p> {
     symbols: Symbols<'p>,
     diagnostics: Vec<Diagnostic>,
     broken: Vec<Span>,
+    /// Spare lists for `block`'s (key, label, span) of the entries seen.
+    seen_lists: Vec<Vec<SeenEntry<'p>>>,
 }
+
+type SeenEntry<'p> = (&'p str, Option<&'p str>, Span);
 
 impl<'p> Checker<'p> {
     fn report(&mut self, diagnostic: Diagnostic) {
@@ -187,8 +192,10 @@ impl<'p> Checker<'p> {
         ctx: &Context,
     ) {
         // (key, label) of each entry seen so far; blocks are small, so a
-        // list beats hashing owned strings.
-        let mut seen: Vec<(&str, Option<&str>, Span)> = Vec::with_capacity(block.entries.len());
+        // list beats hashing owned strings. The lists are reused: a spec
+        // has thousands of blocks.
+        let mut seen = self.seen_lists.pop().unwrap_or_default();
+        seen.clear();
         for entry in &block.entries {
             let key = entry.key.text.as_str();
             let mut label = None;
@@ -228,6 +235,7 @@ impl<'p> Checker<'p> {
                 self.report(missing_field(owner, schema, field));
             }
         }
+        self.seen_lists.push(seen);
     }
 
     fn field(&mut self, entry: &'p Entry, field: &'static Field, ctx: &Context) {

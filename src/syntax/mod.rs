@@ -6,6 +6,7 @@
 
 pub mod ast;
 mod error;
+mod input;
 pub(crate) mod parser;
 
 pub use parser::{parse, MAX_DEPTH};

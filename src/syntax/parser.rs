@@ -18,7 +18,6 @@ use nom::character::complete::char;
 use nom::combinator::recognize;
 use nom::sequence::pair;
 use nom::{IResult, Parser};
-use nom_locate::LocatedSpan;
 use std::cell::RefCell;
 
 /// How deep blocks, lists and calls may nest. Real specs use four or five
@@ -33,7 +32,7 @@ pub struct Ctx {
     diagnostics: RefCell<Vec<Diagnostic>>,
 }
 
-pub type In<'a> = LocatedSpan<&'a str, &'a Ctx>;
+pub type In<'a> = super::input::Located<'a, &'a Ctx>;
 type PResult<'a, O> = IResult<In<'a>, O, PError>;
 
 /// Parses one file. Always returns a tree (possibly partial) and every
@@ -219,15 +218,26 @@ fn is_ident_char(c: char) -> bool {
 }
 
 fn ident(i: In) -> PResult<Name> {
-    let start = i;
-    let (i, word) =
-        recognize(pair(take_while1(is_ident_start), take_while(is_ident_char))).parse(i)?;
+    // By hand rather than `take_while`: every key and bare word passes here.
+    // Identifiers are ASCII, so bytes and chars agree on where one ends.
+    let bytes = i.fragment().as_bytes();
+    if !bytes
+        .first()
+        .is_some_and(|b| is_ident_start(char::from(*b)))
+    {
+        return fail(&i, &[]);
+    }
+    let len = bytes
+        .iter()
+        .position(|b| !is_ident_char(char::from(*b)))
+        .unwrap_or(bytes.len());
+    let (rest, word) = take_bytes(&i, len);
     Ok((
-        i,
+        rest,
         Name {
             text: word.fragment().to_string(),
             quoted: false,
-            span: span_between(&start, &i),
+            span: span_between(&i, &rest),
         },
     ))
 }
@@ -687,7 +697,11 @@ fn string(i: In) -> PResult<String> {
     let mut out = String::new();
     loop {
         let rest = i.fragment();
-        let stop = rest.find(['"', '\\', '\n']).unwrap_or(rest.len());
+        // Bytes: the three stops are ASCII.
+        let stop = rest
+            .bytes()
+            .position(|b| matches!(b, b'"' | b'\\' | b'\n'))
+            .unwrap_or(rest.len());
         out.push_str(rest[..stop].trim_end_matches('\r'));
         i = take_bytes(&i, stop).0;
         match i.fragment().chars().next() {
