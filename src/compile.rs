@@ -333,7 +333,12 @@ pub fn local_hosts(
         diagnostic::sort(&mut diagnostics);
         return Err(diagnostics);
     }
-    let (fleet, _) = crate::model::build(&program, &checked.symbols);
+    let (fleet, mut model_diagnostics) = crate::model::build(&program, &checked.symbols);
+    // A host left without a local address (E202) can't be booted.
+    model_diagnostics.retain(|d| d.is_error() && d.code == "E202");
+    if !model_diagnostics.is_empty() {
+        return Err(model_diagnostics);
+    }
     Ok((0..fleet.hosts.len())
         .filter(|h| fleet.provider_of(*h).kind == crate::model::ProviderKind::Local)
         .map(|h| (fleet.hosts[h].name.clone(), fleet.address(h)))

@@ -335,7 +335,7 @@ pub fn build<'p>(program: &'p Program, symbols: &Symbols<'p>) -> (Fleet<'p>, Vec
         local_addresses: BTreeMap::new(),
     };
     fleet.placement = placement::place_apps(&fleet, &mut diagnostics);
-    fleet.local_addresses = placement::local_addresses(&fleet);
+    fleet.local_addresses = placement::local_addresses(&fleet, &mut diagnostics);
     (fleet, diagnostics)
 }
 
