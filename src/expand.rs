@@ -252,7 +252,7 @@ impl Expander<'_, '_> {
                     self.diagnostics.push(
                         Diagnostic::error("E221", format!("`{{{name}}}` means nothing here"))
                             .primary(span, "in this string")
-                            .help(format!("the values a role can use are: {known} (app, worker, cluster, redis and backup only inside their `each`; backup inside `each backup` or `each snapshot`)")),
+                            .help(format!("the values a role can use are: {known} (app, worker, cluster and redis only inside their `each`, backup inside `each backup` or `each snapshot`)")),
                     );
                     return None;
                 }
