@@ -76,12 +76,20 @@ pub enum SecretSource {
 /// One host's desired state, in apply order.
 pub struct HostState {
     pub name: String,
+    /// Where others reach it.
     pub address: String,
     /// How to reach it: the provider's kind, SSH user, port and keys.
     pub provider: crate::model::Provider,
     /// The roles it plays (as its `roles` says).
     pub roles: Vec<String>,
+    /// Where its own services bind (`private_address`, or `address`).
+    pub listen_address: String,
     pub resources: Vec<crate::resources::Resource>,
+    /// The graph's edges, `(before, after, why)`, as positions in
+    /// `resources` (for `sitec graph`'s dot, drawn on demand).
+    pub edges: Vec<(usize, usize, crate::graph::Edge)>,
+    /// Where the first resource declared stands in `resources`.
+    pub first_declared: Option<usize>,
 }
 
 /// What `sitec render` produces.
@@ -90,13 +98,16 @@ pub struct Rendered {
     pub hosts: Vec<HostState>,
     /// `(before, after, why)` host names that apply orders.
     pub host_order: Vec<(String, String, String)>,
-    /// Graphviz dot of the resource graph.
-    pub dot: String,
 }
 
 impl Rendered {
     pub fn errors(&self) -> usize {
         self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    /// Graphviz dot of the resource graph, made when asked for (`sitec graph`).
+    pub fn dot(&self) -> String {
+        crate::output::graph_dot(self)
     }
 }
 
@@ -218,7 +229,6 @@ fn render_program(
         diagnostics,
         hosts: Vec::new(),
         host_order: Vec::new(),
-        dot: String::new(),
     };
     let (fleet, mut diagnostics) = model(program);
     let Some(fleet) = fleet else {
@@ -253,22 +263,43 @@ fn render_program(
         sources,
         secrets: &secrets,
         overrides,
+        shared: crate::context::Shared::default(),
     };
     let (expanded, expand_diagnostics) = crate::expand::expand(&inputs, &templates);
     diagnostics.extend(expand_diagnostics);
     let (graphs, graph_diagnostics) = crate::graph::build(&expanded);
     diagnostics.extend(graph_diagnostics);
     diagnostic::sort(&mut diagnostics);
-    let dot = crate::graph::to_dot(&fleet, &expanded, &graphs);
     let hosts = expanded
         .into_iter()
         .zip(&graphs)
-        .map(|(h, g)| HostState {
-            name: fleet.hosts[h.host].name.clone(),
-            address: fleet.address(h.host),
-            provider: fleet.provider_of(h.host).clone(),
-            roles: fleet.hosts[h.host].roles.clone(),
-            resources: g.order.iter().map(|i| h.resources[*i].clone()).collect(),
+        .map(|(h, g)| {
+            // Where each declared resource stands in apply order.
+            let mut position = vec![0; h.resources.len()];
+            for (at, i) in g.order.iter().enumerate() {
+                position[*i] = at;
+            }
+            let edges = g
+                .graph
+                .edge_indices()
+                .filter_map(|e| {
+                    let (a, b) = g.graph.edge_endpoints(e)?;
+                    Some((position[a.index()], position[b.index()], g.graph[e]))
+                })
+                .collect();
+            let mut resources = h.resources;
+            let mut taken: Vec<Option<crate::resources::Resource>> =
+                resources.drain(..).map(Some).collect();
+            HostState {
+                name: fleet.hosts[h.host].name.clone(),
+                address: fleet.address(h.host),
+                listen_address: fleet.listen_address(h.host),
+                provider: fleet.provider_of(h.host).clone(),
+                roles: fleet.hosts[h.host].roles.clone(),
+                resources: g.order.iter().filter_map(|i| taken[*i].take()).collect(),
+                edges,
+                first_declared: position.first().copied(),
+            }
         })
         .collect();
     let host_order = crate::graph::host_order(&fleet)
@@ -285,7 +316,6 @@ fn render_program(
         diagnostics,
         hosts,
         host_order,
-        dot,
     }
 }
 
@@ -309,7 +339,12 @@ pub fn local_hosts(
         diagnostic::sort(&mut diagnostics);
         return Err(diagnostics);
     }
-    let (fleet, _) = crate::model::build(&program, &checked.symbols);
+    let (fleet, mut model_diagnostics) = crate::model::build(&program, &checked.symbols);
+    // A host left without a local address (E202) can't be booted.
+    model_diagnostics.retain(|d| d.is_error() && d.code == "E202");
+    if !model_diagnostics.is_empty() {
+        return Err(model_diagnostics);
+    }
     Ok((0..fleet.hosts.len())
         .filter(|h| fleet.provider_of(*h).kind == crate::model::ProviderKind::Local)
         .map(|h| (fleet.hosts[h].name.clone(), fleet.address(h)))

@@ -5,8 +5,8 @@
 //! `templates/README.md` documents every field; the fixed values here
 //! (timeouts, worker counts, paths) are the platform's defaults. Pure.
 
-use crate::model::clusters::Cluster;
-use crate::model::{AppId, DatabaseId, Engine, Fleet, HostId};
+use crate::model::clusters::{self, Cluster};
+use crate::model::{AppId, Backup, DatabaseId, Engine, Fleet, HostId};
 use crate::secrets::Secrets;
 use crate::settings::{self, Override};
 use crate::source::SourceMap;
@@ -34,6 +34,8 @@ pub struct Scope {
     pub worker: Option<usize>,
     pub cluster: Option<Cluster>,
     pub redis: Option<DatabaseId>,
+    /// The backup of an `each backup` (pulled here) or `each snapshot` (pulled from here).
+    pub backup: Option<usize>,
 }
 
 /// Everything a builder may read.
@@ -42,6 +44,18 @@ pub struct Inputs<'a, 'p> {
     pub sources: &'a SourceMap,
     pub secrets: &'a Secrets,
     pub overrides: &'a [Override],
+    /// What many hosts' files share, built on first use.
+    pub shared: Shared,
+}
+
+/// Parts of contexts that are the same on every host, built once per
+/// compile when a builder first needs them (`Shared::default()` to start).
+#[derive(Default)]
+pub struct Shared {
+    /// Every app's route, for each balancer's `balancer.toml`.
+    balancer_routes: std::cell::OnceCell<Value>,
+    /// The settings layers by target, for each app's settings on each runner.
+    settings: std::cell::OnceCell<settings::Index>,
 }
 
 /// A built context, and whether it holds a secret's value.
@@ -119,6 +133,7 @@ pub fn build(
                 secret: true,
             })
         }
+        backup if backup.starts_with("backup/") => backup_context(backup, inputs, host, scope),
         other => Err(format!("sitec has no context for template `{other}`")),
     }
 }
@@ -214,7 +229,7 @@ fn nginx_app(inputs: &Inputs, host: HostId, app: AppId) -> Value {
     json!({
         "origin": line(inputs, a.span),
         "app": a.name,
-        "listen": format!("{}:{}", fleet.address(host), a.port),
+        "listen": format!("{}:{}", fleet.listen_address(host), a.port),
         "domains": nginx_server_names(a.domains.iter().map(|(d, _)| d.as_str())),
         "balancers": balancers,
         "gunicorn_bind": gunicorn_bind(&a.name),
@@ -276,7 +291,12 @@ fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, S
     let fleet = inputs.fleet;
     let a = &fleet.apps[app];
     let release = release_dir(&a.name);
-    let resolved = settings::resolve(fleet, inputs.sources, inputs.overrides, app, host);
+    let index = inputs
+        .shared
+        .settings
+        .get_or_init(|| settings::Index::new(fleet));
+    let resolved =
+        settings::resolve_indexed(index, fleet, inputs.sources, inputs.overrides, app, host);
     let conn_max_age = resolved
         .iter()
         .find(|r| r.name == "CONN_MAX_AGE")
@@ -414,24 +434,27 @@ fn balancer_service(inputs: &Inputs, host: HostId) -> Value {
 fn balancer_config(inputs: &Inputs, host: HostId) -> Value {
     let fleet = inputs.fleet;
     let h = &fleet.hosts[host];
-    let routes: Vec<Value> = fleet
-        .apps
-        .iter()
-        .enumerate()
-        .map(|(id, a)| {
-            let backends: Vec<String> = fleet.placement[id]
-                .iter()
-                .map(|runner| format!("{}:{}", fleet.address(*runner), a.port))
-                .collect();
-            json!({
-                "origin": line(inputs, a.span),
-                "name": a.name,
-                "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
-                "backends": backends,
-                "max_body": a.max_body,
+    let routes = inputs.shared.balancer_routes.get_or_init(|| {
+        let addresses: Vec<String> = (0..fleet.hosts.len()).map(|h| fleet.address(h)).collect();
+        fleet
+            .apps
+            .iter()
+            .enumerate()
+            .map(|(id, a)| {
+                let backends: Vec<String> = fleet.placement[id]
+                    .iter()
+                    .map(|runner| format!("{}:{}", addresses[*runner], a.port))
+                    .collect();
+                json!({
+                    "origin": line(inputs, a.span),
+                    "name": a.name,
+                    "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+                    "backends": backends,
+                    "max_body": a.max_body,
+                })
             })
-        })
-        .collect();
+            .collect()
+    });
     json!({
         "origin": line(inputs, h.span),
         "host": h.name,
@@ -481,7 +504,7 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Value {
     json!({
         "origin": line(inputs, h.span),
         "host": h.name,
-        "address": fleet.address(host),
+        "address": fleet.listen_address(host),
         "control_port": BUS_CONTROL_PORT,
         "heartbeat_port": BUS_HEARTBEAT_PORT,
         "log_collectors": collectors,
@@ -513,7 +536,7 @@ fn postgresql_conf(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<V
         "data_directory": cluster.data_directory(),
         "hba_file": format!("{config}pg_hba.conf"),
         "ident_file": format!("{config}pg_ident.conf"),
-        "listen_addresses": ["127.0.0.1", fleet.address(host)],
+        "listen_addresses": ["127.0.0.1", fleet.listen_address(host)],
         "port": cluster.port,
         "unix_socket_directory": "/var/run/postgresql",
         "max_connections": 100,
@@ -624,7 +647,7 @@ fn redis_conf(inputs: &Inputs, host: HostId, redis: DatabaseId) -> Result<Value,
         "origin": line(inputs, db.span),
         "app": db.name,
         "host": fleet.hosts[host].name,
-        "bind": ["127.0.0.1", fleet.address(host)],
+        "bind": ["127.0.0.1", fleet.listen_address(host)],
         "port": db.port,
         "dir": format!("/var/lib/redis/{}", db.name),
         "log_file": format!("/var/log/redis/redis-{}.log", db.name),
@@ -658,8 +681,235 @@ pub fn generated_secrets(fleet: &Fleet) -> Vec<String> {
             &cluster.name,
         ));
     }
+    for b in &fleet.backups {
+        names.push(backup_key_secret(&b.name));
+    }
     names.push("fleet.bus_key".to_string());
     names.sort();
     names.dedup();
     names
+}
+
+/// Backups: where their pieces live on the hosts.
+pub const SNAPSHOTS_ROOT: &str = "/var/lib/sitec/snapshots";
+pub const BACKUPS_ROOT: &str = "/srv/sitec/backups";
+pub const BACKUP_CONFIG: &str = "/etc/sitec/backup";
+pub const BACKUP_SCRIPTS: &str = "/usr/local/lib/sitec/backup";
+/// How many snapshots a database host keeps of each backup; the backup host keeps the history.
+const SNAPSHOTS_KEPT_LOCALLY: u32 = 3;
+
+/// The generated secret backup `name`'s SSH key is derived from.
+pub fn backup_key_secret(backup: &str) -> String {
+    format!("backup.{backup}.ssh_key")
+}
+
+/// Backup `name`'s key pair (`sshkey`), from its generated secret.
+pub fn backup_key(secrets: &Secrets, backup: &str) -> Result<crate::sshkey::KeyPair, String> {
+    let name = backup_key_secret(backup);
+    let value = secrets
+        .get(&name)
+        .ok_or_else(|| format!("secret `{name}` has no value"))?;
+    crate::sshkey::derive(&value)
+}
+
+fn backup_key_comment(fleet: &Fleet, b: &Backup) -> String {
+    format!("sitec-backup-{}@{}", b.name, fleet.hosts[b.to].name)
+}
+
+fn need_backup<'f>(fleet: &'f Fleet, template: &str, scope: &Scope) -> Result<&'f Backup, String> {
+    scope.backup.map(|b| &fleet.backups[b]).ok_or_else(|| {
+        format!("template `{template}` is used outside `each backup` or `each snapshot`")
+    })
+}
+
+/// The contexts of `backup/*`: the backup of the `each backup` (or `each
+/// snapshot`) a file is declared in, or every backup pulling from the host.
+fn backup_context(
+    template: &str,
+    inputs: &Inputs,
+    host: HostId,
+    scope: &Scope,
+) -> Result<Built, String> {
+    let plain = |context| {
+        Ok(Built {
+            context,
+            secret: false,
+        })
+    };
+    match template {
+        "backup/authorized_keys" => return plain(authorized_keys(inputs, host)?),
+        "backup/sshd.conf" => return plain(sshd_conf(inputs, host)),
+        _ => {}
+    }
+    let b = need_backup(inputs.fleet, template, scope)?;
+    match template {
+        "backup/snapshot.sh" => plain(snapshot_script(inputs, host, b)),
+        "backup/snapshot.service" => plain(backup_service(inputs, host, b, Side::Snapshot)),
+        "backup/snapshot.timer" => plain(backup_timer(inputs, host, b, Side::Snapshot)),
+        "backup/pull.sh" => plain(pull_script(inputs, host, b)),
+        "backup/pull.service" => plain(backup_service(inputs, host, b, Side::Pull)),
+        "backup/pull.timer" => plain(backup_timer(inputs, host, b, Side::Pull)),
+        "backup/ssh-key" => Ok(Built {
+            context: ssh_key(inputs, host, b)?,
+            secret: true,
+        }),
+        other => Err(format!("sitec has no context for template `{other}`")),
+    }
+}
+
+/// The data subvolumes of a database host, which its snapshots hold.
+fn data_subvolumes(fleet: &Fleet, host: HostId) -> Vec<Value> {
+    let mut out = Vec::new();
+    if !clusters::clusters_on(fleet, host).is_empty() {
+        out.push(json!({ "name": "postgresql", "path": "/var/lib/postgresql" }));
+    }
+    if !clusters::redis_on(fleet, host).is_empty() {
+        out.push(json!({ "name": "redis", "path": "/var/lib/redis" }));
+    }
+    out
+}
+
+fn snapshot_script(inputs: &Inputs, host: HostId, b: &Backup) -> Value {
+    let fleet = inputs.fleet;
+    json!({
+        "origin": line(inputs, b.span),
+        "backup": b.name,
+        "host": fleet.hosts[host].name,
+        "snapshot_dir": format!("{SNAPSHOTS_ROOT}/{}", b.name),
+        "subvolumes": data_subvolumes(fleet, host),
+        "keep_local": SNAPSHOTS_KEPT_LOCALLY,
+    })
+}
+
+/// The two ends of a backup: the database host's snapshots, the backup host's pulls.
+#[derive(Clone, Copy)]
+enum Side {
+    Snapshot,
+    Pull,
+}
+
+impl Side {
+    /// `sitec-snapshot-NAME` / `sitec-backup-NAME`.
+    fn unit(self, backup: &str) -> String {
+        match self {
+            Side::Snapshot => format!("sitec-snapshot-{backup}"),
+            Side::Pull => format!("sitec-backup-{backup}"),
+        }
+    }
+
+    /// Where the script that the service runs is.
+    fn script(self, backup: &str) -> String {
+        match self {
+            Side::Snapshot => format!("{BACKUP_SCRIPTS}/snapshot-{backup}"),
+            Side::Pull => format!("{BACKUP_SCRIPTS}/pull-{backup}"),
+        }
+    }
+}
+
+fn backup_service(inputs: &Inputs, host: HostId, b: &Backup, side: Side) -> Value {
+    let mut context = json!({
+        "origin": line(inputs, b.span),
+        "backup": b.name,
+        "host": inputs.fleet.hosts[host].name,
+        "script": side.script(&b.name),
+        "timer": format!("{}.timer", side.unit(&b.name)),
+    });
+    if let (Side::Pull, Some(map)) = (side, context.as_object_mut()) {
+        map.insert(
+            "destination".into(),
+            json!(format!("{BACKUPS_ROOT}/{}", b.name)),
+        );
+        map.insert("state_directory".into(), json!("sitec-backup"));
+    }
+    context
+}
+
+fn backup_timer(inputs: &Inputs, host: HostId, b: &Backup, side: Side) -> Value {
+    json!({
+        "origin": line(inputs, b.span),
+        "backup": b.name,
+        "host": inputs.fleet.hosts[host].name,
+        "service": format!("{}.service", side.unit(&b.name)),
+        "every_seconds": (b.every_ms / 1000).max(1),
+    })
+}
+
+fn pull_script(inputs: &Inputs, host: HostId, b: &Backup) -> Value {
+    let fleet = inputs.fleet;
+    // By name: the order `from` is written in changes nothing.
+    let mut from = b.from.clone();
+    from.sort_by(|x, y| fleet.hosts[x.0].name.cmp(&fleet.hosts[y.0].name));
+    let sources: Vec<Value> = from
+        .iter()
+        .map(|(h, span)| {
+            let provider = fleet.provider_of(*h);
+            json!({
+                "origin": format!("{} (from {})", line(inputs, *span), fleet.hosts[*h].name),
+                "host": fleet.hosts[*h].name,
+                "address": fleet.address(*h),
+                "port": provider.port,
+                "user": "root",
+            })
+        })
+        .collect();
+    json!({
+        "origin": line(inputs, b.span),
+        "backup": b.name,
+        "host": fleet.hosts[host].name,
+        "destination": format!("{BACKUPS_ROOT}/{}", b.name),
+        "key": format!("{BACKUP_CONFIG}/{}.key", b.name),
+        "known_hosts": "/var/lib/sitec-backup/known_hosts",
+        "sources": sources,
+        "keep": b.keep,
+    })
+}
+
+fn ssh_key(inputs: &Inputs, host: HostId, b: &Backup) -> Result<Value, String> {
+    let pair = backup_key(inputs.secrets, &b.name)?;
+    Ok(json!({
+        "origin": line(inputs, b.span),
+        "backup": b.name,
+        "host": inputs.fleet.hosts[host].name,
+        "private_key": pair.private_pem.trim_end(),
+    }))
+}
+
+/// Root's restricted keys on a database host: one per backup that pulls from it.
+fn authorized_keys(inputs: &Inputs, host: HostId) -> Result<Value, String> {
+    let fleet = inputs.fleet;
+    let h = &fleet.hosts[host];
+    let mut keys = Vec::new();
+    let mut backups: Vec<&Backup> = (fleet.backups.iter())
+        .filter(|b| b.from.iter().any(|(f, _)| *f == host))
+        .collect();
+    backups.sort_by(|x, y| x.name.cmp(&y.name));
+    for b in backups {
+        let pair = backup_key(inputs.secrets, &b.name)?;
+        keys.push(json!({
+            "origin": line(inputs, b.span),
+            "backup": b.name,
+            "puller": fleet.hosts[b.to].name,
+            "from": fleet.address(b.to),
+            "command": format!("/usr/bin/rrsync -ro {SNAPSHOTS_ROOT}/{}/", b.name),
+            "public_key": pair.public,
+            "comment": backup_key_comment(fleet, b),
+        }));
+    }
+    Ok(json!({
+        "origin": line(inputs, h.span),
+        "host": h.name,
+        "user": "root",
+        "sshd_config": "/etc/ssh/sshd_config.d/sitec-backup.conf",
+        "keys": keys,
+    }))
+}
+
+fn sshd_conf(inputs: &Inputs, host: HostId) -> Value {
+    let h = &inputs.fleet.hosts[host];
+    json!({
+        "origin": line(inputs, h.span),
+        "host": h.name,
+        "authorized_keys": format!("{BACKUP_CONFIG}/authorized_keys.USER"),
+        "authorized_keys_pattern": format!("{BACKUP_CONFIG}/authorized_keys.%u"),
+    })
 }

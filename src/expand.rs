@@ -19,6 +19,9 @@ use crate::source::Span;
 use crate::syntax::ast::{Block, Entry, Value, ValueKind};
 use crate::templates::Templates;
 
+/// The role every host a backup pulls from plays without asking (`std/platform`).
+pub const SNAPSHOTS_ROLE: &str = "snapshots";
+
 /// The resources of one host, in declaration order.
 #[derive(Debug, Clone)]
 pub struct HostResources {
@@ -30,6 +33,7 @@ pub struct HostResources {
 pub fn expand(inputs: &Inputs, templates: &Templates) -> (Vec<HostResources>, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let mut hosts = Vec::new();
+    let mut rendered = Rendered::new();
     for host in 0..inputs.fleet.hosts.len() {
         let mut expander = Expander {
             inputs,
@@ -37,6 +41,7 @@ pub fn expand(inputs: &Inputs, templates: &Templates) -> (Vec<HostResources>, Ve
             host,
             out: Vec::new(),
             index: std::collections::HashMap::new(),
+            rendered: &mut rendered,
             diagnostics: &mut diagnostics,
         };
         expander.host();
@@ -56,7 +61,27 @@ struct Expander<'a, 'p> {
     /// Where each resource id stands in `out` (a linear search made
     /// expansion quadratic in a host's resources).
     index: std::collections::HashMap<String, usize>,
+    /// Files already rendered on any host, by template and context.
+    rendered: &'a mut Rendered,
     diagnostics: &'a mut Vec<Diagnostic>,
+}
+
+/// A rendered file's content and its sha256.
+type Content = (String, String);
+
+/// Every file rendered so far, by template and context (as JSON): most of
+/// an app's files are the same on each of its runners, and a context
+/// always renders the same text, so each is rendered (and hashed) once.
+struct Rendered {
+    by_context: std::collections::HashMap<(&'static str, String), Content>,
+}
+
+impl Rendered {
+    fn new() -> Rendered {
+        Rendered {
+            by_context: std::collections::HashMap::new(),
+        }
+    }
 }
 
 impl Expander<'_, '_> {
@@ -67,6 +92,15 @@ impl Expander<'_, '_> {
             roles.push("agent".to_string());
         }
         roles.extend(h.roles.iter().cloned());
+        // A host a backup pulls from takes the snapshots it pulls.
+        let backed_up =
+            (self.inputs.fleet.backups.iter()).any(|b| b.from.iter().any(|(f, _)| *f == self.host));
+        if backed_up
+            && self.inputs.fleet.roles.contains_key(SNAPSHOTS_ROLE)
+            && !roles.iter().any(|r| r == SNAPSHOTS_ROLE)
+        {
+            roles.push(SNAPSHOTS_ROLE.to_string());
+        }
         let because = line_of(self.inputs.sources, h.span);
         for role in roles {
             let Some(definition) = self.inputs.fleet.roles.get(&role) else {
@@ -167,6 +201,30 @@ impl Expander<'_, '_> {
                     )
                 })
                 .collect(),
+            // By name: the order backups are declared in changes nothing.
+            "backup" | "snapshot" => {
+                let mut ids: Vec<usize> = (0..fleet.backups.len()).collect();
+                ids.sort_by(|a, b| fleet.backups[*a].name.cmp(&fleet.backups[*b].name));
+                ids.into_iter()
+                    .map(|id| (id, &fleet.backups[id]))
+                    .filter(|(_, b)| {
+                        if word.text == "backup" {
+                            b.to == self.host
+                        } else {
+                            b.from.iter().any(|(f, _)| *f == self.host)
+                        }
+                    })
+                    .map(|(id, b)| {
+                        (
+                            Scope {
+                                backup: Some(id),
+                                ..scope.clone()
+                            },
+                            line_of(self.inputs.sources, b.span),
+                        )
+                    })
+                    .collect()
+            }
             _ => return,
         };
         for (inner, origin) in items {
@@ -206,11 +264,11 @@ impl Expander<'_, '_> {
             match self.variable(name, scope) {
                 Some(value) => out.push_str(&value),
                 None => {
-                    let known = "host, host.address, app, app.user, app.python, app.source, app.requirements, app.port, worker, cluster, cluster.version, cluster.port, redis, redis.port";
+                    let known = "host, host.address, app, app.user, app.python, app.source, app.requirements, app.port, worker, cluster, cluster.version, cluster.port, redis, redis.port, backup";
                     self.diagnostics.push(
                         Diagnostic::error("E221", format!("`{{{name}}}` means nothing here"))
                             .primary(span, "in this string")
-                            .help(format!("the values a role can use are: {known} (app, worker, cluster and redis only inside their `each`)")),
+                            .help(format!("the values a role can use are: {known} (app, worker, cluster and redis only inside their `each`, backup inside `each backup` or `each snapshot`)")),
                     );
                     return None;
                 }
@@ -246,6 +304,7 @@ impl Expander<'_, '_> {
             "cluster.port" => scope.cluster.as_ref()?.port.to_string(),
             "redis" => fleet.databases[scope.redis?].name.clone(),
             "redis.port" => fleet.databases[scope.redis?].port.to_string(),
+            "backup" => fleet.backups[scope.backup?].name.clone(),
             _ => return None,
         })
     }
@@ -431,7 +490,7 @@ impl Expander<'_, '_> {
             .unwrap_or_else(|| "0644".to_string());
         let absent = Self::boolean(entry, "absent").unwrap_or(false);
         let template = self.string(entry, "template", scope);
-        let (content, secret) = match (&template, field(entry, "content")) {
+        let ((content, sha256), secret) = match (&template, field(entry, "content")) {
             (Some(name), _) => self.render(
                 name,
                 field(entry, "template").map_or(entry.head_span(), |v| v.span),
@@ -443,8 +502,8 @@ impl Expander<'_, '_> {
                     kind: ValueKind::Str(s) | ValueKind::Text(s),
                     ..
                 }),
-            ) => (s.clone(), false),
-            (None, _) => (String::new(), false),
+            ) => ((s.clone(), resources::sha256_hex(s.as_bytes())), false),
+            (None, _) => ((String::new(), resources::sha256_hex(b"")), false),
         };
         Some(Kind::File {
             path,
@@ -455,7 +514,7 @@ impl Expander<'_, '_> {
             } else {
                 mode
             },
-            sha256: resources::sha256_hex(content.as_bytes()),
+            sha256,
             template,
             secret,
             absent,
@@ -463,8 +522,10 @@ impl Expander<'_, '_> {
         })
     }
 
-    fn render(&mut self, template: &str, span: Span, scope: &Scope) -> Option<(String, bool)> {
-        if !self.templates.exists(template) {
+    /// The file `template` renders to here: `(content, sha256)` and whether
+    /// it holds a secret.
+    fn render(&mut self, template: &str, span: Span, scope: &Scope) -> Option<(Content, bool)> {
+        let Some(name) = Templates::names().find(|n| *n == template) else {
             let names: Vec<&str> = Templates::names().collect();
             let help = match crate::suggest::closest(template, names.iter().copied()) {
                 Some(best) => format!("did you mean `{best}`?"),
@@ -476,7 +537,7 @@ impl Expander<'_, '_> {
                     .help(help),
             );
             return None;
-        }
+        };
         let built = match context::build(template, self.inputs, self.host, scope) {
             Ok(built) => built,
             Err(message) => {
@@ -487,8 +548,17 @@ impl Expander<'_, '_> {
                 return None;
             }
         };
-        match self.templates.render(template, &built.context) {
-            Ok(text) => Some((text, built.secret)),
+        let key = (name, built.context.to_string());
+        if let Some(content) = self.rendered.by_context.get(&key) {
+            return Some((content.clone(), built.secret));
+        }
+        match self.templates.render_owned(template, built.context) {
+            Ok(text) => {
+                let sha256 = resources::sha256_hex(text.as_bytes());
+                let content = (text, sha256);
+                self.rendered.by_context.insert(key, content.clone());
+                Some((content, built.secret))
+            }
             Err(message) => {
                 self.diagnostics.push(
                     Diagnostic::error("E224", format!("template `{template}` failed: {message}"))
@@ -511,21 +581,22 @@ impl Expander<'_, '_> {
         because: &str,
     ) {
         let span = field(entry, "unit").map_or(entry.head_span(), |v| v.span);
-        let Some((content, secret)) = self.render(template, span, scope) else {
+        let Some(((content, sha256), secret)) = self.render(template, span, scope) else {
             return;
         };
-        let unit_name = if name.contains('@') || name.ends_with(".service") {
-            name.to_string()
-        } else {
-            format!("{name}.service")
-        };
+        let unit_name =
+            if name.contains('@') || name.ends_with(".service") || name.ends_with(".timer") {
+                name.to_string()
+            } else {
+                format!("{name}.service")
+            };
         let kind = Kind::File {
             path: format!("/etc/systemd/system/{unit_name}"),
             owner: "root".to_string(),
             group: "root".to_string(),
             mode: "0644".to_string(),
             template: Some(template.to_string()),
-            sha256: resources::sha256_hex(content.as_bytes()),
+            sha256,
             secret,
             absent: false,
             content,

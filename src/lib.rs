@@ -32,6 +32,7 @@ pub mod resources;
 pub mod secrets;
 pub mod settings;
 pub mod source;
+pub mod sshkey;
 pub mod stdlib;
 pub mod suggest;
 pub mod syntax;

@@ -109,3 +109,47 @@ pub fn graph_json(rendered: &Rendered) -> String {
     serde_json::to_string_pretty(&json!({ "hosts": hosts, "host_order": order }))
         .unwrap_or_default()
 }
+
+/// Graphviz dot of every host's graph (and the order between hosts).
+pub fn graph_dot(rendered: &Rendered) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("digraph sitec {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n");
+    for h in &rendered.hosts {
+        let host = &h.name;
+        let _ = write!(
+            out,
+            "  subgraph \"cluster_{host}\" {{\n    label=\"{host}\";\n"
+        );
+        for r in &h.resources {
+            let _ = writeln!(out, "    \"{host}/{}\" [label=\"{}\"];", r.id, r.id);
+        }
+        for (a, b, edge) in &h.edges {
+            let style = if *edge == crate::graph::Edge::Notifies {
+                " [style=dashed, label=\"notifies\"]"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "    \"{host}/{}\" -> \"{host}/{}\"{style};",
+                h.resources[*a].id, h.resources[*b].id
+            );
+        }
+        out.push_str("  }\n");
+    }
+    let first = |name: &str| {
+        let h = rendered.hosts.iter().find(|h| h.name == name)?;
+        Some(h.resources[h.first_declared?].id.as_str())
+    };
+    for (b, a, why) in &rendered.host_order {
+        let (Some(first_b), Some(first_a)) = (first(b), first(a)) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "  \"{b}/{first_b}\" -> \"{a}/{first_a}\" [color=blue, ltail=\"cluster_{b}\", lhead=\"cluster_{a}\", label=\"{why}\"];"
+        );
+    }
+    out.push_str("}\n");
+    out
+}

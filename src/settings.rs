@@ -11,6 +11,7 @@ use crate::model::{AppId, Fleet, HostId, Target};
 use crate::secrets::Secrets;
 use crate::source::{SourceMap, Span};
 use crate::syntax::ast::{Value, ValueKind};
+use std::collections::HashMap;
 
 /// A layer a value was set in.
 #[derive(Debug, Clone)]
@@ -56,8 +57,56 @@ pub struct Override {
     pub origin: String,
 }
 
+/// The settings layers by whom they apply to, built once per fleet so
+/// resolving an app's settings on a host reads only its own layers.
+#[derive(Debug, Default)]
+pub struct Index {
+    base: Vec<usize>,
+    host: HashMap<HostId, Vec<usize>>,
+    app: HashMap<AppId, Vec<usize>>,
+    app_on_host: HashMap<(AppId, HostId), Vec<usize>>,
+}
+
+impl Index {
+    pub fn new(fleet: &Fleet) -> Index {
+        let mut index = Index::default();
+        for (i, layer) in fleet.settings.iter().enumerate() {
+            match layer.target {
+                Target::Base => index.base.push(i),
+                Target::Host(h) => index.host.entry(h).or_default().push(i),
+                Target::App(a) => index.app.entry(a).or_default().push(i),
+                Target::AppOnHost(a, h) => index.app_on_host.entry((a, h)).or_default().push(i),
+            }
+        }
+        index
+    }
+
+    /// The layers of `app` on `host`, lowest first (in declaration order
+    /// within one rank).
+    fn layers(&self, app: AppId, host: HostId) -> impl Iterator<Item = usize> + '_ {
+        self.base
+            .iter()
+            .chain(self.host.get(&host).into_iter().flatten())
+            .chain(self.app.get(&app).into_iter().flatten())
+            .chain(self.app_on_host.get(&(app, host)).into_iter().flatten())
+            .copied()
+    }
+}
+
 /// Resolves the settings of `app` on `host`, sorted by name.
 pub fn resolve(
+    fleet: &Fleet,
+    sources: &SourceMap,
+    overrides: &[Override],
+    app: AppId,
+    host: HostId,
+) -> Vec<Resolved> {
+    resolve_indexed(&Index::new(fleet), fleet, sources, overrides, app, host)
+}
+
+/// [`resolve`] with the fleet's [`Index`] built once by the caller.
+pub fn resolve_indexed(
+    index: &Index,
     fleet: &Fleet,
     sources: &SourceMap,
     overrides: &[Override],
@@ -74,20 +123,7 @@ pub fn resolve(
     };
     let app_name = &fleet.apps[app].name;
     let host_name = &fleet.hosts[host].name;
-    let rank = |target: &Target| match target {
-        Target::Base => Some(0),
-        Target::Host(h) if *h == host => Some(1),
-        Target::App(a) if *a == app => Some(2),
-        Target::AppOnHost(a, h) if *a == app && *h == host => Some(3),
-        _ => None,
-    };
-    let mut layers: Vec<(usize, &crate::model::SettingsLayer)> = fleet
-        .settings
-        .iter()
-        .filter_map(|layer| Some((rank(&layer.target)?, layer)))
-        .collect();
-    layers.sort_by_key(|(rank, _)| *rank);
-    for (_, layer) in layers {
+    for layer in index.layers(app, host).map(|i| &fleet.settings[i]) {
         let name = match layer.target {
             Target::Base => "settings base".to_string(),
             Target::Host(_) => format!("settings host {host_name}"),

@@ -11,6 +11,42 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/agent/agent.toml.hbs"),
     ),
     (
+        "backup/authorized_keys",
+        include_str!("../templates/backup/authorized_keys.hbs"),
+    ),
+    (
+        "backup/pull.service",
+        include_str!("../templates/backup/pull.service.hbs"),
+    ),
+    (
+        "backup/pull.sh",
+        include_str!("../templates/backup/pull.sh.hbs"),
+    ),
+    (
+        "backup/pull.timer",
+        include_str!("../templates/backup/pull.timer.hbs"),
+    ),
+    (
+        "backup/snapshot.service",
+        include_str!("../templates/backup/snapshot.service.hbs"),
+    ),
+    (
+        "backup/snapshot.sh",
+        include_str!("../templates/backup/snapshot.sh.hbs"),
+    ),
+    (
+        "backup/snapshot.timer",
+        include_str!("../templates/backup/snapshot.timer.hbs"),
+    ),
+    (
+        "backup/ssh-key",
+        include_str!("../templates/backup/ssh-key.hbs"),
+    ),
+    (
+        "backup/sshd.conf",
+        include_str!("../templates/backup/sshd.conf.hbs"),
+    ),
+    (
         "balancer/balancer.toml",
         include_str!("../templates/balancer/balancer.toml.hbs"),
     ),
@@ -86,6 +122,14 @@ impl Templates {
     pub fn render(&self, name: &str, context: &serde_json::Value) -> Result<String, String> {
         self.registry
             .render(name, context)
+            .map_err(|e| e.to_string())
+    }
+
+    /// [`Templates::render`] for a context given away: handlebars takes it
+    /// as it is instead of serializing a copy.
+    pub fn render_owned(&self, name: &str, context: serde_json::Value) -> Result<String, String> {
+        self.registry
+            .render_with_context(name, &handlebars::Context::from(context))
             .map_err(|e| e.to_string())
     }
 

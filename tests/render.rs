@@ -118,7 +118,7 @@ fn everything(rendered: &Rendered) -> BTreeMap<String, String> {
             sitec::output::host_json(host).expect("resources.json"),
         );
     }
-    all.insert("graph.dot".into(), rendered.dot.clone());
+    all.insert("graph.dot".into(), rendered.dot());
     all.insert("graph.json".into(), sitec::output::graph_json(rendered));
     all
 }
@@ -218,10 +218,21 @@ fn snapshots_hold_placeholders_never_secrets() {
                 .replace(&*copy.to_string_lossy(), &spec.to_string_lossy());
             let mut holds_secret = false;
             for (name, value) in &secrets {
+                let placeholder = placeholders.get(name).expect("a placeholder");
                 if text.contains(value.as_str()) {
                     holds_secret = true;
-                    let placeholder = placeholders.get(name).expect("a placeholder");
                     text = text.replace(value.as_str(), &placeholder);
+                }
+                // An SSH key derived from a secret: its private half is secret too.
+                if name.ends_with(".ssh_key") {
+                    let real = sitec::sshkey::derive(value).expect("a key");
+                    let shown = sitec::sshkey::derive(&placeholder).expect("a key");
+                    let private = real.private_pem.trim_end();
+                    if text.contains(private) {
+                        holds_secret = true;
+                        text = text.replace(private, shown.private_pem.trim_end());
+                    }
+                    text = text.replace(&real.public, &shown.public);
                 }
             }
             let Some((snapshot, marked)) = expected.get(&key) else {
@@ -499,6 +510,11 @@ fn rendered_files_agree_with_each_other() {
             .iter()
             .map(|h| (h.name.as_str(), h.address.as_str()))
             .collect();
+        let listen_address: BTreeMap<&str, &str> = rendered
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.listen_address.as_str()))
+            .collect();
         let text = |host: &str, path: &str| {
             all.iter()
                 .find(|f| f.host == host && f.path == path)
@@ -548,15 +564,17 @@ fn rendered_files_agree_with_each_other() {
                 ));
             }
             let listen = capture(&site.content, r"(?m)^\s*listen (\S+);").unwrap_or("");
-            if !listen.starts_with(&format!("{}:", address[host])) {
+            let Some(port) = listen.strip_prefix(&format!("{}:", listen_address[host])) else {
                 fail(format!(
-                    "{at}: listens on `{listen}`, not on its host's address"
+                    "{at}: listens on `{listen}`, not on its host's listen address"
                 ));
-            }
+                continue;
+            };
+            // Where the balancers dial it.
             served
                 .entry(app.to_owned())
                 .or_default()
-                .push(listen.to_owned());
+                .push(format!("{}:{port}", address[host]));
             followed[0] += 1;
         }
         // Every balancer routes each app to exactly the runners' nginx.
@@ -808,6 +826,92 @@ fn systemd_analyze_verify_accepts_every_unit() {
             );
         }
     });
+}
+
+#[test]
+fn backup_files_pass_their_programs() {
+    common::require_root("sshd -t wants its privilege separation folder, /run/sshd");
+    let mut checked = [0; 4];
+    check_trees("backup", |tree, failures| {
+        let scripts = tree.files(|p| p.starts_with("/usr/local/lib/sitec/backup/"));
+        for (host, scripts) in by_host(scripts) {
+            checked[0] += 1;
+            note(failures, &tree.label(&host), common::shell_check(&scripts));
+        }
+        let keys = tree.files(|p| p.starts_with("/etc/sitec/backup/authorized_keys."));
+        for (host, file) in keys {
+            checked[1] += 1;
+            let text = fs::read_to_string(&file).expect("rendered");
+            let lines = text.lines().filter(|l| l.starts_with("restrict,")).count();
+            note(
+                failures,
+                &tree.label(&host),
+                common::authorized_keys_check(&file, lines),
+            );
+        }
+        let private = tree.files(|p| p.starts_with("/etc/sitec/backup/") && p.ends_with(".key"));
+        for (host, file) in private {
+            checked[2] += 1;
+            note(
+                failures,
+                &tree.label(&host),
+                common::private_key_check(&file, &tree.host(&host)).map(drop),
+            );
+        }
+        for (host, file) in tree.files(|p| p.starts_with("/etc/ssh/sshd_config.d/")) {
+            checked[3] += 1;
+            note(
+                failures,
+                &tree.label(&host),
+                common::sshd_check(&file, &tree.host(&host)),
+            );
+        }
+    });
+    assert!(
+        checked.iter().all(|n| *n > 0),
+        "scripts, authorized_keys, keys, sshd configs checked: {checked:?}"
+    );
+}
+
+/// The backup host's key opens the database hosts' `authorized_keys`: the
+/// public key derived from the private key the backup host holds is the one
+/// each database host it pulls from accepts.
+#[test]
+fn backup_keys_match_across_hosts() {
+    let mut checked = 0;
+    check_trees("backup-keys", |tree, failures| {
+        for (vault, key) in
+            tree.files(|p| p.starts_with("/etc/sitec/backup/") && p.ends_with(".key"))
+        {
+            let public = match common::private_key_check(&key, &tree.host(&vault)) {
+                Ok(public) => public,
+                Err(e) => {
+                    failures.push(e);
+                    continue;
+                }
+            };
+            let public = public
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let accepting: Vec<String> = tree
+                .files(|p| p.starts_with("/etc/sitec/backup/authorized_keys."))
+                .into_iter()
+                .filter(|(_, f)| fs::read_to_string(f).is_ok_and(|t| t.contains(&public)))
+                .map(|(host, _)| host)
+                .collect();
+            checked += accepting.len();
+            if accepting.is_empty() {
+                failures.push(format!(
+                    "{}: no host accepts {}",
+                    tree.label(&vault),
+                    key.display()
+                ));
+            }
+        }
+    });
+    assert!(checked > 0, "no backup key checked");
 }
 
 #[test]

@@ -376,7 +376,7 @@ fn graph(args: &GraphArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     match args.format {
-        GraphFormat::Dot => print!("{}", rendered.dot),
+        GraphFormat::Dot => print!("{}", rendered.dot()),
         GraphFormat::Json => println!("{}", crate::output::graph_json(&rendered)),
     }
     ExitCode::SUCCESS

@@ -51,6 +51,9 @@ pub struct Host {
     /// As written; `None` for hosts of a local provider until the fleet
     /// gives them one (see `Fleet::address`).
     pub address: Option<String>,
+    /// Where its own services bind when `address` is not on any of its
+    /// interfaces (EC2's public IPs); see `Fleet::listen_address`.
+    pub private_address: Option<String>,
     pub roles: Vec<String>,
     pub span: Span,
 }
@@ -210,6 +213,15 @@ impl Fleet<'_> {
             .unwrap_or_else(|| h.name.clone())
     }
 
+    /// The address `host`'s own services bind to: its `private_address`,
+    /// or else the address others reach it at.
+    pub fn listen_address(&self, host: HostId) -> String {
+        match &self.hosts[host].private_address {
+            Some(private) => private.clone(),
+            None => self.address(host),
+        }
+    }
+
     pub fn has_role(&self, host: HostId, role: &str) -> bool {
         self.hosts[host].roles.iter().any(|r| r == role)
     }
@@ -323,7 +335,7 @@ pub fn build<'p>(program: &'p Program, symbols: &Symbols<'p>) -> (Fleet<'p>, Vec
         local_addresses: BTreeMap::new(),
     };
     fleet.placement = placement::place_apps(&fleet, &mut diagnostics);
-    fleet.local_addresses = placement::local_addresses(&fleet);
+    fleet.local_addresses = placement::local_addresses(&fleet, &mut diagnostics);
     (fleet, diagnostics)
 }
 
@@ -355,6 +367,7 @@ fn host(entry: &Entry, providers: &BTreeMap<&str, usize>) -> Host {
         name: f.name(),
         provider: f.reference("provider", providers).unwrap_or(0),
         address: f.string("address").map(str::to_string),
+        private_address: f.string("private_address").map(str::to_string),
         roles,
         span: entry.head_span(),
     }

@@ -211,9 +211,17 @@ fn choose(
     chosen
 }
 
+/// How many local hosts `10.77.0.0/24` holds: `.10` to `.250`.
+pub const LOCAL_SLOTS: usize = 241;
+
 /// Addresses for hosts of local providers that have none: `10.77.0.N`,
-/// N from the name's hash in 10..=250, probing past collisions.
-pub fn local_addresses(fleet: &Fleet) -> std::collections::BTreeMap<HostId, String> {
+/// N from the name's hash in 10..=250, probing past collisions. More such
+/// hosts than the subnet holds is an error (E202) on the first one left
+/// over, in declaration order; only the first `LOCAL_SLOTS` by name get one.
+pub fn local_addresses(
+    fleet: &Fleet,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> std::collections::BTreeMap<HostId, String> {
     let mut taken: BTreeSet<u64> = BTreeSet::new();
     let mut addresses = std::collections::BTreeMap::new();
     let mut local: Vec<HostId> = (0..fleet.hosts.len())
@@ -222,11 +230,25 @@ pub fn local_addresses(fleet: &Fleet) -> std::collections::BTreeMap<HostId, Stri
                 && fleet.provider_of(*h).kind == super::ProviderKind::Local
         })
         .collect();
+    if let Some(&over) = local.get(LOCAL_SLOTS) {
+        diagnostics.push(
+            Diagnostic::error(
+                "E202",
+                format!(
+                    "{} hosts of `local` providers have no `address`, but {}.0/24 has room for {LOCAL_SLOTS}",
+                    local.len(),
+                    super::LOCAL_SUBNET
+                ),
+            )
+            .primary(fleet.hosts[over].span, "no local address is left for this host")
+            .help("give some of these hosts an `address`, or fewer hosts a `local` provider"),
+        );
+    }
     local.sort_by(|a, b| fleet.hosts[*a].name.cmp(&fleet.hosts[*b].name));
-    for host in local {
-        let mut n = stable_hash(&fleet.hosts[host].name) % 241;
+    for host in local.into_iter().take(LOCAL_SLOTS) {
+        let mut n = stable_hash(&fleet.hosts[host].name) % LOCAL_SLOTS as u64;
         while taken.contains(&n) {
-            n = (n + 1) % 241;
+            n = (n + 1) % LOCAL_SLOTS as u64;
         }
         taken.insert(n);
         addresses.insert(host, format!("{}.{}", super::LOCAL_SUBNET, n + 10));
@@ -258,5 +280,31 @@ mod tests {
             taken[probed] = true;
             free.take(found);
         }
+    }
+
+    use crate::source::SourceMap;
+
+    fn local_fleet(hosts: usize) -> String {
+        let mut text = String::from("provider here { kind = local }\n");
+        for n in 0..hosts {
+            text.push_str(&format!("host h{n} {{ provider = here }}\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn a_full_local_subnet_is_a_spec_error() {
+        let mut sources = SourceMap::new();
+        let report = crate::compile::check_text(&mut sources, "full.site", &local_fleet(241));
+        assert!(!report.diagnostics.iter().any(|d| d.code == "E202"));
+        let mut sources = SourceMap::new();
+        let report = crate::compile::check_text(&mut sources, "full.site", &local_fleet(243));
+        let full: Vec<_> = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == "E202")
+            .collect();
+        assert_eq!(full.len(), 1, "{:?}", report.diagnostics);
+        assert!(full[0].message.contains("243 hosts"), "{}", full[0].message);
     }
 }

@@ -223,6 +223,11 @@ pub static HOST: Schema = Schema {
             "IP address or DNS name (optional for `local` providers)",
         ),
         field(
+            "private_address",
+            Ty::Str,
+            "the address the host's services bind to when `address` is not on any of its interfaces (EC2's public IPs, NAT); others still dial `address`",
+        ),
+        field(
             "roles",
             Ty::List(&Ty::Ref(Kind::Role)),
             "the roles this host plays",
@@ -570,11 +575,11 @@ static EACH: Schema = Schema {
     blocks: &RESOURCE_BLOCKS,
     open: None,
     declares: None,
-    doc: "resources repeated for every app, worker, cluster or redis server on the host",
+    doc: "resources repeated for every app, worker, cluster, redis server or backup on the host",
 };
 
 /// What `each` can repeat over, and the scope it must sit in.
-pub static SCOPES: [(&str, Option<&str>, &str); 7] = [
+pub static SCOPES: [(&str, Option<&str>, &str); 9] = [
     ("app", None, "every app whose replicas run on the host"),
     ("worker", Some("app"), "every worker of the app"),
     (
@@ -601,6 +606,12 @@ pub static SCOPES: [(&str, Option<&str>, &str); 7] = [
         "redis",
         None,
         "every Redis server on the host, primary or replica",
+    ),
+    ("backup", None, "every backup pulled to the host (its `to`)"),
+    (
+        "snapshot",
+        None,
+        "every backup that pulls from the host (one of its `from`)",
     ),
 ];
 

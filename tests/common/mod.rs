@@ -512,3 +512,67 @@ pub fn redis_cli(host: &str, port: u64, password: &str, args: &[&str]) -> Result
         .args(["--no-auth-warning", "-a", password])
         .args(args))
 }
+
+/// `bash -n` on shell scripts, then `shellcheck` (which must say nothing).
+pub fn shell_check(scripts: &[PathBuf]) -> Result<(), String> {
+    let bash = require("bash", "bash");
+    for script in scripts {
+        run_silent(Command::new(&bash).arg("-n").arg(script))?;
+    }
+    let shellcheck = require("shellcheck", "shellcheck");
+    run_silent(Command::new(shellcheck).args(scripts))
+}
+
+/// `ssh-keygen -l` lists a fingerprint for every key line of an
+/// `authorized_keys` file (options and comments allowed).
+pub fn authorized_keys_check(file: &Path, keys: usize) -> Result<(), String> {
+    let keygen = require("ssh-keygen", "openssh-client");
+    let listed = run(Command::new(keygen).arg("-l").arg("-f").arg(file))?;
+    let found = listed.lines().filter(|l| l.contains("(ED25519)")).count();
+    if found == keys {
+        Ok(())
+    } else {
+        Err(format!(
+            "{keys} keys expected, ssh-keygen lists {found}:\n{listed}"
+        ))
+    }
+}
+
+/// A rendered private key, its header lines left out as the pull script
+/// does, is one `ssh-keygen -y` reads; returns its public key.
+pub fn private_key_check(file: &Path, scratch: &Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let keygen = require("ssh-keygen", "openssh-client");
+    let text = fs::read_to_string(file).map_err(|e| e.to_string())?;
+    let key: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let bare = scratch.join("bare-key");
+    fs::write(&bare, key).map_err(|e| e.to_string())?;
+    fs::set_permissions(&bare, fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+    run(Command::new(keygen).arg("-y").arg("-f").arg(&bare))
+}
+
+/// `sshd -t` on a config file, with a host key of its own (root: sshd
+/// wants its privilege separation folder).
+pub fn sshd_check(config: &Path, scratch: &Path) -> Result<(), String> {
+    let keygen = require("ssh-keygen", "openssh-client");
+    let sshd = require("sshd", "openssh-server");
+    let host_key = scratch.join("host-key");
+    if !host_key.exists() {
+        run(Command::new(keygen)
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key))?;
+    }
+    fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
+    run_silent(
+        Command::new(sshd)
+            .arg("-t")
+            .arg("-f")
+            .arg(config)
+            .arg("-h")
+            .arg(&host_key),
+    )
+}
