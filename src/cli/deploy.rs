@@ -152,6 +152,7 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
     if let Some(out) = &args.out {
         let saved = SavedPlan {
             plan: plan.clone(),
+            spec_path: std::path::absolute(&args.spec).unwrap_or_else(|_| args.spec.clone()),
             hosts: prepared.hosts,
             host_order: prepared.order,
         };
@@ -246,7 +247,7 @@ async fn apply_spec(args: &ApplyArgs, prepared: Prepared) -> ExitCode {
 }
 
 async fn apply_saved(args: &ApplyArgs, saved: SavedPlan) -> ExitCode {
-    let spec = Path::new(&saved.plan.spec);
+    let spec = saved.spec_path.as_path();
     let (connections, unreachable) =
         match plan::remote::Connections::open(&saved.hosts, spec, args.ssh.kex()).await {
             Ok(found) => found,

@@ -385,6 +385,8 @@ fn services(
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SavedPlan {
     pub plan: Plan,
+    /// The spec, as an absolute path: where its local fleet's keys live.
+    pub spec_path: std::path::PathBuf,
     pub hosts: Vec<HostDesired>,
     /// `(before, after, why)`: the order between hosts.
     pub host_order: Vec<(String, String, String)>,
