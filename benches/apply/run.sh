@@ -4,7 +4,7 @@
 # with venv, and network access to PyPI the first time (the venv is cached
 # under target/applybench/).
 #
-#   benches/apply/run.sh [--hosts "4 8"] [--runs N] [--noops K]
+#   benches/apply/run.sh [--hosts "4 8"] [--runs N] [--noops K] [--ansible-runs M] [--no-agent]
 #
 # For each host count: boots the fleet (`sitec fleet up`, bridge sitecab,
 # 10.77.210.0/24), and in each of N runs, for each tool in turn (the order
@@ -14,10 +14,14 @@
 # that they changed nothing (the service was not restarted). The floor, one
 # `ssh host true` per host in parallel over new connections with OpenSSH's
 # default key exchange and with curve25519-sha256, is measured on every
-# fresh fleet. Medians go to target/applybench/report.md.
+# fresh fleet. Medians go to target/applybench/report.md. Ansible is slow
+# enough (minutes per converge on a busy 2-core machine) that `--ansible-runs
+# M` lets it take part in the first M runs only.
 #
 # sitec's column needs `sitec apply` (`target/release/sitec apply --help`);
 # without it the column is skipped with a message and the rest still runs.
+# Every sitec host also plays sitec's `agent` role (std/platform), as in any
+# real sitec fleet: part of sitec's cost. `--no-agent` leaves it out.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo="$PWD"
@@ -25,12 +29,16 @@ repo="$PWD"
 host_counts="4 8"
 runs=3
 noops=3
+agent_flag=()
+ansible_runs=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --hosts) host_counts="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --noops) noops="$2"; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --no-agent) agent_flag=(--no-agent); shift ;;
+    --ansible-runs) ansible_runs="$2"; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$repo/benches/apply/run.sh"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -263,7 +271,7 @@ tools+=(pyinfra ansible)
 declare -A failed=()
 
 for n in $host_counts; do
-  "$venv/bin/python" "$here/gen_spec.py" "$n" "$prefix" "$(spec_of "$n")" "$work/expected.$n"
+  "$venv/bin/python" "$here/gen_spec.py" "${agent_flag[@]}" "$n" "$prefix" "$(spec_of "$n")" "$work/expected.$n"
   "$sitec" check "$(spec_of "$n")" >/dev/null
   log "apply$n: up"
   up "$n"
@@ -275,6 +283,7 @@ for n in $host_counts; do
     for j in $(seq 0 $((k - 1))); do
       tool="${tools[$(((j + r - 1) % k))]}"
       [ -n "${failed[$tool-$n]:-}" ] && continue
+      [ "$tool" = ansible ] && [ "$r" -gt "${ansible_runs:-$runs}" ] && continue
       log "run $r/$runs, $n hosts: $tool"
       bench_tool "$tool" "$n" || failed[$tool-$n]=1
     done
@@ -294,7 +303,7 @@ count() { awk -v k="$1" -v n="$2" '$1 == k && $2 == n' "$results" | wc -l; }
 report="$work/report.md"
 {
   echo "Measured $(date -u '+%Y-%m-%d %H:%M') UTC on $(hostname) ($(nproc) cores), load average $load_start at the start and $load_end at the end."
-  echo "Command: \`benches/apply/run.sh --hosts \"$host_counts\" --runs $runs --noops $noops\`."
+  echo "Command: \`benches/apply/run.sh --hosts \"$host_counts\" --runs $runs --noops $noops${ansible_runs:+ --ansible-runs $ansible_runs}${agent_flag[*]:+ ${agent_flag[*]}}\`."
   skipped=""
   [ "$have_sitec_apply" = 1 ] || skipped=" (no \`sitec apply\` in this build: its rows are empty)"
   echo "Versions: sitec $(git -C "$repo" rev-parse --short HEAD)$skipped, pyinfra $("$venv/bin/pyinfra" --version 2>&1 | awk '{print $NF}'), ansible-core $("$venv/bin/python" -c 'import ansible.release as r; print(r.__version__)'), $(ssh -V 2>&1 | cut -d, -f1), Python $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0])')."
