@@ -77,6 +77,10 @@ pub enum SecretSource {
 pub struct HostState {
     pub name: String,
     pub address: String,
+    /// How to reach it: the provider's kind, SSH user, port and keys.
+    pub provider: crate::model::Provider,
+    /// The roles it plays (as its `roles` says).
+    pub roles: Vec<String>,
     pub resources: Vec<crate::resources::Resource>,
 }
 
@@ -262,6 +266,8 @@ fn render_program(
         .map(|(h, g)| HostState {
             name: fleet.hosts[h.host].name.clone(),
             address: fleet.address(h.host),
+            provider: fleet.provider_of(h.host).clone(),
+            roles: fleet.hosts[h.host].roles.clone(),
             resources: g.order.iter().map(|i| h.resources[*i].clone()).collect(),
         })
         .collect();

@@ -98,6 +98,16 @@ pub fn build(
                 .ok_or("template `postgres/pg_hba.conf` is used outside `each cluster`")?;
             plain(pg_hba(inputs, host, cluster))
         }
+        "postgres/roles.sql" => {
+            let cluster = scope
+                .cluster
+                .as_ref()
+                .ok_or("template `postgres/roles.sql` is used outside `each primary`")?;
+            Ok(Built {
+                context: postgres_roles(inputs, host, cluster)?,
+                secret: true,
+            })
+        }
         "redis/redis.conf" => {
             let redis = scope
                 .redis
@@ -179,6 +189,18 @@ fn nginx_size(bytes: u64) -> String {
     }
 }
 
+/// An app's domains as nginx `server_name`s. `*` (the balancer's
+/// catch-all) is no nginx name; the app's nginx has a port of its own, so it
+/// answers every name anyway (`_` when no other is left).
+fn nginx_server_names<'d>(domains: impl Iterator<Item = &'d str>) -> Vec<&'d str> {
+    let names: Vec<&str> = domains.filter(|d| *d != "*").collect();
+    if names.is_empty() {
+        vec!["_"]
+    } else {
+        names
+    }
+}
+
 fn nginx_app(inputs: &Inputs, host: HostId, app: AppId) -> Value {
     let fleet = inputs.fleet;
     let a = &fleet.apps[app];
@@ -191,7 +213,7 @@ fn nginx_app(inputs: &Inputs, host: HostId, app: AppId) -> Value {
         "origin": line(inputs, a.span),
         "app": a.name,
         "listen": format!("{}:{}", fleet.address(host), a.port),
-        "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+        "domains": nginx_server_names(a.domains.iter().map(|(d, _)| d.as_str())),
         "balancers": balancers,
         "gunicorn_bind": gunicorn_bind(&a.name),
         "upstream_keepalive_connections": 16,
@@ -527,6 +549,48 @@ fn pg_hba(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Value {
         "apps": apps,
         "replication": replication,
     })
+}
+
+/// Each app's role and database in a cluster (the same names `pg_hba` lets
+/// in), and the replication role when the cluster has a standby.
+fn postgres_roles(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<Value, String> {
+    let fleet = inputs.fleet;
+    let mut apps = Vec::new();
+    for a in &fleet.apps {
+        let Some(binding) = a
+            .bindings
+            .iter()
+            .find(|b| cluster.databases.contains(&b.database))
+        else {
+            continue;
+        };
+        let db = &fleet.databases[binding.database];
+        apps.push(json!({
+            "origin": format!("{} (app {})", line(inputs, binding.span), a.name),
+            "role": a.name,
+            "database": a.name,
+            "password": sql_string(&secret(inputs, &db_password_secret(&db.name, &a.name))?),
+        }));
+    }
+    let replication = match cluster.standby {
+        Some(_) => json!({
+            "role": "replicator",
+            "password": sql_string(&secret(inputs, &replication_secret(&fleet.hosts[cluster.primary].name, &cluster.name))?),
+        }),
+        None => Value::Null,
+    };
+    Ok(json!({
+        "origin": line(inputs, fleet.databases[cluster.databases[0]].span),
+        "cluster": cluster.name,
+        "host": fleet.hosts[host].name,
+        "apps": apps,
+        "replication": replication,
+    }))
+}
+
+/// A SQL string literal: single quotes, doubled inside.
+fn sql_string(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 fn redis_conf(inputs: &Inputs, host: HostId, redis: DatabaseId) -> Result<Value, String> {

@@ -125,9 +125,25 @@ impl Expander<'_, '_> {
                     })
                     .collect()
             }
-            "cluster" | "standby" => clusters::clusters_on(fleet, self.host)
+            "leader" => {
+                let Some(app) = scope.app else {
+                    return self.error(
+                        word.span,
+                        "`each leader` stands inside `each app`",
+                        "put it in the app's `each app` block",
+                    );
+                };
+                let first = fleet.placement[app].first() == Some(&self.host);
+                let origin = line_of(self.inputs.sources, fleet.apps[app].span);
+                first.then(|| (scope.clone(), origin)).into_iter().collect()
+            }
+            "cluster" | "standby" | "primary" => clusters::clusters_on(fleet, self.host)
                 .into_iter()
-                .filter(|c| word.text == "cluster" || c.standby == Some(self.host))
+                .filter(|c| match word.text.as_str() {
+                    "standby" => c.standby == Some(self.host),
+                    "primary" => c.primary == self.host,
+                    _ => true,
+                })
                 .map(|c| {
                     let origin = line_of(self.inputs.sources, fleet.databases[c.databases[0]].span);
                     (

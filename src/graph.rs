@@ -235,6 +235,24 @@ pub fn host_order(fleet: &Fleet) -> Vec<(HostId, HostId, String)> {
             }
         }
     }
+    // Migrations need the database before the app's first release starts.
+    for (app, a) in fleet.apps.iter().enumerate() {
+        for binding in &a.bindings {
+            let primary = fleet.databases[binding.database].primary;
+            for runner in &fleet.placement[app] {
+                if *runner != primary {
+                    edges.push((
+                        primary,
+                        *runner,
+                        format!(
+                            "database {}: before the runners of app {}",
+                            fleet.databases[binding.database].name, a.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     for balancer in fleet.hosts_with_role("balancer") {
         for runner in fleet.hosts_with_role("runner") {
             if runner != balancer && fleet.apps_on(runner).next().is_some() {

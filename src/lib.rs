@@ -26,6 +26,7 @@ pub mod model;
 pub mod modules;
 pub mod output;
 pub mod overrides;
+pub mod plan;
 pub mod resolve;
 pub mod resources;
 pub mod secrets;
@@ -36,7 +37,9 @@ pub mod suggest;
 pub mod syntax;
 pub mod templates;
 
+pub mod apply;
 pub mod balancer;
 pub mod cli;
 pub mod fleet;
+pub mod host;
 pub mod transport;

@@ -27,6 +27,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/postgres/postgresql.conf.hbs"),
     ),
     (
+        "postgres/roles.sql",
+        include_str!("../templates/postgres/roles.sql.hbs"),
+    ),
+    (
         "redis/redis.conf",
         include_str!("../templates/redis/redis.conf.hbs"),
     ),

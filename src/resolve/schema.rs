@@ -574,7 +574,7 @@ static EACH: Schema = Schema {
 };
 
 /// What `each` can repeat over, and the scope it must sit in.
-pub static SCOPES: [(&str, Option<&str>, &str); 5] = [
+pub static SCOPES: [(&str, Option<&str>, &str); 7] = [
     ("app", None, "every app whose replicas run on the host"),
     ("worker", Some("app"), "every worker of the app"),
     (
@@ -586,6 +586,16 @@ pub static SCOPES: [(&str, Option<&str>, &str); 5] = [
         "standby",
         None,
         "every Postgres cluster the host runs as a standby",
+    ),
+    (
+        "primary",
+        None,
+        "every Postgres cluster the host runs as the primary",
+    ),
+    (
+        "leader",
+        Some("app"),
+        "once, on the app's first runner only (what runs once per app, such as migrations)",
     ),
     (
         "redis",

@@ -126,6 +126,20 @@ impl Transport {
         command: &str,
         stdin: &[u8],
     ) -> Result<CommandOutput, Error> {
+        self.run_lines(host, command, stdin, |_| {}).await
+    }
+
+    /// Runs `command` like [`Transport::run`], but hands each line of its
+    /// stdout to `on_line` as it arrives (a host's progress events).
+    /// Returns the exit status and the whole stderr.
+    pub async fn run_lines(
+        &self,
+        host: &str,
+        command: &str,
+        stdin: &[u8],
+        mut on_line: impl FnMut(&str),
+    ) -> Result<CommandOutput, Error> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
         let session = self.session(host)?;
         let mut child = session
             .raw_command(command)
@@ -136,6 +150,8 @@ impl Transport {
             .await
             .map_err(|e| Error::new(Some(host), format!("cannot start `{command}`: {e}")))?;
         let input = child.stdin().take();
+        let stdout = child.stdout().take();
+        let stderr = child.stderr().take();
         let feed = async move {
             if let Some(mut input) = input {
                 // A command that does not read its input closes the pipe
@@ -144,13 +160,34 @@ impl Transport {
                 let _ = input.shutdown().await;
             }
         };
-        let (_, output) = tokio::join!(feed, child.wait_with_output());
-        let output = output
+        let read_err = async move {
+            let mut text = Vec::new();
+            if let Some(mut err) = stderr {
+                let _ = err.read_to_end(&mut text).await;
+            }
+            text
+        };
+        let read_out = async {
+            let mut collected = Vec::new();
+            if let Some(out) = stdout {
+                let mut reader = BufReader::new(out);
+                let mut line = Vec::new();
+                while matches!(reader.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
+                    on_line(String::from_utf8_lossy(&line).trim_end_matches('\n'));
+                    collected.append(&mut line);
+                }
+            }
+            collected
+        };
+        let ((), stdout, stderr) = tokio::join!(feed, read_out, read_err);
+        let status = child
+            .wait()
+            .await
             .map_err(|e| Error::new(Some(host), format!("`{command}` did not finish: {e}")))?;
         Ok(CommandOutput {
-            status: output.status.code(),
-            stdout: output.stdout,
-            stderr: output.stderr,
+            status: status.code(),
+            stdout,
+            stderr,
         })
     }
 

@@ -334,6 +334,20 @@ impl Running<'_> {
         .map_err(|e| self.with_log(&e))
     }
 
+    /// Runs a psql script file (`-f`), stopping at its first error.
+    pub fn psql_file(&self, script: &Path) -> Result<String, String> {
+        run(self
+            .pg
+            .command("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-h"])
+            .arg(&self.socket)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-f")
+            .arg(script))
+        .map_err(|e| self.with_log(&e))
+    }
+
     pub fn with_log(&self, error: &str) -> String {
         let log = fs::read_to_string(&self.log).unwrap_or_default();
         format!("{error}\nserver log {}:\n{log}", self.log.display())

@@ -1,6 +1,8 @@
 //! The command line: clap definitions and the dispatch to each stage.
 //! This is glue only; every command's work lives in its own module.
 
+mod deploy;
+
 use crate::diagnostic::{self, Diagnostic};
 use crate::source::SourceMap;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -36,6 +38,13 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Set (or --unset) a setting in the local override file beside the spec, keeping its comments
     Set(SetArgs),
+    /// Show what applying the spec would change on every host (one round trip per host)
+    Plan(deploy::PlanArgs),
+    /// Make every host match the spec (or a saved plan): in order, in parallel, safely
+    Apply(deploy::ApplyArgs),
+    /// Internal: what `plan` and `apply` run on each host over SSH
+    #[command(hide = true)]
+    Host(crate::host::Args),
 }
 
 #[derive(Args, Debug)]
@@ -147,6 +156,9 @@ pub fn main() -> ExitCode {
         Command::Balancer(args) => crate::balancer::run(args),
         Command::Explain(args) => explain(&args),
         Command::Set(args) => set(&args),
+        Command::Host(args) => crate::host::run(&args),
+        Command::Plan(args) => deploy::plan(&args),
+        Command::Apply(args) => deploy::apply(&args),
     }
 }
 
@@ -296,7 +308,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Compiles a spec, printing its diagnostics; `None` when it has errors.
-fn compile(
+pub(crate) fn compile(
     spec: &Path,
     secrets: &crate::compile::SecretSource,
 ) -> Option<crate::compile::Rendered> {

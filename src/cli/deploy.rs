@@ -1,0 +1,332 @@
+//! `sitec plan` and `sitec apply`: compile the spec, build each host's
+//! desired state, survey the hosts, print the plan, ask, apply. Glue only:
+//! the work is in `plan`, `apply` and (on the hosts) `host`.
+
+use crate::apply::{self as applying, Progress};
+use crate::plan::desired::{self, HostDesired};
+use crate::plan::{self, Plan, SavedPlan};
+use crate::transport::Kex;
+use clap::{Args, ValueEnum};
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The spec
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// Print the plan as JSON (documented in lang/plan.md)
+    #[arg(long)]
+    pub json: bool,
+    /// Also save the plan, for `sitec apply FILE` (holds secrets: written 0600)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// A spec, or a plan saved by `sitec plan --out`
+    #[arg(value_name = "SPEC|PLAN")]
+    pub target: PathBuf,
+    /// Apply without asking
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// At most this many hosts at once
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub parallel: usize,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SshArgs {
+    /// The SSH key exchange: curve25519 (fast) or what the system's ssh offers by default
+    #[arg(long, value_enum, default_value_t = KexArg::Curve25519)]
+    pub kex: KexArg,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum KexArg {
+    Curve25519,
+    Default,
+}
+
+impl SshArgs {
+    fn kex(&self) -> Kex {
+        match self.kex {
+            KexArg::Curve25519 => Kex::Curve25519,
+            KexArg::Default => Kex::SystemDefault,
+        }
+    }
+}
+
+/// A compiled spec ready to survey: each host's desired state, the order
+/// between hosts, and where each resource was declared.
+struct Prepared {
+    spec: String,
+    hosts: Vec<HostDesired>,
+    order: Vec<(String, String, String)>,
+    origins: HashMap<(String, String), String>,
+}
+
+fn prepare(spec: &Path) -> Result<Prepared, ExitCode> {
+    let rendered =
+        super::compile(spec, &crate::compile::SecretSource::File).ok_or(ExitCode::FAILURE)?;
+    let hosts = desired::build(&rendered, spec, &|line| eprintln!("{line}")).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })?;
+    let origins = rendered
+        .hosts
+        .iter()
+        .flat_map(|h| {
+            h.resources
+                .iter()
+                .map(move |r| ((h.name.clone(), r.id.clone()), r.origin.clone()))
+        })
+        .collect();
+    Ok(Prepared {
+        spec: spec.display().to_string(),
+        hosts,
+        order: rendered.host_order,
+        origins,
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+async fn survey(
+    p: &Prepared,
+    kex: Kex,
+) -> Result<(Plan, Arc<plan::remote::Connections>), ExitCode> {
+    let origin = |host: &str, id: &str| p.origins.get(&(host.to_string(), id.to_string())).cloned();
+    plan::survey(&p.spec, &p.hosts, kex, &origin)
+        .await
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+pub fn plan(args: &PlanArgs) -> ExitCode {
+    let prepared = match prepare(&args.spec) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let result = rt.block_on(async {
+        let (plan, connections) = survey(&prepared, args.ssh.kex()).await?;
+        if let Ok(c) = Arc::try_unwrap(connections) {
+            c.close().await;
+        }
+        Ok::<_, ExitCode>(plan)
+    });
+    let plan = match result {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).unwrap_or_default()
+        );
+    } else {
+        print!("{}", plan.human());
+    }
+    if let Some(out) = &args.out {
+        let saved = SavedPlan {
+            plan: plan.clone(),
+            hosts: prepared.hosts,
+            host_order: prepared.order,
+        };
+        if let Err(e) = save(out, &saved) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        eprintln!(
+            "Saved the plan to {}; `sitec apply {}` applies exactly it.",
+            out.display(),
+            out.display()
+        );
+    }
+    if plan.unreachable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Writes a saved plan (0600: it holds every file's content, secrets too).
+fn save(path: &Path, saved: &SavedPlan) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = serde_json::to_string(saved).map_err(|e| e.to_string())?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// A saved plan, or `None` when `path` is a spec.
+fn load_saved(path: &Path) -> Result<Option<SavedPlan>, String> {
+    if path.extension().is_some_and(|e| e == "site") {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !text.trim_start().starts_with('{') {
+        return Ok(None);
+    }
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        format!(
+            "{} is not a plan saved by `sitec plan --out` ({e})",
+            path.display()
+        )
+    })
+}
+
+pub fn apply(args: &ApplyArgs) -> ExitCode {
+    let saved = match load_saved(&args.target) {
+        Ok(saved) => saved,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match saved {
+        Some(saved) => rt.block_on(apply_saved(args, saved)),
+        None => {
+            let prepared = match prepare(&args.target) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            rt.block_on(apply_spec(args, prepared))
+        }
+    }
+}
+
+async fn apply_spec(args: &ApplyArgs, prepared: Prepared) -> ExitCode {
+    let (plan, connections) = match survey(&prepared, args.ssh.kex()).await {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    carry_out(
+        args,
+        &plan,
+        &prepared.hosts,
+        &prepared.order,
+        connections,
+        false,
+    )
+    .await
+}
+
+async fn apply_saved(args: &ApplyArgs, saved: SavedPlan) -> ExitCode {
+    let spec = Path::new(&saved.plan.spec);
+    let (connections, unreachable) =
+        match plan::remote::Connections::open(&saved.hosts, spec, args.ssh.kex()).await {
+            Ok(found) => found,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let mut plan = saved.plan.clone();
+    plan.unreachable.extend(
+        unreachable
+            .into_iter()
+            .map(|(host, error)| plan::Unreachable { host, error }),
+    );
+    carry_out(
+        args,
+        &plan,
+        &saved.hosts,
+        &saved.host_order,
+        Arc::new(connections),
+        true,
+    )
+    .await
+}
+
+/// Shows the plan, asks, applies, reports.
+async fn carry_out(
+    args: &ApplyArgs,
+    plan: &Plan,
+    hosts: &[HostDesired],
+    order: &[(String, String, String)],
+    connections: Arc<plan::remote::Connections>,
+    saved: bool,
+) -> ExitCode {
+    print!("{}", plan.human());
+    let code = if plan.is_empty() {
+        if plan.unreachable.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    } else if !args.yes && !confirmed() {
+        eprintln!("Nothing applied.");
+        ExitCode::FAILURE
+    } else {
+        let progress = Arc::new(Progress::new(plan, std::io::stderr().is_terminal()));
+        let outcomes = applying::run(
+            plan,
+            hosts,
+            order,
+            connections.clone(),
+            args.parallel,
+            saved,
+            progress,
+        )
+        .await;
+        let (text, ok) = applying::report(&outcomes);
+        print!("{text}");
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    };
+    if let Ok(c) = Arc::try_unwrap(connections) {
+        c.close().await;
+    }
+    code
+}
+
+/// Asks on the terminal; without one, says to pass `--yes`.
+fn confirmed() -> bool {
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "error: not on a terminal, so nobody can confirm; pass --yes to apply without asking"
+        );
+        return false;
+    }
+    eprint!("Apply these changes? Only `yes` applies: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+}

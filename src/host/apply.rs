@@ -1,0 +1,543 @@
+//! `sitec host apply`: converges the host to its desired state, printing one
+//! JSON event per line as it goes (the operator's progress display reads
+//! them). In order: refuse if a saved plan no longer matches; switch the
+//! binary; remove what the spec dropped; then each resource in graph order.
+//! A service is handled at its place in the order, after every input that
+//! notifies it: its config is validated first, and when validation fails the
+//! inputs are put back as they were, so the running service never reads a
+//! config its program rejected. The state file is written last.
+
+use super::assess::{self, assess, unit_name, unit_state};
+use super::converge::{self, converge};
+use super::state::{Managed, State};
+use super::system::{self, ok_or, program, sh, write_atomic};
+use super::wire::{
+    notified_action, runs_sitec, Assessment, Desired, Event, Item, Status, BINARY_DIR,
+};
+use crate::resources::Kind;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+/// Prints events as they happen and counts them.
+struct Log {
+    changed: usize,
+    failed: usize,
+}
+
+impl Log {
+    fn emit(&mut self, event: &Event) {
+        match event {
+            Event::Changed { .. } | Event::Service { .. } => self.changed += 1,
+            Event::Failed { .. } => self.failed += 1,
+            _ => {}
+        }
+        println!("{}", event.line());
+    }
+}
+
+/// A file's content before this apply replaced it: `None` if it did not exist.
+type Backup = Option<Vec<u8>>;
+
+struct Run<'d> {
+    desired: &'d Desired,
+    state: State,
+    /// What the state file said before this apply began.
+    previous: Vec<Managed>,
+    log: Log,
+    /// Ids that failed or were skipped: what depends on them waits.
+    broken: HashSet<String>,
+    /// Service id -> the ids whose change asks it to reload or restart.
+    notified: BTreeMap<String, Vec<String>>,
+    backups: HashMap<String, (String, Backup)>,
+    /// A unit file changed since systemd last re-read them.
+    units_dirty: bool,
+}
+
+pub fn apply(desired: &Desired) -> i32 {
+    let mut log = Log {
+        changed: 0,
+        failed: 0,
+    };
+    let _lock = match lock() {
+        Ok(lock) => lock,
+        Err(error) => {
+            log.emit(&Event::Refused { error });
+            return 1;
+        }
+    };
+    let state = match State::load() {
+        Ok(state) => state,
+        Err(error) => {
+            log.emit(&Event::Refused { error });
+            return 1;
+        }
+    };
+    if let Some(expected) = &desired.expect {
+        let facts = super::facts(desired, &state);
+        if &facts.fingerprint != expected {
+            log.emit(&Event::Refused {
+                error: "the host changed since the plan was made; make a new plan".into(),
+            });
+            return 1;
+        }
+    }
+    let mut run = Run {
+        desired,
+        previous: state.managed.clone(),
+        state,
+        log,
+        broken: HashSet::new(),
+        notified: BTreeMap::new(),
+        backups: HashMap::new(),
+        units_dirty: false,
+    };
+    run.switch_binary();
+    run.remove_dropped();
+    for item in &desired.items {
+        run.item(item);
+    }
+    if run.units_dirty {
+        let _ = program("systemctl", &["daemon-reload"]);
+    }
+    run.finish()
+}
+
+/// One apply at a time per host: a second waits, up to two minutes.
+fn lock() -> Result<std::fs::File, String> {
+    std::fs::create_dir_all(super::wire::STATE_DIR)
+        .map_err(|e| format!("cannot create {}: {e}", super::wire::STATE_DIR))?;
+    let path = Path::new(super::wire::STATE_DIR).join("apply.lock");
+    let file =
+        std::fs::File::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(_) => {
+                return Err(
+                    "another apply has held this host for two minutes; try again when it is done"
+                        .into(),
+                )
+            }
+        }
+    }
+}
+
+impl Run<'_> {
+    /// Points `/usr/local/lib/sitec/sitec` at the binary running now (the
+    /// operator's version, shipped by hash); services started from it restart.
+    fn switch_binary(&mut self) {
+        let Some(me) = binary_switch() else { return };
+        let link = Path::new(BINARY_DIR).join("sitec");
+        let id = format!("file:{}", link.display());
+        let tmp = system::temp_name(&link);
+        let _ = std::fs::remove_file(&tmp);
+        match std::os::unix::fs::symlink(&me, &tmp).and_then(|()| std::fs::rename(&tmp, &link)) {
+            Ok(()) => {
+                self.log.emit(&Event::Changed {
+                    id: id.clone(),
+                    action: format!("now {}", me.display()),
+                });
+                prune_binaries(&me);
+                for item in self.desired.items.iter().filter(|i| runs_sitec(i)) {
+                    for service in &item.notifies {
+                        self.notified
+                            .entry(service.clone())
+                            .or_default()
+                            .push(id.clone());
+                    }
+                }
+            }
+            Err(e) => self.fail(&id, format!("cannot switch the sitec binary: {e}")),
+        }
+    }
+
+    /// Removes what sitec managed here before and the spec no longer has,
+    /// newest first (services stop before their files go).
+    fn remove_dropped(&mut self) {
+        let wanted: HashSet<&str> = self.desired.items.iter().map(|i| i.id.as_str()).collect();
+        let dropped: Vec<Managed> = self
+            .state
+            .managed
+            .iter()
+            .rev()
+            .filter(|m| !wanted.contains(m.id.as_str()))
+            .cloned()
+            .collect();
+        for managed in dropped {
+            match converge::remove(&managed) {
+                Ok(action) => {
+                    if let Kind::File { path, .. } = &managed.kind {
+                        self.units_dirty |= path.starts_with("/etc/systemd/system/");
+                    }
+                    for service in &managed.notifies {
+                        self.notified
+                            .entry(service.clone())
+                            .or_default()
+                            .push(managed.id.clone());
+                    }
+                    self.state.managed.retain(|m| m.id != managed.id);
+                    self.log.emit(&Event::Changed {
+                        id: managed.id.clone(),
+                        action,
+                    });
+                }
+                Err(error) => self.fail(&managed.id, error),
+            }
+        }
+    }
+
+    fn fail(&mut self, id: &str, error: String) {
+        self.broken.insert(id.to_string());
+        self.log.emit(&Event::Failed {
+            id: id.to_string(),
+            error,
+        });
+    }
+
+    /// The failed resource this one depends on, if any: one it requires,
+    /// the folder or release it lives in, its owner, or a notifier of a service.
+    fn blocked_by(&self, item: &Item) -> Option<String> {
+        if let Some(id) = item.requires.iter().find(|r| self.broken.contains(*r)) {
+            return Some(id.clone());
+        }
+        let key = item.kind.key();
+        let owner = match &item.kind {
+            Kind::Directory { owner, .. }
+            | Kind::File { owner, .. }
+            | Kind::Tree { owner, .. }
+            | Kind::Virtualenv { owner, .. } => Some(owner.as_str()),
+            _ => None,
+        };
+        self.broken
+            .iter()
+            .find(|b| {
+                let (word, broken_key) = b.split_once(':').unwrap_or(("", b));
+                (matches!(word, "directory" | "tree") && key.starts_with(&format!("{broken_key}/")))
+                    || (word == "user" && owner == Some(broken_key))
+                    || self.notified.get(&item.id).is_some_and(|n| n.contains(b))
+            })
+            .cloned()
+    }
+
+    fn item(&mut self, item: &Item) {
+        if let Some(because) = self.blocked_by(item) {
+            self.broken.insert(item.id.clone());
+            self.log.emit(&Event::Skipped {
+                id: item.id.clone(),
+                because,
+            });
+            return;
+        }
+        if let Kind::Service { .. } = item.kind {
+            return self.service(item);
+        }
+        let found = assess(item, &self.state);
+        let notified = self.notified.contains_key(&item.id);
+        if found.status == Status::Ok && !(notified && matches!(item.kind, Kind::Command { .. })) {
+            return self.record(item);
+        }
+        if let Kind::File {
+            path,
+            absent: false,
+            ..
+        } = &item.kind
+        {
+            if found
+                .differences
+                .iter()
+                .any(|d| d == "content" || d == assess::MISSING)
+            {
+                let before = std::fs::read(path).ok();
+                self.backups.insert(item.id.clone(), (path.clone(), before));
+            }
+        }
+        match converge(item, found.status == Status::Add) {
+            Ok(action) => {
+                if let Kind::File { path, .. } = &item.kind {
+                    self.units_dirty |= path.starts_with("/etc/systemd/system/");
+                }
+                if found.status != Status::Ok || !matches!(item.kind, Kind::Command { .. }) {
+                    for service in &item.notifies {
+                        self.notified
+                            .entry(service.clone())
+                            .or_default()
+                            .push(item.id.clone());
+                    }
+                }
+                let action = if found.differences.is_empty() {
+                    action
+                } else {
+                    format!("{action} ({})", found.differences.join(", "))
+                };
+                self.log.emit(&Event::Changed {
+                    id: item.id.clone(),
+                    action,
+                });
+                self.record(item);
+            }
+            Err(error) => self.fail(&item.id, error),
+        }
+    }
+
+    /// Remembers that `item` is in place as desired.
+    fn record(&mut self, item: &Item) {
+        let managed = Managed {
+            id: item.id.clone(),
+            digest: item.digest.clone(),
+            kind: item.kind.clone(),
+            notifies: item.notifies.clone(),
+        };
+        match self.state.managed.iter_mut().find(|m| m.id == item.id) {
+            Some(slot) => *slot = managed,
+            None => self.state.managed.push(managed),
+        }
+    }
+
+    fn service(&mut self, item: &Item) {
+        let Kind::Service {
+            name,
+            enabled,
+            running,
+            reload,
+            restart,
+            validate,
+        } = &item.kind
+        else {
+            return;
+        };
+        let unit = unit_name(name);
+        if self.units_dirty {
+            let _ = program("systemctl", &["daemon-reload"]);
+            self.units_dirty = false;
+        }
+        let why = self.notified.get(&item.id).cloned().unwrap_or_default();
+        if !why.is_empty() {
+            if let Some(check) = validate {
+                let ran = sh(check, None);
+                if !ran.ok {
+                    return self.reject(item, check, &why, &ran.output);
+                }
+            }
+        }
+        let result = (|| -> Result<Option<(String, String)>, String> {
+            let (load, file_state, active) = unit_state(&unit);
+            if load == "masked" || file_state == "masked" {
+                ok_or(
+                    program("systemctl", &["unmask", &unit]),
+                    &format!("systemctl unmask {unit}"),
+                )?;
+            }
+            let (_, file_state, _) = unit_state(&unit);
+            if *enabled
+                && !matches!(
+                    file_state.as_str(),
+                    "enabled" | "enabled-runtime" | "static" | "alias" | "generated" | "indirect"
+                )
+            {
+                ok_or(
+                    program("systemctl", &["enable", &unit]),
+                    &format!("systemctl enable {unit}"),
+                )?;
+            }
+            if !*running {
+                if active == "active" {
+                    ok_or(
+                        program("systemctl", &["stop", &unit]),
+                        &format!("systemctl stop {unit}"),
+                    )?;
+                    return Ok(Some(("stopped".into(), "the spec says not running".into())));
+                }
+                return Ok(None);
+            }
+            let because = why.join(", ");
+            if active != "active" {
+                ok_or(
+                    program("systemctl", &["restart", &unit]),
+                    &format!("starting {unit}"),
+                )?;
+                still_up(&unit)?;
+                return Ok(Some((
+                    "started".into(),
+                    if because.is_empty() {
+                        format!("it was {active}")
+                    } else {
+                        because
+                    },
+                )));
+            }
+            if why.is_empty() {
+                return Ok(None);
+            }
+            let (action, command) =
+                notified_action(&unit, reload.as_deref(), restart.as_deref(), &why);
+            ok_or(sh(&command, None), &format!("`{command}`"))?;
+            still_up(&unit)?;
+            Ok(Some((format!("{action}ed"), because)))
+        })();
+        match result {
+            Ok(Some((action, why))) => {
+                self.log.emit(&Event::Service {
+                    id: item.id.clone(),
+                    action,
+                    why,
+                });
+                self.record(item);
+            }
+            Ok(None) => self.record(item),
+            Err(error) => {
+                let detail = journal_tail(&unit);
+                self.fail(
+                    &item.id,
+                    if detail.is_empty() {
+                        error
+                    } else {
+                        format!("{error}\n{detail}")
+                    },
+                );
+            }
+        }
+    }
+
+    /// The service's validation rejected its new inputs: put them back as
+    /// they were, so what runs and what is on disk stay the last good config.
+    fn reject(&mut self, item: &Item, check: &str, why: &[String], output: &str) {
+        let mut restored = Vec::new();
+        for id in why {
+            let Some((path, before)) = self.backups.remove(id) else {
+                continue;
+            };
+            let put_back = match (&before, self.desired.items.iter().find(|i| &i.id == id)) {
+                (
+                    Some(bytes),
+                    Some(Item {
+                        kind: Kind::File { owner, group, .. },
+                        ..
+                    }),
+                ) => {
+                    let mode = system::meta(Path::new(&path))
+                        .map_or("0644".to_string(), |m| format!("{:04o}", m.mode));
+                    write_atomic(Path::new(&path), bytes, owner, group, &mode)
+                }
+                _ => std::fs::remove_file(&path).map_err(|e| e.to_string()),
+            };
+            if put_back.is_ok() {
+                restored.push(path.clone());
+            }
+            self.state.managed.retain(|m| &m.id != id);
+            if let Some(previous) = self.previous.iter().find(|m| &m.id == id) {
+                self.state.managed.push(previous.clone());
+            }
+            self.broken.insert(id.clone());
+        }
+        let error = format!(
+            "`{check}` rejected the new config, so it was not loaded; {} put back as before and the service keeps running its last good config:\n{}",
+            if restored.is_empty() { "nothing was".to_string() } else { restored.join(", ") + " was" },
+            system::last_lines(output, 12)
+        );
+        self.fail(&item.id, error);
+    }
+
+    fn finish(mut self) -> i32 {
+        let complete = self.log.failed == 0;
+        self.state.generation = complete.then(|| self.desired.generation.clone());
+        self.state.spec = self.desired.spec.clone();
+        self.state.applied_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // Keep the apply order: the desired order, then older entries.
+        let order: HashMap<&str, usize> = self
+            .desired
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (item.id.as_str(), i))
+            .collect();
+        self.state
+            .managed
+            .sort_by_key(|m| order.get(m.id.as_str()).copied().unwrap_or(usize::MAX));
+        if let Err(error) = self.state.save() {
+            self.log.emit(&Event::Failed {
+                id: "file:/var/lib/sitec/state.json".into(),
+                error,
+            });
+        }
+        let done = Event::Done {
+            changed: self.log.changed,
+            failed: self.log.failed,
+            generation: self.desired.generation.clone(),
+        };
+        self.log.emit(&done);
+        i32::from(self.log.failed > 0)
+    }
+}
+
+/// A started service that dies at once (a bad config, a missing binary) is
+/// a failure even when `systemctl` said the start went well (`Type=exec`
+/// reports success once the program runs). Watches it for a moment.
+fn still_up(unit: &str) -> Result<(), String> {
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (_, _, active) = unit_state(unit);
+        if active != "active" && active != "reloading" {
+            return Err(format!("{unit} is {active} right after it started"));
+        }
+    }
+    Ok(())
+}
+
+/// The unit's last journal lines: why a start failed.
+fn journal_tail(unit: &str) -> String {
+    let ran = program(
+        "journalctl",
+        &["-u", unit, "-n", "8", "--no-pager", "-q", "-o", "cat"],
+    );
+    if ran.ok {
+        ran.output
+    } else {
+        String::new()
+    }
+}
+
+/// The running binary, when `/usr/local/lib/sitec/sitec` does not point at
+/// it yet (and it is one of the shipped copies there).
+pub fn binary_switch() -> Option<std::path::PathBuf> {
+    let me = std::env::current_exe().ok()?;
+    let link = Path::new(BINARY_DIR).join("sitec");
+    (me.starts_with(BINARY_DIR) && std::fs::read_link(&link).ok().as_deref() != Some(me.as_path()))
+        .then_some(me)
+}
+
+/// Removes sitec binaries other than the one running and the previous one.
+fn prune_binaries(current: &Path) {
+    let Ok(entries) = std::fs::read_dir(BINARY_DIR) else {
+        return;
+    };
+    let mut others: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p != current
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("sitec-"))
+        })
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    others.sort();
+    others.pop();
+    for (_, path) in others {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The assessments of every desired item (for `facts`).
+pub fn assess_all(desired: &Desired, state: &State) -> Vec<Assessment> {
+    desired
+        .items
+        .iter()
+        .map(|item| assess(item, state))
+        .collect()
+}

@@ -1,0 +1,380 @@
+//! Compares one desired resource with what the host has. Read-only: the
+//! only programs it runs ask questions (`dpkg-query`, `systemctl show`, a
+//! command's `unless` guard). Plan and apply both use it, so what a plan
+//! predicts and what apply decides are the same judgement.
+
+use super::state::State;
+use super::system::{self, meta, parse_mode};
+use super::wire::{Assessment, Item, Status};
+use crate::resources::Kind;
+use std::path::Path;
+
+/// A changed file's old content goes into the plan's diff up to this size.
+const DIFF_LIMIT: usize = 128 * 1024;
+
+/// Marker files sitec leaves in what it built, holding the digest built.
+pub const TREE_MARKER: &str = ".sitec-tree";
+pub const VENV_MARKER: &str = ".sitec-venv";
+
+pub fn assess(item: &Item, state: &State) -> Assessment {
+    let differences = match &item.kind {
+        Kind::Package { name, version } => package(name, version.as_deref()),
+        Kind::User {
+            name,
+            home,
+            shell,
+            groups,
+            ..
+        } => user(name, home.as_deref(), shell.as_deref(), groups),
+        Kind::Directory {
+            path,
+            owner,
+            group,
+            mode,
+        } => directory(path, owner, group, mode),
+        Kind::File {
+            path,
+            owner,
+            group,
+            mode,
+            sha256,
+            absent,
+            ..
+        } => file(path, owner, group, mode, sha256, *absent),
+        Kind::Symlink { path, target } => symlink(path, target),
+        Kind::Service {
+            name,
+            enabled,
+            running,
+            ..
+        } => service(name, *enabled, *running),
+        Kind::Virtualenv { path, .. } => marker(path, VENV_MARKER, &item.digest),
+        Kind::Tree { path, .. } => marker(path, TREE_MARKER, &item.digest),
+        Kind::Command {
+            unless,
+            creates,
+            user,
+            ..
+        } => command(
+            item,
+            unless.as_deref(),
+            creates.as_deref(),
+            user.as_deref(),
+            state,
+        ),
+        Kind::Subvolume { path } => subvolume(path),
+        Kind::Timer {
+            name,
+            every_seconds,
+            command,
+        } => timer(name, *every_seconds, command),
+    };
+    let status = match differences.first().map(String::as_str) {
+        None => Status::Ok,
+        Some(MISSING) => Status::Add,
+        Some(_) => Status::Change,
+    };
+    let old_content = match (&item.kind, status) {
+        (
+            Kind::File {
+                path,
+                secret: false,
+                absent: false,
+                ..
+            },
+            Status::Change,
+        ) => readable_text(Path::new(path)),
+        _ => None,
+    };
+    let drifted = status != Status::Ok && state.digest_of(&item.id) == Some(item.digest.as_str());
+    Assessment {
+        id: item.id.clone(),
+        status,
+        differences,
+        old_content,
+        drifted,
+    }
+}
+
+/// The first difference of a resource that is not there at all.
+pub const MISSING: &str = "missing";
+
+fn missing() -> Vec<String> {
+    vec![MISSING.to_string()]
+}
+
+fn readable_text(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    if bytes.len() > DIFF_LIMIT {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
+}
+
+fn package(name: &str, version: Option<&str>) -> Vec<String> {
+    let ran = system::program(
+        "dpkg-query",
+        &["-W", "-f=${db:Status-Status} ${Version}", name],
+    );
+    let mut words = ran.output.split_whitespace();
+    match (ran.ok, words.next(), words.next()) {
+        (true, Some("installed"), Some(have)) => match version {
+            Some(want) if want != have => vec![format!("version {have} -> {want}")],
+            _ => Vec::new(),
+        },
+        _ => missing(),
+    }
+}
+
+fn user(name: &str, home: Option<&str>, shell: Option<&str>, groups: &[String]) -> Vec<String> {
+    let Some((have_home, have_shell)) = system::passwd(name) else {
+        return missing();
+    };
+    let mut out = Vec::new();
+    if let Some(home) = home.filter(|h| *h != have_home) {
+        out.push(format!("home {have_home} -> {home}"));
+    }
+    if let Some(shell) = shell.filter(|s| *s != have_shell) {
+        out.push(format!("shell {have_shell} -> {shell}"));
+    }
+    let member_of = system::groups_of(name);
+    for group in groups.iter().filter(|g| !member_of.contains(g)) {
+        out.push(format!("not in group {group}"));
+    }
+    out
+}
+
+/// Owner, group and mode differences of an existing path.
+fn ownership(m: &system::Meta, owner: &str, group: &str, mode: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if m.owner != owner {
+        out.push(format!("owner {} -> {owner}", m.owner));
+    }
+    if m.group != group {
+        out.push(format!("group {} -> {group}", m.group));
+    }
+    if parse_mode(mode).is_ok_and(|want| want != m.mode) {
+        out.push(format!("mode {:04o} -> {mode}", m.mode));
+    }
+    out
+}
+
+fn directory(path: &str, owner: &str, group: &str, mode: &str) -> Vec<String> {
+    match meta(Path::new(path)) {
+        Some(m) if m.is_dir => ownership(&m, owner, group, mode),
+        Some(_) => vec!["not a directory".to_string()],
+        None => missing(),
+    }
+}
+
+fn file(
+    path: &str,
+    owner: &str,
+    group: &str,
+    mode: &str,
+    sha256: &str,
+    absent: bool,
+) -> Vec<String> {
+    let m = meta(Path::new(path));
+    if absent {
+        return match m {
+            Some(_) => vec!["present".to_string()],
+            None => Vec::new(),
+        };
+    }
+    match m {
+        Some(m) if m.is_file => {
+            let mut out = Vec::new();
+            if system::file_sha256(Path::new(path)).as_deref() != Some(sha256) {
+                out.push("content".to_string());
+            }
+            out.extend(ownership(&m, owner, group, mode));
+            out
+        }
+        Some(_) => vec!["not a regular file".to_string()],
+        None => missing(),
+    }
+}
+
+fn symlink(path: &str, target: &str) -> Vec<String> {
+    match std::fs::read_link(path) {
+        Ok(have) if have == Path::new(target) => Vec::new(),
+        Ok(have) => vec![format!("target {} -> {target}", have.display())],
+        Err(_) if meta(Path::new(path)).is_some() => vec!["not a symlink".to_string()],
+        Err(_) => missing(),
+    }
+}
+
+/// `nginx` to `nginx.service`; names with a unit suffix stay.
+pub fn unit_name(name: &str) -> String {
+    let suffixes = [
+        ".service", ".timer", ".socket", ".target", ".path", ".mount",
+    ];
+    if suffixes.iter().any(|s| name.ends_with(s)) {
+        name.to_string()
+    } else {
+        format!("{name}.service")
+    }
+}
+
+/// What systemd says of a unit: (load state, unit file state, active state).
+pub fn unit_state(unit: &str) -> (String, String, String) {
+    let ran = system::program(
+        "systemctl",
+        &["show", "-p", "LoadState,UnitFileState,ActiveState", unit],
+    );
+    let value = |key: &str| {
+        ran.output
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or("")
+            .to_string()
+    };
+    (
+        value("LoadState"),
+        value("UnitFileState"),
+        value("ActiveState"),
+    )
+}
+
+/// Unit file states that need no `systemctl enable`.
+fn is_enabled(unit_file_state: &str) -> bool {
+    matches!(
+        unit_file_state,
+        "enabled" | "enabled-runtime" | "static" | "alias" | "generated" | "indirect"
+    )
+}
+
+fn service(name: &str, enabled: bool, running: bool) -> Vec<String> {
+    unit(&unit_name(name), enabled, running)
+}
+
+fn unit(unit: &str, enabled: bool, running: bool) -> Vec<String> {
+    let (load, file_state, active) = unit_state(unit);
+    let mut out = Vec::new();
+    if load == "masked" || file_state == "masked" {
+        out.push("masked".to_string());
+    } else if load == "not-found" {
+        // Its unit file is written earlier in the same apply.
+        out.push("no unit file yet".to_string());
+    }
+    if enabled && !is_enabled(&file_state) && file_state != "masked" {
+        out.push("not enabled".to_string());
+    }
+    if running && active != "active" {
+        out.push(format!("not running ({active})"));
+    }
+    if !running && active == "active" {
+        out.push("running".to_string());
+    }
+    out
+}
+
+fn marker(path: &str, marker: &str, digest: &str) -> Vec<String> {
+    if meta(Path::new(path)).is_none() {
+        return missing();
+    }
+    let built = std::fs::read_to_string(Path::new(path).join(marker)).unwrap_or_default();
+    if built.trim() == digest {
+        Vec::new()
+    } else {
+        vec!["out of date".to_string()]
+    }
+}
+
+fn command(
+    item: &Item,
+    unless: Option<&str>,
+    creates: Option<&str>,
+    user: Option<&str>,
+    state: &State,
+) -> Vec<String> {
+    if let Some(path) = creates {
+        if meta(Path::new(path)).is_none() {
+            return vec![format!("{path} does not exist")];
+        }
+    }
+    if let Some(guard) = unless {
+        if !system::sh(guard, user).ok {
+            return vec![format!("`{guard}` fails")];
+        }
+    }
+    if creates.is_none() && unless.is_none() && state.digest_of(&item.id) != Some(&item.digest) {
+        return vec!["never ran in this form".to_string()];
+    }
+    Vec::new()
+}
+
+fn subvolume(path: &str) -> Vec<String> {
+    if system::program("btrfs", &["subvolume", "show", path]).ok {
+        Vec::new()
+    } else if meta(Path::new(path)).is_some() {
+        vec!["not a btrfs subvolume".to_string()]
+    } else {
+        missing()
+    }
+}
+
+/// The two unit files of a timer: `NAME.service` runs the command,
+/// `NAME.timer` starts it every `every_seconds`.
+pub fn timer_units(name: &str, every_seconds: u64, command: &str) -> [(String, String); 2] {
+    let service = format!(
+        "# Generated by sitec (timer {name}): do not edit by hand.\n[Unit]\nDescription=sitec timer {name}\n\n[Service]\nType=oneshot\nExecStart=/bin/sh -c {}\n",
+        systemd_quote(command)
+    );
+    let timer = format!(
+        "# Generated by sitec (timer {name}): do not edit by hand.\n[Unit]\nDescription=sitec timer {name}: every {every_seconds}s\n\n[Timer]\nOnBootSec={every_seconds}s\nOnUnitActiveSec={every_seconds}s\n\n[Install]\nWantedBy=timers.target\n"
+    );
+    [
+        (format!("/etc/systemd/system/{name}.service"), service),
+        (format!("/etc/systemd/system/{name}.timer"), timer),
+    ]
+}
+
+/// Quotes a command line for an `ExecStart=` argument.
+fn systemd_quote(s: &str) -> String {
+    format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('%', "%%")
+    )
+}
+
+fn timer(name: &str, every_seconds: u64, command: &str) -> Vec<String> {
+    let units = timer_units(name, every_seconds, command);
+    if meta(Path::new(&units[1].0)).is_none() {
+        return missing();
+    }
+    let mut out = Vec::new();
+    for (path, content) in units {
+        if system::file_sha256(Path::new(&path)).as_deref()
+            != Some(crate::resources::sha256_hex(content.as_bytes()).as_str())
+        {
+            out.push(format!("{path} content"));
+        }
+    }
+    out.extend(unit(&format!("{name}.timer"), true, true));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_names_get_a_suffix_once() {
+        assert_eq!(unit_name("nginx"), "nginx.service");
+        assert_eq!(
+            unit_name("postgresql@15-main"),
+            "postgresql@15-main.service"
+        );
+        assert_eq!(unit_name("backup.timer"), "backup.timer");
+    }
+
+    #[test]
+    fn timer_commands_are_quoted_for_systemd() {
+        let [(_, service), _] = timer_units("t", 60, "echo \"100%\"");
+        assert!(service.contains("ExecStart=/bin/sh -c \"echo \\\"100%%\\\"\""));
+    }
+}

@@ -1,0 +1,177 @@
+//! What the operator's `sitec` and a host's `sitec host` say to each other:
+//! one JSON document in (the host's desired state), one JSON document out
+//! (`facts`) or one JSON line per event (`apply`). Both ends are the same
+//! binary (plan ships it first), so the two sides never disagree on a field.
+
+use crate::resources::Kind;
+use serde::{Deserialize, Serialize};
+
+/// Where sitec keeps its own things on a host.
+pub const STATE_DIR: &str = "/var/lib/sitec";
+/// The binary every host runs (a symlink to the content-addressed copy).
+pub const BINARY_DIR: &str = "/usr/local/lib/sitec";
+
+/// Everything one host should hold, in apply order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Desired {
+    pub host: String,
+    /// Names this compile of the spec: a hash of every host's desired state.
+    pub generation: String,
+    /// The spec it came from, for the state file and messages.
+    pub spec: String,
+    pub items: Vec<Item>,
+    /// `apply` of a saved plan: the facts fingerprint the plan saw. The host
+    /// refuses when its facts no longer match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+}
+
+/// One resource as the host needs it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Item {
+    pub id: String,
+    #[serde(flatten)]
+    pub kind: Kind,
+    #[serde(default)]
+    pub requires: Vec<String>,
+    #[serde(default)]
+    pub notifies: Vec<String>,
+    /// A file's content; a virtualenv's requirements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// The blob (under `/var/lib/sitec/blobs/`) a tree is unpacked from, or
+    /// the wheelhouse a virtualenv installs from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<String>,
+    /// A hash of everything above that matters on the host: the state file
+    /// records it, so a later plan can tell drift from a spec change.
+    pub digest: String,
+}
+
+/// A resource's state on the host against its desired state.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Already as desired.
+    Ok,
+    /// Not there at all.
+    Add,
+    /// There, but differing (`Assessment::differences` says how).
+    Change,
+}
+
+/// What `facts` found for one desired resource.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Assessment {
+    pub id: String,
+    pub status: Status,
+    /// What differs, in words: `content`, `mode 0644 -> 0640`, `not running`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<String>,
+    /// A changed file's current content, for the plan's diff (never for a
+    /// file holding a secret, nor a large or binary one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_content: Option<String>,
+    /// sitec applied this exact desired state before, and the host no
+    /// longer matches it: someone changed it by hand.
+    #[serde(default)]
+    pub drifted: bool,
+}
+
+/// Something sitec put on the host earlier that the spec no longer wants.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Removal {
+    pub id: String,
+    /// Whether it is still there (a removed file that is already gone is
+    /// only forgotten).
+    pub present: bool,
+    /// What removal will do, or why it leaves it (`left installed`).
+    pub action: String,
+    /// Services that reload once it is gone.
+    #[serde(default)]
+    pub notifies: Vec<String>,
+}
+
+/// The answer to `sitec host facts`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Facts {
+    pub host: String,
+    /// One per desired item, in the same order.
+    pub assessments: Vec<Assessment>,
+    pub removals: Vec<Removal>,
+    /// Blobs the apply will need that the host lacks: the operator uploads
+    /// them first.
+    pub missing_blobs: Vec<String>,
+    /// The generation sitec last applied here, if any.
+    pub applied_generation: Option<String>,
+    /// `/usr/local/lib/sitec/sitec` is another version than this one: apply
+    /// switches it and restarts the services that run it.
+    #[serde(default)]
+    pub binary_switch: bool,
+    /// A hash of everything above: `apply PLAN` refuses when it moved.
+    pub fingerprint: String,
+}
+
+/// One line of `sitec host apply`'s output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    /// A resource was made to match (or removed).
+    Changed { id: String, action: String },
+    /// A service was reloaded, restarted or started.
+    Service {
+        id: String,
+        action: String,
+        why: String,
+    },
+    /// A resource could not be made to match.
+    Failed { id: String, error: String },
+    /// A resource was not touched because one it needs failed.
+    Skipped { id: String, because: String },
+    /// The end: how many resources changed and failed.
+    Done {
+        changed: usize,
+        failed: usize,
+        generation: String,
+    },
+    /// The whole apply was refused before anything changed.
+    Refused { error: String },
+}
+
+impl Event {
+    /// The JSON line for this event.
+    #[must_use]
+    pub fn line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
+    }
+}
+
+/// The unit file path every sitec daemon's unit names in `ExecStart`.
+pub fn runs_sitec(item: &Item) -> bool {
+    matches!(&item.kind, Kind::File { path, .. } if path.starts_with("/etc/systemd/system/"))
+        && item
+            .content
+            .as_deref()
+            .is_some_and(|c| c.contains(&format!("{BINARY_DIR}/sitec ")))
+}
+
+/// How a running service takes changed inputs: a changed unit file or
+/// binary needs a restart; otherwise its reload command if
+/// it has one, else its restart command, else `systemctl restart`.
+/// Returns the word for the operator and the command.
+pub fn notified_action(
+    unit: &str,
+    reload: Option<&str>,
+    restart: Option<&str>,
+    why: &[String],
+) -> (&'static str, String) {
+    // A new unit file or a new sitec binary: a reload would keep the old one.
+    let unit_changed = why.iter().any(|w| {
+        *w == format!("file:/etc/systemd/system/{unit}") || *w == format!("file:{BINARY_DIR}/sitec")
+    });
+    match (reload, restart, unit_changed) {
+        (Some(reload), _, false) => ("reload", reload.to_string()),
+        (_, Some(restart), _) => ("restart", restart.to_string()),
+        _ => ("restart", format!("systemctl restart {unit}")),
+    }
+}

@@ -1,0 +1,433 @@
+//! `sitec plan`: what applying the spec would change on every host, found
+//! in one round trip per host (the host's own sitec compares; see
+//! [`crate::host`]). A plan lists per host the resources to add, change
+//! (with a unified diff for files; never a secret) and remove, the services
+//! that would reload, restart or start and why, and what drifted from what
+//! sitec last applied. It is printed for people or as JSON (documented in
+//! `lang/plan.md`), and can be saved for `sitec apply PLAN`.
+
+pub mod desired;
+pub mod remote;
+
+use crate::host::wire::{notified_action, runs_sitec, Assessment, Facts, Item, Status, BINARY_DIR};
+use crate::resources::Kind;
+use desired::HostDesired;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// The plan of the whole fleet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    /// The version of this document's layout.
+    pub format: u32,
+    pub spec: String,
+    pub generation: String,
+    pub hosts: Vec<HostPlan>,
+    pub unreachable: Vec<Unreachable>,
+    pub summary: Summary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Unreachable {
+    pub host: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub remove: usize,
+    /// Services that would reload, restart or start.
+    pub restarts: usize,
+    /// Hosts with anything to do.
+    pub hosts_changing: usize,
+    pub hosts: usize,
+    pub drifted: usize,
+}
+
+/// One host's part of the plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostPlan {
+    pub host: String,
+    pub address: String,
+    /// The spec generation sitec last applied in full there.
+    pub applied_generation: Option<String>,
+    pub changes: Vec<Change>,
+    pub services: Vec<ServiceAction>,
+    /// What the host's facts were: `apply PLAN` refuses if they moved.
+    pub fingerprint: String,
+    /// Release and wheelhouse blobs the host still needs.
+    pub missing_blobs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Add,
+    Change,
+    Remove,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    pub id: String,
+    pub action: Action,
+    /// What differs, in words (`content`, `mode 0644 -> 0640`, `not running`).
+    pub details: Vec<String>,
+    /// A unified diff of a changed file (`None` for a secret or binary file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    /// Changed on the host since sitec applied this same desired state.
+    pub drifted: bool,
+    /// The role line that declared it (`std/platform.site:52`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceAction {
+    pub id: String,
+    /// `reload`, `restart` or `start`.
+    pub action: String,
+    /// The ids whose change causes it, or why it starts.
+    pub because: Vec<String>,
+}
+
+impl Plan {
+    /// Puts hosts' facts together into a plan.
+    #[must_use]
+    pub fn new(
+        spec: &str,
+        hosts: &[HostDesired],
+        facts: &[Option<Facts>],
+        unreachable: Vec<Unreachable>,
+        origins: &dyn Fn(&str, &str) -> Option<String>,
+    ) -> Self {
+        let mut plan = Self {
+            format: 1,
+            spec: spec.to_string(),
+            generation: hosts
+                .first()
+                .map(|h| h.desired.generation.clone())
+                .unwrap_or_default(),
+            hosts: Vec::new(),
+            unreachable,
+            summary: Summary::default(),
+        };
+        for (host, facts) in hosts.iter().zip(facts) {
+            let Some(facts) = facts else { continue };
+            plan.hosts.push(host_plan(host, facts, origins));
+        }
+        plan.summary = summarize(&plan.hosts);
+        plan
+    }
+
+    /// True when no host has anything to do.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.summary.hosts_changing == 0
+    }
+
+    /// The summary line.
+    #[must_use]
+    pub fn summary_line(&self) -> String {
+        let s = &self.summary;
+        if self.is_empty() && s.hosts == 0 {
+            return "No host could be reached: nothing to plan.".to_string();
+        }
+        if self.is_empty() {
+            let also = if self.unreachable.is_empty() {
+                ""
+            } else {
+                " (the unreachable ones unknown)"
+            };
+            return format!(
+                "No changes: {} host{} match the spec{also}.",
+                s.hosts,
+                plural(s.hosts)
+            );
+        }
+        format!(
+            "Plan: {} to add, {} to change, {} to remove, {} restart{} on {} host{}.",
+            s.add,
+            s.change,
+            s.remove,
+            s.restarts,
+            plural(s.restarts),
+            s.hosts_changing,
+            plural(s.hosts_changing)
+        )
+    }
+
+    /// The plan for people: per host, then the summary.
+    #[must_use]
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        for host in self
+            .hosts
+            .iter()
+            .filter(|h| !h.changes.is_empty() || !h.services.is_empty())
+        {
+            let _ = writeln!(out, "{} ({})", host.host, host.address);
+            for c in &host.changes {
+                let sign = match c.action {
+                    Action::Add => '+',
+                    Action::Change => '~',
+                    Action::Remove => '-',
+                };
+                let mut line = format!("  {sign} {}", c.id);
+                if !c.details.is_empty() && c.action != Action::Add {
+                    let _ = write!(line, ": {}", c.details.join(", "));
+                }
+                if c.drifted {
+                    line.push_str("  [drifted: changed on the host since the last apply]");
+                }
+                let _ = writeln!(out, "{line}");
+                if let Some(diff) = &c.diff {
+                    for l in diff.lines() {
+                        let _ = writeln!(out, "      {l}");
+                    }
+                }
+            }
+            for s in &host.services {
+                let _ = writeln!(out, "  * {}: {} ({})", s.id, s.action, s.because.join(", "));
+            }
+            out.push('\n');
+        }
+        for u in &self.unreachable {
+            let _ = writeln!(out, "! {}: unreachable: {}", u.host, u.error);
+        }
+        if self.summary.drifted > 0 {
+            let _ = writeln!(
+                out,
+                "{} resource{} drifted: changed on a host since sitec applied the same spec; apply puts them back.",
+                self.summary.drifted,
+                plural(self.summary.drifted)
+            );
+        }
+        out.push_str(&self.summary_line());
+        out.push('\n');
+        out
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn summarize(hosts: &[HostPlan]) -> Summary {
+    let mut s = Summary {
+        hosts: hosts.len(),
+        ..Summary::default()
+    };
+    for h in hosts {
+        for c in &h.changes {
+            match c.action {
+                Action::Add => s.add += 1,
+                Action::Change => s.change += 1,
+                Action::Remove => s.remove += 1,
+            }
+            s.drifted += usize::from(c.drifted);
+        }
+        s.restarts += h.services.len();
+        s.hosts_changing += usize::from(!h.changes.is_empty() || !h.services.is_empty());
+    }
+    s
+}
+
+fn host_plan(
+    host: &HostDesired,
+    facts: &Facts,
+    origins: &dyn Fn(&str, &str) -> Option<String>,
+) -> HostPlan {
+    let items = &host.desired.items;
+    let mut changes = Vec::new();
+    let mut causes: Vec<(String, String)> = Vec::new();
+    if facts.binary_switch {
+        let id = format!("file:{BINARY_DIR}/sitec");
+        changes.push(Change {
+            id: id.clone(),
+            action: Action::Change,
+            details: vec!["this version of sitec".into()],
+            diff: None,
+            drifted: false,
+            origin: None,
+        });
+        for item in items.iter().filter(|i| runs_sitec(i)) {
+            causes.extend(item.notifies.iter().map(|s| (s.clone(), id.clone())));
+        }
+    }
+    for r in &facts.removals {
+        if r.present || r.action == "forget" {
+            changes.push(Change {
+                id: r.id.clone(),
+                action: Action::Remove,
+                details: vec![r.action.clone()],
+                diff: None,
+                drifted: false,
+                origin: None,
+            });
+            causes.extend(r.notifies.iter().map(|s| (s.clone(), r.id.clone())));
+        }
+    }
+    let mut starts = Vec::new();
+    for (item, a) in items.iter().zip(&facts.assessments) {
+        if a.status == Status::Ok {
+            continue;
+        }
+        if let Kind::Service { running: true, .. } = item.kind {
+            if a.differences
+                .iter()
+                .any(|d| d.starts_with("not running") || d == "masked" || d == "no unit file yet")
+            {
+                starts.push((item.id.clone(), a.differences.join(", ")));
+            }
+        }
+        causes.extend(item.notifies.iter().map(|s| (s.clone(), item.id.clone())));
+        changes.push(change(item, a, origins(&host.name, &item.id)));
+    }
+    let services = services(items, &causes, &starts);
+    HostPlan {
+        host: host.name.clone(),
+        address: host.address.clone(),
+        applied_generation: facts.applied_generation.clone(),
+        changes,
+        services,
+        fingerprint: facts.fingerprint.clone(),
+        missing_blobs: facts.missing_blobs.clone(),
+    }
+}
+
+fn change(item: &Item, a: &Assessment, origin: Option<String>) -> Change {
+    let diff = match (&item.kind, &a.old_content, &item.content) {
+        (Kind::File { secret: true, .. }, _, _) if a.differences.iter().any(|d| d == "content") => {
+            Some("(holds a secret: the diff is not shown)".to_string())
+        }
+        (Kind::File { path, .. }, Some(old), Some(new)) => Some(
+            similar::TextDiff::from_lines(old, new)
+                .unified_diff()
+                .context_radius(3)
+                .header(
+                    &format!("{path} (on the host)"),
+                    &format!("{path} (the spec)"),
+                )
+                .to_string(),
+        ),
+        _ => None,
+    };
+    Change {
+        id: item.id.clone(),
+        action: if a.status == Status::Add {
+            Action::Add
+        } else {
+            Action::Change
+        },
+        details: a.differences.clone(),
+        diff,
+        drifted: a.drifted,
+        origin,
+    }
+}
+
+/// Which services reload, restart or start, and why.
+fn services(
+    items: &[Item],
+    causes: &[(String, String)],
+    starts: &[(String, String)],
+) -> Vec<ServiceAction> {
+    let mut out = Vec::new();
+    for item in items {
+        let Kind::Service {
+            name,
+            reload,
+            restart,
+            running: true,
+            ..
+        } = &item.kind
+        else {
+            continue;
+        };
+        if let Some((_, why)) = starts.iter().find(|(id, _)| *id == item.id) {
+            out.push(ServiceAction {
+                id: item.id.clone(),
+                action: "start".into(),
+                because: vec![why.clone()],
+            });
+            continue;
+        }
+        let why: Vec<String> = causes
+            .iter()
+            .filter(|(s, _)| *s == item.id)
+            .map(|(_, c)| c.clone())
+            .collect();
+        if why.is_empty() {
+            continue;
+        }
+        let unit = crate::host::assess::unit_name(name);
+        let (action, _) = notified_action(&unit, reload.as_deref(), restart.as_deref(), &why);
+        out.push(ServiceAction {
+            id: item.id.clone(),
+            action: action.into(),
+            because: why,
+        });
+    }
+    out
+}
+
+/// A saved plan: the plan and exactly what each host is to be sent (file
+/// contents, secrets included: the file is written 0600).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedPlan {
+    pub plan: Plan,
+    pub hosts: Vec<HostDesired>,
+    /// `(before, after, why)`: the order between hosts.
+    pub host_order: Vec<(String, String, String)>,
+}
+
+/// Connects to every host and asks each for its facts, all at once.
+/// Returns the plan and the open connections (apply goes on with them).
+pub async fn survey(
+    spec: &str,
+    hosts: &[HostDesired],
+    kex: crate::transport::Kex,
+    origins: &dyn Fn(&str, &str) -> Option<String>,
+) -> Result<(Plan, std::sync::Arc<remote::Connections>), String> {
+    let (connections, unreachable) =
+        remote::Connections::open(hosts, std::path::Path::new(spec), kex).await?;
+    let connections = std::sync::Arc::new(connections);
+    let mut unreachable: Vec<Unreachable> = unreachable
+        .into_iter()
+        .map(|(host, error)| Unreachable { host, error })
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, host) in hosts
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| connections.is_open(&h.name))
+    {
+        let (connections, name, desired) =
+            (connections.clone(), host.name.clone(), host.desired.clone());
+        tasks.spawn(async move { (i, connections.facts(&name, &desired).await) });
+    }
+    let mut facts: Vec<Option<Facts>> = vec![None; hosts.len()];
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((i, Ok(f))) => facts[i] = Some(f),
+            Ok((i, Err(error))) => unreachable.push(Unreachable {
+                host: hosts[i].name.clone(),
+                error,
+            }),
+            Err(e) => return Err(format!("a facts task failed: {e}")),
+        }
+    }
+    unreachable.sort_by(|a, b| a.host.cmp(&b.host));
+    Ok((
+        Plan::new(spec, hosts, &facts, unreachable, origins),
+        connections,
+    ))
+}

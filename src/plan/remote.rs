@@ -1,0 +1,291 @@
+//! The operator's side of the wire: open one SSH master per host (grouped
+//! by how each provider is reached), make sure the host runs this very
+//! sitec (shipped content-addressed, so a host that has it costs nothing),
+//! and run `sitec host facts` / `sitec host apply` with the host's desired
+//! state on stdin. A host that can't be reached is reported, not fatal.
+
+use super::desired::{blob_file, HostDesired};
+use crate::host::wire::{Desired, Event, Facts, BINARY_DIR};
+use crate::transport::{HostTarget, Kex, SshOptions, Transport};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The exit status of the host command when the binary is missing.
+const NO_BINARY: i32 = 96;
+
+/// Open masters to every reachable host.
+pub struct Connections {
+    transports: Vec<Transport>,
+    /// Host name -> index into `transports`.
+    by_host: HashMap<String, usize>,
+    binary: Binary,
+}
+
+/// This sitec, as hosts keep it: `/usr/local/lib/sitec/sitec-<hash>`.
+#[derive(Clone)]
+pub struct Binary {
+    pub local: PathBuf,
+    pub remote: String,
+}
+
+impl Binary {
+    /// The running executable and its content-addressed name on hosts. The
+    /// hash is cached beside the binary's size and time (hashing tens of
+    /// megabytes on every plan would cost more than the round trips).
+    pub fn current() -> Result<Self, String> {
+        let local =
+            std::env::current_exe().map_err(|e| format!("cannot find sitec's own binary: {e}"))?;
+        let meta = std::fs::metadata(&local)
+            .map_err(|e| format!("cannot read {}: {e}", local.display()))?;
+        let stamp = format!(
+            "{} {} {:?}",
+            local.display(),
+            meta.len(),
+            meta.modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        );
+        let cache = super::desired::cache_dir().join("binary-hash");
+        let cached = std::fs::read_to_string(&cache).ok().and_then(|text| {
+            let (s, hash) = text.rsplit_once('\n')?;
+            (s == stamp).then(|| hash.to_string())
+        });
+        let hash = match cached {
+            Some(hash) => hash,
+            None => {
+                let bytes = std::fs::read(&local)
+                    .map_err(|e| format!("cannot read {}: {e}", local.display()))?;
+                let hash = crate::resources::sha256_hex(&bytes);
+                if let Some(dir) = cache.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let _ = std::fs::write(&cache, format!("{stamp}\n{hash}"));
+                hash
+            }
+        };
+        Ok(Self {
+            local,
+            remote: format!("{BINARY_DIR}/sitec-{}", &hash[..16]),
+        })
+    }
+}
+
+/// How to reach the hosts of one provider.
+fn ssh_options(host: &HostDesired, spec: &Path, kex: Kex) -> Result<(SshOptions, String), String> {
+    let p = &host.reach;
+    if p.local {
+        let root = spec.parent().unwrap_or(Path::new(".")).join(".fleet");
+        let name = spec
+            .file_stem()
+            .map_or_else(|| "fleet".into(), |s| s.to_string_lossy().into_owned());
+        let layout = crate::fleet::Layout::new(&std::path::absolute(&root).unwrap_or(root), &name);
+        let state = crate::fleet::FleetState::load(&layout)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "the local fleet of {} is not up; run `sitec fleet up {}` first",
+                    spec.display(),
+                    spec.display()
+                )
+            })?;
+        return Ok((
+            state.ssh_options(kex),
+            format!("local:{}", layout.dir.display()),
+        ));
+    }
+    let base = spec.parent().unwrap_or(Path::new("."));
+    let known_hosts = match &p.known_hosts {
+        Some(file) => base.join(file),
+        None => {
+            let home =
+                std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+            home.join(".ssh/known_hosts")
+        }
+    };
+    let mut o = SshOptions::new(p.user.clone(), known_hosts);
+    o.identity = p.identity.as_ref().map(|i| base.join(i));
+    o.kex = kex;
+    Ok((o, format!("provider:{}", p.provider)))
+}
+
+impl Connections {
+    /// Connects to every host at once. Returns the open connections and,
+    /// per host that could not be reached, why.
+    pub async fn open(
+        hosts: &[HostDesired],
+        spec: &Path,
+        kex: Kex,
+    ) -> Result<(Self, Vec<(String, String)>), String> {
+        let binary = Binary::current()?;
+        let mut groups: Vec<(String, SshOptions, Vec<HostTarget>)> = Vec::new();
+        let mut unreachable = Vec::new();
+        for host in hosts {
+            let (options, key) = match ssh_options(host, spec, kex) {
+                Ok(found) => found,
+                Err(e) => {
+                    unreachable.push((host.name.clone(), e));
+                    continue;
+                }
+            };
+            let mut target = HostTarget::new(host.name.clone(), host.address.clone());
+            target.port = host.reach.port;
+            match groups.iter_mut().find(|(k, _, _)| *k == key) {
+                Some((_, _, targets)) => targets.push(target),
+                None => groups.push((key, options, vec![target])),
+            }
+        }
+        // Every provider's hosts at once (and each provider's hosts in parallel).
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, (_, options, targets)) in groups.into_iter().enumerate() {
+            tasks.spawn(async move { (i, Transport::connect_each(&targets, &options).await) });
+        }
+        let mut opened = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            opened.push(joined.map_err(|e| format!("a connection task failed: {e}"))?);
+        }
+        opened.sort_by_key(|(i, _)| *i);
+        let mut transports = Vec::new();
+        let mut by_host = HashMap::new();
+        for (_, result) in opened {
+            let (transport, errors) = result.map_err(|e| e.to_string())?;
+            for e in errors {
+                let host = e.host.clone().unwrap_or_else(|| "?".into());
+                unreachable.push((host, e.to_string()));
+            }
+            for t in transport.hosts() {
+                by_host.insert(t.name.clone(), transports.len());
+            }
+            transports.push(transport);
+        }
+        Ok((
+            Self {
+                transports,
+                by_host,
+                binary,
+            },
+            unreachable,
+        ))
+    }
+
+    fn transport(&self, host: &str) -> Result<&Transport, String> {
+        self.by_host
+            .get(host)
+            .map(|i| &self.transports[*i])
+            .ok_or_else(|| format!("{host}: not connected"))
+    }
+
+    pub fn is_open(&self, host: &str) -> bool {
+        self.by_host.contains_key(host)
+    }
+
+    /// Runs `sitec host ACTION` on `host` with `desired` on stdin, shipping
+    /// the binary first when the host lacks this version. Each stdout line
+    /// goes to `on_line`; returns stdout, or the error in words.
+    async fn host_command(
+        &self,
+        host: &str,
+        action: &str,
+        desired: &Desired,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<(bool, String), String> {
+        let t = self.transport(host)?;
+        let input = serde_json::to_vec(desired).map_err(|e| e.to_string())?;
+        // 96: this version is not on the host yet (ssh reports 127 as an
+        // error of its own, so the wrapper picks an unused code).
+        let command = format!(
+            "test -x {bin} || exit {NO_BINARY}; exec {bin} host {action}",
+            bin = self.binary.remote
+        );
+        let mut out = t
+            .run_lines(host, &command, &input, &mut on_line)
+            .await
+            .map_err(|e| e.to_string())?;
+        if out.status == Some(NO_BINARY) {
+            self.ship_binary(host).await?;
+            out = t
+                .run_lines(host, &command, &input, &mut on_line)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let stderr = out.stderr_text();
+        match out.status {
+            Some(0 | 1) => Ok((out.status == Some(0), out.stdout_text())),
+            _ => Err(format!(
+                "{host}: `sitec host {action}` failed: {}",
+                stderr.trim()
+            )),
+        }
+    }
+
+    async fn ship_binary(&self, host: &str) -> Result<(), String> {
+        let t = self.transport(host)?;
+        let made = t
+            .run(host, &format!("mkdir -p {BINARY_DIR}"), b"")
+            .await
+            .map_err(|e| e.to_string())?;
+        if !made.success() {
+            return Err(format!(
+                "{host}: cannot create {BINARY_DIR}: {}",
+                made.stderr_text().trim()
+            ));
+        }
+        t.ensure_binary(host, &self.binary.local, &self.binary.remote)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// The host's facts for its desired state.
+    pub async fn facts(&self, host: &str, desired: &Desired) -> Result<Facts, String> {
+        let (_, stdout) = self.host_command(host, "facts", desired, |_| {}).await?;
+        serde_json::from_str(stdout.trim())
+            .map_err(|e| format!("{host}: unreadable facts ({e}): {}", stdout.trim()))
+    }
+
+    /// Uploads the blobs the host said it lacks.
+    pub async fn upload_blobs(&self, host: &str, digests: &[String]) -> Result<(), String> {
+        let t = self.transport(host)?;
+        if !digests.is_empty() {
+            let dir = format!("{}/blobs", crate::host::wire::STATE_DIR);
+            t.run(host, &format!("mkdir -p {dir}"), b"")
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        for digest in digests {
+            let local = blob_file(digest);
+            let bytes = tokio::fs::read(&local)
+                .await
+                .map_err(|e| format!("cannot read {} ({e}); make a new plan", local.display()))?;
+            let remote = crate::host::blob_path(digest);
+            t.upload(host, &bytes, &remote.to_string_lossy(), 0o600)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Applies `desired` on the host, handing each event to `on_event`.
+    /// `Ok(true)` when everything converged.
+    pub async fn apply(
+        &self,
+        host: &str,
+        desired: &Desired,
+        mut on_event: impl FnMut(Event),
+    ) -> Result<bool, String> {
+        let (ok, _) = self
+            .host_command(host, "apply", desired, |line| {
+                if let Ok(event) = serde_json::from_str::<Event>(line) {
+                    on_event(event);
+                }
+            })
+            .await?;
+        Ok(ok)
+    }
+
+    /// Closes every master.
+    pub async fn close(self) {
+        for t in self.transports {
+            t.close().await;
+        }
+    }
+}
