@@ -24,6 +24,8 @@ pub const REQUEST_TIMEOUT_SECONDS: u64 = 30;
 pub const BUS_CONTROL_PORT: u16 = 7701;
 pub const BUS_HEARTBEAT_PORT: u16 = 7702;
 pub const BUS_LOGS_PORT: u16 = 7703;
+/// Where a `logs` host's agent files the lines it collects: `DIR/HOST/TAG`.
+pub const FLEET_LOGS: &str = "/var/log/sitec/fleet";
 
 /// What an `each` block is repeating over when a file is declared.
 #[derive(Debug, Clone, Default)]
@@ -442,16 +444,31 @@ fn balancer_config(inputs: &Inputs, host: HostId) -> Value {
     })
 }
 
+/// The systemd unit that runs an app's gunicorn (`service` in stdlib's runner role).
+fn app_unit(app: &str) -> String {
+    format!("sitec-app-{app}.service")
+}
+
 fn agent_config(inputs: &Inputs, host: HostId) -> Value {
     let fleet = inputs.fleet;
     let h = &fleet.hosts[host];
-    let collectors: Vec<String> = fleet
-        .hosts_with_role("logs")
-        .map(|c| format!("tcp://{}:{BUS_LOGS_PORT}", fleet.address(c)))
-        .collect();
+    let logs_endpoint = |c| format!("tcp://{}:{BUS_LOGS_PORT}", fleet.address(c));
+    let collectors: Vec<String> = fleet.hosts_with_role("logs").map(logs_endpoint).collect();
+    let collector = if fleet.has_role(host, "logs") {
+        json!({ "endpoint": logs_endpoint(host), "dir": FLEET_LOGS })
+    } else {
+        Value::Null
+    };
     let mut logs = Vec::new();
+    let mut apps = Vec::new();
     for app in fleet.apps_on(host) {
         let a = &fleet.apps[app];
+        let workers: Vec<String> = a
+            .workers
+            .iter()
+            .map(|w| format!("sitec-app-{}-worker-{}.service", a.name, w.name))
+            .collect();
+        apps.push(json!({ "origin": line(inputs, a.span), "name": a.name, "service": app_unit(&a.name), "workers": workers }));
         for file in [
             "gunicorn-access.log",
             "gunicorn-error.log",
@@ -468,6 +485,8 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Value {
         "control_port": BUS_CONTROL_PORT,
         "heartbeat_port": BUS_HEARTBEAT_PORT,
         "log_collectors": collectors,
+        "collector": collector,
+        "apps": apps,
         "logs": logs,
     })
 }

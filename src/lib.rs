@@ -37,6 +37,7 @@ pub mod suggest;
 pub mod syntax;
 pub mod templates;
 
+pub mod agent;
 pub mod apply;
 pub mod balancer;
 pub mod cli;

@@ -2,6 +2,8 @@
 //! of real backends (a tiny recording test server, and gunicorn), over
 //! loopback only. One test binary; the groups live in `tests/balancer/`.
 
+mod common;
+
 #[path = "balancer/support.rs"]
 mod support;
 

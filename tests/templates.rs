@@ -40,8 +40,8 @@ enum Checker {
     /// The roles script: run twice by psql against a real server.
     PostgresRoles,
     Redis,
-    /// sitec's own TOML configs: parsed as TOML (the balancer's by its own
-    /// validator too, once it is in the tree).
+    /// sitec's own TOML configs: parsed as TOML, the agent's also by
+    /// `sitec agent --check`.
     Toml,
 }
 
@@ -711,7 +711,16 @@ fn toml_configs_parse() {
     check_all(Checker::Toml, |sample| {
         let text = render(&sample.template, &sample.context)?;
         text.parse::<toml_edit::DocumentMut>()
-            .map(|_| ())
-            .map_err(|e| format!("not TOML: {e}\n{text}"))
+            .map_err(|e| format!("not TOML: {e}\n{text}"))?;
+        if sample.template != "agent/agent.toml" {
+            return Ok(());
+        }
+        let dir = Scratch::new("agent-toml");
+        let path = dir.path().join("agent.toml");
+        fs::write(&path, &text).map_err(|e| e.to_string())?;
+        run(std::process::Command::new(env!("CARGO_BIN_EXE_sitec"))
+            .args(["agent", "--check", "--config"])
+            .arg(&path))
+        .map(|_| ())
     });
 }

@@ -7,6 +7,15 @@
 //! the request is safe to send again. Passive health lives here: a refused
 //! connect or a reset takes the backend out. The response is relayed by
 //! `relay`.
+//!
+//! Nothing of a response reaches the client before its head and, for a body
+//! of announced length, the body's start (all of a small one, up to
+//! `limits.request_buffer`) are in hand: gunicorn writes the head and the
+//! body in separate calls, so a runner that dies between them (or mid-head)
+//! would otherwise leave a client with a committed, truncated answer. Held
+//! back, such a request is retried like one that got no answer at all.
+//! Chunked and close-delimited bodies may be event streams whose first bytes
+//! come much later, so they are relayed as they come.
 
 use super::backend::{Backend, InFlight};
 use super::buf::Buf;
@@ -18,7 +27,7 @@ use super::pages;
 use super::refusal::Refusal;
 use super::relay::Upstream;
 use super::request::{Framing, RequestHead};
-use super::response::ResponseHead;
+use super::response::{BodyFraming, ResponseHead};
 use super::router::App;
 use super::scanner::HeadScanner;
 use super::state::State;
@@ -43,6 +52,9 @@ pub enum BodyError {
 enum HeadError {
     /// Closed or reset before sending a byte: maybe safe to retry.
     Nothing,
+    /// Closed or reset mid-head, or before the body start it announced:
+    /// nothing reached the client, so as safe to retry as `Nothing`.
+    Cut,
     Timeout,
     Invalid(&'static str),
 }
@@ -83,6 +95,8 @@ impl Attempts {
         Verdict::GiveUp
     }
 }
+
+const NO_ANSWER: &str = "The backend closed the connection without answering.";
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -169,7 +183,11 @@ impl<S: ClientIo> Conn<S> {
                 },
             };
             let failure = match within(ms(t.response_ms), stream.write_all(&wire)).await {
-                Err(e) => Some((format!("sending the request failed: {e}"), replayable)),
+                Err(e) => Some((
+                    format!("sending the request failed: {e}"),
+                    replayable,
+                    NO_ANSWER,
+                )),
                 Ok(()) => None,
             };
             if failure.is_none() {
@@ -187,7 +205,7 @@ impl<S: ClientIo> Conn<S> {
             let mut bbuf = Buf::default();
             let failure = match failure {
                 Some(f) => f,
-                None => match read_response_head(&mut stream, &mut bbuf, state, req).await {
+                None => match read_response(&mut stream, &mut bbuf, state, req).await {
                     Ok(resp) => {
                         let up = Upstream {
                             backend,
@@ -208,10 +226,16 @@ impl<S: ClientIo> Conn<S> {
                     Err(HeadError::Nothing) => (
                         "closed without answering".to_owned(),
                         replayable && req.idempotent(),
+                        NO_ANSWER,
+                    ),
+                    Err(HeadError::Cut) => (
+                        "closed mid-answer".to_owned(),
+                        replayable && req.idempotent(),
+                        "The backend closed the connection mid-answer.",
                     ),
                 },
             };
-            let (why, safe) = failure;
+            let (why, safe, page) = failure;
             let verdict = attempts.after_failure(i, reused, safe);
             if verdict != Verdict::Stale && !reused {
                 tracing::warn!(backend = %backend.addr, "{why}");
@@ -224,16 +248,7 @@ impl<S: ClientIo> Conn<S> {
                 Verdict::Retry => {
                     self.shared.metrics.retries.fetch_add(1, Ordering::Relaxed);
                 }
-                Verdict::GiveUp => {
-                    return self
-                        .fail(
-                            state,
-                            rec,
-                            502,
-                            "The backend closed the connection without answering.",
-                        )
-                        .await;
-                }
+                Verdict::GiveUp => return self.fail(state, rec, 502, page).await,
             }
         }
     }
@@ -378,6 +393,28 @@ impl<S: ClientIo> Conn<S> {
     }
 }
 
+/// Reads the backend's response head and, for a body of announced length,
+/// its start (see the module doc): up to `limits.request_buffer` bytes, all
+/// of a small body. Both within `timeouts.response_ms`.
+async fn read_response(
+    stream: &mut TcpStream,
+    bbuf: &mut Buf,
+    state: &State,
+    req: &RequestHead,
+) -> Result<ResponseHead, HeadError> {
+    let deadline = tokio::time::Instant::now() + ms(state.timeouts.response_ms);
+    let resp = read_response_head(stream, bbuf, state, req, deadline).await?;
+    if let BodyFraming::Length(n) = resp.framing {
+        let want = usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(state.limits.request_buffer);
+        while bbuf.filled().len() < want {
+            read_more(stream, bbuf, deadline, HeadError::Cut).await?;
+        }
+    }
+    Ok(resp)
+}
+
 /// Reads the backend's response head, skipping interim 1xx responses
 /// (but not `101 Switching Protocols`).
 async fn read_response_head(
@@ -385,10 +422,10 @@ async fn read_response_head(
     bbuf: &mut Buf,
     state: &State,
     req: &RequestHead,
+    deadline: tokio::time::Instant,
 ) -> Result<ResponseHead, HeadError> {
-    let deadline = tokio::time::Instant::now() + ms(state.timeouts.response_ms);
     let mut scanner = HeadScanner::default();
-    let mut received = false;
+    let mut closed = HeadError::Nothing;
     loop {
         match scanner.scan(bbuf.filled(), &state.head_limits) {
             Err(r) => return Err(HeadError::Invalid(r.reason)),
@@ -407,16 +444,23 @@ async fn read_response_head(
             }
             Ok(None) => {}
         }
-        match tokio::time::timeout_at(deadline, bbuf.read_from(stream)).await {
-            Err(_) => return Err(HeadError::Timeout),
-            Ok(Ok(0) | Err(_)) if !received => return Err(HeadError::Nothing),
-            Ok(Ok(0) | Err(_)) => {
-                return Err(HeadError::Invalid(
-                    "The backend closed the connection mid-answer.",
-                ))
-            }
-            Ok(Ok(_)) => received = true,
-        }
+        read_more(stream, bbuf, deadline, closed).await?;
+        closed = HeadError::Cut;
+    }
+}
+
+/// One read from the backend before `deadline`; a close or a reset is
+/// `closed`.
+async fn read_more(
+    stream: &mut TcpStream,
+    bbuf: &mut Buf,
+    deadline: tokio::time::Instant,
+    closed: HeadError,
+) -> Result<(), HeadError> {
+    match tokio::time::timeout_at(deadline, bbuf.read_from(stream)).await {
+        Err(_) => Err(HeadError::Timeout),
+        Ok(Ok(0) | Err(_)) => Err(closed),
+        Ok(Ok(_)) => Ok(()),
     }
 }
 

@@ -34,6 +34,8 @@ pub enum Command {
     Fleet(crate::fleet::Args),
     /// Run the fleet's HTTP/1.1 load balancer
     Balancer(crate::balancer::Args),
+    /// Run the host agent: heartbeats, control requests, log shipping and collecting
+    Agent(crate::agent::Args),
     /// Show every layer a setting of an app passed, where each was set, and the value that wins
     Explain(ExplainArgs),
     /// Set (or --unset) a setting in the local override file beside the spec, keeping its comments
@@ -154,6 +156,7 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph(&args),
         Command::Fleet(args) => crate::fleet::run(args),
         Command::Balancer(args) => crate::balancer::run(args),
+        Command::Agent(args) => crate::agent::run(args),
         Command::Explain(args) => explain(&args),
         Command::Set(args) => set(&args),
         Command::Host(args) => crate::host::run(&args),

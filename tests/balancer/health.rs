@@ -27,6 +27,12 @@ fn config_checked_every(
 
 /// A runner that accepts connections and drops them unanswered.
 fn dying_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    dying_after(b"")
+}
+
+/// A runner that reads each request, writes `answer` (the start of a
+/// response, or nothing) and closes.
+fn dying_after(answer: &'static [u8]) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -35,9 +41,10 @@ fn dying_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
         for s in l.incoming() {
             count.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut s) = s {
-                // Read the request, then close without a word.
+                // Read the request, say `answer`, and close.
                 let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
                 let _ = std::io::Read::read(&mut s, &mut [0u8; 4096]);
+                let _ = std::io::Write::write_all(&mut s, answer);
             }
         }
     });
@@ -102,6 +109,30 @@ fn idempotent_requests_are_retried_and_posts_are_not() {
     )
     .expect("response");
     assert_eq!(r.text(), "good POST /form 2");
+}
+
+/// gunicorn writes a response's head and body in two calls: a runner that
+/// dies between them must not leave the client a truncated answer.
+#[test]
+fn a_backend_dying_between_head_and_body_is_retried() {
+    let head_only = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf";
+    let (dying, accepted) = dying_after(head_only);
+    let good = TestBackend::start("good");
+    let lb = Balancer::with_config(&config(&[dying, good.addr], ""));
+    let r = get(lb.http, "a", "/page").expect("response");
+    assert_eq!((r.status, r.text().as_str()), (200, "good GET /page 0"));
+    assert!(accepted.load(Ordering::Relaxed) >= 1);
+    assert!(lb.wait_log("closed mid-answer", 1), "{}", lb.stderr());
+
+    let (dying, _) = dying_after(head_only);
+    let lb = Balancer::with_config(&config(&[dying, good.addr], ""));
+    let r = request(
+        lb.http,
+        "POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    )
+    .expect("response");
+    assert_eq!(r.status, 502, "a POST is not sent twice, nor cut short");
+    assert!(r.text().contains("mid-answer"), "{}", r.text());
 }
 
 #[test]

@@ -424,11 +424,7 @@ impl Balancer {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{sig}"), self.pid().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        crate::common::signal(self.pid(), sig);
     }
 
     pub fn stderr(&self) -> String {
@@ -449,14 +445,7 @@ impl Balancer {
 
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        crate::common::wait_exit(&mut self.child, limit)
     }
 }
 

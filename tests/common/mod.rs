@@ -176,9 +176,35 @@ pub fn free_port() -> u16 {
 /// Writes an executable that exits 0 at `path`: `systemd-analyze verify`
 /// insists that every `Exec*=` program exists.
 pub fn stub_executable(path: &Path) -> Result<(), String> {
-    fs::create_dir_all(path.parent().expect("stub in a folder")).map_err(|e| e.to_string())?;
-    fs::write(path, "#!/bin/sh\nexit 0\n").map_err(|e| e.to_string())?;
+    write_script(path, "#!/bin/sh\nexit 0\n")
+}
+
+/// Writes an executable script at `path` (a stand-in for a program).
+pub fn write_script(path: &Path, text: &str) -> Result<(), String> {
+    fs::create_dir_all(path.parent().expect("script in a folder")).map_err(|e| e.to_string())?;
+    fs::write(path, text).map_err(|e| e.to_string())?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())
+}
+
+/// Sends `sig` (`TERM`, `HUP`, ...) to one process, by its own pid.
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{sig} {pid}");
+}
+
+/// Waits up to `limit` for `child` to exit by itself.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 /// Stubs every `Exec*=` program of a unit's text that lies below `root`;

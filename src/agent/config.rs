@@ -1,0 +1,393 @@
+//! `Config`: the agent's TOML file, as `templates/agent/agent.toml.hbs`
+//! renders it, and its validation. The file is written by sitec, so a
+//! problem in it is usually a stale or hand-edited copy: every error names
+//! the file, the line and the key, and says what to write instead. It reads
+//! the one file and opens nothing else (the key file is only named here).
+
+use serde::Deserialize;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// What the file holds, with the place of every value that is checked.
+/// Unknown keys are errors, so a typo never silently falls back to a default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    host: Spanned<String>,
+    bus: RawBus,
+    collector: Option<RawCollector>,
+    #[serde(default, rename = "app")]
+    apps: Vec<RawApp>,
+    #[serde(default, rename = "log")]
+    logs: Vec<RawLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBus {
+    control: Spanned<String>,
+    heartbeat: Spanned<String>,
+    #[serde(default)]
+    log_collectors: Vec<Spanned<String>>,
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCollector {
+    endpoint: Spanned<String>,
+    dir: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: Spanned<String>,
+    service: Spanned<String>,
+    #[serde(default)]
+    workers: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    path: Spanned<String>,
+    tag: Spanned<String>,
+}
+
+/// A checked config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub host: String,
+    /// ROUTER endpoint (control requests).
+    pub control: String,
+    /// PUB endpoint (heartbeats).
+    pub heartbeat: String,
+    /// Every collector's PULL endpoint, each line goes to all of them.
+    pub log_collectors: Vec<String>,
+    pub key_file: Option<PathBuf>,
+    /// Set on a `logs` host: where it binds PULL and files the lines.
+    pub collector: Option<Collector>,
+    pub apps: Vec<App>,
+    pub logs: Vec<Log>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collector {
+    pub endpoint: String,
+    pub dir: PathBuf,
+}
+
+/// An app on this host and its systemd units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    pub name: String,
+    pub service: String,
+    pub workers: Vec<String>,
+}
+
+impl App {
+    /// The service, then the workers.
+    pub fn units(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.service.as_str()).chain(self.workers.iter().map(String::as_str))
+    }
+}
+
+/// A log file the agent follows and ships.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    pub path: PathBuf,
+    pub tag: String,
+}
+
+const REGENERATE: &str =
+    "this file is written by sitec: render it again from the spec (`sitec apply`)";
+
+impl Config {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|(span, message)| {
+            let (line, column) = line_column(&text, span.start);
+            format!("{}:{line}:{column}: {message}", path.display())
+        })
+    }
+
+    /// Parses and checks the text of a config; an error is its byte range
+    /// and what to do about it.
+    pub fn parse(text: &str) -> Result<Config, (Range<usize>, String)> {
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim_end().to_owned();
+            (e.span().unwrap_or(0..0), format!("{message}; {REGENERATE}"))
+        })?;
+        raw.check()
+    }
+}
+
+type Checked<T> = Result<T, (Range<usize>, String)>;
+
+impl Raw {
+    fn check(self) -> Checked<Config> {
+        name("host", &self.host)?;
+        let control = endpoint("bus.control", &self.bus.control)?;
+        let heartbeat = endpoint("bus.heartbeat", &self.bus.heartbeat)?;
+        if control == heartbeat {
+            return Err(problem(
+                &self.bus.heartbeat,
+                "bus.heartbeat: the same endpoint as bus.control; each socket needs its own port (7702 and 7701)",
+            ));
+        }
+        let log_collectors = self
+            .bus
+            .log_collectors
+            .iter()
+            .enumerate()
+            .map(|(i, e)| endpoint(&format!("bus.log_collectors[{i}]"), e))
+            .collect::<Checked<Vec<_>>>()?;
+        let collector = match self.collector {
+            Some(c) => Some(Collector {
+                endpoint: endpoint("collector.endpoint", &c.endpoint)?,
+                dir: absolute("collector.dir", &c.dir)?,
+            }),
+            None => None,
+        };
+        let apps = self
+            .apps
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| a.check(i))
+            .collect::<Checked<Vec<_>>>()?;
+        let mut logs: Vec<Log> = Vec::new();
+        for (i, l) in self.logs.iter().enumerate() {
+            let path = absolute(&format!("log[{i}].path"), &l.path)?;
+            if logs.iter().any(|seen| seen.path == path) {
+                return Err(problem(
+                    &l.path,
+                    &format!(
+                        "log[{i}].path: `{}` is listed twice; keep one [[log]] per file",
+                        path.display()
+                    ),
+                ));
+            }
+            if l.tag.get_ref().trim().is_empty() {
+                return Err(problem(&l.tag, &format!("log[{i}].tag: empty; write how collectors file the lines, e.g. \"blog/gunicorn-error.log\"")));
+            }
+            logs.push(Log {
+                path,
+                tag: l.tag.get_ref().clone(),
+            });
+        }
+        Ok(Config {
+            host: self.host.into_inner(),
+            control,
+            heartbeat,
+            log_collectors,
+            key_file: self.bus.key_file,
+            collector,
+            apps,
+            logs,
+        })
+    }
+}
+
+impl RawApp {
+    fn check(self, i: usize) -> Checked<App> {
+        name(&format!("app[{i}].name"), &self.name)?;
+        unit(&format!("app[{i}].service"), &self.service)?;
+        for (j, w) in self.workers.iter().enumerate() {
+            unit(&format!("app[{i}].workers[{j}]"), w)?;
+        }
+        Ok(App {
+            name: self.name.into_inner(),
+            service: self.service.into_inner(),
+            workers: self.workers.into_iter().map(Spanned::into_inner).collect(),
+        })
+    }
+}
+
+fn problem<T>(value: &Spanned<T>, message: &str) -> (Range<usize>, String) {
+    (value.span(), message.to_owned())
+}
+
+/// A host or app name: `[a-z][a-z0-9_-]*`, as the compiler checks them.
+fn name(key: &str, value: &Spanned<String>) -> Checked<()> {
+    let v = value.get_ref();
+    let ok = v.starts_with(|c: char| c.is_ascii_lowercase())
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(problem(value, &format!("{key}: `{v}` is not a name; names are lowercase letters, digits, `_` and `-`, starting with a letter, e.g. \"run1\"")))
+    }
+}
+
+/// A systemd unit name, passed to `systemctl`: never an option.
+fn unit(key: &str, value: &Spanned<String>) -> Checked<()> {
+    let v = value.get_ref();
+    let ok = v.contains('.')
+        && !v.starts_with('-')
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@:\\".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(problem(
+            value,
+            &format!("{key}: `{v}` is not a systemd unit; write its full name, e.g. \"sitec-app-blog.service\""),
+        ))
+    }
+}
+
+/// `tcp://HOST:PORT`, as zmq.rs parses it.
+fn endpoint(key: &str, value: &Spanned<String>) -> Checked<String> {
+    let v = value.get_ref();
+    match v.parse::<zeromq::Endpoint>() {
+        Ok(zeromq::Endpoint::Tcp(..)) => Ok(v.clone()),
+        _ => Err(problem(
+            value,
+            &format!("{key}: `{v}` is not a TCP endpoint; write tcp://ADDRESS:PORT, e.g. \"tcp://10.0.0.5:7701\""),
+        )),
+    }
+}
+
+fn absolute(key: &str, value: &Spanned<String>) -> Checked<PathBuf> {
+    let v = value.get_ref();
+    if v.starts_with('/') {
+        Ok(PathBuf::from(v))
+    } else {
+        Err(problem(
+            value,
+            &format!("{key}: `{v}` is not an absolute path; write it from `/`, e.g. \"/var/log/sitec/apps/blog/gunicorn-error.log\""),
+        ))
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"host = "run1"
+
+[bus]
+control = "tcp://127.0.0.1:7701"
+heartbeat = "tcp://127.0.0.1:7702"
+log_collectors = ["tcp://127.0.0.1:7703"]
+key_file = "/etc/sitec/bus.key"
+
+[collector]
+endpoint = "tcp://127.0.0.1:7703"
+dir = "/var/log/sitec/fleet"
+
+[[app]]
+name = "blog"
+service = "sitec-app-blog.service"
+workers = ["sitec-app-blog-worker-celery.service"]
+
+[[log]]
+path = "/var/log/sitec/apps/blog/gunicorn-error.log"
+tag = "blog/gunicorn-error.log"
+"#;
+
+    #[test]
+    fn reads_the_rendered_layout() {
+        let c = Config::parse(GOOD).expect("valid");
+        assert_eq!(c.host, "run1");
+        assert_eq!(c.log_collectors, ["tcp://127.0.0.1:7703"]);
+        let units: Vec<&str> = c.apps[0].units().collect();
+        assert_eq!(
+            units,
+            [
+                "sitec-app-blog.service",
+                "sitec-app-blog-worker-celery.service"
+            ]
+        );
+        assert_eq!(
+            c.collector.expect("collector").dir,
+            Path::new("/var/log/sitec/fleet")
+        );
+        assert_eq!(c.logs[0].tag, "blog/gunicorn-error.log");
+    }
+
+    /// Each broken file: the line the error must point at and a word it says.
+    #[test]
+    fn errors_name_the_line_the_key_and_the_fix() {
+        for (from, to, line, says) in [
+            (
+                "host = \"run1\"",
+                "host = \"Run 1\"",
+                1,
+                "host: `Run 1` is not a name",
+            ),
+            (
+                "control = \"tcp://127.0.0.1:7701\"",
+                "control = \"127.0.0.1:7701\"",
+                4,
+                "write tcp://ADDRESS:PORT",
+            ),
+            (
+                "tcp://127.0.0.1:7702\"",
+                "tcp://127.0.0.1:7701\"",
+                5,
+                "bus.heartbeat: the same endpoint",
+            ),
+            (
+                "[\"tcp://127.0.0.1:7703\"]",
+                "[\"udp://x\"]",
+                6,
+                "bus.log_collectors[0]",
+            ),
+            ("dir = \"/var", "dir = \"var", 11, "collector.dir"),
+            (
+                "service = \"sitec-app-blog.service\"",
+                "service = \"--now\"",
+                15,
+                "app[0].service",
+            ),
+            ("path = \"/var", "path = \"var", 19, "log[0].path"),
+            (
+                "tag = \"blog/gunicorn-error.log\"",
+                "tag = \" \"",
+                20,
+                "log[0].tag: empty",
+            ),
+            ("key_file", "keyfile", 7, "unknown field `keyfile`"),
+            (
+                "heartbeat = \"tcp://127.0.0.1:7702\"\n",
+                "",
+                3,
+                "missing field `heartbeat`",
+            ),
+        ] {
+            assert!(GOOD.contains(from), "{from}");
+            let text = GOOD.replacen(from, to, 1);
+            let (span, message) = Config::parse(&text).expect_err(to);
+            assert!(message.contains(says), "{message} should say {says}");
+            assert_eq!(line_column(&text, span.start).0, line, "{message}");
+        }
+    }
+
+    #[test]
+    fn load_names_the_file_and_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, GOOD.replace("tcp://127.0.0.1:7701", "nope")).expect("write");
+        let err = Config::load(&path).expect_err("invalid");
+        assert!(
+            err.starts_with(&format!("{}:4:11: bus.control", path.display())),
+            "{err}"
+        );
+        let err = Config::load(&dir.path().join("missing.toml")).expect_err("missing");
+        assert!(err.contains("cannot read"), "{err}");
+    }
+}
