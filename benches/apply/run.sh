@@ -93,11 +93,14 @@ down() {
 
 cleanup() {
   local n
+  close_ansible_masters
   for n in "${!booted[@]}"; do
     down "$n" 2>/dev/null || log "fleet down apply$n failed: run \`$sitec fleet down $(spec_of "$n") --bridge $bridge\`"
   done
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Boots fleet N and records the boot time; hosts then hold nothing of the workload.
 up() {
