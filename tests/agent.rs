@@ -27,24 +27,50 @@ struct Agent {
     heartbeat: String,
 }
 
+/// A fresh loopback endpoint.
+fn endpoint() -> String {
+    format!("tcp://127.0.0.1:{}", free_port())
+}
+
 impl Agent {
-    /// Starts an agent that follows `app.log` in its folder and collects
-    /// its own lines under `fleet/` (the host has the `logs` role).
+    /// Starts an agent that follows `app.log` in its folder (which holds a
+    /// line already) and collects its own lines under `fleet/` (the host
+    /// has the `logs` role).
     fn start(what: &str) -> Agent {
         let dir = Scratch::new(what);
-        let [control, heartbeat, logs] =
-            [free_port(), free_port(), free_port()].map(|p| format!("tcp://127.0.0.1:{p}"));
+        fs::write(dir.path().join("app.log"), "before the agent\n").expect("log file");
+        let logs = endpoint();
+        let fleet = dir.path().join("fleet");
+        Agent::spawn(dir, "run1", &[&logs], Some((&logs, &fleet)))
+    }
+
+    /// Starts agent `host` in `dir`, following `dir/app.log` and shipping
+    /// to `collectors`; with `collect`, a collector at that endpoint
+    /// filing under that folder.
+    fn spawn(
+        dir: Scratch,
+        host: &str,
+        collectors: &[&str],
+        collect: Option<(&str, &Path)>,
+    ) -> Agent {
+        let [control, heartbeat] = [endpoint(), endpoint()];
         let root = dir.path().display();
+        let collectors: Vec<String> = collectors.iter().map(|c| format!("\"{c}\"")).collect();
+        let collector = collect.map_or(String::new(), |(at, fleet)| {
+            format!(
+                "[collector]\nendpoint = \"{at}\"\ndir = \"{}\"\n\n",
+                fleet.display()
+            )
+        });
         let config = format!(
-            "host = \"run1\"\n\n[bus]\ncontrol = \"{control}\"\nheartbeat = \"{heartbeat}\"\n\
-             log_collectors = [\"{logs}\"]\nkey_file = \"{root}/bus.key\"\n\n\
-             [collector]\nendpoint = \"{logs}\"\ndir = \"{root}/fleet\"\n\n\
+            "host = \"{host}\"\n\n[bus]\ncontrol = \"{control}\"\nheartbeat = \"{heartbeat}\"\n\
+             log_collectors = [{}]\nkey_file = \"{root}/bus.key\"\n\n{collector}\
              [[app]]\nname = \"blog\"\nservice = \"sitec-app-blog.service\"\n\
              workers = [\"sitec-app-blog-worker-celery.service\"]\n\n\
-             [[log]]\npath = \"{root}/app.log\"\ntag = \"blog/app.log\"\n"
+             [[log]]\npath = \"{root}/app.log\"\ntag = \"blog/app.log\"\n",
+            collectors.join(", ")
         );
         fs::write(dir.path().join("agent.toml"), config).expect("write config");
-        fs::write(dir.path().join("app.log"), "before the agent\n").expect("log file");
         let bin = dir.path().join("bin");
         write_script(&bin.join("systemctl"), SYSTEMCTL).expect("stub systemctl");
         let path = std::env::var("PATH").unwrap_or_default();
@@ -209,6 +235,53 @@ async fn ships_appended_lines_to_the_collector_across_a_rotation() {
     fs::rename(agent.path("app.log"), agent.path("app.log.1")).expect("rotate");
     let filed = ship_until_collected(&agent, "rotated").await;
     assert!(filed.lines().any(|l| l.starts_with("rotated ")), "{filed}");
+}
+
+/// Appends a line to run1's `app.log` every 200 ms until `filed` (under
+/// `fleet`) holds one: a collector that starts late, then restarts.
+#[test]
+fn a_collector_that_starts_late_or_restarts_gets_the_lines() {
+    let dir = Scratch::new("agent-shipper");
+    let fleet = dir.path().join("fleet");
+    let at = endpoint();
+    // app.log appears after the agent started: it is read from its start.
+    let shipper = Agent::spawn(dir, "run1", &[&at], None);
+    let filed = fleet.join("run1/blog/app.log");
+    let until_filed = |word: &str| {
+        for n in 0..75 {
+            append(&shipper.path("app.log"), &format!("{word} {n}\n"));
+            std::thread::sleep(Duration::from_millis(200));
+            if fs::read_to_string(&filed)
+                .unwrap_or_default()
+                .contains(word)
+            {
+                return;
+            }
+        }
+        panic!("no `{word}` line was filed:\n{}", shipper.stderr());
+    };
+    assert!(
+        common::eventually(WAIT, || shipper.stderr().contains("agent for run1 running")),
+        "{}",
+        shipper.stderr()
+    );
+    append(&shipper.path("app.log"), "no collector yet\n");
+    std::thread::sleep(Duration::from_millis(500));
+    let collector = |n: u8| {
+        let dir = Scratch::new(&format!("agent-collector-{n}"));
+        Agent::spawn(dir, "lb1", &[], Some((&at, &fleet)))
+    };
+    let mut first = collector(1);
+    until_filed("first collector");
+    let text = fs::read_to_string(&filed).unwrap_or_default();
+    assert!(
+        text.starts_with("no collector yet\n"),
+        "queued while away:\n{text}"
+    );
+    signal(first.child.id(), "TERM");
+    assert!(wait_exit(&mut first.child, WAIT).is_some_and(|s| s.success()));
+    let _second = collector(2);
+    until_filed("second collector");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Local fleets, for real: boots systemd-nspawn hosts with real sshd and
-//! systemd, talks to them through the transport, and checks that `down`
-//! leaves no mount, cgroup or link behind. Needs root and systemd-container
+//! systemd, talks to them through the transport, runs `sitec agent` under
+//! its rendered unit there, and checks that `down` leaves no mount, cgroup
+//! or link behind. Needs root and systemd-container
 //! (CI has both; elsewhere these tests say so and skip, except under
 //! `CI=true`, where a missing piece fails them). Each test uses its own
 //! fleet name, bridge and subnet, so they run side by side; the same test in
@@ -424,4 +425,128 @@ fn bad_specs_fail_before_touching_the_machine() {
         "8.8.8.0/24",
     ]);
     assert!(!ok && err.contains("not a private range"), "{err}");
+}
+
+/// `sitec agent` under the unit the compiler renders for it (its
+/// hardening: `ProtectSystem=full`, ...) on a host whose PID 1 is systemd:
+/// it starts, its heartbeats reach this machine over the bridge with the
+/// real systemctl's states, it files a followed line as the host's
+/// collector, and `systemctl stop` ends it at once with success.
+#[test]
+fn the_agent_runs_under_its_unit_and_stops_cleanly() -> TestResult {
+    if !can_boot() {
+        return Ok(());
+    }
+    let _exclusive = exclusive("ft7")?;
+    let tmp = tempfile::tempdir()?;
+    let options = options(tmp.path(), 7)?;
+    let _guard = Down("ft7", &options);
+    let state = fleet::up(&spec("ft7", &["solo"])?, &options)?;
+    let rendered = tmp.path().join("rendered");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sitec"))
+        .args(["render", "examples/minimal.site", "--placeholders", "--out"])
+        .arg(&rendered)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()?;
+    assert!(out.status.success(), "{out:?}");
+    let unit = std::fs::read(rendered.join("web1/etc/systemd/system/sitec-agent.service"))?;
+    tokio::runtime::Runtime::new()?.block_on(agent_under_its_unit(&state, &unit))
+}
+
+/// Runs `command` on the host `solo`; its output, or an error with all it said.
+async fn sh(transport: &Transport, command: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let out = transport.run("solo", command, b"").await?;
+    if out.success() {
+        Ok(out.stdout_text())
+    } else {
+        Err(format!("{command}: {out:?}").into())
+    }
+}
+
+async fn agent_under_its_unit(state: &fleet::FleetState, unit: &[u8]) -> TestResult {
+    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, SubSocket, ZmqMessage};
+    let address = state.host("solo").ok_or("no solo")?.address;
+    let config = format!(
+        "host = \"solo\"\n[bus]\ncontrol = \"tcp://{address}:7701\"\nheartbeat = \"tcp://{address}:7702\"\n\
+         log_collectors = [\"tcp://{address}:7703\"]\nkey_file = \"/etc/sitec/bus.key\"\n\
+         [collector]\nendpoint = \"tcp://{address}:7703\"\ndir = \"/var/log/sitec/fleet\"\n\
+         [[app]]\nname = \"blog\"\nservice = \"sitec-app-blog.service\"\nworkers = [\"systemd-journald.service\"]\n\
+         [[log]]\npath = \"/var/log/sitec/apps/blog/app.log\"\ntag = \"blog/app.log\"\n"
+    );
+    let ssh = state.ssh_options(sitec::transport::Kex::default());
+    let transport = Transport::connect(&state.targets(), &ssh).await?;
+    sh(&transport, "mkdir -p /etc/sitec /var/log/sitec/apps/blog").await?;
+    let me = Path::new(env!("CARGO_BIN_EXE_sitec"));
+    transport
+        .ensure_binary("solo", me, "/usr/local/lib/sitec/sitec")
+        .await?;
+    transport
+        .upload("solo", config.as_bytes(), "/etc/sitec/agent.toml", 0o640)
+        .await?;
+    transport
+        .upload(
+            "solo",
+            unit,
+            "/etc/systemd/system/sitec-agent.service",
+            0o644,
+        )
+        .await?;
+    sh(
+        &transport,
+        "systemctl daemon-reload && systemctl start sitec-agent",
+    )
+    .await?;
+    let wait = Duration::from_secs(15);
+    let mut sub = SubSocket::new();
+    tokio::time::timeout(wait, sub.connect(&format!("tcp://{address}:7702"))).await??;
+    sub.subscribe("").await?;
+    let beat = tokio::time::timeout(wait, sub.recv()).await??;
+    let beat: serde_json::Value =
+        serde_json::from_slice(beat.iter().last().ok_or("an empty heartbeat")?)?;
+    let units = &beat["apps"][0]["units"];
+    assert_eq!(
+        (units[0]["active"].as_str(), units[1]["active"].as_str()),
+        (Some("inactive"), Some("active")),
+        "{beat}"
+    );
+    let mut dealer = DealerSocket::new();
+    tokio::time::timeout(wait, dealer.connect(&format!("tcp://{address}:7701"))).await??;
+    dealer.send(ZmqMessage::from(r#"{"op": "ping"}"#)).await?;
+    let pong = tokio::time::timeout(wait, dealer.recv()).await??;
+    let pong: serde_json::Value = serde_json::from_slice(pong.iter().last().ok_or("empty")?)?;
+    assert_eq!(pong["host"], "solo", "{pong}");
+    // The log file appears after the agent started: read from its start.
+    sh(
+        &transport,
+        "echo 'from the app' >> /var/log/sitec/apps/blog/app.log",
+    )
+    .await?;
+    let mut filed = String::new();
+    for _ in 0..50 {
+        filed = sh(
+            &transport,
+            "cat /var/log/sitec/fleet/solo/blog/app.log 2>/dev/null || true",
+        )
+        .await?;
+        if !filed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(filed, "from the app\n");
+    let stop = std::time::Instant::now();
+    sh(&transport, "systemctl stop sitec-agent").await?;
+    assert!(
+        stop.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stop.elapsed()
+    );
+    let result = sh(
+        &transport,
+        "systemctl show -p Result,ExecMainStatus sitec-agent",
+    )
+    .await?;
+    assert_eq!(result, "Result=success\nExecMainStatus=0\n");
+    transport.close().await;
+    Ok(())
 }

@@ -20,7 +20,7 @@ const POLL: Duration = Duration::from_millis(250);
 /// starve the others.
 const READ_MAX: u64 = 1 << 20;
 /// A line longer than this is shipped in pieces.
-const LINE_MAX: usize = 64 * 1024;
+const LINE_MAX: usize = 8 * 1024;
 
 /// One followed file.
 pub struct Follower {
@@ -126,22 +126,27 @@ impl Follower {
 }
 
 /// Follows every `(path, tag)` on its own thread, calling `ship(tag, line)`
-/// for each new line, forever.
+/// for each new line, forever. The first poll runs before it returns, so
+/// where each file starts is fixed when the agent says it is running.
 pub fn spawn(files: Vec<(PathBuf, String)>, ship: impl Fn(&str, String) + Send + 'static) {
     let mut followers: Vec<(Follower, String, Option<String>)> = files
         .into_iter()
         .map(|(path, tag)| (Follower::new(path), tag, None))
         .collect();
+    let mut poll_all = move || {
+        for (follower, tag, last_error) in &mut followers {
+            let mut lines = Vec::new();
+            let result = follower.poll(&mut lines);
+            lines.into_iter().for_each(|line| ship(tag, line));
+            report(follower, result, last_error);
+        }
+    };
+    poll_all();
     let thread = std::thread::Builder::new()
         .name("sitec-agent-follow".into())
         .spawn(move || loop {
-            for (follower, tag, last_error) in &mut followers {
-                let mut lines = Vec::new();
-                let result = follower.poll(&mut lines);
-                lines.into_iter().for_each(|line| ship(tag, line));
-                report(follower, result, last_error);
-            }
             std::thread::sleep(POLL);
+            poll_all();
         });
     if let Err(e) = thread {
         tracing::error!("cannot start the log follower: {e}");

@@ -9,7 +9,7 @@
 
 use super::assess::{self, assess, unit_name, unit_state};
 use super::converge::{self, converge};
-use super::state::{Managed, State};
+use super::state::{Managed, Pending, State};
 use super::system::{self, ok_or, program, sh, write_atomic};
 use super::wire::{
     notified_action, runs_sitec, Assessment, Desired, Event, Item, Status, BINARY_DIR,
@@ -48,6 +48,8 @@ struct Run<'d> {
     broken: HashSet<String>,
     /// Service id -> the ids whose change asks it to reload or restart.
     notified: BTreeMap<String, Vec<String>>,
+    /// The same debts, on disk (see [`Pending`]).
+    pending: Pending,
     backups: HashMap<String, (String, Backup)>,
     /// A unit file changed since systemd last re-read them.
     units_dirty: bool,
@@ -88,9 +90,14 @@ pub fn apply(desired: &Desired) -> i32 {
         log,
         broken: HashSet::new(),
         notified: BTreeMap::new(),
+        pending: Pending::default(),
         backups: HashMap::new(),
         units_dirty: false,
     };
+    // Reloads an interrupted apply owed (it changed a file, then was killed).
+    for (service, cause) in Pending::load().owed {
+        run.owe(&[service], &cause);
+    }
     run.switch_binary();
     run.remove_dropped();
     for item in &desired.items {
@@ -135,6 +142,14 @@ impl Run<'_> {
         let id = format!("file:{}", link.display());
         let tmp = system::temp_name(&link);
         let _ = std::fs::remove_file(&tmp);
+        let owed: Vec<String> = self
+            .desired
+            .items
+            .iter()
+            .filter(|i| runs_sitec(i))
+            .flat_map(|i| i.notifies.clone())
+            .collect();
+        self.owe(&owed, &id);
         match std::os::unix::fs::symlink(&me, &tmp).and_then(|()| std::fs::rename(&tmp, &link)) {
             Ok(()) => {
                 self.log.emit(&Event::Changed {
@@ -142,14 +157,6 @@ impl Run<'_> {
                     action: format!("now {}", me.display()),
                 });
                 prune_binaries(&me);
-                for item in self.desired.items.iter().filter(|i| runs_sitec(i)) {
-                    for service in &item.notifies {
-                        self.notified
-                            .entry(service.clone())
-                            .or_default()
-                            .push(id.clone());
-                    }
-                }
             }
             Err(e) => self.fail(&id, format!("cannot switch the sitec binary: {e}")),
         }
@@ -168,16 +175,11 @@ impl Run<'_> {
             .cloned()
             .collect();
         for managed in dropped {
+            self.owe(&managed.notifies, &managed.id);
             match converge::remove(&managed) {
                 Ok(action) => {
                     if let Kind::File { path, .. } = &managed.kind {
                         self.units_dirty |= path.starts_with("/etc/systemd/system/");
-                    }
-                    for service in &managed.notifies {
-                        self.notified
-                            .entry(service.clone())
-                            .or_default()
-                            .push(managed.id.clone());
                     }
                     self.state.managed.retain(|m| m.id != managed.id);
                     self.log.emit(&Event::Changed {
@@ -255,19 +257,14 @@ impl Run<'_> {
                 self.backups.insert(item.id.clone(), (path.clone(), before));
             }
         }
+        // Owed before the change: a kill right after it must not lose the reload.
+        self.owe(&item.notifies, &item.id);
         match converge(item, found.status == Status::Add) {
             Ok(action) => {
                 if let Kind::File { path, .. } = &item.kind {
                     self.units_dirty |= path.starts_with("/etc/systemd/system/");
                 }
-                if found.status != Status::Ok || !matches!(item.kind, Kind::Command { .. }) {
-                    for service in &item.notifies {
-                        self.notified
-                            .entry(service.clone())
-                            .or_default()
-                            .push(item.id.clone());
-                    }
-                }
+                self.settle(&item.id);
                 let action = if found.differences.is_empty() {
                     action
                 } else {
@@ -280,6 +277,39 @@ impl Run<'_> {
                 self.record(item);
             }
             Err(error) => self.fail(&item.id, error),
+        }
+    }
+
+    /// Records that `services` owe a reload (or a run) because `cause`
+    /// changed, on disk first.
+    fn owe(&mut self, services: &[String], cause: &str) {
+        if services.is_empty() {
+            return;
+        }
+        for service in services {
+            let causes = self.notified.entry(service.clone()).or_default();
+            if !causes.iter().any(|c| c == cause) {
+                causes.push(cause.to_string());
+            }
+            let debt = (service.clone(), cause.to_string());
+            if !self.pending.owed.contains(&debt) {
+                self.pending.owed.push(debt);
+            }
+        }
+        if let Err(error) = self.pending.save() {
+            self.log.emit(&Event::Failed {
+                id: "file:/var/lib/sitec/pending.json".into(),
+                error,
+            });
+        }
+    }
+
+    /// `id` (a service or command) took what it was owed.
+    fn settle(&mut self, id: &str) {
+        let before = self.pending.owed.len();
+        self.pending.owed.retain(|(service, _)| service != id);
+        if self.pending.owed.len() != before {
+            let _ = self.pending.save();
         }
     }
 
@@ -385,9 +415,13 @@ impl Run<'_> {
                     action,
                     why,
                 });
+                self.settle(&item.id);
                 self.record(item);
             }
-            Ok(None) => self.record(item),
+            Ok(None) => {
+                self.settle(&item.id);
+                self.record(item);
+            }
             Err(error) => {
                 let detail = journal_tail(&unit);
                 self.fail(
@@ -438,6 +472,8 @@ impl Run<'_> {
             if restored.is_empty() { "nothing was".to_string() } else { restored.join(", ") + " was" },
             system::last_lines(output, 12)
         );
+        // Nothing changed in the end: no reload is owed.
+        self.settle(&item.id);
         self.fail(&item.id, error);
     }
 

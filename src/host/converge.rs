@@ -250,14 +250,10 @@ fn virtualenv(item: &Item, path: &Path, python: &str, owner: &str) -> Result<(),
         "-r",
         &req,
     ];
-    let find_links;
-    match &wheels {
-        Some(dir) => {
-            find_links = dir.to_string_lossy().into_owned();
-            args.extend(["--no-index", "--find-links", &find_links]);
-        }
-        // No wheelhouse: the host installs from its own index (it needs one).
-        None => {}
+    // Without a wheelhouse the host installs from its own index (it needs one).
+    let find_links = wheels.map(|dir| dir.to_string_lossy().into_owned());
+    if let Some(dir) = &find_links {
+        args.extend(["--no-index", "--find-links", dir]);
     }
     ok_or(program(&pip.to_string_lossy(), &args), "pip install")?;
     if owner != "root" {

@@ -99,6 +99,7 @@ pub fn facts(desired: &Desired, state: &state::State) -> Facts {
         removals,
         missing_blobs,
         applied_generation: state.generation.clone(),
+        owed: state::Pending::load().owed,
         binary_switch: apply::binary_switch().is_some(),
         fingerprint: String::new(),
     };

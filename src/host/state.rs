@@ -67,3 +67,44 @@ impl State {
             .map(|m| m.digest.as_str())
     }
 }
+
+/// `/var/lib/sitec/pending.json`: services owed a reload or restart. An
+/// apply records a notification here *before* it changes what notifies, and
+/// clears it once the service took the change, so an apply killed in
+/// between leaves the debt for the next apply (and plan) to see.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Pending {
+    /// `(service id, id of what changed)`.
+    pub owed: Vec<(String, String)>,
+}
+
+impl Pending {
+    fn path() -> PathBuf {
+        Path::new(STATE_DIR).join("pending.json")
+    }
+
+    /// The recorded debts; none when the file is absent or unreadable (a
+    /// damaged file can only cost a reload, never a wrong config).
+    #[must_use]
+    pub fn load() -> Self {
+        std::fs::read_to_string(Self::path())
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self) -> Result<(), String> {
+        if self.owed.is_empty() {
+            return match std::fs::remove_file(Self::path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(format!("cannot remove {}: {e}", Self::path().display()))
+                }
+                _ => Ok(()),
+            };
+        }
+        std::fs::create_dir_all(STATE_DIR)
+            .map_err(|e| format!("cannot create {STATE_DIR}: {e}"))?;
+        let text = serde_json::to_string(self).map_err(|e| e.to_string())?;
+        write_atomic(&Self::path(), text.as_bytes(), "root", "root", "0600")
+    }
+}

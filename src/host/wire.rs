@@ -104,6 +104,9 @@ pub struct Facts {
     pub missing_blobs: Vec<String>,
     /// The generation sitec last applied here, if any.
     pub applied_generation: Option<String>,
+    /// `(service, what changed)`: reloads an interrupted apply still owes.
+    #[serde(default)]
+    pub owed: Vec<(String, String)>,
     /// `/usr/local/lib/sitec/sitec` is another version than this one: apply
     /// switches it and restarts the services that run it.
     #[serde(default)]

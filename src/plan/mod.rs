@@ -247,7 +247,8 @@ fn host_plan(
 ) -> HostPlan {
     let items = &host.desired.items;
     let mut changes = Vec::new();
-    let mut causes: Vec<(String, String)> = Vec::new();
+    // What an interrupted apply changed but did not reload yet.
+    let mut causes: Vec<(String, String)> = facts.owed.clone();
     if facts.binary_switch {
         let id = format!("file:{BINARY_DIR}/sitec");
         changes.push(Change {
@@ -430,4 +431,97 @@ pub async fn survey(
         Plan::new(spec, hosts, &facts, unreachable, origins),
         connections,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(value: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    out.insert(k.clone());
+                    keys(v, out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_field_of_the_plan_is_documented() {
+        let plan = Plan {
+            format: 1,
+            spec: "s.site".into(),
+            generation: "g".into(),
+            hosts: vec![HostPlan {
+                host: "h".into(),
+                address: "a".into(),
+                applied_generation: None,
+                changes: vec![Change {
+                    id: "file:/x".into(),
+                    action: Action::Change,
+                    details: vec!["content".into()],
+                    diff: Some("-a\n+b\n".into()),
+                    drifted: false,
+                    origin: Some("o".into()),
+                }],
+                services: vec![ServiceAction {
+                    id: "service:s".into(),
+                    action: "reload".into(),
+                    because: vec!["file:/x".into()],
+                }],
+                fingerprint: "f".into(),
+                missing_blobs: Vec::new(),
+            }],
+            unreachable: vec![Unreachable {
+                host: "u".into(),
+                error: "e".into(),
+            }],
+            summary: Summary::default(),
+        };
+        let doc = include_str!("../../lang/plan.md");
+        let mut found = std::collections::BTreeSet::new();
+        keys(&serde_json::to_value(&plan).unwrap_or_default(), &mut found);
+        let missing: Vec<&String> = found
+            .iter()
+            .filter(|k| {
+                !doc.contains(&format!("`{k}`"))
+                    && !doc.contains(&format!(".{k}`"))
+                    && !doc.contains(&format!("`.{k}"))
+            })
+            .collect();
+        assert!(missing.is_empty(), "not in lang/plan.md: {missing:?}");
+    }
+
+    #[test]
+    fn the_summary_line_counts_changes_and_restarts() {
+        let mut plan = Plan {
+            format: 1,
+            spec: String::new(),
+            generation: String::new(),
+            hosts: Vec::new(),
+            unreachable: Vec::new(),
+            summary: Summary {
+                add: 12,
+                change: 3,
+                remove: 1,
+                restarts: 2,
+                hosts_changing: 5,
+                hosts: 6,
+                drifted: 0,
+            },
+        };
+        assert_eq!(
+            plan.summary_line(),
+            "Plan: 12 to add, 3 to change, 1 to remove, 2 restarts on 5 hosts."
+        );
+        plan.summary = Summary {
+            hosts: 3,
+            ..Summary::default()
+        };
+        assert_eq!(plan.summary_line(), "No changes: 3 hosts match the spec.");
+    }
 }
