@@ -63,6 +63,7 @@ median() { sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print ""; else if (N
 
 log "building sitec (release)"
 cargo build --release --quiet
+built_at="$(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD -- src Cargo.toml Cargo.lock stdlib templates || echo '+changes')"
 
 if "$sitec" apply --help >/dev/null 2>&1; then
   have_sitec_apply=1
@@ -309,7 +310,7 @@ report="$work/report.md"
   echo "Command: \`benches/apply/run.sh --hosts \"$host_counts\" --runs $runs --noops $noops${ansible_runs:+ --ansible-runs $ansible_runs}${agent_flag[*]:+ ${agent_flag[*]}}\`."
   skipped=""
   [ "$have_sitec_apply" = 1 ] || skipped=" (no \`sitec apply\` in this build: its rows are empty)"
-  echo "Versions: sitec $(git -C "$repo" rev-parse --short HEAD)$skipped, pyinfra $("$venv/bin/pyinfra" --version 2>&1 | awk '{print $NF}'), ansible-core $("$venv/bin/python" -c 'import ansible.release as r; print(r.__version__)'), $(ssh -V 2>&1 | cut -d, -f1), Python $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0])')."
+  echo "Versions: sitec $built_at$skipped, pyinfra $("$venv/bin/pyinfra" --version 2>&1 | awk '{print $NF}'), ansible-core $("$venv/bin/python" -c 'import ansible.release as r; print(r.__version__)'), $(ssh -V 2>&1 | cut -d, -f1), Python $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0])')."
   echo
   printf '| median |'; for n in $host_counts; do printf ' %s hosts |' "$n"; done; echo
   printf '|---|'; for _ in $host_counts; do printf -- '---|'; done; echo
