@@ -361,19 +361,47 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
     let planned = fleet.sitec_with(&["plan"], &["--out", &saved.to_string_lossy()]);
     assert!(planned.status.success(), "{}", text_of(&planned));
     let mode = std::fs::metadata(&saved)?.permissions();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600, "a saved plan holds secrets");
-    let edited = fleet.ssh("run1", "echo '# by hand' >> /etc/sitec/apps/blog/gunicorn.conf.py");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600,
+        "a saved plan holds secrets"
+    );
+    let edited = fleet.ssh(
+        "run1",
+        "echo '# by hand' >> /etc/sitec/apps/blog/gunicorn.conf.py",
+    );
     assert!(edited.status.success());
-    let refused = Command::new(env!("CARGO_BIN_EXE_sitec")).arg("apply").arg(&saved).arg("--yes").output()?;
+    let refused = Command::new(env!("CARGO_BIN_EXE_sitec"))
+        .arg("apply")
+        .arg(&saved)
+        .arg("--yes")
+        .output()?;
     assert!(!refused.status.success(), "{}", text_of(&refused));
-    assert!(text_of(&refused).contains("changed since the plan"), "{}", text_of(&refused));
+    assert!(
+        text_of(&refused).contains("changed since the plan"),
+        "{}",
+        text_of(&refused)
+    );
     let drift = fleet.plan();
-    let drifted: Vec<&serde_json::Value> =
-        drift["hosts"].as_array().into_iter().flatten().flat_map(|h| h["changes"].as_array().into_iter().flatten()).filter(|c| c["drifted"] == true).collect();
-    assert_eq!(drifted.len(), 1, "the edited file is flagged as drift: {drift:#}");
+    let drifted: Vec<&serde_json::Value> = drift["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|h| h["changes"].as_array().into_iter().flatten())
+        .filter(|c| c["drifted"] == true)
+        .collect();
+    assert_eq!(
+        drifted.len(),
+        1,
+        "the edited file is flagged as drift: {drift:#}"
+    );
     let planned = fleet.sitec_with(&["plan"], &["--out", &saved.to_string_lossy()]);
     assert!(planned.status.success(), "{}", text_of(&planned));
-    let exact = Command::new(env!("CARGO_BIN_EXE_sitec")).arg("apply").arg(&saved).arg("--yes").output()?;
+    let exact = Command::new(env!("CARGO_BIN_EXE_sitec"))
+        .arg("apply")
+        .arg(&saved)
+        .arg("--yes")
+        .output()?;
     assert!(exact.status.success(), "{}", text_of(&exact));
     serves(&lb, "From a saved plan");
     assert_no_changes(&fleet);
