@@ -53,7 +53,12 @@ struct Run<'d> {
     backups: HashMap<String, (String, Backup)>,
     /// A unit file changed since systemd last re-read them.
     units_dirty: bool,
+    /// Services started without waiting: `(item, unit, why)`.
+    starting: Vec<(Item, String, String)>,
 }
+
+/// The word for a service whose start is under way (see `Run::starting`).
+const STARTING: &str = "starting";
 
 pub fn apply(desired: &Desired) -> i32 {
     let mut log = Log {
@@ -93,6 +98,7 @@ pub fn apply(desired: &Desired) -> i32 {
         pending: Pending::default(),
         backups: HashMap::new(),
         units_dirty: false,
+        starting: Vec::new(),
     };
     // Reloads an interrupted apply owed (it changed a file, then was killed).
     for (service, cause) in Pending::load().owed {
@@ -103,6 +109,7 @@ pub fn apply(desired: &Desired) -> i32 {
     for item in &desired.items {
         run.item(item);
     }
+    run.wait_for_starts();
     if run.units_dirty {
         let _ = program("systemctl", &["daemon-reload"]);
     }
@@ -356,6 +363,13 @@ impl Run<'_> {
                 }
             }
         }
+        // Nothing after it needs it running: start it and go on; the end
+        // of the apply waits for it (services start side by side).
+        let defer = !self
+            .desired
+            .items
+            .iter()
+            .any(|i| i.requires.contains(&item.id));
         let result = (|| -> Result<Option<(String, String)>, String> {
             let (load, file_state, active) = unit_state(&unit);
             if load == "masked" || file_state == "masked" {
@@ -387,6 +401,13 @@ impl Run<'_> {
                 return Ok(None);
             }
             let because = why.join(", ");
+            if active != "active" && defer {
+                ok_or(
+                    program("systemctl", &["--no-block", "restart", &unit]),
+                    &format!("starting {unit}"),
+                )?;
+                return Ok(Some((STARTING.into(), because)));
+            }
             if active != "active" {
                 ok_or(
                     program("systemctl", &["restart", &unit]),
@@ -412,6 +433,9 @@ impl Run<'_> {
             Ok(Some((format!("{action}ed"), because)))
         })();
         match result {
+            Ok(Some((action, why))) if action == STARTING => {
+                self.starting.push((item.clone(), unit, why));
+            }
             Ok(Some((action, why))) => {
                 self.log.emit(&Event::Service {
                     id: item.id.clone(),
@@ -435,6 +459,39 @@ impl Run<'_> {
                         format!("{error}\n{detail}")
                     },
                 );
+            }
+        }
+    }
+
+    /// Waits for the services started without waiting to come up (or fail).
+    fn wait_for_starts(&mut self) {
+        for (item, unit, why) in std::mem::take(&mut self.starting) {
+            match came_up(&unit).and_then(|()| still_up(&unit)) {
+                Ok(()) => {
+                    let why = if why.is_empty() {
+                        "it was not running".to_string()
+                    } else {
+                        why
+                    };
+                    self.log.emit(&Event::Service {
+                        id: item.id.clone(),
+                        action: "started".into(),
+                        why,
+                    });
+                    self.settle(&item.id);
+                    self.record(&item);
+                }
+                Err(error) => {
+                    let detail = journal_tail(&unit);
+                    self.fail(
+                        &item.id,
+                        if detail.is_empty() {
+                            error
+                        } else {
+                            format!("{error}\n{detail}")
+                        },
+                    );
+                }
             }
         }
     }
@@ -526,6 +583,23 @@ fn still_up(unit: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Waits (up to 90 s) until a unit started with `--no-block` is active;
+/// an error once it failed or gave up.
+fn came_up(unit: &str) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let (_, _, active) = unit_state(unit);
+        match active.as_str() {
+            "active" => return Ok(()),
+            "failed" => return Err(format!("{unit} failed to start")),
+            _ if std::time::Instant::now() > deadline => {
+                return Err(format!("{unit} is still {active} after 90 s"));
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
 }
 
 /// The unit's last journal lines: why a start failed.
