@@ -7,7 +7,7 @@
 //! inputs are put back as they were, so the running service never reads a
 //! config its program rejected. The state file is written last.
 
-use super::assess::{self, assess, unit_name, unit_state};
+use super::assess::{self, assess, is_enabled, unit_name, unit_state};
 use super::converge::{self, converge};
 use super::state::{Managed, Pending, State};
 use super::system::{self, ok_or, program, sh, write_atomic};
@@ -371,20 +371,16 @@ impl Run<'_> {
             .iter()
             .any(|i| i.requires.contains(&item.id));
         let result = (|| -> Result<Option<(String, String)>, String> {
-            let (load, file_state, active) = unit_state(&unit);
+            let (load, mut file_state, active) = unit_state(&unit);
             if load == "masked" || file_state == "masked" {
                 ok_or(
                     program("systemctl", &["unmask", &unit]),
                     &format!("systemctl unmask {unit}"),
                 )?;
+                // Unmasked, it has the state its unit file gives it.
+                file_state = unit_state(&unit).1;
             }
-            let (_, file_state, _) = unit_state(&unit);
-            if *enabled
-                && !matches!(
-                    file_state.as_str(),
-                    "enabled" | "enabled-runtime" | "static" | "alias" | "generated" | "indirect"
-                )
-            {
+            if *enabled && !is_enabled(&file_state) {
                 ok_or(
                     program("systemctl", &["enable", &unit]),
                     &format!("systemctl enable {unit}"),
@@ -436,31 +432,34 @@ impl Run<'_> {
             Ok(Some((action, why))) if action == STARTING => {
                 self.starting.push((item.clone(), unit, why));
             }
-            Ok(Some((action, why))) => {
-                self.log.emit(&Event::Service {
-                    id: item.id.clone(),
-                    action,
-                    why,
-                });
-                self.settle(&item.id);
-                self.record(item);
-            }
-            Ok(None) => {
-                self.settle(&item.id);
-                self.record(item);
-            }
-            Err(error) => {
-                let detail = journal_tail(&unit);
-                self.fail(
-                    &item.id,
-                    if detail.is_empty() {
-                        error
-                    } else {
-                        format!("{error}\n{detail}")
-                    },
-                );
-            }
+            Ok(Some((action, why))) => self.service_done(item, Some((action, why))),
+            Ok(None) => self.service_done(item, None),
+            Err(error) => self.service_failed(item, &unit, error),
         }
+    }
+
+    /// A service took what it was owed: say what happened (if anything).
+    fn service_done(&mut self, item: &Item, happened: Option<(String, String)>) {
+        if let Some((action, why)) = happened {
+            self.log.emit(&Event::Service {
+                id: item.id.clone(),
+                action,
+                why,
+            });
+        }
+        self.settle(&item.id);
+        self.record(item);
+    }
+
+    /// A service did not start or reload: the error, with its journal.
+    fn service_failed(&mut self, item: &Item, unit: &str, error: String) {
+        let detail = journal_tail(unit);
+        let error = if detail.is_empty() {
+            error
+        } else {
+            format!("{error}\n{detail}")
+        };
+        self.fail(&item.id, error);
     }
 
     /// Waits for the services started without waiting to come up (or fail).
@@ -473,25 +472,9 @@ impl Run<'_> {
                     } else {
                         why
                     };
-                    self.log.emit(&Event::Service {
-                        id: item.id.clone(),
-                        action: "started".into(),
-                        why,
-                    });
-                    self.settle(&item.id);
-                    self.record(&item);
+                    self.service_done(&item, Some(("started".into(), why)));
                 }
-                Err(error) => {
-                    let detail = journal_tail(&unit);
-                    self.fail(
-                        &item.id,
-                        if detail.is_empty() {
-                            error
-                        } else {
-                            format!("{error}\n{detail}")
-                        },
-                    );
-                }
+                Err(error) => self.service_failed(&item, &unit, error),
             }
         }
     }

@@ -238,7 +238,7 @@ pub fn unit_state(unit: &str) -> (String, String, String) {
 }
 
 /// Unit file states that need no `systemctl enable`.
-fn is_enabled(unit_file_state: &str) -> bool {
+pub fn is_enabled(unit_file_state: &str) -> bool {
     matches!(
         unit_file_state,
         "enabled" | "enabled-runtime" | "static" | "alias" | "generated" | "indirect"
