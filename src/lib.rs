@@ -37,6 +37,7 @@ pub mod stdlib;
 pub mod suggest;
 pub mod syntax;
 pub mod templates;
+pub mod trace;
 
 pub mod agent;
 pub mod apply;

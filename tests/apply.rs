@@ -354,6 +354,24 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
     assert!(fixed.status.success(), "{}", text_of(&fixed));
     assert_no_changes(&fleet);
 
+    // A service that dies as it starts fails the apply, with its journal;
+    // the spec without it takes it away again.
+    let dying = quickstart_text().replace("roles = [runner]", "roles = [runner, dying]")
+        + "\nrole dying {\n  file \"/etc/systemd/system/dying.service\" {\n    content = \"[Service]\\nType=exec\\nExecStart=/bin/sh -c 'echo dying on purpose; exit 3'\\n\"\n    notify = [\"service:dying\"]\n  }\n  service dying { requires = [\"file:/etc/systemd/system/dying.service\"] }\n}\n";
+    fleet.write_spec(&dying);
+    let died = fleet.apply();
+    let text = text_of(&died);
+    assert!(!died.status.success(), "{text}");
+    assert!(
+        text.contains("dying.service") && text.contains("dying on purpose"),
+        "the error names the unit and shows its journal: {text}"
+    );
+    serves(&lb, "Changed by a test");
+    fleet.write_spec(&quickstart_text());
+    let fixed = fleet.apply();
+    assert!(fixed.status.success(), "{}", text_of(&fixed));
+    assert_no_changes(&fleet);
+
     // A saved plan applies exactly, and is refused by a host that changed
     // since (here: a managed file edited by hand, which the plan also flags).
     fleet.set("blog", "SITE_TITLE=\"From a saved plan\"");

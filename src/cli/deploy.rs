@@ -75,12 +75,15 @@ struct Prepared {
 }
 
 fn prepare(spec: &Path) -> Result<Prepared, ExitCode> {
+    crate::trace::mark(|| format!("compiling {}", spec.display()));
     let rendered =
         super::compile(spec, &crate::compile::SecretSource::File).ok_or(ExitCode::FAILURE)?;
+    crate::trace::mark(|| "compiled".into());
     let hosts = desired::build(&rendered, spec, &|line| eprintln!("{line}")).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })?;
+    crate::trace::mark(|| format!("desired state of {} hosts built", hosts.len()));
     let origins = rendered
         .hosts
         .iter()
@@ -283,6 +286,7 @@ async fn carry_out(
     saved: bool,
 ) -> ExitCode {
     print!("{}", plan.human());
+    crate::trace::mark(|| "plan shown".into());
     let code = if plan.is_empty() {
         if plan.unreachable.is_empty() {
             ExitCode::SUCCESS
@@ -304,6 +308,7 @@ async fn carry_out(
             progress,
         )
         .await;
+        crate::trace::mark(|| "applied".into());
         let (text, ok) = applying::report(&outcomes);
         print!("{text}");
         if ok {

@@ -112,13 +112,15 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
             for (path, content) in timer_units(name, *every_seconds, command) {
                 write_atomic(Path::new(&path), content.as_bytes(), "root", "root", "0644")?;
             }
+            // One reload for the (possibly changed) units; `enable` then
+            // needs none of its own.
             ok_or(
                 program("systemctl", &["daemon-reload"]),
                 "systemctl daemon-reload",
             )?;
             let timer = format!("{name}.timer");
             ok_or(
-                program("systemctl", &["enable", "--now", &timer]),
+                program("systemctl", &["enable", "--no-reload", "--now", &timer]),
                 &format!("enabling {timer}"),
             )?;
             Ok(verb.into())

@@ -19,6 +19,9 @@ pub struct Connections {
     /// Host name -> index into `transports`.
     by_host: HashMap<String, usize>,
     binary: Binary,
+    /// The binary gzipped, made (or read from the cache) by the first host
+    /// that needs it.
+    binary_gz: tokio::sync::OnceCell<std::sync::Arc<Vec<u8>>>,
 }
 
 /// This sitec, as hosts keep it: `/usr/local/lib/sitec/sitec-<hash>`.
@@ -26,6 +29,8 @@ pub struct Connections {
 pub struct Binary {
     pub local: PathBuf,
     pub remote: String,
+    /// Its sha256, hex.
+    pub hash: String,
 }
 
 impl Binary {
@@ -66,7 +71,46 @@ impl Binary {
         Ok(Self {
             local,
             remote: format!("{BINARY_DIR}/sitec-{}", &hash[..16]),
+            hash,
         })
+    }
+
+    /// The binary gzipped, as it travels to hosts (a third of its size;
+    /// hosts unpack it with `gzip`, which every Debian has). Compressed
+    /// once per version, then kept in the cache beside its hash.
+    pub fn gzipped(&self) -> Result<Vec<u8>, String> {
+        let dir = super::desired::cache_dir();
+        let cached = dir.join(format!("binary-{}.gz", &self.hash[..16]));
+        if let Ok(bytes) = std::fs::read(&cached) {
+            return Ok(bytes);
+        }
+        let raw = std::fs::read(&self.local)
+            .map_err(|e| format!("cannot read {}: {e}", self.local.display()))?;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut encoder, &raw)
+            .and_then(|()| encoder.finish())
+            .map_err(|e| format!("cannot compress {}: {e}", self.local.display()))
+            .inspect(|gz| keep_in_cache(&dir, &cached, gz))
+    }
+}
+
+/// Saves the gzipped binary under `cached` (atomically), dropping the
+/// other versions' copies. A cache that can't be written only costs time.
+fn keep_in_cache(dir: &Path, cached: &Path, gz: &[u8]) {
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("binary-") && name.ends_with(".gz") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let partial = cached.with_extension(format!("gz.{}", std::process::id()));
+    if std::fs::write(&partial, gz).is_ok() {
+        let _ = std::fs::rename(&partial, cached);
     }
 }
 
@@ -144,6 +188,7 @@ impl Connections {
             opened.push(joined.map_err(|e| format!("a connection task failed: {e}"))?);
         }
         opened.sort_by_key(|(i, _)| *i);
+        crate::trace::mark(|| "connected".into());
         let mut transports = Vec::new();
         let mut by_host = HashMap::new();
         for (_, result) in opened {
@@ -162,6 +207,7 @@ impl Connections {
                 transports,
                 by_host,
                 binary,
+                binary_gz: tokio::sync::OnceCell::new(),
             },
             unreachable,
         ))
@@ -200,12 +246,17 @@ impl Connections {
             .run_lines(host, &command, &input, &mut on_line)
             .await
             .map_err(|e| e.to_string())?;
+        crate::trace::mark(|| format!("{host}: host {action} ran (exit {:?})", out.status));
         if out.status == Some(NO_BINARY) {
             self.ship_binary(host).await?;
+            crate::trace::mark(|| format!("{host}: binary shipped"));
             out = t
                 .run_lines(host, &command, &input, &mut on_line)
                 .await
                 .map_err(|e| e.to_string())?;
+            crate::trace::mark(|| {
+                format!("{host}: host {action} ran again (exit {:?})", out.status)
+            });
         }
         let stderr = out.stderr_text();
         match out.status {
@@ -217,22 +268,23 @@ impl Connections {
         }
     }
 
+    /// Ships this sitec to the host: one round trip (directory, unpack,
+    /// atomic rename).
     async fn ship_binary(&self, host: &str) -> Result<(), String> {
         let t = self.transport(host)?;
-        let made = t
-            .run(host, &format!("mkdir -p {BINARY_DIR}"), b"")
+        let gzipped = self
+            .binary_gz
+            .get_or_try_init(|| async {
+                let binary = self.binary.clone();
+                tokio::task::spawn_blocking(move || binary.gzipped())
+                    .await
+                    .map_err(|e| format!("compressing sitec's binary failed: {e}"))?
+                    .map(std::sync::Arc::new)
+            })
+            .await?;
+        t.upload_gzipped(host, gzipped, &self.binary.remote, 0o755)
             .await
-            .map_err(|e| e.to_string())?;
-        if !made.success() {
-            return Err(format!(
-                "{host}: cannot create {BINARY_DIR}: {}",
-                made.stderr_text().trim()
-            ));
-        }
-        t.ensure_binary(host, &self.binary.local, &self.binary.remote)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(())
+            .map_err(|e| e.to_string())
     }
 
     /// The host's facts for its desired state.
@@ -245,12 +297,6 @@ impl Connections {
     /// Uploads the blobs the host said it lacks.
     pub async fn upload_blobs(&self, host: &str, digests: &[String]) -> Result<(), String> {
         let t = self.transport(host)?;
-        if !digests.is_empty() {
-            let dir = format!("{}/blobs", crate::host::wire::STATE_DIR);
-            t.run(host, &format!("mkdir -p {dir}"), b"")
-                .await
-                .map_err(|e| e.to_string())?;
-        }
         for digest in digests {
             let local = blob_file(digest);
             let bytes = tokio::fs::read(&local)
@@ -274,6 +320,9 @@ impl Connections {
     ) -> Result<bool, String> {
         let (ok, _) = self
             .host_command(host, "apply", desired, |line| {
+                crate::trace::mark(|| {
+                    format!("{host}: {}", line.chars().take(90).collect::<String>())
+                });
                 if let Ok(event) = serde_json::from_str::<Event>(line) {
                     on_event(event);
                 }

@@ -192,7 +192,8 @@ impl Transport {
     }
 
     /// Writes `contents` to `remote_path` with `mode`, atomically: a
-    /// temporary name in the same directory, then a rename over the target.
+    /// temporary name in the same directory (made if missing), then a
+    /// rename over the target.
     pub async fn upload(
         &self,
         host: &str,
@@ -200,13 +201,40 @@ impl Transport {
         remote_path: &str,
         mode: u32,
     ) -> Result<(), Error> {
+        self.write_remote(host, contents, remote_path, mode, "cat")
+            .await
+    }
+
+    /// Like [`Transport::upload`], with `gzipped` (a gzip stream) unpacked
+    /// on the host: what ships sitec's own binary at a third of its size.
+    pub async fn upload_gzipped(
+        &self,
+        host: &str,
+        gzipped: &[u8],
+        remote_path: &str,
+        mode: u32,
+    ) -> Result<(), Error> {
+        self.write_remote(host, gzipped, remote_path, mode, "gzip -dc")
+            .await
+    }
+
+    /// One round trip: `reader` turns stdin into the file's bytes.
+    async fn write_remote(
+        &self,
+        host: &str,
+        stdin: &[u8],
+        remote_path: &str,
+        mode: u32,
+        reader: &str,
+    ) -> Result<(), Error> {
         let dest = shell_quote(remote_path);
         let script = format!(
-            "set -e; d={dest}; t=\"$(dirname \"$d\")/.$(basename \"$d\").sitec-tmp.$$\"; \
-             trap 'rm -f \"$t\"' EXIT; umask 077; cat > \"$t\"; chmod {mode:o} \"$t\"; \
+            "set -e; d={dest}; mkdir -p \"$(dirname \"$d\")\"; \
+             t=\"$(dirname \"$d\")/.$(basename \"$d\").sitec-tmp.$$\"; \
+             trap 'rm -f \"$t\"' EXIT; umask 077; {reader} > \"$t\"; chmod {mode:o} \"$t\"; \
              mv -f \"$t\" \"$d\"; trap - EXIT"
         );
-        let out = self.run(host, &script, contents).await?;
+        let out = self.run(host, &script, stdin).await?;
         if out.success() {
             Ok(())
         } else {
@@ -234,10 +262,8 @@ impl Transport {
             )
         })?;
         let local = hex(&Sha256::digest(&bytes));
-        // Also makes the directory, so the upload below has somewhere to go.
         let q = shell_quote(remote_path);
-        let probe =
-            format!("mkdir -p \"$(dirname {q})\" && {{ sha256sum {q} 2>/dev/null || true; }}");
+        let probe = format!("sha256sum {q} 2>/dev/null || true");
         let out = self.run(host, &probe, b"").await?;
         let remote = out.stdout_text();
         if remote.split_whitespace().next() == Some(local.as_str()) {
