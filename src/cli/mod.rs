@@ -202,7 +202,7 @@ fn check(args: &CheckArgs) -> ExitCode {
                 println!("ok: {} ({}{warnings})", path.display(), report.summary());
             }
         }
-        all.extend(report.diagnostics);
+        all.extend(report.leak());
     }
     if args.format == OutputFormat::Json {
         println!("{}", diagnostic::render_json(&sources, &all));
