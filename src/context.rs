@@ -5,7 +5,7 @@
 //! `templates/README.md` documents every field; the fixed values here
 //! (timeouts, worker counts, paths) are the platform's defaults. Pure.
 
-use crate::model::clusters::{self, Cluster};
+use crate::model::clusters::{self, Cluster, POSTGRES_VERSION};
 use crate::model::{AppId, Backup, DatabaseId, Engine, Fleet, HostId};
 use crate::secrets::Secrets;
 use crate::settings::{self, Override};
@@ -113,6 +113,16 @@ pub fn build(
                 .as_ref()
                 .ok_or("template `postgres/pg_hba.conf` is used outside `each cluster`")?;
             plain(pg_hba(inputs, host, cluster))
+        }
+        "postgres/clone-standby.sh" => {
+            let cluster = scope
+                .cluster
+                .as_ref()
+                .ok_or("template `postgres/clone-standby.sh` is used outside `each standby`")?;
+            Ok(Built {
+                context: clone_standby(inputs, host, cluster)?,
+                secret: true,
+            })
         }
         "postgres/roles.sql" => {
             let cluster = scope
@@ -518,13 +528,7 @@ fn postgresql_conf(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<V
     let fleet = inputs.fleet;
     let first = &fleet.databases[cluster.databases[0]];
     let standby = if cluster.standby == Some(host) {
-        json!({
-            "primary_host": fleet.address(cluster.primary),
-            "primary_port": cluster.port,
-            "replication_user": "replicator",
-            "replication_password": secret(inputs, &replication_secret(&fleet.hosts[cluster.primary].name, &cluster.name))?,
-            "slot_name": format!("standby_{}", fleet.hosts[host].name.replace('-', "_")),
-        })
+        standby_source(inputs, host, cluster)?
     } else {
         Value::Null
     };
@@ -548,6 +552,46 @@ fn postgresql_conf(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<V
         "wal_keep_size": "1GB",
         "log_min_duration_statement_ms": 500,
         "standby": standby,
+    }))
+}
+
+/// Where the standby `host` of `cluster` streams from: its primary, the
+/// replication role and password, and the slot the primary keeps for it.
+fn standby_source(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<Value, String> {
+    let fleet = inputs.fleet;
+    Ok(json!({
+        "primary_host": fleet.address(cluster.primary),
+        "primary_port": cluster.port,
+        "replication_user": "replicator",
+        "replication_password": secret(inputs, &replication_secret(&fleet.hosts[cluster.primary].name, &cluster.name))?,
+        "slot_name": standby_slot(&fleet.hosts[host].name),
+    }))
+}
+
+/// The replication slot a primary keeps for its standby `host`.
+fn standby_slot(host: &str) -> String {
+    format!("standby_{}", host.replace('-', "_"))
+}
+
+/// The script that makes a standby's data directory a copy of its primary.
+fn clone_standby(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<Value, String> {
+    let fleet = inputs.fleet;
+    if cluster.standby != Some(host) {
+        return Err("template `postgres/clone-standby.sh` is used outside `each standby`".into());
+    }
+    let source = standby_source(inputs, host, cluster)?;
+    let password = source["replication_password"].as_str().unwrap_or_default();
+    Ok(json!({
+        "origin": line(inputs, fleet.databases[cluster.databases[0]].span),
+        "cluster": cluster.name,
+        "host": fleet.hosts[host].name,
+        "service": format!("postgresql@{POSTGRES_VERSION}-{}", cluster.name),
+        "data_directory": cluster.data_directory(),
+        "primary_host": source["primary_host"],
+        "primary_port": source["primary_port"],
+        "replication_user": source["replication_user"],
+        "password_sh": crate::transport::shell_quote(password),
+        "slot_name": source["slot_name"],
     }))
 }
 
@@ -615,8 +659,9 @@ fn postgres_roles(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<Va
         }));
     }
     let replication = match cluster.standby {
-        Some(_) => json!({
+        Some(standby) => json!({
             "role": "replicator",
+            "slot": standby_slot(&fleet.hosts[standby].name),
             "password": sql_string(&secret(inputs, &replication_secret(&fleet.hosts[cluster.primary].name, &cluster.name))?),
         }),
         None => Value::Null,

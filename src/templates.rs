@@ -55,6 +55,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/django/sitec_settings.py.hbs"),
     ),
     (
+        "postgres/clone-standby.sh",
+        include_str!("../templates/postgres/clone-standby.sh.hbs"),
+    ),
+    (
         "postgres/pg_hba.conf",
         include_str!("../templates/postgres/pg_hba.conf.hbs"),
     ),

@@ -489,12 +489,12 @@ host lbx2 { provider = local  roles = [balancer] }
 host runx1 { provider = local  roles = [runner] }
 host runx2 { provider = local  roles = [runner] }
 host dbx1 { provider = local  roles = [postgres] }
-host cachex1 { provider = local  roles = [redis] }
+host cachex1 { provider = local  roles = [redis, postgres] }
 
 # Containers on one machine: one provider only.
 checks { balancer_redundancy = off  replica_spread = off }
 
-database main { engine = postgres  primary = dbx1 }
+database main { engine = postgres  primary = dbx1  standby = cachex1 }
 database cache { engine = redis  tier = dedicated  primary = cachex1 }
 
 app blog {
@@ -508,6 +508,41 @@ app blog {
   settings { SITE_TITLE = "Blog on two runners"  SECRET_KEY = secret("blog.secret_key") }
 }
 "#;
+
+/// cachex1's cluster is a copy of dbx1's and streams from it: the primary
+/// lists it as a streaming standby, and the tables the blog's migrations
+/// made on the primary are readable on the standby.
+fn standby_streams(fleet: &Fleet) {
+    let psql = |host: &str, db: &str, sql: &str| {
+        let out = fleet.ssh(
+            host,
+            &format!("runuser -u postgres -- psql -d {db} -XAtc \"{sql}\""),
+        );
+        text_of(&out)
+    };
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = psql(
+            "dbx1",
+            "postgres",
+            "select application_name || ' ' || state from pg_stat_replication",
+        );
+        if seen.contains("cachex1 streaming") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        seen.contains("cachex1 streaming"),
+        "pg_stat_replication on dbx1: {seen}"
+    );
+    let standby = psql(
+        "cachex1",
+        "blog",
+        "select pg_is_in_recovery(), count(*) > 0 from django_migrations",
+    );
+    assert!(standby.contains("t|t"), "on the standby: {standby}");
+}
 
 const SECOND_APP: &str = r#"
 app notes {
@@ -530,6 +565,7 @@ fn six_hosts_serve_through_every_balancer_and_prune_a_dropped_app() -> TestResul
     let fleet = Fleet::new("sixhosts", &format!("{SIX_HOSTS}{SECOND_APP}"))?;
     let first = fleet.apply();
     assert!(first.status.success(), "first apply: {}", text_of(&first));
+    standby_streams(&fleet);
     for lb in ["lbx1", "lbx2"] {
         let address = fleet.address(lb);
         assert!(

@@ -592,6 +592,13 @@ fn postgres_starts_on_every_config() {
             if repl != "t" {
                 return Err(format!("replicator: rolreplication {repl:?}"));
             }
+            let slot = field(&context["replication"], "slot");
+            let kept = server.psql(&format!(
+                "select slot_type from pg_replication_slots where slot_name = '{slot}'"
+            ))?;
+            if kept != "physical" {
+                return Err(format!("slot {slot}: {kept:?}, wanted a physical slot"));
+            }
         }
         Ok(())
     });
