@@ -2,85 +2,9 @@
 //! folder, runs a command there, and compares exact output and exit status.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-/// A builder for one run of `sitec` (after casey/just's test builder).
-struct Test {
-    dir: tempfile::TempDir,
-    args: Vec<String>,
-    stdin: Option<String>,
-}
-
-struct Outcome {
-    stdout: String,
-    stderr: String,
-    status: i32,
-    dir: tempfile::TempDir,
-}
-
-impl Test {
-    fn new() -> Test {
-        Test {
-            dir: tempfile::tempdir().expect("temp dir"),
-            args: Vec::new(),
-            stdin: None,
-        }
-    }
-
-    fn file(self, name: &str, text: &str) -> Test {
-        let path = self.dir.path().join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("create folder");
-        }
-        std::fs::write(path, text).expect("write file");
-        self
-    }
-
-    fn args(mut self, args: &[&str]) -> Test {
-        self.args.extend(args.iter().map(|a| a.to_string()));
-        self
-    }
-
-    fn stdin(mut self, text: &str) -> Test {
-        self.stdin = Some(text.to_string());
-        self
-    }
-
-    fn run(self) -> Outcome {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sitec"))
-            .args(&self.args)
-            .current_dir(self.dir.path())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sitec runs");
-        if let Some(text) = &self.stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(text.as_bytes())
-                .expect("write stdin");
-        }
-        drop(child.stdin.take());
-        let output = child.wait_with_output().expect("sitec finishes");
-        Outcome {
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            status: output.status.code().unwrap_or(-1),
-            dir: self.dir,
-        }
-    }
-}
-
-impl Outcome {
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(name)).expect("file exists")
-    }
-}
+mod common;
+use common::cli::Test;
 
 const GOOD: &str = "use std/platform\n\nprovider here { kind = local }\n\nhost web1 { provider = here  roles = [runner] }\n";
 

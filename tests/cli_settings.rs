@@ -1,71 +1,9 @@
 //! `sitec explain`, `sitec set` and `sitec graph --bus`, run for real: each
 //! test writes a spec into a temporary folder, runs the binary there, and
-//! compares exact output. (The builder is this file's own copy of the one
-//! in tests/cli.rs.)
+//! compares exact output.
 
-use std::process::{Command, Stdio};
-
-/// A builder for one run of `sitec` (after casey/just's test builder).
-struct Test {
-    dir: tempfile::TempDir,
-    args: Vec<String>,
-}
-
-struct Outcome {
-    stdout: String,
-    stderr: String,
-    status: i32,
-    dir: tempfile::TempDir,
-}
-
-impl Test {
-    fn new() -> Test {
-        Test {
-            dir: tempfile::tempdir().expect("temp dir"),
-            args: Vec::new(),
-        }
-    }
-
-    fn file(self, name: &str, text: &str) -> Test {
-        std::fs::write(self.dir.path().join(name), text).expect("write file");
-        self
-    }
-
-    fn args(mut self, args: &[&str]) -> Test {
-        self.args.extend(args.iter().map(|a| a.to_string()));
-        self
-    }
-
-    fn run(self) -> Outcome {
-        let output = Command::new(env!("CARGO_BIN_EXE_sitec"))
-            .args(&self.args)
-            .current_dir(self.dir.path())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("sitec runs");
-        Outcome {
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            status: output.status.code().unwrap_or(-1),
-            dir: self.dir,
-        }
-    }
-}
-
-impl Outcome {
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(name)).expect("file exists")
-    }
-
-    /// The next run, in the same folder.
-    fn again(self) -> Test {
-        Test {
-            dir: self.dir,
-            args: Vec::new(),
-        }
-    }
-}
+mod common;
+use common::cli::Test;
 
 const SPEC: &str = r#"use std/platform
 

@@ -7,6 +7,8 @@
 //! Each test binary uses only some of them.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

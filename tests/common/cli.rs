@@ -1,0 +1,93 @@
+//! A builder for one run of the real `sitec` binary in a temporary folder
+//! (after casey/just's test builder): write files, run, compare exact
+//! output and exit status, run again in the same folder.
+
+use std::process::{Command, Stdio};
+
+pub struct Test {
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    stdin: Option<String>,
+}
+
+pub struct Outcome {
+    pub stdout: String,
+    pub stderr: String,
+    pub status: i32,
+    pub dir: tempfile::TempDir,
+}
+
+impl Test {
+    pub fn new() -> Test {
+        Test {
+            dir: tempfile::tempdir().expect("temp dir"),
+            args: Vec::new(),
+            stdin: None,
+        }
+    }
+
+    /// Writes `text` to `name` in the folder (making its parents).
+    pub fn file(self, name: &str, text: &str) -> Test {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create folder");
+        }
+        std::fs::write(path, text).expect("write file");
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Test {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    pub fn stdin(mut self, text: &str) -> Test {
+        self.stdin = Some(text.to_string());
+        self
+    }
+
+    pub fn run(self) -> Outcome {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sitec"))
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sitec runs");
+        if let Some(text) = &self.stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(text.as_bytes())
+                .expect("write stdin");
+        }
+        drop(child.stdin.take());
+        let output = child.wait_with_output().expect("sitec finishes");
+        Outcome {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            status: output.status.code().unwrap_or(-1),
+            dir: self.dir,
+        }
+    }
+}
+
+impl Outcome {
+    /// A file the run left in the folder.
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).expect("file exists")
+    }
+
+    /// The next run, in the same folder.
+    pub fn again(self) -> Test {
+        Test {
+            dir: self.dir,
+            args: Vec::new(),
+            stdin: None,
+        }
+    }
+}
