@@ -8,6 +8,7 @@
 #
 #   bash benches/balancer/bench.sh            # defaults below
 #   DURATION=10 ROUNDS=3 CONNS=50 IDLE=10000 bash benches/balancer/bench.sh
+#   BASELINE=/tmp/sitec-old bash benches/balancer/bench.sh   # also an older sitec build
 #
 # Needs nginx, haproxy, wrk, python3 (apt-get install nginx haproxy wrk).
 # Listens on 127.0.0.1:18080-18083 only. Not run in CI.
@@ -20,8 +21,12 @@ CONNS=${CONNS:-50}
 THREADS=${THREADS:-1}
 IDLE=${IDLE:-10000}
 BACKEND_PORT=18080
-declare -A PORT=([sitec]=18081 [nginx]=18082 [haproxy]=18083)
+declare -A PORT=([sitec]=18081 [nginx]=18082 [haproxy]=18083 [baseline]=18084)
 PROXIES=(sitec nginx haproxy)
+# BASELINE: another sitec binary (an older build) run as a fourth proxy, to
+# compare two builds within one run on a shared machine.
+BASELINE=${BASELINE:-}
+[ -n "$BASELINE" ] && PROXIES+=(baseline)
 
 for tool in nginx haproxy wrk python3 taskset; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install nginx haproxy wrk)" >&2; exit 1; }
@@ -129,7 +134,12 @@ start backend nginx -c "$WORK/backend.conf"
 start nginx nginx -c "$WORK/nginx.conf"
 start haproxy haproxy -f "$WORK/haproxy.cfg"
 start sitec "$SITEC" balancer --config "$WORK/sitec.toml"
-for port in $BACKEND_PORT "${PORT[@]}"; do
+if [ -n "$BASELINE" ]; then
+  sed "s/:${PORT[sitec]}\"/:${PORT[baseline]}\"/" "$WORK/sitec.toml" > "$WORK/baseline.toml"
+  start baseline "$BASELINE" balancer --config "$WORK/baseline.toml"
+fi
+for p in backend "${PROXIES[@]}"; do
+  port=${PORT[$p]:-$BACKEND_PORT}
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
 done
 
@@ -170,7 +180,8 @@ taskset -c 0 wrk -t"$THREADS" -c"$CONNS" -d3s "http://127.0.0.1:$BACKEND_PORT/" 
 declare -A RPS P50 P99 RSS CPU
 for round in $(seq "$ROUNDS"); do
   # Rotate the order each round so drift hits everyone alike.
-  order=("${PROXIES[@]:$(( (round - 1) % 3 ))}" "${PROXIES[@]:0:$(( (round - 1) % 3 ))}")
+  shift_by=$(( (round - 1) % ${#PROXIES[@]} ))
+  order=("${PROXIES[@]:$shift_by}" "${PROXIES[@]:0:$shift_by}")
   for p in "${order[@]}"; do
     t0=$(cpu_ticks "$p")
     out=$(taskset -c 0 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:${PORT[$p]}/")
@@ -218,3 +229,7 @@ s=$(median "${RPS[sitec]}"); n=$(median "${RPS[nginx]}"); h=$(median "${RPS[hapr
 cs=$(median "${CPU[sitec]}"); cn=$(median "${CPU[nginx]}"); ch=$(median "${CPU[haproxy]}")
 awk -v s="$s" -v n="$n" -v h="$h" 'BEGIN { printf "req/s ratios: sitec/nginx %.2f  sitec/haproxy %.2f\n", s / n, s / h }'
 awk -v s="$cs" -v n="$cn" -v h="$ch" 'BEGIN { printf "CPU per request: nginx/sitec %.2f  haproxy/sitec %.2f (above 1: sitec does the same work with less CPU)\n", n / s, h / s }'
+if [ -n "$BASELINE" ]; then
+  b=$(median "${RPS[baseline]}"); cb=$(median "${CPU[baseline]}")
+  awk -v s="$s" -v b="$b" -v cs="$cs" -v cb="$cb" 'BEGIN { printf "sitec vs baseline: req/s %.2f, CPU per request %.2f\n", s / b, cs / cb }'
+fi

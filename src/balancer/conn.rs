@@ -8,19 +8,21 @@
 //! and the access log. It never parses bytes itself.
 
 use super::buf::Buf;
-use super::io::{within, ClientIo};
+use super::io::{until, within, ClientIo};
 use super::pages;
 use super::refusal::Refusal;
 use super::request::{Framing, RequestHead};
 use super::router::App;
 use super::scanner::HeadScanner;
 use super::state::{Shared, State};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
+use tokio::time::Sleep;
 
 /// Whether the connection carries another request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,26 +45,40 @@ pub struct Conn<S> {
     pub peer: SocketAddr,
     pub tls: bool,
     pub shared: Arc<Shared>,
-    drain: watch::Receiver<bool>,
+}
+
+/// What a connection waits on between requests, made once per connection:
+/// the idle timer (armed once and moved only when it fires early, or must
+/// fire sooner after a reload shortened the timeout: re-arming a tokio timer
+/// per request cost more than the rest of the wait) and the drain signal
+/// (its waiter stays queued instead of being queued and unqueued per
+/// request).
+struct Between<'a, D> {
+    timer: Pin<&'a mut Sleep>,
+    drain: Pin<&'a mut D>,
 }
 
 impl<S: ClientIo> Conn<S> {
     pub fn new(io: S, peer: SocketAddr, tls: bool, shared: Arc<Shared>) -> Self {
-        let drain = shared.drain_signal();
         Conn {
             io,
             buf: Buf::default(),
             peer,
             tls,
             shared,
-            drain,
         }
     }
 
     /// Serves requests until either side closes, a timeout, or a drain.
     pub async fn serve(mut self) {
+        let idle = Duration::from_millis(self.shared.state().timeouts.idle_ms);
+        let mut drain = self.shared.drain_signal();
+        let mut between = Between {
+            timer: pin!(tokio::time::sleep(idle)),
+            drain: pin!(super::state::drain_started(&mut drain)),
+        };
         loop {
-            let (state, head) = match self.read_head().await {
+            let (state, head) = match self.read_head(&mut between).await {
                 Ok(Some(found)) => found,
                 Ok(None) => break,
                 Err((state, refusal)) => {
@@ -81,19 +97,14 @@ impl<S: ClientIo> Conn<S> {
 
     /// Waits (without a buffer) for the next request, then reads its head
     /// under the header deadline. `Ok(None)`: closed, idle or draining.
-    async fn read_head(
+    async fn read_head<D: Future<Output = ()>>(
         &mut self,
+        between: &mut Between<'_, D>,
     ) -> Result<Option<(Arc<State>, RequestHead)>, (Arc<State>, Refusal)> {
         if self.buf.is_empty() {
             self.buf.release();
-            let idle = self.shared.state().timeouts.idle_ms;
-            tokio::select! {
-                ready = tokio::time::timeout(std::time::Duration::from_millis(idle), self.io.ready()) => {
-                    if !matches!(ready, Ok(Ok(()))) {
-                        return Ok(None);
-                    }
-                }
-                () = super::state::drain_started(&mut self.drain) => return Ok(None),
+            if !self.wait_idle(between).await {
+                return Ok(None);
             }
         }
         let state = self.shared.state();
@@ -116,15 +127,40 @@ impl<S: ClientIo> Conn<S> {
                 }
                 Ok(None) => {}
             }
-            match tokio::time::timeout_at(deadline, self.buf.read_from(&mut self.io)).await {
-                Err(_) => {
+            match until(deadline, self.buf.read_from(&mut self.io)).await {
+                None => {
                     return Err((
                         state,
                         Refusal::new(408, "request head not received in time"),
                     ))
                 }
-                Ok(Ok(0) | Err(_)) => return Ok(None),
-                Ok(Ok(_)) => {}
+                Some(Ok(0) | Err(_)) => return Ok(None),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Waits until the client sends something: false when it stays idle
+    /// for `timeouts.idle_ms`, closes, or a drain starts.
+    async fn wait_idle<D: Future<Output = ()>>(&mut self, between: &mut Between<'_, D>) -> bool {
+        let since = tokio::time::Instant::now();
+        let limit = since + Duration::from_millis(self.shared.state().timeouts.idle_ms);
+        if between.timer.deadline() > limit {
+            between.timer.as_mut().reset(limit);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                () = between.drain.as_mut() => return false,
+                ready = self.io.ready() => return ready.is_ok(),
+                () = between.timer.as_mut() => {
+                    // Armed for an earlier wait: idle long enough only if
+                    // this wait's own limit has passed too.
+                    if tokio::time::Instant::now() >= limit {
+                        return false;
+                    }
+                    between.timer.as_mut().reset(limit);
+                }
             }
         }
     }

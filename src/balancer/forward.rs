@@ -3,7 +3,7 @@
 //! `Forwarded` set by us, our own framing) and the response head for the
 //! client. Pure functions from parsed heads to bytes; no I/O.
 
-use super::head::{Head, Version};
+use super::head::{Head, Name, Version};
 use super::request::RequestHead;
 use super::response::ResponseHead;
 use std::io::Write;
@@ -11,41 +11,72 @@ use std::net::IpAddr;
 
 /// Fields that describe one connection, not the message (RFC 9110 §7.6.1),
 /// plus those the balancer always writes itself.
-fn dropped_from_request(name: &[u8]) -> bool {
+fn dropped_from_request(name: Name) -> bool {
     is_hop_by_hop(name)
-        || [
-            &b"host"[..],
-            b"content-length",
-            b"expect",
-            b"x-forwarded-for",
-            b"x-forwarded-proto",
-            b"x-forwarded-host",
-            b"forwarded",
-        ]
-        .iter()
-        .any(|d| name.eq_ignore_ascii_case(d))
+        || matches!(
+            name,
+            Name::Host
+                | Name::ContentLength
+                | Name::Expect
+                | Name::XForwardedFor
+                | Name::XForwardedProto
+                | Name::XForwardedHost
+                | Name::Forwarded
+        )
 }
 
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    [
-        &b"connection"[..],
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"te",
-        b"upgrade",
-        b"proxy-authorization",
-        b"proxy-authenticate",
-    ]
-    .iter()
-    .any(|d| name.eq_ignore_ascii_case(d))
+fn is_hop_by_hop(name: Name) -> bool {
+    matches!(
+        name,
+        Name::Connection
+            | Name::KeepAlive
+            | Name::ProxyConnection
+            | Name::TransferEncoding
+            | Name::Te
+            | Name::Upgrade
+            | Name::ProxyAuthorization
+            | Name::ProxyAuthenticate
+    )
 }
 
 /// The field names a `Connection` field lists: dropped too.
 fn connection_tokens(head: &Head) -> Vec<&[u8]> {
-    head.values("connection")
+    head.values(Name::Connection)
         .flat_map(super::fields::list_items)
         .collect()
+}
+
+/// Appends `n` in decimal, as `write!` would, without the formatter (it
+/// showed in profiles of the request path).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends an address as `Display` writes it.
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_decimal(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -65,6 +96,18 @@ pub enum OutFraming {
     Close,
 }
 
+fn push_framing(out: &mut Vec<u8>, framing: OutFraming) {
+    match framing {
+        OutFraming::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        OutFraming::Chunked => push_field(out, b"Transfer-Encoding", b"chunked"),
+        OutFraming::None | OutFraming::Close => {}
+    }
+}
+
 /// Where the request came from, for the forwarding fields.
 pub struct Origin {
     pub ip: IpAddr,
@@ -80,33 +123,38 @@ pub fn request_head(req: &RequestHead, origin: &Origin, framing: OutFraming) -> 
     out.extend_from_slice(b" HTTP/1.1\r\n");
     push_field(&mut out, b"Host", req.authority.as_bytes());
     let tokens = connection_tokens(&req.head);
-    for (name, value) in req.head.fields() {
-        if !dropped_from_request(name) && !tokens.iter().any(|t| t.eq_ignore_ascii_case(name)) {
+    for (known, name, value) in req.head.fields() {
+        if !dropped_from_request(known) && !tokens.iter().any(|t| t.eq_ignore_ascii_case(name)) {
             push_field(&mut out, name, value);
         }
     }
-    // Written in place: no temporary strings on the request path.
+    // Written in place: no temporary strings, no formatter.
     let ip = origin.ip;
-    let proto = if origin.tls { "https" } else { "http" };
-    let _ = write!(
-        out,
-        "X-Forwarded-For: {ip}\r\nX-Forwarded-Proto: {proto}\r\n"
-    );
+    let proto: &[u8] = if origin.tls { b"https" } else { b"http" };
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    push_ip(&mut out, ip);
+    out.extend_from_slice(b"\r\n");
+    push_field(&mut out, b"X-Forwarded-Proto", proto);
     push_field(&mut out, b"X-Forwarded-Host", req.authority.as_bytes());
-    let _ = match ip {
-        IpAddr::V4(_) => write!(out, "Forwarded: for={ip}"),
-        IpAddr::V6(_) => write!(out, "Forwarded: for=\"[{ip}]\""),
-    };
-    let _ = write!(out, ";host=\"{}\";proto={proto}\r\n", req.authority);
-    match framing {
-        OutFraming::Length(n) => {
-            let _ = write!(out, "Content-Length: {n}\r\n");
+    match ip {
+        IpAddr::V4(_) => {
+            out.extend_from_slice(b"Forwarded: for=");
+            push_ip(&mut out, ip);
         }
-        OutFraming::Chunked => push_field(&mut out, b"Transfer-Encoding", b"chunked"),
-        OutFraming::None | OutFraming::Close => {}
+        IpAddr::V6(_) => {
+            out.extend_from_slice(b"Forwarded: for=\"[");
+            push_ip(&mut out, ip);
+            out.extend_from_slice(b"]\"");
+        }
     }
+    out.extend_from_slice(b";host=\"");
+    out.extend_from_slice(req.authority.as_bytes());
+    out.extend_from_slice(b"\";proto=");
+    out.extend_from_slice(proto);
+    out.extend_from_slice(b"\r\n");
+    push_framing(&mut out, framing);
     if req.upgrade {
-        for value in req.head.values("upgrade") {
+        for value in req.head.values(Name::Upgrade) {
             push_field(&mut out, b"Upgrade", value);
         }
         push_field(&mut out, b"Connection", b"upgrade");
@@ -124,34 +172,30 @@ pub fn response_head(
     client: Version,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(resp.head.first_line().len() + 512);
-    let _ = write!(out, "HTTP/1.1 {} ", resp.status);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(&mut out, u64::from(resp.status));
+    out.push(b' ');
     out.extend_from_slice(resp.reason());
     out.extend_from_slice(b"\r\n");
     let tokens = connection_tokens(&resp.head);
     let switching = resp.status == 101;
     let mut length_sent = false;
-    for (name, value) in resp.head.fields() {
-        let is_length = name.eq_ignore_ascii_case(b"content-length");
+    for (known, name, value) in resp.head.fields() {
+        let is_length = known == Name::ContentLength;
         let keep = if is_length {
             // Only a body-less response keeps the backend's own length
             // (a HEAD's answer); once.
             framing == OutFraming::None && !std::mem::replace(&mut length_sent, true)
         } else {
-            !is_hop_by_hop(name) && !tokens.iter().any(|t| t.eq_ignore_ascii_case(name))
+            !is_hop_by_hop(known) && !tokens.iter().any(|t| t.eq_ignore_ascii_case(name))
         };
         if keep {
             push_field(&mut out, name, value);
         }
     }
-    match framing {
-        OutFraming::Length(n) => {
-            let _ = write!(out, "Content-Length: {n}\r\n");
-        }
-        OutFraming::Chunked => push_field(&mut out, b"Transfer-Encoding", b"chunked"),
-        OutFraming::None | OutFraming::Close => {}
-    }
+    push_framing(&mut out, framing);
     if switching {
-        for value in resp.head.values("upgrade") {
+        for value in resp.head.values(Name::Upgrade) {
             push_field(&mut out, b"Upgrade", value);
         }
         push_field(&mut out, b"Connection", b"upgrade");
@@ -185,6 +229,41 @@ mod tests {
             "GET /p HTTP/1.1\r\nHost: a.example.com\r\nAccept: */*\r\nX-Forwarded-For: 10.1.2.3\r\n\
              X-Forwarded-Proto: https\r\nX-Forwarded-Host: a.example.com\r\n\
              Forwarded: for=10.1.2.3;host=\"a.example.com\";proto=https\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn numbers_and_addresses_as_display_writes_them() {
+        for n in [0, 7, 10, 404, 65535, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+        for ip in [
+            "0.0.0.0",
+            "10.1.2.3",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string().into_bytes());
+        }
+        let raw = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n";
+        let req = RequestHead::parse(raw.as_bytes(), &LIMITS).expect("valid");
+        let origin = Origin {
+            ip: "2001:db8::1".parse().expect("ip"),
+            tls: false,
+        };
+        let out = request_head(&req, &origin, OutFraming::Length(12));
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "POST / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 2001:db8::1\r\nX-Forwarded-Proto: http\r\n\
+             X-Forwarded-Host: a\r\nForwarded: for=\"[2001:db8::1]\";host=\"a\";proto=http\r\n\
+             Content-Length: 12\r\n\r\n"
         );
     }
 

@@ -3,7 +3,7 @@
 //! so the read buffer can move on to the next pipelined message; it knows
 //! nothing about what any field means.
 
-use super::fields::{is_tchar, parse_field_line, FieldLine};
+use super::fields::{is_tchar, parse_field_line};
 use super::refusal::Refusal;
 use super::scanner::HeadLimits;
 use std::ops::Range;
@@ -31,12 +31,88 @@ impl Version {
     }
 }
 
+/// The fields the balancer reads or drops itself. Each field of a head is
+/// named once, when the head is parsed, so that the many later questions
+/// (framing, keep-alive, hop-by-hop, forwarding fields) compare a byte
+/// rather than a name, case-insensitively, per field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Name {
+    Host,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    KeepAlive,
+    ProxyConnection,
+    Te,
+    Upgrade,
+    Expect,
+    ProxyAuthorization,
+    ProxyAuthenticate,
+    XForwardedFor,
+    XForwardedProto,
+    XForwardedHost,
+    Forwarded,
+    /// Any other field: passed on as it is.
+    Other,
+}
+
+/// Indexed by `Name::of`: keep the order.
+const NAMES: [(&[u8], Name); 15] = [
+    (b"host", Name::Host),
+    (b"content-length", Name::ContentLength),
+    (b"transfer-encoding", Name::TransferEncoding),
+    (b"connection", Name::Connection),
+    (b"keep-alive", Name::KeepAlive),
+    (b"proxy-connection", Name::ProxyConnection),
+    (b"te", Name::Te),
+    (b"upgrade", Name::Upgrade),
+    (b"expect", Name::Expect),
+    (b"proxy-authorization", Name::ProxyAuthorization),
+    (b"proxy-authenticate", Name::ProxyAuthenticate),
+    (b"x-forwarded-for", Name::XForwardedFor),
+    (b"x-forwarded-proto", Name::XForwardedProto),
+    (b"x-forwarded-host", Name::XForwardedHost),
+    (b"forwarded", Name::Forwarded),
+];
+
+impl Name {
+    /// The known field a name (any case) stands for.
+    pub fn of(name: &[u8]) -> Name {
+        // By length first: most fields are none of these.
+        let candidates: &[(&[u8], Name)] = match name.len() {
+            2 => &NAMES[6..7],
+            4 => &NAMES[..1],
+            6 => &NAMES[8..9],
+            7 => &NAMES[7..8],
+            9 => &NAMES[14..],
+            10 => &NAMES[3..5],
+            14 => &NAMES[1..2],
+            15..=19 => &NAMES[2..],
+            _ => return Name::Other,
+        };
+        // The first letter rejects most (`Date` is not `host`) at once.
+        let first = name[0].to_ascii_lowercase();
+        candidates
+            .iter()
+            .find(|(known, _)| known[0] == first && known.eq_ignore_ascii_case(name))
+            .map_or(Name::Other, |(_, n)| *n)
+    }
+}
+
+/// One field line of a head, by range into the head's bytes.
+#[derive(Debug, Clone)]
+struct Field {
+    name: Range<usize>,
+    value: Range<usize>,
+    known: Name,
+}
+
 /// A validated head: the first line and the field lines, by range.
 #[derive(Debug, Clone)]
 pub struct Head {
     raw: Vec<u8>,
     first: Range<usize>,
-    fields: Vec<FieldLine>,
+    fields: Vec<Field>,
 }
 
 impl Head {
@@ -54,8 +130,10 @@ impl Head {
                 return Err(Refusal::new(431, "too many header fields"));
             }
             let f = parse_field_line(&bytes[line.clone()])?;
-            fields.push(FieldLine {
-                name: f.name.start + line.start..f.name.end + line.start,
+            let name = f.name.start + line.start..f.name.end + line.start;
+            fields.push(Field {
+                known: Name::of(&bytes[name.clone()]),
+                name,
                 value: f.value.start + line.start..f.value.end + line.start,
             });
         }
@@ -70,25 +148,30 @@ impl Head {
         &self.raw[self.first.clone()]
     }
 
-    /// Every field as (name, value), in the order received.
-    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.fields
-            .iter()
-            .map(|f| (&self.raw[f.name.clone()], &self.raw[f.value.clone()]))
+    /// Every field as (known name, name, value), in the order received.
+    pub fn fields(&self) -> impl Iterator<Item = (Name, &[u8], &[u8])> {
+        self.fields.iter().map(|f| {
+            (
+                f.known,
+                &self.raw[f.name.clone()],
+                &self.raw[f.value.clone()],
+            )
+        })
     }
 
-    /// The values of every field with this (lowercase) name.
-    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.fields()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+    /// The values of every field with this name.
+    pub fn values(&self, name: Name) -> impl Iterator<Item = &[u8]> {
+        self.fields
+            .iter()
+            .filter(move |f| f.known == name)
+            .map(|f| &self.raw[f.value.clone()])
     }
 
     /// The body length the `Content-Length` fields give: each must be
     /// digits only, and all must agree.
     pub fn content_length(&self) -> Result<Option<u64>, Refusal> {
         let mut length: Option<u64> = None;
-        for value in self.values("content-length") {
+        for value in self.values(Name::ContentLength) {
             let n = parse_length(value)?;
             if length.is_some_and(|m| m != n) {
                 return Err(Refusal::bad("differing Content-Length values"));
@@ -100,7 +183,7 @@ impl Head {
 
     /// Whether any `Connection` field lists this token.
     pub fn connection_has(&self, token: &str) -> bool {
-        self.values("connection")
+        self.values(Name::Connection)
             .flat_map(super::fields::list_items)
             .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
     }
@@ -108,7 +191,7 @@ impl Head {
     /// Whether a field must not be forwarded because a `Connection` field
     /// names it (RFC 9110 §7.6.1).
     pub fn named_by_connection(&self, name: &[u8]) -> bool {
-        self.values("connection")
+        self.values(Name::Connection)
             .flat_map(super::fields::list_items)
             .any(|t| t.eq_ignore_ascii_case(name))
     }
@@ -125,7 +208,7 @@ impl Iterator for Lines<'_> {
 
     fn next(&mut self) -> Option<Range<usize>> {
         let rest = self.bytes.get(self.pos..)?;
-        let lf = rest.iter().position(|&b| b == b'\n')?;
+        let lf = memchr::memchr(b'\n', rest)?;
         let start = self.pos;
         self.pos += lf + 1;
         Some(start..(start + lf).saturating_sub(1).max(start))
@@ -164,6 +247,23 @@ mod tests {
         ] {
             assert!(parse_length(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn names_any_case() {
+        for (name, known) in NAMES {
+            assert_eq!(Name::of(name), known);
+            assert_eq!(Name::of(&name.to_ascii_uppercase()), known);
+        }
+        assert_eq!(Name::of(b"Content-Type"), Name::Other);
+        assert_eq!(Name::of(b"hosts"), Name::Other);
+        let head = Head::parse(
+            b"GET / HTTP/1.1\r\nHOST: a\r\nX-A: 1\r\nconnection: close\r\n\r\n",
+            &crate::balancer::scanner::TEST_LIMITS,
+        )
+        .expect("valid");
+        assert_eq!(head.values(Name::Host).collect::<Vec<_>>(), [b"a"]);
+        assert!(head.connection_has("close"));
     }
 
     #[test]

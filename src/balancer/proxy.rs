@@ -22,7 +22,7 @@ use super::buf::Buf;
 use super::chunked::{ChunkedDecoder, Emit};
 use super::conn::{Conn, Next, Record};
 use super::forward::{self, Origin, OutFraming};
-use super::io::{within, ClientIo};
+use super::io::{until, within, ClientIo};
 use super::pages;
 use super::refusal::Refusal;
 use super::relay::Upstream;
@@ -457,10 +457,10 @@ async fn read_more(
     deadline: tokio::time::Instant,
     closed: HeadError,
 ) -> Result<(), HeadError> {
-    match tokio::time::timeout_at(deadline, bbuf.read_from(stream)).await {
-        Err(_) => Err(HeadError::Timeout),
-        Ok(Ok(0) | Err(_)) => Err(closed),
-        Ok(Ok(_)) => Ok(()),
+    match until(deadline, bbuf.read_from(stream)).await {
+        None => Err(HeadError::Timeout),
+        Some(Ok(0) | Err(_)) => Err(closed),
+        Some(Ok(_)) => Ok(()),
     }
 }
 

@@ -7,7 +7,7 @@
 //! gunicorn, so it accepts only what RFC 9112 allows and refuses the rest
 //! with 400 before a byte reaches a backend. It never routes or forwards.
 
-use super::head::{is_token, Head, Version};
+use super::head::{is_token, Head, Name, Version};
 use super::refusal::Refusal;
 use super::scanner::HeadLimits;
 use std::ops::Range;
@@ -72,13 +72,13 @@ impl RequestHead {
             Version::Http11 => !head.connection_has("close"),
             Version::Http10 => head.connection_has("keep-alive") && !head.connection_has("close"),
         };
-        let expect_continue = match head.values("expect").next() {
+        let expect_continue = match head.values(Name::Expect).next() {
             None => false,
             // An HTTP/1.0 client cannot expect 100 Continue (RFC 9110 §10.1.1).
             Some(v) if v.eq_ignore_ascii_case(b"100-continue") => version == Version::Http11,
             Some(_) => return Err(Refusal::new(417, "unsupported expectation")),
         };
-        let upgrade = head.values("upgrade").next().is_some() && head.connection_has("upgrade");
+        let upgrade = head.values(Name::Upgrade).next().is_some() && head.connection_has("upgrade");
         Ok(RequestHead {
             method,
             path: path.to_owned(),
@@ -137,7 +137,7 @@ fn split_target<'a>(target: &'a str, method: &[u8]) -> Result<(&'a str, Option<&
 /// The body's framing, refusing every combination two parsers could read
 /// differently.
 fn framing(head: &Head, version: Version) -> Result<Framing, Refusal> {
-    let mut te = head.values("transfer-encoding");
+    let mut te = head.values(Name::TransferEncoding);
     let length = head.content_length()?;
     match (te.next(), length) {
         (None, None) => Ok(Framing::None),
@@ -157,7 +157,7 @@ fn framing(head: &Head, version: Version) -> Result<Framing, Refusal> {
 
 /// The request's authority: the absolute-form target's, else the one Host.
 fn authority(head: &Head, from_target: Option<&str>, version: Version) -> Result<String, Refusal> {
-    let mut hosts = head.values("host");
+    let mut hosts = head.values(Name::Host);
     let host = hosts.next();
     if hosts.next().is_some() {
         return Err(Refusal::bad("more than one Host field"));

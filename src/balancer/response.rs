@@ -3,7 +3,7 @@
 //! 502, never a pass-through), and the framing of the body that follows.
 //! It never writes anything to the client.
 
-use super::head::{Head, Version};
+use super::head::{Head, Name, Version};
 use super::refusal::Refusal;
 use super::scanner::HeadLimits;
 
@@ -70,7 +70,7 @@ fn framing(head: &Head, status: u16, method: &[u8]) -> Result<BodyFraming, Refus
         return Ok(BodyFraming::Empty);
     }
     let length = head.content_length()?;
-    let mut te = head.values("transfer-encoding");
+    let mut te = head.values(Name::TransferEncoding);
     match (te.next(), length) {
         (None, Some(n)) => Ok(BodyFraming::Length(n)),
         (None, None) => Ok(BodyFraming::UntilClose),

@@ -47,7 +47,7 @@ impl HeadScanner {
     /// Looks at the bytes not seen before; `Ok(None)` means "read more".
     pub fn scan(&mut self, buf: &[u8], limits: &HeadLimits) -> Result<Option<HeadSpan>, Refusal> {
         let mut i = self.scanned;
-        while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
+        while let Some(off) = memchr::memchr(b'\n', &buf[i..]) {
             let lf = i + off;
             if lf == 0 || buf[lf - 1] != b'\r' || lf - 1 < self.line_start {
                 return Err(Refusal::bad("bare LF line ending"));

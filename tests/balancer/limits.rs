@@ -107,13 +107,9 @@ fn slowloris_cannot_starve_real_clients() {
     assert_eq!(b.requests.load(std::sync::atomic::Ordering::Relaxed), 20);
 }
 
-#[test]
-fn idle_keep_alive_connections_are_closed() {
-    let b = TestBackend::start("b1");
-    let lb = limited(b.addr);
-    let mut c = Client::connect(lb.http);
-    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert_eq!(c.response().expect("response").status, 200);
+/// The balancer closes the connection about idle_ms (1.5 s) after its
+/// last answer.
+fn closes_when_idle(c: &mut Client) {
     let t = Instant::now();
     assert!(c.closed(), "idle connection not closed");
     let waited = t.elapsed();
@@ -121,4 +117,33 @@ fn idle_keep_alive_connections_are_closed() {
         waited >= Duration::from_millis(1000) && waited < Duration::from_secs(5),
         "{waited:?}"
     );
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed() {
+    let b = TestBackend::start("b1");
+    let lb = limited(b.addr);
+    let mut c = Client::connect(lb.http);
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(c.response().expect("response").status, 200);
+    closes_when_idle(&mut c);
+}
+
+#[test]
+fn the_idle_timeout_counts_from_the_last_request() {
+    // The idle timer is armed once per connection and moved only when it
+    // fires early: a connection that keeps sending past its first idle
+    // period stays open, then closes idle_ms after its last answer.
+    let b = TestBackend::start("b1");
+    let lb = limited(b.addr);
+    let mut c = Client::connect(lb.http);
+    for _ in 0..3 {
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(c.response().expect("response").status, 200);
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    // Three seconds open, twice idle_ms: still served.
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(c.response().expect("response").status, 200);
+    closes_when_idle(&mut c);
 }
