@@ -136,7 +136,7 @@ impl Raw {
         if control == heartbeat {
             return Err(problem(
                 &self.bus.heartbeat,
-                "bus.heartbeat: the same endpoint as bus.control; each socket needs its own port (7702 and 7701)",
+                "bus.heartbeat: the same endpoint as bus.control; each socket needs its own port (sitec uses 7701 for control and 7702 for heartbeats)",
             ));
         }
         let log_collectors = self

@@ -167,12 +167,22 @@ pub fn eventually(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
 }
 
 /// A loopback port nobody listens on right now (other test binaries run at
-/// the same time, so fixed ports could clash).
+/// the same time, so fixed ports could clash), and one this test binary
+/// has not handed out before: the kernel may give the port it just freed
+/// to the next `bind(0)`, so two calls in a row could return the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// Writes an executable that exits 0 at `path`: `systemd-analyze verify`
