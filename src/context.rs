@@ -82,7 +82,8 @@ pub struct Sharing {
 }
 
 impl Sharing {
-    fn alone() -> Sharing {
+    /// A file rendered on its own.
+    pub fn alone() -> Sharing {
         Sharing {
             key: None,
             open: Vec::new(),

@@ -31,9 +31,19 @@ pub struct HostResources {
 
 /// Expands every host of the fleet.
 pub fn expand(inputs: &Inputs, templates: &Templates) -> (Vec<HostResources>, Vec<Diagnostic>) {
+    expand_sharing(inputs, templates, true)
+}
+
+/// [`expand`], rendering each file on its own when not `share` (tests
+/// compare the two).
+fn expand_sharing(
+    inputs: &Inputs,
+    templates: &Templates,
+    share: bool,
+) -> (Vec<HostResources>, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let mut hosts = Vec::new();
-    let mut rendered = Rendered::new();
+    let mut rendered = Rendered::new(share);
     for host in 0..inputs.fleet.hosts.len() {
         let mut expander = Expander {
             inputs,
@@ -75,6 +85,8 @@ type Content = (String, String);
 /// whole, hashed) once.
 struct Rendered {
     by_key: std::collections::HashMap<context::Key, Kept>,
+    /// `false`: every file is rendered alone.
+    share: bool,
 }
 
 /// A rendered file kept for others with its key, and whether it holds a secret.
@@ -108,9 +120,10 @@ fn hashed(text: String) -> Content {
 }
 
 impl Rendered {
-    fn new() -> Rendered {
+    fn new(share: bool) -> Rendered {
         Rendered {
             by_key: std::collections::HashMap::new(),
+            share,
         }
     }
 }
@@ -569,7 +582,11 @@ impl Expander<'_, '_> {
             );
             return None;
         };
-        let sharing = context::sharing(name, self.inputs, self.host, scope);
+        let sharing = if self.rendered.share {
+            context::sharing(name, self.inputs, self.host, scope)
+        } else {
+            context::Sharing::alone()
+        };
         if let Some(kept) = sharing.key.and_then(|key| self.rendered.by_key.get(&key)) {
             return Some((kept.content(&sharing.open), kept.secret));
         }
@@ -669,6 +686,9 @@ impl Expander<'_, '_> {
 fn private_mode(mode: &str) -> String {
     format!("{}0", &mode[..mode.len() - 1])
 }
+
+#[cfg(test)]
+mod tests;
 
 fn field<'e>(entry: &'e Entry, key: &str) -> Option<&'e Value> {
     entry
