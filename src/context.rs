@@ -310,8 +310,8 @@ fn nginx_server_names<'d>(domains: impl Iterator<Item = &'d str>) -> Vec<&'d str
     }
 }
 
-/// Where an app's nginx listens on a runner: all its nginx site differs in
-/// from one runner to the next.
+/// Where an app's nginx listens on a runner: the one field of its nginx
+/// site that changes from one runner to the next.
 fn nginx_listen(inputs: &Inputs, host: HostId, app: AppId) -> String {
     let port = inputs.fleet.apps[app].port;
     format!("{}:{port}", inputs.fleet.listen_address(host))
