@@ -84,6 +84,16 @@ fn generated_specs_render_the_same_shared_or_alone() {
     }
 }
 
+/// Two workers of one app: their units share nothing.
+#[test]
+fn workers_render_the_same_shared_or_alone() {
+    let one = "  worker celery { command = \"celery -A app0 worker\" }\n";
+    let two = format!("{one}  worker beat {{ command = \"celery -A app0 beat\" }}\n");
+    let text = spec_gen::spec(20, 20);
+    assert!(text.contains(one));
+    spec_both_ways("workers", &text.replacen(one, &two, 1), &[]);
+}
+
 /// Local overrides: one for an app on one of its runners makes that
 /// runner's settings its own; one for an app everywhere does not.
 #[test]
