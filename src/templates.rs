@@ -162,7 +162,7 @@ impl Templates {
             return Ok((text, None));
         };
         let values: Vec<&str> = values.iter().map(String::as_str).collect();
-        Ok(match open::split(&text, open.len()) {
+        Ok(match Open::split(&text, open.len()) {
             Some(opened) => (opened.fill(&values), Some(opened)),
             // Not reached: `marked` saw no NUL in the context, `can_open` none in the template.
             None => {

@@ -55,9 +55,9 @@ impl Open {
             .sum()
     }
 
-    /// Splits text rendered with [`marker`]s; `None` if a marker is not one
-    /// of the `fields` open ones.
-    fn split(text: &str, fields: usize) -> Option<Open> {
+    /// Splits text rendered from a [`marked`] context; `None` if a marker
+    /// is not one of the `fields` open ones.
+    pub(super) fn split(text: &str, fields: usize) -> Option<Open> {
         let mut parts = Vec::new();
         for (n, piece) in text.split('\0').enumerate() {
             if n % 2 == 0 {
@@ -96,11 +96,6 @@ fn holds_nul(value: &Value) -> bool {
         Value::Object(map) => map.keys().any(|k| k.contains('\0')) || map.values().any(holds_nul),
         _ => false,
     }
-}
-
-/// [`Open::split`] of text rendered from a [`marked`] context.
-pub fn split(text: &str, fields: usize) -> Option<Open> {
-    Open::split(text, fields)
 }
 
 /// Whether each of `fields` (of the top-level context) is only ever printed
@@ -270,7 +265,7 @@ mod tests {
         let text = registry
             .render_template(source, &marked_context)
             .expect("renders");
-        let open = split(&text, 2).expect("splits");
+        let open = Open::split(&text, 2).expect("splits");
         assert_eq!(open.fill(&["1", "<a{{b}}>"]), whole);
         assert_eq!(open.fill(&["9", ""]), "9--2");
     }
