@@ -52,10 +52,92 @@ pub struct Inputs<'a, 'p> {
 /// compile when a builder first needs them (`Shared::default()` to start).
 #[derive(Default)]
 pub struct Shared {
-    /// Every app's route, for each balancer's `balancer.toml`.
-    balancer_routes: std::cell::OnceCell<Value>,
     /// The settings layers by target, for each app's settings on each runner.
     settings: std::cell::OnceCell<settings::Index>,
+}
+
+impl Shared {
+    fn settings(&self, fleet: &Fleet) -> &settings::Index {
+        self.settings.get_or_init(|| settings::Index::new(fleet))
+    }
+}
+
+/// Which files render alike: those whose contexts are built from the same
+/// things. Files with equal keys render to the same text but for their
+/// [`Sharing::open`] fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    template: &'static str,
+    app: Option<AppId>,
+    worker: Option<usize>,
+}
+
+/// How a file's text may be shared with other files' ([`sharing`]).
+pub struct Sharing {
+    /// `None`: the file's context is its host's own; it is rendered alone.
+    pub key: Option<Key>,
+    /// The top-level fields that differ between the files of one key (each
+    /// only printed by the template), with this file's values.
+    pub open: Vec<(&'static str, String)>,
+}
+
+impl Sharing {
+    /// A file rendered on its own.
+    pub fn alone() -> Sharing {
+        Sharing {
+            key: None,
+            open: Vec::new(),
+        }
+    }
+
+    fn by(template: &'static str, app: Option<AppId>, worker: Option<usize>) -> Sharing {
+        Sharing {
+            key: Some(Key {
+                template,
+                app,
+                worker,
+            }),
+            open: Vec::new(),
+        }
+    }
+}
+
+/// What the context of `template` for a file on `host` in `scope` is built
+/// from ([`Key`]), without building it: an app's files on its runners are
+/// mostly the same, the balancers' configs all but for two fields. A
+/// builder and its arm here change together (the render test checks they
+/// agree).
+pub fn sharing(template: &'static str, inputs: &Inputs, host: HostId, scope: &Scope) -> Sharing {
+    let Some(app) = scope.app else {
+        return match template {
+            "balancer/balancer.toml" => Sharing {
+                open: balancer_open(inputs, host),
+                ..Sharing::by(template, None, None)
+            },
+            _ => Sharing::alone(),
+        };
+    };
+    match template {
+        "runner/gunicorn.conf.py" | "systemd/gunicorn.service" => {
+            Sharing::by(template, Some(app), None)
+        }
+        "systemd/celery-worker.service" if scope.worker.is_some() => {
+            Sharing::by(template, Some(app), scope.worker)
+        }
+        "runner/nginx-app.conf" => Sharing {
+            open: vec![("listen", nginx_listen(inputs, host, app))],
+            ..Sharing::by(template, Some(app), None)
+        },
+        "django/sitec_settings.py" => {
+            let index = inputs.shared.settings(inputs.fleet);
+            if settings::host_specific(index, inputs.fleet, inputs.overrides, app, host) {
+                Sharing::alone()
+            } else {
+                Sharing::by(template, Some(app), None)
+            }
+        }
+        _ => Sharing::alone(),
+    }
 }
 
 /// A built context, and whether it holds a secret's value.
@@ -228,6 +310,13 @@ fn nginx_server_names<'d>(domains: impl Iterator<Item = &'d str>) -> Vec<&'d str
     }
 }
 
+/// Where an app's nginx listens on a runner: the one field of its nginx
+/// site that changes from one runner to the next.
+fn nginx_listen(inputs: &Inputs, host: HostId, app: AppId) -> String {
+    let port = inputs.fleet.apps[app].port;
+    format!("{}:{port}", inputs.fleet.listen_address(host))
+}
+
 fn nginx_app(inputs: &Inputs, host: HostId, app: AppId) -> Value {
     let fleet = inputs.fleet;
     let a = &fleet.apps[app];
@@ -239,7 +328,7 @@ fn nginx_app(inputs: &Inputs, host: HostId, app: AppId) -> Value {
     json!({
         "origin": line(inputs, a.span),
         "app": a.name,
-        "listen": format!("{}:{}", fleet.listen_address(host), a.port),
+        "listen": nginx_listen(inputs, host, app),
         "domains": nginx_server_names(a.domains.iter().map(|(d, _)| d.as_str())),
         "balancers": balancers,
         "gunicorn_bind": gunicorn_bind(&a.name),
@@ -301,10 +390,7 @@ fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, S
     let fleet = inputs.fleet;
     let a = &fleet.apps[app];
     let release = release_dir(&a.name);
-    let index = inputs
-        .shared
-        .settings
-        .get_or_init(|| settings::Index::new(fleet));
+    let index = inputs.shared.settings(fleet);
     let resolved =
         settings::resolve_indexed(index, fleet, inputs.sources, inputs.overrides, app, host);
     let conn_max_age = resolved
@@ -441,40 +527,47 @@ fn balancer_service(inputs: &Inputs, host: HostId) -> Value {
     })
 }
 
+/// The fields of `balancer.toml` that differ from one balancer to the next.
+fn balancer_open(inputs: &Inputs, host: HostId) -> Vec<(&'static str, String)> {
+    let h = &inputs.fleet.hosts[host];
+    vec![("origin", line(inputs, h.span)), ("host", h.name.clone())]
+}
+
 fn balancer_config(inputs: &Inputs, host: HostId) -> Value {
     let fleet = inputs.fleet;
-    let h = &fleet.hosts[host];
-    let routes = inputs.shared.balancer_routes.get_or_init(|| {
-        let addresses: Vec<String> = (0..fleet.hosts.len()).map(|h| fleet.address(h)).collect();
-        fleet
-            .apps
-            .iter()
-            .enumerate()
-            .map(|(id, a)| {
-                let backends: Vec<String> = fleet.placement[id]
-                    .iter()
-                    .map(|runner| format!("{}:{}", addresses[*runner], a.port))
-                    .collect();
-                json!({
-                    "origin": line(inputs, a.span),
-                    "name": a.name,
-                    "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
-                    "backends": backends,
-                    "max_body": a.max_body,
-                })
+    let addresses: Vec<String> = (0..fleet.hosts.len()).map(|h| fleet.address(h)).collect();
+    let routes: Vec<Value> = fleet
+        .apps
+        .iter()
+        .enumerate()
+        .map(|(id, a)| {
+            let backends: Vec<String> = fleet.placement[id]
+                .iter()
+                .map(|runner| format!("{}:{}", addresses[*runner], a.port))
+                .collect();
+            json!({
+                "origin": line(inputs, a.span),
+                "name": a.name,
+                "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+                "backends": backends,
+                "max_body": a.max_body,
             })
-            .collect()
-    });
-    json!({
-        "origin": line(inputs, h.span),
-        "host": h.name,
+        })
+        .collect();
+    let mut context = json!({
         "listen_http": ["0.0.0.0:80"],
         "admin": "127.0.0.1:9100",
         "backend_idle_ms": BALANCER_IDLE_SECONDS * 1000,
         "runner_keepalive_seconds": RUNNER_KEEPALIVE_SECONDS,
         "access_log": "/var/log/sitec/balancer/access.log",
         "routes": routes,
-    })
+    });
+    if let Some(map) = context.as_object_mut() {
+        for (field, value) in balancer_open(inputs, host) {
+            map.insert(field.to_string(), Value::String(value));
+        }
+    }
+    context
 }
 
 /// The systemd unit that runs an app's gunicorn (`service` in stdlib's runner role).

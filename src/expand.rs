@@ -31,9 +31,19 @@ pub struct HostResources {
 
 /// Expands every host of the fleet.
 pub fn expand(inputs: &Inputs, templates: &Templates) -> (Vec<HostResources>, Vec<Diagnostic>) {
+    expand_sharing(inputs, templates, true)
+}
+
+/// [`expand`], rendering each file on its own when not `share` (tests
+/// compare the two).
+fn expand_sharing(
+    inputs: &Inputs,
+    templates: &Templates,
+    share: bool,
+) -> (Vec<HostResources>, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let mut hosts = Vec::new();
-    let mut rendered = Rendered::new();
+    let mut rendered = Rendered::new(share);
     for host in 0..inputs.fleet.hosts.len() {
         let mut expander = Expander {
             inputs,
@@ -69,17 +79,51 @@ struct Expander<'a, 'p> {
 /// A rendered file's content and its sha256.
 type Content = (String, String);
 
-/// Every file rendered so far, by template and context (as JSON): most of
-/// an app's files are the same on each of its runners, and a context
-/// always renders the same text, so each is rendered (and hashed) once.
+/// Every file rendered so far that others may share, by [`context::Key`]:
+/// most of an app's files are the same on each of its runners, and the
+/// balancers' configs differ in two fields, so each is rendered (and, when
+/// whole, hashed) once.
 struct Rendered {
-    by_context: std::collections::HashMap<(&'static str, String), Content>,
+    by_key: std::collections::HashMap<context::Key, Kept>,
+    /// `false`: every file is rendered alone.
+    share: bool,
+}
+
+/// A rendered file kept for others with its key, and whether it holds a secret.
+struct Kept {
+    text: KeptText,
+    secret: bool,
+}
+
+enum KeptText {
+    Whole(Content),
+    /// With the key's open fields left open.
+    Open(crate::templates::Open),
+}
+
+impl Kept {
+    /// The file's content, given its values of the open fields.
+    fn content(&self, open: &[(&'static str, String)]) -> Content {
+        match &self.text {
+            KeptText::Whole(content) => content.clone(),
+            KeptText::Open(text) => {
+                let values: Vec<&str> = open.iter().map(|(_, v)| v.as_str()).collect();
+                hashed(text.fill(&values))
+            }
+        }
+    }
+}
+
+fn hashed(text: String) -> Content {
+    let sha256 = resources::sha256_hex(text.as_bytes());
+    (text, sha256)
 }
 
 impl Rendered {
-    fn new() -> Rendered {
+    fn new(share: bool) -> Rendered {
         Rendered {
-            by_context: std::collections::HashMap::new(),
+            by_key: std::collections::HashMap::new(),
+            share,
         }
     }
 }
@@ -538,6 +582,27 @@ impl Expander<'_, '_> {
             );
             return None;
         };
+        let sharing = if self.rendered.share {
+            context::sharing(name, self.inputs, self.host, scope)
+        } else {
+            context::Sharing::alone()
+        };
+        if let Some(kept) = sharing.key.and_then(|key| self.rendered.by_key.get(&key)) {
+            return Some((kept.content(&sharing.open), kept.secret));
+        }
+        self.render_first(name, span, scope, &sharing)
+    }
+
+    /// [`Expander::render`] of the first file of its key (or of a file
+    /// rendered alone): builds its context and renders it, keeping the text
+    /// for the key's other files.
+    fn render_first(
+        &mut self,
+        template: &'static str,
+        span: Span,
+        scope: &Scope,
+        sharing: &context::Sharing,
+    ) -> Option<(Content, bool)> {
         let built = match context::build(template, self.inputs, self.host, scope) {
             Ok(built) => built,
             Err(message) => {
@@ -548,15 +613,20 @@ impl Expander<'_, '_> {
                 return None;
             }
         };
-        let key = (name, built.context.to_string());
-        if let Some(content) = self.rendered.by_context.get(&key) {
-            return Some((content.clone(), built.secret));
-        }
-        match self.templates.render_owned(template, built.context) {
-            Ok(text) => {
-                let sha256 = resources::sha256_hex(text.as_bytes());
-                let content = (text, sha256);
-                self.rendered.by_context.insert(key, content.clone());
+        let open: Vec<&str> = sharing.open.iter().map(|(field, _)| *field).collect();
+        match self.templates.render_open(template, built.context, &open) {
+            Ok((text, opened)) => {
+                let content = hashed(text);
+                if let Some(key) = sharing.key {
+                    let text = match opened {
+                        Some(opened) => KeptText::Open(opened),
+                        None if open.is_empty() => KeptText::Whole(content.clone()),
+                        // Fields that differ but can't be left open: not shared.
+                        None => return Some((content, built.secret)),
+                    };
+                    let secret = built.secret;
+                    self.rendered.by_key.insert(key, Kept { text, secret });
+                }
                 Some((content, built.secret))
             }
             Err(message) => {
@@ -616,6 +686,9 @@ impl Expander<'_, '_> {
 fn private_mode(mode: &str) -> String {
     format!("{}0", &mode[..mode.len() - 1])
 }
+
+#[cfg(test)]
+mod tests;
 
 fn field<'e>(entry: &'e Entry, key: &str) -> Option<&'e Value> {
     entry

@@ -165,6 +165,22 @@ pub fn resolve_indexed(
     resolved
 }
 
+/// Whether `app`'s settings on `host` may differ from its settings on its
+/// other runners: a layer or a local override names the host. What
+/// [`resolve_indexed`] reads of the host, and nothing else.
+pub fn host_specific(
+    index: &Index,
+    fleet: &Fleet,
+    overrides: &[Override],
+    app: AppId,
+    host: HostId,
+) -> bool {
+    let host_name = &fleet.hosts[host].name;
+    index.host.contains_key(&host)
+        || index.app_on_host.contains_key(&(app, host))
+        || (overrides.iter()).any(|o| o.host.as_ref() == Some(host_name))
+}
+
 /// `file:line` of a span, as rendered files and explanations cite it.
 pub fn line_of(sources: &SourceMap, span: Span) -> String {
     let position = sources.position(span.file, span.start);

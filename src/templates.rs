@@ -4,6 +4,9 @@
 
 use handlebars::Handlebars;
 
+mod open;
+pub use open::Open;
+
 /// Every template: its name (path below `templates/` without `.hbs`) and text.
 pub const TEMPLATES: &[(&str, &str)] = &[
     (
@@ -135,6 +138,39 @@ impl Templates {
         self.registry
             .render_with_context(name, &handlebars::Context::from(context))
             .map_err(|e| e.to_string())
+    }
+
+    /// Renders `name` for one file and, when there are `open` fields and
+    /// the template only prints them as they are, also returns the text with
+    /// those fields of `context` left open ([`Open`]), for files whose
+    /// contexts differ only in them. The file's text is the same either way.
+    pub fn render_open(
+        &self,
+        name: &str,
+        mut context: serde_json::Value,
+        open: &[&str],
+    ) -> Result<(String, Option<Open>), String> {
+        let openable = !open.is_empty()
+            && (self.registry.get_template(name)).is_some_and(|t| open::can_open(t, open));
+        let values = if openable {
+            open::marked(&mut context, open)
+        } else {
+            None
+        };
+        let text = self.render_owned(name, context)?;
+        let Some(values) = values else {
+            return Ok((text, None));
+        };
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        Ok(match Open::split(&text, open.len()) {
+            Some(opened) => (opened.fill(&values), Some(opened)),
+            // Not reached: `marked` saw no NUL in the context, `can_open` none in the template.
+            None => {
+                return Err(format!(
+                    "template `{name}`: its open fields went astray (a bug in sitec)"
+                ))
+            }
+        })
     }
 
     pub fn names() -> impl Iterator<Item = &'static str> {

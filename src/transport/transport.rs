@@ -3,7 +3,6 @@
 
 use super::{interrupt, CommandOutput, Error, HostTarget, SshOptions};
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -261,7 +260,7 @@ impl Transport {
                 format!("cannot read {}: {e}", local_path.display()),
             )
         })?;
-        let local = hex(&Sha256::digest(&bytes));
+        let local = crate::resources::sha256_hex(&bytes);
         let q = shell_quote(remote_path);
         let probe = format!("sha256sum {q} 2>/dev/null || true");
         let out = self.run(host, &probe, b"").await?;
@@ -361,14 +360,6 @@ pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,10 +368,5 @@ mod tests {
     fn quoting_survives_quotes() {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
-    }
-
-    #[test]
-    fn hex_is_lowercase() {
-        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
     }
 }

@@ -1,0 +1,116 @@
+//! Sharing rendered text between files ([`context::sharing`], open fields)
+//! changes no file: every example and generated specs expand to the same
+//! resources, diagnostics included, with it and with each file rendered
+//! alone from its own context.
+
+use super::*;
+use crate::compile;
+use crate::model::Fleet;
+use crate::secrets::Secrets;
+use crate::settings::Override;
+use crate::source::SourceMap;
+
+#[path = "../../benches/spec_gen.rs"]
+mod spec_gen;
+
+fn same_both_ways(what: &str, fleet: &Fleet, sources: &SourceMap, overrides: &[Override]) {
+    let secrets = Secrets::placeholders();
+    let templates = Templates::new().expect("templates");
+    let run = |share| {
+        let inputs = Inputs {
+            fleet,
+            sources,
+            secrets: &secrets,
+            overrides,
+            shared: context::Shared::default(),
+        };
+        expand_sharing(&inputs, &templates, share)
+    };
+    let (shared, shared_diagnostics) = run(true);
+    let (alone, alone_diagnostics) = run(false);
+    assert_eq!(
+        format!("{shared_diagnostics:?}"),
+        format!("{alone_diagnostics:?}"),
+        "{what}: diagnostics"
+    );
+    assert_eq!(shared.len(), alone.len(), "{what}: hosts");
+    let mut files = 0;
+    for (s, a) in shared.iter().zip(&alone) {
+        assert_eq!(s.resources.len(), a.resources.len(), "{what}: resources");
+        for (rs, ra) in s.resources.iter().zip(&a.resources) {
+            assert_eq!(rs.kind, ra.kind, "{what}: {}", ra.id);
+            files += usize::from(matches!(ra.kind, Kind::File { .. }));
+        }
+    }
+    assert!(files > 0, "{what}: no files");
+}
+
+fn spec_both_ways(name: &str, text: &str, overrides: &[Override]) {
+    let mut sources = SourceMap::new();
+    let (done, diagnostics) =
+        compile::with_fleet_text(&mut sources, name, text, |fleet, sources| {
+            same_both_ways(name, fleet, sources, overrides);
+        });
+    assert!(done.is_some(), "{name}: {diagnostics:?}");
+}
+
+#[test]
+fn every_example_renders_the_same_shared_or_alone() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(root).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "site") {
+            let mut sources = SourceMap::new();
+            let what = path.display().to_string();
+            let (done, diagnostics) = compile::with_fleet(&mut sources, &path, |fleet, sources| {
+                same_both_ways(&what, fleet, sources, &[]);
+            });
+            assert!(done.is_some(), "{what}: {diagnostics:?}");
+            seen += 1;
+        }
+    }
+    assert!(seen > 0);
+}
+
+#[test]
+fn generated_specs_render_the_same_shared_or_alone() {
+    for (hosts, apps) in [(20, 200), (13, 31)] {
+        spec_both_ways(
+            &format!("{hosts}x{apps}"),
+            &spec_gen::spec(hosts, apps),
+            &[],
+        );
+    }
+}
+
+/// Two workers of one app: their units share nothing.
+#[test]
+fn workers_render_the_same_shared_or_alone() {
+    let one = "  worker celery { command = \"celery -A app0 worker\" }\n";
+    let two = format!("{one}  worker beat {{ command = \"celery -A app0 beat\" }}\n");
+    let text = spec_gen::spec(20, 20);
+    assert!(text.contains(one));
+    spec_both_ways("workers", &text.replacen(one, &two, 1), &[]);
+}
+
+/// Local overrides: one for an app on one of its runners makes that
+/// runner's settings its own; one for an app everywhere does not.
+#[test]
+fn overrides_render_the_same_shared_or_alone() {
+    let mut sources = SourceMap::new();
+    let text = spec_gen::spec(20, 40);
+    let (done, diagnostics) =
+        compile::with_fleet_text(&mut sources, "o", &text, |fleet, sources| {
+            let value = |app: usize, host: Option<usize>| Override {
+                app: fleet.apps[app].name.clone(),
+                host: host.map(|h| fleet.hosts[h].name.clone()),
+                name: "FEATURE".to_string(),
+                python: "True".to_string(),
+                origin: "o.local.toml:1".to_string(),
+            };
+            let overrides = [value(1, None), value(2, Some(fleet.placement[2][0]))];
+            same_both_ways("overrides", fleet, sources, &overrides);
+        });
+    assert!(done.is_some(), "{diagnostics:?}");
+}
