@@ -116,6 +116,8 @@ pub struct Rendered {
     pub hosts: Vec<HostState>,
     /// `(before, after, why)` host names that apply orders.
     pub host_order: Vec<(String, String, String)>,
+    /// Hides the secrets' values in a plan's diffs.
+    pub redactor: crate::secrets::Redactor,
 }
 
 impl Rendered {
@@ -247,6 +249,7 @@ fn render_program(
         diagnostics,
         hosts: Vec::new(),
         host_order: Vec::new(),
+        redactor: crate::secrets::Redactor::default(),
     };
     let (fleet, mut diagnostics) = model(program);
     let Some(fleet) = fleet else {
@@ -334,6 +337,7 @@ fn render_program(
         diagnostics,
         hosts,
         host_order,
+        redactor: secrets.redactor(),
     }
 }
 

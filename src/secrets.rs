@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Secrets {
     values: BTreeMap<String, String>,
     placeholders: bool,
@@ -86,6 +86,128 @@ impl Secrets {
     }
 }
 
+/// Never print the values.
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} values)", self.values.len())
+    }
+}
+
+impl Secrets {
+    /// What hides these secrets' values in a plan's diffs.
+    pub fn redactor(&self) -> Redactor {
+        let mut values: Vec<(String, String)> = (self.values.iter())
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        // The longest first: a value that holds another is replaced whole.
+        values.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
+        Redactor { values }
+    }
+}
+
+/// Hides secret values in the two sides of a file's diff, so a plan can show
+/// what changes in a file that holds a secret (a settings module, a
+/// config with a password) without showing the secret.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    /// `(name, value)`, the longest value first.
+    values: Vec<(String, String)>,
+}
+
+/// Never print the values.
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactor({} secrets)", self.values.len())
+    }
+}
+
+/// A value shorter than this could be any word of a file: replacing it
+/// everywhere would garble the diff, and leaving it would not hide it.
+const SHORTEST_REDACTABLE: usize = 8;
+
+/// Whether `value` shows in every rendered file exactly as it is: letters,
+/// digits and URL-unreserved marks (generated values are letters and
+/// digits). A quote or a `%` could be escaped by a template, and a value
+/// written other than as it is can't be found to hide it.
+fn redactable(value: &str) -> bool {
+    value.len() >= SHORTEST_REDACTABLE
+        && (value.chars()).all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
+}
+
+impl Redactor {
+    /// `old` (the host's file) and `new` (the spec's) with every secret
+    /// value written `<secret NAME>`. A line of `old` shaped like a line of
+    /// `new` that holds a secret (the same text before and after it) has
+    /// that part hidden too, whatever it holds: that is a secret the spec
+    /// no longer uses, after a rotation. `None` when that cannot be done
+    /// safely (a secret shorter than 8 characters, or one with characters
+    /// a template might escape): show no diff then.
+    pub fn redact(&self, old: &str, new: &str) -> Option<(String, String)> {
+        if !(self.values.iter()).all(|(_, value)| redactable(value)) {
+            return None;
+        }
+        let new = self.replace_values(new);
+        let shapes: Vec<Shape> = new.lines().filter_map(Shape::of).collect();
+        let kept: std::collections::HashSet<&str> = new.lines().collect();
+        let old: String = (self.replace_values(old).split_inclusive('\n'))
+            .map(|line| {
+                let body = line.strip_suffix('\n').unwrap_or(line);
+                match shapes.iter().find(|s| s.fits(body)) {
+                    Some(shape) if !kept.contains(body) => shape.hide(line),
+                    _ => line.to_string(),
+                }
+            })
+            .collect();
+        Some((old, new))
+    }
+
+    fn replace_values(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for (name, value) in &self.values {
+            if text.contains(value.as_str()) {
+                text = text.replace(value.as_str(), &format!("<secret {name}>"));
+            }
+        }
+        text
+    }
+}
+
+/// A line holding secrets: the text before the first and after the last.
+struct Shape<'a> {
+    before: &'a str,
+    after: &'a str,
+    name: &'a str,
+}
+
+impl<'a> Shape<'a> {
+    fn of(line: &'a str) -> Option<Shape<'a>> {
+        let start = line.find("<secret ")?;
+        let end = line.rfind('>')?;
+        let name_end = start + line[start..].find('>')?;
+        Some(Shape {
+            before: &line[..start],
+            after: &line[end + 1..],
+            name: &line[start + "<secret ".len()..name_end],
+        })
+    }
+
+    /// An old line of this shape that does not hold the spec's secret.
+    fn fits(&self, body: &str) -> bool {
+        !body.contains("<secret ")
+            && body.len() > self.before.len() + self.after.len()
+            && body.starts_with(self.before)
+            && body.ends_with(self.after)
+    }
+
+    fn hide(&self, line: &str) -> String {
+        let newline = if line.ends_with('\n') { "\n" } else { "" };
+        format!(
+            "{}<secret {}: a value the spec no longer has>{}{newline}",
+            self.before, self.name, self.after
+        )
+    }
+}
+
 /// 32 random letters and digits (about 190 bits), safe in every config
 /// format and URL.
 fn generate() -> Result<String, String> {
@@ -143,5 +265,66 @@ mod tests {
         assert!(second
             .get("b.key")
             .is_some_and(|b| b.chars().all(|c| c.is_ascii_alphanumeric())));
+    }
+
+    fn redactor(pairs: &[(&str, &str)]) -> Redactor {
+        Secrets {
+            values: (pairs.iter())
+                .map(|(n, v)| ((*n).to_string(), (*v).to_string()))
+                .collect(),
+            placeholders: false,
+        }
+        .redactor()
+    }
+
+    #[test]
+    fn a_diff_shows_the_change_and_hides_the_secret() {
+        let r = redactor(&[("blog.secret_key", "s3cr3tvalue123")]);
+        let old = "TITLE = 'Old'\nSECRET_KEY = 's3cr3tvalue123'\n";
+        let new = "TITLE = 'New'\nSECRET_KEY = 's3cr3tvalue123'\n";
+        let (old, new) = r.redact(old, new).expect("redactable");
+        assert_eq!(
+            old,
+            "TITLE = 'Old'\nSECRET_KEY = '<secret blog.secret_key>'\n"
+        );
+        assert_eq!(
+            new,
+            "TITLE = 'New'\nSECRET_KEY = '<secret blog.secret_key>'\n"
+        );
+    }
+
+    #[test]
+    fn a_rotated_value_on_the_host_is_hidden_by_the_shape_of_its_line() {
+        let r = redactor(&[("db.password", "newpassword42")]);
+        let old = "URL = 'postgres://u:oldpassword17@db/x'\nKEEP = 1\n";
+        let new = "URL = 'postgres://u:newpassword42@db/x'\nKEEP = 1\n";
+        let (old, new) = r.redact(old, new).expect("redactable");
+        assert!(!old.contains("oldpassword17"), "{old}");
+        assert_eq!(
+            old,
+            "URL = 'postgres://u:<secret db.password: a value the spec no longer has>@db/x'\nKEEP = 1\n"
+        );
+        assert_eq!(
+            new,
+            "URL = 'postgres://u:<secret db.password>@db/x'\nKEEP = 1\n"
+        );
+    }
+
+    #[test]
+    fn a_line_that_stays_is_never_hidden_and_a_whole_line_secret_hides_every_other() {
+        let r = redactor(&[("k", "0123456789abcdef")]);
+        let (old, _) = r
+            .redact("old key 111\nsame\n", "0123456789abcdef\nsame\n")
+            .expect("redactable");
+        assert_eq!(old, "<secret k: a value the spec no longer has>\nsame\n");
+    }
+
+    #[test]
+    fn a_short_or_escapable_secret_cannot_be_redacted_and_nothing_is_shown() {
+        let r = redactor(&[("pin", "1234")]);
+        assert!(r.redact("a = 1234\n", "a = 1234\nb\n").is_none());
+        assert!(!format!("{r:?}").contains("1234"));
+        let quoted = redactor(&[("token", "it's-a-long-secret")]);
+        assert!(quoted.redact("a\n", "b\n").is_none());
     }
 }

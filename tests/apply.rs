@@ -320,6 +320,27 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
         [("service:sitec-app-blog".to_string(), "reload".to_string())]
     );
     assert_eq!(plan["summary"]["hosts_changing"], 1);
+    // The settings module holds the secret key: its diff shows the change
+    // and the key's name, never its value.
+    let diff = plan["hosts"]
+        .as_array()
+        .and_then(|hosts| hosts.iter().find(|h| h["host"] == "run1"))
+        .and_then(|h| h["changes"][0]["diff"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        diff.contains("+SITE_TITLE = \"Changed by a test\"")
+            && diff.contains("SECRET_KEY = \"<secret blog.secret_key>\""),
+        "{diff}"
+    );
+    let secrets = std::fs::read_to_string(fleet.dir.path().join("quickstart.secrets.toml"))?;
+    let secrets: toml::Table = secrets.parse()?;
+    for value in secrets.values().filter_map(|v| v.as_str()) {
+        assert!(
+            !diff.contains(value),
+            "a secret's value in the plan: {diff}"
+        );
+    }
     let applied = fleet.apply();
     assert!(applied.status.success(), "{}", text_of(&applied));
     serves(&lb, "Changed by a test");

@@ -72,6 +72,7 @@ struct Prepared {
     hosts: Vec<HostDesired>,
     order: Vec<(String, String, String)>,
     origins: HashMap<(String, String), String>,
+    redactor: crate::secrets::Redactor,
 }
 
 fn prepare(spec: &Path) -> Result<Prepared, ExitCode> {
@@ -98,6 +99,7 @@ fn prepare(spec: &Path) -> Result<Prepared, ExitCode> {
         hosts,
         order: rendered.host_order,
         origins,
+        redactor: rendered.redactor,
     })
 }
 
@@ -116,7 +118,7 @@ async fn survey(
     kex: Kex,
 ) -> Result<(Plan, Arc<plan::remote::Connections>), ExitCode> {
     let origin = |host: &str, id: &str| p.origins.get(&(host.to_string(), id.to_string())).cloned();
-    plan::survey(&p.spec, &p.hosts, kex, &origin)
+    plan::survey(&p.spec, &p.hosts, kex, &origin, &p.redactor)
         .await
         .map_err(|e| {
             eprintln!("error: {e}");

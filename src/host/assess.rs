@@ -78,7 +78,6 @@ pub fn assess(item: &Item, state: &State) -> Assessment {
         (
             Kind::File {
                 path,
-                secret: false,
                 absent: false,
                 ..
             },

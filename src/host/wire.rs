@@ -68,8 +68,10 @@ pub struct Assessment {
     /// What differs, in words: `content`, `mode 0644 -> 0640`, `not running`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub differences: Vec<String>,
-    /// A changed file's current content, for the plan's diff (never for a
-    /// file holding a secret, nor a large or binary one).
+    /// A changed file's current content, for the plan's diff (not for a
+    /// large or binary one). For a file holding a secret it goes only to
+    /// the operator's sitec, which has the secrets anyway and hides their
+    /// values before it shows the diff (`secrets::Redactor`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_content: Option<String>,
     /// sitec applied this exact desired state before, and the host no

@@ -11,6 +11,7 @@ pub mod remote;
 
 use crate::host::wire::{notified_action, runs_sitec, Assessment, Facts, Item, Status, BINARY_DIR};
 use crate::resources::Kind;
+use crate::secrets::Redactor;
 use desired::HostDesired;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -103,6 +104,7 @@ impl Plan {
         facts: &[Option<Facts>],
         unreachable: Vec<Unreachable>,
         origins: &dyn Fn(&str, &str) -> Option<String>,
+        redactor: &Redactor,
     ) -> Self {
         let mut plan = Self {
             format: 1,
@@ -117,7 +119,7 @@ impl Plan {
         };
         for (host, facts) in hosts.iter().zip(facts) {
             let Some(facts) = facts else { continue };
-            plan.hosts.push(host_plan(host, facts, origins));
+            plan.hosts.push(host_plan(host, facts, origins, redactor));
         }
         plan.summary = summarize(&plan.hosts);
         plan
@@ -244,6 +246,7 @@ fn host_plan(
     host: &HostDesired,
     facts: &Facts,
     origins: &dyn Fn(&str, &str) -> Option<String>,
+    redactor: &Redactor,
 ) -> HostPlan {
     let items = &host.desired.items;
     let mut changes = Vec::new();
@@ -290,7 +293,7 @@ fn host_plan(
             }
         }
         causes.extend(item.notifies.iter().map(|s| (s.clone(), item.id.clone())));
-        changes.push(change(item, a, origins(&host.name, &item.id)));
+        changes.push(change(item, a, origins(&host.name, &item.id), redactor));
     }
     let services = services(items, &causes, &starts);
     HostPlan {
@@ -304,20 +307,30 @@ fn host_plan(
     }
 }
 
-fn change(item: &Item, a: &Assessment, origin: Option<String>) -> Change {
+fn change(item: &Item, a: &Assessment, origin: Option<String>, redactor: &Redactor) -> Change {
     let diff = match (&item.kind, &a.old_content, &item.content) {
-        (Kind::File { secret: true, .. }, _, _) if a.differences.iter().any(|d| d == "content") => {
-            Some("(holds a secret: the diff is not shown)".to_string())
-        }
-        (Kind::File { path, .. }, Some(old), Some(new)) => Some(
-            similar::TextDiff::from_lines(old, new)
-                .unified_diff()
-                .context_radius(3)
-                .header(
-                    &format!("{path} (on the host)"),
-                    &format!("{path} (the spec)"),
-                )
-                .to_string(),
+        (
+            Kind::File {
+                path,
+                secret: false,
+                ..
+            },
+            Some(old),
+            Some(new),
+        ) => Some(unified_diff(path, old, new)),
+        (
+            Kind::File {
+                path, secret: true, ..
+            },
+            old,
+            Some(new),
+        ) if a.differences.iter().any(|d| d == "content") => Some(
+            (old.as_deref())
+                .and_then(|old| redactor.redact(old, new))
+                .map_or_else(
+                    || "(holds a secret: the diff is not shown)".to_string(),
+                    |(old, new)| unified_diff(path, &old, &new),
+                ),
         ),
         _ => None,
     };
@@ -333,6 +346,17 @@ fn change(item: &Item, a: &Assessment, origin: Option<String>) -> Change {
         drifted: a.drifted,
         origin,
     }
+}
+
+fn unified_diff(path: &str, old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &format!("{path} (on the host)"),
+            &format!("{path} (the spec)"),
+        )
+        .to_string()
 }
 
 /// Which services reload, restart or start, and why.
@@ -399,6 +423,7 @@ pub async fn survey(
     hosts: &[HostDesired],
     kex: crate::transport::Kex,
     origins: &dyn Fn(&str, &str) -> Option<String>,
+    redactor: &Redactor,
 ) -> Result<(Plan, std::sync::Arc<remote::Connections>), String> {
     let (connections, unreachable) =
         remote::Connections::open(hosts, std::path::Path::new(spec), kex).await?;
@@ -430,7 +455,7 @@ pub async fn survey(
     }
     unreachable.sort_by(|a, b| a.host.cmp(&b.host));
     Ok((
-        Plan::new(spec, hosts, &facts, unreachable, origins),
+        Plan::new(spec, hosts, &facts, unreachable, origins, redactor),
         connections,
     ))
 }
