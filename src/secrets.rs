@@ -38,6 +38,16 @@ impl Secrets {
         self.placeholders
     }
 
+    /// What hides these secrets' values in a plan's diffs.
+    pub fn redactor(&self) -> Redactor {
+        let mut values: Vec<(String, String)> = (self.values.iter())
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        // The longest first: a value that holds another is replaced whole.
+        values.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
+        Redactor { values }
+    }
+
     /// The secrets file beside a spec: `fleet.site` keeps `fleet.secrets.toml`.
     pub fn path_for(spec: &Path) -> PathBuf {
         let stem = spec
@@ -90,18 +100,6 @@ impl Secrets {
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Secrets({} values)", self.values.len())
-    }
-}
-
-impl Secrets {
-    /// What hides these secrets' values in a plan's diffs.
-    pub fn redactor(&self) -> Redactor {
-        let mut values: Vec<(String, String)> = (self.values.iter())
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
-        // The longest first: a value that holds another is replaced whole.
-        values.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
-        Redactor { values }
     }
 }
 
@@ -181,13 +179,17 @@ struct Shape<'a> {
 
 impl<'a> Shape<'a> {
     fn of(line: &'a str) -> Option<Shape<'a>> {
-        let start = line.find("<secret ")?;
-        let end = line.rfind('>')?;
+        const MARK: &str = "<secret ";
+        let start = line.find(MARK)?;
         let name_end = start + line[start..].find('>')?;
+        // The end of the last marker, not the line's last `>` (which may
+        // belong to the text after it).
+        let last = line.rfind(MARK)?;
+        let end = last + line[last..].find('>')?;
         Some(Shape {
             before: &line[..start],
             after: &line[end + 1..],
-            name: &line[start + "<secret ".len()..name_end],
+            name: &line[start + MARK.len()..name_end],
         })
     }
 
@@ -307,6 +309,18 @@ mod tests {
         assert_eq!(
             new,
             "URL = 'postgres://u:<secret db.password>@db/x'\nKEEP = 1\n"
+        );
+    }
+
+    #[test]
+    fn text_after_the_secret_with_a_gt_sign_keeps_the_line_shape_exact() {
+        let r = redactor(&[("db.password", "newpassword42")]);
+        let old = "P = 'oldpassword17'  # a -> b\nQ = 1  # a -> b\n";
+        let new = "P = 'newpassword42'  # a -> b\nQ = 2  # a -> b\n";
+        let (old, _) = r.redact(old, new).expect("redactable");
+        assert_eq!(
+            old,
+            "P = '<secret db.password: a value the spec no longer has>'  # a -> b\nQ = 1  # a -> b\n"
         );
     }
 
