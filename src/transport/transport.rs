@@ -204,16 +204,18 @@ impl Transport {
             .await
     }
 
-    /// Like [`Transport::upload`], with `gzipped` (a gzip stream) unpacked
-    /// on the host: what ships sitec's own binary at a third of its size.
-    pub async fn upload_gzipped(
+    /// Like [`Transport::upload`], with `packed` (compressed) unpacked on
+    /// the host by `unpack` (`gzip -dc`, `zstd -dcq`): what ships sitec's
+    /// own binary at a third of its size.
+    pub async fn upload_packed(
         &self,
         host: &str,
-        gzipped: &[u8],
+        packed: &[u8],
+        unpack: &str,
         remote_path: &str,
         mode: u32,
     ) -> Result<(), Error> {
-        self.write_remote(host, gzipped, remote_path, mode, "gzip -dc")
+        self.write_remote(host, packed, remote_path, mode, unpack)
             .await
     }
 
