@@ -45,4 +45,5 @@ pub mod balancer;
 pub mod cli;
 pub mod fleet;
 pub mod host;
+pub mod sd_notify;
 pub mod transport;

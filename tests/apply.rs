@@ -375,10 +375,13 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
     assert!(fixed.status.success(), "{}", text_of(&fixed));
     assert_no_changes(&fleet);
 
-    // A service that dies as it starts fails the apply, with its journal;
-    // the spec without it takes it away again.
+    // A service that dies as it starts fails the apply, with its journal,
+    // and so does one in a crash loop that systemd keeps restarting (it
+    // looks active at most instants); the spec without them takes them
+    // away again.
     let dying = quickstart_text().replace("roles = [runner]", "roles = [runner, dying]")
-        + "\nrole dying {\n  file \"/etc/systemd/system/dying.service\" {\n    content = \"[Service]\\nType=exec\\nExecStart=/bin/sh -c 'echo dying on purpose; exit 3'\\n\"\n    notify = [\"service:dying\"]\n  }\n  service dying { requires = [\"file:/etc/systemd/system/dying.service\"] }\n}\n";
+        + "\nrole dying {\n  file \"/etc/systemd/system/dying.service\" {\n    content = \"[Service]\\nType=exec\\nExecStart=/bin/sh -c 'echo dying on purpose; exit 3'\\n\"\n    notify = [\"service:dying\"]\n  }\n  service dying { requires = [\"file:/etc/systemd/system/dying.service\"] }\n"
+        + "  file \"/etc/systemd/system/looping.service\" {\n    content = \"[Unit]\\nStartLimitIntervalSec=0\\n[Service]\\nType=exec\\nExecStart=/bin/sh -c 'sleep 0.05; echo looping on purpose; exit 1'\\nRestart=always\\nRestartSec=30ms\\n\"\n    notify = [\"service:looping\"]\n  }\n  service looping { requires = [\"file:/etc/systemd/system/looping.service\"] }\n}\n";
     fleet.write_spec(&dying);
     let died = fleet.apply();
     let text = text_of(&died);
@@ -386,6 +389,10 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
     assert!(
         text.contains("dying.service") && text.contains("dying on purpose"),
         "the error names the unit and shows its journal: {text}"
+    );
+    assert!(
+        text.contains("looping.service") && text.contains("looping on purpose"),
+        "a crash loop is a failed start too: {text}"
     );
     serves(&lb, "Changed by a test");
     fleet.write_spec(&quickstart_text());

@@ -120,8 +120,10 @@ async fn serve(config: Config) -> Result<(), String> {
     };
     parts.spawn(control::run(router, facts));
     tracing::info!("agent for {} running", config.host);
+    crate::sd_notify::ready();
     stop.await;
     tracing::info!("stopping");
+    crate::sd_notify::stopping();
     parts.shutdown().await;
     Ok(())
 }

@@ -37,6 +37,7 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
         signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    crate::sd_notify::ready();
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -47,6 +48,7 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
             _ = int.recv() => break,
         }
     }
+    crate::sd_notify::stopping();
     drain(&shared).await;
     Ok(())
 }

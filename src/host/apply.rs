@@ -11,6 +11,7 @@ use super::assess::{self, assess, is_enabled, unit_name, unit_state};
 use super::converge::{self, converge};
 use super::state::{Managed, Pending, State};
 use super::system::{self, ok_or, program, sh, write_atomic};
+use super::watch::{came_up, Asked};
 use super::wire::{
     notified_action, runs_sitec, Assessment, Desired, Event, Item, Status, BINARY_DIR,
 };
@@ -53,12 +54,19 @@ struct Run<'d> {
     backups: HashMap<String, (String, Backup)>,
     /// A unit file changed since systemd last re-read them.
     units_dirty: bool,
-    /// Services started without waiting: `(item, unit, why)`.
-    starting: Vec<(Item, String, String)>,
+    /// Services started without waiting: `(item, the start, why)`.
+    starting: Vec<(Item, Asked, String)>,
 }
 
-/// The word for a service whose start is under way (see `Run::starting`).
-const STARTING: &str = "starting";
+/// What [`Run::service`] did to a unit.
+enum Serviced {
+    /// It was as the spec wants.
+    Nothing,
+    /// An action (`started`, `reloaded`...) and why.
+    Done(String, String),
+    /// A start under way (see `Run::starting`), and why.
+    Starting(Asked, String),
+}
 
 pub fn apply(desired: &Desired) -> i32 {
     let mut log = Log {
@@ -370,7 +378,7 @@ impl Run<'_> {
             .items
             .iter()
             .any(|i| i.requires.contains(&item.id));
-        let result = (|| -> Result<Option<(String, String)>, String> {
+        let result = (|| -> Result<Serviced, String> {
             let (load, mut file_state, active) = unit_state(&unit);
             if load == "masked" || file_state == "masked" {
                 ok_or(
@@ -395,48 +403,56 @@ impl Run<'_> {
                         program("systemctl", &["stop", &unit]),
                         &format!("systemctl stop {unit}"),
                     )?;
-                    return Ok(Some(("stopped".into(), "the spec says not running".into())));
+                    return Ok(Serviced::Done(
+                        "stopped".into(),
+                        "the spec says not running".into(),
+                    ));
                 }
-                return Ok(None);
+                return Ok(Serviced::Nothing);
             }
             let because = why.join(", ");
             if active != "active" && defer {
+                let asked = Asked::start(&unit);
                 ok_or(
                     program("systemctl", &["--no-block", "restart", &unit]),
                     &format!("starting {unit}"),
                 )?;
-                return Ok(Some((STARTING.into(), because)));
+                return Ok(Serviced::Starting(asked, because));
             }
             if active != "active" {
+                let asked = Asked::start(&unit);
                 ok_or(
                     program("systemctl", &["restart", &unit]),
                     &format!("starting {unit}"),
                 )?;
-                still_up(&unit)?;
-                return Ok(Some((
+                still_up(asked)?;
+                return Ok(Serviced::Done(
                     "started".into(),
                     if because.is_empty() {
                         format!("it was {active}")
                     } else {
                         because
                     },
-                )));
+                ));
             }
             if why.is_empty() {
-                return Ok(None);
+                return Ok(Serviced::Nothing);
             }
             let (action, command) =
                 notified_action(&unit, reload.as_deref(), restart.as_deref(), &why);
+            let asked = if command == format!("systemctl restart {unit}") {
+                Asked::start(&unit)
+            } else {
+                Asked::command(&unit, action == "restart")
+            };
             ok_or(sh(&command, None), &format!("`{command}`"))?;
-            still_up(&unit)?;
-            Ok(Some((format!("{action}ed"), because)))
+            still_up(asked)?;
+            Ok(Serviced::Done(format!("{action}ed"), because))
         })();
         match result {
-            Ok(Some((action, why))) if action == STARTING => {
-                self.starting.push((item.clone(), unit, why));
-            }
-            Ok(Some((action, why))) => self.service_done(item, Some((action, why))),
-            Ok(None) => self.service_done(item, None),
+            Ok(Serviced::Starting(asked, why)) => self.starting.push((item.clone(), asked, why)),
+            Ok(Serviced::Done(action, why)) => self.service_done(item, Some((action, why))),
+            Ok(Serviced::Nothing) => self.service_done(item, None),
             Err(error) => self.service_failed(item, &unit, error),
         }
     }
@@ -469,9 +485,9 @@ impl Run<'_> {
     /// fail), all at once: one watch covers every unit.
     fn wait_for_starts(&mut self) {
         let starting = std::mem::take(&mut self.starting);
-        let units: Vec<&str> = starting.iter().map(|(_, unit, _)| unit.as_str()).collect();
-        let outcomes = came_up(&units);
-        for ((item, unit, why), outcome) in starting.iter().zip(outcomes) {
+        let asked: Vec<Asked> = starting.iter().map(|(_, a, _)| a.clone()).collect();
+        let outcomes = came_up(&asked);
+        for ((item, Asked { unit, .. }, why), outcome) in starting.iter().zip(outcomes) {
             match outcome {
                 Ok(()) => {
                     let why = if why.is_empty() {
@@ -561,67 +577,10 @@ impl Run<'_> {
     }
 }
 
-/// A started service that dies at once (a bad config, a missing binary) is
-/// a failure even when `systemctl` said the start went well (`Type=exec`
-/// reports success once the program runs). Watches it for a moment.
-fn still_up(unit: &str) -> Result<(), String> {
-    watch_still_up(&[unit]).remove(0)
-}
-
-/// [`still_up`] for several units over the same moment.
-fn watch_still_up(units: &[&str]) -> Vec<Result<(), String>> {
-    let mut outcomes = vec![Ok(()); units.len()];
-    for _ in 0..2 {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        for (unit, outcome) in units.iter().zip(outcomes.iter_mut()) {
-            if outcome.is_ok() {
-                let (_, _, active) = unit_state(unit);
-                if active != "active" && active != "reloading" {
-                    *outcome = Err(format!("{unit} is {active} right after it started"));
-                }
-            }
-        }
-    }
-    outcomes
-}
-
-/// Waits (up to 90 s) until each unit started with `--no-block` is active,
-/// then watches the ones that are for a moment ([`still_up`]); an error for
-/// each that failed, gave up or died.
-fn came_up(units: &[&str]) -> Vec<Result<(), String>> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    let mut outcomes: Vec<Option<Result<(), String>>> = vec![None; units.len()];
-    while outcomes.iter().any(Option::is_none) {
-        for (unit, outcome) in units.iter().zip(outcomes.iter_mut()) {
-            if outcome.is_some() {
-                continue;
-            }
-            let (_, _, active) = unit_state(unit);
-            *outcome = match active.as_str() {
-                "active" => Some(Ok(())),
-                "failed" => Some(Err(format!("{unit} failed to start"))),
-                _ if std::time::Instant::now() > deadline => {
-                    Some(Err(format!("{unit} is still {active} after 90 s")))
-                }
-                _ => None,
-            };
-        }
-        if outcomes.iter().any(Option::is_none) {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-    let outcomes: Vec<Result<(), String>> = outcomes.into_iter().flatten().collect();
-    let up: Vec<&str> = units
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, o)| o.is_ok())
-        .map(|(u, _)| *u)
-        .collect();
-    let mut still = watch_still_up(&up).into_iter();
-    outcomes
-        .into_iter()
-        .map(|o| o.and_then(|()| still.next().unwrap_or(Ok(()))))
-        .collect()
+/// Waits for one unit the apply just started or reloaded (see
+/// [`super::watch`]).
+fn still_up(asked: Asked) -> Result<(), String> {
+    came_up(&[asked]).remove(0)
 }
 
 /// The unit's last journal lines: why a start failed.

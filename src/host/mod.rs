@@ -12,6 +12,7 @@ pub mod assess;
 mod converge;
 pub mod state;
 mod system;
+mod watch;
 pub mod wire;
 
 pub use converge::blob_path;

@@ -126,7 +126,11 @@ impl Binary {
     /// kept in the cache beside its hash.
     pub fn packed(&self, packing: Packing) -> Result<Vec<u8>, String> {
         let dir = super::desired::cache_dir();
-        let cached = dir.join(format!("binary-{}.{}", &self.hash[..16], packing.extension()));
+        let cached = dir.join(format!(
+            "binary-{}.{}",
+            &self.hash[..16],
+            packing.extension()
+        ));
         if let Ok(bytes) = std::fs::read(&cached) {
             return Ok(bytes);
         }
@@ -149,8 +153,8 @@ fn keep_in_cache(dir: &Path, cached: &Path, version: &str, packed: &[u8]) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let packed_copy = name.starts_with("binary-")
-                && (name.ends_with(".gz") || name.ends_with(".zst"));
+            let packed_copy =
+                name.starts_with("binary-") && (name.ends_with(".gz") || name.ends_with(".zst"));
             if packed_copy && !name.starts_with(&format!("binary-{version}.")) {
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -463,7 +467,9 @@ mod tests {
     /// unpacks it with (skipped for zstd where the program is missing).
     #[test]
     fn packed_bytes_unpack_with_the_hosts_program() {
-        let raw: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let raw: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         for packing in [Packing::Gzip, Packing::Zstd] {
             let program = packing.unpack_command().split(' ').next().unwrap_or("");
             if Command::new(program).arg("--version").output().is_err() {
@@ -472,7 +478,11 @@ mod tests {
             let packed = packing.pack(&raw).expect("packs");
             assert!(packed.len() < raw.len() / 4, "{packing:?} compresses");
             let out = sh(packing.unpack_command(), "/usr/bin:/bin", &packed);
-            assert!(out.status.success(), "{packing:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{packing:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             assert!(out.stdout == raw, "{packing:?} round trip");
         }
     }
