@@ -214,6 +214,17 @@ fn host_command_line(binary: &str, action: &str) -> String {
     )
 }
 
+/// The command that installs the binary at `binary` from the first
+/// `packed_len` bytes of stdin, then runs `sitec host ACTION` on the rest.
+fn ship_and_run_line(binary: &str, action: &str, packing: Packing, packed_len: usize) -> String {
+    // GNU head reads no more than it is asked for, even from a pipe.
+    let reader = format!("head -c {packed_len} | {}", packing.unpack_command());
+    format!(
+        "{}; exec {binary} host {action}",
+        crate::transport::write_file_script(binary, 0o755, &reader)
+    )
+}
+
 /// From the exit status of [`host_command_line`]: the binary is missing,
 /// and how to pack it for this host.
 fn missing_binary(status: Option<i32>) -> Option<Packing> {
@@ -317,29 +328,43 @@ impl Connections {
         crate::trace::mark(|| format!("{host}: host {action} ran (exit {:?})", out.status));
         let packing = missing_binary(out.status);
         if let Some(packing) = packing {
-            self.ship_binary(host, packing).await?;
-            crate::trace::mark(|| format!("{host}: binary shipped"));
-            out = t
-                .run_lines(host, &command, &input, &mut on_line)
-                .await
-                .map_err(|e| e.to_string())?;
+            out = self
+                .ship_and_run(host, packing, action, &input, &mut on_line)
+                .await?;
             crate::trace::mark(|| {
-                format!("{host}: host {action} ran again (exit {:?})", out.status)
+                format!(
+                    "{host}: binary shipped, host {action} ran (exit {:?})",
+                    out.status
+                )
             });
         }
         let stderr = out.stderr_text();
+        let what = if packing.is_some() {
+            format!(
+                "installing sitec at {} or `sitec host {action}`",
+                self.binary.remote
+            )
+        } else {
+            format!("`sitec host {action}`")
+        };
         match out.status {
             Some(0 | 1) => Ok((out.status == Some(0), out.stdout_text())),
-            _ => Err(format!(
-                "{host}: `sitec host {action}` failed: {}",
-                stderr.trim()
-            )),
+            _ => Err(format!("{host}: {what} failed: {}", stderr.trim())),
         }
     }
 
-    /// Ships this sitec to the host: one round trip (directory, unpack,
-    /// atomic rename).
-    async fn ship_binary(&self, host: &str, packing: Packing) -> Result<(), String> {
+    /// Ships this sitec to the host and runs `sitec host ACTION` there,
+    /// in one round trip: stdin carries the packed binary (exactly its
+    /// length is read for unpacking, then renamed into place atomically),
+    /// then the desired state for the command.
+    async fn ship_and_run(
+        &self,
+        host: &str,
+        packing: Packing,
+        action: &str,
+        input: &[u8],
+        on_line: impl FnMut(&str),
+    ) -> Result<crate::transport::CommandOutput, String> {
         let t = self.transport(host)?;
         let cell = match packing {
             Packing::Gzip => &self.binary_gz,
@@ -354,15 +379,13 @@ impl Connections {
                     .map(std::sync::Arc::new)
             })
             .await?;
-        t.upload_packed(
-            host,
-            packed,
-            packing.unpack_command(),
-            &self.binary.remote,
-            0o755,
-        )
-        .await
-        .map_err(|e| e.to_string())
+        let command = ship_and_run_line(&self.binary.remote, action, packing, packed.len());
+        let mut stdin = Vec::with_capacity(packed.len() + input.len());
+        stdin.extend_from_slice(packed);
+        stdin.extend_from_slice(input);
+        t.run_lines(host, &command, &stdin, on_line)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// The host's facts for its desired state.
@@ -461,6 +484,48 @@ mod tests {
         assert_eq!(ran.status.code(), Some(0));
         assert_eq!(String::from_utf8_lossy(&ran.stdout), "ran host facts\n");
         assert_eq!(missing_binary(ran.status.code()), None);
+    }
+
+    /// The binary (here a script that prints its arguments and its stdin)
+    /// is installed from the head of stdin and run on the rest; a stream
+    /// cut short installs nothing.
+    #[test]
+    fn one_round_trip_installs_the_binary_and_runs_it_on_the_rest() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bin = dir.path().join("lib/sitec-0123");
+        let program = b"#!/bin/sh\necho \"ran $1 $2\"; cat\n";
+        let packed = Packing::Gzip.pack(program).expect("packs");
+        let line = ship_and_run_line(&bin.to_string_lossy(), "facts", Packing::Gzip, packed.len());
+        let mut stdin = packed.clone();
+        stdin.extend_from_slice(b"{\"desired\": true}");
+        let ran = sh(&line, "/usr/bin:/bin", &stdin);
+        assert!(
+            ran.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&ran.stdout),
+            "ran host facts\n{\"desired\": true}"
+        );
+        assert_eq!(std::fs::read(&bin).expect("installed"), program);
+        let mode = std::fs::metadata(&bin).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+
+        let other = dir.path().join("lib/sitec-4567");
+        let line = ship_and_run_line(
+            &other.to_string_lossy(),
+            "facts",
+            Packing::Gzip,
+            packed.len(),
+        );
+        let cut = sh(&line, "/usr/bin:/bin", &packed[..packed.len() / 2]);
+        assert!(!cut.status.success());
+        assert!(!other.exists(), "nothing half-written");
+        let leftovers = std::fs::read_dir(dir.path().join("lib"))
+            .expect("dir")
+            .count();
+        assert_eq!(leftovers, 1, "no temporary file left");
     }
 
     /// Each packing comes back byte for byte through the program the host

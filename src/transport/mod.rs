@@ -25,5 +25,5 @@ pub use error::Error;
 pub use options::{Kex, SshOptions};
 pub use output::CommandOutput;
 pub use target::HostTarget;
-pub(crate) use transport::shell_quote;
 pub use transport::Transport;
+pub(crate) use transport::{shell_quote, write_file_script};

@@ -204,21 +204,6 @@ impl Transport {
             .await
     }
 
-    /// Like [`Transport::upload`], with `packed` (compressed) unpacked on
-    /// the host by `unpack` (`gzip -dc`, `zstd -dcq`): what ships sitec's
-    /// own binary at a third of its size.
-    pub async fn upload_packed(
-        &self,
-        host: &str,
-        packed: &[u8],
-        unpack: &str,
-        remote_path: &str,
-        mode: u32,
-    ) -> Result<(), Error> {
-        self.write_remote(host, packed, remote_path, mode, unpack)
-            .await
-    }
-
     /// One round trip: `reader` turns stdin into the file's bytes.
     async fn write_remote(
         &self,
@@ -228,13 +213,7 @@ impl Transport {
         mode: u32,
         reader: &str,
     ) -> Result<(), Error> {
-        let dest = shell_quote(remote_path);
-        let script = format!(
-            "set -e; d={dest}; mkdir -p \"$(dirname \"$d\")\"; \
-             t=\"$(dirname \"$d\")/.$(basename \"$d\").sitec-tmp.$$\"; \
-             trap 'rm -f \"$t\"' EXIT; umask 077; {reader} > \"$t\"; chmod {mode:o} \"$t\"; \
-             mv -f \"$t\" \"$d\"; trap - EXIT"
-        );
+        let script = write_file_script(remote_path, mode, reader);
         let out = self.run(host, &script, stdin).await?;
         if out.success() {
             Ok(())
@@ -358,6 +337,20 @@ fn connect_error(target: &HostTarget, options: &SshOptions, e: &openssh::Error) 
 }
 
 /// Quotes `s` for a POSIX shell.
+/// A shell script that writes the file at `remote_path` with `mode`,
+/// atomically: `reader` turns stdin into its bytes, under a temporary name
+/// in the same directory (made if missing), then renamed over the target.
+/// It stops at the first error (`set -e`) and leaves nothing half-written.
+pub(crate) fn write_file_script(remote_path: &str, mode: u32, reader: &str) -> String {
+    let dest = shell_quote(remote_path);
+    format!(
+        "set -e; d={dest}; mkdir -p \"$(dirname \"$d\")\"; \
+         t=\"$(dirname \"$d\")/.$(basename \"$d\").sitec-tmp.$$\"; \
+         trap 'rm -f \"$t\"' EXIT; umask 077; {reader} > \"$t\"; chmod {mode:o} \"$t\"; \
+         mv -f \"$t\" \"$d\"; trap - EXIT"
+    )
+}
+
 pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
