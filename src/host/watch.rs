@@ -80,18 +80,31 @@ struct RunState {
     inactive_since_us: u64,
 }
 
-fn run_state(unit: &str) -> RunState {
-    let ran = program(
-        "systemctl",
-        &[
-            "show",
-            "-p",
-            "ActiveState,Type,ActiveEnterTimestampMonotonic,NRestarts,\
-             InactiveEnterTimestampMonotonic",
-            unit,
-        ],
-    );
-    parse_run_state(&ran.output)
+/// What systemd says of each unit, asked in one `systemctl show` (each
+/// call is a process and a D-Bus round trip: on a first apply, with many
+/// hosts sharing a machine, polling one unit per call cost a large share
+/// of all the CPU).
+fn run_states(units: &[&str]) -> Vec<RunState> {
+    if units.is_empty() {
+        // `systemctl show` of nothing shows the manager itself.
+        return Vec::new();
+    }
+    let mut args = vec![
+        "show",
+        "-p",
+        "ActiveState,Type,ActiveEnterTimestampMonotonic,NRestarts,InactiveEnterTimestampMonotonic",
+    ];
+    args.extend(units);
+    parse_run_states(&program("systemctl", &args).output, units.len())
+}
+
+/// `count` units' blocks of `systemctl show` (separated by blank lines, in
+/// the order asked); a missing block reads as a unit systemd knows nothing of.
+fn parse_run_states(show: &str, count: usize) -> Vec<RunState> {
+    let mut blocks = show.split("\n\n").map(parse_run_state);
+    (0..count)
+        .map(|_| blocks.next().unwrap_or_else(|| parse_run_state("")))
+        .collect()
 }
 
 fn parse_run_state(show: &str) -> RunState {
@@ -123,41 +136,54 @@ fn now_us() -> u64 {
 /// error says what went wrong.
 pub fn came_up(asked: &[Asked]) -> Vec<Result<(), String>> {
     let mut first: Vec<Option<Result<RunState, String>>> = vec![None; asked.len()];
-    while first.iter().any(Option::is_none) {
-        for (a, slot) in asked.iter().zip(first.iter_mut()) {
-            if slot.is_none() {
-                *slot = became_active(a, run_state(&a.unit), now_us());
-            }
+    // Short waits first (most units are up at once), then longer ones.
+    let mut pause_ms = 25;
+    loop {
+        let pending: Vec<usize> = (0..asked.len()).filter(|&i| first[i].is_none()).collect();
+        if pending.is_empty() {
+            break;
+        }
+        let units: Vec<&str> = pending.iter().map(|&i| asked[i].unit.as_str()).collect();
+        let now = now_us();
+        for (i, state) in pending.iter().zip(run_states(&units)) {
+            first[*i] = became_active(&asked[*i], state, now);
         }
         if first.iter().any(Option::is_none) {
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+            pause_ms = (pause_ms * 2).min(100);
         }
     }
     let first: Vec<Result<RunState, String>> = first.into_iter().flatten().collect();
-    let deadline = asked
+    let watched: Vec<usize> = (0..asked.len())
+        .filter(|&i| first[i].as_ref().is_ok_and(|f| needs_watch(&asked[i], f)))
+        .collect();
+    let deadline = watched
         .iter()
-        .zip(&first)
-        .filter_map(|(a, f)| {
-            f.as_ref()
-                .ok()
-                .filter(|f| needs_watch(a, f))
-                .map(|f| (a, f))
+        .filter_map(|&i| {
+            Some(
+                asked[i]
+                    .since_us
+                    .max(first[i].as_ref().ok()?.active_since_us),
+            )
         })
-        .map(|(a, f)| a.since_us.max(f.active_since_us) + STILL_UP_FOR_US)
-        .max();
+        .max()
+        .map(|since| since + STILL_UP_FOR_US);
     if let Some(deadline) = deadline {
         let now = now_us();
         if deadline > now {
             std::thread::sleep(std::time::Duration::from_micros(deadline - now));
         }
     }
+    let units: Vec<&str> = watched.iter().map(|&i| asked[i].unit.as_str()).collect();
+    let mut later = run_states(&units).into_iter();
     asked
         .iter()
         .zip(first)
         .map(|(a, f)| {
             let f = f?;
             if needs_watch(a, &f) {
-                stayed_up(a, &f, &run_state(&a.unit))
+                let now = later.next().unwrap_or_else(|| parse_run_state(""));
+                stayed_up(a, &f, &now)
             } else {
                 Ok(())
             }
@@ -247,6 +273,26 @@ mod tests {
         expected.inactive_since_us = 7;
         assert_eq!(parse_run_state(show), expected);
         assert_eq!(parse_run_state(""), state("", "", 0, 0));
+    }
+
+    #[test]
+    fn one_show_of_several_units_is_read_in_order() {
+        let show = "Type=exec\nActiveState=active\n\nType=\nActiveState=inactive\n\n\
+                    Type=notify\nActiveState=activating\n";
+        let states = parse_run_states(show, 4);
+        let kinds: Vec<(&str, &str)> = states
+            .iter()
+            .map(|s| (s.kind.as_str(), s.active.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("exec", "active"),
+                ("", "inactive"),
+                ("notify", "activating"),
+                ("", "")
+            ]
+        );
     }
 
     #[test]
