@@ -3,7 +3,9 @@
 //! checks what a user sees: the app answering through every balancer, a
 //! second apply changing nothing, a setting change touching only its file
 //! and service, a dropped app pruned, a config nginx rejects never loaded,
-//! an unreachable host failing alone, and applies killed with SIGKILL always
+//! services that die or crash-loop as they start failing the apply, an
+//! unreachable host failing alone, a host cut off mid-apply failing alone
+//! (ssh's keepalives, not TCP's timeout), and applies killed with SIGKILL always
 //! converging on the next run with no half-written file anywhere.
 //!
 //! Needs root and systemd-container (CI has both; elsewhere the tests say so
@@ -162,6 +164,76 @@ impl Fleet {
             .stdin(Stdio::null())
             .output()
             .expect("nsenter runs")
+    }
+
+    /// The operator's end of the host's veth (the `vb-…` link on the
+    /// fleet's bridge): setting it down cuts the host off without a reset.
+    fn outer_link(&self, host: &str) -> String {
+        let peer = self.inside(host, "cat /sys/class/net/host0/iflink");
+        let index = String::from_utf8_lossy(&peer.stdout).trim().to_string();
+        std::fs::read_dir("/sys/class/net")
+            .expect("/sys/class/net")
+            .flatten()
+            .find(|link| {
+                std::fs::read_to_string(link.path().join("ifindex"))
+                    .is_ok_and(|i| i.trim() == index)
+            })
+            .map(|link| link.file_name().to_string_lossy().into_owned())
+            .unwrap_or_else(|| panic!("no link with index {index:?} for {host}"))
+    }
+
+    /// `sitec apply --yes`, cutting `link` as soon as the plan is printed
+    /// (every master is open by then; balancers are applied last). Gives up
+    /// (killing the apply) after three minutes. The exit status and output.
+    fn apply_cutting_after_plan(&self, link: &str) -> (std::process::ExitStatus, String) {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sitec"))
+            .arg("apply")
+            .arg(&self.spec)
+            .arg("--yes")
+            .env("SITEC_CACHE", repo().join("target/sitec-test-cache"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sitec runs");
+        let pid = child.id();
+        // Kills the apply unless told it finished (or the test is gone).
+        let (finished, wait) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                wait.recv_timeout(Duration::from_secs(180))
+            {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        });
+        let mut stderr = child.stderr.take().expect("stderr");
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
+        let mut text = String::new();
+        let mut cut = false;
+        for line in std::io::BufReader::new(child.stdout.take().expect("stdout")).lines() {
+            let Ok(line) = line else { break };
+            if !cut && line.starts_with("Plan: ") {
+                let down = Command::new("ip")
+                    .args(["link", "set", link, "down"])
+                    .output()
+                    .expect("ip runs");
+                assert!(down.status.success(), "{}", text_of(&down));
+                cut = true;
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let status = child.wait().expect("sitec finishes");
+        let _ = finished.send(());
+        let _ = watchdog.join();
+        text.push_str(&errors.join().unwrap_or_default());
+        assert!(cut, "the plan was printed: {text}");
+        (status, text)
     }
 
     fn name(&self) -> String {
@@ -468,6 +540,45 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
     assert!(back.status.success(), "{}", text_of(&back));
     let healed = fleet.apply();
     assert!(healed.status.success(), "{}", text_of(&healed));
+    assert_no_changes(&fleet);
+
+    // A host that vanishes mid-apply (its network cut once the plan is
+    // made, so its master is open and then hears nothing, not even a
+    // reset) fails alone after ssh's keepalives give up; the others
+    // converge, and the next apply converges it.
+    fleet.set("blog", "SITE_TITLE=\"While lb1 was cut off\"");
+    // lb1 gets work too: its config edited by hand, which the plan puts back.
+    let edited = fleet.ssh("lb1", "echo '# by hand' >> /etc/sitec/balancer.toml");
+    assert!(edited.status.success(), "{}", text_of(&edited));
+    let veth = fleet.outer_link("lb1");
+    let started = Instant::now();
+    let (status, text) = fleet.apply_cutting_after_plan(&veth);
+    let took = started.elapsed();
+    let up = Command::new("ip")
+        .args(["link", "set", &veth, "up"])
+        .output()?;
+    assert!(up.status.success(), "{}", text_of(&up));
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("lb1: lost the connection"),
+        "the failure names the host and says why: {text}"
+    );
+    assert!(
+        took < Duration::from_secs(90),
+        "a vanished host costs ssh's keepalives, not TCP's timeout: {took:?}\n{text}"
+    );
+    let changed = fleet.ssh(
+        "run1",
+        "grep -l 'While lb1 was cut off' /srv/sitec/apps/blog/current/sitec_settings.py",
+    );
+    assert!(
+        !String::from_utf8_lossy(&changed.stdout).trim().is_empty(),
+        "the other hosts converged: {text}"
+    );
+    eprintln!("a vanished host: the apply failed after {took:?}:\n{text}");
+    let healed = fleet.apply();
+    assert!(healed.status.success(), "{}", text_of(&healed));
+    serves(&lb, "While lb1 was cut off");
     assert_no_changes(&fleet);
 
     // Applies killed at random points: the next one always converges, and

@@ -17,6 +17,11 @@ pub enum Kex {
     SystemDefault,
 }
 
+/// Seconds between keepalives on an idle connection, and how many may go
+/// unanswered before ssh declares the host gone.
+const KEEPALIVE_INTERVAL_SECS: u32 = 5;
+const KEEPALIVE_COUNT: u32 = 3;
+
 /// Everything ssh needs to reach a set of hosts.
 #[derive(Debug, Clone)]
 pub struct SshOptions {
@@ -68,6 +73,14 @@ impl SshOptions {
             "ConnectTimeout",
             &self.connect_timeout.as_secs().max(1).to_string(),
         );
+        // A host that vanishes mid-apply (frozen, its network cut) sends no
+        // reset: without keepalives its commands would wait for TCP to give
+        // up, a quarter of an hour. With these its master gives up after
+        // about 15-20 s, so the host fails alone and the apply goes on. A
+        // long command (pip, a migration) still answers them: they are
+        // pings of the connection, not of the command.
+        line("ServerAliveInterval", &KEEPALIVE_INTERVAL_SECS.to_string());
+        line("ServerAliveCountMax", &KEEPALIVE_COUNT.to_string());
         if let Some(identity) = &self.identity {
             line("IdentityFile", &quote(&identity.to_string_lossy()));
             line("IdentitiesOnly", "yes");
@@ -100,6 +113,7 @@ mod tests {
         assert!(text.contains("GlobalKnownHostsFile /dev/null"));
         assert!(text.contains("IdentitiesOnly yes"));
         assert!(text.contains("KexAlgorithms curve25519-sha256"));
+        assert!(text.contains("ServerAliveInterval 5\n  ServerAliveCountMax 3"));
         o.kex = Kex::SystemDefault;
         assert!(!o.config_text().contains("KexAlgorithms"));
     }

@@ -147,7 +147,7 @@ impl Transport {
             .stderr(Stdio::piped())
             .spawn()
             .await
-            .map_err(|e| Error::new(Some(host), format!("cannot start `{command}`: {e}")))?;
+            .map_err(|e| command_error(host, command, "cannot start", &e))?;
         let input = child.stdin().take();
         let stdout = child.stdout().take();
         let stderr = child.stderr().take();
@@ -182,7 +182,7 @@ impl Transport {
         let status = child
             .wait()
             .await
-            .map_err(|e| Error::new(Some(host), format!("`{command}` did not finish: {e}")))?;
+            .map_err(|e| command_error(host, command, "did not finish", &e))?;
         Ok(CommandOutput {
             status: status.code(),
             stdout,
@@ -337,6 +337,34 @@ fn connect_error(target: &HostTarget, options: &SshOptions, e: &openssh::Error) 
 }
 
 /// Quotes `s` for a POSIX shell.
+/// Why a command could not run or finish. A lost connection says so in
+/// words (the master is gone: the host stopped answering keepalives, or
+/// went down) rather than quoting a long script and the mux's error.
+fn command_error(host: &str, command: &str, what: &str, e: &openssh::Error) -> Error {
+    let lost = matches!(
+        e,
+        openssh::Error::SshMux(_)
+            | openssh::Error::Disconnected
+            | openssh::Error::Master(_)
+            | openssh::Error::RemoteProcessTerminated
+    );
+    if lost {
+        return Error::new(
+            Some(host),
+            "lost the connection: the host stopped answering (ssh gave up after \
+             three unanswered keepalives, 5 s apart) or closed it; it may have \
+             applied part of its changes, and the next apply finishes them",
+        );
+    }
+    let shown: String = command.chars().take(120).collect();
+    let more = if shown.len() < command.len() {
+        "…"
+    } else {
+        ""
+    };
+    Error::new(Some(host), format!("`{shown}{more}` {what}: {e}"))
+}
+
 /// A shell script that writes the file at `remote_path` with `mode`,
 /// atomically: `reader` turns stdin into its bytes, under a temporary name
 /// in the same directory (made if missing), then renamed over the target.
