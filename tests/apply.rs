@@ -73,8 +73,8 @@ impl Fleet {
         Ok(fleet)
     }
 
-    /// Runs `sitec COMMAND... SPEC REST...`.
-    fn sitec_with(&self, command_words: &[&str], rest: &[&str]) -> Output {
+    /// `sitec COMMAND... SPEC REST...`, not started yet.
+    fn command(&self, command_words: &[&str], rest: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sitec"));
         command
             .args(command_words)
@@ -82,7 +82,14 @@ impl Fleet {
             .args(rest)
             .env("SITEC_CACHE", repo().join("target/sitec-test-cache"))
             .stdin(Stdio::null());
-        command.output().expect("sitec runs")
+        command
+    }
+
+    /// Runs `sitec COMMAND... SPEC REST...`.
+    fn sitec_with(&self, command_words: &[&str], rest: &[&str]) -> Output {
+        self.command(command_words, rest)
+            .output()
+            .expect("sitec runs")
     }
 
     /// Runs `sitec ARGS... SPEC` with the flags after the spec.
@@ -187,12 +194,8 @@ impl Fleet {
     /// (killing the apply) after three minutes. The exit status and output.
     fn apply_cutting_after_plan(&self, link: &str) -> (std::process::ExitStatus, String) {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sitec"))
-            .arg("apply")
-            .arg(&self.spec)
-            .arg("--yes")
-            .env("SITEC_CACHE", repo().join("target/sitec-test-cache"))
-            .stdin(Stdio::null())
+        let mut child = self
+            .command(&["apply"], &["--yes"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -589,12 +592,8 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         fleet.set("blog", &format!("SITE_TITLE=\"Round {round}\""));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sitec"))
-            .arg("apply")
-            .arg(&fleet.spec)
-            .arg("--yes")
-            .env("SITEC_CACHE", repo().join("target/sitec-test-cache"))
-            .stdin(Stdio::null())
+        let mut child = fleet
+            .command(&["apply"], &["--yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;

@@ -6,6 +6,7 @@
 //! reason, rather than stopping the heartbeat.
 
 use super::config::App;
+use crate::host::assess::{show_blocks, show_value};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -60,17 +61,9 @@ pub async fn query(apps: &[App]) -> Vec<AppState> {
 /// `systemctl show` prints one block of `Key=value` lines per unit, in the
 /// order asked, blocks apart by a blank line: `(ActiveState, SubState)` each.
 pub fn parse(out: &str, count: usize) -> Result<Vec<(String, String)>, String> {
-    let blocks: Vec<(String, String)> = out
-        .split("\n\n")
-        .filter(|b| !b.trim().is_empty())
+    let blocks: Vec<(String, String)> = show_blocks(out)
         .map(|block| {
-            let get = |key: &str| {
-                block
-                    .lines()
-                    .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-                    .unwrap_or("unknown")
-                    .to_owned()
-            };
+            let get = |key: &str| show_value(block, key).unwrap_or("unknown").to_owned();
             (get("ActiveState"), get("SubState"))
         })
         .collect();

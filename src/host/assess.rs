@@ -222,18 +222,25 @@ pub fn unit_state(unit: &str) -> (String, String, String) {
         "systemctl",
         &["show", "-p", "LoadState,UnitFileState,ActiveState", unit],
     );
-    let value = |key: &str| {
-        ran.output
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .unwrap_or("")
-            .to_string()
-    };
+    let value = |key: &str| show_value(&ran.output, key).unwrap_or("").to_string();
     (
         value("LoadState"),
         value("UnitFileState"),
         value("ActiveState"),
     )
+}
+
+/// `systemctl show` prints one block of `Key=value` lines per unit, in the
+/// order asked, blocks apart by a blank line.
+pub fn show_blocks(out: &str) -> impl Iterator<Item = &str> {
+    out.split("\n\n").filter(|b| !b.trim().is_empty())
+}
+
+/// The value of `key` in one block of `systemctl show`.
+pub fn show_value<'a>(block: &'a str, key: &str) -> Option<&'a str> {
+    block
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// Unit file states that need no `systemctl enable`.

@@ -14,6 +14,7 @@
 //! All the units of one host are watched over the same moment, and a unit
 //! that came up early has served its time while a slower one was starting.
 
+use super::assess::{show_blocks, show_value};
 use super::system::program;
 
 /// How long a started (or reloaded) service must stay up to count as up.
@@ -101,19 +102,14 @@ fn run_states(units: &[&str]) -> Vec<RunState> {
 /// `count` units' blocks of `systemctl show` (separated by blank lines, in
 /// the order asked); a missing block reads as a unit systemd knows nothing of.
 fn parse_run_states(show: &str, count: usize) -> Vec<RunState> {
-    let mut blocks = show.split("\n\n").map(parse_run_state);
+    let mut blocks = show_blocks(show).map(parse_run_state);
     (0..count)
         .map(|_| blocks.next().unwrap_or_else(|| parse_run_state("")))
         .collect()
 }
 
 fn parse_run_state(show: &str) -> RunState {
-    let value = |key: &str| {
-        show.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .unwrap_or("")
-            .to_string()
-    };
+    let value = |key: &str| show_value(show, key).unwrap_or("").to_string();
     RunState {
         active: value("ActiveState"),
         kind: value("Type"),
@@ -154,27 +150,23 @@ pub fn came_up(asked: &[Asked]) -> Vec<Result<(), String>> {
         }
     }
     let first: Vec<Result<RunState, String>> = first.into_iter().flatten().collect();
-    let watched: Vec<usize> = (0..asked.len())
-        .filter(|&i| first[i].as_ref().is_ok_and(|f| needs_watch(&asked[i], f)))
-        .collect();
-    let deadline = watched
+    // The units to watch, each from when it was asked or became active,
+    // whichever came later.
+    let watched: Vec<(&str, u64)> = asked
         .iter()
-        .filter_map(|&i| {
-            Some(
-                asked[i]
-                    .since_us
-                    .max(first[i].as_ref().ok()?.active_since_us),
-            )
+        .zip(&first)
+        .filter_map(|(a, f)| {
+            let f = f.as_ref().ok().filter(|f| needs_watch(a, f))?;
+            Some((a.unit.as_str(), a.since_us.max(f.active_since_us)))
         })
-        .max()
-        .map(|since| since + STILL_UP_FOR_US);
-    if let Some(deadline) = deadline {
-        let now = now_us();
+        .collect();
+    if let Some(since) = watched.iter().map(|(_, since)| *since).max() {
+        let (deadline, now) = (since + STILL_UP_FOR_US, now_us());
         if deadline > now {
             std::thread::sleep(std::time::Duration::from_micros(deadline - now));
         }
     }
-    let units: Vec<&str> = watched.iter().map(|&i| asked[i].unit.as_str()).collect();
+    let units: Vec<&str> = watched.iter().map(|(unit, _)| *unit).collect();
     let mut later = run_states(&units).into_iter();
     asked
         .iter()
