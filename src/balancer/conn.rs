@@ -8,7 +8,7 @@
 //! and the access log. It never parses bytes itself.
 
 use super::buf::Buf;
-use super::io::{until, within, ClientIo};
+use super::io::{until, within, Alarm, ClientIo};
 use super::pages;
 use super::refusal::Refusal;
 use super::request::{Framing, RequestHead};
@@ -22,7 +22,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncWriteExt;
-use tokio::time::Sleep;
 
 /// Whether the connection carries another request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,14 +46,12 @@ pub struct Conn<S> {
     pub shared: Arc<Shared>,
 }
 
-/// What a connection waits on between requests, made once per connection:
-/// the idle timer (armed once and moved only when it fires early, or must
-/// fire sooner after a reload shortened the timeout: re-arming a tokio timer
-/// per request cost more than the rest of the wait) and the drain signal
-/// (its waiter stays queued instead of being queued and unqueued per
-/// request).
-struct Between<'a, D> {
-    timer: Pin<&'a mut Sleep>,
+/// What a connection waits on, made once per connection: its timer (see
+/// `Alarm`: the idle wait and the wait for a backend's answer share it) and
+/// the drain signal (its waiter stays queued instead of being queued and
+/// unqueued per request).
+pub struct Waits<'a, D> {
+    pub alarm: Alarm<'a>,
     drain: Pin<&'a mut D>,
 }
 
@@ -73,12 +70,13 @@ impl<S: ClientIo> Conn<S> {
     pub async fn serve(mut self) {
         let idle = Duration::from_millis(self.shared.state().timeouts.idle_ms);
         let mut drain = self.shared.drain_signal();
-        let mut between = Between {
-            timer: pin!(tokio::time::sleep(idle)),
+        let timer = pin!(tokio::time::sleep(idle));
+        let mut waits = Waits {
+            alarm: Alarm::new(timer),
             drain: pin!(super::state::drain_started(&mut drain)),
         };
         loop {
-            let (state, head) = match self.read_head(&mut between).await {
+            let (state, head) = match self.read_head(&mut waits).await {
                 Ok(Some(found)) => found,
                 Ok(None) => break,
                 Err((state, refusal)) => {
@@ -89,7 +87,7 @@ impl<S: ClientIo> Conn<S> {
                 }
             };
             // Boxed: an idle connection's task then holds only this loop.
-            let next = Box::pin(self.exchange(&state, head)).await;
+            let next = Box::pin(self.exchange(&state, head, &mut waits.alarm)).await;
             if next == Next::Close {
                 break;
             }
@@ -101,11 +99,11 @@ impl<S: ClientIo> Conn<S> {
     /// under the header deadline. `Ok(None)`: closed, idle or draining.
     async fn read_head<D: Future<Output = ()>>(
         &mut self,
-        between: &mut Between<'_, D>,
+        waits: &mut Waits<'_, D>,
     ) -> Result<Option<(Arc<State>, RequestHead)>, (Arc<State>, Refusal)> {
         if self.buf.is_empty() {
             self.buf.release();
-            if !self.wait_idle(between).await {
+            if !self.wait_idle(waits).await {
                 return Ok(None);
             }
         }
@@ -144,26 +142,14 @@ impl<S: ClientIo> Conn<S> {
 
     /// Waits until the client sends something: false when it stays idle
     /// for `timeouts.idle_ms`, closes, or a drain starts.
-    async fn wait_idle<D: Future<Output = ()>>(&mut self, between: &mut Between<'_, D>) -> bool {
-        let since = tokio::time::Instant::now();
-        let limit = since + Duration::from_millis(self.shared.state().timeouts.idle_ms);
-        if between.timer.deadline() > limit {
-            between.timer.as_mut().reset(limit);
-        }
-        loop {
-            tokio::select! {
-                biased;
-                () = between.drain.as_mut() => return false,
-                ready = self.io.ready() => return ready.is_ok(),
-                () = between.timer.as_mut() => {
-                    // Armed for an earlier wait: idle long enough only if
-                    // this wait's own limit has passed too.
-                    if tokio::time::Instant::now() >= limit {
-                        return false;
-                    }
-                    between.timer.as_mut().reset(limit);
-                }
-            }
+    async fn wait_idle<D: Future<Output = ()>>(&mut self, waits: &mut Waits<'_, D>) -> bool {
+        let limit = tokio::time::Instant::now()
+            + Duration::from_millis(self.shared.state().timeouts.idle_ms);
+        tokio::select! {
+            biased;
+            () = waits.drain.as_mut() => false,
+            ready = self.io.ready() => ready.is_ok(),
+            () = waits.alarm.expired(limit) => false,
         }
     }
 
@@ -188,7 +174,7 @@ impl<S: ClientIo> Conn<S> {
     }
 
     /// One request: route, proxy, record.
-    async fn exchange(&mut self, state: &State, req: RequestHead) -> Next {
+    async fn exchange(&mut self, state: &State, req: RequestHead, alarm: &mut Alarm<'_>) -> Next {
         let started = Instant::now();
         let mut rec = Record {
             status: 499,
@@ -197,7 +183,7 @@ impl<S: ClientIo> Conn<S> {
         };
         let app = state.router.find(&req.host).cloned();
         let next = match &app {
-            Some(app) => self.proxy(state, app, &req, &mut rec).await,
+            Some(app) => self.proxy(state, app, &req, &mut rec, alarm).await,
             None => {
                 let close = self.must_close(&req);
                 let page = pages::page(

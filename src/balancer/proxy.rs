@@ -22,7 +22,7 @@ use super::buf::Buf;
 use super::chunked::{ChunkedDecoder, Emit};
 use super::conn::{Conn, Next, Record};
 use super::forward::{self, Origin, OutFraming};
-use super::io::{until, within, ClientIo};
+use super::io::{within, Alarm, ClientIo};
 use super::pages;
 use super::refusal::Refusal;
 use super::relay::Upstream;
@@ -109,6 +109,7 @@ impl<S: ClientIo> Conn<S> {
         app: &App,
         req: &RequestHead,
         rec: &mut Record,
+        alarm: &mut Alarm<'_>,
     ) -> Next {
         if app.redirect_https && !self.tls {
             let close = self.must_close(req);
@@ -205,7 +206,7 @@ impl<S: ClientIo> Conn<S> {
             let mut bbuf = Buf::default();
             let failure = match failure {
                 Some(f) => f,
-                None => match read_response(&mut stream, &mut bbuf, state, req).await {
+                None => match read_response(&mut stream, &mut bbuf, state, req, alarm).await {
                     Ok(resp) => {
                         let up = Upstream {
                             backend,
@@ -401,15 +402,16 @@ async fn read_response(
     bbuf: &mut Buf,
     state: &State,
     req: &RequestHead,
+    alarm: &mut Alarm<'_>,
 ) -> Result<ResponseHead, HeadError> {
     let deadline = tokio::time::Instant::now() + ms(state.timeouts.response_ms);
-    let resp = read_response_head(stream, bbuf, state, req, deadline).await?;
+    let resp = read_response_head(stream, bbuf, state, req, deadline, alarm).await?;
     if let BodyFraming::Length(n) = resp.framing {
         let want = usize::try_from(n)
             .unwrap_or(usize::MAX)
             .min(state.limits.request_buffer);
         while bbuf.filled().len() < want {
-            read_more(stream, bbuf, deadline, HeadError::Cut).await?;
+            read_more(stream, bbuf, deadline, alarm, HeadError::Cut).await?;
         }
     }
     Ok(resp)
@@ -423,6 +425,7 @@ async fn read_response_head(
     state: &State,
     req: &RequestHead,
     deadline: tokio::time::Instant,
+    alarm: &mut Alarm<'_>,
 ) -> Result<ResponseHead, HeadError> {
     let mut scanner = HeadScanner::default();
     let mut closed = HeadError::Nothing;
@@ -444,7 +447,7 @@ async fn read_response_head(
             }
             Ok(None) => {}
         }
-        read_more(stream, bbuf, deadline, closed).await?;
+        read_more(stream, bbuf, deadline, alarm, closed).await?;
         closed = HeadError::Cut;
     }
 }
@@ -455,9 +458,10 @@ async fn read_more(
     stream: &mut TcpStream,
     bbuf: &mut Buf,
     deadline: tokio::time::Instant,
+    alarm: &mut Alarm<'_>,
     closed: HeadError,
 ) -> Result<(), HeadError> {
-    match until(deadline, bbuf.read_from(stream)).await {
+    match alarm.until(deadline, bbuf.read_from(stream)).await {
         None => Err(HeadError::Timeout),
         Some(Ok(0) | Err(_)) => Err(closed),
         Some(Ok(_)) => Ok(()),
