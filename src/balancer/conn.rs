@@ -181,14 +181,14 @@ impl<S: ClientIo> Conn<S> {
             bytes: 0,
             backend: None,
         };
-        let app = state.router.find(&req.host).cloned();
+        let app = state.router.find(req.host()).cloned();
         let next = match &app {
             Some(app) => self.proxy(state, app, &req, &mut rec, alarm).await,
             None => {
                 let close = self.must_close(&req);
                 let page = pages::page(
                     404,
-                    &format!("No app serves the host `{}`.", req.host),
+                    &format!("No app serves the host `{}`.", req.host()),
                     close,
                 );
                 self.reply(state, &mut rec, page, 404).await;

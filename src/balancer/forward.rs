@@ -121,7 +121,7 @@ pub fn request_head(req: &RequestHead, origin: &Origin, framing: OutFraming) -> 
     out.push(b' ');
     out.extend_from_slice(req.path().as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    push_field(&mut out, b"Host", req.authority.as_bytes());
+    push_field(&mut out, b"Host", req.authority().as_bytes());
     let tokens = connection_tokens(&req.head);
     for (known, name, value) in req.head.fields() {
         if !dropped_from_request(known) && !tokens.iter().any(|t| t.eq_ignore_ascii_case(name)) {
@@ -135,7 +135,7 @@ pub fn request_head(req: &RequestHead, origin: &Origin, framing: OutFraming) -> 
     push_ip(&mut out, ip);
     out.extend_from_slice(b"\r\n");
     push_field(&mut out, b"X-Forwarded-Proto", proto);
-    push_field(&mut out, b"X-Forwarded-Host", req.authority.as_bytes());
+    push_field(&mut out, b"X-Forwarded-Host", req.authority().as_bytes());
     match ip {
         IpAddr::V4(_) => {
             out.extend_from_slice(b"Forwarded: for=");
@@ -148,7 +148,7 @@ pub fn request_head(req: &RequestHead, origin: &Origin, framing: OutFraming) -> 
         }
     }
     out.extend_from_slice(b";host=\"");
-    out.extend_from_slice(req.authority.as_bytes());
+    out.extend_from_slice(req.authority().as_bytes());
     out.extend_from_slice(b"\";proto=");
     out.extend_from_slice(proto);
     out.extend_from_slice(b"\r\n");

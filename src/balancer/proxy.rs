@@ -116,7 +116,7 @@ impl<S: ClientIo> Conn<S> {
             self.reply(
                 state,
                 rec,
-                pages::redirect_https(&req.authority, req.path(), close),
+                pages::redirect_https(req.authority(), req.path(), close),
                 301,
             )
             .await;

@@ -25,13 +25,13 @@ pub enum Framing {
 pub struct RequestHead {
     pub head: Head,
     method: Range<usize>,
-    /// What the backend receives as the target: origin-form.
-    path: String,
+    /// The path, the authority and the host (see their methods) one after
+    /// the other: one allocation per request instead of three.
+    texts: String,
+    /// Where the authority and the host start in `texts`.
+    authority_at: usize,
+    host_at: usize,
     pub version: Version,
-    /// The authority (`name[:port]`) as the client gave it.
-    pub authority: String,
-    /// The host name alone, lowercased, for routing.
-    pub host: String,
     pub framing: Framing,
     pub keep_alive: bool,
     pub expect_continue: bool,
@@ -67,7 +67,14 @@ impl RequestHead {
 
         let framing = framing(&head, version)?;
         let authority = authority(&head, target_authority, version)?;
-        let host = host_of(&authority)?;
+        let host = host_name(authority)?;
+        let mut texts = String::with_capacity(path.len() + authority.len() + host.len());
+        texts.push_str(path);
+        let authority_at = texts.len();
+        texts.push_str(authority);
+        let host_at = texts.len();
+        texts.push_str(host);
+        texts[host_at..].make_ascii_lowercase();
         let keep_alive = match version {
             Version::Http11 => !head.connection_has("close"),
             Version::Http10 => head.connection_has("keep-alive") && !head.connection_has("close"),
@@ -81,10 +88,10 @@ impl RequestHead {
         let upgrade = head.values(Name::Upgrade).next().is_some() && head.connection_has("upgrade");
         Ok(RequestHead {
             method,
-            path: path.to_owned(),
+            texts,
+            authority_at,
+            host_at,
             version,
-            authority,
-            host,
             framing,
             keep_alive,
             expect_continue,
@@ -97,8 +104,19 @@ impl RequestHead {
         &self.head.first_line()[self.method.clone()]
     }
 
+    /// What the backend receives as the target: origin-form.
     pub fn path(&self) -> &str {
-        &self.path
+        &self.texts[..self.authority_at]
+    }
+
+    /// The authority (`name[:port]`) as the client gave it.
+    pub fn authority(&self) -> &str {
+        &self.texts[self.authority_at..self.host_at]
+    }
+
+    /// The host name alone, lowercased, for routing.
+    pub fn host(&self) -> &str {
+        &self.texts[self.host_at..]
     }
 
     /// GET, HEAD and OPTIONS: safe to send again to another backend.
@@ -156,27 +174,29 @@ fn framing(head: &Head, version: Version) -> Result<Framing, Refusal> {
 }
 
 /// The request's authority: the absolute-form target's, else the one Host.
-fn authority(head: &Head, from_target: Option<&str>, version: Version) -> Result<String, Refusal> {
+fn authority<'a>(
+    head: &'a Head,
+    from_target: Option<&'a str>,
+    version: Version,
+) -> Result<&'a str, Refusal> {
     let mut hosts = head.values(Name::Host);
     let host = hosts.next();
     if hosts.next().is_some() {
         return Err(Refusal::bad("more than one Host field"));
     }
     if let Some(authority) = from_target {
-        return Ok(authority.to_owned());
+        return Ok(authority);
     }
     match host {
-        Some(h) => std::str::from_utf8(h)
-            .map(str::to_owned)
-            .map_err(|_| Refusal::bad("malformed Host")),
-        None if version == Version::Http10 => Ok(String::new()),
+        Some(h) => std::str::from_utf8(h).map_err(|_| Refusal::bad("malformed Host")),
+        None if version == Version::Http10 => Ok(""),
         None => Err(Refusal::bad("missing Host")),
     }
 }
 
-/// The host name for routing: lowercase, without port or trailing dot;
-/// only the characters a DNS name or an IP literal may hold.
-fn host_of(authority: &str) -> Result<String, Refusal> {
+/// The host name for routing (lowercased by the caller): without port or
+/// trailing dot; only the characters a DNS name or an IP literal may hold.
+fn host_name(authority: &str) -> Result<&str, Refusal> {
     let name = if authority.starts_with('[') {
         let close = authority.find(']').ok_or(Refusal::bad("malformed Host"))?;
         check_port(&authority[close + 1..])?;
@@ -192,7 +212,7 @@ fn host_of(authority: &str) -> Result<String, Refusal> {
     if !ok {
         return Err(Refusal::bad("malformed Host"));
     }
-    Ok(name.trim_end_matches('.').to_ascii_lowercase())
+    Ok(name.trim_end_matches('.'))
 }
 
 fn check_port(port: &str) -> Result<(), Refusal> {
@@ -218,8 +238,8 @@ mod tests {
         let r = parse("GET /a?b HTTP/1.1\r\nHost: Blog.Example.com:8080\r\n\r\n").expect("valid");
         assert_eq!(r.method(), b"GET");
         assert_eq!(r.path(), "/a?b");
-        assert_eq!(r.host, "blog.example.com");
-        assert_eq!(r.authority, "Blog.Example.com:8080");
+        assert_eq!(r.host(), "blog.example.com");
+        assert_eq!(r.authority(), "Blog.Example.com:8080");
         assert_eq!(r.framing, Framing::None);
         assert!(r.keep_alive && !r.upgrade && !r.expect_continue);
     }
@@ -228,7 +248,7 @@ mod tests {
     fn absolute_form_overrides_host() {
         let r = parse("GET http://b.example.com HTTP/1.1\r\nHost: a.example.com\r\n\r\n")
             .expect("valid");
-        assert_eq!(r.host, "b.example.com");
+        assert_eq!(r.host(), "b.example.com");
         assert_eq!(r.path(), "/");
     }
 
