@@ -13,7 +13,7 @@ use super::state::{Managed, Pending, State};
 use super::system::{self, ok_or, program, sh, write_atomic};
 use super::watch::{came_up, Asked};
 use super::wire::{
-    notified_action, runs_sitec, Assessment, Desired, Event, Item, Status, BINARY_DIR,
+    notified_action, runs_sitec, Assessment, Desired, Event, Item, Notified, Status, BINARY_DIR,
 };
 use crate::resources::Kind;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -438,16 +438,16 @@ impl Run<'_> {
             if why.is_empty() {
                 return Ok(Serviced::Nothing);
             }
-            let (action, command) =
-                notified_action(&unit, reload.as_deref(), restart.as_deref(), &why);
-            let asked = if command == format!("systemctl restart {unit}") {
-                Asked::start(&unit)
-            } else {
-                Asked::command(&unit, action == "restart")
+            let notified = notified_action(&unit, reload.as_deref(), restart.as_deref(), &why);
+            let asked = match &notified {
+                Notified::SystemdRestart => Asked::start(&unit),
+                Notified::Restart(_) => Asked::command(&unit, true),
+                Notified::Reload(_) => Asked::command(&unit, false),
             };
+            let command = notified.command(&unit);
             ok_or(sh(&command, None), &format!("`{command}`"))?;
             still_up(asked)?;
-            Ok(Serviced::Done(format!("{action}ed"), because))
+            Ok(Serviced::Done(format!("{}ed", notified.word()), because))
         })();
         match result {
             Ok(Serviced::Starting(asked, why)) => self.starting.push((item.clone(), asked, why)),

@@ -160,23 +160,106 @@ pub fn runs_sitec(item: &Item) -> bool {
             .is_some_and(|c| c.contains(&format!("{BINARY_DIR}/sitec ")))
 }
 
+/// How a running service takes changed inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notified {
+    /// Its spec's reload command.
+    Reload(String),
+    /// Its spec's restart command.
+    Restart(String),
+    /// `systemctl restart UNIT`, when the spec gives no command for it.
+    SystemdRestart,
+}
+
+impl Notified {
+    /// The word for the operator: "reload" or "restart".
+    pub fn word(&self) -> &'static str {
+        match self {
+            Notified::Reload(_) => "reload",
+            Notified::Restart(_) | Notified::SystemdRestart => "restart",
+        }
+    }
+
+    /// The shell command that does it.
+    pub fn command(&self, unit: &str) -> String {
+        match self {
+            Notified::Reload(c) | Notified::Restart(c) => c.clone(),
+            Notified::SystemdRestart => format!("systemctl restart {unit}"),
+        }
+    }
+}
+
 /// How a running service takes changed inputs: a changed unit file or
-/// binary needs a restart; otherwise its reload command if
-/// it has one, else its restart command, else `systemctl restart`.
-/// Returns the word for the operator and the command.
+/// binary needs a restart; otherwise its reload command if it has one,
+/// else its restart command, else `systemctl restart`.
 pub fn notified_action(
     unit: &str,
     reload: Option<&str>,
     restart: Option<&str>,
     why: &[String],
-) -> (&'static str, String) {
+) -> Notified {
     // A new unit file or a new sitec binary: a reload would keep the old one.
     let unit_changed = why.iter().any(|w| {
         *w == format!("file:/etc/systemd/system/{unit}") || *w == format!("file:{BINARY_DIR}/sitec")
     });
     match (reload, restart, unit_changed) {
-        (Some(reload), _, false) => ("reload", reload.to_string()),
-        (_, Some(restart), _) => ("restart", restart.to_string()),
-        _ => ("restart", format!("systemctl restart {unit}")),
+        (Some(reload), _, false) => Notified::Reload(reload.to_string()),
+        (_, Some(restart), _) => Notified::Restart(restart.to_string()),
+        _ => Notified::SystemdRestart,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn why(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_changed_setting_is_reloaded_when_the_spec_says_how() {
+        let n = notified_action(
+            "nginx.service",
+            Some("systemctl reload nginx"),
+            None,
+            &why(&["file:/etc/nginx/sites-enabled/blog"]),
+        );
+        assert_eq!(n, Notified::Reload("systemctl reload nginx".into()));
+        assert_eq!(n.word(), "reload");
+        assert_eq!(n.command("nginx.service"), "systemctl reload nginx");
+    }
+
+    #[test]
+    fn a_new_unit_file_or_binary_restarts_even_with_a_reload_command() {
+        for changed in [
+            "file:/etc/systemd/system/sitec-balancer.service",
+            "file:/usr/local/lib/sitec/sitec",
+        ] {
+            let n = notified_action(
+                "sitec-balancer.service",
+                Some("kill -HUP $MAINPID"),
+                None,
+                &why(&[changed]),
+            );
+            assert_eq!(n, Notified::SystemdRestart, "{changed}");
+            assert_eq!(n.word(), "restart");
+            assert_eq!(
+                n.command("sitec-balancer.service"),
+                "systemctl restart sitec-balancer.service"
+            );
+        }
+    }
+
+    #[test]
+    fn the_specs_restart_command_wins_over_systemctl() {
+        let n = notified_action(
+            "gunicorn-blog.service",
+            None,
+            Some("/srv/restart-blog"),
+            &why(&["file:/srv/sitec/apps/blog/current/app.py"]),
+        );
+        assert_eq!(n, Notified::Restart("/srv/restart-blog".into()));
+        assert_eq!(n.word(), "restart");
     }
 }

@@ -394,10 +394,10 @@ fn services(
             continue;
         }
         let unit = crate::host::assess::unit_name(name);
-        let (action, _) = notified_action(&unit, reload.as_deref(), restart.as_deref(), &why);
+        let notified = notified_action(&unit, reload.as_deref(), restart.as_deref(), &why);
         out.push(ServiceAction {
             id: item.id.clone(),
-            action: action.into(),
+            action: notified.word().into(),
             because: why,
         });
     }
