@@ -31,6 +31,19 @@ mod units;
 
 pub use config::Config;
 
+/// A heartbeat as the agent writes it, for the balancer's tests of reading
+/// one: host `host`, one app `blog`.
+#[cfg(test)]
+pub fn heartbeat_for_tests(host: &str, healthy: bool) -> String {
+    let blog = units::AppState {
+        name: "blog".into(),
+        healthy,
+        units: Vec::new(),
+        error: None,
+    };
+    heartbeat::beat(host, 0, 0.0, &[blog])
+}
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -22,6 +22,9 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// Milliseconds since `epoch()` until which it is out; 0 when up.
     down_until: AtomicU64,
+    /// Likewise, because its runner's agent says the app is not running
+    /// (heartbeats, `bus`); an active check does not bring it back.
+    held_until: AtomicU64,
     pub active: AtomicUsize,
     pub failures: AtomicU64,
     idle: Mutex<Vec<Idle>>,
@@ -43,6 +46,7 @@ impl Backend {
         Backend {
             addr,
             down_until: AtomicU64::new(0),
+            held_until: AtomicU64::new(0),
             active: AtomicUsize::new(0),
             failures: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),
@@ -50,8 +54,29 @@ impl Backend {
     }
 
     pub fn is_up(&self) -> bool {
-        let until = self.down_until.load(Ordering::Relaxed);
-        until == 0 || until <= now_ms()
+        let (down, held) = (
+            self.down_until.load(Ordering::Relaxed),
+            self.held_until.load(Ordering::Relaxed),
+        );
+        (down == 0 && held == 0) || (down <= now_ms() && held <= now_ms())
+    }
+
+    /// Its runner's agent says the app is not running: out for `period`
+    /// (renewed by every such heartbeat), whatever active checks find.
+    pub fn hold_out(&self, period: Duration, why: &str) {
+        let now = now_ms();
+        let until = now.saturating_add(u64::try_from(period.as_millis()).unwrap_or(u64::MAX));
+        if self.held_until.swap(until, Ordering::Relaxed) <= now {
+            tracing::warn!(backend = %self.addr, "{why}; out of rotation");
+            self.clear_idle();
+        }
+    }
+
+    /// Its runner's agent says the app runs again.
+    pub fn release(&self, why: &str) {
+        if self.held_until.swap(0, Ordering::Relaxed) > now_ms() {
+            tracing::info!(backend = %self.addr, "{why}; back in rotation");
+        }
     }
 
     /// Passive health: takes it out for `period` (its pool goes too).

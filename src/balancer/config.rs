@@ -30,10 +30,18 @@ pub struct Config {
     pub tls: Tls,
     #[serde(default, rename = "route")]
     pub routes: Vec<Route>,
-    /// Reserved for the bus (heartbeats, control, log shipping): accepted
-    /// and ignored until the bus exists.
     #[serde(default)]
-    pub bus: Option<toml::Table>,
+    pub bus: Bus,
+}
+
+/// The balancer's end of the bus: the runner agents' heartbeats it
+/// listens to (see `bus`). Fixed at start, like the listeners.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Bus {
+    /// The agents' heartbeat PUB endpoints, `tcp://ADDR:PORT`.
+    #[serde(default)]
+    pub heartbeats: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -168,6 +176,10 @@ pub struct Route {
     pub name: Option<String>,
     pub domains: Vec<String>,
     pub backends: Vec<String>,
+    /// The host each backend runs on, in the same order, as its agent
+    /// names itself in heartbeats; empty: heartbeats do not apply.
+    #[serde(default)]
+    pub hosts: Vec<String>,
     #[serde(default)]
     pub policy: Policy,
     pub max_body: Option<u64>,
@@ -222,6 +234,7 @@ impl Config {
                 name: Some(domain.to_owned()),
                 domains: vec![domain.to_owned()],
                 backends: backends.split(',').map(str::to_owned).collect(),
+                hosts: Vec::new(),
                 policy: Policy::RoundRobin,
                 max_body: None,
                 redirect_https: false,
@@ -263,6 +276,15 @@ impl Config {
         if self.routes.is_empty() {
             return Err("route: no routes; add a [[route]] with domains and backends".into());
         }
+        for e in &self.bus.heartbeats {
+            let ok = e.strip_prefix("tcp://").is_some_and(|rest| {
+                rest.rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            });
+            if !ok {
+                return Err(format!("bus.heartbeats: `{e}` is not an endpoint; write tcp://ADDRESS:PORT, e.g. tcp://10.0.0.21:7702"));
+            }
+        }
         let mut seen = std::collections::HashMap::new();
         let mut backends = Vec::new();
         for (i, r) in self.routes.iter().enumerate() {
@@ -286,6 +308,9 @@ impl Config {
                 ));
             }
             backends.push(addrs(&format!("route[{i}].backends"), &r.backends)?);
+            if !r.hosts.is_empty() && r.hosts.len() != r.backends.len() {
+                return Err(format!("route[{i}].hosts: {} hosts for {} backends; name the host of each backend, in the same order, or leave hosts out", r.hosts.len(), r.backends.len()));
+            }
             if r.max_body == Some(0) {
                 return Err(format!("route[{i}].max_body: must be at least 1 byte; leave it out to use limits.max_body"));
             }
@@ -418,6 +443,9 @@ mod tests {
             ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[[route]]\ndomains=[\"a\"]\nbackends=[\"127.0.0.1:9\"]\nredirect_https=true\n", "route[0].redirect_https"),
             ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[timeouts]\nheader_ms=0\n", "timeouts.header_ms"),
             ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[limits]\nmax_bodyy=1\n", "max_bodyy"),
+            ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[[route]]\ndomains=[\"a\"]\nbackends=[\"127.0.0.1:9\"]\nhosts=[\"run1\", \"run2\"]\n", "route[0].hosts"),
+            ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[bus]\nheartbeats=[\"10.0.0.1:7702\"]\n[[route]]\ndomains=[\"a\"]\nbackends=[\"127.0.0.1:9\"]\n", "bus.heartbeats"),
+            ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[bus]\nheartbeat=[]\n[[route]]\ndomains=[\"a\"]\nbackends=[\"127.0.0.1:9\"]\n", "heartbeat"),
         ] {
             let err = check(text).expect_err(text);
             assert!(err.contains(key), "{err} should name {key}");

@@ -9,7 +9,8 @@
 //! pool), sends the head `forward` rewrote and retries what is safe to
 //! retry; `relay` sends the response back (`response` parsed it). `state`
 //! holds the config `config` validated and swaps it on SIGHUP; `health`
-//! probes backends; `metrics`, `admin` and `access_log` make it visible.
+//! probes backends and `bus` follows the runner agents' heartbeats;
+//! `metrics`, `admin` and `access_log` make it visible.
 //!
 //! The HTTP/1.1 layer is hand-written on tokio rather than hyper: hyper
 //! parses heads with httparse, which accepts bare LF line endings and other
@@ -24,6 +25,7 @@ mod access_log;
 mod admin;
 mod backend;
 mod buf;
+mod bus;
 mod chunked;
 mod config;
 mod conn;

@@ -1,11 +1,12 @@
 //! `run`: binds the listeners, accepts connections (each on a task of its
 //! own, TLS handshakes bounded by the header timeout), starts the health
-//! checker and the admin listener, and handles signals: SIGHUP re-reads and
+//! checker, the heartbeat followers (`bus`) and the admin listener, and
+//! handles signals: SIGHUP re-reads and
 //! validates the config and swaps it in (a bad one is refused with a log
 //! line and the old one keeps serving; the access log is reopened either
 //! way), SIGTERM/SIGINT stop accepting, let open connections finish their
 //! current request and close idle ones, and exit when all are gone or
-//! `timeouts.drain_ms` runs out. Listener addresses are fixed at start.
+//! `timeouts.drain_ms` runs out. Listener and bus addresses are fixed at start.
 
 use super::config::Config;
 use super::conn::Conn;
@@ -32,6 +33,7 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
         tokio::spawn(super::admin::serve(listener, shared.clone()));
     }
     tokio::spawn(super::health::run(shared.clone()));
+    super::bus::start(&shared, &valid.config.bus.heartbeats);
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
@@ -156,6 +158,12 @@ fn reload(shared: &Shared) {
         if (&valid.http, &valid.https, &valid.admin) != (&old.http, &old.https, &old.admin) {
             tracing::warn!(
                 "{}: listener addresses changed; they apply after a restart",
+                path.display()
+            );
+        }
+        if valid.config.bus != old.config.bus {
+            tracing::warn!(
+                "{}: bus endpoints changed; they apply after a restart",
                 path.display()
             );
         }

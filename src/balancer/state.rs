@@ -27,6 +27,9 @@ pub struct State {
     pub timeouts: Timeouts,
     pub health: Health,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// (host, app) as heartbeats name them: that app's backends on that
+    /// host (routes that list their backends' `hosts`).
+    pub runners: HashMap<(String, String), Vec<Arc<Backend>>>,
     pub valid: Valid,
 }
 
@@ -76,12 +79,19 @@ impl Shared {
             None => Some(None),
         };
         let mut router = Router::default();
+        let mut runners: HashMap<(String, String), Vec<Arc<Backend>>> = HashMap::new();
         for (route, addrs) in c.routes.iter().zip(&valid.backends) {
             let name = route
                 .name
                 .clone()
                 .unwrap_or_else(|| route.domains[0].clone());
-            let backends = addrs.iter().map(|a| self.backend(*a)).collect();
+            let backends: Vec<Arc<Backend>> = addrs.iter().map(|a| self.backend(*a)).collect();
+            for (host, backend) in route.hosts.iter().zip(&backends) {
+                runners
+                    .entry((host.clone(), name.clone()))
+                    .or_default()
+                    .push(backend.clone());
+            }
             let app = Arc::new(App::new(
                 name.clone(),
                 backends,
@@ -97,6 +107,7 @@ impl Shared {
         let state = State {
             router,
             tls,
+            runners,
             ..placeholder(valid)
         };
         if let Some(log) = log {
@@ -159,6 +170,7 @@ fn placeholder(valid: Valid) -> State {
         timeouts: c.timeouts,
         health: c.health.clone(),
         tls: None,
+        runners: HashMap::new(),
         valid,
     }
 }

@@ -221,3 +221,155 @@ fn least_connections_avoids_the_busy_backend() {
         "{slow_one} / {fast:?}"
     );
 }
+
+/// A runner agent's heartbeat (`agent::heartbeat`): its host and one app.
+fn heartbeat(host: &str, app: &str, healthy: bool) -> String {
+    format!(
+        "{{\"host\":\"{host}\",\"seq\":1,\"time\":0.0,\"version\":\"test\",\
+         \"apps\":[{{\"name\":\"{app}\",\"healthy\":{healthy},\"units\":[],\"error\":null}}]}}"
+    )
+}
+
+/// Publishes, every 100 ms, the latest heartbeats sent on the returned
+/// channel, on a real ZeroMQ PUB socket (zmq.rs, as the agents use) bound
+/// at the returned endpoint.
+fn agents_publishing() -> (String, std::sync::mpsc::Sender<Vec<String>>) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<String>>();
+    let bind = endpoint.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            use zeromq::{Socket, SocketSend};
+            let mut publisher = zeromq::PubSocket::new();
+            publisher.bind(&bind).await.expect("bind the PUB socket");
+            let mut beats = Vec::new();
+            loop {
+                match rx.try_recv() {
+                    Ok(latest) => beats = latest,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                }
+                for beat in &beats {
+                    let _ = publisher.send(zeromq::ZmqMessage::from(beat.clone())).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    });
+    (endpoint, tx)
+}
+
+/// Who answered `n` requests: (a's count, b's count) of requests received.
+fn served(lb: std::net::SocketAddr, a: &TestBackend, b: &TestBackend, n: usize) -> (usize, usize) {
+    let (a0, b0) = (
+        a.requests.load(Ordering::SeqCst),
+        b.requests.load(Ordering::SeqCst),
+    );
+    for _ in 0..n {
+        let r = get(lb, "blog.example.com", "/").expect("an answer");
+        assert_eq!(r.status, 200);
+    }
+    (
+        a.requests.load(Ordering::SeqCst) - a0,
+        b.requests.load(Ordering::SeqCst) - b0,
+    )
+}
+
+/// A balancer routing `blog.example.com` to `a` on run1 and `b` on run2,
+/// following the heartbeats at `endpoint`, its active checks every 100 ms.
+fn following_heartbeats(endpoint: &str, a: &TestBackend, b: &TestBackend) -> Balancer {
+    let lb = Balancer::with_config(&format!(
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\n[health]\ninterval_ms = 100\n\
+         [bus]\nheartbeats = [\"{endpoint}\"]\n\
+         [[route]]\nname = \"blog\"\ndomains = [\"blog.example.com\"]\n\
+         backends = [\"{}\", \"{}\"]\nhosts = [\"run1\", \"run2\"]\n",
+        a.addr, b.addr
+    ));
+    assert!(
+        lb.wait_log("following heartbeats from", 1),
+        "{}",
+        lb.stderr()
+    );
+    lb
+}
+
+#[test]
+fn a_runner_whose_agent_says_the_app_is_down_gets_no_requests_until_it_says_it_runs() {
+    let a = TestBackend::start("a");
+    let b = TestBackend::start("b");
+    let (endpoint, agents) = agents_publishing();
+    // The active checks find `a` answering throughout, yet the heartbeat
+    // keeps it out.
+    let lb = following_heartbeats(&endpoint, &a, &b);
+    assert_eq!(
+        served(lb.http, &a, &b, 10),
+        (5, 5),
+        "round robin before any heartbeat"
+    );
+
+    agents
+        .send(vec![
+            heartbeat("run1", "blog", false),
+            heartbeat("run2", "blog", true),
+        ])
+        .expect("send");
+    assert!(
+        lb.wait_log("run1's agent says blog is not running", 1),
+        "{}",
+        lb.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(served(lb.http, &a, &b, 10), (0, 10), "{}", lb.stderr());
+
+    // Another app on run1, or this app on another host: nothing changes.
+    agents
+        .send(vec![
+            heartbeat("run1", "blog", false),
+            heartbeat("run1", "shop", true),
+            heartbeat("run3", "blog", true),
+        ])
+        .expect("send");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(served(lb.http, &a, &b, 4), (0, 4));
+
+    agents
+        .send(vec![
+            heartbeat("run1", "blog", true),
+            heartbeat("run2", "blog", true),
+        ])
+        .expect("send");
+    assert!(
+        lb.wait_log("run1's agent says blog runs again", 1),
+        "{}",
+        lb.stderr()
+    );
+    assert_eq!(served(lb.http, &a, &b, 10), (5, 5), "{}", lb.stderr());
+}
+
+#[test]
+fn a_hold_lapses_when_the_agent_falls_silent() {
+    let a = TestBackend::start("a");
+    let b = TestBackend::start("b");
+    let (endpoint, agents) = agents_publishing();
+    let lb = following_heartbeats(&endpoint, &a, &b);
+    agents
+        .send(vec![heartbeat("run1", "blog", false)])
+        .expect("send");
+    assert!(
+        lb.wait_log("run1's agent says blog is not running", 1),
+        "{}",
+        lb.stderr()
+    );
+    agents.send(Vec::new()).expect("send");
+    // No news for longer than the hold (3 s): run1 is the checks' again.
+    std::thread::sleep(Duration::from_millis(3_500));
+    assert_eq!(served(lb.http, &a, &b, 10), (5, 5), "{}", lb.stderr());
+}
