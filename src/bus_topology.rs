@@ -74,9 +74,15 @@ pub struct Topology {
     pub links: Vec<Link>,
 }
 
+/// Where peers reach the socket `host` binds at `port` (the agents' and
+/// the balancers' configs name the same endpoints as the topology).
+pub fn endpoint(fleet: &Fleet, host: usize, port: u16) -> String {
+    format!("tcp://{}:{port}", fleet.address(host))
+}
+
 /// Derives the bus from the fleet.
 pub fn derive(fleet: &Fleet) -> Topology {
-    let endpoint = |host: usize, port: u16| format!("tcp://{}:{port}", fleet.address(host));
+    let endpoint = |host: usize, port: u16| endpoint(fleet, host, port);
     let id = |host: &str, process: &str, purpose: &str| format!("{host}/{process}/{purpose}");
     let hosts = 0..fleet.hosts.len();
     let name = |h: usize| fleet.hosts[h].name.clone();

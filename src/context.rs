@@ -545,11 +545,16 @@ fn balancer_config(inputs: &Inputs, host: HostId) -> Value {
                 .iter()
                 .map(|runner| format!("{}:{}", addresses[*runner], a.port))
                 .collect();
+            let hosts: Vec<&str> = fleet.placement[id]
+                .iter()
+                .map(|runner| fleet.hosts[*runner].name.as_str())
+                .collect();
             json!({
                 "origin": line(inputs, a.span),
                 "name": a.name,
                 "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
                 "backends": backends,
+                "hosts": hosts,
                 "max_body": a.max_body,
             })
         })
@@ -559,7 +564,11 @@ fn balancer_config(inputs: &Inputs, host: HostId) -> Value {
         "admin": "127.0.0.1:9100",
         "backend_idle_ms": BALANCER_IDLE_SECONDS * 1000,
         "runner_keepalive_seconds": RUNNER_KEEPALIVE_SECONDS,
-        "access_log": "/var/log/sitec/balancer/access.log",
+        "access_log": BALANCER_ACCESS_LOG,
+        "heartbeats": fleet
+            .hosts_with_role("runner")
+            .map(|r| crate::bus_topology::endpoint(fleet, r, BUS_HEARTBEAT_PORT))
+            .collect::<Vec<_>>(),
         "routes": routes,
     });
     if let Some(map) = context.as_object_mut() {
@@ -570,6 +579,10 @@ fn balancer_config(inputs: &Inputs, host: HostId) -> Value {
     context
 }
 
+/// Where every balancer writes its access log (its agent ships it to the
+/// `logs` hosts).
+const BALANCER_ACCESS_LOG: &str = "/var/log/sitec/balancer/access.log";
+
 /// The systemd unit that runs an app's gunicorn (`service` in stdlib's runner role).
 fn app_unit(app: &str) -> String {
     format!("sitec-app-{app}.service")
@@ -578,7 +591,7 @@ fn app_unit(app: &str) -> String {
 fn agent_config(inputs: &Inputs, host: HostId) -> Value {
     let fleet = inputs.fleet;
     let h = &fleet.hosts[host];
-    let logs_endpoint = |c| format!("tcp://{}:{BUS_LOGS_PORT}", fleet.address(c));
+    let logs_endpoint = |c| crate::bus_topology::endpoint(fleet, c, BUS_LOGS_PORT);
     let collectors: Vec<String> = fleet.hosts_with_role("logs").map(logs_endpoint).collect();
     let collector = if fleet.has_role(host, "logs") {
         json!({ "endpoint": logs_endpoint(host), "dir": FLEET_LOGS })
@@ -603,6 +616,9 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Value {
         ] {
             logs.push(json!({ "origin": line(inputs, a.span), "path": format!("{}/{file}", log_dir(&a.name)), "tag": format!("{}/{file}", a.name) }));
         }
+    }
+    if fleet.has_role(host, "balancer") {
+        logs.push(json!({ "origin": line(inputs, h.span), "path": BALANCER_ACCESS_LOG, "tag": "balancer/access.log" }));
     }
     json!({
         "origin": line(inputs, h.span),

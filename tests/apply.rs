@@ -13,6 +13,8 @@
 //! spec, so the tests take a machine-wide lock and run one at a time. The
 //! sample app's wheelhouse is built once into `target/sitec-test-cache`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -753,6 +755,44 @@ fn six_hosts_serve_through_every_balancer_and_prune_a_dropped_app() -> TestResul
         assert!(
             get(&fleet.address(lb), "blog.test", "/")?.contains("Blog on two runners"),
             "blog through {lb}"
+        );
+    }
+    blog_stopped_on_one_runner_is_held_out_by_heartbeats(&fleet)?;
+    Ok(())
+}
+
+/// runx1's gunicorn stops: its nginx still answers (with 502s), so only its
+/// agent's heartbeat can tell the balancers; they hold runx1 out, no
+/// request fails, and it is back once the app runs again.
+fn blog_stopped_on_one_runner_is_held_out_by_heartbeats(fleet: &Fleet) -> TestResult {
+    let journal_says = |lb: &str, needle: &str| {
+        let out = fleet.ssh(lb, "journalctl -u sitec-balancer --no-pager -o cat");
+        text_of(&out).contains(needle)
+    };
+    let stop = fleet.ssh("runx1", "systemctl stop sitec-app-blog");
+    assert!(stop.status.success(), "{}", text_of(&stop));
+    for lb in ["lbx1", "lbx2"] {
+        assert!(
+            common::eventually(Duration::from_secs(10), || journal_says(
+                lb,
+                "runx1's agent says blog is not running"
+            )),
+            "{lb} never heard that blog stopped on runx1"
+        );
+        for _ in 0..10 {
+            get(&fleet.address(lb), "blog.test", "/")
+                .map_err(|e| format!("blog through {lb} with runx1 held out: {e}"))?;
+        }
+    }
+    let start = fleet.ssh("runx1", "systemctl start sitec-app-blog");
+    assert!(start.status.success(), "{}", text_of(&start));
+    for lb in ["lbx1", "lbx2"] {
+        assert!(
+            common::eventually(Duration::from_secs(10), || journal_says(
+                lb,
+                "runx1's agent says blog runs again"
+            )),
+            "{lb} never heard that blog runs again on runx1"
         );
     }
     Ok(())
