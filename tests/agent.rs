@@ -147,8 +147,12 @@ async fn publishes_heartbeats_and_answers_control_requests() {
     assert!(second["seq"].as_u64() > first["seq"].as_u64());
     let blog = &first["apps"][0];
     assert_eq!(
-        (blog["name"].clone(), blog["healthy"].clone()),
-        (json!("blog"), json!(true)),
+        (
+            blog["name"].clone(),
+            blog["healthy"].clone(),
+            blog["serving"].clone()
+        ),
+        (json!("blog"), json!(true), json!(true)),
         "{first}\n{}",
         agent.stderr()
     );

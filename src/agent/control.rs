@@ -78,6 +78,7 @@ mod tests {
         let apps = vec![AppState {
             name: "blog".into(),
             healthy: true,
+            serving: true,
             units: Vec::new(),
             error: None,
         }];

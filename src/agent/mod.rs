@@ -38,6 +38,7 @@ pub fn heartbeat_for_tests(host: &str, healthy: bool) -> String {
     let blog = units::AppState {
         name: "blog".into(),
         healthy,
+        serving: healthy,
         units: Vec::new(),
         error: None,
     };

@@ -23,11 +23,13 @@ pub struct UnitState {
     pub sub: String,
 }
 
-/// One app: healthy when every unit of it is active.
+/// One app: healthy when every unit of it is active; serving when its web
+/// service (gunicorn) is, whatever its workers do (the balancers go by this).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AppState {
     pub name: String,
     pub healthy: bool,
+    pub serving: bool,
     pub units: Vec<UnitState>,
     /// Why the states are unknown, when they are.
     pub error: Option<String>,
@@ -101,6 +103,8 @@ fn assemble(apps: &[App], states: Result<Vec<(String, String)>, String>) -> Vec<
             AppState {
                 name: app.name.clone(),
                 healthy: units.iter().all(|u| u.active == "active"),
+                // `App::units` lists the web service first.
+                serving: units.first().is_some_and(|u| u.active == "active"),
                 units,
                 error: error.clone(),
             }
@@ -126,7 +130,8 @@ mod tests {
         let states = parse(out, 2).expect("two blocks");
         assert_eq!(states[1], ("inactive".to_owned(), "dead".to_owned()));
         let apps = assemble(&blog(), Ok(states));
-        assert!(!apps[0].healthy);
+        assert!(!apps[0].healthy, "its worker is inactive");
+        assert!(apps[0].serving, "its web service runs");
         assert_eq!(apps[0].units[0].sub, "running");
         assert_eq!(
             apps[0].units[1].unit,
@@ -139,6 +144,7 @@ mod tests {
     fn a_failed_query_makes_every_state_unknown() {
         let apps = assemble(&blog(), Err("systemctl failed".into()));
         assert!(!apps[0].healthy);
+        assert!(!apps[0].serving);
         assert!(apps[0].units.iter().all(|u| u.active == "unknown"));
         assert_eq!(apps[0].error.as_deref(), Some("systemctl failed"));
     }

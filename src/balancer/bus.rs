@@ -3,7 +3,8 @@
 //! is down holds up no other) and lets them decide which runners serve.
 //! Each heartbeat names its host and the state of every app unit there
 //! (`agent::heartbeat`); a route that lists its backends' `hosts` maps
-//! (host, app) to backends. An app its agent reports not running is taken
+//! (host, app) to backends. An app whose web service its agent reports not
+//! running (`serving`; a dead worker does not count) is taken
 //! out of rotation at once, before any request fails on it, and an active
 //! check cannot bring it back; the next heartbeat that reports it running
 //! brings it back. A hold lasts `HOLD` unless renewed, so an agent that
@@ -32,7 +33,13 @@ struct Beat {
 #[derive(Deserialize)]
 struct AppBeat {
     name: String,
+    /// Every unit active, workers too.
     healthy: bool,
+    /// Its web service active: what the balancer goes by (a dead celery
+    /// worker takes no web capacity away). Agents before it sent only
+    /// `healthy`.
+    #[serde(default)]
+    serving: Option<bool>,
     /// Set when the agent could not ask systemd: the states say nothing.
     #[serde(default)]
     error: Option<String>,
@@ -96,8 +103,9 @@ fn apply(shared: &Shared, frame: &[u8]) {
         let Some(backends) = state.runners.get(&(beat.host.clone(), app.name.clone())) else {
             continue;
         };
+        let serving = app.serving.unwrap_or(app.healthy);
         for backend in backends {
-            if app.healthy {
+            if serving {
                 backend.release(&format!(
                     "{}'s agent says {} runs again",
                     beat.host, app.name
@@ -124,6 +132,7 @@ mod tests {
         assert_eq!(beat.apps.len(), 1);
         assert_eq!(beat.apps[0].name, "blog");
         assert!(!beat.apps[0].healthy);
+        assert_eq!(beat.apps[0].serving, Some(false));
         assert!(beat.apps[0].error.is_none());
     }
 }

@@ -222,11 +222,16 @@ fn least_connections_avoids_the_busy_backend() {
     );
 }
 
-/// A runner agent's heartbeat (`agent::heartbeat`): its host and one app.
-fn heartbeat(host: &str, app: &str, healthy: bool) -> String {
+/// A runner agent's heartbeat (`agent::heartbeat`): its host and one app
+/// whose web service runs or not (`serving`), its workers too.
+fn heartbeat(host: &str, app: &str, serving: bool) -> String {
+    heartbeat_with_workers(host, app, serving, serving)
+}
+
+fn heartbeat_with_workers(host: &str, app: &str, serving: bool, healthy: bool) -> String {
     format!(
         "{{\"host\":\"{host}\",\"seq\":1,\"time\":0.0,\"version\":\"test\",\
-         \"apps\":[{{\"name\":\"{app}\",\"healthy\":{healthy},\"units\":[],\"error\":null}}]}}"
+         \"apps\":[{{\"name\":\"{app}\",\"healthy\":{healthy},\"serving\":{serving},\"units\":[],\"error\":null}}]}}"
     )
 }
 
@@ -352,6 +357,21 @@ fn a_runner_whose_agent_says_the_app_is_down_gets_no_requests_until_it_says_it_r
         lb.stderr()
     );
     assert_eq!(served(lb.http, &a, &b, 10), (5, 5), "{}", lb.stderr());
+
+    // A worker (celery) down on run1 while its web service runs: it serves.
+    agents
+        .send(vec![heartbeat_with_workers("run1", "blog", true, false)])
+        .expect("send");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(served(lb.http, &a, &b, 10), (5, 5), "{}", lb.stderr());
+    assert_eq!(
+        lb.stderr()
+            .matches("run1's agent says blog is not running")
+            .count(),
+        1,
+        "held out again for a worker: {}",
+        lb.stderr()
+    );
 }
 
 #[test]
