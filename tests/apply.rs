@@ -765,18 +765,18 @@ fn six_hosts_serve_through_every_balancer_and_prune_a_dropped_app() -> TestResul
 /// agent's heartbeat can tell the balancers; they hold runx1 out, no
 /// request fails, and it is back once the app runs again.
 fn blog_stopped_on_one_runner_is_held_out_by_heartbeats(fleet: &Fleet) -> TestResult {
-    let journal_says = |lb: &str, needle: &str| {
-        let out = fleet.ssh(lb, "journalctl -u sitec-balancer --no-pager -o cat");
-        text_of(&out).contains(needle)
+    // Whether `lb`'s balancer logs `needle` within 10 s.
+    let hears = |lb: &str, needle: &str| {
+        common::eventually(Duration::from_secs(10), || {
+            let out = fleet.ssh(lb, "journalctl -u sitec-balancer --no-pager -o cat");
+            text_of(&out).contains(needle)
+        })
     };
     let stop = fleet.ssh("runx1", "systemctl stop sitec-app-blog");
     assert!(stop.status.success(), "{}", text_of(&stop));
     for lb in ["lbx1", "lbx2"] {
         assert!(
-            common::eventually(Duration::from_secs(10), || journal_says(
-                lb,
-                "runx1's agent says blog is not running"
-            )),
+            hears(lb, "runx1's agent says blog is not running"),
             "{lb} never heard that blog stopped on runx1"
         );
         for _ in 0..10 {
@@ -788,10 +788,7 @@ fn blog_stopped_on_one_runner_is_held_out_by_heartbeats(fleet: &Fleet) -> TestRe
     assert!(start.status.success(), "{}", text_of(&start));
     for lb in ["lbx1", "lbx2"] {
         assert!(
-            common::eventually(Duration::from_secs(10), || journal_says(
-                lb,
-                "runx1's agent says blog runs again"
-            )),
+            hears(lb, "runx1's agent says blog runs again"),
             "{lb} never heard that blog runs again on runx1"
         );
     }

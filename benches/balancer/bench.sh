@@ -176,6 +176,8 @@ HZ=$(getconf CLK_TCK)
 # Steal time of CPU 0 and CPU 1 (clock ticks): what the hypervisor ran
 # instead of this machine's vCPUs.
 steal_ticks() { awk '/^cpu[01] / {printf "%d ", $9}' /proc/stat; }
+# Whether a round's steal (percent of a CPU) is over MAX_STEAL.
+disturbed() { awk -v s="$1" -v max="$MAX_STEAL" 'BEGIN { exit !(s > max) }'; }
 
 to_ms() { # wrk latency like 1.23ms / 456.00us / 1.02s -> ms
   awk -v v="$1" 'BEGIN {
@@ -204,7 +206,7 @@ for round in $(seq "$ROUNDS"); do
         split(a, x, " "); split(b, y, " "); m = 0
         for (i in x) if (y[i] - x[i] > m) m = y[i] - x[i]
         printf "%.1f", m / hz / d * 100 }')
-      awk -v s="$steal" -v max="$MAX_STEAL" 'BEGIN { exit !(s > max) }' || break
+      disturbed "$steal" || break
       [ "$try" -lt "$RETRIES" ] && echo "round $round $p: ${steal}% of a CPU stolen by the hypervisor; again"
       DISTURBED=$((DISTURBED + 1))
     done
@@ -218,7 +220,7 @@ for round in $(seq "$ROUNDS"); do
     RSS[$p]=$(rss_kb "$p")
     # Still disturbed after every retry: shown, but kept out of the medians
     # (unless a proxy has no undisturbed round at all).
-    if awk -v s="$steal" -v max="$MAX_STEAL" 'BEGIN { exit !(s > max) }'; then
+    if disturbed "$steal"; then
       KEPT_OUT=$((KEPT_OUT + 1)); suffix="$suffix(kept out of the medians)"
       STOLEN_RPS[$p]+="$rps "; STOLEN_P50[$p]+="$p50 "; STOLEN_P99[$p]+="$p99 "; STOLEN_CPU[$p]+="$us "
     else

@@ -241,15 +241,16 @@ fn unit(key: &str, value: &Spanned<String>) -> Checked<()> {
     }
 }
 
-/// `tcp://HOST:PORT`, as zmq.rs parses it.
+/// `tcp://HOST:PORT` (`is_tcp_endpoint`).
 fn endpoint(key: &str, value: &Spanned<String>) -> Checked<String> {
     let v = value.get_ref();
-    match v.parse::<zeromq::Endpoint>() {
-        Ok(zeromq::Endpoint::Tcp(..)) => Ok(v.clone()),
-        _ => Err(problem(
+    if super::is_tcp_endpoint(v) {
+        Ok(v.clone())
+    } else {
+        Err(problem(
             value,
             &format!("{key}: `{v}` is not a TCP endpoint; write tcp://ADDRESS:PORT, e.g. \"tcp://10.0.0.5:7701\""),
-        )),
+        ))
     }
 }
 

@@ -27,9 +27,11 @@ mod control;
 mod follow;
 mod heartbeat;
 mod ship;
+mod socket;
 mod units;
 
 pub use config::Config;
+pub(crate) use socket::{connect_when_up, is_tcp_endpoint};
 
 /// A heartbeat as the agent writes it, for the balancer's tests of reading
 /// one: host `host`, one app `blog`.

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
-use zeromq::{PushSocket, Socket, SocketOptions, SocketSend, ZmqError, ZmqMessage};
+use zeromq::{PushSocket, SocketSend, ZmqError, ZmqMessage};
 
 /// Lines kept per collector while it is unreachable.
 pub const QUEUE: usize = 8 * 1024;
@@ -33,15 +33,7 @@ pub fn message(host: &str, tag: &str, line: &str, time: f64) -> Arc<str> {
 pub async fn run(endpoint: String, mut lines: broadcast::Receiver<Arc<str>>) {
     let mut held: Option<ZmqMessage> = None;
     loop {
-        let mut options = SocketOptions::default();
-        options.no_connect_timeout();
-        let mut socket = PushSocket::with_options(options);
-        // Retries with backoff until the collector listens.
-        if let Err(e) = socket.connect(&endpoint).await {
-            tracing::warn!("log collector {endpoint}: {e}");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
+        let mut socket: PushSocket = super::connect_when_up(&endpoint, "log collector").await;
         tracing::info!("shipping logs to {endpoint}");
         loop {
             let next = match held.take() {

@@ -41,6 +41,11 @@ fn now_ms() -> u64 {
         .max(1)
 }
 
+/// `period` after `now` (both as `now_ms` counts), saturating.
+fn ms_after(now: u64, period: Duration) -> u64 {
+    now.saturating_add(u64::try_from(period.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl Backend {
     pub fn new(addr: SocketAddr) -> Self {
         Backend {
@@ -54,19 +59,21 @@ impl Backend {
     }
 
     pub fn is_up(&self) -> bool {
-        let (down, held) = (
-            self.down_until.load(Ordering::Relaxed),
-            self.held_until.load(Ordering::Relaxed),
-        );
-        (down == 0 && held == 0) || (down <= now_ms() && held <= now_ms())
+        // The later of the two: out while either lasts.
+        let until =
+            (self.down_until.load(Ordering::Relaxed)).max(self.held_until.load(Ordering::Relaxed));
+        until == 0 || until <= now_ms()
     }
 
     /// Its runner's agent says the app is not running: out for `period`
     /// (renewed by every such heartbeat), whatever active checks find.
     pub fn hold_out(&self, period: Duration, why: &str) {
         let now = now_ms();
-        let until = now.saturating_add(u64::try_from(period.as_millis()).unwrap_or(u64::MAX));
-        if self.held_until.swap(until, Ordering::Relaxed) <= now {
+        if self
+            .held_until
+            .swap(ms_after(now, period), Ordering::Relaxed)
+            <= now
+        {
             tracing::warn!(backend = %self.addr, "{why}; out of rotation");
             self.clear_idle();
         }
@@ -82,8 +89,11 @@ impl Backend {
     /// Passive health: takes it out for `period` (its pool goes too).
     pub fn mark_down(&self, period: Duration) {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        let until = now_ms().saturating_add(u64::try_from(period.as_millis()).unwrap_or(u64::MAX));
-        if self.down_until.swap(until, Ordering::Relaxed) == 0 {
+        if self
+            .down_until
+            .swap(ms_after(now_ms(), period), Ordering::Relaxed)
+            == 0
+        {
             tracing::warn!(backend = %self.addr, "backend failed; out of rotation for {period:?}");
         }
         self.clear_idle();

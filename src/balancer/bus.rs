@@ -15,11 +15,11 @@ use super::state::Shared;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-use zeromq::{Socket, SocketOptions, SocketRecv, SubSocket};
+use zeromq::{SocketRecv, SubSocket};
 
 /// How long one "not running" heartbeat keeps a backend out (agents beat
 /// every second: this outlasts two lost beats).
-pub const HOLD: Duration = Duration::from_secs(3);
+const HOLD: Duration = Duration::from_secs(3);
 /// No heartbeat for this long: the connection is made again.
 const SILENCE: Duration = Duration::from_secs(5);
 
@@ -54,15 +54,8 @@ pub fn start(shared: &Arc<Shared>, endpoints: &[String]) {
 
 async fn follow(shared: Arc<Shared>, endpoint: String) {
     loop {
-        let mut options = SocketOptions::default();
-        options.no_connect_timeout();
-        let mut socket = SubSocket::with_options(options);
-        // Retries with backoff until the agent listens.
-        if let Err(e) = socket.connect(&endpoint).await {
-            tracing::warn!("heartbeats from {endpoint}: {e}");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
+        let mut socket: SubSocket =
+            crate::agent::connect_when_up(&endpoint, "heartbeats from").await;
         if let Err(e) = socket.subscribe("").await {
             tracing::warn!("heartbeats from {endpoint}: cannot subscribe: {e}");
             tokio::time::sleep(Duration::from_secs(1)).await;

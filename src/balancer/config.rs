@@ -277,11 +277,7 @@ impl Config {
             return Err("route: no routes; add a [[route]] with domains and backends".into());
         }
         for e in &self.bus.heartbeats {
-            let ok = e.strip_prefix("tcp://").is_some_and(|rest| {
-                rest.rsplit_once(':')
-                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-            });
-            if !ok {
+            if !crate::agent::is_tcp_endpoint(e) {
                 return Err(format!("bus.heartbeats: `{e}` is not an endpoint; write tcp://ADDRESS:PORT, e.g. tcp://10.0.0.21:7702"));
             }
         }

@@ -50,8 +50,8 @@ pub struct Conn<S> {
 /// `Alarm`: the idle wait and the wait for a backend's answer share it) and
 /// the drain signal (its waiter stays queued instead of being queued and
 /// unqueued per request).
-pub struct Waits<'a, D> {
-    pub alarm: Alarm<'a>,
+struct Waits<'a, D> {
+    alarm: Alarm<'a>,
     drain: Pin<&'a mut D>,
 }
 
