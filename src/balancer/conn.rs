@@ -8,7 +8,8 @@
 //! and the access log. It never parses bytes itself.
 
 use super::buf::Buf;
-use super::io::{until, within, Alarm, ClientIo};
+use super::forward::Origin;
+use super::io::{until, within, Alarm, ClientIo, Deadline};
 use super::pages;
 use super::refusal::Refusal;
 use super::request::{Framing, RequestHead};
@@ -20,8 +21,9 @@ use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 
 /// Whether the connection carries another request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,18 +34,36 @@ pub enum Next {
 
 /// What the access log and metrics say about one request.
 pub struct Record {
+    /// When its head was in hand.
+    started: Instant,
     /// 499 until a response is written: the client went away first.
     pub status: u16,
     pub bytes: u64,
     pub backend: Option<SocketAddr>,
 }
 
+impl Record {
+    fn new() -> Self {
+        Record {
+            started: Instant::now(),
+            status: 499,
+            bytes: 0,
+            backend: None,
+        }
+    }
+}
+
 pub struct Conn<S> {
     pub io: S,
     pub buf: Buf,
     pub peer: SocketAddr,
-    pub tls: bool,
+    /// The peer's address for the forwarding fields, and whether it came
+    /// over TLS.
+    pub origin: Origin,
     pub shared: Arc<Shared>,
+    /// When it was accepted or last finished a response: the idle timeout
+    /// counts from there.
+    last_active: Instant,
 }
 
 /// What a connection waits on, made once per connection: its timer (see
@@ -61,8 +81,9 @@ impl<S: ClientIo> Conn<S> {
             io,
             buf: Buf::default(),
             peer,
-            tls,
+            origin: Origin::new(peer.ip(), tls),
             shared,
+            last_active: Instant::now(),
         }
     }
 
@@ -108,8 +129,7 @@ impl<S: ClientIo> Conn<S> {
             }
         }
         let state = self.shared.state();
-        let deadline = tokio::time::Instant::now()
-            + std::time::Duration::from_millis(state.timeouts.header_ms);
+        let mut deadline = Deadline::new(Duration::from_millis(state.timeouts.header_ms));
         let mut scanner = HeadScanner::default();
         loop {
             match scanner.scan(self.buf.filled(), &state.head_limits) {
@@ -127,7 +147,7 @@ impl<S: ClientIo> Conn<S> {
                 }
                 Ok(None) => {}
             }
-            match until(deadline, self.buf.read_from(&mut self.io)).await {
+            match until(&mut deadline, self.buf.read_from(&mut self.io)).await {
                 None => {
                     return Err((
                         state,
@@ -143,8 +163,7 @@ impl<S: ClientIo> Conn<S> {
     /// Waits until the client sends something: false when it stays idle
     /// for `timeouts.idle_ms`, closes, or a drain starts.
     async fn wait_idle<D: Future<Output = ()>>(&mut self, waits: &mut Waits<'_, D>) -> bool {
-        let limit = tokio::time::Instant::now()
-            + Duration::from_millis(self.shared.state().timeouts.idle_ms);
+        let limit = self.last_active + Duration::from_millis(self.shared.state().timeouts.idle_ms);
         tokio::select! {
             biased;
             () = waits.drain.as_mut() => false,
@@ -157,12 +176,7 @@ impl<S: ClientIo> Conn<S> {
     async fn refuse(&mut self, state: &State, refusal: Refusal) {
         self.shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(peer = %self.peer, status = refusal.status, "refused: {}", refusal.reason);
-        let mut rec = Record {
-            status: 499,
-            bytes: 0,
-            backend: None,
-        };
-        let started = Instant::now();
+        let mut rec = Record::new();
         self.reply(
             state,
             &mut rec,
@@ -170,17 +184,12 @@ impl<S: ClientIo> Conn<S> {
             refusal.status,
         )
         .await;
-        self.record(None, None, &rec, started);
+        self.record(None, None, &rec);
     }
 
     /// One request: route, proxy, record.
     async fn exchange(&mut self, state: &State, req: RequestHead, alarm: &mut Alarm<'_>) -> Next {
-        let started = Instant::now();
-        let mut rec = Record {
-            status: 499,
-            bytes: 0,
-            backend: None,
-        };
+        let mut rec = Record::new();
         let app = state.router.find(req.host()).cloned();
         let next = match &app {
             Some(app) => self.proxy(state, app, &req, &mut rec, alarm).await,
@@ -199,7 +208,7 @@ impl<S: ClientIo> Conn<S> {
                 }
             }
         };
-        self.record(app.as_deref(), Some(&req), &rec, started);
+        self.record(app.as_deref(), Some(&req), &rec);
         next
     }
 
@@ -218,8 +227,10 @@ impl<S: ClientIo> Conn<S> {
         }
     }
 
-    fn record(&self, app: Option<&App>, req: Option<&RequestHead>, rec: &Record, started: Instant) {
-        let elapsed = started.elapsed();
+    fn record(&mut self, app: Option<&App>, req: Option<&RequestHead>, rec: &Record) {
+        let now = Instant::now();
+        let elapsed = now - rec.started;
+        self.last_active = now;
         match app {
             Some(app) => app.metrics.observe(rec.status, elapsed),
             None => self.shared.metrics.app("-").observe(rec.status, elapsed),

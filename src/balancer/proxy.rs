@@ -21,7 +21,7 @@ use super::backend::{Backend, InFlight};
 use super::buf::Buf;
 use super::chunked::{ChunkedDecoder, Emit};
 use super::conn::{Conn, Next, Record};
-use super::forward::{self, Origin, OutFraming};
+use super::forward::{self, OutFraming};
 use super::io::{within, Alarm, ClientIo};
 use super::pages;
 use super::refusal::Refusal;
@@ -111,7 +111,7 @@ impl<S: ClientIo> Conn<S> {
         rec: &mut Record,
         alarm: &mut Alarm<'_>,
     ) -> Next {
-        if app.redirect_https && !self.tls {
+        if app.redirect_https && !self.origin.tls {
             let close = self.must_close(req);
             self.reply(
                 state,
@@ -147,11 +147,7 @@ impl<S: ClientIo> Conn<S> {
             Framing::Length(n) => OutFraming::Length(n),
             Framing::Chunked => OutFraming::Chunked,
         };
-        let origin = Origin {
-            ip: self.peer.ip(),
-            tls: self.tls,
-        };
-        let mut wire = forward::request_head(req, &origin, framing);
+        let mut wire = forward::request_head(req, &self.origin, framing);
         wire.extend_from_slice(&prefix);
         drop(prefix);
         let replayable = rest.is_none();

@@ -42,10 +42,7 @@ fn forwarded(req: &RequestHead) -> Vec<u8> {
         Framing::Length(n) => OutFraming::Length(n),
         Framing::Chunked => OutFraming::Chunked,
     };
-    let origin = Origin {
-        ip: "192.0.2.1".parse().expect("ip"),
-        tls: false,
-    };
+    let origin = Origin::new("192.0.2.1".parse().expect("ip"), false);
     request_head(req, &origin, framing)
 }
 
