@@ -38,8 +38,13 @@ fn is_hop_by_hop(name: Name) -> bool {
     )
 }
 
-/// The field names a `Connection` field lists: dropped too.
+/// The field names a `Connection` field lists: dropped too. Most heads
+/// list only `keep-alive` or `upgrade` (fields dropped anyway) and need
+/// no list.
 fn connection_tokens(head: &Head) -> Vec<&[u8]> {
+    if !head.connection().names_fields {
+        return Vec::new();
+    }
     head.values(Name::Connection)
         .flat_map(super::fields::list_items)
         .collect()

@@ -107,12 +107,42 @@ struct Field {
     known: Name,
 }
 
+/// What the `Connection` fields of a head list (RFC 9110 §7.6.1), read
+/// once while the head is parsed: keep-alive, upgrade and forwarding then
+/// ask a flag instead of splitting the fields again, each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionOptions {
+    pub close: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
+    /// Some token other than `keep-alive` and `upgrade` (which name fields
+    /// dropped anyway): it may name a field its sender wants dropped.
+    /// `close` counts, as a field named `Close` would be one.
+    pub names_fields: bool,
+}
+
+impl ConnectionOptions {
+    fn add(&mut self, value: &[u8]) {
+        for token in super::fields::list_items(value) {
+            if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if token.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
+            } else {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.names_fields = true;
+            }
+        }
+    }
+}
+
 /// A validated head: the first line and the field lines, by range.
 #[derive(Debug, Clone)]
 pub struct Head {
     raw: Vec<u8>,
     first: Range<usize>,
     fields: Vec<Field>,
+    connection: ConnectionOptions,
 }
 
 impl Head {
@@ -122,6 +152,7 @@ impl Head {
         let mut lines = Lines { bytes, pos: 0 };
         let first = lines.next().ok_or(Refusal::bad("empty head"))?;
         let mut fields = Vec::with_capacity(16);
+        let mut connection = ConnectionOptions::default();
         for line in lines {
             if line.is_empty() {
                 break;
@@ -131,16 +162,18 @@ impl Head {
             }
             let f = parse_field_line(&bytes[line.clone()])?;
             let name = f.name.start + line.start..f.name.end + line.start;
-            fields.push(Field {
-                known: Name::of(&bytes[name.clone()]),
-                name,
-                value: f.value.start + line.start..f.value.end + line.start,
-            });
+            let value = f.value.start + line.start..f.value.end + line.start;
+            let known = Name::of(&bytes[name.clone()]);
+            if known == Name::Connection {
+                connection.add(&bytes[value.clone()]);
+            }
+            fields.push(Field { known, name, value });
         }
         Ok(Head {
             raw: bytes.to_vec(),
             first,
             fields,
+            connection,
         })
     }
 
@@ -181,19 +214,9 @@ impl Head {
         Ok(length)
     }
 
-    /// Whether any `Connection` field lists this token.
-    pub fn connection_has(&self, token: &str) -> bool {
-        self.values(Name::Connection)
-            .flat_map(super::fields::list_items)
-            .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
-    }
-
-    /// Whether a field must not be forwarded because a `Connection` field
-    /// names it (RFC 9110 §7.6.1).
-    pub fn named_by_connection(&self, name: &[u8]) -> bool {
-        self.values(Name::Connection)
-            .flat_map(super::fields::list_items)
-            .any(|t| t.eq_ignore_ascii_case(name))
+    /// What its `Connection` fields list.
+    pub fn connection(&self) -> ConnectionOptions {
+        self.connection
     }
 }
 
@@ -263,7 +286,36 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(head.values(Name::Host).collect::<Vec<_>>(), [b"a"]);
-        assert!(head.connection_has("close"));
+        assert_eq!(
+            head.connection(),
+            ConnectionOptions {
+                close: true,
+                names_fields: true,
+                ..ConnectionOptions::default()
+            }
+        );
+        let options = |fields: &str| {
+            let raw = format!("GET / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
+            let head = Head::parse(raw.as_bytes(), &crate::balancer::scanner::TEST_LIMITS);
+            head.expect("valid").connection()
+        };
+        let all =
+            options("Connection: Keep-Alive, X-A\r\nX-A: 1\r\nconnection: ,UPGRADE , close\r\n");
+        assert_eq!(
+            all,
+            ConnectionOptions {
+                close: true,
+                keep_alive: true,
+                upgrade: true,
+                names_fields: true,
+            }
+        );
+        let usual = options("Connection: keep-alive\r\n");
+        assert!(usual.keep_alive && !usual.names_fields);
+        assert_eq!(
+            options("X-Connection: close\r\n"),
+            ConnectionOptions::default()
+        );
     }
 
     #[test]

@@ -75,9 +75,10 @@ impl RequestHead {
         let host_at = texts.len();
         texts.push_str(host);
         texts[host_at..].make_ascii_lowercase();
+        let options = head.connection();
         let keep_alive = match version {
-            Version::Http11 => !head.connection_has("close"),
-            Version::Http10 => head.connection_has("keep-alive") && !head.connection_has("close"),
+            Version::Http11 => !options.close,
+            Version::Http10 => options.keep_alive && !options.close,
         };
         let expect_continue = match head.values(Name::Expect).next() {
             None => false,
@@ -85,7 +86,7 @@ impl RequestHead {
             Some(v) if v.eq_ignore_ascii_case(b"100-continue") => version == Version::Http11,
             Some(_) => return Err(Refusal::new(417, "unsupported expectation")),
         };
-        let upgrade = head.values(Name::Upgrade).next().is_some() && head.connection_has("upgrade");
+        let upgrade = head.values(Name::Upgrade).next().is_some() && options.upgrade;
         Ok(RequestHead {
             method,
             texts,

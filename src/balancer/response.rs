@@ -48,7 +48,7 @@ impl ResponseHead {
         }
         let framing = framing(&head, status, method)?;
         let reusable = version == Version::Http11
-            && !head.connection_has("close")
+            && !head.connection().close
             && framing != BodyFraming::UntilClose
             && status != 101;
         Ok(ResponseHead {
