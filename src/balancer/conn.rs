@@ -64,6 +64,10 @@ pub struct Conn<S> {
     /// When it was accepted or last finished a response: the idle timeout
     /// counts from there.
     last_active: Instant,
+    /// `timeouts.idle_ms` of the config its last request was served by
+    /// (not looked up again for each wait: a config load is an atomic
+    /// reference count up and down).
+    idle: Duration,
 }
 
 /// What a connection waits on, made once per connection: its timer (see
@@ -77,6 +81,7 @@ struct Waits<'a, D> {
 
 impl<S: ClientIo> Conn<S> {
     pub fn new(io: S, peer: SocketAddr, tls: bool, shared: Arc<Shared>) -> Self {
+        let idle = Duration::from_millis(shared.state().timeouts.idle_ms);
         Conn {
             io,
             buf: Buf::default(),
@@ -84,14 +89,14 @@ impl<S: ClientIo> Conn<S> {
             origin: Origin::new(peer.ip(), tls),
             shared,
             last_active: Instant::now(),
+            idle,
         }
     }
 
     /// Serves requests until either side closes, a timeout, or a drain.
     pub async fn serve(mut self) {
-        let idle = Duration::from_millis(self.shared.state().timeouts.idle_ms);
         let mut drain = self.shared.drain_signal();
-        let timer = pin!(tokio::time::sleep(idle));
+        let timer = pin!(tokio::time::sleep(self.idle));
         let mut waits = Waits {
             alarm: Alarm::new(timer),
             drain: pin!(super::state::drain_started(&mut drain)),
@@ -129,6 +134,7 @@ impl<S: ClientIo> Conn<S> {
             }
         }
         let state = self.shared.state();
+        self.idle = Duration::from_millis(state.timeouts.idle_ms);
         let mut deadline = Deadline::new(Duration::from_millis(state.timeouts.header_ms));
         let mut scanner = HeadScanner::default();
         loop {
@@ -167,7 +173,7 @@ impl<S: ClientIo> Conn<S> {
     /// believes delivered. That order also spares the busy path a look at
     /// the drain signal (a lock) when the next request is already here.
     async fn wait_idle<D: Future<Output = ()>>(&mut self, waits: &mut Waits<'_, D>) -> bool {
-        let limit = self.last_active + Duration::from_millis(self.shared.state().timeouts.idle_ms);
+        let limit = self.last_active + self.idle;
         tokio::select! {
             biased;
             ready = self.io.ready() => ready.is_ok(),
