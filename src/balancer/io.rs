@@ -118,8 +118,19 @@ impl ClientIo for TcpStream {
 
 impl ClientIo for tokio_rustls::server::TlsStream<TcpStream> {
     fn ready(&self) -> impl Future<Output = io::Result<()>> + Send {
-        // rustls may hold decrypted bytes already: read at once.
-        std::future::ready(Ok(()))
+        let (tcp, tls) = self.get_ref();
+        // `wants_read` is false when rustls holds decrypted bytes (or the
+        // peer's close_notify): read at once. Otherwise what comes next
+        // comes over the socket. Without this wait an idle TLS client was
+        // read under the head deadline and got a 408 for a request it never
+        // began, after `header_ms` instead of `idle_ms`.
+        let buffered = !tls.wants_read();
+        std::future::poll_fn(move |cx| {
+            if buffered {
+                return Poll::Ready(Ok(()));
+            }
+            tcp.poll_read_ready(cx)
+        })
     }
 }
 

@@ -479,9 +479,10 @@ impl Response {
     }
 }
 
-/// A client connection that reads responses one by one.
-pub struct Client {
-    pub stream: TcpStream,
+/// A client connection that reads responses one by one: plain TCP, or
+/// any other stream (TLS) given to `over`.
+pub struct Client<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -489,6 +490,12 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect to balancer");
         stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        Client::over(stream)
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    pub fn over(stream: S) -> Client<S> {
         Client {
             stream,
             buf: Vec::new(),

@@ -16,7 +16,9 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn https_get(addr: std::net::SocketAddr, sni: &str, path: &str) -> String {
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+fn tls_connect(addr: std::net::SocketAddr, sni: &str) -> TlsStream {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_file(fixture("ca.pem")).expect("ca.pem"))
@@ -32,7 +34,11 @@ fn https_get(addr: std::net::SocketAddr, sni: &str, path: &str) -> String {
     let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
     let tcp = std::net::TcpStream::connect(addr).expect("connect");
     tcp.set_read_timeout(Some(WAIT)).expect("timeout");
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+fn https_get(addr: std::net::SocketAddr, sni: &str, path: &str) -> String {
+    let mut tls = tls_connect(addr, sni);
     tls.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").as_bytes(),
     )
@@ -106,5 +112,41 @@ fn a_missing_certificate_is_refused_at_start() {
     assert!(
         err.contains("tls.cert[0].cert") && err.contains("/nonexistent.pem"),
         "{err}"
+    );
+}
+
+/// An idle TLS keep-alive connection waits for its next request as long as
+/// a plain one does (`idle_ms`, not the shorter head deadline) and is then
+/// closed without a word: no 408 for a request never begun.
+#[test]
+fn an_idle_tls_connection_gets_the_idle_timeout() {
+    let b = TestBackend::start("b");
+    let lb = Balancer::with_config(&format!(
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n\
+         [timeouts]\nheader_ms = 500\nidle_ms = 2500\n\
+         [[tls.cert]]\ndomains = [\"a.example.com\"]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[route]]\ndomains = [\"a.example.com\"]\nbackends = [\"{}\"]\n",
+        fixture("a.pem").display(),
+        fixture("a.key").display(),
+        b.addr
+    ));
+    let https = lb.https.expect("https listener");
+    let mut c = Client::over(tls_connect(https, "a.example.com"));
+    let ask = b"GET /one HTTP/1.1\r\nHost: a.example.com\r\n\r\n";
+    c.send(ask);
+    assert_eq!(c.response().expect("first").status, 200);
+    // Idle for three head deadlines, within the idle timeout.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    c.send(ask);
+    let again = c
+        .response()
+        .expect("the connection still open after 1.5 s idle");
+    assert_eq!(again.status, 200);
+    let idle_from = std::time::Instant::now();
+    assert!(c.closed(), "idle TLS connection not closed");
+    let waited = idle_from.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(2000),
+        "closed after {waited:?}, before idle_ms"
     );
 }
