@@ -1,7 +1,9 @@
 //! TLS termination: the certificate is picked by SNI (exact and wildcard),
 //! the backend hears `X-Forwarded-Proto: https`, and a route with
-//! `redirect_https` sends plain-HTTP clients to https. Certificates are
-//! fixtures under `tests/balancer/tls/` (a test CA and two leaves).
+//! `redirect_https` sends plain-HTTP clients to https; an idle TLS client
+//! gets the idle timeout and is closed by a drain, like a plain one.
+//! Certificates are fixtures under `tests/balancer/tls/` (a test CA and
+//! two leaves).
 
 use crate::support::*;
 use rustls::pki_types::pem::PemObject;
@@ -149,4 +151,36 @@ fn an_idle_tls_connection_gets_the_idle_timeout() {
         waited >= std::time::Duration::from_millis(2000),
         "closed after {waited:?}, before idle_ms"
     );
+}
+
+/// SIGTERM closes an idle TLS keep-alive connection at once, as it does a
+/// plain one, instead of leaving it until the head deadline.
+#[test]
+fn a_drain_closes_an_idle_tls_connection() {
+    let b = TestBackend::start("b");
+    let mut lb = Balancer::with_config(&format!(
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n\
+         [[tls.cert]]\ndomains = [\"a.example.com\"]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[route]]\ndomains = [\"a.example.com\"]\nbackends = [\"{}\"]\n",
+        fixture("a.pem").display(),
+        fixture("a.key").display(),
+        b.addr
+    ));
+    let https = lb.https.expect("https listener");
+    let mut c = Client::over(tls_connect(https, "a.example.com"));
+    c.send(b"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+    assert_eq!(c.response().expect("response").status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let drain_from = std::time::Instant::now();
+    lb.signal("TERM");
+    assert!(c.closed(), "idle TLS connection not closed on drain");
+    let waited = drain_from.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(3),
+        "closed {waited:?} after SIGTERM (the head deadline is 10 s)"
+    );
+    let status = lb
+        .wait_exit(std::time::Duration::from_secs(5))
+        .expect("did not exit after draining");
+    assert!(status.success());
 }
