@@ -10,9 +10,13 @@
 #   DURATION=10 ROUNDS=3 CONNS=50 IDLE=10000 bash benches/balancer/bench.sh
 #   BASELINE=/tmp/sitec-old bash benches/balancer/bench.sh   # also an older sitec build
 #   MAX_STEAL=1 RETRIES=3     # a round with more steal than that (% of a CPU) is run again
+#   CALLGRIND=1 [BASELINE=...] bash benches/balancer/bench.sh
+#       # instead: user-space instructions per request of each sitec build
+#       # under callgrind (needs valgrind): steady to a fraction of a per cent,
+#       # where req/s on a shared machine cannot see a few per cent
 #
 # Needs nginx, haproxy, wrk, python3 (apt-get install nginx haproxy wrk).
-# Listens on 127.0.0.1:18080-18083 only. Not run in CI.
+# Listens on 127.0.0.1:18080-18086 only. Not run in CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -148,6 +152,37 @@ for p in backend "${PROXIES[@]}"; do
   port=${PORT[$p]:-$BACKEND_PORT}
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
 done
+
+# Instructions per proxied request of one sitec build under callgrind:
+# warmed up, counters zeroed, then `wrk -c10` for 5 s, dumped.
+callgrind_count() { # name, binary
+  local name=$1 bin=$2 port=18086
+  sed "s/:${PORT[sitec]}\"/:$port\"/" "$WORK/sitec.toml" > "$WORK/cg-$name.toml"
+  taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg-$name.%p" \
+    "$bin" balancer --config "$WORK/cg-$name.toml" > "$WORK/cg-$name.log" 2>&1 &
+  local vpid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.2; done
+  taskset -c 0 wrk -t1 -c10 -d3s "http://127.0.0.1:$port/" > /dev/null
+  callgrind_control -z "$vpid" > /dev/null 2>&1
+  local out; out=$(taskset -c 0 wrk -t1 -c10 -d5s "http://127.0.0.1:$port/")
+  callgrind_control -d "$vpid" > /dev/null 2>&1
+  kill "$vpid"; wait "$vpid" 2>/dev/null || true
+  local requests instructions
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  instructions=$(callgrind_annotate "$(ls -t "$WORK"/cg-"$name".*.* | head -1)" 2>/dev/null |
+    awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  echo "$name: $requests requests, $((instructions / requests)) user-space instructions per request"
+}
+
+if [ -n "${CALLGRIND:-}" ]; then
+  command -v valgrind >/dev/null || { echo "bench: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
+  # Twice each, alternating, so a drift shows as a difference between the two.
+  for _ in 1 2; do
+    callgrind_count sitec "$SITEC"
+    if [ -n "$BASELINE" ]; then callgrind_count baseline "$BASELINE"; fi
+  done
+  exit 0
+fi
 
 # RSS of a proxy: all its processes (nginx master + worker).
 rss_kb() {
