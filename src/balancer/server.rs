@@ -1,12 +1,12 @@
 //! `run`: binds the listeners, accepts connections (each on a task of its
 //! own, TLS handshakes bounded by the header timeout), starts the health
 //! checker, the heartbeat followers (`bus`) and the admin listener, and
-//! handles signals: SIGHUP re-reads and
-//! validates the config and swaps it in (a bad one is refused with a log
-//! line and the old one keeps serving; the access log is reopened either
-//! way), SIGTERM/SIGINT stop accepting, let open connections finish their
-//! current request and close idle ones, and exit when all are gone or
-//! `timeouts.drain_ms` runs out. Listener and bus addresses are fixed at start.
+//! handles signals: SIGHUP re-reads and validates the config and swaps it
+//! in (a bad one is refused with a log line and the old one keeps serving;
+//! the access log is reopened either way), SIGTERM/SIGINT stop accepting,
+//! let open connections finish their current request and close idle ones,
+//! and exit when all are gone or `timeouts.drain_ms` runs out. Listener and
+//! bus addresses are fixed at start.
 
 use super::config::Config;
 use super::conn::Conn;

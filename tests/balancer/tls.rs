@@ -117,21 +117,26 @@ fn a_missing_certificate_is_refused_at_start() {
     );
 }
 
+/// A balancer serving `a.example.com` from `backend` over TLS (and plain
+/// HTTP), with `extra` config sections (such as `[timeouts]`).
+fn serving_a_over_tls(backend: &TestBackend, extra: &str) -> Balancer {
+    Balancer::with_config(&format!(
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n{extra}\
+         [[tls.cert]]\ndomains = [\"a.example.com\"]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[route]]\ndomains = [\"a.example.com\"]\nbackends = [\"{}\"]\n",
+        fixture("a.pem").display(),
+        fixture("a.key").display(),
+        backend.addr
+    ))
+}
+
 /// An idle TLS keep-alive connection waits for its next request as long as
 /// a plain one does (`idle_ms`, not the shorter head deadline) and is then
 /// closed without a word: no 408 for a request never begun.
 #[test]
 fn an_idle_tls_connection_gets_the_idle_timeout() {
     let b = TestBackend::start("b");
-    let lb = Balancer::with_config(&format!(
-        "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n\
-         [timeouts]\nheader_ms = 500\nidle_ms = 2500\n\
-         [[tls.cert]]\ndomains = [\"a.example.com\"]\ncert = \"{}\"\nkey = \"{}\"\n\
-         [[route]]\ndomains = [\"a.example.com\"]\nbackends = [\"{}\"]\n",
-        fixture("a.pem").display(),
-        fixture("a.key").display(),
-        b.addr
-    ));
+    let lb = serving_a_over_tls(&b, "[timeouts]\nheader_ms = 500\nidle_ms = 2500\n");
     let https = lb.https.expect("https listener");
     let mut c = Client::over(tls_connect(https, "a.example.com"));
     let ask = b"GET /one HTTP/1.1\r\nHost: a.example.com\r\n\r\n";
@@ -158,14 +163,7 @@ fn an_idle_tls_connection_gets_the_idle_timeout() {
 #[test]
 fn a_drain_closes_an_idle_tls_connection() {
     let b = TestBackend::start("b");
-    let mut lb = Balancer::with_config(&format!(
-        "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n\
-         [[tls.cert]]\ndomains = [\"a.example.com\"]\ncert = \"{}\"\nkey = \"{}\"\n\
-         [[route]]\ndomains = [\"a.example.com\"]\nbackends = [\"{}\"]\n",
-        fixture("a.pem").display(),
-        fixture("a.key").display(),
-        b.addr
-    ));
+    let mut lb = serving_a_over_tls(&b, "");
     let https = lb.https.expect("https listener");
     let mut c = Client::over(tls_connect(https, "a.example.com"));
     c.send(b"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
