@@ -1,7 +1,8 @@
 //! Strict HTTP/1.1 field-line syntax (RFC 9110 §5, RFC 9112 §5), shared by
-//! request heads, response heads and chunked trailers. It validates one line
-//! at a time and returns where the name and value are; it never allocates and
-//! never decides what a field means.
+//! request heads, response heads and chunked trailers. It splits one line at
+//! a time and returns where the name and value are; the value bytes of a
+//! head's lines are checked all at once, a trailer's one line at a time. It
+//! never allocates and never decides what a field means.
 
 use super::refusal::Refusal;
 use std::ops::Range;
@@ -48,29 +49,34 @@ pub struct FieldLine {
     pub value: Range<usize>,
 }
 
-/// Splits `name: value` strictly: a token name, a colon right after it, a
-/// value of allowed bytes with the optional whitespace around it trimmed.
+/// Whether every byte of a name is a `tchar`. Without an early exit: names
+/// are short and valid, and a table load per byte beats a branch per byte.
+fn all_tchar(bytes: &[u8]) -> bool {
+    bytes.iter().fold(true, |ok, &b| ok & is_tchar(b))
+}
+
+/// Checks and splits `name: value` strictly: a value of allowed bytes, and
+/// the name rules of `split_field_line`. For a lone line (a trailer); a
+/// head checks its values all at once (`field_section_bytes_valid`).
 pub fn parse_field_line(line: &[u8]) -> Result<FieldLine, Refusal> {
-    match line.first() {
-        None => return Err(Refusal::bad("empty field line")),
-        Some(b' ' | b'\t') => return Err(Refusal::bad("obsolete line folding")),
-        Some(_) => {}
-    }
-    let colon = line
-        .iter()
-        .position(|&b| !is_tchar(b))
-        .ok_or(Refusal::bad("field line without a colon"))?;
-    match line[colon] {
-        b':' if colon > 0 => {}
-        b':' => return Err(Refusal::bad("empty field name")),
-        b' ' | b'\t' => return Err(Refusal::bad("whitespace before the colon of a field")),
-        _ => return Err(Refusal::bad("invalid character in a field name")),
-    }
-    let mut start = colon + 1;
-    let mut end = line.len();
-    if !all_value_bytes(&line[start..]) {
+    let field = split_field_line(line)?;
+    if !all_value_bytes(&line[field.name.end + 1..]) {
         return Err(Refusal::bad("control character in a field value"));
     }
+    Ok(field)
+}
+
+/// Splits `name: value` strictly: a token name, a colon right after it, the
+/// optional whitespace around the value trimmed. It does not look at the
+/// value's bytes: the caller does (`parse_field_line`,
+/// `field_section_bytes_valid`).
+pub fn split_field_line(line: &[u8]) -> Result<FieldLine, Refusal> {
+    let colon = match memchr::memchr(b':', line) {
+        Some(colon) if colon > 0 && all_tchar(&line[..colon]) => colon,
+        _ => return Err(name_refusal(line)),
+    };
+    let mut start = colon + 1;
+    let mut end = line.len();
     while start < end && matches!(line[start], b' ' | b'\t') {
         start += 1;
     }
@@ -81,6 +87,42 @@ pub fn parse_field_line(line: &[u8]) -> Result<FieldLine, Refusal> {
         name: 0..colon,
         value: start..end,
     })
+}
+
+/// Why a field line without a valid `name:` is refused: the first byte
+/// that is not a `tchar` tells.
+fn name_refusal(line: &[u8]) -> Refusal {
+    match line.first() {
+        None => return Refusal::bad("empty field line"),
+        Some(b' ' | b'\t') => return Refusal::bad("obsolete line folding"),
+        Some(_) => {}
+    }
+    match line.iter().find(|&&b| !is_tchar(b)) {
+        None => Refusal::bad("field line without a colon"),
+        // Not after a name: a colon after one is a valid line.
+        Some(b':') => Refusal::bad("empty field name"),
+        Some(b' ' | b'\t') => Refusal::bad("whitespace before the colon of a field"),
+        Some(_) => Refusal::bad("invalid character in a field name"),
+    }
+}
+
+/// Whether every byte of a head's field section (its field lines and the
+/// blank line, CRLFs included, as the scanner found them) may stand there:
+/// the value bytes of `all_value_bytes`, LF, and CR only before an LF. One
+/// pass over the whole section, which the compiler checks many bytes at a
+/// time, instead of one short pass per value.
+pub fn field_section_bytes_valid(section: &[u8]) -> bool {
+    // Each byte with the one after it; the last byte has none, so it must
+    // be the LF that ends the section.
+    let bad = section
+        .iter()
+        .zip(section.get(1..).unwrap_or_default())
+        .fold(false, |bad, (&b, &next)| {
+            let control = (b < b' ') & (b != b'\t') & (b != b'\n');
+            let line_end = (b == b'\r') & (next == b'\n');
+            bad | (control & !line_end) | (b == 0x7f)
+        });
+    !bad && section.last().is_none_or(|&b| b == b'\n')
 }
 
 /// Iterates over the comma-separated, trimmed, non-empty elements of a list
@@ -114,6 +156,22 @@ mod tests {
     }
 
     #[test]
+    fn a_field_section_holds_value_bytes_and_line_ends() {
+        for b in 0..=255u8 {
+            // LF too: the scanner refused any LF without its CR before.
+            let allowed = b == b'\t' || b == b'\n' || (b' '..=b'~').contains(&b) || b >= 0x80;
+            let section = [&b"X: a"[..], &[b], b"z\r\nY: 1\r\n\r\n"].concat();
+            assert_eq!(field_section_bytes_valid(&section), allowed, "{b}");
+            let at_the_end = [&b"X: a"[..], &[b], b"\r\n\r\n"].concat();
+            assert_eq!(field_section_bytes_valid(&at_the_end), allowed, "{b} last");
+        }
+        assert!(field_section_bytes_valid(b"\r\n"));
+        assert!(field_section_bytes_valid(b""));
+        assert!(!field_section_bytes_valid(b"X: a\r\r\n\r\n"));
+        assert!(!field_section_bytes_valid(b"X: a\r\n\r"));
+    }
+
+    #[test]
     fn refuses_each_ambiguity() {
         for (line, why) in [
             (&b" folded"[..], "obsolete line folding"),
@@ -125,6 +183,9 @@ mod tests {
             (b"nocolon", "field line without a colon"),
         ] {
             assert_eq!(parse_field_line(line).map_err(|r| r.reason), Err(why));
+            if why != "control character in a field value" {
+                assert_eq!(split_field_line(line).map_err(|r| r.reason), Err(why));
+            }
         }
     }
 }

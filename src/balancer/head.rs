@@ -3,7 +3,7 @@
 //! so the read buffer can move on to the next pipelined message; it knows
 //! nothing about what any field means.
 
-use super::fields::{is_tchar, parse_field_line};
+use super::fields::{field_section_bytes_valid, is_tchar, split_field_line};
 use super::refusal::Refusal;
 use super::scanner::HeadLimits;
 use std::ops::Range;
@@ -76,8 +76,8 @@ const NAMES: [(&[u8], Name); 15] = [
 ];
 
 impl Name {
-    /// The known field a name (any case) stands for.
-    pub fn of(name: &[u8]) -> Name {
+    /// The known field a name (tchars, any case) stands for.
+    fn of(name: &[u8]) -> Name {
         // By length first: most fields are none of these.
         let candidates: &[(&[u8], Name)] = match name.len() {
             2 => &NAMES[6..7],
@@ -91,12 +91,25 @@ impl Name {
             _ => return Name::Other,
         };
         // The first letter rejects most (`Date` is not `host`) at once.
-        let first = name[0].to_ascii_lowercase();
+        let first = name[0] | 0x20;
         candidates
             .iter()
-            .find(|(known, _)| known[0] == first && known.eq_ignore_ascii_case(name))
+            .find(|(known, _)| known[0] == first && same_name(known, name))
             .map_or(Name::Other, |(_, n)| *n)
     }
+}
+
+/// Whether a field name (tchars only, as `split_field_line` checked) is
+/// `known` (lowercase letters and `-`) in any case. Setting bit 5 lowercases
+/// a letter and turns no other tchar into a letter or `-` (only CR, which is
+/// no tchar, becomes `-`), so one OR per byte does what
+/// `eq_ignore_ascii_case`'s two conversions do.
+fn same_name(known: &[u8], name: &[u8]) -> bool {
+    known.len() == name.len()
+        && known
+            .iter()
+            .zip(name)
+            .fold(true, |same, (&k, &b)| same & (k == b | 0x20))
 }
 
 /// One field line of a head, by range into the head's bytes.
@@ -151,6 +164,7 @@ impl Head {
     pub fn parse(bytes: &[u8], limits: &HeadLimits) -> Result<Head, Refusal> {
         let mut lines = Lines { bytes, pos: 0 };
         let first = lines.next().ok_or(Refusal::bad("empty head"))?;
+        let section = &bytes[lines.pos..];
         let mut fields = Vec::with_capacity(16);
         let mut connection = ConnectionOptions::default();
         for line in lines {
@@ -160,7 +174,7 @@ impl Head {
             if fields.len() == limits.max_fields {
                 return Err(Refusal::new(431, "too many header fields"));
             }
-            let f = parse_field_line(&bytes[line.clone()])?;
+            let f = split_field_line(&bytes[line.clone()])?;
             let name = f.name.start + line.start..f.name.end + line.start;
             let value = f.value.start + line.start..f.value.end + line.start;
             let known = Name::of(&bytes[name.clone()]);
@@ -168,6 +182,11 @@ impl Head {
                 connection.add(&bytes[value.clone()]);
             }
             fields.push(Field { known, name, value });
+        }
+        // The values' bytes, all at once: after the names, so a bad name is
+        // what a line with both is refused for.
+        if !field_section_bytes_valid(section) {
+            return Err(Refusal::bad("control character in a field value"));
         }
         Ok(Head {
             raw: bytes.to_vec(),
@@ -316,6 +335,51 @@ mod tests {
             options("X-Connection: close\r\n"),
             ConnectionOptions::default()
         );
+    }
+
+    #[test]
+    fn refuses_control_characters_in_any_field() {
+        let parse = |fields: &str| {
+            let raw = format!("GET / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
+            Head::parse(raw.as_bytes(), &crate::balancer::scanner::TEST_LIMITS)
+                .map_err(|r| r.reason)
+        };
+        for bad in [
+            "X: a\rb\r\n",
+            "X: a\x00b\r\n",
+            "X: \x7f\r\n",
+            "X: 1\r\nY: \x1b\r\n",
+        ] {
+            assert_eq!(
+                parse(bad).err(),
+                Some("control character in a field value"),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse("X: a\x00b\r\nY : 1\r\n").err(),
+            Some("whitespace before the colon of a field"),
+            "a bad name is the reason given, whatever the values hold"
+        );
+        assert!(parse("X: \t\u{e9} ~\r\n").is_ok(), "obs-text, HTAB and SP");
+    }
+
+    #[test]
+    fn same_name_is_eq_ignore_ascii_case_for_tchars() {
+        let tchars: Vec<u8> = (0..=255u8).filter(|&b| is_tchar(b)).collect();
+        for (known, _) in NAMES {
+            for &b in &tchars {
+                for at in 0..known.len() {
+                    let mut name = known.to_vec();
+                    name[at] = b;
+                    assert_eq!(
+                        same_name(known, &name),
+                        known.eq_ignore_ascii_case(&name),
+                        "{known:?} {name:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
