@@ -64,6 +64,11 @@ impl HeadScanner {
                     return Ok(Some(span));
                 }
                 self.head_start = i;
+                // Empty lines before a head count: without a bound, a
+                // client could send them forever into an unconsumed buffer.
+                if i > limits.max_bytes {
+                    return Err(Refusal::new(431, "request head too large"));
+                }
             } else if !self.first_line_done {
                 if line_len > limits.max_line {
                     return Err(Refusal::new(414, "request line too long"));
@@ -110,6 +115,59 @@ mod tests {
                 start: 2,
                 end: full.len() - 4
             }
+        );
+    }
+
+    #[test]
+    fn looks_no_further_than_the_head() {
+        for (after, bytes) in [
+            (&b"a\nb"[..], &b"POST / HTTP/1.1\r\nHost: a\r\n\r\na\nb"[..]),
+            (
+                b"GET / HTTP/1.1\r\n\r\n",
+                b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            ),
+        ] {
+            let span = HeadScanner::default()
+                .scan(bytes, &LIMITS)
+                .expect("valid")
+                .expect("complete");
+            assert_eq!(
+                (span.start, span.end),
+                (0, bytes.len() - after.len()),
+                "{bytes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_bare_lf_wherever_it_arrives() {
+        for head in [
+            &b"\nGET / HTTP/1.1\r\n\r\n"[..],
+            b"\r\n\nGET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\n",
+        ] {
+            for cut in 0..=head.len() {
+                let mut s = HeadScanner::default();
+                let first = s.scan(&head[..cut], &LIMITS);
+                let result = first.and_then(|_| s.scan(head, &LIMITS));
+                assert_eq!(
+                    result.map_err(|r| r.status),
+                    Err(400),
+                    "{head:?} cut at {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_endless_empty_lines() {
+        let mut s = HeadScanner::default();
+        let empty_lines = b"\r\n".repeat(40);
+        assert_eq!(
+            s.scan(&empty_lines, &LIMITS).map_err(|r| r.status),
+            Err(431)
         );
     }
 

@@ -5,8 +5,8 @@
 
 use proptest::prelude::*;
 use sitec::balancer::{
-    request_head, ChunkedDecoder, Emit, Framing, HeadLimits, HeadScanner, Origin, OutFraming,
-    RequestHead,
+    request_head, ChunkedDecoder, Emit, Framing, HeadLimits, HeadScanner, HeadSpan, Origin,
+    OutFraming, RequestHead,
 };
 
 const LIMITS: HeadLimits = HeadLimits {
@@ -15,25 +15,63 @@ const LIMITS: HeadLimits = HeadLimits {
     max_fields: 32,
 };
 
-/// Feeds `input` in pieces as a socket would; returns the parse result of
-/// the first complete head, or None if it never completes.
-fn parse_in_pieces(input: &[u8], cuts: &[usize]) -> Option<Result<RequestHead, u16>> {
+/// Feeds `input` to a scanner in pieces as a socket would (cut at
+/// `cuts`): the first complete head's span, a refusal's status, or None.
+fn scan_in_pieces(
+    input: &[u8],
+    cuts: &[usize],
+    limits: &HeadLimits,
+) -> Result<Option<HeadSpan>, u16> {
     let mut scanner = HeadScanner::default();
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
     points.push(input.len());
     points.sort_unstable();
     for end in points {
-        match scanner.scan(&input[..end], &LIMITS) {
-            Err(r) => return Some(Err(r.status)),
-            Ok(Some(span)) => {
-                return Some(
-                    RequestHead::parse(&input[span.start..span.end], &LIMITS).map_err(|r| r.status),
-                )
-            }
-            Ok(None) => {}
+        if let Some(span) = scanner.scan(&input[..end], limits).map_err(|r| r.status)? {
+            return Ok(Some(span));
         }
     }
-    None
+    Ok(None)
+}
+
+/// The parse result of the first complete head in `input` fed in pieces,
+/// or None if it never completes.
+fn parse_in_pieces(input: &[u8], cuts: &[usize]) -> Option<Result<RequestHead, u16>> {
+    match scan_in_pieces(input, cuts, &LIMITS) {
+        Err(status) => Some(Err(status)),
+        Ok(Some(span)) => {
+            Some(RequestHead::parse(&input[span.start..span.end], &LIMITS).map_err(|r| r.status))
+        }
+        Ok(None) => None,
+    }
+}
+
+/// Where a scanner must find the head in a complete input, the slow and
+/// obvious way: past any leading empty lines, up to the first CRLF CRLF that
+/// ends the first line or a line after it; refused (`Err`) when an LF before
+/// that end (or anywhere, with no end) lacks its CR. No size limits.
+fn obvious_head(input: &[u8]) -> Result<Option<(usize, usize)>, ()> {
+    let bare_before =
+        |end: usize| (0..end).any(|i| input[i] == b'\n' && (i == 0 || input[i - 1] != b'\r'));
+    let mut start = 0;
+    while input[start..].starts_with(b"\r\n") {
+        start += 2;
+    }
+    let end = input[start..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|lf| (start + lf).saturating_sub(1).max(start))
+        .and_then(|line_end| {
+            let at = input[line_end..]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")?;
+            Some(line_end + at + 4)
+        });
+    match end {
+        Some(end) if !bare_before(end) => Ok(Some((start, end))),
+        None if !bare_before(input.len()) => Ok(None),
+        _ => Err(()),
+    }
 }
 
 fn forwarded(req: &RequestHead) -> Vec<u8> {
@@ -160,6 +198,13 @@ proptest! {
         if let Some(Ok(req)) = parse_in_pieces(&bytes, &cuts) {
             check_forwarded(&req)?;
         }
+    }
+
+    #[test]
+    fn the_scanner_finds_the_obvious_head_across_any_split(bytes in http_bytes(), cuts in prop::collection::vec(any::<usize>(), 0..6)) {
+        let roomy = HeadLimits { max_line: usize::MAX / 2, max_bytes: usize::MAX / 2, max_fields: 32 };
+        let found = scan_in_pieces(&bytes, &cuts, &roomy).map(|s| s.map(|s| (s.start, s.end))).map_err(|_| ());
+        prop_assert_eq!(found, obvious_head(&bytes), "{:?}", String::from_utf8_lossy(&bytes));
     }
 
     #[test]
