@@ -3,7 +3,8 @@
 # same fast backend on loopback and drives each with wrk: same connections,
 # threads and duration, in alternating rounds within one run. Reports req/s,
 # p50/p99 latency and RSS under load, then RSS with 10,000 idle keep-alive
-# client connections. Proxies and backend are pinned to CPU 1, wrk and the
+# client connections. Ratios come twice: of the medians, and the median of
+# each round's own ratio (proxies measured seconds apart, so drift cancels). Proxies and backend are pinned to CPU 1, wrk and the
 # idle client to CPU 0; every proxy runs one worker.
 #
 #   bash benches/balancer/bench.sh            # defaults below
@@ -224,7 +225,7 @@ to_ms() { # wrk latency like 1.23ms / 456.00us / 1.02s -> ms
 echo "# direct to the backend (for scale)"
 taskset -c 0 wrk -t"$THREADS" -c"$CONNS" -d3s "http://127.0.0.1:$BACKEND_PORT/" | grep Requests/sec
 
-declare -A RPS P50 P99 RSS CPU STOLEN_RPS STOLEN_P50 STOLEN_P99 STOLEN_CPU
+declare -A RPS P50 P99 RSS CPU STOLEN_RPS STOLEN_P50 STOLEN_P99 STOLEN_CPU ROUND_RPS
 KEPT_OUT=0
 for round in $(seq "$ROUNDS"); do
   # Rotate the order each round so drift hits everyone alike.
@@ -260,6 +261,7 @@ for round in $(seq "$ROUNDS"); do
       STOLEN_RPS[$p]+="$rps "; STOLEN_P50[$p]+="$p50 "; STOLEN_P99[$p]+="$p99 "; STOLEN_CPU[$p]+="$us "
     else
       RPS[$p]+="$rps "; P50[$p]+="$p50 "; P99[$p]+="$p99 "; CPU[$p]+="$us "
+      ROUND_RPS[$round,$p]=$rps
     fi
     printf "round %d %-8s %10s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req  rss %6d KiB  steal %4s%% %s\n" \
       "$round" "$p" "$rps" "$p50" "$p99" "$us" "${RSS[$p]}" "$steal" "$errors$suffix"
@@ -303,6 +305,19 @@ done
 s=$(median "${RPS[sitec]}"); n=$(median "${RPS[nginx]}"); h=$(median "${RPS[haproxy]}")
 cs=$(median "${CPU[sitec]}"); cn=$(median "${CPU[nginx]}"); ch=$(median "${CPU[haproxy]}")
 awk -v s="$s" -v n="$n" -v h="$h" 'BEGIN { printf "req/s ratios: sitec/nginx %.2f  sitec/haproxy %.2f\n", s / n, s / h }'
+# The same ratios taken within each round (its proxies ran one after the
+# other, seconds apart), so the machine's drift between rounds cancels out.
+for other in nginx haproxy; do
+  ratios=""
+  for round in $(seq "$ROUNDS"); do
+    a=${ROUND_RPS[$round,sitec]:-}; b=${ROUND_RPS[$round,$other]:-}
+    [ -n "$a" ] && [ -n "$b" ] && ratios+="$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", a / b }') "
+  done
+  [ -z "$ratios" ] && continue
+  sorted=$(tr ' ' '\n' <<<"$ratios" | grep -v '^$' | sort -g)
+  printf "per-round sitec/%s: median %.2f, from %.2f to %.2f over %d undisturbed rounds\n" "$other" \
+    "$(median "$ratios")" "$(head -1 <<<"$sorted")" "$(tail -1 <<<"$sorted")" "$(wc -l <<<"$sorted")"
+done
 awk -v s="$cs" -v n="$cn" -v h="$ch" 'BEGIN { printf "CPU per request: nginx/sitec %.2f  haproxy/sitec %.2f (above 1: sitec does the same work with less CPU)\n", n / s, h / s }'
 if [ -n "$BASELINE" ]; then
   b=$(median "${RPS[baseline]}"); cb=$(median "${CPU[baseline]}")
