@@ -198,23 +198,39 @@ fn authority<'a>(
 /// The host name for routing (lowercased by the caller): without port or
 /// trailing dot; only the characters a DNS name or an IP literal may hold.
 fn host_name(authority: &str) -> Result<&str, Refusal> {
-    let name = if authority.starts_with('[') {
-        let close = authority.find(']').ok_or(Refusal::bad("malformed Host"))?;
-        check_port(&authority[close + 1..])?;
-        &authority[..=close]
+    let bytes = authority.as_bytes();
+    let name_end = if bytes.first() == Some(&b'[') {
+        1 + bytes
+            .iter()
+            .position(|&b| b == b']')
+            .ok_or(Refusal::bad("malformed Host"))?
     } else {
-        let (name, port) = authority.split_at(authority.find(':').unwrap_or(authority.len()));
-        check_port(port)?;
-        name
+        bytes.iter().position(|&b| b == b':').unwrap_or(bytes.len())
     };
-    let ok = name
+    check_port(&authority[name_end..])?;
+    let name = &authority[..name_end];
+    // No early exit: a host is short and valid, a table load per byte
+    // beats a chain of comparisons per byte.
+    if !name
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':'));
-    if !ok {
+        .fold(true, |ok, b| ok & HOST_BYTE[usize::from(b)])
+    {
         return Err(Refusal::bad("malformed Host"));
     }
     Ok(name.trim_end_matches('.'))
 }
+
+/// The bytes a host name may hold: letters, digits, `-`, `.`, `_`, and the
+/// brackets and colons of an IPv6 literal.
+static HOST_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'[' | b']' | b':');
+        b += 1;
+    }
+    table
+};
 
 fn check_port(port: &str) -> Result<(), Refusal> {
     match port.strip_prefix(':') {
@@ -243,6 +259,36 @@ mod tests {
         assert_eq!(r.authority(), "Blog.Example.com:8080");
         assert_eq!(r.framing, Framing::None);
         assert!(r.keep_alive && !r.upgrade && !r.expect_continue);
+    }
+
+    #[test]
+    fn host_names() {
+        for (authority, host) in [
+            ("a.example.com", Some("a.example.com")),
+            ("a.example.com.:8080", Some("a.example.com")),
+            ("under_score-1", Some("under_score-1")),
+            ("127.0.0.1:80", Some("127.0.0.1")),
+            ("[::1]:8080", Some("[::1]")),
+            ("[::1]", Some("[::1]")),
+            ("", Some("")),
+            ("[::1", None),
+            ("[::1]x", None),
+            ("a:", Some("a")), // an empty port is allowed (RFC 3986 §3.2.3)
+            ("a:123456", None),
+            ("a:8o", None),
+            ("a b", None),
+            ("a/b", None),
+            ("a@b", None),
+        ] {
+            assert_eq!(host_name(authority).ok(), host, "{authority:?}");
+        }
+        for b in 0..=127u8 {
+            let allowed = b.is_ascii_alphanumeric() || b"-._[]:".contains(&b);
+            let authority = format!("a{}b", char::from(b));
+            // A colon starts the port: `b` is no port.
+            let expected = allowed && b != b':';
+            assert_eq!(host_name(&authority).is_ok(), expected, "{b}");
+        }
     }
 
     #[test]
