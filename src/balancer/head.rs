@@ -3,7 +3,7 @@
 //! so the read buffer can move on to the next pipelined message; it knows
 //! nothing about what any field means.
 
-use super::fields::{field_section_bytes_valid, is_tchar, split_field_line};
+use super::fields::{field_section_bytes_valid, split_field_line};
 use super::refusal::Refusal;
 use super::scanner::HeadLimits;
 use std::ops::Range;
@@ -257,11 +257,6 @@ impl Iterator for Lines<'_> {
     }
 }
 
-/// Whether a whole byte string is a token (a method, a field name).
-pub fn is_token(bytes: &[u8]) -> bool {
-    !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))
-}
-
 /// Reads a `Content-Length` value: digits only, at most 18 of them.
 pub fn parse_length(value: &[u8]) -> Result<u64, Refusal> {
     if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
@@ -273,6 +268,7 @@ pub fn parse_length(value: &[u8]) -> Result<u64, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::balancer::fields::is_tchar;
 
     #[test]
     fn lengths() {

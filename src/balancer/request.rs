@@ -7,7 +7,8 @@
 //! gunicorn, so it accepts only what RFC 9112 allows and refuses the rest
 //! with 400 before a byte reaches a backend. It never routes or forwards.
 
-use super::head::{is_token, Head, Name, Version};
+use super::fields::is_token;
+use super::head::{Head, Name, Version};
 use super::refusal::Refusal;
 use super::scanner::HeadLimits;
 use std::ops::Range;
