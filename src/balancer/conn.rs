@@ -9,10 +9,11 @@
 
 use super::buf::Buf;
 use super::forward::Origin;
+use super::head::Framing;
 use super::io::{until, within, Alarm, ClientIo, Deadline};
 use super::pages;
 use super::refusal::Refusal;
-use super::request::{Framing, RequestHead};
+use super::request::RequestHead;
 use super::router::App;
 use super::scanner::HeadScanner;
 use super::state::{Shared, State};

@@ -1,7 +1,8 @@
 //! `Head`: the bytes of one complete message head and the validated field
 //! lines in it, shared by requests and responses. It owns a copy of the head
-//! so the read buffer can move on to the next pipelined message; it knows
-//! nothing about what any field means.
+//! so the read buffer can move on to the next pipelined message. Of what the
+//! fields mean it knows only what both directions share: how the body is
+//! framed, and what `Connection` lists.
 
 use super::fields::{field_section_bytes_valid, split_field_line};
 use super::refusal::Refusal;
@@ -29,6 +30,15 @@ impl Version {
             _ => Err(Refusal::bad("malformed HTTP version")),
         }
     }
+}
+
+/// How a message's body is delimited, by its framing fields alone (a
+/// response's status and request method can still say it has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    None,
+    Length(u64),
+    Chunked,
 }
 
 /// The fields the balancer reads or drops itself. Each field of a head is
@@ -231,6 +241,31 @@ impl Head {
             length = Some(n);
         }
         Ok(length)
+    }
+
+    /// The body's framing, refusing every combination two parsers could
+    /// read differently, in either direction: `Content-Length` with
+    /// `Transfer-Encoding`, `Transfer-Encoding` in an HTTP/1.0 message, and
+    /// any transfer coding but a lone `chunked` (the balancer re-frames what
+    /// it forwards, so a coding such as `gzip, chunked` would be lost on the
+    /// way; nginx refuses them from its upstreams too).
+    pub fn framing(&self, version: Version) -> Result<Framing, Refusal> {
+        let mut te = self.values(Name::TransferEncoding);
+        let length = self.content_length()?;
+        match (te.next(), length) {
+            (None, None) => Ok(Framing::None),
+            (None, Some(n)) => Ok(Framing::Length(n)),
+            (Some(_), Some(_)) => Err(Refusal::bad("both Content-Length and Transfer-Encoding")),
+            (Some(_), None) if version == Version::Http10 => {
+                Err(Refusal::bad("Transfer-Encoding in an HTTP/1.0 message"))
+            }
+            (Some(v), None) if v.eq_ignore_ascii_case(b"chunked") && te.next().is_none() => {
+                Ok(Framing::Chunked)
+            }
+            (Some(_), None) => Err(Refusal::bad(
+                "Transfer-Encoding other than a single chunked",
+            )),
+        }
     }
 
     /// What its `Connection` fields list.

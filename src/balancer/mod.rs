@@ -51,8 +51,9 @@ mod tls;
 pub use chunked::{ChunkedDecoder, Emit};
 pub use config::Config;
 pub use forward::{request_head, Origin, OutFraming};
+pub use head::Framing;
 pub use refusal::Refusal;
-pub use request::{Framing, RequestHead};
+pub use request::RequestHead;
 pub use scanner::{HeadLimits, HeadScanner, HeadSpan};
 
 use std::path::PathBuf;

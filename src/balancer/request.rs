@@ -8,18 +8,10 @@
 //! with 400 before a byte reaches a backend. It never routes or forwards.
 
 use super::fields::is_token;
-use super::head::{Head, Name, Version};
+use super::head::{Framing, Head, Name, Version};
 use super::refusal::Refusal;
 use super::scanner::HeadLimits;
 use std::ops::Range;
-
-/// How the request's body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    None,
-    Length(u64),
-    Chunked,
-}
 
 /// A request head that passed every check.
 #[derive(Debug, Clone)]
@@ -66,7 +58,7 @@ impl RequestHead {
             std::str::from_utf8(target).map_err(|_| Refusal::bad("malformed request target"))?;
         let (path, target_authority) = split_target(target, &line[method.clone()])?;
 
-        let framing = framing(&head, version)?;
+        let framing = head.framing(version)?;
         let authority = authority(&head, target_authority, version)?;
         let host = host_name(authority)?;
         let mut texts = String::with_capacity(path.len() + authority.len() + host.len());
@@ -152,27 +144,6 @@ fn split_target<'a>(target: &'a str, method: &[u8]) -> Result<(&'a str, Option<&
         return Err(Refusal::bad("malformed authority in request target"));
     }
     Ok((if path.is_empty() { "/" } else { path }, Some(authority)))
-}
-
-/// The body's framing, refusing every combination two parsers could read
-/// differently.
-fn framing(head: &Head, version: Version) -> Result<Framing, Refusal> {
-    let mut te = head.values(Name::TransferEncoding);
-    let length = head.content_length()?;
-    match (te.next(), length) {
-        (None, None) => Ok(Framing::None),
-        (None, Some(n)) => Ok(Framing::Length(n)),
-        (Some(_), Some(_)) => Err(Refusal::bad("both Content-Length and Transfer-Encoding")),
-        (Some(_), None) if version == Version::Http10 => {
-            Err(Refusal::bad("Transfer-Encoding in an HTTP/1.0 request"))
-        }
-        (Some(v), None) if v.eq_ignore_ascii_case(b"chunked") && te.next().is_none() => {
-            Ok(Framing::Chunked)
-        }
-        (Some(_), None) => Err(Refusal::bad(
-            "Transfer-Encoding other than a single chunked",
-        )),
-    }
 }
 
 /// The request's authority: the absolute-form target's, else the one Host.

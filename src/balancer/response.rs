@@ -3,7 +3,7 @@
 //! 502, never a pass-through), and the framing of the body that follows.
 //! It never writes anything to the client.
 
-use super::head::{Head, Name, Version};
+use super::head::{Framing, Head, Version};
 use super::refusal::Refusal;
 use super::scanner::HeadLimits;
 
@@ -46,7 +46,7 @@ impl ResponseHead {
         if !(100..=599).contains(&status) || line.get(12).is_some_and(|&b| b != b' ') {
             return Err(Refusal::bad("malformed status line"));
         }
-        let framing = framing(&head, status, method)?;
+        let framing = framing(&head, version, status, method)?;
         let reusable = version == Version::Http11
             && !head.connection().close
             && framing != BodyFraming::UntilClose
@@ -65,29 +65,22 @@ impl ResponseHead {
     }
 }
 
-fn framing(head: &Head, status: u16, method: &[u8]) -> Result<BodyFraming, Refusal> {
+/// No body for HEAD, 1xx, 204 and 304 whatever the fields say; otherwise the
+/// same strict rules as requests, and without a length, until close.
+fn framing(
+    head: &Head,
+    version: Version,
+    status: u16,
+    method: &[u8],
+) -> Result<BodyFraming, Refusal> {
     if method == b"HEAD" || status < 200 || status == 204 || status == 304 {
         return Ok(BodyFraming::Empty);
     }
-    let length = head.content_length()?;
-    let mut te = head.values(Name::TransferEncoding);
-    match (te.next(), length) {
-        (None, Some(n)) => Ok(BodyFraming::Length(n)),
-        (None, None) => Ok(BodyFraming::UntilClose),
-        (Some(_), Some(_)) => Err(Refusal::bad("both Content-Length and Transfer-Encoding")),
-        (Some(v), None) => {
-            let last = v
-                .rsplit(|&b| b == b',')
-                .next()
-                .unwrap_or_default()
-                .trim_ascii();
-            if last.eq_ignore_ascii_case(b"chunked") && te.next().is_none() {
-                Ok(BodyFraming::Chunked)
-            } else {
-                Err(Refusal::bad("Transfer-Encoding other than a final chunked"))
-            }
-        }
-    }
+    Ok(match head.framing(version)? {
+        Framing::None => BodyFraming::UntilClose,
+        Framing::Length(n) => BodyFraming::Length(n),
+        Framing::Chunked => BodyFraming::Chunked,
+    })
 }
 
 #[cfg(test)]
@@ -129,6 +122,11 @@ mod tests {
             "HTTP/1.1 20 OK\r\n\r\n",
             "HTTP/1.1 200OK\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            // A coding besides chunked would be lost when the body is re-framed.
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
         ] {
             assert!(parse(head, b"GET").is_err(), "{head:?}");
         }

@@ -1,5 +1,6 @@
 //! Every ambiguous request is refused with 400 (or the status that names
-//! the problem) and the backend receives nothing at all.
+//! the problem) and the backend receives nothing at all; every ambiguous
+//! response from a backend is a 502 and nothing of it reaches the client.
 
 use crate::support::*;
 
@@ -78,4 +79,70 @@ fn a_smuggled_request_after_a_valid_one_is_refused_too() {
     let seen = b.received_text();
     assert_eq!(seen.matches("HTTP/1.1\r\n").count(), 1, "{seen}");
     assert!(!seen.contains("POST"), "{seen}");
+}
+
+/// Responses a backend could send that a client (or the next request on a
+/// pooled connection) could read differently from the balancer.
+const RESPONSES: &[(&str, &str)] = &[
+    ("CL and TE", "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nSMUGGLED"),
+    ("differing CL", "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nContent-Length: 2\r\n\r\nSMUGGLED"),
+    ("CL list", "HTTP/1.1 200 OK\r\nContent-Length: 8, 8\r\n\r\nSMUGGLED"),
+    ("TE gzip, chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n"),
+    ("TE gzip", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nSMUGGLED"),
+    ("TE in HTTP/1.0", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n"),
+    ("bare LF", "HTTP/1.1 200 OK\nContent-Length: 8\n\nSMUGGLED"),
+    ("obs-fold", "HTTP/1.1 200 OK\r\nX-A: 1\r\n Content-Length: 8\r\nContent-Length: 8\r\n\r\nSMUGGLED"),
+    ("space before colon", "HTTP/1.1 200 OK\r\nContent-Length : 8\r\n\r\nSMUGGLED"),
+    ("NUL in value", "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 8\r\n\r\nSMUGGLED"),
+    ("bad status", "HTTP/1.1 2000 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED"),
+    ("unasked 101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nSMUGGLED"),
+];
+
+/// Has the test backend answer with `raw` (through `/raw`); what reaches the client.
+fn answer_with(c: &mut Client, raw: &str) -> Option<Response> {
+    let len = raw.len();
+    c.send(
+        format!("POST /raw HTTP/1.1\r\nHost: a\r\nContent-Length: {len}\r\n\r\n{raw}").as_bytes(),
+    );
+    c.response()
+}
+
+#[test]
+fn every_ambiguous_response_is_a_502_and_nothing_of_it_is_passed_on() {
+    let b = TestBackend::start("b1");
+    let lb = Balancer::ad_hoc(&[("*", vec![b.addr])], &[]);
+    for (name, raw) in RESPONSES {
+        let mut c = Client::connect(lb.http);
+        let r = answer_with(&mut c, raw).unwrap_or_else(|| panic!("{name}: no response"));
+        assert_eq!(r.status, 502, "{name}");
+        assert!(!r.text().contains("SMUGGLED"), "{name}: {}", r.text());
+        // The backend stays in rotation and its connection is not reused.
+        let r = get(lb.http, "a", "/after").unwrap_or_else(|| panic!("{name}: no response after"));
+        assert_eq!(
+            (r.status, r.text()),
+            (200, "b1 GET /after 0".to_owned()),
+            "{name}"
+        );
+    }
+    assert!(lb
+        .stderr()
+        .contains("invalid response: Transfer-Encoding other than a single chunked"));
+}
+
+/// A misbehaving backend's bytes after a complete response (here a whole
+/// second response in the same write) are never read as the answer to the
+/// client's next request on the same connection.
+#[test]
+fn bytes_past_a_response_never_answer_the_next_request() {
+    let b = TestBackend::start("b1");
+    let lb = Balancer::ad_hoc(&[("*", vec![b.addr])], &[]);
+    let raw = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED";
+    let mut c = Client::connect(lb.http);
+    let r = answer_with(&mut c, raw).expect("response");
+    assert_eq!((r.status, r.text()), (200, "ok".to_owned()));
+    for _ in 0..3 {
+        c.send(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+        let r = c.response().expect("next response");
+        assert_eq!((r.status, r.text()), (200, "b1 GET /next 0".to_owned()));
+    }
 }

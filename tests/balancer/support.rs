@@ -20,7 +20,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// chunked with a trailer, `/eof` answers with no length and closes,
 /// `/ws` switches protocols and echoes bytes, `/slow` waits 300 ms
 /// (`/slow?ms=N`: N ms),
-/// `/reset` closes without answering.
+/// `/reset` closes without answering, `/raw` answers with the request's body
+/// as its whole response, bytes as given.
 pub struct TestBackend {
     pub addr: SocketAddr,
     pub name: String,
@@ -171,6 +172,7 @@ fn serve(
                 return;
             }
             "/reset" => return,
+            "/raw" => String::from_utf8_lossy(&body).into_owned(),
             "/ws" => {
                 let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
                 let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
