@@ -73,12 +73,16 @@ impl RequestHead {
             Version::Http11 => !options.close,
             Version::Http10 => options.keep_alive && !options.close,
         };
-        let expect_continue = match head.values(Name::Expect).next() {
-            None => false,
-            // An HTTP/1.0 client cannot expect 100 Continue (RFC 9110 §10.1.1).
-            Some(v) if v.eq_ignore_ascii_case(b"100-continue") => version == Version::Http11,
-            Some(_) => return Err(Refusal::new(417, "unsupported expectation")),
-        };
+        // Every Expect field must say 100-continue (another one would be
+        // dropped on the way unheard); an HTTP/1.0 client cannot expect
+        // 100 Continue (RFC 9110 §10.1.1).
+        let mut expect_continue = false;
+        for v in head.values(Name::Expect) {
+            if !v.eq_ignore_ascii_case(b"100-continue") {
+                return Err(Refusal::new(417, "unsupported expectation"));
+            }
+            expect_continue = version == Version::Http11;
+        }
         let upgrade = head.values(Name::Upgrade).next().is_some() && options.upgrade;
         Ok(RequestHead {
             method,
@@ -312,6 +316,7 @@ mod tests {
             ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
             ("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405),
             ("GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", 417),
+            ("GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nExpect: magic\r\n\r\n", 417),
         ] {
             assert_eq!(parse(head).map(|_| ()).map_err(|r| r.status), Err(status), "{head:?}");
         }
