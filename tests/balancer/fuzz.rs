@@ -1,7 +1,9 @@
 //! Property tests of the request parsing path (scanner, head parser,
 //! chunked decoder, forwarded head), a bounded number of cases per run:
 //! arbitrary and mutated input never panics; what is accepted is forwarded
-//! with exactly one framing of our own, and re-parses to the same request.
+//! with exactly one framing of our own, and re-parses to the same request;
+//! the head scanner and the chunked decoder, fed in arbitrary pieces, agree
+//! with an obvious whole-input reading of the same bytes.
 
 use proptest::prelude::*;
 use sitec::balancer::{
@@ -183,6 +185,157 @@ fn valid_request() -> impl Strategy<Value = (String, Vec<u8>)> {
         })
 }
 
+/// The line at `at`, without its CRLF, and where the next one starts; None
+/// when no LF follows or the LF has no CR right before it.
+fn crlf_line(input: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let lf = at + input[at..].iter().position(|&b| b == b'\n')?;
+    (lf > at && input[lf - 1] == b'\r').then(|| (&input[at..lf - 1], lf + 1))
+}
+
+/// A trailer line as RFC 9110 §5 has it: a token, a colon right after it,
+/// then only visible bytes, SP, HTAB and obs-text.
+fn obvious_field_line(line: &[u8]) -> bool {
+    const TCHAR: &[u8] = b"!#$%&'*+-.^_`|~";
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let name_ok = colon > 0
+        && line[..colon]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || TCHAR.contains(b));
+    name_ok
+        && line[colon + 1..]
+            .iter()
+            .all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f))
+}
+
+/// An obvious reading of a whole chunked body (RFC 9112 §7.1, with the
+/// decoder's limits: at most 15 size digits, extensions of at most 4096
+/// visible bytes, trailers of at most `max_trailer` bytes with the blank
+/// line): its data and where it ends, or None when the input holds no
+/// complete valid body from its start.
+fn obvious_chunked(input: &[u8], max_trailer: usize) -> Option<(Vec<u8>, usize)> {
+    let mut data = Vec::new();
+    let mut at = 0;
+    loop {
+        let (line, next) = crlf_line(input, at)?;
+        let (size, ext) = match line.iter().position(|&b| b == b';') {
+            Some(semi) => (&line[..semi], Some(&line[semi + 1..])),
+            None => (line, None),
+        };
+        if size.is_empty() || size.len() > 15 || !size.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        if let Some(ext) = ext {
+            if ext.len() > 4096
+                || !ext
+                    .iter()
+                    .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+            {
+                return None;
+            }
+        }
+        let size = usize::from_str_radix(std::str::from_utf8(size).ok()?, 16).ok()?;
+        at = next;
+        if size == 0 {
+            break;
+        }
+        data.extend_from_slice(input.get(at..at.checked_add(size)?)?);
+        at += size;
+        if input.get(at..at + 2)? != b"\r\n" {
+            return None;
+        }
+        at += 2;
+    }
+    let trailers = at;
+    loop {
+        let (line, next) = crlf_line(input, at)?;
+        if next - trailers > max_trailer {
+            return None;
+        }
+        at = next;
+        if line.is_empty() {
+            return Some((data, at));
+        }
+        if !obvious_field_line(line) {
+            return None;
+        }
+    }
+}
+
+/// Chunked bodies, valid ones (sizes in either case, extensions, data that
+/// holds CR, LF and digits, trailers, bytes after the end) with up to three
+/// edits each: a piece inserted, a byte removed or replaced.
+fn chunked_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop::sample::select(vec![
+        &b"0"[..],
+        b"5",
+        b"a",
+        b"F",
+        b"00000000000000",
+        b"g",
+        b"-",
+        b"0x",
+        b";",
+        b";e=\"v\"",
+        b" ",
+        b"\t",
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"X-T: 1",
+        b":",
+        b"\x00",
+        b"\x7f",
+        b"\xff",
+    ]);
+    let data = prop::collection::vec(prop::sample::select(vec![b'd', b'\r', b'\n', b'0']), 0..20);
+    let chunk = (data, prop::option::of("[a-z=\" \t]{0,6}"), any::<bool>());
+    let valid = (
+        prop::collection::vec(chunk, 0..4),
+        prop::collection::vec("[A-Za-z-]{1,5}:[ -~]{0,5}", 0..3),
+        prop::sample::select(vec![&b""[..], b"NEXT", b"0\r\n\r\n"]),
+    )
+        .prop_map(|(chunks, trailers, after)| {
+            let mut wire = Vec::new();
+            for (data, ext, upper) in chunks.iter().filter(|c| !c.0.is_empty()) {
+                let size = if *upper {
+                    format!("{:X}", data.len())
+                } else {
+                    format!("{:x}", data.len())
+                };
+                wire.extend_from_slice(size.as_bytes());
+                if let Some(ext) = ext {
+                    wire.extend_from_slice(format!(";{ext}").as_bytes());
+                }
+                wire.extend_from_slice(b"\r\n");
+                wire.extend_from_slice(data);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\n");
+            for t in trailers {
+                wire.extend_from_slice(t.as_bytes());
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"\r\n");
+            wire.extend_from_slice(after);
+            wire
+        });
+    let edits = prop::collection::vec((any::<usize>(), 0u8..3, piece), 0..4);
+    (valid, edits).prop_map(|(mut wire, edits)| {
+        for (at, kind, piece) in edits {
+            let at = at % (wire.len() + 1);
+            match kind {
+                0 => drop(wire.splice(at..at, piece.iter().copied())),
+                _ if at == wire.len() => {}
+                1 => drop(wire.remove(at)),
+                _ => wire[at] = piece[0],
+            }
+        }
+        wire
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -276,5 +429,33 @@ proptest! {
         let mut decoder = ChunkedDecoder::new(256);
         let mut out = Vec::new();
         let _ = decoder.feed(&bytes, &mut out, Emit::Chunks);
+    }
+    #[test]
+    fn the_chunked_decoder_reads_what_an_obvious_reading_does(
+        bytes in chunked_bytes(),
+        cuts in prop::collection::vec(any::<usize>(), 0..6),
+        max_trailer in 4usize..40,
+    ) {
+        // Whatever the split, the decoder finishes exactly where the obvious
+        // reading does, with the same data, and never finishes a body that
+        // reading refuses.
+        let expected = obvious_chunked(&bytes, max_trailer);
+        let mut decoder = ChunkedDecoder::new(max_trailer);
+        let mut out = Vec::new();
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        points.push(bytes.len());
+        points.sort_unstable();
+        let mut pos = 0;
+        for end in points {
+            match decoder.feed(&bytes[pos..end], &mut out, Emit::Data) {
+                Ok(used) => pos += used,
+                Err(_) => break,
+            }
+            if decoder.is_done() {
+                break;
+            }
+        }
+        let got = decoder.is_done().then_some((out, pos));
+        prop_assert_eq!(got, expected, "{:?}", String::from_utf8_lossy(&bytes));
     }
 }
