@@ -5,7 +5,8 @@
 //! slowloris client gets 408 and is closed, costing only a parked task),
 //! refuses what the strict parser refuses, routes by host, hands the
 //! exchange with a backend to `proxy`, and records each request in metrics
-//! and the access log. It never parses bytes itself.
+//! and the access log. A close that may leave a request body unread lingers
+//! (see `Conn::linger`). It never parses bytes itself.
 
 use super::buf::Buf;
 use super::forward::Origin;
@@ -31,7 +32,15 @@ use tokio::time::Instant;
 pub enum Next {
     KeepAlive,
     Close,
+    /// Close, though the client may still be sending a request body we did
+    /// not read (we answered it ourselves, or the backend answered early):
+    /// see `Conn::linger`.
+    CloseUnread,
 }
+
+/// How long a closing connection keeps reading what its client still sends
+/// (nginx's `lingering_timeout` is 5 s too).
+const LINGER: Duration = Duration::from_secs(5);
 
 /// What the access log and metrics say about one request.
 pub struct Record {
@@ -102,24 +111,42 @@ impl<S: ClientIo> Conn<S> {
             alarm: Alarm::new(timer),
             drain: pin!(super::state::drain_started(&mut drain)),
         };
-        loop {
+        let unread = loop {
             let (state, head) = match self.read_head(&mut waits).await {
                 Ok(Some(found)) => found,
-                Ok(None) => break,
+                Ok(None) => break false,
                 Err((state, refusal)) => {
                     // Boxed: a refusal is rare, and its future inline would
                     // make every connection's task 120 bytes larger.
                     Box::pin(self.refuse(&state, refusal)).await;
-                    break;
+                    break true;
                 }
             };
             // Boxed: an idle connection's task then holds only this loop.
-            let next = Box::pin(self.exchange(&state, head, &mut waits.alarm)).await;
-            if next == Next::Close {
-                break;
+            match Box::pin(self.exchange(&state, head, &mut waits.alarm)).await {
+                Next::KeepAlive => {}
+                Next::Close => break false,
+                Next::CloseUnread => break true,
             }
-        }
+        };
         let _ = self.io.shutdown().await;
+        if unread {
+            Box::pin(self.linger()).await;
+        }
+    }
+
+    /// After our answer and FIN went out, reads and drops what the client
+    /// still sends until it closes too, for at most `LINGER`: closing a
+    /// socket with unread input resets the connection, and a client still
+    /// sending its body could lose the answer to that reset (nginx's
+    /// lingering close).
+    async fn linger(&mut self) {
+        use tokio::io::AsyncReadExt;
+        let mut sink = vec![0u8; 16384];
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Ok(1..) = self.io.read(&mut sink).await {}
+        })
+        .await;
     }
 
     /// Waits (without a buffer) for the next request, then reads its head
@@ -212,11 +239,7 @@ impl<S: ClientIo> Conn<S> {
                     close,
                 );
                 self.reply(state, &mut rec, page, 404).await;
-                if close {
-                    Next::Close
-                } else {
-                    Next::KeepAlive
-                }
+                after_own_reply(&req, close)
             }
         };
         self.record(app.as_deref(), Some(&req), &rec);
@@ -277,5 +300,17 @@ impl<S: ClientIo> Conn<S> {
                 .log_dropped
                 .fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// What follows a response the balancer wrote itself (`close`: it said so):
+/// a body the request announced is unread, and lingers.
+pub fn after_own_reply(req: &RequestHead, close: bool) -> Next {
+    if req.framing != Framing::None {
+        Next::CloseUnread
+    } else if close {
+        Next::Close
+    } else {
+        Next::KeepAlive
     }
 }

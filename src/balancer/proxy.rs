@@ -6,7 +6,8 @@
 //! or open one, send the rewritten head, and retry on another backend when
 //! the request is safe to send again. Passive health lives here: a refused
 //! connect or a reset takes the backend out. The response is relayed by
-//! `relay`.
+//! `relay`, also one a backend sends before it has read all of a streamed
+//! body (an early 401 or 413).
 //!
 //! Nothing of a response reaches the client before its head and, for a body
 //! of announced length, the body's start (all of a small one, up to
@@ -20,7 +21,7 @@
 use super::backend::{Backend, InFlight};
 use super::buf::Buf;
 use super::chunked::{ChunkedDecoder, Emit};
-use super::conn::{Conn, Next, Record};
+use super::conn::{after_own_reply, Conn, Next, Record};
 use super::forward::{self, OutFraming};
 use super::head::Framing;
 use super::io::{within, Alarm, ClientIo};
@@ -47,6 +48,9 @@ pub enum Rest {
 pub enum BodyError {
     Refuse(Refusal),
     ClientGone,
+    /// The backend stopped reading it (closed, reset, or stalled past the
+    /// response timeout): it may have answered early (a 401, a 413).
+    BackendStopped,
 }
 
 /// Why a backend gave no usable response head.
@@ -121,7 +125,7 @@ impl<S: ClientIo> Conn<S> {
                 301,
             )
             .await;
-            return if close { Next::Close } else { Next::KeepAlive };
+            return after_own_reply(req, close);
         }
         if let Framing::Length(n) = req.framing {
             if n > app.max_body {
@@ -137,7 +141,7 @@ impl<S: ClientIo> Conn<S> {
         }
         let (prefix, rest) = match self.read_body_start(state, app, req).await {
             Ok(found) => found,
-            Err(BodyError::ClientGone) => return Next::Close,
+            Err(BodyError::ClientGone | BodyError::BackendStopped) => return Next::Close,
             Err(BodyError::Refuse(r)) => {
                 self.shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
                 return self.fail(state, rec, r.status, r.reason).await;
@@ -196,6 +200,14 @@ impl<S: ClientIo> Conn<S> {
                         Err(BodyError::Refuse(r)) => {
                             self.shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
                             return self.fail(state, rec, r.status, r.reason).await;
+                        }
+                        Err(BodyError::BackendStopped) => {
+                            let up = Upstream {
+                                backend,
+                                stream,
+                                buf: Buf::default(),
+                            };
+                            return self.early_answer(state, req, rec, up, alarm).await;
                         }
                     }
                 }
@@ -270,7 +282,7 @@ impl<S: ClientIo> Conn<S> {
     pub async fn fail(&mut self, state: &State, rec: &mut Record, status: u16, why: &str) -> Next {
         self.reply(state, rec, pages::page(status, why, true), status)
             .await;
-        Next::Close
+        Next::CloseUnread
     }
 
     /// Reads the body up to `limits.request_buffer` bytes (all of it when it
@@ -391,6 +403,40 @@ impl<S: ClientIo> Conn<S> {
     }
 }
 
+impl<S: ClientIo> Conn<S> {
+    /// The backend stopped reading a streamed request body. A backend that
+    /// answered before it had all of it (a 401 or 413 from the app, then a
+    /// close) gets that answer relayed, as nginx and HAProxy do, instead of
+    /// a 502; the client connection closes after it (the rest of its body
+    /// is unread) and the backend connection is not pooled. No answer is a
+    /// 502, never a retry: part of the body went to this backend.
+    async fn early_answer(
+        &mut self,
+        state: &State,
+        req: &RequestHead,
+        rec: &mut Record,
+        mut up: Upstream<'_>,
+        alarm: &mut Alarm<'_>,
+    ) -> Next {
+        match read_response(&mut up.stream, &mut up.buf, state, req, alarm).await {
+            Ok(mut resp) if resp.status != 101 => {
+                tracing::debug!(backend = %up.backend.addr, status = resp.status,
+                    "answered before reading the whole request body");
+                resp.reusable = false;
+                let mut closing = req.clone();
+                closing.keep_alive = false;
+                self.relay(state, &closing, rec, up, resp).await;
+                Next::CloseUnread
+            }
+            _ => {
+                tracing::warn!(backend = %up.backend.addr, "stopped reading the request body");
+                self.fail(state, rec, 502, "The backend stopped reading the request.")
+                    .await
+            }
+        }
+    }
+}
+
 /// Reads the backend's response head and, for a body of announced length,
 /// its start (see the module doc): up to `limits.request_buffer` bytes, all
 /// of a small body. Both within `timeouts.response_ms`.
@@ -465,12 +511,9 @@ async fn read_more(
     }
 }
 
-/// Writes request body bytes to the backend; one that stops reading is a 502.
+/// Writes request body bytes to the backend.
 async fn send_body(stream: &mut TcpStream, bytes: &[u8], d: Duration) -> Result<(), BodyError> {
-    within(d, stream.write_all(bytes)).await.map_err(|_| {
-        BodyError::Refuse(Refusal::new(
-            502,
-            "The backend stopped reading the request.",
-        ))
-    })
+    within(d, stream.write_all(bytes))
+        .await
+        .map_err(|_| BodyError::BackendStopped)
 }

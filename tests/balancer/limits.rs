@@ -1,8 +1,10 @@
 //! Limits and slow clients: 414, 431, 413, the header deadline against
-//! slowloris, idle keep-alive timeouts.
+//! slowloris, idle keep-alive timeouts; a backend that answers before it has
+//! read a large body; the lingering close after a refused upload.
 
 use crate::support::*;
 use std::io::Write;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn limited(backend: std::net::SocketAddr) -> Balancer {
@@ -146,4 +148,67 @@ fn the_idle_timeout_counts_from_the_last_request() {
     c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(c.response().expect("response").status, 200);
     closes_when_idle(&mut c);
+}
+
+/// A backend that answers before it has read a large body (an app's 401 or
+/// 413) and closes: the client gets that answer, not a 502, whether the
+/// body has a length or is chunked, and the connection closes after it.
+#[test]
+fn an_early_answer_to_a_large_body_reaches_the_client() {
+    let b = TestBackend::start("b1");
+    let lb = Balancer::ad_hoc(&[("*", vec![b.addr])], &[]);
+    let body = vec![b'x'; 4 << 20];
+    let mut chunked = Vec::new();
+    for piece in body.chunks(100_000) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let length_head = format!(
+        "POST /early HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let chunked_head =
+        "POST /early HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned();
+    for (head, body) in [(length_head, &body), (chunked_head, &chunked)] {
+        let stream = TcpStream::connect(lb.http).expect("connect");
+        let mut writer = stream.try_clone().expect("clone");
+        let mut upload = head.into_bytes();
+        upload.extend_from_slice(body);
+        // The balancer stops reading mid-body: the writer's errors are expected.
+        let sending = std::thread::spawn(move || {
+            let _ = writer.write_all(&upload);
+        });
+        let mut c = Client::over(stream);
+        let r = c.response().expect("an answer, not a reset");
+        assert_eq!((r.status, r.text()), (401, "no entry".to_owned()));
+        assert_eq!(r.header("connection").as_deref(), Some("close"));
+        assert!(c.closed());
+        sending.join().expect("writer");
+    }
+}
+
+/// A client that writes its whole body before it reads (as most HTTP
+/// libraries do) gets the answer to a request refused before its body was
+/// read, and no broken pipe: the balancer reads and drops the rest of the
+/// body before it closes (a lingering close), instead of resetting the
+/// connection under the upload.
+#[test]
+fn a_refused_upload_is_drained_not_reset() {
+    let b = TestBackend::start("b1");
+    let lb = Balancer::ad_hoc(&[("*", vec![b.addr])], &[]);
+    // More than the kernel's socket buffers on both sides hold.
+    let n = 32 << 20;
+    let mut upload = format!(
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {n}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    upload.resize(upload.len() + n, b'x');
+    let mut c = Client::connect(lb.http);
+    c.send(&upload);
+    let r = c.response().expect("response");
+    assert_eq!(r.status, 400);
+    assert!(c.closed());
+    assert!(b.received().is_empty());
 }

@@ -20,7 +20,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// chunked with a trailer, `/eof` answers with no length and closes,
 /// `/ws` switches protocols and echoes bytes, `/slow` waits 300 ms
 /// (`/slow?ms=N`: N ms),
-/// `/reset` closes without answering, `/raw` answers with the request's body
+/// `/reset` closes without answering, `POST /early` answers 401 before
+/// reading any of the body and closes, `/raw` answers with the request's body
 /// as its whole response, bytes as given.
 pub struct TestBackend {
     pub addr: SocketAddr,
@@ -151,6 +152,11 @@ fn serve(
                     .map(|(_, v)| v.trim().to_owned())
             })
         };
+        if head.starts_with("POST /early ") {
+            // Refuses at once, reads none of the body, and closes.
+            let _ = s.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 8\r\n\r\nno entry");
+            return;
+        }
         let Some(body) = read_body(&mut s, &mut rest, &header, received) else {
             return;
         };
