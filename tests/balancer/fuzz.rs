@@ -17,6 +17,15 @@ const LIMITS: HeadLimits = HeadLimits {
     max_fields: 32,
 };
 
+/// Where reads of `len` input bytes end when a socket cuts it at `cuts`
+/// (each taken modulo `len + 1`), in order, the last at `len`.
+fn read_ends(cuts: &[usize], len: usize) -> Vec<usize> {
+    let mut ends: Vec<usize> = cuts.iter().map(|c| c % (len + 1)).collect();
+    ends.push(len);
+    ends.sort_unstable();
+    ends
+}
+
 /// Feeds `input` to a scanner in pieces as a socket would (cut at
 /// `cuts`): the first complete head's span, a refusal's status, or None.
 fn scan_in_pieces(
@@ -25,9 +34,7 @@ fn scan_in_pieces(
     limits: &HeadLimits,
 ) -> Result<Option<HeadSpan>, u16> {
     let mut scanner = HeadScanner::default();
-    let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-    points.push(input.len());
-    points.sort_unstable();
+    let points = read_ends(cuts, input.len());
     for end in points {
         if let Some(span) = scanner.scan(&input[..end], limits).map_err(|r| r.status)? {
             return Ok(Some(span));
@@ -401,9 +408,7 @@ proptest! {
         for emit in [Emit::Data, Emit::Chunks] {
             let mut decoder = ChunkedDecoder::new(1024);
             let mut out = Vec::new();
-            let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
-            points.push(wire.len());
-            points.sort_unstable();
+            let points = read_ends(&cuts, wire.len());
             let mut pos = 0;
             for end in points {
                 pos += decoder.feed(&wire[pos..end], &mut out, emit).map_err(|r| TestCaseError::fail(r.reason))?;
@@ -442,9 +447,7 @@ proptest! {
         let expected = obvious_chunked(&bytes, max_trailer);
         let mut decoder = ChunkedDecoder::new(max_trailer);
         let mut out = Vec::new();
-        let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-        points.push(bytes.len());
-        points.sort_unstable();
+        let points = read_ends(&cuts, bytes.len());
         let mut pos = 0;
         for end in points {
             match decoder.feed(&bytes[pos..end], &mut out, Emit::Data) {
