@@ -119,6 +119,9 @@ pub fn field_section_bytes_valid(section: &[u8]) -> bool {
         .iter()
         .zip(section.get(1..).unwrap_or_default())
         .fold(false, |bad, (&b, &next)| {
+            // `all_value_bytes`'s rule, with LF allowed, written out: calling
+            // a shared predicate from both cost ~90 instructions a request
+            // (callgrind), the compiler no longer folding this loop as well.
             let control = (b < b' ') & (b != b'\t') & (b != b'\n');
             let line_end = (b == b'\r') & (next == b'\n');
             bad | (control & !line_end) | (b == 0x7f)
