@@ -24,6 +24,14 @@ fn dropped_from_request(name: Name) -> bool {
         )
 }
 
+/// A field name with `_` is dropped, as nginx and gunicorn do: CGI and
+/// WSGI turn `-` into `_`, so an app would read a client's
+/// `X_Forwarded_For` as the `X-Forwarded-For` the balancer sets. (No
+/// known name holds `_`.)
+fn has_underscore(known: Name, name: &[u8]) -> bool {
+    known == Name::Other && name.contains(&b'_')
+}
+
 fn is_hop_by_hop(name: Name) -> bool {
     matches!(
         name,
@@ -125,7 +133,10 @@ pub fn request_head(req: &RequestHead, origin: &Origin, framing: OutFraming) -> 
     push_field(&mut out, b"Host", req.authority().as_bytes());
     let tokens = connection_tokens(&req.head);
     for (known, name, value) in req.head.fields() {
-        if !dropped_from_request(known) && !tokens.iter().any(|t| t.eq_ignore_ascii_case(name)) {
+        if !dropped_from_request(known)
+            && !has_underscore(known, name)
+            && !tokens.iter().any(|t| t.eq_ignore_ascii_case(name))
+        {
             push_field(&mut out, name, value);
         }
     }
@@ -213,7 +224,8 @@ mod tests {
     #[test]
     fn request_is_rewritten() {
         let raw = "GET http://a.example.com/p HTTP/1.1\r\nHost: ignored\r\nConnection: keep-alive, X-Secret\r\n\
-                   X-Secret: 1\r\nKeep-Alive: 5\r\nX-Forwarded-For: 6.6.6.6\r\nAccept: */*\r\nTE: trailers\r\n\r\n";
+                   X-Secret: 1\r\nKeep-Alive: 5\r\nX-Forwarded-For: 6.6.6.6\r\nAccept: */*\r\nTE: trailers\r\n\
+                   X_Forwarded_For: 5.5.5.5\r\nX_Api_Key: k\r\n\r\n";
         let req = RequestHead::parse(raw.as_bytes(), &LIMITS).expect("valid");
         let origin = Origin::new("10.1.2.3".parse().expect("ip"), true);
         let out = String::from_utf8(request_head(&req, &origin, OutFraming::None)).expect("utf-8");

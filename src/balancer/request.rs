@@ -28,7 +28,11 @@ pub struct RequestHead {
     pub framing: Framing,
     pub keep_alive: bool,
     pub expect_continue: bool,
-    /// `Upgrade` with `Connection: upgrade` (a WebSocket handshake).
+    /// A WebSocket handshake: `Upgrade: websocket` with `Connection:
+    /// upgrade` on a bodiless HTTP/1.1 GET. Any other upgrade (`h2c` above
+    /// all) is ignored, and the request goes on as a plain one: a backend
+    /// that switched to another protocol would have the balancer tunnel
+    /// requests it never parsed, routed or logged (h2c smuggling).
     pub upgrade: bool,
 }
 
@@ -83,7 +87,11 @@ impl RequestHead {
             }
             expect_continue = version == Version::Http11;
         }
-        let upgrade = head.values(Name::Upgrade).next().is_some() && options.upgrade;
+        let upgrade = options.upgrade
+            && version == Version::Http11
+            && &line[method.clone()] == b"GET"
+            && framing == Framing::None
+            && is_websocket(head.values(Name::Upgrade));
         Ok(RequestHead {
             method,
             texts,
@@ -121,6 +129,12 @@ impl RequestHead {
     pub fn idempotent(&self) -> bool {
         matches!(self.method(), b"GET" | b"HEAD" | b"OPTIONS")
     }
+}
+
+/// One `Upgrade` field that names only `websocket`.
+fn is_websocket<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> bool {
+    let first = values.next();
+    values.next().is_none() && first.is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"))
 }
 
 /// Origin-form stays as it is; absolute-form gives its authority (which
@@ -264,6 +278,25 @@ mod tests {
             // A colon starts the port: `b` is no port.
             let expected = allowed && b != b':';
             assert_eq!(host_name(&authority).is_ok(), expected, "{b}");
+        }
+    }
+
+    #[test]
+    fn only_a_websocket_handshake_is_an_upgrade() {
+        let ws = "Connection: Upgrade\r\nUpgrade: websocket\r\n";
+        for (head, upgrade) in [
+            (format!("GET /ws HTTP/1.1\r\nHost: a\r\n{ws}\r\n"), true),
+            ("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, upgrade\r\nUpgrade: WebSocket\r\n\r\n".to_owned(), true),
+            // h2c: the backend would speak HTTP/2 through our tunnel.
+            ("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n".to_owned(), false),
+            ("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\n\r\n".to_owned(), false),
+            (format!("GET / HTTP/1.1\r\nHost: a\r\n{ws}Upgrade: h2c\r\n\r\n"), false),
+            ("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n".to_owned(), false),
+            (format!("GET / HTTP/1.0\r\nHost: a\r\n{ws}\r\n"), false),
+            (format!("POST / HTTP/1.1\r\nHost: a\r\n{ws}\r\n"), false),
+            (format!("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n{ws}\r\n"), false),
+        ] {
+            assert_eq!(parse(&head).expect("valid").upgrade, upgrade, "{head:?}");
         }
     }
 

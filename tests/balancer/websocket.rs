@@ -1,5 +1,5 @@
 //! WebSocket upgrades pass through and stream both ways until a side
-//! closes; a config reload does not cut them.
+//! closes; a config reload does not cut them. No other upgrade passes.
 
 use crate::support::*;
 use std::io::Write;
@@ -58,4 +58,38 @@ fn websocket_echo_survives_a_reload() {
     }
     c.stream.shutdown(std::net::Shutdown::Write).expect("close");
     assert!(c.closed(), "the tunnel did not close after the client did");
+}
+
+/// An `h2c` upgrade would have the balancer tunnel HTTP/2 requests it never
+/// parsed, routed or logged to whichever backend took the first one (h2c
+/// smuggling): it goes on as a plain request, and a backend that switches
+/// protocols anyway is a 502, never a tunnel.
+#[test]
+fn only_websocket_upgrades_pass() {
+    let b = TestBackend::start("b");
+    let lb = Balancer::ad_hoc(&[("*", vec![b.addr])], &[]);
+    let h2c = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+             Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        )
+    };
+    let mut c = Client::connect(lb.http);
+    c.send(h2c("/headers").as_bytes());
+    let r = c.response_to("GET").expect("response");
+    assert_eq!(r.status, 200);
+    let seen = r.text();
+    for gone in ["Upgrade", "upgrade", "HTTP2-Settings"] {
+        assert!(!seen.contains(gone), "{gone} was forwarded: {seen}");
+    }
+    // The same connection goes on with HTTP/1.1.
+    c.send(b"GET /headers HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(c.response_to("GET").expect("second response").status, 200);
+
+    // The test backend's /ws answers 101 whatever it was asked.
+    let mut c = Client::connect(lb.http);
+    c.send(h2c("/ws").as_bytes());
+    let r = c.response_to("GET").expect("response");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(c.closed(), "a tunnel was opened");
 }
