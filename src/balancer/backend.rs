@@ -1,6 +1,7 @@
 //! `Backend`: one runner address, shared by every route and every config
-//! generation that names it: its health (passive: a refused or reset
-//! connection takes it out until `down_until`; active checks in `health`
+//! generation that names it: its health (passive: a refused connection
+//! takes it out until `down_until`, and so do `STRIKES` requests in a row
+//! that it accepted and then dropped unanswered; active checks in `health`
 //! bring it back), its count of requests in flight (for least-connections)
 //! and its pool of idle kept-alive connections. Idle connections are given
 //! out newest first, only while younger than the idle timeout (set shorter
@@ -8,7 +9,7 @@
 //! the socket shows no EOF or stray bytes. It never speaks HTTP.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -27,8 +28,18 @@ pub struct Backend {
     held_until: AtomicU64,
     pub active: AtomicUsize,
     pub failures: AtomicU64,
+    /// Requests in a row it accepted and dropped unanswered.
+    strikes: AtomicU32,
     idle: Mutex<Vec<Idle>>,
 }
+
+/// Requests in a row a backend may accept and drop unanswered before it is
+/// taken out. One such request says little about the next: a gunicorn
+/// worker killed for its timeout, or a crash in one view, drops only its
+/// own request, and taking the app's only runner out for it would answer
+/// everyone else 503 until the next active check. Three in a row is a
+/// runner that drops everything. (A refused connect takes it out at once.)
+pub const STRIKES: u32 = 3;
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -54,6 +65,7 @@ impl Backend {
             held_until: AtomicU64::new(0),
             active: AtomicUsize::new(0),
             failures: AtomicU64::new(0),
+            strikes: AtomicU32::new(0),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -97,6 +109,26 @@ impl Backend {
             tracing::warn!(backend = %self.addr, "backend failed; out of rotation for {period:?}");
         }
         self.clear_idle();
+    }
+
+    /// It accepted a request and dropped it unanswered: out for `period`
+    /// if that is the `STRIKES`th time in a row (then true).
+    pub fn strike(&self, period: Duration) -> bool {
+        if self.strikes.fetch_add(1, Ordering::Relaxed) + 1 < STRIKES {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        self.strikes.store(0, Ordering::Relaxed);
+        self.mark_down(period);
+        true
+    }
+
+    /// It answered a request: the strikes start over. (Read first: most
+    /// requests leave the shared counter untouched.)
+    pub fn answered(&self) {
+        if self.strikes.load(Ordering::Relaxed) != 0 {
+            self.strikes.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Closes every idle connection (one turned out dead: so are the rest).

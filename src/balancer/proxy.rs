@@ -5,7 +5,8 @@
 //! the request can be replayed), pick a backend, reuse a pooled connection
 //! or open one, send the rewritten head, and retry on another backend when
 //! the request is safe to send again. Passive health lives here: a refused
-//! connect or a reset takes the backend out. The response is relayed by
+//! connect takes the backend out, and so do `backend::STRIKES` requests in
+//! a row it dropped unanswered. The response is relayed by
 //! `relay`, also one a backend sends before it has read all of a streamed
 //! body (an early 401 or 413).
 //!
@@ -217,6 +218,7 @@ impl<S: ClientIo> Conn<S> {
                 Some(f) => f,
                 None => match read_response(&mut stream, &mut bbuf, state, req, alarm).await {
                     Ok(resp) => {
+                        backend.answered();
                         let up = Upstream {
                             backend,
                             stream,
@@ -249,7 +251,7 @@ impl<S: ClientIo> Conn<S> {
             let verdict = attempts.after_failure(i, reused, safe);
             if verdict != Verdict::Stale && !reused {
                 tracing::warn!(backend = %backend.addr, "{why}");
-                backend.mark_down(ms(state.health.fail_timeout_ms));
+                backend.strike(ms(state.health.fail_timeout_ms));
             }
             match verdict {
                 // One pooled connection was dead: the others (older) are

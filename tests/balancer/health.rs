@@ -1,4 +1,5 @@
-//! Backends that die, reset or stall: passive health takes them out,
+//! Backends that die, reset or stall: passive health takes them out (a
+//! refused connect at once, dropped requests three in a row),
 //! idempotent requests are retried on another backend, active checks bring
 //! them back, and the friendly 502/503/504 pages say what happened.
 
@@ -102,13 +103,35 @@ fn idempotent_requests_are_retried_and_posts_are_not() {
     );
     assert!(r.text().contains("<h1>502 Bad Gateway</h1>"));
     assert!(good.received().is_empty());
-    // The dying backend is now out: the next POST goes to the good one.
+    // Round-robin sends the next POST to the good one.
     let r = request(
         lb.http,
         "POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
     )
     .expect("response");
     assert_eq!(r.text(), "good POST /form 2");
+}
+
+/// A gunicorn worker killed for its timeout drops its one request: that
+/// takes no runner out (with one runner, everyone else would get 503 until
+/// the next active check). Three dropped requests in a row do.
+#[test]
+fn one_dropped_request_does_not_take_its_backend_out() {
+    let only = TestBackend::start("only");
+    // Active checks would put it back at once: here only requests count.
+    let lb = Balancer::with_config(&config_checked_every(60_000, &[only.addr], ""));
+    for _ in 0..2 {
+        // `/reset` reads the request and closes without answering.
+        let r = get(lb.http, "a", "/reset").expect("response");
+        assert_eq!(r.status, 502);
+        assert_eq!(get(lb.http, "a", "/page").expect("response").status, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(get(lb.http, "a", "/reset").expect("response").status, 502);
+    }
+    let r = get(lb.http, "a", "/page").expect("response");
+    assert_eq!(r.status, 503, "three dropped requests in a row took it out");
+    assert!(lb.wait_log("out of rotation", 1), "{}", lb.stderr());
 }
 
 /// gunicorn writes a response's head and body in two calls: a runner that
