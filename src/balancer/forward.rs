@@ -191,8 +191,12 @@ pub fn response_head(
         let is_length = known == Name::ContentLength;
         let keep = if is_length {
             // Only a body-less response keeps the backend's own length
-            // (a HEAD's answer); once.
-            framing == OutFraming::None && !std::mem::replace(&mut length_sent, true)
+            // (a HEAD's answer, a 304); once. A 204 may not have one
+            // (RFC 9110 §8.6): a client that trusted it would wait for a
+            // body that never comes.
+            framing == OutFraming::None
+                && resp.status != 204
+                && !std::mem::replace(&mut length_sent, true)
         } else {
             !is_hop_by_hop(known) && !tokens.iter().any(|t| t.eq_ignore_ascii_case(name))
         };
@@ -254,6 +258,27 @@ mod tests {
              X-Forwarded-Host: a\r\nForwarded: for=\"[2001:db8::1]\";host=\"a\";proto=http\r\n\
              Content-Length: 12\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn only_a_204_loses_its_length() {
+        for (status, method, kept) in [
+            ("204 No Content", "GET", false),
+            ("304 Not Modified", "GET", true),
+            ("200 OK", "HEAD", true),
+        ] {
+            let raw = format!("HTTP/1.1 {status}\r\nContent-Length: 5\r\n\r\n");
+            let resp =
+                ResponseHead::parse(raw.as_bytes(), &LIMITS, method.as_bytes()).expect("valid");
+            let out = String::from_utf8(response_head(
+                &resp,
+                OutFraming::None,
+                false,
+                Version::Http11,
+            ))
+            .expect("utf-8");
+            assert_eq!(out.contains("Content-Length: 5\r\n"), kept, "{out}");
+        }
     }
 
     #[test]
