@@ -124,6 +124,7 @@ pub fn run(args: Args) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    raise_open_files_limit();
     let workers = args
         .workers
         .or(Some(valid.config.server.workers).filter(|w| *w > 0))
@@ -155,6 +156,30 @@ pub fn run(args: Args) -> ExitCode {
         Err(e) => {
             eprintln!("sitec balancer: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one, as Go programs do
+/// on start: a proxied connection takes two descriptors, and the usual
+/// soft limit of 1024 (a shell, `sitec balancer --listen` tried by hand)
+/// would refuse clients past about 500 ("accept failed: Too many open
+/// files") while the hard limit allows far more. Nothing here uses
+/// `select`, the reason the soft limit stays low by default. The systemd
+/// unit sets both (`LimitNOFILE`).
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(
+                "cannot raise the open files limit to {:?}: {e}",
+                limit.maximum
+            );
         }
     }
 }

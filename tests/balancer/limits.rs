@@ -212,3 +212,31 @@ fn a_refused_upload_is_drained_not_reset() {
     assert!(c.closed());
     assert!(b.received().is_empty());
 }
+
+/// A proxied connection takes two descriptors: under a soft limit of 256
+/// open files (a shell's is often 1024) the balancer would refuse clients
+/// past about 120. It raises the soft limit to the hard one on start.
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_one() {
+    let b = TestBackend::start("b");
+    let lb = Balancer::ad_hoc_under(&["prlimit", "--nofile=256:"], &[("*", vec![b.addr])]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", lb.pid())).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("an open files line");
+    let soft_and_hard: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(soft_and_hard[0], soft_and_hard[1], "{line}");
+    let mut clients: Vec<Client> = (0..300).map(|_| Client::connect(lb.http)).collect();
+    for c in &mut clients {
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+    for c in &mut clients {
+        assert_eq!(
+            c.response_to("GET").map(|r| r.status),
+            Some(200),
+            "{}",
+            lb.stderr()
+        );
+    }
+}

@@ -328,6 +328,17 @@ pub fn test_dir() -> std::path::PathBuf {
     dir
 }
 
+/// `--route DOMAIN=ADDR,ADDR` for each route.
+fn route_args(routes: &[(&str, Vec<SocketAddr>)]) -> Vec<String> {
+    let mut args = Vec::new();
+    for (domain, backends) in routes {
+        let list: Vec<String> = backends.iter().map(ToString::to_string).collect();
+        args.push("--route".into());
+        args.push(format!("{domain}={}", list.join(",")));
+    }
+    args
+}
+
 impl Balancer {
     /// `--listen 127.0.0.1:0 --route ...` plus extra arguments.
     pub fn ad_hoc(routes: &[(&str, Vec<SocketAddr>)], extra: &[&str]) -> Balancer {
@@ -338,11 +349,7 @@ impl Balancer {
             "--workers".into(),
             "2".into(),
         ];
-        for (domain, backends) in routes {
-            let list: Vec<String> = backends.iter().map(ToString::to_string).collect();
-            args.push("--route".into());
-            args.push(format!("{domain}={}", list.join(",")));
-        }
+        args.extend(route_args(routes));
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         Self::spawn(&args, test_dir())
     }
@@ -360,8 +367,22 @@ impl Balancer {
         Self::spawn(&args, dir)
     }
 
+    /// Like `ad_hoc`, run by `prefix` (a command that runs the rest, as
+    /// `prlimit --nofile=256:` does).
+    pub fn ad_hoc_under(prefix: &[&str], routes: &[(&str, Vec<SocketAddr>)]) -> Balancer {
+        let mut args: Vec<String> = prefix[1..].iter().map(|s| (*s).to_owned()).collect();
+        args.push(env!("CARGO_BIN_EXE_sitec").to_owned());
+        args.extend(["balancer", "--listen", "127.0.0.1:0"].map(String::from));
+        args.extend(route_args(routes));
+        Self::spawn_program(prefix[0], &args, test_dir())
+    }
+
     fn spawn(args: &[String], dir: std::path::PathBuf) -> Balancer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sitec"))
+        Self::spawn_program(env!("CARGO_BIN_EXE_sitec"), args, dir)
+    }
+
+    fn spawn_program(program: &str, args: &[String], dir: std::path::PathBuf) -> Balancer {
+        let mut child = Command::new(program)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
