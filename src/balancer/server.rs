@@ -80,13 +80,18 @@ fn announce(kind: &str, listener: &TcpListener) {
 
 async fn accept_loop(listener: TcpListener, tls: bool, shared: Arc<Shared>) {
     let mut drain = shared.drain_signal();
+    let mut last_warned: Option<std::time::Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(found) => found,
                 Err(e) => {
-                    // Out of file descriptors and the like: wait, go on.
-                    tracing::warn!("accept failed: {e}");
+                    // Out of file descriptors and the like: wait, go on;
+                    // say so at most once a second (it recurs every wait).
+                    if last_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                        tracing::warn!("accept failed: {e}");
+                        last_warned = Some(std::time::Instant::now());
+                    }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }

@@ -240,3 +240,22 @@ fn the_open_files_limit_is_raised_to_the_hard_one() {
         );
     }
 }
+
+/// Out of descriptors, the balancer retries accepting every 10 ms: it says
+/// so once a second, not a hundred times.
+#[test]
+fn running_out_of_descriptors_is_logged_once_a_second() {
+    let b = TestBackend::start("b");
+    let lb = Balancer::ad_hoc_under(&["prlimit", "--nofile=64:64"], &[("*", vec![b.addr])]);
+    let clients: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect(lb.http).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let warnings = lb.stderr().matches("accept failed").count();
+    assert!(
+        (1..=2).contains(&warnings),
+        "{warnings} warnings: {}",
+        lb.stderr()
+    );
+    drop(clients);
+}
