@@ -112,15 +112,14 @@ impl Backend {
     }
 
     /// It accepted a request and dropped it unanswered: out for `period`
-    /// if that is the `STRIKES`th time in a row (then true).
-    pub fn strike(&self, period: Duration) -> bool {
+    /// if that is the `STRIKES`th time in a row.
+    pub fn strike(&self, period: Duration) {
         if self.strikes.fetch_add(1, Ordering::Relaxed) + 1 < STRIKES {
             self.failures.fetch_add(1, Ordering::Relaxed);
-            return false;
+        } else {
+            self.strikes.store(0, Ordering::Relaxed);
+            self.mark_down(period);
         }
-        self.strikes.store(0, Ordering::Relaxed);
-        self.mark_down(period);
-        true
     }
 
     /// It answered a request: the strikes start over. (Read first: most
@@ -198,5 +197,31 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_strikes_in_a_row_take_a_backend_out() {
+        let b = Backend::new("127.0.0.1:9".parse().expect("addr"));
+        let out_for = Duration::from_secs(60);
+        for _ in 0..3 {
+            for _ in 1..STRIKES {
+                b.strike(out_for);
+            }
+            assert!(b.is_up(), "out before {STRIKES} strikes in a row");
+            b.answered();
+        }
+        for _ in 0..STRIKES {
+            b.strike(out_for);
+        }
+        assert!(!b.is_up());
+        assert_eq!(
+            b.failures.load(Ordering::Relaxed),
+            u64::from(4 * STRIKES - 3)
+        );
     }
 }
