@@ -1,5 +1,6 @@
 //! `run`: binds the listeners, accepts connections (each on a task of its
-//! own, TLS handshakes bounded by the header timeout), starts the health
+//! own, TLS handshakes bounded by the header timeout; plain HTTP sent to an
+//! HTTPS listener gets a 400 that says so), starts the health
 //! checker, the heartbeat followers (`bus`) and the admin listener, and
 //! handles signals: SIGHUP re-reads and validates the config and swaps it
 //! in (a bad one is refused with a log line and the old one keeps serving;
@@ -144,9 +145,40 @@ async fn serve_tls(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         return;
     };
     drop(state);
-    if let Ok(Ok(stream)) = tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+    // One deadline for the first byte and the handshake together.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+        // A TLS connection starts with a handshake record (0x16); an
+        // uppercase letter is a method: plain HTTP sent to the HTTPS port.
+        Ok(Ok(1..)) if first[0].is_ascii_uppercase() => {
+            shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
+            return Box::pin(refuse_plain_http(stream)).await;
+        }
+        Ok(Ok(1..)) => {}
+        _ => return,
+    }
+    if let Ok(Ok(stream)) = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
         Box::pin(Conn::new(stream, peer, true, shared).serve()).await;
     }
+}
+
+/// Answers a plain HTTP request on the HTTPS port with a 400 that says so,
+/// as nginx does, instead of a TLS alert that a browser or curl shows as an
+/// empty or garbled reply.
+async fn refuse_plain_http(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    // Take in what came: closing on unread bytes would reset the
+    // connection, and the client could lose the answer to the reset.
+    let mut head = [0u8; 8192];
+    let _ = stream.try_read(&mut head);
+    let page = super::pages::page(
+        400,
+        "This port speaks HTTPS: use an https:// address.",
+        true,
+    );
+    let _ = super::io::within(Duration::from_secs(5), stream.write_all(&page)).await;
+    let _ = stream.shutdown().await;
 }
 
 /// SIGHUP: reopen the access log, then re-read, validate and swap the config.

@@ -89,7 +89,10 @@ fn terminates_tls_by_sni_and_redirects_plain_http() {
             .expect("plain")
             .text(),
         "b GET /plain 0"
-    );
+    ); // Plain HTTP to the HTTPS port: a 400 that says so, not a TLS alert.
+    let r = get(https, "a.example.com", "/").expect("an HTTP answer");
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("use an https:// address"), "{}", r.text());
 }
 
 #[test]
