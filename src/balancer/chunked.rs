@@ -2,11 +2,13 @@
 //! coding (RFC 9112 §7.1) in both directions. It refuses invalid chunk sizes,
 //! bare LFs, data longer than its size and malformed trailers, and re-emits
 //! the body either as normalised chunks (extensions dropped, sizes written by
-//! us, trailers kept) or as plain data. Because the balancer always re-frames
+//! us, trailers kept but for the fields no trailer may carry) or as plain
+//! data. Because the balancer always re-frames
 //! what it forwards, the next hop never sees the sender's framing bytes. It
 //! does no I/O.
 
 use super::fields::parse_field_line;
+use super::head::Name;
 use super::refusal::Refusal;
 use std::io::Write;
 
@@ -35,7 +37,10 @@ enum State {
 #[derive(Debug, Clone)]
 pub struct ChunkedDecoder {
     state: State,
+    /// The trailer lines kept so far.
     trailers: Vec<u8>,
+    /// Every trailer byte read, kept or not (what the limit counts).
+    trailer_bytes: usize,
     max_trailer_bytes: usize,
     /// The body's data bytes so far (what a body limit counts).
     pub data_len: u64,
@@ -52,6 +57,7 @@ impl ChunkedDecoder {
                 value: 0,
             },
             trailers: Vec::new(),
+            trailer_bytes: 0,
             max_trailer_bytes,
             data_len: 0,
         }
@@ -138,7 +144,8 @@ impl ChunkedDecoder {
             }
             State::Trailers => {
                 self.trailers.push(b);
-                if self.trailers.len() > self.max_trailer_bytes {
+                self.trailer_bytes += 1;
+                if self.trailer_bytes > self.max_trailer_bytes {
                     return Err(Refusal::new(431, "trailers too large"));
                 }
                 if b == b'\n' && self.trailer_line_done()? {
@@ -156,9 +163,10 @@ impl ChunkedDecoder {
         })
     }
 
-    /// Checks the trailer line that just ended; true when it was the blank
-    /// line that closes the body.
-    fn trailer_line_done(&self) -> Result<bool, Refusal> {
+    /// Checks the trailer line that just ended, and drops it if no trailer
+    /// may carry its field (`may_trail`); true when it was the blank line
+    /// that closes the body.
+    fn trailer_line_done(&mut self) -> Result<bool, Refusal> {
         let t = &self.trailers;
         let end = t.len() - 1;
         if end == 0 || t[end - 1] != b'\r' {
@@ -171,9 +179,22 @@ impl ChunkedDecoder {
         if start == end - 1 {
             return Ok(true);
         }
-        parse_field_line(&t[start..end - 1])?;
+        let field = parse_field_line(&t[start..end - 1])?;
+        if !may_trail(&t[start..][field.name]) {
+            self.trailers.truncate(start);
+        }
         Ok(false)
     }
+}
+
+/// Whether a trailer field is passed on. Not one the balancer reads or
+/// writes in a head (`Name`: framing, `Host`, `Connection` and the other
+/// hop-by-hop fields, the forwarding fields): RFC 9110 §6.5.1 bars such
+/// fields from trailers, and a next hop that merged trailers into the head
+/// would take a client's `Content-Length` or `X-Forwarded-For` from them.
+/// Nor a name with `_`, for the reason `forward` drops those from heads.
+fn may_trail(name: &[u8]) -> bool {
+    Name::of(name) == Name::Other && !name.contains(&b'_')
 }
 
 #[cfg(test)]
@@ -210,6 +231,28 @@ mod tests {
         let mut whole = Vec::new();
         d.feed(body, &mut whole, Emit::Chunks).expect("valid");
         assert_eq!(whole, b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n");
+    }
+
+    #[test]
+    fn trailers_lose_the_fields_no_trailer_may_carry() {
+        let body = b"0\r\nX-Sum: 1\r\nContent-Length: 99\r\nTransfer-Encoding: gzip\r\nhost: b\r\n\
+                     X-Forwarded-For: 6.6.6.6\r\nX_Forwarded_For: 5.5.5.5\r\nConnection: close\r\nX-Check: 2\r\n\r\n";
+        let (out, used, done) = decode(body, Emit::Chunks).expect("valid");
+        assert_eq!(
+            (out.as_slice(), used, done),
+            (
+                &b"0\r\nX-Sum: 1\r\nX-Check: 2\r\n\r\n"[..],
+                body.len(),
+                true
+            )
+        );
+        // Dropped lines count against the limit too.
+        let mut d = ChunkedDecoder::new(64);
+        let many = b"0\r\nHost: a\r\nHost: a\r\nHost: a\r\nHost: a\r\nHost: a\r\nHost: a\r\nHost: a\r\n\r\n";
+        let refused = d
+            .feed(many, &mut Vec::new(), Emit::Chunks)
+            .map_err(|r| r.status);
+        assert_eq!(refused, Err(431));
     }
 
     #[test]

@@ -87,7 +87,7 @@ const NAMES: [(&[u8], Name); 15] = [
 
 impl Name {
     /// The known field a name (tchars, any case) stands for.
-    fn of(name: &[u8]) -> Name {
+    pub fn of(name: &[u8]) -> Name {
         // By length first: most fields are none of these.
         let candidates: &[(&[u8], Name)] = match name.len() {
             2 => &NAMES[6..7],
