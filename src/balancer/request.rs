@@ -65,7 +65,12 @@ impl RequestHead {
         let framing = head.framing(version)?;
         let authority = authority(&head, target_authority, version)?;
         let host = host_name(authority)?;
-        let mut texts = String::with_capacity(path.len() + authority.len() + host.len());
+        let mut texts = String::with_capacity(1 + path.len() + authority.len() + host.len());
+        // `http://a?q` has an empty path: origin-form needs its "/"
+        // (RFC 9112 §3.2.1), or the backend would read `GET ?q`.
+        if path.starts_with('?') {
+            texts.push('/');
+        }
         texts.push_str(path);
         let authority_at = texts.len();
         texts.push_str(authority);
@@ -306,6 +311,19 @@ mod tests {
             .expect("valid");
         assert_eq!(r.host(), "b.example.com");
         assert_eq!(r.path(), "/");
+    }
+
+    #[test]
+    fn an_empty_absolute_path_becomes_a_slash() {
+        for (target, path) in [
+            ("http://a.example.com", "/"),
+            ("http://a.example.com?q=1", "/?q=1"),
+            ("http://a.example.com/?q=1", "/?q=1"),
+            ("http://a.example.com/p?q", "/p?q"),
+        ] {
+            let r = parse(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n")).expect("valid");
+            assert_eq!((r.path(), r.host()), (path, "a.example.com"), "{target}");
+        }
     }
 
     #[test]
