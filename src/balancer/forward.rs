@@ -24,10 +24,10 @@ fn dropped_from_request(name: Name) -> bool {
         )
 }
 
-/// A field name with `_` is dropped, as nginx and gunicorn do: CGI and
-/// WSGI turn `-` into `_`, so an app would read a client's
-/// `X_Forwarded_For` as the `X-Forwarded-For` the balancer sets. (No
-/// known name holds `_`.)
+/// A field name with `_` is dropped, as nginx and gunicorn 22+ do: CGI
+/// and WSGI turn `-` into `_`, so an app (behind gunicorn 20.1, Debian
+/// 12's) would read a client's `X_Forwarded_For` as the `X-Forwarded-For`
+/// the balancer sets. (No known name holds `_`.)
 fn has_underscore(known: Name, name: &[u8]) -> bool {
     known == Name::Other && name.contains(&b'_')
 }

@@ -1,6 +1,7 @@
 //! The balancer in front of real gunicorn (Debian's `gunicorn` package,
 //! installed by `.ci/setup`): keep-alive, chunked uploads, forwarding
-//! headers, a smuggling attempt that never reaches gunicorn, and a gunicorn
+//! headers (not spoofed through `_` names), a smuggling attempt that never
+//! reaches gunicorn, and a gunicorn
 //! killed mid-stream with no failed request. Without gunicorn on PATH these
 //! tests fail under CI and are skipped (with a note) elsewhere.
 
@@ -159,6 +160,13 @@ fn gunicorn_behind_the_balancer() {
         let r = c.response().expect("response over a kept-alive connection");
         assert_eq!(r.text(), format!("g1 GET /page{i} 0 127.0.0.1 http"));
     }
+    // gunicorn before 22 (Debian 12 has 20.1) reads `X_Forwarded_For` as
+    // `X-Forwarded-For`: the app would see "5.5.5.5,127.0.0.1".
+    c.send(b"GET /spoof HTTP/1.1\r\nHost: app.example.com\r\nX_Forwarded_For: 5.5.5.5\r\n\r\n");
+    assert_eq!(
+        c.response().expect("response").text(),
+        "g1 GET /spoof 0 127.0.0.1 http"
+    );
     c.send(b"POST /upload HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
     assert_eq!(
         c.response().expect("chunked upload").text(),
