@@ -169,6 +169,27 @@ fn three_hosts_boot_answer_over_ssh_and_leave_nothing_behind() -> TestResult {
     );
     assert!(err.is_err_and(|e| e.to_string().contains("runs from")));
 
+    // Another fleet on the same bridge asking for a taken address is
+    // refused before it boots anything, naming the fleet that has it.
+    let clash_spec = FleetSpec {
+        name: "ft1b".into(),
+        hosts: vec![LocalHost::parse("delta=10.77.101.50")?],
+    };
+    let clash = fleet::up(&clash_spec, &options)
+        .err()
+        .ok_or("a second fleet took beta's address")?;
+    let text = clash.to_string();
+    assert!(
+        text.contains("10.77.101.50 is used by fleet `ft1`")
+            && text.contains("give host `delta` another `address`")
+            && text.contains("sitec fleet down --name ft1"),
+        "{text}"
+    );
+    assert!(
+        !options.state_root.join("ft1b/fleet.json").exists(),
+        "the refused fleet recorded nothing"
+    );
+
     let rows = fleet::status("ft1", &options)?;
     assert!(rows.iter().all(|r| r.up), "{}", fleet::table(&rows));
 

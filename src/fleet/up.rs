@@ -169,12 +169,11 @@ fn plan_addresses(
     registry: &Registry,
 ) -> Result<FleetState> {
     let subnet = options.subnet;
-    let mut taken: Vec<Ipv4Addr> = registry
-        .others_on(&layout.dir, &options.bridge)?
-        .into_iter()
-        .flat_map(|l| l.addresses)
+    let other_fleets = registry.others_on(&layout.dir, &options.bridge)?;
+    let mut taken: Vec<Ipv4Addr> = other_fleets
+        .iter()
+        .flat_map(|l| l.addresses.iter().copied())
         .collect();
-    let others = taken.clone();
     let recorded = |name: &str| previous.and_then(|p| p.host(name)).cloned();
     let running = |h: &HostState| {
         h.pid
@@ -195,10 +194,16 @@ fn plan_addresses(
                         .map_or_else(String::new, |a| a.to_string())
                 )));
             }
-            if others.contains(&a) {
+            if let Some(other) = other_fleets.iter().find(|l| l.addresses.contains(&a)) {
                 return Err(Error::new(format!(
-                    "host `{}`: address {a} is used by another fleet on bridge {}",
-                    h.name, options.bridge
+                    "host `{}`: address {a} is used by fleet `{}` on bridge {}",
+                    h.name, other.fleet, options.bridge
+                ))
+                .help(format!(
+                    "give host `{}` another `address` in the spec, or take that fleet down first: sitec fleet down --name {} --state-root {}",
+                    h.name,
+                    other.fleet,
+                    other.state_dir.parent().unwrap_or(&other.state_dir).display()
                 )));
             }
             taken.push(a);
