@@ -24,6 +24,7 @@ pub mod format;
 pub mod graph;
 pub mod model;
 pub mod modules;
+pub mod names;
 pub mod output;
 pub mod overrides;
 pub mod plan;

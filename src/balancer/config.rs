@@ -240,7 +240,10 @@ impl Config {
                 redirect_https: false,
             });
         }
-        config.validate()
+        if routes.is_empty() {
+            return Err("no --route given; add --route DOMAIN=HOST:PORT[,HOST:PORT...], e.g. --route '*=127.0.0.1:9001'".into());
+        }
+        config.validate().map_err(|e| in_flag_terms(e, routes))
     }
 
     /// Checks everything a running balancer relies on.
@@ -375,18 +378,38 @@ pub fn domain_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
+/// An ad hoc config's error in the words of the flags it came from: the
+/// user wrote `--route`, not `route[0].backends[1]`.
+fn in_flag_terms(error: String, routes: &[String]) -> String {
+    let flag = |key: &str| match key {
+        k if k.starts_with("listen.http") => Some("--listen".to_string()),
+        "listen.admin" => Some("--admin".to_string()),
+        k => k
+            .strip_prefix("route[")
+            .and_then(|rest| rest.split_once(']'))
+            .and_then(|(i, _)| routes.get(i.parse::<usize>().ok()?))
+            .map(|r| format!("--route {r}")),
+    };
+    let Some((key, message)) = error.split_once(": ") else {
+        return error;
+    };
+    let Some(flag) = flag(key) else {
+        return error;
+    };
+    // "already claimed by route[0]" names another flag.
+    let message = routes
+        .iter()
+        .enumerate()
+        .fold(message.to_string(), |m, (i, r)| {
+            m.replace(&format!("route[{i}]"), &format!("--route {r}"))
+        });
+    format!("{flag}: {message}")
+}
+
 fn check_domain(key: &str, d: &str) -> Result<(), String> {
-    let name = d.strip_prefix("*.").unwrap_or(d);
-    let ok = d == "*"
-        || (!name.is_empty()
-            && !name.contains('*')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{key}: `{d}` is not a host name; write e.g. `blog.example.com`, `*.example.com` or `*`"))
+    match crate::names::domain_problem(d) {
+        None => Ok(()),
+        Some(p) => Err(format!("{key}: {}; {}", p.what, p.fix)),
     }
 }
 
@@ -445,6 +468,60 @@ mod tests {
         ] {
             let err = check(text).expect_err(text);
             assert!(err.contains(key), "{err} should name {key}");
+        }
+    }
+
+    #[test]
+    fn ad_hoc_errors_name_the_flag() {
+        let routes = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (listen, given, admin, said) in [
+            (
+                "127.0.0.1",
+                vec!["*=127.0.0.1:9"],
+                None,
+                "--listen: `127.0.0.1`",
+            ),
+            (
+                "127.0.0.1:0",
+                vec![],
+                None,
+                "no --route given; add --route DOMAIN=",
+            ),
+            (
+                "127.0.0.1:0",
+                vec!["*=127.0.0.1:9"],
+                Some("x"),
+                "--admin: `x`",
+            ),
+            (
+                "127.0.0.1:0",
+                vec!["a=127.0.0.1:9,x"],
+                None,
+                "--route a=127.0.0.1:9,x: `x` is not an address",
+            ),
+            (
+                "127.0.0.1:0",
+                vec!["https://a=127.0.0.1:9"],
+                None,
+                "--route https://a=127.0.0.1:9: `https://a` is a URL",
+            ),
+            (
+                "127.0.0.1:0",
+                vec!["a=127.0.0.1:9", "A=127.0.0.1:8"],
+                None,
+                "--route A=127.0.0.1:8: `A` is already claimed by --route a=127.0.0.1:9",
+            ),
+            (
+                "127.0.0.1:0",
+                vec!["a"],
+                None,
+                "--route `a`: write DOMAIN=HOST:PORT",
+            ),
+        ] {
+            let err = Config::ad_hoc(listen, &routes(&given), admin, None)
+                .err()
+                .unwrap_or_else(|| panic!("{given:?} accepted"));
+            assert!(err.starts_with(said), "{err} should start with {said}");
         }
     }
 

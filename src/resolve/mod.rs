@@ -422,6 +422,15 @@ impl<'p> Checker<'p> {
             | (Ty::Bool, ValueKind::Bool(_))
             | (Ty::Duration, ValueKind::Duration(_))
             | (Ty::Size, ValueKind::Size(_)) => {}
+            (Ty::Shaped(shape), ValueKind::Str(text)) => {
+                if let Some(problem) = shape.problem(text) {
+                    self.report(
+                        Diagnostic::error("E113", format!("`{field}`: {}", problem.what))
+                            .primary(value.span, format!("not a valid `{field}`"))
+                            .help(problem.fix),
+                    );
+                }
+            }
             (Ty::Ref(kind), ValueKind::Ref(name)) => self.reference(name, kind, ctx),
             (Ty::OneOf(words), ValueKind::Ref(name)) => {
                 if !words.contains(&name.text.as_str()) {
@@ -695,7 +704,7 @@ fn label_hint(labels: Labels) -> &'static str {
 /// A likely fix for a value of the wrong type.
 fn type_hint(value: &Value, ty: Ty) -> Option<String> {
     match (ty, &value.kind) {
-        (Ty::Str | Ty::Text | Ty::Secret, ValueKind::Ref(name)) => {
+        (Ty::Str | Ty::Text | Ty::Secret | Ty::Shaped(_), ValueKind::Ref(name)) => {
             Some(format!("put it in quotes: \"{}\"", name.text))
         }
         (Ty::Ref(_) | Ty::OneOf(_), ValueKind::Str(s)) => {
@@ -724,7 +733,7 @@ fn type_hint(value: &Value, ty: Ty) -> Option<String> {
 fn accepts(ty: Ty, kind: &ValueKind) -> bool {
     matches!(
         (ty, kind),
-        (Ty::Str, ValueKind::Str(_))
+        (Ty::Str | Ty::Shaped(_), ValueKind::Str(_))
             | (Ty::Ref(_), ValueKind::Ref(_))
             | (Ty::Int, ValueKind::Int(_))
     )

@@ -54,13 +54,34 @@ pub enum Ty {
     Secret,
     /// A settings value: anything but a bare name.
     Setting,
+    /// A string of a given shape, handed to another program as it is.
+    Shaped(Shape),
+}
+
+/// The shapes a [`Ty::Shaped`] string may need (see `crate::names`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Domain,
+    Address,
+    Wsgi,
+}
+
+impl Shape {
+    /// What is wrong with `text` in this shape, and the fix.
+    pub fn problem(self, text: &str) -> Option<crate::names::Problem> {
+        match self {
+            Shape::Domain => crate::names::domain_problem(text),
+            Shape::Address => crate::names::address_problem(text),
+            Shape::Wsgi => crate::names::wsgi_problem(text),
+        }
+    }
 }
 
 impl Ty {
     /// The type in the words of an error message.
     pub fn describe(self) -> String {
         match self {
-            Ty::Str => "a string".into(),
+            Ty::Str | Ty::Shaped(_) => "a string".into(),
             Ty::Text => "a string or a text block".into(),
             Ty::Int => "an integer".into(),
             Ty::Bool => "`true` or `false`".into(),
@@ -85,7 +106,7 @@ impl Ty {
 
 fn plural(ty: &Ty) -> String {
     match ty {
-        Ty::Str => "strings".into(),
+        Ty::Str | Ty::Shaped(_) => "strings".into(),
         Ty::Ref(kind) => format!("{} names", kind.word()),
         other => format!("values ({})", other.describe()),
     }
@@ -219,12 +240,12 @@ pub static HOST: Schema = Schema {
         ),
         field(
             "address",
-            Ty::Str,
+            Ty::Shaped(Shape::Address),
             "IP address or DNS name (optional for `local` providers)",
         ),
         field(
             "private_address",
-            Ty::Str,
+            Ty::Shaped(Shape::Address),
             "the address the host's services bind to when `address` is not on any of its interfaces (EC2's public IPs, NAT); others still dial `address`",
         ),
         field(
@@ -334,10 +355,14 @@ pub static APP: Schema = Schema {
             "the app's code: a local folder, relative to the spec",
         ),
         field("python", Ty::Str, "the Python version (default \"3.11\")"),
-        required("wsgi", Ty::Str, "the WSGI callable, `module:name`"),
+        required(
+            "wsgi",
+            Ty::Shaped(Shape::Wsgi),
+            "the WSGI callable, `module:name`",
+        ),
         required(
             "domains",
-            STRINGS,
+            Ty::List(&Ty::Shaped(Shape::Domain)),
             "the domains the balancers route to this app",
         ),
         field("replicas", Ty::Int, "how many runners run it (default 1)"),

@@ -712,7 +712,9 @@ fn string(i: In) -> PResult<String> {
                 // this line: end the string there so the block still closes.
                 if let Some(closer) = out.rfind(['}', ']', ')']) {
                     let back = out.len() - closer;
-                    out.truncate(closer);
+                    // `"10.0.0.2 }` meant "10.0.0.2": the space went before
+                    // the bracket, not into the string.
+                    out.truncate(out[..closer].trim_end().len());
                     i = advance_to(&open, offset(&i) - back);
                 }
                 record(

@@ -1,0 +1,268 @@
+//! The shapes of the names a spec hands to other programs: an app's domains
+//! (nginx's `server_name`, Django's `ALLOWED_HOSTS`, the balancer's routes),
+//! a host's address (ssh, `/etc/hosts`, the balancer's backends) and an
+//! app's WSGI callable (gunicorn's `wsgi_app`). One definition each, used
+//! by the compiler (E113, at the place in the spec) and, for domains, by
+//! the balancer's own config check (a file may be written by hand).
+//!
+//! Each check answers what is wrong and how to write it instead, or `None`.
+
+/// What is wrong with a value, and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub what: String,
+    pub fix: String,
+}
+
+fn problem(what: impl Into<String>, fix: impl Into<String>) -> Option<Problem> {
+    Some(Problem {
+        what: what.into(),
+        fix: fix.into(),
+    })
+}
+
+/// A domain an app answers: `blog.example.com`, `*.example.com` (the names
+/// under it) or `*` (every Host no other app claims). Letters, digits, `-`
+/// and `_` in dot-separated labels of 1 to 63 characters, 253 at most.
+pub fn domain_problem(domain: &str) -> Option<Problem> {
+    const EXAMPLES: &str = "write a host name such as `blog.example.com`, `*.example.com` or `*`";
+    if domain == "*" {
+        return None;
+    }
+    if let Some((scheme, rest)) = domain.split_once("://") {
+        let host = rest.split(['/', ':']).next().unwrap_or_default();
+        return problem(
+            format!("`{domain}` is a URL, not a domain"),
+            format!("write the host name alone, without `{scheme}://` or a path: `{host}`"),
+        );
+    }
+    let name = domain.strip_prefix("*.").unwrap_or(domain);
+    if name.contains('*') {
+        return problem(
+            format!("`{domain}` has a `*` inside it"),
+            "a wildcard stands first and alone in its label: `*.example.com`, or `*` for every Host",
+        );
+    }
+    if let Some((host, _)) = name.split_once('/') {
+        return problem(
+            format!("`{domain}` holds a path"),
+            format!("domains route by Host only; write `{host}`"),
+        );
+    }
+    if let Some((host, _)) = name.split_once(':') {
+        return problem(
+            format!("`{domain}` holds a port"),
+            format!("the balancer's listeners set the ports; write `{host}`"),
+        );
+    }
+    if name.chars().any(char::is_whitespace) || name.contains(',') {
+        return problem(
+            format!("`{domain}` holds spaces or commas"),
+            "one domain per string: [\"a.example.com\", \"b.example.com\"]",
+        );
+    }
+    if let Some(bare) = name.strip_suffix('.').filter(|b| !b.is_empty()) {
+        return problem(
+            format!("`{domain}` ends with a dot"),
+            format!("write it without the final dot: `{bare}` (a request for `{domain}` still finds it)"),
+        );
+    }
+    if name.is_empty() || name.len() > 253 {
+        return problem(format!("`{domain}` is not a domain"), EXAMPLES);
+    }
+    if let Some(label) = name.split('.').find(|l| !label_ok(l)) {
+        let odd = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_')));
+        let what = match odd {
+            _ if label.is_empty() => {
+                format!("`{domain}` has an empty label (two dots together, or a dot first)")
+            }
+            Some(c) => format!("`{domain}` holds `{c}`, which a host name cannot"),
+            None if label.len() > 63 => {
+                format!("`{domain}` has a label longer than 63 characters")
+            }
+            None => format!("`{domain}` has a label that starts or ends with `-`"),
+        };
+        let fix = if odd.is_some_and(|c| !c.is_ascii()) {
+            format!("{EXAMPLES}; an international name in its `xn--` (punycode) form")
+        } else {
+            EXAMPLES.to_string()
+        };
+        return problem(what, fix);
+    }
+    None
+}
+
+fn label_ok(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
+/// A host's address: an IPv4 or IPv6 address, or a DNS name.
+pub fn address_problem(address: &str) -> Option<Problem> {
+    if address.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    if let Some((user, host)) = address.split_once('@') {
+        return problem(
+            format!("`{address}` holds a user"),
+            format!("write `{host}`, and the user as `user = \"{user}\"` in the host's provider"),
+        );
+    }
+    if let Some((host, port)) = address
+        .rsplit_once(':')
+        .filter(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        return problem(
+            format!("`{address}` holds a port"),
+            format!("write `{host}`, and the SSH port as `port = {port}` in the host's provider"),
+        );
+    }
+    let name = address.strip_suffix('.').unwrap_or(address);
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return problem(
+            format!("`{address}` is neither an IP address nor a DNS name"),
+            "write an IP address such as `203.0.113.10` or a name such as `web1.example.com`",
+        );
+    }
+    None
+}
+
+/// An app's WSGI callable as gunicorn takes it: a dotted module path, then
+/// optionally `:` and the name of the callable in it (`application` if left
+/// out), or a call of a factory (`create_app()`).
+pub fn wsgi_problem(wsgi: &str) -> Option<Problem> {
+    let (module, callable) = wsgi.split_once(':').unwrap_or((wsgi, "application"));
+    if module.ends_with(".py") || module.contains('/') {
+        let dotted = module.trim_end_matches(".py").replace('/', ".");
+        return problem(
+            format!("`{wsgi}` is a file path"),
+            format!("write the module's dotted name: `{dotted}:application`"),
+        );
+    }
+    let identifier = |s: &str| {
+        s.chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_')
+            && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+    };
+    if !module.split('.').all(identifier) {
+        return problem(
+            format!("`{wsgi}`: `{module}` is not a Python module path"),
+            "write `module.path:name`, e.g. `blog.wsgi:application`",
+        );
+    }
+    let name = callable.split_once('(').map_or(callable, |(n, _)| n);
+    if !identifier(name) || (callable.contains('(') && !callable.ends_with(')')) {
+        return problem(
+            format!("`{wsgi}`: `{callable}` is not a name in the module"),
+            "after the `:`, the callable's name (`application`) or a factory's call (`create_app()`)",
+        );
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_users_write_pass() {
+        for d in [
+            "*",
+            "blog.example.com",
+            "*.example.com",
+            "localhost",
+            "blog.localhost",
+            "Blog.Example.COM",
+            "xn--bcher-kva.example",
+            "my_internal.host",
+            "10.0.0.5",
+            "a-b.c",
+        ] {
+            assert_eq!(domain_problem(d), None, "{d}");
+        }
+    }
+
+    #[test]
+    fn each_wrong_domain_is_named_with_its_fix() {
+        for (d, what, fix) in [
+            ("https://blog.example.com/", "a URL", "`blog.example.com`"),
+            ("blog.example.com:8080", "a port", "`blog.example.com`"),
+            ("blog.example.com/admin", "a path", "`blog.example.com`"),
+            ("blog.example.com.", "ends with a dot", "`blog.example.com`"),
+            ("a.com b.com", "spaces", "one domain per string"),
+            ("a.com,b.com", "commas", "one domain per string"),
+            ("blog.*.com", "`*` inside", "`*.example.com`"),
+            ("*blog.com", "`*` inside", "`*.example.com`"),
+            ("a..com", "empty label", "`blog.example.com`"),
+            (".a.com", "empty label", "`blog.example.com`"),
+            ("", "not a domain", "`blog.example.com`"),
+            ("-a.com", "starts or ends with `-`", "`blog.example.com`"),
+            ("bücher.de", "holds `ü`", "`xn--`"),
+            (&"a".repeat(64), "longer than 63", "`blog.example.com`"),
+        ] {
+            let p = domain_problem(d).unwrap_or_else(|| panic!("{d} passed"));
+            assert!(p.what.contains(what), "{d}: {p:?}");
+            assert!(p.fix.contains(fix), "{d}: {p:?}");
+        }
+    }
+
+    type Check = fn(&str) -> Option<Problem>;
+
+    /// Every one of `good` passes `check`; every one of `bad` fails it with
+    /// a fix that holds the text given beside it.
+    fn shapes(check: Check, good: &[&str], bad: &[(&str, &str)]) {
+        for value in good {
+            assert_eq!(check(value), None, "{value}");
+        }
+        for (value, fix) in bad {
+            let p = check(value).unwrap_or_else(|| panic!("{value} passed"));
+            assert!(p.fix.contains(fix), "{value}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        shapes(
+            address_problem,
+            &["203.0.113.10", "2001:db8::1", "web1.example.com", "db1"],
+            &[
+                ("root@203.0.113.10", "user = \"root\""),
+                ("203.0.113.10:2222", "port = 2222"),
+                ("web1.example.com:22", "port = 22"),
+                ("web 1", "an IP address"),
+                ("", "an IP address"),
+                ("http://web1", "an IP address"),
+            ],
+        );
+    }
+
+    #[test]
+    fn wsgi_callables() {
+        shapes(
+            wsgi_problem,
+            &[
+                "blog.wsgi:application",
+                "blog.wsgi",
+                "app:create_app()",
+                "app:create_app('x')",
+                "_x.y2:app",
+            ],
+            &[
+                ("blog/wsgi.py", "`blog.wsgi:application`"),
+                ("blog.wsgi.py", "`blog.wsgi:application`"),
+                ("blog.wsgi:", "the callable's name"),
+                ("blog..wsgi:app", "`module.path:name`"),
+                ("1blog:app", "`module.path:name`"),
+                ("blog:app(", "a factory's call"),
+                ("blog wsgi", "`module.path:name`"),
+            ],
+        );
+    }
+}
