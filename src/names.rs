@@ -167,6 +167,121 @@ pub fn wsgi_problem(wsgi: &str) -> Option<Problem> {
     None
 }
 
+/// An app's Python version as the hosts name their interpreters
+/// (`python3.11`): `3.11`, or `3` for whichever `python3` is.
+pub fn python_problem(version: &str) -> Option<Problem> {
+    let numbers = |v: &str| {
+        let mut parts = v.split('.');
+        parts.next() == Some("3")
+            && parts
+                .next()
+                .is_none_or(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
+            && parts.next().is_none()
+    };
+    if numbers(version) {
+        return None;
+    }
+    let bare = version
+        .trim_start_matches("python")
+        .trim_start_matches("Python")
+        .trim();
+    let fix = if numbers(bare) {
+        format!("write the version alone: \"{bare}\"")
+    } else {
+        let two = bare.split('.').take(2).collect::<Vec<_>>().join(".");
+        if numbers(&two) {
+            format!("write major.minor: \"{two}\" (the patch level is the host's)")
+        } else {
+            "write a Python 3 version as major.minor, e.g. \"3.11\"".to_string()
+        }
+    };
+    problem(format!("`{version}` is not a Python version"), fix)
+}
+
+/// Where a folder of static files is served (nginx's `location`): a URL
+/// path that starts and ends with `/`, in the characters a URL path holds
+/// unescaped. The final `/` matters: `location /static` with its folder as
+/// `alias` would serve `/static../` from the folder's parent.
+pub fn url_prefix_problem(url: &str) -> Option<Problem> {
+    let kept: Vec<&str> = url
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    let fixed = match kept.is_empty() {
+        true => "/static/".to_string(),
+        false => format!("/{}/", kept.join("/")),
+    };
+    if !url.starts_with('/') || !url.ends_with('/') {
+        return problem(
+            format!("`{url}` must start and end with `/`"),
+            format!("write \"{fixed}\""),
+        );
+    }
+    let inner = url.get(1..url.len() - 1).unwrap_or_default();
+    if inner.trim_matches('/').is_empty() {
+        return problem(
+            format!("`{url}` is the app's own root"),
+            "gunicorn answers `/`; serve the files under a path of their own, e.g. \"/static/\"",
+        );
+    }
+    let segments: Vec<&str> = inner.split('/').collect();
+    if segments.contains(&"..") {
+        return problem(
+            format!("`{url}` has a `..` segment"),
+            "write the path it stands for, without `..`",
+        );
+    }
+    if segments.iter().any(|s| s.is_empty() || *s == ".") {
+        return problem(
+            format!("`{url}` has an empty or `.` segment"),
+            format!("write \"{fixed}\""),
+        );
+    }
+    if let Some(c) = url.chars().find(|c| !path_char(*c)) {
+        return problem(
+            format!("`{url}` holds `{c}`"),
+            "use letters, digits and `-._~` between the slashes, e.g. \"/static/\"",
+        );
+    }
+    None
+}
+
+/// A folder inside the app's release (`collected_static`): relative, no
+/// `..`, in characters that need no quoting in nginx's config.
+pub fn folder_problem(folder: &str) -> Option<Problem> {
+    if folder.starts_with('/') {
+        return problem(
+            format!("`{folder}` is an absolute path"),
+            "name a folder inside the app's release, relative to its source: \"collected_static\"",
+        );
+    }
+    if folder.split('/').any(|s| s == "..") {
+        return problem(
+            format!("`{folder}` climbs out of the app's release with `..`"),
+            "name a folder inside the app's release, relative to its source: \"collected_static\"",
+        );
+    }
+    if folder.trim_matches(['.', '/']).is_empty() {
+        return problem(
+            format!("`{folder}` is the release itself"),
+            "name the folder the static files are collected into, e.g. \"collected_static\": the release holds the code and its settings",
+        );
+    }
+    if let Some(c) = folder.chars().find(|c| !path_char(*c)) {
+        return problem(
+            format!("`{folder}` holds `{c}`"),
+            "use letters, digits, `-._~` and `/` in the folder's name",
+        );
+    }
+    None
+}
+
+/// Characters a path may hold as they are, here: RFC 3986's unreserved
+/// ones and `/`. Nothing nginx's config would need quoted.
+fn path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '/')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +379,87 @@ mod tests {
                 ("blog wsgi", "`module.path:name`"),
             ],
         );
+    }
+
+    #[test]
+    fn python_versions() {
+        shapes(
+            python_problem,
+            &["3.11", "3.12", "3"],
+            &[
+                ("python3.11", "\"3.11\""),
+                ("Python 3.12", "\"3.12\""),
+                ("3.11.4", "\"3.11\""),
+                ("2.7", "major.minor"),
+                ("3.", "major.minor"),
+                ("3.x", "major.minor"),
+                ("", "major.minor"),
+            ],
+        );
+    }
+
+    #[test]
+    fn url_prefixes() {
+        shapes(
+            url_prefix_problem,
+            &["/static/", "/media/uploads/", "/~assets-1.0/"],
+            &[
+                ("/static", "\"/static/\""),
+                ("static/", "\"/static/\""),
+                ("/", "a path of their own"),
+                ("//", "a path of their own"),
+                ("", "\"/static/\""),
+                ("/static//x/", "\"/static/x/\""),
+                ("/a/../b/", "without `..`"),
+                ("/a/./b/", "\"/a/b/\""),
+                ("/a b/", "letters, digits"),
+                ("/x/ { return 200; } location /y/", "letters, digits"),
+                ("/x;/", "letters, digits"),
+            ],
+        );
+    }
+
+    #[test]
+    fn folders() {
+        shapes(
+            folder_problem,
+            &[
+                "collected_static",
+                "./collected_static",
+                "build/static/",
+                "a",
+            ],
+            &[
+                ("/var/www/static", "inside the app's release"),
+                ("../shared", "inside the app's release"),
+                (".", "the static files are collected into"),
+                ("./", "the static files are collected into"),
+                ("static files", "letters, digits"),
+                ("x;alias /etc", "letters, digits"),
+            ],
+        );
+    }
+
+    proptest::proptest! {
+        /// Any text, and text made of the characters these shapes are
+        /// about: every check answers, none panics.
+        #[test]
+        fn no_check_panics(
+            any in "\\PC{0,24}",
+            near in "[/.:@*a-z0-9 _()-]{0,12}",
+        ) {
+            let checks: [Check; 6] = [
+                domain_problem,
+                address_problem,
+                wsgi_problem,
+                python_problem,
+                url_prefix_problem,
+                folder_problem,
+            ];
+            for check in checks {
+                let _ = check(&any);
+                let _ = check(&near);
+            }
+        }
     }
 }

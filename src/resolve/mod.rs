@@ -13,7 +13,7 @@ use crate::modules::Program;
 use crate::source::Span;
 use crate::suggest;
 use crate::syntax::ast::{Block, Body, Call, Entry, Name, Value, ValueKind};
-use schema::{Field, Kind, Labels, Schema, Ty};
+use schema::{Field, Kind, Labels, Schema, Shape, Ty};
 use std::collections::{BTreeMap, HashMap};
 
 /// A declared name and where it is declared.
@@ -200,7 +200,7 @@ impl<'p> Checker<'p> {
             let key = entry.key.text.as_str();
             let mut label = None;
             if let Some(field) = schema.field(key) {
-                if field.labelled {
+                if field.label.is_some() {
                     label = Some(entry.labels.first().map_or("", |l| l.text.as_str()));
                 }
                 self.field(entry, field, ctx);
@@ -239,10 +239,12 @@ impl<'p> Checker<'p> {
     }
 
     fn field(&mut self, entry: &'p Entry, field: &'static Field, ctx: &Context) {
-        match (field.labelled, entry.labels.as_slice()) {
-            (false, []) => {}
-            (true, [label]) if label.quoted => {}
-            (true, _) => {
+        match (field.label, entry.labels.as_slice()) {
+            (None, []) => {}
+            (Some(shape), [label]) if label.quoted => {
+                self.shaped(shape, &label.text, label.span, field.name);
+            }
+            (Some(_), _) => {
                 let spans = entry.head_span();
                 self.report(
                     Diagnostic::error("E108", format!("`{}` takes one path in quotes", field.name))
@@ -250,7 +252,7 @@ impl<'p> Checker<'p> {
                         .help(format!("write `{} \"/url/\" = \"folder\"`", field.name)),
                 );
             }
-            (false, [first, ..]) => {
+            (None, [first, ..]) => {
                 let span = first
                     .span
                     .to(entry.labels.last().map_or(first.span, |l| l.span));
@@ -423,13 +425,7 @@ impl<'p> Checker<'p> {
             | (Ty::Duration, ValueKind::Duration(_))
             | (Ty::Size, ValueKind::Size(_)) => {}
             (Ty::Shaped(shape), ValueKind::Str(text)) => {
-                if let Some(problem) = shape.problem(text) {
-                    self.report(
-                        Diagnostic::error("E113", format!("`{field}`: {}", problem.what))
-                            .primary(value.span, format!("not a valid `{field}`"))
-                            .help(problem.fix),
-                    );
-                }
+                self.shaped(shape, text, value.span, field);
             }
             (Ty::Ref(kind), ValueKind::Ref(name)) => self.reference(name, kind, ctx),
             (Ty::OneOf(words), ValueKind::Ref(name)) => {
@@ -580,6 +576,17 @@ impl<'p> Checker<'p> {
                 .primary(name.span, format!("no {} has this name", kind.word()))
                 .help(help),
         );
+    }
+
+    /// A string handed to another program as it is: E113 if its shape is wrong.
+    fn shaped(&mut self, shape: Shape, text: &str, span: Span, field: &str) {
+        if let Some(problem) = shape.problem(text) {
+            self.report(
+                Diagnostic::error("E113", format!("`{field}`: {}", problem.what))
+                    .primary(span, format!("not a valid `{field}`"))
+                    .help(problem.fix),
+            );
+        }
     }
 
     fn mismatch(&mut self, value: &Value, ty: Ty, field: &str) {

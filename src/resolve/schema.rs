@@ -64,6 +64,9 @@ pub enum Shape {
     Domain,
     Address,
     Wsgi,
+    Python,
+    UrlPrefix,
+    Folder,
 }
 
 impl Shape {
@@ -73,6 +76,9 @@ impl Shape {
             Shape::Domain => crate::names::domain_problem(text),
             Shape::Address => crate::names::address_problem(text),
             Shape::Wsgi => crate::names::wsgi_problem(text),
+            Shape::Python => crate::names::python_problem(text),
+            Shape::UrlPrefix => crate::names::url_prefix_problem(text),
+            Shape::Folder => crate::names::folder_problem(text),
         }
     }
 }
@@ -118,8 +124,9 @@ pub struct Field {
     pub name: &'static str,
     pub ty: Ty,
     pub required: bool,
-    /// Takes one quoted label and may repeat: `static "/static/" = "dir"`.
-    pub labelled: bool,
+    /// Takes one quoted label of this shape and may repeat:
+    /// `static "/static/" = "dir"`.
+    pub label: Option<Shape>,
     pub doc: &'static str,
 }
 
@@ -178,7 +185,7 @@ const fn field(name: &'static str, ty: Ty, doc: &'static str) -> Field {
         name,
         ty,
         required: false,
-        labelled: false,
+        label: None,
         doc,
     }
 }
@@ -188,7 +195,7 @@ const fn required(name: &'static str, ty: Ty, doc: &'static str) -> Field {
         name,
         ty,
         required: true,
-        labelled: false,
+        label: None,
         doc,
     }
 }
@@ -354,7 +361,11 @@ pub static APP: Schema = Schema {
             Ty::Str,
             "the app's code: a local folder, relative to the spec",
         ),
-        field("python", Ty::Str, "the Python version (default \"3.11\")"),
+        field(
+            "python",
+            Ty::Shaped(Shape::Python),
+            "the Python version (default \"3.11\")",
+        ),
         required(
             "wsgi",
             Ty::Shaped(Shape::Wsgi),
@@ -384,9 +395,9 @@ pub static APP: Schema = Schema {
         ),
         Field {
             name: "static",
-            ty: Ty::Str,
+            ty: Ty::Shaped(Shape::Folder),
             required: false,
-            labelled: true,
+            label: Some(Shape::UrlPrefix),
             doc: "`static \"/url/\" = \"dir\"`: files nginx serves from a folder of the release",
         },
     ],
