@@ -276,6 +276,22 @@ pub fn folder_problem(folder: &str) -> Option<Problem> {
     None
 }
 
+/// A one-line string (a command, a user, a mode, a path): no line break or
+/// other control character, which would end the line it is rendered into
+/// (a systemd unit's `ExecStart=`) and start another.
+pub fn one_line_problem(text: &str) -> Option<Problem> {
+    let c = text.chars().find(|c| c.is_control())?;
+    let what = match c {
+        '\n' | '\r' => "a line break".to_string(),
+        '\t' => "a tab".to_string(),
+        c => format!("the control character U+{:04X}", u32::from(c)),
+    };
+    problem(
+        format!("`{}` holds {what}", text.escape_debug()),
+        "it is one line: join commands with `&&` or `;`, and put text of several lines in a file's `content`",
+    )
+}
+
 /// Characters a path may hold as they are, here: RFC 3986's unreserved
 /// ones and `/`. Nothing nginx's config would need quoted.
 fn path_char(c: char) -> bool {
@@ -440,6 +456,21 @@ mod tests {
         );
     }
 
+    #[test]
+    fn one_line_strings() {
+        shapes(
+            one_line_problem,
+            &["celery -A blog worker", "", "0644", "a \"quoted\" é"],
+            &[
+                ("run\nExecStartPre=/bin/false", "join commands with `&&`"),
+                ("a\tb", "it is one line"),
+                ("a\u{7f}", "it is one line"),
+            ],
+        );
+        let p = one_line_problem("run\nx").unwrap_or_else(|| panic!("passed"));
+        assert_eq!(p.what, "`run\\nx` holds a line break");
+    }
+
     proptest::proptest! {
         /// Any text, and text made of the characters these shapes are
         /// about: every check answers, none panics.
@@ -448,7 +479,8 @@ mod tests {
             any in "\\PC{0,24}",
             near in "[/.:@*a-z0-9 _()-]{0,12}",
         ) {
-            let checks: [Check; 6] = [
+            let checks: [Check; 7] = [
+                one_line_problem,
                 domain_problem,
                 address_problem,
                 wsgi_problem,

@@ -418,7 +418,10 @@ impl<'p> Checker<'p> {
             }
             (_, ValueKind::Invalid) => {}
             (Ty::Setting, _) => self.setting(value, field, ctx),
-            (Ty::Str | Ty::Secret, ValueKind::Str(_))
+            (Ty::Str, ValueKind::Str(text)) => {
+                self.shaped(Shape::OneLine, text, value.span, field);
+            }
+            (Ty::Secret, ValueKind::Str(_))
             | (Ty::Text, ValueKind::Str(_) | ValueKind::Text(_))
             | (Ty::Int, ValueKind::Int(_))
             | (Ty::Bool, ValueKind::Bool(_))

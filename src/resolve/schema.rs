@@ -38,6 +38,7 @@ impl Kind {
 /// The type a field's value must have.
 #[derive(Clone, Copy, Debug)]
 pub enum Ty {
+    /// A string of one line.
     Str,
     /// A string or a `"""` text block.
     Text,
@@ -61,6 +62,8 @@ pub enum Ty {
 /// The shapes a [`Ty::Shaped`] string may need (see `crate::names`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
+    /// Every [`Ty::Str`]: one line.
+    OneLine,
     Domain,
     Address,
     Wsgi,
@@ -73,6 +76,7 @@ impl Shape {
     /// What is wrong with `text` in this shape, and the fix.
     pub fn problem(self, text: &str) -> Option<crate::names::Problem> {
         match self {
+            Shape::OneLine => crate::names::one_line_problem(text),
             Shape::Domain => crate::names::domain_problem(text),
             Shape::Address => crate::names::address_problem(text),
             Shape::Wsgi => crate::names::wsgi_problem(text),
