@@ -292,6 +292,48 @@ pub fn one_line_problem(text: &str) -> Option<Problem> {
     )
 }
 
+/// A Django setting's name, as the settings module sitec renders holds it
+/// (`from sitec_settings import *` at the end of the app's own): a Python
+/// name (else the module does not compile), not starting with `_` (which
+/// `import *` skips), in capitals (Django reads no other name from a
+/// settings module).
+pub fn setting_name_problem(name: &str) -> Option<Problem> {
+    let mut chars = name.chars();
+    let identifier = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let words: Vec<&str> = name
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let capitals = words.join("_").to_ascii_uppercase();
+    let fix = match capitals.chars().next() {
+        Some(c) if c.is_ascii_alphabetic() => format!("write `{capitals}`"),
+        _ => "a setting's name is letters, digits and `_` in capitals, starting with a letter: `MY_SETTING`".to_string(),
+    };
+    if !identifier {
+        problem(
+            format!("`{name}` is not a Python name, so no setting can have it"),
+            fix,
+        )
+    } else if name.starts_with('_') {
+        problem(
+            format!(
+                "`{name}` starts with `_`, and `from sitec_settings import *` skips such names"
+            ),
+            fix,
+        )
+    } else if name.chars().any(|c| c.is_ascii_lowercase()) {
+        problem(
+            format!("`{name}` is not in capitals, and Django reads only names in capitals from settings"),
+            fix,
+        )
+    } else {
+        None
+    }
+}
+
 /// Characters a path may hold as they are, here: RFC 3986's unreserved
 /// ones and `/`. Nothing nginx's config would need quoted.
 fn path_char(c: char) -> bool {
@@ -471,6 +513,23 @@ mod tests {
         assert_eq!(p.what, "`run\\nx` holds a line break");
     }
 
+    #[test]
+    fn setting_names() {
+        shapes(
+            setting_name_problem,
+            &["DEBUG", "SITE_TITLE", "CELERY_BROKER_URL", "X1"],
+            &[
+                ("my-setting", "`MY_SETTING`"),
+                ("site title", "`SITE_TITLE`"),
+                ("1X", "starting with a letter"),
+                ("", "starting with a letter"),
+                ("_PRIVATE", "`PRIVATE`"),
+                ("debug", "`DEBUG`"),
+                ("Site_Title", "`SITE_TITLE`"),
+            ],
+        );
+    }
+
     proptest::proptest! {
         /// Any text, and text made of the characters these shapes are
         /// about: every check answers, none panics.
@@ -479,7 +538,8 @@ mod tests {
             any in "\\PC{0,24}",
             near in "[/.:@*a-z0-9 _()-]{0,12}",
         ) {
-            let checks: [Check; 7] = [
+            let checks: [Check; 8] = [
+                setting_name_problem,
                 one_line_problem,
                 domain_problem,
                 address_problem,

@@ -58,8 +58,9 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Override>, String> {
                         continue;
                     };
                     for (key, item) in settings.iter() {
-                        let python = to_python(item).ok_or_else(|| format!("`{name}`: `{app}.hosts.{host}.{key}` has a value sitec can't pass to Python"))?;
                         let span = settings.key(key).and_then(toml_edit::Key::span);
+                        setting_name(key, &format!("{name}:{}", line(span.clone())))?;
+                        let python = to_python(item).ok_or_else(|| format!("`{name}`: `{app}.hosts.{host}.{key}` has a value sitec can't pass to Python"))?;
                         out.push(Override {
                             app: app.to_string(),
                             host: Some(host.to_string()),
@@ -71,10 +72,11 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Override>, String> {
                 }
                 continue;
             }
+            let span = table.key(key).and_then(toml_edit::Key::span);
+            setting_name(key, &format!("{name}:{}", line(span.clone())))?;
             let python = to_python(item).ok_or_else(|| {
                 format!("`{name}`: `{app}.{key}` has a value sitec can't pass to Python")
             })?;
-            let span = table.key(key).and_then(toml_edit::Key::span);
             out.push(Override {
                 app: app.to_string(),
                 host: None,
@@ -85,6 +87,14 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Override>, String> {
         }
     }
     Ok(out)
+}
+
+/// A key of the file is a setting's name Django will read.
+fn setting_name(key: &str, place: &str) -> Result<(), String> {
+    match crate::names::setting_name_problem(key) {
+        None => Ok(()),
+        Some(p) => Err(format!("{place}: {}; {}", p.what, p.fix)),
+    }
 }
 
 fn to_python(item: &toml_edit::Item) -> Option<String> {
@@ -136,15 +146,6 @@ impl Edit<'_> {
 pub fn parse_value(text: &str) -> toml_edit::Value {
     text.parse::<toml_edit::Value>()
         .unwrap_or_else(|_| toml_edit::Value::from(text))
-}
-
-/// Whether `key` can name a Python (Django) setting.
-pub fn is_identifier(key: &str) -> bool {
-    let mut chars = key.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Applies `edit` to an override file's text (`None`: there is no file yet,
@@ -263,12 +264,21 @@ mod tests {
     }
 
     #[test]
-    fn identifiers() {
-        assert!(is_identifier("DEBUG"));
-        assert!(is_identifier("_x1"));
-        assert!(!is_identifier("1X"));
-        assert!(!is_identifier("A-B"));
-        assert!(!is_identifier(""));
+    fn keys_django_cannot_read_are_refused_with_their_line() {
+        for (text, said) in [
+            (
+                "[blog]\nDEBUG = true\nmy-setting = 1\n",
+                "f.local.toml:3: `my-setting` is not a Python name",
+            ),
+            (
+                "[blog.hosts.run1]\nworkers = 8\n",
+                "f.local.toml:2: `workers` is not in capitals",
+            ),
+            ("[blog]\n_X = 1\n", "f.local.toml:2: `_X` starts with `_`"),
+        ] {
+            let err = parse(text, "f.local.toml").err().unwrap_or_default();
+            assert!(err.starts_with(said), "{err}");
+        }
     }
 
     #[test]

@@ -226,7 +226,11 @@ fn set_checks_app_host_and_key() {
         ),
         (
             vec!["blog", "NOT-A-NAME=1"],
-            "error: `NOT-A-NAME` is not a Python identifier, so no Django setting can have it as its name\n",
+            "error: `NOT-A-NAME` is not a Python name, so no setting can have it\n  help: write `NOT_A_NAME`\n",
+        ),
+        (
+            vec!["blog", "debug=true"],
+            "error: `debug` is not in capitals, and Django reads only names in capitals from settings\n  help: write `DEBUG`\n",
         ),
         (
             vec!["blog", "DEBUG"],

@@ -446,8 +446,8 @@ fn set(args: &SetArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if !crate::overrides::is_identifier(key) {
-        eprintln!("error: `{key}` is not a Python identifier, so no Django setting can have it as its name");
+    if let Some(problem) = crate::names::setting_name_problem(key) {
+        eprintln!("error: {}\n  help: {}", problem.what, problem.fix);
         return ExitCode::FAILURE;
     }
     let edit = crate::overrides::Edit {

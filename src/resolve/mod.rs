@@ -209,6 +209,9 @@ impl<'p> Checker<'p> {
                 self.labels(entry, sub, ctx);
                 self.body(entry, sub, ctx);
             } else if let Some(ty) = schema.open {
+                if matches!(ty, Ty::Setting) {
+                    self.setting_name(&entry.key);
+                }
                 self.open_entry(entry, ty, ctx);
             } else {
                 self.unknown_field(owner, entry, schema);
@@ -579,6 +582,17 @@ impl<'p> Checker<'p> {
                 .primary(name.span, format!("no {} has this name", kind.word()))
                 .help(help),
         );
+    }
+
+    /// A settings layer's key: a name Django will read (E114).
+    fn setting_name(&mut self, key: &Name) {
+        if let Some(problem) = crate::names::setting_name_problem(&key.text) {
+            self.report(
+                Diagnostic::error("E114", problem.what)
+                    .primary(key.span, "not a setting's name")
+                    .help(problem.fix),
+            );
+        }
     }
 
     /// A string handed to another program as it is: E113 if its shape is wrong.
