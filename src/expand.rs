@@ -389,6 +389,21 @@ impl Expander<'_, '_> {
         let Some(key) = self.interpolate(&label.text, label.span, scope) else {
             return;
         };
+        let is_path = matches!(
+            entry.key.text.as_str(),
+            "directory" | "file" | "symlink" | "virtualenv" | "tree" | "subvolume"
+        );
+        if let Some(problem) = is_path
+            .then(|| crate::names::host_path_problem(&key))
+            .flatten()
+        {
+            self.diagnostics.push(
+                Diagnostic::error("E225", format!("{} {}", entry.key.text, problem.what))
+                    .primary(label.span, "not a path on the host")
+                    .help(problem.fix),
+            );
+            return;
+        }
         let owner = self
             .string(entry, "owner", scope)
             .unwrap_or_else(|| "root".to_string());

@@ -334,6 +334,53 @@ pub fn setting_name_problem(name: &str) -> Option<Problem> {
     }
 }
 
+/// A file's permissions, in octal as chmod takes them: `0644`, `755`,
+/// `2775` (three digits, or four with the setuid/setgid/sticky bits).
+pub fn mode_problem(mode: &str) -> Option<Problem> {
+    if (3..=4).contains(&mode.len()) && mode.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    let symbolic = mode.len() == 9
+        && mode
+            .bytes()
+            .zip(b"rwxrwxrwx")
+            .all(|(got, letter)| got == *letter || got == b'-');
+    let fix = if symbolic {
+        let bits = mode
+            .bytes()
+            .fold(0u32, |bits, b| bits << 1 | u32::from(b != b'-'));
+        format!("write it in octal: \"{bits:04o}\"")
+    } else {
+        "write the permissions in octal, in quotes: \"0644\" (a file), \"0755\" (a directory)"
+            .to_string()
+    };
+    problem(format!("`{mode}` is not an octal mode"), fix)
+}
+
+/// A path on a host (a role's `file`, `directory`, ...): absolute, without
+/// `..`, on one line.
+pub fn host_path_problem(path: &str) -> Option<Problem> {
+    if let Some(p) = one_line_problem(path) {
+        return Some(p);
+    }
+    if !path.starts_with('/') {
+        return problem(
+            format!("`{path}` is not an absolute path"),
+            format!(
+                "write it from the root: \"/{}\"",
+                path.trim_start_matches("./")
+            ),
+        );
+    }
+    if path.split('/').any(|s| s == "..") {
+        return problem(
+            format!("`{path}` has a `..` segment"),
+            "write the path it stands for, without `..`",
+        );
+    }
+    None
+}
+
 /// Characters a path may hold as they are, here: RFC 3986's unreserved
 /// ones and `/`. Nothing nginx's config would need quoted.
 fn path_char(c: char) -> bool {
@@ -530,6 +577,36 @@ mod tests {
         );
     }
 
+    #[test]
+    fn modes() {
+        shapes(
+            mode_problem,
+            &["0644", "644", "0755", "2775", "0600"],
+            &[
+                ("rw-r--r--", "\"0644\""),
+                ("rwxr-x---", "\"0750\""),
+                ("0648", "in octal, in quotes"),
+                ("u+rw", "in octal, in quotes"),
+                ("", "in octal, in quotes"),
+                ("06444", "in octal, in quotes"),
+            ],
+        );
+    }
+
+    #[test]
+    fn host_paths() {
+        shapes(
+            host_path_problem,
+            &["/etc/motd", "/srv/sitec/apps/blog/", "/"],
+            &[
+                ("etc/motd", "\"/etc/motd\""),
+                ("./etc/motd", "\"/etc/motd\""),
+                ("/srv/../etc/shadow", "without `..`"),
+                ("/etc/x\ny", "one line"),
+            ],
+        );
+    }
+
     proptest::proptest! {
         /// Any text, and text made of the characters these shapes are
         /// about: every check answers, none panics.
@@ -538,7 +615,9 @@ mod tests {
             any in "\\PC{0,24}",
             near in "[/.:@*a-z0-9 _()-]{0,12}",
         ) {
-            let checks: [Check; 8] = [
+            let checks: [Check; 10] = [
+                mode_problem,
+                host_path_problem,
                 setting_name_problem,
                 one_line_problem,
                 domain_problem,

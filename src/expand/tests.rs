@@ -114,3 +114,37 @@ fn overrides_render_the_same_shared_or_alone() {
         });
     assert!(done.is_some(), "{diagnostics:?}");
 }
+
+#[test]
+fn a_role_path_that_is_not_absolute_is_an_error_at_its_label() {
+    let text = "use std/platform\nprovider colo { user = \"root\" }\nhost h1 { provider = colo  address = \"203.0.113.10\"  roles = [odd] }\nrole odd {\n  file \"etc/motd\" { content = \"hi\\n\" }\n  directory \"/srv/../etc\" { }\n  package \"etc\" { }\n}\n";
+    let mut sources = SourceMap::new();
+    let (done, _) = compile::with_fleet_text(&mut sources, "odd.site", text, |fleet, sources| {
+        let inputs = Inputs {
+            fleet,
+            sources,
+            secrets: &Secrets::placeholders(),
+            overrides: &[],
+            shared: context::Shared::default(),
+        };
+        let (_, diagnostics) = expand(&inputs, &Templates::new().expect("templates"));
+        diagnostics
+            .iter()
+            .filter(|d| d.code == "E225")
+            .map(|d| (d.message.clone(), d.help.clone().unwrap_or_default()))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        done.unwrap_or_default(),
+        [
+            (
+                "file `etc/motd` is not an absolute path".to_string(),
+                "write it from the root: \"/etc/motd\"".to_string()
+            ),
+            (
+                "directory `/srv/../etc` has a `..` segment".to_string(),
+                "write the path it stands for, without `..`".to_string()
+            ),
+        ]
+    );
+}

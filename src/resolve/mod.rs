@@ -426,12 +426,23 @@ impl<'p> Checker<'p> {
             }
             (Ty::Secret, ValueKind::Str(_))
             | (Ty::Text, ValueKind::Str(_) | ValueKind::Text(_))
-            | (Ty::Int, ValueKind::Int(_))
             | (Ty::Bool, ValueKind::Bool(_))
             | (Ty::Duration, ValueKind::Duration(_))
             | (Ty::Size, ValueKind::Size(_)) => {}
             (Ty::Shaped(shape), ValueKind::Str(text)) => {
                 self.shaped(shape, text, value.span, field);
+            }
+            (Ty::IntIn(min, max), ValueKind::Int(n)) => {
+                if !(min..=max).contains(n) {
+                    self.report(
+                        Diagnostic::error(
+                            "E115",
+                            format!("`{field}` is {n}, outside {min} to {max}"),
+                        )
+                        .primary(value.span, format!("expected {}", ty.describe()))
+                        .help(format!("`{field}` takes {}", ty.describe())),
+                    );
+                }
             }
             (Ty::Ref(kind), ValueKind::Ref(name)) => self.reference(name, kind, ctx),
             (Ty::OneOf(words), ValueKind::Ref(name)) => {
@@ -747,7 +758,7 @@ fn type_hint(value: &Value, ty: Ty) -> Option<String> {
         (Ty::Bool, ValueKind::Str(s)) if s == "true" || s == "false" => {
             Some(format!("write {s} without quotes"))
         }
-        (Ty::Int, ValueKind::Str(s)) if s.parse::<i64>().is_ok() => {
+        (Ty::IntIn(..), ValueKind::Str(s)) if s.parse::<i64>().is_ok() => {
             Some(format!("write {s} without quotes"))
         }
         _ => None,
@@ -759,6 +770,6 @@ fn accepts(ty: Ty, kind: &ValueKind) -> bool {
         (ty, kind),
         (Ty::Str | Ty::Shaped(_), ValueKind::Str(_))
             | (Ty::Ref(_), ValueKind::Ref(_))
-            | (Ty::Int, ValueKind::Int(_))
+            | (Ty::IntIn(..), ValueKind::Int(_))
     )
 }

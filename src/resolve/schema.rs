@@ -42,7 +42,8 @@ pub enum Ty {
     Str,
     /// A string or a `"""` text block.
     Text,
-    Int,
+    /// An integer from the first to the second, both included.
+    IntIn(i64, i64),
     Bool,
     Duration,
     Size,
@@ -70,6 +71,7 @@ pub enum Shape {
     Python,
     UrlPrefix,
     Folder,
+    Mode,
 }
 
 impl Shape {
@@ -83,6 +85,7 @@ impl Shape {
             Shape::Python => crate::names::python_problem(text),
             Shape::UrlPrefix => crate::names::url_prefix_problem(text),
             Shape::Folder => crate::names::folder_problem(text),
+            Shape::Mode => crate::names::mode_problem(text),
         }
     }
 }
@@ -93,7 +96,7 @@ impl Ty {
         match self {
             Ty::Str | Ty::Shaped(_) => "a string".into(),
             Ty::Text => "a string or a text block".into(),
-            Ty::Int => "an integer".into(),
+            Ty::IntIn(min, max) => format!("an integer from {min} to {max}"),
             Ty::Bool => "`true` or `false`".into(),
             Ty::Duration => "a duration such as `90s` or `1h`".into(),
             Ty::Size => "a size such as `512MB`".into(),
@@ -222,6 +225,8 @@ const fn block(
 }
 
 const STRINGS: Ty = Ty::List(&Ty::Str);
+const PORT: Ty = Ty::IntIn(1, 65535);
+const KEPT: Ty = Ty::IntIn(0, 100_000);
 const HOSTS: Ty = Ty::List(&Ty::Ref(Kind::Host));
 
 pub static PROVIDER: Schema = Schema {
@@ -230,7 +235,7 @@ pub static PROVIDER: Schema = Schema {
     fields: &[
         field("kind", Ty::OneOf(&["ssh", "local"]), "`ssh` (default): hosts reached over SSH; `local`: systemd-nspawn containers on this machine"),
         field("user", Ty::Str, "the SSH user (default `root`)"),
-        field("port", Ty::Int, "the SSH port (default 22)"),
+        field("port", PORT, "the SSH port (default 22)"),
         field("known_hosts", Ty::Str, "a known_hosts file that pins these hosts' keys"),
         field("identity", Ty::Str, "the SSH private key to log in with"),
     ],
@@ -310,7 +315,7 @@ pub static DATABASE: Schema = Schema {
             Ty::Ref(Kind::Host),
             "a Redis replica (`replicaof`)",
         ),
-        field("port", Ty::Int, "the server's port"),
+        field("port", PORT, "the server's port"),
     ],
     blocks: &[],
     open: None,
@@ -349,7 +354,7 @@ static WORKER: Schema = block(
         ),
         field(
             "replicas",
-            Ty::Int,
+            Ty::IntIn(1, 64),
             "how many of this worker run (default 1)",
         ),
     ],
@@ -380,7 +385,11 @@ pub static APP: Schema = Schema {
             Ty::List(&Ty::Shaped(Shape::Domain)),
             "the domains the balancers route to this app",
         ),
-        field("replicas", Ty::Int, "how many runners run it (default 1)"),
+        field(
+            "replicas",
+            Ty::IntIn(0, 1000),
+            "how many runners run it (default 1)",
+        ),
         field("runners", HOSTS, "pin the app to these runners"),
         field(
             "paths",
@@ -415,10 +424,10 @@ static KEEP: Schema = block(
     "keep",
     Labels::None,
     &[
-        field("hourly", Ty::Int, "hourly snapshots kept"),
-        field("daily", Ty::Int, "daily snapshots kept"),
-        field("weekly", Ty::Int, "weekly snapshots kept"),
-        field("monthly", Ty::Int, "monthly snapshots kept"),
+        field("hourly", KEPT, "hourly snapshots kept"),
+        field("daily", KEPT, "daily snapshots kept"),
+        field("weekly", KEPT, "weekly snapshots kept"),
+        field("monthly", KEPT, "monthly snapshots kept"),
     ],
     "how many historical snapshots to keep",
 );
@@ -447,7 +456,11 @@ pub static BACKUP: Schema = Schema {
 
 const OWNER: Field = field("owner", Ty::Str, "owning user (default root)");
 const GROUP: Field = field("group", Ty::Str, "owning group (default the owner's)");
-const MODE: Field = field("mode", Ty::Str, "permissions, octal in quotes: \"0644\"");
+const MODE: Field = field(
+    "mode",
+    Ty::Shaped(Shape::Mode),
+    "permissions, octal in quotes: \"0644\"",
+);
 const NOTIFY: Field = field(
     "notify",
     STRINGS,
