@@ -14,6 +14,14 @@ pub struct Problem {
     pub fix: String,
 }
 
+impl Problem {
+    /// The problem as one line of an error about `place` (a key, a file's
+    /// line): "PLACE: WHAT; FIX".
+    pub fn at(&self, place: &str) -> String {
+        format!("{place}: {}; {}", self.what, self.fix)
+    }
+}
+
 fn problem(what: impl Into<String>, fix: impl Into<String>) -> Option<Problem> {
     Some(Problem {
         what: what.into(),

@@ -58,22 +58,28 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Override>, String> {
                         continue;
                     };
                     for (key, item) in settings.iter() {
-                        let span = settings.key(key).and_then(toml_edit::Key::span);
-                        setting_name(key, &format!("{name}:{}", line(span.clone())))?;
+                        let origin = format!(
+                            "{name}:{}",
+                            line(settings.key(key).and_then(toml_edit::Key::span))
+                        );
+                        setting_name(key, &origin)?;
                         let python = to_python(item).ok_or_else(|| format!("`{name}`: `{app}.hosts.{host}.{key}` has a value sitec can't pass to Python"))?;
                         out.push(Override {
                             app: app.to_string(),
                             host: Some(host.to_string()),
                             name: key.to_string(),
                             python,
-                            origin: format!("{name}:{}", line(span)),
+                            origin,
                         });
                     }
                 }
                 continue;
             }
-            let span = table.key(key).and_then(toml_edit::Key::span);
-            setting_name(key, &format!("{name}:{}", line(span.clone())))?;
+            let origin = format!(
+                "{name}:{}",
+                line(table.key(key).and_then(toml_edit::Key::span))
+            );
+            setting_name(key, &origin)?;
             let python = to_python(item).ok_or_else(|| {
                 format!("`{name}`: `{app}.{key}` has a value sitec can't pass to Python")
             })?;
@@ -82,7 +88,7 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Override>, String> {
                 host: None,
                 name: key.to_string(),
                 python,
-                origin: format!("{name}:{}", line(span)),
+                origin,
             });
         }
     }
@@ -91,10 +97,7 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Override>, String> {
 
 /// A key of the file is a setting's name Django will read.
 fn setting_name(key: &str, place: &str) -> Result<(), String> {
-    match crate::names::setting_name_problem(key) {
-        None => Ok(()),
-        Some(p) => Err(format!("{place}: {}; {}", p.what, p.fix)),
-    }
+    crate::names::setting_name_problem(key).map_or(Ok(()), |p| Err(p.at(place)))
 }
 
 fn to_python(item: &toml_edit::Item) -> Option<String> {

@@ -407,10 +407,7 @@ fn in_flag_terms(error: String, routes: &[String]) -> String {
 }
 
 fn check_domain(key: &str, d: &str) -> Result<(), String> {
-    match crate::names::domain_problem(d) {
-        None => Ok(()),
-        Some(p) => Err(format!("{key}: {}; {}", p.what, p.fix)),
-    }
+    crate::names::domain_problem(d).map_or(Ok(()), |p| Err(p.at(key)))
 }
 
 fn addrs(key: &str, list: &[String]) -> Result<Vec<SocketAddr>, String> {

@@ -75,10 +75,11 @@ pub enum Shape {
 }
 
 impl Shape {
-    /// What is wrong with `text` in this shape, and the fix.
+    /// What is wrong with `text` in this shape, and the fix. Every shape
+    /// is one line first.
     pub fn problem(self, text: &str) -> Option<crate::names::Problem> {
-        match self {
-            Shape::OneLine => crate::names::one_line_problem(text),
+        crate::names::one_line_problem(text).or_else(|| match self {
+            Shape::OneLine => None,
             Shape::Domain => crate::names::domain_problem(text),
             Shape::Address => crate::names::address_problem(text),
             Shape::Wsgi => crate::names::wsgi_problem(text),
@@ -86,7 +87,7 @@ impl Shape {
             Shape::UrlPrefix => crate::names::url_prefix_problem(text),
             Shape::Folder => crate::names::folder_problem(text),
             Shape::Mode => crate::names::mode_problem(text),
-        }
+        })
     }
 }
 
@@ -708,3 +709,25 @@ pub fn top_level(keyword: &str) -> Option<&'static Schema> {
 
 /// Functions a value may call.
 pub static FUNCTIONS: [&str; 1] = ["secret"];
+
+#[cfg(test)]
+mod tests {
+    use super::Shape;
+
+    #[test]
+    fn every_shape_is_one_line_first() {
+        // The wsgi shape alone would let a factory's argument hold a line
+        // break, into gunicorn's config.
+        for (shape, text) in [
+            (Shape::Wsgi, "app:create_app('a\nb')"),
+            (Shape::Domain, "a.com\n"),
+            (Shape::Mode, "0644\n"),
+        ] {
+            let problem = shape.problem(text).map(|p| p.what).unwrap_or_default();
+            assert!(
+                problem.contains("holds a line break"),
+                "{shape:?}: {problem}"
+            );
+        }
+    }
+}
