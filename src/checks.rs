@@ -19,7 +19,7 @@ type Rule = fn(&Fleet) -> Vec<Diagnostic>;
 
 /// Every rule, its default severity, and the function that checks it. The
 /// functions build their diagnostics as errors; `check` sets the severity.
-pub const RULES: [(&str, Severity, Rule); 8] = [
+pub const RULES: [(&str, Severity, Rule); 9] = [
     (
         "balancer_redundancy",
         Severity::Warning,
@@ -31,6 +31,7 @@ pub const RULES: [(&str, Severity, Rule); 8] = [
     ("backup_target", Severity::Error, backup_target),
     ("domain_conflict", Severity::Error, domain_conflict),
     ("port_conflict", Severity::Error, port_conflict),
+    ("address_conflict", Severity::Error, address_conflict),
     ("role_requirements", Severity::Error, role_requirements),
 ];
 
@@ -349,12 +350,14 @@ fn backup_target(fleet: &Fleet) -> Vec<Diagnostic> {
 /// A domain belongs to one app.
 fn domain_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
     // Only looked up, never walked: a hash map's order does not show.
-    let mut claimed: HashMap<&str, (&str, Span)> = HashMap::with_capacity(fleet.apps.len() * 2);
+    let mut claimed: HashMap<String, (&str, Span)> = HashMap::with_capacity(fleet.apps.len() * 2);
     let mut diagnostics = Vec::new();
     for app in &fleet.apps {
         for (domain, span) in &app.domains {
-            let key = domain.trim_end_matches('.');
-            match claimed.get(key) {
+            // Hosts are matched without case or a final dot, by the
+            // balancer too.
+            let key = domain.trim_end_matches('.').to_ascii_lowercase();
+            match claimed.get(key.as_str()) {
                 Some((first, first_span)) => diagnostics.push(
                     Diagnostic::error("E256", format!("domain `{domain}` is claimed twice"))
                         .primary(*span, format!("claimed by `{}`", app.name))
@@ -364,6 +367,43 @@ fn domain_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
                 None => {
                     claimed.insert(key, (&app.name, *span));
                 }
+            }
+        }
+    }
+    diagnostics
+}
+
+/// A written address belongs to one host: two hosts at one address are one
+/// machine applied twice, each apply undoing the other's files.
+fn address_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut first_at: HashMap<String, usize> = HashMap::with_capacity(fleet.hosts.len());
+    let mut diagnostics = Vec::new();
+    for (id, host) in fleet.hosts.iter().enumerate() {
+        let Some(address) = &host.address else {
+            continue;
+        };
+        let key = address.trim_end_matches('.').to_ascii_lowercase();
+        match first_at.get(&key) {
+            Some(&first) => {
+                let other = &fleet.hosts[first];
+                diagnostics.push(
+                    Diagnostic::error(
+                        "E261",
+                        format!(
+                            "hosts `{}` and `{}` have the same address, {address}",
+                            other.name, host.name
+                        ),
+                    )
+                    .primary(host.span, format!("at the address of `{}`", other.name))
+                    .secondary(other.span, "first here")
+                    .help(format!(
+                        "a host is one machine: fix the address of one, or give `{}` both hosts' roles",
+                        other.name
+                    )),
+                );
+            }
+            None => {
+                first_at.insert(key, id);
             }
         }
     }

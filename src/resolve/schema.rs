@@ -693,6 +693,7 @@ pub static CHECKS: Schema = block(
         field("backup_target", LEVEL, "a backup pulled to a host it backs up, that holds a copy, or that lacks the `backup` role (default error)"),
         field("domain_conflict", LEVEL, "one domain claimed twice (default error)"),
         field("port_conflict", LEVEL, "two services on one port of one host (default error)"),
+        field("address_conflict", LEVEL, "two hosts at one address (default error)"),
         field("role_requirements", LEVEL, "a host lacks a role what it runs needs, or no host plays a role the apps need (default error)"),
     ],
     "the severity of each fleet check: `error`, `warning` or `off`",
