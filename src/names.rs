@@ -1,9 +1,13 @@
-//! The shapes of the names a spec hands to other programs: an app's domains
-//! (nginx's `server_name`, Django's `ALLOWED_HOSTS`, the balancer's routes),
-//! a host's address (ssh, `/etc/hosts`, the balancer's backends) and an
-//! app's WSGI callable (gunicorn's `wsgi_app`). One definition each, used
-//! by the compiler (E113, at the place in the spec) and, for domains, by
-//! the balancer's own config check (a file may be written by hand).
+//! The shapes of the strings a spec hands to other programs as they are:
+//! an app's domains (nginx's `server_name`, Django's `ALLOWED_HOSTS`, the
+//! balancer's routes), a host's address (ssh, `/etc/hosts`, the balancer's
+//! backends), an app's WSGI callable (gunicorn's `wsgi_app`), Python
+//! version, static URL and folder (nginx's `location` and `alias`), a
+//! setting's name (the rendered settings module), a file's mode, a role's
+//! paths on the host, and every one-line string (systemd's `ExecStart=`).
+//! One definition each, used by the compiler (E113, E114 and E225, at the
+//! place in the spec), the balancer's own config check (a file may be
+//! written by hand), the local override file and `sitec set`.
 //!
 //! Each check answers what is wrong and how to write it instead, or `None`.
 

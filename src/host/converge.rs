@@ -268,7 +268,8 @@ fn virtualenv(item: &Item, path: &Path, python: &str, owner: &str) -> Result<(),
         .map_err(|e| format!("cannot write the virtualenv marker: {e}"))
 }
 
-/// `3.11` to the interpreter that is that version (`python3.11`).
+/// `3.11` to the interpreter that is that version (`python3.11`); `3` to
+/// whichever Python 3 the host has.
 fn interpreter(python: &str) -> Result<String, String> {
     let candidates = [format!("python{python}"), "python3".to_string()];
     for candidate in candidates {
@@ -276,7 +277,13 @@ fn interpreter(python: &str) -> Result<String, String> {
             &candidate,
             &["-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
         );
-        if ran.ok && (ran.output.trim() == python || python.is_empty()) {
+        let found = ran.output.trim();
+        let matches = python.is_empty()
+            || found == python
+            || found
+                .strip_prefix(python)
+                .is_some_and(|minor| minor.starts_with('.'));
+        if ran.ok && matches {
             return Ok(candidate);
         }
     }
@@ -359,5 +366,25 @@ pub fn present(managed: &Managed) -> bool {
         Kind::User { name, .. } => system::uid(name).is_some(),
         Kind::Package { .. } => true,
         other => system::meta(Path::new(other.key())).is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interpreter;
+
+    /// Runs the machine's own Python 3 (CI installs it).
+    #[test]
+    fn a_version_finds_its_interpreter_and_a_major_finds_python3() {
+        let found = std::process::Command::new("python3")
+            .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        assert!(found.starts_with("3."), "python3 here: {found:?}");
+        assert_eq!(interpreter("3"), Ok("python3".to_string()));
+        assert_eq!(interpreter(&found), Ok(format!("python{found}")));
+        let missing = interpreter("3.99").err().unwrap_or_default();
+        assert!(missing.contains("there is no Python 3.99"), "{missing}");
     }
 }
