@@ -3,7 +3,8 @@
 //! `check` loads the root file and every module it uses (`modules`, which
 //! parses each with `syntax`), then resolves names and types (`resolve`);
 //! when that finds no error it builds the fleet model (`model`) and runs the
-//! fleet checks (`checks`).
+//! fleet checks (`checks`); for a spec on disk it then looks up the apps'
+//! files beside it (`local_files`).
 //! Each stage returns its result with its diagnostics; the driver collects
 //! them, in source order, and never prints: the commands in `cli` do.
 
@@ -62,18 +63,31 @@ impl Report {
 /// Checks the spec at `path`.
 pub fn check(sources: &mut SourceMap, path: &Path) -> Report {
     let program = modules::load(sources, path);
-    report(program)
+    report(program, Some(spec_folder(path)))
 }
 
 /// Checks a spec given as text (standard input, tests, benchmarks).
 pub fn check_text(sources: &mut SourceMap, name: &str, text: &str) -> Report {
     let program = modules::load_text(sources, name, text, Path::new("."));
-    report(program)
+    report(program, None)
 }
 
-fn report(program: modules::Program) -> Report {
+/// The folder a spec's relative paths (an app's `source`) start from.
+fn spec_folder(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new(""))
+}
+
+/// `local`: the spec's folder, when it is a file on disk: then the apps'
+/// files are looked up (`local_files`).
+fn report(program: modules::Program, local: Option<&Path>) -> Report {
     let (diagnostics, counts) = {
-        let analysis = analyse(&program);
+        let mut analysis = analyse(&program);
+        if let (Some(fleet), Some(base)) = (&analysis.fleet, local) {
+            analysis
+                .diagnostics
+                .extend(crate::local_files::check(fleet, base));
+            diagnostic::sort(&mut analysis.diagnostics);
+        }
         (analysis.diagnostics, analysis.counts)
     };
     Report {
@@ -139,7 +153,8 @@ pub fn render(
     overrides: &[crate::settings::Override],
 ) -> Rendered {
     let program = modules::load(sources, path);
-    render_program(sources, &program, path, secrets, overrides)
+    let local = Some(spec_folder(path));
+    render_program(sources, &program, path, local, secrets, overrides)
 }
 
 /// Compiles a spec given as text (benchmarks, tests). Modules it `use`s are
@@ -153,7 +168,7 @@ pub fn render_text(
     overrides: &[crate::settings::Override],
 ) -> Rendered {
     let program = modules::load_text(sources, name, text, Path::new("."));
-    render_program(sources, &program, Path::new(name), secrets, overrides)
+    render_program(sources, &program, Path::new(name), None, secrets, overrides)
 }
 
 /// Loads, checks and models the spec at `path` and hands the fleet to `f`
@@ -242,6 +257,7 @@ fn render_program(
     sources: &SourceMap,
     program: &modules::Program,
     path: &Path,
+    local: Option<&Path>,
     secret_source: &SecretSource,
     overrides: &[crate::settings::Override],
 ) -> Rendered {
@@ -255,6 +271,9 @@ fn render_program(
     let Some(fleet) = fleet else {
         return failed(diagnostics);
     };
+    if let Some(base) = local {
+        diagnostics.extend(crate::local_files::check(&fleet, base));
+    }
     let secrets = match secret_source {
         SecretSource::Placeholders => crate::secrets::Secrets::placeholders(),
         SecretSource::File => {

@@ -22,6 +22,7 @@ pub mod expand;
 pub mod explain;
 pub mod format;
 pub mod graph;
+pub mod local_files;
 pub mod model;
 pub mod modules;
 pub mod names;

@@ -145,6 +145,14 @@ pub fn address_problem(address: &str) -> Option<Problem> {
     None
 }
 
+/// Whether `s` is a Python name (a module path's part, a callable).
+pub fn is_python_name(s: &str) -> bool {
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+}
+
 /// An app's WSGI callable as gunicorn takes it: a dotted module path, then
 /// optionally `:` and the name of the callable in it (`application` if left
 /// out), or a call of a factory (`create_app()`).
@@ -157,20 +165,14 @@ pub fn wsgi_problem(wsgi: &str) -> Option<Problem> {
             format!("write the module's dotted name: `{dotted}:application`"),
         );
     }
-    let identifier = |s: &str| {
-        s.chars()
-            .next()
-            .is_some_and(|c| c.is_alphabetic() || c == '_')
-            && s.chars().all(|c| c.is_alphanumeric() || c == '_')
-    };
-    if !module.split('.').all(identifier) {
+    if !module.split('.').all(is_python_name) {
         return problem(
             format!("`{wsgi}`: `{module}` is not a Python module path"),
             "write `module.path:name`, e.g. `blog.wsgi:application`",
         );
     }
     let name = callable.split_once('(').map_or(callable, |(n, _)| n);
-    if !identifier(name) || (callable.contains('(') && !callable.ends_with(')')) {
+    if !is_python_name(name) || (callable.contains('(') && !callable.ends_with(')')) {
         return problem(
             format!("`{wsgi}`: `{callable}` is not a name in the module"),
             "after the `:`, the callable's name (`application`) or a factory's call (`create_app()`)",

@@ -202,3 +202,43 @@ fn fmt_leaves_a_file_with_syntax_errors_alone() {
     assert_eq!(out.read("spec.site"), broken);
     assert!(!Path::new(&out.dir.path().join(".spec.site.sitec-fmt")).exists());
 }
+
+/// An app's source folder misspelt: `check` warns at the spec's line with the
+/// folder it meant; `plan` stops there, as an error, before building a
+/// wheelhouse or reaching a host (the local fleet is not even up).
+#[test]
+fn a_missing_app_source_warns_in_check_and_stops_plan() {
+    let spec = "use std/platform\n\
+                provider here { kind = local }\n\
+                host lb1 { provider = here  roles = [balancer] }\n\
+                host run1 { provider = here  roles = [runner, postgres] }\n\
+                checks { balancer_redundancy = off }\n\
+                database main { engine = postgres  primary = run1 }\n\
+                app blog {\n  source = \"apps/blgo\"\n  wsgi = \"blog.wsgi:application\"\n  \
+                domains = [\"blog.example.com\"]\n  databases { default = main }\n}\n";
+    let test = || {
+        Test::new()
+            .file("spec.site", spec)
+            .file("apps/blog/requirements.txt", "Django==5.2.19\n")
+            .file("apps/blog/blog/wsgi.py", "application = None\n")
+    };
+    let expected = "[E270]: the source of app `blog`, `apps/blgo`, does not exist\n  \
+                    --> spec.site:8:12\n  |\n8 |   source = \"apps/blgo\"\n  \
+                    |            ^^^^^^^^^^^ not beside the spec\n  |\n  \
+                    = help: did you mean `source = \"apps/blog\"`?\n";
+    let out = test().args(&["check", "spec.site"]).run();
+    assert_eq!(
+        (out.status, out.stdout.as_str()),
+        (
+            0,
+            "ok: spec.site (1 provider, 2 hosts, 1 database, 1 app, 1 warning)\n"
+        )
+    );
+    assert_eq!(out.stderr, format!("warning{expected}\n"));
+    let out = test().args(&["plan", "spec.site"]).run();
+    assert_eq!(out.status, 1);
+    assert_eq!(
+        out.stderr,
+        format!("error{expected}\nerror: `spec.site` has 1 error\n")
+    );
+}

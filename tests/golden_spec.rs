@@ -5,7 +5,8 @@
 //! must report it, and the rendered diagnostics must match the insta
 //! snapshot beside it in `golden/spec_errors/snapshots/`. A snapshot with no
 //! input is itself a failure. An input whose name ends in `_as_warning` sets
-//! a rule to `warning`: it must report warnings and no error. Every input
+//! a rule to `warning` (or finds what only warns, such as the apps' files
+//! missing): it must report warnings and no error. Every input
 //! under `golden/spec_clean/` turns rules `off` and must compile with no
 //! diagnostic at all, in `render` and in `check`.
 

@@ -78,7 +78,7 @@ struct Prepared {
 fn prepare(spec: &Path) -> Result<Prepared, ExitCode> {
     crate::trace::mark(|| format!("compiling {}", spec.display()));
     let rendered =
-        super::compile(spec, &crate::compile::SecretSource::File).ok_or(ExitCode::FAILURE)?;
+        super::compile(spec, &crate::compile::SecretSource::File, true).ok_or(ExitCode::FAILURE)?;
     crate::trace::mark(|| "compiled".into());
     let hosts = desired::build(&rendered, spec, &|line| eprintln!("{line}")).map_err(|e| {
         eprintln!("error: {e}");

@@ -311,9 +311,13 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Compiles a spec, printing its diagnostics; `None` when it has errors.
+/// Compiles a spec and prints its diagnostics; `None` when it has errors.
+/// `for_plan`: what plan cannot do without (an app's source folder and
+/// requirements, `local_files`) is an error rather than a warning.
 pub(crate) fn compile(
     spec: &Path,
     secrets: &crate::compile::SecretSource,
+    for_plan: bool,
 ) -> Option<crate::compile::Rendered> {
     let mut sources = SourceMap::new();
     let overrides = match crate::overrides::load(spec) {
@@ -323,7 +327,14 @@ pub(crate) fn compile(
             return None;
         }
     };
-    let rendered = crate::compile::render(&mut sources, spec, secrets, &overrides);
+    let mut rendered = crate::compile::render(&mut sources, spec, secrets, &overrides);
+    if for_plan {
+        for d in &mut rendered.diagnostics {
+            if crate::local_files::needed_by_plan(d) {
+                d.severity = diagnostic::Severity::Error;
+            }
+        }
+    }
     print_diagnostics(&sources, &rendered.diagnostics);
     if rendered.errors() > 0 {
         let n = rendered.errors();
@@ -343,7 +354,7 @@ fn render(args: &RenderArgs) -> ExitCode {
     } else {
         crate::compile::SecretSource::File
     };
-    let Some(rendered) = compile(&args.spec, &source) else {
+    let Some(rendered) = compile(&args.spec, &source, false) else {
         return ExitCode::FAILURE;
     };
     match crate::output::write_tree(&args.out, &rendered) {
@@ -372,7 +383,11 @@ fn graph(args: &GraphArgs) -> ExitCode {
             })
         });
     }
-    let Some(rendered) = compile(&args.spec, &crate::compile::SecretSource::Placeholders) else {
+    let Some(rendered) = compile(
+        &args.spec,
+        &crate::compile::SecretSource::Placeholders,
+        false,
+    ) else {
         return ExitCode::FAILURE;
     };
     match args.format {

@@ -130,6 +130,12 @@ pub struct App {
     pub span: Span,
     /// Where replicas, domains etc. are written, for diagnostics.
     pub replicas_span: Span,
+    /// Where `source`, `requirements` and `wsgi` are written (the app's
+    /// head when one is left to its default), for what `local_files`
+    /// finds on the operator's machine.
+    pub source_span: Span,
+    pub requirements_span: Option<Span>,
+    pub wsgi_span: Span,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -483,6 +489,9 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
         port: 0,
         span: entry.head_span(),
         replicas_span: f.value("replicas").map_or(entry.head_span(), |v| v.span),
+        source_span: f.value("source").map_or(entry.head_span(), |v| v.span),
+        requirements_span: f.value("requirements").map(|v| v.span),
+        wsgi_span: f.value("wsgi").map_or(entry.head_span(), |v| v.span),
     }
 }
 

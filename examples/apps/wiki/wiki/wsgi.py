@@ -1,0 +1,9 @@
+"""The WSGI entry point gunicorn loads (`wsgi = "wiki.wsgi:application"` in the spec)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wiki.settings")
+
+application = get_wsgi_application()

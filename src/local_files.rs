@@ -1,0 +1,329 @@
+//! What a spec names on the operator's machine: each app's source folder
+//! (relative to the spec's folder), the requirements file in it, and the
+//! module its `wsgi` names. The one stage before `plan` that reads the file
+//! system; it never writes.
+//!
+//! `sitec check` and `sitec render` report what is missing as warnings: a
+//! spec may be checked, or its files snapshot-tested, where the apps' code
+//! is not. `sitec plan` and `apply` pack each release from the folder and
+//! build its wheelhouse from the requirements, so for them those two are
+//! errors ([`needed_by_plan`]), reported at the spec's line before anything
+//! is built or any host contacted. A WSGI module not found stays a warning
+//! everywhere: it may come from a package the requirements install.
+
+use crate::diagnostic::Diagnostic;
+use crate::model::{App, Fleet};
+use std::path::{Path, PathBuf};
+
+/// The app's `source` is not a folder.
+pub const SOURCE_MISSING: &str = "E270";
+/// No requirements file in the app's source.
+pub const REQUIREMENTS_MISSING: &str = "E271";
+/// The module of the app's `wsgi` is not in its source.
+pub const WSGI_MISSING: &str = "E272";
+
+/// Whether `plan` cannot go on past this diagnostic.
+pub fn needed_by_plan(diagnostic: &Diagnostic) -> bool {
+    matches!(diagnostic.code, SOURCE_MISSING | REQUIREMENTS_MISSING)
+}
+
+/// Every app's files, looked up from `base`, the spec's folder. All are
+/// warnings here; `plan` raises those it needs.
+pub fn check(fleet: &Fleet, base: &Path) -> Vec<Diagnostic> {
+    fleet
+        .apps
+        .iter()
+        .flat_map(|app| check_app(app, base))
+        .collect()
+}
+
+fn check_app(app: &App, base: &Path) -> Vec<Diagnostic> {
+    let source = base.join(&app.source);
+    if !source.is_dir() {
+        return vec![source_missing(app, base, &source)];
+    }
+    let mut found = Vec::new();
+    if !source.join(&app.requirements).is_file() {
+        found.push(requirements_missing(app, &source));
+    }
+    found.extend(wsgi_missing(app, &source));
+    found
+}
+
+fn source_missing(app: &App, base: &Path, source: &Path) -> Diagnostic {
+    let what = if source.exists() {
+        "is not a folder"
+    } else {
+        "does not exist"
+    };
+    let written = Path::new(app.source.trim_end_matches('/'));
+    let sibling = written.file_name().and_then(|name| {
+        let names = sorted_entries(source.parent()?, Path::is_dir);
+        let name = name.to_string_lossy();
+        crate::suggest::closest(&name, names.iter().map(String::as_str)).map(str::to_string)
+    });
+    let parent = written.parent().filter(|p| !p.as_os_str().is_empty());
+    let help = match (sibling, parent) {
+        (_, Some(folder)) if source.is_file() => format!(
+            "did you mean the folder that holds it, `source = \"{}\"`?",
+            folder.display()
+        ),
+        (Some(name), _) => format!(
+            "did you mean `source = \"{}\"`?",
+            written.with_file_name(name).display()
+        ),
+        _ => format!(
+            "`source` is relative to the spec's folder ({}): name the folder that holds the app's code (its manage.py)",
+            shown(base)
+        ),
+    };
+    Diagnostic::warning(
+        SOURCE_MISSING,
+        format!("the source of app `{}`, `{}`, {what}", app.name, app.source),
+    )
+    .primary(
+        app.source_span,
+        if base.as_os_str().is_empty() {
+            "not beside the spec".to_string()
+        } else {
+            format!("looked for {}", source.display())
+        },
+    )
+    .help(help)
+}
+
+fn requirements_missing(app: &App, source: &Path) -> Diagnostic {
+    let wanted = Path::new(&app.requirements);
+    let folder = source.join(wanted.parent().unwrap_or(Path::new("")));
+    let files = sorted_entries(&folder, Path::is_file);
+    let name = wanted
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let similar = crate::suggest::closest(&name, files.iter().map(String::as_str)).or_else(|| {
+        files
+            .iter()
+            .map(String::as_str)
+            .find(|f| f.contains("requirements") && f.ends_with(".txt"))
+    });
+    let help = match similar {
+        Some(file) => format!(
+            "did you mean `requirements = \"{}\"`?",
+            wanted.with_file_name(file).display()
+        ),
+        None => "sitec builds the app's wheelhouse from a pip requirements file: add one \
+                 (`pip freeze > requirements.txt`), or name yours with `requirements = \"...\"`"
+            .to_string(),
+    };
+    let diagnostic = Diagnostic::warning(
+        REQUIREMENTS_MISSING,
+        format!(
+            "app `{}` has no requirements file `{}` in its source `{}`",
+            app.name, app.requirements, app.source
+        ),
+    );
+    match app.requirements_span {
+        Some(span) => diagnostic.primary(span, "no such file in the source"),
+        None => diagnostic.primary(
+            app.source_span,
+            format!("no {} here (the default `requirements`)", app.requirements),
+        ),
+    }
+    .help(help)
+}
+
+/// `None` when the module is in the source under one of the app's `paths`
+/// (as `a/b.py` or `a/b/__init__.py`), or `wsgi` is empty.
+fn wsgi_missing(app: &App, source: &Path) -> Option<Diagnostic> {
+    let (module, callable) = app
+        .wsgi
+        .split_once(':')
+        .unwrap_or((&app.wsgi, "application"));
+    if module.is_empty() {
+        return None;
+    }
+    let relative: PathBuf = module.split('.').collect();
+    let candidates: Vec<PathBuf> = app
+        .paths
+        .iter()
+        .flat_map(|p| {
+            let dir = below(source, p).join(&relative);
+            [dir.with_extension("py"), dir.join("__init__.py")]
+        })
+        .collect();
+    if candidates.iter().any(|c| c.is_file()) {
+        return None;
+    }
+    let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+    let help = match wsgi_files(source)
+        .iter()
+        .find_map(|f| module_of(app, source, f))
+    {
+        Some(found) => format!("did you mean `wsgi = \"{found}:{callable}\"`?"),
+        None => "name the module gunicorn imports, as in Python (`mysite.wsgi:application` \
+                 for mysite/wsgi.py); one installed by the requirements is fine too"
+            .to_string(),
+    };
+    Some(
+        Diagnostic::warning(
+            WSGI_MISSING,
+            format!(
+                "the WSGI module of app `{}`, `{module}`, is not in its source",
+                app.name
+            ),
+        )
+        .primary(app.wsgi_span, "gunicorn imports this module")
+        .note(format!("looked for {}", looked.join(", ")))
+        .help(help),
+    )
+}
+
+/// `dir/relative` without the `.` parts (`paths = ["."]` is the source).
+fn below(dir: &Path, relative: &str) -> PathBuf {
+    Path::new(relative)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .fold(dir.to_path_buf(), |path, c| path.join(c))
+}
+
+/// The dotted module a file stands for under one of the app's `paths`.
+fn module_of(app: &App, source: &Path, file: &Path) -> Option<String> {
+    app.paths.iter().find_map(|p| {
+        let rest = file.strip_prefix(below(source, p)).ok()?.with_extension("");
+        let parts: Vec<&str> = rest.iter().map(|c| c.to_str()).collect::<Option<_>>()?;
+        parts
+            .iter()
+            .all(|part| crate::names::is_python_name(part))
+            .then(|| parts.join("."))
+    })
+}
+
+/// Every `wsgi.py` in the source, shallowest first, not looking into
+/// hidden folders, virtualenvs or caches, nor deeper than four levels.
+fn wsgi_files(source: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut level = vec![source.to_path_buf()];
+    for _ in 0..4 {
+        let mut next = Vec::new();
+        for dir in level {
+            for name in sorted_entries(&dir, |_| true) {
+                let path = dir.join(&name);
+                if path.is_dir() {
+                    let skipped = name.starts_with('.')
+                        || matches!(
+                            name.as_str(),
+                            "__pycache__" | "node_modules" | "site-packages"
+                        )
+                        || path.join("pyvenv.cfg").exists();
+                    if !skipped {
+                        next.push(path);
+                    }
+                } else if name == "wsgi.py" {
+                    found.push(path);
+                }
+            }
+        }
+        level = next;
+    }
+    found
+}
+
+/// The names in `dir` whose paths pass `keep`, sorted (a folder that cannot
+/// be read has none).
+fn sorted_entries(dir: &Path, keep: fn(&Path) -> bool) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    })
+    .into_iter()
+    .flatten()
+    .flatten()
+    .filter(|entry| keep(&entry.path()))
+    .filter_map(|entry| entry.file_name().into_string().ok())
+    .collect();
+    names.sort();
+    names
+}
+
+/// A folder as the operator would write it (`.` for the current one).
+fn shown(dir: &Path) -> String {
+    if dir.as_os_str().is_empty() {
+        ".".to_string()
+    } else {
+        dir.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceMap;
+
+    /// The codes `check` gives for one app of `fields` whose source is
+    /// `apps/a` in a folder holding `files`, and their help lines.
+    fn found(fields: &str, files: &[&str]) -> Vec<(&'static str, Option<String>)> {
+        let base = tempfile::tempdir().expect("temp dir");
+        for file in files {
+            let path = base.path().join(file);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+            std::fs::write(path, "").expect("write");
+        }
+        let spec = format!(
+            "use std/platform\nprovider p {{ kind = local }}\n\
+             host h {{ provider = p  roles = [balancer, runner, postgres] }}\n\
+             checks {{ balancer_redundancy = off }}\n\
+             app a {{ source = \"apps/a\"  domains = [\"a.example.com\"]  {fields} }}\n"
+        );
+        let mut sources = SourceMap::new();
+        let (done, diagnostics) =
+            crate::compile::with_fleet_text(&mut sources, "t.site", &spec, |fleet, _| {
+                check(fleet, base.path())
+            });
+        let done = done.unwrap_or_else(|| panic!("{diagnostics:?}"));
+        done.into_iter().map(|d| (d.code, d.help)).collect()
+    }
+
+    #[test]
+    fn a_module_is_found_under_any_path_as_a_file_or_a_package() {
+        let files = [
+            "apps/a/requirements.txt",
+            "apps/a/src/site/wsgi/__init__.py",
+        ];
+        assert_eq!(
+            found(r#"wsgi = "site.wsgi:app"  paths = [".", "src"]"#, &files),
+            []
+        );
+        let files = ["apps/a/requirements.txt", "apps/a/./a/wsgi.py"];
+        assert_eq!(found(r#"wsgi = "a.wsgi:application""#, &files), []);
+    }
+
+    #[test]
+    fn the_suggested_module_is_dotted_from_a_path_and_skips_virtualenvs() {
+        let files = [
+            "apps/a/requirements.txt",
+            "apps/a/.venv/lib/wsgi.py",
+            "apps/a/venv/pyvenv.cfg",
+            "apps/a/venv/wsgi.py",
+            "apps/a/src/mysite/wsgi.py",
+        ];
+        assert_eq!(
+            found(r#"wsgi = "wsgi:application"  paths = ["src"]"#, &files),
+            [(
+                WSGI_MISSING,
+                Some("did you mean `wsgi = \"mysite.wsgi:application\"`?".to_string())
+            )]
+        );
+    }
+
+    #[test]
+    fn only_the_folder_and_the_requirements_stop_a_plan() {
+        let codes: Vec<_> = found(r#"wsgi = "a.wsgi:application""#, &["apps/a/x.py"]);
+        assert_eq!(
+            codes.iter().map(|c| c.0).collect::<Vec<_>>(),
+            [REQUIREMENTS_MISSING, WSGI_MISSING]
+        );
+        let d = |code| Diagnostic::warning(code, "");
+        assert!(needed_by_plan(&d(SOURCE_MISSING)) && needed_by_plan(&d(REQUIREMENTS_MISSING)));
+        assert!(!needed_by_plan(&d(WSGI_MISSING)));
+    }
+}
