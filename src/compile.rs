@@ -2,8 +2,9 @@
 //!
 //! `check` loads the root file and every module it uses (`modules`, which
 //! parses each with `syntax`), then resolves names and types (`resolve`);
-//! when that finds no error it builds the fleet model (`model`) and runs the
-//! fleet checks (`checks`); for a spec on disk it then looks up the apps'
+//! when that finds no error it builds the fleet model (`model`), runs the
+//! fleet checks (`checks`) and checks every role's strings and scopes
+//! without a host (`expand::lint`); for a spec on disk it then looks up the apps'
 //! files beside it (`local_files`).
 //! Each stage returns its result with its diagnostics; the driver collects
 //! them, in source order, and never prints: the commands in `cli` do.
@@ -234,6 +235,7 @@ fn analyse(program: &modules::Program) -> Analysis<'_> {
         let (built, model_diagnostics) = crate::model::build(program, &checked.symbols);
         diagnostics.extend(model_diagnostics);
         diagnostics.extend(crate::checks::check(&built));
+        diagnostics.extend(crate::expand::lint(&built));
         if !diagnostics.iter().any(Diagnostic::is_error) {
             fleet = Some(built);
         }

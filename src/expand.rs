@@ -185,11 +185,9 @@ impl Expander<'_, '_> {
                 .collect(),
             "worker" => {
                 let Some(app) = scope.app else {
-                    return self.error(
-                        word.span,
-                        "`each worker` stands inside `each app`",
-                        "put it in the app's `each app` block",
-                    );
+                    return self
+                        .diagnostics
+                        .push(each_outside("worker", "app", word.span));
                 };
                 (0..fleet.apps[app].workers.len())
                     .map(|w| {
@@ -205,11 +203,9 @@ impl Expander<'_, '_> {
             }
             "leader" => {
                 let Some(app) = scope.app else {
-                    return self.error(
-                        word.span,
-                        "`each leader` stands inside `each app`",
-                        "put it in the app's `each app` block",
-                    );
+                    return self
+                        .diagnostics
+                        .push(each_outside("leader", "app", word.span));
                 };
                 let first = fleet.placement[app].first() == Some(&self.host);
                 let origin = line_of(self.inputs.sources, fleet.apps[app].span);
@@ -276,50 +272,25 @@ impl Expander<'_, '_> {
         }
     }
 
-    fn error(&mut self, span: Span, message: &str, help: &str) {
-        self.diagnostics.push(
-            Diagnostic::error("E220", message.to_string())
-                .primary(span, "here")
-                .help(help.to_string()),
-        );
-    }
-
     /// `{app}` and friends in a role's string: the scope's values.
     fn interpolate(&mut self, text: &str, span: Span, scope: &Scope) -> Option<String> {
+        let Some(pieces) = pieces(text) else {
+            self.diagnostics.push(lone_brace(span));
+            return None;
+        };
         let mut out = String::with_capacity(text.len());
-        let mut rest = text;
-        while let Some(open) = rest.find(['{', '}']) {
-            out.push_str(&rest[..open]);
-            let tail = &rest[open..];
-            if let Some(after) = tail.strip_prefix("{{").or_else(|| tail.strip_prefix("}}")) {
-                out.push_str(&tail[..1]);
-                rest = after;
-                continue;
+        for piece in pieces {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Value(name) => match self.variable(name, scope) {
+                    Some(value) => out.push_str(&value),
+                    None => {
+                        self.diagnostics.push(unknown_value(name, span));
+                        return None;
+                    }
+                },
             }
-            let Some(close) = tail.find('}').filter(|_| tail.starts_with('{')) else {
-                self.error(
-                    span,
-                    "a lone `}` in a role's string",
-                    "write `}}` for a literal brace",
-                );
-                return None;
-            };
-            let name = &tail[1..close];
-            match self.variable(name, scope) {
-                Some(value) => out.push_str(&value),
-                None => {
-                    let known = "host, host.address, app, app.user, app.python, app.source, app.requirements, app.port, worker, cluster, cluster.version, cluster.port, redis, redis.port, backup";
-                    self.diagnostics.push(
-                        Diagnostic::error("E221", format!("`{{{name}}}` means nothing here"))
-                            .primary(span, "in this string")
-                            .help(format!("the values a role can use are: {known} (app, worker, cluster and redis only inside their `each`, backup inside `each backup` or `each snapshot`)")),
-                    );
-                    return None;
-                }
-            }
-            rest = &tail[close + 1..];
         }
-        out.push_str(rest);
         Some(out)
     }
 
@@ -697,10 +668,105 @@ impl Expander<'_, '_> {
     }
 }
 
+/// The values a role's strings may name as `{name}`, and the `each` scopes
+/// that give each one (none: every host has it). `Expander::variable` fills
+/// them in; `lint` checks them without a host.
+pub const VALUES: [(&str, &[&str]); 15] = [
+    ("host", &[]),
+    ("host.address", &[]),
+    ("app", &["app"]),
+    ("app.user", &["app"]),
+    ("app.python", &["app"]),
+    ("app.source", &["app"]),
+    ("app.requirements", &["app"]),
+    ("app.port", &["app"]),
+    ("worker", &["worker"]),
+    ("cluster", CLUSTER_SCOPES),
+    ("cluster.version", CLUSTER_SCOPES),
+    ("cluster.port", CLUSTER_SCOPES),
+    ("redis", &["redis"]),
+    ("redis.port", &["redis"]),
+    ("backup", &["backup", "snapshot"]),
+];
+
+const CLUSTER_SCOPES: &[&str] = &["cluster", "standby", "primary"];
+
+/// A role's string in pieces: literal text (`{{` and `}}` are single
+/// braces) and the `{name}`s in it.
+#[derive(Debug, PartialEq, Eq)]
+enum Piece<'t> {
+    Text(&'t str),
+    Value(&'t str),
+}
+
+/// `None`: a brace without its pair.
+fn pieces(text: &str) -> Option<Vec<Piece<'_>>> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find(['{', '}']) {
+        pieces.push(Piece::Text(&rest[..open]));
+        let tail = &rest[open..];
+        if let Some(after) = tail.strip_prefix("{{").or_else(|| tail.strip_prefix("}}")) {
+            pieces.push(Piece::Text(&tail[..1]));
+            rest = after;
+            continue;
+        }
+        let close = tail.find('}').filter(|_| tail.starts_with('{'))?;
+        pieces.push(Piece::Value(&tail[1..close]));
+        rest = &tail[close + 1..];
+    }
+    pieces.push(Piece::Text(rest));
+    Some(pieces)
+}
+
+/// E220: `each word` outside the `each needed` it repeats within.
+fn each_outside(word: &str, needed: &str, span: Span) -> Diagnostic {
+    Diagnostic::error(
+        "E220",
+        format!("`each {word}` stands inside `each {needed}`"),
+    )
+    .primary(span, "here")
+    .help(format!("put it in an `each {needed}` block"))
+}
+
+/// E220: a brace without its pair in a role's string.
+fn lone_brace(span: Span) -> Diagnostic {
+    Diagnostic::error("E220", "a lone brace in a role's string")
+        .primary(span, "here")
+        .help("write `{{` or `}}` for a literal brace, `{app}` for a value")
+}
+
+/// E221: `{name}` is no value, or not one of the scopes around it.
+fn unknown_value(name: &str, span: Span) -> Diagnostic {
+    let known: Vec<&str> = VALUES.iter().map(|(value, _)| *value).collect();
+    let diagnostic = Diagnostic::error("E221", format!("`{{{name}}}` means nothing here"))
+        .primary(span, "in this string");
+    let scopes = VALUES.iter().find(|(value, _)| *value == name);
+    // `{app.name}` is a natural guess: the name is the scope's own value.
+    let closest = name
+        .strip_suffix(".name")
+        .filter(|scope| known.contains(scope))
+        .or_else(|| crate::suggest::closest(name, known.iter().copied()));
+    match (scopes, closest) {
+        (Some((_, scopes)), _) => {
+            let inside: Vec<String> = scopes.iter().map(|s| format!("`each {s}`")).collect();
+            diagnostic.help(format!("`{{{name}}}` has a value only inside {}", inside.join(" or ")))
+        }
+        (None, Some(best)) => diagnostic.help(format!("did you mean `{{{best}}}`?")),
+        (None, None) => diagnostic.help(format!(
+            "the values a role can use are: {} (app, worker, cluster and redis only inside their `each`, backup inside `each backup` or `each snapshot`)",
+            known.join(", ")
+        )),
+    }
+}
+
 /// `0644` to `0640`: a file holding a secret is not world-readable.
 fn private_mode(mode: &str) -> String {
     format!("{}0", &mode[..mode.len() - 1])
 }
+
+mod lint;
+pub use lint::lint;
 
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Check a spec: parse it and every module it uses, resolve names and types, report every problem
+    /// Check a spec: parse it and every module it uses, resolve names and types, check the roles,
+    /// run the fleet checks, look up each app's files beside it; report every problem
     Check(CheckArgs),
     /// Rewrite .site files in the one canonical layout, keeping every comment
     Fmt(FmtArgs),

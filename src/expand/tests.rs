@@ -148,3 +148,56 @@ fn a_role_path_that_is_not_absolute_is_an_error_at_its_label() {
         ]
     );
 }
+
+/// `VALUES` (what the lint accepts) and `Expander::variable` (what
+/// expansion fills in) name the same values: each of `VALUES` has one in a
+/// scope that holds everything, and a name outside it has none.
+#[test]
+fn the_lint_and_expansion_know_the_same_values() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/epio.site");
+    let text = std::fs::read_to_string(path).expect("examples/epio.site");
+    let mut sources = SourceMap::new();
+    let (done, diagnostics) =
+        compile::with_fleet_text(&mut sources, "epio.site", &text, |fleet, sources| {
+            let db1 = fleet.host_named("db1").expect("db1");
+            let blog = fleet
+                .apps
+                .iter()
+                .position(|a| a.name == "blog")
+                .expect("blog");
+            let scope = Scope {
+                app: Some(blog),
+                worker: Some(0),
+                cluster: clusters::clusters_on(fleet, db1).into_iter().next(),
+                redis: clusters::redis_on(fleet, db1).into_iter().next(),
+                backup: Some(0),
+            };
+            let secrets = Secrets::placeholders();
+            let templates = Templates::new().expect("templates");
+            let inputs = Inputs {
+                fleet,
+                sources,
+                secrets: &secrets,
+                overrides: &[],
+                shared: context::Shared::default(),
+            };
+            let mut rendered = Rendered::new(true);
+            let mut diagnostics = Vec::new();
+            let expander = Expander {
+                inputs: &inputs,
+                templates: &templates,
+                host: db1,
+                out: Vec::new(),
+                index: std::collections::HashMap::new(),
+                rendered: &mut rendered,
+                diagnostics: &mut diagnostics,
+            };
+            for (name, _) in VALUES {
+                assert!(expander.variable(name, &scope).is_some(), "{name}");
+            }
+            for name in ["app.name", "hosts", "cluster.name", ""] {
+                assert!(expander.variable(name, &scope).is_none(), "{name}");
+            }
+        });
+    assert!(done.is_some(), "{diagnostics:?}");
+}

@@ -1,0 +1,164 @@
+//! A role's mistakes found without a host: every `each` inside the scope it
+//! needs (E220) and every `{name}` in its strings a value of the scopes
+//! around it (E221, E220 for a lone brace). Expansion finds the same, but
+//! only where a host's roles meet the items an `each` repeats over: a typo
+//! inside `each worker` stayed silent until an app got its first worker.
+//! `sitec check` runs this on every role, used or not; so does every
+//! compile, before it expands.
+
+use super::{each_outside, lone_brace, pieces, unknown_value, Piece, VALUES};
+use crate::diagnostic::Diagnostic;
+use crate::model::Fleet;
+use crate::resolve::schema::SCOPES;
+use crate::syntax::ast::{Block, Entry, Value, ValueKind};
+
+/// Every role's mistakes, in declaration order.
+pub fn lint(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    for role in fleet.roles.values() {
+        block(role.block, &mut Vec::new(), &mut found);
+    }
+    found
+}
+
+/// `open`: the `each` scopes around the block, outermost first.
+fn block<'b>(block_: &'b Block, open: &mut Vec<&'b str>, found: &mut Vec<Diagnostic>) {
+    for entry in &block_.entries {
+        match entry.key.text.as_str() {
+            "description" => {}
+            "each" => each(entry, open, found),
+            _ => resource(entry, open, found),
+        }
+    }
+}
+
+fn each<'b>(entry: &'b Entry, open: &mut Vec<&'b str>, found: &mut Vec<Diagnostic>) {
+    let (Some(word), Some(inner)) = (entry.labels.first(), entry.block()) else {
+        return;
+    };
+    let needed = SCOPES
+        .iter()
+        .find(|(scope, _, _)| *scope == word.text)
+        .and_then(|(_, needed, _)| *needed);
+    let mut opened = 1;
+    if let Some(needed) = needed.filter(|n| !open.contains(n)) {
+        found.push(each_outside(&word.text, needed, word.span));
+        // Inside, as if it stood where it should: one run reports all.
+        open.push(needed);
+        opened += 1;
+    }
+    open.push(&word.text);
+    block(inner, open, found);
+    open.truncate(open.len() - opened);
+}
+
+/// The resource's label and every string field expansion fills in (all
+/// but `content`, which is the file's literal text).
+fn resource(entry: &Entry, open: &[&str], found: &mut Vec<Diagnostic>) {
+    if let Some(label) = entry.labels.first() {
+        found.extend(string(&label.text, label.span, open));
+    }
+    let Some(fields) = entry.block() else {
+        return;
+    };
+    for field in fields.entries.iter().filter(|f| f.key.text != "content") {
+        match field.value().map(|v| (&v.kind, v)) {
+            Some((ValueKind::Str(text), value)) => found.extend(string(text, value.span, open)),
+            Some((ValueKind::List(list), _)) => {
+                for item in &list.items {
+                    if let Value {
+                        kind: ValueKind::Str(text),
+                        span,
+                        ..
+                    } = item
+                    {
+                        found.extend(string(text, *span, open));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The first mistake in one string, as expansion would report it.
+fn string(text: &str, span: crate::source::Span, open: &[&str]) -> Option<Diagnostic> {
+    let Some(pieces) = pieces(text) else {
+        return Some(lone_brace(span));
+    };
+    pieces.into_iter().find_map(|piece| match piece {
+        Piece::Value(name) => {
+            let given = VALUES.iter().any(|(value, scopes)| {
+                *value == name && (scopes.is_empty() || scopes.iter().any(|s| open.contains(s)))
+            });
+            (!given).then(|| unknown_value(name, span))
+        }
+        Piece::Text(_) => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::source::SourceMap;
+
+    /// The codes and help lines checking a spec gives for a role of
+    /// `body`, which no host plays (so nothing expands it).
+    fn lint_role(body: &str) -> Vec<(&'static str, String)> {
+        let spec = format!(
+            "provider p {{ kind = local }}\nhost h {{ provider = p  roles = [] }}\nrole r {{\n{body}\n}}\n"
+        );
+        let mut sources = SourceMap::new();
+        let (_, diagnostics) =
+            crate::compile::with_fleet_text(&mut sources, "t.site", &spec, |_, _| ());
+        diagnostics
+            .into_iter()
+            .map(|d| (d.code, d.help.unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn values_are_checked_against_the_scopes_around_them() {
+        let clean = r#"
+            file "/etc/{host}/{{literal}}" { content = "{not a value}" }
+            each app {
+              file "/srv/{app}/x" { owner = "{app.user}"  requires = ["file:/srv/{app.port}"] }
+              each worker { service "w-{app}-{worker}" {} }
+              each leader { command "m-{app}" { run = "migrate {app.source}" } }
+              each cluster { file "/{app}/{cluster.port}" {} }
+            }
+            each standby { file "/{cluster}" {} }
+            each snapshot { file "/{backup}" {} }
+        "#;
+        assert_eq!(lint_role(clean), []);
+        for (typo, meant) in [("app.name", "app"), ("app.uesr", "app.user")] {
+            assert_eq!(
+                lint_role(&format!("each app {{ file \"/srv/{{{typo}}}\" {{}} }}")),
+                [("E221", format!("did you mean `{{{meant}}}`?"))]
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_outside_its_scope_says_where_it_has_one() {
+        assert_eq!(
+            lint_role(r#"each app { each worker { file "/x" { owner = "{cluster}" } } }"#),
+            [(
+                "E221",
+                "`{cluster}` has a value only inside `each cluster` or `each standby` or `each primary`"
+                    .to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn an_each_outside_the_scope_it_needs_and_a_lone_brace() {
+        let found = lint_role(
+            r#"each worker { package "x" {} }
+               each leader { package "y" {} }
+               file "/etc/{host" {}"#,
+        );
+        let codes: Vec<_> = found.iter().map(|(code, _)| *code).collect();
+        assert_eq!(codes, ["E220", "E220", "E220"]);
+        assert_eq!(found[0].1, "put it in an `each app` block");
+    }
+}
