@@ -360,19 +360,8 @@ impl Expander<'_, '_> {
         let Some(key) = self.interpolate(&label.text, label.span, scope) else {
             return;
         };
-        let is_path = matches!(
-            entry.key.text.as_str(),
-            "directory" | "file" | "symlink" | "virtualenv" | "tree" | "subvolume"
-        );
-        if let Some(problem) = is_path
-            .then(|| crate::names::host_path_problem(&key))
-            .flatten()
-        {
-            self.diagnostics.push(
-                Diagnostic::error("E225", format!("{} {}", entry.key.text, problem.what))
-                    .primary(label.span, "not a path on the host")
-                    .help(problem.fix),
-            );
+        if let Some(problem) = path_problem(entry, &key, label.span) {
+            self.diagnostics.push(problem);
             return;
         }
         let owner = self
@@ -556,16 +545,7 @@ impl Expander<'_, '_> {
     /// it holds a secret.
     fn render(&mut self, template: &str, span: Span, scope: &Scope) -> Option<(Content, bool)> {
         let Some(name) = Templates::names().find(|n| *n == template) else {
-            let names: Vec<&str> = Templates::names().collect();
-            let help = match crate::suggest::closest(template, names.iter().copied()) {
-                Some(best) => format!("did you mean `{best}`?"),
-                None => format!("the templates are: {}", names.join(", ")),
-            };
-            self.diagnostics.push(
-                Diagnostic::error("E223", format!("there is no template `{template}`"))
-                    .primary(span, "not under templates/")
-                    .help(help),
-            );
+            self.diagnostics.push(unknown_template(template, span));
             return None;
         };
         let sharing = if self.rendered.share {
@@ -734,6 +714,33 @@ fn lone_brace(span: Span) -> Diagnostic {
     Diagnostic::error("E220", "a lone brace in a role's string")
         .primary(span, "here")
         .help("write `{{` or `}}` for a literal brace, `{app}` for a value")
+}
+
+/// E225: the label of a resource that is a path (once its values are
+/// filled in) is not an absolute path on the host.
+fn path_problem(entry: &Entry, label: &str, span: Span) -> Option<Diagnostic> {
+    let is_path = matches!(
+        entry.key.text.as_str(),
+        "directory" | "file" | "symlink" | "virtualenv" | "tree" | "subvolume"
+    );
+    let problem = is_path.then(|| crate::names::host_path_problem(label))??;
+    Some(
+        Diagnostic::error("E225", format!("{} {}", entry.key.text, problem.what))
+            .primary(span, "not a path on the host")
+            .help(problem.fix),
+    )
+}
+
+/// E223: a file's `template` or a service's `unit` names no template.
+fn unknown_template(template: &str, span: Span) -> Diagnostic {
+    let names: Vec<&str> = Templates::names().collect();
+    let help = match crate::suggest::closest(template, names.iter().copied()) {
+        Some(best) => format!("did you mean `{best}`?"),
+        None => format!("the templates are: {}", names.join(", ")),
+    };
+    Diagnostic::error("E223", format!("there is no template `{template}`"))
+        .primary(span, "not under templates/")
+        .help(help)
 }
 
 /// E221: `{name}` is no value, or not one of the scopes around it.

@@ -1,12 +1,15 @@
 //! A role's mistakes found without a host: every `each` inside the scope it
-//! needs (E220) and every `{name}` in its strings a value of the scopes
-//! around it (E221, E220 for a lone brace). Expansion finds the same, but
+//! needs (E220), every `{name}` in its strings a value of the scopes around
+//! it (E221, E220 for a lone brace), and, where a string names no value, a
+//! template that exists (E223) and a path that is one on the host (E225). Expansion finds the same, but
 //! only where a host's roles meet the items an `each` repeats over: a typo
 //! inside `each worker` stayed silent until an app got its first worker.
 //! `sitec check` runs this on every role, used or not; so does every
 //! compile, before it expands.
 
-use super::{each_outside, lone_brace, pieces, unknown_value, Piece, VALUES};
+use super::{
+    each_outside, lone_brace, path_problem, pieces, unknown_template, unknown_value, Piece, VALUES,
+};
 use crate::diagnostic::Diagnostic;
 use crate::model::Fleet;
 use crate::resolve::schema::SCOPES;
@@ -53,17 +56,33 @@ fn each<'b>(entry: &'b Entry, open: &mut Vec<&'b str>, found: &mut Vec<Diagnosti
 }
 
 /// The resource's label and every string field expansion fills in (all
-/// but `content`, which is the file's literal text).
+/// but `content`, which is the file's literal text). A label or template
+/// name without values is checked as expansion would check it filled in.
 fn resource(entry: &Entry, open: &[&str], found: &mut Vec<Diagnostic>) {
     if let Some(label) = entry.labels.first() {
-        found.extend(string(&label.text, label.span, open));
+        match string(&label.text, label.span, open) {
+            Some(problem) => found.push(problem),
+            None if literal(&label.text) => {
+                found.extend(path_problem(entry, &label.text, label.span));
+            }
+            None => {}
+        }
     }
     let Some(fields) = entry.block() else {
         return;
     };
     for field in fields.entries.iter().filter(|f| f.key.text != "content") {
         match field.value().map(|v| (&v.kind, v)) {
-            Some((ValueKind::Str(text), value)) => found.extend(string(text, value.span, open)),
+            Some((ValueKind::Str(text), value)) => match string(text, value.span, open) {
+                Some(problem) => found.push(problem),
+                None if matches!(field.key.text.as_str(), "template" | "unit")
+                    && literal(text)
+                    && !crate::templates::Templates::names().any(|n| n == text) =>
+                {
+                    found.push(unknown_template(text, value.span));
+                }
+                None => {}
+            },
             Some((ValueKind::List(list), _)) => {
                 for item in &list.items {
                     if let Value {
@@ -79,6 +98,12 @@ fn resource(entry: &Entry, open: &[&str], found: &mut Vec<Diagnostic>) {
             _ => {}
         }
     }
+}
+
+/// Whether a role's string names no value: what expansion makes of it is
+/// known now.
+fn literal(text: &str) -> bool {
+    !text.contains(['{', '}'])
 }
 
 /// The first mistake in one string, as expansion would report it.
@@ -160,5 +185,17 @@ mod tests {
         let codes: Vec<_> = found.iter().map(|(code, _)| *code).collect();
         assert_eq!(codes, ["E220", "E220", "E220"]);
         assert_eq!(found[0].1, "put it in an `each app` block");
+    }
+
+    #[test]
+    fn literal_templates_and_paths_are_checked_values_left_to_expansion() {
+        let found = lint_role(
+            r#"file "etc/motd" { template = "runner/nginx-ap.conf" }
+               service "x" { unit = "systemd/nope" }
+               each app { file "{app.source}/x" { template = "{app}.conf" } }"#,
+        );
+        let codes: Vec<_> = found.iter().map(|(code, _)| *code).collect();
+        assert_eq!(codes, ["E225", "E223", "E223"]);
+        assert_eq!(found[1].1, "did you mean `runner/nginx-app.conf`?");
     }
 }

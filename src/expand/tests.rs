@@ -115,27 +115,22 @@ fn overrides_render_the_same_shared_or_alone() {
     assert!(done.is_some(), "{diagnostics:?}");
 }
 
+/// E225 of a label without values comes from `lint` (checking the spec);
+/// of one whose values make it relative, from expansion.
 #[test]
 fn a_role_path_that_is_not_absolute_is_an_error_at_its_label() {
-    let text = "use std/platform\nprovider colo { user = \"root\" }\nhost h1 { provider = colo  address = \"203.0.113.10\"  roles = [odd] }\nrole odd {\n  file \"etc/motd\" { content = \"hi\\n\" }\n  directory \"/srv/../etc\" { }\n  package \"etc\" { }\n}\n";
-    let mut sources = SourceMap::new();
-    let (done, _) = compile::with_fleet_text(&mut sources, "odd.site", text, |fleet, sources| {
-        let inputs = Inputs {
-            fleet,
-            sources,
-            secrets: &Secrets::placeholders(),
-            overrides: &[],
-            shared: context::Shared::default(),
-        };
-        let (_, diagnostics) = expand(&inputs, &Templates::new().expect("templates"));
+    let e225 = |diagnostics: &[Diagnostic]| {
         diagnostics
             .iter()
             .filter(|d| d.code == "E225")
             .map(|d| (d.message.clone(), d.help.clone().unwrap_or_default()))
             .collect::<Vec<_>>()
-    });
+    };
+    let text = "use std/platform\nprovider colo { user = \"root\" }\nhost h1 { provider = colo  address = \"203.0.113.10\"  roles = [odd] }\nrole odd {\n  file \"etc/motd\" { content = \"hi\\n\" }\n  directory \"/srv/../etc\" { }\n  package \"etc\" { }\n}\n";
+    let mut sources = SourceMap::new();
+    let (_, diagnostics) = compile::with_fleet_text(&mut sources, "odd.site", text, |_, _| ());
     assert_eq!(
-        done.unwrap_or_default(),
+        e225(&diagnostics),
         [
             (
                 "file `etc/motd` is not an absolute path".to_string(),
@@ -146,6 +141,26 @@ fn a_role_path_that_is_not_absolute_is_an_error_at_its_label() {
                 "write the path it stands for, without `..`".to_string()
             ),
         ]
+    );
+    let text = "use std/platform\nprovider colo { user = \"root\" }\nhost h1 { provider = colo  address = \"203.0.113.10\"  roles = [balancer, runner, postgres, odd] }\nchecks { balancer_redundancy = off }\ndatabase main { engine = postgres  primary = h1 }\napp blog { source = \"apps/blog\"  wsgi = \"blog.wsgi\"  domains = [\"b.example.com\"]  databases { default = main } }\nrole odd { each app { directory \"{app.source}\" { } } }\n";
+    let mut sources = SourceMap::new();
+    let (done, diagnostics) =
+        compile::with_fleet_text(&mut sources, "odd.site", text, |fleet, sources| {
+            let inputs = Inputs {
+                fleet,
+                sources,
+                secrets: &Secrets::placeholders(),
+                overrides: &[],
+                shared: context::Shared::default(),
+            };
+            e225(&expand(&inputs, &Templates::new().expect("templates")).1)
+        });
+    assert_eq!(
+        done.unwrap_or_else(|| panic!("{diagnostics:?}")),
+        [(
+            "directory `apps/blog` is not an absolute path".to_string(),
+            "write it from the root: \"/apps/blog\"".to_string()
+        )]
     );
 }
 
