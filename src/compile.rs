@@ -84,9 +84,11 @@ fn report(program: modules::Program, local: Option<&Path>) -> Report {
     let (diagnostics, counts) = {
         let mut analysis = analyse(&program);
         if let (Some(fleet), Some(base)) = (&analysis.fleet, local) {
+            crate::trace::mark(|| "checked; looking up the apps' files".into());
             analysis
                 .diagnostics
                 .extend(crate::local_files::check(fleet, base));
+            crate::trace::mark(|| "apps' files looked up".into());
             diagnostic::sort(&mut analysis.diagnostics);
         }
         (analysis.diagnostics, analysis.counts)

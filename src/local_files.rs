@@ -28,22 +28,44 @@ pub fn needed_by_plan(diagnostic: &Diagnostic) -> bool {
 }
 
 /// Every app's files, looked up from `base`, the spec's folder. All are
-/// warnings here; `plan` raises those it needs.
+/// warnings here; `plan` raises those it needs. A file lookup costs about
+/// 2 µs here, so a spec of thousands of apps looks them up on every core,
+/// in slices, each keeping its apps' order.
 pub fn check(fleet: &Fleet, base: &Path) -> Vec<Diagnostic> {
-    fleet
-        .apps
-        .iter()
-        .flat_map(|app| check_app(app, base))
-        .collect()
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let slice = fleet.apps.len().div_ceil(threads).max(256);
+    std::thread::scope(|scope| {
+        let lookups: Vec<_> = fleet
+            .apps
+            .chunks(slice)
+            .map(|apps| {
+                scope.spawn(move || {
+                    (apps.iter())
+                        .flat_map(|app| check_app(app, base))
+                        .collect::<Vec<Diagnostic>>()
+                })
+            })
+            .collect();
+        lookups
+            .into_iter()
+            .flat_map(|lookup| {
+                lookup
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
+/// An app whose source holds its requirements and its module costs two
+/// lookups; the folder itself is looked at only when the first fails.
 fn check_app(app: &App, base: &Path) -> Vec<Diagnostic> {
     let source = base.join(&app.source);
-    if !source.is_dir() {
-        return vec![source_missing(app, base, &source)];
-    }
     let mut found = Vec::new();
     if !source.join(&app.requirements).is_file() {
+        if !source.is_dir() {
+            return vec![source_missing(app, base, &source)];
+        }
         found.push(requirements_missing(app, &source));
     }
     found.extend(wsgi_missing(app, &source));
