@@ -145,6 +145,9 @@ fn syntax_hint(at: &In, expected: &[&'static str]) -> Option<String> {
             "entries in a block are separated by spaces or new lines; remove the separator".into(),
         ),
         Some('\'') => Some("strings are written in double quotes: \"like this\"".into()),
+        Some('\n' | '\r' | '}') if expected.contains(&"`{`") => Some(
+            "an entry is `key = value` or `key LABELS { ... }`, its `=` or `{` on the line it starts on; a resource with nothing to set still takes `{}`: `package \"htop\" {}`".into(),
+        ),
         _ if expected.contains(&"`,`")
             && next.is_some_and(|c| is_ident_start(c) || c == '"' || c.is_ascii_digit()) =>
         {
@@ -358,6 +361,7 @@ fn entry_after_key<'a>(
 ) -> PResult<'a, Entry> {
     let mut labels = Vec::new();
     loop {
+        let line_end = i.fragment().find('\n').map(|at| offset(&i) + at);
         i = ws(i);
         let rest = i.fragment();
         if rest.starts_with('=') {
@@ -386,6 +390,12 @@ fn entry_after_key<'a>(
                     span,
                 },
             ));
+        }
+        // A label stands on its entry's first line: a name after a line
+        // break is the next entry, and this one lacks its `{}` or `= value`
+        // (`package "htop"` alone on a line, then `package "curl" {}`).
+        if let Some(line_end) = line_end.filter(|at| *at < offset(&i)) {
+            return Err(nom::Err::Error(PError::expected(line_end, &["`=`", "`{`"])));
         }
         match name(i) {
             Ok((after, label)) => {
@@ -916,6 +926,30 @@ mod tests {
             ValueKind::Text(t) => assert_eq!(t, ""),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn labels_stand_on_their_entrys_line_and_its_brace_may_not() {
+        let (file, diagnostics) = parse(
+            FileId(0),
+            "role r {\n  package \"htop\"\n  package \"curl\" {}\n}\n",
+        );
+        let at: Vec<_> = diagnostics
+            .iter()
+            .map(|d| (d.code, d.primary_span().map(|s| s.start)))
+            .collect();
+        assert_eq!(at, [("E002", Some(25))], "at the end of line 2");
+        // The next line is read as the next entry.
+        let Item::Entry(role) = &file.items[0] else {
+            panic!()
+        };
+        let kept: Vec<_> = (role.block().expect("a block").entries.iter())
+            .map(|e| e.labels.len())
+            .collect();
+        assert_eq!(kept, [1]);
+        // A `{` or `=` on the next line is still read, with its labels.
+        let file = parse_ok("host web1\n{\n  provider = colo\n}\nx\n= 1\n");
+        assert_eq!(file.items.len(), 2);
     }
 
     #[test]
