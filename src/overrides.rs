@@ -145,10 +145,23 @@ impl Edit<'_> {
 }
 
 /// A value given on the command line: a TOML literal if it is one (`true`,
-/// `3`, `"x"`, `[1, 2]`), else the text as a string.
-pub fn parse_value(text: &str) -> toml_edit::Value {
-    text.parse::<toml_edit::Value>()
-        .unwrap_or_else(|_| toml_edit::Value::from(text))
+/// `3`, `"x"`, `[1, 2]`), else the text as a string. Python's `True`,
+/// `False` and `None` are refused: as text, `DEBUG=False` would set DEBUG
+/// to the string "False", which Python takes as true.
+pub fn parse_value(text: &str) -> Result<toml_edit::Value, String> {
+    match text {
+        "True" | "False" => Err(format!(
+            "`{text}` would be the text \"{text}\", which Python takes as true; write `{}` for the boolean, or `'\"{text}\"'` for the text",
+            text.to_lowercase()
+        )),
+        "None" => Err(
+            "a setting cannot be None; `sitec set --unset` removes the override, leaving the spec's value"
+                .to_string(),
+        ),
+        _ => Ok(text
+            .parse::<toml_edit::Value>()
+            .unwrap_or_else(|_| toml_edit::Value::from(text))),
+    }
 }
 
 /// Applies `edit` to an override file's text (`None`: there is no file yet,
@@ -250,20 +263,24 @@ mod tests {
             app: "blog",
             host,
             key,
-            value: value.map(parse_value),
+            value: value.map(|v| parse_value(v).expect("a value")),
         };
         apply(text, "fleet.site", &edit).expect("applies").0
     }
 
     #[test]
     fn values_are_toml_or_text() {
-        let shown = |t: &str| parse_value(t).to_string();
+        let shown = |t: &str| parse_value(t).expect("a value").to_string();
         assert_eq!(shown("true"), "true");
         assert_eq!(shown("3"), "3");
         assert_eq!(shown("\"x\""), "\"x\"");
         assert_eq!(shown("[1, 2]"), "[1, 2]");
         assert_eq!(shown("hello world"), "\"hello world\"");
         assert_eq!(shown("https://x.example/a"), "\"https://x.example/a\"");
+        assert_eq!(shown("\"False\""), "\"False\"");
+        for python in ["True", "False", "None"] {
+            assert!(parse_value(python).is_err(), "{python}");
+        }
     }
 
     #[test]

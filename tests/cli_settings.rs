@@ -214,7 +214,7 @@ fn set_keeps_comments_and_blank_lines_and_says_what_changed() {
 }
 
 #[test]
-fn set_checks_app_host_and_key() {
+fn set_checks_app_host_key_and_value() {
     for (args, message) in [
         (
             vec!["blgo", "DEBUG=true"],
@@ -235,6 +235,10 @@ fn set_checks_app_host_and_key() {
         (
             vec!["blog", "DEBUG"],
             "error: `DEBUG` should be `KEY=VALUE` (or use --unset to remove KEY)\n",
+        ),
+        (
+            vec!["blog", "DEBUG=False"],
+            "error: DEBUG=False: `False` would be the text \"False\", which Python takes as true; write `false` for the boolean, or `'\"False\"'` for the text\n",
         ),
     ] {
         let mut all = vec!["set", "fleet.site"];

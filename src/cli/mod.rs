@@ -466,11 +466,18 @@ fn set(args: &SetArgs) -> ExitCode {
         eprintln!("error: {}\n  help: {}", problem.what, problem.fix);
         return ExitCode::FAILURE;
     }
+    let value = match value.map(crate::overrides::parse_value).transpose() {
+        Ok(value) => value,
+        Err(problem) => {
+            eprintln!("error: {key}={}: {problem}", value.unwrap_or_default());
+            return ExitCode::FAILURE;
+        }
+    };
     let edit = crate::overrides::Edit {
         app: &args.app,
         host: args.host.as_deref(),
         key,
-        value: value.map(crate::overrides::parse_value),
+        value,
     };
     with_fleet(&args.spec, |fleet, _| {
         let app = crate::explain::find_app(fleet, &args.app)?;

@@ -476,7 +476,18 @@ impl<'p> Checker<'p> {
             ValueKind::Ref(name) => self.report(
                 Diagnostic::error("E105", format!("`{field}` is set to a bare name"))
                     .primary(name.span, "a name means nothing in settings")
-                    .help(format!("put it in quotes for a string: \"{}\"", name.text)),
+                    .help(match name.text.as_str() {
+                        "True" | "False" => format!(
+                            "Python's `{}` is written `{}` in a spec",
+                            name.text,
+                            name.text.to_lowercase()
+                        ),
+                        "None" | "null" | "nil" => {
+                            "a spec has no None: leave the setting out for Django's default"
+                                .to_string()
+                        }
+                        _ => format!("put it in quotes for a string: \"{}\"", name.text),
+                    }),
             ),
             ValueKind::List(list) => {
                 for item in &list.items {
