@@ -509,6 +509,23 @@ impl<'p> Checker<'p> {
                 }
             }
             ValueKind::Call(call) => self.call(call, value.span),
+            ValueKind::Str(text) if ["true", "false"].contains(&text.to_lowercase().as_str()) => {
+                self.report(
+                    Diagnostic::warning(
+                        "E116",
+                        if text.eq_ignore_ascii_case("false") {
+                            format!("`{field}` is the text \"{text}\", which Python takes as true")
+                        } else {
+                            format!("`{field}` is the text \"{text}\", not a boolean")
+                        },
+                    )
+                    .primary(value.span, "a string, not a boolean")
+                    .help(format!(
+                        "write `{}` (no quotes) for the boolean",
+                        text.to_lowercase()
+                    )),
+                );
+            }
             _ => {}
         }
     }
