@@ -6,8 +6,11 @@
 //! in (a bad one is refused with a log line and the old one keeps serving;
 //! the access log is reopened either way), SIGTERM/SIGINT stop accepting,
 //! let open connections finish their current request and close idle ones,
-//! and exit when all are gone or `timeouts.drain_ms` runs out. Listener and
-//! bus addresses are fixed at start.
+//! and exit when all are gone or `timeouts.drain_ms` runs out. A reload
+//! also opens the HTTP and HTTPS listeners the new config adds (all of them
+//! before it is swapped in: one that cannot listen refuses the config) and
+//! closes those it drops, leaving their open connections be; the admin
+//! listener and the bus endpoints are fixed at start.
 
 use super::config::Config;
 use super::conn::Conn;
@@ -19,14 +22,16 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
 
+/// The HTTP and HTTPS listeners accepting now: each one's accept loop, by
+/// address and whether it speaks TLS.
+type Listeners = std::collections::HashMap<(SocketAddr, bool), tokio::task::AbortHandle>;
+
 pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
     let valid = shared.state().valid.clone();
-    for (addrs, tls) in [(&valid.http, false), (&valid.https, true)] {
-        for addr in addrs {
-            let listener = bind(*addr)?;
-            announce(if tls { "https" } else { "http" }, &listener);
-            tokio::spawn(accept_loop(listener, tls, shared.clone()));
-        }
+    let mut listeners = Listeners::new();
+    for (addr, tls) in wanted(&valid) {
+        let listener = bind(addr)?;
+        listeners.insert((addr, tls), start(listener, tls, &shared));
     }
     if let Some(addr) = valid.admin {
         let listener = bind(addr)?;
@@ -45,7 +50,14 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
         tokio::select! {
             _ = hup.recv() => {
                 let shared = shared.clone();
-                let _ = tokio::task::spawn_blocking(move || reload(&shared)).await;
+                let mut open = std::mem::take(&mut listeners);
+                let reloaded = tokio::task::spawn_blocking(move || {
+                    reload(&shared, &mut open);
+                    open
+                });
+                // A reload that panicked leaves no handles: its listeners
+                // keep accepting, and the next reload leaves them alone.
+                listeners = reloaded.await.unwrap_or_default();
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -68,6 +80,18 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
         .and_then(|()| socket.bind(addr))
         .and_then(|()| socket.listen(4096))
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// The HTTP and HTTPS listeners a config asks for.
+fn wanted(valid: &super::config::Valid) -> Vec<(SocketAddr, bool)> {
+    let http = valid.http.iter().map(|a| (*a, false));
+    http.chain(valid.https.iter().map(|a| (*a, true))).collect()
+}
+
+/// Announces a bound listener and starts accepting on it.
+fn start(listener: TcpListener, tls: bool, shared: &Arc<Shared>) -> tokio::task::AbortHandle {
+    announce(if tls { "https" } else { "http" }, &listener);
+    tokio::spawn(accept_loop(listener, tls, shared.clone())).abort_handle()
 }
 
 /// One stdout line per listener with the port it really got (tests and
@@ -181,8 +205,10 @@ async fn refuse_plain_http(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
-/// SIGHUP: reopen the access log, then re-read, validate and swap the config.
-fn reload(shared: &Shared) {
+/// SIGHUP: reopen the access log, then re-read, validate and swap the
+/// config, opening the listeners it adds first and closing those it drops
+/// after.
+fn reload(shared: &Arc<Shared>, listeners: &mut Listeners) {
     if let Some(log) = shared.log().as_ref() {
         log.reopen();
     }
@@ -192,12 +218,17 @@ fn reload(shared: &Shared) {
     };
     let old = shared.state().valid.clone();
     let result = Config::load(path).and_then(|valid| {
-        if (&valid.http, &valid.https, &valid.admin) != (&old.http, &old.https, &old.admin) {
+        if valid.admin != old.admin {
             tracing::warn!(
-                "{}: listener addresses changed; they apply after a restart",
+                "{}: the admin listener's address changed; it applies after a restart",
                 path.display()
             );
         }
+        let wanted = wanted(&valid);
+        let added = (wanted.iter())
+            .filter(|key| !listeners.contains_key(key))
+            .map(|(addr, tls)| bind(*addr).map(|listener| (*addr, *tls, listener)))
+            .collect::<Result<Vec<_>, String>>()?;
         if valid.config.bus != old.config.bus {
             tracing::warn!(
                 "{}: bus endpoints changed; they apply after a restart",
@@ -205,7 +236,19 @@ fn reload(shared: &Shared) {
             );
         }
         let routes = valid.config.routes.len();
-        shared.install(valid).map(|()| routes)
+        shared.install(valid)?;
+        for (addr, tls, listener) in added {
+            listeners.insert((addr, tls), start(listener, tls, shared));
+        }
+        listeners.retain(|key, accepting| {
+            let keep = wanted.contains(key);
+            if !keep {
+                accepting.abort();
+                tracing::info!("closed the listener on {}", key.0);
+            }
+            keep
+        });
+        Ok(routes)
     });
     match result {
         Ok(routes) => {

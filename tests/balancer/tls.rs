@@ -185,3 +185,76 @@ fn a_drain_closes_an_idle_tls_connection() {
         .expect("did not exit after draining");
     assert!(status.success());
 }
+
+/// A free loopback port (bound and let go: the test's own, nothing else here
+/// asks for a fixed port).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// SIGHUP opens the listeners a config adds (an HTTPS one with its
+/// certificate here) and closes those it drops, while a connection accepted
+/// by a closed listener keeps being served; a config with a listener that
+/// cannot listen is refused whole.
+#[test]
+fn a_reload_opens_and_closes_listeners() {
+    let b = TestBackend::start("b");
+    let lb = Balancer::with_config(&format!(
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\n[[route]]\ndomains = [\"*\"]\nbackends = [\"{}\"]\n",
+        b.addr
+    ));
+    let mut kept = Client::connect(lb.http);
+    kept.send(b"GET /before HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(kept.response().expect("response").status, 200);
+    let (http, https) = (free_port(), free_port());
+    let config = |http: &str| {
+        format!(
+            "[listen]\nhttp = [{http}]\nhttps = [\"127.0.0.1:{https}\"]\n\
+             [[tls.cert]]\ndomains = [\"a.example.com\"]\ncert = \"{}\"\nkey = \"{}\"\n\
+             [[route]]\ndomains = [\"*\"]\nbackends = [\"{}\"]\n",
+            fixture("a.pem").display(),
+            fixture("a.key").display(),
+            b.addr
+        )
+    };
+    let path = lb.dir.join("balancer.toml");
+    std::fs::write(&path, config(&format!("\"127.0.0.1:{http}\""))).expect("write");
+    lb.signal("HUP");
+    assert!(lb.wait_log("reloaded", 1), "{}", lb.stderr());
+    let new_http = std::net::SocketAddr::from(([127, 0, 0, 1], http));
+    assert_eq!(
+        get(new_http, "a", "/new").expect("new listener").text(),
+        "b GET /new 0"
+    );
+    let page = https_get(
+        std::net::SocketAddr::from(([127, 0, 0, 1], https)),
+        "a.example.com",
+        "/tls",
+    );
+    assert!(page.ends_with("b GET /tls 0"), "{page}");
+    assert!(
+        std::net::TcpStream::connect(lb.http).is_err(),
+        "the dropped listener still accepts"
+    );
+    kept.send(b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(
+        kept.response().expect("still served").text(),
+        "b GET /after 0"
+    );
+    // A port something else holds: the whole config is refused.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = taken.local_addr().expect("addr");
+    std::fs::write(&path, config(&format!("\"127.0.0.1:{http}\", \"{taken}\""))).expect("write");
+    lb.signal("HUP");
+    assert!(lb.wait_log("refused the new config", 1), "{}", lb.stderr());
+    assert!(
+        lb.stderr().contains(&format!("cannot listen on {taken}")),
+        "{}",
+        lb.stderr()
+    );
+    assert_eq!(
+        get(new_http, "a", "/still").expect("still").text(),
+        "b GET /still 0"
+    );
+}
