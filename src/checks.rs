@@ -38,6 +38,7 @@ pub const RULES: [(&str, Severity, Rule); 9] = [
 /// Runs every rule that is not `off`, at the severity the spec sets.
 pub fn check(fleet: &Fleet) -> Vec<Diagnostic> {
     let mut diagnostics = levels_set_twice(fleet);
+    diagnostics.extend(redirect_of_catch_all(fleet));
     for (rule, default, run) in RULES {
         let level = fleet
             .check_levels
@@ -59,6 +60,31 @@ pub fn check(fleet: &Fleet) -> Vec<Diagnostic> {
         }));
     }
     diagnostics
+}
+
+/// E262: an app that redirects plain HTTP to https and claims `*`: no
+/// certificate can serve every name, so the balancer would refuse the
+/// config at apply (not a rule: nothing could run it).
+fn redirect_of_catch_all(fleet: &Fleet) -> Vec<Diagnostic> {
+    (fleet.apps.iter())
+        .filter(|app| app.tls.as_ref().is_some_and(|t| t.redirect))
+        .filter_map(|app| {
+            let (_, star) = app.domains.iter().find(|(d, _)| d == "*")?;
+            let tls = app.tls.as_ref()?;
+            Some(
+                Diagnostic::error(
+                    "E262",
+                    format!(
+                        "app `{}` redirects plain HTTP to https, and claims `*`",
+                        app.name
+                    ),
+                )
+                .primary(*star, "no certificate serves every name")
+                .secondary(tls.redirect_span, "plain HTTP redirected here")
+                .help("drop `*` from `domains`, or the `redirect`"),
+            )
+        })
+        .collect()
 }
 
 /// A rule given two different levels by two `checks` blocks (in one file

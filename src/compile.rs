@@ -298,6 +298,19 @@ fn render_program(
             }
         }
     };
+    let mut secrets = secrets;
+    if let Some(base) = local {
+        for app in &fleet.apps {
+            let files = (app.tls.as_ref()).and_then(|t| crate::local_files::tls_files(t, base));
+            // Trimmed as the templates write them, so a plan finds and
+            // hides them whole.
+            if let Some((cert, key)) = files {
+                let (cert, key) = (cert.trim_end().to_string(), key.trim_end().to_string());
+                secrets.insert(crate::context::tls_cert_secret(&app.name), cert);
+                secrets.insert(crate::context::tls_key_secret(&app.name), key);
+            }
+        }
+    }
     let templates = match crate::templates::Templates::new() {
         Ok(t) => t,
         Err(message) => return failed(vec![Diagnostic::error("E224", message)]),

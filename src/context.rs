@@ -178,6 +178,25 @@ pub fn build(
         "systemd/sitec-agent.service" => plain(agent_service(inputs, host)),
         "systemd/sitec-balancer.service" => plain(balancer_service(inputs, host)),
         "balancer/balancer.toml" => plain(balancer_config(inputs, host)),
+        "balancer/tls.pem" | "balancer/tls.key" => {
+            let a = &inputs.fleet.apps[need_app()?];
+            let name = if template.ends_with(".key") {
+                tls_key_secret(&a.name)
+            } else {
+                tls_cert_secret(&a.name)
+            };
+            Ok(Built {
+                context: json!({
+                    "origin": line(inputs, a.span),
+                    "host": inputs.fleet.hosts[host].name,
+                    "app": a.name,
+                    "pem": secret(inputs, &name)?.trim_end(),
+                }),
+                // Both: their text is a secret's value (`compile`), even
+                // the certificate's, which is public.
+                secret: true,
+            })
+        }
         "agent/agent.toml" => plain(agent_config(inputs, host)),
         "postgres/postgresql.conf" => {
             let cluster = scope
@@ -370,6 +389,21 @@ pub fn db_password_secret(database: &str, app: &str) -> String {
     format!("db.{database}.{app}.password")
 }
 
+/// The values of an app's TLS certificate and key, read from the files its
+/// `tls` names (`compile`), used as secrets so a plan's diffs hide them.
+pub fn tls_cert_secret(app: &str) -> String {
+    format!("tls.{app}.cert")
+}
+
+pub fn tls_key_secret(app: &str) -> String {
+    format!("tls.{app}.key")
+}
+
+/// Where the balancers keep an app's certificate and key.
+fn tls_file(app: &str, key: bool) -> String {
+    format!("/etc/sitec/tls/{app}.{}", if key { "key" } else { "pem" })
+}
+
 pub fn redis_password_secret(database: &str) -> String {
     format!("redis.{database}.password")
 }
@@ -556,11 +590,26 @@ fn balancer_config(inputs: &Inputs, host: HostId) -> Value {
                 "backends": backends,
                 "hosts": hosts,
                 "max_body": a.max_body,
+                "redirect_https": a.tls.as_ref().is_some_and(|t| t.redirect),
+            })
+        })
+        .collect();
+    // Each certificate by SNI for its app's domains (`*` names no host).
+    let certs: Vec<Value> = (fleet.apps.iter())
+        .filter(|a| a.tls.is_some())
+        .map(|a| {
+            json!({
+                "origin": line(inputs, a.span),
+                "domains": (a.domains.iter()).map(|(d, _)| d).filter(|d| *d != "*").collect::<Vec<_>>(),
+                "cert": tls_file(&a.name, false),
+                "key": tls_file(&a.name, true),
             })
         })
         .collect();
     let mut context = json!({
         "listen_http": ["0.0.0.0:80"],
+        "listen_https": if certs.is_empty() { json!([]) } else { json!(["0.0.0.0:443"]) },
+        "certs": certs,
         "admin": "127.0.0.1:9100",
         "backend_idle_ms": BALANCER_IDLE_SECONDS * 1000,
         "runner_keepalive_seconds": RUNNER_KEEPALIVE_SECONDS,

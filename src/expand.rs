@@ -183,6 +183,18 @@ impl Expander<'_, '_> {
                     )
                 })
                 .collect(),
+            "tls" => (fleet.apps.iter().enumerate())
+                .filter(|(_, app)| app.tls.is_some())
+                .map(|(app, a)| {
+                    (
+                        Scope {
+                            app: Some(app),
+                            ..scope.clone()
+                        },
+                        line_of(self.inputs.sources, a.span),
+                    )
+                })
+                .collect(),
             "worker" => {
                 let Some(app) = scope.app else {
                     return self
@@ -654,12 +666,12 @@ impl Expander<'_, '_> {
 pub const VALUES: [(&str, &[&str]); 15] = [
     ("host", &[]),
     ("host.address", &[]),
-    ("app", &["app"]),
-    ("app.user", &["app"]),
-    ("app.python", &["app"]),
-    ("app.source", &["app"]),
-    ("app.requirements", &["app"]),
-    ("app.port", &["app"]),
+    ("app", APP_SCOPES),
+    ("app.user", APP_SCOPES),
+    ("app.python", APP_SCOPES),
+    ("app.source", APP_SCOPES),
+    ("app.requirements", APP_SCOPES),
+    ("app.port", APP_SCOPES),
     ("worker", &["worker"]),
     ("cluster", CLUSTER_SCOPES),
     ("cluster.version", CLUSTER_SCOPES),
@@ -669,6 +681,7 @@ pub const VALUES: [(&str, &[&str]); 15] = [
     ("backup", &["backup", "snapshot"]),
 ];
 
+const APP_SCOPES: &[&str] = &["app", "tls"];
 const CLUSTER_SCOPES: &[&str] = &["cluster", "standby", "primary"];
 
 /// A role's string in pieces: literal text (`{{` and `}}` are single

@@ -1,6 +1,6 @@
 //! What a spec names on the operator's machine: each app's source folder
-//! (relative to the spec's folder), the requirements file in it, and the
-//! module its `wsgi` names. The one stage before `plan` that reads the file
+//! (relative to the spec's folder), the requirements file in it, the
+//! module its `wsgi` names, and its TLS certificate and key. The one stage before `plan` that reads the file
 //! system; it never writes.
 //!
 //! `sitec check` and `sitec render` report what is missing as warnings: a
@@ -21,14 +21,26 @@ pub const SOURCE_MISSING: &str = "E270";
 pub const REQUIREMENTS_MISSING: &str = "E271";
 /// The module of the app's `wsgi` is not in its source.
 pub const WSGI_MISSING: &str = "E272";
+/// A file of the app's `tls` is missing.
+pub const TLS_FILE_MISSING: &str = "E273";
 
 /// Whether `plan` cannot go on past this diagnostic.
 pub fn needed_by_plan(diagnostic: &Diagnostic) -> bool {
-    matches!(diagnostic.code, SOURCE_MISSING | REQUIREMENTS_MISSING)
+    matches!(
+        diagnostic.code,
+        SOURCE_MISSING | REQUIREMENTS_MISSING | TLS_FILE_MISSING
+    )
+}
+
+/// The text of an app's TLS certificate and key, read from beside the spec
+/// (`None`: a file could not be read, which `check` reports as E273).
+pub fn tls_files(tls: &crate::model::Tls, base: &Path) -> Option<(String, String)> {
+    let read = |file: &str| std::fs::read_to_string(base.join(file)).ok();
+    Some((read(&tls.cert.0)?, read(&tls.key.0)?))
 }
 
 /// Every app's files, looked up from `base`, the spec's folder. All are
-/// warnings here; `plan` raises those it needs. A file lookup costs about
+/// warnings here; `plan` raises those it needs (all but the WSGI module). A file lookup costs about
 /// 2 µs here, so a spec of thousands of apps looks them up on every core,
 /// in slices, each keeping its apps' order.
 pub fn check(fleet: &Fleet, base: &Path) -> Vec<Diagnostic> {
@@ -61,15 +73,38 @@ pub fn check(fleet: &Fleet, base: &Path) -> Vec<Diagnostic> {
 /// lookups; the folder itself is looked at only when the first fails.
 fn check_app(app: &App, base: &Path) -> Vec<Diagnostic> {
     let source = base.join(&app.source);
-    let mut found = Vec::new();
+    let mut found = tls_missing(app, base);
     if !source.join(&app.requirements).is_file() {
         if !source.is_dir() {
-            return vec![source_missing(app, base, &source)];
+            found.push(source_missing(app, base, &source));
+            return found;
         }
         found.push(requirements_missing(app, &source));
     }
     found.extend(wsgi_missing(app, &source));
     found
+}
+
+/// E273 for each file of the app's `tls` that is not a file.
+fn tls_missing(app: &App, base: &Path) -> Vec<Diagnostic> {
+    let Some(tls) = &app.tls else {
+        return Vec::new();
+    };
+    [("certificate", &tls.cert), ("key", &tls.key)]
+        .into_iter()
+        .filter(|(_, (file, _))| !base.join(file).is_file())
+        .map(|(what, (file, span))| {
+            Diagnostic::warning(
+                TLS_FILE_MISSING,
+                format!("the TLS {what} of app `{}`, `{file}`, is not a file", app.name),
+            )
+            .primary(*span, format!("looked for {}", shown(&base.join(file))))
+            .help(format!(
+                "name the PEM file beside the spec (relative to {}), as certbot writes them: `cert` the fullchain.pem, `key` the privkey.pem",
+                shown(base)
+            ))
+        })
+        .collect()
 }
 
 fn source_missing(app: &App, base: &Path, source: &Path) -> Diagnostic {

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 pub struct Secrets {
     values: BTreeMap<String, String>,
     placeholders: bool,
+    /// Names of values added with `insert`: files' text (an app's TLS
+    /// certificate and key) that templates write as it is, never escaped.
+    verbatim: std::collections::BTreeSet<String>,
 }
 
 impl Secrets {
@@ -23,6 +26,7 @@ impl Secrets {
         Secrets {
             values: BTreeMap::new(),
             placeholders: true,
+            verbatim: std::collections::BTreeSet::new(),
         }
     }
 
@@ -32,6 +36,17 @@ impl Secrets {
             return Some(format!("PLACEHOLDER{tail}"));
         }
         self.values.get(name).cloned()
+    }
+
+    /// Adds a value read from elsewhere (an app's TLS files): used and
+    /// hidden like a secret, never written to the secrets file. Its
+    /// templates write it as it is, so a plan can hide it whatever it holds
+    /// (PEM: lines, `+`, `/`, `=`).
+    pub fn insert(&mut self, name: String, value: String) {
+        if !self.placeholders {
+            self.verbatim.insert(name.clone());
+            self.values.insert(name, value);
+        }
     }
 
     pub fn is_placeholder(&self) -> bool {
@@ -45,7 +60,8 @@ impl Secrets {
             .collect();
         // The longest first: a value that holds another is replaced whole.
         values.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
-        Redactor { values }
+        let verbatim = self.verbatim.clone();
+        Redactor { values, verbatim }
     }
 
     /// The secrets file beside a spec: `fleet.site` keeps `fleet.secrets.toml`.
@@ -92,6 +108,7 @@ impl Secrets {
         Ok(Secrets {
             values,
             placeholders: false,
+            verbatim: std::collections::BTreeSet::new(),
         })
     }
 }
@@ -110,6 +127,8 @@ impl std::fmt::Debug for Secrets {
 pub struct Redactor {
     /// `(name, value)`, the longest value first.
     values: Vec<(String, String)>,
+    /// Names whose values templates write as they are (`Secrets::insert`).
+    verbatim: std::collections::BTreeSet<String>,
 }
 
 /// Never print the values.
@@ -141,7 +160,9 @@ impl Redactor {
     /// safely (a secret shorter than 8 characters, or one with characters
     /// a template might escape): show no diff then.
     pub fn redact(&self, old: &str, new: &str) -> Option<(String, String)> {
-        if !(self.values.iter()).all(|(_, value)| redactable(value)) {
+        if !(self.values.iter())
+            .all(|(name, value)| self.verbatim.contains(name) || redactable(value))
+        {
             return None;
         }
         let new = self.replace_values(new);
@@ -275,6 +296,7 @@ mod tests {
                 .map(|(n, v)| ((*n).to_string(), (*v).to_string()))
                 .collect(),
             placeholders: false,
+            verbatim: std::collections::BTreeSet::new(),
         }
         .redactor()
     }

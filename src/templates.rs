@@ -54,6 +54,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/balancer/balancer.toml.hbs"),
     ),
     (
+        "balancer/tls.key",
+        include_str!("../templates/balancer/tls.key.hbs"),
+    ),
+    (
+        "balancer/tls.pem",
+        include_str!("../templates/balancer/tls.pem.hbs"),
+    ),
+    (
         "django/sitec_settings.py",
         include_str!("../templates/django/sitec_settings.py.hbs"),
     ),

@@ -65,9 +65,10 @@ impl Fleet {
         let status = Command::new("cp")
             .arg("-a")
             .arg(repo().join("examples/apps"))
+            .arg(repo().join("examples/tls"))
             .arg(dir.path())
             .status()?;
-        assert!(status.success(), "copying the sample apps");
+        assert!(status.success(), "copying the sample apps and certificates");
         let spec = dir.path().join(format!("{name}.site"));
         std::fs::write(&spec, text)?;
         let fleet = Self { dir, spec };
@@ -278,9 +279,18 @@ fn text_of(out: &Output) -> String {
 
 /// GET http://ADDRESS/PATH with a Host header; the body, or the error.
 fn get(address: &str, host: &str, path: &str) -> Result<String, String> {
-    let out = Command::new("curl")
-        .args(["-fsS", "--max-time", "10", "-H", &format!("Host: {host}")])
-        .arg(format!("http://{address}{path}"))
+    curl(
+        Command::new("curl")
+            .args(["-H", &format!("Host: {host}")])
+            .arg(format!("http://{address}{path}")),
+    )
+}
+
+/// The body `curl -fsS --max-time 10` (and `command`'s arguments) fetches,
+/// or its error.
+fn curl(command: &mut Command) -> Result<String, String> {
+    let out = command
+        .args(["-fsS", "--max-time", "10"])
         .output()
         .map_err(|e| e.to_string())?;
     if out.status.success() {
@@ -288,6 +298,19 @@ fn get(address: &str, host: &str, path: &str) -> Result<String, String> {
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
+}
+
+/// `https://NAME/PATH` through the balancer at `address`, trusting only the
+/// quickstart's test CA (`examples/tls`).
+fn https_get(address: &str, name: &str, path: &str) -> Result<String, String> {
+    curl(
+        Command::new("curl")
+            .arg("--cacert")
+            .arg(repo().join("examples/tls/ca.pem"))
+            .arg("--resolve")
+            .arg(format!("{name}:443:{address}"))
+            .arg(format!("https://{name}{path}")),
+    )
 }
 
 /// `(id, action)` of every change of a host in a JSON plan.
@@ -395,6 +418,9 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
         get(&lb, "anything.example", "/")?.contains("Hello from sitec"),
         "the `*` route"
     );
+    // The app's `tls`: HTTPS at the balancer with the test certificate.
+    let page = https_get(&lb, "blog.localhost", "/")?;
+    assert!(page.contains("Hello from sitec"), "over https: {page}");
     assert_no_changes(&fleet);
 
     // A setting: only the settings file changes, only gunicorn reloads.

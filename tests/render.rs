@@ -193,6 +193,29 @@ fn secrets_file(spec: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The text of every app's TLS files, by the secret name it is used under.
+fn tls_values(spec: &Path) -> BTreeMap<String, String> {
+    let mut sources = SourceMap::new();
+    let (values, _) = sitec::compile::with_fleet(&mut sources, spec, |fleet, _| {
+        let base = spec.parent().expect("a folder");
+        let read = |file: &str| fs::read_to_string(base.join(file)).expect("a TLS file");
+        (fleet.apps.iter())
+            .filter_map(|app| Some((app, app.tls.as_ref()?)))
+            .flat_map(|(app, tls)| {
+                [
+                    (
+                        sitec::context::tls_cert_secret(&app.name),
+                        read(&tls.cert.0),
+                    ),
+                    (sitec::context::tls_key_secret(&app.name), read(&tls.key.0)),
+                ]
+            })
+            .map(|(name, text)| (name, text.trim_end().to_string()))
+            .collect()
+    });
+    values.unwrap_or_default()
+}
+
 #[test]
 fn snapshots_hold_placeholders_never_secrets() {
     let placeholders = Secrets::placeholders();
@@ -203,8 +226,20 @@ fn snapshots_hold_placeholders_never_secrets() {
         let scratch = Scratch::new("secrets");
         let copy = scratch.path().join(spec.file_name().expect("a file name"));
         fs::copy(&spec, &copy).expect("copy the spec");
+        // And the files its apps' `tls` name, which are used as secrets.
+        let tls = tls_values(&spec);
+        if !tls.is_empty() {
+            let status = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(repo().join("examples/tls"))
+                .arg(scratch.path())
+                .status()
+                .expect("cp");
+            assert!(status.success(), "copying examples/tls");
+        }
         let with_secrets = render(&copy, &SecretSource::File);
-        let secrets = secrets_file(&copy);
+        let mut secrets = secrets_file(&copy);
+        secrets.extend(tls);
         assert!(!secrets.is_empty(), "{}: no secrets at all", spec.display());
         let expected: BTreeMap<String, (String, bool)> = files(&with_placeholders)
             .into_iter()

@@ -51,6 +51,9 @@ enum Checker {
     SshKey,
     /// An sshd config: `sshd -t`.
     Sshd,
+    /// A TLS certificate or key (PEM): `openssl x509` or `openssl pkey`
+    /// reads it, header and all.
+    Pem,
 }
 
 fn checker(template: &str) -> Option<Checker> {
@@ -66,6 +69,8 @@ fn checker(template: &str) -> Option<Checker> {
         Some(Checker::AuthorizedKeys)
     } else if template == "backup/ssh-key" {
         Some(Checker::SshKey)
+    } else if template.starts_with("balancer/tls.") {
+        Some(Checker::Pem)
     } else if template == "backup/sshd.conf" {
         Some(Checker::Sshd)
     } else if template.ends_with(".py") {
@@ -388,6 +393,34 @@ fn ssh_keygen_reads_every_key() {
         let file = scratch.path().join("key");
         fs::write(&file, text).map_err(|e| e.to_string())?;
         common::private_key_check(&file, scratch.path()).map(drop)
+    });
+}
+
+#[test]
+fn openssl_reads_every_certificate_and_key() {
+    check_all(Checker::Pem, |sample| {
+        let scratch = Scratch::new("pem");
+        let text = render(&sample.template, &sample.context)?;
+        let file = scratch.path().join("file.pem");
+        fs::write(&file, text).map_err(|e| e.to_string())?;
+        let kind = if sample.template.ends_with(".key") {
+            "pkey"
+        } else {
+            "x509"
+        };
+        let out = std::process::Command::new("openssl")
+            .args([kind, "-noout", "-in"])
+            .arg(&file)
+            .output()
+            .map_err(|e| format!("openssl: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "openssl {kind}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
     });
 }
 

@@ -136,6 +136,20 @@ pub struct App {
     pub source_span: Span,
     pub requirements_span: Option<Span>,
     pub wsgi_span: Span,
+    /// `tls { ... }`: HTTPS at the balancers.
+    pub tls: Option<Tls>,
+}
+
+/// An app's certificate: files on the operator's machine, relative to the
+/// spec, with where each is written.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: (String, Span),
+    pub key: (String, Span),
+    /// Plain-HTTP requests get a 301 to https.
+    pub redirect: bool,
+    /// Where `redirect` is set (the `tls` block when it is not).
+    pub redirect_span: Span,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -492,6 +506,20 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
         source_span: f.value("source").map_or(entry.head_span(), |v| v.span),
         requirements_span: f.value("requirements").map(|v| v.span),
         wsgi_span: f.value("wsgi").map_or(entry.head_span(), |v| v.span),
+        tls: f.block("tls").map(|block| {
+            let t = Fields::of_block(block);
+            let file = |key: &str| {
+                t.value(key).map_or((String::new(), block.span), |v| {
+                    (t.string(key).unwrap_or_default().to_string(), v.span)
+                })
+            };
+            Tls {
+                cert: file("cert"),
+                key: file("key"),
+                redirect: t.bool("redirect").unwrap_or(false),
+                redirect_span: t.value("redirect").map_or(block.span, |v| v.span),
+            }
+        }),
     }
 }
 

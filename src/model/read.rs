@@ -69,6 +69,13 @@ impl<'p> Fields<'p> {
         }
     }
 
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        match self.value(key)?.kind {
+            ValueKind::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
     pub fn int(&self, key: &str) -> Option<i64> {
         match self.value(key)?.kind {
             ValueKind::Int(n) => Some(n),

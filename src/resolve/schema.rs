@@ -415,11 +415,36 @@ pub static APP: Schema = Schema {
             doc: "`static \"/url/\" = \"dir\"`: files nginx serves from a folder of the release",
         },
     ],
-    blocks: &[&APP_DATABASES, &APP_SETTINGS, &WORKER],
+    blocks: &[&APP_DATABASES, &APP_SETTINGS, &WORKER, &APP_TLS],
     open: None,
     declares: Some(Kind::App),
     doc: "a Python/Django web app",
 };
+
+/// `tls { cert = "..."  key = "..." }`: the balancers serve the app's
+/// domains over HTTPS with this certificate.
+static APP_TLS: Schema = block(
+    "tls",
+    Labels::None,
+    &[
+        required(
+            "cert",
+            Ty::Str,
+            "the certificate chain, PEM, leaf first: a file relative to the spec",
+        ),
+        required(
+            "key",
+            Ty::Str,
+            "its private key, PEM: a file relative to the spec (shipped as a secret)",
+        ),
+        field(
+            "redirect",
+            Ty::Bool,
+            "plain-HTTP requests get a 301 to https (default false)",
+        ),
+    ],
+    "HTTPS at the balancers, with a certificate from files beside the spec",
+);
 
 static KEEP: Schema = block(
     "keep",
@@ -633,8 +658,13 @@ static EACH: Schema = Schema {
 };
 
 /// What `each` can repeat over, and the scope it must sit in.
-pub static SCOPES: [(&str, Option<&str>, &str); 9] = [
+pub static SCOPES: [(&str, Option<&str>, &str); 10] = [
     ("app", None, "every app whose replicas run on the host"),
+    (
+        "tls",
+        None,
+        "every app with `tls`, whichever hosts run it (the balancers' certificates)",
+    ),
     ("worker", Some("app"), "every worker of the app"),
     (
         "cluster",
