@@ -33,6 +33,10 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
         let listener = bind(addr)?;
         listeners.insert((addr, tls), start(listener, tls, &shared));
     }
+    // Shared with each reload's thread; a reload that panicked leaves the
+    // handles as they were (the lock's poison is ignored), so the next one
+    // still knows which listeners are open.
+    let listeners = Arc::new(std::sync::Mutex::new(listeners));
     if let Some(addr) = valid.admin {
         let listener = bind(addr)?;
         announce("admin", &listener);
@@ -49,15 +53,12 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                let shared = shared.clone();
-                let mut open = std::mem::take(&mut listeners);
-                let reloaded = tokio::task::spawn_blocking(move || {
+                let (shared, listeners) = (shared.clone(), listeners.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    let mut open = listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     reload(&shared, &mut open);
-                    open
-                });
-                // A reload that panicked leaves no handles: its listeners
-                // keep accepting, and the next reload leaves them alone.
-                listeners = reloaded.await.unwrap_or_default();
+                })
+                .await;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -95,10 +96,13 @@ fn start(listener: TcpListener, tls: bool, shared: &Arc<Shared>) -> tokio::task:
 }
 
 /// One stdout line per listener with the port it really got (tests and
-/// scripts listen on port 0 and read it here).
+/// scripts listen on port 0 and read it here). Whoever started the
+/// balancer may have stopped reading: a closed stdout is no reason to fail
+/// (`println!` would panic, in the middle of a reload).
 fn announce(kind: &str, listener: &TcpListener) {
+    use std::io::Write;
     if let Ok(addr) = listener.local_addr() {
-        println!("sitec balancer: {kind} on {addr}");
+        let _ = writeln!(std::io::stdout(), "sitec balancer: {kind} on {addr}");
         tracing::info!("{kind} listener on {addr}");
     }
 }
