@@ -23,12 +23,16 @@ pub const REQUIREMENTS_MISSING: &str = "E271";
 pub const WSGI_MISSING: &str = "E272";
 /// A file of the app's `tls` is missing.
 pub const TLS_FILE_MISSING: &str = "E273";
+/// The app's certificate does not name one of its domains.
+pub const TLS_NAME_MISSING: &str = "E274";
+/// The app's `tls` files are not a certificate chain and its key.
+pub const TLS_UNUSABLE: &str = "E275";
 
 /// Whether `plan` cannot go on past this diagnostic.
 pub fn needed_by_plan(diagnostic: &Diagnostic) -> bool {
     matches!(
         diagnostic.code,
-        SOURCE_MISSING | REQUIREMENTS_MISSING | TLS_FILE_MISSING
+        SOURCE_MISSING | REQUIREMENTS_MISSING | TLS_FILE_MISSING | TLS_UNUSABLE
     )
 }
 
@@ -40,7 +44,7 @@ pub fn tls_files(tls: &crate::model::Tls, base: &Path) -> Option<(String, String
 }
 
 /// Every app's files, looked up from `base`, the spec's folder. All are
-/// warnings here; `plan` raises those it needs (all but the WSGI module). A file lookup costs about
+/// warnings here; `plan` raises those it needs (`needed_by_plan`). A file lookup costs about
 /// 2 µs here, so a spec of thousands of apps looks them up on every core,
 /// in slices, each keeping its apps' order.
 pub fn check(fleet: &Fleet, base: &Path) -> Vec<Diagnostic> {
@@ -85,11 +89,15 @@ fn check_app(app: &App, base: &Path) -> Vec<Diagnostic> {
     found
 }
 
-/// E273 for each file of the app's `tls` that is not a file.
+/// E273 for each file of the app's `tls` that is not a file; else what
+/// the files hold (`tls_problems`).
 fn tls_missing(app: &App, base: &Path) -> Vec<Diagnostic> {
     let Some(tls) = &app.tls else {
         return Vec::new();
     };
+    if let Some((cert, key)) = tls_files(tls, base) {
+        return tls_problems(app, tls, &cert, &key);
+    }
     [("certificate", &tls.cert), ("key", &tls.key)]
         .into_iter()
         .filter(|(_, (file, _))| !base.join(file).is_file())
@@ -102,6 +110,73 @@ fn tls_missing(app: &App, base: &Path) -> Vec<Diagnostic> {
             .help(format!(
                 "name the PEM file beside the spec (relative to {}), as certbot writes them: `cert` the fullchain.pem, `key` the privkey.pem",
                 shown(base)
+            ))
+        })
+        .collect()
+}
+
+/// E275 when the files are not a PEM certificate chain and the key that
+/// fits its first certificate (the balancer would refuse them at apply);
+/// else E274 for each domain of the app (but `*`) that the certificate does
+/// not name, which clients would refuse.
+fn tls_problems(app: &App, tls: &crate::model::Tls, cert: &str, key: &str) -> Vec<Diagnostic> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let unusable = |span, what: String| {
+        vec![Diagnostic::warning(
+            TLS_UNUSABLE,
+            format!("the TLS files of app `{}`: {what}", app.name),
+        )
+        .primary(span, "this file")
+        .help("`cert` is the PEM certificate chain, leaf first (certbot's fullchain.pem); `key` its private key (privkey.pem)")]
+    };
+    let chain: Vec<CertificateDer> =
+        match CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<_, _>>() {
+            Ok(chain) if !Vec::is_empty(&chain) => chain,
+            Ok(_) => {
+                return unusable(
+                    tls.cert.1,
+                    "the certificate file holds no PEM certificate".into(),
+                )
+            }
+            Err(e) => {
+                return unusable(
+                    tls.cert.1,
+                    format!("the certificate file cannot be read: {e}"),
+                )
+            }
+        };
+    let private = match PrivateKeyDer::from_pem_slice(key.as_bytes()) {
+        Ok(private) => private,
+        Err(e) => return unusable(tls.key.1, format!("the key file holds no private key: {e}")),
+    };
+    let provider = rustls::crypto::ring::default_provider();
+    if let Err(e) = rustls::sign::CertifiedKey::from_der(chain.clone(), private, &provider) {
+        return unusable(
+            tls.key.1,
+            format!("the key does not fit the certificate: {e}"),
+        );
+    }
+    let Ok(leaf) = webpki::EndEntityCert::try_from(&chain[0]) else {
+        return unusable(tls.cert.1, "its first certificate cannot be parsed".into());
+    };
+    (app.domains.iter())
+        .filter(|(domain, _)| domain != "*")
+        .filter(|(domain, _)| {
+            // A wildcard domain stands for one label: any name in it.
+            let name = domain.replacen('*', "any", 1);
+            ServerName::try_from(name.as_str())
+                .is_ok_and(|name| leaf.verify_is_valid_for_subject_name(&name).is_err())
+        })
+        .map(|(domain, span)| {
+            Diagnostic::warning(
+                TLS_NAME_MISSING,
+                format!("the certificate of app `{}` does not name `{domain}`", app.name),
+            )
+            .primary(*span, "clients refuse https for this domain")
+            .secondary(tls.cert.1, "this certificate")
+            .help(format!(
+                "get a certificate that names it too (certbot: `-d {domain}`), or drop it from `domains`"
             ))
         })
         .collect()
@@ -319,6 +394,15 @@ mod tests {
     /// The codes `check` gives for one app of `fields` whose source is
     /// `apps/a` in a folder holding `files`, and their help lines.
     fn found(fields: &str, files: &[&str]) -> Vec<(&'static str, Option<String>)> {
+        found_for(r#""a.example.com""#, fields, files)
+    }
+
+    /// `found` for an app of these domains.
+    fn found_for(
+        domains: &str,
+        fields: &str,
+        files: &[&str],
+    ) -> Vec<(&'static str, Option<String>)> {
         let base = tempfile::tempdir().expect("temp dir");
         for file in files {
             let path = base.path().join(file);
@@ -329,7 +413,7 @@ mod tests {
             "use std/platform\nprovider p {{ kind = local }}\n\
              host h {{ provider = p  roles = [balancer, runner, postgres] }}\n\
              checks {{ balancer_redundancy = off }}\n\
-             app a {{ source = \"apps/a\"  domains = [\"a.example.com\"]  {fields} }}\n"
+             app a {{ source = \"apps/a\"  domains = [{domains}]  {fields} }}\n"
         );
         let mut sources = SourceMap::new();
         let (done, diagnostics) =
@@ -370,6 +454,27 @@ mod tests {
                 Some("did you mean `wsgi = \"mysite.wsgi:application\"`?".to_string())
             )]
         );
+    }
+
+    #[test]
+    fn a_wildcard_certificate_names_the_domains_it_covers() {
+        let fixture = |f: &str| format!("{}/tests/balancer/tls/{f}", env!("CARGO_MANIFEST_DIR"));
+        let fields = format!(
+            "wsgi = \"a.wsgi\"  tls {{ cert = \"{}\"  key = \"{}\" }}",
+            fixture("wild.pem"),
+            fixture("wild.key")
+        );
+        let files = ["apps/a/requirements.txt", "apps/a/a/wsgi.py"];
+        let codes = |domains: &str| -> Vec<&str> {
+            (found_for(domains, &fields, &files).iter())
+                .map(|d| d.0)
+                .collect()
+        };
+        assert_eq!(
+            codes(r#""shop.b.example.com", "*.b.example.com", "*""#),
+            Vec::<&str>::new()
+        );
+        assert_eq!(codes(r#""b.example.com""#), [TLS_NAME_MISSING]);
     }
 
     #[test]
