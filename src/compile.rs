@@ -301,7 +301,8 @@ fn render_program(
     let mut secrets = secrets;
     if let Some(base) = local {
         for app in &fleet.apps {
-            let files = (app.tls.as_ref()).and_then(|t| crate::local_files::tls_files(t, base));
+            let files =
+                (app.tls.as_ref()).and_then(|t| crate::local_files::tls_files(t, base).ok());
             // Trimmed as the templates write them, so a plan finds and
             // hides them whole.
             if let Some((cert, key)) = files {

@@ -13,6 +13,7 @@
 
 use crate::diagnostic::Diagnostic;
 use crate::model::{App, Fleet};
+use crate::source::Span;
 use std::path::{Path, PathBuf};
 
 /// The app's `source` is not a folder.
@@ -36,11 +37,14 @@ pub fn needed_by_plan(diagnostic: &Diagnostic) -> bool {
     )
 }
 
-/// The text of an app's TLS certificate and key, read from beside the spec
-/// (`None`: a file could not be read, which `check` reports as E273).
-pub fn tls_files(tls: &crate::model::Tls, base: &Path) -> Option<(String, String)> {
-    let read = |file: &str| std::fs::read_to_string(base.join(file)).ok();
-    Some((read(&tls.cert.0)?, read(&tls.key.0)?))
+/// The text of an app's TLS certificate and key, read from beside the spec;
+/// the error says which could not be read (`check` reports it: E273, E275).
+pub fn tls_files(tls: &crate::model::Tls, base: &Path) -> Result<(String, String), (Span, String)> {
+    let read = |(file, span): &(String, Span)| {
+        std::fs::read_to_string(base.join(file))
+            .map_err(|e| (*span, format!("`{file}` cannot be read: {e}")))
+    };
+    Ok((read(&tls.cert)?, read(&tls.key)?))
 }
 
 /// Every app's files, looked up from `base`, the spec's folder. All are
@@ -77,7 +81,7 @@ pub fn check(fleet: &Fleet, base: &Path) -> Vec<Diagnostic> {
 /// lookups; the folder itself is looked at only when the first fails.
 fn check_app(app: &App, base: &Path) -> Vec<Diagnostic> {
     let source = base.join(&app.source);
-    let mut found = tls_missing(app, base);
+    let mut found = tls_checks(app, base);
     if !source.join(&app.requirements).is_file() {
         if !source.is_dir() {
             found.push(source_missing(app, base, &source));
@@ -90,15 +94,12 @@ fn check_app(app: &App, base: &Path) -> Vec<Diagnostic> {
 }
 
 /// E273 for each file of the app's `tls` that is not a file; else what
-/// the files hold (`tls_problems`).
-fn tls_missing(app: &App, base: &Path) -> Vec<Diagnostic> {
+/// the files hold (`tls_problems`, or E275 when one cannot be read).
+fn tls_checks(app: &App, base: &Path) -> Vec<Diagnostic> {
     let Some(tls) = &app.tls else {
         return Vec::new();
     };
-    if let Some((cert, key)) = tls_files(tls, base) {
-        return tls_problems(app, tls, &cert, &key);
-    }
-    [("certificate", &tls.cert), ("key", &tls.key)]
+    let missing: Vec<Diagnostic> = [("certificate", &tls.cert), ("key", &tls.key)]
         .into_iter()
         .filter(|(_, (file, _))| !base.join(file).is_file())
         .map(|(what, (file, span))| {
@@ -112,7 +113,14 @@ fn tls_missing(app: &App, base: &Path) -> Vec<Diagnostic> {
                 shown(base)
             ))
         })
-        .collect()
+        .collect();
+    if !missing.is_empty() {
+        return missing;
+    }
+    match tls_files(tls, base) {
+        Ok((cert, key)) => tls_problems(app, tls, &cert, &key),
+        Err((span, why)) => vec![unusable(app, span, why)],
+    }
 }
 
 /// E275 when the files are not a PEM certificate chain and the key that
@@ -122,14 +130,7 @@ fn tls_missing(app: &App, base: &Path) -> Vec<Diagnostic> {
 fn tls_problems(app: &App, tls: &crate::model::Tls, cert: &str, key: &str) -> Vec<Diagnostic> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let unusable = |span, what: String| {
-        vec![Diagnostic::warning(
-            TLS_UNUSABLE,
-            format!("the TLS files of app `{}`: {what}", app.name),
-        )
-        .primary(span, "this file")
-        .help("`cert` is the PEM certificate chain, leaf first (certbot's fullchain.pem); `key` its private key (privkey.pem)")]
-    };
+    let unusable = |span, what: String| vec![unusable(app, span, what)];
     let chain: Vec<CertificateDer> =
         match CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<_, _>>() {
             Ok(chain) if !Vec::is_empty(&chain) => chain,
@@ -180,6 +181,16 @@ fn tls_problems(app: &App, tls: &crate::model::Tls, cert: &str, key: &str) -> Ve
             ))
         })
         .collect()
+}
+
+/// E275: the app's TLS files, at `span`, are not what `what` says.
+fn unusable(app: &App, span: Span, what: String) -> Diagnostic {
+    Diagnostic::warning(
+        TLS_UNUSABLE,
+        format!("the TLS files of app `{}`: {what}", app.name),
+    )
+    .primary(span, "this file")
+    .help("`cert` is the PEM certificate chain, leaf first (certbot's fullchain.pem); `key` its private key (privkey.pem)")
 }
 
 fn source_missing(app: &App, base: &Path, source: &Path) -> Diagnostic {
