@@ -278,7 +278,7 @@ fn render_program(
     if let Some(base) = local {
         diagnostics.extend(crate::local_files::check(&fleet, base));
     }
-    let secrets = match secret_source {
+    let mut secrets = match secret_source {
         SecretSource::Placeholders => crate::secrets::Secrets::placeholders(),
         SecretSource::File => {
             let mut needed = crate::settings::secret_names(&fleet);
@@ -298,7 +298,6 @@ fn render_program(
             }
         }
     };
-    let mut secrets = secrets;
     if let Some(base) = local {
         for app in &fleet.apps {
             let files =

@@ -190,7 +190,8 @@ pub fn build(
                     "origin": line(inputs, a.span),
                     "host": inputs.fleet.hosts[host].name,
                     "app": a.name,
-                    "pem": secret(inputs, &name)?.trim_end(),
+                    // Trimmed already (`compile`), as a plan looks for it.
+                    "pem": secret(inputs, &name)?,
                 }),
                 // Both: their text is a secret's value (`compile`), even
                 // the certificate's, which is public.

@@ -128,45 +128,44 @@ fn tls_checks(app: &App, base: &Path) -> Vec<Diagnostic> {
 /// else E274 for each domain of the app (but `*`) that the certificate does
 /// not name, which clients would refuse.
 fn tls_problems(app: &App, tls: &crate::model::Tls, cert: &str, key: &str) -> Vec<Diagnostic> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let unusable = |span, what: String| vec![unusable(app, span, what)];
-    let chain: Vec<CertificateDer> =
-        match CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<_, _>>() {
-            Ok(chain) if !Vec::is_empty(&chain) => chain,
-            Ok(_) => {
-                return unusable(
-                    tls.cert.1,
-                    "the certificate file holds no PEM certificate".into(),
-                )
-            }
-            Err(e) => {
-                return unusable(
+    use crate::balancer::{certified_key, PairProblem};
+    let provider = rustls::crypto::ring::default_provider();
+    let pair = match certified_key(cert.as_bytes(), key.as_bytes(), &provider) {
+        Ok(pair) => pair,
+        Err(problem) => {
+            let (span, what) = match problem {
+                PairProblem::Certificates(e) => (
                     tls.cert.1,
                     format!("the certificate file cannot be read: {e}"),
-                )
-            }
-        };
-    let private = match PrivateKeyDer::from_pem_slice(key.as_bytes()) {
-        Ok(private) => private,
-        Err(e) => return unusable(tls.key.1, format!("the key file holds no private key: {e}")),
+                ),
+                PairProblem::NoCertificate => (
+                    tls.cert.1,
+                    "the certificate file holds no PEM certificate".to_string(),
+                ),
+                PairProblem::Key(e) => {
+                    (tls.key.1, format!("the key file holds no private key: {e}"))
+                }
+                PairProblem::KeyMismatch(e) => (
+                    tls.key.1,
+                    format!("the key does not fit the certificate: {e}"),
+                ),
+            };
+            return vec![unusable(app, span, what)];
+        }
     };
-    let provider = rustls::crypto::ring::default_provider();
-    if let Err(e) = rustls::sign::CertifiedKey::from_der(chain.clone(), private, &provider) {
-        return unusable(
-            tls.key.1,
-            format!("the key does not fit the certificate: {e}"),
-        );
-    }
-    let Ok(leaf) = webpki::EndEntityCert::try_from(&chain[0]) else {
-        return unusable(tls.cert.1, "its first certificate cannot be parsed".into());
+    let Ok(leaf) = webpki::EndEntityCert::try_from(&pair.cert[0]) else {
+        return vec![unusable(
+            app,
+            tls.cert.1,
+            "its first certificate cannot be parsed".into(),
+        )];
     };
     (app.domains.iter())
         .filter(|(domain, _)| domain != "*")
         .filter(|(domain, _)| {
             // A wildcard domain stands for one label: any name in it.
             let name = domain.replacen('*', "any", 1);
-            ServerName::try_from(name.as_str())
+            rustls::pki_types::ServerName::try_from(name.as_str())
                 .is_ok_and(|name| leaf.verify_is_valid_for_subject_name(&name).is_err())
         })
         .map(|(domain, span)| {

@@ -60,8 +60,10 @@ impl Secrets {
             .collect();
         // The longest first: a value that holds another is replaced whole.
         values.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
-        let verbatim = self.verbatim.clone();
-        Redactor { values, verbatim }
+        // Decided once for every file's diff.
+        let unfindable = (self.values.iter())
+            .any(|(name, value)| !self.verbatim.contains(name) && !redactable(value));
+        Redactor { values, unfindable }
     }
 
     /// The secrets file beside a spec: `fleet.site` keeps `fleet.secrets.toml`.
@@ -127,8 +129,9 @@ impl std::fmt::Debug for Secrets {
 pub struct Redactor {
     /// `(name, value)`, the longest value first.
     values: Vec<(String, String)>,
-    /// Names whose values templates write as they are (`Secrets::insert`).
-    verbatim: std::collections::BTreeSet<String>,
+    /// Some value may have been written other than as it is (escaped by a
+    /// template), so it cannot be found to hide it: no diff is shown.
+    unfindable: bool,
 }
 
 /// Never print the values.
@@ -160,9 +163,7 @@ impl Redactor {
     /// safely (a secret shorter than 8 characters, or one with characters
     /// a template might escape): show no diff then.
     pub fn redact(&self, old: &str, new: &str) -> Option<(String, String)> {
-        if !(self.values.iter())
-            .all(|(name, value)| self.verbatim.contains(name) || redactable(value))
-        {
+        if self.unfindable {
             return None;
         }
         let new = self.replace_values(new);

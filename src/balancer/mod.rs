@@ -50,11 +50,13 @@ mod tls;
 // The parsing path, public for the property tests in tests/balancer/.
 pub use chunked::{ChunkedDecoder, Emit};
 pub use config::Config;
+// What makes PEM text a usable certificate and key, for `local_files` too.
 pub use forward::{request_head, Origin, OutFraming};
 pub use head::Framing;
 pub use refusal::Refusal;
 pub use request::RequestHead;
 pub use scanner::{HeadLimits, HeadScanner, HeadSpan};
+pub use tls::{certified_key, PairProblem};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

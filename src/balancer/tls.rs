@@ -34,33 +34,69 @@ impl ResolvesServerCert for BySni {
     }
 }
 
+/// Why PEM text is not a certificate chain with the key of its first
+/// certificate.
+#[derive(Debug)]
+pub enum PairProblem {
+    /// The chain's text cannot be read as PEM.
+    Certificates(String),
+    /// It holds no certificate.
+    NoCertificate,
+    /// The key's text holds no private key.
+    Key(String),
+    /// The key is not the first certificate's.
+    KeyMismatch(String),
+}
+
+/// The chain in `cert` and the private key in `key` (PEM text), checked to
+/// belong together: what a `[[tls.cert]]` loads, and what `sitec check`
+/// asks of an app's `tls` files (`local_files`).
+pub fn certified_key(
+    cert: &[u8],
+    key: &[u8],
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<CertifiedKey, PairProblem> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<_, _>>()
+        .map_err(|e| PairProblem::Certificates(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(PairProblem::NoCertificate);
+    }
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| PairProblem::Key(e.to_string()))?;
+    CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| PairProblem::KeyMismatch(e.to_string()))
+}
+
 /// The acceptor for every https listener, from the configured certificates.
 pub fn acceptor(certs: &[CertConfig]) -> Result<tokio_rustls::TlsAcceptor, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut loaded = Vec::new();
     for (i, c) in certs.iter().enumerate() {
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&c.cert)
-            .and_then(Iterator::collect)
-            .map_err(|e| {
-                format!(
-                    "tls.cert[{i}].cert: cannot read certificates from {}: {e}",
-                    c.cert.display()
-                )
-            })?;
-        if chain.is_empty() {
-            return Err(format!(
-                "tls.cert[{i}].cert: {} holds no PEM certificate",
+        let cert_unread = |e: &dyn std::fmt::Display| {
+            format!(
+                "tls.cert[{i}].cert: cannot read certificates from {}: {e}",
                 c.cert.display()
-            ));
-        }
-        let key = PrivateKeyDer::from_pem_file(&c.key).map_err(|e| {
+            )
+        };
+        let key_unread = |e: &dyn std::fmt::Display| {
             format!(
                 "tls.cert[{i}].key: cannot read a private key from {}: {e}",
                 c.key.display()
             )
+        };
+        let cert = std::fs::read(&c.cert).map_err(|e| cert_unread(&e))?;
+        let key = std::fs::read(&c.key).map_err(|e| key_unread(&e))?;
+        let key = certified_key(&cert, &key, &provider).map_err(|problem| match problem {
+            PairProblem::Certificates(e) => cert_unread(&e),
+            PairProblem::NoCertificate => format!(
+                "tls.cert[{i}].cert: {} holds no PEM certificate",
+                c.cert.display()
+            ),
+            PairProblem::Key(e) => key_unread(&e),
+            PairProblem::KeyMismatch(e) => {
+                format!("tls.cert[{i}]: the key does not fit the certificate: {e}")
+            }
         })?;
-        let key = CertifiedKey::from_der(chain, key, &provider)
-            .map_err(|e| format!("tls.cert[{i}]: the key does not fit the certificate: {e}"))?;
         loaded.push((c.domains.clone(), Arc::new(key)));
     }
     let mut config = rustls::ServerConfig::builder_with_provider(provider)

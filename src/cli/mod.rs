@@ -312,9 +312,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Compiles a spec, printing its diagnostics; `None` when it has errors.
-/// Compiles a spec and prints its diagnostics; `None` when it has errors.
-/// `for_plan`: what plan cannot do without (an app's source folder and
-/// requirements, `local_files`) is an error rather than a warning.
+/// `for_plan`: what plan cannot do without (an app's source folder,
+/// requirements and TLS files: `local_files::needed_by_plan`) is an error
+/// rather than a warning.
 pub(crate) fn compile(
     spec: &Path,
     secrets: &crate::compile::SecretSource,
