@@ -11,6 +11,7 @@
 #   DURATION=10 ROUNDS=3 CONNS=50 IDLE=10000 bash benches/balancer/bench.sh
 #   BASELINE=/tmp/sitec-old bash benches/balancer/bench.sh   # also an older sitec build
 #   MAX_STEAL=1 RETRIES=3     # a round with more steal than that (% of a CPU) is run again
+#   BACKEND_CPU=0             # the backend beside wrk instead of beside the proxy
 #   CALLGRIND=1 [BASELINE=...] bash benches/balancer/bench.sh
 #       # instead: user-space instructions per request of each sitec build
 #       # under callgrind (needs valgrind): steady to a fraction of a per cent,
@@ -26,6 +27,8 @@ ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-50}
 THREADS=${THREADS:-1}
 IDLE=${IDLE:-10000}
+# The backend's CPU: 1, beside the proxies (the default), or 0, beside wrk.
+BACKEND_CPU=${BACKEND_CPU:-1}
 BACKEND_PORT=18080
 declare -A PORT=([sitec]=18081 [nginx]=18082 [haproxy]=18083 [baseline]=18084)
 PROXIES=(sitec nginx haproxy)
@@ -137,7 +140,9 @@ CONF
 
 start() { # name, command...
   local name=$1; shift
-  taskset -c 1 "$@" > "$WORK/$name.out" 2>&1 &
+  local cpu=1
+  [ "$name" = backend ] && cpu=$BACKEND_CPU
+  taskset -c "$cpu" "$@" > "$WORK/$name.out" 2>&1 &
   PIDS+=($!)
   echo $! > "$WORK/$name.pidfile"
 }
