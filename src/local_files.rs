@@ -15,6 +15,7 @@ use crate::diagnostic::Diagnostic;
 use crate::model::{App, Fleet};
 use crate::source::Span;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 /// The app's `source` is not a folder.
 pub const SOURCE_MISSING: &str = "E270";
@@ -28,6 +29,13 @@ pub const TLS_FILE_MISSING: &str = "E273";
 pub const TLS_NAME_MISSING: &str = "E274";
 /// The app's `tls` files are not a certificate chain and its key.
 pub const TLS_UNUSABLE: &str = "E275";
+/// The app's certificate has expired, soon will, or is not valid yet.
+pub const TLS_EXPIRY: &str = "E276";
+
+/// How long before it expires a certificate is warned of: renewals run
+/// well before (certbot's at 30 days left, a third of a 45-day
+/// certificate's life at 15), so one this close has missed its renewal.
+const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
 
 /// Whether `plan` cannot go on past this diagnostic.
 pub fn needed_by_plan(diagnostic: &Diagnostic) -> bool {
@@ -160,7 +168,7 @@ fn tls_problems(app: &App, tls: &crate::model::Tls, cert: &str, key: &str) -> Ve
             "its first certificate cannot be parsed".into(),
         )];
     };
-    (app.domains.iter())
+    let names = (app.domains.iter())
         .filter(|(domain, _)| domain != "*")
         .filter(|(domain, _)| {
             // A wildcard domain stands for one label: any name in it.
@@ -178,8 +186,64 @@ fn tls_problems(app: &App, tls: &crate::model::Tls, cert: &str, key: &str) -> Ve
             .help(format!(
                 "get a certificate that names it too (certbot: `-d {domain}`), or drop it from `domains`"
             ))
-        })
+        });
+    names
+        .chain(expiry(app, tls, &pair.cert[0], SystemTime::now()))
         .collect()
+}
+
+/// E276 when the certificate (`leaf`, DER) has expired, expires within
+/// `EXPIRY_WARNING` of `now`, or is not valid yet.
+fn expiry(app: &App, tls: &crate::model::Tls, leaf: &[u8], now: SystemTime) -> Option<Diagnostic> {
+    let (not_before, not_after) = crate::balancer::validity(leaf)?;
+    let (what, label, help) = expiry_words(not_before, not_after, now)?;
+    Some(
+        Diagnostic::warning(
+            TLS_EXPIRY,
+            format!("the certificate of app `{}` {what}", app.name),
+        )
+        .primary(tls.cert.1, label)
+        .help(help),
+    )
+}
+
+/// What E276 says of a certificate valid from `not_before` to `not_after`
+/// at `now` (its message's end, label and help), if anything.
+fn expiry_words(
+    not_before: SystemTime,
+    not_after: SystemTime,
+    now: SystemTime,
+) -> Option<(String, &'static str, &'static str)> {
+    use crate::balancer::date;
+    let renew = "renew it (`certbot renew`, or from your CA) and run `sitec apply`: the balancers serve what the files hold when it runs";
+    if now >= not_after {
+        return Some((
+            format!("expired on {}", date(not_after)),
+            "clients refuse it",
+            renew,
+        ));
+    }
+    if now < not_before {
+        return Some((
+            format!("is not valid before {}", date(not_before)),
+            "clients refuse it until then",
+            "a certificate from the future: check this machine's clock, or wait for the date",
+        ));
+    }
+    let left = not_after.duration_since(now).ok()?;
+    if left >= EXPIRY_WARNING {
+        return None;
+    }
+    let days = match left.as_secs() / 86_400 {
+        0 => "in less than a day".to_string(),
+        1 => "in 1 day".to_string(),
+        n => format!("in {n} days"),
+    };
+    Some((
+        format!("expires on {} ({days})", date(not_after)),
+        "renew it before then",
+        renew,
+    ))
 }
 
 /// E275: the app's TLS files, at `span`, are not what `what` says.
@@ -466,20 +530,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_wildcard_certificate_names_the_domains_it_covers() {
-        let fixture = |f: &str| format!("{}/tests/balancer/tls/{f}", env!("CARGO_MANIFEST_DIR"));
+    /// The codes `check` gives for an app of `domains` whose `tls` is the
+    /// fixture `NAME.pem` and `NAME.key` of tests/balancer/tls.
+    fn tls_codes(domains: &str, name: &str) -> Vec<&'static str> {
+        let fixture = format!("{}/tests/balancer/tls/{name}", env!("CARGO_MANIFEST_DIR"));
         let fields = format!(
-            "wsgi = \"a.wsgi\"  tls {{ cert = \"{}\"  key = \"{}\" }}",
-            fixture("wild.pem"),
-            fixture("wild.key")
+            "wsgi = \"a.wsgi\"  tls {{ cert = \"{fixture}.pem\"  key = \"{fixture}.key\" }}"
         );
         let files = ["apps/a/requirements.txt", "apps/a/a/wsgi.py"];
-        let codes = |domains: &str| -> Vec<&str> {
-            (found_for(domains, &fields, &files).iter())
-                .map(|d| d.0)
-                .collect()
-        };
+        (found_for(domains, &fields, &files).iter())
+            .map(|d| d.0)
+            .collect()
+    }
+
+    #[test]
+    fn a_wildcard_certificate_names_the_domains_it_covers() {
+        let codes = |domains: &str| tls_codes(domains, "wild");
         assert_eq!(
             codes(r#""shop.b.example.com", "*.b.example.com", "*""#),
             Vec::<&str>::new()
@@ -497,5 +563,35 @@ mod tests {
         let d = |code| Diagnostic::warning(code, "");
         assert!(needed_by_plan(&d(SOURCE_MISSING)) && needed_by_plan(&d(REQUIREMENTS_MISSING)));
         assert!(!needed_by_plan(&d(WSGI_MISSING)));
+    }
+
+    #[test]
+    fn a_certificate_is_warned_of_when_expired_close_to_expiry_or_not_yet_valid() {
+        let day = |n: u64| std::time::UNIX_EPOCH + Duration::from_secs(n * 86_400);
+        let (from, until) = (day(20_000), day(20_090));
+        let said = |now| expiry_words(from, until, now).map(|(what, _, _)| what);
+        assert_eq!(said(day(20_000)), None);
+        assert_eq!(said(day(20_076)), None);
+        assert_eq!(
+            said(day(20_077)).as_deref(),
+            Some("expires on 2025-01-02 (in 13 days)")
+        );
+        assert_eq!(
+            said(day(20_089)).as_deref(),
+            Some("expires on 2025-01-02 (in 1 day)")
+        );
+        let last_hour = day(20_090) - Duration::from_secs(3600);
+        assert_eq!(
+            said(last_hour).as_deref(),
+            Some("expires on 2025-01-02 (in less than a day)")
+        );
+        assert_eq!(said(day(20_090)).as_deref(), Some("expired on 2025-01-02"));
+        assert_eq!(
+            said(day(19_999)).as_deref(),
+            Some("is not valid before 2024-10-04")
+        );
+        // Through `check`, with a certificate that expired in 2020.
+        let codes = tls_codes(r#""expired.localhost""#, "expired");
+        assert_eq!(codes, [TLS_EXPIRY]);
     }
 }

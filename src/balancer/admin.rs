@@ -39,7 +39,11 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     };
     let (status, body) = match RequestHead::parse(&buf.filled()[span.start..span.end], &limits) {
         Ok(req) if req.path() == "/metrics" => {
-            ("200 OK", shared.metrics.render(&shared.live_backends()))
+            let certs = shared.state().certs.clone();
+            (
+                "200 OK",
+                shared.metrics.render(&shared.live_backends(), &certs),
+            )
         }
         Ok(req) if req.path() == "/healthz" => ("200 OK", "ok\n".to_owned()),
         Ok(_) => ("404 Not Found", "try /metrics or /healthz\n".to_owned()),

@@ -4,11 +4,12 @@
 //! by app name). It never serves HTTP itself.
 
 use super::backend::Backend;
+use super::tls::Expiry;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 13] = [
@@ -75,7 +76,7 @@ impl Metrics {
     }
 
     /// Everything, as Prometheus text exposition format 0.0.4.
-    pub fn render(&self, backends: &[Arc<Backend>]) -> String {
+    pub fn render(&self, backends: &[Arc<Backend>], certs: &[Expiry]) -> String {
         let mut out = String::with_capacity(4096);
         let apps: Vec<_> = self
             .apps
@@ -138,6 +139,19 @@ impl Metrics {
                 "sitec_backend_active{{backend=\"{}\"}} {}",
                 b.addr,
                 b.active.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP sitec_tls_certificate_expiry_seconds When each served certificate expires (its notAfter), in seconds since 1970: alert on it minus time().\n# TYPE sitec_tls_certificate_expiry_seconds gauge\n");
+        for c in certs {
+            let seconds = c
+                .not_after
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let _ = writeln!(
+                out,
+                "sitec_tls_certificate_expiry_seconds{{cert=\"{}\",domain=\"{}\"}} {seconds}",
+                label(&c.cert.display().to_string()),
+                label(&c.domain)
             );
         }
         out.push_str("# HELP sitec_backend_failures_total Refused, reset or failed backend connections.\n# TYPE sitec_backend_failures_total counter\n");
@@ -206,6 +220,15 @@ fn load(c: &AtomicU64) -> i64 {
     i64::try_from(c.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
 }
 
+/// A label value as the Prometheus text format writes it: backslash,
+/// double quote and line feed escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,7 +238,7 @@ mod tests {
         let m = Metrics::default();
         m.app("blog").observe(200, Duration::from_millis(3));
         m.app("blog").observe(502, Duration::from_secs(20));
-        let text = m.render(&[]);
+        let text = m.render(&[], &[]);
         assert!(text.contains("sitec_requests_total{app=\"blog\",code=\"200\"} 1\n"));
         assert!(text.contains("sitec_requests_total{app=\"blog\",code=\"502\"} 1\n"));
         assert!(
@@ -225,5 +248,19 @@ mod tests {
             text.contains("sitec_request_duration_seconds_bucket{app=\"blog\",le=\"+Inf\"} 2\n")
         );
         assert!(text.contains("sitec_request_duration_seconds_count{app=\"blog\"} 2\n"));
+    }
+
+    #[test]
+    fn certificate_expiry_with_its_labels_escaped() {
+        let cert = Expiry {
+            cert: "/etc/sitec/tls/a \"b\".pem".into(),
+            domain: "blog.example.com".into(),
+            not_after: UNIX_EPOCH + Duration::from_secs(2_000_000_000),
+        };
+        let text = Metrics::default().render(&[], &[cert]);
+        assert!(text.contains("# TYPE sitec_tls_certificate_expiry_seconds gauge\n"));
+        assert!(text.contains(
+            "sitec_tls_certificate_expiry_seconds{cert=\"/etc/sitec/tls/a \\\"b\\\".pem\",domain=\"blog.example.com\"} 2000000000\n"
+        ), "{text}");
     }
 }

@@ -1,7 +1,8 @@
 //! `sitec balancer`: the fleet's HTTP/1.1 load balancer.
 //!
 //! A request's path through the modules: `server` accepts a connection
-//! (and terminates TLS, `tls`); `conn` reads each request head, found by
+//! (and terminates TLS, `tls`; `cert_dates` reads when its certificates
+//! expire); `conn` reads each request head, found by
 //! `scanner` and validated by `request` (strict: everything a lenient
 //! backend could read differently is refused with 400 before a byte is
 //! forwarded); `router` picks the app by Host; `proxy` reads the start of
@@ -26,6 +27,7 @@ mod admin;
 mod backend;
 mod buf;
 mod bus;
+mod cert_dates;
 mod chunked;
 mod config;
 mod conn;
@@ -50,12 +52,14 @@ mod tls;
 // The parsing path, public for the property tests in tests/balancer/.
 pub use chunked::{ChunkedDecoder, Emit};
 pub use config::Config;
-// What makes PEM text a usable certificate and key, for `local_files` too.
 pub use forward::{request_head, Origin, OutFraming};
 pub use head::Framing;
 pub use refusal::Refusal;
 pub use request::RequestHead;
 pub use scanner::{HeadLimits, HeadScanner, HeadSpan};
+// What makes PEM text a usable certificate and key, and when a certificate
+// is valid, for `local_files` too.
+pub use cert_dates::{date, validity};
 pub use tls::{certified_key, PairProblem};
 
 use std::path::PathBuf;

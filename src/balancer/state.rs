@@ -28,6 +28,8 @@ pub struct State {
     pub timeouts: Timeouts,
     pub health: Health,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// When each certificate `tls` serves expires.
+    pub certs: Vec<super::tls::Expiry>,
     /// (host, app) as heartbeats name them: that app's backends on that
     /// host (routes that list their backends' `hosts`).
     pub runners: HashMap<(String, String), Vec<Arc<Backend>>>,
@@ -72,10 +74,11 @@ impl Shared {
     /// error nothing changes.
     pub fn install(&self, valid: Valid) -> Result<(), String> {
         let c = &valid.config;
-        let tls = if c.tls.certs.is_empty() {
-            None
+        let (tls, certs) = if c.tls.certs.is_empty() {
+            (None, Vec::new())
         } else {
-            Some(super::tls::acceptor(&c.tls.certs)?)
+            let (acceptor, certs) = super::tls::acceptor(&c.tls.certs)?;
+            (Some(acceptor), certs)
         };
         let log = match &c.access_log.path {
             Some(p) if self.log().as_ref().as_ref().is_some_and(|l| l.path() == p) => None,
@@ -111,6 +114,7 @@ impl Shared {
         let state = State {
             router,
             tls,
+            certs,
             runners,
             ..placeholder(valid)
         };
@@ -184,6 +188,7 @@ fn placeholder(valid: Valid) -> State {
         timeouts: c.timeouts,
         health: c.health.clone(),
         tls: None,
+        certs: Vec::new(),
         runners: HashMap::new(),
         valid,
     }

@@ -1,7 +1,8 @@
 //! TLS termination with rustls (ring provider): loads each `[[tls.cert]]`'s
 //! chain and key from PEM files and picks the certificate by SNI, exact
 //! names before `*.` wildcards; a client without SNI gets the first
-//! certificate. It builds the acceptor only: the handshake runs in `server`.
+//! certificate. It builds the acceptor only (and says when each certificate
+//! expires, for `/metrics`): the handshake runs in `server`.
 
 use super::config::{domain_matches, CertConfig};
 use rustls::pki_types::pem::PemObject;
@@ -67,10 +68,21 @@ pub fn certified_key(
         .map_err(|e| PairProblem::KeyMismatch(e.to_string()))
 }
 
-/// The acceptor for every https listener, from the configured certificates.
-pub fn acceptor(certs: &[CertConfig]) -> Result<tokio_rustls::TlsAcceptor, String> {
+/// When a served certificate expires, for `/metrics`.
+#[derive(Debug, Clone)]
+pub struct Expiry {
+    pub cert: std::path::PathBuf,
+    /// Its first domain.
+    pub domain: String,
+    pub not_after: std::time::SystemTime,
+}
+
+/// The acceptor for every https listener, from the configured certificates,
+/// and when each of those expires.
+pub fn acceptor(certs: &[CertConfig]) -> Result<(tokio_rustls::TlsAcceptor, Vec<Expiry>), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut loaded = Vec::new();
+    let mut expiry = Vec::new();
     for (i, c) in certs.iter().enumerate() {
         let cert_unread = |e: &dyn std::fmt::Display| {
             format!(
@@ -97,6 +109,13 @@ pub fn acceptor(certs: &[CertConfig]) -> Result<tokio_rustls::TlsAcceptor, Strin
                 format!("tls.cert[{i}]: the key does not fit the certificate: {e}")
             }
         })?;
+        if let Some((_, not_after)) = super::cert_dates::validity(&key.cert[0]) {
+            expiry.push(Expiry {
+                cert: c.cert.clone(),
+                domain: c.domains.first().cloned().unwrap_or_default(),
+                not_after,
+            });
+        }
         loaded.push((c.domains.clone(), Arc::new(key)));
     }
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -105,5 +124,5 @@ pub fn acceptor(certs: &[CertConfig]) -> Result<tokio_rustls::TlsAcceptor, Strin
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(BySni { certs: loaded }));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), expiry))
 }

@@ -60,7 +60,7 @@ fn terminates_tls_by_sni_and_redirects_plain_http() {
         fixture("wild.key"),
     );
     let lb = Balancer::with_config(&format!(
-        "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n\
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
          [[tls.cert]]\ndomains = [\"a.example.com\"]\ncert = \"{}\"\nkey = \"{}\"\n\
          [[tls.cert]]\ndomains = [\"*.b.example.com\"]\ncert = \"{}\"\nkey = \"{}\"\n\
          [[route]]\ndomains = [\"a.example.com\"]\nbackends = [\"{}\"]\n\
@@ -93,6 +93,20 @@ fn terminates_tls_by_sni_and_redirects_plain_http() {
     let r = get(https, "a.example.com", "/").expect("an HTTP answer");
     assert_eq!(r.status, 400);
     assert!(r.text().contains("use an https:// address"), "{}", r.text());
+    // When each certificate expires, for alerts: their notAfter, as
+    // `openssl x509 -noout -enddate` shows it (2126-11-03 22:18:20 UTC).
+    let metrics = get(lb.admin.expect("admin"), "admin", "/metrics").expect("metrics");
+    for (pem, domain) in [(&a_pem, "a.example.com"), (&w_pem, "*.b.example.com")] {
+        let line = format!(
+            "sitec_tls_certificate_expiry_seconds{{cert=\"{}\",domain=\"{domain}\"}} 4949417900\n",
+            pem.display()
+        );
+        assert!(
+            metrics.text().contains(&line),
+            "{line} in\n{}",
+            metrics.text()
+        );
+    }
 }
 
 #[test]
