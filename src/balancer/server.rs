@@ -161,7 +161,7 @@ impl Drop for Open {
 
 /// Not an `async fn`: its arguments would stay in the task beside the
 /// `Conn` made of them (rustc keeps an async fn's arguments for its whole
-/// life), 70 bytes for every idle connection.
+/// life), 72 bytes for every idle connection.
 fn serve_plain(
     stream: TcpStream,
     peer: SocketAddr,

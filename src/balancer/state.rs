@@ -161,7 +161,7 @@ impl Shared {
     }
 
     /// Resolves once a drain has started. Every idle connection holds one
-    /// of these for its whole life: a queued `Notified` (70 bytes) where a
+    /// of these for its whole life: a queued `Notified` (96 bytes waiting) where a
     /// `watch` receiver's wait was 160.
     pub async fn drain_started(&self) {
         let mut notified = std::pin::pin!(self.drain_started.notified());
