@@ -1,5 +1,6 @@
 //! Property tests of the request parsing path (scanner, head parser,
-//! chunked decoder, forwarded head), a bounded number of cases per run:
+//! chunked decoder, forwarded head), a bounded number of cases per run
+//! (512 a property; `FUZZ_CASES` for more):
 //! arbitrary and mutated input never panics; what is accepted is forwarded
 //! with exactly one framing of our own, and re-parses to the same request;
 //! the head scanner and the chunked decoder, fed in arbitrary pieces, agree
@@ -343,8 +344,17 @@ fn chunked_bytes() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// 512 cases a property in CI; `FUZZ_CASES=1000000 cargo test --release
+/// --test balancer fuzz` for a longer hunt.
+fn cases() -> u32 {
+    std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(512)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), cuts in prop::collection::vec(any::<usize>(), 0..6)) {
