@@ -18,7 +18,7 @@
 #       # where req/s on a shared machine cannot see a few per cent
 #
 # Needs nginx, haproxy, wrk, python3 (apt-get install nginx haproxy wrk).
-# Listens on 127.0.0.1:18080-18086 only. Not run in CI.
+# Listens on 127.0.0.1:18080-18090 only. Not run in CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -31,6 +31,11 @@ IDLE=${IDLE:-10000}
 BACKEND_CPU=${BACKEND_CPU:-1}
 BACKEND_PORT=18080
 declare -A PORT=([sitec]=18081 [nginx]=18082 [haproxy]=18083 [baseline]=18084)
+# HTTPS listeners, for the idle TLS clients (the quickstart's test certificate).
+declare -A TLS_PORT=([sitec]=18087 [nginx]=18088 [haproxy]=18089 [baseline]=18085)
+CERT=$PWD/examples/tls/blog.localhost.pem
+KEY=$PWD/examples/tls/blog.localhost.key
+CA=$PWD/examples/tls/ca.pem
 PROXIES=(sitec nginx haproxy)
 # BASELINE: another sitec binary (an older build) run as a fourth proxy, to
 # compare two builds within one run on a shared machine.
@@ -95,6 +100,9 @@ http {
   upstream app { server 127.0.0.1:$BACKEND_PORT; keepalive 64; }
   server {
     listen 127.0.0.1:${PORT[nginx]} backlog=4096;
+    listen 127.0.0.1:${TLS_PORT[nginx]} ssl backlog=4096;
+    ssl_certificate $CERT;
+    ssl_certificate_key $KEY;
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;
@@ -121,22 +129,34 @@ defaults
   http-reuse always
 frontend web
   bind 127.0.0.1:${PORT[haproxy]}
+  bind 127.0.0.1:${TLS_PORT[haproxy]} ssl crt $WORK/haproxy.pem
   default_backend app
 backend app
   server b1 127.0.0.1:$BACKEND_PORT
 CONF
 
-cat > "$WORK/sitec.toml" <<CONF
+# HAProxy wants the certificate and its key in one file.
+cat "$CERT" "$KEY" > "$WORK/haproxy.pem"
+
+sitec_toml() { # http port, https port
+  cat <<CONF
 [listen]
-http = ["127.0.0.1:${PORT[sitec]}"]
+http = ["127.0.0.1:$1"]
+https = ["127.0.0.1:$2"]
 [server]
 workers = 1
 [timeouts]
 idle_ms = 75000
+[[tls.cert]]
+domains = ["blog.localhost"]
+cert = "$CERT"
+key = "$KEY"
 [[route]]
 domains = ["*"]
 backends = ["127.0.0.1:$BACKEND_PORT"]
 CONF
+}
+sitec_toml "${PORT[sitec]}" "${TLS_PORT[sitec]}" > "$WORK/sitec.toml"
 
 start() { # name, command...
   local name=$1; shift
@@ -151,7 +171,7 @@ start nginx nginx -c "$WORK/nginx.conf"
 start haproxy haproxy -f "$WORK/haproxy.cfg"
 start sitec "$SITEC" balancer --config "$WORK/sitec.toml"
 if [ -n "$BASELINE" ]; then
-  sed "s/:${PORT[sitec]}\"/:${PORT[baseline]}\"/" "$WORK/sitec.toml" > "$WORK/baseline.toml"
+  sitec_toml "${PORT[baseline]}" "${TLS_PORT[baseline]}" > "$WORK/baseline.toml"
   start baseline "$BASELINE" balancer --config "$WORK/baseline.toml"
 fi
 for p in backend "${PROXIES[@]}"; do
@@ -163,7 +183,7 @@ done
 # warmed up, counters zeroed, then `wrk -c10` for 5 s, dumped.
 callgrind_count() { # name, binary
   local name=$1 bin=$2 port=18086
-  sed "s/:${PORT[sitec]}\"/:$port\"/" "$WORK/sitec.toml" > "$WORK/cg-$name.toml"
+  sitec_toml "$port" 18090 > "$WORK/cg-$name.toml"
   taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg-$name.%p" \
     "$bin" balancer --config "$WORK/cg-$name.toml" > "$WORK/cg-$name.log" 2>&1 &
   local vpid=$!
@@ -276,20 +296,30 @@ done
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo
-echo "# idle: $IDLE keep-alive client connections held open"
-declare -A IDLE_RSS
-for p in "${PROXIES[@]}"; do
+# RSS of proxy $1 with $IDLE idle clients held open by idle.py (args $2...).
+hold_idle() {
+  local p=$1; shift
+  local before n
   before=$(rss_kb "$p")
   n=$IDLE
   [ "$p" = haproxy ] && [ "$n" -gt $((HAPROXY_MAXCONN - 50)) ] && n=$((HAPROXY_MAXCONN - 50))
-  coproc HOLD { taskset -c 0 python3 benches/balancer/idle.py 127.0.0.1 "${PORT[$p]}" "$n"; }
+  coproc HOLD { taskset -c 0 python3 benches/balancer/idle.py 127.0.0.1 "$1" "$n" "${@:2}"; }
   read -r ready count <&"${HOLD[0]}" || true
   sleep 1
-  IDLE_RSS[$p]=$(rss_kb "$p")
-  echo "$p: $ready $count connections; rss $before KiB before, ${IDLE_RSS[$p]} KiB with them open"
+  HELD=$(rss_kb "$p")
+  echo "$p: $ready $count connections; rss $before KiB before, $HELD KiB with them open"
   eval "exec ${HOLD[1]}>&-"
   wait "$HOLD_PID" 2>/dev/null || true
   sleep 1
+}
+
+echo "# idle: $IDLE keep-alive client connections held open, then $IDLE over HTTPS"
+declare -A IDLE_RSS IDLE_TLS_RSS
+for p in "${PROXIES[@]}"; do
+  hold_idle "$p" "${PORT[$p]}"
+  IDLE_RSS[$p]=$HELD
+  hold_idle "$p" "${TLS_PORT[$p]}" "$CA" blog.localhost
+  IDLE_TLS_RSS[$p]=$HELD
 done
 
 echo
@@ -302,10 +332,10 @@ for p in "${PROXIES[@]}"; do
     RPS[$p]=${STOLEN_RPS[$p]:-}; P50[$p]=${STOLEN_P50[$p]:-}; P99[$p]=${STOLEN_P99[$p]:-}; CPU[$p]=${STOLEN_CPU[$p]:-}
   fi
 done
-printf "%-8s %10s %8s %8s %11s %10s %14s\n" proxy req/s p50_ms p99_ms cpu_us/req rss_KiB idle_rss_KiB
+printf "%-8s %10s %8s %8s %11s %10s %14s %14s\n" proxy req/s p50_ms p99_ms cpu_us/req rss_KiB idle_rss_KiB idle_tls_KiB
 for p in "${PROXIES[@]}"; do
-  printf "%-8s %10s %8s %8s %11s %10s %14s\n" "$p" "$(median "${RPS[$p]}")" "$(median "${P50[$p]}")" \
-    "$(median "${P99[$p]}")" "$(median "${CPU[$p]}")" "${RSS[$p]}" "${IDLE_RSS[$p]}"
+  printf "%-8s %10s %8s %8s %11s %10s %14s %14s\n" "$p" "$(median "${RPS[$p]}")" "$(median "${P50[$p]}")" \
+    "$(median "${P99[$p]}")" "$(median "${CPU[$p]}")" "${RSS[$p]}" "${IDLE_RSS[$p]}" "${IDLE_TLS_RSS[$p]}"
 done
 s=$(median "${RPS[sitec]}"); n=$(median "${RPS[nginx]}"); h=$(median "${RPS[haproxy]}")
 cs=$(median "${CPU[sitec]}"); cn=$(median "${CPU[nginx]}"); ch=$(median "${CPU[haproxy]}")
