@@ -15,7 +15,7 @@ use crate::diagnostic::Diagnostic;
 use crate::model::{App, Fleet};
 use crate::source::Span;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// The app's `source` is not a folder.
 pub const SOURCE_MISSING: &str = "E270";
@@ -31,11 +31,6 @@ pub const TLS_NAME_MISSING: &str = "E274";
 pub const TLS_UNUSABLE: &str = "E275";
 /// The app's certificate has expired, soon will, or is not valid yet.
 pub const TLS_EXPIRY: &str = "E276";
-
-/// How long before it expires a certificate is warned of: renewals run
-/// well before (certbot's at 30 days left, a third of a 45-day
-/// certificate's life at 15), so one this close has missed its renewal.
-const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
 
 /// Whether `plan` cannot go on past this diagnostic.
 pub fn needed_by_plan(diagnostic: &Diagnostic) -> bool {
@@ -231,7 +226,7 @@ fn expiry_words(
         ));
     }
     let left = not_after.duration_since(now).ok()?;
-    if left >= EXPIRY_WARNING {
+    if left >= crate::balancer::EXPIRY_WARNING {
         return None;
     }
     let days = match left.as_secs() / 86_400 {
@@ -567,6 +562,7 @@ mod tests {
 
     #[test]
     fn a_certificate_is_warned_of_when_expired_close_to_expiry_or_not_yet_valid() {
+        use std::time::Duration;
         let day = |n: u64| std::time::UNIX_EPOCH + Duration::from_secs(n * 86_400);
         let (from, until) = (day(20_000), day(20_090));
         let said = |now| expiry_words(from, until, now).map(|(what, _, _)| what);

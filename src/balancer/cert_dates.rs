@@ -3,10 +3,16 @@
 //! during a handshake but do not hand them out, and a certificate parser
 //! crate would be a dozen dependencies for two fields: this walks the few
 //! DER elements in front of them. `sitec check` warns of a certificate
-//! that has expired or soon will (E276); the balancer's `/metrics` shows
-//! each one's expiry.
+//! that has expired or soon will (E276), the balancer logs it when it
+//! loads one, and its `/metrics` shows each one's expiry.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long before it expires a certificate is warned of (E276, and the
+/// balancer's log when it loads one): renewals run well before (certbot's
+/// at 30 days left, a third of a 45-day certificate's life at 15), so one
+/// this close has missed its renewal.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
 
 /// The first DER element of `der`: its tag, its contents, and what follows.
 fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {

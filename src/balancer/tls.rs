@@ -68,6 +68,24 @@ pub fn certified_key(
         .map_err(|e| PairProblem::KeyMismatch(e.to_string()))
 }
 
+/// A log line when a certificate being loaded has expired or expires within
+/// `EXPIRY_WARNING`: it is served all the same (refusing it would stop the
+/// balancer, or keep an older one that is no better).
+fn warn_of_expiry(i: usize, c: &CertConfig, not_after: std::time::SystemTime) {
+    use super::cert_dates::{date, EXPIRY_WARNING};
+    let (cert, on) = (c.cert.display(), date(not_after));
+    match not_after.duration_since(std::time::SystemTime::now()) {
+        Err(_) => tracing::warn!(
+            "tls.cert[{i}] ({cert}) expired on {on}: clients refuse it; renew it and reload"
+        ),
+        Ok(left) if left < EXPIRY_WARNING => tracing::warn!(
+            "tls.cert[{i}] ({cert}) expires on {on}, in {} days: renew it and reload",
+            left.as_secs() / 86_400
+        ),
+        Ok(_) => {}
+    }
+}
+
 /// When a served certificate expires, for `/metrics`.
 #[derive(Debug, Clone)]
 pub struct Expiry {
@@ -110,6 +128,7 @@ pub fn acceptor(certs: &[CertConfig]) -> Result<(tokio_rustls::TlsAcceptor, Vec<
             }
         })?;
         if let Some((_, not_after)) = super::cert_dates::validity(&key.cert[0]) {
+            warn_of_expiry(i, c, not_after);
             expiry.push(Expiry {
                 cert: c.cert.clone(),
                 domain: c.domains.first().cloned().unwrap_or_default(),

@@ -134,6 +134,27 @@ fn a_missing_certificate_is_refused_at_start() {
     );
 }
 
+/// A certificate past its date is loaded all the same (refusing it would
+/// stop the balancer and serve nobody), and the log says so.
+#[test]
+fn an_expired_certificate_is_logged_and_served() {
+    let b = TestBackend::start("b");
+    let lb = Balancer::with_config(&format!(
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n\
+         [[tls.cert]]\ndomains = [\"expired.localhost\"]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[route]]\ndomains = [\"expired.localhost\"]\nbackends = [\"{}\"]\n",
+        fixture("expired.pem").display(),
+        fixture("expired.key").display(),
+        b.addr
+    ));
+    assert!(lb.https.is_some(), "no https listener");
+    let line = format!(
+        "tls.cert[0] ({}) expired on 2020-02-01",
+        fixture("expired.pem").display()
+    );
+    assert!(lb.wait_log(&line, 1), "{}", lb.stderr());
+}
+
 /// A balancer serving `a.example.com` from `backend` over TLS (and plain
 /// HTTP), with `extra` config sections (such as `[timeouts]`).
 fn serving_a_over_tls(backend: &TestBackend, extra: &str) -> Balancer {
