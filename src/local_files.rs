@@ -558,6 +558,9 @@ mod tests {
         let d = |code| Diagnostic::warning(code, "");
         assert!(needed_by_plan(&d(SOURCE_MISSING)) && needed_by_plan(&d(REQUIREMENTS_MISSING)));
         assert!(!needed_by_plan(&d(WSGI_MISSING)));
+        // A certificate past its date or close to it is worth a warning, not
+        // a plan stopped: the fix (a renewal) is shipped by a plan too.
+        assert!(!needed_by_plan(&d(TLS_EXPIRY)) && !needed_by_plan(&d(TLS_NAME_MISSING)));
     }
 
     #[test]
