@@ -209,36 +209,33 @@ fn expiry_words(
     not_after: SystemTime,
     now: SystemTime,
 ) -> Option<(String, &'static str, &'static str)> {
-    use crate::balancer::date;
+    use crate::balancer::{date, standing, Standing};
     let renew = "renew it (`certbot renew`, or from your CA) and run `sitec apply`: the balancers serve what the files hold when it runs";
-    if now >= not_after {
-        return Some((
+    match standing(not_before, not_after, now) {
+        Standing::Valid => None,
+        Standing::Expired => Some((
             format!("expired on {}", date(not_after)),
             "clients refuse it",
             renew,
-        ));
-    }
-    if now < not_before {
-        return Some((
+        )),
+        Standing::NotYet => Some((
             format!("is not valid before {}", date(not_before)),
             "clients refuse it until then",
             "a certificate from the future: check this machine's clock, or wait for the date",
-        ));
+        )),
+        Standing::ExpiresSoon(left) => {
+            let days = match left.as_secs() / 86_400 {
+                0 => "in less than a day".to_string(),
+                1 => "in 1 day".to_string(),
+                n => format!("in {n} days"),
+            };
+            Some((
+                format!("expires on {} ({days})", date(not_after)),
+                "renew it before then",
+                renew,
+            ))
+        }
     }
-    let left = not_after.duration_since(now).ok()?;
-    if left >= crate::balancer::EXPIRY_WARNING {
-        return None;
-    }
-    let days = match left.as_secs() / 86_400 {
-        0 => "in less than a day".to_string(),
-        1 => "in 1 day".to_string(),
-        n => format!("in {n} days"),
-    };
-    Some((
-        format!("expires on {} ({days})", date(not_after)),
-        "renew it before then",
-        renew,
-    ))
 }
 
 /// E275: the app's TLS files, at `span`, are not what `what` says.

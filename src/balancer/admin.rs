@@ -39,10 +39,10 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     };
     let (status, body) = match RequestHead::parse(&buf.filled()[span.start..span.end], &limits) {
         Ok(req) if req.path() == "/metrics" => {
-            let certs = shared.state().certs.clone();
+            let state = shared.state();
             (
                 "200 OK",
-                shared.metrics.render(&shared.live_backends(), &certs),
+                shared.metrics.render(&shared.live_backends(), &state.certs),
             )
         }
         Ok(req) if req.path() == "/healthz" => ("200 OK", "ok\n".to_owned()),

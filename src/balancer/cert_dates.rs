@@ -14,6 +14,29 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// this close has missed its renewal.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
 
+/// Where a certificate valid from `not_before` to `not_after` stands at a
+/// given time: what E276 and the balancer's log both go by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Before its `not_before`.
+    NotYet,
+    /// Valid for `EXPIRY_WARNING` or more.
+    Valid,
+    /// Valid for less than `EXPIRY_WARNING` more: this long.
+    ExpiresSoon(Duration),
+    /// At or past its `not_after`.
+    Expired,
+}
+
+pub fn standing(not_before: SystemTime, not_after: SystemTime, now: SystemTime) -> Standing {
+    match not_after.duration_since(now) {
+        Err(_) | Ok(Duration::ZERO) => Standing::Expired,
+        Ok(_) if now < not_before => Standing::NotYet,
+        Ok(left) if left < EXPIRY_WARNING => Standing::ExpiresSoon(left),
+        Ok(_) => Standing::Valid,
+    }
+}
+
 /// The first DER element of `der`: its tag, its contents, and what follows.
 fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = der.split_first()?;

@@ -59,7 +59,7 @@ pub use request::RequestHead;
 pub use scanner::{HeadLimits, HeadScanner, HeadSpan};
 // What makes PEM text a usable certificate and key, and when a certificate
 // is valid, for `local_files` too.
-pub use cert_dates::{date, validity, EXPIRY_WARNING};
+pub use cert_dates::{date, standing, validity, Standing};
 pub use tls::{certified_key, PairProblem};
 
 use std::path::PathBuf;

@@ -10,6 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 #[derive(Debug)]
 struct BySni {
@@ -71,18 +72,18 @@ pub fn certified_key(
 /// A log line when a certificate being loaded has expired or expires within
 /// `EXPIRY_WARNING`: it is served all the same (refusing it would stop the
 /// balancer, or keep an older one that is no better).
-fn warn_of_expiry(i: usize, c: &CertConfig, not_after: std::time::SystemTime) {
-    use super::cert_dates::{date, EXPIRY_WARNING};
+fn warn_of_expiry(i: usize, c: &CertConfig, not_before: SystemTime, not_after: SystemTime) {
+    use super::cert_dates::{date, standing, Standing};
     let (cert, on) = (c.cert.display(), date(not_after));
-    match not_after.duration_since(std::time::SystemTime::now()) {
-        Err(_) => tracing::warn!(
+    match standing(not_before, not_after, SystemTime::now()) {
+        Standing::Expired => tracing::warn!(
             "tls.cert[{i}] ({cert}) expired on {on}: clients refuse it; renew it and reload"
         ),
-        Ok(left) if left < EXPIRY_WARNING => tracing::warn!(
+        Standing::ExpiresSoon(left) => tracing::warn!(
             "tls.cert[{i}] ({cert}) expires on {on}, in {} days: renew it and reload",
             left.as_secs() / 86_400
         ),
-        Ok(_) => {}
+        Standing::NotYet | Standing::Valid => {}
     }
 }
 
@@ -92,7 +93,7 @@ pub struct Expiry {
     pub cert: std::path::PathBuf,
     /// Its first domain.
     pub domain: String,
-    pub not_after: std::time::SystemTime,
+    pub not_after: SystemTime,
 }
 
 /// The acceptor for every https listener, from the configured certificates,
@@ -127,8 +128,8 @@ pub fn acceptor(certs: &[CertConfig]) -> Result<(tokio_rustls::TlsAcceptor, Vec<
                 format!("tls.cert[{i}]: the key does not fit the certificate: {e}")
             }
         })?;
-        if let Some((_, not_after)) = super::cert_dates::validity(&key.cert[0]) {
-            warn_of_expiry(i, c, not_after);
+        if let Some((not_before, not_after)) = super::cert_dates::validity(&key.cert[0]) {
+            warn_of_expiry(i, c, not_before, not_after);
             expiry.push(Expiry {
                 cert: c.cert.clone(),
                 domain: c.domains.first().cloned().unwrap_or_default(),
