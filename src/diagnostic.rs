@@ -120,17 +120,39 @@ impl Diagnostic {
                 } else {
                     cs::LabelStyle::Secondary
                 };
-                cs::Label::new(style, l.span.file.0, l.span.range()).with_message(&l.message)
+                cs::Label::new(style, l.span.file.0, l.span.range())
+                    .with_message(printable(&l.message))
             })
             .collect();
-        let mut notes: Vec<String> = self.help.iter().map(|h| format!("help: {h}")).collect();
-        notes.extend(self.notes.iter().map(|n| format!("note: {n}")));
+        let mut notes: Vec<String> = (self.help.iter())
+            .map(|h| format!("help: {}", printable(h)))
+            .collect();
+        notes.extend(self.notes.iter().map(|n| format!("note: {}", printable(n))));
         cs::Diagnostic::new(severity)
             .with_code(self.code)
-            .with_message(&self.message)
+            .with_message(printable(&self.message))
             .with_labels(labels)
             .with_notes(notes)
     }
+}
+
+/// A message safe to print on a terminal: a message may quote what the
+/// spec holds, and a control character there (an escape sequence) would
+/// reach the terminal; each is shown as its `\u{..}` escape instead.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    (text.chars())
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// Renders diagnostics as rustc-style text. `color` is for terminals only;

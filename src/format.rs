@@ -41,6 +41,28 @@ pub fn format(file: &SourceFile, text: &str) -> String {
     out
 }
 
+/// `formatted` as the file it came from was saved: with its byte-order
+/// mark, and with `\r\n` line ends when its first line ends so (editors
+/// on Windows write them; the parser reads either).
+pub fn as_saved(formatted: String, original: &[u8]) -> String {
+    let original = original
+        .strip_prefix(crate::syntax::BOM.as_bytes())
+        .map_or((original, ""), |rest| (rest, crate::syntax::BOM));
+    let (text, bom) = original;
+    let first_line = text.split(|b| *b == b'\n').next().unwrap_or_default();
+    let crlf = first_line.len() < text.len() && first_line.ends_with(b"\r");
+    let body = if crlf {
+        formatted.replace('\n', "\r\n")
+    } else {
+        formatted
+    };
+    if bom.is_empty() {
+        body
+    } else {
+        format!("{bom}{body}")
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Node<'a> {
     Item(&'a Item),

@@ -115,15 +115,7 @@ impl<'s> Loader<'s> {
 
     /// Parses one module's bytes, then loads what it uses.
     fn add(&mut self, origin: Origin, name: String, bytes: Vec<u8>) {
-        let (file, decode_error) = syntax::decode(self.sources, &name, bytes);
-        // A file that is not UTF-8 is reported once, not parsed into noise.
-        let text = if decode_error.is_some() {
-            ""
-        } else {
-            self.sources.text(file)
-        };
-        let (ast, diagnostics) = syntax::parse(file, text);
-        self.diagnostics.extend(decode_error);
+        let (file, ast, diagnostics) = syntax::read(self.sources, &name, bytes);
         self.diagnostics.extend(diagnostics);
         let uses: Vec<ast::Use> = ast
             .items

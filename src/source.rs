@@ -62,6 +62,33 @@ struct SourceFile {
     name: String,
     text: String,
     line_starts: OnceLock<Vec<usize>>,
+    /// The text as a diagnostic's excerpt shows it, when that differs
+    /// (see [`shown`]); made the first time an excerpt needs it.
+    shown: OnceLock<Option<String>>,
+}
+
+/// `text` safe to print on a terminal, byte for byte as long: every
+/// control character but a tab and a line end (a lone `\r` too), and the
+/// invisible characters that reorder a line (bidirectional overrides), as
+/// `?` (one byte), `¿` (two) or `\u{fffd}` (three), so spans still fall on
+/// the same characters. `None` when there is nothing to replace.
+fn shown(text: &str) -> Option<String> {
+    let unsafe_char = |(at, c): (usize, char)| {
+        let lone_cr = c == '\r' && !text[at + 1..].starts_with('\n');
+        (c.is_control() && c != '\t' && c != '\n' && (c != '\r' || lone_cr))
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    text.char_indices().find(|ic| unsafe_char(*ic))?;
+    Some(
+        text.char_indices()
+            .map(|(at, c)| match c.len_utf8() {
+                _ if !unsafe_char((at, c)) => c,
+                1 => '?',
+                2 => '\u{bf}',
+                _ => '\u{fffd}',
+            })
+            .collect(),
+    )
 }
 
 impl SourceFile {
@@ -96,6 +123,7 @@ impl SourceMap {
             name: name.into(),
             text: text.into(),
             line_starts: OnceLock::new(),
+            shown: OnceLock::new(),
         });
         FileId(self.files.len() - 1)
     }
@@ -150,8 +178,13 @@ impl<'a> Files<'a> for SourceMap {
         Ok(self.file(file)?.name.clone())
     }
 
+    /// What an excerpt shows: the text with control characters replaced.
     fn source(&'a self, file: usize) -> Result<&'a str, files::Error> {
-        Ok(&self.file(file)?.text)
+        let f = self.file(file)?;
+        Ok(f.shown
+            .get_or_init(|| shown(&f.text))
+            .as_deref()
+            .unwrap_or(&f.text))
     }
 
     fn line_index(&'a self, file: usize, byte_index: usize) -> Result<usize, files::Error> {
@@ -165,5 +198,19 @@ impl<'a> Files<'a> for SourceMap {
     fn line_range(&'a self, file: usize, line_index: usize) -> Result<Range<usize>, files::Error> {
         let f = self.file(file)?;
         Ok(f.line_start(line_index)?..f.line_start(line_index + 1)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_show_no_control_character_and_keep_every_offset() {
+        let text = "a\u{1b}[31mb\r\nc\rd\u{85}e\u{202e}f\tg\u{0}";
+        let shown = shown(text).expect("something replaced");
+        assert_eq!(shown, "a?[31mb\r\nc?d\u{bf}e\u{fffd}f\tg?");
+        assert_eq!(shown.len(), text.len());
+        assert_eq!(super::shown("plain\ttext\r\n"), None);
     }
 }

@@ -242,3 +242,54 @@ fn a_missing_app_source_warns_in_check_and_stops_plan() {
         format!("error{expected}\nerror: `spec.site` has 1 error\n")
     );
 }
+
+/// Files as editors save them: a byte-order mark and `\r\n` line ends are
+/// read as any file, and `fmt` writes them back as they were.
+#[test]
+fn a_byte_order_mark_and_crlf_line_ends_are_kept() {
+    let spec = "\u{feff}# saved on Windows\r\nprovider colo {\r\n  user   = \"root\"\r\n}\r\n";
+    let out = Test::new()
+        .file("spec.site", spec)
+        .args(&["check", "spec.site"])
+        .run();
+    assert_eq!((out.status, out.stderr.as_str()), (0, ""));
+    let out = out.again().args(&["fmt", "spec.site"]).run();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(
+        out.read("spec.site"),
+        "\u{feff}# saved on Windows\r\nprovider colo {\r\n  user = \"root\"\r\n}\r\n"
+    );
+    let out = out.again().args(&["fmt", "--check", "spec.site"]).run();
+    assert_eq!((out.status, out.stdout.as_str()), (0, ""));
+}
+
+/// `fmt` reads a file as `check` does: a file that is not UTF-8 gets the
+/// same one error, not a parse of its replacement characters, and the
+/// excerpt of a binary file writes no control character to the terminal.
+#[test]
+fn fmt_and_check_agree_on_a_file_that_is_not_utf8() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/errors/binary_file.site");
+    let bytes = std::fs::read(path).expect("the golden binary file");
+    let run = |command: &str| {
+        Test::new()
+            .bytes("spec.site", &bytes)
+            .args(&[command, "spec.site"])
+            .run()
+    };
+    let (check, fmt) = (run("check"), run("fmt"));
+    assert_eq!((check.status, fmt.status), (1, 1));
+    let codes = |text: &str| -> Vec<String> {
+        (text.lines())
+            .filter_map(|l| l.strip_prefix("error[").map(|c| c[..4].to_string()))
+            .collect()
+    };
+    assert_eq!(codes(&check.stderr), ["E001"]);
+    assert_eq!(codes(&fmt.stderr), ["E001"]);
+    for said in [&check.stderr, &fmt.stderr] {
+        let control = said.chars().find(|c| c.is_control() && *c != '\n');
+        assert_eq!(
+            control, None,
+            "a control character reached the terminal:\n{said}"
+        );
+    }
+}

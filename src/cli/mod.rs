@@ -263,24 +263,22 @@ fn fmt_one(path: &Path, check_only: bool) -> Result<FmtOutcome, String> {
     } else {
         path.display().to_string()
     };
-    let (file, decode_error) = crate::syntax::decode(&mut sources, &name, bytes);
-    let text = sources.text(file);
-    let (ast, mut diagnostics) = crate::syntax::parse(file, text);
-    diagnostics.extend(decode_error);
+    let (file, ast, diagnostics) = crate::syntax::read(&mut sources, &name, bytes.clone());
     if diagnostics.iter().any(Diagnostic::is_error) {
         print_diagnostics(&sources, &diagnostics);
         return Err(format!(
             "`{name}` has syntax errors; fix them and format again"
         ));
     }
-    let formatted = crate::format::format(&ast, text);
+    let formatted =
+        crate::format::as_saved(crate::format::format(&ast, sources.text(file)), &bytes);
     if stdin {
         std::io::stdout()
             .write_all(formatted.as_bytes())
             .map_err(|e| format!("can't write standard output: {e}"))?;
         return Ok(FmtOutcome::Unchanged);
     }
-    if formatted == text {
+    if formatted.as_bytes() == bytes {
         return Ok(FmtOutcome::Unchanged);
     }
     if !check_only {

@@ -36,6 +36,12 @@ impl Test {
         self
     }
 
+    /// Writes `bytes`, which need not be text, to `name` in the folder.
+    pub fn bytes(self, name: &str, bytes: &[u8]) -> Test {
+        std::fs::write(self.dir.path().join(name), bytes).expect("write file");
+        self
+    }
+
     pub fn args(mut self, args: &[&str]) -> Test {
         self.args.extend(args.iter().map(|a| a.to_string()));
         self
