@@ -12,6 +12,8 @@ pub mod assess;
 mod converge;
 pub mod state;
 mod system;
+#[cfg(test)]
+mod tests;
 mod watch;
 pub mod wire;
 
