@@ -64,13 +64,12 @@ fn a_backend_dying_mid_stream_causes_no_failed_request() {
         |r| r.status == 200,
         false,
     );
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_done(50);
+    assert!(a.requests.load(Ordering::Relaxed) > 0, "a served nothing");
     a.stop();
     let at_kill = load.done();
-    std::thread::sleep(Duration::from_millis(500));
-    let (done, failures) = load.finish();
-    assert!(at_kill > 20, "too few requests before the kill: {at_kill}");
-    assert!(done > at_kill + 20, "too few requests after the kill");
+    load.wait_done(at_kill + 50);
+    let (_, failures) = load.finish();
     assert_eq!(failures, 0, "{}", lb.stderr());
 }
 
@@ -173,7 +172,7 @@ fn active_checks_bring_a_backend_back() {
             .starts_with("b "));
     }
     let back = TestBackend::start_at(addr, "a-again");
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + WAIT;
     let mut seen = false;
     while !seen && Instant::now() < deadline {
         seen = get(lb.http, "x", "/")
@@ -224,24 +223,26 @@ fn least_connections_avoids_the_busy_backend() {
             .replace("backends =", "policy = \"least_connections\"\nbackends ="),
     );
     let addr = lb.http;
-    let busy = std::thread::spawn(move || {
-        get(addr, "x", "/slow?ms=2000")
-            .expect("slow response")
-            .text()
-    });
-    let deadline = Instant::now() + WAIT;
-    while !(a.received_text() + &b.received_text()).contains("/slow") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // Busy for longer than the test runs: the balancer's end goes when
+    // the test does.
+    std::thread::spawn(move || get(addr, "x", "/slow?ms=60000"));
+    let busy = || {
+        [&a, &b]
+            .into_iter()
+            .find(|x| x.received_text().contains("/slow"))
+    };
+    assert!(
+        crate::common::eventually(WAIT, || busy().is_some()),
+        "the slow request reached no backend"
+    );
+    let busy_name = &busy().expect("busy").name;
     let fast: Vec<String> = (0..4)
         .map(|_| get(lb.http, "x", "/").expect("response").text())
         .collect();
-    let slow_one = busy.join().expect("thread");
-    let busy_name = slow_one.split(' ').next().expect("name").to_owned();
     assert!(
         fast.iter()
             .all(|t| !t.starts_with(&format!("{busy_name} "))),
-        "{slow_one} / {fast:?}"
+        "{busy_name} is busy / {fast:?}"
     );
 }
 
@@ -313,20 +314,67 @@ fn served(lb: std::net::SocketAddr, a: &TestBackend, b: &TestBackend, n: usize) 
 
 /// A balancer routing `blog.example.com` to `a` on run1 and `b` on run2,
 /// following the heartbeats at `endpoint`, its active checks every 100 ms.
-fn following_heartbeats(endpoint: &str, a: &TestBackend, b: &TestBackend) -> Balancer {
+/// A route `marker` on hosts `mark1`..`mark3` (`Heartbeats::marks`) serves
+/// only to show how far the balancer has read the heartbeats.
+struct Heartbeats {
+    lb: Balancer,
+    /// The marker route's backends, one per marker host.
+    _marks: Vec<TestBackend>,
+}
+
+fn following_heartbeats(endpoint: &str, a: &TestBackend, b: &TestBackend) -> Heartbeats {
+    let marks: Vec<TestBackend> = (1..=3)
+        .map(|n| TestBackend::start(&format!("mark{n}")))
+        .collect();
+    let mark_addrs: Vec<String> = marks.iter().map(|m| format!("\"{}\"", m.addr)).collect();
     let lb = Balancer::with_config(&format!(
         "[listen]\nhttp = [\"127.0.0.1:0\"]\n[health]\ninterval_ms = 100\n\
          [bus]\nheartbeats = [\"{endpoint}\"]\n\
          [[route]]\nname = \"blog\"\ndomains = [\"blog.example.com\"]\n\
-         backends = [\"{}\", \"{}\"]\nhosts = [\"run1\", \"run2\"]\n",
-        a.addr, b.addr
+         backends = [\"{}\", \"{}\"]\nhosts = [\"run1\", \"run2\"]\n\
+         [[route]]\nname = \"marker\"\ndomains = [\"marker.example.com\"]\n\
+         backends = [{}]\nhosts = [\"mark1\", \"mark2\", \"mark3\"]\n",
+        a.addr,
+        b.addr,
+        mark_addrs.join(", ")
     ));
     assert!(
         lb.wait_log("following heartbeats from", 1),
         "{}",
         lb.stderr()
     );
-    lb
+    Heartbeats { lb, _marks: marks }
+}
+
+/// The `n`th marker heartbeat (1 to 3, each used once): put last in a
+/// round, it is read after every heartbeat before it (one socket, in
+/// order), and the balancer logs it (`Heartbeats::wait_mark`).
+fn mark(n: u8) -> String {
+    heartbeat(&format!("mark{n}"), "marker", false)
+}
+
+impl Heartbeats {
+    /// Waits until the balancer has read the round that ends with `mark(n)`.
+    fn wait_mark(&self, n: u8) {
+        assert!(
+            self.lb
+                .wait_log(&format!("mark{n}'s agent says marker is not running"), 1),
+            "{}",
+            self.lb.stderr()
+        );
+    }
+}
+
+/// Waits until the active checks have probed `backend` (a TCP connect each)
+/// `n` more times: what would bring it back had a check the last word.
+fn probed(backend: &TestBackend, n: usize) {
+    let seen = backend.connections.load(Ordering::SeqCst);
+    assert!(
+        crate::common::eventually(WAIT, || backend.connections.load(Ordering::SeqCst)
+            >= seen + n),
+        "no active check reached {}",
+        backend.name
+    );
 }
 
 #[test]
@@ -336,7 +384,8 @@ fn a_runner_whose_agent_says_the_app_is_down_gets_no_requests_until_it_says_it_r
     let (endpoint, agents) = agents_publishing();
     // The active checks find `a` answering throughout, yet the heartbeat
     // keeps it out.
-    let lb = following_heartbeats(&endpoint, &a, &b);
+    let beats = following_heartbeats(&endpoint, &a, &b);
+    let lb = &beats.lb;
     assert_eq!(
         served(lb.http, &a, &b, 10),
         (5, 5),
@@ -354,7 +403,8 @@ fn a_runner_whose_agent_says_the_app_is_down_gets_no_requests_until_it_says_it_r
         "{}",
         lb.stderr()
     );
-    std::thread::sleep(Duration::from_millis(400));
+    // The active checks find `a` answering: they do not bring it back.
+    probed(&a, 3);
     assert_eq!(served(lb.http, &a, &b, 10), (0, 10), "{}", lb.stderr());
 
     // Another app on run1, or this app on another host: nothing changes.
@@ -363,9 +413,10 @@ fn a_runner_whose_agent_says_the_app_is_down_gets_no_requests_until_it_says_it_r
             heartbeat("run1", "blog", false),
             heartbeat("run1", "shop", true),
             heartbeat("run3", "blog", true),
+            mark(1),
         ])
         .expect("send");
-    std::thread::sleep(Duration::from_millis(300));
+    beats.wait_mark(1);
     assert_eq!(served(lb.http, &a, &b, 4), (0, 4));
 
     agents
@@ -383,9 +434,12 @@ fn a_runner_whose_agent_says_the_app_is_down_gets_no_requests_until_it_says_it_r
 
     // A worker (celery) down on run1 while its web service runs: it serves.
     agents
-        .send(vec![heartbeat_with_workers("run1", "blog", true, false)])
+        .send(vec![
+            heartbeat_with_workers("run1", "blog", true, false),
+            mark(2),
+        ])
         .expect("send");
-    std::thread::sleep(Duration::from_millis(400));
+    beats.wait_mark(2);
     assert_eq!(served(lb.http, &a, &b, 10), (5, 5), "{}", lb.stderr());
     assert_eq!(
         lb.stderr()
@@ -402,7 +456,8 @@ fn a_hold_lapses_when_the_agent_falls_silent() {
     let a = TestBackend::start("a");
     let b = TestBackend::start("b");
     let (endpoint, agents) = agents_publishing();
-    let lb = following_heartbeats(&endpoint, &a, &b);
+    let beats = following_heartbeats(&endpoint, &a, &b);
+    let lb = &beats.lb;
     agents
         .send(vec![heartbeat("run1", "blog", false)])
         .expect("send");
@@ -411,8 +466,19 @@ fn a_hold_lapses_when_the_agent_falls_silent() {
         "{}",
         lb.stderr()
     );
+    // Held while the agent says so (each beat renews the hold).
+    assert_eq!(served(lb.http, &a, &b, 4), (0, 4), "{}", lb.stderr());
     agents.send(Vec::new()).expect("send");
     // No news for longer than the hold (3 s): run1 is the checks' again.
-    std::thread::sleep(Duration::from_millis(3_500));
+    let started = Instant::now();
+    assert!(
+        crate::common::eventually(WAIT, || served(lb.http, &a, &b, 2).0 > 0),
+        "the hold never lapsed: {}",
+        lb.stderr()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "lapsed at once"
+    );
     assert_eq!(served(lb.http, &a, &b, 10), (5, 5), "{}", lb.stderr());
 }

@@ -24,16 +24,16 @@ fn reload_under_load_fails_no_request() {
         true,
     );
     let path = lb.dir.join("balancer.toml");
+    // Traffic before, between and after the reloads: 30 requests each.
     for round in 0..4 {
-        std::thread::sleep(Duration::from_millis(150));
+        load.wait_done(load.done() + 30);
         let target = if round % 2 == 0 { new.addr } else { old.addr };
         std::fs::write(&path, config(target)).expect("rewrite config");
         lb.signal("HUP");
         assert!(lb.wait_log("reloaded", round + 1), "{}", lb.stderr());
     }
-    std::thread::sleep(Duration::from_millis(150));
-    let (total, failures) = load.finish();
-    assert!(total > 100, "too little load: {total}");
+    load.wait_done(load.done() + 30);
+    let (_, failures) = load.finish();
     assert_eq!(failures, 0, "{}", lb.stderr());
     assert!(
         new.requests.load(Ordering::Relaxed) > 0,
@@ -78,12 +78,23 @@ fn sigterm_drains_in_flight_requests() {
     let addr = lb.http;
     let slow = std::thread::spawn(move || {
         let mut c = Client::connect(addr);
-        c.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
+        c.send(b"GET /hold HTTP/1.1\r\nHost: a\r\n\r\n");
         let r = c.response();
         (r, c.closed())
     });
-    std::thread::sleep(Duration::from_millis(100));
+    // In flight: the backend has it, and answers once the drain began
+    // (its listener closed: connections are refused).
+    assert!(
+        crate::common::eventually(WAIT, || b.received_text().contains("GET /hold")),
+        "the held request never reached the backend"
+    );
     lb.signal("TERM");
+    assert!(
+        crate::common::eventually(WAIT, || std::net::TcpStream::connect(addr).is_err()),
+        "still accepting after SIGTERM: {}",
+        lb.stderr()
+    );
+    b.release();
     let (r, closed) = slow.join().expect("thread");
     let r = r.expect("the in-flight request was dropped");
     assert_eq!(r.status, 200);

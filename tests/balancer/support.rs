@@ -19,7 +19,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// `/headers` echoes the request head, `/echo` the body, `/chunked` answers
 /// chunked with a trailer, `/eof` answers with no length and closes,
 /// `/ws` switches protocols and echoes bytes, `/slow` waits 300 ms
-/// (`/slow?ms=N`: N ms),
+/// (`/slow?ms=N`: N ms), `/hold` waits until the test calls `release`,
 /// `/reset` closes without answering, `POST /early` answers 401 before
 /// reading any of the body and closes, `/raw` answers with the request's body
 /// as its whole response, bytes as given.
@@ -30,6 +30,9 @@ pub struct TestBackend {
     pub connections: Arc<AtomicUsize>,
     pub requests: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    released: Arc<AtomicBool>,
+    /// The thread that owns the listener: joined, the port is closed.
+    accepting: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl TestBackend {
@@ -58,32 +61,36 @@ impl TestBackend {
             connections: Arc::default(),
             requests: Arc::default(),
             stop: Arc::default(),
+            released: Arc::default(),
+            accepting: Mutex::new(None),
         };
-        let (received, connections, requests, stop, name) = (
+        let (received, connections, requests, stop, released, name) = (
             b.received.clone(),
             b.connections.clone(),
             b.requests.clone(),
             b.stop.clone(),
+            b.released.clone(),
             b.name.clone(),
         );
         listener.set_nonblocking(true).expect("nonblocking");
-        std::thread::spawn(move || {
+        let accepting = std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
                         connections.fetch_add(1, Ordering::Relaxed);
-                        let (received, requests, stop, name) = (
-                            received.clone(),
-                            requests.clone(),
-                            stop.clone(),
-                            name.clone(),
-                        );
-                        std::thread::spawn(move || serve(s, &received, &requests, &stop, &name));
+                        let (received, requests, name) =
+                            (received.clone(), requests.clone(), name.clone());
+                        let flags = Flags {
+                            stop: stop.clone(),
+                            released: released.clone(),
+                        };
+                        std::thread::spawn(move || serve(s, &received, &requests, &flags, &name));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
+        *b.accepting.lock().expect("lock") = Some(accepting);
         b
     }
 
@@ -92,14 +99,22 @@ impl TestBackend {
         self.received.lock().expect("lock").clone()
     }
 
+    /// Lets every `/hold` request, waiting or to come, be answered.
+    pub fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+    }
+
     pub fn received_text(&self) -> String {
         String::from_utf8_lossy(&self.received()).into_owned()
     }
 
-    /// Stops accepting and closes its listener (connections get refused).
+    /// Stops accepting and closes its listener: when this returns, new
+    /// connections are refused (open ones close at their next read).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(20));
+        if let Some(accepting) = self.accepting.lock().expect("lock").take() {
+            accepting.join().expect("the accepting thread");
+        }
     }
 }
 
@@ -109,13 +124,20 @@ impl Drop for TestBackend {
     }
 }
 
+/// What a test tells a backend's connections: stop, or answer `/hold`.
+struct Flags {
+    stop: Arc<AtomicBool>,
+    released: Arc<AtomicBool>,
+}
+
 fn serve(
     mut s: TcpStream,
     received: &Mutex<Vec<u8>>,
     requests: &AtomicUsize,
-    stop: &AtomicBool,
+    flags: &Flags,
     name: &str,
 ) {
+    let stop = &flags.stop;
     let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16384];
@@ -191,6 +213,16 @@ fn serve(
                     }
                 }
                 return;
+            }
+            "/hold" => {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !flags.released.load(Ordering::SeqCst)
+                    && !stop.load(Ordering::Relaxed)
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                ok(&text)
             }
             "/slow" => {
                 let ms = path.split("ms=").nth(1).and_then(|v| v.parse().ok()).unwrap_or(300);
@@ -639,9 +671,25 @@ impl<S: Read + Write> Client<S> {
         self.buf.drain(..n).collect()
     }
 
-    /// True if the server closed the connection (EOF) within the wait.
+    /// True if the server closed the connection (EOF, or a reset) within
+    /// the wait; false if bytes came first, or nothing came before the
+    /// read timed out (a connection left open is not a closed one).
     pub fn closed(&mut self) -> bool {
-        !self.fill() && self.buf.is_empty()
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut chunk = [0u8; 16384];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => true,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                false
+            }
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
     }
 }
 
@@ -660,7 +708,8 @@ pub fn get(addr: SocketAddr, host: &str, path: &str) -> Option<Response> {
 }
 
 /// Clients sending one request after another on kept-alive connections
-/// until stopped (15 s at most), counting every answer `ok` refuses.
+/// until stopped (60 s at most, or when dropped), counting every answer
+/// `ok` refuses.
 pub struct Load {
     stop: Arc<AtomicBool>,
     done: Arc<AtomicUsize>,
@@ -685,7 +734,7 @@ impl Load {
             .map(|i| {
                 let (stop, done, failures) = (stop.clone(), done.clone(), failures.clone());
                 std::thread::spawn(move || {
-                    let deadline = Instant::now() + Duration::from_secs(15);
+                    let deadline = Instant::now() + Duration::from_secs(60);
                     let mut c = Client::connect(addr);
                     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                         if churn && i % 2 == 1 {
@@ -714,15 +763,36 @@ impl Load {
         self.done.load(Ordering::Relaxed)
     }
 
+    /// Waits until `n` requests in all were answered (or failed): a test
+    /// drives the traffic it needs instead of hoping a time window holds it.
+    pub fn wait_done(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.done() < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} requests done in 30 s",
+                self.done()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Stops the clients; returns (requests, failures).
-    pub fn finish(self) -> (usize, usize) {
+    pub fn finish(mut self) -> (usize, usize) {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
+        for t in std::mem::take(&mut self.threads) {
             t.join().expect("load client");
         }
         (
             self.done.load(Ordering::Relaxed),
             self.failures.load(Ordering::Relaxed),
         )
+    }
+}
+
+impl Drop for Load {
+    /// A test that failed midway stops its clients too.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }

@@ -174,13 +174,13 @@ fn serving_a_over_tls(backend: &TestBackend, extra: &str) -> Balancer {
 #[test]
 fn an_idle_tls_connection_gets_the_idle_timeout() {
     let b = TestBackend::start("b");
-    let lb = serving_a_over_tls(&b, "[timeouts]\nheader_ms = 500\nidle_ms = 2500\n");
+    let lb = serving_a_over_tls(&b, "[timeouts]\nheader_ms = 500\nidle_ms = 4000\n");
     let https = lb.https.expect("https listener");
     let mut c = Client::over(tls_connect(https, "a.example.com"));
     let ask = b"GET /one HTTP/1.1\r\nHost: a.example.com\r\n\r\n";
     c.send(ask);
     assert_eq!(c.response().expect("first").status, 200);
-    // Idle for three head deadlines, within the idle timeout.
+    // Idle for three head deadlines, well within the idle timeout.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     c.send(ask);
     let again = c
@@ -191,7 +191,7 @@ fn an_idle_tls_connection_gets_the_idle_timeout() {
     assert!(c.closed(), "idle TLS connection not closed");
     let waited = idle_from.elapsed();
     assert!(
-        waited >= std::time::Duration::from_millis(2000),
+        waited >= std::time::Duration::from_millis(3500),
         "closed after {waited:?}, before idle_ms"
     );
 }
@@ -201,31 +201,20 @@ fn an_idle_tls_connection_gets_the_idle_timeout() {
 #[test]
 fn a_drain_closes_an_idle_tls_connection() {
     let b = TestBackend::start("b");
-    let mut lb = serving_a_over_tls(&b, "");
+    // Deadlines (60 s) far past the client's wait (10 s): only the drain
+    // can close it in time.
+    let mut lb = serving_a_over_tls(
+        &b,
+        "[timeouts]\nheader_ms = 60000\nidle_ms = 60000\ndrain_ms = 60000\n",
+    );
     let https = lb.https.expect("https listener");
     let mut c = Client::over(tls_connect(https, "a.example.com"));
     c.send(b"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
     assert_eq!(c.response().expect("response").status, 200);
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    let drain_from = std::time::Instant::now();
     lb.signal("TERM");
     assert!(c.closed(), "idle TLS connection not closed on drain");
-    let waited = drain_from.elapsed();
-    assert!(
-        waited < std::time::Duration::from_secs(3),
-        "closed {waited:?} after SIGTERM (the head deadline is 10 s)"
-    );
-    let status = lb
-        .wait_exit(std::time::Duration::from_secs(5))
-        .expect("did not exit after draining");
+    let status = lb.wait_exit(WAIT).expect("did not exit after draining");
     assert!(status.success());
-}
-
-/// A free loopback port (bound and let go: the test's own, nothing else here
-/// asks for a fixed port).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 /// SIGHUP opens the listeners a config adds (an HTTPS one with its
@@ -242,7 +231,7 @@ fn a_reload_opens_and_closes_listeners() {
     let mut kept = Client::connect(lb.http);
     kept.send(b"GET /before HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(kept.response().expect("response").status, 200);
-    let (http, https) = (free_port(), free_port());
+    let (http, https) = (crate::common::free_port(), crate::common::free_port());
     let config = |http: &str| {
         format!(
             "[listen]\nhttp = [{http}]\nhttps = [\"127.0.0.1:{https}\"]\n\
