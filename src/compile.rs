@@ -20,6 +20,9 @@ pub struct Report {
     pub diagnostics: Vec<Diagnostic>,
     /// How many of each kind the spec declares (stdlib roles included).
     pub counts: Vec<(Kind, usize)>,
+    /// The fleet checks did not run: names or types had errors, and the
+    /// fleet model is built only from a spec without.
+    pub held_back: bool,
     /// The syntax trees checked. Kept so that a caller about to exit can
     /// skip freeing them ([`Report::leak`]).
     _program: modules::Program,
@@ -81,7 +84,7 @@ fn spec_folder(path: &Path) -> &Path {
 /// `local`: the spec's folder, when it is a file on disk: then the apps'
 /// files are looked up (`local_files`).
 fn report(program: modules::Program, local: Option<&Path>) -> Report {
-    let (diagnostics, counts) = {
+    let (diagnostics, counts, held_back) = {
         let mut analysis = analyse(&program);
         if let (Some(fleet), Some(base)) = (&analysis.fleet, local) {
             crate::trace::mark(|| "checked; looking up the apps' files".into());
@@ -91,11 +94,12 @@ fn report(program: modules::Program, local: Option<&Path>) -> Report {
             crate::trace::mark(|| "apps' files looked up".into());
             diagnostic::sort(&mut analysis.diagnostics);
         }
-        (analysis.diagnostics, analysis.counts)
+        (analysis.diagnostics, analysis.counts, analysis.held_back)
     };
     Report {
         diagnostics,
         counts,
+        held_back,
         _program: program,
     }
 }
@@ -207,6 +211,8 @@ struct Analysis<'p> {
     diagnostics: Vec<Diagnostic>,
     /// How many of each kind the spec declares (stdlib roles included).
     counts: Vec<(Kind, usize)>,
+    /// Names or types had errors, so the fleet checks did not run.
+    held_back: bool,
 }
 
 /// Resolves a loaded program and, when that finds no error, builds its
@@ -233,7 +239,8 @@ fn analyse(program: &modules::Program) -> Analysis<'_> {
     let mut diagnostics = program.diagnostics.clone();
     diagnostics.extend(checked.diagnostics);
     let mut fleet = None;
-    if !diagnostics.iter().any(Diagnostic::is_error) {
+    let held_back = diagnostics.iter().any(Diagnostic::is_error);
+    if !held_back {
         let (built, model_diagnostics) = crate::model::build(program, &checked.symbols);
         diagnostics.extend(model_diagnostics);
         diagnostics.extend(crate::checks::check(&built));
@@ -247,6 +254,7 @@ fn analyse(program: &modules::Program) -> Analysis<'_> {
         fleet,
         diagnostics,
         counts,
+        held_back,
     }
 }
 

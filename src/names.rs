@@ -126,16 +126,34 @@ pub fn address_problem(address: &str) -> Option<Problem> {
             format!("write `{host}`, and the user as `user = \"{user}\"` in the host's provider"),
         );
     }
-    if let Some((host, port)) = address
-        .rsplit_once(':')
-        .filter(|(_, p)| p.parse::<u16>().is_ok())
-    {
+    if let Some((host, port)) = address.rsplit_once(':').filter(|(h, p)| {
+        // An IPv6 address is colons all along; its port comes after `]`.
+        p.parse::<u16>().is_ok() && (!h.contains(':') || h.starts_with('[') && h.ends_with(']'))
+    }) {
         return problem(
             format!("`{address}` holds a port"),
             format!("write `{host}`, and the SSH port as `port = {port}` in the host's provider"),
         );
     }
     let name = address.strip_suffix('.').unwrap_or(address);
+    // A name's last label is never all digits: this is an IPv4 address
+    // with a number out of range, or too few or many numbers.
+    let last = name.rsplit('.').next().unwrap_or_default();
+    if !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()) {
+        return problem(
+            format!("`{address}` is not an IPv4 address"),
+            "an IPv4 address is four numbers from 0 to 255, such as `203.0.113.10`",
+        );
+    }
+    let ipv6_like = address
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.' | '[' | ']'));
+    if address.contains(':') && ipv6_like {
+        return problem(
+            format!("`{address}` is not an IPv6 address"),
+            "write an IPv6 address such as `2001:db8::10`, without brackets or a port",
+        );
+    }
     if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
         return problem(
             format!("`{address}` is neither an IP address nor a DNS name"),
@@ -371,6 +389,33 @@ pub fn mode_problem(mode: &str) -> Option<Problem> {
     problem(format!("`{mode}` is not an octal mode"), fix)
 }
 
+/// A user (or group) name as a host takes it: an SSH login, a file's
+/// owner, a role's `user`. Letters, digits, `.`, `_` and `-`, not first,
+/// at most 32 (what `useradd` and POSIX's portable names allow).
+pub fn user_problem(user: &str) -> Option<Problem> {
+    const FIX: &str =
+        "a user name is letters, digits, `.`, `_` and `-`, not starting with `-`, such as `deploy`";
+    if let Some((name, host)) = user.split_once('@') {
+        return problem(
+            format!("`{user}` holds a host"),
+            format!("write the user alone, `{name}`; `{host}` belongs in the host's `address`"),
+        );
+    }
+    if user.is_empty() || user.starts_with('-') || user.len() > 32 {
+        return problem(format!("`{user}` is not a user name"), FIX);
+    }
+    match user
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        Some(c) => problem(
+            format!("`{user}` holds `{c}`, which a user name cannot"),
+            FIX,
+        ),
+        None => None,
+    }
+}
+
 /// A path on a host (a role's `file`, `directory`, ...): absolute, without
 /// `..`, on one line.
 pub fn host_path_problem(path: &str) -> Option<Problem> {
@@ -473,6 +518,23 @@ mod tests {
                 ("web 1", "an IP address"),
                 ("", "an IP address"),
                 ("http://web1", "an IP address"),
+                ("198.51.100.323", "four numbers from 0 to 255"),
+                ("10.0.0", "four numbers from 0 to 255"),
+                ("2001:db8::1::2", "an IPv6 address"),
+            ],
+        );
+    }
+
+    #[test]
+    fn users() {
+        shapes(
+            user_problem,
+            &["root", "admin", "deploy-user", "app_1", "a.b"],
+            &[
+                ("root@203.0.113.10", "`root`"),
+                ("-oProxyCommand=x", "not starting with `-`"),
+                ("ad min", "letters, digits"),
+                ("", "letters, digits"),
             ],
         );
     }
@@ -629,7 +691,8 @@ mod tests {
             any in "\\PC{0,24}",
             near in "[/.:@*a-z0-9 _()-]{0,12}",
         ) {
-            let checks: [Check; 10] = [
+            let checks: [Check; 11] = [
+                user_problem,
                 mode_problem,
                 host_path_problem,
                 setting_name_problem,

@@ -8,7 +8,8 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     let lower = word.to_lowercase();
     let limit = (word.chars().count() / 3).max(1);
     let mut best: Option<(usize, &'a str)> = None;
-    for candidate in candidates {
+    let candidates_again: Vec<&'a str> = candidates.into_iter().collect();
+    for candidate in candidates_again.iter().copied() {
         if candidate == word {
             continue;
         }
@@ -22,6 +23,25 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         }
     }
     best.map(|(_, c)| c)
+        .or_else(|| abbreviated(&lower, candidates_again))
+}
+
+/// The one candidate `word` abbreviates: its first letter, then the rest
+/// of its letters in order (`cmd` for `command`, `repl` for `replicas`).
+fn abbreviated<'a>(word: &str, candidates: Vec<&'a str>) -> Option<&'a str> {
+    if word.chars().count() < 2 {
+        return None;
+    }
+    let abbreviates = |candidate: &str| {
+        let candidate = candidate.to_lowercase();
+        let mut letters = candidate.chars();
+        candidate.chars().next() == word.chars().next()
+            && word.chars().all(|c| letters.any(|l| l == c))
+    };
+    let mut found = candidates.into_iter().filter(|c| abbreviates(c));
+    let first = found.next()?;
+    // Two candidates fit: no guess.
+    found.next().is_none().then_some(first)
 }
 
 /// Levenshtein distance, counting an adjacent swap as one edit.
@@ -60,5 +80,8 @@ mod tests {
         assert_eq!(closest("mb", ["MB", "ms"]), Some("MB"));
         assert_eq!(closest("hsot", ["host", "app"]), Some("host"));
         assert_eq!(closest("zzzz", ["host", "app"]), None);
+        assert_eq!(closest("cmd", ["command", "replicas"]), Some("command"));
+        assert_eq!(closest("db", ["databases", "domains"]), Some("databases"));
+        assert_eq!(closest("rs", ["runners", "replicas"]), None, "two fit");
     }
 }

@@ -73,6 +73,7 @@ error[E106]: unknown host `run3`
   |
   = help: did you mean `run1`?
 
+note: the fleet checks (redundancy, conflicts, ports, roles) run once the errors above are fixed
 error: `fleet.site` has 3 errors
 "#;
     assert_eq!(out.stderr, expected);

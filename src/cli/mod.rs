@@ -188,6 +188,9 @@ fn check(args: &CheckArgs) -> ExitCode {
         failed |= report.errors() > 0;
         if args.format == OutputFormat::Human {
             print_diagnostics(&sources, &report.diagnostics);
+            if report.held_back {
+                eprintln!("note: the fleet checks (redundancy, conflicts, ports, roles) run once the errors above are fixed");
+            }
             if report.errors() > 0 {
                 let n = report.errors();
                 eprintln!(

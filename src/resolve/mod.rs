@@ -12,8 +12,11 @@ use crate::diagnostic::Diagnostic;
 use crate::modules::Program;
 use crate::source::Span;
 use crate::suggest;
-use crate::syntax::ast::{Block, Body, Call, Entry, Name, Value, ValueKind};
-use schema::{Field, Kind, Labels, Schema, Shape, Ty};
+use crate::syntax::ast::{
+    Block, Body, Call, DurationUnit, Entry, Name, SizeUnit, Value, ValueKind,
+};
+use crate::syntax::units::{show, Measure};
+use schema::{Bounds, Field, Kind, Labels, Only, Schema, Shape, Ty};
 use std::collections::{BTreeMap, HashMap};
 
 /// A declared name and where it is declared.
@@ -61,6 +64,10 @@ pub fn check<'p>(program: &'p Program, broken: &[Span]) -> Checked<'p> {
         diagnostics: Vec::new(),
         broken: broken.to_vec(),
         seen_lists: Vec::new(),
+        std_files: (program.modules.iter())
+            .filter(|m| m.name.starts_with("std/"))
+            .map(|m| (m.file, m.name.trim_end_matches(".site").to_string()))
+            .collect(),
     };
     let entries: Vec<&Entry> = program.entries().collect();
     checker.declare(&entries);
@@ -85,6 +92,8 @@ struct Checker<'p> {
     broken: Vec<Span>,
     /// Spare lists for `block`'s (key, label, span) of the entries seen.
     seen_lists: Vec<Vec<SeenEntry<'p>>>,
+    /// The standard modules' files, and their names (`std/platform`).
+    std_files: Vec<(crate::source::FileId, String)>,
 }
 
 type SeenEntry<'p> = (&'p str, Option<&'p str>, Span);
@@ -122,6 +131,25 @@ impl<'p> Checker<'p> {
             }
             if let Some(first) = self.symbols.get(kind, &name.text) {
                 let first_span = first.name.span;
+                let std_module = (self.std_files.iter())
+                    .find(|(file, _)| *file == name.span.file)
+                    .map(|(_, module)| module.clone());
+                if let Some(module) = std_module.filter(|_| !self.is_std(first_span)) {
+                    // The user's own line is the one to edit, wherever it stands.
+                    self.report(
+                        Diagnostic::error(
+                            "E101",
+                            format!("{} `{}` is already declared by {module}", kind.word(), name.text),
+                        )
+                        .primary(first_span, format!("a second {} `{}`", kind.word(), name.text))
+                        .secondary(name.span, format!("{module} declares it here"))
+                        .help(format!(
+                            "give yours another name, such as `{}-extra`, and add it to the hosts' roles beside `{}`",
+                            name.text, name.text
+                        )),
+                    );
+                    continue;
+                }
                 self.report(
                     Diagnostic::error(
                         "E101",
@@ -139,6 +167,10 @@ impl<'p> Checker<'p> {
                 .or_default()
                 .insert(&name.text, Declaration { kind, name, entry });
         }
+    }
+
+    fn is_std(&self, span: Span) -> bool {
+        self.std_files.iter().any(|(file, _)| *file == span.file)
     }
 
     fn top_level(&mut self, entry: &'p Entry, uses_platform: bool) {
@@ -227,6 +259,12 @@ impl<'p> Checker<'p> {
                 );
             } else {
                 seen.push((key, label, entry.head_span()));
+            }
+        }
+        for entry in &block.entries {
+            let only = schema.field(&entry.key.text).and_then(|f| f.only);
+            if let Some(only) = only {
+                self.only_where_it_means_something(block, entry, only);
             }
         }
         let broken = self
@@ -426,9 +464,13 @@ impl<'p> Checker<'p> {
             }
             (Ty::Secret, ValueKind::Str(_))
             | (Ty::Text, ValueKind::Str(_) | ValueKind::Text(_))
-            | (Ty::Bool, ValueKind::Bool(_))
-            | (Ty::Duration, ValueKind::Duration(_))
-            | (Ty::Size, ValueKind::Size(_)) => {}
+            | (Ty::Bool, ValueKind::Bool(_)) => {}
+            (Ty::Duration(bounds), ValueKind::Duration(q)) => {
+                self.bounded(value, q.millis(), bounds, Measure::Duration, field);
+            }
+            (Ty::Size(bounds), ValueKind::Size(q)) => {
+                self.bounded(value, q.bytes(), bounds, Measure::Size, field);
+            }
             (Ty::Shaped(shape), ValueKind::Str(text)) => {
                 self.shaped(shape, text, value.span, field);
             }
@@ -468,6 +510,77 @@ impl<'p> Checker<'p> {
             }
             _ => self.mismatch(value, ty, field),
         }
+    }
+
+    /// E117: a field written where it means nothing (`standby` on a Redis
+    /// database): it would be ignored.
+    fn only_where_it_means_something(&mut self, block: &Block, entry: &Entry, only: &Only) {
+        let word = |e: &Entry| match e.value().map(|v| &v.kind) {
+            Some(ValueKind::Ref(name)) => Some(name.text.clone()),
+            _ => None,
+        };
+        let sibling = block.entries.iter().find(|e| e.key.text == only.field);
+        let Some(beside) = sibling.map_or(only.default.map(str::to_string), word) else {
+            return;
+        };
+        let out_of_place = beside != only.is
+            && only
+                .value
+                .is_none_or(|value| word(entry).as_deref() == Some(value));
+        if !out_of_place {
+            return;
+        }
+        let written = match only.value {
+            Some(value) => format!("`{} = {value}`", entry.key.text),
+            None => format!("`{}`", entry.key.text),
+        };
+        let mut diagnostic = Diagnostic::error(
+            "E117",
+            format!("{written} means nothing with `{} = {beside}`", only.field),
+        )
+        .primary(entry.span, "ignored here")
+        .help(only.instead);
+        if let Some(sibling) = sibling {
+            diagnostic = diagnostic.secondary(sibling.span, "because of this");
+        }
+        self.report(diagnostic);
+    }
+
+    /// E115: a duration or size out of its field's bounds.
+    fn bounded(
+        &mut self,
+        value: &Value,
+        amount: u64,
+        bounds: Bounds,
+        measure: Measure,
+        field: &str,
+    ) {
+        if bounds.holds(amount) {
+            return;
+        }
+        let help = if amount < bounds.min {
+            format!("use at least {}", show(bounds.min, measure))
+        } else if amount > bounds.max {
+            format!("use at most {}", show(bounds.max, measure))
+        } else {
+            let rounded = (amount / bounds.step).max(1) * bounds.step;
+            format!("write whole seconds, such as `{}`", show(rounded, measure))
+        };
+        let ty = match measure {
+            Measure::Duration => Ty::Duration(bounds),
+            Measure::Size => Ty::Size(bounds),
+        };
+        self.report(
+            Diagnostic::error(
+                "E115",
+                format!(
+                    "`{field}` is {}, outside what it takes",
+                    show(amount, measure)
+                ),
+            )
+            .primary(value.span, format!("expected {}", ty.describe()))
+            .help(help),
+        );
     }
 
     /// A settings value: literals, lists and maps of them, and secrets.
@@ -778,19 +891,73 @@ fn type_hint(value: &Value, ty: Ty) -> Option<String> {
         {
             Some("put it in a list: [...]".to_string())
         }
-        (Ty::Duration, ValueKind::Int(n)) => Some(format!("add a unit: `{n}s`, `{n}m` or `{n}h`")),
-        (Ty::Size, ValueKind::Int(n)) => Some(format!("add a unit: `{n}MB` or `{n}GB`")),
+        (Ty::Duration(_), ValueKind::Int(n)) => {
+            Some(format!("add a unit: `{n}s`, `{n}m` or `{n}h`"))
+        }
+        (Ty::Size(_), ValueKind::Int(n)) => Some(format!("add a unit: `{n}MB` or `{n}GB`")),
+        (Ty::Size(_), ValueKind::Duration(q)) if q.unit == DurationUnit::Minutes => Some(format!(
+            "`m` is minutes; write `{}MB` for megabytes",
+            q.amount
+        )),
+        (Ty::Size(_), ValueKind::Duration(_)) => Some(Measure::Size.word().to_string()),
+        (Ty::Duration(_), ValueKind::Size(q)) if q.unit == SizeUnit::MB => Some(format!(
+            "`MB` is megabytes; write `{}m` for minutes",
+            q.amount
+        )),
+        (Ty::Duration(_), ValueKind::Size(_)) => Some(Measure::Duration.word().to_string()),
+        (Ty::Duration(_) | Ty::Size(_) | Ty::Bool | Ty::IntIn(..), ValueKind::Str(s))
+            if written_bare(s) =>
+        {
+            Some(format!("write it without quotes: {s}"))
+        }
+        (Ty::Shaped(Shape::Mode), ValueKind::Int(n)) => Some(format!(
+            "a mode is written in quotes, octal with its leading zero: \"{n:04}\""
+        )),
+        (Ty::Ref(kind), ValueKind::List(list)) => match list.items.as_slice() {
+            [Value {
+                kind: ValueKind::Ref(name),
+                ..
+            }] => Some(format!(
+                "it takes one {}, not a list: write `{}`",
+                kind.word(),
+                name.text
+            )),
+            _ => Some(format!("it takes one {}, not a list", kind.word())),
+        },
+        (Ty::Bool, ValueKind::Ref(name))
+            if ["yes", "no", "on", "off", "True", "False"].contains(&name.text.as_str()) =>
+        {
+            Some("write `true` or `false`".to_string())
+        }
+        (Ty::Str | Ty::Text | Ty::Secret | Ty::Shaped(_), ValueKind::Int(n)) => {
+            Some(format!("put it in quotes: \"{n}\""))
+        }
         (_, ValueKind::Call(_)) => {
             Some("`secret(...)` can stand in settings and in password fields only".to_string())
         }
-        (Ty::Bool, ValueKind::Str(s)) if s == "true" || s == "false" => {
-            Some(format!("write {s} without quotes"))
-        }
-        (Ty::IntIn(..), ValueKind::Str(s)) if s.parse::<i64>().is_ok() => {
-            Some(format!("write {s} without quotes"))
-        }
         _ => None,
     }
+}
+
+/// Whether a string holds a value the language writes without quotes: a
+/// number, a duration, a size, `true` or `false`.
+fn written_bare(text: &str) -> bool {
+    let file = crate::source::FileId::default();
+    let (tree, errors) = crate::syntax::parse(file, &format!("x = {text}"));
+    let value = match tree.items.as_slice() {
+        [crate::syntax::ast::Item::Entry(entry)] => entry.value(),
+        _ => None,
+    };
+    errors.is_empty()
+        && matches!(
+            value.map(|v| &v.kind),
+            Some(
+                ValueKind::Int(_)
+                    | ValueKind::Bool(_)
+                    | ValueKind::Duration(_)
+                    | ValueKind::Size(_)
+            )
+        )
 }
 
 fn accepts(ty: Ty, kind: &ValueKind) -> bool {

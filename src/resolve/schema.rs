@@ -4,6 +4,8 @@
 //! to keep `lang/` true. A block kind lists its fields (with their types),
 //! the nested blocks it allows, and what labels it takes.
 
+use crate::syntax::units::{show, Measure};
+
 /// The kinds of things a spec declares by name; each has its own namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -45,8 +47,10 @@ pub enum Ty {
     /// An integer from the first to the second, both included.
     IntIn(i64, i64),
     Bool,
-    Duration,
-    Size,
+    /// A duration, in milliseconds within these bounds.
+    Duration(Bounds),
+    /// A size, in bytes within these bounds.
+    Size(Bounds),
     /// The name of a declared thing of this kind.
     Ref(Kind),
     /// One of these bare words.
@@ -60,6 +64,40 @@ pub enum Ty {
     Shaped(Shape),
 }
 
+/// What a duration (in milliseconds) or a size (in bytes) may be: what
+/// the program that reads it takes (a systemd timer counts whole seconds,
+/// the balancer wants a body limit of a byte at least).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: u64,
+    pub max: u64,
+    /// The amount is a whole number of these (1000: whole seconds).
+    pub step: u64,
+}
+
+impl Bounds {
+    /// Whether `amount` is in bounds.
+    pub fn holds(self, amount: u64) -> bool {
+        (self.min..=self.max).contains(&amount) && amount % self.step == 0
+    }
+}
+
+/// A timer's interval: systemd counts whole seconds, and a schedule
+/// of more than a year is no schedule.
+pub const EVERY: Bounds = Bounds {
+    min: 1_000,
+    max: 52 * 604_800_000,
+    step: 1_000,
+};
+
+/// An HTTP body limit: the balancer takes a byte at least, and a terabyte
+/// is beyond any request a web app takes.
+pub const BODY: Bounds = Bounds {
+    min: 1,
+    max: 1 << 40,
+    step: 1,
+};
+
 /// The shapes a [`Ty::Shaped`] string may need (see `crate::names`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
@@ -72,6 +110,7 @@ pub enum Shape {
     UrlPrefix,
     Folder,
     Mode,
+    User,
 }
 
 impl Shape {
@@ -87,6 +126,7 @@ impl Shape {
             Shape::UrlPrefix => crate::names::url_prefix_problem(text),
             Shape::Folder => crate::names::folder_problem(text),
             Shape::Mode => crate::names::mode_problem(text),
+            Shape::User => crate::names::user_problem(text),
         })
     }
 }
@@ -99,8 +139,23 @@ impl Ty {
             Ty::Text => "a string or a text block".into(),
             Ty::IntIn(min, max) => format!("an integer from {min} to {max}"),
             Ty::Bool => "`true` or `false`".into(),
-            Ty::Duration => "a duration such as `90s` or `1h`".into(),
-            Ty::Size => "a size such as `512MB`".into(),
+            Ty::Duration(b) => {
+                let seconds = if b.step == 1_000 {
+                    ", in whole seconds"
+                } else {
+                    ""
+                };
+                format!(
+                    "a duration from {} to {}{seconds}",
+                    show(b.min, Measure::Duration),
+                    show(b.max, Measure::Duration)
+                )
+            }
+            Ty::Size(b) => format!(
+                "a size from {} to {}",
+                show(b.min, Measure::Size),
+                show(b.max, Measure::Size)
+            ),
             Ty::Ref(kind) => format!("the name of {} {}", kind.article(), kind.word()),
             Ty::OneOf(words) => {
                 let words: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
@@ -136,6 +191,32 @@ pub struct Field {
     /// `static "/static/" = "dir"`.
     pub label: Option<Shape>,
     pub doc: &'static str,
+    /// Where the field means something: beside a sibling's word.
+    pub only: Option<&'static Only>,
+}
+
+/// A field that means something only beside a word of a sibling field
+/// (`standby` beside `engine = postgres`); written elsewhere it would be
+/// ignored, so it is an error (E117) that says where it belongs.
+#[derive(Clone, Copy, Debug)]
+pub struct Only {
+    pub field: &'static str,
+    pub is: &'static str,
+    /// The sibling's word when it is left out.
+    pub default: Option<&'static str>,
+    /// Only this value of the field is out of place; `None`: any.
+    pub value: Option<&'static str>,
+    /// What to write instead: the help line.
+    pub instead: &'static str,
+}
+
+impl Field {
+    const fn only(self, only: &'static Only) -> Field {
+        Field {
+            only: Some(only),
+            ..self
+        }
+    }
 }
 
 /// What labels a block takes after its keyword.
@@ -195,6 +276,7 @@ const fn field(name: &'static str, ty: Ty, doc: &'static str) -> Field {
         required: false,
         label: None,
         doc,
+        only: None,
     }
 }
 
@@ -205,6 +287,7 @@ const fn required(name: &'static str, ty: Ty, doc: &'static str) -> Field {
         required: true,
         label: None,
         doc,
+        only: None,
     }
 }
 
@@ -230,15 +313,24 @@ const PORT: Ty = Ty::IntIn(1, 65535);
 const KEPT: Ty = Ty::IntIn(0, 100_000);
 const HOSTS: Ty = Ty::List(&Ty::Ref(Kind::Host));
 
+/// What only a provider reached over SSH uses.
+const OVER_SSH: Only = Only {
+    field: "kind",
+    is: "ssh",
+    default: Some("ssh"),
+    value: None,
+    instead: "a `kind = local` provider's hosts are reached as root, with the local fleet's own key and known hosts: remove it",
+};
+
 pub static PROVIDER: Schema = Schema {
     keyword: "provider",
     labels: Labels::Name,
     fields: &[
         field("kind", Ty::OneOf(&["ssh", "local"]), "`ssh` (default): hosts reached over SSH; `local`: systemd-nspawn containers on this machine"),
-        field("user", Ty::Str, "the SSH user (default `root`)"),
-        field("port", PORT, "the SSH port (default 22)"),
-        field("known_hosts", Ty::Str, "a known_hosts file that pins these hosts' keys"),
-        field("identity", Ty::Str, "the SSH private key to log in with"),
+        field("user", Ty::Shaped(Shape::User), "the SSH user (default `root`)").only(&OVER_SSH),
+        field("port", PORT, "the SSH port (default 22)").only(&OVER_SSH),
+        field("known_hosts", Ty::Str, "a known_hosts file that pins these hosts' keys").only(&OVER_SSH),
+        field("identity", Ty::Str, "the SSH private key to log in with").only(&OVER_SSH),
     ],
     blocks: &[],
     open: None,
@@ -300,7 +392,15 @@ pub static DATABASE: Schema = Schema {
             "tier",
             Ty::OneOf(&["shared", "dedicated"]),
             "`shared` (default): one server for many apps; `dedicated`: its own",
-        ),
+        )
+        .only(&Only {
+            field: "engine",
+            is: "postgres",
+            default: None,
+            value: Some("shared"),
+            instead:
+                "every Redis database is a server of its own: remove `tier`, or write `dedicated`",
+        }),
         required(
             "primary",
             Ty::Ref(Kind::Host),
@@ -310,13 +410,31 @@ pub static DATABASE: Schema = Schema {
             "standby",
             Ty::Ref(Kind::Host),
             "a Postgres warm standby, by streaming replication",
-        ),
+        )
+        .only(&Only {
+            field: "engine",
+            is: "postgres",
+            default: None,
+            value: None,
+            instead: "Redis keeps its copy on a replica: write `replica = HOST`",
+        }),
         field(
             "replica",
             Ty::Ref(Kind::Host),
             "a Redis replica (`replicaof`)",
+        )
+        .only(&Only {
+            field: "engine",
+            is: "redis",
+            default: None,
+            value: None,
+            instead: "Postgres keeps its copy on a standby: write `standby = HOST`",
+        }),
+        field(
+            "port",
+            Ty::IntIn(1024, 65535),
+            "the server's port (the server runs as its own user, which can't listen below 1024)",
         ),
-        field("port", PORT, "the server's port"),
     ],
     blocks: &[],
     open: None,
@@ -404,7 +522,7 @@ pub static APP: Schema = Schema {
         ),
         field(
             "max_body",
-            Ty::Size,
+            Ty::Size(BODY),
             "the largest request body accepted (default 10MB)",
         ),
         Field {
@@ -413,6 +531,7 @@ pub static APP: Schema = Schema {
             required: false,
             label: Some(Shape::UrlPrefix),
             doc: "`static \"/url/\" = \"dir\"`: files nginx serves from a folder of the release",
+            only: None,
         },
     ],
     blocks: &[&APP_DATABASES, &APP_SETTINGS, &WORKER, &APP_TLS],
@@ -470,7 +589,7 @@ pub static BACKUP: Schema = Schema {
         ),
         required(
             "every",
-            Ty::Duration,
+            Ty::Duration(EVERY),
             "how often a snapshot is taken and pulled",
         ),
     ],
@@ -622,7 +741,7 @@ static TIMER: Schema = block(
     "timer",
     Labels::Resource,
     &[
-        required("every", Ty::Duration, "the interval"),
+        required("every", Ty::Duration(EVERY), "the interval"),
         required("command", Ty::Str, "what runs"),
         REQUIRES,
     ],

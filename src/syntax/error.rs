@@ -22,6 +22,8 @@ pub struct PError {
     /// Parsing cannot go on after this one (end of file inside a block,
     /// nesting too deep): recovery would only produce noise.
     pub abort: bool,
+    /// A block reached the end of the file without its `}`.
+    pub unclosed_block: bool,
 }
 
 impl PError {
@@ -31,6 +33,7 @@ impl PError {
             expected: expected.to_vec(),
             diagnostic: None,
             abort: false,
+            unclosed_block: false,
         }
     }
 
@@ -40,6 +43,7 @@ impl PError {
             expected: Vec::new(),
             diagnostic: Some(Box::new(diagnostic)),
             abort,
+            unclosed_block: false,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod ast;
 mod error;
 mod input;
 pub(crate) mod parser;
+pub mod units;
 
 pub use parser::{parse, MAX_DEPTH};
 

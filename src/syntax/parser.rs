@@ -26,25 +26,56 @@ pub const MAX_DEPTH: usize = 64;
 
 /// What every parse function sees besides the text: the file being parsed,
 /// and where comments and recovered errors are collected.
-pub struct Ctx {
+pub struct Ctx<'t> {
     file: FileId,
+    /// The whole file, for the indentation of a line.
+    text: &'t str,
+    /// Blocks opened at or after this offset end, without their `}`, at
+    /// the first line indented no deeper than their own (see [`parse`]).
+    dedent_from: Option<usize>,
     comments: RefCell<Vec<Comment>>,
     diagnostics: RefCell<Vec<Diagnostic>>,
 }
 
-pub type In<'a> = super::input::Located<'a, &'a Ctx>;
+pub type In<'a> = super::input::Located<'a, &'a Ctx<'a>>;
 type PResult<'a, O> = IResult<In<'a>, O, PError>;
 
 /// Parses one file. Always returns a tree (possibly partial) and every
 /// syntax error found.
+///
+/// A block whose `}` is missing runs to the end of the file, taking every
+/// declaration after it along. When that happens, the file is parsed again
+/// with indentation as the hint: from the first declaration that was left
+/// open, a block ends at the first line indented no deeper than the line
+/// that opened it, where its `}` is reported missing (E008), and the rest of
+/// the file is read as if it were there.
 pub fn parse(file: FileId, text: &str) -> (SourceFile, Vec<Diagnostic>) {
+    let (tree, diagnostics, open) = parse_with(file, text, None);
+    match open {
+        Some(from) => {
+            let (tree, diagnostics, _) = parse_with(file, text, Some(from));
+            (tree, diagnostics)
+        }
+        None => (tree, diagnostics),
+    }
+}
+
+/// One parse; also returns where the top-level declaration starts that a
+/// block left open at the end of the file belongs to.
+fn parse_with(
+    file: FileId,
+    text: &str,
+    dedent_from: Option<usize>,
+) -> (SourceFile, Vec<Diagnostic>, Option<usize>) {
     let ctx = Ctx {
         file,
+        text,
+        dedent_from,
         comments: RefCell::new(Vec::new()),
         diagnostics: RefCell::new(Vec::new()),
     };
     let input = In::new_extra(text, &ctx);
-    let items = items(input);
+    let (items, open) = items(input);
     let mut comments = ctx.comments.into_inner();
     comments.sort_by_key(|c| c.span.start);
     comments.dedup_by_key(|c| c.span.start);
@@ -57,6 +88,7 @@ pub fn parse(file: FileId, text: &str) -> (SourceFile, Vec<Diagnostic>) {
             comments,
         },
         diagnostics,
+        open,
     )
 }
 
@@ -130,13 +162,44 @@ fn to_diagnostic(text_at: &In, error: PError) -> Diagnostic {
     };
     Diagnostic::error("E002", message)
         .primary(span_at(&at, len), label)
-        .help_opt(syntax_hint(&at, &error.expected))
+        .help_opt(syntax_hint(text_at, &at, &error.expected))
 }
 
-/// Help for the slips people coming from other formats make.
-fn syntax_hint(at: &In, expected: &[&'static str]) -> Option<String> {
+/// Help for the slips people coming from other formats make. `from` is
+/// where the broken entry starts, `at` where parsing stopped.
+fn syntax_hint(from: &In, at: &In, expected: &[&'static str]) -> Option<String> {
     let next = at.fragment().chars().next();
     let wants_eq = expected.contains(&"`=`");
+    let rest_of_line = at.fragment().split(['\n', '\r']).next().unwrap_or_default();
+    if expected.contains(&"`)`") {
+        // `secret(blog.secret_key)`: the name is a string.
+        let before = &from.fragment()[..offset(at).saturating_sub(offset(from))];
+        let open = before.rfind('(').map_or("", |p| &before[p + 1..]);
+        let written = format!(
+            "{open}{}",
+            rest_of_line.split(')').next().unwrap_or_default()
+        );
+        let name = written.trim();
+        return Some(format!(
+            "a secret's name is a string, in quotes: secret(\"{}\")",
+            if name.is_empty() { "app.name" } else { name }
+        ));
+    }
+    if expected.contains(&"a value") {
+        match next {
+            Some('(') => {
+                return Some("a tuple is written as a list in a spec: [\"a\", \"b\"]".into())
+            }
+            Some('~' | '/' | '.' | '$' | '@' | '*' | '<' | '%' | '+' | '&' | '!' | '?') => {
+                let word = rest_of_line
+                    .split([' ', '\t', '}', ']', ','])
+                    .next()
+                    .unwrap_or_default();
+                return Some(format!("put it in quotes: \"{word}\""));
+            }
+            _ => {}
+        }
+    }
     match next {
         Some(':') if wants_eq => {
             Some("sitec writes `key = value`, with `=` rather than `:`".into())
@@ -247,12 +310,14 @@ fn ident(i: In) -> PResult<Name> {
 
 // ---- items and entries ----
 
-fn items(mut i: In) -> Vec<Item> {
+/// The file's items, and where the declaration starts that a block left
+/// open at the end of the file belongs to.
+fn items(mut i: In) -> (Vec<Item>, Option<usize>) {
     let mut items = Vec::new();
     loop {
         i = ws(i);
         if i.fragment().is_empty() {
-            return items;
+            return (items, None);
         }
         if i.fragment().starts_with('}') {
             let (rest, _) = take_bytes(&i, 1);
@@ -272,14 +337,16 @@ fn items(mut i: In) -> Vec<Item> {
             }
             Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
                 let abort = e.abort;
+                let unclosed_block = e.unclosed_block;
                 let at = e.offset;
                 record(&i, to_diagnostic(&i, e));
                 if abort {
-                    return items;
+                    let open = unclosed_block && i.extra.dedent_from.is_none();
+                    return (items, open.then(|| offset(&i)));
                 }
                 i = recover(advance_to(&i, at.max(offset(&i) + 1)));
             }
-            Err(nom::Err::Incomplete(_)) => return items,
+            Err(nom::Err::Incomplete(_)) => return (items, None),
         }
     }
 }
@@ -349,7 +416,26 @@ fn name(i: In) -> PResult<Name> {
 fn entry(i: In, depth: usize) -> PResult<Entry> {
     let start = i;
     let (after_key, key) = name(i).map_err(|_| error_at(&i, &["a key", "`}`"]))?;
+    if key.text == "use" && !key.quoted && !ws(after_key).fragment().starts_with(['=', '{']) {
+        return Err(nom::Err::Error(use_inside_block(&start)));
+    }
     entry_after_key(start, after_key, key, depth)
+}
+
+/// E013: `use` inside a block (it imports for the whole spec).
+fn use_inside_block(start: &In) -> PError {
+    let line = start
+        .fragment()
+        .split(['\n', '\r'])
+        .next()
+        .unwrap_or_default();
+    let line = line.split(" #").next().unwrap_or_default().trim_end();
+    let diagnostic = Diagnostic::error("E013", "`use` stands at the top level only")
+        .primary(span_at(start, line.len()), "inside a block")
+        .help(format!(
+            "move `{line}` to the top of the file, outside every block: a module's declarations are the whole spec's"
+        ));
+    PError::diagnostic(offset(start), diagnostic, false)
 }
 
 /// The rest of an entry once its key is read: labels, then `= value` or a block.
@@ -413,11 +499,34 @@ fn block(i: In, depth: usize) -> PResult<Block> {
     let open = i;
     check_depth(&i, depth)?;
     let (mut i, _) = char('{').parse(i)?;
-    let mut entries = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    let dedent_at = (i.extra.dedent_from)
+        .filter(|from| offset(&open) >= *from)
+        .map(|_| indentation(i.extra.text, offset(&open)));
     loop {
+        let before_blanks = i;
         i = ws(i);
-        if i.fragment().is_empty() {
+        if i.fragment().is_empty() && dedent_at.is_none() {
             return Err(unclosed(&open, &i, '{', '}'));
+        }
+        if let Some(own) = dedent_at {
+            let at_end = i.fragment().is_empty();
+            if at_end
+                || !i.fragment().starts_with('}')
+                    && starts_line_within(i.extra.text, offset(&i), own)
+            {
+                let last_end = entries.last().map_or(offset(&open) + 1, |e| e.span.end);
+                record(&i, missing_brace(&open, last_end, at_end));
+                let span = Span::new(i.extra.file, offset(&open), last_end);
+                return Ok((
+                    before_blanks,
+                    Block {
+                        entries,
+                        one_line: false,
+                        span,
+                    },
+                ));
+            }
         }
         if i.fragment().starts_with('}') {
             let (after, _) = take_bytes(&i, 1);
@@ -461,6 +570,39 @@ fn check_depth(i: &In, depth: usize) -> Result<(), nom::Err<PError>> {
     )))
 }
 
+/// How far the line holding byte `at` is indented, in characters.
+fn indentation(text: &str, at: usize) -> usize {
+    let line_start = text[..at].rfind('\n').map_or(0, |p| p + 1);
+    text[line_start..]
+        .chars()
+        .take_while(|c| *c == ' ' || *c == '\t')
+        .count()
+}
+
+/// Whether byte `at` is the first thing on its line, indented `most`
+/// characters or fewer.
+fn starts_line_within(text: &str, at: usize, most: usize) -> bool {
+    let line_start = text[..at].rfind('\n').map_or(0, |p| p + 1);
+    let before = &text[line_start..at];
+    before.chars().all(|c| c == ' ' || c == '\t') && before.chars().count() <= most
+}
+
+/// E008 for a block whose next line is indented no deeper than the line
+/// that opens it, or that the file ends in: its `}` is missing after its
+/// last entry, which ends at `last_end`.
+fn missing_brace(open: &In, last_end: usize, at_end: bool) -> Diagnostic {
+    let end = Span::new(open.extra.file, last_end, last_end);
+    let help = if at_end {
+        "add `}` where the block ends: the file ends inside it"
+    } else {
+        "add `}` where the block ends: the next line is indented no deeper than the line that opens it"
+    };
+    Diagnostic::error("E008", "this block is never closed")
+        .primary(end, "expected `}` after this")
+        .secondary(span_at(open, 1), "the block opens here")
+        .help(help)
+}
+
 fn unclosed(open: &In, end: &In, opener: char, closer: char) -> nom::Err<PError> {
     let what = match opener {
         '{' => "block",
@@ -474,7 +616,9 @@ fn unclosed(open: &In, end: &In, opener: char, closer: char) -> nom::Err<PError>
         )
         .secondary(span_at(open, 1), format!("the {what} opens here"))
         .help(format!("add `{closer}` where the {what} should end"));
-    nom::Err::Failure(PError::diagnostic(offset(end), diagnostic, true))
+    let mut error = PError::diagnostic(offset(end), diagnostic, true);
+    error.unclosed_block = opener == '{';
+    nom::Err::Failure(error)
 }
 
 /// Skips the rest of a broken entry: to the end of the line, passing over
@@ -639,10 +783,28 @@ fn number(i: In) -> PResult<ValueKind> {
         return Ok((i, ValueKind::Invalid));
     };
     let kind = quantity(amount, unit.fragment()).unwrap_or_else(|| {
-        record(&start, unknown_unit(unit.fragment(), unit_span));
+        record(&start, unknown_unit(&digits, unit.fragment(), unit_span));
         ValueKind::Invalid
     });
+    if quantity_overflows(&kind) {
+        record(
+            &start,
+            too_large(span, "a duration is at most 18446744073709551615ms, a size at most 18446744073709551615B")
+                .help("no field takes anything near this; check the amount and its unit"),
+        );
+        return Ok((i, ValueKind::Invalid));
+    }
     Ok((i, kind))
+}
+
+/// Whether a quantity's milliseconds or bytes do not fit in 64 bits (they
+/// would be cut to the largest that does).
+fn quantity_overflows(kind: &ValueKind) -> bool {
+    match kind {
+        ValueKind::Duration(q) => q.amount.checked_mul(q.unit.millis()).is_none(),
+        ValueKind::Size(q) => q.amount.checked_mul(q.unit.bytes()).is_none(),
+        _ => false,
+    }
 }
 
 /// `10.0.0.2` or `3.11` written without quotes: reported, and read as the
@@ -657,10 +819,31 @@ fn dotted_number<'a>(start: &In<'a>, after_digits: &In<'a>) -> Option<(In<'a>, V
         .unwrap_or(rest.len());
     let (i, _) = take_bytes(after_digits, len);
     let text = &start.fragment()[..offset(&i) - offset(start)];
+    let span = span_between(start, &i);
+    // `1.5GB`, `0.5s`: a fraction of a unit, which a smaller unit writes whole.
+    let fraction = text.split_once('.').and_then(|(whole, rest)| {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (fraction, unit) = rest.split_at(digits);
+        let whole = whole.trim_start_matches('-').replace('_', "");
+        super::units::whole(&whole, fraction, unit)
+    });
+    if let Some(written) = fraction {
+        record(
+            start,
+            Diagnostic::error("E012", format!("`{text}` is not a whole amount"))
+                .primary(span, "a fraction")
+                .help(format!(
+                    "amounts are whole numbers of a unit: write `{written}`"
+                )),
+        );
+        return Some((i, ValueKind::Invalid));
+    }
     record(
         start,
         Diagnostic::error("E012", format!("`{text}` is not a number sitec reads"))
-            .primary(span_between(start, &i), "needs quotes")
+            .primary(span, "needs quotes")
             .help(format!(
                 "numbers are whole; write an address or a version as a string: \"{text}\""
             )),
@@ -684,15 +867,22 @@ fn too_large(span: Span, limit: &str) -> Diagnostic {
         .note(limit.to_string())
 }
 
-fn unknown_unit(unit: &str, span: Span) -> Diagnostic {
+/// E005 for `amount` followed by `unit`: the unit meant, when it is a word
+/// other tools use (`min`, `hrs`, `mb`), else the closest of the language's.
+fn unknown_unit(amount: &str, unit: &str, span: Span) -> Diagnostic {
     let units: Vec<&str> = DurationUnit::ALL
         .iter()
         .map(|(s, _, _)| *s)
         .chain(SizeUnit::ALL.iter().map(|(s, _, _)| *s))
         .collect();
-    let help = match crate::suggest::closest(unit, units.iter().copied()) {
-        Some(best) => format!("did you mean `{best}`?"),
-        None => "durations take ms, s, m, h, d or w; sizes take B, KB, MB, GB or TB".to_string(),
+    let help = match super::units::alias(unit) {
+        Some((meant, measure)) => format!("write `{amount}{meant}`: {}", measure.word()),
+        None => match crate::suggest::closest(unit, units.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => {
+                "durations take ms, s, m, h, d or w; sizes take B, KB, MB, GB or TB".to_string()
+            }
+        },
     };
     Diagnostic::error("E005", format!("unknown unit `{unit}`"))
         .primary(span, "not a unit sitec knows")
@@ -828,11 +1018,20 @@ fn text_block(i: In) -> PResult<String> {
                 None if line.trim().is_empty() => {}
                 None => {
                     let at = take_bytes(&i, line_offset).0;
+                    let line_indent = &line[..line.len() - line.trim_start().len()];
+                    let help = if line_indent.contains('\t') != indent.contains('\t') {
+                        "this line is indented with tabs and the closing `\"\"\"` with spaces (or the other way): indent every line of the block the same way, with spaces"
+                    } else {
+                        "indent every line of the block at least as far as its closing `\"\"\"`"
+                    };
                     record(
                         &open,
                         Diagnostic::error("E009", "line indented less than the closing `\"\"\"`")
-                            .primary(span_at(&at, line.len()), "starts left of the closing quotes")
-                            .help("indent every line of the block at least as far as its closing `\"\"\"`"),
+                            .primary(
+                                span_at(&at, line.len()),
+                                "starts left of the closing quotes",
+                            )
+                            .help(help),
                     );
                     text.push_str(line.trim_start());
                 }
