@@ -8,6 +8,9 @@
 //! diagnostic names its rule in a note. Pure: it reads the model, never
 //! changes it, and never decides anything the later stages rely on.
 
+mod inline_secrets;
+mod layers;
+
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::model::clusters;
 use crate::model::{AppId, Engine, Fleet, HostId};
@@ -19,7 +22,7 @@ type Rule = fn(&Fleet) -> Vec<Diagnostic>;
 
 /// Every rule, its default severity, and the function that checks it. The
 /// functions build their diagnostics as errors; `check` sets the severity.
-pub const RULES: [(&str, Severity, Rule); 9] = [
+pub const RULES: [(&str, Severity, Rule); 11] = [
     (
         "balancer_redundancy",
         Severity::Warning,
@@ -33,12 +36,24 @@ pub const RULES: [(&str, Severity, Rule); 9] = [
     ("port_conflict", Severity::Error, port_conflict),
     ("address_conflict", Severity::Error, address_conflict),
     ("role_requirements", Severity::Error, role_requirements),
+    (
+        "unused_settings",
+        Severity::Warning,
+        layers::unused_settings,
+    ),
+    (
+        "inline_secret",
+        Severity::Warning,
+        inline_secrets::inline_secret,
+    ),
 ];
 
 /// Runs every rule that is not `off`, at the severity the spec sets.
 pub fn check(fleet: &Fleet) -> Vec<Diagnostic> {
     let mut diagnostics = levels_set_twice(fleet);
     diagnostics.extend(redirect_of_catch_all(fleet));
+    diagnostics.extend(layers::set_twice_in_a_layer(fleet));
+    diagnostics.extend(shared_clusters_disagree(fleet));
     for (rule, default, run) in RULES {
         let level = fleet
             .check_levels
@@ -85,6 +100,78 @@ fn redirect_of_catch_all(fleet: &Fleet) -> Vec<Diagnostic> {
             )
         })
         .collect()
+}
+
+/// E265: shared Postgres databases of one primary are one cluster, with one
+/// port and one standby; a database that sets another would be ignored.
+fn shared_clusters_disagree(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for cluster in clusters::clusters(fleet) {
+        let mut dbs: Vec<&crate::model::Database> = cluster
+            .databases
+            .iter()
+            .map(|d| &fleet.databases[*d])
+            .collect();
+        dbs.sort_by_key(|d| (d.span.file, d.span.start));
+        let mut disagree = |what: &str,
+                            first: &crate::model::Database,
+                            first_span: Span,
+                            later: &crate::model::Database,
+                            span: Span| {
+            diagnostics.push(
+                Diagnostic::error(
+                    "E265",
+                    format!(
+                        "shared databases `{}` and `{}` are one cluster on `{}`, with another {what}",
+                        first.name,
+                        later.name,
+                        host_name(fleet, first.primary)
+                    ),
+                )
+                .primary(span, format!("`{}` would be ignored here", later.name))
+                .secondary(first_span, format!("the cluster's {what} comes from here"))
+                .help(format!(
+                    "one cluster has one {what}: make them agree, or give `{}` a cluster of its own with `tier = dedicated`",
+                    later.name
+                )),
+            );
+        };
+        for (i, later) in dbs.iter().enumerate().skip(1) {
+            let port_set = dbs[..i]
+                .iter()
+                .find(|d| d.port_span.is_some())
+                .or(dbs.first());
+            if let (Some(first), Some(span)) = (port_set, later.port_span) {
+                if first.port != later.port {
+                    disagree(
+                        "port",
+                        first,
+                        first.port_span.unwrap_or(first.span),
+                        later,
+                        span,
+                    );
+                }
+            }
+            let standby = dbs[..i].iter().find(|d| d.follower.is_some());
+            if let (Some(first), Some(span)) = (standby, later.follower_span) {
+                if first.follower != later.follower {
+                    let first_span = first.follower_span.unwrap_or(first.span);
+                    disagree("standby", first, first_span, later, span);
+                }
+            }
+        }
+    }
+    diagnostics
+}
+
+/// Two places that claim one thing, the later one in file order first:
+/// that is the one to change (the first was there before).
+fn later_first(a: Span, b: Span) -> (Span, Span) {
+    if (a.file, a.start) > (b.file, b.start) {
+        (a, b)
+    } else {
+        (b, a)
+    }
 }
 
 /// A rule given two different levels by two `checks` blocks (in one file
@@ -384,12 +471,20 @@ fn domain_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
             // balancer too.
             let key = domain.trim_end_matches('.').to_ascii_lowercase();
             match claimed.get(key.as_str()) {
-                Some((first, first_span)) => diagnostics.push(
-                    Diagnostic::error("E256", format!("domain `{domain}` is claimed twice"))
-                        .primary(*span, format!("claimed by `{}`", app.name))
-                        .secondary(*first_span, format!("first claimed by `{first}`"))
-                        .help("a domain routes to one app; remove it from one of them"),
-                ),
+                Some((first, first_span)) => {
+                    let (again, before) = later_first(*span, *first_span);
+                    let (again_app, before_app) = if again == *span {
+                        (app.name.as_str(), *first)
+                    } else {
+                        (*first, app.name.as_str())
+                    };
+                    diagnostics.push(
+                        Diagnostic::error("E256", format!("domain `{domain}` is claimed twice"))
+                            .primary(again, format!("claimed again by `{again_app}`"))
+                            .secondary(before, format!("first claimed by `{before_app}`"))
+                            .help("a domain routes to one app; remove it from one of them"),
+                    );
+                }
                 None => {
                     claimed.insert(key, (&app.name, *span));
                 }
@@ -411,20 +506,27 @@ fn address_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
         let key = address.trim_end_matches('.').to_ascii_lowercase();
         match first_at.get(&key) {
             Some(&first) => {
+                let place = |h: &crate::model::Host| h.address_span.unwrap_or(h.span);
                 let other = &fleet.hosts[first];
+                let (again, before) = later_first(place(host), place(other));
+                let (again_host, before_host) = if again == place(host) {
+                    (host, other)
+                } else {
+                    (other, host)
+                };
                 diagnostics.push(
                     Diagnostic::error(
                         "E261",
                         format!(
                             "hosts `{}` and `{}` have the same address, {address}",
-                            other.name, host.name
+                            before_host.name, again_host.name
                         ),
                     )
-                    .primary(host.span, format!("at the address of `{}`", other.name))
-                    .secondary(other.span, "first here")
+                    .primary(again, format!("at the address of `{}`", before_host.name))
+                    .secondary(before, "first here")
                     .help(format!(
                         "a host is one machine: fix the address of one, or give `{}` both hosts' roles",
-                        other.name
+                        before_host.name
                     )),
                 );
             }
@@ -501,11 +603,16 @@ fn listeners<'f>(
         .filter(|c| c.primary == host || c.standby == Some(host))
     {
         let db = &fleet.databases[cluster.databases[0]];
-        ports.push((cluster.port, Listener::Cluster(&cluster.name), db.span));
+        let span = db.port_span.unwrap_or(db.span);
+        ports.push((cluster.port, Listener::Cluster(&cluster.name), span));
     }
     for db in clusters::redis_on(fleet, host) {
         let db = &fleet.databases[db];
-        ports.push((db.port, Listener::Redis(&db.name), db.span));
+        ports.push((
+            db.port,
+            Listener::Redis(&db.name),
+            db.port_span.unwrap_or(db.span),
+        ));
     }
     ports
 }
@@ -528,20 +635,35 @@ fn port_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
         let mut taken: BTreeMap<u16, (Listener, Span)> = BTreeMap::new();
         for (port, what, span) in listeners(fleet, host, apps, &clusters) {
             match taken.get(&port) {
-                Some((first, first_span)) => diagnostics.push(
-                    Diagnostic::error(
-                        "E257",
-                        format!(
-                            "{what} and {first} both listen on port {port} of `{}`",
-                            host_name(fleet, host)
+                Some((first, first_span)) => {
+                    // The platform's own ports stand at the host: the
+                    // spec's choice is the one to change.
+                    let platform = matches!(first, Listener::Platform(_));
+                    let (again, before) = if platform {
+                        (span, *first_span)
+                    } else {
+                        later_first(span, *first_span)
+                    };
+                    let (wants, has) = if again == span {
+                        (what, *first)
+                    } else {
+                        (*first, what)
+                    };
+                    diagnostics.push(
+                        Diagnostic::error(
+                            "E257",
+                            format!(
+                                "{wants} and {has} both listen on port {port} of `{}`",
+                                host_name(fleet, host)
+                            ),
+                        )
+                        .primary(again, format!("{wants} wants port {port}"))
+                        .secondary(before, format!("{has} has it"))
+                        .help(
+                            "set another `port` on the database, or move one of them to another host",
                         ),
-                    )
-                    .primary(span, format!("{what} wants port {port}"))
-                    .secondary(*first_span, format!("{first} has it"))
-                    .help(
-                        "set another `port` on the database, or move one of them to another host",
-                    ),
-                ),
+                    );
+                }
                 None => {
                     taken.insert(port, (what, span));
                 }

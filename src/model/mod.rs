@@ -56,6 +56,8 @@ pub struct Host {
     pub private_address: Option<String>,
     pub roles: Vec<String>,
     pub span: Span,
+    /// The span of `address = ...`, when the spec sets it.
+    pub address_span: Option<Span>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -84,6 +86,8 @@ pub struct Database {
     pub span: Span,
     /// The span of `standby = ...` or `replica = ...`.
     pub follower_span: Option<Span>,
+    /// The span of `port = ...`, when the spec sets it.
+    pub port_span: Option<Span>,
 }
 
 #[derive(Debug, Clone)]
@@ -390,6 +394,7 @@ fn host(entry: &Entry, providers: &BTreeMap<&str, usize>) -> Host {
         private_address: f.string("private_address").map(str::to_string),
         roles,
         span: entry.head_span(),
+        address_span: f.value("address").map(|v| v.span),
     }
 }
 
@@ -428,6 +433,7 @@ fn database(entry: &Entry, hosts: &BTreeMap<&str, usize>) -> Database {
         port: f.port("port").unwrap_or(default_port),
         span: entry.head_span(),
         follower_span: f.value(follower_key).map(|v| v.span),
+        port_span: f.value("port").map(|v| v.span),
     }
 }
 

@@ -196,6 +196,41 @@ impl<'p> Checker<'p> {
         let ctx = Context { uses_platform };
         self.labels(entry, schema, &ctx);
         self.body(entry, schema, &ctx);
+        if schema.keyword == "app" {
+            self.replicas_beside_runners(entry);
+        }
+    }
+
+    /// E117: `replicas` below the number of `runners` an app is pinned to
+    /// (it runs on every one; more replicas than runners is E200).
+    fn replicas_beside_runners(&mut self, app: &Entry) {
+        let Some(block) = app.block() else {
+            return;
+        };
+        let value = |key: &str| {
+            (block.entries.iter())
+                .find(|e| e.key.text == key)
+                .and_then(|e| Some((e, e.value()?)))
+        };
+        let (Some((replicas, r)), Some((runners, list))) = (value("replicas"), value("runners"))
+        else {
+            return;
+        };
+        let (ValueKind::Int(n), ValueKind::List(list)) = (&r.kind, &list.kind) else {
+            return;
+        };
+        let pinned = list.items.len();
+        if usize::try_from(*n).is_ok_and(|n| n < pinned) {
+            self.report(
+                Diagnostic::error(
+                    "E117",
+                    format!("`replicas = {n}` means nothing beside {pinned} `runners`"),
+                )
+                .primary(replicas.span, "ignored here")
+                .secondary(runners.span, "the app runs on every one of these")
+                .help("an app runs on every runner it is pinned to: remove `replicas`, or pin it to fewer runners"),
+            );
+        }
     }
 
     fn body(&mut self, entry: &'p Entry, schema: &'static Schema, ctx: &Context) {
@@ -348,7 +383,11 @@ impl<'p> Checker<'p> {
         self.broken.push(entry.key.span);
         let key = &entry.key.text;
         let known: Vec<&str> = schema.keys().collect();
+        let elsewhere = (schema::ELSEWHERE.iter())
+            .find(|(keyword, k, _)| *keyword == schema.keyword && k == key)
+            .map(|(_, _, help)| *help);
         let help = match suggest::closest(key, known.iter().copied()) {
+            _ if elsewhere.is_some() => elsewhere.unwrap_or_default().to_string(),
             Some(best) => format!("did you mean `{best}`?"),
             None if known.is_empty() => format!("`{}` blocks hold nothing", schema.keyword),
             None => format!(

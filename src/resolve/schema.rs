@@ -465,18 +465,11 @@ static APP_SETTINGS: Schema = Schema {
 static WORKER: Schema = block(
     "worker",
     Labels::Name,
-    &[
-        required(
-            "command",
-            Ty::Str,
-            "the command line, run in the app's virtualenv",
-        ),
-        field(
-            "replicas",
-            Ty::IntIn(1, 64),
-            "how many of this worker run (default 1)",
-        ),
-    ],
+    &[required(
+        "command",
+        Ty::Str,
+        "the command line, run in the app's virtualenv",
+    )],
     "a background process of the app (celery, rq)",
 );
 
@@ -506,8 +499,8 @@ pub static APP: Schema = Schema {
         ),
         field(
             "replicas",
-            Ty::IntIn(0, 1000),
-            "how many runners run it (default 1)",
+            Ty::IntIn(1, 1000),
+            "how many runners run it (default 1, or as many as its `runners`)",
         ),
         field("runners", HOSTS, "pin the app to these runners"),
         field(
@@ -844,9 +837,35 @@ pub static CHECKS: Schema = block(
         field("port_conflict", LEVEL, "two services on one port of one host (default error)"),
         field("address_conflict", LEVEL, "two hosts at one address (default error)"),
         field("role_requirements", LEVEL, "a host lacks a role what it runs needs, or no host plays a role the apps need (default error)"),
+        field("unused_settings", LEVEL, "a settings layer for a host no app runs on, or for an app on a host it does not run on (default warning)"),
+        field("inline_secret", LEVEL, "a setting whose name or value says it is secret, written in the spec instead of `secret(\"app.name\")` (default warning)"),
     ],
     "the severity of each fleet check: `error`, `warning` or `off`",
 );
+
+/// Keys people write in a block that belong elsewhere, by the block's
+/// keyword: what E102 says instead of a closest field, where that would
+/// mislead.
+pub static ELSEWHERE: &[(&str, &str, &str)] = &[
+    ("host", "user", "the SSH user is the provider's: `provider NAME { user = \"deploy\" }`"),
+    ("host", "port", "the SSH port is the provider's: `provider NAME { port = 2222 }`"),
+    ("host", "identity", "the SSH key is the provider's: `provider NAME { identity = \"FILE\" }`"),
+    ("host", "known_hosts", "the known hosts are the provider's: `provider NAME { known_hosts = \"FILE\" }`"),
+    ("host", "apps", "an app picks its runners: `runners = [HOST]` in the app, or leave it to sitec"),
+    ("provider", "address", "each host has its own: `host NAME { address = \"...\" }`"),
+    ("provider", "roles", "roles are a host's: `host NAME { roles = [...] }`"),
+    ("app", "port", "sitec gives each app a port on its runners; the balancers listen on 80 and 443"),
+    ("app", "hosts", "pin an app to runners with `runners = [HOST]`"),
+    ("app", "host", "pin an app to runners with `runners = [HOST]`"),
+    ("database", "user", "sitec makes each app its own database role, with a generated password kept in the secrets file"),
+    ("database", "password", "sitec generates each app's database password and keeps it in the secrets file"),
+    ("database", "name", "a database's name is its label: `database NAME { ... }`"),
+    ("database", "replicas", "a database has one copy: `standby = HOST` (Postgres) or `replica = HOST` (Redis)"),
+    ("worker", "replicas", "a worker runs as one process on each of its app's runners: set its concurrency in `command`, such as `celery -A blog worker --concurrency 4`"),
+    ("file", "path", "a file's path is its label: `file \"/etc/motd\" { ... }`"),
+    ("file", "source", "a file holds `content = \"...\"` or comes from a `template`"),
+    ("timer", "schedule", "a timer runs `every = 1h`"),
+];
 
 /// Every declaration a file may hold at its top level.
 pub static TOP_LEVEL: [&Schema; 8] = [
