@@ -648,7 +648,7 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
         assert!(next.status.success(), "round {round}: {}", text_of(&next));
         assert_no_changes(&fleet);
         for host in ["lb1", "run1", "db1"] {
-            let tmp = fleet.ssh(host, "find /etc /srv /var/lib/sitec /usr/local/lib/sitec -name '*.sitec-tmp' 2>/dev/null");
+            let tmp = fleet.ssh(host, "find /etc /srv /var/lib/sitec /usr/local/lib/sitec -name '*.sitec-tmp*' 2>/dev/null");
             assert_eq!(
                 String::from_utf8_lossy(&tmp.stdout).trim(),
                 "",

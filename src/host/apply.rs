@@ -9,6 +9,7 @@
 
 use super::assess::{self, assess, is_enabled, unit_name, unit_state};
 use super::converge::{self, converge};
+use super::nofollow::{self, Dir};
 use super::state::{Managed, Pending, State};
 use super::system::{self, ok_or, program, sh, write_atomic};
 use super::watch::{came_up, Asked};
@@ -126,11 +127,8 @@ pub fn apply(desired: &Desired) -> i32 {
 
 /// One apply at a time per host: a second waits, up to two minutes.
 fn lock() -> Result<std::fs::File, String> {
-    std::fs::create_dir_all(super::wire::STATE_DIR)
-        .map_err(|e| format!("cannot create {}: {e}", super::wire::STATE_DIR))?;
-    let path = Path::new(super::wire::STATE_DIR).join("apply.lock");
-    let file =
-        std::fs::File::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let dir = Dir::make(Path::new(super::wire::STATE_DIR), None)?;
+    let file = dir.lock_file(std::ffi::OsStr::new("apply.lock"))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
@@ -155,8 +153,6 @@ impl Run<'_> {
         let Some(me) = binary_switch() else { return };
         let link = Path::new(BINARY_DIR).join("sitec");
         let id = format!("file:{}", link.display());
-        let tmp = system::temp_name(&link);
-        let _ = std::fs::remove_file(&tmp);
         let owed: Vec<String> = self
             .desired
             .items
@@ -165,7 +161,9 @@ impl Run<'_> {
             .flat_map(|i| i.notifies.clone())
             .collect();
         self.owe(&owed, &id);
-        match std::os::unix::fs::symlink(&me, &tmp).and_then(|()| std::fs::rename(&tmp, &link)) {
+        let switched = Dir::existing(Path::new(BINARY_DIR))
+            .and_then(|dir| dir.symlink(std::ffi::OsStr::new("sitec"), &me));
+        match switched {
             Ok(()) => {
                 self.log.emit(&Event::Changed {
                     id: id.clone(),
@@ -268,7 +266,8 @@ impl Run<'_> {
                 .iter()
                 .any(|d| d == "content" || d == assess::MISSING)
             {
-                let before = std::fs::read(path).ok();
+                // Never through a link: a planted one is refused by converge.
+                let before = nofollow::read(Path::new(path), u64::MAX).ok().flatten();
                 self.backups.insert(item.id.clone(), (path.clone(), before));
             }
         }
@@ -519,10 +518,13 @@ impl Run<'_> {
                     }),
                 ) => {
                     let mode = system::meta(Path::new(&path))
+                        .ok()
+                        .flatten()
                         .map_or("0644".to_string(), |m| format!("{:04o}", m.mode));
                     write_atomic(Path::new(&path), bytes, owner, group, &mode)
                 }
-                _ => std::fs::remove_file(&path).map_err(|e| e.to_string()),
+                _ => nofollow::existing_parent(Path::new(&path))
+                    .and_then(|(dir, name)| dir.remove_file(&name).map(|_| ())),
             };
             if put_back.is_ok() {
                 restored.push(path.clone());
@@ -601,29 +603,33 @@ fn journal_tail(unit: &str) -> String {
 pub fn binary_switch() -> Option<std::path::PathBuf> {
     let me = std::env::current_exe().ok()?;
     let link = Path::new(BINARY_DIR).join("sitec");
-    (me.starts_with(BINARY_DIR) && std::fs::read_link(&link).ok().as_deref() != Some(me.as_path()))
-        .then_some(me)
+    let now = nofollow::read_link(&link).ok().flatten();
+    (me.starts_with(BINARY_DIR) && now.as_deref() != Some(me.as_path())).then_some(me)
 }
 
 /// Removes sitec binaries other than the one running and the previous one.
 fn prune_binaries(current: &Path) {
-    let Ok(entries) = std::fs::read_dir(BINARY_DIR) else {
+    let Ok(dir) = Dir::existing(Path::new(BINARY_DIR)) else {
         return;
     };
-    let mut others: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p != current
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("sitec-"))
+    let mut others: Vec<(i64, std::ffi::OsString)> = dir
+        .entries()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            Some(name.as_os_str()) != current.file_name()
+                && name.to_string_lossy().starts_with("sitec-")
         })
-        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .filter_map(|name| {
+            let meta = dir.meta(&name).ok()??;
+            (meta.node == nofollow::Node::File).then_some((meta.modified, name))
+        })
         .collect();
     others.sort();
     others.pop();
-    for (_, path) in others {
-        let _ = std::fs::remove_file(path);
+    for (_, name) in others {
+        let _ = dir.remove_file(&name);
     }
 }
 

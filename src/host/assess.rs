@@ -3,6 +3,7 @@
 //! command's `unless` guard). Plan and apply both use it, so what a plan
 //! predicts and what apply decides are the same judgement.
 
+use super::nofollow::{self, Node};
 use super::state::State;
 use super::system::{self, meta, parse_mode};
 use super::wire::{Assessment, Item, Status};
@@ -102,12 +103,20 @@ fn missing() -> Vec<String> {
     vec![MISSING.to_string()]
 }
 
+/// A file's text for the diff: only a regular file opened without following
+/// a link (a link planted at the path shows as a difference, never as the
+/// text of what it points at), not too large, UTF-8.
 fn readable_text(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
-    if bytes.len() > DIFF_LIMIT {
-        return None;
-    }
+    let bytes = nofollow::read(path, DIFF_LIMIT as u64).ok()??;
     String::from_utf8(bytes).ok()
+}
+
+/// What differs when `found` is at a path where `wanted` should be.
+fn wrong_kind(found: &Node, wanted: &str) -> String {
+    match found {
+        Node::Link(target) => format!("a symbolic link to {}, not {wanted}", target.display()),
+        _ => format!("not {wanted}"),
+    }
 }
 
 fn package(name: &str, version: Option<&str>) -> Vec<String> {
@@ -160,9 +169,10 @@ fn ownership(m: &system::Meta, owner: &str, group: &str, mode: &str) -> Vec<Stri
 
 fn directory(path: &str, owner: &str, group: &str, mode: &str) -> Vec<String> {
     match meta(Path::new(path)) {
-        Some(m) if m.is_dir => ownership(&m, owner, group, mode),
-        Some(_) => vec!["not a directory".to_string()],
-        None => missing(),
+        Ok(Some(m)) if m.node == Node::Dir => ownership(&m, owner, group, mode),
+        Ok(Some(m)) => vec![wrong_kind(&m.node, "a directory")],
+        Ok(None) => missing(),
+        Err(e) => vec![e],
     }
 }
 
@@ -177,30 +187,37 @@ fn file(
     let m = meta(Path::new(path));
     if absent {
         return match m {
-            Some(_) => vec!["present".to_string()],
-            None => Vec::new(),
+            Ok(Some(_)) => vec!["present".to_string()],
+            Ok(None) => Vec::new(),
+            Err(e) => vec![e],
         };
     }
     match m {
-        Some(m) if m.is_file => {
+        Ok(Some(m)) if m.node == Node::File => {
             let mut out = Vec::new();
-            if system::file_sha256(Path::new(path)).as_deref() != Some(sha256) {
-                out.push("content".to_string());
+            match system::file_sha256(Path::new(path)) {
+                Ok(Some(have)) if have == sha256 => {}
+                Ok(_) => out.push("content".to_string()),
+                Err(e) => out.push(e),
             }
             out.extend(ownership(&m, owner, group, mode));
             out
         }
-        Some(_) => vec!["not a regular file".to_string()],
-        None => missing(),
+        Ok(Some(m)) => vec![wrong_kind(&m.node, "a regular file")],
+        Ok(None) => missing(),
+        Err(e) => vec![e],
     }
 }
 
 fn symlink(path: &str, target: &str) -> Vec<String> {
-    match std::fs::read_link(path) {
-        Ok(have) if have == Path::new(target) => Vec::new(),
-        Ok(have) => vec![format!("target {} -> {target}", have.display())],
-        Err(_) if meta(Path::new(path)).is_some() => vec!["not a symlink".to_string()],
-        Err(_) => missing(),
+    match meta(Path::new(path)) {
+        Ok(Some(m)) => match m.node {
+            Node::Link(have) if have == Path::new(target) => Vec::new(),
+            Node::Link(have) => vec![format!("target {} -> {target}", have.display())],
+            _ => vec!["not a symlink".to_string()],
+        },
+        Ok(None) => missing(),
+        Err(e) => vec![e],
     }
 }
 
@@ -277,11 +294,17 @@ fn unit(unit: &str, enabled: bool, running: bool) -> Vec<String> {
 }
 
 fn marker(path: &str, marker: &str, digest: &str) -> Vec<String> {
-    if meta(Path::new(path)).is_none() {
-        return missing();
+    match meta(Path::new(path)) {
+        Ok(Some(m)) if m.node == Node::Dir => {}
+        Ok(Some(m)) => return vec![wrong_kind(&m.node, "a directory")],
+        Ok(None) => return missing(),
+        Err(e) => return vec![e],
     }
-    let built = std::fs::read_to_string(Path::new(path).join(marker)).unwrap_or_default();
-    if built.trim() == digest {
+    let built = nofollow::read(&Path::new(path).join(marker), 4096)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if String::from_utf8_lossy(&built).trim() == digest {
         Vec::new()
     } else {
         vec!["out of date".to_string()]
@@ -296,8 +319,10 @@ fn command(
     state: &State,
 ) -> Vec<String> {
     if let Some(path) = creates {
-        if meta(Path::new(path)).is_none() {
-            return vec![format!("{path} does not exist")];
+        match meta(Path::new(path)) {
+            Ok(Some(_)) => {}
+            Ok(None) => return vec![format!("{path} does not exist")],
+            Err(e) => return vec![e],
         }
     }
     if let Some(guard) = unless {
@@ -312,12 +337,16 @@ fn command(
 }
 
 fn subvolume(path: &str) -> Vec<String> {
+    match meta(Path::new(path)) {
+        Ok(Some(m)) if m.node == Node::Dir => {}
+        Ok(Some(m)) => return vec![wrong_kind(&m.node, "a btrfs subvolume")],
+        Ok(None) => return missing(),
+        Err(e) => return vec![e],
+    }
     if system::program("btrfs", &["subvolume", "show", path]).ok {
         Vec::new()
-    } else if meta(Path::new(path)).is_some() {
-        vec!["not a btrfs subvolume".to_string()]
     } else {
-        missing()
+        vec!["not a btrfs subvolume".to_string()]
     }
 }
 
@@ -349,15 +378,15 @@ fn systemd_quote(s: &str) -> String {
 
 fn timer(name: &str, every_seconds: u64, command: &str) -> Vec<String> {
     let units = timer_units(name, every_seconds, command);
-    if meta(Path::new(&units[1].0)).is_none() {
+    if matches!(meta(Path::new(&units[1].0)), Ok(None)) {
         return missing();
     }
     let mut out = Vec::new();
     for (path, content) in units {
-        if system::file_sha256(Path::new(&path)).as_deref()
-            != Some(crate::resources::sha256_hex(content.as_bytes()).as_str())
-        {
-            out.push(format!("{path} content"));
+        match system::file_sha256(Path::new(&path)) {
+            Ok(Some(have)) if have == crate::resources::sha256_hex(content.as_bytes()) => {}
+            Ok(_) => out.push(format!("{path} content")),
+            Err(e) => out.push(e),
         }
     }
     out.extend(unit(&format!("{name}.timer"), true, true));

@@ -4,11 +4,12 @@
 //! Services are the apply loop's business (they wait for their inputs).
 
 use super::assess::{timer_units, unit_name, TREE_MARKER, VENV_MARKER};
+use super::nofollow::{self, existing_parent, refusal, Dir, Node, Ownership};
 use super::state::Managed;
-use super::system::{self, ok_or, program, set_owner_mode, sh, temp_name, write_atomic};
+use super::system::{self, ok_or, ownership, program, sh, write_atomic};
 use super::wire::{Item, STATE_DIR};
 use crate::resources::Kind;
-use std::fs;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 /// Where uploaded blobs (app releases, wheelhouses) wait on the host.
@@ -56,8 +57,7 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
             group,
             mode,
         } => {
-            fs::create_dir_all(path).map_err(|e| format!("cannot create {path}: {e}"))?;
-            set_owner_mode(Path::new(path), owner, group, mode)?;
+            Dir::make(Path::new(path), Some(ownership(owner, group, mode)?))?;
             Ok(verb.into())
         }
         Kind::File {
@@ -69,7 +69,8 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
             ..
         } => {
             if *absent {
-                fs::remove_file(path).map_err(|e| format!("cannot remove {path}: {e}"))?;
+                let (dir, name) = existing_parent(Path::new(path))?;
+                dir.remove_file(&name)?;
                 return Ok("removed".into());
             }
             let content = item.content.as_deref().unwrap_or("");
@@ -77,11 +78,8 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
             Ok(verb.into())
         }
         Kind::Symlink { path, target } => {
-            let tmp = temp_name(Path::new(path));
-            let _ = fs::remove_file(&tmp);
-            std::os::unix::fs::symlink(target, &tmp)
-                .and_then(|()| fs::rename(&tmp, path))
-                .map_err(|e| format!("cannot link {path} -> {target}: {e}"))?;
+            let (dir, name) = existing_parent(Path::new(path))?;
+            dir.symlink(&name, Path::new(target))?;
             Ok(verb.into())
         }
         Kind::Tree { path, owner, .. } => {
@@ -93,11 +91,19 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
             owner,
             ..
         } => virtualenv(item, Path::new(path), python, owner).map(|()| "built".into()),
-        Kind::Command { run, user, .. } => {
+        Kind::Command {
+            run, user, creates, ..
+        } => {
+            // A link on the way to what it creates: the guard cannot be
+            // trusted, so the command does not run.
+            if let Some(creates) = creates {
+                nofollow::meta(Path::new(creates))?;
+            }
             ok_or(sh(run, user.as_deref()), &format!("`{run}`"))?;
             Ok("ran".into())
         }
         Kind::Subvolume { path } => {
+            existing_parent(Path::new(path))?;
             ok_or(
                 program("btrfs", &["subvolume", "create", path]),
                 "btrfs subvolume create",
@@ -169,79 +175,123 @@ fn user(
 
 /// Unpacks the release blob next to `path`, then swaps it in with two
 /// renames: a kill between them leaves the old release beside the path,
-/// and the next apply unpacks again.
+/// and the next apply unpacks again. All of it through the parent folder's
+/// handle ([`nofollow`]), the files owned by `owner` (group root).
 fn tree(item: &Item, path: &Path, owner: &str) -> Result<(), String> {
     let blob = item.blob.as_deref().ok_or("no release blob was sent")?;
-    let fresh = sibling(path, "sitec-new");
-    let old = sibling(path, "sitec-old");
-    let _ = fs::remove_dir_all(&fresh);
-    let _ = fs::remove_dir_all(&old);
-    unpack(&blob_path(blob), &fresh)?;
-    fs::write(fresh.join(TREE_MARKER), &item.digest)
-        .map_err(|e| format!("cannot write {}: {e}", fresh.join(TREE_MARKER).display()))?;
-    if owner != "root" {
-        ok_or(
-            program("chown", &["-R", owner, &fresh.to_string_lossy()]),
-            "chown of the release",
-        )?;
+    let uid = system::uid(owner).ok_or_else(|| format!("there is no user `{owner}`"))?;
+    let (parent, name) = existing_parent(path)?;
+    if let Some(found) = parent.meta(&name)? {
+        if found.node != Node::Dir {
+            return Err(refusal(path, &found.node, "a folder"));
+        }
     }
-    if path.exists() {
-        fs::rename(path, &old).map_err(|e| format!("cannot move {} aside: {e}", path.display()))?;
+    let fresh = sibling(&name, "sitec-new");
+    let old = sibling(&name, "sitec-old");
+    parent.remove_tree(&fresh)?;
+    parent.remove_tree(&old)?;
+    let release = parent.make_sub(&fresh, 0o700)?;
+    super::unpack::unpack(open_blob(blob)?, &release, uid, 0)
+        .map_err(|e| format!("cannot unpack the release into {}: {e}", path.display()))?;
+    release.write_atomic(
+        OsStr::new(TREE_MARKER),
+        item.digest.as_bytes(),
+        Ownership {
+            uid,
+            gid: 0,
+            mode: 0o644,
+        },
+    )?;
+    release.set_ownership(Ownership {
+        uid,
+        gid: 0,
+        mode: 0o755,
+    })?;
+    release.sync_all()?;
+    if parent.meta(&name)?.is_some() {
+        parent.rename(&name, &parent, &old)?;
     }
-    fs::rename(&fresh, path)
-        .map_err(|e| format!("cannot move the release to {}: {e}", path.display()))?;
-    let _ = fs::remove_dir_all(&old);
+    parent.rename(&fresh, &parent, &name)?;
+    parent.sync()?;
+    parent.remove_tree(&old)?;
     Ok(())
 }
 
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{suffix}"))
+/// `.NAME.SUFFIX`, beside `NAME`.
+fn sibling(name: &OsStr, suffix: &str) -> OsString {
+    let mut out = OsString::from(".");
+    out.push(name);
+    out.push(".");
+    out.push(suffix);
+    out
 }
 
-fn unpack(blob: &Path, into: &Path) -> Result<(), String> {
-    let file = fs::File::open(blob).map_err(|e| format!("cannot open {}: {e}", blob.display()))?;
-    fs::create_dir_all(into).map_err(|e| format!("cannot create {}: {e}", into.display()))?;
-    tar::Archive::new(file)
-        .unpack(into)
-        .map_err(|e| format!("cannot unpack {}: {e}", blob.display()))
+/// The uploaded blob `digest`, opened without following a link.
+fn open_blob(digest: &str) -> Result<std::fs::File, String> {
+    let path = blob_path(digest);
+    let (dir, name) = existing_parent(&path)?;
+    dir.open_file(&name)?
+        .ok_or_else(|| format!("{} is missing; make a new plan", path.display()))
 }
 
 /// The wheelhouse of `digest`, unpacked once under /var/lib/sitec.
 fn wheelhouse(digest: &str) -> Result<PathBuf, String> {
-    let dir = Path::new(STATE_DIR).join("wheelhouse").join(digest);
-    let done = dir.join(".complete");
-    if !done.exists() {
-        let _ = fs::remove_dir_all(&dir);
-        unpack(&blob_path(digest), &dir)?;
-        fs::write(&done, digest).map_err(|e| format!("cannot write {}: {e}", done.display()))?;
+    let root = Path::new(STATE_DIR).join("wheelhouse");
+    let parent = Dir::make(&root, None)?;
+    let name = OsString::from(digest);
+    let done = OsStr::new(".complete");
+    let complete = parent
+        .sub(&name)?
+        .map(|dir| dir.meta(done))
+        .transpose()?
+        .flatten()
+        .is_some();
+    if !complete {
+        parent.remove_tree(&name)?;
+        let dir = parent.make_sub(&name, 0o755)?;
+        super::unpack::unpack(open_blob(digest)?, &dir, 0, 0)
+            .map_err(|e| format!("cannot unpack the wheelhouse {digest}: {e}"))?;
+        dir.write_atomic(done, digest.as_bytes(), ROOT_FILE)?;
     }
-    Ok(dir)
+    Ok(root.join(digest))
 }
+
+/// A root-owned file anyone may read.
+const ROOT_FILE: Ownership = Ownership {
+    uid: 0,
+    gid: 0,
+    mode: 0o644,
+};
 
 /// Builds the virtualenv from scratch (virtualenvs can't be moved, so not
 /// beside it): the marker is written last, so a cut-off build is rebuilt.
+/// pip installs wheels only (`--only-binary :all:`, from the wheelhouse the
+/// operator built): no package's code runs here.
 fn virtualenv(item: &Item, path: &Path, python: &str, owner: &str) -> Result<(), String> {
     let wheels = match item.blob.as_deref() {
         Some(blob) => Some(wheelhouse(blob)?),
         None => None,
     };
     let interpreter = interpreter(python)?;
-    if path.exists() {
-        fs::remove_dir_all(path)
-            .map_err(|e| format!("cannot remove the old {}: {e}", path.display()))?;
+    let (parent, name) = existing_parent(path)?;
+    if let Some(found) = parent.meta(&name)? {
+        if found.node != Node::Dir {
+            return Err(refusal(path, &found.node, "a folder"));
+        }
+        parent.remove_tree(&name)?;
     }
     let p = path.to_string_lossy();
     ok_or(
         program(&interpreter, &["-m", "venv", &p]),
         &format!("{interpreter} -m venv {p}"),
     )?;
-    let requirements = path.join(".sitec-requirements.txt");
-    fs::write(&requirements, item.content.as_deref().unwrap_or(""))
-        .map_err(|e| format!("cannot write {}: {e}", requirements.display()))?;
+    let venv = parent
+        .sub(&name)?
+        .ok_or_else(|| format!("{p} was not made by {interpreter} -m venv"))?;
+    let requirements_name = OsStr::new(".sitec-requirements.txt");
+    let requirements_text = item.content.as_deref().unwrap_or("");
+    venv.write_atomic(requirements_name, requirements_text.as_bytes(), ROOT_FILE)?;
+    let requirements = path.join(requirements_name);
     let pip = path.join("bin/pip");
     let req = requirements.to_string_lossy();
     let mut args = vec![
@@ -255,17 +305,18 @@ fn virtualenv(item: &Item, path: &Path, python: &str, owner: &str) -> Result<(),
     // Without a wheelhouse the host installs from its own index (it needs one).
     let find_links = wheels.map(|dir| dir.to_string_lossy().into_owned());
     if let Some(dir) = &find_links {
-        args.extend(["--no-index", "--find-links", dir]);
+        args.extend(["--no-index", "--only-binary", ":all:", "--find-links", dir]);
     }
     ok_or(program(&pip.to_string_lossy(), &args), "pip install")?;
-    if owner != "root" {
-        ok_or(
-            program("chown", &["-R", owner, &p]),
-            "chown of the virtualenv",
-        )?;
+    let uid = system::uid(owner).ok_or_else(|| format!("there is no user `{owner}`"))?;
+    if uid != 0 {
+        venv.chown_tree(uid, 0)?;
     }
-    fs::write(path.join(VENV_MARKER), &item.digest)
-        .map_err(|e| format!("cannot write the virtualenv marker: {e}"))
+    venv.write_atomic(
+        OsStr::new(VENV_MARKER),
+        item.digest.as_bytes(),
+        Ownership { uid, ..ROOT_FILE },
+    )
 }
 
 /// `3.11` to the interpreter that is that version (`python3.11`); `3` to
@@ -293,32 +344,40 @@ fn interpreter(python: &str) -> Result<String, String> {
 }
 
 /// Removes what sitec put here earlier and the spec dropped. Returns what
-/// it did; things that hold data or that others may share are left.
+/// it did; things that hold data or that others may share are left. A link
+/// is removed as a link, never followed; a link on the way is an error.
 pub fn remove(managed: &Managed) -> Result<String, String> {
-    let gone = |r: std::io::Result<()>, what: &str| match r {
-        Ok(()) => Ok("removed".to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok("forgotten (already gone)".to_string())
-        }
-        Err(e) => Err(format!("cannot remove {what}: {e}")),
+    let gone = |removed: bool| {
+        Ok(if removed {
+            "removed".to_string()
+        } else {
+            "forgotten (already gone)".to_string()
+        })
     };
+    let in_folder = |path: &str| nofollow::parent(Path::new(path));
     match &managed.kind {
         Kind::File {
             path,
             absent: false,
             ..
         }
-        | Kind::Symlink { path, .. } => gone(fs::remove_file(path), path),
-        Kind::File { absent: true, .. } | Kind::Command { .. } => Ok("forgotten".into()),
-        Kind::Directory { path, .. } => match fs::remove_dir(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
-                Ok("left in place (not empty)".into())
-            }
-            other => gone(other, path),
+        | Kind::Symlink { path, .. } => match in_folder(path)? {
+            Some((dir, name)) => gone(dir.remove_file(&name)?),
+            None => gone(false),
         },
-        Kind::Tree { path, .. } | Kind::Virtualenv { path, .. } => {
-            gone(fs::remove_dir_all(path), path)
-        }
+        Kind::File { absent: true, .. } | Kind::Command { .. } => Ok("forgotten".into()),
+        Kind::Directory { path, .. } => match in_folder(path)? {
+            Some((dir, name)) => match dir.remove_empty_dir(&name)? {
+                Some(false) => Ok("left in place (not empty)".into()),
+                Some(true) => gone(true),
+                None => gone(false),
+            },
+            None => gone(false),
+        },
+        Kind::Tree { path, .. } | Kind::Virtualenv { path, .. } => match in_folder(path)? {
+            Some((dir, name)) => gone(dir.remove_tree(&name)?),
+            None => gone(false),
+        },
         Kind::Service { name, .. } => {
             let unit = unit_name(name);
             let _ = program("systemctl", &["disable", "--now", &unit]);
@@ -331,7 +390,9 @@ pub fn remove(managed: &Managed) -> Result<String, String> {
         } => {
             let _ = program("systemctl", &["disable", "--now", &format!("{name}.timer")]);
             for (path, _) in timer_units(name, *every_seconds, command) {
-                let _ = fs::remove_file(path);
+                if let Some((dir, name)) = in_folder(&path)? {
+                    dir.remove_file(&name)?;
+                }
             }
             Ok("stopped and removed".into())
         }
@@ -355,17 +416,17 @@ pub fn removal_action(managed: &Managed) -> &'static str {
     }
 }
 
-/// Whether the removed resource is there at all.
+/// Whether the removed resource is there at all (something that cannot be
+/// looked at without following a link counts as there: removing it says why not).
 pub fn present(managed: &Managed) -> bool {
+    let exists = |path: &str| !matches!(nofollow::meta(Path::new(path)), Ok(None));
     match &managed.kind {
         Kind::File { absent: true, .. } | Kind::Command { .. } => false,
         Kind::Service { name, .. } => super::assess::unit_state(&unit_name(name)).0 == "loaded",
-        Kind::Timer { name, .. } => {
-            Path::new(&format!("/etc/systemd/system/{name}.timer")).exists()
-        }
+        Kind::Timer { name, .. } => exists(&format!("/etc/systemd/system/{name}.timer")),
         Kind::User { name, .. } => system::uid(name).is_some(),
         Kind::Package { .. } => true,
-        other => system::meta(Path::new(other.key())).is_some(),
+        other => exists(other.key()),
     }
 }
 

@@ -10,10 +10,12 @@
 mod apply;
 pub mod assess;
 mod converge;
+pub mod nofollow;
 pub mod state;
 mod system;
 #[cfg(test)]
 mod tests;
+mod unpack;
 mod watch;
 pub mod wire;
 
@@ -92,7 +94,9 @@ pub fn facts(desired: &Desired, state: &state::State) -> Facts {
         .zip(&assessments)
         .filter(|(_, a)| a.status != Status::Ok)
         .filter_map(|(item, _)| item.blob.clone())
-        .filter(|blob| !blob_path(blob).exists())
+        .filter(|blob| {
+            !matches!(nofollow::meta(&blob_path(blob)), Ok(Some(m)) if m.node == nofollow::Node::File)
+        })
         .collect();
     missing_blobs.sort();
     missing_blobs.dedup();

@@ -3,7 +3,7 @@
 //! in place. Plan reads it to know what to remove (managed before, not
 //! wanted now) and to tell drift (same desired state, different host).
 
-use super::system::write_atomic;
+use super::nofollow::{self, Dir, Ownership};
 use super::wire::STATE_DIR;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -36,28 +36,42 @@ pub fn path() -> PathBuf {
     Path::new(STATE_DIR).join("state.json")
 }
 
+/// The largest state or pending file read: far above what a host holds.
+const STATE_LIMIT: u64 = 256 << 20;
+
+/// Root's alone: sitec's own files under /var/lib/sitec.
+const PRIVATE: Ownership = Ownership {
+    uid: 0,
+    gid: 0,
+    mode: 0o600,
+};
+
+/// Writes one of sitec's own files into /var/lib/sitec (made if missing).
+fn save_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = Dir::make(Path::new(STATE_DIR), None)?;
+    let name = path.file_name().unwrap_or_default();
+    dir.write_atomic(name, bytes, PRIVATE)
+}
+
 impl State {
     /// Reads the state file; an absent one is an empty state, an unreadable
     /// one an error (never silently forget what sitec manages).
     pub fn load() -> Result<Self, String> {
         let path = path();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+        match nofollow::read(&path, STATE_LIMIT)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 format!(
                     "{} is damaged ({e}); move it away to start over (sitec then forgets what it put here)",
                     path.display()
                 )
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            None => Ok(Self::default()),
         }
     }
 
     pub fn save(&self) -> Result<(), String> {
-        std::fs::create_dir_all(STATE_DIR)
-            .map_err(|e| format!("cannot create {STATE_DIR}: {e}"))?;
         let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())? + "\n";
-        write_atomic(&path(), text.as_bytes(), "root", "root", "0600")
+        save_private(&path(), text.as_bytes())
     }
 
     pub fn digest_of(&self, id: &str) -> Option<&str> {
@@ -87,24 +101,21 @@ impl Pending {
     /// damaged file can only cost a reload, never a wrong config).
     #[must_use]
     pub fn load() -> Self {
-        std::fs::read_to_string(Self::path())
+        nofollow::read(&Self::path(), STATE_LIMIT)
             .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
+            .flatten()
+            .and_then(|t| serde_json::from_slice(&t).ok())
             .unwrap_or_default()
     }
 
     pub fn save(&self) -> Result<(), String> {
         if self.owed.is_empty() {
-            return match std::fs::remove_file(Self::path()) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(format!("cannot remove {}: {e}", Self::path().display()))
-                }
-                _ => Ok(()),
+            return match nofollow::parent(&Self::path())? {
+                Some((dir, name)) => dir.remove_file(&name).map(|_| ()),
+                None => Ok(()),
             };
         }
-        std::fs::create_dir_all(STATE_DIR)
-            .map_err(|e| format!("cannot create {STATE_DIR}: {e}"))?;
         let text = serde_json::to_string(self).map_err(|e| e.to_string())?;
-        write_atomic(&Self::path(), text.as_bytes(), "root", "root", "0600")
+        save_private(&Self::path(), text.as_bytes())
     }
 }

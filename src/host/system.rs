@@ -1,10 +1,10 @@
 //! The few things the host side asks of the system: run a program, look up
-//! users and groups, write a file atomically, read a file's mode and owner.
-//! Plain std; everything returns a message that names what failed.
+//! users and groups; and, by name, write a file atomically and read a
+//! path's mode and owner (through [`nofollow`], which follows no link).
+//! Everything returns a message that names what failed.
 
+use super::nofollow::{self, Node, Ownership};
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -127,24 +127,22 @@ pub fn passwd(user: &str) -> Option<(String, String)> {
     })
 }
 
-/// Owner, group and permission bits of a path (not following symlinks).
+/// What a path is, with its owner's and group's names and its mode; read
+/// without following a link on the way or at the end ([`nofollow`]).
 pub struct Meta {
     pub owner: String,
     pub group: String,
     pub mode: u32,
-    pub is_dir: bool,
-    pub is_file: bool,
+    pub node: Node,
 }
 
-pub fn meta(path: &Path) -> Option<Meta> {
-    let m = fs::symlink_metadata(path).ok()?;
-    Some(Meta {
-        owner: name_of("/etc/passwd", m.uid()).unwrap_or_else(|| m.uid().to_string()),
-        group: name_of("/etc/group", m.gid()).unwrap_or_else(|| m.gid().to_string()),
-        mode: m.permissions().mode() & 0o7777,
-        is_dir: m.is_dir(),
-        is_file: m.is_file(),
-    })
+pub fn meta(path: &Path) -> Result<Option<Meta>, String> {
+    Ok(nofollow::meta(path)?.map(|m| Meta {
+        owner: name_of("/etc/passwd", m.uid).unwrap_or_else(|| m.uid.to_string()),
+        group: name_of("/etc/group", m.gid).unwrap_or_else(|| m.gid.to_string()),
+        mode: m.mode,
+        node: m.node,
+    }))
 }
 
 /// `"0640"` to its bits.
@@ -152,29 +150,17 @@ pub fn parse_mode(mode: &str) -> Result<u32, String> {
     u32::from_str_radix(mode, 8).map_err(|_| format!("`{mode}` is not an octal mode"))
 }
 
-/// Sets owner, group and mode of `path`.
-pub fn set_owner_mode(path: &Path, owner: &str, group: &str, mode: &str) -> Result<(), String> {
-    let uid = uid(owner).ok_or_else(|| format!("there is no user `{owner}`"))?;
-    let gid = gid(group).ok_or_else(|| format!("there is no group `{group}`"))?;
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))
-        .map_err(|e| format!("cannot chown {}: {e}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(parse_mode(mode)?))
-        .map_err(|e| format!("cannot chmod {}: {e}", path.display()))
+/// Owner, group and mode by name, as numbers.
+pub fn ownership(owner: &str, group: &str, mode: &str) -> Result<Ownership, String> {
+    Ok(Ownership {
+        uid: uid(owner).ok_or_else(|| format!("there is no user `{owner}`"))?,
+        gid: gid(group).ok_or_else(|| format!("there is no group `{group}`"))?,
+        mode: parse_mode(mode)?,
+    })
 }
 
-/// The temporary name a file is written under before its rename: fixed,
-/// so a write cut off by a kill is replaced by the next one, never read.
-pub fn temp_name(path: &Path) -> std::path::PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.sitec-tmp"))
-}
-
-/// Writes `bytes` to `path` atomically with owner, group and mode: a
-/// temporary file in the same folder, flushed to disk, renamed over the
-/// target. Readers see the old file or the new one, never half of one.
+/// Writes `bytes` to `path` atomically with owner, group and mode (see
+/// [`nofollow::Dir::write_atomic`]); the folder must exist.
 pub fn write_atomic(
     path: &Path,
     bytes: &[u8],
@@ -182,28 +168,11 @@ pub fn write_atomic(
     group: &str,
     mode: &str,
 ) -> Result<(), String> {
-    let tmp = temp_name(path);
-    let result = (|| {
-        let mut f =
-            fs::File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-        // Restrictive until the real mode is set, so a secret is never briefly world-readable.
-        f.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("cannot chmod {}: {e}", tmp.display()))?;
-        f.write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        set_owner_mode(&tmp, owner, group, mode)?;
-        fs::rename(&tmp, path).map_err(|e| format!("cannot rename onto {}: {e}", path.display()))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    nofollow::write_atomic(path, bytes, ownership(owner, group, mode)?)
 }
 
-/// Hex sha256 of a file's bytes, or `None` when it cannot be read.
-pub fn file_sha256(path: &Path) -> Option<String> {
-    fs::read(path)
-        .ok()
-        .map(|b| crate::resources::sha256_hex(&b))
+/// Hex sha256 of a regular file's bytes (`None`: absent); a link or
+/// anything but a regular file is an error.
+pub fn file_sha256(path: &Path) -> Result<Option<String>, String> {
+    Ok(nofollow::read(path, u64::MAX)?.map(|b| crate::resources::sha256_hex(&b)))
 }
