@@ -632,12 +632,7 @@ impl Expander<'_, '_> {
         let Some(((content, sha256), secret)) = self.render(template, span, scope) else {
             return;
         };
-        let unit_name =
-            if name.contains('@') || name.ends_with(".service") || name.ends_with(".timer") {
-                name.to_string()
-            } else {
-                format!("{name}.service")
-            };
+        let unit_name = unit_name(name);
         let kind = Kind::File {
             path: format!("/etc/systemd/system/{unit_name}"),
             owner: "root".to_string(),
@@ -657,6 +652,16 @@ impl Expander<'_, '_> {
             Vec::new(),
             vec![format!("service:{name}")],
         );
+    }
+}
+
+/// The file name of a service's unit: `NAME.service`, or `NAME` as it is
+/// when it ends in `.service` or `.timer` or holds an `@`.
+fn unit_name(name: &str) -> String {
+    if name.contains('@') || name.ends_with(".service") || name.ends_with(".timer") {
+        name.to_string()
+    } else {
+        format!("{name}.service")
     }
 }
 

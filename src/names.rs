@@ -404,6 +404,12 @@ pub fn user_problem(user: &str) -> Option<Problem> {
     if user.is_empty() || user.starts_with('-') || user.len() > 32 {
         return problem(format!("`{user}` is not a user name"), FIX);
     }
+    if user.bytes().all(|b| b.is_ascii_digit()) {
+        return problem(
+            format!("`{user}` is all digits, which `chown` would take for a user id"),
+            FIX,
+        );
+    }
     match user
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))

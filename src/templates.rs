@@ -111,6 +111,32 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The value of an `each` scope a template's context is built from (see
+/// `expand::VALUES` for the scopes that give each), for the templates
+/// that need one: used outside those scopes, a file can't be rendered
+/// (E224), which `check` says at the field.
+pub fn needs(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "runner/nginx-app.conf"
+        | "runner/gunicorn.conf.py"
+        | "django/sitec_settings.py"
+        | "systemd/gunicorn.service"
+        | "balancer/tls.pem"
+        | "balancer/tls.key" => "app",
+        "systemd/celery-worker.service" => "worker",
+        "postgres/postgresql.conf"
+        | "postgres/pg_hba.conf"
+        | "postgres/clone-standby.sh"
+        | "postgres/roles.sql" => "cluster",
+        "redis/redis.conf" => "redis",
+        backup if backup.starts_with("backup/") => match backup {
+            "backup/authorized_keys" | "backup/sshd.conf" => return None,
+            _ => "backup",
+        },
+        _ => return None,
+    })
+}
+
 pub struct Templates {
     registry: Handlebars<'static>,
 }
@@ -211,5 +237,33 @@ mod tests {
         let embedded: Vec<String> = Templates::names().map(str::to_string).collect();
         assert_eq!(found, embedded, "templates/ and TEMPLATES differ");
         assert!(Templates::new().is_ok());
+    }
+
+    /// `needs` says what `context::build` does: a template whose context
+    /// needs a scope's item fails outside every `each`, and only such.
+    #[test]
+    fn needs_agrees_with_the_contexts() {
+        let spec = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/epio.site"),
+        )
+        .expect("epio.site");
+        let mut sources = crate::source::SourceMap::new();
+        let (done, diagnostics) =
+            crate::compile::with_fleet_text(&mut sources, "epio.site", &spec, |fleet, sources| {
+                let inputs = crate::context::Inputs {
+                    fleet,
+                    sources,
+                    secrets: &crate::secrets::Secrets::placeholders(),
+                    overrides: &[],
+                    shared: crate::context::Shared::default(),
+                };
+                let vault = fleet.host_named("vault").expect("vault");
+                for name in Templates::names() {
+                    let built = crate::context::build(name, &inputs, vault, &Default::default());
+                    let outside = built.err().is_some_and(|e| e.contains("outside"));
+                    assert_eq!(outside, needs(name).is_some(), "{name}");
+                }
+            });
+        assert!(done.is_some(), "{diagnostics:?}");
     }
 }

@@ -117,10 +117,7 @@ fn secret_name(key: &str) -> bool {
 /// Text under a secret-sounding name that is no secret: nothing, a module
 /// or class path (`PASSWORD_HASHERS`), a file's path (`SSL_KEY`).
 fn harmless(text: &str) -> bool {
-    let dotted = text.contains('.')
-        && text
-            .split('.')
-            .all(crate::names::is_python_name);
+    let dotted = text.contains('.') && text.split('.').all(crate::names::is_python_name);
     text.trim().is_empty() || dotted || text.starts_with('/') || text.starts_with("./")
 }
 

@@ -1,7 +1,10 @@
 //! A role's mistakes found without a host: every `each` inside the scope it
 //! needs (E220), every `{name}` in its strings a value of the scopes around
 //! it (E221, E220 for a lone brace), and, where a string names no value, a
-//! template that exists (E223) and a path that is one on the host (E225). Expansion finds the same, but
+//! template that exists (E223) and is used inside the scope its context
+//! needs (E224), a path that is one on the host (E225), a user or group name
+//! a host takes (E113); every `requires` and `notify` naming a resource some
+//! role declares (E231). Expansion finds the same, but
 //! only where a host's roles meet the items an `each` repeats over: a typo
 //! inside `each worker` stayed silent until an app got its first worker.
 //! `sitec check` runs this on every role, used or not; so does every
@@ -21,7 +24,140 @@ pub fn lint(fleet: &Fleet) -> Vec<Diagnostic> {
     for role in fleet.roles.values() {
         block(role.block, &mut Vec::new(), &mut found);
     }
+    let declared = declared_ids(fleet);
+    for role in fleet.roles.values() {
+        references(role.block, &declared, &mut found);
+    }
     found
+}
+
+/// The ids of every resource the roles declare (`kind:label`, the label as
+/// written, `{values}` and all), and of the unit files services write.
+fn declared_ids(fleet: &Fleet) -> Vec<String> {
+    fn walk(block: &Block, ids: &mut Vec<String>) {
+        for entry in &block.entries {
+            match (entry.key.text.as_str(), entry.labels.first(), entry.block()) {
+                ("each", _, Some(inner)) => walk(inner, ids),
+                ("description", _, _) | (_, None, _) => {}
+                (kind, Some(label), _) => {
+                    ids.push(format!("{kind}:{}", label.text));
+                    let unit = entry
+                        .block()
+                        .and_then(|b| b.entries.iter().find(|e| e.key.text == "unit"));
+                    if kind == "service" && unit.is_some() {
+                        ids.push(format!(
+                            "file:/etc/systemd/system/{}",
+                            super::unit_name(&label.text)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let mut ids = Vec::new();
+    for role in fleet.roles.values() {
+        walk(role.block, &mut ids);
+    }
+    ids
+}
+
+/// E231: every `requires` and `notify` that names no resource a role
+/// declares: the order or reload it asks for would silently not happen.
+fn references(block_: &Block, declared: &[String], found: &mut Vec<Diagnostic>) {
+    for entry in &block_.entries {
+        let Some(inner) = entry.block() else {
+            continue;
+        };
+        if entry.key.text == "each" {
+            references(inner, declared, found);
+            continue;
+        }
+        for field in inner
+            .entries
+            .iter()
+            .filter(|f| matches!(f.key.text.as_str(), "requires" | "notify"))
+        {
+            let Some(ValueKind::List(list)) = field.value().map(|v| &v.kind) else {
+                continue;
+            };
+            for item in &list.items {
+                let ValueKind::Str(id) = &item.kind else {
+                    continue;
+                };
+                if !declared.iter().any(|d| same_resource(d, id)) {
+                    found.push(unknown_resource(&field.key.text, id, item.span, declared));
+                }
+            }
+        }
+    }
+}
+
+/// Whether a resource id as written in a role (`{values}` and all) can be
+/// the id `wanted` names: equal with every value the same, or, for a
+/// `wanted` without values, matching with each value standing for any text.
+fn same_resource(declared: &str, wanted: &str) -> bool {
+    if declared == wanted {
+        return true;
+    }
+    let Some(pieces) = pieces(declared).filter(|_| literal(wanted)) else {
+        return false;
+    };
+    // The literal text between the values, in order.
+    let mut parts = vec![String::new()];
+    for piece in pieces {
+        match piece {
+            Piece::Text(text) => parts
+                .last_mut()
+                .unwrap_or(&mut String::new())
+                .push_str(text),
+            Piece::Value(_) => parts.push(String::new()),
+        }
+    }
+    let (Some((first, rest)), Some(last)) = (parts.split_first(), parts.last()) else {
+        return false;
+    };
+    if parts.len() == 1 {
+        return false;
+    }
+    let Some(mut left) = wanted.strip_prefix(first.as_str()) else {
+        return false;
+    };
+    for middle in &rest[..rest.len() - 1] {
+        match left.find(middle.as_str()) {
+            Some(at) => left = &left[at + middle.len()..],
+            None => return false,
+        }
+    }
+    left.ends_with(last.as_str())
+}
+
+fn unknown_resource(
+    field: &str,
+    id: &str,
+    span: crate::source::Span,
+    declared: &[String],
+) -> Diagnostic {
+    let literal_ids: Vec<&str> = declared
+        .iter()
+        .map(String::as_str)
+        .filter(|d| literal(d))
+        .collect();
+    let help = match crate::suggest::closest(id, literal_ids.iter().copied()) {
+        Some(best) => format!("did you mean `{best}`?"),
+        None if !id.contains(':') => "a resource's id is its kind and name: `package:nginx`, `service:nginx`, `file:/etc/motd`".to_string(),
+        None => "name a resource a role declares, as `KIND:NAME-OR-PATH`".to_string(),
+    };
+    let what = if field == "notify" {
+        "reload"
+    } else {
+        "wait for"
+    };
+    Diagnostic::error(
+        "E231",
+        format!("`{field}` names `{id}`, which no role declares"),
+    )
+    .primary(span, format!("nothing to {what}"))
+    .help(help)
 }
 
 /// `open`: the `each` scopes around the block, outermost first.
@@ -68,6 +204,13 @@ fn resource(entry: &Entry, open: &[&str], found: &mut Vec<Diagnostic>) {
             None => {}
         }
     }
+    if let Some(label) = entry
+        .labels
+        .first()
+        .filter(|l| entry.key.text == "user" && literal(&l.text))
+    {
+        found.extend(user_name(&entry.key.text, &label.text, label.span));
+    }
     let Some(fields) = entry.block() else {
         return;
     };
@@ -75,11 +218,15 @@ fn resource(entry: &Entry, open: &[&str], found: &mut Vec<Diagnostic>) {
         match field.value().map(|v| (&v.kind, v)) {
             Some((ValueKind::Str(text), value)) => match string(text, value.span, open) {
                 Some(problem) => found.push(problem),
-                None if matches!(field.key.text.as_str(), "template" | "unit")
-                    && literal(text)
-                    && !crate::templates::Templates::names().any(|n| n == text) =>
-                {
-                    found.push(unknown_template(text, value.span));
+                None if matches!(field.key.text.as_str(), "template" | "unit") && literal(text) => {
+                    if !crate::templates::Templates::names().any(|n| n == text) {
+                        found.push(unknown_template(text, value.span));
+                    } else if let Some(problem) = template_scope(text, value.span, open) {
+                        found.push(problem);
+                    }
+                }
+                None if is_user_field(entry, &field.key.text) && literal(text) => {
+                    found.extend(user_name(&field.key.text, text, value.span));
                 }
                 None => {}
             },
@@ -98,6 +245,37 @@ fn resource(entry: &Entry, open: &[&str], found: &mut Vec<Diagnostic>) {
             _ => {}
         }
     }
+}
+
+/// Whether a field of a resource names a user or group on the host.
+fn is_user_field(entry: &Entry, field: &str) -> bool {
+    matches!(field, "owner" | "group") || (entry.key.text == "command" && field == "user")
+}
+
+/// E113: a user or group name a host would not take.
+fn user_name(field: &str, name: &str, span: crate::source::Span) -> Option<Diagnostic> {
+    let problem = crate::names::user_problem(name)?;
+    Some(
+        Diagnostic::error("E113", format!("`{field}`: {}", problem.what))
+            .primary(span, "not a user name")
+            .help(problem.fix),
+    )
+}
+
+/// E224: a template whose context is built from a scope's item, used
+/// outside every `each` that gives one.
+fn template_scope(template: &str, span: crate::source::Span, open: &[&str]) -> Option<Diagnostic> {
+    let needed = crate::templates::needs(template)?;
+    let (_, scopes) = VALUES.iter().find(|(value, _)| *value == needed)?;
+    if scopes.iter().any(|s| open.contains(s)) {
+        return None;
+    }
+    let inside: Vec<String> = scopes.iter().map(|s| format!("`each {s}`")).collect();
+    Some(
+        Diagnostic::error("E224", format!("template `{template}` is rendered for one {needed}, and this file stands outside its `each`"))
+            .primary(span, "no item to render it for here")
+            .help(format!("put the file inside {}", inside.join(" or "))),
+    )
 }
 
 /// Whether a role's string names no value: what expansion makes of it is
@@ -146,7 +324,7 @@ mod tests {
         let clean = r#"
             file "/etc/{host}/{{literal}}" { content = "{not a value}" }
             each app {
-              file "/srv/{app}/x" { owner = "{app.user}"  requires = ["file:/srv/{app.port}"] }
+              file "/srv/{app}/x" { owner = "{app.user}"  requires = ["file:/etc/{host}/{{literal}}"] }
               each worker { service "w-{app}-{worker}" {} }
               each leader { command "m-{app}" { run = "migrate {app.source}" } }
               each cluster { file "/{app}/{cluster.port}" {} }

@@ -123,6 +123,8 @@ pub struct App {
     pub replicas: u32,
     /// Runners pinned in the spec (`runners = [...]`).
     pub pinned: Vec<HostId>,
+    /// Where each of `pinned` is written.
+    pub pinned_spans: Vec<Span>,
     pub paths: Vec<String>,
     pub requirements: String,
     pub max_body: u64,
@@ -490,6 +492,7 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
         domains: f.strings_with_spans("domains"),
         replicas,
         pinned,
+        pinned_spans: f.list("runners").iter().map(|v| v.span).collect(),
         paths: {
             let paths = f.strings("paths");
             if paths.is_empty() {

@@ -121,8 +121,9 @@ pub fn place_apps(fleet: &Fleet, diagnostics: &mut Vec<Diagnostic>) -> Vec<Vec<H
 }
 
 fn pinned(fleet: &Fleet, app: &App, diagnostics: &mut Vec<Diagnostic>) -> Vec<HostId> {
-    for host in &app.pinned {
+    for (n, host) in app.pinned.iter().enumerate() {
         if !fleet.has_role(*host, "runner") {
+            let written = app.pinned_spans.get(n).copied().unwrap_or(app.span);
             diagnostics.push(
                 Diagnostic::error(
                     "E201",
@@ -131,7 +132,7 @@ fn pinned(fleet: &Fleet, app: &App, diagnostics: &mut Vec<Diagnostic>) -> Vec<Ho
                         app.name, fleet.hosts[*host].name
                     ),
                 )
-                .primary(app.span, format!("runs on {}", fleet.hosts[*host].name))
+                .primary(written, format!("runs on {}", fleet.hosts[*host].name))
                 .secondary(fleet.hosts[*host].span, "this host has no `runner` role")
                 .help("add `runner` to the host's roles, or pin the app elsewhere"),
             );

@@ -634,6 +634,12 @@ impl<'p> Checker<'p> {
                             name.text,
                             name.text.to_lowercase()
                         ),
+                        "yes" | "on" | "Yes" | "On" | "YES" | "ON" => {
+                            "a boolean is written `true` (or `false`)".to_string()
+                        }
+                        "no" | "off" | "No" | "Off" | "NO" | "OFF" => {
+                            "a boolean is written `false` (or `true`)".to_string()
+                        }
                         "None" | "null" | "nil" => {
                             "a spec has no None: leave the setting out for Django's default"
                                 .to_string()
@@ -661,6 +667,23 @@ impl<'p> Checker<'p> {
                 }
             }
             ValueKind::Call(call) => self.call(call, value.span),
+            ValueKind::Duration(q) if q.millis() % 1000 != 0 => {
+                let rounded = (q.millis() / 1000).max(1) * 1000;
+                self.report(
+                    Diagnostic::error(
+                        "E115",
+                        format!(
+                            "`{field}` is {}, not whole seconds",
+                            show(q.millis(), Measure::Duration)
+                        ),
+                    )
+                    .primary(value.span, "a part of a second")
+                    .help(format!(
+                        "a duration in settings becomes a number of seconds: write `{}`",
+                        show(rounded, Measure::Duration)
+                    )),
+                );
+            }
             ValueKind::Str(text) if ["true", "false"].contains(&text.to_lowercase().as_str()) => {
                 self.report(
                     Diagnostic::warning(

@@ -685,7 +685,11 @@ fn value(i: In, depth: usize) -> PResult<Value> {
 
 /// `true`, `false`, a call `name(args)`, or a bare name.
 fn word(i: In, depth: usize) -> PResult<ValueKind> {
+    let start = i;
     let (i, name) = ident(i)?;
+    if let Some(unquoted) = unquoted_text(&start, &i) {
+        return Ok(unquoted);
+    }
     if i.fragment().starts_with('(') {
         let (i, args) = sequence(i, depth, '(', ')')?;
         return Ok((i, ValueKind::Call(Call { name, args })));
@@ -805,6 +809,43 @@ fn quantity_overflows(kind: &ValueKind) -> bool {
         ValueKind::Size(q) => q.amount.checked_mul(q.unit.bytes()).is_none(),
         _ => false,
     }
+}
+
+/// `blog.example.com`, `redis://cache:6379` or `blog.wsgi:application`
+/// written without quotes (a name followed at once by `.`, `:`, `/` or `@`
+/// and more): reported (E014), and read as the string it was meant to be.
+fn unquoted_text<'a>(start: &In<'a>, after_name: &In<'a>) -> Option<(In<'a>, ValueKind)> {
+    let rest = after_name.fragment();
+    let mut chars = rest.chars();
+    let joined = matches!(chars.next(), Some('.' | ':' | '/' | '@'))
+        && chars.next().is_some_and(|c| !c.is_whitespace());
+    if !joined {
+        return None;
+    }
+    let len = rest
+        .find(|c: char| c.is_whitespace() || matches!(c, ',' | ']' | '}' | ')' | '#' | '"'))
+        .unwrap_or(rest.len());
+    let (i, _) = take_bytes(after_name, len);
+    let text = &start.fragment()[..offset(&i) - offset(start)];
+    // A call's argument: the call written right is the fix.
+    let before = start.extra.text[..offset(start)].trim_end();
+    let call = before.strip_suffix('(').map(|b| {
+        let name_start = b.rfind(|c: char| !is_ident_char(c)).map_or(0, |p| p + 1);
+        &b[name_start..]
+    });
+    let help = match call {
+        Some(call) if !call.is_empty() => {
+            format!("write `{call}(\"{text}\")`: its argument is a string")
+        }
+        _ => format!("text is written in double quotes: \"{text}\""),
+    };
+    record(
+        start,
+        Diagnostic::error("E014", format!("`{text}` needs quotes"))
+            .primary(span_between(start, &i), "text without quotes")
+            .help(help),
+    );
+    Some((i, ValueKind::Str(text.to_string())))
 }
 
 /// `10.0.0.2` or `3.11` written without quotes: reported, and read as the
