@@ -3,7 +3,9 @@
 //!
 //! Edges inside a host: a resource requires what it names in `requires`, the
 //! directory it sits in, the user that owns it, a service its unit file, and
-//! a notified service comes after what notifies it. Edges across hosts: a
+//! a notified service comes after what notifies it; and, for every role,
+//! subvolumes before packages, files of the packages' users after the
+//! packages, folders before services (`class_edges`). Edges across hosts: a
 //! database primary before its standby, runners before the balancers that
 //! route to them. Order is deterministic: among resources that are ready,
 //! the one declared first goes first. A cycle is an error naming every
@@ -105,6 +107,7 @@ fn host_graph(resources: &[Resource]) -> DiGraph<usize, Edge> {
             }
         }
     }
+    class_edges(resources, &users, &mut edges);
     for (from, to, kind) in edges {
         let edge = if kind == 0 {
             Edge::Requires
@@ -114,6 +117,74 @@ fn host_graph(resources: &[Resource]) -> DiGraph<usize, Edge> {
         graph.add_edge(nodes[from], nodes[to], edge);
     }
     graph
+}
+
+/// Orders kinds of resources as a class, whatever a role declares:
+///
+/// - data before software: a subvolume comes before every package, command
+///   and service of its host but those it requires itself (btrfs-progs). A
+///   package fills the folders it owns as it installs (postgresql makes
+///   `/var/lib/postgresql/15/main`), and `btrfs subvolume create` fails on
+///   a folder that exists, so a data folder made after its package can
+///   never be one;
+/// - system users' files after packages: a path owned by a user (or group)
+///   that no resource of the host declares comes after every package, as
+///   the packages make those users (`postgres`, `redis`);
+/// - folders before daemons: every service starts after every directory
+///   and subvolume of its host, so none starts before the folder it
+///   writes in exists (a Redis server before its data folder).
+fn class_edges(
+    resources: &[Resource],
+    users: &BTreeMap<&str, usize>,
+    edges: &mut BTreeSet<(usize, usize, u8)>,
+) {
+    let of = |f: fn(&Kind) -> bool| -> Vec<usize> {
+        (0..resources.len())
+            .filter(|i| f(&resources[*i].kind))
+            .collect()
+    };
+    let packages = of(|k| matches!(k, Kind::Package { .. }));
+    let software = of(|k| {
+        matches!(
+            k,
+            Kind::Package { .. } | Kind::Command { .. } | Kind::Service { .. }
+        )
+    });
+    let folders = of(|k| matches!(k, Kind::Directory { .. } | Kind::Subvolume { .. }));
+    let services = of(|k| matches!(k, Kind::Service { .. }));
+    for (i, r) in resources.iter().enumerate() {
+        if matches!(r.kind, Kind::Subvolume { .. }) {
+            for &s in &software {
+                if !r.requires.contains(&resources[s].id) {
+                    edges.insert((i, s, 0));
+                }
+            }
+        }
+        let system_owned = owners_of(&r.kind)
+            .iter()
+            .any(|o| *o != "root" && !users.contains_key(o));
+        if system_owned {
+            for &p in &packages {
+                edges.insert((p, i, 0));
+            }
+        }
+    }
+    for &s in &services {
+        for &f in &folders {
+            edges.insert((f, s, 0));
+        }
+    }
+}
+
+/// The owner and group of a path resource.
+fn owners_of(kind: &Kind) -> Vec<&str> {
+    match kind {
+        Kind::Directory { owner, group, .. } | Kind::File { owner, group, .. } => {
+            vec![owner, group]
+        }
+        Kind::Virtualenv { owner, .. } | Kind::Tree { owner, .. } => vec![owner],
+        _ => Vec::new(),
+    }
 }
 
 fn path_of(kind: &Kind) -> Option<&str> {
@@ -177,20 +248,27 @@ fn order(graph: &DiGraph<usize, Edge>) -> Result<Vec<usize>, Vec<usize>> {
     if order.len() == indegree.len() {
         return Ok(order);
     }
-    // What is left holds a cycle; walk it from any leftover node.
+    // What is left holds a cycle, and what waits on it. Every node left
+    // still waits for one left (its indegree counts only those), so walking
+    // back along those edges from any of them must come round: a cycle.
     let left: BTreeSet<usize> = (0..indegree.len()).filter(|i| indegree[*i] > 0).collect();
-    let mut cycle = Vec::new();
+    let mut walked = Vec::new();
     let mut at = left.first().copied().unwrap_or(0);
-    while !cycle.contains(&at) {
-        cycle.push(at);
+    while !walked.contains(&at) {
+        walked.push(at);
         at = graph
-            .neighbors_directed(NodeIndex::new(at), petgraph::Direction::Outgoing)
+            .neighbors_directed(NodeIndex::new(at), petgraph::Direction::Incoming)
             .map(|n| n.index())
             .find(|n| left.contains(n))
             .unwrap_or(at);
     }
-    let start = cycle.iter().position(|n| *n == at).unwrap_or(0);
-    Err(cycle[start..].to_vec())
+    let start = walked.iter().position(|n| *n == at).unwrap_or(0);
+    let mut cycle = walked[start..].to_vec();
+    // Walked backwards; the circle reads forwards from its first declared.
+    cycle.reverse();
+    let first = (0..cycle.len()).min_by_key(|i| cycle[*i]).unwrap_or(0);
+    cycle.rotate_left(first);
+    Err(cycle)
 }
 
 fn cycle_error(resources: &[Resource], cycle: &[usize]) -> Diagnostic {
@@ -267,4 +345,83 @@ pub fn host_order(fleet: &Fleet) -> Vec<(HostId, HostId, String)> {
     edges.sort();
     edges.dedup();
     edges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(kind: Kind, requires: &[&str]) -> Resource {
+        Resource {
+            id: crate::resources::id(&kind),
+            kind,
+            role: "r".into(),
+            origin: String::new(),
+            because: String::new(),
+            requires: requires.iter().map(|r| r.to_string()).collect(),
+            notifies: Vec::new(),
+            span: crate::source::Span::default(),
+        }
+    }
+
+    fn package(name: &str) -> Kind {
+        Kind::Package {
+            name: name.into(),
+            version: None,
+        }
+    }
+
+    fn directory(path: &str, owner: &str) -> Kind {
+        Kind::Directory {
+            path: path.into(),
+            owner: owner.into(),
+            group: owner.into(),
+            mode: "0750".into(),
+        }
+    }
+
+    /// Declared in the order that broke a first apply (the package that
+    /// fills the data folder, the server, then its folder and the
+    /// subvolume under it), applied in the order that works.
+    #[test]
+    fn data_folders_come_before_the_software_that_writes_in_them() {
+        let resources = vec![
+            resource(package("redis-server"), &[]),
+            resource(
+                Kind::Service {
+                    name: "redis-server@cache".into(),
+                    enabled: true,
+                    running: true,
+                    reload: None,
+                    restart: None,
+                    validate: None,
+                },
+                &["package:redis-server"],
+            ),
+            resource(directory("/var/lib/redis/cache", "redis"), &[]),
+            resource(package("btrfs-progs"), &[]),
+            resource(
+                Kind::Subvolume {
+                    path: "/var/lib/redis".into(),
+                },
+                &["package:btrfs-progs"],
+            ),
+        ];
+        let graph = host_graph(&resources);
+        let order: Vec<&str> = order(&graph)
+            .expect("no cycle")
+            .into_iter()
+            .map(|i| resources[i].id.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "package:btrfs-progs",
+                "subvolume:/var/lib/redis",
+                "package:redis-server",
+                "directory:/var/lib/redis/cache",
+                "service:redis-server@cache",
+            ]
+        );
+    }
 }

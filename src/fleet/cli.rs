@@ -2,7 +2,9 @@
 //! out, then a table or an error with its fix. The hosts come from a spec
 //! (`sitec fleet up fleet.site`: every host of a `kind = local` provider, at
 //! the address the compiler gave it, fleet named after the file, state in
-//! `.fleet/` beside it) or from `--name` and `--host NAME[=ADDRESS]`.
+//! `.fleet/` beside it, the data its `subvolume` resources hold on a btrfs
+//! file system of each host's own) or from `--name` and `--host
+//! NAME[=ADDRESS]`.
 
 use super::spec::{FleetSpec, LocalHost};
 use super::status::{table, HostStatus};
@@ -119,6 +121,7 @@ fn hosts_from_spec(spec: &std::path::Path) -> Result<Vec<LocalHost>, Error> {
         ))
         .help("declare `provider local { kind = local }` and give hosts `provider = local`"));
     }
+    let mut btrfs = btrfs_paths(spec)?;
     hosts
         .into_iter()
         .map(|(name, address)| {
@@ -126,11 +129,44 @@ fn hosts_from_spec(spec: &std::path::Path) -> Result<Vec<LocalHost>, Error> {
                 Error::new(format!("host `{name}`: `{address}` is not an IPv4 address"))
             })?;
             Ok(LocalHost {
+                btrfs: btrfs.remove(&name).unwrap_or_default(),
                 name,
                 address: Some(address),
             })
         })
         .collect()
+}
+
+/// Each host's paths the spec puts on btrfs (its `subvolume` resources:
+/// the data of a database or backup host), from the compiled spec.
+fn btrfs_paths(
+    spec: &std::path::Path,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, Error> {
+    let mut sources = crate::source::SourceMap::new();
+    let placeholders = crate::compile::SecretSource::Placeholders;
+    let rendered = crate::compile::render(&mut sources, spec, &placeholders, &[]);
+    if rendered.errors() > 0 {
+        let errors: Vec<_> = (rendered.diagnostics.into_iter())
+            .filter(crate::diagnostic::Diagnostic::is_error)
+            .collect();
+        eprint!(
+            "{}",
+            crate::diagnostic::render_human(&sources, &errors, false)
+        );
+        return Err(Error::new(format!("`{}` has errors", spec.display()))
+            .help(format!("run `sitec check {}`", spec.display())));
+    }
+    Ok((rendered.hosts.into_iter())
+        .map(|h| {
+            let paths = (h.resources.into_iter())
+                .filter_map(|r| match r.kind {
+                    crate::resources::Kind::Subvolume { path } => Some(path),
+                    _ => None,
+                })
+                .collect();
+            (h.name, paths)
+        })
+        .collect())
 }
 
 /// Runs one `sitec fleet` action.

@@ -26,6 +26,8 @@ pub struct Boot<'a> {
     pub bridge: &'a str,
     /// The `cgroup.procs` files the container joins before nspawn runs.
     pub cgroup_procs: &'a [PathBuf],
+    /// `--bind=` arguments: the host's btrfs subvolumes at their paths.
+    pub binds: &'a [String],
 }
 
 impl Container {
@@ -67,6 +69,7 @@ impl Container {
             .arg(format!("--network-bridge={}", boot.bridge))
             .arg("--link-journal=no")
             .arg("--console=read-only")
+            .args(boot.binds)
             .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
             .stdin(Stdio::null())
             .stdout(log)

@@ -1,10 +1,10 @@
 //! `down`: stops every host of a fleet and removes everything `up` made —
-//! mounts, cgroups, the bridge when no other fleet uses it, the lease and
-//! the state — except the keys, so hosts keep their identity next time.
-//! Finds what to remove from the machine itself (pid files, host
-//! directories, `/proc/mounts`, the cgroup tree), not only from
-//! `fleet.json`, so it also cleans up after a crashed `up`. Running it twice
-//! is harmless.
+//! mounts (a host's btrfs image and its loop device too), cgroups, the
+//! bridge when no other fleet uses it, the lease and the state — except
+//! the keys, so hosts keep their identity next time. Finds what to remove
+//! from the machine itself (pid files, host directories, `/proc/mounts`,
+//! the cgroup tree), not only from `fleet.json`, so it also cleans up after
+//! a crashed `up`. Running it twice is harmless.
 
 use super::bridge::Bridge;
 use super::cgroup::HostCgroup;

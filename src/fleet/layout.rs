@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 /// hosts/<h>/layer/{upper,work}  the host's tmpfs: its writable layer
 /// hosts/<h>/root                the host's root: overlay of `/` and the layer
 /// hosts/<h>/nspawn.pid, console.log
+/// hosts/<h>/btrfs.img, btrfs/   a database or backup host's btrfs image, mounted
 /// lock                          held by up and down
 /// ```
 #[derive(Debug, Clone)]
@@ -111,5 +112,18 @@ impl HostLayout {
     #[must_use]
     pub fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")
+    }
+
+    /// The host's btrfs image (on this machine's disk: the host's folder
+    /// is, its `layer` tmpfs is not).
+    #[must_use]
+    pub fn btrfs_image(&self) -> PathBuf {
+        self.dir.join("btrfs.img")
+    }
+
+    /// Where the image is mounted on this machine.
+    #[must_use]
+    pub fn btrfs_mount(&self) -> PathBuf {
+        self.dir.join("btrfs")
     }
 }

@@ -1,8 +1,11 @@
 //! Local fleets: real hosts on this machine, each a `systemd-nspawn -b`
 //! container booting this machine's own systemd on an overlay of `/`, with
 //! its own tmpfs layer, machine-id, address on a private bridge, sshd host
-//! key and cgroup, reachable over ssh as root with the fleet's key. The
-//! quickstart, the tests and CI run plan and apply against them.
+//! key and cgroup, reachable over ssh as root with the fleet's key. A host
+//! whose data the spec puts on btrfs (database and backup hosts) also gets
+//! a btrfs file system of its own, from a loop-mounted image, bound in at
+//! those paths (`btrfs`). The quickstart, the tests and CI run plan and
+//! apply against them.
 //!
 //! The API is three functions: [`up`] (boot what is not running, wait until
 //! every host answers with systemd booted), [`down`] (stop everything and
@@ -16,6 +19,7 @@
 //! anything to a host.
 
 mod bridge;
+mod btrfs;
 mod cgroup;
 mod cli;
 mod command;

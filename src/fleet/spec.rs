@@ -20,6 +20,10 @@ pub struct LocalHost {
     pub name: String,
     /// A fixed address in the fleet's subnet; `None` allocates one.
     pub address: Option<Ipv4Addr>,
+    /// Paths inside the host that live on a btrfs file system of its own
+    /// (the spec's `subvolume` resources on it: a database or backup
+    /// host's data); empty for most hosts.
+    pub btrfs: Vec<String>,
 }
 
 impl LocalHost {
@@ -38,11 +42,17 @@ impl LocalHost {
         Ok(Self {
             name: name.to_owned(),
             address,
+            btrfs: Vec::new(),
         })
     }
 }
 
 impl FleetSpec {
+    #[must_use]
+    pub fn host(&self, name: &str) -> Option<&LocalHost> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
     /// Checks names (short, lowercase, usable as hostnames and in interface
     /// and cgroup names) and that no host or address appears twice.
     pub fn validate(&self) -> Result<()> {

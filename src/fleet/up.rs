@@ -4,6 +4,7 @@
 //! it, so `down` can clean up after an `up` that failed half-way.
 
 use super::bridge::Bridge;
+use super::btrfs::Volume;
 use super::cgroup::HostCgroup;
 use super::container::{Boot, Container};
 use super::error::{Error, Result};
@@ -95,12 +96,21 @@ pub fn up(spec: &FleetSpec, options: &Options) -> Result<FleetState> {
             authorized_key: &client_public,
         }
         .mount()?;
+        let btrfs = spec.host(&host.name).map_or(&[][..], |h| &h.btrfs[..]);
+        let volume = Volume {
+            layout: &hl,
+            paths: btrfs,
+        };
+        if !btrfs.is_empty() {
+            volume.make()?;
+        }
         let procs = cgroup.create()?;
         let pid = container.start(&Boot {
             layout: &hl,
             hostname: &host.name,
             bridge: &bridge.name,
             cgroup_procs: &procs,
+            binds: &volume.binds()?,
         })?;
         state.hosts[i].pid = Some(pid);
         state.hosts[i].system_state = None;

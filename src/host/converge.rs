@@ -104,6 +104,14 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
         }
         Kind::Subvolume { path } => {
             existing_parent(Path::new(path))?;
+            // `btrfs subvolume create` would only say "exists".
+            if nofollow::meta(Path::new(path))?.is_some() {
+                return Err(format!(
+                    "{path} exists but is not a btrfs subvolume, so its data cannot be \
+                     snapshotted; move what it holds aside, make {path} a subvolume on a btrfs \
+                     file system (`btrfs subvolume create`, or mount one there) and move it back"
+                ));
+            }
             ok_or(
                 program("btrfs", &["subvolume", "create", path]),
                 "btrfs subvolume create",

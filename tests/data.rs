@@ -1,0 +1,143 @@
+//! The data layer on real hosts: a local fleet with a Postgres primary and
+//! standby, a Redis primary and replica, and a backup host, applied from a
+//! spec and then broken on purpose. One fleet serves every scenario in
+//! turn (booting and applying it is most of the time), so the scenarios run
+//! in one test, in order, each a function of `tests/data/`. Needs root,
+//! systemd-container and btrfs-progs (CI has them; elsewhere the test says
+//! so and skips, except under `CI=true`).
+
+#[path = "data/harness.rs"]
+mod harness;
+
+use harness::{can_boot, exclusive, wait_for, DataFleet, TestResult};
+use std::time::Duration;
+
+/// The fleet: every database host and the backup host get a btrfs file
+/// system of their own from `sitec fleet up`.
+const SPEC: &str = r#"use std/platform
+
+provider local { kind = local }
+
+host dxlb { provider = local  address = "10.77.210.10"  roles = [balancer] }
+host dxrun { provider = local  address = "10.77.210.11"  roles = [runner] }
+host dxdb1 { provider = local  address = "10.77.210.21"  roles = [postgres, redis] }
+host dxdb2 { provider = local  address = "10.77.210.22"  roles = [postgres, redis] }
+host dxvault { provider = local  address = "10.77.210.30"  roles = [backup] }
+
+# Containers on one machine: one provider only.
+checks { balancer_redundancy = off  replica_spread = off }
+
+database main { engine = postgres  primary = dxdb1  standby = dxdb2 }
+database cache { engine = redis  tier = dedicated  primary = dxdb1  replica = dxdb2 }
+
+app blog {
+  source = "apps/blog"
+  python = "3.11"
+  wsgi = "blog.wsgi:application"
+  domains = ["blog.test", "*"]
+  databases { default = main  cache = cache }
+  static "/static/" = "collected_static"
+  settings { SITE_TITLE = "Data on hosts"  SECRET_KEY = secret("blog.secret_key") }
+}
+
+backup often {
+  from = [dxdb1, dxdb2]
+  to = dxvault
+  every = 30s
+  keep { hourly = 4  daily = 3  weekly = 2  monthly = 2 }
+}
+"#;
+
+#[test]
+fn the_data_layer_survives_what_breaks_it() -> TestResult {
+    if !can_boot() {
+        return Ok(());
+    }
+    let _lock = exclusive()?;
+    let fleet = DataFleet::boot("dx", SPEC)?;
+    first_apply_puts_the_data_on_subvolumes(&fleet);
+    rows_written_on_the_primary_appear_on_the_standby(&fleet);
+    the_redis_replica_follows(&fleet);
+    let state_root = fleet.dir.path().join(".fleet");
+    let left = fleet.down();
+    assert!(left.is_empty(), "after fleet down: {left:#?}");
+    assert!(harness::leftovers(&state_root).is_empty());
+    Ok(())
+}
+
+/// The first apply of a fleet with backups converges: every data folder
+/// is a subvolume made before the packages and servers that write there,
+/// and a second apply changes nothing.
+fn first_apply_puts_the_data_on_subvolumes(fleet: &DataFleet) {
+    fleet.apply();
+    for (host, paths) in [
+        (
+            "dxdb1",
+            &[
+                "/var/lib/postgresql",
+                "/var/lib/redis",
+                "/var/lib/sitec/snapshots",
+            ][..],
+        ),
+        ("dxdb2", &["/var/lib/postgresql", "/var/lib/redis"][..]),
+        ("dxvault", &["/srv/sitec/backups"][..]),
+    ] {
+        for path in paths {
+            fleet.sh(host, &format!("btrfs subvolume show {path} >/dev/null"));
+        }
+    }
+    let again = fleet.run(&["plan"], &[]);
+    let said = harness::text(&again);
+    assert!(said.contains("No changes"), "second plan: {said}");
+}
+
+/// A table made and filled on dxdb1 is on dxdb2 moments later, and dxdb2
+/// is read-only (in recovery).
+fn rows_written_on_the_primary_appear_on_the_standby(fleet: &DataFleet) {
+    fleet.psql(
+        "dxdb1",
+        "blog",
+        "create table streamed (n int primary key); insert into streamed select generate_series(1, 1000)",
+    );
+    let seen = wait_for(Duration::from_secs(30), || {
+        let out = fleet.ssh(
+            "dxdb2",
+            "cd / && runuser -u postgres -- psql -XAt -d blog -c 'select pg_is_in_recovery(), count(*) from streamed'",
+        );
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (said == "t|1000").then_some(said)
+    });
+    assert!(seen.is_some(), "the standby never had the 1000 rows");
+}
+
+/// `redis-cli` on `host` against the cache's server there, authenticated
+/// with the password its config holds.
+fn redis(fleet: &DataFleet, host: &str, command: &str) -> String {
+    fleet.sh(
+        host,
+        &format!(
+            "conf=/etc/redis/redis-cache.conf; \
+             REDISCLI_AUTH=$(awk '/^requirepass/ {{ gsub(/\"/, \"\", $2); print $2 }}' $conf) \
+             redis-cli -p $(awk '/^port/ {{ print $2 }}' $conf) {command}"
+        ),
+    )
+}
+
+/// The Redis replica on dxdb2 follows dxdb1 with the shared password: a
+/// key set on the primary is read on the replica, which refuses writes.
+fn the_redis_replica_follows(fleet: &DataFleet) {
+    assert_eq!(redis(fleet, "dxdb1", "set followed yes"), "OK");
+    let seen = wait_for(Duration::from_secs(30), || {
+        (redis(fleet, "dxdb2", "get followed") == "yes").then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "the replica never had the key: {}",
+        redis(fleet, "dxdb2", "info replication")
+    );
+    let refused = redis(fleet, "dxdb2", "set written no");
+    assert!(
+        refused.contains("READONLY"),
+        "a write on the replica: {refused}"
+    );
+}

@@ -1,0 +1,229 @@
+//! The data tests' fleet: a spec in a scratch folder (with the sample apps
+//! beside it) booted as a local fleet on a bridge and subnet of its own
+//! (`sitecdata`, 10.77.210.0/24, addresses written in the spec), so it
+//! runs beside the apply tests and a quickstart left up; taken down when
+//! dropped. One fleet serves every scenario of `tests/data.rs` in turn.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+pub const BRIDGE: &str = "sitecdata";
+pub const SUBNET: &str = "10.77.210.0/24";
+
+/// True when this machine can boot hosts; under `CI=true` it must.
+pub fn can_boot() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    let tools = ["/usr/bin/systemd-nspawn", "/usr/bin/btrfs"];
+    let missing: Vec<&str> = tools
+        .into_iter()
+        .filter(|t| !Path::new(t).exists())
+        .collect();
+    if root && missing.is_empty() {
+        return true;
+    }
+    let why = format!(
+        "data tests need root ({root}), systemd-container and btrfs-progs (missing: {missing:?})"
+    );
+    assert!(std::env::var_os("CI").is_none(), "{why}");
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// This test binary's fleet, one process at a time (its addresses are fixed).
+pub fn exclusive() -> Result<std::fs::File, Box<dyn std::error::Error>> {
+    std::fs::create_dir_all("/run/sitec")?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/run/sitec/test-data.lock")?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(file)
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct DataFleet {
+    pub dir: tempfile::TempDir,
+    pub spec: PathBuf,
+}
+
+impl DataFleet {
+    /// Writes `NAME.site`, takes down what a killed run left, boots it.
+    pub fn boot(name: &str, spec_text: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let dir = tempfile::Builder::new().prefix("sitec-data-").tempdir()?;
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(repo().join("examples/apps"))
+            .arg(dir.path())
+            .status()?;
+        assert!(copied.success(), "copying the sample apps");
+        let spec = dir.path().join(format!("{name}.site"));
+        std::fs::write(&spec, spec_text)?;
+        let fleet = Self { dir, spec };
+        take_down_stale(name)?;
+        let up = fleet.run(&["fleet", "up"], &["--bridge", BRIDGE, "--subnet", SUBNET]);
+        assert!(up.status.success(), "fleet up: {}", text(&up));
+        Ok(fleet)
+    }
+
+    fn state_root(&self) -> PathBuf {
+        self.dir.path().join(".fleet")
+    }
+
+    pub fn name(&self) -> String {
+        (self.spec.file_stem())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// `sitec WORDS... SPEC REST...`.
+    pub fn run(&self, words: &[&str], rest: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_sitec"))
+            .args(words)
+            .arg(&self.spec)
+            .args(rest)
+            .env("SITEC_CACHE", repo().join("target/sitec-test-cache"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("sitec runs")
+    }
+
+    /// `sitec apply --yes`, which must succeed; its output.
+    pub fn apply(&self) -> String {
+        let out = self.run(&["apply"], &["--yes"]);
+        assert!(out.status.success(), "apply: {}", text(&out));
+        text(&out)
+    }
+
+    /// A shell script on `host` over the fleet's ssh config.
+    pub fn ssh(&self, host: &str, script: &str) -> Output {
+        let config = self.state_root().join(self.name()).join("ssh_config");
+        Command::new("ssh")
+            .arg("-F")
+            .arg(config)
+            .arg(host)
+            .arg(script)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh runs")
+    }
+
+    /// [`DataFleet::ssh`] that must succeed: its stdout, trimmed.
+    pub fn sh(&self, host: &str, script: &str) -> String {
+        let out = self.ssh(host, script);
+        assert!(
+            out.status.success(),
+            "on {host}: `{script}`: {}",
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `psql` as postgres on `host`, one value per line, `|` between columns.
+    pub fn psql(&self, host: &str, database: &str, sql: &str) -> String {
+        self.sh(
+            host,
+            &format!(
+                "cd / && runuser -u postgres -- psql -X -A -t -v ON_ERROR_STOP=1 -d {database} -c {}",
+                quote(sql)
+            ),
+        )
+    }
+
+    /// Takes the fleet down now; what the machine still holds of it after.
+    pub fn down(&self) -> Vec<String> {
+        let out = self.run(&["fleet", "down"], &[]);
+        assert!(out.status.success(), "fleet down: {}", text(&out));
+        leftovers(&self.state_root())
+    }
+}
+
+impl Drop for DataFleet {
+    fn drop(&mut self) {
+        let down = self.run(&["fleet", "down"], &[]);
+        if !down.status.success() {
+            eprintln!("fleet down failed: {}", text(&down));
+        }
+    }
+}
+
+/// A run that was killed left its fleet up under its own scratch folder;
+/// `down` names that folder when asked from another.
+fn take_down_stale(name: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let down = |root: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_sitec"))
+            .args([
+                "fleet",
+                "down",
+                "--name",
+                name,
+                "--bridge",
+                BRIDGE,
+                "--state-root",
+            ])
+            .arg(root)
+            .output()
+    };
+    let asked = down(&std::env::temp_dir().join("sitec-data-none"))?;
+    let said = text(&asked);
+    if let Some(root) = said.split("--state-root ").nth(1) {
+        let root = root.lines().next().unwrap_or_default().trim();
+        let again = down(Path::new(root))?;
+        assert!(
+            again.status.success(),
+            "taking down a stale fleet: {}",
+            text(&again)
+        );
+    }
+    Ok(())
+}
+
+/// Mounts below `dir` and loop devices backed by files below it.
+pub fn leftovers(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let loops = Command::new("losetup")
+        .arg("--list")
+        .arg("--noheadings")
+        .arg("--output=NAME,BACK-FILE")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    (mounts.lines().map(|l| format!("mount: {l}")))
+        .chain(loops.lines().map(|l| format!("loop device: {l}")))
+        .filter(|l| l.contains(&dir))
+        .collect()
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `text` as one single-quoted shell word.
+pub fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// Polls `probe` until it gives `Some` or `limit` passes.
+pub fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
