@@ -187,7 +187,7 @@ pub fn build(
             };
             Ok(Built {
                 context: json!({
-                    "origin": line(inputs, a.span),
+                    "origin": spec_file(inputs, a.span),
                     "host": inputs.fleet.hosts[host].name,
                     "app": a.name,
                     // Trimmed already (`compile`), as a plan looks for it.
@@ -250,8 +250,14 @@ pub fn build(
     }
 }
 
-fn line(inputs: &Inputs, span: crate::source::Span) -> String {
-    settings::line_of(inputs.sources, span)
+/// What a rendered file names as its origin: the spec file that declared
+/// it, relative to the spec's folder, and no line. A file on a host must not
+/// change with how the operator spelled the spec's path (`./x.site`,
+/// `x.site`) or when a comment above it shifts its line: either would
+/// rewrite the file and reload its service for nothing. The app, host or
+/// database the template names beside it says which declaration it is.
+fn spec_file(inputs: &Inputs, span: crate::source::Span) -> String {
+    settings::file_of(inputs.sources, span)
 }
 
 /// Where an app's release lives on a runner.
@@ -346,7 +352,7 @@ fn nginx_app(inputs: &Inputs, host: HostId, app: AppId) -> Value {
         .map(|h| fleet.address(h))
         .collect();
     json!({
-        "origin": line(inputs, a.span),
+        "origin": spec_file(inputs, a.span),
         "app": a.name,
         "listen": nginx_listen(inputs, host, app),
         "domains": nginx_server_names(a.domains.iter().map(|(d, _)| d.as_str())),
@@ -368,7 +374,7 @@ fn nginx_app(inputs: &Inputs, host: HostId, app: AppId) -> Value {
 fn gunicorn_conf(inputs: &Inputs, app: AppId) -> Value {
     let a = &inputs.fleet.apps[app];
     json!({
-        "origin": line(inputs, a.span),
+        "origin": spec_file(inputs, a.span),
         "app": a.name,
         "wsgi": a.wsgi,
         "release_dir": release_dir(&a.name),
@@ -440,7 +446,7 @@ fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, S
         let db = &fleet.databases[binding.database];
         let origin = format!(
             "{} (databases.{} = {})",
-            line(inputs, binding.span),
+            spec_file(inputs, binding.span),
             binding.alias,
             db.name
         );
@@ -472,11 +478,11 @@ fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, S
         let winner = r.winner();
         secret_inside |= settings::holds_secret(&winner.value);
         let value_py = settings::python_literal(&winner.value, inputs.secrets)?;
-        values.push(json!({ "name": r.name, "value_py": value_py, "origin": format!("{} ({})", winner.origin, winner.name) }));
+        values.push(json!({ "name": r.name, "value_py": value_py, "origin": winner.name }));
     }
     let first_static = a.statics.first();
     let context = json!({
-        "origin": line(inputs, a.span),
+        "origin": spec_file(inputs, a.span),
         "app": a.name,
         "python_paths": python_paths(inputs, app),
         "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
@@ -495,7 +501,7 @@ fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, S
 fn gunicorn_service(inputs: &Inputs, app: AppId) -> Value {
     let a = &inputs.fleet.apps[app];
     json!({
-        "origin": line(inputs, a.span),
+        "origin": spec_file(inputs, a.span),
         "app": a.name,
         "user": app_user(&a.name),
         "group": app_user(&a.name),
@@ -523,7 +529,7 @@ fn celery_service(inputs: &Inputs, app: AppId, worker: usize) -> Value {
         _ => w.command.clone(),
     };
     json!({
-        "origin": line(inputs, w.span),
+        "origin": spec_file(inputs, w.span),
         "app": a.name,
         "worker": w.name,
         "user": app_user(&a.name),
@@ -542,7 +548,7 @@ fn celery_service(inputs: &Inputs, app: AppId, worker: usize) -> Value {
 fn agent_service(inputs: &Inputs, host: HostId) -> Value {
     let h = &inputs.fleet.hosts[host];
     json!({
-        "origin": line(inputs, h.span),
+        "origin": spec_file(inputs, h.span),
         "host": h.name,
         "sitec_binary": SITEC_BINARY,
         "config": "/etc/sitec/agent.toml",
@@ -552,7 +558,7 @@ fn agent_service(inputs: &Inputs, host: HostId) -> Value {
 fn balancer_service(inputs: &Inputs, host: HostId) -> Value {
     let h = &inputs.fleet.hosts[host];
     json!({
-        "origin": line(inputs, h.span),
+        "origin": spec_file(inputs, h.span),
         "host": h.name,
         "user": "sitec-balancer",
         "group": "sitec-balancer",
@@ -565,7 +571,10 @@ fn balancer_service(inputs: &Inputs, host: HostId) -> Value {
 /// The fields of `balancer.toml` that differ from one balancer to the next.
 fn balancer_open(inputs: &Inputs, host: HostId) -> Vec<(&'static str, String)> {
     let h = &inputs.fleet.hosts[host];
-    vec![("origin", line(inputs, h.span)), ("host", h.name.clone())]
+    vec![
+        ("origin", spec_file(inputs, h.span)),
+        ("host", h.name.clone()),
+    ]
 }
 
 fn balancer_config(inputs: &Inputs, host: HostId) -> Value {
@@ -585,7 +594,7 @@ fn balancer_config(inputs: &Inputs, host: HostId) -> Value {
                 .map(|runner| fleet.hosts[*runner].name.as_str())
                 .collect();
             json!({
-                "origin": line(inputs, a.span),
+                "origin": spec_file(inputs, a.span),
                 "name": a.name,
                 "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
                 "backends": backends,
@@ -600,7 +609,7 @@ fn balancer_config(inputs: &Inputs, host: HostId) -> Value {
         .filter(|a| a.tls.is_some())
         .map(|a| {
             json!({
-                "origin": line(inputs, a.span),
+                "origin": spec_file(inputs, a.span),
                 "domains": (a.domains.iter()).map(|(d, _)| d).filter(|d| *d != "*").collect::<Vec<_>>(),
                 "cert": tls_file(&a.name, false),
                 "key": tls_file(&a.name, true),
@@ -657,21 +666,21 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Value {
             .iter()
             .map(|w| format!("sitec-app-{}-worker-{}.service", a.name, w.name))
             .collect();
-        apps.push(json!({ "origin": line(inputs, a.span), "name": a.name, "service": app_unit(&a.name), "workers": workers }));
+        apps.push(json!({ "origin": spec_file(inputs, a.span), "name": a.name, "service": app_unit(&a.name), "workers": workers }));
         for file in [
             "gunicorn-access.log",
             "gunicorn-error.log",
             "nginx-access.log",
             "nginx-error.log",
         ] {
-            logs.push(json!({ "origin": line(inputs, a.span), "path": format!("{}/{file}", log_dir(&a.name)), "tag": format!("{}/{file}", a.name) }));
+            logs.push(json!({ "origin": spec_file(inputs, a.span), "path": format!("{}/{file}", log_dir(&a.name)), "tag": format!("{}/{file}", a.name) }));
         }
     }
     if fleet.has_role(host, "balancer") {
-        logs.push(json!({ "origin": line(inputs, h.span), "path": BALANCER_ACCESS_LOG, "tag": "balancer/access.log" }));
+        logs.push(json!({ "origin": spec_file(inputs, h.span), "path": BALANCER_ACCESS_LOG, "tag": "balancer/access.log" }));
     }
     json!({
-        "origin": line(inputs, h.span),
+        "origin": spec_file(inputs, h.span),
         "host": h.name,
         "address": fleet.listen_address(host),
         "control_port": BUS_CONTROL_PORT,
@@ -693,7 +702,7 @@ fn postgresql_conf(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<V
     };
     let config = format!("{}/", cluster.config_directory());
     Ok(json!({
-        "origin": line(inputs, first.span),
+        "origin": spec_file(inputs, first.span),
         "cluster": cluster.name,
         "host": fleet.hosts[host].name,
         "data_directory": cluster.data_directory(),
@@ -741,7 +750,7 @@ fn clone_standby(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<Val
     let source = standby_source(inputs, host, cluster)?;
     let password = source["replication_password"].as_str().unwrap_or_default();
     Ok(json!({
-        "origin": line(inputs, fleet.databases[cluster.databases[0]].span),
+        "origin": spec_file(inputs, fleet.databases[cluster.databases[0]].span),
         "cluster": cluster.name,
         "host": fleet.hosts[host].name,
         "service": format!("postgresql@{POSTGRES_VERSION}-{}", cluster.name),
@@ -769,7 +778,7 @@ fn pg_hba(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Value {
                 .map(|r| format!("{}/32", fleet.address(*r)))
                 .collect();
             apps.push(json!({
-                "origin": format!("{} (app {})", line(inputs, binding.span), a.name),
+                "origin": format!("{} (app {})", spec_file(inputs, binding.span), a.name),
                 "database": a.name,
                 "user": a.name,
                 "addresses": addresses,
@@ -780,7 +789,7 @@ fn pg_hba(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Value {
         .standby
         .map(|standby| {
             json!({
-                "origin": format!("{} (standby = {})", line(inputs, first.follower_span.unwrap_or(first.span)), fleet.hosts[standby].name),
+                "origin": format!("{} (standby = {})", spec_file(inputs, first.follower_span.unwrap_or(first.span)), fleet.hosts[standby].name),
                 "user": "replicator",
                 "address": format!("{}/32", fleet.address(standby)),
             })
@@ -788,7 +797,7 @@ fn pg_hba(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Value {
         .into_iter()
         .collect();
     json!({
-        "origin": line(inputs, first.span),
+        "origin": spec_file(inputs, first.span),
         "cluster": cluster.name,
         "host": fleet.hosts[host].name,
         "apps": apps,
@@ -811,7 +820,7 @@ fn postgres_roles(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<Va
         };
         let db = &fleet.databases[binding.database];
         apps.push(json!({
-            "origin": format!("{} (app {})", line(inputs, binding.span), a.name),
+            "origin": format!("{} (app {})", spec_file(inputs, binding.span), a.name),
             "role": a.name,
             "database": a.name,
             "password": sql_string(&secret(inputs, &db_password_secret(&db.name, &a.name))?),
@@ -826,7 +835,7 @@ fn postgres_roles(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<Va
         None => Value::Null,
     };
     Ok(json!({
-        "origin": line(inputs, fleet.databases[cluster.databases[0]].span),
+        "origin": spec_file(inputs, fleet.databases[cluster.databases[0]].span),
         "cluster": cluster.name,
         "host": fleet.hosts[host].name,
         "apps": apps,
@@ -848,7 +857,7 @@ fn redis_conf(inputs: &Inputs, host: HostId, redis: DatabaseId) -> Result<Value,
         Value::Null
     };
     Ok(json!({
-        "origin": line(inputs, db.span),
+        "origin": spec_file(inputs, db.span),
         "app": db.name,
         "host": fleet.hosts[host].name,
         "bind": ["127.0.0.1", fleet.listen_address(host)],
@@ -976,7 +985,7 @@ fn data_subvolumes(fleet: &Fleet, host: HostId) -> Vec<Value> {
 fn snapshot_script(inputs: &Inputs, host: HostId, b: &Backup) -> Value {
     let fleet = inputs.fleet;
     json!({
-        "origin": line(inputs, b.span),
+        "origin": spec_file(inputs, b.span),
         "backup": b.name,
         "host": fleet.hosts[host].name,
         "snapshot_dir": format!("{SNAPSHOTS_ROOT}/{}", b.name),
@@ -1012,7 +1021,7 @@ impl Side {
 
 fn backup_service(inputs: &Inputs, host: HostId, b: &Backup, side: Side) -> Value {
     let mut context = json!({
-        "origin": line(inputs, b.span),
+        "origin": spec_file(inputs, b.span),
         "backup": b.name,
         "host": inputs.fleet.hosts[host].name,
         "script": side.script(&b.name),
@@ -1030,7 +1039,7 @@ fn backup_service(inputs: &Inputs, host: HostId, b: &Backup, side: Side) -> Valu
 
 fn backup_timer(inputs: &Inputs, host: HostId, b: &Backup, side: Side) -> Value {
     json!({
-        "origin": line(inputs, b.span),
+        "origin": spec_file(inputs, b.span),
         "backup": b.name,
         "host": inputs.fleet.hosts[host].name,
         "service": format!("{}.service", side.unit(&b.name)),
@@ -1048,7 +1057,7 @@ fn pull_script(inputs: &Inputs, host: HostId, b: &Backup) -> Value {
         .map(|(h, span)| {
             let provider = fleet.provider_of(*h);
             json!({
-                "origin": format!("{} (from {})", line(inputs, *span), fleet.hosts[*h].name),
+                "origin": format!("{} (from {})", spec_file(inputs, *span), fleet.hosts[*h].name),
                 "host": fleet.hosts[*h].name,
                 "address": fleet.address(*h),
                 "port": provider.port,
@@ -1057,7 +1066,7 @@ fn pull_script(inputs: &Inputs, host: HostId, b: &Backup) -> Value {
         })
         .collect();
     json!({
-        "origin": line(inputs, b.span),
+        "origin": spec_file(inputs, b.span),
         "backup": b.name,
         "host": fleet.hosts[host].name,
         "destination": format!("{BACKUPS_ROOT}/{}", b.name),
@@ -1071,7 +1080,7 @@ fn pull_script(inputs: &Inputs, host: HostId, b: &Backup) -> Value {
 fn ssh_key(inputs: &Inputs, host: HostId, b: &Backup) -> Result<Value, String> {
     let pair = backup_key(inputs.secrets, &b.name)?;
     Ok(json!({
-        "origin": line(inputs, b.span),
+        "origin": spec_file(inputs, b.span),
         "backup": b.name,
         "host": inputs.fleet.hosts[host].name,
         "private_key": pair.private_pem.trim_end(),
@@ -1090,7 +1099,7 @@ fn authorized_keys(inputs: &Inputs, host: HostId) -> Result<Value, String> {
     for b in backups {
         let pair = backup_key(inputs.secrets, &b.name)?;
         keys.push(json!({
-            "origin": line(inputs, b.span),
+            "origin": spec_file(inputs, b.span),
             "backup": b.name,
             "puller": fleet.hosts[b.to].name,
             "from": fleet.address(b.to),
@@ -1100,7 +1109,7 @@ fn authorized_keys(inputs: &Inputs, host: HostId) -> Result<Value, String> {
         }));
     }
     Ok(json!({
-        "origin": line(inputs, h.span),
+        "origin": spec_file(inputs, h.span),
         "host": h.name,
         "user": "root",
         "sshd_config": "/etc/ssh/sshd_config.d/sitec-backup.conf",
@@ -1111,7 +1120,7 @@ fn authorized_keys(inputs: &Inputs, host: HostId) -> Result<Value, String> {
 fn sshd_conf(inputs: &Inputs, host: HostId) -> Value {
     let h = &inputs.fleet.hosts[host];
     json!({
-        "origin": line(inputs, h.span),
+        "origin": spec_file(inputs, h.span),
         "host": h.name,
         "authorized_keys": format!("{BACKUP_CONFIG}/authorized_keys.USER"),
         "authorized_keys_pattern": format!("{BACKUP_CONFIG}/authorized_keys.%u"),

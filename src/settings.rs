@@ -181,7 +181,24 @@ pub fn host_specific(
         || (overrides.iter()).any(|o| o.host.as_ref() == Some(host_name))
 }
 
-/// `file:line` of a span, as rendered files and explanations cite it.
+/// The spec file of a span, relative to the root spec's folder (the first
+/// file loaded): `fleet.site`, `lib/apps.site`, `std/platform.site`, however
+/// the operator spelled the root's path. What rendered files cite.
+pub fn file_of(sources: &SourceMap, span: Span) -> String {
+    let name = sources.name(span.file);
+    if name.starts_with("std/") {
+        return name.to_string();
+    }
+    let root = std::path::Path::new(sources.name(crate::source::FileId(0))).parent();
+    root.and_then(|r| std::path::Path::new(name).strip_prefix(r).ok())
+        .map_or_else(
+            || name.to_string(),
+            |relative| relative.display().to_string(),
+        )
+}
+
+/// `file:line` of a span, as explanations and diagnostics cite it (never a
+/// rendered file: see [`file_of`]).
 pub fn line_of(sources: &SourceMap, span: Span) -> String {
     let position = sources.position(span.file, span.start);
     format!("{}:{}", sources.name(span.file), position.line)

@@ -465,7 +465,7 @@ fn permute(text: &str, seed: u64) -> String {
 }
 
 /// Everything rendered, with every `SPEC:LINE` replaced by that line's text (its
-/// sets of references sorted), and
+/// sets of references sorted), the spec's file name by `«spec»`, and
 /// content hashes (which cover such origins) blanked: what stays is what
 /// a permutation of the spec must not change.
 fn normalize(rendered: &Rendered, spec: &Path, spec_text: &str) -> BTreeMap<String, String> {
@@ -476,6 +476,9 @@ fn normalize(rendered: &Rendered, spec: &Path, spec_text: &str) -> BTreeMap<Stri
     ))
     .expect("a pattern");
     let hashes = regex::Regex::new(r#""sha256": "[0-9a-f]{64}""#).expect("a pattern");
+    let file_name = spec
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     everything(rendered)
         .into_iter()
         .map(|(name, text)| {
@@ -484,7 +487,9 @@ fn normalize(rendered: &Rendered, spec: &Path, spec_text: &str) -> BTreeMap<Stri
                 let line = lines.get(n - 1).map_or("", |l| l.trim());
                 format!("«{}»", reorder_sets(line, |names| names.sort_unstable()))
             });
-            let text = hashes.replace_all(&text, r#""sha256": "…""#).into_owned();
+            let text = hashes.replace_all(&text, r#""sha256": "…""#);
+            // Rendered files name the spec by its file name alone.
+            let text = text.replace(&file_name, "«spec»");
             (name, text)
         })
         .collect()
@@ -1200,4 +1205,64 @@ fn redis_starts_on_every_server() {
         }
     });
     assert!(replicas > 0, "no example renders a Redis replica");
+}
+
+/// What every host is sent, resource by resource (kinds hold each file's
+/// content): what must not change with the spec's spelling or its comments.
+fn sent(rendered: &Rendered) -> Vec<String> {
+    (rendered.hosts.iter())
+        .flat_map(|h| {
+            h.resources.iter().map(move |r| {
+                format!(
+                    "{} {}",
+                    h.name,
+                    serde_json::to_string(&r.kind).expect("a kind")
+                )
+            })
+        })
+        .collect()
+}
+
+/// `./x.site`, `x.site` and `/abs/x.site` are one spec, and a comment above
+/// a declaration shifts lines but changes nothing a host uses: each renders
+/// the same resources, byte for byte (issue #24: a plan changed 16 files for
+/// the spelling alone).
+#[test]
+fn the_specs_spelling_and_its_comments_change_nothing_sent() {
+    std::env::set_current_dir(repo()).expect("package root");
+    for spec in examples() {
+        let original = sent(&render(&spec, &SecretSource::Placeholders));
+        let dotted = Path::new(".").join(&spec);
+        let absolute = repo().join(&spec);
+        for other in [&dotted, &absolute] {
+            let got = sent(&render(other, &SecretSource::Placeholders));
+            assert!(
+                got == original,
+                "{} and {} render differently",
+                spec.display(),
+                other.display()
+            );
+        }
+        let text = fs::read_to_string(&spec).expect("the example");
+        let commented: String = text
+            .lines()
+            .flat_map(|l| {
+                let comment =
+                    (!l.starts_with([' ', '}'])).then_some("# a comment the operator added\n#\n");
+                comment.into_iter().chain([l, "\n"])
+            })
+            .collect();
+        let scratch = Scratch::new("commented");
+        let copy = scratch.path().join(spec.file_name().expect("a file name"));
+        fs::write(&copy, &commented).expect("the commented copy");
+        let got = sent(&render(&copy, &SecretSource::Placeholders));
+        let differ: Vec<(&String, &String)> =
+            original.iter().zip(&got).filter(|(a, b)| a != b).collect();
+        assert!(
+            differ.is_empty() && got.len() == original.len(),
+            "{} with comments renders differently: {:?}",
+            spec.display(),
+            differ.first()
+        );
+    }
 }
