@@ -29,6 +29,7 @@ pub mod names;
 pub mod output;
 pub mod overrides;
 pub mod plan;
+pub mod requirements;
 pub mod resolve;
 pub mod resources;
 pub mod secrets;

@@ -31,12 +31,20 @@ pub const TLS_NAME_MISSING: &str = "E274";
 pub const TLS_UNUSABLE: &str = "E275";
 /// The app's certificate has expired, soon will, or is not valid yet.
 pub const TLS_EXPIRY: &str = "E276";
+/// A line of the app's requirements that no wheelhouse can hold (an
+/// editable install, a VCS checkout, a URL, a local path), or an include
+/// that cannot be read.
+pub const REQUIREMENT_UNBUILDABLE: &str = "E277";
 
 /// Whether `plan` cannot go on past this diagnostic.
 pub fn needed_by_plan(diagnostic: &Diagnostic) -> bool {
     matches!(
         diagnostic.code,
-        SOURCE_MISSING | REQUIREMENTS_MISSING | TLS_FILE_MISSING | TLS_UNUSABLE
+        SOURCE_MISSING
+            | REQUIREMENTS_MISSING
+            | REQUIREMENT_UNBUILDABLE
+            | TLS_FILE_MISSING
+            | TLS_UNUSABLE
     )
 }
 
@@ -91,6 +99,8 @@ fn check_app(app: &App, base: &Path) -> Vec<Diagnostic> {
             return found;
         }
         found.push(requirements_missing(app, &source));
+    } else {
+        found.extend(unbuildable_requirements(app, &source));
     }
     found.extend(wsgi_missing(app, &source));
     found
@@ -327,6 +337,27 @@ fn requirements_missing(app: &App, source: &Path) -> Diagnostic {
         ),
     }
     .help(help)
+}
+
+/// E277 for each line of the requirements (and the files they include)
+/// that a wheelhouse cannot hold, with the file and line.
+fn unbuildable_requirements(app: &App, source: &Path) -> Vec<Diagnostic> {
+    let (_, problems) = crate::requirements::read(source, &app.requirements);
+    let span = app.requirements_span.unwrap_or(app.source_span);
+    problems
+        .into_iter()
+        .map(|problem| {
+            Diagnostic::warning(
+                REQUIREMENT_UNBUILDABLE,
+                format!(
+                    "the requirements of app `{}`: {}: {}",
+                    app.name, problem.at, problem.message
+                ),
+            )
+            .primary(span, "in these requirements")
+            .help(problem.help)
+        })
+        .collect()
 }
 
 /// `None` when the module is in the source under one of the app's `paths`

@@ -438,12 +438,12 @@ impl Run<'_> {
                 return Ok(Serviced::Nothing);
             }
             let notified = notified_action(&unit, reload.as_deref(), restart.as_deref(), &why);
+            let command = notified.command(&unit);
             let asked = match &notified {
                 Notified::SystemdRestart => Asked::start(&unit),
-                Notified::Restart(_) => Asked::command(&unit, true),
-                Notified::Reload(_) => Asked::command(&unit, false),
+                Notified::Restart(_) => Asked::command(&unit, true, &command),
+                Notified::Reload(_) => Asked::command(&unit, false, &command),
             };
-            let command = notified.command(&unit);
             ok_or(sh(&command, None), &format!("`{command}`"))?;
             still_up(asked)?;
             Ok(Serviced::Done(format!("{}ed", notified.word()), because))

@@ -47,13 +47,14 @@ impl Asked {
     }
 
     /// A reload or restart by a command (the spec's, or `systemctl
-    /// reload`) about to run; `restarts`: it makes a new run.
-    pub fn command(unit: &str, restarts: bool) -> Self {
+    /// reload`) about to run; `restarts`: it makes a new run. A `systemctl
+    /// restart` counts automatic restarts from zero, as a start does.
+    pub fn command(unit: &str, restarts: bool, command: &str) -> Self {
         Self {
             unit: unit.to_string(),
             since_us: now_us(),
             started: restarts,
-            counted_from_zero: false,
+            counted_from_zero: restarts && command.starts_with("systemctl restart "),
         }
     }
 
@@ -196,6 +197,14 @@ fn became_active(asked: &Asked, now: RunState, now_us: u64) -> Option<Result<Run
         "inactive" if now.inactive_since_us > asked.since_us => {
             Some(Err(format!("{unit} exited right after it started")))
         }
+        // Its run ended before it was ready (a program that cannot exec,
+        // a crash while importing the app) and systemd is starting it
+        // again (`Restart=`): it would go on so until the timeout.
+        "activating" if asked.counted_from_zero && now.restarts > 0 => Some(Err(format!(
+            "{unit} died before it was ready, and systemd is starting it again \
+             ({} automatic restarts)",
+            now.restarts
+        ))),
         state if now_us > asked.since_us + START_TIMEOUT_US => Some(Err(format!(
             "{unit} is still {state} after {} s",
             START_TIMEOUT_US / 1_000_000
@@ -351,5 +360,13 @@ mod tests {
         );
         let up = state("active", "exec", 2_000, 0);
         assert_eq!(became_active(&a, up.clone(), soon), Some(Ok(up)));
+        // A notify unit whose program cannot exec (203/EXEC) under Restart=.
+        let looping = state("activating", "notify", 0, 1);
+        assert_eq!(
+            became_active(&a, looping.clone(), soon),
+            Some(Err("web.service died before it was ready, and systemd is starting it again (1 automatic restarts)".into()))
+        );
+        // After a reload by a command, the count is not this apply's.
+        assert_eq!(became_active(&asked(false), looping, soon), None);
     }
 }

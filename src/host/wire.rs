@@ -189,9 +189,11 @@ impl Notified {
     }
 }
 
-/// How a running service takes changed inputs: a changed unit file or
-/// binary needs a restart; otherwise its reload command if it has one,
-/// else its restart command, else `systemctl restart`.
+/// How a running service takes changed inputs: a changed unit file,
+/// binary or virtualenv needs a restart (a reload keeps the running
+/// process's program and, for gunicorn, the master's interpreter and the
+/// libraries it loaded); otherwise its reload command if it has one, else
+/// its restart command, else `systemctl restart`.
 pub fn notified_action(
     unit: &str,
     reload: Option<&str>,
@@ -200,7 +202,9 @@ pub fn notified_action(
 ) -> Notified {
     // A new unit file or a new sitec binary: a reload would keep the old one.
     let unit_changed = why.iter().any(|w| {
-        *w == format!("file:/etc/systemd/system/{unit}") || *w == format!("file:{BINARY_DIR}/sitec")
+        *w == format!("file:/etc/systemd/system/{unit}")
+            || *w == format!("file:{BINARY_DIR}/sitec")
+            || w.starts_with("virtualenv:")
     });
     match (reload, restart, unit_changed) {
         (Some(reload), _, false) => Notified::Reload(reload.to_string()),
@@ -231,10 +235,11 @@ mod tests {
     }
 
     #[test]
-    fn a_new_unit_file_or_binary_restarts_even_with_a_reload_command() {
+    fn a_new_unit_file_binary_or_virtualenv_restarts_even_with_a_reload_command() {
         for changed in [
             "file:/etc/systemd/system/sitec-balancer.service",
             "file:/usr/local/lib/sitec/sitec",
+            "virtualenv:/srv/sitec/apps/blog/venv",
         ] {
             let n = notified_action(
                 "sitec-balancer.service",

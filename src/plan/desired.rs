@@ -1,8 +1,8 @@
 //! From a compiled spec to what each host is sent: its resources with file
 //! contents, and the blobs they need — each app release as a deterministic
-//! tar of its source folder, and each app's wheelhouse (its requirements
-//! built into wheels with pip on the operator's machine, so hosts install
-//! without reaching any index). Blobs are content-addressed in the
+//! tar of its source folder, and each app's wheelhouse (`wheelhouse`: its
+//! requirements as pip reads them, and the app server, built with pip on
+//! the operator's machine, so hosts install without reaching any index). Blobs are content-addressed in the
 //! operator's cache, so a saved plan can find them again.
 
 use crate::compile::Rendered;
@@ -130,11 +130,9 @@ fn item(
             python,
             ..
         } => {
-            let path = base.join(requirements);
-            let text = fs::read_to_string(&path).map_err(|e| {
-                format!("{}: cannot read the requirements {} ({e}); fix the app's `source`/`requirements`", r.origin, path.display())
-            })?;
-            let wheels = blobs.wheelhouse(&text, python, say)?;
+            let (text, wheels) = blobs
+                .wheelhouse(base, requirements, python, say)
+                .map_err(|e| format!("{}: {e}", r.origin))?;
             (Some(text), Some(wheels))
         }
         _ => (None, None),
@@ -159,7 +157,8 @@ fn item(
 #[derive(Default)]
 struct BlobMaker {
     trees: BTreeMap<PathBuf, String>,
-    wheelhouses: BTreeMap<String, String>,
+    /// By Python and requirements file: (what the host installs, blob digest).
+    wheelhouses: BTreeMap<String, (String, String)>,
 }
 
 impl BlobMaker {
@@ -178,86 +177,28 @@ impl BlobMaker {
         Ok(digest)
     }
 
+    /// The app's wheelhouse (`wheelhouse::build`), packed: the requirements
+    /// the host installs and the blob's digest. `requirements` is the
+    /// file's path from the spec's folder (`{app.requirements}`).
     fn wheelhouse(
         &mut self,
+        base: &Path,
         requirements: &str,
         python: &str,
         say: &dyn Fn(&str),
-    ) -> Result<String, String> {
-        let key = sha256_hex(format!("{python}\n{requirements}").as_bytes());
-        if let Some(d) = self.wheelhouses.get(&key) {
-            return Ok(d.clone());
+    ) -> Result<(String, String), String> {
+        let key = format!("{python}\n{requirements}");
+        if let Some(done) = self.wheelhouses.get(&key) {
+            return Ok(done.clone());
         }
-        let dir = cache_dir().join("wheelhouse").join(&key);
-        if !dir.join(".complete").exists() {
-            say(&format!(
-                "building the wheelhouse for Python {python} (pip wheel, from PyPI) in {}",
-                dir.display()
-            ));
-            build_wheels(requirements, python, &dir)?;
-        }
-        let digest = store(&tar_of(&dir, &|p| {
+        let built = super::wheelhouse::build(base, requirements, python, &cache_dir(), say)?;
+        let digest = store(&tar_of(&built.dir, &|p| {
             p.extension().is_some_and(|e| e == "whl")
         })?)?;
-        self.wheelhouses.insert(key, digest.clone());
-        Ok(digest)
+        let done = (built.host_requirements, digest);
+        self.wheelhouses.insert(key, done.clone());
+        Ok(done)
     }
-}
-
-/// `pip wheel -r requirements` into `dir`, with a pip of the cache's own
-/// (Debian's python3 has no pip; python3-venv brings one into a venv).
-fn build_wheels(requirements: &str, python: &str, dir: &Path) -> Result<(), String> {
-    let cache = cache_dir();
-    let pip_env = cache.join(format!("pip-{python}"));
-    let pip = pip_env.join("bin/pip");
-    let run = |program: &Path, args: &[&str]| -> Result<(), String> {
-        let out = std::process::Command::new(program)
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "`{} {}` failed:\n{}",
-                program.display(),
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim_end()
-            ))
-        }
-    };
-    if !pip.exists() {
-        let interpreter = [format!("/usr/bin/python{python}"), format!("python{python}"), "python3".into()]
-            .into_iter()
-            .find(|p| std::process::Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success()))
-            .ok_or_else(|| format!("there is no python{python} here to build the wheelhouse with; install python3 and python3-venv"))?;
-        run(
-            Path::new(&interpreter),
-            &["-m", "venv", &pip_env.to_string_lossy()],
-        )?;
-    }
-    let partial = dir.with_extension("partial");
-    let _ = fs::remove_dir_all(&partial);
-    fs::create_dir_all(&partial)
-        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
-    let req = partial.join("requirements.txt");
-    fs::write(&req, requirements).map_err(|e| format!("cannot write {}: {e}", req.display()))?;
-    run(
-        &pip,
-        &[
-            "wheel",
-            "--disable-pip-version-check",
-            "-q",
-            "-r",
-            &req.to_string_lossy(),
-            "-w",
-            &partial.to_string_lossy(),
-        ],
-    )?;
-    fs::write(partial.join(".complete"), "").map_err(|e| e.to_string())?;
-    let _ = fs::remove_dir_all(dir);
-    fs::rename(&partial, dir)
-        .map_err(|e| format!("cannot move the wheelhouse into {}: {e}", dir.display()))
 }
 
 /// Names never shipped in a release: VCS data, bytecode, local virtualenvs.

@@ -8,6 +8,7 @@
 
 pub mod desired;
 pub mod remote;
+pub mod wheelhouse;
 
 use crate::host::wire::{notified_action, runs_sitec, Assessment, Facts, Item, Status, BINARY_DIR};
 use crate::resources::Kind;
