@@ -128,7 +128,8 @@ pub fn sharing(template: &'static str, inputs: &Inputs, host: HostId, scope: &Sc
             open: vec![("listen", nginx_listen(inputs, host, app))],
             ..Sharing::by(template, Some(app), None)
         },
-        "django/sitec_settings.py" => {
+        "runner/manage.sh" => Sharing::by(template, Some(app), None),
+        "django/sitec_settings.py" | "runner/environment" => {
             let index = inputs.shared.settings(inputs.fleet);
             if settings::host_specific(index, inputs.fleet, inputs.overrides, app, host) {
                 Sharing::alone()
@@ -168,6 +169,8 @@ pub fn build(
         "runner/nginx-app.conf" => plain(nginx_app(inputs, host, need_app()?)),
         "runner/gunicorn.conf.py" => plain(gunicorn_conf(inputs, need_app()?)),
         "django/sitec_settings.py" => django_settings(inputs, host, need_app()?),
+        "runner/environment" => environment(inputs, host, need_app()?),
+        "runner/manage.sh" => plain(manage_script(inputs, need_app()?)),
         "systemd/gunicorn.service" => plain(gunicorn_service(inputs, need_app()?)),
         "systemd/celery-worker.service" => {
             let worker = scope
@@ -302,15 +305,6 @@ fn python_paths(inputs: &Inputs, app: AppId) -> Vec<String> {
             }
         })
         .collect()
-}
-
-/// `blog.wsgi:application` -> `blog.settings`.
-fn settings_module(wsgi: &str) -> String {
-    let module = wsgi.split(':').next().unwrap_or(wsgi);
-    match module.rsplit_once('.') {
-        Some((package, _)) => format!("{package}.settings"),
-        None => "settings".to_string(),
-    }
 }
 
 /// nginx's size syntax: `20m`, `512k`, or bytes.
@@ -484,6 +478,7 @@ fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, S
     let context = json!({
         "origin": spec_file(inputs, a.span),
         "app": a.name,
+        "settings_module": a.settings_module,
         "python_paths": python_paths(inputs, app),
         "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
         "static_url": first_static.map_or("/static/", |s| s.url.as_str()),
@@ -498,6 +493,209 @@ fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, S
     })
 }
 
+/// The environment every process of an app runs with (its server, its
+/// workers, its management commands): systemd's `EnvironmentFile`, which
+/// `manage.sh` reads too.
+pub fn environment_file(app: &str) -> String {
+    format!("/etc/sitec/apps/{app}/environment")
+}
+
+/// The module sitec writes into each release, which Django is pointed at:
+/// it imports the project's own settings module, then applies sitec's.
+pub const SITEC_SETTINGS_MODULE: &str = "sitec_settings";
+
+/// The generated secret an app's `SECRET_KEY` is, unless the spec names one.
+pub fn secret_key_secret(app: &str) -> String {
+    format!("app.{app}.secret_key")
+}
+
+/// The name of the environment variable that holds the URL of the
+/// database an app binds as `alias`: `DATABASE_URL` for Postgres `default`
+/// (dj-database-url's and django-environ's default), `REDIS_URL` for the
+/// app's first Redis, else `ALIAS_DATABASE_URL` / `ALIAS_REDIS_URL`.
+fn url_variable(alias: &str, engine: Engine, first_redis: bool) -> String {
+    let alias = alias.to_ascii_uppercase().replace('-', "_");
+    match engine {
+        Engine::Postgres if alias == "DEFAULT" => "DATABASE_URL".into(),
+        Engine::Postgres => format!("{alias}_DATABASE_URL"),
+        Engine::Redis if first_redis => "REDIS_URL".into(),
+        Engine::Redis => format!("{alias}_REDIS_URL"),
+    }
+}
+
+/// The variables sitec sets for `app` on `host`, before the spec's `env`
+/// layers: the 12-factor names the common packages read.
+pub fn sitec_environment(
+    inputs: &Inputs,
+    host: HostId,
+    app: AppId,
+) -> Vec<(String, settings::Layer)> {
+    use settings::{Layer, Piece, SettingValue};
+    let fleet = inputs.fleet;
+    let a = &fleet.apps[app];
+    let layer = |pieces: Vec<Piece>| Layer {
+        name: "sitec".into(),
+        origin: settings::line_of(inputs.sources, a.span),
+        value: SettingValue::Derived(pieces),
+    };
+    let text = |t: String| layer(vec![Piece::Text(t)]);
+    let mut out = vec![
+        (
+            "DJANGO_SETTINGS_MODULE".to_string(),
+            text(SITEC_SETTINGS_MODULE.into()),
+        ),
+        ("PYTHONPATH".to_string(), text(python_path(inputs, app))),
+        ("PYTHONUNBUFFERED".to_string(), text("1".into())),
+    ];
+    let hosts: Vec<&str> = a.domains.iter().map(|(d, _)| d.as_str()).collect();
+    for name in ["ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS"] {
+        out.push((name.to_string(), text(hosts.join(","))));
+    }
+    // The spec's SECRET_KEY when it names a secret, so both agree.
+    let index = inputs.shared.settings(fleet);
+    let resolved =
+        settings::resolve_indexed(index, fleet, inputs.sources, inputs.overrides, app, host);
+    let named = resolved
+        .iter()
+        .find(|r| r.name == "SECRET_KEY")
+        .and_then(|r| match &r.winner().value {
+            SettingValue::Spec(crate::syntax::ast::Value {
+                kind: crate::syntax::ast::ValueKind::Call(call),
+                ..
+            }) => match call.args.first().map(|v| &v.kind) {
+                Some(crate::syntax::ast::ValueKind::Str(name)) => Some(name.clone()),
+                _ => None,
+            },
+            _ => None,
+        });
+    let key = named.unwrap_or_else(|| secret_key_secret(&a.name));
+    for name in ["SECRET_KEY", "DJANGO_SECRET_KEY"] {
+        out.push((
+            name.to_string(),
+            layer(vec![Piece::Secret {
+                name: key.clone(),
+                url: false,
+            }]),
+        ));
+    }
+    let mut first_redis = true;
+    for binding in &a.bindings {
+        let db = &fleet.databases[binding.database];
+        let address = format!("{}:{}", fleet.address(db.primary), db.port);
+        let (variable, pieces) = match db.engine {
+            Engine::Postgres => (
+                url_variable(&binding.alias, db.engine, false),
+                vec![
+                    Piece::Text(format!("postgres://{}:", a.name)),
+                    Piece::Secret {
+                        name: db_password_secret(&db.name, &a.name),
+                        url: true,
+                    },
+                    Piece::Text(format!("@{address}/{}", a.name)),
+                ],
+            ),
+            Engine::Redis => {
+                let variable = url_variable(&binding.alias, db.engine, first_redis);
+                first_redis = false;
+                (
+                    variable,
+                    vec![
+                        Piece::Text("redis://:".into()),
+                        Piece::Secret {
+                            name: redis_password_secret(&db.name),
+                            url: true,
+                        },
+                        Piece::Text(format!("@{address}/0")),
+                    ],
+                )
+            }
+        };
+        out.push((variable, layer(pieces)));
+    }
+    out
+}
+
+/// `PYTHONPATH`: the release, then the app's `paths`, each once.
+fn python_path(inputs: &Inputs, app: AppId) -> String {
+    let mut path = vec![release_dir(&inputs.fleet.apps[app].name)];
+    for entry in python_paths(inputs, app) {
+        if !path.contains(&entry) {
+            path.push(entry);
+        }
+    }
+    path.join(":")
+}
+
+/// An environment variable's value in systemd's `EnvironmentFile` syntax,
+/// which POSIX sh reads alike: double quotes, with `\`, `"`, `` ` `` and
+/// `$` escaped (systemd unescapes exactly those inside double quotes).
+fn env_quoted(value: &str) -> Result<String, String> {
+    if value.contains(['\n', '\r', '\0']) {
+        return Err("an environment variable's value is one line".into());
+    }
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        if matches!(c, '\\' | '"' | '`' | '$') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    Ok(out)
+}
+
+/// The app's environment on `host`: sitec's variables, then the spec's
+/// `env` layers; each line names the layer that won.
+fn environment(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, String> {
+    let fleet = inputs.fleet;
+    let a = &fleet.apps[app];
+    let index = inputs.shared.settings(fleet);
+    let sitec = sitec_environment(inputs, host, app);
+    let resolved = settings::resolve_env(index, fleet, inputs.sources, sitec, app, host);
+    let mut secret = false;
+    let mut variables = Vec::new();
+    for r in &resolved {
+        let valid = r
+            .name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && r.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!("`{}` in the `env` of app `{}` is not an environment variable's name: letters, digits and `_`, not starting with a digit", r.name, a.name));
+        }
+        let winner = r.winner();
+        secret |= settings::holds_secret(&winner.value);
+        let value = settings::env_value(&winner.value, inputs.secrets)
+            .and_then(|v| env_quoted(&v))
+            .map_err(|e| format!("`{}` in the environment of app `{}`: {e}", r.name, a.name))?;
+        variables.push(json!({ "name": r.name, "value": value, "origin": winner.name }));
+    }
+    Ok(Built {
+        context: json!({
+            "origin": spec_file(inputs, a.span),
+            "app": a.name,
+            "variables": variables,
+        }),
+        secret,
+    })
+}
+
+/// The script that runs the app's `manage.py` as its server runs: as its
+/// user, in its release, with its environment.
+fn manage_script(inputs: &Inputs, app: AppId) -> Value {
+    let a = &inputs.fleet.apps[app];
+    json!({
+        "origin": spec_file(inputs, a.span),
+        "app": a.name,
+        "environment_file": environment_file(&a.name),
+        "release_dir": release_dir(&a.name),
+        "venv": venv(&a.name),
+    })
+}
+
 fn gunicorn_service(inputs: &Inputs, app: AppId) -> Value {
     let a = &inputs.fleet.apps[app];
     json!({
@@ -507,10 +705,9 @@ fn gunicorn_service(inputs: &Inputs, app: AppId) -> Value {
         "group": app_user(&a.name),
         "release_dir": release_dir(&a.name),
         "venv": venv(&a.name),
-        "settings_module": settings_module(&a.wsgi),
+        "environment_file": environment_file(&a.name),
         "gunicorn_config": format!("/etc/sitec/apps/{}/gunicorn.conf.py", a.name),
         "runtime_directory": runtime_directory(&a.name),
-        "environment_file": Value::Null,
         "stop_timeout_seconds": REQUEST_TIMEOUT_SECONDS + 5,
         "log_dir": log_dir(&a.name),
         "writable_paths": Vec::<String>::new(),
@@ -535,9 +732,7 @@ fn celery_service(inputs: &Inputs, app: AppId, worker: usize) -> Value {
         "user": app_user(&a.name),
         "group": app_user(&a.name),
         "release_dir": release_dir(&a.name),
-        "python_paths": python_paths(inputs, app),
-        "settings_module": settings_module(&a.wsgi),
-        "environment_file": Value::Null,
+        "environment_file": environment_file(&a.name),
         "exec_start": exec_start,
         "stop_timeout_seconds": 600,
         "log_dir": log_dir(&a.name),
@@ -896,6 +1091,9 @@ pub fn generated_secrets(fleet: &Fleet) -> Vec<String> {
     }
     for b in &fleet.backups {
         names.push(backup_key_secret(&b.name));
+    }
+    for a in &fleet.apps {
+        names.push(secret_key_secret(&a.name));
     }
     names.push("fleet.bus_key".to_string());
     names.sort();

@@ -1,8 +1,10 @@
-//! `sitec explain`: where one setting of one app gets its value.
+//! `sitec explain`: where one setting of one app gets its value, or one
+//! variable of its environment (`env.NAME`).
 //!
 //! For each runner the app runs on, every layer the setting passed, lowest
 //! first, with the `file:line` that set it, the winner marked, and the final
-//! Python literal. Runners that see the same layers are shown together.
+//! Python literal (for a variable: its text, sitec's own layer first).
+//! Runners that see the same layers are shown together.
 //! Secrets are shown as `secret("name")`: this module never reads a
 //! secret's value. Pure: the command in `cli` loads the spec and prints.
 
@@ -27,37 +29,63 @@ pub fn explain(
 ) -> Result<String, String> {
     let app = find_app(fleet, query.app)?;
     let hosts = hosts_of(fleet, app, query.host)?;
+    let variable = query.key.strip_prefix("env.");
+    let key = variable.unwrap_or(query.key);
+    let secrets = crate::secrets::Secrets::placeholders();
+    let inputs = crate::context::Inputs {
+        fleet,
+        sources,
+        secrets: &secrets,
+        overrides,
+        shared: crate::context::Shared::default(),
+    };
+    // Names only: sitec's own variables hold secrets by name, never by value.
+    let resolve = |host: HostId| match variable {
+        Some(_) => {
+            let sitec = crate::context::sitec_environment(&inputs, host, app);
+            let index = settings::Index::new(fleet);
+            settings::resolve_env(&index, fleet, sources, sitec, app, host)
+        }
+        None => settings::resolve(fleet, sources, overrides, app, host),
+    };
     let per_host: Vec<(HostId, Option<Resolved>)> = hosts
         .iter()
-        .map(|&host| {
-            let setting = settings::resolve(fleet, sources, overrides, app, host)
-                .into_iter()
-                .find(|r| r.name == query.key);
-            (host, setting)
-        })
+        .map(|&host| (host, resolve(host).into_iter().find(|r| r.name == key)))
         .collect();
     if per_host.iter().all(|(_, s)| s.is_none()) {
         let mut known: Vec<String> = hosts
             .iter()
-            .flat_map(|&h| settings::resolve(fleet, sources, overrides, app, h))
+            .flat_map(|&h| resolve(h))
             .map(|r| r.name)
             .collect();
         known.sort();
         known.dedup();
-        let hint = match crate::suggest::closest(query.key, known.iter().map(String::as_str)) {
+        let what = if variable.is_some() {
+            "environment variable"
+        } else {
+            "setting"
+        };
+        let hint = match crate::suggest::closest(key, known.iter().map(String::as_str)) {
+            Some(name) if variable.is_some() => format!("; did you mean `env.{name}`?"),
             Some(name) => format!("; did you mean `{name}`?"),
-            None if known.is_empty() => "; it has no settings".to_string(),
-            None => format!("; its settings are {}", quoted(&known)),
+            None if known.is_empty() => format!("; it has no {what}s"),
+            None => format!("; its {what}s are {}", quoted(&known)),
+        };
+        let close = crate::suggest::closest(key, known.iter().map(String::as_str));
+        let env_hint = if variable.is_none() && close.is_none() {
+            " (an environment variable is `env.NAME`)"
+        } else {
+            ""
         };
         return Err(format!(
-            "app `{}` has no setting `{}`{hint}",
-            query.app, query.key
+            "app `{}` has no {what} `{key}`{hint}{env_hint}",
+            query.app
         ));
     }
     // Runners that see exactly the same layers are explained once.
     let mut groups: Vec<(Vec<&str>, Vec<Row>)> = Vec::new();
     for (host, setting) in &per_host {
-        let rows = rows(setting.as_ref());
+        let rows = rows(setting.as_ref(), variable.is_some());
         let name = fleet.hosts[*host].name.as_str();
         match groups.iter_mut().find(|(_, r)| *r == rows) {
             Some((names, _)) => names.push(name),
@@ -108,14 +136,19 @@ struct Row {
     value: String,
 }
 
-fn rows(setting: Option<&Resolved>) -> Vec<Row> {
+/// A setting's layers as printed (`variable`: an environment variable's).
+fn rows(setting: Option<&Resolved>, variable: bool) -> Vec<Row> {
     setting.map_or_else(Vec::new, |s| {
         s.layers
             .iter()
             .map(|l| Row {
                 layer: l.name.clone(),
                 origin: l.origin.clone(),
-                value: settings::shown_literal(&l.value),
+                value: if variable {
+                    settings::shown_env(&l.value)
+                } else {
+                    settings::shown_literal(&l.value)
+                },
             })
             .collect()
     })

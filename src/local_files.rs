@@ -35,6 +35,12 @@ pub const TLS_EXPIRY: &str = "E276";
 /// editable install, a VCS checkout, a URL, a local path), or an include
 /// that cannot be read.
 pub const REQUIREMENT_UNBUILDABLE: &str = "E277";
+/// The project's settings module is not where `settings_module` (or its
+/// default) says, or the project's WSGI module names another.
+pub const SETTINGS_MODULE_ELSEWHERE: &str = "E279";
+/// The app's release would hold the spec's own files (the spec, its
+/// secrets or override file, a local fleet's keys, a TLS file).
+pub const RELEASE_HOLDS_SPEC: &str = "E278";
 
 /// Whether `plan` cannot go on past this diagnostic.
 pub fn needed_by_plan(diagnostic: &Diagnostic) -> bool {
@@ -43,6 +49,7 @@ pub fn needed_by_plan(diagnostic: &Diagnostic) -> bool {
         SOURCE_MISSING
             | REQUIREMENTS_MISSING
             | REQUIREMENT_UNBUILDABLE
+            | RELEASE_HOLDS_SPEC
             | TLS_FILE_MISSING
             | TLS_UNUSABLE
     )
@@ -63,6 +70,12 @@ pub fn tls_files(tls: &crate::model::Tls, base: &Path) -> Result<(String, String
 /// 2 µs here, so a spec of thousands of apps looks them up on every core,
 /// in slices, each keeping its apps' order.
 pub fn check(fleet: &Fleet, base: &Path) -> Vec<Diagnostic> {
+    let tls: Vec<PathBuf> = (fleet.apps.iter())
+        .filter_map(|a| a.tls.as_ref())
+        .flat_map(|t| [PathBuf::from(&t.cert.0), PathBuf::from(&t.key.0)])
+        .collect();
+    let spec_files = crate::plan::release::spec_files(base, &tls);
+    let spec_files = &spec_files;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let slice = fleet.apps.len().div_ceil(threads).max(256);
     std::thread::scope(|scope| {
@@ -72,7 +85,7 @@ pub fn check(fleet: &Fleet, base: &Path) -> Vec<Diagnostic> {
             .map(|apps| {
                 scope.spawn(move || {
                     (apps.iter())
-                        .flat_map(|app| check_app(app, base))
+                        .flat_map(|app| check_app(app, base, spec_files))
                         .collect::<Vec<Diagnostic>>()
                 })
             })
@@ -90,9 +103,10 @@ pub fn check(fleet: &Fleet, base: &Path) -> Vec<Diagnostic> {
 
 /// An app whose source holds its requirements and its module costs two
 /// lookups; the folder itself is looked at only when the first fails.
-fn check_app(app: &App, base: &Path) -> Vec<Diagnostic> {
+fn check_app(app: &App, base: &Path, spec_files: &[PathBuf]) -> Vec<Diagnostic> {
     let source = base.join(&app.source);
     let mut found = tls_checks(app, base);
+    found.extend(holds_spec_files(app, &source, spec_files));
     if !source.join(&app.requirements).is_file() {
         if !source.is_dir() {
             found.push(source_missing(app, base, &source));
@@ -103,6 +117,7 @@ fn check_app(app: &App, base: &Path) -> Vec<Diagnostic> {
         found.extend(unbuildable_requirements(app, &source));
     }
     found.extend(wsgi_missing(app, &source));
+    found.extend(settings_module_elsewhere(app, &source));
     found
 }
 
@@ -339,6 +354,140 @@ fn requirements_missing(app: &App, source: &Path) -> Diagnostic {
     .help(help)
 }
 
+/// E278 when the app's release would hold files sitec keeps beside the
+/// spec for itself: the spec's folder is inside the source, and the
+/// project's ignore files do not leave them out.
+fn holds_spec_files(app: &App, source: &Path, spec_files: &[PathBuf]) -> Option<Diagnostic> {
+    let held = match crate::plan::release::holding_spec_files(source, spec_files) {
+        Ok(held) => held,
+        Err(why) => {
+            return Some(
+                Diagnostic::error(
+                    RELEASE_HOLDS_SPEC,
+                    format!("the release of app `{}`: {why}", app.name),
+                )
+                .primary(app.source_span, "this folder"),
+            )
+        }
+    };
+    let first = held.first()?;
+    let mut shown: Vec<String> = held
+        .iter()
+        .take(3)
+        .map(|p| format!("`{}`", p.display()))
+        .collect();
+    if held.len() > 3 {
+        shown.push(format!("and {} more", held.len() - 3));
+    }
+    let folder = first.parent().filter(|p| !p.as_os_str().is_empty());
+    let ignore = folder.map_or_else(
+        || format!("/{}", first.display()),
+        |f| format!("/{}/", f.display()),
+    );
+    Some(
+        Diagnostic::error(
+            RELEASE_HOLDS_SPEC,
+            format!(
+                "the release of app `{}` would ship the spec's own files to every runner: {}",
+                app.name,
+                shown.join(", ")
+            ),
+        )
+        .primary(app.source_span, "this folder holds the spec's folder")
+        .help(format!(
+            "keep the spec outside the app's source, or leave its folder out of the release: add `{ignore}` to a `.sitecignore` in the source"
+        )),
+    )
+}
+
+/// The file of Python module `module` in the source, under one of the
+/// app's `paths` (`a/b.py` or `a/b/__init__.py`).
+fn module_file(app: &App, source: &Path, module: &str) -> Option<PathBuf> {
+    let relative: PathBuf = module.split('.').collect();
+    app.paths
+        .iter()
+        .flat_map(|p| {
+            let dir = below(source, p).join(&relative);
+            [dir.with_extension("py"), dir.join("__init__.py")]
+        })
+        .find(|c| c.is_file())
+}
+
+/// The settings module a project's WSGI module asks for:
+/// `os.environ.setdefault("DJANGO_SETTINGS_MODULE", "X")`, as
+/// `django-admin startproject` and project templates write it.
+fn wsgi_settings_default(text: &str) -> Option<&str> {
+    let at = text.find("DJANGO_SETTINGS_MODULE")?;
+    let rest = text[at + "DJANGO_SETTINGS_MODULE".len()..].trim_start();
+    let rest = rest.strip_prefix(['"', '\''])?.trim_start();
+    let rest = rest.strip_prefix(',')?.trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let value = &rest[1..];
+    Some(&value[..value.find(quote)?])
+}
+
+/// E279: the settings module the app runs with is not in its source, or
+/// (when the spec leaves `settings_module` to its default) the project's
+/// WSGI module asks for another, which production usually means.
+fn settings_module_elsewhere(app: &App, source: &Path) -> Option<Diagnostic> {
+    let wsgi_module = app.wsgi.split(':').next().unwrap_or_default();
+    let asked = module_file(app, source, wsgi_module)
+        .and_then(|file| std::fs::read_to_string(file).ok())
+        .and_then(|text| wsgi_settings_default(&text).map(str::to_string));
+    let span = app.settings_module_span.unwrap_or(app.wsgi_span);
+    let module = &app.settings_module;
+    // A settings package's production module, beside the one the WSGI
+    // module asks for (project templates point it at their dev settings).
+    let production = asked.as_deref().and_then(|asked| {
+        let package = asked.rsplit_once('.')?.0;
+        ["production", "prod"]
+            .iter()
+            .map(|name| format!("{package}.{name}"))
+            .find(|m| module_file(app, source, m).is_some())
+    });
+    if let (None, Some(asked)) = (app.settings_module_span, &asked) {
+        if asked != module && module_file(app, source, asked).is_some() {
+            let (suggested, why) = match &production {
+                Some(production) => (
+                    production.as_str(),
+                    "the settings package's production module",
+                ),
+                None => (asked.as_str(), "the one its WSGI module names"),
+            };
+            return Some(
+                Diagnostic::warning(
+                    SETTINGS_MODULE_ELSEWHERE,
+                    format!(
+                        "app `{}` runs with the settings module `{module}` (the default), but its WSGI module asks for `{asked}`",
+                        app.name
+                    ),
+                )
+                .primary(span, format!("`settings_module` is left to its default, `{module}`"))
+                .help(format!("say which: `settings_module = \"{suggested}\"` ({why}), or `settings_module = \"{module}\"`")),
+            );
+        }
+    }
+    if module_file(app, source, module).is_some() {
+        return None;
+    }
+    let help = match (production, asked.filter(|a| module_file(app, source, a).is_some())) {
+        (Some(production), _) => format!("the settings package has `{production}`: `settings_module = \"{production}\"`"),
+        (None, Some(asked)) => format!("its WSGI module names `{asked}`: `settings_module = \"{asked}\"`"),
+        (None, None) => "name the project's Django settings module, as `DJANGO_SETTINGS_MODULE` would: `settings_module = \"mysite.settings.production\"`".into(),
+    };
+    Some(
+        Diagnostic::warning(
+            SETTINGS_MODULE_ELSEWHERE,
+            format!(
+                "the settings module of app `{}`, `{module}`, is not in its source",
+                app.name
+            ),
+        )
+        .primary(span, "sitec's settings import this module")
+        .help(help),
+    )
+}
+
 /// E277 for each line of the requirements (and the files they include)
 /// that a wheelhouse cannot hold, with the file and line.
 fn unbuildable_requirements(app: &App, source: &Path) -> Vec<Diagnostic> {
@@ -518,7 +667,70 @@ mod tests {
                 check(fleet, base.path())
             });
         let done = done.unwrap_or_else(|| panic!("{diagnostics:?}"));
-        done.into_iter().map(|d| (d.code, d.help)).collect()
+        // The settings module has tests of its own (settings_module_*).
+        (done.into_iter())
+            .filter(|d| d.code != SETTINGS_MODULE_ELSEWHERE || fields.contains("settings_module"))
+            .map(|d| (d.code, d.help))
+            .collect()
+    }
+
+    /// An app `a` whose `wsgi` is `mysite.wsgi:application`, source `.`.
+    fn test_app() -> App {
+        let spec = "use std/platform\nprovider p { kind = local }\n\
+             host h { provider = p  roles = [balancer, runner, postgres] }\n\
+             checks { balancer_redundancy = off }\n\
+             app a { source = \".\"  wsgi = \"mysite.wsgi:application\"  domains = [\"a.example.com\"] }\n";
+        let mut sources = SourceMap::new();
+        let (app, diagnostics) =
+            crate::compile::with_fleet_text(&mut sources, "t.site", spec, |fleet, _| {
+                fleet.apps[0].clone()
+            });
+        app.unwrap_or_else(|| panic!("{diagnostics:?}"))
+    }
+
+    #[test]
+    fn settings_module_default_and_the_wsgi_modules_choice() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        write("mysite/wsgi.py", "import os\nos.environ.setdefault(\n    'DJANGO_SETTINGS_MODULE', \"mysite.settings.production\")\n");
+        write("mysite/settings/__init__.py", "");
+        write("mysite/settings/production.py", "");
+        assert_eq!(
+            wsgi_settings_default(
+                &std::fs::read_to_string(dir.path().join("mysite/wsgi.py")).expect("read")
+            ),
+            Some("mysite.settings.production")
+        );
+        let app = |module: Option<&str>| App {
+            settings_module: module.unwrap_or("mysite.settings").to_string(),
+            settings_module_span: module.map(|_| Span::default()),
+            ..test_app()
+        };
+        let asked = settings_module_elsewhere(&app(None), dir.path()).expect("E279");
+        assert!(
+            asked
+                .message
+                .contains("its WSGI module asks for `mysite.settings.production`"),
+            "{}",
+            asked.message
+        );
+        assert_eq!(
+            settings_module_elsewhere(&app(Some("mysite.settings.production")), dir.path())
+                .map(|d| d.message),
+            None
+        );
+        let missing = settings_module_elsewhere(&app(Some("mysite.settings.prod")), dir.path())
+            .expect("E279");
+        assert!(
+            missing.message.contains("is not in its source"),
+            "{}",
+            missing.message
+        );
+        assert_eq!(missing.help.as_deref(), Some("the settings package has `mysite.settings.production`: `settings_module = \"mysite.settings.production\"`"));
     }
 
     #[test]

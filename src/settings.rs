@@ -29,6 +29,27 @@ pub enum SettingValue {
     Spec(Value),
     /// From the local override file, already a Python literal.
     Python(String),
+    /// Made by sitec (an environment variable such as `DATABASE_URL`):
+    /// text and secrets, joined.
+    Derived(Vec<Piece>),
+}
+
+/// A piece of a [`SettingValue::Derived`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    /// A secret's value, percent-encoded when `url` (inside a URL).
+    Secret {
+        name: String,
+        url: bool,
+    },
+}
+
+/// Which entries of the layers: the settings, or the `env { }` blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Settings,
+    Env,
 }
 
 /// One setting of one app on one host, with every layer it passed (lowest
@@ -104,6 +125,79 @@ pub fn resolve(
     resolve_indexed(&Index::new(fleet), fleet, sources, overrides, app, host)
 }
 
+/// Adds `layer` to the setting `name` in `resolved` (a new one if needed).
+fn add(resolved: &mut Vec<Resolved>, name: &str, layer: Layer) {
+    match resolved.iter_mut().find(|r| r.name == name) {
+        Some(r) => r.layers.push(layer),
+        None => resolved.push(Resolved {
+            name: name.to_string(),
+            layers: vec![layer],
+        }),
+    }
+}
+
+/// The spec's layers of `app` on `host`, lowest first, for `part`, onto
+/// `resolved`.
+fn layered(
+    resolved: &mut Vec<Resolved>,
+    index: &Index,
+    fleet: &Fleet,
+    sources: &SourceMap,
+    (app, host): (AppId, HostId),
+    part: Part,
+) {
+    let app_name = &fleet.apps[app].name;
+    let host_name = &fleet.hosts[host].name;
+    let block = match part {
+        Part::Settings => "settings",
+        Part::Env => "env",
+    };
+    for layer in index.layers(app, host).map(|i| &fleet.settings[i]) {
+        let name = match layer.target {
+            Target::Base => "settings base".to_string(),
+            Target::Host(_) => format!("settings host {host_name}"),
+            Target::App(_) => format!("app {app_name} {block}"),
+            Target::AppOnHost(..) => format!("settings app {app_name} host {host_name}"),
+        };
+        let entries = match part {
+            Part::Settings => &layer.values,
+            Part::Env => &layer.env,
+        };
+        for (key, value) in entries {
+            let origin = line_of(sources, value.span);
+            add(
+                resolved,
+                key,
+                Layer {
+                    name: name.clone(),
+                    origin,
+                    value: SettingValue::Spec(value.clone()),
+                },
+            );
+        }
+    }
+}
+
+/// The environment of `app` on `host`, sorted by name: sitec's own
+/// variables (`sitec`, as [`Layer`]s named `sitec`), then the spec's `env`
+/// blocks layered as settings are.
+pub fn resolve_env(
+    index: &Index,
+    fleet: &Fleet,
+    sources: &SourceMap,
+    sitec: Vec<(String, Layer)>,
+    app: AppId,
+    host: HostId,
+) -> Vec<Resolved> {
+    let mut resolved = Vec::new();
+    for (name, layer) in sitec {
+        add(&mut resolved, &name, layer);
+    }
+    layered(&mut resolved, index, fleet, sources, (app, host), Part::Env);
+    resolved.sort_by(|a, b| a.name.cmp(&b.name));
+    resolved
+}
+
 /// [`resolve`] with the fleet's [`Index`] built once by the caller.
 pub fn resolve_indexed(
     index: &Index,
@@ -114,34 +208,16 @@ pub fn resolve_indexed(
     host: HostId,
 ) -> Vec<Resolved> {
     let mut resolved: Vec<Resolved> = Vec::new();
-    let mut add = |name: &str, layer: Layer| match resolved.iter_mut().find(|r| r.name == name) {
-        Some(r) => r.layers.push(layer),
-        None => resolved.push(Resolved {
-            name: name.to_string(),
-            layers: vec![layer],
-        }),
-    };
     let app_name = &fleet.apps[app].name;
     let host_name = &fleet.hosts[host].name;
-    for layer in index.layers(app, host).map(|i| &fleet.settings[i]) {
-        let name = match layer.target {
-            Target::Base => "settings base".to_string(),
-            Target::Host(_) => format!("settings host {host_name}"),
-            Target::App(_) => format!("app {app_name} settings"),
-            Target::AppOnHost(..) => format!("settings app {app_name} host {host_name}"),
-        };
-        for (key, value) in &layer.values {
-            let origin = line_of(sources, value.span);
-            add(
-                key,
-                Layer {
-                    name: name.clone(),
-                    origin,
-                    value: SettingValue::Spec(value.clone()),
-                },
-            );
-        }
-    }
+    layered(
+        &mut resolved,
+        index,
+        fleet,
+        sources,
+        (app, host),
+        Part::Settings,
+    );
     // `[APP]` before `[APP.hosts.HOST]`, wherever each stands in the file.
     let app_wide = overrides.iter().filter(|o| o.host.is_none());
     let on_host = overrides
@@ -153,6 +229,7 @@ pub fn resolve_indexed(
             None => format!("local override for {app_name}"),
         };
         add(
+            &mut resolved,
             &o.name,
             Layer {
                 name,
@@ -216,7 +293,74 @@ pub fn python_literal(value: &SettingValue, secrets: &Secrets) -> Result<String,
     match value {
         SettingValue::Python(text) => Ok(text.clone()),
         SettingValue::Spec(value) => python(value, &secret),
+        SettingValue::Derived(_) => Ok(python_string(&env_value(value, secrets)?)),
     }
+}
+
+/// A value as an environment variable holds it: text as written, a
+/// secret's value, sitec's derived values joined. Lists and maps are not
+/// text (the schema allows a string or `secret()` in `env`).
+pub fn env_value(value: &SettingValue, secrets: &Secrets) -> Result<String, String> {
+    let secret = |name: &str| {
+        secrets
+            .get(name)
+            .ok_or_else(|| format!("secret `{name}` has no value"))
+    };
+    match value {
+        SettingValue::Python(text) => Ok(text.clone()),
+        SettingValue::Derived(pieces) => pieces.iter().try_fold(String::new(), |mut out, piece| {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Secret { name, url } => {
+                    let value = secret(name)?;
+                    out.push_str(&if *url { percent_encode(&value) } else { value });
+                }
+            }
+            Ok(out)
+        }),
+        SettingValue::Spec(value) => match &value.kind {
+            ValueKind::Str(s) | ValueKind::Text(s) => Ok(s.clone()),
+            ValueKind::Int(n) => Ok(n.to_string()),
+            ValueKind::Bool(b) => Ok(b.to_string()),
+            ValueKind::Call(call) => match call.args.first().map(|a| &a.kind) {
+                Some(ValueKind::Str(name)) => secret(name),
+                _ => Err("`secret` takes one name".into()),
+            },
+            _ => Err("an environment variable is text or `secret(\"name\")`".into()),
+        },
+    }
+}
+
+/// An environment variable as `sitec explain` shows it: secrets as
+/// `secret("name")`. Never reads a secret's value.
+pub fn shown_env(value: &SettingValue) -> String {
+    match value {
+        SettingValue::Derived(pieces) => pieces
+            .iter()
+            .map(|piece| match piece {
+                Piece::Text(text) => text.clone(),
+                Piece::Secret { name, .. } => format!("secret({})", python_string(name)),
+            })
+            .collect(),
+        SettingValue::Spec(Value {
+            kind: ValueKind::Call(_),
+            ..
+        }) => shown_literal(value),
+        other => env_value(other, &Secrets::placeholders()).unwrap_or_else(|m| format!("<{m}>")),
+    }
+}
+
+/// `text` with every byte outside RFC 3986's unreserved set percent-encoded.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A value as `sitec explain` shows it: the Python literal, except that a
@@ -228,6 +372,7 @@ pub fn shown_literal(value: &SettingValue) -> String {
         SettingValue::Spec(value) => {
             python(value, &secret).unwrap_or_else(|message| format!("<{message}>"))
         }
+        SettingValue::Derived(_) => python_string(&shown_env(value)),
     }
 }
 
@@ -290,6 +435,7 @@ pub fn holds_secret(value: &SettingValue) -> bool {
     match value {
         SettingValue::Spec(v) => walk(v),
         SettingValue::Python(_) => false,
+        SettingValue::Derived(pieces) => pieces.iter().any(|p| matches!(p, Piece::Secret { .. })),
     }
 }
 
@@ -313,7 +459,7 @@ pub fn secret_names(fleet: &Fleet) -> Vec<String> {
     }
     let mut names = Vec::new();
     for layer in &fleet.settings {
-        for (_, value) in &layer.values {
+        for (_, value) in layer.values.iter().chain(&layer.env) {
             walk(value, &mut names);
         }
     }

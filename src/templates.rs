@@ -86,8 +86,16 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/redis/redis.conf.hbs"),
     ),
     (
+        "runner/environment",
+        include_str!("../templates/runner/environment.hbs"),
+    ),
+    (
         "runner/gunicorn.conf.py",
         include_str!("../templates/runner/gunicorn.conf.py.hbs"),
+    ),
+    (
+        "runner/manage.sh",
+        include_str!("../templates/runner/manage.sh.hbs"),
     ),
     (
         "runner/nginx-app.conf",
@@ -119,6 +127,8 @@ pub fn needs(name: &str) -> Option<&'static str> {
     Some(match name {
         "runner/nginx-app.conf"
         | "runner/gunicorn.conf.py"
+        | "runner/environment"
+        | "runner/manage.sh"
         | "django/sitec_settings.py"
         | "systemd/gunicorn.service"
         | "balancer/tls.pem"

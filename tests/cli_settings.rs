@@ -292,3 +292,64 @@ fn graph_bus_as_json_and_dot() {
         out.stdout
     );
 }
+
+#[test]
+fn explain_shows_an_environment_variables_layers_with_secrets_by_name() {
+    let spec = SPEC
+        .replace(
+            "settings host run2 { SITE_TITLE = \"Second runner\" }",
+            "settings host run2 {\n  SITE_TITLE = \"Second runner\"\n  env { SENTRY_DSN = secret(\"sentry.run2\") }\n}",
+        )
+        .replace(
+            "  SITE_TITLE = \"Fleet default\"\n",
+            "  SITE_TITLE = \"Fleet default\"\n  env { SENTRY_DSN = \"https://sentry.example.com/1\" }\n",
+        );
+    let out = Test::new()
+        .file("fleet.site", &spec)
+        .args(&["explain", "fleet.site", "blog", "env.SENTRY_DSN"])
+        .run();
+    assert_eq!((out.status, out.stderr.as_str()), (0, ""), "{}", out.stdout);
+    assert_eq!(
+        out.stdout,
+        "env.SENTRY_DSN for app blog on run1:\n\
+         \x20 settings base   fleet.site:14   https://sentry.example.com/1   <- wins\n\
+         \x20 value: https://sentry.example.com/1\n\
+         \n\
+         env.SENTRY_DSN for app blog on run2:\n\
+         \x20 settings base        fleet.site:14   https://sentry.example.com/1\n\
+         \x20 settings host run2   fleet.site:19   secret(\"sentry.run2\")   <- wins\n\
+         \x20 value: secret(\"sentry.run2\")\n"
+    );
+    // sitec's own variables: SECRET_KEY is the secret the settings name.
+    let out = spec_of(&spec)
+        .args(&[
+            "explain",
+            "fleet.site",
+            "blog",
+            "env.SECRET_KEY",
+            "--host",
+            "run1",
+        ])
+        .run();
+    assert_eq!((out.status, out.stderr.as_str()), (0, ""), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("sitec   fleet.site:22   secret(\"blog.secret_key\")   <- wins"),
+        "{}",
+        out.stdout
+    );
+    let out = spec_of(&spec)
+        .args(&["explain", "fleet.site", "blog", "env.DATABSE_URL"])
+        .run();
+    assert_eq!(out.status, 1);
+    assert!(
+        out.stderr
+            .contains("has no environment variable `DATABSE_URL`"),
+        "{}",
+        out.stderr
+    );
+}
+
+fn spec_of(text: &str) -> Test {
+    Test::new().file("fleet.site", text)
+}

@@ -54,6 +54,9 @@ enum Checker {
     /// A TLS certificate or key (PEM): `openssl x509` or `openssl pkey`
     /// reads it, header and all.
     Pem,
+    /// An environment file: `sh` reads it (as `manage.sh` does) to exactly
+    /// the values systemd reads (quotes gone, `\` `"` `` ` `` `$` unescaped).
+    Environment,
 }
 
 fn checker(template: &str) -> Option<Checker> {
@@ -85,6 +88,8 @@ fn checker(template: &str) -> Option<Checker> {
         Some(Checker::Redis)
     } else if template.ends_with(".toml") {
         Some(Checker::Toml)
+    } else if template == "runner/environment" {
+        Some(Checker::Environment)
     } else {
         None
     }
@@ -377,6 +382,56 @@ fn shell_scripts_pass_bash_and_shellcheck() {
     });
 }
 
+/// What systemd makes of a double-quoted `EnvironmentFile=` value: the
+/// quotes gone, a backslash before `\` `"` `` ` `` `$` dropped, any other
+/// kept (systemd's `SHELL_NEED_ESCAPE`).
+fn systemd_value(quoted: &str) -> String {
+    let inner = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(quoted);
+    let mut out = String::new();
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('\\', Some(next)) if "\\\"`$".contains(*next) => out.extend(chars.next()),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[test]
+fn sh_reads_every_environment_file_as_systemd_does() {
+    check_all(Checker::Environment, |sample| {
+        let scratch = Scratch::new("environment");
+        let text = render(&sample.template, &sample.context)?;
+        let file = scratch.path().join("environment");
+        fs::write(&file, text).map_err(|e| e.to_string())?;
+        let read = std::process::Command::new("sh")
+            .env_clear()
+            .args(["-c", "set -a; . \"$1\"; set +a; env -0", "sh"])
+            .arg(&file)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !read.status.success() {
+            return Err(format!(
+                "sh cannot read it: {}",
+                String::from_utf8_lossy(&read.stderr)
+            ));
+        }
+        let got = String::from_utf8_lossy(&read.stdout).into_owned();
+        for variable in sample.context["variables"].as_array().into_iter().flatten() {
+            let name = field(variable, "name");
+            let want = systemd_value(field(variable, "value"));
+            if !got.split('\0').any(|line| line == format!("{name}={want}")) {
+                return Err(format!("sh read {name} differently from `{want}`: {got:?}"));
+            }
+        }
+        Ok(())
+    });
+}
+
 #[test]
 fn ssh_keygen_reads_every_key() {
     check_all(Checker::AuthorizedKeys, |sample| {
@@ -444,7 +499,14 @@ fn python_compiles_and_runs_every_module() {
         let name = Path::new(&sample.template).file_name().expect("file name");
         let module = scratch.path().join(name);
         fs::write(&module, text).map_err(|e| e.to_string())?;
-        common::python_compile_and_run(&[module])
+        // The project's settings module that sitec's imports: a stub.
+        let project = scratch.path().join("project");
+        let settings = sample
+            .context
+            .get("settings_module")
+            .and_then(Value::as_str);
+        common::stub_modules(&project, &settings.into_iter().collect::<Vec<_>>())?;
+        common::python_compile_and_run(&[module], &[project])
     });
 }
 

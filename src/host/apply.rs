@@ -14,7 +14,7 @@ use super::state::{Managed, Pending, State};
 use super::system::{self, ok_or, program, sh, write_atomic};
 use super::watch::{came_up, Asked};
 use super::wire::{
-    notified_action, runs_sitec, Assessment, Desired, Event, Item, Notified, Status, BINARY_DIR,
+    notified_among, runs_sitec, Assessment, Desired, Event, Item, Notified, Status, BINARY_DIR,
 };
 use crate::resources::Kind;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -437,7 +437,8 @@ impl Run<'_> {
             if why.is_empty() {
                 return Ok(Serviced::Nothing);
             }
-            let notified = notified_action(&unit, reload.as_deref(), restart.as_deref(), &why);
+            let service = (unit.as_str(), reload.as_deref(), restart.as_deref());
+            let notified = notified_among(&self.desired.items, service, &why);
             let command = notified.command(&unit);
             let asked = match &notified {
                 Notified::SystemdRestart => Asked::start(&unit),

@@ -16,6 +16,8 @@ const DIFF_LIMIT: usize = 128 * 1024;
 /// Marker files sitec leaves in what it built, holding the digest built.
 pub const TREE_MARKER: &str = ".sitec-tree";
 pub const VENV_MARKER: &str = ".sitec-venv";
+/// The file list of a release, beside it (its item's content).
+pub const TREE_FILES: &str = ".sitec-files";
 
 pub fn assess(item: &Item, state: &State) -> Assessment {
     let differences = match &item.kind {
@@ -84,6 +86,10 @@ pub fn assess(item: &Item, state: &State) -> Assessment {
             },
             Status::Change,
         ) => readable_text(Path::new(path)),
+        // The release's files, for the plan's list of what it adds and removes.
+        (Kind::Tree { path, .. }, Status::Change) => {
+            readable_text(&Path::new(path).join(TREE_FILES))
+        }
         _ => None,
     };
     let drifted = status != Status::Ok && state.digest_of(&item.id) == Some(item.digest.as_str());

@@ -3,7 +3,7 @@
 //! returns what it did, in words for the operator, or why it could not.
 //! Services are the apply loop's business (they wait for their inputs).
 
-use super::assess::{timer_units, unit_name, TREE_MARKER, VENV_MARKER};
+use super::assess::{timer_units, unit_name, TREE_FILES, TREE_MARKER, VENV_MARKER};
 use super::nofollow::{self, existing_parent, refusal, Dir, Node, Ownership};
 use super::state::Managed;
 use super::system::{self, ok_or, ownership, program, sh, write_atomic};
@@ -201,15 +201,15 @@ fn tree(item: &Item, path: &Path, owner: &str) -> Result<(), String> {
     let release = parent.make_sub(&fresh, 0o700)?;
     super::unpack::unpack(open_blob(blob)?, &release, uid, 0)
         .map_err(|e| format!("cannot unpack the release into {}: {e}", path.display()))?;
-    release.write_atomic(
-        OsStr::new(TREE_MARKER),
-        item.digest.as_bytes(),
-        Ownership {
-            uid,
-            gid: 0,
-            mode: 0o644,
-        },
-    )?;
+    let file = Ownership {
+        uid,
+        gid: 0,
+        mode: 0o644,
+    };
+    release.write_atomic(OsStr::new(TREE_MARKER), item.digest.as_bytes(), file)?;
+    // Its file list, for the next plan to say what a release adds and removes.
+    let files = item.content.as_deref().unwrap_or("");
+    release.write_atomic(OsStr::new(TREE_FILES), files.as_bytes(), file)?;
     release.set_ownership(Ownership {
         uid,
         gid: 0,

@@ -189,22 +189,51 @@ impl Notified {
     }
 }
 
+/// The ids of the files a unit reads as its environment (`EnvironmentFile=`
+/// in its unit file among `items`): systemd reads them at start only.
+pub fn environment_files(items: &[Item], unit: &str) -> Vec<String> {
+    let id = format!("file:/etc/systemd/system/{unit}");
+    let Some(text) = items
+        .iter()
+        .find(|i| i.id == id)
+        .and_then(|i| i.content.as_deref())
+    else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("EnvironmentFile="))
+        .map(|path| format!("file:{}", path.trim_start_matches('-')))
+        .collect()
+}
+
+/// [`notified_action`] for the service `(unit, reload, restart)` among
+/// `items` (its environment files read from its unit file there).
+pub fn notified_among(
+    items: &[Item],
+    (unit, reload, restart): (&str, Option<&str>, Option<&str>),
+    why: &[String],
+) -> Notified {
+    notified_action(unit, reload, restart, why, &environment_files(items, unit))
+}
+
 /// How a running service takes changed inputs: a changed unit file,
-/// binary or virtualenv needs a restart (a reload keeps the running
-/// process's program and, for gunicorn, the master's interpreter and the
-/// libraries it loaded); otherwise its reload command if it has one, else
-/// its restart command, else `systemctl restart`.
+/// binary, virtualenv or environment file (`environment`: see
+/// [`environment_files`]) needs a restart (a reload keeps the running
+/// process's program and environment and, for gunicorn, the master's
+/// interpreter and the libraries it loaded); otherwise its reload command
+/// if it has one, else its restart command, else `systemctl restart`.
 pub fn notified_action(
     unit: &str,
     reload: Option<&str>,
     restart: Option<&str>,
     why: &[String],
+    environment: &[String],
 ) -> Notified {
-    // A new unit file or a new sitec binary: a reload would keep the old one.
     let unit_changed = why.iter().any(|w| {
         *w == format!("file:/etc/systemd/system/{unit}")
             || *w == format!("file:{BINARY_DIR}/sitec")
             || w.starts_with("virtualenv:")
+            || environment.contains(w)
     });
     match (reload, restart, unit_changed) {
         (Some(reload), _, false) => Notified::Reload(reload.to_string()),
@@ -228,6 +257,7 @@ mod tests {
             Some("systemctl reload nginx"),
             None,
             &why(&["file:/etc/nginx/sites-enabled/blog"]),
+            &[],
         );
         assert_eq!(n, Notified::Reload("systemctl reload nginx".into()));
         assert_eq!(n.word(), "reload");
@@ -240,12 +270,14 @@ mod tests {
             "file:/etc/systemd/system/sitec-balancer.service",
             "file:/usr/local/lib/sitec/sitec",
             "virtualenv:/srv/sitec/apps/blog/venv",
+            "file:/etc/sitec/apps/blog/environment",
         ] {
             let n = notified_action(
                 "sitec-balancer.service",
                 Some("kill -HUP $MAINPID"),
                 None,
                 &why(&[changed]),
+                &why(&["file:/etc/sitec/apps/blog/environment"]),
             );
             assert_eq!(n, Notified::SystemdRestart, "{changed}");
             assert_eq!(n.word(), "restart");
@@ -263,6 +295,7 @@ mod tests {
             None,
             Some("/srv/restart-blog"),
             &why(&["file:/srv/sitec/apps/blog/current/app.py"]),
+            &[],
         );
         assert_eq!(n, Notified::Restart("/srv/restart-blog".into()));
         assert_eq!(n.word(), "restart");

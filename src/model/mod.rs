@@ -127,6 +127,11 @@ pub struct App {
     pub pinned_spans: Vec<Span>,
     pub paths: Vec<String>,
     pub requirements: String,
+    /// The project's Django settings module: `settings_module`, else
+    /// `PACKAGE.settings` for the package `wsgi` names.
+    pub settings_module: String,
+    /// Where `settings_module` is written; `None`: the default.
+    pub settings_module_span: Option<Span>,
     pub max_body: u64,
     pub statics: Vec<Static>,
     pub bindings: Vec<Binding>,
@@ -182,6 +187,8 @@ pub struct Backup {
 pub struct SettingsLayer {
     pub target: Target,
     pub values: Vec<(String, Value)>,
+    /// Its `env { }`: environment variables, layered as the values are.
+    pub env: Vec<(String, Value)>,
     pub span: Span,
 }
 
@@ -337,11 +344,17 @@ pub fn build<'p>(program: &'p Program, symbols: &Symbols<'p>) -> (Fleet<'p>, Vec
     }
     for (id, a) in apps.iter().enumerate() {
         if let Some(entry) = symbols.get(Kind::App, &a.name).map(|d| d.entry) {
-            if let Some(block) = Fields::of(entry).block("settings") {
+            let fields = Fields::of(entry);
+            let own_settings = fields.block("settings");
+            let own_env = fields.block("env");
+            if own_settings.is_some() || own_env.is_some() {
                 settings.push(SettingsLayer {
                     target: Target::App(id),
-                    values: open_values(block),
-                    span: block.span,
+                    values: own_settings.map(open_values).unwrap_or_default(),
+                    env: own_env.map(open_values).unwrap_or_default(),
+                    span: own_settings
+                        .or(own_env)
+                        .map_or(entry.head_span(), |b| b.span),
                 });
             }
         }
@@ -505,6 +518,11 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
             .string("requirements")
             .unwrap_or("requirements.txt")
             .to_string(),
+        settings_module: f.string("settings_module").map_or_else(
+            || default_settings_module(f.string("wsgi").unwrap_or_default()),
+            str::to_string,
+        ),
+        settings_module_span: f.value("settings_module").map(|v| v.span),
         max_body: f.size("max_body").unwrap_or(10 << 20),
         statics,
         bindings,
@@ -529,6 +547,16 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
                 redirect_span: t.value("redirect").map_or(block.span, |v| v.span),
             }
         }),
+    }
+}
+
+/// `blog.wsgi:application` -> `blog.settings`: where `django-admin
+/// startproject` puts them, beside the WSGI module.
+pub fn default_settings_module(wsgi: &str) -> String {
+    let module = wsgi.split(':').next().unwrap_or(wsgi);
+    match module.rsplit_once('.') {
+        Some((package, _)) => format!("{package}.settings"),
+        None => "settings".to_string(),
     }
 }
 
@@ -584,8 +612,18 @@ fn settings_layer(
     Some(SettingsLayer {
         target,
         values: open_values(block),
+        env: env_values(block),
         span: entry.head_span(),
     })
+}
+
+/// The `env { }` block's entries inside `block`.
+fn env_values(block: &Block) -> Vec<(String, Value)> {
+    (block.entries.iter())
+        .filter(|e| e.key.text == "env")
+        .filter_map(|e| e.block())
+        .flat_map(open_values)
+        .collect()
 }
 
 /// The `key = value` entries of an open block (settings, databases).

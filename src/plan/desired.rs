@@ -124,7 +124,10 @@ fn item(
             absent: false,
             ..
         } => (Some(content.clone()), None),
-        Kind::Tree { source, .. } => (None, Some(blobs.tree(&base.join(source))?)),
+        Kind::Tree { source, .. } => {
+            let (files, digest) = blobs.tree(&base.join(source))?;
+            (Some(files), Some(digest))
+        }
         Kind::Virtualenv {
             requirements,
             python,
@@ -156,25 +159,24 @@ fn item(
 /// Makes each blob once per run.
 #[derive(Default)]
 struct BlobMaker {
-    trees: BTreeMap<PathBuf, String>,
+    /// By source folder: (the release's file list, blob digest).
+    trees: BTreeMap<PathBuf, (String, String)>,
     /// By Python and requirements file: (what the host installs, blob digest).
     wheelhouses: BTreeMap<String, (String, String)>,
 }
 
 impl BlobMaker {
-    fn tree(&mut self, dir: &Path) -> Result<String, String> {
-        if let Some(d) = self.trees.get(dir) {
-            return Ok(d.clone());
+    /// The release of the source folder `dir` (`release`), packed: its
+    /// file list and the blob's digest.
+    fn tree(&mut self, dir: &Path) -> Result<(String, String), String> {
+        if let Some(done) = self.trees.get(dir) {
+            return Ok(done.clone());
         }
-        if !dir.is_dir() {
-            return Err(format!(
-                "the app source {} is not a folder; fix the app's `source`",
-                dir.display()
-            ));
-        }
-        let digest = store(&tar_of(dir, &|_| true)?)?;
-        self.trees.insert(dir.to_path_buf(), digest.clone());
-        Ok(digest)
+        let entries = super::release::entries(dir)?;
+        let digest = store(&super::release::tar(dir, &entries)?)?;
+        let done = (super::release::file_list(&entries), digest);
+        self.trees.insert(dir.to_path_buf(), done.clone());
+        Ok(done)
     }
 
     /// The app's wheelhouse (`wheelhouse::build`), packed: the requirements
@@ -192,88 +194,11 @@ impl BlobMaker {
             return Ok(done.clone());
         }
         let built = super::wheelhouse::build(base, requirements, python, &cache_dir(), say)?;
-        let digest = store(&tar_of(&built.dir, &|p| {
-            p.extension().is_some_and(|e| e == "whl")
-        })?)?;
+        let digest = store(&super::release::tar(&built.dir, &built.wheels)?)?;
         let done = (built.host_requirements, digest);
         self.wheelhouses.insert(key, done.clone());
         Ok(done)
     }
-}
-
-/// Names never shipped in a release: VCS data, bytecode, local virtualenvs.
-fn skipped(name: &str) -> bool {
-    matches!(
-        name,
-        ".git"
-            | ".hg"
-            | "__pycache__"
-            | ".venv"
-            | "venv"
-            | ".mypy_cache"
-            | ".pytest_cache"
-            | "node_modules"
-    ) || name.ends_with(".pyc")
-        || name.starts_with(".sitec")
-}
-
-/// A tar of `dir` that depends only on names, contents and the executable
-/// bit: sorted entries, owner root, time zero.
-fn tar_of(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<Vec<u8>, String> {
-    let mut builder = tar::Builder::new(Vec::new());
-    add_dir(&mut builder, dir, Path::new(""), keep)?;
-    builder
-        .into_inner()
-        .map_err(|e| format!("cannot pack {}: {e}", dir.display()))
-}
-
-fn add_dir(
-    b: &mut tar::Builder<Vec<u8>>,
-    root: &Path,
-    rel: &Path,
-    keep: &dyn Fn(&Path) -> bool,
-) -> Result<(), String> {
-    let here = root.join(rel);
-    let mut entries: Vec<_> = fs::read_dir(&here)
-        .map_err(|e| format!("cannot read {}: {e}", here.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name())
-        .filter(|n| !skipped(&n.to_string_lossy()))
-        .collect();
-    entries.sort();
-    for name in entries {
-        let path = here.join(&name);
-        let inner = rel.join(&name);
-        let meta = fs::symlink_metadata(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut header = tar::Header::new_gnu();
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(0);
-        let io = |e: std::io::Error| format!("cannot pack {}: {e}", path.display());
-        if meta.file_type().is_symlink() {
-            let target = fs::read_link(&path).map_err(io)?;
-            header.set_entry_type(tar::EntryType::Symlink);
-            header.set_mode(0o777);
-            header.set_size(0);
-            b.append_link(&mut header, &inner, &target).map_err(io)?;
-        } else if meta.is_dir() {
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_mode(0o755);
-            header.set_size(0);
-            b.append_data(&mut header, &inner, std::io::empty())
-                .map_err(io)?;
-            add_dir(b, root, &inner, keep)?;
-        } else if meta.is_file() && keep(&path) {
-            use std::os::unix::fs::PermissionsExt;
-            let executable = meta.permissions().mode() & 0o111 != 0;
-            header.set_mode(if executable { 0o755 } else { 0o644 });
-            header.set_size(meta.len());
-            let file = fs::File::open(&path).map_err(io)?;
-            b.append_data(&mut header, &inner, file).map_err(io)?;
-        }
-    }
-    Ok(())
 }
 
 /// Puts `bytes` in the blob cache; returns their digest.
@@ -289,28 +214,4 @@ fn store(bytes: &[u8]) -> Result<String, String> {
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(digest)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tree_packs_the_same_whatever_its_times() -> Result<(), String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        fs::create_dir_all(dir.path().join("pkg/__pycache__")).map_err(|e| e.to_string())?;
-        fs::write(dir.path().join("pkg/a.py"), "x = 1\n").map_err(|e| e.to_string())?;
-        fs::write(dir.path().join("pkg/__pycache__/a.pyc"), "junk").map_err(|e| e.to_string())?;
-        let first = tar_of(dir.path(), &|_| true)?;
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        fs::write(dir.path().join("pkg/a.py"), "x = 1\n").map_err(|e| e.to_string())?;
-        assert_eq!(first, tar_of(dir.path(), &|_| true)?);
-        let names: Vec<String> = tar::Archive::new(first.as_slice())
-            .entries()
-            .map_err(|e| e.to_string())?
-            .filter_map(|e| Some(e.ok()?.path().ok()?.display().to_string()))
-            .collect();
-        assert_eq!(names, ["pkg", "pkg/a.py"]);
-        Ok(())
-    }
 }

@@ -7,10 +7,11 @@
 //! `lang/plan.md`), and can be saved for `sitec apply PLAN`.
 
 pub mod desired;
+pub mod release;
 pub mod remote;
 pub mod wheelhouse;
 
-use crate::host::wire::{notified_action, runs_sitec, Assessment, Facts, Item, Status, BINARY_DIR};
+use crate::host::wire::{notified_among, runs_sitec, Assessment, Facts, Item, Status, BINARY_DIR};
 use crate::resources::Kind;
 use crate::secrets::Redactor;
 use desired::HostDesired;
@@ -333,6 +334,7 @@ fn change(item: &Item, a: &Assessment, origin: Option<String>, redactor: &Redact
                     |(old, new)| unified_diff(path, &old, &new),
                 ),
         ),
+        (Kind::Tree { .. }, Some(old), Some(new)) => release_changes(old, new),
         _ => None,
     };
     Change {
@@ -347,6 +349,31 @@ fn change(item: &Item, a: &Assessment, origin: Option<String>, redactor: &Redact
         drifted: a.drifted,
         origin,
     }
+}
+
+/// The files a new release adds and removes, from the host's file list
+/// and the new one; `None` when only contents changed.
+fn release_changes(old: &str, new: &str) -> Option<String> {
+    /// Lines shown of each side; the rest is counted.
+    const SHOWN: usize = 40;
+    let (added, removed) = release::list_changes(old, new);
+    if added.is_empty() && removed.is_empty() {
+        return None;
+    }
+    let mut out = format!(
+        "release files: {} added, {} removed\n",
+        added.len(),
+        removed.len()
+    );
+    for (sign, files) in [('+', &added), ('-', &removed)] {
+        for file in files.iter().take(SHOWN) {
+            let _ = writeln!(out, "{sign} {file}");
+        }
+        if files.len() > SHOWN {
+            let _ = writeln!(out, "{sign} ... and {} more", files.len() - SHOWN);
+        }
+    }
+    Some(out)
 }
 
 fn unified_diff(path: &str, old: &str, new: &str) -> String {
@@ -395,7 +422,7 @@ fn services(
             continue;
         }
         let unit = crate::host::assess::unit_name(name);
-        let notified = notified_action(&unit, reload.as_deref(), restart.as_deref(), &why);
+        let notified = notified_among(items, (&unit, reload.as_deref(), restart.as_deref()), &why);
         out.push(ServiceAction {
             id: item.id.clone(),
             action: notified.word().into(),

@@ -34,6 +34,8 @@ fn server_names() -> Vec<String> {
 pub struct Built {
     pub host_requirements: String,
     pub dir: PathBuf,
+    /// The distributions in `dir`, sorted.
+    pub wheels: Vec<super::release::Entry>,
 }
 
 /// The requirements a host installs: the project's (without its own app
@@ -83,7 +85,7 @@ pub fn build(
     let dir = cache.join("wheelhouse").join(&key);
     if !dir.join(".complete").exists() {
         say(&format!(
-            "building the wheelhouse for Python {python} (pip wheel, from the package index) in {}",
+            "building the wheelhouse for the hosts' Python {python} (pip download, from the package index) in {}",
             dir.display()
         ));
         let partial = dir.with_extension("partial");
@@ -98,12 +100,72 @@ pub fn build(
     }
     Ok(Built {
         host_requirements: host_requirements(&read),
+        wheels: distributions(&dir)?,
         dir,
     })
 }
 
-/// `pip wheel` of the project's requirements and of [`SERVER`] into
-/// `partial`, with a pip of the cache's own (Debian's python3 has no pip;
+/// The wheels in a built wheelhouse, sorted by name.
+fn distributions(dir: &Path) -> Result<Vec<super::release::Entry>, String> {
+    let mut out = Vec::new();
+    let listing = fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    for found in listing.filter_map(Result::ok) {
+        let name = PathBuf::from(found.file_name());
+        let meta = found
+            .metadata()
+            .map_err(|e| format!("cannot read {}: {e}", found.path().display()))?;
+        if meta.is_file() && name.extension().is_some_and(|e| e == "whl") {
+            out.push(super::release::Entry {
+                path: name,
+                what: super::release::What::File {
+                    executable: false,
+                    size: meta.len(),
+                },
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// The hosts' platform: Debian 12 on x86-64, glibc 2.36. pip takes every
+/// manylinux wheel up to it (`manylinux_2_17`, `manylinux2014`...).
+pub const HOST_PLATFORM: &str = "manylinux_2_36_x86_64";
+
+/// The Python a wheel must fit: the app's `python` (`"3.11"`); a bare `"3"`
+/// is Debian 12's `python3`, 3.11.
+fn target_python(python: &str) -> &str {
+    if python.contains('.') {
+        python
+    } else {
+        "3.11"
+    }
+}
+
+/// pip's arguments that choose distributions for the hosts rather than
+/// for the Python and platform pip itself runs on: wheels only, for
+/// CPython `python` on [`HOST_PLATFORM`].
+fn for_the_hosts(python: &str) -> Vec<String> {
+    let python = target_python(python);
+    [
+        "--only-binary=:all:",
+        "--platform",
+        HOST_PLATFORM,
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        "--abi",
+        &format!("cp{}", python.replace('.', "")),
+    ]
+    .iter()
+    .map(|a| (*a).to_string())
+    .collect()
+}
+
+/// `pip download` of the project's requirements and of [`SERVER`] into
+/// `partial`, for the hosts' Python and platform whatever the operator's
+/// are, with a pip of the cache's own (Debian's python3 has no pip;
 /// python3-venv brings one into a venv).
 fn build_into(
     read: &Requirements,
@@ -112,7 +174,7 @@ fn build_into(
     cache: &Path,
     partial: &Path,
 ) -> Result<(), String> {
-    let pip = pip(python, cache)?;
+    let pip = pip(cache)?;
     let _ = fs::remove_dir_all(partial);
     fs::create_dir_all(partial).map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
     let write = |name: &str, text: &str| {
@@ -123,20 +185,22 @@ fn build_into(
     write("constraints.txt", &read.constraints_file())?;
     let project = write("requirements.txt", download)?;
     let server = write("server.txt", &SERVER.join("\n"))?;
+    let target = for_the_hosts(python);
     for file in [project, server] {
         let file = file.to_string_lossy().into_owned();
         let dest = partial.to_string_lossy().into_owned();
-        // Run from the folder, so `-c constraints.txt` is found.
-        let args = [
-            "wheel",
+        let mut args = vec![
+            "download",
             "--disable-pip-version-check",
             "-q",
             "-r",
             &file,
-            "-w",
+            "-d",
             &dest,
         ];
-        run(&pip, &args, Some(partial))?;
+        args.extend(target.iter().map(String::as_str));
+        // Run from the folder, so `-c constraints.txt` is found.
+        run(&pip, &args, Some(partial)).map_err(|e| no_wheel_help(e, python))?;
     }
     for name in ["constraints.txt", "requirements.txt", "server.txt"] {
         let _ = fs::remove_file(partial.join(name));
@@ -144,28 +208,35 @@ fn build_into(
     fs::write(partial.join(".complete"), "").map_err(|e| e.to_string())
 }
 
-/// The cache's own pip for Python `python`, made on first use.
-fn pip(python: &str, cache: &Path) -> Result<PathBuf, String> {
-    let pip_env = cache.join(format!("pip-{python}"));
+/// A download that found no wheel for the hosts says so and what to do.
+fn no_wheel_help(error: String, python: &str) -> String {
+    if !error.contains("No matching distribution found") {
+        return error;
+    }
+    format!(
+        "{error}\nsitec builds the wheelhouse for the hosts (CPython {} on {HOST_PLATFORM}), from wheels only: \
+         pin a version that publishes such a wheel, or check that the app's `python` is the one the project supports",
+        target_python(python)
+    )
+}
+
+/// The cache's own pip, made on first use with the operator's `python3`:
+/// whichever version it is, [`for_the_hosts`] picks the hosts' wheels.
+fn pip(cache: &Path) -> Result<PathBuf, String> {
+    let pip_env = cache.join("pip");
     let pip = pip_env.join("bin/pip");
     if !pip.exists() {
-        let interpreter = [
-            format!("/usr/bin/python{python}"),
-            format!("python{python}"),
-            "python3".into(),
-        ]
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .ok_or_else(|| {
-            format!("there is no python{python} here to build the wheelhouse with; install python3 and python3-venv")
-        })?;
+        let interpreter = ["/usr/bin/python3", "python3"]
+            .into_iter()
+            .find(|p| {
+                Command::new(p)
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .ok_or("there is no python3 here to build the wheelhouse with; install python3 and python3-venv")?;
         run(
-            Path::new(&interpreter),
+            Path::new(interpreter),
             &["-m", "venv", &pip_env.to_string_lossy()],
             None,
         )?;

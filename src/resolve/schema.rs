@@ -373,7 +373,7 @@ pub static SETTINGS: Schema = Schema {
     keyword: "settings",
     labels: Labels::SettingsTarget,
     fields: &[],
-    blocks: &[],
+    blocks: &[&ENV],
     open: Some(Ty::Setting),
     declares: None,
     doc: "a layer of Django settings: base, per host, per app, per app on one host",
@@ -452,6 +452,19 @@ static APP_DATABASES: Schema = Schema {
     doc: "Django database aliases to declared databases: `default = main`",
 };
 
+/// `env { NAME = "value" }`: environment variables of an app's processes
+/// (its server, workers and management commands), in an app or a settings
+/// layer, layered as settings are.
+static ENV: Schema = Schema {
+    keyword: "env",
+    labels: Labels::None,
+    fields: &[],
+    blocks: &[],
+    open: Some(Ty::Secret),
+    declares: None,
+    doc: "environment variables of the app's processes: `NAME = \"value\"` or `NAME = secret(\"name\")`",
+};
+
 static APP_SETTINGS: Schema = Schema {
     keyword: "settings",
     labels: Labels::None,
@@ -511,7 +524,12 @@ pub static APP: Schema = Schema {
         field(
             "requirements",
             Ty::Str,
-            "the pip requirements file (default \"requirements.txt\")",
+            "the pip requirements file (default \"requirements.txt\"); its `-r`/`-c` includes are followed",
+        ),
+        field(
+            "settings_module",
+            Ty::Str,
+            "the project's Django settings module (default: `PACKAGE.settings`, PACKAGE the one `wsgi` names); sitec's settings import it, then apply the spec's layers",
         ),
         field(
             "max_body",
@@ -527,7 +545,7 @@ pub static APP: Schema = Schema {
             only: None,
         },
     ],
-    blocks: &[&APP_DATABASES, &APP_SETTINGS, &WORKER, &APP_TLS],
+    blocks: &[&APP_DATABASES, &APP_SETTINGS, &ENV, &WORKER, &APP_TLS],
     open: None,
     declares: Some(Kind::App),
     doc: "a Python/Django web app",

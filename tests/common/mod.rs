@@ -284,8 +284,29 @@ pub fn nginx_test(dir: &Path, sites: &[PathBuf]) -> Result<(), String> {
 /// modules are plain assignments, so running one proves the literals and
 /// imports are valid at run time, not only parseable. One interpreter for
 /// all of them (starting one is the slow part).
-pub fn python_compile_and_run(modules: &[PathBuf]) -> Result<(), String> {
+/// Stub modules under `dir` for the dotted names in `modules` (packages
+/// with an empty `__init__.py`, the last part a module of one line): what
+/// sitec's settings module imports of the project's, when a test renders it
+/// without the project.
+pub fn stub_modules(dir: &Path, modules: &[&str]) -> Result<(), String> {
+    for module in modules {
+        let parts: Vec<&str> = module.split('.').collect();
+        let mut folder = dir.to_path_buf();
+        for package in &parts[..parts.len() - 1] {
+            folder.push(package);
+            fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
+            fs::write(folder.join("__init__.py"), "").map_err(|e| e.to_string())?;
+        }
+        fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
+        let file = folder.join(format!("{}.py", parts[parts.len() - 1]));
+        fs::write(file, "DEBUG = True\n").map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+pub fn python_compile_and_run(modules: &[PathBuf], python_path: &[PathBuf]) -> Result<(), String> {
     let python = require("python3", "python3");
+    let python_path = std::env::join_paths(python_path).map_err(|e| e.to_string())?;
     run_silent(
         Command::new(&python)
             .args(["-m", "py_compile"])
@@ -293,6 +314,7 @@ pub fn python_compile_and_run(modules: &[PathBuf]) -> Result<(), String> {
     )?;
     run_silent(
         Command::new(&python)
+            .env("PYTHONPATH", python_path)
             .args([
                 "-c",
                 "import runpy, sys\nfor path in sys.argv[1:]: runpy.run_path(path)",

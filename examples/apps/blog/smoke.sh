@@ -151,7 +151,7 @@ cat >"$work/ctx/redis.json" <<EOF
   "maxmemory": "64mb", "maxmemory_policy": "allkeys-lru", "replicaof": null }
 EOF
 cat >"$work/ctx/sitec_settings.json" <<EOF
-{ "origin": "examples/apps/blog/smoke.sh", "app": "blog",
+{ "origin": "examples/apps/blog/smoke.sh", "app": "blog", "settings_module": "blog.settings",
   "python_paths": ["$work/release", "$work/release/apps"],
   "domains": ["$host"],
   "static_url": "/static/", "static_root": "$work/release/collected_static",
@@ -185,16 +185,15 @@ cat >"$work/ctx/nginx.json" <<EOF
 EOF
 cat >"$work/ctx/gunicorn-unit.json" <<EOF
 { "origin": "examples/apps/blog/smoke.sh", "app": "blog", "user": "app-blog", "group": "app-blog",
-  "release_dir": "$work/release", "venv": "$work/venv", "settings_module": "blog.settings",
+  "release_dir": "$work/release", "venv": "$work/venv",
   "gunicorn_config": "$work/gunicorn.conf.py", "runtime_directory": "sitec/apps/blog-smoke",
-  "environment_file": null,
+  "environment_file": "$work/environment",
   "stop_timeout_seconds": 35, "log_dir": "$work/log", "writable_paths": [] }
 EOF
 cat >"$work/ctx/worker-unit.json" <<EOF
 { "origin": "examples/apps/blog/smoke.sh", "app": "blog", "worker": "celery",
   "user": "app-blog", "group": "app-blog", "release_dir": "$work/release",
-  "python_paths": ["$work/release", "$work/release/apps"], "settings_module": "blog.settings",
-  "environment_file": null,
+  "environment_file": "$work/environment",
   "exec_start": "$work/venv/bin/celery -A blog worker --loglevel=INFO --concurrency=1",
   "stop_timeout_seconds": 600, "log_dir": "$work/log", "writable_paths": [] }
 EOF
@@ -231,7 +230,8 @@ wait_for redis redis-cli -p "$redis_port" --no-auth-warning -a "$redis_password"
 
 # 5. What a deploy runs in the release, then gunicorn and nginx as their units do.
 say "migrate, collectstatic"
-export DJANGO_SETTINGS_MODULE=blog.settings
+# As sitec's environment file does: its settings module, which imports the app's.
+export DJANGO_SETTINGS_MODULE=sitec_settings SECRET_KEY="$secret_key"
 (cd "$work/release" && "$work/venv/bin/python" manage.py check --fail-level WARNING &&
   "$work/venv/bin/python" manage.py migrate --noinput -v0 &&
   "$work/venv/bin/python" manage.py collectstatic --noinput -v0) ||

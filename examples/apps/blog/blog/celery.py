@@ -1,8 +1,7 @@
 """The app's Celery instance, for `worker celery { command = "celery -A blog worker" }`.
 
 Its settings are Django's `CELERY_*` settings (see blog/settings.py): the broker
-and the result backend are the app's redis, which sitec names in
-`SITEC_REDIS_URLS`.
+and the result backend are the app's redis, which sitec names in `REDIS_URL`.
 """
 
 import os

@@ -1,8 +1,8 @@
 """Settings for the sample shop, as in ../../blog/blog/settings.py: what the app
-needs wherever it runs is here; what depends on where it runs comes from
-`sitec_settings`, which sitec writes into each release on each runner and this
-file imports last. Without it, on a developer's machine, SQLite and DEBUG."""
+needs wherever it runs is here; what depends on where it runs comes from the
+environment and from the settings module sitec writes beside it (see the end)."""
 
+import os
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -23,18 +23,16 @@ MEDIA_ROOT = BASE_DIR / "media"
 # The spec's settings block overrides it.
 PAYMENT_TIMEOUT_SECONDS = 60
 
-try:
-    from sitec_settings import *  # noqa: E402,F401,F403 - written by sitec, see ../../README.md
-except ModuleNotFoundError as missing:
-    if missing.name != "sitec_settings":
-        raise
-    # A developer's machine: `python manage.py migrate && python manage.py runserver`.
-    DEBUG = True
-    SECRET_KEY = "dev-only-not-a-secret"
-    ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": BASE_DIR / "db.sqlite3",
-        }
+# Where it runs, sitec's environment says so (SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL...)
+# and DJANGO_SETTINGS_MODULE names sitec's settings module, which imports this one and
+# then sets DATABASES, CACHES, STATIC_ROOT and the spec's layered settings. On a
+# developer's machine there is none of that: DEBUG, SQLite and a throwaway key.
+SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-a-secret")
+DEBUG = "SECRET_KEY" not in os.environ
+ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": BASE_DIR / "db.sqlite3",
     }
+}
