@@ -482,7 +482,7 @@ fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, S
         "python_paths": python_paths(inputs, app),
         "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
         "static_url": first_static.map_or("/static/", |s| s.url.as_str()),
-        "static_root": format!("{release}/{}", first_static.map_or("collected_static", |s| s.dir.trim_start_matches("./").trim_end_matches('/'))),
+        "static_root": format!("{release}/{}", static_dir(a)),
         "databases": databases,
         "caches": caches,
         "settings": values,
@@ -491,6 +491,35 @@ fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, S
         context,
         secret: secret_inside,
     })
+}
+
+/// The folder of the release `collectstatic` fills (`STATIC_ROOT`): the
+/// app's first `static` mapping's, else `collected_static`.
+pub fn static_dir(app: &crate::model::App) -> String {
+    app.statics
+        .first()
+        .map_or("collected_static", |s| {
+            s.dir.trim_start_matches("./").trim_end_matches('/')
+        })
+        .to_string()
+}
+
+/// The database drivers the settings sitec writes for `app` need, pinned:
+/// psycopg for a Postgres binding (`django.db.backends.postgresql`), redis
+/// for a Redis one (`django.core.cache.backends.redis`). Installed unless
+/// the project's requirements name them (`plan::wheelhouse`).
+pub fn database_drivers(fleet: &Fleet, app: AppId) -> Vec<&'static str> {
+    let engines: Vec<Engine> = (fleet.apps[app].bindings.iter())
+        .map(|b| fleet.databases[b.database].engine)
+        .collect();
+    let mut drivers = Vec::new();
+    if engines.contains(&Engine::Postgres) {
+        drivers.push("psycopg[binary]==3.3.9");
+    }
+    if engines.contains(&Engine::Redis) {
+        drivers.push("redis==8.1.0");
+    }
+    drivers
 }
 
 /// The environment every process of an app runs with (its server, its

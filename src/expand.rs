@@ -322,6 +322,8 @@ impl Expander<'_, '_> {
                 app?.requirements
             ),
             "app.port" => app?.port.to_string(),
+            "app.drivers" => context::database_drivers(fleet, scope.app?).join(" "),
+            "app.static_dir" => context::static_dir(app?),
             "worker" => app?.workers.get(scope.worker?)?.name.clone(),
             "cluster" => scope.cluster.as_ref()?.name.clone(),
             "cluster.version" => {
@@ -433,6 +435,9 @@ impl Expander<'_, '_> {
                 requirements: self
                     .string(entry, "requirements", scope)
                     .unwrap_or_default(),
+                packages: (self.strings(entry, "packages", scope).iter())
+                    .flat_map(|p| p.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                    .collect(),
                 owner,
             },
             "tree" => Kind::Tree {
@@ -668,7 +673,7 @@ fn unit_name(name: &str) -> String {
 /// The values a role's strings may name as `{name}`, and the `each` scopes
 /// that give each one (none: every host has it). `Expander::variable` fills
 /// them in; `lint` checks them without a host.
-pub const VALUES: [(&str, &[&str]); 15] = [
+pub const VALUES: [(&str, &[&str]); 17] = [
     ("host", &[]),
     ("host.address", &[]),
     ("app", APP_SCOPES),
@@ -677,6 +682,8 @@ pub const VALUES: [(&str, &[&str]); 15] = [
     ("app.source", APP_SCOPES),
     ("app.requirements", APP_SCOPES),
     ("app.port", APP_SCOPES),
+    ("app.drivers", APP_SCOPES),
+    ("app.static_dir", APP_SCOPES),
     ("worker", &["worker"]),
     ("cluster", CLUSTER_SCOPES),
     ("cluster.version", CLUSTER_SCOPES),

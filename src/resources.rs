@@ -66,6 +66,10 @@ pub enum Kind {
         /// The requirements file on the operator's machine.
         requirements: String,
         owner: String,
+        /// Packages installed beside the requirements unless they name
+        /// them: the database drivers sitec's settings use.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        packages: Vec<String>,
     },
     /// A folder copied from the operator's machine (an app's release).
     Tree {

@@ -131,10 +131,11 @@ fn item(
         Kind::Virtualenv {
             requirements,
             python,
+            packages,
             ..
         } => {
             let (text, wheels) = blobs
-                .wheelhouse(base, requirements, python, say)
+                .wheelhouse(base, (requirements, packages), python, say)
                 .map_err(|e| format!("{}: {e}", r.origin))?;
             (Some(text), Some(wheels))
         }
@@ -185,15 +186,16 @@ impl BlobMaker {
     fn wheelhouse(
         &mut self,
         base: &Path,
-        requirements: &str,
+        (requirements, packages): (&str, &[String]),
         python: &str,
         say: &dyn Fn(&str),
     ) -> Result<(String, String), String> {
-        let key = format!("{python}\n{requirements}");
+        let key = format!("{python}\n{requirements}\n{}", packages.join(" "));
         if let Some(done) = self.wheelhouses.get(&key) {
             return Ok(done.clone());
         }
-        let built = super::wheelhouse::build(base, requirements, python, &cache_dir(), say)?;
+        let built =
+            super::wheelhouse::build(base, requirements, packages, python, &cache_dir(), say)?;
         let digest = store(&super::release::tar(&built.dir, &built.wheels)?)?;
         let done = (built.host_requirements, digest);
         self.wheelhouses.insert(key, done.clone());

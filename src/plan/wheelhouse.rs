@@ -38,21 +38,47 @@ pub struct Built {
     pub wheels: Vec<super::release::Entry>,
 }
 
+/// What sitec installs beside the project's requirements: [`SERVER`]
+/// always (in place of the project's own), and each of `packages` (the
+/// database drivers its settings use) unless the project names it, or
+/// another of its family (psycopg2 for psycopg).
+fn sitecs_packages(read: &Requirements, packages: &[String]) -> Vec<String> {
+    let named: Vec<&str> = read.requirements.iter().map(|r| r.name.as_str()).collect();
+    let mut out: Vec<String> = SERVER.iter().map(|s| (*s).to_string()).collect();
+    for package in packages {
+        let name = package
+            .split(['[', '=', '<', '>', '~', '!'])
+            .next()
+            .unwrap_or(package);
+        let name = requirements::normalize_name(name);
+        let family: &[&str] = match name.as_str() {
+            "psycopg" => &["psycopg-binary", "psycopg-c", "psycopg2", "psycopg2-binary"],
+            _ => &[],
+        };
+        if !named.contains(&name.as_str()) && !family.iter().any(|f| named.contains(f)) {
+            out.push(package.clone());
+        }
+    }
+    out
+}
+
 /// The requirements a host installs: the project's (without its own app
-/// server) and [`SERVER`].
-fn host_requirements(read: &Requirements) -> String {
+/// server), then `sitecs` ([`sitecs_packages`]).
+fn host_requirements(read: &Requirements, sitecs: &[String]) -> String {
     let names = server_names();
     let without: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut lines = read.for_host(&without);
-    lines.extend(SERVER.iter().map(|s| (*s).to_string()));
+    lines.extend(sitecs.iter().cloned());
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
 /// Reads `requirements` (relative to `source`) and builds its wheelhouse
-/// for Python `python` in `cache`, unless the cache has it already.
+/// for Python `python` in `cache`, with `packages` unless the project names
+/// them ([`sitecs_packages`]), unless the cache has it already.
 pub fn build(
     source: &Path,
     requirements: &str,
+    packages: &[String],
     python: &str,
     cache: &Path,
     say: &dyn Fn(&str),
@@ -74,10 +100,11 @@ pub fn build(
     let without: Vec<&str> = names.iter().map(String::as_str).collect();
     let constraints_name = Path::new("constraints.txt");
     let download = read.for_download(constraints_name, &without);
+    let sitecs = sitecs_packages(&read, packages);
     let key = sha256_hex(
         format!(
             "{python}\n{}\n{download}\n{}",
-            SERVER.join("\n"),
+            sitecs.join("\n"),
             read.constraints_file()
         )
         .as_bytes(),
@@ -89,7 +116,7 @@ pub fn build(
             dir.display()
         ));
         let partial = dir.with_extension("partial");
-        let result = build_into(&read, &download, python, cache, &partial);
+        let result = build_into(&read, (&download, &sitecs), python, cache, &partial);
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&partial);
             return Err(e);
@@ -99,7 +126,7 @@ pub fn build(
             .map_err(|e| format!("cannot move the wheelhouse into {}: {e}", dir.display()))?;
     }
     Ok(Built {
-        host_requirements: host_requirements(&read),
+        host_requirements: host_requirements(&read, &sitecs),
         wheels: distributions(&dir)?,
         dir,
     })
@@ -128,9 +155,31 @@ fn distributions(dir: &Path) -> Result<Vec<super::release::Entry>, String> {
     Ok(out)
 }
 
-/// The hosts' platform: Debian 12 on x86-64, glibc 2.36. pip takes every
-/// manylinux wheel up to it (`manylinux_2_17`, `manylinux2014`...).
+/// The hosts' platform: Debian 12 on x86-64, glibc 2.36.
 pub const HOST_PLATFORM: &str = "manylinux_2_36_x86_64";
+
+/// The hosts' glibc minor (2.36) and the oldest manylinux one (2.5).
+const HOST_GLIBC_MINOR: u32 = 36;
+
+/// Every platform tag a wheel for the hosts may carry, newest first:
+/// `manylinux_2_36` down to `manylinux_2_5`, and the legacy names
+/// (`manylinux2014` is 2.17, `manylinux2010` 2.12, `manylinux1` 2.5). pip
+/// 23.0, Debian 12's, takes a `--platform` literally, so each is named.
+fn host_platforms() -> Vec<String> {
+    let mut tags: Vec<String> = (5..=HOST_GLIBC_MINOR)
+        .rev()
+        .map(|minor| format!("manylinux_2_{minor}_x86_64"))
+        .collect();
+    tags.extend(
+        [
+            "manylinux2014_x86_64",
+            "manylinux2010_x86_64",
+            "manylinux1_x86_64",
+        ]
+        .map(String::from),
+    );
+    tags
+}
 
 /// The Python a wheel must fit: the app's `python` (`"3.11"`); a bare `"3"`
 /// is Debian 12's `python3`, 3.11.
@@ -147,20 +196,23 @@ fn target_python(python: &str) -> &str {
 /// CPython `python` on [`HOST_PLATFORM`].
 fn for_the_hosts(python: &str) -> Vec<String> {
     let python = target_python(python);
-    [
+    let mut args: Vec<String> = [
         "--only-binary=:all:",
-        "--platform",
-        HOST_PLATFORM,
         "--python-version",
         python,
         "--implementation",
         "cp",
         "--abi",
-        &format!("cp{}", python.replace('.', "")),
     ]
     .iter()
     .map(|a| (*a).to_string())
-    .collect()
+    .collect();
+    args.push(format!("cp{}", python.replace('.', "")));
+    for tag in host_platforms() {
+        args.push("--platform".into());
+        args.push(tag);
+    }
+    args
 }
 
 /// `pip download` of the project's requirements and of [`SERVER`] into
@@ -169,7 +221,7 @@ fn for_the_hosts(python: &str) -> Vec<String> {
 /// python3-venv brings one into a venv).
 fn build_into(
     read: &Requirements,
-    download: &str,
+    (download, sitecs): (&str, &[String]),
     python: &str,
     cache: &Path,
     partial: &Path,
@@ -184,7 +236,7 @@ fn build_into(
     };
     write("constraints.txt", &read.constraints_file())?;
     let project = write("requirements.txt", download)?;
-    let server = write("server.txt", &SERVER.join("\n"))?;
+    let server = write("server.txt", &sitecs.join("\n"))?;
     let target = for_the_hosts(python);
     for file in [project, server] {
         let file = file.to_string_lossy().into_owned();
@@ -305,10 +357,44 @@ mod tests {
         .expect("a file");
         let (read, problems) = requirements::read(dir.path(), "requirements.txt");
         assert_eq!(problems, []);
+        let drivers = [
+            "psycopg[binary]==3.3.9".to_string(),
+            "redis==8.1.0".to_string(),
+        ];
+        let sitecs = sitecs_packages(&read, &drivers);
         assert_eq!(
-            host_requirements(&read),
+            sitecs,
+            ["gunicorn==27.0.1", "psycopg[binary]==3.3.9", "redis==8.1.0"]
+        );
+        assert_eq!(
+            host_requirements(&read, &sitecs[..1]),
             "Django==5.2.19\ngunicorn==27.0.1\n"
         );
+        // A project that names a driver, or another of its family, keeps its own.
+        let base = "Django==5.2.19\npsycopg2-binary==2.9\nRedis>=5\n";
+        std::fs::write(dir.path().join("base.txt"), base).expect("a file");
+        let (read, _) = requirements::read(dir.path(), "requirements.txt");
+        assert_eq!(sitecs_packages(&read, &drivers), ["gunicorn==27.0.1"]);
+    }
+
+    #[test]
+    fn the_hosts_take_every_manylinux_up_to_their_glibc() {
+        let args = for_the_hosts("3.12");
+        let platforms: Vec<&str> = (args.windows(2))
+            .filter(|w| w[0] == "--platform")
+            .map(|w| w[1].as_str())
+            .collect();
+        assert_eq!(platforms.first(), Some(&HOST_PLATFORM));
+        for tag in [
+            "manylinux_2_28_x86_64",
+            "manylinux_2_17_x86_64",
+            "manylinux2014_x86_64",
+            "manylinux1_x86_64",
+        ] {
+            assert!(platforms.contains(&tag), "{tag}: {platforms:?}");
+        }
+        assert!(args.windows(2).any(|w| w == ["--abi", "cp312"]), "{args:?}");
+        assert_eq!(target_python("3"), "3.11");
     }
 
     #[test]

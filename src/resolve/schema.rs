@@ -713,6 +713,11 @@ static VIRTUALENV: Schema = block(
             Ty::Str,
             "the requirements file, on the operator's machine",
         ),
+        field(
+            "packages",
+            STRINGS,
+            "packages installed too unless the requirements name them (`name==version`, space-separated within a string)",
+        ),
         OWNER,
         NOTIFY,
         REQUIRES,
