@@ -6,7 +6,11 @@
 //! - every balancer's SUB connects to every runner agent's PUB (the
 //!   balancer learns which runners are alive);
 //! - every agent's PUSH connects to each `logs` host's PULL (`:7703`);
-//! - the operator's REQ (the `sitec` CLI) connects to every agent's ROUTER.
+//! - the operator's DEALER (the `sitec` CLI) connects to every agent's
+//!   ROUTER.
+//!
+//! Every socket speaks CURVE (`bus`): a bound socket admits only the keys
+//! its config lists, a connecting one checks the bound one's key.
 //!
 //! `sitec graph --bus` draws it (dot) or prints it (JSON). Pure: no sockets
 //! are opened here.
@@ -23,7 +27,7 @@ pub const OPERATOR: &str = "operator";
 #[serde(rename_all = "UPPERCASE")]
 pub enum SocketType {
     Router,
-    Req,
+    Dealer,
     Pub,
     Sub,
     Push,
@@ -194,7 +198,7 @@ pub fn derive(fleet: &Fleet) -> Topology {
             OPERATOR.to_string(),
             "cli",
             "control",
-            SocketType::Req,
+            SocketType::Dealer,
             &all,
             port,
             "agent",
@@ -259,7 +263,7 @@ impl SocketType {
     pub fn name(self) -> &'static str {
         match self {
             SocketType::Router => "ROUTER",
-            SocketType::Req => "REQ",
+            SocketType::Dealer => "DEALER",
             SocketType::Pub => "PUB",
             SocketType::Sub => "SUB",
             SocketType::Push => "PUSH",
@@ -347,7 +351,7 @@ mod tests {
         let req = bus
             .sockets
             .iter()
-            .find(|s| s.socket_type == SocketType::Req);
+            .find(|s| s.socket_type == SocketType::Dealer);
         assert_eq!(
             req.map(|s| (s.host.as_str(), s.endpoints.len())),
             Some(("operator", 3))

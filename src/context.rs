@@ -180,7 +180,7 @@ pub fn build(
         }
         "systemd/sitec-agent.service" => plain(agent_service(inputs, host)),
         "systemd/sitec-balancer.service" => plain(balancer_service(inputs, host)),
-        "balancer/balancer.toml" => plain(balancer_config(inputs, host)),
+        "balancer/balancer.toml" => plain(balancer_config(inputs, host)?),
         "balancer/tls.pem" | "balancer/tls.key" => {
             let a = &inputs.fleet.apps[need_app()?];
             let name = if template.ends_with(".key") {
@@ -201,7 +201,23 @@ pub fn build(
                 secret: true,
             })
         }
-        "agent/agent.toml" => plain(agent_config(inputs, host)),
+        "agent/agent.toml" => plain(agent_config(inputs, host)?),
+        "bus/host.key" | "bus/balancer.key" => {
+            let h = &inputs.fleet.hosts[host];
+            let name = if template == "bus/host.key" {
+                crate::bus::keys::host_secret(&h.name)
+            } else {
+                crate::bus::keys::balancer_secret(&h.name)
+            };
+            Ok(Built {
+                context: json!({
+                    "origin": spec_file(inputs, h.span),
+                    "host": h.name,
+                    "secret_key": bus_keys(inputs, &name)?.key_file_text().trim_end(),
+                }),
+                secret: true,
+            })
+        }
         "postgres/postgresql.conf" => {
             let cluster = scope
                 .cluster
@@ -801,7 +817,7 @@ fn balancer_open(inputs: &Inputs, host: HostId) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn balancer_config(inputs: &Inputs, host: HostId) -> Value {
+fn balancer_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
     let fleet = inputs.fleet;
     let addresses: Vec<String> = (0..fleet.hosts.len()).map(|h| fleet.address(h)).collect();
     let routes: Vec<Value> = fleet
@@ -848,10 +864,15 @@ fn balancer_config(inputs: &Inputs, host: HostId) -> Value {
         "backend_idle_ms": BALANCER_IDLE_SECONDS * 1000,
         "runner_keepalive_seconds": RUNNER_KEEPALIVE_SECONDS,
         "access_log": BALANCER_ACCESS_LOG,
+        "bus_key_file": BALANCER_BUS_KEY,
         "heartbeats": fleet
             .hosts_with_role("runner")
-            .map(|r| crate::bus_topology::endpoint(fleet, r, BUS_HEARTBEAT_PORT))
-            .collect::<Vec<_>>(),
+            .map(|r| Ok(json!({
+                "host": fleet.hosts[r].name,
+                "endpoint": crate::bus_topology::endpoint(fleet, r, BUS_HEARTBEAT_PORT),
+                "key": host_public_key(inputs, r)?,
+            })))
+            .collect::<Result<Vec<_>, String>>()?,
         "routes": routes,
     });
     if let Some(map) = context.as_object_mut() {
@@ -859,7 +880,38 @@ fn balancer_config(inputs: &Inputs, host: HostId) -> Value {
             map.insert(field.to_string(), Value::String(value));
         }
     }
-    context
+    Ok(context)
+}
+
+/// Where each host's bus key lives (0600 root, read by its agent) and each
+/// balancer's (0640 root:sitec-balancer).
+const HOST_BUS_KEY: &str = "/etc/sitec/bus/host.key";
+const BALANCER_BUS_KEY: &str = "/etc/sitec/bus/balancer.key";
+
+/// The bus key pair derived from generated secret `name`.
+fn bus_keys(inputs: &Inputs, name: &str) -> Result<crate::bus::KeyPair, String> {
+    Ok(crate::bus::keys::derive(&secret(inputs, name)?))
+}
+
+/// Host `host`'s public bus key, in Z85.
+fn host_public_key(inputs: &Inputs, host: HostId) -> Result<String, String> {
+    let name = crate::bus::keys::host_secret(&inputs.fleet.hosts[host].name);
+    Ok(bus_keys(inputs, &name)?.public.z85())
+}
+
+/// `{name, key}` for each of `hosts`, with the key `secret` names for it.
+fn named_keys(
+    inputs: &Inputs,
+    hosts: impl Iterator<Item = HostId>,
+    secret: fn(&str) -> String,
+) -> Result<Vec<Value>, String> {
+    hosts
+        .map(|h| {
+            let name = &inputs.fleet.hosts[h].name;
+            let key = bus_keys(inputs, &secret(name))?.public.z85();
+            Ok(json!({ "name": name, "key": key }))
+        })
+        .collect()
 }
 
 /// Where every balancer writes its access log (its agent ships it to the
@@ -871,13 +923,20 @@ fn app_unit(app: &str) -> String {
     format!("sitec-app-{app}.service")
 }
 
-fn agent_config(inputs: &Inputs, host: HostId) -> Value {
+fn agent_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
+    use crate::bus::keys;
     let fleet = inputs.fleet;
     let h = &fleet.hosts[host];
     let logs_endpoint = |c| crate::bus_topology::endpoint(fleet, c, BUS_LOGS_PORT);
-    let collectors: Vec<String> = fleet.hosts_with_role("logs").map(logs_endpoint).collect();
+    let collectors = (fleet.hosts_with_role("logs"))
+        .map(|c| Ok(json!({ "endpoint": logs_endpoint(c), "key": host_public_key(inputs, c)? })))
+        .collect::<Result<Vec<_>, String>>()?;
     let collector = if fleet.has_role(host, "logs") {
-        json!({ "endpoint": logs_endpoint(host), "dir": FLEET_LOGS })
+        json!({
+            "endpoint": logs_endpoint(host),
+            "dir": FLEET_LOGS,
+            "senders": named_keys(inputs, 0..fleet.hosts.len(), keys::host_secret)?,
+        })
     } else {
         Value::Null
     };
@@ -897,23 +956,32 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Value {
             "nginx-access.log",
             "nginx-error.log",
         ] {
-            logs.push(json!({ "origin": spec_file(inputs, a.span), "path": format!("{}/{file}", log_dir(&a.name)), "tag": format!("{}/{file}", a.name) }));
+            // gunicorn writes as the app's user; nginx's master (root) opens its logs.
+            let owner = if file.starts_with("gunicorn") {
+                format!("app-{}", a.name)
+            } else {
+                "root".to_string()
+            };
+            logs.push(json!({ "origin": spec_file(inputs, a.span), "path": format!("{}/{file}", log_dir(&a.name)), "tag": format!("{}/{file}", a.name), "owner": owner }));
         }
     }
     if fleet.has_role(host, "balancer") {
-        logs.push(json!({ "origin": spec_file(inputs, h.span), "path": BALANCER_ACCESS_LOG, "tag": "balancer/access.log" }));
+        logs.push(json!({ "origin": spec_file(inputs, h.span), "path": BALANCER_ACCESS_LOG, "tag": "balancer/access.log", "owner": "sitec-balancer" }));
     }
-    json!({
+    Ok(json!({
         "origin": spec_file(inputs, h.span),
         "host": h.name,
         "address": fleet.listen_address(host),
         "control_port": BUS_CONTROL_PORT,
         "heartbeat_port": BUS_HEARTBEAT_PORT,
+        "key_file": HOST_BUS_KEY,
+        "operator_key": bus_keys(inputs, keys::OPERATOR_SECRET)?.public.z85(),
+        "heartbeat_readers": named_keys(inputs, fleet.hosts_with_role("balancer"), keys::balancer_secret)?,
         "log_collectors": collectors,
         "collector": collector,
         "apps": apps,
         "logs": logs,
-    })
+    }))
 }
 
 fn postgresql_conf(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<Value, String> {
@@ -1097,7 +1165,7 @@ fn redis_conf(inputs: &Inputs, host: HostId, redis: DatabaseId) -> Result<Value,
 }
 
 /// Every generated secret the fleet needs (database, Redis and replication
-/// passwords), sorted: `sitec render` adds the missing ones to the secrets file.
+/// passwords, the bus keys' secrets), sorted: `sitec render` adds the missing ones to the secrets file.
 pub fn generated_secrets(fleet: &Fleet) -> Vec<String> {
     let mut names = Vec::new();
     for a in &fleet.apps {
@@ -1124,7 +1192,13 @@ pub fn generated_secrets(fleet: &Fleet) -> Vec<String> {
     for a in &fleet.apps {
         names.push(secret_key_secret(&a.name));
     }
-    names.push("fleet.bus_key".to_string());
+    for h in &fleet.hosts {
+        names.push(crate::bus::keys::host_secret(&h.name));
+    }
+    for b in fleet.hosts_with_role("balancer") {
+        names.push(crate::bus::keys::balancer_secret(&fleet.hosts[b].name));
+    }
+    names.push(crate::bus::keys::OPERATOR_SECRET.to_string());
     names.sort();
     names.dedup();
     names

@@ -45,6 +45,7 @@ pub mod trace;
 pub mod agent;
 pub mod apply;
 pub mod balancer;
+pub mod bus;
 pub mod cli;
 pub mod fleet;
 pub mod host;

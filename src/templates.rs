@@ -62,6 +62,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/balancer/tls.pem.hbs"),
     ),
     (
+        "bus/balancer.key",
+        include_str!("../templates/bus/balancer.key.hbs"),
+    ),
+    (
+        "bus/host.key",
+        include_str!("../templates/bus/host.key.hbs"),
+    ),
+    (
         "django/sitec_settings.py",
         include_str!("../templates/django/sitec_settings.py.hbs"),
     ),

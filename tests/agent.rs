@@ -1,146 +1,26 @@
 //! Integration tests for `sitec agent`: the real binary on loopback with
-//! free ports and a config in a scratch folder, talked to by zmq.rs
-//! clients. systemd is not PID 1 here, so a stub `systemctl` first on PATH
-//! answers for the app's units the way the real one does.
+//! free ports, a config and its key in a scratch folder
+//! (`common::agent`), talked to over the CURVE bus by clients with the keys
+//! the agent admits. Hostile peers are `tests/hostile.rs`'s.
 
 mod common;
 
-use common::{free_port, signal, wait_exit, write_script, Scratch};
+use common::agent::{endpoint, key, Agent};
+use common::{signal, wait_exit, Scratch};
 use serde_json::{json, Value};
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
-use zeromq::{DealerSocket, ReqSocket, Socket, SocketRecv, SocketSend, SubSocket, ZmqMessage};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// `systemctl show -p ActiveState,SubState -- UNIT...`: every unit runs.
-const SYSTEMCTL: &str = "#!/bin/sh\nfor u in \"$@\"; do case $u in *.service) \
-    printf 'ActiveState=active\\nSubState=running\\n\\n';; esac; done\n";
-
-/// A running `sitec agent` with its own ports and files; killed when dropped.
-struct Agent {
-    child: Child,
-    dir: Scratch,
-    control: String,
-    heartbeat: String,
-}
-
-/// A fresh loopback endpoint.
-fn endpoint() -> String {
-    format!("tcp://127.0.0.1:{}", free_port())
-}
-
-impl Agent {
-    /// Starts an agent that follows `app.log` in its folder (which holds a
-    /// line already) and collects its own lines under `fleet/` (the host
-    /// has the `logs` role).
-    fn start(what: &str) -> Agent {
-        let dir = Scratch::new(what);
-        fs::write(dir.path().join("app.log"), "before the agent\n").expect("log file");
-        let logs = endpoint();
-        let fleet = dir.path().join("fleet");
-        Agent::spawn(dir, "run1", &[&logs], Some((&logs, &fleet)))
-    }
-
-    /// Starts agent `host` in `dir`, following `dir/app.log` and shipping
-    /// to `collectors`; with `collect`, a collector at that endpoint
-    /// filing under that folder.
-    fn spawn(
-        dir: Scratch,
-        host: &str,
-        collectors: &[&str],
-        collect: Option<(&str, &Path)>,
-    ) -> Agent {
-        let [control, heartbeat] = [endpoint(), endpoint()];
-        let root = dir.path().display();
-        let collectors: Vec<String> = collectors.iter().map(|c| format!("\"{c}\"")).collect();
-        let collector = collect.map_or(String::new(), |(at, fleet)| {
-            format!(
-                "[collector]\nendpoint = \"{at}\"\ndir = \"{}\"\n\n",
-                fleet.display()
-            )
-        });
-        let config = format!(
-            "host = \"{host}\"\n\n[bus]\ncontrol = \"{control}\"\nheartbeat = \"{heartbeat}\"\n\
-             log_collectors = [{}]\nkey_file = \"{root}/bus.key\"\n\n{collector}\
-             [[app]]\nname = \"blog\"\nservice = \"sitec-app-blog.service\"\n\
-             workers = [\"sitec-app-blog-worker-celery.service\"]\n\n\
-             [[log]]\npath = \"{root}/app.log\"\ntag = \"blog/app.log\"\n",
-            collectors.join(", ")
-        );
-        fs::write(dir.path().join("agent.toml"), config).expect("write config");
-        let bin = dir.path().join("bin");
-        write_script(&bin.join("systemctl"), SYSTEMCTL).expect("stub systemctl");
-        let path = std::env::var("PATH").unwrap_or_default();
-        let stderr = fs::File::create(dir.path().join("stderr")).expect("stderr file");
-        let child = Command::new(env!("CARGO_BIN_EXE_sitec"))
-            .args(["agent", "--config"])
-            .arg(dir.path().join("agent.toml"))
-            .env("PATH", format!("{}:{path}", bin.display()))
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start sitec agent");
-        Agent {
-            child,
-            dir,
-            control,
-            heartbeat,
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(self.path("stderr")).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
-
-fn json_of(message: &ZmqMessage) -> Value {
-    let last = message.iter().last().expect("a frame");
-    serde_json::from_slice(last).expect("a JSON frame")
-}
-
-/// Sends `request` on a DEALER and returns the answer.
-async fn ask(dealer: &mut DealerSocket, request: &[u8]) -> Value {
-    dealer
-        .send(ZmqMessage::from(request.to_vec()))
-        .await
-        .expect("send request");
-    json_of(&within("an answer", dealer.recv()).await.expect("answer"))
-}
-
-#[tokio::test]
-async fn publishes_heartbeats_and_answers_control_requests() {
+#[test]
+fn publishes_heartbeats_and_answers_control_requests() {
     let agent = Agent::start("agent-bus");
-    let mut sub = SubSocket::new();
-    within("heartbeat connect", sub.connect(&agent.heartbeat))
-        .await
-        .expect("connect SUB");
-    sub.subscribe("").await.expect("subscribe");
-    let first = json_of(&within("a heartbeat", sub.recv()).await.expect("beat"));
-    let second = json_of(
-        &within("a second heartbeat", sub.recv())
-            .await
-            .expect("beat"),
-    );
+    let sub = agent.subscribe(&key("lb1"));
+    let first = sub.next(WAIT).expect("a heartbeat");
+    let second = sub.next(WAIT).expect("a second heartbeat");
     assert_eq!(first["host"], "run1", "{first}");
     assert_eq!(first["version"], env!("CARGO_PKG_VERSION"));
     assert!(first["time"].as_f64().is_some_and(|t| t > 1.6e9), "{first}");
@@ -162,36 +42,100 @@ async fn publishes_heartbeats_and_answers_control_requests() {
     );
     assert_eq!(blog["units"][1]["sub"], "running");
 
-    let mut dealer = DealerSocket::new();
-    within("control connect", dealer.connect(&agent.control))
-        .await
-        .expect("connect DEALER");
-    let ping = ask(&mut dealer, br#"{"op": "ping"}"#).await;
+    let mut control = agent.control(&key("operator"));
+    let ask = |c: &mut sitec::bus::control::Client, request: Value| -> Value {
+        c.ask(&request, WAIT).expect("an answer")
+    };
+    let ping = ask(&mut control, json!({"op": "ping"}));
     assert_eq!(
         (ping["ok"].clone(), ping["host"].clone()),
         (json!(true), json!("run1")),
         "{ping}"
     );
     assert!(ping["uptime_seconds"].is_u64(), "{ping}");
-    let unknown = ask(&mut dealer, br#"{"op": "reboot"}"#).await;
+    let unknown = ask(&mut control, json!({"op": "reboot"}));
     assert_eq!(unknown["ok"], false, "{unknown}");
     assert!(unknown["error"]
         .as_str()
         .is_some_and(|e| e.contains("unknown op")));
-    let garbage = ask(&mut dealer, b"\x00not json").await;
-    assert_eq!(garbage["ok"], false, "{garbage}");
-
-    // A REQ client (what the CLI uses) gets its envelope back.
-    let mut req = ReqSocket::new();
-    within("control connect", req.connect(&agent.control))
-        .await
-        .expect("connect REQ");
-    req.send(ZmqMessage::from(r#"{"op": "status"}"#))
-        .await
-        .expect("send status");
-    let status = json_of(&within("status", req.recv()).await.expect("status"));
+    let status = ask(&mut control, json!({"op": "status"}));
     assert_eq!(status["apps"][0]["name"], "blog", "{status}");
     assert_eq!(status["apps"][0]["units"][0]["active"], "active");
+}
+
+/// Rotating keys is rewriting the files and restarting (what an apply
+/// does): the new keys work, the old ones are refused.
+#[test]
+fn rotated_keys_work_and_the_old_ones_are_refused() {
+    let mut agent = Agent::start("agent-rotate");
+    let ping = json!({"op": "ping"});
+    let short = Duration::from_secs(3);
+    assert!(agent.control(&key("operator")).ask(&ping, WAIT).is_ok());
+    let config = fs::read_to_string(agent.path("agent.toml")).expect("config");
+    let old_operator = key("operator").public.z85();
+    let new_operator = key("operator, rotated");
+    fs::write(
+        agent.path("agent.toml"),
+        config.replace(&old_operator, &new_operator.public.z85()),
+    )
+    .expect("rewrite config");
+    let new_host = key("run1, rotated");
+    common::agent::write_key(&agent.path("host.key"), &new_host);
+    agent.restart();
+    let ask = |server: &sitec::bus::KeyPair, operator: &sitec::bus::KeyPair| {
+        sitec::bus::control::Client::connect(&agent.control, &server.public, operator)
+            .expect("client")
+            .ask(&ping, short)
+    };
+    assert!(ask(&new_host, &new_operator).is_ok(), "{}", agent.stderr());
+    assert!(
+        ask(&new_host, &key("operator")).is_err(),
+        "the old operator key was obeyed"
+    );
+    assert!(
+        ask(&key("run1"), &new_operator).is_err(),
+        "the old host key was spoken"
+    );
+}
+
+/// A REQ client (as well as the DEALER `Client` uses) gets its envelope
+/// back, and a body that is not JSON an error.
+#[test]
+fn a_req_client_gets_its_answers() {
+    let agent = Agent::start("agent-req");
+    let bus = sitec::bus::Bus::new(key("operator")).expect("a bus");
+    let context = zmq::Context::new();
+    let req = context.socket(zmq::REQ).expect("REQ");
+    let operator = key("operator");
+    req.set_curve_serverkey(key("run1").public.as_bytes())
+        .expect("server key");
+    req.set_curve_publickey(operator.public.as_bytes())
+        .expect("public key");
+    // The secret half through a key file, as a daemon gets it.
+    let dir = Scratch::new("agent-req-key");
+    common::agent::write_key(&dir.path().join("k"), &operator);
+    let text = fs::read_to_string(dir.path().join("k")).expect("key");
+    let secret = zmq::z85_decode(text.trim()).expect("z85");
+    req.set_curve_secretkey(&secret).expect("secret key");
+    req.set_rcvtimeo(15_000).expect("timeout");
+    req.connect(&agent.control).expect("connect");
+    for (body, says) in [
+        (&b"\x00not json"[..], "not JSON"),
+        (&br#"{"op": "ping"}"#[..], ""),
+    ] {
+        req.send(body, 0).expect("send");
+        let answer: Value =
+            serde_json::from_slice(&req.recv_bytes(0).expect("an answer")).expect("JSON");
+        if says.is_empty() {
+            assert_eq!(answer["ok"], true, "{answer}");
+        } else {
+            assert!(
+                answer["error"].as_str().is_some_and(|e| e.contains(says)),
+                "{answer}"
+            );
+        }
+    }
+    drop(bus);
 }
 
 /// Appends `text` to `path`.
@@ -249,7 +193,7 @@ fn a_collector_that_starts_late_or_restarts_gets_the_lines() {
     let fleet = dir.path().join("fleet");
     let at = endpoint();
     // app.log appears after the agent started: it is read from its start.
-    let shipper = Agent::spawn(dir, "run1", &[&at], None);
+    let shipper = Agent::spawn(dir, "run1", &[(&at, "lb1")], None, "");
     let filed = fleet.join("run1/blog/app.log");
     let until_filed = |word: &str| {
         for n in 0..75 {
@@ -273,7 +217,7 @@ fn a_collector_that_starts_late_or_restarts_gets_the_lines() {
     std::thread::sleep(Duration::from_millis(500));
     let collector = |n: u8| {
         let dir = Scratch::new(&format!("agent-collector-{n}"));
-        Agent::spawn(dir, "lb1", &[], Some((&at, &fleet)))
+        Agent::spawn(dir, "lb1", &[], Some((&at, &fleet)), "")
     };
     let mut first = collector(1);
     until_filed("first collector");
@@ -306,17 +250,20 @@ fn sigterm_exits_zero_at_once() {
         agent.stderr()
     );
     assert!(sent.elapsed() < Duration::from_secs(2));
-    assert!(agent
-        .stderr()
-        .contains("bus authentication is not implemented"));
 }
 
 #[test]
-fn check_validates_the_config_and_names_the_line() {
+fn check_validates_the_config_and_its_key_and_names_the_line() {
     let dir = Scratch::new("agent-check");
     let path = dir.path().join("agent.toml");
-    let good = "host = \"run1\"\n[bus]\ncontrol = \"tcp://127.0.0.1:7701\"\nheartbeat = \"tcp://127.0.0.1:7702\"\n";
-    fs::write(&path, good).expect("write");
+    let key_file = dir.path().join("host.key");
+    common::agent::write_key(&key_file, &key("run1"));
+    let good = format!(
+        "host = \"run1\"\n[bus]\ncontrol = \"tcp://127.0.0.1:7701\"\nheartbeat = \"tcp://127.0.0.1:7702\"\nkey_file = \"{}\"\noperator = \"{}\"\n",
+        key_file.display(),
+        key("operator").public
+    );
+    fs::write(&path, &good).expect("write");
     let check = || {
         Command::new(env!("CARGO_BIN_EXE_sitec"))
             .args(["agent", "--check", "--config"])
@@ -336,4 +283,17 @@ fn check_validates_the_config_and_names_the_line() {
         "{err}"
     );
     assert!(err.contains("tcp://ADDRESS:PORT"), "{err}");
+    // A key file others can read is refused, and its text never shown.
+    fs::write(&path, &good).expect("write");
+    fs::set_permissions(
+        &key_file,
+        <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644),
+    )
+    .expect("chmod");
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    let secret = fs::read_to_string(&key_file).expect("key");
+    assert!(!err.contains(secret.trim()), "{err}");
 }

@@ -422,6 +422,7 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
     let page = https_get(&lb, "blog.localhost", "/")?;
     assert!(page.contains("Hello from sitec"), "over https: {page}");
     assert_no_changes(&fleet);
+    rotating_bus_keys_is_one_apply(&fleet)?;
 
     // A setting: only the settings file changes, only gunicorn reloads.
     fleet.set("blog", "SITE_TITLE=\"Changed by a test\"");
@@ -694,6 +695,53 @@ app blog {
 /// cachex1's cluster is a copy of dbx1's and streams from it: the primary
 /// lists it as a streaming standby, and the tables the blog's migrations
 /// made on the primary are readable on the standby.
+/// Deletes run1's, lb1's and the operator's bus key secrets (apply makes
+/// new ones) and applies: run1's agent answers the new operator key under
+/// its new key, and refuses the old operator key; the old host key no
+/// longer answers; the balancer still serves, and plan has nothing left.
+fn rotating_bus_keys_is_one_apply(fleet: &Fleet) -> TestResult {
+    use sitec::bus::keys::derive;
+    let path = fleet.dir.path().join("qstest.secrets.toml");
+    let values =
+        |text: &str| -> Result<toml::Table, Box<dyn std::error::Error>> { Ok(text.parse()?) };
+    let text = std::fs::read_to_string(&path)?;
+    let old = values(&text)?;
+    let mut doc: toml_edit::DocumentMut = text.parse()?;
+    for name in ["bus.host.run1", "bus.balancer.lb1", "bus.operator"] {
+        assert!(doc.remove(name).is_some(), "{name} in the secrets file");
+    }
+    std::fs::write(&path, doc.to_string())?;
+    let applied = fleet.apply();
+    assert!(applied.status.success(), "{}", text_of(&applied));
+    let new = values(&std::fs::read_to_string(&path)?)?;
+    let key = |t: &toml::Table, name: &str| derive(t[name].as_str().unwrap_or_default());
+    let control = format!("tcp://{}:7701", fleet.address("run1"));
+    let ask = |server: &sitec::bus::KeyPair, operator: &sitec::bus::KeyPair, wait: u64| {
+        sitec::bus::control::Client::connect(&control, &server.public, operator).and_then(
+            |mut c| {
+                c.ask(
+                    &serde_json::json!({"op": "ping"}),
+                    Duration::from_secs(wait),
+                )
+            },
+        )
+    };
+    let (new_run1, new_operator) = (key(&new, "bus.host.run1"), key(&new, "bus.operator"));
+    let pong = ask(&new_run1, &new_operator, 15)?;
+    assert_eq!(pong["host"], "run1", "{pong}");
+    assert!(
+        ask(&new_run1, &key(&old, "bus.operator"), 3).is_err(),
+        "the old operator key was obeyed"
+    );
+    assert!(
+        ask(&key(&old, "bus.host.run1"), &new_operator, 3).is_err(),
+        "run1 still speaks with its old key"
+    );
+    serves(&fleet.address("lb1"), "Hello from sitec");
+    assert_no_changes(fleet);
+    Ok(())
+}
+
 fn standby_streams(fleet: &Fleet) {
     let psql = |host: &str, db: &str, sql: &str| {
         let out = fleet.ssh(

@@ -262,9 +262,9 @@ fn graph_bus_as_json_and_dot() {
     let sockets = bus["sockets"].as_array().expect("sockets");
     let links = bus["links"].as_array().expect("links");
     // 4 agents bind ROUTER and PUB, lb1 collects logs; 2 balancer SUBs,
-    // 4 agent PUSHes, the operator's REQ.
+    // 4 agent PUSHes, the operator's DEALER.
     assert_eq!(sockets.len(), 4 * 2 + 1 + 2 + 4 + 1);
-    // SUBs reach 2 runners each, PUSHes reach lb1, REQ reaches 4 agents.
+    // SUBs reach 2 runners each, PUSHes reach lb1, DEALER reaches 4 agents.
     assert_eq!(links.len(), 2 * 2 + 4 + 4);
     let sub = sockets
         .iter()
@@ -286,7 +286,7 @@ fn graph_bus_as_json_and_dot() {
     assert!(out.stdout.starts_with("digraph bus {"), "{}", out.stdout);
     assert!(
         out.stdout.contains(
-            "\"operator/cli/control\" -> \"run2/agent/control\" [label=\"REQ->ROUTER tcp://10.0.0.4:7701\"];"
+            "\"operator/cli/control\" -> \"run2/agent/control\" [label=\"DEALER->ROUTER tcp://10.0.0.4:7701\"];"
         ),
         "{}",
         out.stdout

@@ -485,24 +485,41 @@ async fn sh(transport: &Transport, command: &str) -> Result<String, Box<dyn std:
 }
 
 async fn agent_under_its_unit(state: &fleet::FleetState, unit: &[u8]) -> TestResult {
-    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, SubSocket, ZmqMessage};
+    use sitec::bus::keys::derive;
     let address = state.host("solo").ok_or("no solo")?.address;
+    let (solo, operator, lb) = (derive("solo"), derive("operator"), derive("lb1"));
     let config = format!(
         "host = \"solo\"\n[bus]\ncontrol = \"tcp://{address}:7701\"\nheartbeat = \"tcp://{address}:7702\"\n\
-         log_collectors = [\"tcp://{address}:7703\"]\nkey_file = \"/etc/sitec/bus.key\"\n\
+         key_file = \"/etc/sitec/bus/host.key\"\noperator = \"{}\"\n\
+         heartbeat_readers = [{{ name = \"lb1\", key = \"{}\" }}]\n\
+         log_collectors = [{{ endpoint = \"tcp://{address}:7703\", key = \"{}\" }}]\n\
          [collector]\nendpoint = \"tcp://{address}:7703\"\ndir = \"/var/log/sitec/fleet\"\n\
+         senders = [{{ name = \"solo\", key = \"{}\" }}]\n\
          [[app]]\nname = \"blog\"\nservice = \"sitec-app-blog.service\"\nworkers = [\"systemd-journald.service\"]\n\
-         [[log]]\npath = \"/var/log/sitec/apps/blog/app.log\"\ntag = \"blog/app.log\"\n"
+         [[log]]\npath = \"/var/log/sitec/apps/blog/app.log\"\ntag = \"blog/app.log\"\nowner = \"root\"\n",
+        operator.public, lb.public, solo.public, solo.public
     );
     let ssh = state.ssh_options(sitec::transport::Kex::default());
     let transport = Transport::connect(&state.targets(), &ssh).await?;
-    sh(&transport, "mkdir -p /etc/sitec /var/log/sitec/apps/blog").await?;
+    sh(
+        &transport,
+        "mkdir -p /etc/sitec/bus /var/log/sitec/apps/blog",
+    )
+    .await?;
     let me = Path::new(env!("CARGO_BIN_EXE_sitec"));
     transport
         .ensure_binary("solo", me, "/usr/local/lib/sitec/sitec")
         .await?;
     transport
         .upload("solo", config.as_bytes(), "/etc/sitec/agent.toml", 0o640)
+        .await?;
+    transport
+        .upload(
+            "solo",
+            solo.key_file_text().as_bytes(),
+            "/etc/sitec/bus/host.key",
+            0o600,
+        )
         .await?;
     transport
         .upload(
@@ -518,23 +535,27 @@ async fn agent_under_its_unit(state: &fleet::FleetState, unit: &[u8]) -> TestRes
     )
     .await?;
     let wait = Duration::from_secs(15);
-    let mut sub = SubSocket::new();
-    tokio::time::timeout(wait, sub.connect(&format!("tcp://{address}:7702"))).await??;
-    sub.subscribe("").await?;
-    let beat = tokio::time::timeout(wait, sub.recv()).await??;
-    let beat: serde_json::Value =
-        serde_json::from_slice(beat.iter().last().ok_or("an empty heartbeat")?)?;
+    let bus = sitec::bus::Bus::new(lb)?;
+    let sub = bus.connect(
+        sitec::bus::Kind::Follow,
+        &format!("tcp://{address}:7702"),
+        &solo.public,
+    )?;
+    sub.set_rcvtimeo(15_000)?;
+    let beat = sub.recv_multipart(0)?;
+    let beat: serde_json::Value = serde_json::from_slice(beat.last().ok_or("an empty heartbeat")?)?;
     let units = &beat["apps"][0]["units"];
     assert_eq!(
         (units[0]["active"].as_str(), units[1]["active"].as_str()),
         (Some("inactive"), Some("active")),
         "{beat}"
     );
-    let mut dealer = DealerSocket::new();
-    tokio::time::timeout(wait, dealer.connect(&format!("tcp://{address}:7701"))).await??;
-    dealer.send(ZmqMessage::from(r#"{"op": "ping"}"#)).await?;
-    let pong = tokio::time::timeout(wait, dealer.recv()).await??;
-    let pong: serde_json::Value = serde_json::from_slice(pong.iter().last().ok_or("empty")?)?;
+    let mut control = sitec::bus::control::Client::connect(
+        &format!("tcp://{address}:7701"),
+        &solo.public,
+        &operator,
+    )?;
+    let pong = control.ask(&serde_json::json!({"op": "ping"}), wait)?;
     assert_eq!(pong["host"], "solo", "{pong}");
     // The log file appears after the agent started: read from its start.
     sh(

@@ -57,6 +57,8 @@ enum Checker {
     /// An environment file: `sh` reads it (as `manage.sh` does) to exactly
     /// the values systemd reads (quotes gone, `\` `"` `` ` `` `$` unescaped).
     Environment,
+    /// A bus key: `sitec agent --check` reads it as the agent's key file.
+    BusKey,
 }
 
 fn checker(template: &str) -> Option<Checker> {
@@ -74,6 +76,8 @@ fn checker(template: &str) -> Option<Checker> {
         Some(Checker::SshKey)
     } else if template.starts_with("balancer/tls.") {
         Some(Checker::Pem)
+    } else if template.starts_with("bus/") && template.ends_with(".key") {
+        Some(Checker::BusKey)
     } else if template == "backup/sshd.conf" {
         Some(Checker::Sshd)
     } else if template.ends_with(".py") {
@@ -882,11 +886,41 @@ fn toml_configs_parse() {
             return Ok(());
         }
         let dir = Scratch::new("agent-toml");
-        let path = dir.path().join("agent.toml");
-        fs::write(&path, &text).map_err(|e| e.to_string())?;
-        run(std::process::Command::new(env!("CARGO_BIN_EXE_sitec"))
-            .args(["agent", "--check", "--config"])
-            .arg(&path))
-        .map(|_| ())
+        let key = bus_key_file(&dir, "3Yl5ocPvw@.(c0&RtuY-){3#Qe{5u&.DKu00)E[k\n")?;
+        let text = text.replace("/etc/sitec/bus/host.key", &key.display().to_string());
+        agent_check(&dir, &text)
+    });
+}
+
+/// Writes a key file (0600) with `text` in `dir`.
+fn bus_key_file(dir: &Scratch, text: &str) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.path().join("bus.key");
+    fs::write(&key, text).map_err(|e| e.to_string())?;
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+    Ok(key)
+}
+
+/// `sitec agent --check` on an agent config with `text`.
+fn agent_check(dir: &Scratch, text: &str) -> Result<(), String> {
+    let path = dir.path().join("agent.toml");
+    fs::write(&path, text).map_err(|e| e.to_string())?;
+    run(std::process::Command::new(env!("CARGO_BIN_EXE_sitec"))
+        .args(["agent", "--check", "--config"])
+        .arg(&path))
+    .map(|_| ())
+}
+
+#[test]
+fn the_agent_reads_every_bus_key() {
+    check_all(Checker::BusKey, |sample| {
+        let dir = Scratch::new("bus-key");
+        let key = bus_key_file(&dir, &render(&sample.template, &sample.context)?)?;
+        let key = key.display();
+        let operator = "Vkv-^(V(GkZ3{e&R0/#P8dFJ12?UL7L)r89x4BUp";
+        agent_check(
+            &dir,
+            &format!("host = \"run1\"\n[bus]\ncontrol = \"tcp://127.0.0.1:7701\"\nheartbeat = \"tcp://127.0.0.1:7702\"\nkey_file = \"{key}\"\noperator = \"{operator}\"\n"),
+        )
     });
 }

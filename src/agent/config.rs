@@ -2,8 +2,10 @@
 //! renders it, and its validation. The file is written by sitec, so a
 //! problem in it is usually a stale or hand-edited copy: every error names
 //! the file, the line and the key, and says what to write instead. It reads
-//! the one file and opens nothing else (the key file is only named here).
+//! the one file and opens nothing else (the key file is only named here;
+//! `bus::KeyPair::load` reads it).
 
+use crate::bus::{Peer, PublicKey};
 use serde::Deserialize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -28,9 +30,28 @@ struct Raw {
 struct RawBus {
     control: Spanned<String>,
     heartbeat: Spanned<String>,
+    key_file: Spanned<String>,
+    operator: Spanned<String>,
     #[serde(default)]
-    log_collectors: Vec<Spanned<String>>,
-    key_file: Option<PathBuf>,
+    heartbeat_readers: Vec<RawPeer>,
+    #[serde(default)]
+    log_collectors: Vec<RawCollectorEnd>,
+}
+
+/// A peer a bound socket admits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    name: Spanned<String>,
+    key: Spanned<String>,
+}
+
+/// A collector this agent ships to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCollectorEnd {
+    endpoint: Spanned<String>,
+    key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +59,15 @@ struct RawBus {
 struct RawCollector {
     endpoint: Spanned<String>,
     dir: Spanned<String>,
+    #[serde(default)]
+    senders: Vec<RawPeer>,
+    /// Per sending host (`collector::Limits`; defaults there).
+    rate_lines_per_second: Option<u32>,
+    burst_lines: Option<u32>,
+    quota_bytes: Option<u64>,
+    max_files: Option<usize>,
+    rotate_bytes: Option<u64>,
+    keep_rotated: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +84,7 @@ struct RawApp {
 struct RawLog {
     path: Spanned<String>,
     tag: Spanned<String>,
+    owner: Spanned<String>,
 }
 
 /// A checked config.
@@ -64,9 +95,14 @@ pub struct Config {
     pub control: String,
     /// PUB endpoint (heartbeats).
     pub heartbeat: String,
-    /// Every collector's PULL endpoint, each line goes to all of them.
-    pub log_collectors: Vec<String>,
-    pub key_file: Option<PathBuf>,
+    /// This host's bus key (secret; `bus::KeyPair::load`).
+    pub key_file: PathBuf,
+    /// The operator's public key: the only one control requests come from.
+    pub operator: PublicKey,
+    /// Who may subscribe to the heartbeats (the balancers).
+    pub heartbeat_readers: Vec<Peer>,
+    /// Every collector's PULL endpoint and key; each line goes to all of them.
+    pub log_collectors: Vec<CollectorEnd>,
     /// Set on a `logs` host: where it binds PULL and files the lines.
     pub collector: Option<Collector>,
     pub apps: Vec<App>,
@@ -77,6 +113,17 @@ pub struct Config {
 pub struct Collector {
     pub endpoint: String,
     pub dir: PathBuf,
+    /// The agents whose lines it takes, by the names it files them under.
+    pub senders: Vec<Peer>,
+    /// What each of them may cost its disk.
+    pub limits: super::collector::Limits,
+}
+
+/// A collector's PULL endpoint and the key it must prove it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorEnd {
+    pub endpoint: String,
+    pub key: PublicKey,
 }
 
 /// An app on this host and its systemd units.
@@ -99,6 +146,9 @@ impl App {
 pub struct Log {
     pub path: PathBuf,
     pub tag: String,
+    /// The user the file must belong to: one owned by anyone else is not
+    /// read (`follow`).
+    pub owner: String,
 }
 
 const REGENERATE: &str =
@@ -139,17 +189,21 @@ impl Raw {
                 "bus.heartbeat: the same endpoint as bus.control; each socket needs its own port (sitec uses 7701 for control and 7702 for heartbeats)",
             ));
         }
-        let log_collectors = self
-            .bus
-            .log_collectors
-            .iter()
-            .enumerate()
-            .map(|(i, e)| endpoint(&format!("bus.log_collectors[{i}]"), e))
+        let log_collectors = (self.bus.log_collectors.iter().enumerate())
+            .map(|(i, c)| {
+                let at = format!("bus.log_collectors[{i}]");
+                Ok(CollectorEnd {
+                    endpoint: endpoint(&format!("{at}.endpoint"), &c.endpoint)?,
+                    key: key(&format!("{at}.key"), &c.key)?,
+                })
+            })
             .collect::<Checked<Vec<_>>>()?;
         let collector = match self.collector {
             Some(c) => Some(Collector {
                 endpoint: endpoint("collector.endpoint", &c.endpoint)?,
                 dir: absolute("collector.dir", &c.dir)?,
+                senders: peers("collector.senders", &c.senders)?,
+                limits: c.limits(),
             }),
             None => None,
         };
@@ -171,24 +225,44 @@ impl Raw {
                     ),
                 ));
             }
+            if l.owner.get_ref().is_empty() || l.owner.get_ref().contains([':', '\n', '/']) {
+                return Err(problem(&l.owner, &format!("log[{i}].owner: `{}` is not a user name; write the user that writes the file, e.g. \"app-blog\"", l.owner.get_ref())));
+            }
             if l.tag.get_ref().trim().is_empty() {
                 return Err(problem(&l.tag, &format!("log[{i}].tag: empty; write how collectors file the lines, e.g. \"blog/gunicorn-error.log\"")));
             }
             logs.push(Log {
                 path,
                 tag: l.tag.get_ref().clone(),
+                owner: l.owner.get_ref().clone(),
             });
         }
         Ok(Config {
             host: self.host.into_inner(),
             control,
             heartbeat,
+            key_file: absolute("bus.key_file", &self.bus.key_file)?,
+            operator: key("bus.operator", &self.bus.operator)?,
+            heartbeat_readers: peers("bus.heartbeat_readers", &self.bus.heartbeat_readers)?,
             log_collectors,
-            key_file: self.bus.key_file,
             collector,
             apps,
             logs,
         })
+    }
+}
+
+impl RawCollector {
+    fn limits(&self) -> super::collector::Limits {
+        let d = super::collector::Limits::default();
+        super::collector::Limits {
+            rate: self.rate_lines_per_second.unwrap_or(d.rate).max(1),
+            burst: self.burst_lines.unwrap_or(d.burst).max(1),
+            quota: self.quota_bytes.unwrap_or(d.quota),
+            files: self.max_files.unwrap_or(d.files),
+            rotate: self.rotate_bytes.unwrap_or(d.rotate).max(1024),
+            keep: self.keep_rotated.unwrap_or(d.keep).max(1),
+        }
     }
 }
 
@@ -244,7 +318,7 @@ fn unit(key: &str, value: &Spanned<String>) -> Checked<()> {
 /// `tcp://HOST:PORT` (`is_tcp_endpoint`).
 fn endpoint(key: &str, value: &Spanned<String>) -> Checked<String> {
     let v = value.get_ref();
-    if super::is_tcp_endpoint(v) {
+    if crate::bus::is_tcp_endpoint(v) {
         Ok(v.clone())
     } else {
         Err(problem(
@@ -252,6 +326,25 @@ fn endpoint(key: &str, value: &Spanned<String>) -> Checked<String> {
             &format!("{key}: `{v}` is not a TCP endpoint; write tcp://ADDRESS:PORT, e.g. \"tcp://10.0.0.5:7701\""),
         ))
     }
+}
+
+/// A CURVE public key in Z85 (40 characters).
+fn key(at: &str, value: &Spanned<String>) -> Checked<PublicKey> {
+    PublicKey::parse(value.get_ref())
+        .map_err(|e| problem(value, &format!("{at}: {e}; {REGENERATE}")))
+}
+
+/// Named keys: each name a host name, each key a public key.
+fn peers(at: &str, raw: &[RawPeer]) -> Checked<Vec<Peer>> {
+    (raw.iter().enumerate())
+        .map(|(i, p)| {
+            name(&format!("{at}[{i}].name"), &p.name)?;
+            Ok(Peer {
+                name: p.name.get_ref().clone(),
+                key: key(&format!("{at}[{i}].key"), &p.key)?,
+            })
+        })
+        .collect()
 }
 
 fn absolute(key: &str, value: &Spanned<String>) -> Checked<PathBuf> {
@@ -278,17 +371,21 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"host = "run1"
+    /// A rendered file; every key is KEY.
+    const LAYOUT: &str = r#"host = "run1"
 
 [bus]
 control = "tcp://127.0.0.1:7701"
 heartbeat = "tcp://127.0.0.1:7702"
-log_collectors = ["tcp://127.0.0.1:7703"]
-key_file = "/etc/sitec/bus.key"
+log_collectors = [{ endpoint = "tcp://127.0.0.1:7703", key = "KEY" }]
+key_file = "/etc/sitec/bus/host.key"
+operator = "KEY"
+heartbeat_readers = [{ name = "lb1", key = "KEY" }]
 
 [collector]
 endpoint = "tcp://127.0.0.1:7703"
 dir = "/var/log/sitec/fleet"
+senders = [{ name = "run1", key = "KEY" }]
 
 [[app]]
 name = "blog"
@@ -298,13 +395,24 @@ workers = ["sitec-app-blog-worker-celery.service"]
 [[log]]
 path = "/var/log/sitec/apps/blog/gunicorn-error.log"
 tag = "blog/gunicorn-error.log"
+owner = "app-blog"
 "#;
+
+    fn key() -> PublicKey {
+        crate::bus::keys::derive("a secret").public
+    }
+
+    fn good() -> String {
+        LAYOUT.replace("KEY", &key().z85())
+    }
 
     #[test]
     fn reads_the_rendered_layout() {
-        let c = Config::parse(GOOD).expect("valid");
+        let c = Config::parse(&good()).expect("valid");
         assert_eq!(c.host, "run1");
-        assert_eq!(c.log_collectors, ["tcp://127.0.0.1:7703"]);
+        assert_eq!(c.log_collectors[0].endpoint, "tcp://127.0.0.1:7703");
+        assert_eq!((c.operator, c.log_collectors[0].key), (key(), key()));
+        assert_eq!(c.heartbeat_readers[0].name, "lb1");
         let units: Vec<&str> = c.apps[0].units().collect();
         assert_eq!(
             units,
@@ -313,10 +421,9 @@ tag = "blog/gunicorn-error.log"
                 "sitec-app-blog-worker-celery.service"
             ]
         );
-        assert_eq!(
-            c.collector.expect("collector").dir,
-            Path::new("/var/log/sitec/fleet")
-        );
+        let collector = c.collector.expect("collector");
+        assert_eq!(collector.dir, Path::new("/var/log/sitec/fleet"));
+        assert_eq!(collector.senders[0].name, "run1");
         assert_eq!(c.logs[0].tag, "blog/gunicorn-error.log");
     }
 
@@ -343,23 +450,35 @@ tag = "blog/gunicorn-error.log"
                 "bus.heartbeat: the same endpoint",
             ),
             (
-                "[\"tcp://127.0.0.1:7703\"]",
-                "[\"udp://x\"]",
+                "endpoint = \"tcp://127.0.0.1:7703\", key",
+                "endpoint = \"udp://x\", key",
                 6,
-                "bus.log_collectors[0]",
+                "bus.log_collectors[0].endpoint",
             ),
-            ("dir = \"/var", "dir = \"var", 11, "collector.dir"),
+            (
+                "operator = \"",
+                "operator = \"short",
+                8,
+                "bus.operator: a CURVE key is 40 Z85 characters",
+            ),
+            (
+                "name = \"lb1\"",
+                "name = \"LB 1\"",
+                9,
+                "bus.heartbeat_readers[0].name",
+            ),
+            ("dir = \"/var", "dir = \"var", 13, "collector.dir"),
             (
                 "service = \"sitec-app-blog.service\"",
                 "service = \"--now\"",
-                15,
+                18,
                 "app[0].service",
             ),
-            ("path = \"/var", "path = \"var", 19, "log[0].path"),
+            ("path = \"/var", "path = \"var", 22, "log[0].path"),
             (
                 "tag = \"blog/gunicorn-error.log\"",
                 "tag = \" \"",
-                20,
+                23,
                 "log[0].tag: empty",
             ),
             ("key_file", "keyfile", 7, "unknown field `keyfile`"),
@@ -370,8 +489,9 @@ tag = "blog/gunicorn-error.log"
                 "missing field `heartbeat`",
             ),
         ] {
-            assert!(GOOD.contains(from), "{from}");
-            let text = GOOD.replacen(from, to, 1);
+            let good = good();
+            assert!(good.contains(from), "{from}");
+            let text = good.replacen(from, to, 1);
             let (span, message) = Config::parse(&text).expect_err(to);
             assert!(message.contains(says), "{message} should say {says}");
             assert_eq!(line_column(&text, span.start).0, line, "{message}");
@@ -382,7 +502,7 @@ tag = "blog/gunicorn-error.log"
     fn load_names_the_file_and_line() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("agent.toml");
-        std::fs::write(&path, GOOD.replace("tcp://127.0.0.1:7701", "nope")).expect("write");
+        std::fs::write(&path, good().replace("tcp://127.0.0.1:7701", "nope")).expect("write");
         let err = Config::load(&path).expect_err("invalid");
         assert!(
             err.starts_with(&format!("{}:4:11: bus.control", path.display())),

@@ -1,15 +1,21 @@
-//! Control requests on the ROUTER socket: one JSON object per request,
-//! `{"op": "ping"}` or `{"op": "status"}`, one JSON object back. A REQ
-//! client's envelope (its identity and the empty delimiter) or a DEALER's
-//! (its identity) is sent back as it came, with the answer as the last
-//! frame. Anything else — not JSON, no `op`, an op the agent does not know —
-//! gets `{"ok": false, "error": ...}`: a peer can never stop the agent.
+//! Control requests (`bus::control`: one JSON object per request, answers
+//! with its `id`), taken from the operator's key only: the bus's ZAP
+//! handler admits no other key on this socket, and a request that comes
+//! without the operator's name is refused here too. `ping` and `status`
+//! are answered; anything else (not JSON, no `op`, an op the agent does
+//! not know) gets `{"ok": false, "error": ...}`: a peer can never stop the
+//! agent. Answers go out without waiting (`Outbox`): a client that never
+//! reads its answers loses them and holds up no other.
 
 use super::units::AppState;
+use crate::bus::control::{Request, OPERATOR};
+use crate::bus::{Incoming, Outbox};
 use serde_json::{json, Value};
 use std::time::Instant;
-use tokio::sync::watch;
-use zeromq::{RouterSocket, SocketSend, ZmqMessage};
+use tokio::sync::{mpsc, watch};
+
+/// Requests waiting to be answered; past it the pump drops new ones.
+pub const QUEUE: usize = 64;
 
 /// What the answers are made of.
 pub struct Facts {
@@ -19,36 +25,32 @@ pub struct Facts {
     pub apps: watch::Receiver<Vec<AppState>>,
 }
 
-/// Answers every request on `socket`, forever.
-pub async fn run(mut socket: RouterSocket, facts: Facts) {
-    loop {
-        let request = super::next_message(&mut socket, "control").await;
-        let mut frames = request.into_vecdeque();
-        let Some(body) = frames.pop_back().filter(|_| !frames.is_empty()) else {
+/// Answers every request that arrives, until the pump stops.
+pub async fn run(mut incoming: mpsc::Receiver<Incoming>, outbox: Outbox, facts: Facts) {
+    while let Some(message) = incoming.recv().await {
+        let Some(request) = Request::from_incoming(message, &outbox) else {
             continue;
         };
-        let apps = facts.apps.borrow().clone();
-        let answer = answer(&body, &facts.host, facts.started.elapsed().as_secs(), &apps);
-        let mut reply = ZmqMessage::from(answer.to_string());
-        while let Some(frame) = frames.pop_back() {
-            reply.push_front(frame);
+        if request.peer != OPERATOR {
+            request
+                .responder
+                .error("only the operator's key may send control requests");
+            continue;
         }
-        if let Err(e) = socket.send(reply).await {
-            tracing::warn!("control: cannot answer: {e}");
-        }
+        let answer = match &request.body {
+            Ok(body) => {
+                let apps = facts.apps.borrow().clone();
+                answer(body, &facts.host, facts.started.elapsed().as_secs(), &apps)
+            }
+            Err(e) => error(e),
+        };
+        // false: the client does not read its answers (counted by the pump).
+        let _ = request.responder.send(answer);
     }
 }
 
-/// The answer to one request body.
-pub fn answer(body: &[u8], host: &str, uptime: u64, apps: &[AppState]) -> Value {
-    let request: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => {
-            return error(&format!(
-                "the request is not JSON ({e}); send e.g. {{\"op\": \"ping\"}}"
-            ))
-        }
-    };
+/// The answer to one request (a JSON object).
+pub fn answer(request: &Value, host: &str, uptime: u64, apps: &[AppState]) -> Value {
     match request.get("op").and_then(Value::as_str) {
         Some("ping") => json!({
             "ok": true,
@@ -82,21 +84,20 @@ mod tests {
             units: Vec::new(),
             error: None,
         }];
-        let ping = answer(br#"{"op":"ping"}"#, "run1", 7, &apps);
+        let ping = answer(&json!({"op": "ping"}), "run1", 7, &apps);
         assert_eq!(
             (ping["ok"].clone(), ping["uptime_seconds"].clone()),
             (json!(true), json!(7))
         );
         assert_eq!(ping["version"], env!("CARGO_PKG_VERSION"));
-        let status = answer(br#"{"op":"status"}"#, "run1", 7, &apps);
+        let status = answer(&json!({"op": "status"}), "run1", 7, &apps);
         assert_eq!(status["apps"][0]["name"], "blog");
         for (body, says) in [
-            (&br#"{"op":"reboot"}"#[..], "unknown op `reboot`"),
-            (b"{}", "no `op`"),
-            (b"\xff", "not JSON"),
-            (b"[1]", "no `op`"),
+            (json!({"op": "reboot"}), "unknown op `reboot`"),
+            (json!({}), "no `op`"),
+            (json!({"op": 1}), "no `op`"),
         ] {
-            let a = answer(body, "run1", 0, &apps);
+            let a = answer(&body, "run1", 0, &apps);
             assert_eq!(a["ok"], false);
             assert!(a["error"].as_str().is_some_and(|e| e.contains(says)), "{a}");
         }

@@ -5,6 +5,13 @@
 //! path is opened; a file truncated in place (`copytruncate`) is read again
 //! from its start. The files stay on disk: nothing here writes or deletes.
 //!
+//! The agent runs as root and the files sit in folders their writers own,
+//! so a file is opened without following a link (`O_NOFOLLOW`: an app user
+//! who swaps its log for a link to `/etc/shadow` gets an error, not
+//! shadow's lines shipped), without blocking (a FIFO in its place), and is
+//! read only if it is a regular file owned by the user the config names
+//! (`owner`); anything else is refused with a warning naming the file.
+//!
 //! Polling (every 250 ms, one thread for every file) rather than inotify:
 //! it needs no extra crate, sees a rotation the same way on every
 //! filesystem, and costs one `stat` per file per poll.
@@ -25,6 +32,8 @@ const LINE_MAX: usize = 8 * 1024;
 /// One followed file.
 pub struct Follower {
     path: PathBuf,
+    /// The user the file must belong to.
+    owner: String,
     /// The open file, with its device and inode.
     file: Option<(File, (u64, u64))>,
     pos: u64,
@@ -35,9 +44,10 @@ pub struct Follower {
 }
 
 impl Follower {
-    pub fn new(path: PathBuf) -> Follower {
+    pub fn new(path: PathBuf, owner: String) -> Follower {
         Follower {
             path,
+            owner,
             file: None,
             pos: 0,
             partial: Vec::new(),
@@ -63,7 +73,7 @@ impl Follower {
 
     fn open(&mut self) -> io::Result<()> {
         let at_start = std::mem::replace(&mut self.at_start, false);
-        let file = match File::open(&self.path) {
+        let file = match open_owned(&self.path, &self.owner) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
@@ -125,13 +135,57 @@ impl Follower {
     }
 }
 
-/// Follows every `(path, tag)` on its own thread, calling `ship(tag, line)`
-/// for each new line, forever. The first poll runs before it returns, so
-/// where each file starts is fixed when the agent says it is running.
-pub fn spawn(files: Vec<(PathBuf, String)>, ship: impl Fn(&str, String) + Send + 'static) {
+/// Opens `path` for reading if it is a regular file owned by `owner`,
+/// without following a link or blocking.
+fn open_owned(path: &std::path::Path, owner: &str) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => {
+                io::Error::other("it is a symbolic link; sitec follows only the file itself")
+            }
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("it is not a regular file"));
+    }
+    let Some(uid) = uid_of(owner) else {
+        return Err(io::Error::other(format!(
+            "its owner `{owner}` is not a user here"
+        )));
+    };
+    if meta.uid() != uid {
+        return Err(io::Error::other(format!(
+            "it belongs to uid {}, not to `{owner}`; sitec ships only the file the app writes",
+            meta.uid()
+        )));
+    }
+    Ok(file)
+}
+
+/// The uid of `user`, from `/etc/passwd`.
+fn uid_of(user: &str) -> Option<u32> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut fields = l.split(':');
+        (fields.next()? == user).then_some(())?;
+        fields.nth(1)?.parse().ok()
+    })
+}
+
+/// Follows every `(path, tag, owner)` on its own thread, calling
+/// `ship(tag, line)` for each new line, forever. The first poll runs
+/// before it returns, so where each file starts is fixed when the agent
+/// says it is running.
+pub fn spawn(files: Vec<(PathBuf, String, String)>, ship: impl Fn(&str, String) + Send + 'static) {
     let mut followers: Vec<(Follower, String, Option<String>)> = files
         .into_iter()
-        .map(|(path, tag)| (Follower::new(path), tag, None))
+        .map(|(path, tag, owner)| (Follower::new(path, owner), tag, None))
         .collect();
     let mut poll_all = move || {
         for (follower, tag, last_error) in &mut followers {
@@ -190,7 +244,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("app.log");
         append(&path, "old line\n");
-        let mut f = Follower::new(path.clone());
+        let mut f = Follower::new(path.clone(), me());
         assert!(poll(&mut f).is_empty(), "what was there is not shipped");
         append(&path, "one\ntw");
         assert_eq!(poll(&mut f), ["one"]);
@@ -205,7 +259,7 @@ mod tests {
     fn survives_rotation_and_a_file_that_appears_later() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("app.log");
-        let mut f = Follower::new(path.clone());
+        let mut f = Follower::new(path.clone(), me());
         assert!(poll(&mut f).is_empty());
         append(&path, "first\n");
         assert_eq!(poll(&mut f), ["first"], "a new file is read from its start");
@@ -214,5 +268,45 @@ mod tests {
         assert!(poll(&mut f).is_empty(), "no new file yet");
         append(&path, "in the new file\n");
         assert_eq!(poll(&mut f), ["late in the old file", "in the new file"]);
+    }
+
+    /// The name of the user the tests run as.
+    fn me() -> String {
+        let uid = rustix::process::geteuid().as_raw();
+        let passwd = std::fs::read_to_string("/etc/passwd").expect("passwd");
+        (passwd.lines())
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.get(2) == Some(&uid.to_string().as_str())).then(|| f[0].to_string())
+            })
+            .expect("this user in /etc/passwd")
+    }
+
+    #[test]
+    fn a_link_a_fifo_or_another_users_file_is_not_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("shadow");
+        std::fs::write(&secret, "root:secret\n").expect("write");
+        let link = dir.path().join("app.log");
+        std::os::unix::fs::symlink(&secret, &link).expect("symlink");
+        let mut f = Follower::new(link.clone(), me());
+        let mut out = Vec::new();
+        let err = f.poll(&mut out).expect_err("a link is refused");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        std::fs::remove_file(&link).expect("rm");
+        let made = std::process::Command::new("mkfifo").arg(&link).status();
+        if made.is_ok_and(|s| s.success()) {
+            let err = Follower::new(link.clone(), me())
+                .poll(&mut out)
+                .expect_err("a FIFO");
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+            std::fs::remove_file(&link).expect("rm");
+        }
+        std::fs::write(&link, "x\n").expect("write");
+        let err = Follower::new(link.clone(), "nobody".into())
+            .poll(&mut out)
+            .expect_err("owner");
+        assert!(err.to_string().contains("not to `nobody`"), "{err}");
+        assert!(out.is_empty());
     }
 }

@@ -1,21 +1,21 @@
 //! `sitec agent`: the host agent every host runs (`sitec-agent.service`,
 //! config `/etc/sitec/agent.toml` rendered by the compiler). It is the
-//! host's end of the bus (ZeroMQ through zmq.rs, pure Rust on tokio, no
-//! broker; `bus_topology` derives who binds and connects what):
+//! host's end of the bus (`bus`: libzmq, CURVE on every socket, no broker;
+//! `bus_topology` derives who binds and connects what), speaking with this
+//! host's key (`bus.key_file`):
 //!
 //! - `heartbeat`: PUB at `bus.heartbeat`, one message a second with the
-//!   state of every app unit on the host (`units`, from systemd);
-//! - `control`: ROUTER at `bus.control`, answering `ping` and `status`;
+//!   state of every app unit on the host (`units`, from systemd), to the
+//!   keys in `bus.heartbeat_readers` (the balancers) only;
+//! - `control`: ROUTER at `bus.control`, answering `ping` and `status` to
+//!   the operator's key (`bus.operator`) and nobody else;
 //! - `follow` + `ship`: the files in `[[log]]`, followed like `tail -F` and
-//!   pushed line by line to every collector in `bus.log_collectors`;
+//!   pushed line by line to every collector in `bus.log_collectors`, each
+//!   of which must prove its key;
 //! - `collector`: on a `logs` host (`[collector]` in the file), PULL at
-//!   its endpoint, each line appended to `DIR/HOST/TAG`.
-//!
-//! **The bus is not authenticated yet.** DESIGN.md wants control messages
-//! signed with the fleet's key, but zmq.rs has no CURVE: `bus.key_file` is
-//! read by nobody, and the agent runs whether it exists or not. Until then
-//! the bus relies on its endpoints being the fleet's private addresses;
-//! the control ops are read-only (`ping`, `status`) for that reason.
+//!   its endpoint from the agents in `collector.senders`, each line
+//!   appended to `DIR/HOST/TAG` where HOST is the name the sender's key
+//!   was admitted under.
 //!
 //! It runs under the unit's hardening (`ProtectSystem=full`): it writes
 //! only below `/var/log` (collected lines), and SIGTERM or SIGINT closes
@@ -27,11 +27,9 @@ mod control;
 mod follow;
 mod heartbeat;
 mod ship;
-mod socket;
 mod units;
 
 pub use config::Config;
-pub(crate) use socket::{connect_when_up, is_tcp_endpoint};
 
 /// A heartbeat as the agent writes it, for the balancer's tests of reading
 /// one: host `host`, one app `blog`.
@@ -47,12 +45,11 @@ pub fn heartbeat_for_tests(host: &str, healthy: bool) -> String {
     heartbeat::beat(host, 0, 0.0, &[blog])
 }
 
+use crate::bus::{self, Bus, KeyPair, Kind, Peer};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, watch};
-use zeromq::{PubSocket, PullSocket, RouterSocket, Socket, SocketRecv, ZmqMessage};
+use tokio::sync::{mpsc, watch};
 
 /// Run the host agent: heartbeats, control requests, log shipping and collecting.
 #[derive(clap::Args, Debug)]
@@ -61,7 +58,8 @@ pub struct Args {
     /// The agent's TOML config, as `sitec render` writes it for the host.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    /// Validate the config and exit (0 if the agent would accept it).
+    /// Validate the config and the key file it names, and exit (0 if the
+    /// agent would accept them).
     #[arg(long)]
     pub check: bool,
 }
@@ -82,6 +80,11 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     if args.check {
+        // The key too: a file the agent would refuse at start is refused here.
+        if let Err(e) = KeyPair::load(&config.key_file) {
+            eprintln!("sitec agent: {e}");
+            return ExitCode::from(2);
+        }
         println!("sitec agent: {} is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
@@ -107,24 +110,44 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 /// Binds the sockets, starts every part, and returns at the first signal
-/// (dropping, so closing, every socket).
+/// (the sockets close as the process exits).
 async fn serve(config: Config) -> Result<(), String> {
     let stop = stop_signal()?;
-    note_key_file(&config);
-    let mut pubs = PubSocket::new();
-    bind(&mut pubs, &config.heartbeat, "heartbeats").await?;
-    let mut router = RouterSocket::new();
-    bind(&mut router, &config.control, "control").await?;
+    let keys = KeyPair::load(&config.key_file)?;
+    let bus = Bus::new(keys)?;
+    let mut pumps = Vec::new();
+    let beats = bus.bind(
+        Kind::Heartbeats,
+        &config.heartbeat,
+        &config.heartbeat_readers,
+    )?;
+    tracing::info!("heartbeats on {}", config.heartbeat);
+    let (beats, running) = bus::pump::spawn("heartbeats", Kind::Heartbeats, vec![beats], None, 4)?;
+    pumps.push(running);
+    let operator = Peer {
+        name: bus::control::OPERATOR.into(),
+        key: config.operator,
+    };
+    let control = bus.bind(Kind::Control, &config.control, &[operator])?;
+    tracing::info!("control on {}", config.control);
+    let (requests, incoming) = mpsc::channel(control::QUEUE);
+    let (answers, running) =
+        bus::pump::spawn("control", Kind::Control, vec![control], Some(requests), 256)?;
+    pumps.push(running);
     let mut parts = tokio::task::JoinSet::new();
     if let Some(c) = &config.collector {
-        let mut pull = PullSocket::new();
-        bind(&mut pull, &c.endpoint, "log collector").await?;
-        parts.spawn(collector::run(pull, c.dir.clone()));
+        let pull = bus.bind(Kind::Logs, &c.endpoint, &c.senders)?;
+        tracing::info!("log collector on {}", c.endpoint);
+        let (lines, incoming) = mpsc::channel(collector::QUEUE);
+        let (_, running) =
+            bus::pump::spawn("log collector", Kind::Logs, vec![pull], Some(lines), 1)?;
+        pumps.push(running);
+        collector::spawn(incoming, c.dir.clone(), c.limits)?;
     }
-    start_shipping(&config, &mut parts);
+    pumps.extend(start_shipping(&bus, &config)?);
     let (states, apps) = watch::channel(Vec::new());
     parts.spawn(heartbeat::run(
-        pubs,
+        beats,
         config.host.clone(),
         config.apps.clone(),
         states,
@@ -134,70 +157,44 @@ async fn serve(config: Config) -> Result<(), String> {
         started: Instant::now(),
         apps,
     };
-    parts.spawn(control::run(router, facts));
+    parts.spawn(control::run(incoming, answers, facts));
     tracing::info!("agent for {} running", config.host);
     crate::sd_notify::ready();
     stop.await;
     tracing::info!("stopping");
     crate::sd_notify::stopping();
     parts.shutdown().await;
+    drop(pumps);
     Ok(())
 }
 
-async fn bind(socket: &mut impl Socket, endpoint: &str, what: &str) -> Result<(), String> {
-    let bound = socket
-        .bind(endpoint)
-        .await
-        .map_err(|e| format!("cannot bind the {what} socket at {endpoint}: {e}"))?;
-    tracing::info!("{what} on {bound}");
-    Ok(())
-}
-
-/// The next message on `socket`; an error is logged and waited out, so a
-/// broken peer never makes a busy loop.
-async fn next_message(socket: &mut impl SocketRecv, what: &str) -> ZmqMessage {
-    loop {
-        match socket.recv().await {
-            Ok(m) => return m,
-            Err(e) => {
-                tracing::warn!("{what}: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// Follows the `[[log]]` files and ships their lines to every collector.
-fn start_shipping(config: &Config, parts: &mut tokio::task::JoinSet<()>) {
+/// Follows the `[[log]]` files and ships their lines to every collector,
+/// each through a PUSH of its own (so each gets every line).
+fn start_shipping(bus: &Bus, config: &Config) -> Result<Vec<bus::pump::Stop>, String> {
     if config.log_collectors.is_empty() || config.logs.is_empty() {
-        return;
+        return Ok(Vec::new());
     }
-    let (lines, _) = broadcast::channel::<Arc<str>>(ship::QUEUE);
-    for endpoint in &config.log_collectors {
-        parts.spawn(ship::run(endpoint.clone(), lines.subscribe()));
+    let mut outboxes = Vec::new();
+    let mut pumps = Vec::new();
+    for c in &config.log_collectors {
+        let push = bus.connect(Kind::Ship, &c.endpoint, &c.key)?;
+        let name = format!("logs to {}", c.endpoint);
+        let (outbox, running) = bus::pump::spawn(&name, Kind::Ship, vec![push], None, ship::QUEUE)?;
+        outboxes.push(outbox);
+        pumps.push(running);
     }
     let host = config.host.clone();
-    let files = config
-        .logs
-        .iter()
-        .map(|l| (l.path.clone(), l.tag.clone()))
+    let files = (config.logs.iter())
+        .map(|l| (l.path.clone(), l.tag.clone(), l.owner.clone()))
         .collect();
     follow::spawn(files, move |tag, line| {
-        // Err: no collector task left (stopping); nothing to do.
-        let _ = lines.send(ship::message(&host, tag, &line, heartbeat::unix_time()));
+        let message = ship::message(&host, tag, &line, heartbeat::unix_time());
+        for outbox in &outboxes {
+            // false: that collector's queue is full (counted by the pump).
+            let _ = outbox.send(vec![message.clone()]);
+        }
     });
-}
-
-/// Says once, at start, that the bus is not authenticated.
-fn note_key_file(config: &Config) {
-    let Some(key) = &config.key_file else {
-        return;
-    };
-    let found = if key.exists() { "present" } else { "absent" };
-    tracing::warn!(
-        "bus authentication is not implemented (zmq.rs has no CURVE): {} ({found}) is not used; keep the bus on private addresses",
-        key.display()
-    );
+    Ok(pumps)
 }
 
 /// Resolves at the first SIGTERM or SIGINT.

@@ -1,67 +1,25 @@
-//! Shipping log lines to the collectors: one PUSH socket per collector, so
+//! Shipping log lines to the collectors: one PUSH socket per collector
+//! (`Kind::Ship`, CURVE with this host's key, checking the collector's), so
 //! every collector gets every line (a PUSH connected to several would deal
 //! the lines out between them) and a collector that is down holds up no
-//! other. Lines wait in a bounded queue per collector while it is away:
-//! zmq.rs returns a line it could not hand to any peer, the socket is made
-//! again and connects with backoff, and the line goes first once it is back.
-//! A collector away for longer than the queue holds loses the oldest lines
-//! (counted in the log); the files themselves stay on the host.
+//! other. Lines wait while a collector is away: in libzmq's queue for it
+//! (its high-water mark), then in the pump's outbox (`QUEUE`); past both,
+//! new lines are dropped and counted in the log. The files themselves stay
+//! on the host, and libzmq connects again by itself.
 //!
-//! Not lossless across a collector restart yet: zmq.rs's PUSH never reads
-//! from its peer, so it learns that a collector closed only when a write
-//! fails, and the line or two written into the dead connection before that
-//! are gone. Losing none needs acknowledged delivery (lines numbered per
-//! file, acked by the collector, resent from the last ack), which PUSH/PULL
-//! cannot carry.
+//! Not lossless across a collector restart yet: the lines libzmq had
+//! written into the connection that died are gone. Losing none needs
+//! acknowledged delivery (lines numbered per file, acked by the collector,
+//! resent from the last ack), which PUSH/PULL cannot carry.
 
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::broadcast;
-use zeromq::{PushSocket, SocketSend, ZmqError, ZmqMessage};
-
-/// Lines kept per collector while it is unreachable.
+/// Lines kept in each collector's outbox beyond libzmq's own queue.
 pub const QUEUE: usize = 8 * 1024;
 
-/// One log line on the bus: `{host, tag, line, time}` as JSON.
-pub fn message(host: &str, tag: &str, line: &str, time: f64) -> Arc<str> {
+/// One log line on the bus: `{host, tag, line, time}` as JSON (the
+/// collector files it under the name this host's key is admitted under,
+/// not `host`).
+pub fn message(host: &str, tag: &str, line: &str, time: f64) -> Vec<u8> {
     serde_json::json!({ "host": host, "tag": tag, "line": line, "time": time })
         .to_string()
-        .into()
-}
-
-/// Sends every line from `lines` to the collector at `endpoint`, forever.
-pub async fn run(endpoint: String, mut lines: broadcast::Receiver<Arc<str>>) {
-    let mut held: Option<ZmqMessage> = None;
-    loop {
-        let mut socket: PushSocket = super::connect_when_up(&endpoint, "log collector").await;
-        tracing::info!("shipping logs to {endpoint}");
-        loop {
-            let next = match held.take() {
-                Some(m) => m,
-                None => match lines.recv().await {
-                    Ok(line) => ZmqMessage::from(line.to_string()),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            "log collector {endpoint}: {n} lines dropped while it was away"
-                        );
-                        continue;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-            };
-            match socket.send(next).await {
-                Ok(()) => {}
-                Err(ZmqError::ReturnToSender { message, .. }) => {
-                    held = Some(message);
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!("log collector {endpoint}: {e}");
-                    break;
-                }
-            }
-        }
-        tracing::warn!("log collector {endpoint} went away; reconnecting");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        .into_bytes()
 }

@@ -1,27 +1,32 @@
 //! The balancer's end of the bus: it subscribes to every runner agent's
-//! heartbeats (`bus.heartbeats`, one SUB socket per agent, so an agent that
-//! is down holds up no other) and lets them decide which runners serve.
-//! Each heartbeat names its host and the state of every app unit there
-//! (`agent::heartbeat`); a route that lists its backends' `hosts` maps
-//! (host, app) to backends. An app whose web service its agent reports not
-//! running (`serving`; a dead worker does not count) is taken
-//! out of rotation at once, before any request fails on it, and an active
-//! check cannot bring it back; the next heartbeat that reports it running
-//! brings it back. A hold lasts `HOLD` unless renewed, so an agent that
-//! stops talking leaves its runners to the passive and active checks
-//! rather than out for good. Endpoints are fixed at start.
+//! heartbeats (`bus.heartbeats`: one SUB socket per agent, all on one pump
+//! thread, so an agent that is down holds up no other) and lets them decide
+//! which runners serve. Each SUB speaks CURVE with the balancer's key and
+//! checks the agent's: a heartbeat is tied to the host whose key its PUB
+//! proved (`bus.heartbeats[].host`), and one that names another host is
+//! ignored (and logged), so a runner speaks only for itself. Each heartbeat
+//! gives the state of every app unit there (`agent::heartbeat`); a route
+//! that lists its backends' `hosts` maps (host, app) to backends. An app
+//! whose web service its agent reports not running (`serving`; a dead
+//! worker does not count) is taken out of rotation at once, before any
+//! request fails on it, and an active check cannot bring it back; the next
+//! heartbeat that reports it running brings it back. A hold lasts `HOLD`
+//! unless renewed, so when heartbeats stop (an agent, a bus or a network
+//! down) the runners are left to the passive and active checks within
+//! `HOLD`, never held out for good: a bus outage is not a web outage. A
+//! reload that changes `[bus]` starts the followers again.
 
+use super::config;
 use super::state::Shared;
+use crate::bus::{self, Bus, Incoming, KeyPair, Kind, PublicKey};
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
-use zeromq::{SocketRecv, SubSocket};
+use std::time::{Duration, Instant};
 
 /// How long one "not running" heartbeat keeps a backend out (agents beat
 /// every second: this outlasts two lost beats).
 const HOLD: Duration = Duration::from_secs(3);
-/// No heartbeat for this long: the connection is made again.
-const SILENCE: Duration = Duration::from_secs(5);
 
 #[derive(Deserialize)]
 struct Beat {
@@ -45,52 +50,107 @@ struct AppBeat {
     error: Option<String>,
 }
 
-/// Follows every endpoint, each on a task of its own, for good.
-pub fn start(shared: &Arc<Shared>, endpoints: &[String]) {
-    for endpoint in endpoints {
-        tokio::spawn(follow(shared.clone(), endpoint.clone()));
+/// Following the heartbeats: dropping it stops the pump and its task.
+pub struct Following {
+    /// What it was started with, to tell whether a reload changes it.
+    config: config::Bus,
+    public: PublicKey,
+    _pump: bus::pump::Stop,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
-async fn follow(shared: Arc<Shared>, endpoint: String) {
-    loop {
-        let mut socket: SubSocket =
-            crate::agent::connect_when_up(&endpoint, "heartbeats from").await;
-        if let Err(e) = socket.subscribe("").await {
-            tracing::warn!("heartbeats from {endpoint}: cannot subscribe: {e}");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+/// Connects to every agent in `config` and follows their heartbeats;
+/// `None` when there are none to follow.
+pub fn start(shared: &Arc<Shared>, config: &config::Bus) -> Result<Option<Following>, String> {
+    let Some(key_file) = &config.key_file else {
+        return Ok(None);
+    };
+    if config.heartbeats.is_empty() {
+        return Ok(None);
+    }
+    let keys = KeyPair::load(key_file)?;
+    let public = keys.public;
+    let bus = Bus::new(keys)?;
+    let mut sockets = Vec::new();
+    for h in &config.heartbeats {
+        let key =
+            PublicKey::parse(&h.key).map_err(|e| format!("bus.heartbeats: {}: {e}", h.host))?;
+        sockets.push(bus.connect(Kind::Follow, &h.endpoint, &key)?);
+        tracing::info!("following heartbeats from {} at {}", h.host, h.endpoint);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let (_, pump) = bus::pump::spawn("heartbeats", Kind::Follow, sockets, Some(tx), 1)?;
+    let hosts = config.heartbeats.iter().map(|h| h.host.clone()).collect();
+    let task = tokio::spawn(follow(shared.clone(), hosts, rx)).abort_handle();
+    Ok(Some(Following {
+        config: config.clone(),
+        public,
+        _pump: pump,
+        task,
+    }))
+}
+
+/// After a reload: follows anew if `[bus]` or the balancer's own key
+/// (rotated: the agents admit only the new one) changed; the old
+/// followers stop first. Needs the runtime entered.
+pub fn refresh(following: &mut Option<Following>, shared: &Arc<Shared>, config: &config::Bus) {
+    let key = (config.key_file.as_deref()).and_then(|f| KeyPair::load(f).ok());
+    let same = following
+        .as_ref()
+        .is_some_and(|f| f.config == *config && key.is_some_and(|k| k.public == f.public));
+    if same {
+        return;
+    }
+    *following = None;
+    match start(shared, config) {
+        Ok(f) => *following = f,
+        Err(e) => tracing::error!("bus: {e}; heartbeats are not followed until the next reload"),
+    }
+}
+
+/// Applies every heartbeat that arrives, as spoken by the host whose
+/// socket it came in on.
+async fn follow(
+    shared: Arc<Shared>,
+    hosts: Vec<String>,
+    mut rx: tokio::sync::mpsc::Receiver<Incoming>,
+) {
+    let mut warned: HashMap<usize, Instant> = HashMap::new();
+    while let Some(message) = rx.recv().await {
+        let Some(host) = hosts.get(message.from) else {
             continue;
-        }
-        tracing::info!("following heartbeats from {endpoint}");
-        loop {
-            match tokio::time::timeout(SILENCE, socket.recv()).await {
-                Ok(Ok(message)) => {
-                    for frame in message.iter() {
-                        apply(&shared, frame);
-                    }
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!("heartbeats from {endpoint}: {e}; connecting again");
-                    break;
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        "no heartbeat from {endpoint} for {SILENCE:?}; connecting again"
-                    );
-                    break;
+        };
+        for frame in &message.frames {
+            if let Err(e) = apply(&shared, host, frame) {
+                // At most once a minute per agent.
+                if warned
+                    .get(&message.from)
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+                {
+                    tracing::warn!("heartbeats from {host}: {e}");
+                    warned.insert(message.from, Instant::now());
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// Takes out or brings back the backends one heartbeat speaks for.
-fn apply(shared: &Shared, frame: &[u8]) {
-    let Ok(beat) = serde_json::from_slice::<Beat>(frame) else {
-        tracing::debug!("ignored a message on the heartbeat bus that is not a heartbeat");
-        return;
-    };
+/// Takes out or brings back the backends that `host`'s heartbeat speaks for.
+fn apply(shared: &Shared, host: &str, frame: &[u8]) -> Result<(), String> {
+    let beat = serde_json::from_slice::<Beat>(frame)
+        .map_err(|e| format!("ignored a message that is not a heartbeat: {e}"))?;
+    if beat.host != host {
+        return Err(format!(
+            "ignored a heartbeat that speaks for `{}`: a host speaks only for itself",
+            beat.host
+        ));
+    }
     let state = shared.state();
     for app in beat.apps.iter().filter(|a| a.error.is_none()) {
         let Some(backends) = state.runners.get(&(beat.host.clone(), app.name.clone())) else {
@@ -111,6 +171,7 @@ fn apply(shared: &Shared, frame: &[u8]) {
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -35,13 +35,25 @@ pub struct Config {
 }
 
 /// The balancer's end of the bus: the runner agents' heartbeats it
-/// listens to (see `bus`). Fixed at start, like the listeners.
+/// listens to (see `bus`), with its own key. A reload that changes it
+/// connects again.
 #[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Bus {
-    /// The agents' heartbeat PUB endpoints, `tcp://ADDR:PORT`.
+    /// This balancer's bus key (secret; readable by its user only).
+    pub key_file: Option<PathBuf>,
     #[serde(default)]
-    pub heartbeats: Vec<String>,
+    pub heartbeats: Vec<Heartbeats>,
+}
+
+/// One runner agent's heartbeats: the host they speak for, its PUB
+/// endpoint `tcp://ADDR:PORT`, and the public key that PUB must prove.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeats {
+    pub host: String,
+    pub endpoint: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -279,11 +291,7 @@ impl Config {
         if self.routes.is_empty() {
             return Err("route: no routes; add a [[route]] with domains and backends".into());
         }
-        for e in &self.bus.heartbeats {
-            if !crate::agent::is_tcp_endpoint(e) {
-                return Err(format!("bus.heartbeats: `{e}` is not an endpoint; write tcp://ADDRESS:PORT, e.g. tcp://10.0.0.21:7702"));
-            }
-        }
+        self.check_bus()?;
         let mut seen = std::collections::HashMap::new();
         let mut backends = Vec::new();
         for (i, r) in self.routes.iter().enumerate() {
@@ -321,6 +329,25 @@ impl Config {
             admin,
             backends,
         })
+    }
+
+    fn check_bus(&self) -> Result<(), String> {
+        for (i, h) in self.bus.heartbeats.iter().enumerate() {
+            if !crate::bus::is_tcp_endpoint(&h.endpoint) {
+                return Err(format!("bus.heartbeats[{i}].endpoint: `{}` is not an endpoint; write tcp://ADDRESS:PORT, e.g. tcp://10.0.0.21:7702", h.endpoint));
+            }
+            if let Err(e) = crate::bus::PublicKey::parse(&h.key) {
+                return Err(format!("bus.heartbeats[{i}].key: {e}; render the config again from the spec (`sitec apply`)"));
+            }
+            if h.host.is_empty() {
+                return Err(format!("bus.heartbeats[{i}].host: empty; write the runner's host name, as routes' `hosts` do"));
+            }
+        }
+        match &self.bus.key_file {
+            None if !self.bus.heartbeats.is_empty() => Err("bus.key_file: missing; heartbeats are heard only with the balancer's key, e.g. key_file = \"/etc/sitec/bus/balancer.key\"".into()),
+            Some(f) if !f.is_absolute() => Err(format!("bus.key_file: `{}` is not an absolute path", f.display())),
+            _ => Ok(()),
+        }
     }
 
     fn check_numbers(&self) -> Result<(), String> {
@@ -460,7 +487,9 @@ mod tests {
             ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[timeouts]\nheader_ms=0\n", "timeouts.header_ms"),
             ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[limits]\nmax_bodyy=1\n", "max_bodyy"),
             ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[[route]]\ndomains=[\"a\"]\nbackends=[\"127.0.0.1:9\"]\nhosts=[\"run1\", \"run2\"]\n", "route[0].hosts"),
-            ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[bus]\nheartbeats=[\"10.0.0.1:7702\"]\n[[route]]\ndomains=[\"a\"]\nbackends=[\"127.0.0.1:9\"]\n", "bus.heartbeats"),
+            ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[bus]\nheartbeats=[\"10.0.0.1:7702\"]\n[[route]]\ndomains=[\"a\"]\nbackends=[\"127.0.0.1:9\"]\n", "heartbeats"),
+            ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[bus]\nkey_file=\"/k\"\nheartbeats=[{host=\"run1\", endpoint=\"10.0.0.1:7702\", key=\"\"}]\n[[route]]\ndomains=[\"a\"]\nbackends=[\"127.0.0.1:9\"]\n", "bus.heartbeats[0].endpoint"),
+            ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[bus]\nkey_file=\"/k\"\nheartbeats=[{host=\"run1\", endpoint=\"tcp://10.0.0.1:7702\", key=\"short\"}]\n[[route]]\ndomains=[\"a\"]\nbackends=[\"127.0.0.1:9\"]\n", "bus.heartbeats[0].key: a CURVE key is 40"),
             ("[listen]\nhttp=[\"127.0.0.1:0\"]\n[bus]\nheartbeat=[]\n[[route]]\ndomains=[\"a\"]\nbackends=[\"127.0.0.1:9\"]\n", "heartbeat"),
         ] {
             let err = check(text).expect_err(text);

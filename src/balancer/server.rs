@@ -9,8 +9,9 @@
 //! and exit when all are gone or `timeouts.drain_ms` runs out. A reload
 //! also opens the HTTP and HTTPS listeners the new config adds (all of them
 //! before it is swapped in: one that cannot listen refuses the config) and
-//! closes those it drops, leaving their open connections be; the admin
-//! listener and the bus endpoints are fixed at start.
+//! closes those it drops, leaving their open connections be, and follows
+//! the heartbeats anew when `[bus]` changed (a rotated key, a runner added);
+//! the admin listener is fixed at start.
 
 use super::config::Config;
 use super::conn::Conn;
@@ -44,7 +45,10 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
         tokio::spawn(super::admin::serve(listener, shared.clone()));
     }
     tokio::spawn(super::health::run(shared.clone()));
-    super::bus::start(&shared, &valid.config.bus.heartbeats);
+    let following = Arc::new(std::sync::Mutex::new(super::bus::start(
+        &shared,
+        &valid.config.bus,
+    )?));
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
@@ -54,10 +58,14 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                let (shared, listeners) = (shared.clone(), listeners.clone());
+                let (shared, listeners, following) = (shared.clone(), listeners.clone(), following.clone());
+                let handle = tokio::runtime::Handle::current();
                 let _ = tokio::task::spawn_blocking(move || {
                     let mut open = listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     reload(&shared, &mut open);
+                    let _entered = handle.enter();
+                    let mut following = following.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    super::bus::refresh(&mut following, &shared, &shared.state().valid.config.bus);
                 })
                 .await;
             }
@@ -268,12 +276,6 @@ fn reload(shared: &Arc<Shared>, listeners: &mut Listeners) {
             .filter(|key| !listeners.contains_key(key))
             .map(|(addr, tls)| bind(*addr).map(|listener| (*addr, *tls, listener)))
             .collect::<Result<Vec<_>, String>>()?;
-        if valid.config.bus != old.config.bus {
-            tracing::warn!(
-                "{}: bus endpoints changed; they apply after a restart",
-                path.display()
-            );
-        }
         let routes = valid.config.routes.len();
         shared.install(valid)?;
         for (addr, tls, listener) in added {

@@ -259,41 +259,62 @@ fn heartbeat_with_workers(host: &str, app: &str, serving: bool, healthy: bool) -
     )
 }
 
-/// Publishes, every 100 ms, the latest heartbeats sent on the returned
-/// channel, on a real ZeroMQ PUB socket (zmq.rs, as the agents use) bound
-/// at the returned endpoint.
-fn agents_publishing() -> (String, std::sync::mpsc::Sender<Vec<String>>) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let endpoint = format!("tcp://127.0.0.1:{port}");
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<String>>();
-    let bind = endpoint.clone();
+/// The runners that publish heartbeats in these tests, in the order of
+/// their endpoints.
+const RUNNERS: [&str; 2] = ["run1", "run2"];
+
+/// Runner agents run1 and run2, each on a real CURVE PUB of its own (the
+/// `bus` module the agents use, with each runner's key, admitting the
+/// balancer's): every 100 ms each publishes the latest heartbeats sent on
+/// the returned channel as `(publishing runner, heartbeat)`.
+/// Where the test agents take their heartbeats: `(publishing runner, heartbeat)`.
+type Beats = std::sync::mpsc::Sender<Vec<(&'static str, String)>>;
+
+fn agents_publishing() -> (Vec<String>, Beats) {
+    use sitec::bus::{keys, Bus, Kind, Peer};
+    let endpoints: Vec<String> = RUNNERS
+        .iter()
+        .map(|_| {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            format!("tcp://127.0.0.1:{port}")
+        })
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<(&'static str, String)>>();
+    let bind = endpoints.clone();
+    let (bound, ready) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            use zeromq::{Socket, SocketSend};
-            let mut publisher = zeromq::PubSocket::new();
-            publisher.bind(&bind).await.expect("bind the PUB socket");
-            let mut beats = Vec::new();
-            loop {
-                match rx.try_recv() {
-                    Ok(latest) => beats = latest,
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
-                    Err(std::sync::mpsc::TryRecvError::Empty) => {}
-                }
-                for beat in &beats {
-                    let _ = publisher.send(zeromq::ZmqMessage::from(beat.clone())).await;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let balancer = Peer {
+            name: "lb1".into(),
+            key: keys::derive("lb1").public,
+        };
+        let publishers: Vec<(Bus, zmq::Socket)> = (RUNNERS.iter().zip(&bind))
+            .map(|(host, at)| {
+                let bus = Bus::new(keys::derive(host)).expect("a bus");
+                let socket = (bus.bind(Kind::Heartbeats, at, std::slice::from_ref(&balancer)))
+                    .expect("bind the PUB socket");
+                (bus, socket)
+            })
+            .collect();
+        let _ = bound.send(());
+        let mut beats = Vec::new();
+        loop {
+            match rx.try_recv() {
+                Ok(latest) => beats = latest,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
             }
-        });
+            for (from, beat) in &beats {
+                let i = RUNNERS.iter().position(|r| r == from).expect("a runner");
+                let _ = publishers[i].1.send(beat.as_bytes(), zmq::DONTWAIT);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     });
-    (endpoint, tx)
+    ready.recv().expect("publishers bound");
+    (endpoints, tx)
 }
 
 /// Who answered `n` requests: (a's count, b's count) of requests received.
@@ -313,55 +334,78 @@ fn served(lb: std::net::SocketAddr, a: &TestBackend, b: &TestBackend, n: usize) 
 }
 
 /// A balancer routing `blog.example.com` to `a` on run1 and `b` on run2,
-/// following the heartbeats at `endpoint`, its active checks every 100 ms.
-/// A route `marker` on hosts `mark1`..`mark3` (`Heartbeats::marks`) serves
-/// only to show how far the balancer has read the heartbeats.
+/// following run1's and run2's heartbeats at `endpoints` with key `lb1`,
+/// its active checks every 100 ms. Routes for apps `mark1`..`mark3` on
+/// both runners (`Heartbeats::wait_mark`) serve only to show how far the
+/// balancer has read each runner's heartbeats.
 struct Heartbeats {
     lb: Balancer,
-    /// The marker route's backends, one per marker host.
+    /// The marker routes' backends.
     _marks: Vec<TestBackend>,
 }
 
-fn following_heartbeats(endpoint: &str, a: &TestBackend, b: &TestBackend) -> Heartbeats {
-    let marks: Vec<TestBackend> = (1..=3)
+fn following_heartbeats(endpoints: &[String], a: &TestBackend, b: &TestBackend) -> Heartbeats {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = tempfile::tempdir().expect("tempdir").keep();
+    let key_file = keys.join("balancer.key");
+    std::fs::write(&key_file, sitec::bus::keys::derive("lb1").key_file_text()).expect("key");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let heartbeats: Vec<String> = (RUNNERS.iter().zip(endpoints))
+        .map(|(host, at)| {
+            let key = sitec::bus::keys::derive(host).public;
+            format!("{{ host = \"{host}\", endpoint = \"{at}\", key = \"{key}\" }}")
+        })
+        .collect();
+    let marks: Vec<TestBackend> = (0..6)
         .map(|n| TestBackend::start(&format!("mark{n}")))
         .collect();
-    let mark_addrs: Vec<String> = marks.iter().map(|m| format!("\"{}\"", m.addr)).collect();
+    let mark_routes: String = (1..=3)
+        .map(|n| {
+            format!(
+                "[[route]]\nname = \"mark{n}\"\ndomains = [\"mark{n}.example.com\"]\n\
+                 backends = [\"{}\", \"{}\"]\nhosts = [\"run1\", \"run2\"]\n",
+                marks[2 * n - 2].addr,
+                marks[2 * n - 1].addr
+            )
+        })
+        .collect();
     let lb = Balancer::with_config(&format!(
         "[listen]\nhttp = [\"127.0.0.1:0\"]\n[health]\ninterval_ms = 100\n\
-         [bus]\nheartbeats = [\"{endpoint}\"]\n\
+         [bus]\nkey_file = \"{}\"\nheartbeats = [{}]\n\
          [[route]]\nname = \"blog\"\ndomains = [\"blog.example.com\"]\n\
-         backends = [\"{}\", \"{}\"]\nhosts = [\"run1\", \"run2\"]\n\
-         [[route]]\nname = \"marker\"\ndomains = [\"marker.example.com\"]\n\
-         backends = [{}]\nhosts = [\"mark1\", \"mark2\", \"mark3\"]\n",
+         backends = [\"{}\", \"{}\"]\nhosts = [\"run1\", \"run2\"]\n{mark_routes}",
+        key_file.display(),
+        heartbeats.join(", "),
         a.addr,
-        b.addr,
-        mark_addrs.join(", ")
+        b.addr
     ));
     assert!(
-        lb.wait_log("following heartbeats from", 1),
+        lb.wait_log("following heartbeats from", 2),
         "{}",
         lb.stderr()
     );
     Heartbeats { lb, _marks: marks }
 }
 
-/// The `n`th marker heartbeat (1 to 3, each used once): put last in a
-/// round, it is read after every heartbeat before it (one socket, in
-/// order), and the balancer logs it (`Heartbeats::wait_mark`).
-fn mark(n: u8) -> String {
-    heartbeat(&format!("mark{n}"), "marker", false)
+/// The `n`th marker round (1 to 3, each used once): put last, each
+/// runner's marker is read after every heartbeat that runner sent before
+/// it (one socket per runner, in order), and the balancer logs it
+/// (`Heartbeats::wait_mark`).
+fn mark(n: u8) -> [(&'static str, String); 2] {
+    RUNNERS.map(|r| (r, heartbeat(r, &format!("mark{n}"), false)))
 }
 
 impl Heartbeats {
-    /// Waits until the balancer has read the round that ends with `mark(n)`.
+    /// Waits until the balancer has read both runners' rounds up to `mark(n)`.
     fn wait_mark(&self, n: u8) {
-        assert!(
-            self.lb
-                .wait_log(&format!("mark{n}'s agent says marker is not running"), 1),
-            "{}",
-            self.lb.stderr()
-        );
+        for runner in RUNNERS {
+            assert!(
+                self.lb
+                    .wait_log(&format!("{runner}'s agent says mark{n} is not running"), 1),
+                "{}",
+                self.lb.stderr()
+            );
+        }
     }
 }
 
@@ -381,10 +425,10 @@ fn probed(backend: &TestBackend, n: usize) {
 fn a_runner_whose_agent_says_the_app_is_down_gets_no_requests_until_it_says_it_runs() {
     let a = TestBackend::start("a");
     let b = TestBackend::start("b");
-    let (endpoint, agents) = agents_publishing();
+    let (endpoints, agents) = agents_publishing();
     // The active checks find `a` answering throughout, yet the heartbeat
     // keeps it out.
-    let beats = following_heartbeats(&endpoint, &a, &b);
+    let beats = following_heartbeats(&endpoints, &a, &b);
     let lb = &beats.lb;
     assert_eq!(
         served(lb.http, &a, &b, 10),
@@ -394,8 +438,8 @@ fn a_runner_whose_agent_says_the_app_is_down_gets_no_requests_until_it_says_it_r
 
     agents
         .send(vec![
-            heartbeat("run1", "blog", false),
-            heartbeat("run2", "blog", true),
+            ("run1", heartbeat("run1", "blog", false)),
+            ("run2", heartbeat("run2", "blog", true)),
         ])
         .expect("send");
     assert!(
@@ -407,22 +451,31 @@ fn a_runner_whose_agent_says_the_app_is_down_gets_no_requests_until_it_says_it_r
     probed(&a, 3);
     assert_eq!(served(lb.http, &a, &b, 10), (0, 10), "{}", lb.stderr());
 
-    // Another app on run1, or this app on another host: nothing changes.
-    agents
-        .send(vec![
-            heartbeat("run1", "blog", false),
-            heartbeat("run1", "shop", true),
-            heartbeat("run3", "blog", true),
-            mark(1),
-        ])
-        .expect("send");
+    // Another app on run1, or run2 speaking for run1 (or for a host it
+    // does not know): nothing changes; a host speaks only for itself.
+    let mut round = vec![
+        ("run1", heartbeat("run1", "blog", false)),
+        ("run1", heartbeat("run1", "shop", true)),
+        ("run2", heartbeat("run1", "blog", true)),
+        ("run2", heartbeat("run3", "blog", true)),
+    ];
+    round.extend(mark(1));
+    agents.send(round).expect("send");
     beats.wait_mark(1);
+    assert!(
+        lb.wait_log(
+            "heartbeats from run2: ignored a heartbeat that speaks for `run1`",
+            1
+        ),
+        "{}",
+        lb.stderr()
+    );
     assert_eq!(served(lb.http, &a, &b, 4), (0, 4));
 
     agents
         .send(vec![
-            heartbeat("run1", "blog", true),
-            heartbeat("run2", "blog", true),
+            ("run1", heartbeat("run1", "blog", true)),
+            ("run2", heartbeat("run2", "blog", true)),
         ])
         .expect("send");
     assert!(
@@ -433,12 +486,9 @@ fn a_runner_whose_agent_says_the_app_is_down_gets_no_requests_until_it_says_it_r
     assert_eq!(served(lb.http, &a, &b, 10), (5, 5), "{}", lb.stderr());
 
     // A worker (celery) down on run1 while its web service runs: it serves.
-    agents
-        .send(vec![
-            heartbeat_with_workers("run1", "blog", true, false),
-            mark(2),
-        ])
-        .expect("send");
+    let mut round = vec![("run1", heartbeat_with_workers("run1", "blog", true, false))];
+    round.extend(mark(2));
+    agents.send(round).expect("send");
     beats.wait_mark(2);
     assert_eq!(served(lb.http, &a, &b, 10), (5, 5), "{}", lb.stderr());
     assert_eq!(
@@ -455,11 +505,11 @@ fn a_runner_whose_agent_says_the_app_is_down_gets_no_requests_until_it_says_it_r
 fn a_hold_lapses_when_the_agent_falls_silent() {
     let a = TestBackend::start("a");
     let b = TestBackend::start("b");
-    let (endpoint, agents) = agents_publishing();
-    let beats = following_heartbeats(&endpoint, &a, &b);
+    let (endpoints, agents) = agents_publishing();
+    let beats = following_heartbeats(&endpoints, &a, &b);
     let lb = &beats.lb;
     agents
-        .send(vec![heartbeat("run1", "blog", false)])
+        .send(vec![("run1", heartbeat("run1", "blog", false))])
         .expect("send");
     assert!(
         lb.wait_log("run1's agent says blog is not running", 1),

@@ -7,6 +7,7 @@
 //! Each test binary uses only some of them.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod cli;
 
 use std::fs;
