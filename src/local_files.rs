@@ -156,7 +156,7 @@ fn tls_checks(app: &App, base: &Path) -> Vec<Diagnostic> {
 /// else E274 for each domain of the app (but `*`) that the certificate does
 /// not name, which clients would refuse.
 fn tls_problems(app: &App, tls: &crate::model::Tls, cert: &str, key: &str) -> Vec<Diagnostic> {
-    use crate::balancer::{certified_key, PairProblem};
+    use crate::balancer::{certified_key, PairProblem, Unfit};
     let provider = rustls::crypto::ring::default_provider();
     let pair = match certified_key(cert.as_bytes(), key.as_bytes(), &provider) {
         Ok(pair) => pair,
@@ -173,10 +173,8 @@ fn tls_problems(app: &App, tls: &crate::model::Tls, cert: &str, key: &str) -> Ve
                 PairProblem::Key(e) => {
                     (tls.key.1, format!("the key file holds no private key: {e}"))
                 }
-                PairProblem::KeyMismatch(e) => (
-                    tls.key.1,
-                    format!("the key does not fit the certificate: {e}"),
-                ),
+                PairProblem::Unfit(why @ Unfit::Leaf) => (tls.cert.1, why.to_string()),
+                PairProblem::Unfit(why) => (tls.key.1, why.to_string()),
             };
             return vec![unusable(app, span, what)];
         }

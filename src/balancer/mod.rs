@@ -60,7 +60,7 @@ pub use scanner::{HeadLimits, HeadScanner, HeadSpan};
 // What makes PEM text a usable certificate and key, and when a certificate
 // is valid, for `local_files` too.
 pub use cert_dates::{date, standing, validity, Standing};
-pub use tls::{certified_key, PairProblem};
+pub use tls::{certified_key, PairProblem, Unfit};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -124,6 +124,14 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     if args.check {
+        // The certificates are read as a start reads them: a pair the
+        // balancer would refuse then is refused now.
+        if !valid.config.tls.certs.is_empty() {
+            if let Err(e) = tls::acceptor(&valid.config.tls.certs) {
+                eprintln!("sitec balancer: {e}");
+                return ExitCode::from(2);
+            }
+        }
         println!(
             "sitec balancer: {} is valid",
             args.config.unwrap_or_default().display()

@@ -46,8 +46,34 @@ pub enum PairProblem {
     NoCertificate,
     /// The key's text holds no private key.
     Key(String),
+    /// Both were read, but they make no pair.
+    Unfit(Unfit),
+}
+
+/// Why a key and a chain that were read make no pair. Said in sitec's own
+/// words, never rustls's (which name its internals, and change with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfit {
+    /// A key rustls cannot sign with (not RSA, ECDSA P-256 or P-384, or Ed25519).
+    KeyKind,
+    /// The first certificate cannot be parsed.
+    Leaf,
     /// The key is not the first certificate's.
-    KeyMismatch(String),
+    KeyMismatch,
+}
+
+impl std::fmt::Display for Unfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unfit::KeyKind => {
+                "the key is of a kind the balancer cannot use: RSA, ECDSA (P-256, P-384) or Ed25519 only"
+            }
+            Unfit::Leaf => "its first certificate cannot be parsed",
+            Unfit::KeyMismatch => {
+                "the key is not the first certificate's (their public keys differ): a key of another certificate, or a chain that does not start with its own"
+            }
+        })
+    }
 }
 
 /// The chain in `cert` and the private key in `key` (PEM text), checked to
@@ -65,8 +91,19 @@ pub fn certified_key(
         return Err(PairProblem::NoCertificate);
     }
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| PairProblem::Key(e.to_string()))?;
-    CertifiedKey::from_der(chain, key, provider)
-        .map_err(|e| PairProblem::KeyMismatch(e.to_string()))
+    let key = (provider.key_provider)
+        .load_private_key(key)
+        .map_err(|_| PairProblem::Unfit(Unfit::KeyKind))?;
+    let pair = CertifiedKey::new(chain, key);
+    // As `CertifiedKey::from_der` judges: a key that cannot tell its
+    // public half is taken on trust.
+    match pair.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(pair)
+        }
+        Err(rustls::Error::InconsistentKeys(_)) => Err(PairProblem::Unfit(Unfit::KeyMismatch)),
+        Err(_) => Err(PairProblem::Unfit(Unfit::Leaf)),
+    }
 }
 
 /// A log line when a certificate being loaded has expired or expires within
@@ -124,9 +161,11 @@ pub fn acceptor(certs: &[CertConfig]) -> Result<(tokio_rustls::TlsAcceptor, Vec<
                 c.cert.display()
             ),
             PairProblem::Key(e) => key_unread(&e),
-            PairProblem::KeyMismatch(e) => {
-                format!("tls.cert[{i}]: the key does not fit the certificate: {e}")
-            }
+            PairProblem::Unfit(why) => format!(
+                "tls.cert[{i}] ({} and {}): {why}",
+                c.cert.display(),
+                c.key.display()
+            ),
         })?;
         if let Some((not_before, not_after)) = super::cert_dates::validity(&key.cert[0]) {
             warn_of_expiry(i, c, not_before, not_after);

@@ -134,6 +134,44 @@ fn a_missing_certificate_is_refused_at_start() {
     );
 }
 
+/// A key of another certificate is refused by `--check` (2) and at start
+/// (1), in sitec's words (rustls's own say `KeyMismatch`), naming both files.
+#[test]
+fn a_key_of_another_certificate_is_refused_in_sitecs_words() {
+    let dir = test_dir();
+    let path = dir.join("mismatch.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\nhttps = [\"127.0.0.1:0\"]\n[[tls.cert]]\ndomains = [\"a.example.com\"]\ncert = \"{}\"\nkey = \"{}\"\n\
+             [[route]]\ndomains = [\"a.example.com\"]\nbackends = [\"127.0.0.1:9\"]\n",
+            fixture("a.pem").display(),
+            fixture("wild.key").display()
+        ),
+    )
+    .expect("write");
+    let said = format!(
+        "sitec balancer: tls.cert[0] ({} and {}): the key is not the first certificate's (their public keys differ): \
+         a key of another certificate, or a chain that does not start with its own\n",
+        fixture("a.pem").display(),
+        fixture("wild.key").display()
+    );
+    for (check, code) in [(true, 2), (false, 1)] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sitec"))
+            .args(["balancer", "--config"])
+            .arg(&path)
+            .args(check.then_some("--check"))
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(code), "--check {check}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            said,
+            "--check {check}"
+        );
+    }
+}
+
 /// A certificate past its date is loaded all the same (refusing it would
 /// stop the balancer and serve nobody), and the log says so.
 #[test]
