@@ -3,7 +3,7 @@
 //! headers (not spoofed through `_` names), a smuggling attempt that never
 //! reaches gunicorn, and a gunicorn
 //! killed mid-stream with no failed request. Without gunicorn on PATH these
-//! tests fail under CI and are skipped (with a note) elsewhere.
+//! tests fail and say how to install it.
 
 use crate::support::*;
 use std::io::{BufRead, BufReader};
@@ -131,26 +131,9 @@ fn kill_pid(pid: u32) {
         .status();
 }
 
-fn have_gunicorn() -> bool {
-    let found = Command::new("gunicorn")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "gunicorn is missing: run .ci/setup"
-        );
-        eprintln!("skipped: gunicorn is not installed (apt-get install gunicorn)");
-    }
-    found
-}
-
 #[test]
 fn gunicorn_behind_the_balancer() {
-    if !have_gunicorn() {
-        return;
-    }
+    crate::common::require("gunicorn", "gunicorn");
     let dir = test_dir();
     let g = Gunicorn::start(&dir, "g1");
     let lb = Balancer::ad_hoc(&[("app.example.com", vec![g.addr])], &[]);
@@ -204,9 +187,7 @@ fn gunicorn_behind_the_balancer() {
 
 #[test]
 fn a_gunicorn_killed_mid_stream_fails_no_request() {
-    if !have_gunicorn() {
-        return;
-    }
+    crate::common::require("gunicorn", "gunicorn");
     let dir = test_dir();
     let mut g1 = Gunicorn::start(&dir, "g1");
     let g2 = Gunicorn::start(&dir, "g2");

@@ -122,9 +122,58 @@ pub fn require(program: &str, package: &str) -> PathBuf {
     })
 }
 
-pub fn require_root(why: &str) {
-    let uid = fs::metadata("/proc/self").expect("/proc/self").uid();
-    assert_eq!(uid, 0, "this test must run as root: {why}");
+/// The variable a run sets to `1` to skip the tests that need root.
+pub const SKIP_ROOT_TESTS: &str = "SITEC_SKIP_ROOT_TESTS";
+
+pub fn is_root() -> bool {
+    fs::metadata("/proc/self").expect("/proc/self").uid() == 0
+}
+
+/// Whether a test that needs root, and what `.ci/setup` installs for it,
+/// can run here; `lacking` names what this machine lacks (nothing: it
+/// can), `purpose` what the test needs it for. A test never passes by
+/// doing nothing: lacking anything, it fails, unless the run opted out of
+/// root tests with `SITEC_SKIP_ROOT_TESTS=1`, and then it says it skipped.
+/// Callers return at once on `false`.
+#[must_use]
+pub fn root_test_can_run(lacking: &[String], purpose: &str) -> bool {
+    if lacking.is_empty() {
+        return true;
+    }
+    let why = format!("this test needs {} ({purpose})", lacking.join(" and "));
+    if std::env::var(SKIP_ROOT_TESTS).is_ok_and(|v| v == "1") {
+        eprintln!("skipped ({SKIP_ROOT_TESTS}=1): {why}");
+        return false;
+    }
+    panic!(
+        "{why}: run it as root on a machine `bash .ci/setup` set up, \
+         or set {SKIP_ROOT_TESTS}=1 to skip the tests that need root"
+    );
+}
+
+/// A test that needs root for `purpose`: see [`root_test_can_run`].
+#[must_use]
+pub fn require_root(purpose: &str) -> bool {
+    let lacking = if is_root() {
+        Vec::new()
+    } else {
+        vec!["root".to_string()]
+    };
+    root_test_can_run(&lacking, purpose)
+}
+
+/// Whether fleet tests can boot hosts here (root and systemd-nspawn): see
+/// [`root_test_can_run`].
+#[must_use]
+pub fn can_boot() -> bool {
+    let mut lacking = Vec::new();
+    if !is_root() {
+        lacking.push("root".to_string());
+    }
+    if !Path::new("/usr/bin/systemd-nspawn").exists() {
+        lacking.push("systemd-nspawn (apt-get install systemd-container)".to_string());
+    }
+    root_test_can_run(&lacking, "it boots systemd-nspawn hosts")
 }
 
 /// Runs `command`; Ok(stdout) when it exits 0, otherwise everything it said.
