@@ -1,6 +1,7 @@
 //! The `sitec` binary, run for real: each test writes files into a temporary
 //! folder, runs a command there, and compares exact output and exit status.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 mod common;
@@ -293,4 +294,215 @@ fn fmt_and_check_agree_on_a_file_that_is_not_utf8() {
             "a control character reached the terminal:\n{said}"
         );
     }
+}
+
+/// A host with a role of the spec's own: the graph depends on the spec
+/// alone, not on the standard library's roles.
+const OWN_ROLE: &str = "provider here { kind = local }\n\n\
+host web1 { provider = here  roles = [web] }\n\n\
+role web {\n  package nginx {}\n  file \"/etc/nginx/conf.d/site.conf\" {\n    content = \"server {}\\n\"\n    notify = [\"service:nginx\"]\n  }\n  service nginx { requires = [\"package:nginx\"] }\n}\n";
+
+#[test]
+fn graph_draws_requires_and_notifies_in_dot() {
+    let out = Test::new()
+        .file("own.site", OWN_ROLE)
+        .args(&["graph", "own.site"])
+        .run();
+    let dot = r#"digraph sitec {
+  rankdir=LR;
+  node [shape=box, fontname="monospace", fontsize=10];
+  subgraph "cluster_web1" {
+    label="web1";
+    "web1/package:nginx" [label="package:nginx"];
+    "web1/file:/etc/nginx/conf.d/site.conf" [label="file:/etc/nginx/conf.d/site.conf"];
+    "web1/service:nginx" [label="service:nginx"];
+    "web1/package:nginx" -> "web1/service:nginx";
+    "web1/file:/etc/nginx/conf.d/site.conf" -> "web1/service:nginx" [style=dashed, label="notifies"];
+  }
+}
+"#;
+    assert_eq!(
+        (out.status, out.stdout.as_str(), out.stderr.as_str()),
+        (0, dot, "")
+    );
+}
+
+#[test]
+fn graph_as_json_names_each_resources_edges_and_origin() {
+    let out = Test::new()
+        .file("own.site", OWN_ROLE)
+        .args(&["graph", "own.site", "--format", "json"])
+        .run();
+    let json = r#"{
+  "host_order": [],
+  "hosts": [
+    {
+      "host": "web1",
+      "resources": [
+        {
+          "id": "package:nginx",
+          "notifies": [],
+          "origin": "own.site:6",
+          "requires": []
+        },
+        {
+          "id": "file:/etc/nginx/conf.d/site.conf",
+          "notifies": [
+            "service:nginx"
+          ],
+          "origin": "own.site:7",
+          "requires": []
+        },
+        {
+          "id": "service:nginx",
+          "notifies": [],
+          "origin": "own.site:11",
+          "requires": [
+            "package:nginx"
+          ]
+        }
+      ]
+    }
+  ]
+}
+"#;
+    assert_eq!(
+        (out.status, out.stdout.as_str(), out.stderr.as_str()),
+        (0, json, "")
+    );
+}
+
+/// The order between hosts: a database's primary before its standby, in
+/// both formats.
+#[test]
+fn graph_orders_a_primary_before_its_standby() {
+    let spec = "use std/platform\n\nprovider here { kind = local }\n\n\
+                host run1 { provider = here  roles = [runner, postgres] }\n\
+                host run2 { provider = here  roles = [runner, postgres] }\n\n\
+                checks { replica_spread = off }\n\n\
+                database main { engine = postgres  primary = run1  standby = run2 }\n";
+    let out = Test::new()
+        .file("two.site", spec)
+        .args(&["graph", "two.site", "--format", "json"])
+        .run();
+    assert_eq!((out.status, out.stderr.as_str()), (0, ""));
+    let graph: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(
+        graph["host_order"],
+        serde_json::json!([{"before": "run1", "after": "run2", "why": "database main: primary before its follower"}])
+    );
+    let out = out.again().args(&["graph", "two.site"]).run();
+    let edges: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  \"") && l.contains("->"))
+        .collect();
+    assert_eq!(
+        edges,
+        ["  \"run1/directory:/etc/sitec\" -> \"run2/directory:/etc/sitec\" [color=blue, ltail=\"cluster_run1\", lhead=\"cluster_run2\", label=\"database main: primary before its follower\"];"]
+    );
+}
+
+#[test]
+fn graph_of_a_circle_names_it_and_draws_nothing() {
+    let spec = "provider here { kind = local }\n\n\
+                host web1 { provider = here  roles = [web] }\n\n\
+                role web {\n  file \"/etc/a\" { content = \"a\\n\"  requires = [\"file:/etc/b\"] }\n  file \"/etc/b\" { content = \"b\\n\"  requires = [\"file:/etc/a\"] }\n}\n";
+    let out = Test::new()
+        .file("cycle.site", spec)
+        .args(&["graph", "cycle.site"])
+        .run();
+    let said = r#"error[E230]: resources depend on each other in a circle: file:/etc/a -> file:/etc/b -> file:/etc/a
+  --> cycle.site:6:3
+  |
+6 |   file "/etc/a" { content = "a\n"  requires = ["file:/etc/b"] }
+  |   ^^^^^^^^^^^^^ this one waits for the last
+7 |   file "/etc/b" { content = "b\n"  requires = ["file:/etc/a"] }
+  |   ------------- on the circle
+  |
+  = help: remove one of the `requires` or `notify` that close the circle
+
+error: `cycle.site` has 1 error
+"#;
+    assert_eq!(
+        (out.status, out.stdout.as_str(), out.stderr.as_str()),
+        (1, "", said)
+    );
+}
+
+/// `sitec render` as a user who is not root, with a HOME of its own, as an
+/// operator runs it on a laptop: the quickstart's first render writes every
+/// host's files and a secrets file only that user may read. CI runs as
+/// root, so there the test drops to `nobody` (setpriv); anyone else runs
+/// it as themselves.
+#[test]
+fn render_runs_without_root() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    std::fs::create_dir(root.join("apps")).expect("mkdir");
+    std::fs::create_dir(root.join("home")).expect("mkdir");
+    std::fs::copy(
+        examples.join("quickstart.site"),
+        root.join("quickstart.site"),
+    )
+    .expect("cp");
+    for (from, into) in [("apps/blog", "apps"), ("tls", ".")] {
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(examples.join(from))
+            .arg(root.join(into))
+            .status()
+            .expect("cp");
+        assert!(copied.success(), "copying examples/{from}");
+    }
+    let as_root = common::is_root();
+    let mut render = if as_root {
+        let owned = std::process::Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(root)
+            .status()
+            .expect("chown");
+        assert!(owned.success(), "chown to nobody");
+        let mut setpriv = std::process::Command::new("setpriv");
+        setpriv
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_sitec"));
+        setpriv
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sitec"))
+    };
+    let out = render
+        .args(["render", "quickstart.site", "--out", "out"])
+        .current_dir(root)
+        .env("HOME", root.join("home"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("sitec render runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("rendered ") && stdout.ends_with(" files for 3 hosts into out\n"),
+        "{stdout}"
+    );
+    assert_eq!(stderr, "");
+    let uid = std::fs::metadata(root.join("home")).expect("home").uid();
+    for written in [
+        "quickstart.secrets.toml",
+        "out/lb1/etc/sitec/balancer.toml",
+        "out/run1/srv/sitec/apps/blog/current/sitec_settings.py",
+    ] {
+        let meta =
+            std::fs::metadata(root.join(written)).unwrap_or_else(|e| panic!("{written}: {e}"));
+        assert_eq!(meta.uid(), uid, "{written} belongs to whoever rendered");
+    }
+    let secrets = std::fs::metadata(root.join("quickstart.secrets.toml")).expect("secrets");
+    assert_eq!(
+        secrets.mode() & 0o777,
+        0o600,
+        "only its owner reads the secrets"
+    );
 }

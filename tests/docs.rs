@@ -1,7 +1,9 @@
 //! The docs in `lang/` stay true: every diagnostic code the compiler can
 //! give is explained in `lang/errors.md` (and nothing else is), every
-//! keyword and field of the schema is in the reference, and every `site`
-//! example in the reference parses.
+//! block and field of the schema has an entry of its own in the reference
+//! (its section's table row, its row in its parent's table, or a line that
+//! introduces it as `` `field = ...` ``), and every `site` example in the
+//! reference parses.
 
 use sitec::resolve::schema::{Schema, TOP_LEVEL};
 use std::collections::BTreeSet;
@@ -51,31 +53,113 @@ fn every_code_is_explained_and_every_explanation_is_used() {
     );
 }
 
-fn collect_names(schema: &Schema, names: &mut BTreeSet<&'static str>) {
-    // `each` holds itself: stop at a keyword already seen.
-    if !names.insert(schema.keyword) {
-        return;
+/// The lines of `reference` where the `### `KEYWORD ...`` section begins
+/// and ends (at the next heading of the same or a higher level).
+fn section<'r>(reference: &'r str, keyword: &str) -> Option<Vec<&'r str>> {
+    let lines: Vec<&str> = reference.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("### `{keyword} ")))?;
+    let end = (start + 1..lines.len())
+        .find(|&i| lines[i].starts_with("### ") || lines[i].starts_with("## "))
+        .unwrap_or(lines.len());
+    Some(lines[start..end].to_vec())
+}
+
+/// Whether `row` (a table row) has `field` for its own: the field starts
+/// its first cell (`| `field``, `| **`field`**`, `| `static "URL"...`),
+/// or, in the row of a nested block (`own_row` false), it is a word of that
+/// block's code (`tls { cert = ...`) or is named in backquotes
+/// (`` `version` ``, `` `absent = true` ``).
+fn row_has(row: &str, field: &str, own_row: bool) -> bool {
+    let first = row.split('|').nth(1).unwrap_or_default().trim();
+    let code = first.trim_start_matches("**").trim_start_matches('`');
+    if own_row {
+        return code.split(['`', ' ']).next() == Some(field);
     }
-    names.extend(schema.fields.iter().map(|f| f.name));
+    let mut words = code.split(|c: char| !(c.is_alphanumeric() || c == '_'));
+    words.next(); // the block's own keyword
+    words.any(|w| w == field)
+        || row.contains(&format!("`{field}`"))
+        || row.contains(&format!("`{field} "))
+}
+
+/// Whether a line of prose (not a table row) introduces `field` with its
+/// syntax: `` `field = ...` `` ("A role has an optional
+/// `description = "..."`", "Every resource may also list `requires = [...]`").
+fn prose_has(line: &str, field: &str) -> bool {
+    !line.starts_with('|') && line.contains(&format!("`{field} = "))
+}
+
+/// Every field of `schema` and of each block it holds, by path
+/// (`app.tls.cert`), that has no entry of its own in the reference:
+/// `entry` is the schema's entry (its section, or its row in its parent's
+/// tables), `section` the top-level section it is in (whose prose may
+/// introduce a field every block of a kind takes).
+fn undocumented(
+    schema: &'static Schema,
+    entry: &[&str],
+    section: &[&str],
+    path: &str,
+    seen: &mut Vec<&'static Schema>,
+    missing: &mut Vec<String>,
+) {
+    let own_rows = entry.len() == section.len();
+    for field in schema.fields {
+        let in_rows = (entry.iter().filter(|l| l.starts_with('|')))
+            .any(|row| row_has(row, field.name, own_rows));
+        if !in_rows && !section.iter().any(|l| prose_has(l, field.name)) {
+            missing.push(format!("{path}.{}", field.name));
+        }
+    }
     for block in schema.blocks {
-        collect_names(block, names);
+        // `each` holds itself and the role's resources: each once.
+        if seen.iter().any(|s| std::ptr::eq(*s, *block)) {
+            continue;
+        }
+        seen.push(block);
+        let starts = [
+            format!("| `{} ", block.keyword),
+            format!("| `{}`", block.keyword),
+        ];
+        let rows: Vec<&str> = (entry.iter().copied())
+            .filter(|l| starts.iter().any(|s| l.starts_with(s.as_str())))
+            .collect();
+        let path = format!("{path}.{}", block.keyword);
+        if rows.is_empty() {
+            missing.push(format!("{path} (the block)"));
+        } else {
+            undocumented(block, &rows, section, &path, seen, missing);
+        }
     }
 }
 
 #[test]
-fn every_keyword_and_field_is_in_the_reference() {
+fn every_keyword_and_field_has_its_own_entry_in_the_reference() {
     let reference = read("lang/README.md");
-    let mut names = BTreeSet::new();
+    let mut missing = Vec::new();
+    let mut seen = Vec::new();
     for schema in TOP_LEVEL {
-        collect_names(schema, &mut names);
+        let Some(lines) = section(&reference, schema.keyword) else {
+            missing.push(format!(
+                "{} (no `### `{} ...`` section)",
+                schema.keyword, schema.keyword
+            ));
+            continue;
+        };
+        seen.push(schema);
+        undocumented(
+            schema,
+            &lines,
+            &lines,
+            schema.keyword,
+            &mut seen,
+            &mut missing,
+        );
     }
-    let missing: Vec<_> = names
-        .iter()
-        .filter(|n| !reference.contains(&format!("`{n}")) && !reference.contains(&format!("{n} ")))
-        .collect();
     assert!(
         missing.is_empty(),
-        "lang/README.md does not mention: {missing:?}"
+        "lang/README.md has no entry for: {missing:?}"
     );
 }
 
