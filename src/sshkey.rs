@@ -119,38 +119,58 @@ mod tests {
             .starts_with("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI"));
     }
 
-    /// ssh-keygen reads the private key and derives the same public key.
-    #[test]
-    fn ssh_keygen_accepts_the_private_key() {
-        if std::process::Command::new("ssh-keygen")
-            .arg("-?")
+    /// What a program prints; it must be installed (`bash .ci/setup`) and
+    /// succeed.
+    fn output_of(program: &str, args: &[&str]) -> String {
+        let out = std::process::Command::new(program)
+            .args(args)
             .output()
-            .is_err()
-        {
-            return;
-        }
-        let pair = derive("PLACEHOLDERsecret").expect("a key");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("key");
-        std::fs::write(&path, &pair.private_pem).expect("write the key");
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .expect("chmod");
-        let out = std::process::Command::new("ssh-keygen")
-            .arg("-y")
-            .arg("-f")
-            .arg(&path)
-            .output()
-            .expect("ssh-keygen runs");
+            .unwrap_or_else(|e| panic!("`{program}` does not run ({e}): run `bash .ci/setup`"));
         assert!(
             out.status.success(),
-            "{}",
+            "{program} {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let derived = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            derived.starts_with(&pair.public),
-            "{derived} vs {}",
-            pair.public
-        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Checked by programs that share no code with `derive`: ssh-keygen
+    /// reads the private key and prints its public key, which is the one
+    /// `derive` gives, and the key it holds is the one OpenSSL makes of the
+    /// seed SHA-256(secret) (Python's hashlib for the hash and the PKCS#8
+    /// wrapping, `openssl pkey` for the Ed25519 public key).
+    #[test]
+    fn openssh_and_openssl_agree_with_the_derived_key() {
+        for secret in ["PLACEHOLDERsecret", "abc", "a secret with spaces"] {
+            let pair = derive(secret).expect("a key");
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("key");
+            std::fs::write(&path, &pair.private_pem).expect("write the key");
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod");
+            let keygen = output_of("ssh-keygen", &["-y", "-f", &path.to_string_lossy()]);
+            let words: Vec<&str> = keygen.split_whitespace().collect();
+            assert_eq!(words[..2].join(" "), pair.public, "{secret}");
+            let from_keygen = output_of(
+                "python3",
+                &[
+                    "-c",
+                    "import base64, sys; print(base64.b64decode(sys.argv[1])[-32:].hex())",
+                    words[1],
+                ],
+            );
+            let from_openssl = output_of(
+                "sh",
+                &[
+                    "-c",
+                    "python3 -c 'import hashlib, sys; sys.stdout.buffer.write(bytes.fromhex(\"302e020100300506032b657004220420\") + hashlib.sha256(sys.argv[1].encode()).digest())' \"$1\" \
+                     | openssl pkey -inform DER -pubout -outform DER | tail -c 32 | od -An -v -tx1 | tr -d ' \\n'",
+                    "sh",
+                    secret,
+                ],
+            );
+            assert_eq!(from_keygen, from_openssl, "{secret}");
+            assert_eq!(from_openssl.len(), 64, "{from_openssl}");
+        }
     }
 }
