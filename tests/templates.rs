@@ -165,22 +165,22 @@ fn render(template: &str, context: &Value) -> Result<String, String> {
 fn render_relocated(sample: &Sample, root: &Path) -> Result<(Value, String), String> {
     let mut context = sample.context.clone();
     relocate(&mut context, root);
-    shift_ports(&mut context);
+    move_ports(&mut context);
     let text = render(&sample.template, &context)?;
     Ok((context, text))
 }
 
-/// Shifts every `port` and `primary_port` of a context by `port_shift()`.
-fn shift_ports(value: &mut Value) {
+/// Moves every `port` and `primary_port` of a context to `moved_port`.
+fn move_ports(value: &mut Value) {
     match value {
-        Value::Array(items) => items.iter_mut().for_each(shift_ports),
+        Value::Array(items) => items.iter_mut().for_each(move_ports),
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
                 match v.as_u64() {
                     Some(port) if key == "port" || key == "primary_port" => {
-                        *v = Value::from(port + port_shift())
+                        *v = Value::from(moved_port(port));
                     }
-                    _ => shift_ports(v),
+                    _ => move_ports(v),
                 }
             }
         }
@@ -188,27 +188,16 @@ fn shift_ports(value: &mut Value) {
     }
 }
 
-/// Ports the servers of this test listen on, before `port_shift()`: the
-/// samples' (postgres 15432-15433, redis 16379-16380), the pg_hba and roles checks'.
-const TEST_PORTS: [u64; 6] = [15432, 15433, 15434, 15435, 16379, 16380];
-
-/// How far this run moves every port, so that two runs of this test (two
-/// checkouts, CI beside a developer) do not meet: the first shift, starting
-/// from one derived from the process id, at which every port is free.
-fn port_shift() -> u64 {
-    static SHIFT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *SHIFT.get_or_init(|| {
-        let start = u64::from(std::process::id());
-        (0..400)
-            .map(|attempt| 1000 + ((start + attempt * 7) % 400) * 100)
-            .find(|shift| {
-                TEST_PORTS.iter().all(|port| {
-                    let port = u16::try_from(port + shift).expect("ports stay below 65536");
-                    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-                })
-            })
-            .expect("no free block of loopback ports")
-    })
+/// The loopback port this run uses for a sample's port (postgres
+/// 15432-15433, redis 16379-16380, the pg_hba and roles checks' 15434 and
+/// 15435): a `common::free_port` per port, the same each time it is asked,
+/// so a replica's `primary_port` still finds its primary. Two runs of this
+/// test (two checkouts, CI beside a developer) never meet on one.
+fn moved_port(port: u64) -> u64 {
+    static MOVED: std::sync::Mutex<std::collections::BTreeMap<u64, u16>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let mut moved = MOVED.lock().unwrap_or_else(|e| e.into_inner());
+    u64::from(*moved.entry(port).or_insert_with(common::free_port))
 }
 
 fn field<'a>(context: &'a Value, name: &str) -> &'a str {
@@ -637,7 +626,7 @@ fn postgres_starts_on_every_config() {
         let socket = dir.join("socket");
         pg.own(&socket)?;
         let socket = socket.to_string_lossy().into_owned();
-        let port = 15434 + port_shift();
+        let port = moved_port(15434);
         pg.write(
             &data.join("postgresql.auto.conf"),
             &format!(
@@ -670,7 +659,7 @@ fn postgres_starts_on_every_config() {
         let socket = dir.join("socket");
         pg.own(&socket)?;
         let socket = socket.to_string_lossy().into_owned();
-        let port = 15435 + port_shift();
+        let port = moved_port(15435);
         pg.write(
             &data.join("postgresql.auto.conf"),
             &format!(

@@ -187,10 +187,7 @@ fn active_checks_bring_a_backend_back() {
 
 #[test]
 fn friendly_pages_for_502_503_504() {
-    let free = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let free = std::net::SocketAddr::from(([127, 0, 0, 1], crate::common::free_port()));
     // Active checks would find it down first: here only requests do.
     let lb = Balancer::with_config(&config_checked_every(60_000, &[free], ""));
     let r = get(lb.http, "x", "/").expect("response");
@@ -274,13 +271,7 @@ fn agents_publishing() -> (Vec<String>, Beats) {
     use sitec::bus::{keys, Bus, Kind, Peer};
     let endpoints: Vec<String> = RUNNERS
         .iter()
-        .map(|_| {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
-            format!("tcp://127.0.0.1:{port}")
-        })
+        .map(|_| format!("tcp://127.0.0.1:{}", crate::common::free_port()))
         .collect();
     let (tx, rx) = std::sync::mpsc::channel::<Vec<(&'static str, String)>>();
     let bind = endpoints.clone();
