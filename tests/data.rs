@@ -3,8 +3,10 @@
 //! spec and then broken on purpose. One fleet serves every scenario in
 //! turn (booting and applying it is most of the time), so the scenarios run
 //! in one test, in order, each a function of `tests/data/`. Needs root,
-//! systemd-container and btrfs-progs (CI has them; elsewhere the test says
-//! so and skips, except under `CI=true`).
+//! systemd-container and btrfs-progs (CI has them; elsewhere the test
+//! fails unless the run sets `SITEC_SKIP_ROOT_TESTS=1`).
+
+mod common;
 
 #[path = "data/harness.rs"]
 mod harness;
