@@ -91,6 +91,27 @@ fn prose_has(line: &str, field: &str) -> bool {
     !line.starts_with('|') && line.contains(&format!("`{field} = "))
 }
 
+/// A nested block's entry inside its parent's `entry`: its rows in a table
+/// (`| `tls { ...`), or else a sub-heading that names it in code
+/// (`#### The environment: `env { ... }``) down to the next heading.
+fn block_entry<'r>(entry: &[&'r str], keyword: &str) -> Option<Vec<&'r str>> {
+    let starts = [format!("| `{keyword} "), format!("| `{keyword}`")];
+    let rows: Vec<&str> = (entry.iter().copied())
+        .filter(|l| starts.iter().any(|s| l.starts_with(s.as_str())))
+        .collect();
+    if !rows.is_empty() {
+        return Some(rows);
+    }
+    let named = [format!("`{keyword} "), format!("`{keyword}`")];
+    // Sub-headings only: a `# comment` in a code example is no heading.
+    let start = (entry.iter())
+        .position(|l| l.starts_with("#### ") && named.iter().any(|n| l.contains(n.as_str())))?;
+    let end = (start + 1..entry.len())
+        .find(|&i| entry[i].starts_with("#### "))
+        .unwrap_or(entry.len());
+    Some(entry[start..end].to_vec())
+}
+
 /// Every field of `schema` and of each block it holds, by path
 /// (`app.tls.cert`), that has no entry of its own in the reference:
 /// `entry` is the schema's entry (its section, or its row in its parent's
@@ -118,18 +139,10 @@ fn undocumented(
             continue;
         }
         seen.push(block);
-        let starts = [
-            format!("| `{} ", block.keyword),
-            format!("| `{}`", block.keyword),
-        ];
-        let rows: Vec<&str> = (entry.iter().copied())
-            .filter(|l| starts.iter().any(|s| l.starts_with(s.as_str())))
-            .collect();
         let path = format!("{path}.{}", block.keyword);
-        if rows.is_empty() {
-            missing.push(format!("{path} (the block)"));
-        } else {
-            undocumented(block, &rows, section, &path, seen, missing);
+        match block_entry(entry, block.keyword) {
+            Some(lines) => undocumented(block, &lines, section, &path, seen, missing),
+            None => missing.push(format!("{path} (the block)")),
         }
     }
 }
