@@ -48,10 +48,11 @@ fn long_header(command: bool, size: u64) -> Vec<u8> {
 }
 
 /// Connects to `to`, writes `bytes` (stopping quietly when the peer
-/// closes) and reads until the peer closes or `linger` passes.
-fn send_raw(to: SocketAddr, bytes: &[u8], linger: Duration) {
+/// closes) and reads until the peer closes or `linger` passes; true when
+/// the peer closed (it read what was sent, and refused it).
+fn send_raw(to: SocketAddr, bytes: &[u8], linger: Duration) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(2)) else {
-        return;
+        return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
     let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
@@ -60,13 +61,14 @@ fn send_raw(to: SocketAddr, bytes: &[u8], linger: Duration) {
     let mut buf = [0u8; 4096];
     while Instant::now() < deadline {
         match s.read(&mut buf) {
-            Ok(0) => return,
+            Ok(0) => return true,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(_) => return,
+            Err(_) => return true,
         }
     }
+    false
 }
 
 /// The agent is up, under the bound, and serves its legitimate peers: the
@@ -82,17 +84,13 @@ fn still_serving(agent: &mut Agent, after: &str) {
         rss < RSS_BOUND_KIB,
         "{after}: VmRSS {rss} KiB, over {RSS_BOUND_KIB}"
     );
-    let started = Instant::now();
+    // A stalled agent never answers: `ask` gives up after WAIT. (No
+    // tighter bound: how long a ping takes is the machine's load.)
     let pong = agent
         .control(&key("operator"))
         .ask(&json!({"op": "ping"}), WAIT)
         .unwrap_or_else(|e| panic!("{after}: {e}\n{}", agent.stderr()));
     assert_eq!(pong["ok"], true, "{after}: {pong}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{after}: ping took {:?}",
-        started.elapsed()
-    );
     let beat = agent.subscribe(&key("lb1")).next(WAIT);
     assert!(beat.is_some(), "{after}: no heartbeat\n{}", agent.stderr());
 }
@@ -237,15 +235,20 @@ fn unknown_keys_hear_nothing_command_nothing_and_file_nothing() {
         assert!(answer.is_err(), "{who} was answered: {answer:?}");
     }
     // Log lines: a stranger's are not filed; run2's are filed as run2's
-    // whatever host they name.
+    // whatever host they name. The stranger connects first, and both
+    // clients stay open (none is dropped before its handshake) until
+    // run2's line is filed.
     let send_line = |as_key: &str, line: &str| {
-        let (_bus, push) = curve_client(sitec::bus::Kind::Ship, &collector, "run1", as_key);
+        let client = curve_client(sitec::bus::Kind::Ship, &collector, "run1", as_key);
         let message = json!({"host": "run1", "tag": "blog/app.log", "line": line, "time": 1.0});
-        push.send(message.to_string().as_bytes(), 0).expect("send");
-        std::thread::sleep(Duration::from_millis(1500));
+        client
+            .1
+            .send(message.to_string().as_bytes(), 0)
+            .expect("send");
+        client
     };
-    send_line("stranger", "from a stranger");
-    send_line("run2", "from run2 naming run1");
+    let _stranger = send_line("stranger", "from a stranger");
+    let _run2 = send_line("run2", "from run2 naming run1");
     let filed = |host: &str| {
         std::fs::read_to_string(agent.path(&format!("fleet/{host}/blog/app.log")))
             .unwrap_or_default()
@@ -313,10 +316,13 @@ fn replayed_bytes_are_refused() {
     }
     let recorded = relay.join().expect("relay");
     assert!(recorded.len() > 64, "recorded {} bytes", recorded.len());
-    for _ in 0..3 {
-        send_raw(addr(&collector), &recorded, Duration::from_secs(1));
+    // Each replay read and refused: the agent closes the connection.
+    for i in 0..3 {
+        assert!(
+            send_raw(addr(&collector), &recorded, WAIT),
+            "replay {i} was left open, not refused"
+        );
     }
-    std::thread::sleep(Duration::from_secs(1));
     let text = std::fs::read_to_string(agent.path("fleet/run2/blog/app.log")).unwrap_or_default();
     assert_eq!(text.matches("said once").count(), 1, "replayed:\n{text}");
     still_serving(&mut agent, "replayed bytes");
@@ -333,16 +339,18 @@ fn peers_that_never_read_stall_no_one() {
     let (_sub_bus, deaf) = curve_client(sitec::bus::Kind::Follow, &agent.heartbeat, "run1", "lb1");
     deaf.set_rcvhwm(1).expect("hwm");
     let big = json!({"op": "status", "pad": "x".repeat(64 * 1024)}).to_string();
+    // At least 3 s of asking, and at least 20 requests sent, however
+    // slowly a loaded machine lets them go.
     let flood = Instant::now();
     let mut sent = 0;
-    while flood.elapsed() < Duration::from_secs(3) {
+    while sent < 20 || flood.elapsed() < Duration::from_secs(3) {
+        assert!(flood.elapsed() < 4 * WAIT, "only {sent} sent");
         if greedy.send(big.as_bytes(), zmq::DONTWAIT).is_ok() {
             sent += 1;
         } else {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    assert!(sent > 10, "sent {sent}");
     for _ in 0..3 {
         still_serving(&mut agent, "a DEALER and a SUB that never read");
     }
@@ -451,31 +459,61 @@ fn backend() -> SocketAddr {
 
 #[test]
 fn a_hostile_heartbeat_endpoint_cannot_crash_or_fool_the_balancer() {
-    // Whoever holds run1's heartbeat port answers every connection with a
-    // frame declaring 2^62 or 4 GiB, or noise.
-    let listen = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let at = format!("tcp://{}", listen.local_addr().expect("addr"));
-    std::thread::spawn(move || {
-        let mut noise = Noise(42);
-        for (n, stream) in listen.incoming().flatten().enumerate() {
-            let mut s = stream;
-            let mut bytes = greeting(if n % 2 == 0 { "CURVE" } else { "NULL" });
-            match n % 3 {
-                0 => bytes.extend(long_header(true, 1 << 62)),
-                1 => bytes.extend(long_header(false, 4 << 30)),
-                _ => bytes.extend(noise.bytes(300)),
-            }
-            let _ = s.write_all(&bytes);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    });
-    let lb = Balancer::start(backend(), &at);
-    std::thread::sleep(Duration::from_secs(3));
-    let mut lb = lb;
-    assert!(matches!(lb.child.try_wait(), Ok(None)), "the balancer died");
-    let rss = rss_kib(lb.child.id());
-    assert!(rss < RSS_BOUND_KIB, "VmRSS {rss} KiB");
-    assert_eq!(lb.get(), Some(200));
+    // Whoever holds run1's heartbeat port answers with a frame declaring
+    // 2^62 or 4 GiB, or noise: one balancer for each, since libzmq does
+    // not connect again after a protocol error (`session_base_t::
+    // engine_error`), so one balancer meets only the first answer.
+    let mut noise = Noise(42);
+    let answers = [
+        (
+            "a command of 2^62 bytes",
+            greeting("CURVE"),
+            long_header(true, 1 << 62),
+        ),
+        (
+            "a message of 4 GiB",
+            greeting("NULL"),
+            long_header(false, 4 << 30),
+        ),
+        ("noise", greeting("CURVE"), noise.bytes(300)),
+    ];
+    for (what, greeting, frame) in answers {
+        let listen = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let at = format!("tcp://{}", listen.local_addr().expect("addr"));
+        let (refused, said) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let Ok((mut s, _)) = listen.accept() else {
+                return;
+            };
+            let _ = s.write_all(&greeting);
+            let _ = s.write_all(&frame);
+            // The balancer read it and hung up (a close or a reset): what
+            // it was sent is judged. A timeout is no answer.
+            let _ = s.set_read_timeout(Some(WAIT));
+            let mut rest = Vec::new();
+            let hung_up = match s.read_to_end(&mut rest) {
+                Ok(_) => true,
+                Err(e) => !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+            };
+            let _ = refused.send(hung_up);
+        });
+        let mut lb = Balancer::start(backend(), &at);
+        assert_eq!(
+            said.recv_timeout(2 * WAIT),
+            Ok(true),
+            "{what}: the balancer did not hang up"
+        );
+        assert!(
+            matches!(lb.child.try_wait(), Ok(None)),
+            "{what}: the balancer died"
+        );
+        let rss = rss_kib(lb.child.id());
+        assert!(rss < RSS_BOUND_KIB, "{what}: VmRSS {rss} KiB");
+        assert_eq!(lb.get(), Some(200), "{what}");
+    }
 }
 
 #[test]
@@ -515,8 +553,7 @@ impl Drop for Mounted {
 
 #[test]
 fn a_full_disk_costs_counted_lines_never_a_crash() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: mounting a small file system needs root");
+    if !common::require_root("it mounts a small tmpfs") {
         return;
     }
     let dir = Scratch::new("hostile-full-disk");
@@ -571,7 +608,7 @@ fn a_followed_log_swapped_for_a_link_or_anothers_file_ships_nothing() {
         agent.stderr()
     );
     // ...or for a file of another user's (a hard link to another's file).
-    if rustix::process::geteuid().is_root() {
+    if common::require_root("it gives a file to another user") {
         std::fs::remove_file(&log).expect("rm link");
         std::fs::write(&log, "SECRET-OF-NOBODY\n").expect("write");
         let status = Command::new("chown")
@@ -587,8 +624,17 @@ fn a_followed_log_swapped_for_a_link_or_anothers_file_ships_nothing() {
             agent.stderr()
         );
     }
-    std::thread::sleep(Duration::from_secs(1));
-    let filed = std::fs::read_to_string(agent.path("fleet/run1/blog/app.log")).unwrap_or_default();
-    assert!(!filed.contains("SECRET"), "shipped: {filed}");
+    // A file of the agent's own at the path again: its line is filed, so
+    // anything read before it would have been too (one socket, in order).
+    std::fs::remove_file(&log).expect("rm");
+    std::fs::write(&log, "MARKER after the swaps\n").expect("write");
+    let filed =
+        || std::fs::read_to_string(agent.path("fleet/run1/blog/app.log")).unwrap_or_default();
+    assert!(
+        common::eventually(WAIT, || filed().contains("MARKER")),
+        "{}",
+        agent.stderr()
+    );
+    assert!(!filed().contains("SECRET"), "shipped: {}", filed());
     still_serving(&mut agent, "a swapped log");
 }
