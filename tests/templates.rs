@@ -774,23 +774,6 @@ fn redis_starts_on_every_config() {
     assert!(failures.is_empty(), "{failures}");
 }
 
-/// Not a check: renders one template for `examples/apps/blog/smoke.sh`, which
-/// deploys the blog with the real templates before sitec's render stage exists.
-/// `SITEC_RENDER=TEMPLATE:CONTEXT.json:OUTPUT cargo test --test templates render_one -- --ignored`
-#[test]
-#[ignore = "a tool for smoke.sh, run with --ignored and SITEC_RENDER"]
-fn render_one() {
-    let spec = std::env::var("SITEC_RENDER").expect("SITEC_RENDER=TEMPLATE:CONTEXT.json:OUTPUT");
-    let parts: Vec<&str> = spec.splitn(3, ':').collect();
-    let [template, context, output] = parts[..] else {
-        panic!("SITEC_RENDER=TEMPLATE:CONTEXT.json:OUTPUT, not {spec}");
-    };
-    let text = fs::read_to_string(context).unwrap_or_else(|e| panic!("{context}: {e}"));
-    let context: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{context}: {e}"));
-    let rendered = render(template, &context).unwrap_or_else(|e| panic!("{e}"));
-    fs::write(output, rendered).unwrap_or_else(|e| panic!("{output}: {e}"));
-}
-
 /// Field paths per template, from the tables of templates/README.md
 /// (`static[].url` is the key `url` of each element of the list `static`).
 fn documented_fields() -> Vec<(String, Vec<String>)> {

@@ -91,10 +91,10 @@ wait_for() {
   die "$what did not come up"
 }
 
-# render TEMPLATE CONTEXT.json OUTPUT: the templates/ renderer, strict mode.
+# render TEMPLATE CONTEXT.json OUTPUT: sitec's own renderer, strict mode.
 render() {
-  SITEC_RENDER="$1:$2:$3" cargo test -q --manifest-path "$repo/Cargo.toml" \
-    --test templates render_one -- --ignored --exact render_one >>"$work/render.log" 2>&1 ||
+  cargo run -q --manifest-path "$repo/Cargo.toml" --example render_template -- "$1" "$2" "$3" \
+    >>"$work/render.log" 2>&1 ||
     die "rendering $1 (see above)"
 }
 
