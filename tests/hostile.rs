@@ -518,28 +518,49 @@ fn a_hostile_heartbeat_endpoint_cannot_crash_or_fool_the_balancer() {
 
 #[test]
 fn a_heartbeat_from_the_wrong_key_holds_no_one_out() {
-    // A PUB at run1's endpoint that does not hold run1's key says blog is
-    // down: the balancer never hears it, and keeps serving run1.
+    // A CURVE PUB at run1's endpoint that does not hold run1's key says
+    // blog is down: the balancer never hears it, and keeps serving run1.
+    // A socket of the test's own (libzmq, no ZAP: it would admit anyone)
+    // whose monitor shows each handshake the balancer attempts fail.
     let at = endpoint();
-    let impostor = sitec::bus::Bus::new(key("impostor")).expect("a bus");
-    let lb1 = sitec::bus::Peer {
-        name: "lb1".into(),
-        key: key("lb1").public,
-    };
-    let publisher = impostor
-        .bind(sitec::bus::Kind::Heartbeats, &at, &[lb1])
-        .expect("bind");
+    let context = zmq::Context::new();
+    let publisher = context.socket(zmq::PUB).expect("PUB");
+    publisher.set_curve_server(true).expect("curve server");
+    let secret = key("impostor").key_file_text();
+    (publisher.set_curve_secretkey(secret.trim().as_bytes())).expect("secret key");
+    let failed = [
+        zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL,
+        zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL,
+        zmq::SocketEvent::HANDSHAKE_FAILED_AUTH,
+    ];
+    let watched = failed.iter().fold(0, |all, e| all | *e as i32);
+    (publisher.monitor("inproc://impostor", watched)).expect("monitor");
+    let events = context.socket(zmq::PAIR).expect("PAIR");
+    events
+        .connect("inproc://impostor")
+        .expect("connect the monitor");
+    events.set_rcvtimeo(100).expect("timeout");
+    publisher.bind(&at).expect("bind");
     let lb = Balancer::start(backend(), &at);
     let beat = json!({"host": "run1", "seq": 1, "time": 0.0, "apps": [
         {"name": "blog", "healthy": false, "serving": false, "units": [], "error": null}
     ]})
     .to_string();
-    let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until {
+    // Until the balancer has tried the impostor, and failed, three times.
+    let mut failures = 0;
+    let deadline = Instant::now() + 2 * WAIT;
+    while failures < 3 {
+        assert!(Instant::now() < deadline, "{failures} failed handshakes");
         let _ = publisher.send(beat.as_bytes(), zmq::DONTWAIT);
         assert_eq!(lb.get(), Some(200), "held out by an impostor");
-        std::thread::sleep(Duration::from_millis(100));
+        // A monitor event: 2 bytes of event id, 4 of value; then the endpoint.
+        if let Ok(event) = events.recv_multipart(0) {
+            if event.first().is_some_and(|f| f.len() >= 2) {
+                failures += 1;
+            }
+        }
     }
+    assert_eq!(lb.get(), Some(200), "held out by an impostor");
 }
 
 /// Unmounts a test's tmpfs when dropped.
