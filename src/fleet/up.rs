@@ -27,6 +27,7 @@ pub fn up(spec: &FleetSpec, options: &Options) -> Result<FleetState> {
     spec.validate()?;
     preflight::require_root("up")?;
     preflight::require_tools()?;
+    preflight::raise_inotify_limit();
     let bridge = Bridge::new(&options.bridge)?;
     let layout = Layout::new(&options.state_root, &spec.name);
     std::fs::create_dir_all(&layout.dir).map_err(|e| Error::io(layout.dir.display(), &e))?;
