@@ -23,18 +23,7 @@ use std::time::{Duration, Instant};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// One fleet test at a time on this machine (they share the bridge and
-/// the spec-derived addresses). Held until dropped.
-fn exclusive() -> Result<std::fs::File, Box<dyn std::error::Error>> {
-    std::fs::create_dir_all("/run/sitec")?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/run/sitec/test-apply.lock")?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
-    Ok(file)
-}
+use common::exclusive;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -217,11 +217,13 @@ pub fn notified_among(
 }
 
 /// How a running service takes changed inputs: a changed unit file,
-/// binary, virtualenv or environment file (`environment`: see
-/// [`environment_files`]) needs a restart (a reload keeps the running
+/// binary, virtualenv, release (`tree`) or environment file (`environment`:
+/// see [`environment_files`]) needs a restart (a reload keeps the running
 /// process's program and environment and, for gunicorn, the master's
-/// interpreter and the libraries it loaded); otherwise its reload command
-/// if it has one, else its restart command, else `systemctl restart`.
+/// interpreter, the libraries it loaded and its working directory, which a
+/// new release replaces: gunicorn's master exits on the HUP); otherwise its
+/// reload command if it has one, else its restart command, else `systemctl
+/// restart`.
 pub fn notified_action(
     unit: &str,
     reload: Option<&str>,
@@ -233,6 +235,7 @@ pub fn notified_action(
         *w == format!("file:/etc/systemd/system/{unit}")
             || *w == format!("file:{BINARY_DIR}/sitec")
             || w.starts_with("virtualenv:")
+            || w.starts_with("tree:")
             || environment.contains(w)
     });
     match (reload, restart, unit_changed) {
@@ -270,6 +273,7 @@ mod tests {
             "file:/etc/systemd/system/sitec-balancer.service",
             "file:/usr/local/lib/sitec/sitec",
             "virtualenv:/srv/sitec/apps/blog/venv",
+            "tree:/srv/sitec/apps/blog/current",
             "file:/etc/sitec/apps/blog/environment",
         ] {
             let n = notified_action(

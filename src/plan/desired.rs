@@ -109,7 +109,60 @@ pub fn build(
     for host in &mut hosts {
         host.desired.generation.clone_from(&generation);
     }
+    prune(&cache_dir(), &blobs.used, std::time::SystemTime::now());
     Ok(hosts)
+}
+
+/// How long the cache keeps a wheelhouse or blob no plan has used: a plan
+/// saved for later (`--out`), or another spec on this machine, still finds
+/// what it used within this time.
+const KEPT_UNUSED: std::time::Duration = std::time::Duration::from_secs(14 * 86_400);
+
+/// Marks `used` (this plan's blobs and wheelhouses) as used `now`, then
+/// removes from `cache` every wheelhouse and blob unused for
+/// [`KEPT_UNUSED`], and builds left unfinished for a day (a killed plan).
+/// The cache keeps what the plans need and stops growing without bound.
+/// Best effort: a cache entry that cannot be looked at is left.
+fn prune(cache: &Path, used: &[PathBuf], now: std::time::SystemTime) {
+    for path in used {
+        let _ = fs::File::options()
+            .append(true)
+            .open(path)
+            .and_then(|f| f.set_modified(now));
+    }
+    let age = |path: &Path| {
+        let modified = fs::metadata(path).and_then(|m| m.modified()).ok()?;
+        now.duration_since(modified).ok()
+    };
+    let folders = [cache.join("blobs"), cache.join("wheelhouse")];
+    for entry in folders
+        .iter()
+        .filter_map(|f| fs::read_dir(f).ok())
+        .flatten()
+        .flatten()
+    {
+        let path = entry.path();
+        let partial = path.extension().is_some_and(|e| e == "partial");
+        // A wheelhouse is as old as its `.complete` mark.
+        let marked = if path.is_dir() && !partial {
+            path.join(".complete")
+        } else {
+            path.clone()
+        };
+        let limit = if partial {
+            std::time::Duration::from_secs(86_400)
+        } else {
+            KEPT_UNUSED
+        };
+        if used.contains(&marked) || age(&marked).is_none_or(|a| a <= limit) {
+            continue;
+        }
+        let _ = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+    }
 }
 
 fn item(
@@ -164,6 +217,8 @@ struct BlobMaker {
     trees: BTreeMap<PathBuf, (String, String)>,
     /// By Python and requirements file: (what the host installs, blob digest).
     wheelhouses: BTreeMap<String, (String, String)>,
+    /// The cache entries this plan uses (blobs, wheelhouses' `.complete`).
+    used: Vec<PathBuf>,
 }
 
 impl BlobMaker {
@@ -175,6 +230,7 @@ impl BlobMaker {
         }
         let entries = super::release::entries(dir)?;
         let digest = store(&super::release::tar(dir, &entries)?)?;
+        self.used.push(blob_file(&digest));
         let done = (super::release::file_list(&entries), digest);
         self.trees.insert(dir.to_path_buf(), done.clone());
         Ok(done)
@@ -197,6 +253,8 @@ impl BlobMaker {
         let built =
             super::wheelhouse::build(base, requirements, packages, python, &cache_dir(), say)?;
         let digest = store(&super::release::tar(&built.dir, &built.wheels)?)?;
+        self.used.push(blob_file(&digest));
+        self.used.push(built.dir.join(".complete"));
         let done = (built.host_requirements, digest);
         self.wheelhouses.insert(key, done.clone());
         Ok(done)
@@ -216,4 +274,53 @@ fn store(bytes: &[u8]) -> Result<String, String> {
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_what_plans_use_and_prunes_the_rest() -> Result<(), String> {
+        let cache = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let io = |e: std::io::Error| e.to_string();
+        let blobs = cache.path().join("blobs");
+        let houses = cache.path().join("wheelhouse");
+        for dir in [
+            &blobs,
+            &houses.join("old"),
+            &houses.join("new"),
+            &houses.join("cut.partial"),
+        ] {
+            fs::create_dir_all(dir).map_err(io)?;
+        }
+        for file in [
+            blobs.join("used.tar"),
+            blobs.join("stale.tar"),
+            houses.join("old/.complete"),
+            houses.join("new/.complete"),
+        ] {
+            fs::write(file, "").map_err(io)?;
+        }
+        // A month from now: everything is old, but what this plan uses.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(30 * 86_400);
+        prune(
+            cache.path(),
+            &[blobs.join("used.tar"), houses.join("new/.complete")],
+            later,
+        );
+        let left = |dir: &Path| -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(left(&blobs), ["used.tar"]);
+        assert_eq!(left(&houses), ["new"]);
+        Ok(())
+    }
 }

@@ -660,3 +660,16 @@ pub fn sshd_check(config: &Path, scratch: &Path) -> Result<(), String> {
             .arg(&host_key),
     )
 }
+
+/// One fleet test at a time on this machine (they share the bridge and
+/// the spec-derived addresses). Held until dropped.
+pub fn exclusive() -> Result<fs::File, Box<dyn std::error::Error>> {
+    fs::create_dir_all("/run/sitec")?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/run/sitec/test-apply.lock")?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(file)
+}

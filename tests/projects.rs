@@ -1,0 +1,311 @@
+//! Real Django projects, not written for sitec, deploy unmodified (issue
+//! #24). The project comes from the package index at test time, the way a
+//! user gets one: `wagtail start` (Wagtail 7.0, whose template pins Django
+//! 5.2 for the hosts' Python 3.11) makes a project with a settings package
+//! (`dev` and `production`), static files and an admin, and it is deployed
+//! to a local fleet of its own (`projtest`: a balancer, a runner, a
+//! database host) by a spec outside it, with no line of it changed.
+//! Through the balancer, the home page, the admin's login page and a static
+//! file answer 200, and still after a redeploy of a release with a new
+//! file; plans of the spec by two spellings of its path and after a
+//! comment-only edit say "No changes"; a file the project's `.gitignore`
+//! names never reaches the runner.
+//!
+//! Also, without a fleet: a wheelhouse built for a Python minor other than
+//! the operator's holds that minor's wheels.
+//!
+//! Needs root, systemd-container and the package index (CI has all three;
+//! elsewhere the fleet test says so and skips, except under `CI=true`). The
+//! project's generator and the wheelhouse are cached in
+//! `target/sitec-test-cache`.
+
+mod common;
+
+use common::exclusive;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cache() -> PathBuf {
+    repo().join("target/sitec-test-cache")
+}
+
+fn text_of(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn run(command: &mut Command) -> Result<Output, String> {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{command:?}: {e}"))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(format!("{command:?} failed: {}", text_of(&out)))
+    }
+}
+
+/// A fresh Wagtail project in `into`, made by Wagtail's own generator,
+/// installed from the package index into a virtualenv of the test cache.
+fn wagtail_start(into: &Path) -> Result<PathBuf, String> {
+    let venv = cache().join("wagtail-7.0");
+    let wagtail = venv.join("bin/wagtail");
+    if !wagtail.exists() {
+        run(Command::new("/usr/bin/python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv))?;
+        run(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "wagtail>=7.0,<7.1",
+        ]))?;
+    }
+    run(Command::new(&wagtail)
+        .args(["start", "mysite"])
+        .current_dir(into))?;
+    Ok(into.join("mysite"))
+}
+
+/// `sitec ARGS...` in `dir`, with the tests' cache.
+fn sitec(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sitec"))
+        .args(args)
+        .current_dir(dir)
+        .env("SITEC_CACHE", cache())
+        .stdin(Stdio::null())
+        .output()
+        .expect("sitec runs")
+}
+
+/// Takes the fleet down when dropped.
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let down = sitec(self.0, &["fleet", "down", SPEC_FILE]);
+        if !down.status.success() {
+            eprintln!("fleet down failed: {}", text_of(&down));
+        }
+    }
+}
+
+const SPEC_FILE: &str = "projtest.site";
+
+/// The spec a user writes for the project, from Wagtail's README: its
+/// production settings module, its static folder, a Postgres database.
+const SPEC: &str = r#"use std/platform
+
+provider local { kind = local }
+
+host pjlb { provider = local  roles = [balancer] }
+host pjrun { provider = local  roles = [runner] }
+host pjdb { provider = local  roles = [postgres] }
+
+checks { balancer_redundancy = off }
+
+database main { engine = postgres  primary = pjdb }
+
+app mysite {
+  source = "../mysite"
+  wsgi = "mysite.wsgi:application"
+  settings_module = "mysite.settings.production"
+  domains = ["mysite.localhost"]
+  static "/static/" = "static"
+  databases { default = main }
+}
+"#;
+
+/// The status of GET http://ADDRESS/PATH with Host mysite.localhost.
+fn status(address: &str, path: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(["-H", "Host: mysite.localhost"])
+        .arg(format!("http://{address}{path}"))
+        .output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Waits (up to a minute) until every path answers 200 through the balancer.
+fn all_answer(address: &str, paths: &[&str]) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: Vec<(String, String)> = paths
+            .iter()
+            .map(|p| ((*p).to_string(), status(address, p)))
+            .collect();
+        if got.iter().all(|(_, code)| code == "200") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("through the balancer: {got:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn address(dir: &Path, host: &str) -> Result<String, String> {
+    let out = sitec(dir, &["fleet", "status", SPEC_FILE]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(host)).then(|| words.next().map(str::to_string))?
+        })
+        .ok_or_else(|| format!("{host} has no address: {}", text_of(&out)))
+}
+
+fn assert_no_changes(dir: &Path, spec: &str, what: &str) {
+    let plan = sitec(dir, &["plan", spec]);
+    let text = text_of(&plan);
+    assert!(
+        plan.status.success() && text.contains("No changes"),
+        "{what}: {text}"
+    );
+}
+
+#[test]
+fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> TestResult {
+    if !common::can_boot() {
+        return Ok(());
+    }
+    let _lock = exclusive()?;
+    let work = tempfile::Builder::new()
+        .prefix("sitec-projects-")
+        .tempdir()?;
+    let project = wagtail_start(work.path())?;
+    // What a developer leaves in a working copy, which git would not commit.
+    std::fs::write(project.join(".gitignore"), ".env\n*.sqlite3\n")?;
+    std::fs::write(project.join(".env"), "DJANGO_SECRET_KEY=a-developers-own\n")?;
+    let deploy = work.path().join("deploy");
+    std::fs::create_dir_all(&deploy)?;
+    std::fs::write(deploy.join(SPEC_FILE), SPEC)?;
+    let check = sitec(&deploy, &["check", SPEC_FILE]);
+    assert!(check.status.success(), "check: {}", text_of(&check));
+
+    let _ = sitec(&deploy, &["fleet", "down", SPEC_FILE]);
+    let up = sitec(&deploy, &["fleet", "up", SPEC_FILE]);
+    let _down = Down(&deploy);
+    assert!(up.status.success(), "fleet up: {}", text_of(&up));
+    let applied = sitec(&deploy, &["apply", SPEC_FILE, "--yes"]);
+    assert!(applied.status.success(), "apply: {}", text_of(&applied));
+    let balancer = address(&deploy, "pjlb")?;
+    let paths = ["/", "/admin/login/", "/static/css/welcome_page.css"];
+    all_answer(&balancer, &paths)?;
+
+    // The developer's .env stayed home.
+    let ssh_config = deploy.join(".fleet/projtest/ssh_config");
+    let env_shipped = Command::new("ssh")
+        .arg("-F")
+        .arg(&ssh_config)
+        .args(["pjrun", "test -e /srv/sitec/apps/mysite/current/.env"])
+        .stdin(Stdio::null())
+        .status()?;
+    assert!(
+        !env_shipped.success(),
+        "the project's .env reached the runner"
+    );
+
+    // Nothing changed: whatever the spelling, and after a comment.
+    assert_no_changes(&deploy, SPEC_FILE, "a second plan");
+    assert_no_changes(&deploy, &format!("./{SPEC_FILE}"), "./ spelling");
+    let absolute = deploy.join(SPEC_FILE);
+    assert_no_changes(&deploy, &absolute.to_string_lossy(), "absolute path");
+    std::fs::write(
+        deploy.join(SPEC_FILE),
+        format!(
+            "# The Wagtail site.\n#\n{}",
+            SPEC.replace("\napp mysite", "\n# Its app.\napp mysite")
+        ),
+    )?;
+    assert_no_changes(&deploy, SPEC_FILE, "after a comment-only edit");
+
+    // A redeploy: a new release with a new file, listed by the plan.
+    let added = project.join("mysite/static/css/added.css");
+    std::fs::write(&added, "body { color: black; }\n")?;
+    let plan = sitec(&deploy, &["plan", SPEC_FILE]);
+    assert!(
+        text_of(&plan).contains("+ mysite/static/css/added.css"),
+        "the plan lists the release's new file: {}",
+        text_of(&plan)
+    );
+    let applied = sitec(&deploy, &["apply", SPEC_FILE, "--yes"]);
+    assert!(applied.status.success(), "redeploy: {}", text_of(&applied));
+    all_answer(
+        &balancer,
+        &[&paths[..], &["/static/css/added.css"]].concat(),
+    )?;
+    assert_no_changes(&deploy, SPEC_FILE, "after the redeploy");
+    Ok(())
+}
+
+/// The operator's Python (Debian 12's 3.11 here) builds a wheelhouse for
+/// hosts on 3.12: every compiled wheel in it is a cp312 one.
+#[test]
+fn a_wheelhouse_for_another_python_minor_holds_that_minors_wheels() -> TestResult {
+    let source = tempfile::tempdir()?;
+    std::fs::write(
+        source.path().join("requirements.txt"),
+        "# a compiled package, so its wheel names a Python\ncharset-normalizer==3.5.3\n",
+    )?;
+    let operator = Command::new("/usr/bin/python3")
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()?;
+    let operator = String::from_utf8_lossy(&operator.stdout).trim().to_string();
+    let hosts = if operator == "3.12" { "3.13" } else { "3.12" };
+    let built = sitec::plan::wheelhouse::build(
+        source.path(),
+        "requirements.txt",
+        &[],
+        hosts,
+        &cache(),
+        &|_| {},
+    )?;
+    let abi = format!("cp{}", hosts.replace('.', ""));
+    let names: Vec<String> = built
+        .wheels
+        .iter()
+        .map(|w| w.path.display().to_string())
+        .collect();
+    let compiled: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("charset_normalizer"))
+        .collect();
+    assert!(
+        !compiled.is_empty()
+            && compiled
+                .iter()
+                .all(|n| n.contains(&format!("-{abi}-")) && n.contains("manylinux")),
+        "operator {operator}, hosts {hosts}: {names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("gunicorn-27.0.1")),
+        "{names:?}"
+    );
+    assert_eq!(
+        built.host_requirements,
+        "charset-normalizer==3.5.3\ngunicorn==27.0.1\n"
+    );
+    Ok(())
+}
