@@ -38,6 +38,9 @@ pub const REQUIREMENT_UNBUILDABLE: &str = "E277";
 /// The project's settings module is not where `settings_module` (or its
 /// default) says, or the project's WSGI module names another.
 pub const SETTINGS_MODULE_ELSEWHERE: &str = "E279";
+/// The project asks for another Python (`runtime.txt`, `.python-version`)
+/// than the app's `python`.
+pub const PYTHON_DISAGREES: &str = "E280";
 /// The app's release would hold the spec's own files (the spec, its
 /// secrets or override file, a local fleet's keys, a TLS file).
 pub const RELEASE_HOLDS_SPEC: &str = "E278";
@@ -118,6 +121,7 @@ fn check_app(app: &App, base: &Path, spec_files: &[PathBuf]) -> Vec<Diagnostic> 
     }
     found.extend(wsgi_missing(app, &source));
     found.extend(settings_module_elsewhere(app, &source));
+    found.extend(python_disagrees(app, &source));
     found
 }
 
@@ -394,6 +398,55 @@ fn holds_spec_files(app: &App, source: &Path, spec_files: &[PathBuf]) -> Option<
         .primary(app.source_span, "this folder holds the spec's folder")
         .help(format!(
             "keep the spec outside the app's source, or leave its folder out of the release: add `{ignore}` to a `.sitecignore` in the source"
+        )),
+    )
+}
+
+/// The Python a project asks for, as `major.minor`, and the file that says
+/// so: `.python-version` (pyenv, uv: `3.12`, `3.12.1`) or `runtime.txt`
+/// (Heroku's: `python-3.12.1`).
+fn project_python(source: &Path) -> Option<(String, &'static str)> {
+    [".python-version", "runtime.txt"]
+        .into_iter()
+        .find_map(|file| {
+            let text = std::fs::read_to_string(source.join(file)).ok()?;
+            let line = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+            let version = line.strip_prefix("python-").unwrap_or(line);
+            let mut parts = version.split('.');
+            let (major, minor) = (parts.next()?, parts.next()?);
+            let numeric = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
+            (numeric(major) && numeric(minor)).then(|| (format!("{major}.{minor}"), file))
+        })
+}
+
+/// E280: the project says which Python it runs on, and the app's `python`
+/// (or its default) is another.
+fn python_disagrees(app: &App, source: &Path) -> Option<Diagnostic> {
+    let (asked, file) = project_python(source)?;
+    if asked == app.python || (app.python == "3" && asked.starts_with("3.")) {
+        return None;
+    }
+    let span = app.python_span.unwrap_or(app.source_span);
+    let written = if app.python_span.is_some() {
+        ""
+    } else {
+        " (the default)"
+    };
+    Some(
+        Diagnostic::warning(
+            PYTHON_DISAGREES,
+            format!(
+                "app `{}` runs on Python {}{written}, but its `{file}` asks for {asked}",
+                app.name, app.python
+            ),
+        )
+        .primary(span, format!("the hosts build its virtualenv with Python {}", app.python))
+        .help(format!(
+            "say `python = \"{asked}\"` if the hosts have it (plan names the hosts that do not), or make the project's `{file}` say {}",
+            app.python
         )),
     )
 }
@@ -684,6 +737,34 @@ mod tests {
                 fleet.apps[0].clone()
             });
         app.unwrap_or_else(|| panic!("{diagnostics:?}"))
+    }
+
+    #[test]
+    fn the_python_a_project_asks_for_is_read_and_compared() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(
+            python_disagrees(&test_app(), dir.path()).map(|d| d.message),
+            None
+        );
+        std::fs::write(dir.path().join("runtime.txt"), "python-3.12.1\n").expect("write");
+        assert_eq!(
+            project_python(dir.path()),
+            Some(("3.12".into(), "runtime.txt"))
+        );
+        let found = python_disagrees(&test_app(), dir.path()).expect("E280");
+        assert_eq!(
+            found.message,
+            "app `a` runs on Python 3.11 (the default), but its `runtime.txt` asks for 3.12"
+        );
+        std::fs::write(dir.path().join(".python-version"), "3.11\n").expect("write");
+        assert_eq!(
+            project_python(dir.path()),
+            Some(("3.11".into(), ".python-version"))
+        );
+        assert_eq!(
+            python_disagrees(&test_app(), dir.path()).map(|d| d.message),
+            None
+        );
     }
 
     #[test]

@@ -51,7 +51,15 @@ pub fn assess(item: &Item, state: &State) -> Assessment {
             running,
             ..
         } => service(name, *enabled, *running),
-        Kind::Virtualenv { path, .. } => marker(path, VENV_MARKER, &item.digest),
+        Kind::Virtualenv { path, python, .. } => {
+            // One to build: say now, before anything changes, when the
+            // host lacks the Python it needs.
+            let mut out = marker(path, VENV_MARKER, &item.digest);
+            if let (false, Err(missing)) = (out.is_empty(), super::converge::interpreter(python)) {
+                out.push(missing);
+            }
+            out
+        }
         Kind::Tree { path, .. } => marker(path, TREE_MARKER, &item.digest),
         Kind::Command {
             unless,

@@ -329,7 +329,7 @@ fn virtualenv(item: &Item, path: &Path, python: &str, owner: &str) -> Result<(),
 
 /// `3.11` to the interpreter that is that version (`python3.11`); `3` to
 /// whichever Python 3 the host has.
-fn interpreter(python: &str) -> Result<String, String> {
+pub(super) fn interpreter(python: &str) -> Result<String, String> {
     let candidates = [format!("python{python}"), "python3".to_string()];
     for candidate in candidates {
         let ran = program(
@@ -346,9 +346,35 @@ fn interpreter(python: &str) -> Result<String, String> {
             return Ok(candidate);
         }
     }
+    let have = pythons();
+    let have = if have.is_empty() {
+        "none".to_string()
+    } else {
+        have.join(", ")
+    };
     Err(format!(
-        "there is no Python {python} on this host; install python{python} (and python3-venv) or change the app's `python`"
+        "there is no Python {python} on this host (it has: {have}); install python{python} (and python3-venv) or change the app's `python`"
     ))
+}
+
+/// The Pythons this host has, as `3.11`: each `python3.N` in /usr/bin and
+/// /usr/local/bin.
+fn pythons() -> Vec<String> {
+    let mut found: Vec<String> = ["/usr/bin", "/usr/local/bin"]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let version = name.strip_prefix("python")?.to_string();
+            let minor = version.strip_prefix("3.")?;
+            (!minor.is_empty() && minor.chars().all(|c| c.is_ascii_digit())).then_some(version)
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// Removes what sitec put here earlier and the spec dropped. Returns what

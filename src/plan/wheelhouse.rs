@@ -163,8 +163,9 @@ const HOST_GLIBC_MINOR: u32 = 36;
 
 /// Every platform tag a wheel for the hosts may carry, newest first:
 /// `manylinux_2_36` down to `manylinux_2_5`, and the legacy names
-/// (`manylinux2014` is 2.17, `manylinux2010` 2.12, `manylinux1` 2.5). pip
-/// 23.0, Debian 12's, takes a `--platform` literally, so each is named.
+/// (`manylinux2014` is 2.17, `manylinux2010` 2.12, `manylinux1` 2.5), and
+/// `linux_x86_64`. pip 23.0, Debian 12's, takes a `--platform` literally,
+/// so each is named.
 fn host_platforms() -> Vec<String> {
     let mut tags: Vec<String> = (5..=HOST_GLIBC_MINOR)
         .rev()
@@ -178,6 +179,9 @@ fn host_platforms() -> Vec<String> {
         ]
         .map(String::from),
     );
+    // What `pip wheel` tags a wheel built on a host: PyPI holds none, a
+    // folder the requirements name with `--find-links` may.
+    tags.push("linux_x86_64".into());
     tags
 }
 
