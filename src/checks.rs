@@ -22,7 +22,7 @@ type Rule = fn(&Fleet) -> Vec<Diagnostic>;
 
 /// Every rule, its default severity, and the function that checks it. The
 /// functions build their diagnostics as errors; `check` sets the severity.
-pub const RULES: [(&str, Severity, Rule); 11] = [
+pub const RULES: [(&str, Severity, Rule); 12] = [
     (
         "balancer_redundancy",
         Severity::Warning,
@@ -31,6 +31,11 @@ pub const RULES: [(&str, Severity, Rule); 11] = [
     ("replica_spread", Severity::Warning, replica_spread),
     ("standby_host", Severity::Error, standby_host),
     ("standby_provider", Severity::Warning, standby_provider),
+    (
+        "database_redundancy",
+        Severity::Warning,
+        database_redundancy,
+    ),
     ("backup_target", Severity::Error, backup_target),
     ("domain_conflict", Severity::Error, domain_conflict),
     ("port_conflict", Severity::Error, port_conflict),
@@ -397,6 +402,32 @@ fn standby_provider(fleet: &Fleet) -> Vec<Diagnostic> {
                 )
                 .help(format!("set `{word} = {}`", host_name(fleet, elsewhere))),
             )
+        })
+        .collect()
+}
+
+/// A database with one copy only: no standby (or replica), and no backup
+/// pulls from its host. One disk, one mistake or one provider's outage
+/// loses it for good.
+fn database_redundancy(fleet: &Fleet) -> Vec<Diagnostic> {
+    let backed_up = |h: HostId| (fleet.backups.iter()).any(|b| b.from.iter().any(|(f, _)| *f == h));
+    (fleet.databases.iter())
+        .filter(|db| db.follower.is_none() && !backed_up(db.primary))
+        .map(|db| {
+            let word = follower_word(db.engine);
+            let host = host_name(fleet, db.primary);
+            Diagnostic::error(
+                "E266",
+                format!(
+                    "database `{}` has one copy only: no {word}, and no backup pulls from `{host}`",
+                    db.name
+                ),
+            )
+            .primary(db.span, format!("lost for good with `{host}`'s disk"))
+            .help(format!(
+                "give it `{word} = HOST` on another host with the `{}` role, or a `backup {{ from = [{host}]  to = HOST ... }}`",
+                engine_role(db.engine)
+            ))
         })
         .collect()
 }

@@ -1208,7 +1208,6 @@ pub fn generated_secrets(fleet: &Fleet) -> Vec<String> {
 pub const SNAPSHOTS_ROOT: &str = "/var/lib/sitec/snapshots";
 pub const BACKUPS_ROOT: &str = "/srv/sitec/backups";
 pub const BACKUP_CONFIG: &str = "/etc/sitec/backup";
-pub const BACKUP_SCRIPTS: &str = "/usr/local/lib/sitec/backup";
 /// How many snapshots a database host keeps of each backup; the backup host keeps the history.
 const SNAPSHOTS_KEPT_LOCALLY: u32 = 3;
 
@@ -1257,10 +1256,10 @@ fn backup_context(
     }
     let b = need_backup(inputs.fleet, template, scope)?;
     match template {
-        "backup/snapshot.sh" => plain(snapshot_script(inputs, host, b)),
+        "backup/snapshot.toml" => plain(snapshot_config(inputs, host, b)),
         "backup/snapshot.service" => plain(backup_service(inputs, host, b, Side::Snapshot)),
         "backup/snapshot.timer" => plain(backup_timer(inputs, host, b, Side::Snapshot)),
-        "backup/pull.sh" => plain(pull_script(inputs, host, b)),
+        "backup/pull.toml" => plain(pull_config(inputs, host, b)),
         "backup/pull.service" => plain(backup_service(inputs, host, b, Side::Pull)),
         "backup/pull.timer" => plain(backup_timer(inputs, host, b, Side::Pull)),
         "backup/ssh-key" => Ok(Built {
@@ -1283,12 +1282,13 @@ fn data_subvolumes(fleet: &Fleet, host: HostId) -> Vec<Value> {
     out
 }
 
-fn snapshot_script(inputs: &Inputs, host: HostId, b: &Backup) -> Value {
+fn snapshot_config(inputs: &Inputs, host: HostId, b: &Backup) -> Value {
     let fleet = inputs.fleet;
     json!({
         "origin": spec_file(inputs, b.span),
         "backup": b.name,
         "host": fleet.hosts[host].name,
+        "service": format!("{}.service", Side::Snapshot.unit(&b.name)),
         "snapshot_dir": format!("{SNAPSHOTS_ROOT}/{}", b.name),
         "subvolumes": data_subvolumes(fleet, host),
         "keep_local": SNAPSHOTS_KEPT_LOCALLY,
@@ -1311,11 +1311,11 @@ impl Side {
         }
     }
 
-    /// Where the script that the service runs is.
-    fn script(self, backup: &str) -> String {
+    /// The file `sitec data snapshot` or `sitec data pull` reads.
+    fn config(self, backup: &str) -> String {
         match self {
-            Side::Snapshot => format!("{BACKUP_SCRIPTS}/snapshot-{backup}"),
-            Side::Pull => format!("{BACKUP_SCRIPTS}/pull-{backup}"),
+            Side::Snapshot => format!("{BACKUP_CONFIG}/{backup}.snapshot.toml"),
+            Side::Pull => format!("{BACKUP_CONFIG}/{backup}.pull.toml"),
         }
     }
 }
@@ -1325,30 +1325,36 @@ fn backup_service(inputs: &Inputs, host: HostId, b: &Backup, side: Side) -> Valu
         "origin": spec_file(inputs, b.span),
         "backup": b.name,
         "host": inputs.fleet.hosts[host].name,
-        "script": side.script(&b.name),
+        "sitec": SITEC_BINARY,
+        "config": side.config(&b.name),
         "timer": format!("{}.timer", side.unit(&b.name)),
     });
     if let (Side::Pull, Some(map)) = (side, context.as_object_mut()) {
-        map.insert(
-            "destination".into(),
-            json!(format!("{BACKUPS_ROOT}/{}", b.name)),
-        );
+        // The whole subvolume, not this backup's folder in it: `btrfs
+        // receive` finds the parent of an incremental copy through the
+        // root of the mount it writes in, which must be a subvolume's.
+        map.insert("writable".into(), json!(BACKUPS_ROOT));
         map.insert("state_directory".into(), json!("sitec-backup"));
     }
     context
 }
 
 fn backup_timer(inputs: &Inputs, host: HostId, b: &Backup, side: Side) -> Value {
-    json!({
+    let every_seconds = (b.every_ms / 1000).max(1);
+    let mut context = json!({
         "origin": spec_file(inputs, b.span),
         "backup": b.name,
         "host": inputs.fleet.hosts[host].name,
         "service": format!("{}.service", side.unit(&b.name)),
-        "every_seconds": (b.every_ms / 1000).max(1),
-    })
+        "every_seconds": every_seconds,
+    });
+    if let (Side::Pull, Some(map)) = (side, context.as_object_mut()) {
+        map.insert("first_seconds".into(), json!((every_seconds / 2).max(1)));
+    }
+    context
 }
 
-fn pull_script(inputs: &Inputs, host: HostId, b: &Backup) -> Value {
+fn pull_config(inputs: &Inputs, host: HostId, b: &Backup) -> Value {
     let fleet = inputs.fleet;
     // By name: the order `from` is written in changes nothing.
     let mut from = b.from.clone();
@@ -1370,6 +1376,7 @@ fn pull_script(inputs: &Inputs, host: HostId, b: &Backup) -> Value {
         "origin": spec_file(inputs, b.span),
         "backup": b.name,
         "host": fleet.hosts[host].name,
+        "service": format!("{}.service", Side::Pull.unit(&b.name)),
         "destination": format!("{BACKUPS_ROOT}/{}", b.name),
         "key": format!("{BACKUP_CONFIG}/{}.key", b.name),
         "known_hosts": "/var/lib/sitec-backup/known_hosts",
@@ -1404,7 +1411,7 @@ fn authorized_keys(inputs: &Inputs, host: HostId) -> Result<Value, String> {
             "backup": b.name,
             "puller": fleet.hosts[b.to].name,
             "from": fleet.address(b.to),
-            "command": format!("/usr/bin/rrsync -ro {SNAPSHOTS_ROOT}/{}/", b.name),
+            "command": format!("{SITEC_BINARY} data serve {SNAPSHOTS_ROOT}/{}", b.name),
             "public_key": pair.public,
             "comment": backup_key_comment(fleet, b),
         }));

@@ -47,6 +47,7 @@ pub mod apply;
 pub mod balancer;
 pub mod bus;
 pub mod cli;
+pub mod data;
 pub mod fleet;
 pub mod host;
 pub mod sd_notify;

@@ -22,24 +22,24 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/backup/pull.service.hbs"),
     ),
     (
-        "backup/pull.sh",
-        include_str!("../templates/backup/pull.sh.hbs"),
-    ),
-    (
         "backup/pull.timer",
         include_str!("../templates/backup/pull.timer.hbs"),
+    ),
+    (
+        "backup/pull.toml",
+        include_str!("../templates/backup/pull.toml.hbs"),
     ),
     (
         "backup/snapshot.service",
         include_str!("../templates/backup/snapshot.service.hbs"),
     ),
     (
-        "backup/snapshot.sh",
-        include_str!("../templates/backup/snapshot.sh.hbs"),
-    ),
-    (
         "backup/snapshot.timer",
         include_str!("../templates/backup/snapshot.timer.hbs"),
+    ),
+    (
+        "backup/snapshot.toml",
+        include_str!("../templates/backup/snapshot.toml.hbs"),
     ),
     (
         "backup/ssh-key",

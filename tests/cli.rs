@@ -214,7 +214,7 @@ fn a_missing_app_source_warns_in_check_and_stops_plan() {
                 provider here { kind = local }\n\
                 host lb1 { provider = here  roles = [balancer] }\n\
                 host run1 { provider = here  roles = [runner, postgres] }\n\
-                checks { balancer_redundancy = off }\n\
+                checks { balancer_redundancy = off  database_redundancy = off }\n\
                 database main { engine = postgres  primary = run1 }\n\
                 app blog {\n  source = \"apps/blgo\"\n  wsgi = \"blog.wsgi:application\"\n  \
                 domains = [\"blog.example.com\"]\n  databases { default = main }\n}\n";

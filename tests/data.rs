@@ -11,6 +11,9 @@ mod common;
 #[path = "data/harness.rs"]
 mod harness;
 
+#[path = "data/backups.rs"]
+mod backups;
+
 use harness::{can_boot, exclusive, wait_for, DataFleet, TestResult};
 use std::time::Duration;
 
@@ -42,6 +45,16 @@ app blog {
   settings { SITE_TITLE = "Data on hosts"  SECRET_KEY = secret("blog.secret_key") }
 }
 
+# A second app on the same shared cluster: its own role and database.
+app notes {
+  source = "apps/blog"
+  python = "3.11"
+  wsgi = "blog.wsgi:application"
+  domains = ["notes.test"]
+  databases { default = main }
+  settings { SITE_TITLE = "Notes"  SECRET_KEY = secret("notes.secret_key") }
+}
+
 backup often {
   from = [dxdb1, dxdb2]
   to = dxvault
@@ -60,6 +73,12 @@ fn the_data_layer_survives_what_breaks_it() -> TestResult {
     first_apply_puts_the_data_on_subvolumes(&fleet);
     rows_written_on_the_primary_appear_on_the_standby(&fleet);
     the_redis_replica_follows(&fleet);
+    apps_on_a_shared_cluster_cannot_read_each_other(&fleet);
+    backups::a_backup_cycle_runs_on_its_timer(&fleet);
+    backups::the_database_host_cannot_reach_a_backup(&fleet);
+    backups::the_backup_key_only_lists_and_sends(&fleet);
+    backups::restore_brings_back_every_committed_row(&fleet);
+    backups::retention_keeps_what_keep_says_over_a_month(&fleet);
     let state_root = fleet.dir.path().join(".fleet");
     let left = fleet.down();
     assert!(left.is_empty(), "after fleet down: {left:#?}");
@@ -142,4 +161,36 @@ fn the_redis_replica_follows(fleet: &DataFleet) {
         refused.contains("READONLY"),
         "a write on the replica: {refused}"
     );
+}
+
+/// `psql` from the runner, as `user` with `password`, into `database`
+/// on the shared cluster: whether it got in, and what it said.
+fn connect_as(fleet: &DataFleet, user: &str, password: &str, database: &str) -> (bool, String) {
+    let out = fleet.ssh(
+        "dxrun",
+        &format!(
+            "PGPASSWORD={} psql -XAt -h 10.77.210.21 -U {user} -d {database} -c 'select current_user'",
+            harness::quote(password)
+        ),
+    );
+    (out.status.success(), harness::text(&out))
+}
+
+/// blog and notes each have a role and a database in the one shared
+/// cluster: each gets into its own, neither into the other's.
+fn apps_on_a_shared_cluster_cannot_read_each_other(fleet: &DataFleet) {
+    let blog = fleet.secret("db.main.blog.password");
+    let notes = fleet.secret("db.main.notes.password");
+    assert_eq!(
+        connect_as(fleet, "blog", &blog, "blog"),
+        (true, "blog\n".into())
+    );
+    assert_eq!(
+        connect_as(fleet, "notes", &notes, "notes"),
+        (true, "notes\n".into())
+    );
+    for (user, password, other) in [("notes", &notes, "blog"), ("blog", &blog, "notes")] {
+        let (got_in, said) = connect_as(fleet, user, password, other);
+        assert!(!got_in, "{user} got into {other}: {said}");
+    }
 }

@@ -890,10 +890,24 @@ fn backup_files_pass_their_programs() {
     }
     let mut checked = [0; 4];
     check_trees("backup", |tree, failures| {
-        let scripts = tree.files(|p| p.starts_with("/usr/local/lib/sitec/backup/"));
-        for (host, scripts) in by_host(scripts) {
+        let configs = tree.files(|p| p.starts_with("/etc/sitec/backup/") && p.ends_with(".toml"));
+        for (host, config) in configs {
             checked[0] += 1;
-            note(failures, &tree.label(&host), common::shell_check(&scripts));
+            let side = if config.to_string_lossy().ends_with(".pull.toml") {
+                "pull"
+            } else {
+                "snapshot"
+            };
+            note(
+                failures,
+                &tree.label(&host),
+                common::run(
+                    std::process::Command::new(env!("CARGO_BIN_EXE_sitec"))
+                        .args(["data", side, "--check", "--config"])
+                        .arg(&config),
+                )
+                .map(drop),
+            );
         }
         let keys = tree.files(|p| p.starts_with("/etc/sitec/backup/authorized_keys."));
         for (host, file) in keys {
@@ -926,7 +940,7 @@ fn backup_files_pass_their_programs() {
     });
     assert!(
         checked.iter().all(|n| *n > 0),
-        "scripts, authorized_keys, keys, sshd configs checked: {checked:?}"
+        "sitec data configs, authorized_keys, keys, sshd configs checked: {checked:?}"
     );
 }
 

@@ -57,7 +57,7 @@ pub enum KexArg {
 }
 
 impl SshArgs {
-    fn kex(&self) -> Kex {
+    pub fn kex(&self) -> Kex {
         match self.kex {
             KexArg::Curve25519 => Kex::Curve25519,
             KexArg::Default => Kex::SystemDefault,
@@ -327,13 +327,19 @@ async fn carry_out(
 
 /// Asks on the terminal; without one, says to pass `--yes`.
 fn confirmed() -> bool {
+    confirmed_to("Apply these changes?", "apply")
+}
+
+/// Asks `question` on the terminal (only `yes` does `verb`); without a
+/// terminal, says to pass `--yes`.
+pub(super) fn confirmed_to(question: &str, verb: &str) -> bool {
     if !std::io::stdin().is_terminal() {
         eprintln!(
-            "error: not on a terminal, so nobody can confirm; pass --yes to apply without asking"
+            "error: not on a terminal, so nobody can confirm; pass --yes to {verb} without asking"
         );
         return false;
     }
-    eprint!("Apply these changes? Only `yes` applies: ");
+    eprint!("{question} Only `yes` {verb}s: ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and the dispatch to each stage.
 //! This is glue only; every command's work lives in its own module.
 
+mod data;
 mod deploy;
 
 use crate::diagnostic::{self, Diagnostic};
@@ -45,9 +46,16 @@ pub enum Command {
     Plan(deploy::PlanArgs),
     /// Make every host match the spec (or a saved plan): in order, in parallel, safely
     Apply(deploy::ApplyArgs),
+    /// List every snapshot of the spec's databases: whose data, where, how old, how large
+    Backups(data::BackupsArgs),
+    /// Put a snapshot of a database back (on its primary or another host), start it, check it
+    Restore(data::RestoreArgs),
     /// Internal: what `plan` and `apply` run on each host over SSH
     #[command(hide = true)]
     Host(crate::host::Args),
+    /// Internal: what the backup timers and keys run on the hosts
+    #[command(hide = true)]
+    Data(crate::data::Args),
 }
 
 #[derive(Args, Debug)]
@@ -161,8 +169,11 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain(&args),
         Command::Set(args) => set(&args),
         Command::Host(args) => crate::host::run(&args),
+        Command::Data(args) => crate::data::run(&args),
         Command::Plan(args) => deploy::plan(&args),
         Command::Apply(args) => deploy::apply(&args),
+        Command::Backups(args) => data::backups(&args),
+        Command::Restore(args) => data::restore(&args),
     }
 }
 

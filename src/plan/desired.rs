@@ -22,6 +22,28 @@ pub struct HostDesired {
     pub desired: Desired,
 }
 
+impl HostDesired {
+    /// A host to reach and run commands on, with nothing to apply (the
+    /// data commands: `sitec backups`, `restore`, `failover`).
+    #[must_use]
+    pub fn reach_only(fleet: &crate::model::Fleet, host: crate::model::HostId) -> HostDesired {
+        let name = fleet.hosts[host].name.clone();
+        HostDesired {
+            address: fleet.address(host),
+            roles: fleet.hosts[host].roles.clone(),
+            reach: Reach::of(fleet.provider_of(host)),
+            desired: Desired {
+                host: name.clone(),
+                generation: String::new(),
+                spec: String::new(),
+                items: Vec::new(),
+                expect: None,
+            },
+            name,
+        }
+    }
+}
+
 /// How to reach a host: its provider's SSH settings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reach {

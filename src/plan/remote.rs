@@ -204,23 +204,23 @@ fn ssh_options(host: &HostDesired, spec: &Path, kex: Kex) -> Result<(SshOptions,
     Ok((o, format!("provider:{}", p.provider)))
 }
 
-/// The command that runs `sitec host ACTION` on a host, or exits 96 or 97
-/// when this version is not there yet (97: the host has `zstd`). ssh
-/// reports 127 as an error of its own, so the wrapper picks unused codes.
-fn host_command_line(binary: &str, action: &str) -> String {
+/// The command that runs `sitec ARGS` (`host facts`) on a host, or exits
+/// 96 or 97 when this version is not there yet (97: the host has `zstd`).
+/// ssh reports 127 as an error of its own, so the wrapper picks unused codes.
+fn host_command_line(binary: &str, args: &str) -> String {
     format!(
         "test -x {binary} || {{ command -v zstd >/dev/null && exit {NO_BINARY_HAS_ZSTD}; \
-         exit {NO_BINARY}; }}; exec {binary} host {action}"
+         exit {NO_BINARY}; }}; exec {binary} {args}"
     )
 }
 
 /// The command that installs the binary at `binary` from the first
-/// `packed_len` bytes of stdin, then runs `sitec host ACTION` on the rest.
-fn ship_and_run_line(binary: &str, action: &str, packing: Packing, packed_len: usize) -> String {
+/// `packed_len` bytes of stdin, then runs `sitec ARGS` on the rest.
+fn ship_and_run_line(binary: &str, args: &str, packing: Packing, packed_len: usize) -> String {
     // GNU head reads no more than it is asked for, even from a pipe.
     let reader = format!("head -c {packed_len} | {}", packing.unpack_command());
     format!(
-        "{}; exec {binary} host {action}",
+        "{}; exec {binary} {args}",
         crate::transport::write_file_script(binary, 0o755, &reader)
     )
 }
@@ -316,28 +316,12 @@ impl Connections {
         host: &str,
         action: &str,
         desired: &Desired,
-        mut on_line: impl FnMut(&str),
+        on_line: impl FnMut(&str),
     ) -> Result<(bool, String), String> {
-        let t = self.transport(host)?;
         let input = serde_json::to_vec(desired).map_err(|e| e.to_string())?;
-        let command = host_command_line(&self.binary.remote, action);
-        let mut out = t
-            .run_lines(host, &command, &input, &mut on_line)
-            .await
-            .map_err(|e| e.to_string())?;
-        crate::trace::mark(|| format!("{host}: host {action} ran (exit {:?})", out.status));
-        let packing = missing_binary(out.status);
-        if let Some(packing) = packing {
-            out = self
-                .ship_and_run(host, packing, action, &input, &mut on_line)
-                .await?;
-            crate::trace::mark(|| {
-                format!(
-                    "{host}: binary shipped, host {action} ran (exit {:?})",
-                    out.status
-                )
-            });
-        }
+        let (out, packing) = self
+            .sitec_lines(host, &format!("host {action}"), &input, on_line)
+            .await?;
         let stderr = out.stderr_text();
         let what = if packing.is_some() {
             format!(
@@ -353,15 +337,89 @@ impl Connections {
         }
     }
 
-    /// Ships this sitec to the host and runs `sitec host ACTION` there,
-    /// in one round trip: stdin carries the packed binary (exactly its
-    /// length is read for unpacking, then renamed into place atomically),
-    /// then the desired state for the command.
+    /// Runs `sitec ARGS` (this very version) on `host` with `input` on
+    /// stdin, shipping the binary first when the host lacks it; each stdout
+    /// line goes to `on_line`. Returns the output and, when it shipped the
+    /// binary, how.
+    async fn sitec_lines(
+        &self,
+        host: &str,
+        args: &str,
+        input: &[u8],
+        mut on_line: impl FnMut(&str),
+    ) -> Result<(crate::transport::CommandOutput, Option<Packing>), String> {
+        let t = self.transport(host)?;
+        let command = host_command_line(&self.binary.remote, args);
+        let mut out = t
+            .run_lines(host, &command, input, &mut on_line)
+            .await
+            .map_err(|e| e.to_string())?;
+        crate::trace::mark(|| format!("{host}: {args} ran (exit {:?})", out.status));
+        let packing = missing_binary(out.status);
+        if let Some(packing) = packing {
+            out = self
+                .ship_and_run(host, packing, args, input, &mut on_line)
+                .await?;
+            crate::trace::mark(|| {
+                format!("{host}: binary shipped, {args} ran (exit {:?})", out.status)
+            });
+        }
+        Ok((out, packing))
+    }
+
+    /// `sitec ARGS` on `host` (see [`Connections::sitec_lines`]).
+    pub async fn sitec(
+        &self,
+        host: &str,
+        args: &str,
+        input: &[u8],
+    ) -> Result<crate::transport::CommandOutput, String> {
+        Ok(self.sitec_lines(host, args, input, |_| {}).await?.0)
+    }
+
+    /// A shell command on `host`, as the provider's user (root on fleets).
+    pub async fn run(
+        &self,
+        host: &str,
+        command: &str,
+        input: &[u8],
+    ) -> Result<crate::transport::CommandOutput, String> {
+        (self.transport(host)?.run(host, command, input).await).map_err(|e| e.to_string())
+    }
+
+    /// `from`'s command's stdout streamed into `to`'s command's stdin
+    /// (see [`Transport::pipe`]).
+    pub async fn pipe(
+        &self,
+        from: (&str, &str),
+        to: (&str, &str),
+    ) -> Result<
+        (
+            u64,
+            crate::transport::CommandOutput,
+            crate::transport::CommandOutput,
+        ),
+        String,
+    > {
+        let source = self.transport(from.0)?;
+        let sink = self.transport(to.0)?;
+        (source.pipe(from, sink, to).await).map_err(|e| e.to_string())
+    }
+
+    /// Where this sitec is on the hosts (`/usr/local/lib/sitec/sitec-HASH`).
+    pub fn remote_binary(&self) -> &str {
+        &self.binary.remote
+    }
+
+    /// Ships this sitec to the host and runs `sitec ARGS` there, in one
+    /// round trip: stdin carries the packed binary (exactly its length is
+    /// read for unpacking, then renamed into place atomically), then the
+    /// command's own input.
     async fn ship_and_run(
         &self,
         host: &str,
         packing: Packing,
-        action: &str,
+        args: &str,
         input: &[u8],
         on_line: impl FnMut(&str),
     ) -> Result<crate::transport::CommandOutput, String> {
@@ -379,7 +437,7 @@ impl Connections {
                     .map(std::sync::Arc::new)
             })
             .await?;
-        let command = ship_and_run_line(&self.binary.remote, action, packing, packed.len());
+        let command = ship_and_run_line(&self.binary.remote, args, packing, packed.len());
         let mut stdin = Vec::with_capacity(packed.len() + input.len());
         stdin.extend_from_slice(packed);
         stdin.extend_from_slice(input);
@@ -469,7 +527,7 @@ mod tests {
     fn the_wrapper_says_whether_the_host_can_unpack_zstd() {
         let dir = tempfile::tempdir().expect("temp dir");
         let bin = dir.path().join("sitec-0123");
-        let line = host_command_line(&bin.to_string_lossy(), "facts");
+        let line = host_command_line(&bin.to_string_lossy(), "host facts");
         let no_zstd = dir.path().join("empty");
         std::fs::create_dir(&no_zstd).expect("dir");
         let without = sh(&line, &no_zstd.to_string_lossy(), b"");
@@ -494,7 +552,12 @@ mod tests {
         let bin = dir.path().join("lib/sitec-0123");
         let program = b"#!/bin/sh\necho \"ran $1 $2\"; cat\n";
         let packed = Packing::Gzip.pack(program).expect("packs");
-        let line = ship_and_run_line(&bin.to_string_lossy(), "facts", Packing::Gzip, packed.len());
+        let line = ship_and_run_line(
+            &bin.to_string_lossy(),
+            "host facts",
+            Packing::Gzip,
+            packed.len(),
+        );
         let mut stdin = packed.clone();
         stdin.extend_from_slice(b"{\"desired\": true}");
         let ran = sh(&line, "/usr/bin:/bin", &stdin);
@@ -514,7 +577,7 @@ mod tests {
         let other = dir.path().join("lib/sitec-4567");
         let line = ship_and_run_line(
             &other.to_string_lossy(),
-            "facts",
+            "host facts",
             Packing::Gzip,
             packed.len(),
         );

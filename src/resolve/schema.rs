@@ -855,6 +855,7 @@ pub static CHECKS: Schema = block(
         field("replica_spread", LEVEL, "an app's replicas share a provider (or a runner) although they need not (default warning)"),
         field("standby_host", LEVEL, "a standby or replica on its primary's own host (default error)"),
         field("standby_provider", LEVEL, "a standby or replica at its primary's provider although another provider has a host for it (default warning)"),
+        field("database_redundancy", LEVEL, "a database with neither a standby (or replica) nor a backup pulling from its host (default warning)"),
         field("backup_target", LEVEL, "a backup pulled to a host it backs up, that holds a copy, or that lacks the `backup` role (default error)"),
         field("domain_conflict", LEVEL, "one domain claimed twice (default error)"),
         field("port_conflict", LEVEL, "two services on one port of one host (default error)"),

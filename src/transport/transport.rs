@@ -190,6 +190,80 @@ impl Transport {
         })
     }
 
+    /// Runs `from_command` on `from_host` and `to_command` on `to_host`
+    /// (a host of `to`, which may be this transport) with the first's
+    /// stdout streamed into the second's stdin through this machine, in
+    /// bounded memory: a snapshot sent from one host to another whose keys
+    /// never meet. Returns the bytes that passed and both commands' outputs
+    /// (their stdout empty for the first).
+    pub async fn pipe(
+        &self,
+        (from_host, from_command): (&str, &str),
+        to: &Transport,
+        (to_host, to_command): (&str, &str),
+    ) -> Result<(u64, CommandOutput, CommandOutput), Error> {
+        let mut sender = self
+            .session(from_host)?
+            .raw_command(from_command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| command_error(from_host, from_command, "cannot start", &e))?;
+        let mut receiver = to
+            .session(to_host)?
+            .raw_command(to_command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| command_error(to_host, to_command, "cannot start", &e))?;
+        let (source, sink) = (sender.stdout().take(), receiver.stdin().take());
+        let copy = async move {
+            let (Some(mut source), Some(mut sink)) = (source, sink) else {
+                return Ok(0);
+            };
+            let copied = tokio::io::copy(&mut source, &mut sink).await;
+            let _ = sink.shutdown().await;
+            copied
+        };
+        let (copied, sent_err, got_out, got_err) = tokio::join!(
+            copy,
+            read_all(sender.stderr().take()),
+            read_all(receiver.stdout().take()),
+            read_all(receiver.stderr().take())
+        );
+        let sent = sender
+            .wait()
+            .await
+            .map_err(|e| command_error(from_host, from_command, "did not finish", &e))?;
+        let got = receiver
+            .wait()
+            .await
+            .map_err(|e| command_error(to_host, to_command, "did not finish", &e))?;
+        let outputs = (
+            CommandOutput {
+                status: sent.code(),
+                stdout: Vec::new(),
+                stderr: sent_err,
+            },
+            CommandOutput {
+                status: got.code(),
+                stdout: got_out,
+                stderr: got_err,
+            },
+        );
+        let bytes = copied.map_err(|e| {
+            Error::new(
+                Some(to_host),
+                format!("streaming from {from_host} failed: {e}"),
+            )
+        })?;
+        Ok((bytes, outputs.0, outputs.1))
+    }
+
     /// Writes `contents` to `remote_path` with `mode`, atomically: a
     /// temporary name in the same directory (made if missing), then a
     /// rename over the target.
@@ -279,6 +353,16 @@ impl Drop for Transport {
             let _ = dir.close();
         }
     }
+}
+
+/// Everything `stream` gives until it ends (nothing when there is none).
+async fn read_all(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    if let Some(mut stream) = stream {
+        let _ = stream.read_to_end(&mut bytes).await;
+    }
+    bytes
 }
 
 /// A control directory short enough for a unix socket path (108 bytes,

@@ -117,11 +117,8 @@ impl DataFleet {
     /// [`DataFleet::ssh`] that must succeed: its stdout, trimmed.
     pub fn sh(&self, host: &str, script: &str) -> String {
         let out = self.ssh(host, script);
-        assert!(
-            out.status.success(),
-            "on {host}: `{script}`: {}",
-            text(&out)
-        );
+        let shown: String = script.chars().take(300).collect();
+        assert!(out.status.success(), "on {host}: `{shown}`: {}", text(&out));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -134,6 +131,24 @@ impl DataFleet {
                 quote(sql)
             ),
         )
+    }
+
+    /// A generated secret's value from the spec's secrets file.
+    pub fn secret(&self, name: &str) -> String {
+        let path = self.spec.with_extension("secrets.toml");
+        let text = std::fs::read_to_string(&path).expect("the secrets file");
+        let doc: toml_edit::DocumentMut = text.parse().expect("the secrets file is TOML");
+        doc.get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("no secret {name}"))
+            .to_string()
+    }
+
+    /// `sitec backups SPEC DATABASE --json`: its snapshots' rows.
+    pub fn backups(&self, database: &str) -> Vec<serde_json::Value> {
+        let out = self.run(&["backups"], &[database, "--json"]);
+        assert!(out.status.success(), "sitec backups: {}", text(&out));
+        serde_json::from_slice(&out.stdout).expect("sitec backups --json is JSON")
     }
 
     /// Takes the fleet down now; what the machine still holds of it after.

@@ -1,0 +1,590 @@
+//! `sitec restore SPEC DATABASE [--snapshot HOST/STAMP] [--to HOST]`: puts
+//! a snapshot of a database back, starts its server on it, proves it reads,
+//! and says what time it holds.
+//!
+//! The unit of a restore is the server: a Postgres cluster (every database
+//! of a shared cluster goes back together) or a Redis server. The snapshot
+//! comes from the target host itself when it holds one (a reflink copy,
+//! instant on btrfs), else from wherever `sitec backups` lists it, streamed
+//! through the operator's machine (`tar` out of the snapshot, into the
+//! target): the backup host and the database host never get a key to each
+//! other. The server's current data is moved aside (`DATA.sitec-before-
+//! restore`, the previous one of those removed), never deleted, and the
+//! copy is swapped in whole. Postgres starts from the snapshot as after a
+//! power cut: it replays its WAL to the instant the snapshot was taken, so
+//! it holds every transaction committed before that instant; `pg_dumpall`
+//! then reads every row of every database. A standby of a restored primary
+//! is cloned again from it (its own data is now of another history).
+
+use super::backups::{self, Row};
+use super::bytes_words;
+use super::reach::Hosts;
+use super::stamp::Stamp;
+use crate::model::clusters::{self, Cluster, POSTGRES_VERSION};
+use crate::model::{DatabaseId, Engine, Fleet, HostId};
+use crate::transport::shell_quote as q;
+use std::time::{Duration, Instant};
+
+/// What is being restored, on which host, from which snapshot.
+pub struct Restore<'f> {
+    pub database: DatabaseId,
+    pub server: Server,
+    pub site: Site,
+    /// Where the server runs after the restore.
+    pub target: HostId,
+    /// The snapshot, as `sitec backups` lists it, and where it is fetched from.
+    pub snapshot: Row,
+    fleet: &'f Fleet<'f>,
+}
+
+/// The server a database lives in.
+#[derive(Debug, Clone)]
+pub enum Server {
+    Postgres(Cluster),
+    Redis { name: String, port: u16 },
+}
+
+impl Server {
+    fn of(fleet: &Fleet, database: DatabaseId) -> Result<Server, String> {
+        let db = &fleet.databases[database];
+        Ok(match db.engine {
+            Engine::Postgres => Server::Postgres(
+                clusters::clusters(fleet)
+                    .into_iter()
+                    .find(|c| c.databases.contains(&database))
+                    .ok_or_else(|| format!("database {} is in no cluster", db.name))?,
+            ),
+            Engine::Redis => Server::Redis {
+                name: db.name.clone(),
+                port: db.port,
+            },
+        })
+    }
+
+    /// Its folder inside a snapshot (relative to `STAMP/`).
+    fn in_snapshot(&self) -> String {
+        match self {
+            Server::Postgres(c) => format!("postgresql/{POSTGRES_VERSION}/{}", c.name),
+            Server::Redis { name, .. } => format!("redis/{name}"),
+        }
+    }
+
+    fn is_postgres(&self) -> bool {
+        matches!(self, Server::Postgres(_))
+    }
+}
+
+/// Where the restored server runs. On the database's primary: its own
+/// server. On another host: a copy beside whatever runs there, named
+/// `NAME_restored`, on its port + 10000 and listening on 127.0.0.1 only,
+/// so a restore drill can never take a serving database's place.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub name: String,
+    pub port: u16,
+    pub data_dir: String,
+    pub unit: String,
+    /// The system user owning the data.
+    owner: &'static str,
+    /// The database's own server (on its primary).
+    home: bool,
+}
+
+impl Site {
+    fn of(server: &Server, home: bool) -> Site {
+        let (base, port) = match server {
+            Server::Postgres(c) => (c.name.clone(), c.port),
+            Server::Redis { name, port } => (name.clone(), *port),
+        };
+        let (name, port) = if home {
+            (base, port)
+        } else {
+            // `_`: systemd reads a `-` in `postgresql@15-NAME` as a `/`.
+            (format!("{base}_restored"), port.saturating_add(10_000))
+        };
+        match server {
+            Server::Postgres(_) => Site {
+                data_dir: format!("/var/lib/postgresql/{POSTGRES_VERSION}/{name}"),
+                unit: format!("postgresql@{POSTGRES_VERSION}-{name}"),
+                owner: "postgres",
+                name,
+                port,
+                home,
+            },
+            Server::Redis { .. } => Site {
+                data_dir: format!("/var/lib/redis/{name}"),
+                unit: if home {
+                    format!("redis-server@{name}")
+                } else {
+                    format!("sitec-restore-{name}")
+                },
+                owner: "redis",
+                name,
+                port,
+                home,
+            },
+        }
+    }
+
+    /// `cluster main` / `redis server cache`.
+    fn words(&self, server: &Server) -> String {
+        if server.is_postgres() {
+            format!("cluster {}", self.name)
+        } else {
+            format!("redis server {}", self.name)
+        }
+    }
+}
+
+/// Picks what to restore: the snapshot named (`HOST/STAMP`, or a `STAMP`
+/// only one host's data has), else the newest; fetched from the target
+/// itself when it holds that snapshot, else from a backup host, else from
+/// wherever it is.
+pub fn choose<'f>(
+    fleet: &'f Fleet<'f>,
+    database: DatabaseId,
+    rows: &[Row],
+    snapshot: Option<&str>,
+    to: Option<HostId>,
+) -> Result<Restore<'f>, String> {
+    let db = &fleet.databases[database];
+    let server = Server::of(fleet, database)?;
+    let target = to.unwrap_or(db.primary);
+    if db.follower == Some(target) {
+        return Err(format!(
+            "`{}` is the {} of {}: a restore there would end its replication",
+            fleet.hosts[target].name,
+            if db.engine == Engine::Postgres { "standby" } else { "replica" },
+            db.name
+        ) + "; restore to the primary, or to a host that holds no copy of it (`sitec failover` makes a follower the primary)");
+    }
+    let mine: Vec<&Row> = rows.iter().filter(|r| r.database == db.name).collect();
+    if mine.is_empty() {
+        return Err(format!(
+            "no snapshot of {} was found (`sitec backups` lists them; a backup must pull from {}'s hosts)",
+            db.name, db.name
+        ));
+    }
+    let wanted: Vec<&Row> = match snapshot {
+        Some(id) => {
+            let found: Vec<&Row> = mine
+                .iter()
+                .copied()
+                .filter(|r| r.snapshot == id || r.stamp == id)
+                .collect();
+            let whose: std::collections::BTreeSet<&str> =
+                found.iter().map(|r| r.of.as_str()).collect();
+            if whose.len() > 1 {
+                return Err(format!(
+                    "{id} names snapshots of {}: write HOST/{id}",
+                    whose.into_iter().collect::<Vec<_>>().join(" and ")
+                ));
+            }
+            found
+        }
+        None => {
+            // The newest; of two taken in the same second, the primary's
+            // (its follower may lag behind it).
+            let primary = &fleet.hosts[db.primary].name;
+            let newest = mine.iter().map(|r| (&r.stamp, r.of == *primary)).max();
+            mine.iter()
+                .copied()
+                .filter(|r| Some((&r.stamp, r.of == *primary)) == newest)
+                .collect()
+        }
+    };
+    let target_name = &fleet.hosts[target].name;
+    let backup_hosts: Vec<&str> = fleet
+        .backups
+        .iter()
+        .map(|b| fleet.hosts[b.to].name.as_str())
+        .collect();
+    let from = wanted
+        .iter()
+        .find(|r| r.on == *target_name)
+        .or_else(|| {
+            wanted
+                .iter()
+                .find(|r| backup_hosts.contains(&r.on.as_str()))
+        })
+        .or_else(|| wanted.first())
+        .copied()
+        .ok_or_else(|| {
+            format!(
+                "no snapshot {} of {} (`sitec backups SPEC {}` lists them)",
+                snapshot.unwrap_or("?"),
+                db.name,
+                db.name
+            )
+        })?;
+    let site = Site::of(&server, target == db.primary);
+    Ok(Restore {
+        database,
+        server,
+        site,
+        target,
+        snapshot: from.clone(),
+        fleet,
+    })
+}
+
+/// What a restore did and found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub lines: Vec<String>,
+    /// Seconds: fetching the snapshot, from stopping the server to its
+    /// answering on the snapshot, the check.
+    pub fetch_seconds: f64,
+    pub start_seconds: f64,
+    pub check_seconds: f64,
+}
+
+impl Restore<'_> {
+    fn target_name(&self) -> &str {
+        &self.fleet.hosts[self.target].name
+    }
+
+    /// Where the copy is assembled on the target, beside the data folder.
+    fn staging(&self) -> String {
+        let data = &self.site.data_dir;
+        match data.rsplit_once('/') {
+            Some((parent, name)) => format!("{parent}/.{name}.sitec-restore"),
+            None => format!("{data}.sitec-restore"),
+        }
+    }
+
+    /// Runs the restore, saying each step as it goes.
+    pub async fn run(
+        &self,
+        hosts: &impl Hosts,
+        say: &mut dyn FnMut(String),
+    ) -> Result<Report, String> {
+        let mut report = Report::default();
+        let t = self.target_name();
+        if !hosts.reachable(t) {
+            return Err(format!("{t} cannot be reached"));
+        }
+        let db = &self.fleet.databases[self.database];
+        say(format!(
+            "restoring {} ({} on {t}, port {}) from snapshot {}, taken {}",
+            db.name,
+            self.site.words(&self.server),
+            self.site.port,
+            self.snapshot.snapshot,
+            when(&self.snapshot.stamp)
+        ));
+        if !self.site.home {
+            self.prepare_elsewhere(hosts).await?;
+        }
+        let started = Instant::now();
+        let bytes = self.fetch(hosts).await?;
+        report.fetch_seconds = started.elapsed().as_secs_f64();
+        let how = if self.snapshot.on == t {
+            format!("copied from {t}'s own snapshot")
+        } else {
+            format!("streamed from {}", self.snapshot.on)
+        };
+        say(format!(
+            "  fetched {} ({how}) in {:.1} s",
+            bytes_words(bytes),
+            report.fetch_seconds
+        ));
+        let started = Instant::now();
+        let aside = self.swap_and_start(hosts).await?;
+        say(match aside {
+            Some(aside) => format!(
+                "  stopped {}; the data it held is kept in {aside} (remove it when satisfied)",
+                self.site.unit
+            ),
+            None => format!("  stopped {}; it held no data", self.site.unit),
+        });
+        self.wait_ready(hosts).await?;
+        report.start_seconds = started.elapsed().as_secs_f64();
+        say(format!(
+            "  started {} on the snapshot; it answered {:.1} s after it was stopped{}",
+            self.site.unit,
+            report.start_seconds,
+            if self.server.is_postgres() {
+                " (WAL replayed to the snapshot's instant)"
+            } else {
+                ""
+            }
+        ));
+        let started = Instant::now();
+        let checked = self.check(hosts).await?;
+        report.check_seconds = started.elapsed().as_secs_f64();
+        say(format!(
+            "  consistent: {checked} in {:.1} s",
+            report.check_seconds
+        ));
+        say(format!(
+            "  holds every write committed before {} (the snapshot's instant), none after",
+            when(&self.snapshot.stamp)
+        ));
+        if self.site.home {
+            if let Some(line) = self.follower(hosts).await {
+                say(line);
+            }
+        } else {
+            say(format!(
+                "  it listens on 127.0.0.1:{} only; `systemctl stop {}` on {t} when done",
+                self.site.port, self.site.unit
+            ));
+        }
+        Ok(report)
+    }
+
+    /// Another host than the primary: the engine must be installed; a
+    /// Postgres cluster `NAME-restored` is made when missing.
+    async fn prepare_elsewhere(&self, hosts: &impl Hosts) -> Result<(), String> {
+        let t = self.target_name();
+        let script = if self.server.is_postgres() {
+            format!(
+                "set -e\n\
+                 command -v pg_createcluster >/dev/null || {{ echo 'PostgreSQL is not installed here: give the host the postgres role and apply' >&2; exit 3; }}\n\
+                 [ -e /etc/postgresql/{v}/{name} ] || pg_createcluster {v} {name} --port {port} >/dev/null",
+                v = POSTGRES_VERSION,
+                name = self.site.name,
+                port = self.site.port,
+            )
+        } else {
+            "command -v redis-server >/dev/null || { echo 'Redis is not installed here: give the host the redis role and apply' >&2; exit 3; }".to_string()
+        };
+        hosts
+            .sh(t, &script)
+            .await?
+            .or_fail(t, "preparing the server")?;
+        Ok(())
+    }
+
+    /// Brings the snapshot's data folder to the staging folder on the
+    /// target; the bytes it holds (or that travelled).
+    async fn fetch(&self, hosts: &impl Hosts) -> Result<u64, String> {
+        let t = self.target_name();
+        let source = format!(
+            "{}/{}/{}",
+            self.snapshot.dir,
+            self.snapshot.stamp,
+            self.server.in_snapshot()
+        );
+        let staging = self.staging();
+        if self.snapshot.on == t {
+            let script = format!(
+                "set -e; rm -rf {s}; cp -a --reflink=auto {src} {s}; du -s -b {s} | cut -f1",
+                s = q(&staging),
+                src = q(&source)
+            );
+            let out = hosts
+                .sh(t, &script)
+                .await?
+                .or_fail(t, "copying the snapshot")?;
+            return Ok(out.trim().parse().unwrap_or(0));
+        }
+        let (parent, name) = source.rsplit_once('/').unwrap_or(("/", &source));
+        let send = format!("tar -C {} -cf - {}", q(parent), q(name));
+        let receive = format!(
+            "set -e; rm -rf {s}; mkdir -p {s}; tar -C {s} --strip-components=1 -xf -",
+            s = q(&staging)
+        );
+        let (bytes, got) = hosts
+            .pipe((&self.snapshot.on, &send), (t, &receive))
+            .await?;
+        got.or_fail(t, "unpacking the snapshot")?;
+        Ok(bytes)
+    }
+
+    /// Stops the server, moves its data aside, puts the copy in its
+    /// place, starts it. Returns where the old data went, if there was any.
+    async fn swap_and_start(&self, hosts: &impl Hosts) -> Result<Option<String>, String> {
+        let t = self.target_name();
+        let site = &self.site;
+        let data = &site.data_dir;
+        let aside = format!("{data}.sitec-before-restore");
+        // A Postgres snapshot of a running server holds its pid file, and
+        // one of a standby its signal files: this copy starts as a primary.
+        let leftovers = if self.server.is_postgres() {
+            "postmaster.pid standby.signal recovery.signal sitec-standby"
+        } else {
+            ""
+        };
+        let start = if self.server.is_postgres() || site.home {
+            format!("systemctl start {}", site.unit)
+        } else {
+            format!(
+                "systemd-run --quiet --unit {} -p User=redis redis-server --bind 127.0.0.1 \
+                 --port {} --dir {} --appendonly yes",
+                site.unit,
+                site.port,
+                q(data)
+            )
+        };
+        let script = format!(
+            "set -e\n\
+             systemctl stop {unit} 2>/dev/null || true\n\
+             rm -rf {aside}\n\
+             if [ -e {data} ]; then mv {data} {aside}; echo kept; fi\n\
+             mv {staging} {data}\n\
+             cd {data} && rm -f {leftovers} && cd /\n\
+             chown -R {owner}: {data}\n\
+             chmod 0700 {data}\n\
+             {start}",
+            unit = site.unit,
+            aside = q(&aside),
+            data = q(data),
+            staging = q(&self.staging()),
+            owner = site.owner,
+        );
+        let out = hosts
+            .sh(t, &script)
+            .await?
+            .or_fail(t, "putting the snapshot in place")?;
+        Ok(out.lines().any(|l| l == "kept").then_some(aside))
+    }
+
+    /// Waits (up to five minutes: Postgres replays the WAL first) until
+    /// the server takes queries as a primary.
+    async fn wait_ready(&self, hosts: &impl Hosts) -> Result<(), String> {
+        let t = self.target_name();
+        let probe = if self.server.is_postgres() {
+            format!(
+                "cd / && runuser -u postgres -- psql -p {} -XAtc 'select pg_is_in_recovery()' 2>/dev/null | grep -qx f",
+                self.site.port
+            )
+        } else {
+            format!("{} ping 2>/dev/null | grep -qx PONG", self.redis_cli())
+        };
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if hosts.sh(t, &probe).await?.ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let log = hosts
+                    .sh(
+                        t,
+                        &format!("journalctl -u {} -n 15 --no-pager", self.site.unit),
+                    )
+                    .await
+                    .map(|r| r.stdout)
+                    .unwrap_or_default();
+                return Err(format!(
+                    "{t}: {} did not come up on the snapshot within 5 minutes:\n{log}",
+                    self.site.unit
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// `redis-cli` against the restored server, with the password of the
+    /// database's own config when the server is that one.
+    fn redis_cli(&self) -> String {
+        let conf = format!("/etc/redis/redis-{}.conf", self.site.name);
+        let auth = if self.site.home {
+            format!(
+                "REDISCLI_AUTH=$(awk '/^requirepass/ {{ gsub(/\"/, \"\", $2); print $2 }}' {conf}) "
+            )
+        } else {
+            String::new()
+        };
+        format!("{auth}redis-cli -p {}", self.site.port)
+    }
+
+    /// Reads everything back: what it proved, in words.
+    async fn check(&self, hosts: &impl Hosts) -> Result<String, String> {
+        let t = self.target_name();
+        if self.server.is_postgres() {
+            let script = format!(
+                "set -e; cd /; runuser -u postgres -- pg_dumpall -p {p} > /dev/null; \
+                 runuser -u postgres -- psql -p {p} -XAtc \"select count(*) from pg_database where datallowconn\"",
+                p = self.site.port
+            );
+            let out = hosts
+                .sh(t, &script)
+                .await?
+                .or_fail(t, "pg_dumpall (reading every row back)")?;
+            Ok(format!(
+                "pg_dumpall read every row of its {} databases",
+                out.trim()
+            ))
+        } else {
+            let cli = self.redis_cli();
+            let script =
+                format!("set -e; {cli} info persistence | grep -q '^loading:0'; {cli} dbsize");
+            let out = hosts.sh(t, &script).await?.or_fail(t, "asking redis")?;
+            Ok(format!("loaded its AOF whole, {} keys", out.trim()))
+        }
+    }
+
+    /// After a primary's restore: its follower's data is of another
+    /// history now. A Postgres standby is cloned again (its clone script,
+    /// as apply would); a Redis replica resyncs by itself.
+    async fn follower(&self, hosts: &impl Hosts) -> Option<String> {
+        let db = &self.fleet.databases[self.database];
+        let follower = &self.fleet.hosts[db.follower?].name;
+        let Server::Postgres(c) = &self.server else {
+            return Some(format!(
+                "  replica {follower} resyncs from the restored primary by itself"
+            ));
+        };
+        // The snapshot may predate the standby's slot, or be the standby's
+        // own (slots live on primaries): the roles file apply runs makes it.
+        let slot = format!(
+            "cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p {} -f /etc/sitec/postgres/{}-roles.sql",
+            c.port, c.name
+        );
+        // Stopped first: a standby of the old history may have taken the
+        // slot already, and the copy needs it.
+        let clone = format!(
+            "systemctl stop postgresql@{v}-{name} && rm -f {data}/sitec-standby && \
+             /etc/sitec/postgres/{name}-clone-standby.sh",
+            v = POSTGRES_VERSION,
+            data = q(&c.data_directory()),
+            name = c.name
+        );
+        let ran = match hosts.sh(self.target_name(), &slot).await {
+            Ok(r) if !r.ok => Ok(r),
+            Err(e) => Err(e),
+            Ok(_) if hosts.reachable(follower) => hosts.sh(follower, &clone).await,
+            Ok(_) => Err(format!("{follower} cannot be reached")),
+        };
+        Some(match ran {
+            Ok(r) if r.ok => {
+                format!("  standby {follower}: cloned again from the restored primary")
+            }
+            Ok(r) => format!(
+                "  standby {follower}: cloning it again failed ({}); the next `sitec apply` tries again",
+                r.stderr.trim()
+            ),
+            Err(e) => format!("  standby {follower}: {e}; the next `sitec apply` clones it again"),
+        })
+    }
+}
+
+/// `2026-12-07T101500Z` as `2026-12-07 10:15:00 UTC`.
+fn when(stamp: &str) -> String {
+    match Stamp::parse(stamp) {
+        Some(_) => format!(
+            "{} {}:{}:{} UTC",
+            &stamp[..10],
+            &stamp[11..13],
+            &stamp[13..15],
+            &stamp[15..17]
+        ),
+        None => stamp.to_string(),
+    }
+}
+
+/// Every host a restore may need: the database's hosts and every place
+/// that holds its snapshots, and the target.
+pub fn hosts_involved(fleet: &Fleet, database: DatabaseId, to: Option<HostId>) -> Vec<HostId> {
+    let db = &fleet.databases[database];
+    let mut hosts: Vec<HostId> = std::iter::once(db.primary)
+        .chain(db.follower)
+        .chain(to)
+        .collect();
+    hosts.extend(backups::places(fleet, database).into_iter().map(|p| p.on));
+    hosts.sort_unstable();
+    hosts.dedup();
+    hosts
+}

@@ -1,0 +1,266 @@
+//! Backups on the data fleet: the timers pull, the database host cannot
+//! touch a backup, the backup host's key only lists and sends, restore
+//! brings back every committed row, retention keeps what `keep` says.
+
+use crate::harness::{quote, text, wait_for, DataFleet};
+use sitec::data::retention;
+use sitec::data::stamp::Stamp;
+use sitec::model::Keep;
+use std::time::Duration;
+
+/// A snapshot of dxdb1's Postgres data is taken and pulled to dxvault by
+/// the timers alone (every 30 s), and `sitec backups` lists both.
+pub fn a_backup_cycle_runs_on_its_timer(fleet: &DataFleet) {
+    let pulled = wait_for(Duration::from_secs(150), || {
+        let rows = fleet.backups("main");
+        let copy = rows
+            .iter()
+            .find(|r| r["on"] == "dxvault" && r["of"] == "dxdb1")?;
+        let stamp = copy["stamp"].as_str()?.to_string();
+        let local = rows
+            .iter()
+            .any(|r| r["on"] == "dxdb1" && r["stamp"] == stamp.as_str());
+        local.then_some(copy.clone())
+    });
+    let copy = pulled.unwrap_or_else(|| {
+        panic!(
+            "no copy of dxdb1's data reached dxvault: {}",
+            fleet.sh(
+                "dxvault",
+                "journalctl -u sitec-backup-often --no-pager | tail -20"
+            )
+        )
+    });
+    assert!(copy["bytes"].as_u64().unwrap_or(0) > 1_000_000, "{copy}");
+    assert!(copy["pulled_bytes"].as_u64().is_some(), "{copy}");
+    let table = text(&fleet.run(&["backups"], &["main"]));
+    assert!(
+        table.contains("dxvault:/srv/sitec/backups/often/dxdb1"),
+        "{table}"
+    );
+}
+
+/// Every private key on the database host (root's, sshd's, any other a
+/// file holds) fails to log in to the backup host: nothing there can read,
+/// change or delete a backup.
+pub fn the_database_host_cannot_reach_a_backup(fleet: &DataFleet) {
+    let keys = fleet.sh(
+        "dxdb1",
+        "grep -rlI -e 'PRIVATE KEY-----' /etc /root /home /srv /usr/local /var/lib/sitec \
+         /var/lib/postgresql /var/lib/redis 2>/dev/null | grep -v '^/var/lib/sitec/snapshots/' || true",
+    );
+    let keys: Vec<&str> = keys.lines().collect();
+    assert!(
+        keys.iter().any(|k| k.contains("ssh_host_ed25519_key")),
+        "the host's own key is found: {keys:?}"
+    );
+    for key in keys {
+        let tried = fleet.ssh(
+            "dxdb1",
+            &format!(
+                "ssh -i {} -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=no \
+                 -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 root@10.77.210.30 \
+                 'ls /srv/sitec/backups; rm -rf /srv/sitec/backups/often' 2>&1",
+                quote(key)
+            ),
+        );
+        let said = text(&tried);
+        assert!(
+            !tried.status.success() && !said.contains("often"),
+            "{key} on dxdb1 reached dxvault: {said}"
+        );
+    }
+    let copies = fleet.sh("dxvault", "ls /srv/sitec/backups/often");
+    assert!(copies.contains("dxdb1"), "the copies are still there");
+}
+
+/// The backup host's key, used by hand on dxvault: `list` answers, a shell
+/// or any other command is refused by the database host's forced command.
+pub fn the_backup_key_only_lists_and_sends(fleet: &DataFleet) {
+    let as_backup = |request: &str| {
+        fleet.ssh(
+            "dxvault",
+            &format!(
+                "grep -v '^#' /etc/sitec/backup/often.key > /tmp/k && chmod 600 /tmp/k && \
+                 ssh -i /tmp/k -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=no \
+                 -o UserKnownHostsFile=/dev/null root@10.77.210.21 {}",
+                quote(request)
+            ),
+        )
+    };
+    let listed = as_backup("list");
+    assert!(listed.status.success(), "list: {}", text(&listed));
+    assert!(text(&listed).contains("postgresql"), "{}", text(&listed));
+    for refused in [
+        "rm -rf /var/lib/sitec/snapshots/often",
+        "cat /etc/shadow",
+        "send ../../../etc postgresql",
+        "bash",
+    ] {
+        let out = as_backup(refused);
+        assert!(!out.status.success(), "{refused} ran: {}", text(&out));
+        assert!(
+            text(&out).contains("refused") || text(&out).contains("is not"),
+            "{refused}: {}",
+            text(&out)
+        );
+    }
+    let still = fleet.sh("dxdb1", "ls /var/lib/sitec/snapshots/often | wc -l");
+    assert_ne!(still, "0", "the snapshots are still there");
+}
+
+/// The epoch second a stamp names.
+fn epoch(stamp: &str) -> f64 {
+    Stamp::parse(stamp).map_or(0.0, |s| s.0 as f64)
+}
+
+/// A writer commits rows on dxdb1 one by one, logging when each commit
+/// returned, while the timer takes a snapshot; the data folder is then
+/// destroyed, and `sitec restore` brings back every row whose commit
+/// returned before the snapshot's instant, and none written well after.
+pub fn restore_brings_back_every_committed_row(fleet: &DataFleet) {
+    fleet.psql("dxdb1", "blog", "create table written (n int primary key)");
+    fleet.sh(
+        "dxdb1",
+        "touch /run/writer.on; rm -f /run/writer.log; cd /; nohup runuser -u postgres -- bash -c \
+         'i=0; while [ -e /run/writer.on ]; do i=$((i+1)); \
+          psql -XAtq -d blog -c \"insert into written values ($i)\" && echo \"$i $(date +%s.%N)\" >> /tmp/writer.log; \
+          done' >/dev/null 2>&1 &",
+    );
+    let began = Stamp::now();
+    let snapshot = wait_for(Duration::from_secs(90), || {
+        let rows = fleet.backups("main");
+        rows.iter()
+            .filter(|r| r["on"] == "dxdb1" && r["of"] == "dxdb1")
+            .filter_map(|r| r["stamp"].as_str().map(str::to_string))
+            .filter(|s| Stamp::parse(s).is_some_and(|s| s.0 > began.0 + 2))
+            .max()
+    })
+    .expect("a snapshot while the writer writes");
+    // Keep that snapshot from being rotated away while the test uses it.
+    fleet.sh("dxdb1", "systemctl stop sitec-snapshot-often.timer");
+    // Writes well after the snapshot, which the restore must not have.
+    std::thread::sleep(Duration::from_secs(6));
+    fleet.sh(
+        "dxdb1",
+        "rm -f /run/writer.on; sleep 1; cp /tmp/writer.log /run/writer.log",
+    );
+    let log = fleet.sh("dxdb1", "cat /run/writer.log");
+    let at = epoch(&snapshot);
+    let acked: Vec<(u64, f64)> = log
+        .lines()
+        .filter_map(|l| {
+            let (n, t) = l.split_once(' ')?;
+            Some((n.parse().ok()?, t.parse().ok()?))
+        })
+        .collect();
+    let before: Vec<u64> = acked
+        .iter()
+        .filter(|(_, t)| *t < at)
+        .map(|(n, _)| *n)
+        .collect();
+    let well_after: Vec<u64> = acked
+        .iter()
+        .filter(|(_, t)| *t > at + 4.0)
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(
+        before.len() > 20,
+        "rows committed before the snapshot: {}",
+        before.len()
+    );
+    assert!(!well_after.is_empty(), "rows committed after it");
+
+    // The primary's data folder is destroyed.
+    fleet.sh(
+        "dxdb1",
+        "systemctl kill -s KILL postgresql@15-main; sleep 1; rm -rf /var/lib/postgresql/15/main",
+    );
+    let restored = fleet.run(
+        &["restore"],
+        &["main", "--snapshot", &format!("dxdb1/{snapshot}"), "--yes"],
+    );
+    let said = text(&restored);
+    assert!(restored.status.success(), "restore: {said}");
+    eprintln!("{said}");
+    assert!(said.contains("pg_dumpall read every row"), "{said}");
+    assert!(said.contains("standby dxdb2: cloned again"), "{said}");
+    let present: std::collections::BTreeSet<u64> = fleet
+        .psql("dxdb1", "blog", "select n from written")
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    let lost: Vec<&u64> = before.iter().filter(|n| !present.contains(n)).collect();
+    assert!(
+        lost.is_empty(),
+        "committed before the snapshot, missing: {lost:?}"
+    );
+    let came_back: Vec<&u64> = well_after.iter().filter(|n| present.contains(n)).collect();
+    assert!(
+        came_back.is_empty(),
+        "written after the snapshot, present: {came_back:?}"
+    );
+    // The standby follows the restored primary again.
+    let seen = wait_for(Duration::from_secs(60), || {
+        let out = fleet.ssh(
+            "dxdb1",
+            "cd / && runuser -u postgres -- psql -XAt -c 'select state from pg_stat_replication'",
+        );
+        text(&out).contains("streaming").then_some(())
+    });
+    assert!(seen.is_some(), "dxdb2 streams from the restored primary");
+    fleet.sh("dxdb1", "systemctl start sitec-snapshot-often.timer");
+}
+
+/// A month of copies, one every two hours, made on the backup host's
+/// btrfs (subvolumes, as received); `sitec data prune` with a `keep`
+/// leaves exactly the copies the retention rules name.
+pub fn retention_keeps_what_keep_says_over_a_month(fleet: &DataFleet) {
+    let start = Stamp::parse("2026-11-01T000000Z").expect("a stamp").0;
+    let month: Vec<Stamp> = (0..32 * 12).map(|i| Stamp(start + i * 7200)).collect();
+    let names: Vec<String> = month.iter().map(ToString::to_string).collect();
+    let dir = "/srv/sitec/backups/month/dxdb9";
+    fleet.sh(
+        "dxvault",
+        &format!(
+            "set -e; mkdir -p {dir}; cd {dir}; for s in {}; do mkdir $s; btrfs subvolume create $s/postgresql >/dev/null; done",
+            names.join(" ")
+        ),
+    );
+    let keep = Keep {
+        hourly: 6,
+        daily: 5,
+        weekly: 3,
+        monthly: 3,
+    };
+    let pruned = fleet.sh(
+        "dxvault",
+        &format!(
+            "/usr/local/lib/sitec/sitec data prune {dir} --hourly 6 --daily 5 --weekly 3 --monthly 3"
+        ),
+    );
+    let left: Vec<String> = fleet
+        .sh("dxvault", &format!("ls {dir}"))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let expected: Vec<String> = retention::kept(&month, &keep)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(left, expected, "after: {pruned}");
+    assert_eq!(
+        left.len(),
+        11,
+        "6 hours, 5 days, 3 weeks, 2 months, shared: {left:?}"
+    );
+    let subvolumes = fleet.sh(
+        "dxvault",
+        "btrfs subvolume list -o /srv/sitec/backups | grep -c month/dxdb9 || true",
+    );
+    assert_eq!(subvolumes, "11", "the removed copies' subvolumes are gone");
+    fleet.sh(
+        "dxvault",
+        "for s in /srv/sitec/backups/month/dxdb9/*/postgresql; do btrfs subvolume delete -c $s >/dev/null; done; rm -rf /srv/sitec/backups/month",
+    );
+}
