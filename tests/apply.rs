@@ -49,7 +49,7 @@ impl Fleet {
         let spec = dir.path().join(format!("{name}.site"));
         std::fs::write(&spec, text)?;
         let fleet = Self { dir, spec };
-        fleet.sitec(&["fleet", "down"]);
+        common::take_down_leftover_fleet(name)?;
         let up = fleet.sitec(&["fleet", "up"]);
         assert!(up.status.success(), "fleet up: {}", text_of(&up));
         Ok(fleet)

@@ -101,6 +101,7 @@ fn three_hosts_boot_answer_over_ssh_and_leave_nothing_behind() -> TestResult {
         return Ok(());
     }
     let _exclusive = exclusive("ft1")?;
+    common::take_down_leftover_fleet("ft1")?;
     let tmp = tempfile::tempdir()?;
     let options = options(tmp.path(), 1)?;
     let spec = spec("ft1", &["alpha", "beta=10.77.101.50", "gamma"])?;
@@ -363,6 +364,7 @@ fn down_cleans_up_after_an_up_killed_mid_boot() -> TestResult {
         return Ok(());
     }
     let _exclusive = exclusive("ft2")?;
+    common::take_down_leftover_fleet("ft2")?;
     let tmp = tempfile::tempdir()?;
     let options = options(tmp.path(), 2)?;
     let guard = Down("ft2", &options);
@@ -457,6 +459,7 @@ fn the_agent_runs_under_its_unit_and_stops_cleanly() -> TestResult {
         return Ok(());
     }
     let _exclusive = exclusive("ft7")?;
+    common::take_down_leftover_fleet("ft7")?;
     let tmp = tempfile::tempdir()?;
     let options = options(tmp.path(), 7)?;
     let _guard = Down("ft7", &options);

@@ -204,7 +204,7 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
     let check = sitec(&deploy, &["check", SPEC_FILE]);
     assert!(check.status.success(), "check: {}", text_of(&check));
 
-    let _ = sitec(&deploy, &["fleet", "down", SPEC_FILE]);
+    common::take_down_leftover_fleet("projtest")?;
     let up = sitec(&deploy, &["fleet", "up", SPEC_FILE]);
     let _down = Down(&deploy);
     assert!(up.status.success(), "fleet up: {}", text_of(&up));

@@ -673,3 +673,40 @@ pub fn exclusive() -> Result<fs::File, Box<dyn std::error::Error>> {
     rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
     Ok(file)
 }
+
+/// Takes down the fleet named `name` when a killed test run left it up
+/// from a scratch folder of its own: its lease still claims the name and
+/// the spec's addresses, so this run's `fleet up` would be refused. Call
+/// it holding the test's lock for that name (no live test then uses the
+/// fleet). A fleet of that name run from outside the temp folder (an
+/// operator's) is left alone, and its `up` error stands.
+pub fn take_down_leftover_fleet(name: &str) -> Result<(), String> {
+    let lease = Path::new("/run/sitec/fleets").join(format!("{name}.json"));
+    let Ok(text) = fs::read_to_string(&lease) else {
+        return Ok(());
+    };
+    let lease: Value = serde_json::from_str(&text).map_err(|e| format!("{lease:?}: {e}"))?;
+    let (Some(state_dir), Some(bridge)) = (lease["state_dir"].as_str(), lease["bridge"].as_str())
+    else {
+        return Ok(());
+    };
+    let state_dir = Path::new(state_dir);
+    let Some(state_root) = state_dir.parent() else {
+        return Ok(());
+    };
+    if !state_dir.starts_with(std::env::temp_dir()) || !state_dir.join("fleet.json").exists() {
+        return Ok(());
+    }
+    run(Command::new(env!("CARGO_BIN_EXE_sitec"))
+        .args([
+            "fleet",
+            "down",
+            "--name",
+            name,
+            "--bridge",
+            bridge,
+            "--state-root",
+        ])
+        .arg(state_root))
+    .map(|_| ())
+}

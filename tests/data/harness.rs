@@ -66,7 +66,7 @@ impl DataFleet {
         let spec = dir.path().join(format!("{name}.site"));
         std::fs::write(&spec, spec_text)?;
         let fleet = Self { dir, spec };
-        take_down_stale(name)?;
+        crate::common::take_down_leftover_fleet(name)?;
         let up = fleet.run(&["fleet", "up"], &["--bridge", BRIDGE, "--subnet", SUBNET]);
         assert!(up.status.success(), "fleet up: {}", text(&up));
         Ok(fleet)
@@ -166,37 +166,6 @@ impl Drop for DataFleet {
             eprintln!("fleet down failed: {}", text(&down));
         }
     }
-}
-
-/// A run that was killed left its fleet up under its own scratch folder;
-/// `down` names that folder when asked from another.
-fn take_down_stale(name: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let down = |root: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_sitec"))
-            .args([
-                "fleet",
-                "down",
-                "--name",
-                name,
-                "--bridge",
-                BRIDGE,
-                "--state-root",
-            ])
-            .arg(root)
-            .output()
-    };
-    let asked = down(&std::env::temp_dir().join("sitec-data-none"))?;
-    let said = text(&asked);
-    if let Some(root) = said.split("--state-root ").nth(1) {
-        let root = root.lines().next().unwrap_or_default().trim();
-        let again = down(Path::new(root))?;
-        assert!(
-            again.status.success(),
-            "taking down a stale fleet: {}",
-            text(&again)
-        );
-    }
-    Ok(())
 }
 
 /// Mounts below `dir` and loop devices backed by files below it.
