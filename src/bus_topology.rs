@@ -287,7 +287,8 @@ mod tests {
         provider ec2 { user = \"admin\" }\n\
         host lb1 { provider = colo  address = \"10.0.0.1\"  roles = [balancer, logs] }\n\
         host lb2 { provider = ec2  address = \"10.0.0.2\"  roles = [balancer] }\n\
-        host run1 { provider = colo  address = \"10.0.0.3\"  roles = [runner] }\n";
+        host run1 { provider = colo  address = \"10.0.0.3\"  roles = [runner] }\n\
+        app blog { source = \"apps/blog\"  wsgi = \"blog.wsgi:application\"  domains = [\"blog.example.com\"] }\n";
 
     fn bus() -> Topology {
         let mut sources = SourceMap::new();

@@ -53,12 +53,28 @@ pub const RULES: [(&str, Severity, Rule); 12] = [
     ),
 ];
 
+/// Rules that guard what the hosts refuse, not a choice of the operator's:
+/// a spec breaking one can't be applied, so they stay errors (E267 when a
+/// `checks` block lowers one).
+const REFUSED_BY_THE_HOSTS: [(&str, &str); 2] = [
+    (
+        "domain_conflict",
+        "the balancer refuses a config that routes one domain to two apps",
+    ),
+    (
+        "port_conflict",
+        "two services can't both listen on one port; the second fails to start",
+    ),
+];
+
 /// Runs every rule that is not `off`, at the severity the spec sets.
 pub fn check(fleet: &Fleet) -> Vec<Diagnostic> {
     let mut diagnostics = levels_set_twice(fleet);
+    diagnostics.extend(levels_the_hosts_refuse(fleet));
     diagnostics.extend(redirect_of_catch_all(fleet));
     diagnostics.extend(layers::set_twice_in_a_layer(fleet));
     diagnostics.extend(shared_clusters_disagree(fleet));
+    diagnostics.extend(clusters_named_alike(fleet));
     for (rule, default, run) in RULES {
         let level = fleet
             .check_levels
@@ -66,7 +82,9 @@ pub fn check(fleet: &Fleet) -> Vec<Diagnostic> {
             .rev()
             .find(|(name, _, _)| name == rule)
             .map(|(_, level, _)| level.as_str());
+        let hard = REFUSED_BY_THE_HOSTS.iter().any(|(r, _)| *r == rule);
         let severity = match level {
+            _ if hard => Severity::Error,
             Some("off") => continue,
             Some("error") => Severity::Error,
             Some("warning") => Severity::Warning,
@@ -74,9 +92,15 @@ pub fn check(fleet: &Fleet) -> Vec<Diagnostic> {
         };
         diagnostics.extend(run(fleet).into_iter().map(|mut d| {
             d.severity = severity;
-            d.note(format!(
-                "rule `{rule}`; set `checks {{ {rule} = off }}` to silence it"
-            ))
+            if hard {
+                d.note(format!(
+                    "rule `{rule}`: the hosts refuse this, so it stays an error"
+                ))
+            } else {
+                d.note(format!(
+                    "rule `{rule}`; set `checks {{ {rule} = off }}` to silence it"
+                ))
+            }
         }));
     }
     diagnostics
@@ -102,6 +126,69 @@ fn redirect_of_catch_all(fleet: &Fleet) -> Vec<Diagnostic> {
                 .primary(*star, "no certificate serves every name")
                 .secondary(tls.redirect_span, "plain HTTP redirected here")
                 .help("drop `*` from `domains`, or the `redirect`"),
+            )
+        })
+        .collect()
+}
+
+/// E268: two Postgres clusters of one name on one host (a dedicated
+/// database named `main` beside the shared cluster, or two primaries'
+/// shared clusters on one standby host): one data folder and config for two.
+fn clusters_named_alike(fleet: &Fleet) -> Vec<Diagnostic> {
+    let clusters = clusters::clusters(fleet);
+    let mut diagnostics = Vec::new();
+    for host in 0..fleet.hosts.len() {
+        let mut here: Vec<&clusters::Cluster> = (clusters.iter())
+            .filter(|c| c.primary == host || c.standby == Some(host))
+            .collect();
+        let first_db = |c: &clusters::Cluster| &fleet.databases[c.databases[0]];
+        here.sort_by_key(|c| (first_db(c).span.file, first_db(c).span.start));
+        for (i, later) in here.iter().enumerate() {
+            let Some(first) = here[..i].iter().find(|c| c.name == later.name) else {
+                continue;
+            };
+            let (db, other) = (first_db(later), first_db(first));
+            let help = if db.tier == crate::model::Tier::Dedicated {
+                format!(
+                    "a dedicated database's cluster is named after it: rename `{}`",
+                    db.name
+                )
+            } else {
+                format!(
+                    "one host holds one shared cluster: move the standby of `{}` to another host",
+                    db.name
+                )
+            };
+            diagnostics.push(
+                Diagnostic::error(
+                    "E268",
+                    format!(
+                        "two Postgres clusters named `{}` on `{}`",
+                        later.name,
+                        host_name(fleet, host)
+                    ),
+                )
+                .primary(db.span, format!("the cluster of `{}`", db.name))
+                .secondary(other.span, format!("the cluster of `{}`", other.name))
+                .help(help),
+            );
+        }
+    }
+    diagnostics
+}
+
+/// E267: a `checks` block that lowers a rule the hosts would enforce anyway.
+fn levels_the_hosts_refuse(fleet: &Fleet) -> Vec<Diagnostic> {
+    (fleet.check_levels.iter())
+        .filter(|(_, level, _)| level != "error")
+        .filter_map(|(rule, level, span)| {
+            let (_, why) = REFUSED_BY_THE_HOSTS.iter().find(|(r, _)| r == rule)?;
+            Some(
+                Diagnostic::error("E267", format!("rule `{rule}` can't be `{level}`"))
+                    .primary(*span, "the hosts enforce it anyway")
+                    .help(format!(
+                        "{why}: remove `{rule} = {level}` and fix what it reports"
+                    )),
             )
         })
         .collect()
@@ -534,7 +621,10 @@ fn address_conflict(fleet: &Fleet) -> Vec<Diagnostic> {
         let Some(address) = &host.address else {
             continue;
         };
-        let key = address.trim_end_matches('.').to_ascii_lowercase();
+        // One address however it is written (`2001:DB8:0::1` is `2001:db8::1`).
+        let key = address
+            .parse::<std::net::IpAddr>()
+            .map_or_else(|_| address.to_ascii_lowercase(), |ip| ip.to_string());
         match first_at.get(&key) {
             Some(&first) => {
                 let place = |h: &crate::model::Host| h.address_span.unwrap_or(h.span);

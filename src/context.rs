@@ -759,16 +759,28 @@ fn gunicorn_service(inputs: &Inputs, app: AppId) -> Value {
     })
 }
 
+/// A command line as systemd's `ExecStart=` passes it on as written: its
+/// `%` specifiers, `$` variables and backslash escapes are written out,
+/// so the program gets the words of the spec (split at blanks, with
+/// quotes as a shell has them), not what systemd would make of them.
+fn systemd_literal(command: &str) -> String {
+    command
+        .replace('\\', "\\\\")
+        .replace('%', "%%")
+        .replace('$', "$$")
+}
+
 fn celery_service(inputs: &Inputs, app: AppId, worker: usize) -> Value {
     let a = &inputs.fleet.apps[app];
     let w = &a.workers[worker];
     // The command's program runs from the app's virtualenv.
-    let exec_start = match w.command.split_once(' ') {
+    let command = systemd_literal(&w.command);
+    let exec_start = match command.split_once(' ') {
         Some((program, rest)) if !program.contains('/') => {
             format!("{}/bin/{program} {rest}", venv(&a.name))
         }
-        None if !w.command.contains('/') => format!("{}/bin/{}", venv(&a.name), w.command),
-        _ => w.command.clone(),
+        None if !command.contains('/') => format!("{}/bin/{command}", venv(&a.name)),
+        _ => command,
     };
     json!({
         "origin": spec_file(inputs, w.span),

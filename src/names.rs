@@ -163,6 +163,20 @@ pub fn address_problem(address: &str) -> Option<Problem> {
     None
 }
 
+/// A host's address, where the balancer dials its runners and nginx lets
+/// the balancers in: an IP address (neither resolves a DNS name).
+pub fn ip_address_problem(address: &str) -> Option<Problem> {
+    if address.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    address_problem(address).or_else(|| {
+        problem(
+            format!("`{address}` is a name, not an IP address"),
+            "write the host's IP address, such as `203.0.113.10`: the balancers dial it, and nginx lets only addresses in",
+        )
+    })
+}
+
 /// Whether `s` is a Python name (a module path's part, a callable).
 pub fn is_python_name(s: &str) -> bool {
     s.chars()
@@ -187,6 +201,12 @@ pub fn wsgi_problem(wsgi: &str) -> Option<Problem> {
         return problem(
             format!("`{wsgi}`: `{module}` is not a Python module path"),
             "write `module.path:name`, e.g. `blog.wsgi:application`",
+        );
+    }
+    if callable.contains(['"', '\\']) {
+        return problem(
+            format!("`{wsgi}`: a factory's arguments hold `\"` or `\\`"),
+            "write a factory's string arguments in single quotes, without backslashes: `app:create_app('production')`",
         );
     }
     let name = callable.split_once('(').map_or(callable, |(n, _)| n);
@@ -308,6 +328,22 @@ pub fn folder_problem(folder: &str) -> Option<Problem> {
     None
 }
 
+/// An entry of an app's Python path (`PYTHONPATH`, in a systemd unit's
+/// `Environment=`): `.` (the release) or a folder inside it, in the
+/// characters that need no quoting there (no blank, no `:`).
+pub fn python_path_problem(path: &str) -> Option<Problem> {
+    if path == "." {
+        return None;
+    }
+    folder_problem(path).map(|p| Problem {
+        fix: p.fix.replace("collected_static", "src").replace(
+            "the folder the static files are collected into",
+            "a folder of the release",
+        ),
+        what: p.what,
+    })
+}
+
 /// A one-line string (a command, a user, a mode, a path): no line break or
 /// other control character, which would end the line it is rendered into
 /// (a systemd unit's `ExecStart=`) and start another.
@@ -387,6 +423,49 @@ pub fn mode_problem(mode: &str) -> Option<Problem> {
             .to_string()
     };
     problem(format!("`{mode}` is not an octal mode"), fix)
+}
+
+/// The longest host name: a DNS label (`/etc/hosts`, the machine's name).
+pub const HOST_NAME_LONGEST: usize = 63;
+/// The longest app name: its user, `app-NAME`, is at most 32.
+pub const APP_NAME_LONGEST: usize = 28;
+
+/// The name of a host or an app, as the agent's config takes it and as
+/// it goes into user names (`app-NAME`), unit names and paths: lowercase
+/// letters, digits, `_` and `-`, starting with a letter, at most `longest`.
+pub fn fleet_name_problem(name: &str, longest: usize) -> Option<Problem> {
+    let fix = format!("names are lowercase letters, digits, `_` and `-`, starting with a letter, at most {longest}: `{}`", suggested_name(name, longest));
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return problem(
+            format!("`{name}` does not start with a lowercase letter"),
+            fix,
+        );
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-')))
+    {
+        return problem(format!("`{name}` holds `{c}`"), fix);
+    }
+    if name.len() > longest {
+        return problem(format!("`{name}` is longer than {longest} characters"), fix);
+    }
+    None
+}
+
+/// `name` written as a fleet name: lowercase, cut to `longest`.
+fn suggested_name(name: &str, longest: usize) -> String {
+    let lower: String = name
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+        .collect();
+    let trimmed = lower.trim_start_matches(|c: char| !c.is_ascii_lowercase());
+    let mut name: String = trimmed.chars().take(longest).collect();
+    if name.is_empty() {
+        name = "web1".to_string();
+    }
+    name
 }
 
 /// A user (or group) name as a host takes it: an SSH login, a file's
@@ -532,6 +611,52 @@ mod tests {
     }
 
     #[test]
+    fn fleet_names() {
+        let check = |name: &str| fleet_name_problem(name, 28);
+        for good in ["blog", "run-1", "db_2", "a"] {
+            assert_eq!(check(good), None, "{good}");
+        }
+        for (bad, fix) in [
+            ("Web2", "`web2`"),
+            ("2web", "`web`"),
+            (
+                "app-name-of-29-characters-xyz",
+                "`app-name-of-29-characters-xy`",
+            ),
+        ] {
+            let p = check(bad).unwrap_or_else(|| panic!("{bad} passed"));
+            assert!(p.fix.contains(fix), "{bad}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn ip_addresses() {
+        shapes(
+            ip_address_problem,
+            &["203.0.113.10", "2001:db8::1"],
+            &[
+                ("web1.example.com", "IP address"),
+                ("root@203.0.113.10", "user = \"root\""),
+                ("198.51.100.323", "four numbers"),
+            ],
+        );
+    }
+
+    #[test]
+    fn python_paths() {
+        shapes(
+            python_path_problem,
+            &[".", "apps", "src/lib", "a-b_c.d"],
+            &[
+                ("my lib", "letters, digits"),
+                ("x:y", "letters, digits"),
+                ("/srv/lib", "relative"),
+                ("../shared", "relative"),
+            ],
+        );
+    }
+
+    #[test]
     fn users() {
         shapes(
             user_problem,
@@ -564,6 +689,7 @@ mod tests {
                 ("1blog:app", "`module.path:name`"),
                 ("blog:app(", "a factory's call"),
                 ("blog wsgi", "`module.path:name`"),
+                ("app:create_app(\"x\")", "single quotes"),
             ],
         );
     }
@@ -697,7 +823,9 @@ mod tests {
             any in "\\PC{0,24}",
             near in "[/.:@*a-z0-9 _()-]{0,12}",
         ) {
-            let checks: [Check; 11] = [
+            let checks: [Check; 13] = [
+                python_path_problem,
+                ip_address_problem,
                 user_problem,
                 mode_problem,
                 host_path_problem,

@@ -29,11 +29,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use common::{eventually, free_port, redis_cli, relocate_text, repo, Postgres, Redis, Scratch};
+use common::tree::{self, conninfo_address, files, note, File, Tree};
+use common::{relocate_text, repo, Postgres, Scratch};
 use sitec::compile::{Rendered, SecretSource};
-use sitec::resources::Kind;
 use sitec::secrets::Secrets;
 use sitec::source::SourceMap;
 
@@ -70,39 +69,6 @@ fn render(spec: &Path, secrets: &SecretSource) -> Rendered {
         sitec::diagnostic::render_human(&sources, &rendered.diagnostics, false)
     );
     rendered
-}
-
-/// One rendered file.
-struct File {
-    host: String,
-    path: String,
-    content: String,
-    secret: bool,
-}
-
-/// Every file sitec writes (absent ones are removed, not written), host by host.
-fn files(rendered: &Rendered) -> Vec<File> {
-    let mut out = Vec::new();
-    for host in &rendered.hosts {
-        for resource in &host.resources {
-            if let Kind::File {
-                path,
-                content,
-                secret,
-                absent: false,
-                ..
-            } = &resource.kind
-            {
-                out.push(File {
-                    host: host.name.clone(),
-                    path: path.clone(),
-                    content: content.clone(),
-                    secret: *secret,
-                });
-            }
-        }
-    }
-    out
 }
 
 /// Everything a render produces, by name: every file (`HOST:/path`), every
@@ -735,111 +701,18 @@ fn rendered_files_agree_with_each_other() {
 }
 
 // ---------------------------------------------------------------------------
-// The real programs, on the rendered trees.
-
-/// An example rendered into a scratch directory: `ROOT/HOST/<path>` for
-/// every file, with every production path in every file moved below
-/// `ROOT/HOST`, so files point at each other inside the tree. Every
-/// directory resource is created, as apply would.
-struct Tree {
-    scratch: Scratch,
-    spec: PathBuf,
-    rendered: Rendered,
-}
-
-impl Tree {
-    fn new(spec: &Path, what: &str) -> Tree {
-        let scratch = Scratch::new(&format!("{what}-{}", stem(spec)));
-        let rendered = render(spec, &SecretSource::Placeholders);
-        let root = scratch.path().join("tree");
-        sitec::output::write_tree(&root, &rendered).expect("write the tree");
-        for host in &rendered.hosts {
-            let base = root.join(&host.name);
-            for resource in &host.resources {
-                match &resource.kind {
-                    Kind::File {
-                        path,
-                        absent: false,
-                        ..
-                    } => {
-                        let file = base.join(path.trim_start_matches('/'));
-                        let text = fs::read_to_string(&file).expect("a rendered file");
-                        fs::write(&file, relocate_text(&text, &base)).expect("relocate");
-                    }
-                    Kind::Directory { path, .. } => {
-                        fs::create_dir_all(base.join(path.trim_start_matches('/')))
-                            .expect("a directory");
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Tree {
-            scratch,
-            spec: spec.to_owned(),
-            rendered,
-        }
-    }
-
-    fn host(&self, host: &str) -> PathBuf {
-        self.scratch.path().join("tree").join(host)
-    }
-
-    /// `(host, file)` for every rendered file whose path matches `which`.
-    fn files(&self, which: impl Fn(&str) -> bool) -> Vec<(String, PathBuf)> {
-        files(&self.rendered)
-            .into_iter()
-            .filter(|f| which(&f.path))
-            .map(|f| {
-                let file = self.host(&f.host).join(f.path.trim_start_matches('/'));
-                (f.host, file)
-            })
-            .collect()
-    }
-
-    fn label(&self, host: &str) -> String {
-        format!("{} host {host}", self.spec.display())
-    }
-}
+// The real programs, on the rendered trees (`common::tree`).
 
 /// Runs `check` on every example's tree, then fails once with every failure.
 fn check_trees(what: &str, mut check: impl FnMut(&Tree, &mut Vec<String>)) {
     let mut failures = Vec::new();
     for spec in examples() {
-        let tree = Tree::new(&spec, what);
+        let rendered = render(&spec, &SecretSource::Placeholders);
+        let name = spec.display().to_string();
+        let tree = Tree::new(rendered, &name, &format!("{what}-{}", stem(&spec)));
         check(&tree, &mut failures);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-}
-
-fn note(failures: &mut Vec<String>, label: &str, result: Result<(), String>) {
-    if let Err(e) = result {
-        failures.push(format!("--- {label}:\n{e}"));
-    }
-}
-
-/// Groups `(host, file)` pairs by host, in order.
-fn by_host(files: Vec<(String, PathBuf)>) -> BTreeMap<String, Vec<PathBuf>> {
-    let mut hosts: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
-    for (host, file) in files {
-        hosts.entry(host).or_default().push(file);
-    }
-    hosts
-}
-
-/// A site with its `listen ADDRESS:PORT` moved to a free loopback port:
-/// `nginx -t` binds every listen socket, and the host's address is not this
-/// machine's.
-fn listen_on_loopback(site: &Path) -> Result<(), String> {
-    let text = fs::read_to_string(site).map_err(|e| e.to_string())?;
-    let listen = regex::Regex::new(r"(?m)^(\s*listen\s+)\S+:\d+;").expect("a pattern");
-    if !listen.is_match(&text) {
-        return Err("no `listen ADDRESS:PORT;`".into());
-    }
-    let moved = listen.replace_all(&text, |c: &regex::Captures| {
-        format!("{}127.0.0.1:{};", &c[1], free_port())
-    });
-    fs::write(site, moved.as_bytes()).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -849,17 +722,7 @@ fn nginx_accepts_every_runners_sites() {
     }
     let mut checked = 0;
     check_trees("nginx", |tree, failures| {
-        let sites = tree.files(|p| p.starts_with("/etc/nginx/sites-enabled/"));
-        for (host, sites) in by_host(sites) {
-            checked += 1;
-            let dir = tree.host(&host).join("nginx-test");
-            fs::create_dir_all(&dir).expect("nginx test folder");
-            let tested = sites
-                .iter()
-                .try_for_each(|site| listen_on_loopback(site))
-                .and_then(|()| common::nginx_test(&dir, &sites));
-            note(failures, &tree.label(&host), tested);
-        }
+        checked += tree::nginx(tree, failures)
     });
     assert!(checked > 0, "no runner renders nginx sites");
 }
@@ -867,19 +730,7 @@ fn nginx_accepts_every_runners_sites() {
 #[test]
 fn systemd_analyze_verify_accepts_every_unit() {
     check_trees("systemd", |tree, failures| {
-        let units = tree.files(|p| p.starts_with("/etc/systemd/system/"));
-        for (host, units) in by_host(units) {
-            let base = tree.host(&host);
-            let stubbed = units.iter().try_for_each(|unit| {
-                let text = fs::read_to_string(unit).map_err(|e| e.to_string())?;
-                common::stub_unit_programs(&text, &base)
-            });
-            note(
-                failures,
-                &tree.label(&host),
-                stubbed.and_then(|()| common::verify_units(&units)),
-            );
-        }
+        tree::units(tree, failures);
     });
 }
 
@@ -890,52 +741,9 @@ fn backup_files_pass_their_programs() {
     }
     let mut checked = [0; 4];
     check_trees("backup", |tree, failures| {
-        let configs = tree.files(|p| p.starts_with("/etc/sitec/backup/") && p.ends_with(".toml"));
-        for (host, config) in configs {
-            checked[0] += 1;
-            let side = if config.to_string_lossy().ends_with(".pull.toml") {
-                "pull"
-            } else {
-                "snapshot"
-            };
-            note(
-                failures,
-                &tree.label(&host),
-                common::run(
-                    std::process::Command::new(env!("CARGO_BIN_EXE_sitec"))
-                        .args(["data", side, "--check", "--config"])
-                        .arg(&config),
-                )
-                .map(drop),
-            );
-        }
-        let keys = tree.files(|p| p.starts_with("/etc/sitec/backup/authorized_keys."));
-        for (host, file) in keys {
-            checked[1] += 1;
-            let text = fs::read_to_string(&file).expect("rendered");
-            let lines = text.lines().filter(|l| l.starts_with("restrict,")).count();
-            note(
-                failures,
-                &tree.label(&host),
-                common::authorized_keys_check(&file, lines),
-            );
-        }
-        let private = tree.files(|p| p.starts_with("/etc/sitec/backup/") && p.ends_with(".key"));
-        for (host, file) in private {
-            checked[2] += 1;
-            note(
-                failures,
-                &tree.label(&host),
-                common::private_key_check(&file, &tree.host(&host)).map(drop),
-            );
-        }
-        for (host, file) in tree.files(|p| p.starts_with("/etc/ssh/sshd_config.d/")) {
-            checked[3] += 1;
-            note(
-                failures,
-                &tree.label(&host),
-                common::sshd_check(&file, &tree.host(&host)),
-            );
+        let found = tree::backup_files(tree, failures);
+        for (total, n) in checked.iter_mut().zip(found) {
+            *total += n;
         }
     });
     assert!(
@@ -944,43 +752,11 @@ fn backup_files_pass_their_programs() {
     );
 }
 
-/// The backup host's key opens the database hosts' `authorized_keys`: the
-/// public key derived from the private key the backup host holds is the one
-/// each database host it pulls from accepts.
 #[test]
 fn backup_keys_match_across_hosts() {
     let mut checked = 0;
     check_trees("backup-keys", |tree, failures| {
-        for (vault, key) in
-            tree.files(|p| p.starts_with("/etc/sitec/backup/") && p.ends_with(".key"))
-        {
-            let public = match common::private_key_check(&key, &tree.host(&vault)) {
-                Ok(public) => public,
-                Err(e) => {
-                    failures.push(e);
-                    continue;
-                }
-            };
-            let public = public
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ");
-            let accepting: Vec<String> = tree
-                .files(|p| p.starts_with("/etc/sitec/backup/authorized_keys."))
-                .into_iter()
-                .filter(|(_, f)| fs::read_to_string(f).is_ok_and(|t| t.contains(&public)))
-                .map(|(host, _)| host)
-                .collect();
-            checked += accepting.len();
-            if accepting.is_empty() {
-                failures.push(format!(
-                    "{}: no host accepts {}",
-                    tree.label(&vault),
-                    key.display()
-                ));
-            }
-        }
+        checked += tree::backup_keys(tree, failures);
     });
     assert!(checked > 0, "no backup key checked");
 }
@@ -988,55 +764,14 @@ fn backup_keys_match_across_hosts() {
 #[test]
 fn python_compiles_and_runs_every_module() {
     check_trees("python", |tree, failures| {
-        let modules: Vec<PathBuf> = tree
-            .files(|p| p.ends_with(".py"))
-            .into_iter()
-            .map(|(_, module)| module)
-            .collect();
-        let label = tree.spec.display().to_string();
-        // The project settings modules sitec's import, as stubs (the projects
-        // need their requirements installed to import).
-        let imported: Vec<String> = (modules.iter())
-            .filter_map(|m| fs::read_to_string(m).ok())
-            .flat_map(|text| {
-                (text.lines())
-                    .filter(|l| l.ends_with("- the project's own settings"))
-                    .filter_map(|l| Some(l.strip_prefix("from ")?.split(' ').next()?.to_string()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let stubs = tree.scratch.path().join("stub-projects");
-        let imported: Vec<&str> = imported.iter().map(String::as_str).collect();
-        let ran = common::stub_modules(&stubs, &imported)
-            .and_then(|()| common::python_compile_and_run(&modules, &[stubs]));
-        note(failures, &label, ran);
+        tree::python(tree, failures);
     });
 }
 
 #[test]
 fn every_toml_file_parses() {
     check_trees("toml", |tree, failures| {
-        for (host, file) in tree.files(|p| p.ends_with(".toml")) {
-            let text = fs::read_to_string(&file).expect("rendered");
-            let mut parsed = text
-                .parse::<toml_edit::DocumentMut>()
-                .map(drop)
-                .map_err(|e| format!("not TOML: {e}\n{text}"));
-            if parsed.is_ok() && file.ends_with("etc/sitec/agent.toml") {
-                // The agent reads it: its own check accepts every one.
-                parsed = common::run(
-                    std::process::Command::new(env!("CARGO_BIN_EXE_sitec"))
-                        .args(["agent", "--check", "--config"])
-                        .arg(&file),
-                )
-                .map(drop);
-            }
-            note(
-                failures,
-                &format!("{} {}", tree.label(&host), file.display()),
-                parsed,
-            );
-        }
+        tree::toml(tree, failures);
     });
 }
 
@@ -1093,37 +828,6 @@ fn every_balancer_config_passes_the_balancers_check() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// The value of `key = 'value'` (or `key value`) in a rendered config.
-fn setting<'t>(text: &'t str, key: &str) -> Option<&'t str> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(key)?;
-        if !rest.starts_with([' ', '=']) {
-            return None;
-        }
-        let value = rest.trim_start().trim_start_matches('=').trim();
-        Some(value.trim_matches(['\'', '"']))
-    })
-}
-
-/// `text` with its `KEY = VALUE` (or `KEY VALUE`) line's value replaced.
-fn set(text: &str, key: &str, value: &str) -> String {
-    let pattern = regex::Regex::new(&format!(r"(?m)^({}\s*=?\s*).*$", regex::escape(key)))
-        .expect("a pattern");
-    pattern
-        .replace(text, |c: &regex::Captures| format!("{}{value}", &c[1]))
-        .into_owned()
-}
-
-/// `host=... port=...` of a standby's `primary_conninfo`, as `host:port`.
-fn conninfo_address(conninfo: &str) -> Option<String> {
-    let word = |key: &str| {
-        conninfo
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-    };
-    Some(format!("{}:{}", word("host")?, word("port")?))
-}
-
 #[test]
 fn postgres_starts_on_every_cluster() {
     if !common::require_root("the server runs as the postgres user, through runuser") {
@@ -1135,91 +839,7 @@ fn postgres_starts_on_every_cluster() {
     pg.init_template(&template).expect("initdb");
     let mut primaries = 0;
     check_trees("postgres", |tree, failures| {
-        // Primaries first: a standby's data directory is a copy of its
-        // primary's after the primary ran on its rendered config, as a base
-        // backup would be. Rendered `address:port` to the primary's data.
-        let mut confs = tree.files(|p| p.ends_with("/postgresql.conf"));
-        confs.sort_by_key(|(_, conf)| {
-            fs::read_to_string(conf).is_ok_and(|t| t.contains("\nprimary_conninfo"))
-        });
-        let mut datas: BTreeMap<String, PathBuf> = BTreeMap::new();
-        for (host, conf) in confs {
-            let label = format!("{} {}", tree.label(&host), conf.display());
-            let text = fs::read_to_string(&conf).expect("rendered");
-            let standby = setting(&text, "primary_conninfo");
-            primaries += usize::from(standby.is_none());
-            let started = (|| {
-                let config = conf.parent().expect("in a folder");
-                let field = |key| setting(&text, key).ok_or(format!("no `{key}`"));
-                let data = Path::new(field("data_directory")?);
-                let source = match standby {
-                    None => template.clone(),
-                    Some(conninfo) => {
-                        let primary = conninfo_address(conninfo).ok_or("no host and port")?;
-                        datas
-                            .get(&primary)
-                            .ok_or(format!("no rendered primary at {primary}"))?
-                            .clone()
-                    }
-                };
-                // The role renders `standby.signal` into a standby's data
-                // directory, and only there: the copy gets the rendered one.
-                let signal = data.join("standby.signal");
-                let rendered_signal = fs::read_to_string(&signal).ok();
-                if standby.is_some() != rendered_signal.is_some() {
-                    return Err(format!(
-                        "a {} with{} a rendered {}",
-                        if standby.is_some() {
-                            "standby"
-                        } else {
-                            "primary"
-                        },
-                        if rendered_signal.is_some() { "" } else { "out" },
-                        signal.display()
-                    ));
-                }
-                if data.exists() {
-                    fs::remove_dir_all(data).map_err(|e| e.to_string())?;
-                }
-                pg.copy_cluster(&source, data)?;
-                if let Some(content) = rendered_signal {
-                    pg.write(&signal, &content)?;
-                } else {
-                    let address = field("listen_addresses")?.rsplit(',').next().unwrap_or("");
-                    datas.insert(format!("{address}:{}", field("port")?), data.to_owned());
-                }
-                // Other tests run servers too: a free port instead of the rendered one.
-                let port = free_port();
-                pg.own(config)?;
-                pg.write(&conf, &set(&text, "port", &port.to_string()))?;
-                pg.own(&config.join("pg_hba.conf"))?;
-                pg.write(Path::new(field("ident_file")?), "")?;
-                let socket = field("unix_socket_directories")?;
-                pg.own(Path::new(socket))?;
-                let server =
-                    pg.start(config, &config.join("server.log"), socket, port.into(), "")?;
-                // In recovery or not, and every line of both files understood.
-                let query = "select pg_is_in_recovery() || '|' \
-                    || (select coalesce(string_agg(name || ': ' || error, '; '), '') \
-                        from pg_file_settings where error is not null) || '|' \
-                    || (select coalesce(string_agg(line_number || ': ' || error, '; '), '') \
-                        from pg_hba_file_rules where error is not null)";
-                let want = if standby.is_some() {
-                    "true||"
-                } else {
-                    "false||"
-                };
-                let got = server.psql(query)?;
-                if got == want {
-                    Ok(())
-                } else {
-                    Err(server.with_log(&format!(
-                        "recovery|settings errors|pg_hba errors: {got:?}, not {want:?}"
-                    )))
-                }
-            })();
-            note(failures, &label, started);
-        }
+        primaries += tree::postgres(tree, &pg, &template, failures);
     });
     assert!(primaries > 0, "no example renders a primary cluster");
 }
@@ -1228,82 +848,7 @@ fn postgres_starts_on_every_cluster() {
 fn redis_starts_on_every_server() {
     let mut replicas = 0;
     check_trees("redis", |tree, failures| {
-        // Primaries first, so replicas can follow them: rendered
-        // `address:port` of each primary to the loopback port it runs on.
-        let mut confs = tree.files(|p| p.starts_with("/etc/redis/"));
-        confs.sort_by_key(|(_, conf)| {
-            fs::read_to_string(conf).is_ok_and(|t| t.contains("\nreplicaof "))
-        });
-        let mut ports: BTreeMap<String, u16> = BTreeMap::new();
-        let mut running = Vec::new();
-        for (host, conf) in confs {
-            let label = format!("{} {}", tree.label(&host), conf.display());
-            let text = fs::read_to_string(&conf).expect("rendered");
-            let started = (|| {
-                let field = |key| setting(&text, key).ok_or(format!("no `{key}`"));
-                fs::create_dir_all(field("dir")?).map_err(|e| e.to_string())?;
-                for file in ["pidfile", "logfile"] {
-                    let parent = Path::new(field(file)?).parent().expect("in a folder");
-                    fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-                }
-                let port = free_port();
-                let mut args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1"]
-                    .map(str::to_owned)
-                    .to_vec();
-                let address = field("bind")?
-                    .split_whitespace()
-                    .last()
-                    .unwrap_or_default()
-                    .to_owned();
-                ports.insert(format!("{address}:{}", field("port")?), port);
-                if let Some(primary) = setting(&text, "replicaof") {
-                    replicas += 1;
-                    let primary = primary.replace(' ', ":");
-                    let followed = ports
-                        .get(&primary)
-                        .ok_or(format!("no rendered primary at {primary}"))?;
-                    args.extend([
-                        "--replicaof".into(),
-                        "127.0.0.1".into(),
-                        followed.to_string(),
-                    ]);
-                }
-                let server = Redis::start(&conf, &args)?;
-                let password = field("requirepass")?.to_owned();
-                let cli = |args: &[&str]| redis_cli("127.0.0.1", port.into(), &password, args);
-                let up = eventually(Duration::from_secs(5), || {
-                    cli(&["ping"]).is_ok_and(|out| out.trim() == "PONG")
-                });
-                let linked = setting(&text, "replicaof").is_none()
-                    || eventually(Duration::from_secs(10), || {
-                        cli(&["info", "replication"])
-                            .is_ok_and(|out| out.contains("master_link_status:up"))
-                    });
-                let pid_written = Path::new(field("pidfile")?).is_file();
-                let log = || fs::read_to_string(field("logfile")?).map_err(|e| e.to_string());
-                match (up, linked, pid_written) {
-                    (true, true, true) => Ok((server, port, password)),
-                    (false, _, _) => Err(format!("no PONG\n{}", log()?)),
-                    (_, false, _) => Err(format!(
-                        "the replica never linked to its primary with the rendered password\n{}",
-                        log()?
-                    )),
-                    _ => Err(format!("no pid file\n{}", log()?)),
-                }
-            })();
-            match started {
-                Ok(server) => running.push(server),
-                Err(e) => failures.push(format!("--- {label}:\n{e}")),
-            }
-        }
-        for (_, port, password) in &running {
-            let _ = redis_cli(
-                "127.0.0.1",
-                (*port).into(),
-                password,
-                &["shutdown", "nosave"],
-            );
-        }
+        replicas += tree::redis(tree, failures);
     });
     assert!(replicas > 0, "no example renders a Redis replica");
 }

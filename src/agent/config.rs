@@ -285,16 +285,12 @@ fn problem<T>(value: &Spanned<T>, message: &str) -> (Range<usize>, String) {
     (value.span(), message.to_owned())
 }
 
-/// A host or app name: `[a-z][a-z0-9_-]*`, as the compiler checks them.
+/// A host or app name, as the compiler checks them (`names`).
 fn name(key: &str, value: &Spanned<String>) -> Checked<()> {
     let v = value.get_ref();
-    let ok = v.starts_with(|c: char| c.is_ascii_lowercase())
-        && v.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(problem(value, &format!("{key}: `{v}` is not a name; names are lowercase letters, digits, `_` and `-`, starting with a letter, e.g. \"run1\"")))
+    match crate::names::fleet_name_problem(v, crate::names::HOST_NAME_LONGEST) {
+        None => Ok(()),
+        Some(_) => Err(problem(value, &format!("{key}: `{v}` is not a name; names are lowercase letters, digits, `_` and `-`, starting with a letter, e.g. \"run1\""))),
     }
 }
 

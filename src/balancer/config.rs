@@ -287,10 +287,8 @@ impl Config {
                 check_domain(&format!("tls.cert[{i}].domains"), d)?;
             }
         }
+        // No route is a fleet with no app yet: every Host gets the 404 page.
         self.check_numbers()?;
-        if self.routes.is_empty() {
-            return Err("route: no routes; add a [[route]] with domains and backends".into());
-        }
         self.check_bus()?;
         let mut seen = std::collections::HashMap::new();
         let mut backends = Vec::new();
@@ -472,6 +470,14 @@ mod tests {
             .expect("valid");
         assert_eq!(v.backends[0].len(), 1);
         assert_eq!(v.config.routes[0].policy, Policy::RoundRobin);
+    }
+
+    /// A fleet's balancers before its first app: they listen and answer
+    /// every Host with the 404 page (`sitec check` accepts such a fleet).
+    #[test]
+    fn a_file_without_routes() {
+        let v = check("[listen]\nhttp=[\"127.0.0.1:0\"]\n").expect("valid");
+        assert!(v.config.routes.is_empty());
     }
 
     #[test]

@@ -380,13 +380,15 @@ pub fn timer_units(name: &str, every_seconds: u64, command: &str) -> [(String, S
     ]
 }
 
-/// Quotes a command line for an `ExecStart=` argument.
+/// Quotes a command line for an `ExecStart=` argument, `$` too (systemd
+/// would put its own variables in before `sh` saw the command).
 fn systemd_quote(s: &str) -> String {
     format!(
         "\"{}\"",
         s.replace('\\', "\\\\")
             .replace('"', "\\\"")
             .replace('%', "%%")
+            .replace('$', "$$")
     )
 }
 

@@ -129,6 +129,19 @@ impl<'p> Checker<'p> {
             if name.quoted {
                 continue;
             }
+            let longest = match kind {
+                Kind::Host => Some(crate::names::HOST_NAME_LONGEST),
+                Kind::App => Some(crate::names::APP_NAME_LONGEST),
+                _ => None,
+            };
+            let problem = longest.and_then(|l| crate::names::fleet_name_problem(&name.text, l));
+            if let Some(problem) = problem {
+                self.report(
+                    Diagnostic::error("E113", format!("{} name: {}", kind.word(), problem.what))
+                        .primary(name.span, "not a name the hosts take")
+                        .help(problem.fix),
+                );
+            }
             if let Some(first) = self.symbols.get(kind, &name.text) {
                 let first_span = first.name.span;
                 let std_module = (self.std_files.iter())

@@ -111,6 +111,7 @@ pub enum Shape {
     Folder,
     Mode,
     User,
+    PythonPath,
 }
 
 impl Shape {
@@ -120,13 +121,14 @@ impl Shape {
         crate::names::one_line_problem(text).or_else(|| match self {
             Shape::OneLine => None,
             Shape::Domain => crate::names::domain_problem(text),
-            Shape::Address => crate::names::address_problem(text),
+            Shape::Address => crate::names::ip_address_problem(text),
             Shape::Wsgi => crate::names::wsgi_problem(text),
             Shape::Python => crate::names::python_problem(text),
             Shape::UrlPrefix => crate::names::url_prefix_problem(text),
             Shape::Folder => crate::names::folder_problem(text),
             Shape::Mode => crate::names::mode_problem(text),
             Shape::User => crate::names::user_problem(text),
+            Shape::PythonPath => crate::names::python_path_problem(text),
         })
     }
 }
@@ -350,12 +352,12 @@ pub static HOST: Schema = Schema {
         field(
             "address",
             Ty::Shaped(Shape::Address),
-            "IP address or DNS name (optional for `local` providers)",
+            "its IP address (optional for `local` providers)",
         ),
         field(
             "private_address",
             Ty::Shaped(Shape::Address),
-            "the address the host's services bind to when `address` is not on any of its interfaces (EC2's public IPs, NAT); others still dial `address`",
+            "the IP address the host's services bind to when `address` is not on any of its interfaces (EC2's public IPs, NAT); others still dial `address`",
         ),
         field(
             "roles",
@@ -518,8 +520,8 @@ pub static APP: Schema = Schema {
         field("runners", HOSTS, "pin the app to these runners"),
         field(
             "paths",
-            STRINGS,
-            "Python path entries, relative to the app's source",
+            Ty::List(&Ty::Shaped(Shape::PythonPath)),
+            "Python path entries, relative to the app's source: `.` or folders inside it",
         ),
         field(
             "requirements",

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod tree;
 
 use std::fs;
 use std::net::TcpListener;
