@@ -146,10 +146,10 @@ impl<'a> Printer<'a> {
             if !inside && !same_line {
                 break;
             }
-            if inside && !self.out.ends_with('\n') {
-                // A comment left inside a one-line construct: put it after it.
-                self.out.push_str("  ");
-            } else if !inside {
+            if !self.out.ends_with('\n') {
+                // A comment left inside a one-line construct (a call's
+                // parentheses) goes after it, as one written there would:
+                // the next run then sees the same text.
                 self.out.push(' ');
             }
             self.out.push_str(comment.text.trim_end());

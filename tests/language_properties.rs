@@ -265,3 +265,119 @@ proptest! {
         prop_assert_eq!(sitec::format::format(&reparsed, &formatted), formatted);
     }
 }
+
+// ---- a comment at every token boundary of the examples ----
+
+/// Where each token of `text` ends: words, strings, text blocks and
+/// punctuation; blanks and comments are no tokens.
+fn token_ends(text: &str) -> Vec<usize> {
+    let bytes = text.as_bytes();
+    let mut ends = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let rest = &text[at..];
+        let c = bytes[at];
+        let len = if c.is_ascii_whitespace() {
+            at += 1;
+            continue;
+        } else if c == b'#' {
+            at += rest.find('\n').unwrap_or(rest.len());
+            continue;
+        } else if let Some(body) = rest.strip_prefix("\"\"\"") {
+            // The closing quotes stand on a line of their own.
+            let close = body
+                .match_indices("\"\"\"")
+                .map(|(i, _)| i)
+                .find(|i| {
+                    body[..*i]
+                        .rsplit('\n')
+                        .next()
+                        .is_some_and(|l| l.trim().is_empty())
+                })
+                .unwrap_or(body.len());
+            3 + close + 3
+        } else if c == b'"' {
+            let mut i = 1;
+            while i < rest.len() && rest.as_bytes()[i] != b'"' {
+                i += if rest.as_bytes()[i] == b'\\' { 2 } else { 1 };
+            }
+            i + 1
+        } else if b"{}[](),=".contains(&c) {
+            1
+        } else {
+            rest.find(|ch: char| ch.is_whitespace() || "{}[](),=#\"".contains(ch))
+                .unwrap_or(rest.len())
+        };
+        at = (at + len).min(bytes.len());
+        ends.push(at);
+    }
+    ends
+}
+
+/// `fmt` keeps every comment, wherever it stands, and formats what it
+/// wrote to the same text: for a comment after every token of every
+/// example and stdlib module (one at a time, ending the line or on a line of its own), the
+/// formatted text parses to the same tree, holds the same comments, and is
+/// a fixed point.
+#[test]
+fn fmt_is_idempotent_with_a_comment_after_any_token() {
+    let mut failures = Vec::new();
+    let mut tried = 0;
+    let stdlib = sitec::stdlib::MODULES
+        .iter()
+        .map(|(_, text)| text.to_string());
+    for example in examples().into_iter().chain(stdlib) {
+        // A comment at the end of the token's line, and one on a line of its own.
+        let places = token_ends(&example)
+            .into_iter()
+            .flat_map(|end| [(end, " # c\n"), (end, "\n# c\n")]);
+        for (end, comment) in places {
+            let mut text = example.clone();
+            text.insert_str(end, comment);
+            let Some(original) = parse_clean(&text) else {
+                continue;
+            };
+            tried += 1;
+            let formatted = sitec::format::format(&original, &text);
+            let Some(reparsed) = parse_clean(&formatted) else {
+                failures.push(format!(
+                    "after byte {end}: the formatted text does not parse:\n{formatted}"
+                ));
+                continue;
+            };
+            let again = sitec::format::format(&reparsed, &formatted);
+            if meaning(&original) != meaning(&reparsed) {
+                failures.push(format!(
+                    "after byte {end}: the meaning changed:\n{formatted}"
+                ));
+            } else if comments(&original) != comments(&reparsed) {
+                failures.push(format!("after byte {end}: comments changed:\n{formatted}"));
+            } else if again != formatted {
+                failures.push(format!(
+                    "after byte {end} ({:?}): not idempotent:\n{}",
+                    &example[end.saturating_sub(30)..end],
+                    changed_lines(&formatted, &again)
+                ));
+            }
+        }
+    }
+    assert!(tried > 500, "only {tried} placements parsed");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// The lines where two texts part, for a failure message.
+fn changed_lines(a: &str, b: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let first = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let from = first.saturating_sub(2);
+    format!(
+        "first:\n{}\nthen:\n{}",
+        a[from..(first + 4).min(a.len())].join("\n"),
+        b[from..(first + 4).min(b.len())].join("\n")
+    )
+}
