@@ -34,6 +34,7 @@ pub mod resolve;
 pub mod resources;
 pub mod secrets;
 pub mod settings;
+pub mod snapshot;
 pub mod source;
 pub mod sshkey;
 pub mod stdlib;

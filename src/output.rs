@@ -8,7 +8,7 @@ use serde_json::json;
 use std::path::Path;
 
 /// The file that marks a folder as sitec's, so a second render may replace it.
-const MARKER: &str = ".sitec-render";
+pub const MARKER: &str = ".sitec-render";
 
 /// Writes `DIR/HOST/<path>` for every file and `DIR/HOST/resources.json`;
 /// returns how many files were written.
@@ -44,8 +44,27 @@ pub fn write_tree(dir: &Path, rendered: &Rendered) -> Result<usize, String> {
 /// The text of `HOST/resources.json`: the host, its address and its
 /// resources in apply order (file contents left out, their sha256 kept).
 pub fn host_json(host: &HostState) -> Result<String, String> {
-    let doc = json!({ "host": host.name, "address": host.address, "resources": host.resources });
+    resources_json(host, &host.resources)
+}
+
+/// [`host_json`] with `resources` standing for the host's own.
+pub fn resources_json(
+    host: &HostState,
+    resources: &[crate::resources::Resource],
+) -> Result<String, String> {
+    let doc = json!({ "host": host.name, "address": host.address, "resources": resources });
     Ok(serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n")
+}
+
+/// Writes a snapshot tree (`snapshot::tree`: path below `dir` to text)
+/// into `dir`, which it replaces as [`write_tree`] does; returns how many
+/// files were written.
+pub fn write_snapshot(dir: &Path, files: &crate::snapshot::Files) -> Result<usize, String> {
+    prepare(dir)?;
+    for (path, text) in files {
+        write(&dir.join(path), text.as_bytes(), false)?;
+    }
+    Ok(files.len())
 }
 
 /// Creates `dir`, or empties it if sitec rendered into it before; refuses

@@ -95,17 +95,25 @@ pub struct SetArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("into").required(true).args(["out", "check"])))]
 pub struct RenderArgs {
     /// The spec
     #[arg(value_name = "SPEC")]
     pub spec: PathBuf,
     /// The folder to write into (created; a folder sitec rendered before is replaced)
     #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
     /// Write `PLACEHOLDER...` instead of every secret (for review and snapshots);
     /// without it, secrets come from SPEC's .secrets.toml, created as needed
     #[arg(long)]
     pub placeholders: bool,
+    /// Compare what SPEC renders (placeholder secrets) with the snapshot tree committed
+    /// in DIR: a unified diff per file that differs, exit 1 if any does
+    #[arg(long, value_name = "DIR", conflicts_with = "placeholders")]
+    pub check: Option<PathBuf>,
+    /// With --check: rewrite DIR to what SPEC renders now, after an intended change
+    #[arg(long, requires = "check")]
+    pub update: bool,
 }
 
 #[derive(Args, Debug)]
@@ -362,6 +370,12 @@ pub(crate) fn compile(
 }
 
 fn render(args: &RenderArgs) -> ExitCode {
+    if let Some(dir) = &args.check {
+        return render_check(&args.spec, dir, args.update);
+    }
+    let Some(out) = &args.out else {
+        return ExitCode::FAILURE;
+    };
     let source = if args.placeholders {
         crate::compile::SecretSource::Placeholders
     } else {
@@ -370,12 +384,12 @@ fn render(args: &RenderArgs) -> ExitCode {
     let Some(rendered) = compile(&args.spec, &source, false) else {
         return ExitCode::FAILURE;
     };
-    match crate::output::write_tree(&args.out, &rendered) {
+    match crate::output::write_tree(out, &rendered) {
         Ok(files) => {
             println!(
                 "rendered {files} files for {} hosts into {}",
                 rendered.hosts.len(),
-                args.out.display()
+                out.display()
             );
             ExitCode::SUCCESS
         }
@@ -383,6 +397,72 @@ fn render(args: &RenderArgs) -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `render SPEC --check DIR [--update]`: the snapshot tree in `DIR`
+/// against what the spec renders now (`snapshot`).
+fn render_check(spec: &Path, dir: &Path, update: bool) -> ExitCode {
+    let Some(rendered) = compile(spec, &crate::compile::SecretSource::Placeholders, false) else {
+        return ExitCode::FAILURE;
+    };
+    if !dir.exists() && !update {
+        let shown = dir.display();
+        eprintln!("error: `{shown}` holds no snapshot yet; write it with `sitec render {} --check {shown} --update`, and commit it", spec.display());
+        return ExitCode::FAILURE;
+    }
+    let compared = crate::snapshot::tree(&rendered).and_then(|now| {
+        let committed = crate::snapshot::read(dir)?;
+        Ok((crate::snapshot::compare(&committed, &now), now))
+    });
+    let (differences, now) = match compared {
+        Ok(compared) => compared,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shown = dir.display();
+    if differences.is_empty() {
+        println!(
+            "{shown} matches what {} renders ({} files)",
+            spec.display(),
+            now.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let summary = crate::snapshot::summary(&differences);
+    if update {
+        return match crate::output::write_snapshot(dir, &now) {
+            Ok(_) => {
+                for d in &differences {
+                    println!("{} {}", change_mark(d.change), d.path);
+                }
+                println!("updated {shown}: {summary}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    for d in &differences {
+        print!("{}", d.diff);
+    }
+    println!(
+        "{shown} differs from what {} renders: {summary}\n(after an intended change: `sitec render {} --check {shown} --update`, and commit it)",
+        spec.display(),
+        spec.display()
+    );
+    ExitCode::FAILURE
+}
+
+fn change_mark(change: crate::snapshot::Change) -> &'static str {
+    match change {
+        crate::snapshot::Change::Added => "+",
+        crate::snapshot::Change::Removed => "-",
+        crate::snapshot::Change::Changed => "~",
     }
 }
 
