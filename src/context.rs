@@ -19,7 +19,6 @@ pub const SITEC_BINARY: &str = "/usr/local/lib/sitec/sitec";
 pub const BALANCER_IDLE_SECONDS: u64 = 60;
 /// ...and the runners' nginx and gunicorn wait longer.
 pub const RUNNER_KEEPALIVE_SECONDS: u64 = 75;
-pub const REQUEST_TIMEOUT_SECONDS: u64 = 30;
 /// Bus ports every agent binds (control, heartbeats) and collectors bind (logs).
 pub const BUS_CONTROL_PORT: u16 = 7701;
 pub const BUS_HEARTBEAT_PORT: u16 = 7702;
@@ -371,7 +370,7 @@ fn nginx_app(inputs: &Inputs, host: HostId, app: AppId) -> Value {
         "upstream_keepalive_connections": 16,
         "balancer_idle_timeout_seconds": BALANCER_IDLE_SECONDS,
         "keepalive_seconds": RUNNER_KEEPALIVE_SECONDS,
-        "timeout_seconds": REQUEST_TIMEOUT_SECONDS,
+        "timeout_seconds": a.server.timeout_seconds,
         "client_max_body_size": nginx_size(a.max_body),
         "static": a.statics.iter().map(|s| json!({
             "url": s.url,
@@ -390,13 +389,15 @@ fn gunicorn_conf(inputs: &Inputs, app: AppId) -> Value {
         "release_dir": release_dir(&a.name),
         "python_paths": python_paths(inputs, app),
         "gunicorn_bind": gunicorn_bind(&a.name),
-        "workers": 3,
-        "threads": 4,
-        "timeout_seconds": REQUEST_TIMEOUT_SECONDS,
+        "workers": a.server.workers,
+        "worker_class": a.server.worker_class,
+        "threads": (a.server.worker_class == "gthread").then_some(a.server.threads),
+        "timeout_seconds": a.server.timeout_seconds,
+        "graceful_timeout_seconds": a.server.graceful_timeout_seconds,
         "balancer_idle_timeout_seconds": BALANCER_IDLE_SECONDS,
         "keepalive_seconds": RUNNER_KEEPALIVE_SECONDS,
-        "max_requests": 2000,
-        "max_requests_jitter": 200,
+        "max_requests": a.server.max_requests,
+        "max_requests_jitter": a.server.max_requests_jitter,
         "log_dir": log_dir(&a.name),
     })
 }
@@ -753,7 +754,8 @@ fn gunicorn_service(inputs: &Inputs, app: AppId) -> Value {
         "environment_file": environment_file(&a.name),
         "gunicorn_config": format!("/etc/sitec/apps/{}/gunicorn.conf.py", a.name),
         "runtime_directory": runtime_directory(&a.name),
-        "stop_timeout_seconds": REQUEST_TIMEOUT_SECONDS + 5,
+        // gunicorn's own graceful stop ends first.
+        "stop_timeout_seconds": a.server.graceful_timeout_seconds + 5,
         "log_dir": log_dir(&a.name),
         "writable_paths": Vec::<String>::new(),
     })

@@ -151,6 +151,50 @@ pub struct App {
     pub wsgi_span: Span,
     /// `tls { ... }`: HTTPS at the balancers.
     pub tls: Option<Tls>,
+    /// `gunicorn { ... }`, with the defaults filled in.
+    pub server: Server,
+}
+
+/// The app server's settings (`gunicorn { ... }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// Worker processes; `None`: 2 per CPU of the runner, plus 1 (the
+    /// runner's gunicorn config counts them when it starts).
+    pub workers: Option<u32>,
+    pub threads: u32,
+    pub timeout_seconds: u64,
+    pub graceful_timeout_seconds: u64,
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
+    /// gunicorn's `worker_class`: `gthread` or `sync`.
+    pub worker_class: String,
+}
+
+impl Server {
+    fn of(block: Option<&Block>) -> Server {
+        let f = block.map(Fields::of_block);
+        let int = |key: &str| f.as_ref().and_then(|f| f.int(key));
+        let seconds = |key: &str| {
+            f.as_ref()
+                .and_then(|f| f.duration_ms(key))
+                .map_or(30, |ms| ms / 1000)
+        };
+        let max_requests = int("max_requests").map_or(2000, |n| n.max(0) as u64);
+        Server {
+            workers: int("workers").map(|n| n.clamp(1, 256) as u32),
+            threads: int("threads").map_or(4, |n| n.clamp(1, 256) as u32),
+            timeout_seconds: seconds("timeout"),
+            graceful_timeout_seconds: seconds("graceful_timeout"),
+            max_requests,
+            max_requests_jitter: int("max_requests_jitter")
+                .map_or(max_requests / 10, |n| n.max(0) as u64),
+            worker_class: f
+                .as_ref()
+                .and_then(|f| f.word("worker_class"))
+                .unwrap_or("gthread")
+                .to_string(),
+        }
+    }
 }
 
 /// An app's certificate: files on the operator's machine, relative to the
@@ -550,6 +594,7 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
                 redirect_span: t.value("redirect").map_or(block.span, |v| v.span),
             }
         }),
+        server: Server::of(f.block("gunicorn")),
     }
 }
 

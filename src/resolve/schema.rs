@@ -98,6 +98,14 @@ pub const BODY: Bounds = Bounds {
     step: 1,
 };
 
+/// A gunicorn timeout: gunicorn counts whole seconds, and a request that
+/// may run longer than an hour belongs in a worker.
+pub const SERVER_SECONDS: Bounds = Bounds {
+    min: 1_000,
+    max: 3_600_000,
+    step: 1_000,
+};
+
 /// The shapes a [`Ty::Shaped`] string may need (see `crate::names`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
@@ -488,6 +496,60 @@ static WORKER: Schema = block(
     "a background process of the app (celery, rq)",
 );
 
+/// What only gunicorn's threaded worker uses.
+const GTHREAD: Only = Only {
+    field: "worker_class",
+    is: "gthread",
+    default: Some("gthread"),
+    value: None,
+    instead: "the `sync` worker runs one request at a time in each process: remove `threads`, or write `worker_class = gthread`",
+};
+
+/// `gunicorn { workers = 4 ... }`: the app server, under gunicorn's names.
+static GUNICORN: Schema = block(
+    "gunicorn",
+    Labels::None,
+    &[
+        field(
+            "workers",
+            Ty::IntIn(1, 256),
+            "worker processes on each runner (default: 2 per CPU of the runner, plus 1)",
+        ),
+        field(
+            "threads",
+            Ty::IntIn(1, 256),
+            "threads per worker process (default 4)",
+        )
+        .only(&GTHREAD),
+        field(
+            "timeout",
+            Ty::Duration(SERVER_SECONDS),
+            "a request still running after this is killed with its worker (default 30s); the runner's nginx waits as long",
+        ),
+        field(
+            "graceful_timeout",
+            Ty::Duration(SERVER_SECONDS),
+            "what requests in flight get to finish when the server stops or restarts (default 30s)",
+        ),
+        field(
+            "max_requests",
+            Ty::IntIn(0, 1_000_000_000),
+            "a worker process is replaced after this many requests, 0 never (default 2000)",
+        ),
+        field(
+            "max_requests_jitter",
+            Ty::IntIn(0, 1_000_000_000),
+            "up to this many more, at random, so the workers are not replaced all at once (default a tenth of `max_requests`)",
+        ),
+        field(
+            "worker_class",
+            Ty::OneOf(&["gthread", "sync"]),
+            "`gthread` (default): threads in each process, keep-alive kept; `sync`: one request at a time per process",
+        ),
+    ],
+    "the app server's settings (gunicorn's, by their names)",
+);
+
 pub static APP: Schema = Schema {
     keyword: "app",
     labels: Labels::Name,
@@ -547,7 +609,14 @@ pub static APP: Schema = Schema {
             only: None,
         },
     ],
-    blocks: &[&APP_DATABASES, &APP_SETTINGS, &ENV, &WORKER, &APP_TLS],
+    blocks: &[
+        &APP_DATABASES,
+        &APP_SETTINGS,
+        &ENV,
+        &WORKER,
+        &APP_TLS,
+        &GUNICORN,
+    ],
     open: None,
     declares: Some(Kind::App),
     doc: "a Python/Django web app",
