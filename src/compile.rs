@@ -48,6 +48,11 @@ impl Report {
         diagnostics
     }
 
+    /// The modules checked, the root first (the language server indexes them).
+    pub fn program(&self) -> &modules::Program {
+        &self._program
+    }
+
     /// "3 hosts, 1 app, 1 database"
     pub fn summary(&self) -> String {
         let parts: Vec<String> = self
@@ -74,6 +79,16 @@ pub fn check(sources: &mut SourceMap, path: &Path) -> Report {
 pub fn check_text(sources: &mut SourceMap, name: &str, text: &str) -> Report {
     let program = modules::load_text(sources, name, text, Path::new("."));
     report(program, None)
+}
+
+/// Checks a spec as an editor holds it: `text` (perhaps unsaved) stands for
+/// the file at `path`, whose `use`s and apps' files are looked up beside it,
+/// so the diagnostics are those `sitec check PATH` gives once it is saved.
+pub fn check_buffer(sources: &mut SourceMap, path: &Path, text: &str) -> Report {
+    let folder = spec_folder(path);
+    let name = path.display().to_string();
+    let program = modules::load_text(sources, &name, text, folder);
+    report(program, Some(folder))
 }
 
 /// The folder a spec's relative paths (an app's `source`) start from.

@@ -23,6 +23,7 @@ pub mod explain;
 pub mod format;
 pub mod graph;
 pub mod local_files;
+pub mod lsp;
 pub mod model;
 pub mod modules;
 pub mod names;

@@ -27,6 +27,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Rewrite .site files in the one canonical layout, keeping every comment
     Fmt(FmtArgs),
+    /// Run the language server for editors, over standard input and output: check's
+    /// diagnostics as you type, hover, go to definition, references, completion, formatting
+    Lsp,
     /// Compile a spec and write every host's files under DIR/HOST/, with DIR/HOST/resources.json
     Render(RenderArgs),
     /// Draw the resource graph (every host's resources and the order between hosts),
@@ -169,6 +172,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check(&args),
         Command::Fmt(args) => fmt(&args),
+        Command::Lsp => crate::lsp::run(),
         Command::Render(args) => render(&args),
         Command::Graph(args) => graph(&args),
         Command::Fleet(args) => crate::fleet::run(args),
