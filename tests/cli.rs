@@ -506,3 +506,87 @@ fn render_runs_without_root() {
         "only its owner reads the secrets"
     );
 }
+
+/// Completion scripts for each shell, from the same definitions as the
+/// commands: bash's parses (`bash -n`) and offers the subcommands; the man
+/// page is roff that groff reads without a warning.
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Test::new().args(&["completions", shell]).run();
+        assert_eq!(out.status, 0, "{shell}: {}", out.stderr);
+        for command in ["check", "render", "lsp", "plan"] {
+            assert!(out.stdout.contains(command), "{shell} lacks {command}");
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("sitec.bash");
+    let out = Test::new().args(&["completions", "bash"]).run();
+    std::fs::write(&script, &out.stdout).expect("write");
+    let bash = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p sitec && COMP_WORDS=(sitec ren); COMP_CWORD=1; _sitec sitec ren sitec && echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .expect("bash");
+    let said = String::from_utf8_lossy(&bash.stdout);
+    assert!(
+        bash.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&bash.stderr)
+    );
+    assert!(said.lines().last() == Some("render"), "{said}");
+    // The internal commands are not offered.
+    let bash = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && COMP_WORDS=(sitec ''); COMP_CWORD=1; _sitec sitec '' sitec && echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .expect("bash");
+    let offered = String::from_utf8_lossy(&bash.stdout);
+    let offered: Vec<&str> = offered.split_whitespace().collect();
+    assert!(
+        offered.contains(&"lsp") && offered.contains(&"completions"),
+        "{offered:?}"
+    );
+    assert!(
+        !offered.contains(&"host") && !offered.contains(&"data"),
+        "{offered:?}"
+    );
+
+    let out = Test::new().args(&["man"]).run();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with(".ie"),
+        "{}",
+        &out.stdout[..80.min(out.stdout.len())]
+    );
+    let page = dir.path().join("sitec.1");
+    std::fs::write(&page, &out.stdout).expect("write");
+    let groff = std::process::Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .arg(&page)
+        .output()
+        .expect("groff");
+    assert!(
+        groff.status.success() && groff.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&groff.stderr)
+    );
+    let pages = dir.path().join("man");
+    let out = Test::new()
+        .args(&["man", "--out", pages.to_str().expect("utf-8")])
+        .run();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    for name in ["sitec.1", "sitec-check.1", "sitec-lsp.1", "sitec-render.1"] {
+        assert!(pages.join(name).is_file(), "{name}");
+    }
+    assert!(
+        !pages.join("sitec-host.1").exists(),
+        "an internal command's page"
+    );
+}

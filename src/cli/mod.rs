@@ -53,12 +53,30 @@ pub enum Command {
     Backups(data::BackupsArgs),
     /// Put a snapshot of a database back (on its primary or another host), start it, check it
     Restore(data::RestoreArgs),
+    /// Print a shell's completion script: `sitec completions bash > /etc/bash_completion.d/sitec`
+    Completions(CompletionsArgs),
+    /// Print sitec's man page (roff), or write one page per command into --out DIR
+    Man(ManArgs),
     /// Internal: what `plan` and `apply` run on each host over SSH
     #[command(hide = true)]
     Host(crate::host::Args),
     /// Internal: what the backup timers and keys run on the hosts
     #[command(hide = true)]
     Data(crate::data::Args),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write sitec.1 and a page per command (sitec-check.1, ...) into this folder
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -173,6 +191,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Fmt(args) => fmt(&args),
         Command::Lsp => crate::lsp::run(),
+        Command::Completions(args) => completions(&args),
+        Command::Man(args) => man(&args),
         Command::Render(args) => render(&args),
         Command::Graph(args) => graph(&args),
         Command::Fleet(args) => crate::fleet::run(args),
@@ -186,6 +206,61 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => deploy::apply(&args),
         Command::Backups(args) => data::backups(&args),
         Command::Restore(args) => data::restore(&args),
+    }
+}
+
+fn completions(args: &CompletionsArgs) -> ExitCode {
+    let mut command = visible_command();
+    clap_complete::generate(args.shell, &mut command, "sitec", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// The command line as `--help` shows it: without the internal commands
+/// (`host`, `data`), which the completion generators would offer.
+fn visible_command() -> clap::Command {
+    let full = <Cli as clap::CommandFactory>::command();
+    let visible: Vec<clap::Command> = (full.get_subcommands())
+        .filter(|command| !command.is_hide_set())
+        .cloned()
+        .collect();
+    let mut command = clap::Command::new("sitec")
+        .version(env!("CARGO_PKG_VERSION"))
+        .propagate_version(true)
+        .subcommand_required(true)
+        .subcommands(visible);
+    if let Some(about) = full.get_about() {
+        command = command.about(about.clone());
+    }
+    command
+}
+
+/// The man page of `sitec`, and with `--out` one per visible command.
+fn man(args: &ManArgs) -> ExitCode {
+    let command = visible_command();
+    let Some(folder) = &args.out else {
+        let mut page = Vec::new();
+        return match clap_mangen::Man::new(command).render(&mut page) {
+            Ok(()) => exit(std::io::stdout().write_all(&page).is_err()),
+            Err(e) => {
+                eprintln!("error: can't render the man page: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    };
+    let written =
+        std::fs::create_dir_all(folder).and_then(|()| clap_mangen::generate_to(command, folder));
+    match written {
+        Ok(()) => {
+            println!("wrote the man pages to {}", folder.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "error: can't write the man pages to `{}`: {e}",
+                folder.display()
+            );
+            ExitCode::FAILURE
+        }
     }
 }
 
