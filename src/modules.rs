@@ -258,7 +258,7 @@ fn origin_name(origin: &Origin) -> String {
 }
 
 /// `a/./b/../c` to `a/c`, without touching the file system.
-fn normalize(path: &Path) -> PathBuf {
+pub fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {

@@ -310,6 +310,13 @@ fn an_editor_gets_diagnostics_hover_definitions_references_completion_and_format
         .permissions()
         .readonly());
 
+    // ... from a `use` to the module.
+    let definition = client.request(
+        "textDocument/definition",
+        at(&spec, position(SPEC, "./data.site", 0)),
+    );
+    assert_eq!(definition["uri"], uri(&data_path));
+
     // ... and a secret to its line in the secrets file.
     let definition = client.request(
         "textDocument/definition",
@@ -356,7 +363,7 @@ fn an_editor_gets_diagnostics_hover_definitions_references_completion_and_format
     let typing = SPEC.replace(
         "  replicas = 1\n",
         "  replicas = 1\n  runners = []\n  rep\n",
-    );
+    ) + "settings host ";
     client.notify(
         "textDocument/didChange",
         json!({"textDocument": {"uri": spec, "version": 4}, "contentChanges": [{"text": typing}]}),
@@ -377,6 +384,9 @@ fn an_editor_gets_diagnostics_hover_definitions_references_completion_and_format
     for field in ["replicas", "runners", "databases", "worker"] {
         assert!(fields.contains(&field.to_string()), "{fields:?}");
     }
+    let (line, character) = after(&typing, "settings host ");
+    let hosts = client.request("textDocument/completion", at(&spec, (line, character)));
+    assert_eq!(labels(&hosts), vec!["web1", "db1"]);
     client.notify(
         "textDocument/didChange",
         json!({"textDocument": {"uri": spec, "version": 5}, "contentChanges": [{"text": SPEC}]}),

@@ -8,6 +8,7 @@ use crate::modules::Program;
 use crate::resolve::schema::{self, Kind, Labels, Schema, Ty};
 use crate::source::{FileId, Span};
 use crate::syntax::ast::{Block, Entry, Item, Value, ValueKind};
+use std::path::Path;
 
 /// What a name in the text is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +21,9 @@ pub enum What {
     Reference { kind: Kind, name: String },
     /// `secret("blog.key")`: a value in the secrets file.
     Secret { name: String },
+    /// A `use`'s path: `std/NAME`, or the file it names (the using
+    /// module's folder joined with the path as written).
+    Use { target: String },
 }
 
 #[derive(Clone, Debug)]
@@ -42,8 +46,19 @@ impl Index {
         let mut index = Index::default();
         for module in &program.modules {
             for item in &module.ast.items {
-                if let Item::Entry(entry) = item {
-                    index.top_level(entry);
+                match item {
+                    Item::Entry(entry) => index.top_level(entry),
+                    Item::Use(u) => {
+                        let target = if u.path.starts_with("std/") {
+                            u.path.clone()
+                        } else {
+                            let folder = Path::new(&module.name).parent().unwrap_or(Path::new(""));
+                            crate::modules::normalize(&folder.join(&u.path))
+                                .display()
+                                .to_string()
+                        };
+                        index.push(u.path_span, What::Use { target });
+                    }
                 }
             }
         }
@@ -148,6 +163,15 @@ impl Index {
                         doc: block_doc(sub),
                     },
                 );
+                if let (Labels::Scope, [scope]) = (sub.labels, entry.labels.as_slice()) {
+                    let known = schema::SCOPES
+                        .iter()
+                        .find(|(word, _, _)| *word == scope.text);
+                    if let Some((word, _, doc)) = known {
+                        let doc = format!("`each {word}`: {doc}");
+                        self.push(scope.span, What::Key { doc });
+                    }
+                }
                 if let Some(block) = entry.block() {
                     self.block(block, sub);
                 }

@@ -8,9 +8,10 @@
 //! find references follow hosts, roles, databases, apps, providers and
 //! backups across every `use`d module (the standard library's modules are
 //! written read-only to the user's cache folder so an editor can open them),
-//! and a `secret("name")` to its line in the secrets file; completion offers
-//! a block's field names, declared names where a field takes one, a field's
-//! words and units; formatting is `sitec fmt`'s. The server never writes a
+//! a `secret("name")` to its line in the secrets file and a `use` to its
+//! module; completion offers a block's field names, declared names where a
+//! field or a settings target takes one, a field's words, `each`'s scopes
+//! and units; formatting is `sitec fmt`'s. The server never writes a
 //! spec or reads a secret's value; rust-analyzer's `lsp-server` does the
 //! JSON-RPC framing.
 
@@ -423,6 +424,7 @@ impl Server<'_> {
                 "secret `{name}`: its value is kept in `{}` beside the spec (generated when missing), never in the spec",
                 crate::secrets::Secrets::path_for(&analysis.spec).display()
             ),
+            What::Use { target } => format!("the module `{target}`"),
         };
         let range = (analysis.lines(analysis.root, self.encoding))
             .range(occurrence.span.start, occurrence.span.end);
@@ -444,6 +446,13 @@ impl Server<'_> {
                 analysis.location(span, self.encoding)?
             }
             What::Secret { name } => secret_location(&analysis.spec, name, self.encoding)?,
+            What::Use { target } => {
+                let path = match target.strip_prefix("std/") {
+                    Some(name) => stdlib_copy(name)?,
+                    None => PathBuf::from(target),
+                };
+                lsp::Location::new(uri_of(&path)?, lsp::Range::default())
+            }
             What::Key { .. } => return None,
         };
         Some(lsp::GotoDefinitionResponse::Scalar(location))
@@ -496,6 +505,9 @@ impl Server<'_> {
         let line_start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
         let before = &text[line_start..offset];
         let schema = analysis.index.block_at(analysis.root, offset);
+        if let Some(items) = labels(&analysis.index, before) {
+            return Some(lsp::CompletionResponse::Array(items));
+        }
         let items = match before.rsplit_once('=') {
             None if before.trim_start().chars().all(is_word) => keys(schema),
             None => return None,
@@ -544,6 +556,35 @@ fn secret_location(spec: &Path, name: &str, encoding: Encoding) -> Option<lsp::L
         at += line.len();
     }
     None
+}
+
+/// What may follow a keyword that takes labels: `settings app `,
+/// `settings app A host `, `settings host ` (declared names), `each ` (the
+/// scopes). `before` is the line up to the cursor.
+fn labels(index: &Index, before: &str) -> Option<Vec<lsp::CompletionItem>> {
+    let words: Vec<&str> = before.split_whitespace().collect();
+    // The word being typed, if any, is not yet a label.
+    let done = if before.ends_with(char::is_whitespace) {
+        &words[..]
+    } else {
+        &words[..words.len().saturating_sub(1)]
+    };
+    match done {
+        ["settings", "app"] | ["settings", "app", _, "host"] | ["settings", "host"] => {
+            let kind = if done.last() == Some(&"app") {
+                Kind::App
+            } else {
+                Kind::Host
+            };
+            Some(names(index, kind))
+        }
+        [.., "each"] => Some(
+            (schema::SCOPES.iter())
+                .map(|(word, _, doc)| item(word, lsp::CompletionItemKind::KEYWORD, doc))
+                .collect(),
+        ),
+        _ => None,
+    }
 }
 
 /// The words that may start an entry here: a block's fields and blocks,
