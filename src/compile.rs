@@ -306,11 +306,14 @@ fn render_program(
         SecretSource::File => {
             let mut needed = crate::settings::secret_names(&fleet);
             needed.extend(crate::context::generated_secrets(&fleet));
-            match crate::secrets::Secrets::load_or_create(
-                &crate::secrets::Secrets::path_for(path),
-                &needed,
-            ) {
-                Ok(secrets) => secrets,
+            let file = crate::secrets::Secrets::path_for(path);
+            match crate::secrets::Secrets::load_or_create(&file, &needed) {
+                Ok(secrets) => {
+                    if let Some(warning) = crate::secrets::loose_permissions(&file) {
+                        diagnostics.push(Diagnostic::warning("E241", warning));
+                    }
+                    secrets
+                }
                 Err(message) => {
                     diagnostics.push(
                         Diagnostic::error("E240", message)

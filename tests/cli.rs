@@ -590,3 +590,38 @@ fn completions_and_man_page() {
         "an internal command's page"
     );
 }
+
+/// A secrets file's mistakes are told by their place, never their text, and
+/// one that others can read is a warning with the command that fixes it.
+#[test]
+fn the_secrets_file_is_checked_without_showing_a_value() {
+    let spec = "use std/platform\nprovider p { kind = local }\nhost web1 { provider = p  roles = [runner] }\n";
+    let render = |secrets: &str| {
+        Test::new()
+            .file("spec.site", spec)
+            .file("spec.secrets.toml", secrets)
+            .mode("spec.secrets.toml", 0o644)
+            .args(&["render", "spec.site", "--out", "out"])
+            .run()
+    };
+    let out = render("\"fleet.bus_key\" = \"Xy7-the-value\n");
+    assert_eq!(out.status, 1);
+    assert!(
+        out.stderr
+            .contains("error[E240]: `spec.secrets.toml` line 1, column 33: invalid basic string"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("Xy7"),
+        "a value was shown: {}",
+        out.stderr
+    );
+    let out = render("\"fleet.bus_key\" = \"Xy7-the-value\"\n");
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "warning[E241]: `spec.secrets.toml` can be read by every user of this machine (mode 0644); \
+         it holds the fleet's passwords and keys: `chmod 600 spec.secrets.toml`\n\n"
+    );
+}

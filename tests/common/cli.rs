@@ -42,6 +42,14 @@ impl Test {
         self
     }
 
+    /// Sets the permission bits of `name` in the folder.
+    pub fn mode(self, name: &str, mode: u32) -> Test {
+        use std::os::unix::fs::PermissionsExt;
+        let permissions = std::fs::Permissions::from_mode(mode);
+        std::fs::set_permissions(self.dir.path().join(name), permissions).expect("chmod");
+        self
+    }
+
     pub fn args(mut self, args: &[&str]) -> Test {
         self.args.extend(args.iter().map(|a| a.to_string()));
         self
