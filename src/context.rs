@@ -117,7 +117,7 @@ pub fn sharing(template: &'static str, inputs: &Inputs, host: HostId, scope: &Sc
         };
     };
     match template {
-        "runner/gunicorn.conf.py" | "systemd/gunicorn.service" => {
+        "runner/gunicorn.conf.py" | "systemd/gunicorn.service" | "runner/logrotate" => {
             Sharing::by(template, Some(app), None)
         }
         "systemd/celery-worker.service" if scope.worker.is_some() => {
@@ -171,6 +171,7 @@ pub fn build(
         "runner/environment" => environment(inputs, host, need_app()?),
         "runner/manage.sh" => plain(manage_script(inputs, need_app()?)),
         "systemd/gunicorn.service" => plain(gunicorn_service(inputs, need_app()?)),
+        "runner/logrotate" => plain(app_logrotate(inputs, need_app()?)),
         "systemd/celery-worker.service" => {
             let worker = scope
                 .worker
@@ -287,8 +288,24 @@ fn venv(app: &str) -> String {
     format!("{APPS_ROOT}/{app}/venv")
 }
 
+/// An app's log folder: root's, where systemd opens gunicorn's and the
+/// workers' logs (their stdout and stderr).
 fn log_dir(app: &str) -> String {
     format!("{APP_LOGS}/{app}")
+}
+
+/// The app's own log folder inside it: the one its processes may write (logs
+/// the app writes itself), where nothing running as root opens a path.
+fn app_log_dir(app: &str) -> String {
+    format!("{APP_LOGS}/{app}/app")
+}
+
+/// Debian's nginx log folder (root's, group adm): each app's nginx logs go
+/// there as `sitec-APP-access.log` and `sitec-APP-error.log`.
+const NGINX_LOGS: &str = "/var/log/nginx";
+
+fn nginx_log(app: &str, which: &str) -> String {
+    format!("{NGINX_LOGS}/sitec-{app}-{which}.log")
 }
 
 pub fn app_user(app: &str) -> String {
@@ -376,7 +393,8 @@ fn nginx_app(inputs: &Inputs, host: HostId, app: AppId) -> Value {
             "url": s.url,
             "path": format!("{release}/{}", s.dir.trim_start_matches("./").trim_end_matches('/')),
         })).collect::<Vec<_>>(),
-        "log_dir": log_dir(&a.name),
+        "access_log": nginx_log(&a.name, "access"),
+        "error_log": nginx_log(&a.name, "error"),
     })
 }
 
@@ -398,7 +416,6 @@ fn gunicorn_conf(inputs: &Inputs, app: AppId) -> Value {
         "keepalive_seconds": RUNNER_KEEPALIVE_SECONDS,
         "max_requests": a.server.max_requests,
         "max_requests_jitter": a.server.max_requests_jitter,
-        "log_dir": log_dir(&a.name),
     })
 }
 
@@ -757,6 +774,7 @@ fn gunicorn_service(inputs: &Inputs, app: AppId) -> Value {
         // gunicorn's own graceful stop ends first.
         "stop_timeout_seconds": a.server.graceful_timeout_seconds + 5,
         "log_dir": log_dir(&a.name),
+        "app_log_dir": app_log_dir(&a.name),
         "writable_paths": Vec::<String>::new(),
     })
 }
@@ -771,6 +789,22 @@ fn systemd_literal(command: &str) -> String {
         .replace('%', "%%")
         .replace('$', "$$")
 }
+
+/// The rotation of an app's logs on a runner (nginx's are Debian's to rotate).
+fn app_logrotate(inputs: &Inputs, app: AppId) -> Value {
+    let a = &inputs.fleet.apps[app];
+    json!({
+        "origin": spec_file(inputs, a.span),
+        "app": a.name,
+        "log_dir": log_dir(&a.name),
+        "app_log_dir": app_log_dir(&a.name),
+        "user": app_user(&a.name),
+        "group": AGENT_GROUP,
+    })
+}
+
+/// The agent's user and group: the group may read every log it ships.
+const AGENT_GROUP: &str = "sitec-agent";
 
 fn celery_service(inputs: &Inputs, app: AppId, worker: usize) -> Value {
     let a = &inputs.fleet.apps[app];
@@ -795,6 +829,7 @@ fn celery_service(inputs: &Inputs, app: AppId, worker: usize) -> Value {
         "exec_start": exec_start,
         "stop_timeout_seconds": 600,
         "log_dir": log_dir(&a.name),
+        "app_log_dir": app_log_dir(&a.name),
         "writable_paths": Vec::<String>::new(),
     })
 }
@@ -804,8 +839,13 @@ fn agent_service(inputs: &Inputs, host: HostId) -> Value {
     json!({
         "origin": spec_file(inputs, h.span),
         "host": h.name,
+        "user": AGENT_GROUP,
+        "group": AGENT_GROUP,
+        "log_groups": ["adm"],
         "sitec_binary": SITEC_BINARY,
         "config": "/etc/sitec/agent.toml",
+        "memory_max": "512M",
+        "collector_logs": inputs.fleet.has_role(host, "logs").then(|| FLEET_LOGS.trim_start_matches("/var/log/")),
     })
 }
 
@@ -818,6 +858,7 @@ fn balancer_service(inputs: &Inputs, host: HostId) -> Value {
         "group": "sitec-balancer",
         "sitec_binary": SITEC_BINARY,
         "config": "/etc/sitec/balancer.toml",
+        "log_dir": BALANCER_LOGS,
         "max_open_files": 262_144,
     })
 }
@@ -931,6 +972,7 @@ fn named_keys(
 /// Where every balancer writes its access log (its agent ships it to the
 /// `logs` hosts).
 const BALANCER_ACCESS_LOG: &str = "/var/log/sitec/balancer/access.log";
+const BALANCER_LOGS: &str = "/var/log/sitec/balancer";
 
 /// The systemd unit that runs an app's gunicorn (`service` in stdlib's runner role).
 fn app_unit(app: &str) -> String {
@@ -964,19 +1006,25 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
             .map(|w| format!("sitec-app-{}-worker-{}.service", a.name, w.name))
             .collect();
         apps.push(json!({ "origin": spec_file(inputs, a.span), "name": a.name, "service": app_unit(&a.name), "workers": workers }));
-        for file in [
-            "gunicorn-access.log",
-            "gunicorn-error.log",
-            "nginx-access.log",
-            "nginx-error.log",
-        ] {
-            // gunicorn writes as the app's user; nginx's master (root) opens its logs.
-            let owner = if file.starts_with("gunicorn") {
-                format!("app-{}", a.name)
-            } else {
-                "root".to_string()
-            };
-            logs.push(json!({ "origin": spec_file(inputs, a.span), "path": format!("{}/{file}", log_dir(&a.name)), "tag": format!("{}/{file}", a.name), "owner": owner }));
+        // Who writes each file: systemd (as root) appends gunicorn's output;
+        // nginx's are www-data's (made so before nginx opens them, and so
+        // Debian's logrotate makes them again).
+        let files = [
+            (
+                "gunicorn-access.log",
+                format!("{}/gunicorn-access.log", log_dir(&a.name)),
+                "root",
+            ),
+            (
+                "gunicorn-error.log",
+                format!("{}/gunicorn-error.log", log_dir(&a.name)),
+                "root",
+            ),
+            ("nginx-access.log", nginx_log(&a.name, "access"), "www-data"),
+            ("nginx-error.log", nginx_log(&a.name, "error"), "www-data"),
+        ];
+        for (file, path, owner) in files {
+            logs.push(json!({ "origin": spec_file(inputs, a.span), "path": path, "tag": format!("{}/{file}", a.name), "owner": owner }));
         }
     }
     if fleet.has_role(host, "balancer") {

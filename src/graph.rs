@@ -101,7 +101,8 @@ fn host_graph(resources: &[Resource]) -> DiGraph<usize, Edge> {
         if let Some(parent) = containing(&folders, resources, i) {
             edges.insert((parent, i, 0));
         }
-        if let Some(owner) = owner_of(&r.kind).and_then(|o| users.get(o)) {
+        // The user (or the group a user of that name has) comes first.
+        for owner in owners_of(&r.kind).into_iter().filter_map(|o| users.get(o)) {
             if *owner != i {
                 edges.insert((*owner, i, 0));
             }
@@ -195,16 +196,6 @@ fn path_of(kind: &Kind) -> Option<&str> {
         | Kind::Virtualenv { path, .. }
         | Kind::Tree { path, .. }
         | Kind::Subvolume { path } => Some(path),
-        _ => None,
-    }
-}
-
-fn owner_of(kind: &Kind) -> Option<&str> {
-    match kind {
-        Kind::Directory { owner, .. }
-        | Kind::File { owner, .. }
-        | Kind::Virtualenv { owner, .. }
-        | Kind::Tree { owner, .. } => Some(owner),
         _ => None,
     }
 }

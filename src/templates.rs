@@ -102,6 +102,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/runner/gunicorn.conf.py.hbs"),
     ),
     (
+        "runner/logrotate",
+        include_str!("../templates/runner/logrotate.hbs"),
+    ),
+    (
         "runner/manage.sh",
         include_str!("../templates/runner/manage.sh.hbs"),
     ),
@@ -136,6 +140,7 @@ pub fn needs(name: &str) -> Option<&'static str> {
         "runner/nginx-app.conf"
         | "runner/gunicorn.conf.py"
         | "runner/environment"
+        | "runner/logrotate"
         | "runner/manage.sh"
         | "django/sitec_settings.py"
         | "systemd/gunicorn.service"

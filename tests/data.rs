@@ -137,7 +137,7 @@ fn redis(fleet: &DataFleet, host: &str, command: &str) -> String {
     fleet.sh(
         host,
         &format!(
-            "conf=/etc/redis/redis-cache.conf; \
+            "conf=/etc/sitec/redis/cache.conf; \
              REDISCLI_AUTH=$(awk '/^requirepass/ {{ gsub(/\"/, \"\", $2); print $2 }}' $conf) \
              redis-cli -p $(awk '/^port/ {{ print $2 }}' $conf) {command}"
         ),

@@ -448,8 +448,8 @@ fn bad_specs_fail_before_touching_the_machine() {
     assert!(!ok && err.contains("not a private range"), "{err}");
 }
 
-/// `sitec agent` under the unit the compiler renders for it (its
-/// hardening: `ProtectSystem=full`, ...) on a host whose PID 1 is systemd:
+/// `sitec agent` under the unit the compiler renders for it (its own
+/// user, `ProtectSystem=strict`, ...) on a host whose PID 1 is systemd:
 /// it starts, its heartbeats reach this machine over the bridge with the
 /// real systemctl's states, it files a followed line as the host's
 /// collector, and `systemctl stop` ends it at once with success.
@@ -465,10 +465,18 @@ fn the_agent_runs_under_its_unit_and_stops_cleanly() -> TestResult {
     let _guard = Down("ft7", &options);
     let state = fleet::up(&spec("ft7", &["solo"])?, &options)?;
     let rendered = tmp.path().join("rendered");
+    // A host that collects logs: its agent's unit may write the collector's folder.
+    let spec = tmp.path().join("solo.site");
+    std::fs::write(
+        &spec,
+        "use std/platform\nprovider colo { user = \"root\" }\n\
+         host web1 { provider = colo  address = \"203.0.113.10\"  roles = [logs] }\n",
+    )?;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sitec"))
-        .args(["render", "examples/minimal.site", "--placeholders", "--out"])
+        .arg("render")
+        .arg(&spec)
+        .args(["--placeholders", "--out"])
         .arg(&rendered)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()?;
     assert!(out.status.success(), "{out:?}");
     let unit = std::fs::read(rendered.join("web1/etc/systemd/system/sitec-agent.service"))?;
@@ -502,9 +510,11 @@ async fn agent_under_its_unit(state: &fleet::FleetState, unit: &[u8]) -> TestRes
     );
     let ssh = state.ssh_options(sitec::transport::Kex::default());
     let transport = Transport::connect(&state.targets(), &ssh).await?;
+    // What the agent role makes: the agent's user, the app's log folder it reads.
     sh(
         &transport,
-        "mkdir -p /etc/sitec/bus /var/log/sitec/apps/blog",
+        "useradd --system --user-group --no-create-home sitec-agent && \
+         mkdir -p /etc/sitec/bus && install -d -g sitec-agent -m 2751 /var/log/sitec/apps/blog",
     )
     .await?;
     let me = Path::new(env!("CARGO_BIN_EXE_sitec"));
@@ -514,14 +524,16 @@ async fn agent_under_its_unit(state: &fleet::FleetState, unit: &[u8]) -> TestRes
     transport
         .upload("solo", config.as_bytes(), "/etc/sitec/agent.toml", 0o640)
         .await?;
+    sh(&transport, "chgrp sitec-agent /etc/sitec/agent.toml").await?;
     transport
         .upload(
             "solo",
             solo.key_file_text().as_bytes(),
             "/etc/sitec/bus/host.key",
-            0o600,
+            0o640,
         )
         .await?;
+    sh(&transport, "chgrp sitec-agent /etc/sitec/bus/host.key").await?;
     transport
         .upload(
             "solo",

@@ -550,7 +550,7 @@ fn rendered_files_agree_with_each_other() {
                 .collect()
         };
         let postgres = servers("/etc/postgresql/", r"(?m)^port = (\d+)");
-        let redis = servers("/etc/redis/", r"(?m)^port (\d+)");
+        let redis = servers("/etc/sitec/redis/", r"(?m)^port (\d+)");
         let mut fail = |what: String| failures.push(format!("{}: {what}", spec.display()));
         // App on runner: nginx site -> gunicorn socket -> the unit's runtime directory.
         let mut served: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -595,6 +595,26 @@ fn rendered_files_agree_with_each_other() {
                 .or_default()
                 .push(format!("{}:{port}", address[host]));
             followed[0] += 1;
+        }
+        // A unit's drop-in starts its program with a config file that is rendered.
+        for dropin in all.iter().filter(|f| f.path.contains(".service.d/")) {
+            let instance = capture(&dropin.path, r"@([^/.]+)\.service\.d/").unwrap_or("");
+            for config in dropin
+                .content
+                .lines()
+                .filter_map(|l| l.strip_prefix("ExecStart="))
+            {
+                let Some(file) = config.split_whitespace().nth(1) else {
+                    continue;
+                };
+                let file = file.replace("%i", instance);
+                if text(&dropin.host, &file).is_empty() {
+                    fail(format!(
+                        "{}:{}: starts with {file}, which is not rendered",
+                        dropin.host, dropin.path
+                    ));
+                }
+            }
         }
         // Every balancer routes each app to exactly the runners' nginx.
         for balancer in all.iter().filter(|f| f.path == "/etc/sitec/balancer.toml") {

@@ -19,7 +19,9 @@ mod common;
 
 use std::fmt::Write as _;
 use std::fs;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use common::{
@@ -59,6 +61,9 @@ enum Checker {
     Environment,
     /// A bus key: `sitec agent --check` reads it as the agent's key file.
     BusKey,
+    /// A logrotate config: `logrotate -f` rotates a log in each of its
+    /// folders, the app's own as the app's user (`su`).
+    Logrotate,
 }
 
 fn checker(template: &str) -> Option<Checker> {
@@ -94,6 +99,8 @@ fn checker(template: &str) -> Option<Checker> {
         Some(Checker::Toml)
     } else if template == "runner/environment" {
         Some(Checker::Environment)
+    } else if template == "runner/logrotate" {
+        Some(Checker::Logrotate)
     } else {
         None
     }
@@ -343,7 +350,10 @@ fn nginx_accepts_every_vhost() {
         let scratch = Scratch::new("nginx");
         let dir = scratch.path();
         let (context, text) = render_relocated(sample, dir)?;
-        fs::create_dir_all(field(&context, "log_dir")).map_err(|e| e.to_string())?;
+        for log in ["access_log", "error_log"] {
+            let folder = Path::new(field(&context, log)).parent().unwrap_or(dir);
+            fs::create_dir_all(folder).map_err(|e| e.to_string())?;
+        }
         fs::write(dir.join("site.conf"), text).map_err(|e| e.to_string())?;
         common::nginx_test(dir, &[dir.join("site.conf")])
     });
@@ -485,6 +495,67 @@ fn sshd_accepts_every_config() {
         let file = scratch.path().join("sshd.conf");
         fs::write(&file, text).map_err(|e| e.to_string())?;
         common::sshd_check(&file, scratch.path())
+    });
+}
+
+/// Each folder gets a log; the app's own folder and its log belong to
+/// `nobody` (standing for the app's user, which the config's `su` names),
+/// and a forced rotation as root rotates both, the app's as `nobody`
+/// (without `su`, logrotate refuses that folder).
+#[test]
+fn logrotate_rotates_each_folder_as_its_owner() {
+    if !require_root("logrotate's `su` switches to the app's user") {
+        return;
+    }
+    let logrotate = common::require("logrotate", "logrotate");
+    check_all(Checker::Logrotate, |sample| {
+        let scratch = Scratch::new("logrotate");
+        let mut context = sample.context.clone();
+        context["user"] = Value::from("nobody");
+        context["group"] = Value::from("nogroup");
+        let as_nobody = Sample {
+            template: sample.template.clone(),
+            name: sample.name.clone(),
+            context,
+        };
+        let (context, text) = render_relocated(&as_nobody, scratch.path())?;
+        let (root_dir, app_dir) = (field(&context, "log_dir"), field(&context, "app_log_dir"));
+        let io = |e: std::io::Error| e.to_string();
+        fs::create_dir_all(app_dir).map_err(io)?;
+        fs::write(Path::new(root_dir).join("worker-celery.log"), "a line\n").map_err(io)?;
+        let own_log = Path::new(app_dir).join("django.log");
+        fs::write(&own_log, "a line\n").map_err(io)?;
+        let nobody =
+            |path: &Path| std::os::unix::fs::chown(path, Some(65534), Some(65534)).map_err(io);
+        nobody(Path::new(app_dir))?;
+        nobody(&own_log)?;
+        // Group-writable by a group not root's: logrotate refuses to work
+        // there as root, and does only as the folder's user, by `su`.
+        fs::set_permissions(app_dir, fs::Permissions::from_mode(0o770)).map_err(io)?;
+        let conf = scratch.path().join("logrotate.conf");
+        fs::write(&conf, &text).map_err(io)?;
+        run(Command::new(&logrotate)
+            .arg("-f")
+            .arg("-s")
+            .arg(scratch.path().join("state"))
+            .arg(&conf))?;
+        for rotated in [
+            Path::new(root_dir).join("worker-celery.log.1"),
+            Path::new(app_dir).join("django.log.1"),
+        ] {
+            if !rotated.exists() {
+                return Err(format!("{} was not made:\n{text}", rotated.display()));
+            }
+        }
+        let owner = fs::metadata(Path::new(app_dir).join("django.log.1"))
+            .map_err(io)?
+            .uid();
+        if owner != 65534 {
+            return Err(format!(
+                "the app's log was rotated as uid {owner}, not its user's"
+            ));
+        }
+        Ok(())
     });
 }
 

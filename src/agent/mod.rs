@@ -17,9 +17,11 @@
 //!   appended to `DIR/HOST/TAG` where HOST is the name the sender's key
 //!   was admitted under.
 //!
-//! It runs under the unit's hardening (`ProtectSystem=full`): it writes
-//! only below `/var/log` (collected lines), and SIGTERM or SIGINT closes
-//! every socket and exits 0 at once, so `systemctl stop` never waits.
+//! It runs as its own user (`sitec-agent`, no capability) under the unit's
+//! hardening (`ProtectSystem=strict`): it reads the logs it ships through its
+//! groups, writes only the collector's folder (collected lines), and SIGTERM
+//! or SIGINT closes every socket and exits 0 at once, so `systemctl stop`
+//! never waits.
 
 mod collector;
 mod config;

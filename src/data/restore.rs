@@ -479,7 +479,7 @@ impl Restore<'_> {
     /// `redis-cli` against the restored server, with the password of the
     /// database's own config when the server is that one.
     fn redis_cli(&self) -> String {
-        let conf = format!("/etc/redis/redis-{}.conf", self.site.name);
+        let conf = format!("/etc/sitec/redis/{}.conf", self.site.name);
         let auth = if self.site.home {
             format!(
                 "REDISCLI_AUTH=$(awk '/^requirepass/ {{ gsub(/\"/, \"\", $2); print $2 }}' {conf}) "

@@ -276,10 +276,11 @@ impl Run<'_> {
         match converge(item, found.status == Status::Add) {
             Ok(action) => {
                 // systemd loads a new unit file by itself when it is first
-                // started; only a changed one needs a daemon-reload (~0.3 s).
+                // started; only a changed one needs a daemon-reload (~0.3 s),
+                // and so does a new drop-in (its unit may be loaded already).
                 if let Kind::File { path, .. } = &item.kind {
-                    self.units_dirty |=
-                        path.starts_with("/etc/systemd/system/") && found.status == Status::Change;
+                    self.units_dirty |= path.starts_with("/etc/systemd/system/")
+                        && (found.status == Status::Change || path.contains(".d/"));
                 }
                 self.settle(&item.id);
                 let action = if found.differences.is_empty() {
@@ -410,6 +411,11 @@ impl Run<'_> {
                 return Ok(Serviced::Nothing);
             }
             let because = why.join(", ");
+            if active == "failed" {
+                // systemd refuses to start a unit that hit its start limit
+                // until told to forget its failures; the spec wants it running.
+                let _ = program("systemctl", &["reset-failed", &unit]);
+            }
             if active != "active" && defer {
                 let asked = Asked::start(&unit);
                 ok_or(

@@ -453,13 +453,21 @@ fn command_error(host: &str, command: &str, what: &str, e: &openssh::Error) -> E
 /// atomically: `reader` turns stdin into its bytes, under a temporary name
 /// in the same directory (made if missing), then renamed over the target.
 /// It stops at the first error (`set -e`) and leaves nothing half-written.
+///
+/// The folder must be the connecting user's own and not a link (root's
+/// `/usr/local/lib/sitec` and `/var/lib/sitec/blobs`): a folder someone else
+/// can write is refused, since they could swap names in it. The temporary
+/// name is `mktemp`'s (created with `O_EXCL`), and `mv -T` renames it over
+/// the file, never into a folder of that name.
 pub(crate) fn write_file_script(remote_path: &str, mode: u32, reader: &str) -> String {
     let dest = shell_quote(remote_path);
     format!(
-        "set -e; d={dest}; mkdir -p \"$(dirname \"$d\")\"; \
-         t=\"$(dirname \"$d\")/.$(basename \"$d\").sitec-tmp.$$\"; \
-         trap 'rm -f \"$t\"' EXIT; umask 077; {reader} > \"$t\"; chmod {mode:o} \"$t\"; \
-         mv -f \"$t\" \"$d\"; trap - EXIT"
+        "set -e; d={dest}; f=\"$(dirname \"$d\")\"; mkdir -p \"$f\"; umask 077; \
+         if [ -L \"$f\" ] || [ \"$(stat -c %u \"$f\")\" != \"$(id -u)\" ]; then \
+         echo \"$f is a link or not $(id -un)'s own folder; sitec writes nothing there\" >&2; exit 1; fi; \
+         t=\"$(mktemp \"$f/.$(basename \"$d\").sitec-tmp.XXXXXXXX\")\"; \
+         trap 'rm -f \"$t\"' EXIT; {reader} > \"$t\"; chmod {mode:o} \"$t\"; \
+         mv -fT \"$t\" \"$d\"; trap - EXIT"
     )
 }
 
@@ -470,6 +478,62 @@ pub(crate) fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs the write script locally with `input` on stdin.
+    fn write_here(path: &std::path::Path, input: &str) -> std::process::Output {
+        use std::io::Write as _;
+        let script = write_file_script(&path.to_string_lossy(), 0o640, "cat");
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("input");
+        drop(stdin);
+        child.wait_with_output().expect("sh ends")
+    }
+
+    #[test]
+    fn the_write_script_writes_whole_files_in_own_folders_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("bin/sitec-1");
+        assert!(write_here(&file, "one").status.success());
+        assert_eq!(std::fs::read_to_string(&file).expect("written"), "one");
+        let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        let folder = std::fs::metadata(tmp.path().join("bin")).expect("meta");
+        assert_eq!(
+            folder.permissions().mode() & 0o777,
+            0o755,
+            "the folder others run from"
+        );
+        // A folder that is a link is refused, and nothing lands where it points.
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, tmp.path().join("linked")).expect("link");
+        let out = write_here(&tmp.path().join("linked/sitec-1"), "two");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("is a link"));
+        assert_eq!(std::fs::read_dir(&elsewhere).expect("list").count(), 0);
+        let names: Vec<_> = std::fs::read_dir(tmp.path().join("bin"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["sitec-1"], "no temporary left");
+        // Root refuses a folder someone else owns.
+        if rustix::process::geteuid().is_root() {
+            let theirs = tmp.path().join("theirs");
+            std::fs::create_dir(&theirs).expect("theirs");
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
+            let out = write_here(&theirs.join("x"), "three");
+            assert!(!out.status.success());
+            assert!(!theirs.join("x").exists());
+        }
+    }
 
     #[test]
     fn quoting_survives_quotes() {

@@ -161,6 +161,8 @@ pub fn nginx(tree: &Tree, failures: &mut Vec<String>) -> usize {
         checked += 1;
         let dir = tree.host(&host).join("nginx-test");
         fs::create_dir_all(&dir).expect("nginx test folder");
+        // Debian's nginx log folder, where the sites log.
+        fs::create_dir_all(tree.host(&host).join("var/log/nginx")).expect("log folder");
         let tested = sites
             .iter()
             .try_for_each(|site| listen_on_loopback(site))
@@ -196,6 +198,13 @@ pub fn units(tree: &Tree, failures: &mut Vec<String>) -> usize {
     for (host, units) in by_host(units) {
         checked += units.len();
         let base = tree.host(&host);
+        let units = match with_packaged_units(units) {
+            Ok(units) => units,
+            Err(e) => {
+                note(failures, &tree.label(&host), Err(e));
+                continue;
+            }
+        };
         let stubbed = units.iter().try_for_each(|unit| {
             let text = fs::read_to_string(unit).map_err(|e| e.to_string())?;
             super::stub_unit_programs(&text, &base)
@@ -207,6 +216,44 @@ pub fn units(tree: &Tree, failures: &mut Vec<String>) -> usize {
         );
     }
     checked
+}
+
+/// Units with a rendered drop-in (`NAME.service.d/*.conf`) for a unit a
+/// package ships (Debian's `redis-server@.service`): the packaged unit is
+/// copied beside its drop-in folder as NAME.service and verified in the
+/// drop-in's place, so systemd reads the two together.
+fn with_packaged_units(units: Vec<PathBuf>) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for unit in units {
+        let folder = unit
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned());
+        let Some(name) = folder.as_deref().and_then(|f| f.strip_suffix(".d")) else {
+            out.push(unit);
+            continue;
+        };
+        let beside = unit
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join(name))
+            .ok_or("no folder")?;
+        if !beside.exists() {
+            // `redis-server@cache.service` is an instance of `redis-server@.service`.
+            let template = match name.split_once('@') {
+                Some((prefix, rest)) => {
+                    format!("{prefix}@{}", &rest[rest.find('.').unwrap_or(0)..])
+                }
+                None => name.to_string(),
+            };
+            let packaged = Path::new("/lib/systemd/system").join(&template);
+            fs::copy(&packaged, &beside).map_err(|e| format!("{}: {e}", packaged.display()))?;
+        }
+        if !out.contains(&beside) {
+            out.push(beside);
+        }
+    }
+    Ok(out)
 }
 
 /// Every backup config through `sitec data snapshot|pull --check`, the
@@ -500,7 +547,7 @@ pub fn redis(tree: &Tree, failures: &mut Vec<String>) -> usize {
     let mut replicas = 0;
     // Primaries first, so replicas can follow them: rendered
     // `address:port` of each primary to the loopback port it runs on.
-    let mut confs = tree.files(|p| p.starts_with("/etc/redis/"));
+    let mut confs = tree.files(|p| p.starts_with("/etc/sitec/redis/"));
     confs.sort_by_key(|(_, conf)| {
         fs::read_to_string(conf).is_ok_and(|t| t.contains("\nreplicaof "))
     });
