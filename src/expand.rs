@@ -534,11 +534,23 @@ impl Expander<'_, '_> {
             )?,
             (
                 None,
-                Some(Value {
-                    kind: ValueKind::Str(s) | ValueKind::Text(s),
-                    ..
-                }),
-            ) => ((s.clone(), resources::sha256_hex(s.as_bytes())), false),
+                Some(
+                    value @ Value {
+                        kind: ValueKind::Str(s) | ValueKind::Text(s),
+                        ..
+                    },
+                ),
+            ) => {
+                // `{values}` only where the role asks for them: a literal
+                // content (JSON, an nginx snippet) keeps its braces.
+                let text = if Self::boolean(entry, "values").unwrap_or(false) {
+                    self.interpolate(s, value.span, scope)?
+                } else {
+                    s.clone()
+                };
+                let sha256 = resources::sha256_hex(text.as_bytes());
+                ((text, sha256), false)
+            }
             (None, _) => ((String::new(), resources::sha256_hex(b"")), false),
         };
         Some(Kind::File {

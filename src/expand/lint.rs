@@ -192,8 +192,9 @@ fn each<'b>(entry: &'b Entry, open: &mut Vec<&'b str>, found: &mut Vec<Diagnosti
 }
 
 /// The resource's label and every string field expansion fills in (all
-/// but `content`, which is the file's literal text). A label or template
-/// name without values is checked as expansion would check it filled in.
+/// but `content`, which is the file's literal text unless the file says
+/// `values = true`). A label or template name without values is checked as
+/// expansion would check it filled in.
 fn resource(entry: &Entry, open: &[&str], found: &mut Vec<Diagnostic>) {
     if let Some(label) = entry.labels.first() {
         match string(&label.text, label.span, open) {
@@ -214,7 +215,11 @@ fn resource(entry: &Entry, open: &[&str], found: &mut Vec<Diagnostic>) {
     let Some(fields) = entry.block() else {
         return;
     };
-    for field in fields.entries.iter().filter(|f| f.key.text != "content") {
+    let content_has_values = (fields.entries.iter()).any(|f| {
+        f.key.text == "values" && matches!(f.value().map(|v| &v.kind), Some(ValueKind::Bool(true)))
+    });
+    let filled = |f: &&Entry| f.key.text != "content" || content_has_values;
+    for field in fields.entries.iter().filter(filled) {
         match field.value().map(|v| (&v.kind, v)) {
             Some((ValueKind::Str(text), value)) => match string(text, value.span, open) {
                 Some(problem) => found.push(problem),
@@ -230,6 +235,9 @@ fn resource(entry: &Entry, open: &[&str], found: &mut Vec<Diagnostic>) {
                 }
                 None => {}
             },
+            Some((ValueKind::Text(text), value)) if field.key.text == "content" => {
+                found.extend(string(text, value.span, open));
+            }
             Some((ValueKind::List(list), _)) => {
                 for item in &list.items {
                     if let Value {
@@ -339,6 +347,26 @@ mod tests {
                 [("E221", format!("did you mean `{{{meant}}}`?"))]
             );
         }
+    }
+
+    #[test]
+    fn content_values_are_checked_where_the_file_asks_for_them() {
+        let asked = r#"file "/etc/motd" { values = true  content = "on {hots}" }
+                       file "/etc/b" {
+                         values = true
+                         content = """
+                           {app}
+                           """
+                       }"#;
+        let found = lint_role(asked);
+        let codes: Vec<_> = found.iter().map(|(code, _)| *code).collect();
+        assert_eq!(codes, ["E221", "E221"], "{found:?}");
+        assert_eq!(found[0].1, "did you mean `{host}`?");
+        // Without `values`, braces are the file's own.
+        assert_eq!(
+            lint_role(r#"file "/etc/a.json" { content = "{\"a\": {app}}" }"#),
+            []
+        );
     }
 
     #[test]

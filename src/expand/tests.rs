@@ -216,3 +216,49 @@ fn the_lint_and_expansion_know_the_same_values() {
         });
     assert!(done.is_some(), "{diagnostics:?}");
 }
+
+/// `values = true`: a role's literal content filled in per host (the apply
+/// benchmark's per-host pages); without it the braces are written as they are.
+#[test]
+fn content_with_values_is_filled_per_host_and_literal_otherwise() {
+    let spec = r#"use std/platform
+provider p { kind = local }
+host web1 { provider = p  roles = [motd] }
+host web2 { provider = p  roles = [motd] }
+role motd {
+  file "/etc/motd" {
+    values = true
+    content = """
+      This is {host}. {{kept}}
+      """
+  }
+  file "/etc/raw.json" { content = "{\"host\": \"{host}\"}" }
+}
+"#;
+    let mut sources = SourceMap::new();
+    let rendered = crate::compile::render_text(
+        &mut sources,
+        "t.site",
+        spec,
+        &crate::compile::SecretSource::Placeholders,
+        &[],
+    );
+    assert_eq!(rendered.errors(), 0, "{:?}", rendered.diagnostics);
+    for host in &rendered.hosts {
+        let content = |path: &str| {
+            (host.resources.iter())
+                .find_map(|r| match &r.kind {
+                    crate::resources::Kind::File {
+                        path: p, content, ..
+                    } if p == path => Some(content.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            content("/etc/motd"),
+            format!("This is {}. {{kept}}\n", host.name)
+        );
+        assert_eq!(content("/etc/raw.json"), "{\"host\": \"{host}\"}");
+    }
+}

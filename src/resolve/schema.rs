@@ -733,6 +733,11 @@ static FILE: Schema = block(
             "a template under templates/, without `.hbs`",
         ),
         field("content", Ty::Text, "the file's literal content"),
+        field(
+            "values",
+            Ty::Bool,
+            "`content` holds `{values}` as the role's other strings do (`{{` for a literal brace); default false: written as it is",
+        ),
         field("absent", Ty::Bool, "remove the file instead"),
         OWNER,
         GROUP,
