@@ -4,9 +4,13 @@
 //! any moment; so nothing here follows a link or trusts a name twice.
 //!
 //! A path is walked from `/` one folder at a time, each opened relative to
-//! the one before with `O_NOFOLLOW | O_DIRECTORY` (systemd's `chase()`,
-//! refusing every link); what is done in the last folder is done relative
-//! to its open handle (`openat`, `renameat`, `unlinkat`...). A file is
+//! the one before with `O_NOFOLLOW | O_DIRECTORY` (systemd's `chase()`);
+//! what is done in the last folder is done relative to its open handle
+//! (`openat`, `renameat`, `unlinkat`...). A link on the way is refused,
+//! unless only root could have made it: the link is root's and so is every
+//! folder from `/` to it, none writable by its group or others (Debian's
+//! merged `/usr`: `/lib -> usr/lib`; `/var/run -> /run`). Its target is
+//! then walked by the same rule, 40 links at most. A file is
 //! written under a random name created with `O_EXCL`, its owner and mode
 //! set on the open file, synced, renamed over the target, and the folder
 //! synced. A link, or anything but a folder or a regular file, where one
@@ -68,12 +72,24 @@ pub struct Ownership {
     pub mode: u32,
 }
 
-/// An open folder, reached without following a link; `path` is only for
-/// messages.
+/// An open folder, reached without following a link but root's own;
+/// `path` is only for messages. `root_only`: it and every folder walked
+/// to reach it are root's and writable by no one else, so only root could
+/// have put a link in it.
 #[derive(Debug)]
 pub struct Dir {
     fd: OwnedFd,
     path: PathBuf,
+    root_only: bool,
+}
+
+/// The most links one name may lead through (Linux's `MAXSYMLINKS`).
+const MAX_LINKS: u32 = 40;
+
+/// Whether a folder (or link) with this owner and mode, found in a folder
+/// that is `root_only`, keeps the way root's alone.
+fn stays_root_only(within_root_only: bool, meta: &Meta) -> bool {
+    within_root_only && meta.uid == 0 && (meta.node != Node::Dir || meta.mode & 0o022 == 0)
 }
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY
@@ -115,7 +131,7 @@ pub fn refusal(path: &Path, found: &Node, wanted: &str) -> String {
     let path = path.display();
     match found {
         Node::Link(target) => format!(
-            "{path} is a symbolic link (to {}) where {wanted} should be; sitec never follows a link it did not make: remove the link (or point the spec at the real path) and apply again",
+            "{path} is a symbolic link (to {}) where {wanted} should be; sitec follows no link it did not make, but for one only root could have made on the way: remove the link (or point the spec at the real path) and apply again",
             target.display()
         ),
         Node::File => format!("{path} is a file where {wanted} should be; remove or move it and apply again"),
@@ -156,10 +172,13 @@ impl Dir {
     pub fn root() -> Result<Dir, String> {
         let fd = rustix::fs::open("/", DIR_FLAGS, Mode::empty())
             .map_err(|e| format!("cannot open /: {}", describe(e)))?;
-        Ok(Dir {
+        let mut dir = Dir {
             fd,
             path: PathBuf::from("/"),
-        })
+            root_only: false,
+        };
+        dir.root_only = stays_root_only(true, &dir.meta_of_self()?);
+        Ok(dir)
     }
 
     /// Opens the folder at the absolute `path`, refusing a link anywhere on
@@ -206,6 +225,7 @@ impl Dir {
         Ok(Dir {
             fd,
             path: self.path.clone(),
+            root_only: self.root_only,
         })
     }
 
@@ -250,18 +270,84 @@ impl Dir {
         }
     }
 
-    /// The folder `name` in this one, not following a link (`None`: absent).
+    /// The folder `name` in this one, not following a link unless only root
+    /// could have made it (`None`: absent).
     pub fn sub(&self, name: &OsStr) -> Result<Option<Dir>, String> {
+        let mut links = MAX_LINKS;
+        self.sub_within(name, &mut links)
+    }
+
+    /// [`Dir::sub`], following at most `links` more links.
+    fn sub_within(&self, name: &OsStr, links: &mut u32) -> Result<Option<Dir>, String> {
         let path = self.child(name);
         match rustix::fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()) {
-            Ok(fd) => Ok(Some(Dir { fd, path })),
+            Ok(fd) => {
+                let mut dir = Dir {
+                    fd,
+                    path,
+                    root_only: false,
+                };
+                dir.root_only = stays_root_only(self.root_only, &dir.meta_of_self()?);
+                Ok(Some(dir))
+            }
             Err(Errno::NOENT) => Ok(None),
             Err(Errno::NOTDIR | Errno::LOOP) => {
-                let found = self.meta(name)?.map_or(Node::Other("gone"), |m| m.node);
-                Err(refusal(&path, &found, "a folder"))
+                let found = self.meta(name)?;
+                match found {
+                    Some(
+                        link @ Meta {
+                            node: Node::Link(_),
+                            ..
+                        },
+                    ) if stays_root_only(self.root_only, &link) && *links > 0 => {
+                        *links -= 1;
+                        let Node::Link(target) = link.node else {
+                            unreachable!("matched a link")
+                        };
+                        Ok(self.walk(&target, links)?.map(|dir| Dir { path, ..dir }))
+                    }
+                    found => Err(refusal(
+                        &path,
+                        &found.map_or(Node::Other("gone"), |m| m.node),
+                        "a folder",
+                    )),
+                }
             }
             Err(e) => Err(format!("cannot open {}: {}", path.display(), describe(e))),
         }
+    }
+
+    /// The folder a root-only link in this folder points at, walked by the
+    /// same rule as any path (`None`: absent).
+    fn walk(&self, target: &Path, links: &mut u32) -> Result<Option<Dir>, String> {
+        let mut dir = if target.is_absolute() {
+            Dir::root()?
+        } else {
+            self.try_clone()?
+        };
+        for part in target.components() {
+            dir = match part {
+                Component::RootDir | Component::CurDir => continue,
+                // The folder's real parent: one already walked.
+                Component::ParentDir => {
+                    let fd = rustix::fs::openat(&dir.fd, "..", DIR_FLAGS, Mode::empty()).map_err(
+                        |e| format!("cannot open {}/..: {}", dir.path.display(), describe(e)),
+                    )?;
+                    let parent = dir.path.parent().unwrap_or(Path::new("/")).to_path_buf();
+                    Dir {
+                        fd,
+                        path: parent,
+                        root_only: dir.root_only,
+                    }
+                }
+                Component::Normal(name) => match dir.sub_within(name, links)? {
+                    Some(next) => next,
+                    None => return Ok(None),
+                },
+                Component::Prefix(_) => unreachable!("no prefixes on Unix"),
+            };
+        }
+        Ok(Some(dir))
     }
 
     /// Makes the folder `name` here (root's, `mode`) unless it exists; opens it.

@@ -228,3 +228,82 @@ fn chown_tree_never_follows_a_link() {
     );
     s.secret_untouched();
 }
+
+/// A folder under `/run` (root's, 0755) that only root can write, so a
+/// link root makes in it is one only root could have made.
+fn root_only_scene() -> Option<tempfile::TempDir> {
+    if !rustix::process::geteuid().is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        return None;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("sitec-nofollow-")
+        .tempdir_in("/run")
+        .expect("a folder in /run");
+    std::fs::create_dir_all(tmp.path().join("real/inner")).expect("real");
+    std::fs::write(tmp.path().join("real/inner/file"), "through root's link\n").expect("file");
+    Some(tmp)
+}
+
+/// Debian's merged /usr (`/lib -> usr/lib`) and links like it: a link on
+/// the way is followed when it and every folder from `/` to it are root's
+/// and writable by no one else, relative (`..` too) or absolute.
+#[test]
+fn a_link_only_root_could_make_is_followed_on_the_way() {
+    let Some(tmp) = root_only_scene() else {
+        return;
+    };
+    let at = |rel: &str| tmp.path().join(rel);
+    symlink("real", at("relative")).expect("link");
+    symlink(at("real"), at("absolute")).expect("link");
+    std::fs::create_dir(at("side")).expect("side");
+    symlink("../real/inner", at("side/up")).expect("link");
+    for via in ["relative/inner/file", "absolute/inner/file", "side/up/file"] {
+        assert_eq!(
+            read(&at(via), 1024).expect("followed"),
+            Some(b"through root's link\n".to_vec()),
+            "{via}"
+        );
+    }
+    write_atomic(&at("relative/inner/new"), b"x\n", mine(0o644)).expect("written through");
+    assert_eq!(std::fs::read(at("real/inner/new")).expect("new"), b"x\n");
+    // The link itself, where a file is wanted, is still refused.
+    assert_refused(read(&at("relative"), 1024), &at("relative"));
+    if Path::new("/usr/lib/os-release").is_file() && Path::new("/lib").is_symlink() {
+        assert_eq!(
+            read(Path::new("/lib/os-release"), 1 << 20).expect("/lib is root's"),
+            Some(std::fs::read("/usr/lib/os-release").expect("os-release"))
+        );
+    }
+}
+
+/// The same link is refused when a user other than root owns it, or a
+/// folder on the way, or when a folder on the way is writable by others;
+/// and a circle of links ends.
+#[test]
+fn a_link_another_user_could_make_is_refused() {
+    let Some(tmp) = root_only_scene() else {
+        return;
+    };
+    let at = |rel: &str| tmp.path().join(rel);
+    for (folder, owner, mode) in [("users", 65534, 0o755), ("open", 0, 0o777)] {
+        std::fs::create_dir(at(folder)).expect("folder");
+        symlink(at("real"), at(&format!("{folder}/link"))).expect("link");
+        rustix::fs::chown(at(folder), Some(Uid::from_raw(owner)), None).expect("chown");
+        std::fs::set_permissions(at(folder), std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let link = at(&format!("{folder}/link"));
+        assert_refused(read(&link.join("inner/file"), 1024), &link);
+    }
+    symlink(at("real"), at("theirs")).expect("link");
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        at("theirs"),
+        Some(Uid::from_raw(65534)),
+        None,
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .expect("lchown");
+    assert_refused(read(&at("theirs/inner/file"), 1024), &at("theirs"));
+    symlink("circle", at("circle")).expect("link");
+    assert_refused(read(&at("circle/file"), 1024), &at("circle"));
+}
