@@ -217,6 +217,7 @@ fn least_connections_avoids_the_busy_backend() {
     let b = TestBackend::start("b");
     let lb = Balancer::with_config(
         &config(&[a.addr, b.addr], "")
+            .replace("[listen]\n", "[listen]\nadmin = \"127.0.0.1:0\"\n")
             .replace("backends =", "policy = \"least_connections\"\nbackends ="),
     );
     let addr = lb.http;
@@ -232,15 +233,39 @@ fn least_connections_avoids_the_busy_backend() {
         crate::common::eventually(WAIT, || busy().is_some()),
         "the slow request reached no backend"
     );
-    let busy_name = &busy().expect("busy").name;
-    let fast: Vec<String> = (0..4)
-        .map(|_| get(lb.http, "x", "/").expect("response").text())
-        .collect();
-    assert!(
-        fast.iter()
-            .all(|t| !t.starts_with(&format!("{busy_name} "))),
-        "{busy_name} is busy / {fast:?}"
-    );
+    let busy = busy().expect("busy");
+    let idle = if busy.name == a.name { &b } else { &a };
+    let admin = lb.admin.expect("admin listener");
+    let in_flight = |backend: &TestBackend| {
+        let metrics = get(admin, "admin", "/metrics").map(|m| m.text());
+        let line = format!("sitec_backend_active{{backend=\"{}\"}} ", backend.addr);
+        metrics.and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix(line.as_str()).map(str::to_owned))
+        })
+    };
+    for _ in 0..4 {
+        // The balancer counts a request until its exchange is over, which
+        // may be a moment after the client has read the answer: wait until
+        // it has counted the last fast one out, or a tie could send the
+        // next to either backend.
+        assert!(
+            crate::common::eventually(WAIT, || {
+                in_flight(busy).as_deref() == Some("1") && in_flight(idle).as_deref() == Some("0")
+            }),
+            "in flight: {} {:?}, {} {:?}",
+            busy.name,
+            in_flight(busy),
+            idle.name,
+            in_flight(idle)
+        );
+        let text = get(lb.http, "x", "/").expect("response").text();
+        assert!(
+            text.starts_with(&format!("{} ", idle.name)),
+            "{} is busy, yet it answered: {text}",
+            busy.name
+        );
+    }
 }
 
 /// A runner agent's heartbeat (`agent::heartbeat`): its host and one app

@@ -371,6 +371,37 @@ fn route_args(routes: &[(&str, Vec<SocketAddr>)]) -> Vec<String> {
     args
 }
 
+/// The listeners besides HTTP that a start announces (one stdout line
+/// each), so a test waits for every one it may use, however long a loaded
+/// machine takes to print them.
+struct Listeners {
+    https: bool,
+    admin: bool,
+}
+
+impl Listeners {
+    /// From `--admin` among the arguments, or the `[listen]` table of the
+    /// `balancer.toml` in `dir` when the balancer runs with `--config`.
+    fn named_by(args: &[String], dir: &std::path::Path) -> Listeners {
+        let mut wanted = Listeners {
+            https: false,
+            admin: args.iter().any(|a| a == "--admin"),
+        };
+        if args.iter().any(|a| a == "--config") {
+            let text = std::fs::read_to_string(dir.join("balancer.toml")).unwrap_or_default();
+            if let Ok(doc) = text.parse::<toml_edit::DocumentMut>() {
+                let listen = doc.get("listen");
+                wanted.https |= listen
+                    .and_then(|l| l.get("https"))
+                    .and_then(|h| h.as_array())
+                    .is_some_and(|a| !a.is_empty());
+                wanted.admin |= listen.and_then(|l| l.get("admin")).is_some();
+            }
+        }
+        wanted
+    }
+}
+
 impl Balancer {
     /// `--listen 127.0.0.1:0 --route ...` plus extra arguments.
     pub fn ad_hoc(routes: &[(&str, Vec<SocketAddr>)], extra: &[&str]) -> Balancer {
@@ -414,6 +445,7 @@ impl Balancer {
     }
 
     fn spawn_program(program: &str, args: &[String], dir: std::path::PathBuf) -> Balancer {
+        let wanted = Listeners::named_by(args, &dir);
         let mut child = Command::new(program)
             .args(args)
             .stdout(Stdio::piped())
@@ -441,7 +473,10 @@ impl Balancer {
         });
         let (mut http, mut https, mut admin) = (None, None, None);
         let deadline = Instant::now() + WAIT;
-        while http.is_none() || (args.iter().any(|a| a == "--admin") && admin.is_none()) {
+        while http.is_none()
+            || (wanted.https && https.is_none())
+            || (wanted.admin && admin.is_none())
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(line) = rx.recv_timeout(left) else {
                 let _ = child.kill();
@@ -457,17 +492,6 @@ impl Balancer {
                 https = addr;
             } else if line.contains(": admin on") {
                 admin = addr;
-            }
-            // A config file may name more listeners: take what comes quickly.
-            if http.is_some() && !args.iter().any(|a| a == "--admin") {
-                while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-                    let addr = line.rsplit(' ').next().and_then(|a| a.parse().ok());
-                    if line.contains(": https on") {
-                        https = addr;
-                    } else if line.contains(": admin on") {
-                        admin = addr;
-                    }
-                }
             }
         }
         Balancer {
