@@ -536,7 +536,7 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
     if !common::can_boot() {
         return Ok(());
     }
-    let _lock = exclusive()?;
+    let _lock = exclusive("qstest")?;
     let fleet = Fleet::new("qstest", &quickstart_text())?;
 
     let first = fleet.apply();
@@ -947,7 +947,7 @@ fn six_hosts_serve_through_every_balancer_and_prune_a_dropped_app() -> TestResul
     if !common::can_boot() {
         return Ok(());
     }
-    let _lock = exclusive()?;
+    let _lock = exclusive("sixhosts")?;
     let fleet = Fleet::new("sixhosts", &format!("{SIX_HOSTS}{SECOND_APP}"))?;
     let first = fleet.apply();
     assert!(first.status.success(), "first apply: {}", text_of(&first));

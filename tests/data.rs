@@ -14,7 +14,7 @@ mod harness;
 #[path = "data/backups.rs"]
 mod backups;
 
-use harness::{can_boot, exclusive, wait_for, DataFleet, TestResult};
+use harness::{can_boot, wait_for, DataFleet, TestResult};
 use std::time::Duration;
 
 /// The fleet: every database host and the backup host get a btrfs file
@@ -68,7 +68,7 @@ fn the_data_layer_survives_what_breaks_it() -> TestResult {
     if !can_boot() {
         return Ok(());
     }
-    let _lock = exclusive()?;
+    let _lock = common::exclusive("dx")?;
     let fleet = DataFleet::boot("dx", SPEC)?;
     first_apply_puts_the_data_on_subvolumes(&fleet);
     rows_written_on_the_primary_appear_on_the_standby(&fleet);

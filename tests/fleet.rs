@@ -35,20 +35,6 @@ fn spec(name: &str, hosts: &[&str]) -> Result<FleetSpec, fleet::Error> {
     })
 }
 
-/// Serialises a test with the same test in other processes (two worktrees
-/// or a CI run beside a developer's): they would share fleet names, bridges
-/// and subnets. Held until dropped.
-fn exclusive(name: &str) -> Result<std::fs::File, Box<dyn std::error::Error>> {
-    std::fs::create_dir_all("/run/sitec")?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(format!("/run/sitec/test-{name}.lock"))?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
-    Ok(file)
-}
-
 /// Takes the fleet down when the test ends, however it ends.
 struct Down<'a>(&'a str, &'a Options);
 
@@ -100,7 +86,7 @@ fn three_hosts_boot_answer_over_ssh_and_leave_nothing_behind() -> TestResult {
     if !common::can_boot() {
         return Ok(());
     }
-    let _exclusive = exclusive("ft1")?;
+    let _exclusive = common::exclusive("ft1")?;
     common::take_down_leftover_fleet("ft1")?;
     let tmp = tempfile::tempdir()?;
     let options = options(tmp.path(), 1)?;
@@ -363,7 +349,7 @@ fn down_cleans_up_after_an_up_killed_mid_boot() -> TestResult {
     if !common::can_boot() {
         return Ok(());
     }
-    let _exclusive = exclusive("ft2")?;
+    let _exclusive = common::exclusive("ft2")?;
     common::take_down_leftover_fleet("ft2")?;
     let tmp = tempfile::tempdir()?;
     let options = options(tmp.path(), 2)?;
@@ -458,7 +444,7 @@ fn the_agent_runs_under_its_unit_and_stops_cleanly() -> TestResult {
     if !common::can_boot() {
         return Ok(());
     }
-    let _exclusive = exclusive("ft7")?;
+    let _exclusive = common::exclusive("ft7")?;
     common::take_down_leftover_fleet("ft7")?;
     let tmp = tempfile::tempdir()?;
     let options = options(tmp.path(), 7)?;

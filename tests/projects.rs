@@ -190,7 +190,7 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
     if !common::can_boot() {
         return Ok(());
     }
-    let _lock = exclusive()?;
+    let _lock = exclusive("projtest")?;
     let work = tempfile::Builder::new()
         .prefix("sitec-projects-")
         .tempdir()?;

@@ -352,13 +352,7 @@ fn service_users_cannot_turn_apply_logs_or_the_agent_against_root() -> TestResul
     if !can_boot() {
         return Ok(());
     }
-    std::fs::create_dir_all("/run/sitec")?;
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/run/sitec/test-hostile.lock")?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
+    let _lock = common::exclusive("hostile")?;
     let fleet = Fleet::up()?;
     let first = fleet.apply();
     assert!(first.status.success(), "first apply: {}", text(&first));

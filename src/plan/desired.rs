@@ -290,10 +290,14 @@ fn store(bytes: &[u8]) -> Result<String, String> {
     if !path.exists() {
         let dir = path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let tmp = path.with_extension("partial");
-        fs::write(&tmp, bytes)
-            .and_then(|()| fs::rename(&tmp, &path))
+        // A temporary name of this write's own: another sitec run may be
+        // storing the same blob at the same moment.
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+        std::io::Write::write_all(&mut tmp, bytes)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        tmp.persist(&path)
+            .map_err(|e| format!("cannot write {}: {}", path.display(), e.error))?;
     }
     Ok(digest)
 }

@@ -110,6 +110,9 @@ pub fn build(
         .as_bytes(),
     );
     let dir = cache.join("wheelhouse").join(&key);
+    // Two sitec runs sharing a cache (CI jobs, two terminals) build one
+    // wheelhouse once: the second waits here, then finds it complete.
+    let _building = lock_beside(&dir)?;
     if !dir.join(".complete").exists() {
         say(&format!(
             "building the wheelhouse for the hosts' Python {python} (pip download, from the package index) in {}",
@@ -130,6 +133,26 @@ pub fn build(
         wheels: distributions(&dir)?,
         dir,
     })
+}
+
+/// An exclusive lock on `DIR.lock`, held until dropped.
+fn lock_beside(dir: &Path) -> Result<fs::File, String> {
+    let path = dir.with_extension("lock");
+    let failed = |e: &dyn std::fmt::Display| format!("cannot lock {}: {e}", path.display());
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| failed(&e))?;
+    }
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| failed(&e))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| failed(&e))?;
+    // Its age is its last use: the cache's prune removes a lock only
+    // after as long unused as a wheelhouse.
+    let _ = file.set_modified(std::time::SystemTime::now());
+    Ok(file)
 }
 
 /// The wheels in a built wheelhouse, sorted by name.

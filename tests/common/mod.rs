@@ -662,15 +662,18 @@ pub fn sshd_check(config: &Path, scratch: &Path) -> Result<(), String> {
     )
 }
 
-/// One fleet test at a time on this machine (they share the bridge and
-/// the spec-derived addresses). Held until dropped.
-pub fn exclusive() -> Result<fs::File, Box<dyn std::error::Error>> {
+/// The test that boots fleet `name`, one process at a time on this
+/// machine (two worktrees, or a CI run beside a developer's, would share
+/// its name and addresses). Tests of different fleets run side by side:
+/// `sitec fleet up` itself serialises address allocation and bridges
+/// across fleets. Held until dropped.
+pub fn exclusive(name: &str) -> Result<fs::File, Box<dyn std::error::Error>> {
     fs::create_dir_all("/run/sitec")?;
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open("/run/sitec/test-apply.lock")?;
+        .open(format!("/run/sitec/test-{name}.lock"))?;
     rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
     Ok(file)
 }

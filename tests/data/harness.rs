@@ -32,18 +32,6 @@ pub fn can_boot() -> bool {
     crate::common::root_test_can_run(&lacking, "it boots systemd-nspawn hosts with btrfs")
 }
 
-/// This test binary's fleet, one process at a time (its addresses are fixed).
-pub fn exclusive() -> Result<std::fs::File, Box<dyn std::error::Error>> {
-    std::fs::create_dir_all("/run/sitec")?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/run/sitec/test-data.lock")?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
-    Ok(file)
-}
-
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
