@@ -259,7 +259,7 @@ fn analyse(program: &modules::Program) -> Analysis<'_> {
         let (built, model_diagnostics) = crate::model::build(program, &checked.symbols);
         diagnostics.extend(model_diagnostics);
         diagnostics.extend(crate::checks::check(&built));
-        diagnostics.extend(crate::expand::lint(&built));
+        diagnostics.extend(crate::expand::lint(&built, &program.templates));
         if !diagnostics.iter().any(Diagnostic::is_error) {
             fleet = Some(built);
         }
@@ -337,7 +337,7 @@ fn render_program(
             }
         }
     }
-    let templates = match crate::templates::Templates::new() {
+    let templates = match crate::templates::Templates::with_own(&program.templates) {
         Ok(t) => t,
         Err(message) => return failed(vec![Diagnostic::error("E224", message)]),
     };

@@ -1496,3 +1496,24 @@ fn sshd_conf(inputs: &Inputs, host: HostId) -> Value {
         "authorized_keys_pattern": format!("{BACKUP_CONFIG}/authorized_keys.%u"),
     })
 }
+
+/// For tests: `f` with the inputs of `examples/NAME` (placeholder secrets).
+#[cfg(test)]
+pub fn with_example<R>(name: &str, f: impl FnOnce(&Inputs) -> R) -> R {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
+    let spec = std::fs::read_to_string(path).expect("the example");
+    let mut sources = SourceMap::new();
+    let (done, diagnostics) =
+        crate::compile::with_fleet_text(&mut sources, name, &spec, |fleet, sources| {
+            f(&Inputs {
+                fleet,
+                sources,
+                secrets: &Secrets::placeholders(),
+                overrides: &[],
+                shared: Shared::default(),
+            })
+        });
+    done.unwrap_or_else(|| panic!("{diagnostics:?}"))
+}

@@ -6,8 +6,10 @@
 //! the host. Labels and string fields may name the scope's values as
 //! `{app}`, `{app.user}`, `{cluster.port}` ... (`{{` is a literal brace); a
 //! file with a `template` is rendered with the context `context` builds for
-//! it. A `service` with a `unit` template also writes its unit file. Pure:
-//! the templates and secrets are given.
+//! it, or, for a template of your own (`./motd.hbs`), the one
+//! `own_templates::context` builds for its host. A `service` with a `unit`
+//! template also writes its unit file. Pure: the templates and secrets are
+//! given.
 
 use crate::context::{self, Inputs, Scope};
 use crate::diagnostic::Diagnostic;
@@ -525,8 +527,18 @@ impl Expander<'_, '_> {
             .string(entry, "mode", scope)
             .unwrap_or_else(|| "0644".to_string());
         let absent = Self::boolean(entry, "absent").unwrap_or(false);
-        let template = self.string(entry, "template", scope);
+        let own = crate::own_templates::written(entry);
+        let mut template = match own {
+            Some(_) => None,
+            None => self.string(entry, "template", scope),
+        };
         let ((content, sha256), secret) = match (&template, field(entry, "content")) {
+            _ if own.is_some() => {
+                let span = field(entry, "template").map_or(entry.head_span(), |v| v.span);
+                let (name, content) = self.render_own(own.unwrap_or_default(), span, scope)?;
+                template = Some(name);
+                (content, false)
+            }
             (Some(name), _) => self.render(
                 name,
                 field(entry, "template").map_or(entry.head_span(), |v| v.span),
@@ -586,6 +598,44 @@ impl Expander<'_, '_> {
             return Some((kept.content(&sharing.open), kept.secret));
         }
         self.render_first(name, span, scope, &sharing)
+    }
+
+    /// A template of your own, rendered with its host's own context
+    /// (`own_templates::context`, which holds no secret): the template's
+    /// name and the file's content.
+    fn render_own(
+        &mut self,
+        written: &str,
+        span: Span,
+        scope: &Scope,
+    ) -> Option<(String, Content)> {
+        let Some(name) = self.templates.own(span.file, written) else {
+            // `check` reports why (E226, E227); an expansion without it too.
+            self.diagnostics.push(
+                Diagnostic::error(
+                    crate::own_templates::UNREADABLE,
+                    format!("the template `{written}` was not read"),
+                )
+                .primary(span, "this file can't be rendered")
+                .help("run `sitec check` for why"),
+            );
+            return None;
+        };
+        let context = crate::own_templates::context::build(self.inputs, self.host, scope);
+        match self.templates.render_own(name, context) {
+            Ok(text) => Some((name.to_string(), hashed(text))),
+            Err(message) => {
+                self.diagnostics.push(
+                    Diagnostic::error("E224", format!("template `{name}` failed: {message}"))
+                        .primary(span, "rendering this")
+                        .help(format!(
+                            "the context of `{name}` on host `{}` lacks what it reads: guard it with `{{{{#if ...}}}}`",
+                            self.inputs.fleet.hosts[self.host].name
+                        )),
+                );
+                None
+            }
+        }
     }
 
     /// [`Expander::render`] of the first file of its key (or of a file

@@ -29,6 +29,7 @@ pub mod modules;
 pub mod names;
 pub mod output;
 pub mod overrides;
+pub mod own_templates;
 pub mod plan;
 pub mod requirements;
 pub mod resolve;

@@ -3,8 +3,10 @@
 //! `use std/NAME` loads a module embedded from `stdlib/`; any other path is a
 //! file relative to the file that imports it. Each file is loaded and parsed
 //! once however often it is imported; an import cycle is reported with every
-//! `use` on the cycle. This is the only compiler stage that reads files; it
-//! reads nothing but `.site` sources.
+//! `use` on the cycle. This is the only compiler stage that reads files: the
+//! `.site` sources, and the templates of their own that roles name
+//! (`own_templates::read`), so every later stage is a pure function of what
+//! was loaded.
 
 use crate::diagnostic::Diagnostic;
 use crate::source::{FileId, SourceMap, Span};
@@ -17,6 +19,8 @@ pub struct Module {
     pub file: FileId,
     /// How `use` names it: `std/platform`, or the file's path.
     pub name: String,
+    /// The folder of the file it was read from; `None` for a standard module.
+    pub folder: Option<PathBuf>,
     pub ast: ast::SourceFile,
 }
 
@@ -24,6 +28,8 @@ pub struct Module {
 pub struct Program {
     pub modules: Vec<Module>,
     pub diagnostics: Vec<Diagnostic>,
+    /// The templates of their own the modules' roles name, read beside them.
+    pub templates: crate::own_templates::Files,
 }
 
 impl Program {
@@ -107,9 +113,11 @@ impl<'s> Loader<'s> {
 
     fn finish(mut self) -> Program {
         crate::diagnostic::sort(&mut self.diagnostics);
+        let templates = crate::own_templates::read(&self.modules);
         Program {
             modules: self.modules,
             diagnostics: self.diagnostics,
+            templates,
         }
     }
 
@@ -126,9 +134,14 @@ impl<'s> Loader<'s> {
             })
             .collect();
         self.done.insert(origin.clone(), self.modules.len());
+        let folder = match &origin {
+            Origin::File(path) => Some(path.parent().unwrap_or(Path::new(".")).to_path_buf()),
+            Origin::Std(_) => None,
+        };
         self.modules.push(Module {
             file,
             name: name.clone(),
+            folder,
             ast,
         });
         self.stack.push((origin.clone(), None));

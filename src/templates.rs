@@ -162,6 +162,14 @@ pub fn needs(name: &str) -> Option<&'static str> {
 
 pub struct Templates {
     registry: Handlebars<'static>,
+    /// The templates of your own, by the module that names one and the path
+    /// as written there: the template's name ([`crate::own_templates::File`]).
+    own: std::collections::HashMap<(crate::source::FileId, String), String>,
+}
+
+/// What a template of your own is registered as: never one of sitec's names.
+fn own_key(name: &str) -> String {
+    format!("own:{name}")
 }
 
 impl Templates {
@@ -176,7 +184,38 @@ impl Templates {
                 .register_template_string(name, *text)
                 .map_err(|e| format!("template `{name}`: {e}"))?;
         }
-        Ok(Templates { registry })
+        Ok(Templates {
+            registry,
+            own: std::collections::HashMap::new(),
+        })
+    }
+
+    /// Every embedded template and the spec's templates of your own that
+    /// parsed, in the one registry: the same strict mode and helpers.
+    pub fn with_own(files: &crate::own_templates::Files) -> Result<Templates, String> {
+        let mut templates = Templates::new()?;
+        for (file, written, own) in files.uses() {
+            if let Ok(template) = &own.parsed {
+                templates
+                    .registry
+                    .register_template(&own_key(&own.name), template.clone());
+                templates
+                    .own
+                    .insert((file, written.to_string()), own.name.clone());
+            }
+        }
+        Ok(templates)
+    }
+
+    /// The name of the template of your own the module `file` names as
+    /// `written`, if it parsed.
+    pub fn own(&self, file: crate::source::FileId, written: &str) -> Option<&str> {
+        (self.own.get(&(file, written.to_string()))).map(String::as_str)
+    }
+
+    /// Renders the template of your own `name` ([`Templates::own`]).
+    pub fn render_own(&self, name: &str, context: serde_json::Value) -> Result<String, String> {
+        self.render_owned(&own_key(name), context)
     }
 
     pub fn exists(&self, name: &str) -> bool {
@@ -266,27 +305,14 @@ mod tests {
     /// needs a scope's item fails outside every `each`, and only such.
     #[test]
     fn needs_agrees_with_the_contexts() {
-        let spec = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/epio.site"),
-        )
-        .expect("epio.site");
-        let mut sources = crate::source::SourceMap::new();
-        let (done, diagnostics) =
-            crate::compile::with_fleet_text(&mut sources, "epio.site", &spec, |fleet, sources| {
-                let inputs = crate::context::Inputs {
-                    fleet,
-                    sources,
-                    secrets: &crate::secrets::Secrets::placeholders(),
-                    overrides: &[],
-                    shared: crate::context::Shared::default(),
-                };
-                let vault = fleet.host_named("vault").expect("vault");
-                for name in Templates::names() {
-                    let built = crate::context::build(name, &inputs, vault, &Default::default());
-                    let outside = built.err().is_some_and(|e| e.contains("outside"));
-                    assert_eq!(outside, needs(name).is_some(), "{name}");
-                }
-            });
-        assert!(done.is_some(), "{diagnostics:?}");
+        crate::context::with_example("epio.site", |inputs| {
+            let fleet = inputs.fleet;
+            let vault = fleet.host_named("vault").expect("vault");
+            for name in Templates::names() {
+                let built = crate::context::build(name, inputs, vault, &Default::default());
+                let outside = built.err().is_some_and(|e| e.contains("outside"));
+                assert_eq!(outside, needs(name).is_some(), "{name}");
+            }
+        });
     }
 }

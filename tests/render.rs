@@ -57,6 +57,18 @@ fn stem(spec: &Path) -> String {
         .into_owned()
 }
 
+/// Copies the templates of their own the examples' roles name
+/// (`examples/templates`) into `folder`, beside a copy of an example.
+fn copy_own_templates(folder: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(repo().join("examples/templates"))
+        .arg(folder)
+        .status()
+        .expect("cp");
+    assert!(status.success(), "copying examples/templates");
+}
+
 /// Renders `spec`, which must compile without an error.
 fn render(spec: &Path, secrets: &SecretSource) -> Rendered {
     let mut sources = SourceMap::new();
@@ -192,6 +204,7 @@ fn snapshots_hold_placeholders_never_secrets() {
         let scratch = Scratch::new("secrets");
         let copy = scratch.path().join(spec.file_name().expect("a file name"));
         fs::copy(&spec, &copy).expect("copy the spec");
+        copy_own_templates(scratch.path());
         // And the files its apps' `tls` name, which are used as secrets.
         let tls = tls_values(&spec);
         if !tls.is_empty() {
@@ -807,6 +820,7 @@ fn every_balancer_config_passes_the_balancers_check() {
         let scratch = Scratch::new(&format!("balancer-{}", stem(&spec)));
         let copy = scratch.path().join(spec.file_name().expect("a file name"));
         fs::copy(&spec, &copy).expect("copy the spec");
+        copy_own_templates(scratch.path());
         let status = std::process::Command::new("cp")
             .arg("-a")
             .arg(repo().join("examples/tls"))
@@ -921,6 +935,7 @@ fn the_specs_spelling_and_its_comments_change_nothing_sent() {
         let scratch = Scratch::new("commented");
         let copy = scratch.path().join(spec.file_name().expect("a file name"));
         fs::write(&copy, &commented).expect("the commented copy");
+        copy_own_templates(scratch.path());
         let got = sent(&render(&copy, &SecretSource::Placeholders));
         let differ: Vec<(&String, &String)> =
             original.iter().zip(&got).filter(|(a, b)| a != b).collect();

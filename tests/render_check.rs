@@ -161,3 +161,48 @@ fn a_folder_sitec_did_not_write_is_left_alone() {
     );
     assert_eq!(out.read("mine/notes.txt"), "not sitec's\n");
 }
+
+/// A template of your own is snapshot like sitec's: a change to the
+/// template alone (the spec as it was) is a diff of the file it renders.
+#[test]
+fn a_change_to_a_template_of_your_own_is_a_diff() {
+    let spec = format!(
+        "{}role motd {{\n  file \"/etc/motd\" {{ template = \"./templates/motd.hbs\" }}\n}}\n",
+        edited(
+            "roles = [balancer, runner, postgres]",
+            "roles = [balancer, runner, postgres, motd]"
+        )
+    );
+    let out = Test::new()
+        .file("fleet.site", &spec)
+        .file("templates/motd.hbs", "This is {{host.name}}.\n")
+        .args(&["render", "fleet.site", "--check", "rendered", "--update"])
+        .run();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.read("rendered/web1/etc/motd"), "This is web1.\n");
+    let resources = out.read("rendered/web1/resources.json");
+    assert!(
+        resources.contains("\"template\": \"templates/motd.hbs\""),
+        "{resources}"
+    );
+    let out = out
+        .again()
+        .file(
+            "templates/motd.hbs",
+            "This is {{host.name}} at {{host.address}}.\n",
+        )
+        .args(&["render", "fleet.site", "--check", "rendered"])
+        .run();
+    assert_eq!(out.status, 1, "{}", out.stderr);
+    for expected in [
+        "--- web1/etc/motd (committed)\n+++ web1/etc/motd (the spec)\n",
+        "-This is web1.",
+        "+This is web1 at 203.0.113.10.",
+    ] {
+        assert!(
+            out.stdout.contains(expected),
+            "no {expected:?} in:\n{}",
+            out.stdout
+        );
+    }
+}

@@ -2,7 +2,9 @@
 //! needs (E220), every `{name}` in its strings a value of the scopes around
 //! it (E221, E220 for a lone brace), and, where a string names no value, a
 //! template that exists (E223) and is used inside the scope its context
-//! needs (E224), a path that is one on the host (E225), a user or group name
+//! needs (E224), a template of your own that reads, parses and names only
+//! what its context has (E226-E228, `own_templates`), a path that is one on
+//! the host (E225), a user or group name
 //! a host takes (E113); every `requires` and `notify` naming a resource some
 //! role declares (E231). Expansion finds the same, but
 //! only where a host's roles meet the items an `each` repeats over: a typo
@@ -15,14 +17,16 @@ use super::{
 };
 use crate::diagnostic::Diagnostic;
 use crate::model::Fleet;
+use crate::own_templates::Checker;
 use crate::resolve::schema::SCOPES;
 use crate::syntax::ast::{Block, Entry, Value, ValueKind};
 
 /// Every role's mistakes, in declaration order.
-pub fn lint(fleet: &Fleet) -> Vec<Diagnostic> {
+pub fn lint(fleet: &Fleet, templates: &crate::own_templates::Files) -> Vec<Diagnostic> {
+    let own = crate::own_templates::Checker::new(fleet, templates);
     let mut found = Vec::new();
     for role in fleet.roles.values() {
-        block(role.block, &mut Vec::new(), &mut found);
+        block(role.block, &mut Vec::new(), &own, &mut found);
     }
     let declared = declared_ids(fleet);
     for role in fleet.roles.values() {
@@ -161,17 +165,22 @@ fn unknown_resource(
 }
 
 /// `open`: the `each` scopes around the block, outermost first.
-fn block<'b>(block_: &'b Block, open: &mut Vec<&'b str>, found: &mut Vec<Diagnostic>) {
+fn block<'b>(
+    block_: &'b Block,
+    open: &mut Vec<&'b str>,
+    own: &Checker,
+    found: &mut Vec<Diagnostic>,
+) {
     for entry in &block_.entries {
         match entry.key.text.as_str() {
             "description" => {}
-            "each" => each(entry, open, found),
-            _ => resource(entry, open, found),
+            "each" => each(entry, open, own, found),
+            _ => resource(entry, open, own, found),
         }
     }
 }
 
-fn each<'b>(entry: &'b Entry, open: &mut Vec<&'b str>, found: &mut Vec<Diagnostic>) {
+fn each<'b>(entry: &'b Entry, open: &mut Vec<&'b str>, own: &Checker, found: &mut Vec<Diagnostic>) {
     let (Some(word), Some(inner)) = (entry.labels.first(), entry.block()) else {
         return;
     };
@@ -187,7 +196,7 @@ fn each<'b>(entry: &'b Entry, open: &mut Vec<&'b str>, found: &mut Vec<Diagnosti
         opened += 1;
     }
     open.push(&word.text);
-    block(inner, open, found);
+    block(inner, open, own, found);
     open.truncate(open.len() - opened);
 }
 
@@ -195,7 +204,7 @@ fn each<'b>(entry: &'b Entry, open: &mut Vec<&'b str>, found: &mut Vec<Diagnosti
 /// but `content`, which is the file's literal text unless the file says
 /// `values = true`). A label or template name without values is checked as
 /// expansion would check it filled in.
-fn resource(entry: &Entry, open: &[&str], found: &mut Vec<Diagnostic>) {
+fn resource(entry: &Entry, open: &[&str], own: &Checker, found: &mut Vec<Diagnostic>) {
     if let Some(label) = entry.labels.first() {
         match string(&label.text, label.span, open) {
             Some(problem) => found.push(problem),
@@ -223,6 +232,9 @@ fn resource(entry: &Entry, open: &[&str], found: &mut Vec<Diagnostic>) {
         match field.value().map(|v| (&v.kind, v)) {
             Some((ValueKind::Str(text), value)) => match string(text, value.span, open) {
                 Some(problem) => found.push(problem),
+                None if field.key.text == "template" && crate::own_templates::is_own(text) => {
+                    found.extend(own.check(text, value.span, open));
+                }
                 None if matches!(field.key.text.as_str(), "template" | "unit") && literal(text) => {
                     if !crate::templates::Templates::names().any(|n| n == text) {
                         found.push(unknown_template(text, value.span));

@@ -730,7 +730,7 @@ static FILE: Schema = block(
         field(
             "template",
             Ty::Str,
-            "a template under templates/, without `.hbs`",
+            "one of sitec's templates (under templates/, without `.hbs`), or a handlebars file of your own: a path starting `./` or `../`, relative to this file, rendered per host with its host, the fleet and the `each` item (no secrets)",
         ),
         field("content", Ty::Text, "the file's literal content"),
         field(

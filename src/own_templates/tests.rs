@@ -1,0 +1,266 @@
+use super::context::{self, Scopes, SettingNames, Shape};
+use super::fields::{self, What};
+use crate::compile::{self, SecretSource};
+use crate::resources::Kind;
+use crate::source::SourceMap;
+use handlebars::template::Template;
+use std::path::Path;
+
+/// A spec whose role, in a module of its own under `roles/`, names
+/// templates beside that module.
+const SPEC: &str = r#"use std/platform
+use ./roles/motd.site
+provider p { kind = local }
+host web1 { provider = p  roles = [balancer, runner, postgres, motd] }
+host web2 { provider = p  roles = [runner, motd] }
+checks {
+  balancer_redundancy = off
+  database_redundancy = off
+}
+database main { engine = postgres  primary = web1 }
+app blog {
+  source = "apps/blog"
+  wsgi = "blog.wsgi:application"
+  domains = ["blog.example.com"]
+  replicas = 2
+  databases { default = main }
+  settings {
+    TITLE = "Blog"
+    SECRET_KEY = secret("blog.key")
+  }
+}
+"#;
+
+const ROLE: &str = r#"role motd {
+  file "/etc/motd" { template = "./motd.hbs" }
+  each app {
+    file "/etc/about-{app}" { template = "./about.hbs"  mode = "0600" }
+  }
+}
+"#;
+
+fn spec_in(dir: &Path, motd: &str, about: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("roles")).expect("roles/");
+    std::fs::write(dir.join("main.site"), SPEC).expect("spec");
+    std::fs::write(dir.join("roles/motd.site"), ROLE).expect("role");
+    std::fs::write(dir.join("roles/motd.hbs"), motd).expect("motd");
+    std::fs::write(dir.join("roles/about.hbs"), about).expect("about");
+    dir.join("main.site")
+}
+
+fn file_of<'r>(rendered: &'r compile::Rendered, host: &str, path: &str) -> &'r Kind {
+    let host = (rendered.hosts.iter())
+        .find(|h| h.name == host)
+        .expect("host");
+    (host.resources.iter())
+        .map(|r| &r.kind)
+        .find(|k| matches!(k, Kind::File { path: p, .. } if p == path))
+        .expect("file")
+}
+
+#[test]
+fn each_host_renders_the_template_with_its_own_context_and_no_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = spec_in(
+        dir.path(),
+        "{{host.name}} of {{#each fleet.hosts}}{{name}} {{/each}}\n",
+        "{{app.name}} on {{#each app.runners}}{{this}},{{/each}} {{#each app.settings}}{{@key}}={{this}};{{/each}}\n",
+    );
+    let mut sources = SourceMap::new();
+    let report = compile::check(&mut sources, &spec);
+    assert_eq!(report.errors(), 0, "{:?}", report.diagnostics);
+    let rendered = compile::render(&mut sources, &spec, &SecretSource::Placeholders, &[]);
+    assert_eq!(rendered.errors(), 0, "{:?}", rendered.diagnostics);
+    for host in ["web1", "web2"] {
+        let Kind::File {
+            content, template, ..
+        } = file_of(&rendered, host, "/etc/motd")
+        else {
+            unreachable!()
+        };
+        assert_eq!(content, &format!("{host} of web1 web2 \n"));
+        // Named from the root spec's folder, whatever the working folder.
+        assert_eq!(template.as_deref(), Some("roles/motd.hbs"));
+        let Kind::File {
+            content,
+            mode,
+            secret,
+            ..
+        } = file_of(&rendered, host, "/etc/about-blog")
+        else {
+            unreachable!()
+        };
+        // The secret setting is left out: neither its name nor its value.
+        assert_eq!(content, "blog on web1,web2, TITLE=Blog;\n");
+        assert_eq!((mode.as_str(), *secret), ("0600", false));
+    }
+}
+
+#[test]
+fn check_finds_what_rendering_would_fail_on_at_the_template_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = spec_in(
+        dir.path(),
+        "{{#if host.name}}{{host.nmae}}{{/if}}\n",
+        "{{app.settings.SECRET_KEY}}",
+    );
+    let mut sources = SourceMap::new();
+    let report = compile::check(&mut sources, &spec);
+    let found: Vec<(&str, String, String)> = (report.diagnostics.iter())
+        .map(|d| {
+            let line = d.primary_span().map(|s| sources.describe(s));
+            (
+                d.code,
+                line.unwrap_or_default(),
+                d.help.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].0, "E228");
+    assert!(found[0].1.contains("roles/motd.site:2"), "{found:?}");
+    assert_eq!(found[0].2, "did you mean `host.name`?");
+    assert!(found[1].2.contains("`SECRET_KEY` is a secret"), "{found:?}");
+    std::fs::remove_file(dir.path().join("roles/motd.hbs")).expect("rm");
+    std::fs::write(dir.path().join("roles/about.hbs"), "{{#each app.domains}}").expect("w");
+    let report = compile::check(&mut SourceMap::new(), &spec);
+    let codes: Vec<&str> = report.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["E226", "E227"]);
+}
+
+fn unknown(text: &str, shape: &Shape) -> Vec<(String, What)> {
+    let template = Template::compile(text).expect("parses");
+    (fields::unknown(&template, shape).into_iter())
+        .map(|u| (u.path, u.what))
+        .collect()
+}
+
+fn app_shape() -> Shape {
+    let names = SettingNames {
+        plain: vec!["DEBUG".into()],
+        secret: vec![],
+    };
+    context::shape(&Scopes::of(&["app"]), &names)
+}
+
+#[test]
+fn every_way_a_template_names_a_field_is_followed() {
+    let shape = app_shape();
+    let clean = [
+        "{{host.name}} {{this.host.name}} {{./host.name}} {{@root.host.roles.[0]}}",
+        "{{#each fleet.hosts}}{{name}} {{../host.name}} {{@index}} {{@root.app.name}}{{/each}}",
+        "{{#each fleet.apps as |a i|}}{{a.name}} {{i}}{{#each a.domains}}{{this}}{{/each}}{{/each}}",
+        "{{#with app}}{{name}} {{settings.DEBUG}} {{settings.DEBUG.anything}}{{/with}}",
+        "{{#if (eq host.name \"x\")}}{{else}}{{lookup app.settings \"DEBUG\"}}{{/if}}",
+        "{{#each app.settings}}{{@key}}={{this}}{{/each}}{{len fleet.hosts}}{{!-- {{nothing}} --}}",
+    ];
+    for text in clean {
+        assert_eq!(unknown(text, &shape), [], "{text}");
+    }
+    let field = |at: &str, missing: &str| (at.to_string(), missing.to_string());
+    let found: Vec<_> = unknown(
+        "{{#each fleet.hosts}}{{adress}}{{/each}}{{app.settings.NOPE}}{{cluster.port}}{{@index}}",
+        &shape,
+    )
+    .into_iter()
+    .map(|(_, what)| match what {
+        What::Field { at, missing, .. } => field(&at, &missing),
+        other => panic!("{other:?}"),
+    })
+    .collect();
+    assert_eq!(
+        found,
+        [
+            field("fleet.hosts", "adress"),
+            field("app.settings", "NOPE"),
+            field("", "cluster"),
+            field("", "@index"),
+        ]
+    );
+    let kinds: Vec<What> = unknown(
+        "{{host.name.first}}{{#each host.name}}{{/each}}{{upper host.name}}{{> other}}",
+        &shape,
+    )
+    .into_iter()
+    .map(|(_, what)| what)
+    .collect();
+    assert!(matches!(kinds[0], What::NotObject { .. }), "{kinds:?}");
+    assert!(matches!(kinds[1], What::NotList { .. }), "{kinds:?}");
+    assert_eq!(kinds[2], What::Helper("upper".into()));
+    assert_eq!(kinds[3], What::Partial);
+}
+
+/// Whether `value` has exactly the fields `shape` says, at every level
+/// (a setting's value is `Any`).
+fn fits(value: &serde_json::Value, shape: &Shape) -> Result<(), String> {
+    use serde_json::Value;
+    match (shape, value) {
+        (Shape::Any, _) => Ok(()),
+        (Shape::Value, Value::String(_) | Value::Number(_) | Value::Bool(_)) => Ok(()),
+        (Shape::List(item), Value::Array(items)) => items.iter().try_for_each(|i| fits(i, item)),
+        (Shape::Object(fields), Value::Object(map)) => {
+            let names: Vec<&String> = fields.iter().map(|(n, _)| n).collect();
+            let keys: Vec<&String> = map.keys().collect();
+            let mut sorted = names.clone();
+            sorted.sort();
+            if sorted != keys {
+                return Err(format!("fields {names:?}, context {keys:?}"));
+            }
+            fields.iter().try_for_each(|(n, s)| fits(&map[n], s))
+        }
+        _ => Err(format!("{value} is not {shape:?}")),
+    }
+}
+
+/// The documented shape is what the builder builds, in every scope.
+#[test]
+fn the_shape_is_what_the_context_holds() {
+    let checked = crate::context::with_example("epio.site", |inputs| {
+        let fleet = inputs.fleet;
+        let names = SettingNames::of(fleet);
+        let mut checked = 0;
+        for host in 0..fleet.hosts.len() {
+            let mut scopes = vec![crate::context::Scope::default()];
+            for app in fleet.apps_on(host) {
+                for worker in 0..fleet.apps[app].workers.len() {
+                    scopes.push(crate::context::Scope {
+                        app: Some(app),
+                        worker: Some(worker),
+                        ..Default::default()
+                    });
+                }
+            }
+            for cluster in crate::model::clusters::clusters_on(fleet, host) {
+                scopes.push(crate::context::Scope {
+                    cluster: Some(cluster),
+                    ..Default::default()
+                });
+            }
+            for redis in crate::model::clusters::redis_on(fleet, host) {
+                scopes.push(crate::context::Scope {
+                    redis: Some(redis),
+                    backup: (!fleet.backups.is_empty()).then_some(0),
+                    ..Default::default()
+                });
+            }
+            for scope in scopes {
+                let built = context::build(inputs, host, &scope);
+                let words: Vec<&str> = [
+                    (scope.app.is_some(), "app"),
+                    (scope.worker.is_some(), "worker"),
+                    (scope.cluster.is_some(), "cluster"),
+                    (scope.redis.is_some(), "redis"),
+                    (scope.backup.is_some(), "backup"),
+                ]
+                .into_iter()
+                .filter_map(|(on, w)| on.then_some(w))
+                .collect();
+                let shape = context::shape(&Scopes::of(&words), &names);
+                assert_eq!(fits(&built, &shape), Ok(()), "{words:?}");
+                checked += 1;
+            }
+        }
+        checked
+    });
+    assert!(checked > 10, "{checked}");
+}
