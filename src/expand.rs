@@ -821,9 +821,14 @@ fn path_problem(entry: &Entry, label: &str, span: Span) -> Option<Diagnostic> {
 /// E223: a file's `template` or a service's `unit` names no template.
 fn unknown_template(template: &str, span: Span) -> Diagnostic {
     let names: Vec<&str> = Templates::names().collect();
+    // `templates/motd.hbs`, `/srv/motd.hbs`: a file of the user's, written
+    // without the `./` that says so.
+    let own = template.ends_with(".hbs") || template.starts_with('/');
     let help = match crate::suggest::closest(template, names.iter().copied()) {
-        Some(best) => format!("did you mean `{best}`?"),
-        None => format!("the templates are: {}", names.join(", ")),
+        Some(best) if !own => format!("did you mean `{best}`?"),
+        _ if template.starts_with('/') => "a template of your own is a path relative to the file that declares the role, starting with `./` or `../`".to_string(),
+        _ if own => format!("a template of your own is a path relative to the file that declares the role, starting with `./` or `../`: `./{template}`"),
+        _ => format!("the templates are: {}", names.join(", ")),
     };
     Diagnostic::error("E223", format!("there is no template `{template}`"))
         .primary(span, "not under templates/")

@@ -416,4 +416,20 @@ mod tests {
         assert_eq!(codes, ["E225", "E223", "E223"]);
         assert_eq!(found[1].1, "did you mean `runner/nginx-app.conf`?");
     }
+
+    /// A file of the user's written without its `./` is told how to write it.
+    #[test]
+    fn a_template_path_without_its_dot_slash_gets_the_fix() {
+        let found = lint_role(
+            r#"file "/etc/motd" { template = "templates/motd.hbs" }
+               file "/etc/issue" { template = "/srv/issue.hbs" }"#,
+        );
+        let codes: Vec<_> = found.iter().map(|(code, _)| *code).collect();
+        assert_eq!(codes, ["E223", "E223"]);
+        assert!(found[0].1.ends_with("`./templates/motd.hbs`"), "{found:?}");
+        assert!(
+            found[1].1.contains("starting with `./` or `../`"),
+            "{found:?}"
+        );
+    }
 }

@@ -128,6 +128,27 @@ fn check_finds_what_rendering_would_fail_on_at_the_template_line() {
     assert_eq!(codes, ["E226", "E227"]);
 }
 
+/// An editor's buffer (`sitec lsp`) is checked with the templates beside
+/// the file it stands for, as `sitec check` checks the saved file.
+#[test]
+fn an_editors_buffer_sees_the_templates_beside_its_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = spec_in(dir.path(), "{{host.name}}", "{{app.nmae}}");
+    let mut sources = SourceMap::new();
+    let saved = compile::check(&mut sources, &spec);
+    let mut sources = SourceMap::new();
+    let buffer = compile::check_buffer(&mut sources, &spec, SPEC);
+    for report in [saved, buffer] {
+        let found: Vec<(&str, Option<String>)> = (report.diagnostics.iter())
+            .map(|d| (d.code, d.help.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [("E228", Some("did you mean `app.name`?".to_string()))]
+        );
+    }
+}
+
 fn unknown(text: &str, shape: &Shape) -> Vec<(String, What)> {
     let template = Template::compile(text).expect("parses");
     (fields::unknown(&template, shape).into_iter())
