@@ -140,15 +140,26 @@ fn named_in(block: &Block, out: &mut Vec<String>) {
     }
 }
 
+/// A template larger than this is no config file (and `./../dev/zero`
+/// would never end).
+const LARGEST: u64 = 16 << 20;
+
 fn parse(path: &Path, name: &str) -> Result<Template, Problem> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    let why = |e: std::io::Error| {
         Problem::Unreadable(match e.kind() {
             std::io::ErrorKind::NotFound => "no such file".to_string(),
             std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-            _ if path.is_dir() => "it is a folder".to_string(),
             _ => e.to_string(),
         })
-    })?;
+    };
+    let metadata = std::fs::metadata(path).map_err(why)?;
+    if !metadata.is_file() {
+        return Err(Problem::Unreadable("it is not a file".to_string()));
+    }
+    if metadata.len() > LARGEST {
+        return Err(Problem::Unreadable("it is larger than 16 MiB".to_string()));
+    }
+    let bytes = std::fs::read(path).map_err(why)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Problem::Unreadable("it is not UTF-8 text".to_string()))?;
     Template::compile_with_name(&text, name.to_string()).map_err(|e| Problem::Syntax {

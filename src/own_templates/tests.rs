@@ -126,6 +126,20 @@ fn check_finds_what_rendering_would_fail_on_at_the_template_line() {
     let report = compile::check(&mut SourceMap::new(), &spec);
     let codes: Vec<&str> = report.diagnostics.iter().map(|d| d.code).collect();
     assert_eq!(codes, ["E226", "E227"]);
+    // A folder, or a device, is no template (and is never read).
+    std::fs::create_dir(dir.path().join("roles/motd.hbs")).expect("mkdir");
+    std::fs::write(dir.path().join("roles/about.hbs"), "{{app.name}}").expect("w");
+    let report = compile::check(&mut SourceMap::new(), &spec);
+    let found: Vec<(&str, &str)> = (report.diagnostics.iter())
+        .map(|d| (d.code, d.message.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [(
+            "E226",
+            "can't read the template `./motd.hbs`: it is not a file"
+        )]
+    );
 }
 
 /// An editor's buffer (`sitec lsp`) is checked with the templates beside
