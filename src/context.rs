@@ -56,7 +56,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn settings(&self, fleet: &Fleet) -> &settings::Index {
+    pub fn settings(&self, fleet: &Fleet) -> &settings::Index {
         self.settings.get_or_init(|| settings::Index::new(fleet))
     }
 }

@@ -87,6 +87,8 @@ type Content = (String, String);
 /// whole, hashed) once.
 struct Rendered {
     by_key: std::collections::HashMap<context::Key, Kept>,
+    /// The settings templates of your own may read, once a file needs them.
+    setting_names: std::cell::OnceCell<crate::own_templates::context::SettingNames>,
     /// `false`: every file is rendered alone.
     share: bool,
 }
@@ -125,6 +127,7 @@ impl Rendered {
     fn new(share: bool) -> Rendered {
         Rendered {
             by_key: std::collections::HashMap::new(),
+            setting_names: std::cell::OnceCell::new(),
             share,
         }
     }
@@ -621,7 +624,10 @@ impl Expander<'_, '_> {
             );
             return None;
         };
-        let context = crate::own_templates::context::build(self.inputs, self.host, scope);
+        let fleet = self.inputs.fleet;
+        let names = (self.rendered.setting_names)
+            .get_or_init(|| crate::own_templates::context::SettingNames::of(fleet));
+        let context = crate::own_templates::context::build(self.inputs, self.host, scope, names);
         match self.templates.render_own(name, context) {
             Ok(text) => Some((name.to_string(), hashed(text))),
             Err(message) => {

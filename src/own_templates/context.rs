@@ -230,8 +230,9 @@ pub fn shape(scopes: &Scopes, settings: &SettingNames) -> Shape {
     object(&fields)
 }
 
-/// The context of a file on `host` in `scope`.
-pub fn build(inputs: &Inputs, host: HostId, scope: &Scope) -> Value {
+/// The context of a file on `host` in `scope`; `names` are the fleet's
+/// ([`SettingNames::of`], worked out once per compile).
+pub fn build(inputs: &Inputs, host: HostId, scope: &Scope, names: &SettingNames) -> Value {
     let fleet = inputs.fleet;
     let h = &fleet.hosts[host];
     let runners = |app: AppId| -> Vec<&str> {
@@ -288,7 +289,7 @@ pub fn build(inputs: &Inputs, host: HostId, scope: &Scope) -> Value {
                 "domains": domains(app),
                 "runners": runners(app),
                 "static_dir": crate::context::static_dir(a),
-                "settings": app_settings(inputs, app, host),
+                "settings": app_settings(inputs, app, host, names),
             }),
         );
     }
@@ -320,9 +321,15 @@ pub fn build(inputs: &Inputs, host: HostId, scope: &Scope) -> Value {
 /// The app's settings on `host`, but those some layer makes a secret; a
 /// setting other apps have and this one not is `null` (prints nothing,
 /// false to `#if`), so a template `check` accepts renders for every app.
-fn app_settings(inputs: &Inputs, app: AppId, host: HostId) -> Value {
-    let resolved = settings::resolve(inputs.fleet, inputs.sources, inputs.overrides, app, host);
-    let names = SettingNames::of(inputs.fleet);
+fn app_settings(inputs: &Inputs, app: AppId, host: HostId, names: &SettingNames) -> Value {
+    let resolved = settings::resolve_indexed(
+        inputs.shared.settings(inputs.fleet),
+        inputs.fleet,
+        inputs.sources,
+        inputs.overrides,
+        app,
+        host,
+    );
     let mut values: Map<String, Value> = (names.plain.iter())
         .map(|name| (name.clone(), Value::Null))
         .collect();

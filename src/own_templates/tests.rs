@@ -279,7 +279,7 @@ fn the_shape_is_what_the_context_holds() {
                 });
             }
             for scope in scopes {
-                let built = context::build(inputs, host, &scope);
+                let built = context::build(inputs, host, &scope, &names);
                 let words: Vec<&str> = [
                     (scope.app.is_some(), "app"),
                     (scope.worker.is_some(), "worker"),
