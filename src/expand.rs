@@ -328,6 +328,7 @@ impl Expander<'_, '_> {
             ),
             "app.port" => app?.port.to_string(),
             "app.drivers" => context::database_drivers(fleet, scope.app?).join(" "),
+            "app.build_packages" => app?.build_packages.join(" "),
             "app.static_dir" => context::static_dir(app?),
             "worker" => app?.workers.get(scope.worker?)?.name.clone(),
             "cluster" => scope.cluster.as_ref()?.name.clone(),
@@ -441,6 +442,9 @@ impl Expander<'_, '_> {
                     .string(entry, "requirements", scope)
                     .unwrap_or_default(),
                 packages: (self.strings(entry, "packages", scope).iter())
+                    .flat_map(|p| p.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                    .collect(),
+                build_packages: (self.strings(entry, "build_packages", scope).iter())
                     .flat_map(|p| p.split_whitespace().map(str::to_string).collect::<Vec<_>>())
                     .collect(),
                 owner,
@@ -741,7 +745,7 @@ fn unit_name(name: &str) -> String {
 /// The values a role's strings may name as `{name}`, and the `each` scopes
 /// that give each one (none: every host has it). `Expander::variable` fills
 /// them in; `lint` checks them without a host.
-pub const VALUES: [(&str, &[&str]); 17] = [
+pub const VALUES: [(&str, &[&str]); 18] = [
     ("host", &[]),
     ("host.address", &[]),
     ("app", APP_SCOPES),
@@ -751,6 +755,7 @@ pub const VALUES: [(&str, &[&str]); 17] = [
     ("app.requirements", APP_SCOPES),
     ("app.port", APP_SCOPES),
     ("app.drivers", APP_SCOPES),
+    ("app.build_packages", APP_SCOPES),
     ("app.static_dir", APP_SCOPES),
     ("worker", &["worker"]),
     ("cluster", CLUSTER_SCOPES),

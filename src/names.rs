@@ -501,6 +501,30 @@ pub fn user_problem(user: &str) -> Option<Problem> {
     }
 }
 
+/// A Debian package's name as apt takes it (Debian Policy 5.6.1): lowercase
+/// letters, digits, `+`, `-` and `.`, at least two, starting with a letter
+/// or digit.
+pub fn package_problem(name: &str) -> Option<Problem> {
+    const FIX: &str = "a Debian package is named in lowercase letters, digits, `+`, `-` and `.`, such as `libpq-dev`";
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if name.len() < 2 || !first_ok {
+        return problem(format!("`{name}` is not a Debian package's name"), FIX);
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.')))
+    {
+        Some(c) => problem(
+            format!("`{name}` holds `{c}`, which a package name cannot"),
+            FIX,
+        ),
+        None => None,
+    }
+}
+
 /// A path on a host (a role's `file`, `directory`, ...): absolute, without
 /// `..`, on one line.
 pub fn host_path_problem(path: &str) -> Option<Problem> {
@@ -652,6 +676,21 @@ mod tests {
                 ("x:y", "letters, digits"),
                 ("/srv/lib", "relative"),
                 ("../shared", "relative"),
+            ],
+        );
+    }
+
+    #[test]
+    fn debian_packages() {
+        shapes(
+            package_problem,
+            &["libpq-dev", "g++", "libxml2-dev", "python3.11-dev", "7zip"],
+            &[
+                ("libpq-dev; rm -rf /", "`libpq-dev`"),
+                ("LibPQ-dev", "lowercase"),
+                ("-y", "lowercase"),
+                ("a", "lowercase"),
+                ("", "lowercase"),
             ],
         );
     }

@@ -70,6 +70,10 @@ pub enum Kind {
         /// them: the database drivers sitec's settings use.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         packages: Vec<String>,
+        /// Debian packages the build host installs to build a package
+        /// that has no wheel (`plan::build`): the app's `build_packages`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        build_packages: Vec<String>,
     },
     /// A folder copied from the operator's machine (an app's release).
     Tree {

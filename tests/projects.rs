@@ -9,7 +9,11 @@
 //! file answer 200, and still after a redeploy of a release with a new
 //! file; plans of the spec by two spellings of its path and after a
 //! comment-only edit say "No changes"; a file the project's `.gitignore`
-//! names never reaches the runner.
+//! names never reaches the runner. Beside it, on the same runner, a project
+//! made by `django-admin startproject` whose requirements include a nested
+//! file and psycopg2, which PyPI has only as an sdist for Linux: the wheel
+//! is built on the runner (`plan::build`), its admin login answers 200 and
+//! its virtualenv imports psycopg2.
 //!
 //! Also, without a fleet: a wheelhouse built for a Python minor other than
 //! the operator's holds that minor's wheels.
@@ -79,6 +83,30 @@ fn wagtail_start(into: &Path) -> Result<PathBuf, String> {
     Ok(into.join("mysite"))
 }
 
+/// A project made by Django's own generator (`django-admin startproject`,
+/// from the Wagtail virtualenv's Django) with the requirements its
+/// developer writes: Django from a nested file, and psycopg2, which PyPI
+/// has only as a source distribution for Linux.
+fn django_startproject(into: &Path) -> Result<PathBuf, String> {
+    let admin = cache().join("wagtail-7.0/bin/django-admin");
+    run(Command::new(&admin)
+        .args(["startproject", "blog"])
+        .current_dir(into))?;
+    let project = into.join("blog");
+    let write = |name: &str, text: &str| {
+        let path = project.join(name);
+        std::fs::create_dir_all(path.parent().unwrap_or(&project))
+            .and_then(|()| std::fs::write(&path, text))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    write("requirements/base.txt", "Django>=5.2,<5.3\n")?;
+    write(
+        "requirements.txt",
+        "-r requirements/base.txt\npsycopg2==2.9.10\n",
+    )?;
+    Ok(project)
+}
+
 /// `sitec ARGS...` in `dir`, with the tests' cache.
 fn sitec(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sitec"))
@@ -118,6 +146,17 @@ checks { balancer_redundancy = off }
 
 database main { engine = postgres  primary = pjdb }
 
+database blogdb { engine = postgres  primary = pjdb }
+
+# psycopg2 publishes no wheel for Linux: it is built on the runner.
+app blog {
+  source = "../blog"
+  wsgi = "blog.wsgi:application"
+  domains = ["blog.localhost"]
+  build_packages = ["libpq-dev"]
+  databases { default = blogdb }
+}
+
 app mysite {
   source = "../mysite"
   wsgi = "mysite.wsgi:application"
@@ -128,8 +167,8 @@ app mysite {
 }
 "#;
 
-/// The status of GET http://ADDRESS/PATH with Host mysite.localhost.
-fn status(address: &str, path: &str) -> String {
+/// The status of GET http://ADDRESS/PATH with Host `domain`.
+fn status_of(address: &str, domain: &str, path: &str) -> String {
     let out = Command::new("curl")
         .args([
             "-s",
@@ -140,7 +179,7 @@ fn status(address: &str, path: &str) -> String {
             "--max-time",
             "10",
         ])
-        .args(["-H", "Host: mysite.localhost"])
+        .args(["-H", &format!("Host: {domain}")])
         .arg(format!("http://{address}{path}"))
         .output();
     out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -149,11 +188,16 @@ fn status(address: &str, path: &str) -> String {
 
 /// Waits (up to a minute) until every path answers 200 through the balancer.
 fn all_answer(address: &str, paths: &[&str]) -> Result<(), String> {
+    all_answer_for(address, "mysite.localhost", paths)
+}
+
+/// Waits (up to a minute) until every path of `domain` answers 200.
+fn all_answer_for(address: &str, domain: &str, paths: &[&str]) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let got: Vec<(String, String)> = paths
             .iter()
-            .map(|p| ((*p).to_string(), status(address, p)))
+            .map(|p| ((*p).to_string(), status_of(address, domain, p)))
             .collect();
         if got.iter().all(|(_, code)| code == "200") {
             return Ok(());
@@ -195,6 +239,7 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
         .prefix("sitec-projects-")
         .tempdir()?;
     let project = wagtail_start(work.path())?;
+    django_startproject(work.path())?;
     // What a developer leaves in a working copy, which git would not commit.
     std::fs::write(project.join(".gitignore"), ".env\n*.sqlite3\n")?;
     std::fs::write(project.join(".env"), "DJANGO_SECRET_KEY=a-developers-own\n")?;
@@ -214,8 +259,26 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
     let paths = ["/", "/admin/login/", "/static/css/welcome_page.css"];
     all_answer(&balancer, &paths)?;
 
-    // The developer's .env stayed home.
+    // The project with psycopg2 serves, and its virtualenv has the wheel
+    // built on the runner from psycopg2's sdist.
+    all_answer_for(&balancer, "blog.localhost", &["/admin/login/"])?;
     let ssh_config = deploy.join(".fleet/projtest/ssh_config");
+    let imported = Command::new("ssh")
+        .arg("-F")
+        .arg(&ssh_config)
+        .args([
+            "pjrun",
+            "/srv/sitec/apps/blog/venv/bin/python -c 'import psycopg2; print(psycopg2.__version__)'",
+        ])
+        .stdin(Stdio::null())
+        .output()?;
+    assert!(
+        String::from_utf8_lossy(&imported.stdout).starts_with("2.9.10"),
+        "psycopg2 on the runner: {}",
+        text_of(&imported)
+    );
+
+    // The developer's .env stayed home.
     let env_shipped = Command::new("ssh")
         .arg("-F")
         .arg(&ssh_config)
@@ -280,6 +343,10 @@ fn a_wheelhouse_for_another_python_minor_holds_that_minors_wheels() -> TestResul
         &[],
         hosts,
         &cache(),
+        &sitec::plan::wheelhouse::Builds {
+            host: &sitec::plan::build::Nowhere,
+            packages: &[],
+        },
         &|_| {},
     )?;
     let abi = format!("cp{}", hosts.replace('.', ""));

@@ -75,12 +75,17 @@ struct Prepared {
     redactor: crate::secrets::Redactor,
 }
 
-fn prepare(spec: &Path) -> Result<Prepared, ExitCode> {
+fn prepare(spec: &Path, kex: Kex) -> Result<Prepared, ExitCode> {
     crate::trace::mark(|| format!("compiling {}", spec.display()));
     let rendered =
         super::compile(spec, &crate::compile::SecretSource::File, true).ok_or(ExitCode::FAILURE)?;
     crate::trace::mark(|| "compiled".into());
-    let hosts = desired::build(&rendered, spec, &|line| eprintln!("{line}")).map_err(|e| {
+    // A package without a wheel is built on a host of the fleet, reached
+    // as plan reaches every host (plan::build).
+    let builds = crate::plan::build::Ssh::new(spec, kex);
+    let built = desired::build(&rendered, spec, &|line| eprintln!("{line}"), &builds);
+    drop(builds);
+    let hosts = built.map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })?;
@@ -127,7 +132,7 @@ async fn survey(
 }
 
 pub fn plan(args: &PlanArgs) -> ExitCode {
-    let prepared = match prepare(&args.spec) {
+    let prepared = match prepare(&args.spec, args.ssh.kex()) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -226,7 +231,7 @@ pub fn apply(args: &ApplyArgs) -> ExitCode {
     match saved {
         Some(saved) => rt.block_on(apply_saved(args, saved)),
         None => {
-            let prepared = match prepare(&args.target) {
+            let prepared = match prepare(&args.target, args.ssh.kex()) {
                 Ok(p) => p,
                 Err(code) => return code,
             };

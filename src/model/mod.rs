@@ -135,6 +135,8 @@ pub struct App {
     /// Where `settings_module` is written; `None`: the default.
     pub settings_module_span: Option<Span>,
     pub max_body: u64,
+    /// Debian packages its builds of sdists need (`build_packages`).
+    pub build_packages: Vec<String>,
     pub statics: Vec<Static>,
     pub bindings: Vec<Binding>,
     pub workers: Vec<Worker>,
@@ -571,6 +573,7 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
         ),
         settings_module_span: f.value("settings_module").map(|v| v.span),
         max_body: f.size("max_body").unwrap_or(10 << 20),
+        build_packages: f.strings("build_packages"),
         statics,
         bindings,
         workers,

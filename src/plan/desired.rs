@@ -90,19 +90,26 @@ pub fn blob_file(digest: &str) -> PathBuf {
 }
 
 /// Builds every host's desired state. `say` reports slow steps (a first
-/// wheelhouse build downloads from PyPI).
+/// wheelhouse build downloads from PyPI). A package without a wheel is
+/// built by `runner` on the build host ([`build_host`]).
 pub fn build(
     rendered: &Rendered,
     spec: &Path,
     say: &dyn Fn(&str),
+    runner: &dyn super::build::Runner,
 ) -> Result<Vec<HostDesired>, String> {
     let base = spec.parent().unwrap_or(Path::new("."));
     let mut blobs = BlobMaker::default();
     let mut hosts = Vec::new();
     for host in &rendered.hosts {
         let mut items = Vec::new();
+        let builder = build_host(rendered, host);
+        let on = super::build::On {
+            runner,
+            host: &builder,
+        };
         for r in &host.resources {
-            items.push(item(r, base, &mut blobs, say)?);
+            items.push(item(r, base, &mut blobs, &on, say)?);
         }
         hosts.push(HostDesired {
             name: host.name.clone(),
@@ -135,6 +142,28 @@ pub fn build(
     Ok(hosts)
 }
 
+/// Where the packages of `host`'s virtualenvs that have no wheel are built:
+/// the first host with the `build` role, else `host` itself (the app's
+/// runner).
+fn build_host(rendered: &Rendered, host: &crate::compile::HostState) -> HostDesired {
+    let builder = (rendered.hosts.iter())
+        .find(|h| h.roles.iter().any(|r| r == "build"))
+        .unwrap_or(host);
+    HostDesired {
+        name: builder.name.clone(),
+        address: builder.address.clone(),
+        roles: builder.roles.clone(),
+        reach: Reach::of(&builder.provider),
+        desired: Desired {
+            host: builder.name.clone(),
+            generation: String::new(),
+            spec: String::new(),
+            items: Vec::new(),
+            expect: None,
+        },
+    }
+}
+
 /// How long the cache keeps a wheelhouse or blob no plan has used: a plan
 /// saved for later (`--out`), or another spec on this machine, still finds
 /// what it used within this time.
@@ -156,7 +185,11 @@ fn prune(cache: &Path, used: &[PathBuf], now: std::time::SystemTime) {
         let modified = fs::metadata(path).and_then(|m| m.modified()).ok()?;
         now.duration_since(modified).ok()
     };
-    let folders = [cache.join("blobs"), cache.join("wheelhouse")];
+    let folders = [
+        cache.join("blobs"),
+        cache.join("wheelhouse"),
+        cache.join("built"),
+    ];
     for entry in folders
         .iter()
         .filter_map(|f| fs::read_dir(f).ok())
@@ -191,6 +224,7 @@ fn item(
     r: &crate::resources::Resource,
     base: &Path,
     blobs: &mut BlobMaker,
+    builder: &dyn super::build::Host,
     say: &dyn Fn(&str),
 ) -> Result<Item, String> {
     let (content, blob) = match &r.kind {
@@ -207,10 +241,15 @@ fn item(
             requirements,
             python,
             packages,
+            build_packages,
             ..
         } => {
+            let builds = super::wheelhouse::Builds {
+                host: builder,
+                packages: build_packages,
+            };
             let (text, wheels) = blobs
-                .wheelhouse(base, (requirements, packages), python, say)
+                .wheelhouse(base, (requirements, packages), python, &builds, say)
                 .map_err(|e| format!("{}: {e}", r.origin))?;
             (Some(text), Some(wheels))
         }
@@ -266,14 +305,26 @@ impl BlobMaker {
         base: &Path,
         (requirements, packages): (&str, &[String]),
         python: &str,
+        builds: &super::wheelhouse::Builds<'_>,
         say: &dyn Fn(&str),
     ) -> Result<(String, String), String> {
-        let key = format!("{python}\n{requirements}\n{}", packages.join(" "));
+        let key = format!(
+            "{python}\n{requirements}\n{}\n{}",
+            packages.join(" "),
+            builds.packages.join(" ")
+        );
         if let Some(done) = self.wheelhouses.get(&key) {
             return Ok(done.clone());
         }
-        let built =
-            super::wheelhouse::build(base, requirements, packages, python, &cache_dir(), say)?;
+        let built = super::wheelhouse::build(
+            base,
+            requirements,
+            packages,
+            python,
+            &cache_dir(),
+            builds,
+            say,
+        )?;
         let digest = store(&super::release::tar(&built.dir, &built.wheels)?)?;
         self.used.push(blob_file(&digest));
         self.used.push(built.dir.join(".complete"));

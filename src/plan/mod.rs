@@ -6,6 +6,7 @@
 //! sitec last applied. It is printed for people or as JSON (documented in
 //! `lang/plan.md`), and can be saved for `sitec apply PLAN`.
 
+pub mod build;
 pub mod desired;
 pub mod release;
 pub mod remote;

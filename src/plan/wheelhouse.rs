@@ -5,10 +5,17 @@
 //! hashes), and the app server sitec runs the app with ([`SERVER`]) is
 //! added whether the project lists it or not, at sitec's version.
 //!
+//! Wheels only: a package with no wheel for the hosts (an sdist only) is
+//! fetched as its source distribution and built into a wheel on a host of
+//! the fleet (`build`), and the download is tried again with the built
+//! wheels beside the index's, until pip finds a wheel for everything.
+//!
 //! A build goes to a folder of its own beside the cache entry and is
 //! renamed into place only when complete; a failed one is removed, and its
-//! error names the package pip stopped at. Never touches a host.
+//! error names the package pip stopped at. Touches no host but through
+//! `build`.
 
+use super::build;
 use crate::requirements::{self, Requirements};
 use crate::resources::sha256_hex;
 use std::fs;
@@ -72,15 +79,24 @@ fn host_requirements(read: &Requirements, sitecs: &[String]) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
+/// Where and with what a package without a wheel is built: the build
+/// host, and the app's `build_packages` (Debian packages its builds need).
+pub struct Builds<'a> {
+    pub host: &'a dyn build::Host,
+    pub packages: &'a [String],
+}
+
 /// Reads `requirements` (relative to `source`) and builds its wheelhouse
 /// for Python `python` in `cache`, with `packages` unless the project names
-/// them ([`sitecs_packages`]), unless the cache has it already.
+/// them ([`sitecs_packages`]), unless the cache has it already. A package
+/// without a wheel is built from source as `builds` says.
 pub fn build(
     source: &Path,
     requirements: &str,
     packages: &[String],
     python: &str,
     cache: &Path,
+    builds: &Builds<'_>,
     say: &dyn Fn(&str),
 ) -> Result<Built, String> {
     let (read, problems) = requirements::read(source, requirements);
@@ -103,9 +119,10 @@ pub fn build(
     let sitecs = sitecs_packages(&read, packages);
     let key = sha256_hex(
         format!(
-            "{python}\n{}\n{download}\n{}",
+            "{python}\n{}\n{download}\n{}\n{}",
             sitecs.join("\n"),
-            read.constraints_file()
+            read.constraints_file(),
+            builds.packages.join(" ")
         )
         .as_bytes(),
     );
@@ -119,7 +136,15 @@ pub fn build(
             dir.display()
         ));
         let partial = dir.with_extension("partial");
-        let result = build_into(&read, (&download, &sitecs), python, cache, &partial);
+        let result = build_into(
+            &read,
+            (&download, &sitecs),
+            python,
+            cache,
+            &partial,
+            builds,
+            say,
+        );
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&partial);
             return Err(e);
@@ -242,16 +267,22 @@ fn for_the_hosts(python: &str) -> Vec<String> {
     args
 }
 
+/// How many packages one wheelhouse may build from source.
+const MAX_BUILDS: usize = 16;
+
 /// `pip download` of the project's requirements and of [`SERVER`] into
 /// `partial`, for the hosts' Python and platform whatever the operator's
 /// are, with a pip of the cache's own (Debian's python3 has no pip;
-/// python3-venv brings one into a venv).
+/// python3-venv brings one into a venv). A package pip finds no wheel for
+/// is built from its sdist ([`from_source`]) and the download tried again.
 fn build_into(
     read: &Requirements,
     (download, sitecs): (&str, &[String]),
     python: &str,
     cache: &Path,
     partial: &Path,
+    builds: &Builds<'_>,
+    say: &dyn Fn(&str),
 ) -> Result<(), String> {
     let pip = pip(cache)?;
     let _ = fs::remove_dir_all(partial);
@@ -264,27 +295,138 @@ fn build_into(
     write("constraints.txt", &read.constraints_file())?;
     let project = write("requirements.txt", download)?;
     let server = write("server.txt", &sitecs.join("\n"))?;
-    let target = for_the_hosts(python);
+    // Sdists and their builds' requirements, gone with the build.
+    let work = tempfile::Builder::new()
+        .prefix("sdists-")
+        .tempdir_in(partial)
+        .map_err(|e| format!("cannot make a folder in {}: {e}", partial.display()))?;
+    let mut built: Vec<(String, PathBuf)> = Vec::new();
     for file in [project, server] {
         let file = file.to_string_lossy().into_owned();
         let dest = partial.to_string_lossy().into_owned();
-        let mut args = vec![
-            "download",
-            "--disable-pip-version-check",
-            "-q",
-            "-r",
-            &file,
-            "-d",
-            &dest,
-        ];
-        args.extend(target.iter().map(String::as_str));
-        // Run from the folder, so `-c constraints.txt` is found.
-        run(&pip, &args, Some(partial)).map_err(|e| no_wheel_help(e, python))?;
+        loop {
+            let mut args = vec!["download", "-r", &file, "-d", &dest];
+            let links: Vec<String> = (built.iter())
+                .map(|(_, dir)| dir.to_string_lossy().into_owned())
+                .collect();
+            for link in &links {
+                args.extend(["--find-links", link]);
+            }
+            // Run from the folder, so `-c constraints.txt` is found.
+            let Err(error) = pip_for_the_hosts(&pip, &args, python, partial) else {
+                break;
+            };
+            let wanted = no_wheel_for(&error)
+                .filter(|w| built.len() < MAX_BUILDS && !built.iter().any(|(done, _)| done == w));
+            let Some(wanted) = wanted else {
+                return Err(no_wheel_help(error, python));
+            };
+            let dir = from_source(
+                &pip,
+                &wanted,
+                python,
+                (partial, work.path()),
+                cache,
+                builds,
+                say,
+            )?;
+            built.push((wanted, dir));
+        }
     }
+    drop(work);
     for name in ["constraints.txt", "requirements.txt", "server.txt"] {
         let _ = fs::remove_file(partial.join(name));
     }
     fs::write(partial.join(".complete"), "").map_err(|e| e.to_string())
+}
+
+/// Runs the cache's pip with `args` and the options that choose
+/// distributions for the hosts ([`for_the_hosts`]), in `dir`.
+fn pip_for_the_hosts(pip: &Path, args: &[&str], python: &str, dir: &Path) -> Result<(), String> {
+    let target = for_the_hosts(python);
+    let mut all: Vec<&str> = vec![args[0], "--disable-pip-version-check", "-q"];
+    all.extend(&args[1..]);
+    all.extend(target.iter().map(String::as_str));
+    run(pip, &all, Some(dir))
+}
+
+/// The requirement pip found no distribution for, when that is why it
+/// stopped (`No matching distribution found for uwsgi==2.0.28`).
+fn no_wheel_for(error: &str) -> Option<String> {
+    const MARK: &str = "No matching distribution found for ";
+    error.lines().find_map(|line| {
+        let rest = &line[line.find(MARK)? + MARK.len()..];
+        let wanted = rest.split_whitespace().next()?;
+        (!wanted.is_empty()).then(|| wanted.to_string())
+    })
+}
+
+/// Builds `wanted` from its source distribution on the build host: fetches
+/// the sdist (the constraints in `partial` apply) and the wheels its build
+/// needs into `work`, and returns the folder of the built wheels.
+fn from_source(
+    pip: &Path,
+    wanted: &str,
+    python: &str,
+    (partial, work): (&Path, &Path),
+    cache: &Path,
+    builds: &Builds<'_>,
+    say: &dyn Fn(&str),
+) -> Result<PathBuf, String> {
+    let here = tempfile::tempdir_in(work).map_err(|e| e.to_string())?;
+    let sdists = here.path().join("sdist");
+    let deps = here.path().join("deps");
+    let constraints = partial.join("constraints.txt");
+    let (sdists_arg, constraints_arg) = (
+        sdists.to_string_lossy().into_owned(),
+        constraints.to_string_lossy().into_owned(),
+    );
+    let fetched = run(
+        pip,
+        &[
+            "download",
+            "--disable-pip-version-check",
+            "-q",
+            "--no-deps",
+            "--no-binary=:all:",
+            "--python-version",
+            target_python(python),
+            "-c",
+            &constraints_arg,
+            "-d",
+            &sdists_arg,
+            wanted,
+        ],
+        Some(partial),
+    );
+    if let Err(e) = fetched {
+        return Err(format!(
+            "`{wanted}` has no wheel for the hosts (CPython {} on {HOST_PLATFORM}) and no source distribution to build one from: {e}",
+            target_python(python)
+        ));
+    }
+    let sdist = fs::read_dir(&sdists)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .next()
+        .ok_or_else(|| format!("pip fetched no source distribution of `{wanted}`"))?;
+    let requires = build::build_requires(&sdist);
+    let deps_arg = deps.to_string_lossy().into_owned();
+    let mut args = vec!["download", "-d", &deps_arg];
+    args.extend(requires.iter().map(String::as_str));
+    pip_for_the_hosts(pip, &args, python, partial).map_err(|e| {
+        format!(
+            "`{wanted}` has no wheel for the hosts, and what building it needs ({}) cannot be fetched as wheels: {e}",
+            requires.join(", ")
+        )
+    })?;
+    let job = build::Job {
+        python: target_python(python),
+        packages: builds.packages,
+        deps: &deps,
+    };
+    build::wheels(&sdist, &job, cache, builds.host, say)
 }
 
 /// A download that found no wheel for the hosts says so and what to do.

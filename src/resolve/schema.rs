@@ -120,6 +120,8 @@ pub enum Shape {
     Mode,
     User,
     PythonPath,
+    /// A Debian package's name (`libpq-dev`).
+    Package,
 }
 
 impl Shape {
@@ -137,6 +139,7 @@ impl Shape {
             Shape::Mode => crate::names::mode_problem(text),
             Shape::User => crate::names::user_problem(text),
             Shape::PythonPath => crate::names::python_path_problem(text),
+            Shape::Package => crate::names::package_problem(text),
         })
     }
 }
@@ -596,6 +599,11 @@ pub static APP: Schema = Schema {
             "the project's Django settings module (default: `PACKAGE.settings`, PACKAGE the one `wsgi` names); sitec's settings import it, then apply the spec's layers",
         ),
         field(
+            "build_packages",
+            Ty::List(&Ty::Shaped(Shape::Package)),
+            "Debian packages building its packages that have no wheel needs on the build host, beside a compiler and the Python headers (`[\"libpq-dev\"]`)",
+        ),
+        field(
             "max_body",
             Ty::Size(BODY),
             "the largest request body accepted (default 10MB)",
@@ -793,6 +801,11 @@ static VIRTUALENV: Schema = block(
             "packages",
             STRINGS,
             "packages installed too unless the requirements name them (`name==version`, space-separated within a string)",
+        ),
+        field(
+            "build_packages",
+            STRINGS,
+            "Debian packages a build of a package without a wheel needs on the build host, beside a compiler and the Python headers (space-separated within a string)",
         ),
         OWNER,
         NOTIFY,
