@@ -344,6 +344,7 @@ fn a_wheelhouse_for_another_python_minor_holds_that_minors_wheels() -> TestResul
         hosts,
         &cache(),
         &sitec::plan::wheelhouse::Builds {
+            platform: &sitec::plan::wheelhouse::Platform::debian_12(),
             host: &sitec::plan::build::Nowhere,
             packages: &[],
         },

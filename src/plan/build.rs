@@ -22,6 +22,7 @@
 //! Never runs a package's code anywhere but in that unit.
 
 use super::desired::HostDesired;
+use super::wheelhouse::Platform;
 use crate::resources::sha256_hex;
 use std::fs;
 use std::io::Read as _;
@@ -59,15 +60,34 @@ impl Host for Nowhere {
     }
 }
 
-/// Runs a build's script on a host of the fleet.
+/// Runs a build's script, and asks a host its platform, on a host of the
+/// fleet.
 pub trait Runner {
     /// Runs `script` as root on `host` with `input` on stdin.
     fn run(&self, host: &HostDesired, script: &str, input: &[u8]) -> Result<Output, String>;
+
+    /// The platform `host`'s wheels must fit, as it says.
+    fn platform(&self, host: &HostDesired) -> Result<Platform, String> {
+        let (status, stdout, stderr) = self.run(host, Platform::SCRIPT, &[])?;
+        if status != Some(0) {
+            return Err(format!(
+                "`{}` failed there: {}",
+                Platform::SCRIPT,
+                String::from_utf8_lossy(&stderr).trim()
+            ));
+        }
+        Platform::parse(&String::from_utf8_lossy(&stdout))
+    }
 }
 
 impl Runner for Nowhere {
     fn run(&self, _: &HostDesired, _: &str, _: &[u8]) -> Result<Output, String> {
         Err("there is no host to build it on".into())
+    }
+
+    /// No host says otherwise: Debian 12's.
+    fn platform(&self, _: &HostDesired) -> Result<Platform, String> {
+        Ok(Platform::debian_12())
     }
 }
 
@@ -580,6 +600,37 @@ mod tests {
         // Nothing of it in the cache: the next plan tries again.
         let left = fs::read_dir(cache.join("built")).map_or(0, Iterator::count);
         assert_eq!(left, 0);
+    }
+
+    /// A fleet whose every host answers every script with `answer`.
+    struct Fleet(Output);
+
+    impl Runner for Fleet {
+        fn run(&self, _: &HostDesired, _: &str, _: &[u8]) -> Result<Output, String> {
+            Ok(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn a_host_says_its_platform() {
+        let host: HostDesired = serde_json::from_value(serde_json::json!({
+            "name": "run1", "address": "203.0.113.10", "roles": [],
+            "reach": {"provider": "ssh", "local": false, "user": "root", "port": 22,
+                      "known_hosts": null, "identity": null},
+            "desired": {"host": "run1", "generation": "", "spec": "", "items": [], "expect": null},
+        }))
+        .expect("a host");
+        let arm = Fleet((Some(0), b"glibc 2.31\naarch64\n".to_vec(), Vec::new()));
+        let platform = arm.platform(&host).expect("a platform");
+        assert_eq!(platform.tag(), "manylinux_2_31_aarch64");
+        let musl = Fleet((
+            Some(1),
+            Vec::new(),
+            b"getconf: GNU_LIBC_VERSION: unknown variable\n".to_vec(),
+        ));
+        let error = musl.platform(&host).expect_err("no glibc");
+        assert!(error.contains("unknown variable"), "{error}");
+        assert_eq!(Nowhere.platform(&host), Ok(Platform::debian_12()));
     }
 
     #[test]

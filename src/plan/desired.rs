@@ -90,7 +90,8 @@ pub fn blob_file(digest: &str) -> PathBuf {
 }
 
 /// Builds every host's desired state. `say` reports slow steps (a first
-/// wheelhouse build downloads from PyPI). A package without a wheel is
+/// wheelhouse build downloads from PyPI). A host's wheelhouses are for the
+/// platform `runner` learns from it, and a package without a wheel is
 /// built by `runner` on the build host ([`build_host`]).
 pub fn build(
     rendered: &Rendered,
@@ -104,12 +105,15 @@ pub fn build(
     for host in &rendered.hosts {
         let mut items = Vec::new();
         let builder = build_host(rendered, host);
-        let on = super::build::On {
-            runner,
-            host: &builder,
+        let wheels = Wheels {
+            platform: platform_of(host, runner, say),
+            builder: super::build::On {
+                runner,
+                host: &builder,
+            },
         };
         for r in &host.resources {
-            items.push(item(r, base, &mut blobs, &on, say)?);
+            items.push(item(r, base, &mut blobs, &wheels, say)?);
         }
         hosts.push(HostDesired {
             name: host.name.clone(),
@@ -142,6 +146,34 @@ pub fn build(
     Ok(hosts)
 }
 
+/// What a host's virtualenvs are built for, and where their packages that
+/// have no wheel are built.
+struct Wheels<'a> {
+    platform: super::wheelhouse::Platform,
+    builder: super::build::On<'a>,
+}
+
+/// The platform `host`'s wheels must fit, as the host says, if it has a
+/// virtualenv (else no host is asked). A host that cannot be asked gets
+/// Debian 12's, and the plan then reports it unreachable.
+fn platform_of(
+    host: &crate::compile::HostState,
+    runner: &dyn super::build::Runner,
+    say: &dyn Fn(&str),
+) -> super::wheelhouse::Platform {
+    let has_virtualenv = (host.resources.iter()).any(|r| matches!(r.kind, Kind::Virtualenv { .. }));
+    if !has_virtualenv {
+        return super::wheelhouse::Platform::debian_12();
+    }
+    runner.platform(&reached(host)).unwrap_or_else(|e| {
+        say(&format!(
+            "cannot learn {}'s platform ({e}); its wheels are for Debian 12's (glibc 2.36, x86_64)",
+            host.name
+        ));
+        super::wheelhouse::Platform::debian_12()
+    })
+}
+
 /// Where the packages of `host`'s virtualenvs that have no wheel are built:
 /// the first host with the `build` role, else `host` itself (the app's
 /// runner).
@@ -149,6 +181,11 @@ fn build_host(rendered: &Rendered, host: &crate::compile::HostState) -> HostDesi
     let builder = (rendered.hosts.iter())
         .find(|h| h.roles.iter().any(|r| r == "build"))
         .unwrap_or(host);
+    reached(builder)
+}
+
+/// `host` as the connections take it, with nothing desired.
+fn reached(builder: &crate::compile::HostState) -> HostDesired {
     HostDesired {
         name: builder.name.clone(),
         address: builder.address.clone(),
@@ -224,7 +261,7 @@ fn item(
     r: &crate::resources::Resource,
     base: &Path,
     blobs: &mut BlobMaker,
-    builder: &dyn super::build::Host,
+    wheels: &Wheels<'_>,
     say: &dyn Fn(&str),
 ) -> Result<Item, String> {
     let (content, blob) = match &r.kind {
@@ -245,7 +282,8 @@ fn item(
             ..
         } => {
             let builds = super::wheelhouse::Builds {
-                host: builder,
+                platform: &wheels.platform,
+                host: &wheels.builder,
                 packages: build_packages,
             };
             let (text, wheels) = blobs

@@ -79,9 +79,11 @@ fn host_requirements(read: &Requirements, sitecs: &[String]) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
-/// Where and with what a package without a wheel is built: the build
-/// host, and the app's `build_packages` (Debian packages its builds need).
+/// The hosts a wheelhouse is for: their platform, and where and with what
+/// a package without a wheel is built (the build host, and the app's
+/// `build_packages`, Debian packages its builds need).
 pub struct Builds<'a> {
+    pub platform: &'a Platform,
     pub host: &'a dyn build::Host,
     pub packages: &'a [String],
 }
@@ -119,10 +121,11 @@ pub fn build(
     let sitecs = sitecs_packages(&read, packages);
     let key = sha256_hex(
         format!(
-            "{python}\n{}\n{download}\n{}\n{}",
+            "{python}\n{}\n{download}\n{}\n{}\n{}",
             sitecs.join("\n"),
             read.constraints_file(),
-            builds.packages.join(" ")
+            builds.packages.join(" "),
+            builds.platform.tag()
         )
         .as_bytes(),
     );
@@ -203,34 +206,87 @@ fn distributions(dir: &Path) -> Result<Vec<super::release::Entry>, String> {
     Ok(out)
 }
 
-/// The hosts' platform: Debian 12 on x86-64, glibc 2.36.
-pub const HOST_PLATFORM: &str = "manylinux_2_36_x86_64";
+/// What a host's wheels must fit: its C library (glibc) version and its
+/// machine, as the host reports them ([`Platform::SCRIPT`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Platform {
+    /// glibc's minor version (36 for 2.36); manylinux goes by it.
+    pub glibc_minor: u32,
+    /// `uname -m`: `x86_64`, `aarch64`.
+    pub machine: String,
+}
 
-/// The hosts' glibc minor (2.36) and the oldest manylinux one (2.5).
-const HOST_GLIBC_MINOR: u32 = 36;
+impl Platform {
+    /// What a host runs to say its platform: `glibc 2.36` and `x86_64`.
+    pub const SCRIPT: &str = "getconf GNU_LIBC_VERSION && uname -m";
 
-/// Every platform tag a wheel for the hosts may carry, newest first:
-/// `manylinux_2_36` down to `manylinux_2_5`, and the legacy names
-/// (`manylinux2014` is 2.17, `manylinux2010` 2.12, `manylinux1` 2.5), and
-/// `linux_x86_64`. pip 23.0, Debian 12's, takes a `--platform` literally,
-/// so each is named.
-fn host_platforms() -> Vec<String> {
-    let mut tags: Vec<String> = (5..=HOST_GLIBC_MINOR)
-        .rev()
-        .map(|minor| format!("manylinux_2_{minor}_x86_64"))
-        .collect();
-    tags.extend(
-        [
-            "manylinux2014_x86_64",
-            "manylinux2010_x86_64",
-            "manylinux1_x86_64",
-        ]
-        .map(String::from),
-    );
-    // What `pip wheel` tags a wheel built on a host: PyPI holds none, a
-    // folder the requirements name with `--find-links` may.
-    tags.push("linux_x86_64".into());
-    tags
+    /// Debian 12 on x86-64: what a wheelhouse is built for when no host
+    /// says otherwise (sitec as a library, a plan that cannot reach the
+    /// host, which the plan then reports).
+    #[must_use]
+    pub fn debian_12() -> Self {
+        Self {
+            glibc_minor: 36,
+            machine: "x86_64".into(),
+        }
+    }
+
+    /// The platform from [`Platform::SCRIPT`]'s output.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut lines = text.lines().map(str::trim);
+        let libc = lines.next().unwrap_or_default();
+        let machine = lines.next().unwrap_or_default();
+        let minor = (libc.strip_prefix("glibc 2."))
+            .and_then(|v| v.split('.').next()?.parse().ok())
+            .ok_or_else(|| {
+                format!("its C library is `{libc}`, not glibc 2.x: PyPI's Linux wheels (manylinux) need glibc")
+            })?;
+        let machine_ok = !machine.is_empty()
+            && machine
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !machine_ok {
+            return Err(format!("`uname -m` said `{machine}`"));
+        }
+        Ok(Self {
+            glibc_minor: minor,
+            machine: machine.to_string(),
+        })
+    }
+
+    /// The newest platform tag it takes: `manylinux_2_36_x86_64`.
+    #[must_use]
+    pub fn tag(&self) -> String {
+        format!("manylinux_2_{}_{}", self.glibc_minor, self.machine)
+    }
+
+    /// Every platform tag a wheel for it may carry, newest first:
+    /// `manylinux_2_MINOR` down to `manylinux_2_5`, the legacy names its
+    /// glibc and machine take (`manylinux2014` is 2.17, `manylinux2010`
+    /// 2.12 and `manylinux1` 2.5, the last two on x86 only), and
+    /// `linux_MACHINE`. pip 23.0, Debian 12's, takes a `--platform`
+    /// literally, so each is named.
+    fn tags(&self) -> Vec<String> {
+        let m = &self.machine;
+        let mut tags: Vec<String> = (5..=self.glibc_minor)
+            .rev()
+            .map(|minor| format!("manylinux_2_{minor}_{m}"))
+            .collect();
+        let x86 = matches!(m.as_str(), "x86_64" | "i686");
+        for (legacy, minor, only_x86) in [
+            ("manylinux2014", 17, false),
+            ("manylinux2010", 12, true),
+            ("manylinux1", 5, true),
+        ] {
+            if self.glibc_minor >= minor && (x86 || !only_x86) {
+                tags.push(format!("{legacy}_{m}"));
+            }
+        }
+        // What `pip wheel` tags a wheel built on a host (plan::build): PyPI
+        // holds none, the build's folder and a `--find-links` one may.
+        tags.push(format!("linux_{m}"));
+        tags
+    }
 }
 
 /// The Python a wheel must fit: the app's `python` (`"3.11"`); a bare `"3"`
@@ -245,8 +301,8 @@ fn target_python(python: &str) -> &str {
 
 /// pip's arguments that choose distributions for the hosts rather than
 /// for the Python and platform pip itself runs on: wheels only, for
-/// CPython `python` on [`HOST_PLATFORM`].
-fn for_the_hosts(python: &str) -> Vec<String> {
+/// CPython `python` on `platform`.
+fn for_the_hosts(python: &str, platform: &Platform) -> Vec<String> {
     let python = target_python(python);
     let mut args: Vec<String> = [
         "--only-binary=:all:",
@@ -260,7 +316,7 @@ fn for_the_hosts(python: &str) -> Vec<String> {
     .map(|a| (*a).to_string())
     .collect();
     args.push(format!("cp{}", python.replace('.', "")));
-    for tag in host_platforms() {
+    for tag in platform.tags() {
         args.push("--platform".into());
         args.push(tag);
     }
@@ -313,13 +369,14 @@ fn build_into(
                 args.extend(["--find-links", link]);
             }
             // Run from the folder, so `-c constraints.txt` is found.
-            let Err(error) = pip_for_the_hosts(&pip, &args, python, partial) else {
+            let Err(error) = pip_for_the_hosts(&pip, &args, (python, builds.platform), partial)
+            else {
                 break;
             };
             let wanted = no_wheel_for(&error)
                 .filter(|w| built.len() < MAX_BUILDS && !built.iter().any(|(done, _)| done == w));
             let Some(wanted) = wanted else {
-                return Err(no_wheel_help(error, python));
+                return Err(no_wheel_help(error, python, builds.platform));
             };
             let dir = from_source(
                 &pip,
@@ -342,8 +399,13 @@ fn build_into(
 
 /// Runs the cache's pip with `args` and the options that choose
 /// distributions for the hosts ([`for_the_hosts`]), in `dir`.
-fn pip_for_the_hosts(pip: &Path, args: &[&str], python: &str, dir: &Path) -> Result<(), String> {
-    let target = for_the_hosts(python);
+fn pip_for_the_hosts(
+    pip: &Path,
+    args: &[&str],
+    (python, platform): (&str, &Platform),
+    dir: &Path,
+) -> Result<(), String> {
+    let target = for_the_hosts(python, platform);
     let mut all: Vec<&str> = vec![args[0], "--disable-pip-version-check", "-q"];
     all.extend(&args[1..]);
     all.extend(target.iter().map(String::as_str));
@@ -401,8 +463,9 @@ fn from_source(
     );
     if let Err(e) = fetched {
         return Err(format!(
-            "`{wanted}` has no wheel for the hosts (CPython {} on {HOST_PLATFORM}) and no source distribution to build one from: {e}",
-            target_python(python)
+            "`{wanted}` has no wheel for the hosts (CPython {} on {}) and no source distribution to build one from: {e}",
+            target_python(python),
+            builds.platform.tag()
         ));
     }
     let sdist = fs::read_dir(&sdists)
@@ -415,7 +478,7 @@ fn from_source(
     let deps_arg = deps.to_string_lossy().into_owned();
     let mut args = vec!["download", "-d", &deps_arg];
     args.extend(requires.iter().map(String::as_str));
-    pip_for_the_hosts(pip, &args, python, partial).map_err(|e| {
+    pip_for_the_hosts(pip, &args, (python, builds.platform), partial).map_err(|e| {
         format!(
             "`{wanted}` has no wheel for the hosts, and what building it needs ({}) cannot be fetched as wheels: {e}",
             requires.join(", ")
@@ -430,14 +493,15 @@ fn from_source(
 }
 
 /// A download that found no wheel for the hosts says so and what to do.
-fn no_wheel_help(error: String, python: &str) -> String {
+fn no_wheel_help(error: String, python: &str, platform: &Platform) -> String {
     if !error.contains("No matching distribution found") {
         return error;
     }
     format!(
-        "{error}\nsitec builds the wheelhouse for the hosts (CPython {} on {HOST_PLATFORM}), from wheels only: \
+        "{error}\nsitec builds the wheelhouse for the hosts (CPython {} on {}), from wheels only: \
          pin a version that publishes such a wheel, or check that the app's `python` is the one the project supports",
-        target_python(python)
+        target_python(python),
+        platform.tag()
     )
 }
 
@@ -548,12 +612,15 @@ mod tests {
 
     #[test]
     fn the_hosts_take_every_manylinux_up_to_their_glibc() {
-        let args = for_the_hosts("3.12");
+        let platform = Platform::parse("glibc 2.36\nx86_64\n").expect("Debian 12's");
+        assert_eq!(platform, Platform::debian_12());
+        let args = for_the_hosts("3.12", &platform);
         let platforms: Vec<&str> = (args.windows(2))
             .filter(|w| w[0] == "--platform")
             .map(|w| w[1].as_str())
             .collect();
-        assert_eq!(platforms.first(), Some(&HOST_PLATFORM));
+        assert_eq!(platforms.first(), Some(&"manylinux_2_36_x86_64"));
+        assert_eq!(platforms.last(), Some(&"linux_x86_64"));
         for tag in [
             "manylinux_2_28_x86_64",
             "manylinux_2_17_x86_64",
@@ -564,6 +631,39 @@ mod tests {
         }
         assert!(args.windows(2).any(|w| w == ["--abi", "cp312"]), "{args:?}");
         assert_eq!(target_python("3"), "3.11");
+    }
+
+    #[test]
+    fn a_hosts_platform_is_its_glibc_and_machine() {
+        // Debian 11 on ARM: nothing newer than 2.31, no x86-only names.
+        let arm = Platform::parse("glibc 2.31\naarch64\n").expect("a platform");
+        let tags = arm.tags();
+        assert_eq!(
+            tags.first().map(String::as_str),
+            Some("manylinux_2_31_aarch64")
+        );
+        assert!(
+            tags.contains(&"manylinux2014_aarch64".to_string()),
+            "{tags:?}"
+        );
+        assert!(
+            !tags
+                .iter()
+                .any(|t| t.contains("2_32") || t.starts_with("manylinux1")),
+            "{tags:?}"
+        );
+        assert_eq!(tags.last().map(String::as_str), Some("linux_aarch64"));
+        for (bad, says) in [
+            (
+                "getconf: Unrecognized variable `GNU_LIBC_VERSION'\n",
+                "not glibc",
+            ),
+            ("glibc 2.36\nx86 64; rm\n", "uname -m"),
+            ("", "not glibc"),
+        ] {
+            let error = Platform::parse(bad).expect_err(bad);
+            assert!(error.contains(says), "{bad}: {error}");
+        }
     }
 
     #[test]
