@@ -229,6 +229,9 @@ pub fn wheels(
         .as_bytes(),
     );
     let dir = cache.join("built").join(&key);
+    // Two sitec runs sharing a cache build one sdist once: the second
+    // waits here, then finds the first's wheels complete.
+    let _building = super::wheelhouse::lock_beside(&dir)?;
     let complete = dir.join(".complete");
     if complete.exists() {
         // Used now: the cache's pruning goes by this mark's age.
@@ -597,9 +600,14 @@ mod tests {
             !error.contains("compiler line 1\n"),
             "only the last lines: {error}"
         );
-        // Nothing of it in the cache: the next plan tries again.
-        let left = fs::read_dir(cache.join("built")).map_or(0, Iterator::count);
-        assert_eq!(left, 0);
+        // Nothing of it in the cache but the lock: the next plan tries again.
+        let left: Vec<_> = fs::read_dir(cache.join("built"))
+            .expect("the cache")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_none_or(|e| e != "lock"))
+            .collect();
+        assert_eq!(left, Vec::<PathBuf>::new());
     }
 
     /// A fleet whose every host answers every script with `answer`.
@@ -677,6 +685,53 @@ mod tests {
         };
         wheels(&sdist, &job, &cache, &host, &|_| {}).expect("built");
         assert_eq!(host.runs.get(), 2);
+    }
+
+    /// A build host many threads may share, whose builds take a moment.
+    struct Slow {
+        runs: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Host for Slow {
+        fn name(&self) -> &str {
+            "bld1"
+        }
+
+        fn run(&self, _: &str, _: &[u8]) -> Result<Output, String> {
+            self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Long enough for the other run to reach the cache meanwhile.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let wheel = one_wheel("demo-1.0-cp311-cp311-linux_x86_64.whl");
+            Ok((Some(0), wheel, Vec::new()))
+        }
+    }
+
+    #[test]
+    fn two_runs_sharing_a_cache_build_an_sdist_once() {
+        let (_dir, sdist, deps, cache) = a_build();
+        let host = Slow {
+            runs: std::sync::atomic::AtomicUsize::new(0),
+        };
+        let start = std::sync::Barrier::new(2);
+        let job = Job {
+            python: "3.11",
+            packages: &[],
+            deps: &deps,
+        };
+        let built: Vec<PathBuf> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        wheels(&sdist, &job, &cache, &host, &|_| {}).expect("built")
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().expect("a run")).collect()
+        });
+        assert_eq!(built[0], built[1]);
+        assert!(built[0].join(".complete").is_file());
+        assert_eq!(host.runs.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]

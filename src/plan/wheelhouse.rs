@@ -164,7 +164,7 @@ pub fn build(
 }
 
 /// An exclusive lock on `DIR.lock`, held until dropped.
-fn lock_beside(dir: &Path) -> Result<fs::File, String> {
+pub(super) fn lock_beside(dir: &Path) -> Result<fs::File, String> {
     let path = dir.with_extension("lock");
     let failed = |e: &dyn std::fmt::Display| format!("cannot lock {}: {e}", path.display());
     if let Some(parent) = path.parent() {
