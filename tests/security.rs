@@ -121,6 +121,28 @@ impl Fleet {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `sh -c script` as root on `host` with `input` on its stdin, which a
+    /// failure does not print (it may hold secret values).
+    fn root_fed(&self, host: &str, script: &str, input: &[u8]) -> String {
+        let config = self.dir.path().join(".fleet/hostile/ssh_config");
+        let mut child = Command::new("ssh")
+            .arg("-F")
+            .arg(config)
+            .arg(host)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ssh runs");
+        if let Some(mut stdin) = child.stdin.take() {
+            std::io::Write::write_all(&mut stdin, input).expect("ssh takes its input");
+        }
+        let out = child.wait_with_output().expect("ssh ends");
+        assert!(out.status.success(), "{host}: `{script}`: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn ssh(&self, host: &str, script: &str) -> Output {
         let config = self.dir.path().join(".fleet/hostile/ssh_config");
         Command::new("ssh")
@@ -333,6 +355,183 @@ fn disturb(fleet: &Fleet, host: &str, managed: &[(String, String)]) {
     }
 }
 
+/// Every secret a host may hold, `(name, value)`: the spec's secrets file
+/// and the app's TLS key (the base64 lines of its body).
+fn secret_values(fleet: &Fleet) -> Vec<(String, String)> {
+    let file = fleet.dir.path().join("hostile.secrets.toml");
+    let text = std::fs::read_to_string(&file).expect("the secrets file");
+    let doc: toml_edit::DocumentMut = text.parse().expect("the secrets file parses");
+    let mut secrets: Vec<(String, String)> = doc
+        .iter()
+        .filter_map(|(name, item)| Some((name.to_string(), item.as_str()?.to_string())))
+        .collect();
+    // A bus key's value is a seed: hosts hold the CURVE secret key made from it.
+    let derived: Vec<(String, String)> = secrets
+        .iter()
+        .filter(|(name, _)| name.starts_with("bus."))
+        .map(|(name, seed)| {
+            let key = sitec::bus::keys::derive(seed).key_file_text();
+            (name.clone(), key.trim().to_string())
+        })
+        .collect();
+    secrets.extend(derived);
+    let key = std::fs::read_to_string(fleet.dir.path().join("tls/blog.localhost.key"))
+        .expect("the TLS key");
+    secrets.extend(
+        key.lines()
+            .filter(|l| !l.starts_with("-----") && l.len() >= 40)
+            .map(|l| ("tls.blog.key".to_string(), l.to_string())),
+    );
+    assert!(
+        secrets.len() > 5,
+        "too few secrets to look for: {}",
+        secrets.len()
+    );
+    secrets
+}
+
+/// Who may read a secret, by its name: its app's user where the app runs
+/// and the server that checks it; a host's bus key its agent (and the
+/// balancer's its balancer); the operator's key and anything else, no one.
+fn may_read(user: &str, host: &str, secret: &str) -> bool {
+    let app_or = |server: &str| user == "app-blog" || (host == "db1" && user == server);
+    match secret {
+        "blog.secret_key" | "app.blog.secret_key" => user == "app-blog",
+        "db.main.blog.password" | "postgres.db1.main.replication.password" => app_or("postgres"),
+        "redis.cache.password" => app_or("redis"),
+        "tls.blog.key" | "bus.balancer.lb1" => host == "lb1" && user == "sitec-balancer",
+        bus_host => bus_host == format!("bus.host.{host}") && user == "sitec-agent",
+    }
+}
+
+/// Each service user of each host reads every file it can under the
+/// folders where a program keeps state, config, logs or scratch files;
+/// returns `host user path secret-name` for each secret it found there,
+/// those it may not read first (`wrong`), then those it may (`right`). The
+/// values go to the host on stdin and stay in a root-only file for the
+/// search.
+fn secrets_read_by_each_user(fleet: &Fleet) -> (Vec<String>, Vec<String>) {
+    let secrets = secret_values(fleet);
+    let values: String = secrets.iter().map(|(_, v)| format!("{v}\n")).collect();
+    let (mut wrong, mut right) = (Vec::new(), Vec::new());
+    for host in HOSTS {
+        fleet.root_fed(
+            host,
+            "umask 077; cat > /root/secret-values",
+            values.as_bytes(),
+        );
+        for user in service_users(host) {
+            // The user lists what it can read; root searches those files.
+            let found = fleet.root(
+                host,
+                &format!(
+                    "id -u {user} >/dev/null 2>&1 || exit 0; \
+                     runuser -u {user} -- find /etc /srv /var /home /root /opt /tmp /run \
+                       -type f -readable -size -8M -print0 2>/dev/null \
+                     | xargs -0 -r grep -aoHFZ -f /root/secret-values 2>/dev/null | sort -u; true"
+                ),
+            );
+            for line in found.lines() {
+                // `grep -Z`: a NUL after the path (a Z85 key may hold a `:`).
+                let Some((path, value)) = line.split_once('\0') else {
+                    continue;
+                };
+                let names = secrets.iter().filter(|(_, v)| v == value);
+                for (name, _) in names {
+                    let found = format!("{host} {user} {path} {name}");
+                    if may_read(user, host, name) {
+                        right.push(found);
+                    } else {
+                        wrong.push(found);
+                    }
+                }
+            }
+        }
+        fleet.root(host, "rm -f /root/secret-values");
+    }
+    (wrong, right)
+}
+
+/// As the app's user on run1, what a hostile tenant can do to the bus
+/// from inside the fleet: to every agent's control, heartbeat and
+/// collector port, ZMTP greetings (NULL and CURVE) each followed by a frame
+/// that declares 2^62 or 2^32 bytes, and 60 connections per port that
+/// never say a word, all held open 20 s; `ready` hears once they are all
+/// made. Returns how many connections it made.
+fn hostile_tenant_on_the_bus(
+    fleet: &Fleet,
+    ports: &[String],
+    ready: std::sync::mpsc::Sender<()>,
+) -> usize {
+    const SCRIPT: &str = r#"
+import socket, struct, sys, time
+held = []
+def greeting(mechanism):
+    return bytes([0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0x7F, 3, 0]) + mechanism.ljust(20, b"\0") + b"\0" + bytes(31)
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    for mechanism in (b"NULL", b"CURVE"):
+        for size in (1 << 62, 1 << 32):
+            for flags in (0x06, 0x02):
+                try:
+                    s = socket.create_connection((host, int(port)), timeout=3)
+                    s.sendall(greeting(mechanism) + bytes([flags]) + struct.pack(">Q", size) + b"x" * 65536)
+                    held.append(s)
+                except OSError:
+                    pass
+    for _ in range(60):
+        try:
+            held.append(socket.create_connection((host, int(port)), timeout=3))
+        except OSError:
+            break
+print("ready", flush=True)
+time.sleep(20)
+print(len(held))
+"#;
+    let script = format!(
+        "cat > /tmp/tenant.py && chmod 0644 /tmp/tenant.py && \
+         runuser -u app-blog -- python3 /tmp/tenant.py {}",
+        ports.join(" ")
+    );
+    let config = fleet.dir.path().join(".fleet/hostile/ssh_config");
+    let mut child = Command::new("ssh")
+        .arg("-F")
+        .arg(config)
+        .arg("run1")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh runs");
+    if let Some(mut stdin) = child.stdin.take() {
+        std::io::Write::write_all(&mut stdin, SCRIPT.as_bytes()).expect("ssh takes the script");
+    }
+    let mut made = 0;
+    if let Some(stdout) = child.stdout.take() {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if line == "ready" {
+                let _ = ready.send(());
+            } else if let Ok(count) = line.trim().parse() {
+                made = count;
+            }
+        }
+    }
+    let out = child.wait_with_output().expect("ssh ends");
+    assert!(out.status.success(), "the tenant: {}", text(&out));
+    made
+}
+
+/// `systemctl show -p MainPID` of each of a host's sitec units, one line.
+fn sitec_pids(fleet: &Fleet, host: &str) -> String {
+    fleet.root(
+        host,
+        "for u in sitec-agent sitec-balancer; do \
+           systemctl is-enabled -q $u 2>/dev/null || continue; \
+           echo \"$u $(systemctl is-active $u) $(systemctl show -p MainPID --value $u)\"; done",
+    )
+}
+
 /// `systemd-analyze security UNIT`'s overall exposure.
 fn exposure(fleet: &Fleet, host: &str, unit: &str) -> f64 {
     let out = fleet.root(
@@ -384,6 +583,61 @@ fn service_users_cannot_turn_apply_logs_or_the_agent_against_root() -> TestResul
         "app-blog",
         "collectstatic wrote as: {collected}"
     );
+
+    // No service user can read a secret that is not its own, anywhere.
+    let (wrong, right) = secrets_read_by_each_user(&fleet);
+    assert!(
+        wrong.is_empty(),
+        "secrets a service user can read (host user file secret):\n{}",
+        wrong.join("\n")
+    );
+    // The search finds what it looks for: each user reads its own.
+    for expected in [
+        "run1 app-blog /etc/sitec/apps/blog/environment",
+        "run1 sitec-agent /etc/sitec/bus/host.key bus.host.run1",
+        "lb1 sitec-balancer /etc/sitec/bus/balancer.key bus.balancer.lb1",
+        "db1 redis /etc/sitec/redis/cache.conf redis.cache.password",
+    ] {
+        assert!(
+            right.iter().any(|r| r.starts_with(expected)),
+            "the search did not find `{expected}` among: {right:#?}"
+        );
+    }
+
+    // A hostile tenant on the bus: every daemon stays up (the same process),
+    // and the fleet serves and ships its logs as before.
+    let pids: Vec<String> = HOSTS.iter().map(|h| sitec_pids(&fleet, h)).collect();
+    let mut ports = Vec::new();
+    for host in HOSTS {
+        let address = fleet.address(host);
+        ports.extend(["7701", "7702", "7703"].map(|p| format!("{address}:{p}")));
+    }
+    let made = std::thread::scope(|scope| {
+        let (ready, made_them) = std::sync::mpsc::channel();
+        let tenant = scope.spawn(|| hostile_tenant_on_the_bus(&fleet, &ports, ready));
+        // While it holds its connections, logs still reach the collector.
+        if made_them
+            .recv_timeout(std::time::Duration::from_secs(180))
+            .is_err()
+        {
+            let made = tenant.join().expect("the tenant's ssh");
+            panic!("the tenant never held its connections ({made} made)");
+        }
+        traffic_until_collected(&fleet, &lb, "/?while-the-tenant-holds-on");
+        let page = Command::new("curl")
+            .args(["-fsS", "--max-time", "10", "-H", "Host: blog.localhost"])
+            .arg(format!("http://{lb}/"))
+            .output()
+            .expect("curl runs");
+        assert!(text(&page).contains("Hostile"), "serving: {}", text(&page));
+        tenant.join().expect("the tenant's ssh")
+    });
+    assert!(made > 100, "the tenant made only {made} connections");
+    for (host, was) in HOSTS.iter().zip(&pids) {
+        assert!(was.contains(" active "), "{host}: {was}");
+        assert_eq!(&sitec_pids(&fleet, host), was, "{host}: a daemon restarted");
+    }
+    traffic_until_collected(&fleet, &lb, "/?after-the-tenant");
 
     // A canary only root can read, on every host.
     let secret = format!("CANARY-{}-only-root-reads-this", std::process::id());
