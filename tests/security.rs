@@ -124,6 +124,17 @@ impl Fleet {
     /// `sh -c script` as root on `host` with `input` on its stdin, which a
     /// failure does not print (it may hold secret values).
     fn root_fed(&self, host: &str, script: &str, input: &[u8]) -> String {
+        let out = self
+            .fed(host, script, input)
+            .wait_with_output()
+            .expect("ssh ends");
+        assert!(out.status.success(), "{host}: `{script}`: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `sh -c script` as root on `host`, started with `input` written to
+    /// its stdin (then closed); its output piped.
+    fn fed(&self, host: &str, script: &str, input: &[u8]) -> std::process::Child {
         let config = self.dir.path().join(".fleet/hostile/ssh_config");
         let mut child = Command::new("ssh")
             .arg("-F")
@@ -138,9 +149,7 @@ impl Fleet {
         if let Some(mut stdin) = child.stdin.take() {
             std::io::Write::write_all(&mut stdin, input).expect("ssh takes its input");
         }
-        let out = child.wait_with_output().expect("ssh ends");
-        assert!(out.status.success(), "{host}: `{script}`: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        child
     }
 
     fn ssh(&self, host: &str, script: &str) -> Output {
@@ -493,20 +502,7 @@ print(len(held))
          runuser -u app-blog -- python3 /tmp/tenant.py {}",
         ports.join(" ")
     );
-    let config = fleet.dir.path().join(".fleet/hostile/ssh_config");
-    let mut child = Command::new("ssh")
-        .arg("-F")
-        .arg(config)
-        .arg("run1")
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh runs");
-    if let Some(mut stdin) = child.stdin.take() {
-        std::io::Write::write_all(&mut stdin, SCRIPT.as_bytes()).expect("ssh takes the script");
-    }
+    let mut child = fleet.fed("run1", &script, SCRIPT.as_bytes());
     let mut made = 0;
     if let Some(stdout) = child.stdout.take() {
         for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
