@@ -1,5 +1,8 @@
-//! The admin listener: `GET /metrics` (Prometheus text) and `GET /healthz`
-//! on a separate address so it is never exposed with the public listeners.
+//! The admin listener: `GET /metrics` (Prometheus text), `GET /healthz` and
+//! `GET /rotation` (JSON: every route's backends, in rotation or why not,
+//! and their requests in flight; the host's agent reads it for `sitec
+//! status` and `sitec restart`) on a separate address so it is never
+//! exposed with the public listeners.
 //! One request per connection, parsed by the same strict parser. It never
 //! proxies.
 
@@ -37,20 +40,32 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             _ => return Ok(()),
         }
     };
-    let (status, body) = match RequestHead::parse(&buf.filled()[span.start..span.end], &limits) {
-        Ok(req) if req.path() == "/metrics" => {
-            let state = shared.state();
-            (
+    const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+    let (status, kind, body) =
+        match RequestHead::parse(&buf.filled()[span.start..span.end], &limits) {
+            Ok(req) if req.path() == "/metrics" => {
+                let state = shared.state();
+                (
+                    "200 OK",
+                    TEXT,
+                    shared.metrics.render(&shared.live_backends(), &state.certs),
+                )
+            }
+            Ok(req) if req.path() == "/healthz" => ("200 OK", TEXT, "ok\n".to_owned()),
+            Ok(req) if req.path() == "/rotation" => (
                 "200 OK",
-                shared.metrics.render(&shared.live_backends(), &state.certs),
-            )
-        }
-        Ok(req) if req.path() == "/healthz" => ("200 OK", "ok\n".to_owned()),
-        Ok(_) => ("404 Not Found", "try /metrics or /healthz\n".to_owned()),
-        Err(r) => ("400 Bad Request", format!("{}\n", r.reason)),
-    };
+                "application/json",
+                shared.rotation().to_string() + "\n",
+            ),
+            Ok(_) => (
+                "404 Not Found",
+                TEXT,
+                "try /metrics, /healthz or /rotation\n".to_owned(),
+            ),
+            Err(r) => ("400 Bad Request", TEXT, format!("{}\n", r.reason)),
+        };
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(response.as_bytes()).await?;

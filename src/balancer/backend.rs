@@ -6,7 +6,10 @@
 //! and its pool of idle kept-alive connections. Idle connections are given
 //! out newest first, only while younger than the idle timeout (set shorter
 //! than the backend's own, so we never reuse one it is closing) and only if
-//! the socket shows no EOF or stray bytes. It never speaks HTTP.
+//! the socket shows no EOF or stray bytes. While it is out it keeps why
+//! (`Out`, for `/rotation` and `sitec status`), and a connection that
+//! finishes its request then is closed, not pooled: a drained runner sees
+//! its balancers' connections go as their requests end. It never speaks HTTP.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -31,6 +34,34 @@ pub struct Backend {
     /// Requests in a row it accepted and dropped unanswered.
     strikes: AtomicU32,
     idle: Mutex<Vec<Idle>>,
+    /// Why it is out, by the health checks and by its agent, and since when.
+    why: Mutex<Why>,
+}
+
+/// Why a backend went out of rotation, as last set.
+#[derive(Default)]
+struct Why {
+    down: Option<(String, Instant)>,
+    held: Option<(Hold, String, Instant)>,
+}
+
+/// Why its runner's agent holds it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// The app's web service is not running there.
+    Stopped,
+    /// The agent drains it (a restart is coming): requests in flight finish.
+    Drained,
+}
+
+/// A backend out of rotation, for `/rotation`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Out {
+    /// `drained`, `stopped` (its agent says so) or `failing` (the checks).
+    pub kind: &'static str,
+    pub why: String,
+    /// Seconds since it went out.
+    pub seconds: f64,
 }
 
 /// Requests in a row a backend may accept and drop unanswered before it is
@@ -67,7 +98,52 @@ impl Backend {
             failures: AtomicU64::new(0),
             strikes: AtomicU32::new(0),
             idle: Mutex::new(Vec::new()),
+            why: Mutex::new(Why::default()),
         }
+    }
+
+    fn lock_why(&self) -> std::sync::MutexGuard<'_, Why> {
+        self.why
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Why it is out of rotation now, if it is: a hold by its agent first.
+    pub fn out(&self) -> Option<Out> {
+        let now = now_ms();
+        let held = self.held_until.load(Ordering::Relaxed) > now;
+        let down = self.down_until.load(Ordering::Relaxed) > now;
+        let why = self.lock_why();
+        let (kind, text, since) = match (&why.held, &why.down) {
+            (Some((hold, text, since)), _) if held => {
+                let kind = match hold {
+                    Hold::Drained => "drained",
+                    Hold::Stopped => "stopped",
+                };
+                (kind, text.clone(), *since)
+            }
+            (_, Some((text, since))) if down => ("failing", text.clone(), *since),
+            _ if held || down => ("failing", "out of rotation".to_string(), Instant::now()),
+            _ => return None,
+        };
+        Some(Out {
+            kind,
+            why: text,
+            seconds: since.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Held out by its agent's drain (and not failing its checks).
+    pub fn drained(&self) -> bool {
+        let now = now_ms();
+        self.held_until.load(Ordering::Relaxed) > now
+            && self.down_until.load(Ordering::Relaxed) <= now
+            && matches!(self.lock_why().held, Some((Hold::Drained, _, _)))
+    }
+
+    /// Requests it has in flight.
+    pub fn in_flight(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
     }
 
     pub fn is_up(&self) -> bool {
@@ -77,16 +153,29 @@ impl Backend {
         until == 0 || until <= now_ms()
     }
 
-    /// Its runner's agent says the app is not running: out for `period`
-    /// (renewed by every such heartbeat), whatever active checks find.
-    pub fn hold_out(&self, period: Duration, why: &str) {
+    /// Its runner's agent says the app is not running, or drains it: out
+    /// for `period` (renewed by every such heartbeat), whatever active
+    /// checks find.
+    pub fn hold_out(&self, period: Duration, hold: Hold, why: &str) {
         let now = now_ms();
-        if self
+        let was_held = self
             .held_until
             .swap(ms_after(now, period), Ordering::Relaxed)
-            <= now
-        {
+            > now;
+        let mut reason = self.lock_why();
+        let same = was_held
+            && reason
+                .held
+                .as_ref()
+                .is_some_and(|(h, w, _)| *h == hold && w == why);
+        if !same {
             tracing::warn!(backend = %self.addr, "{why}; out of rotation");
+            let since = match &reason.held {
+                Some((_, _, since)) if was_held => *since,
+                _ => Instant::now(),
+            };
+            reason.held = Some((hold, why.to_string(), since));
+            drop(reason);
             self.clear_idle();
         }
     }
@@ -95,18 +184,21 @@ impl Backend {
     pub fn release(&self, why: &str) {
         if self.held_until.swap(0, Ordering::Relaxed) > now_ms() {
             tracing::info!(backend = %self.addr, "{why}; back in rotation");
+            self.lock_why().held = None;
         }
     }
 
-    /// Passive health: takes it out for `period` (its pool goes too).
-    pub fn mark_down(&self, period: Duration) {
+    /// Passive or active health: takes it out for `period` (its pool goes
+    /// too), saying `why`.
+    pub fn mark_down(&self, period: Duration, why: &str) {
         self.failures.fetch_add(1, Ordering::Relaxed);
         if self
             .down_until
             .swap(ms_after(now_ms(), period), Ordering::Relaxed)
             == 0
         {
-            tracing::warn!(backend = %self.addr, "backend failed; out of rotation for {period:?}");
+            tracing::warn!(backend = %self.addr, "backend failed ({why}); out of rotation for {period:?}");
+            self.lock_why().down = Some((why.to_string(), Instant::now()));
         }
         self.clear_idle();
     }
@@ -118,7 +210,10 @@ impl Backend {
             self.failures.fetch_add(1, Ordering::Relaxed);
         } else {
             self.strikes.store(0, Ordering::Relaxed);
-            self.mark_down(period);
+            self.mark_down(
+                period,
+                &format!("{STRIKES} requests in a row dropped unanswered"),
+            );
         }
     }
 
@@ -139,6 +234,7 @@ impl Backend {
     pub fn mark_up(&self) {
         if self.down_until.swap(0, Ordering::Relaxed) != 0 {
             tracing::info!(backend = %self.addr, "backend answers again; back in rotation");
+            self.lock_why().down = None;
         }
     }
 
@@ -165,8 +261,12 @@ impl Backend {
         None
     }
 
-    /// Keeps a connection for the next request, up to `max` idle ones.
+    /// Keeps a connection for the next request, up to `max` idle ones
+    /// (none while it is out of rotation: the connection closes).
     pub fn put_idle(&self, stream: TcpStream, max: usize) {
+        if !self.is_up() {
+            return;
+        }
         let mut idle = self.lock_idle();
         if idle.len() < max {
             idle.push(Idle {
@@ -205,6 +305,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_hold_says_why_and_since_when_until_released() {
+        let b = Backend::new("127.0.0.1:9".parse().expect("addr"));
+        assert_eq!(b.out(), None);
+        b.hold_out(
+            Duration::from_secs(60),
+            Hold::Drained,
+            "drained for a restart",
+        );
+        let first = b.out().expect("held");
+        assert_eq!(
+            (first.kind, first.why.as_str()),
+            ("drained", "drained for a restart")
+        );
+        // Renewed by the next heartbeat: still out since the first.
+        b.hold_out(
+            Duration::from_secs(60),
+            Hold::Drained,
+            "drained for a restart",
+        );
+        assert!(b.out().expect("held").seconds >= first.seconds);
+        b.hold_out(
+            Duration::from_secs(60),
+            Hold::Stopped,
+            "blog is not running",
+        );
+        assert_eq!(b.out().expect("held").kind, "stopped");
+        b.release("runs again");
+        assert_eq!(b.out(), None);
+        assert!(b.is_up());
+    }
+
+    #[test]
     fn only_strikes_in_a_row_take_a_backend_out() {
         let b = Backend::new("127.0.0.1:9".parse().expect("addr"));
         let out_for = Duration::from_secs(60);
@@ -219,6 +351,9 @@ mod tests {
             b.strike(out_for);
         }
         assert!(!b.is_up());
+        let out = b.out().expect("out");
+        assert_eq!(out.kind, "failing");
+        assert!(out.why.contains("dropped unanswered"), "{out:?}");
         assert_eq!(
             b.failures.load(Ordering::Relaxed),
             u64::from(4 * STRIKES - 3)

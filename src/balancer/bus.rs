@@ -10,12 +10,15 @@
 //! whose web service its agent reports not running (`serving`; a dead
 //! worker does not count) is taken out of rotation at once, before any
 //! request fails on it, and an active check cannot bring it back; the next
-//! heartbeat that reports it running brings it back. A hold lasts `HOLD`
+//! heartbeat that reports it running brings it back; one that says the app
+//! is drained (`drain`: a restart is coming) holds it out the same way,
+//! and the requests already sent finish. A hold lasts `HOLD`
 //! unless renewed, so when heartbeats stop (an agent, a bus or a network
 //! down) the runners are left to the passive and active checks within
 //! `HOLD`, never held out for good: a bus outage is not a web outage. A
 //! reload that changes `[bus]` starts the followers again.
 
+use super::backend::Hold;
 use super::config;
 use super::state::Shared;
 use crate::bus::{self, Bus, Incoming, KeyPair, Kind, PublicKey};
@@ -48,6 +51,9 @@ struct AppBeat {
     /// Set when the agent could not ask systemd: the states say nothing.
     #[serde(default)]
     error: Option<String>,
+    /// Set while its agent drains it (a restart is coming): why.
+    #[serde(default)]
+    drain: Option<String>,
 }
 
 /// Following the heartbeats: dropping it stops the pump and its task.
@@ -151,23 +157,32 @@ fn apply(shared: &Shared, host: &str, frame: &[u8]) -> Result<(), String> {
             beat.host
         ));
     }
+    shared.heard(host);
     let state = shared.state();
-    for app in beat.apps.iter().filter(|a| a.error.is_none()) {
+    for app in &beat.apps {
         let Some(backends) = state.runners.get(&(beat.host.clone(), app.name.clone())) else {
             continue;
         };
-        let serving = app.serving.unwrap_or(app.healthy);
+        // A drain stands whatever systemd says; unknown states say nothing.
+        let hold = match (&app.drain, &app.error) {
+            (Some(why), _) => Some((
+                Hold::Drained,
+                format!("{}'s agent drains {}: {why}", beat.host, app.name),
+            )),
+            (None, Some(_)) => continue,
+            (None, None) if app.serving.unwrap_or(app.healthy) => None,
+            (None, None) => Some((
+                Hold::Stopped,
+                format!("{}'s agent says {} is not running", beat.host, app.name),
+            )),
+        };
         for backend in backends {
-            if serving {
-                backend.release(&format!(
+            match &hold {
+                Some((kind, why)) => backend.hold_out(HOLD, *kind, why),
+                None => backend.release(&format!(
                     "{}'s agent says {} runs again",
                     beat.host, app.name
-                ));
-            } else {
-                backend.hold_out(
-                    HOLD,
-                    &format!("{}'s agent says {} is not running", beat.host, app.name),
-                );
+                )),
             }
         }
     }

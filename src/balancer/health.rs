@@ -38,7 +38,10 @@ pub async fn run(shared: Arc<Shared>) {
                         if backend.is_up() {
                             tracing::warn!(backend = %backend.addr, "health check failed: {e}");
                         }
-                        backend.mark_down(Duration::from_millis(h.fail_timeout_ms));
+                        backend.mark_down(
+                            Duration::from_millis(h.fail_timeout_ms),
+                            &format!("health check failed: {e}"),
+                        );
                     }
                 }
             });

@@ -104,6 +104,14 @@ impl Attempts {
 
 const NO_ANSWER: &str = "The backend closed the connection without answering.";
 
+/// While every backend of an app that is out is out because its agent
+/// drains it (a rolling restart or deploy), a new request waits this long
+/// at most for one to come back instead of getting a 503 at once: an app
+/// with one runner keeps serving through a restart, only slower.
+const DRAIN_WAIT: Duration = Duration::from_secs(15);
+/// How often a waiting request looks again.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -160,8 +168,14 @@ impl<S: ClientIo> Conn<S> {
         let mut rest = rest;
         let mut attempts = Attempts::default();
         let t = &state.timeouts;
+        let mut drain_wait = DRAIN_WAIT.min(ms(t.response_ms));
         loop {
             let Some(i) = app.pick(&attempts.tried) else {
+                if attempts.tried.is_empty() && !drain_wait.is_zero() && app.drained() {
+                    tokio::time::sleep(DRAIN_POLL).await;
+                    drain_wait = drain_wait.saturating_sub(DRAIN_POLL);
+                    continue;
+                }
                 let (status, why) = if attempts.tried.is_empty() {
                     (503, "Every backend of this app is out of rotation.")
                 } else {
@@ -179,7 +193,10 @@ impl<S: ClientIo> Conn<S> {
                     Err(e) => {
                         // Nothing reached it: always safe to try the next one.
                         tracing::warn!(backend = %backend.addr, "connect failed: {e}");
-                        backend.mark_down(ms(state.health.fail_timeout_ms));
+                        backend.mark_down(
+                            ms(state.health.fail_timeout_ms),
+                            &format!("connect failed: {e}"),
+                        );
                         attempts.tried.push(i);
                         continue;
                     }

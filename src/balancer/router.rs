@@ -40,6 +40,12 @@ impl App {
         }
     }
 
+    /// Whether a backend is out only because its agent drains it: it will
+    /// be back shortly.
+    pub fn drained(&self) -> bool {
+        self.backends.iter().any(|b| b.drained())
+    }
+
     /// A backend that is up and not in `tried`, by the app's policy.
     pub fn pick(&self, tried: &[usize]) -> Option<usize> {
         let n = self.backends.len();
@@ -139,7 +145,7 @@ mod tests {
         let picks: Vec<_> = (0..6).filter_map(|_| a.pick(&[])).collect();
         assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
         assert_eq!(a.pick(&[0, 1, 2]), None);
-        a.backends[1].mark_down(std::time::Duration::from_secs(60));
+        a.backends[1].mark_down(std::time::Duration::from_secs(60), "test");
         assert!((0..6).filter_map(|_| a.pick(&[])).all(|i| i != 1));
         let l = app("lc", 2, Policy::LeastConnections);
         let _busy = super::super::backend::InFlight::new(&l.backends[0]);

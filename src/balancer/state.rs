@@ -45,6 +45,8 @@ pub struct Shared {
     draining: AtomicBool,
     drain_started: Notify,
     pub config_path: Option<PathBuf>,
+    /// When each runner's agent was last heard (a heartbeat that spoke for it).
+    heard: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl Shared {
@@ -57,6 +59,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             drain_started: Notify::new(),
             config_path,
+            heard: Mutex::new(HashMap::new()),
         });
         shared.install(valid)?;
         Ok(shared)
@@ -149,6 +152,72 @@ impl Shared {
         let mut list: Vec<_> = all.values().cloned().collect();
         list.sort_by_key(|b| b.addr);
         list
+    }
+
+    /// Notes a heartbeat from `host`'s agent.
+    pub fn heard(&self, host: &str) {
+        let mut heard = self
+            .heard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match heard.get_mut(host) {
+            Some(at) => *at = std::time::Instant::now(),
+            None => {
+                heard.insert(host.to_string(), std::time::Instant::now());
+            }
+        }
+    }
+
+    /// Seconds since each runner's agent was last heard.
+    pub fn heard_ago(&self) -> Vec<(String, f64)> {
+        let heard = self
+            .heard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ago: Vec<(String, f64)> = (heard.iter())
+            .map(|(h, at)| (h.clone(), at.elapsed().as_secs_f64()))
+            .collect();
+        ago.sort_by(|a, b| a.0.cmp(&b.0));
+        ago
+    }
+
+    /// Every route's backends: in rotation or why not, requests in flight
+    /// (`GET /rotation` on the admin listener; `sitec status` and
+    /// `sitec restart` read it through the host's agent).
+    pub fn rotation(&self) -> serde_json::Value {
+        let state = self.state();
+        let mut hosts: HashMap<SocketAddr, &str> = HashMap::new();
+        for ((host, _), backends) in &state.runners {
+            for b in backends {
+                hosts.insert(b.addr, host.as_str());
+            }
+        }
+        let routes: Vec<serde_json::Value> = (state.valid.config.routes.iter())
+            .zip(&state.valid.backends)
+            .map(|(route, addrs)| {
+                let backends: Vec<serde_json::Value> = addrs
+                    .iter()
+                    .map(|addr| {
+                        let b = self.backend(*addr);
+                        serde_json::json!({
+                            "addr": addr.to_string(),
+                            "host": hosts.get(addr),
+                            "in_rotation": b.is_up(),
+                            "out": b.out(),
+                            "in_flight": b.in_flight(),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "app": route.name.clone().unwrap_or_else(|| route.domains[0].clone()),
+                    "backends": backends,
+                })
+            })
+            .collect();
+        let heard: serde_json::Map<String, serde_json::Value> = (self.heard_ago().into_iter())
+            .map(|(h, s)| (h, serde_json::json!(s)))
+            .collect();
+        serde_json::json!({ "routes": routes, "heard_seconds_ago": heard })
     }
 
     pub fn start_drain(&self) {
