@@ -915,7 +915,7 @@ fn balancer_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
         "listen_http": ["0.0.0.0:80"],
         "listen_https": if certs.is_empty() { json!([]) } else { json!(["0.0.0.0:443"]) },
         "certs": certs,
-        "admin": "127.0.0.1:9100",
+        "admin": BALANCER_ADMIN,
         "backend_idle_ms": BALANCER_IDLE_SECONDS * 1000,
         "runner_keepalive_seconds": RUNNER_KEEPALIVE_SECONDS,
         "access_log": BALANCER_ACCESS_LOG,
@@ -969,6 +969,40 @@ fn named_keys(
         .collect()
 }
 
+/// The balancer's admin listener (metrics, `/rotation`), on the host only.
+const BALANCER_ADMIN: &str = "127.0.0.1:9100";
+/// The agent's own state (the fleet lock's lease, log offsets).
+pub const AGENT_STATE: &str = "/var/lib/sitec-agent";
+
+/// The Host header the agent asks an app with (`probe`): its first domain,
+/// a wildcard made a name under it.
+fn probe_domain(domains: &[(String, crate::source::Span)]) -> String {
+    match domains.first().map(|(d, _)| d.as_str()) {
+        None | Some("*") => "localhost".into(),
+        Some(d) => match d.strip_prefix("*.") {
+            Some(rest) => format!("www.{rest}"),
+            None => d.to_string(),
+        },
+    }
+}
+
+/// The file systems `status` reports for a host: its logs, and each kind of
+/// data its roles keep.
+fn agent_disks(fleet: &Fleet, host: HostId) -> Vec<Value> {
+    let mut disks = vec![json!({ "path": "/var/log", "holds": "logs" })];
+    for (role, path, holds) in [
+        ("runner", APPS_ROOT, "apps"),
+        ("postgres", "/var/lib/postgresql", "data"),
+        ("redis", "/var/lib/redis", "data"),
+        ("backup", BACKUPS_ROOT, "backups"),
+    ] {
+        if fleet.has_role(host, role) {
+            disks.push(json!({ "path": path, "holds": holds }));
+        }
+    }
+    disks
+}
+
 /// Where every balancer writes its access log (its agent ships it to the
 /// `logs` hosts).
 const BALANCER_ACCESS_LOG: &str = "/var/log/sitec/balancer/access.log";
@@ -1005,7 +1039,14 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
             .iter()
             .map(|w| format!("sitec-app-{}-worker-{}.service", a.name, w.name))
             .collect();
-        apps.push(json!({ "origin": spec_file(inputs, a.span), "name": a.name, "service": app_unit(&a.name), "workers": workers }));
+        apps.push(json!({
+            "origin": spec_file(inputs, a.span),
+            "name": a.name,
+            "service": app_unit(&a.name),
+            "workers": workers,
+            "socket": gunicorn_bind(&a.name).trim_start_matches("unix:"),
+            "domain": probe_domain(&a.domains),
+        }));
         // Who writes each file: systemd (as root) appends gunicorn's output;
         // nginx's are www-data's (made so before nginx opens them, and so
         // Debian's logrotate makes them again).
@@ -1030,9 +1071,16 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
     if fleet.has_role(host, "balancer") {
         logs.push(json!({ "origin": spec_file(inputs, h.span), "path": BALANCER_ACCESS_LOG, "tag": "balancer/access.log", "owner": "sitec-balancer" }));
     }
+    let postgres: Vec<Value> = (crate::model::clusters::clusters_on(fleet, host).iter())
+        .map(|c| json!({ "cluster": c.name, "port": c.port }))
+        .collect();
     Ok(json!({
         "origin": spec_file(inputs, h.span),
         "host": h.name,
+        "state_dir": AGENT_STATE,
+        "disks": agent_disks(fleet, host),
+        "postgres": postgres,
+        "balancer_admin": fleet.has_role(host, "balancer").then_some(BALANCER_ADMIN),
         "address": fleet.listen_address(host),
         "control_port": BUS_CONTROL_PORT,
         "heartbeat_port": BUS_HEARTBEAT_PORT,

@@ -298,7 +298,7 @@ fn check_validates_the_config_and_its_key_and_names_the_line() {
     let key_file = dir.path().join("host.key");
     common::agent::write_key(&key_file, &key("run1"));
     let good = format!(
-        "host = \"run1\"\n[bus]\ncontrol = \"tcp://127.0.0.1:7701\"\nheartbeat = \"tcp://127.0.0.1:7702\"\nkey_file = \"{}\"\noperator = \"{}\"\n",
+        "host = \"run1\"\nstate_dir = \"/var/lib/sitec-agent\"\n[bus]\ncontrol = \"tcp://127.0.0.1:7701\"\nheartbeat = \"tcp://127.0.0.1:7702\"\nkey_file = \"{}\"\noperator = \"{}\"\n",
         key_file.display(),
         key("operator").public
     );
@@ -318,7 +318,7 @@ fn check_validates_the_config_and_its_key_and_names_the_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains(&format!("{}:4:13: bus.heartbeat", path.display())),
+        err.contains(&format!("{}:5:13: bus.heartbeat", path.display())),
         "{err}"
     );
     assert!(err.contains("tcp://ADDRESS:PORT"), "{err}");
@@ -335,4 +335,199 @@ fn check_validates_the_config_and_its_key_and_names_the_line() {
     assert!(err.contains("chmod 600"), "{err}");
     let secret = fs::read_to_string(&key_file).expect("key");
     assert!(!err.contains(secret.trim()), "{err}");
+}
+
+fn holder(token: &str) -> Value {
+    json!({"who": "alice", "from": "laptop", "pid": 4242, "what": "apply fleet.site", "token": token})
+}
+
+/// The fleet lock's lease, as the operator's `Lock` asks for it: a second
+/// holder is refused with the first named, the record outlives an agent
+/// restart, a break says whose it was.
+#[test]
+fn the_lease_is_held_across_a_restart_until_broken() {
+    let mut agent = Agent::start("agent-lease");
+    let mut control = agent.control(&key("operator"));
+    let take = |token: &str| json!({"op": "lease", "action": "take", "holder": holder(token), "ttl_seconds": 30});
+    let first = control.ask(&take("a"), WAIT).expect("an answer");
+    assert_eq!(first["outcome"], "granted", "{first}");
+    agent.restart();
+    let mut control = agent.control(&key("operator"));
+    let second = control.ask(&take("b"), WAIT).expect("an answer");
+    assert_eq!(second["outcome"], "held", "{second}");
+    assert_eq!(
+        (
+            second["lease"]["who"].clone(),
+            second["lease"]["what"].clone()
+        ),
+        (json!("alice"), json!("apply fleet.site")),
+        "{second}"
+    );
+    let record = fs::read_to_string(agent.path("state/lease.json")).expect("the record on disk");
+    assert!(record.contains("\"token\":\"a\""), "{record}");
+    let status = control.ask(&json!({"op": "status"}), WAIT).expect("status");
+    assert_eq!(status["lease"]["token"], "a", "{status}");
+    let broken = control
+        .ask(&json!({"op": "lease", "action": "break"}), WAIT)
+        .expect("an answer");
+    assert_eq!(broken["lease"]["token"], "a", "{broken}");
+    let renewed = control
+        .ask(
+            &json!({"op": "lease", "action": "renew", "holder": holder("a"), "ttl_seconds": 30}),
+            WAIT,
+        )
+        .expect("an answer");
+    assert_eq!(
+        renewed["outcome"], "lost",
+        "the broken holder learns it: {renewed}"
+    );
+    assert_eq!(
+        control.ask(&take("b"), WAIT).expect("an answer")["outcome"],
+        "granted"
+    );
+}
+
+/// A lease that is not renewed lapses: the next holder gets it.
+#[test]
+fn a_lease_lapses_when_its_holder_stops_renewing() {
+    let agent = Agent::start("agent-lapse");
+    let mut control = agent.control(&key("operator"));
+    let take = |token: &str, ttl: f64| json!({"op": "lease", "action": "take", "holder": holder(token), "ttl_seconds": ttl});
+    assert_eq!(
+        control.ask(&take("a", 1.0), WAIT).expect("answer")["outcome"],
+        "granted"
+    );
+    assert_eq!(
+        control.ask(&take("b", 30.0), WAIT).expect("answer")["outcome"],
+        "held"
+    );
+    assert!(
+        common::eventually(WAIT, || control
+            .ask(&take("b", 30.0), WAIT)
+            .is_ok_and(|a| a["outcome"] == "granted")),
+        "a's lease never lapsed"
+    );
+}
+
+/// A drain goes out in a heartbeat at once and ends with `undrain`.
+#[test]
+fn a_drain_is_announced_in_the_next_heartbeat() {
+    let agent = Agent::start("agent-drain");
+    let sub = agent.subscribe(&key("lb1"));
+    sub.next(WAIT).expect("a first heartbeat");
+    let mut control = agent.control(&key("operator"));
+    let drain = json!({"op": "drain", "app": "blog", "why": "restart by alice", "ttl_seconds": 60});
+    assert_eq!(
+        control.ask(&drain, WAIT).expect("an answer")["drained"],
+        true
+    );
+    let drained = |sub: &common::agent::Subscription, want: Value| {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(beat) = sub.next(WAIT) {
+                if beat["apps"][0]["drain"] == want {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    assert!(drained(&sub, json!("restart by alice")));
+    control
+        .ask(&json!({"op": "undrain", "app": "blog"}), WAIT)
+        .expect("an answer");
+    assert!(drained(&sub, Value::Null));
+    let unknown = control
+        .ask(
+            &json!({"op": "drain", "app": "shop", "ttl_seconds": 5}),
+            WAIT,
+        )
+        .expect("an answer");
+    assert!(
+        unknown["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no app `shop` runs on run1")),
+        "{unknown}"
+    );
+}
+
+/// `status` reports the host's load, memory and file systems as found now.
+#[test]
+fn status_reports_what_the_host_is_doing() {
+    let agent = Agent::start("agent-status");
+    let mut control = agent.control(&key("operator"));
+    let status = control
+        .ask(&json!({"op": "status"}), WAIT)
+        .expect("an answer");
+    assert_eq!(status["ok"], true, "{status}");
+    assert!(status["load"][0].as_f64().is_some(), "{status}");
+    assert!(
+        status["memory"]["total"].as_u64().is_some_and(|t| t > 0),
+        "{status}"
+    );
+    assert!(
+        status["boot_seconds"].as_f64().is_some_and(|t| t > 0.0),
+        "{status}"
+    );
+    assert_eq!(status["postgres"], json!([]));
+    assert_eq!(status["balancer"], Value::Null);
+}
+
+/// `restart` runs systemctl on the app's units only; `probe` asks the app's
+/// socket until it answers below 500.
+#[test]
+fn restart_and_probe_an_app() {
+    use std::io::{Read, Write};
+    let agent = Agent::start("agent-restart");
+    let mut control = agent.control(&key("operator"));
+    let restart = json!({"op": "restart", "app": "blog", "units": "web", "timeout_ms": 5000});
+    let answer = control.ask(&restart, WAIT).expect("an answer");
+    assert_eq!(
+        answer["restarted"],
+        json!(["sitec-app-blog.service"]),
+        "{answer}"
+    );
+    let workers = json!({"op": "restart", "app": "blog", "units": "workers", "timeout_ms": 5000});
+    control.ask(&workers, WAIT).expect("an answer");
+    let calls = fs::read_to_string(agent.path("bin/systemctl.log")).expect("systemctl was run");
+    assert!(
+        calls.contains("restart --no-ask-password -- sitec-app-blog.service\n"),
+        "{calls}"
+    );
+    assert!(
+        calls.contains("restart --no-ask-password -- sitec-app-blog-worker-celery.service\n"),
+        "{calls}"
+    );
+    // Nothing answers yet: the probe says so when its time is up.
+    let probe = json!({"op": "probe", "app": "blog", "timeout_ms": 300});
+    let answer = control.ask(&probe, WAIT).expect("an answer");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("did not answer")),
+        "{answer}"
+    );
+    // An app that answers 502 twice, then 200.
+    let listener =
+        std::os::unix::net::UnixListener::bind(agent.path("gunicorn.sock")).expect("bind");
+    let server = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for (n, stream) in listener.incoming().enumerate().take(3) {
+            let mut stream = stream.expect("a connection");
+            let mut request = [0u8; 1024];
+            let got = stream.read(&mut request).expect("a request");
+            seen.push(String::from_utf8_lossy(&request[..got]).into_owned());
+            let status = if n < 2 { "502 Bad Gateway" } else { "200 OK" };
+            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+        }
+        seen
+    });
+    let probe = json!({"op": "probe", "app": "blog", "timeout_ms": 10_000});
+    let answer = control.ask(&probe, WAIT).expect("an answer");
+    assert_eq!(answer["status"], 200, "{answer}");
+    let seen = server.join().expect("the app");
+    assert!(
+        seen[2].starts_with("GET / HTTP/1.1\r\nHost: blog.localhost\r\n"),
+        "{seen:?}"
+    );
 }

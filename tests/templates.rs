@@ -981,7 +981,7 @@ fn the_agent_reads_every_bus_key() {
         let operator = "Vkv-^(V(GkZ3{e&R0/#P8dFJ12?UL7L)r89x4BUp";
         agent_check(
             &dir,
-            &format!("host = \"run1\"\n[bus]\ncontrol = \"tcp://127.0.0.1:7701\"\nheartbeat = \"tcp://127.0.0.1:7702\"\nkey_file = \"{key}\"\noperator = \"{operator}\"\n"),
+            &format!("host = \"run1\"\nstate_dir = \"/var/lib/sitec-agent\"\n[bus]\ncontrol = \"tcp://127.0.0.1:7701\"\nheartbeat = \"tcp://127.0.0.1:7702\"\nkey_file = \"{key}\"\noperator = \"{operator}\"\n"),
         )
     });
 }

@@ -17,12 +17,43 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 struct Raw {
     host: Spanned<String>,
+    /// The agent's own folder: leases, log offsets.
+    state_dir: Spanned<String>,
     bus: RawBus,
     collector: Option<RawCollector>,
     #[serde(default, rename = "app")]
     apps: Vec<RawApp>,
     #[serde(default, rename = "log")]
     logs: Vec<RawLog>,
+    #[serde(default, rename = "disk")]
+    disks: Vec<RawDisk>,
+    #[serde(default, rename = "postgres")]
+    postgres: Vec<RawPostgres>,
+    balancer: Option<RawBalancer>,
+}
+
+/// A file system whose use `status` reports.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisk {
+    path: Spanned<String>,
+    /// What it holds: `logs`, `data`, `apps`, `backups`.
+    holds: Spanned<String>,
+}
+
+/// A Postgres cluster on this host, primary or standby.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    cluster: Spanned<String>,
+    port: u16,
+}
+
+/// The balancer on this host, whose rotation `status` reports.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBalancer {
+    admin: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +108,10 @@ struct RawApp {
     service: Spanned<String>,
     #[serde(default)]
     workers: Vec<Spanned<String>>,
+    /// gunicorn's socket, which `restart` asks until it answers.
+    socket: Option<Spanned<String>>,
+    /// The Host header of that question (one of the app's domains).
+    domain: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +126,8 @@ struct RawLog {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub host: String,
+    /// The agent's own folder (leases, log offsets).
+    pub state_dir: PathBuf,
     /// ROUTER endpoint (control requests).
     pub control: String,
     /// PUB endpoint (heartbeats).
@@ -107,6 +144,24 @@ pub struct Config {
     pub collector: Option<Collector>,
     pub apps: Vec<App>,
     pub logs: Vec<Log>,
+    pub disks: Vec<Disk>,
+    pub postgres: Vec<Postgres>,
+    /// The local balancer's admin listener (`HOST:PORT`), on a balancer host.
+    pub balancer_admin: Option<String>,
+}
+
+/// A file system `status` reports, and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub holds: String,
+}
+
+/// A Postgres cluster on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Postgres {
+    pub cluster: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +187,10 @@ pub struct App {
     pub name: String,
     pub service: String,
     pub workers: Vec<String>,
+    /// gunicorn's Unix socket, asked `GET /` until it answers after a restart.
+    pub socket: Option<PathBuf>,
+    /// The Host header that question carries.
+    pub domain: Option<String>,
 }
 
 impl App {
@@ -237,8 +296,39 @@ impl Raw {
                 owner: l.owner.get_ref().clone(),
             });
         }
+        let mut disks = Vec::new();
+        for (i, d) in self.disks.iter().enumerate() {
+            let path = absolute(&format!("disk[{i}].path"), &d.path)?;
+            if !["logs", "data", "apps", "backups"].contains(&d.holds.get_ref().as_str()) {
+                return Err(problem(&d.holds, &format!("disk[{i}].holds: `{}` is not what sitec reports; write \"logs\", \"data\", \"apps\" or \"backups\"", d.holds.get_ref())));
+            }
+            disks.push(Disk {
+                path,
+                holds: d.holds.get_ref().clone(),
+            });
+        }
+        let postgres = (self.postgres.iter().enumerate())
+            .map(|(i, p)| {
+                name(&format!("postgres[{i}].cluster"), &p.cluster)?;
+                Ok(Postgres {
+                    cluster: p.cluster.get_ref().clone(),
+                    port: p.port,
+                })
+            })
+            .collect::<Checked<Vec<_>>>()?;
+        let balancer_admin = match &self.balancer {
+            Some(b) if b.admin.get_ref().parse::<std::net::SocketAddr>().is_err() => {
+                return Err(problem(&b.admin, &format!("balancer.admin: `{}` is not an address; write HOST:PORT, e.g. \"127.0.0.1:9100\"", b.admin.get_ref())));
+            }
+            Some(b) => Some(b.admin.get_ref().clone()),
+            None => None,
+        };
         Ok(Config {
             host: self.host.into_inner(),
+            state_dir: absolute("state_dir", &self.state_dir)?,
+            disks,
+            postgres,
+            balancer_admin,
             control,
             heartbeat,
             key_file: absolute("bus.key_file", &self.bus.key_file)?,
@@ -273,10 +363,16 @@ impl RawApp {
         for (j, w) in self.workers.iter().enumerate() {
             unit(&format!("app[{i}].workers[{j}]"), w)?;
         }
+        let socket = match &self.socket {
+            Some(s) => Some(absolute(&format!("app[{i}].socket"), s)?),
+            None => None,
+        };
         Ok(App {
             name: self.name.into_inner(),
             service: self.service.into_inner(),
             workers: self.workers.into_iter().map(Spanned::into_inner).collect(),
+            socket,
+            domain: self.domain.map(Spanned::into_inner),
         })
     }
 }
@@ -369,6 +465,7 @@ mod tests {
 
     /// A rendered file; every key is KEY.
     const LAYOUT: &str = r#"host = "run1"
+state_dir = "/var/lib/sitec-agent"
 
 [bus]
 control = "tcp://127.0.0.1:7701"
@@ -392,6 +489,17 @@ workers = ["sitec-app-blog-worker-celery.service"]
 path = "/var/log/sitec/apps/blog/gunicorn-error.log"
 tag = "blog/gunicorn-error.log"
 owner = "app-blog"
+
+[[disk]]
+path = "/var/log"
+holds = "logs"
+
+[[postgres]]
+cluster = "main"
+port = 5432
+
+[balancer]
+admin = "127.0.0.1:9100"
 "#;
 
     fn key() -> PublicKey {
@@ -421,6 +529,13 @@ owner = "app-blog"
         assert_eq!(collector.dir, Path::new("/var/log/sitec/fleet"));
         assert_eq!(collector.senders[0].name, "run1");
         assert_eq!(c.logs[0].tag, "blog/gunicorn-error.log");
+        assert_eq!(c.state_dir, Path::new("/var/lib/sitec-agent"));
+        assert_eq!(c.disks[0].holds, "logs");
+        assert_eq!(
+            (c.postgres[0].cluster.as_str(), c.postgres[0].port),
+            ("main", 5432)
+        );
+        assert_eq!(c.balancer_admin.as_deref(), Some("127.0.0.1:9100"));
     }
 
     /// Each broken file: the line the error must point at and a word it says.
@@ -436,53 +551,67 @@ owner = "app-blog"
             (
                 "control = \"tcp://127.0.0.1:7701\"",
                 "control = \"127.0.0.1:7701\"",
-                4,
+                5,
                 "write tcp://ADDRESS:PORT",
             ),
             (
                 "tcp://127.0.0.1:7702\"",
                 "tcp://127.0.0.1:7701\"",
-                5,
+                6,
                 "bus.heartbeat: the same endpoint",
             ),
             (
                 "endpoint = \"tcp://127.0.0.1:7703\", key",
                 "endpoint = \"udp://x\", key",
-                6,
+                7,
                 "bus.log_collectors[0].endpoint",
             ),
             (
                 "operator = \"",
                 "operator = \"short",
-                8,
+                9,
                 "bus.operator: a CURVE key is 40 Z85 characters",
             ),
             (
                 "name = \"lb1\"",
                 "name = \"LB 1\"",
-                9,
+                10,
                 "bus.heartbeat_readers[0].name",
             ),
-            ("dir = \"/var", "dir = \"var", 13, "collector.dir"),
+            ("\ndir = \"/var", "\ndir = \"var", 14, "collector.dir"),
+            ("state_dir = \"/var", "state_dir = \"var", 2, "state_dir"),
             (
                 "service = \"sitec-app-blog.service\"",
                 "service = \"--now\"",
-                18,
+                19,
                 "app[0].service",
             ),
-            ("path = \"/var", "path = \"var", 22, "log[0].path"),
+            ("path = \"/var", "path = \"var", 23, "log[0].path"),
             (
                 "tag = \"blog/gunicorn-error.log\"",
                 "tag = \" \"",
-                23,
+                24,
                 "log[0].tag: empty",
             ),
-            ("key_file", "keyfile", 7, "unknown field `keyfile`"),
+            ("key_file", "keyfile", 8, "unknown field `keyfile`"),
             (
                 "heartbeat = \"tcp://127.0.0.1:7702\"\n",
                 "",
-                3,
+                4,
                 "missing field `heartbeat`",
+            ),
+            ("holds = \"logs\"", "holds = \"cats\"", 29, "disk[0].holds"),
+            (
+                "cluster = \"main\"",
+                "cluster = \"Main 2\"",
+                32,
+                "postgres[0].cluster",
+            ),
+            (
+                "admin = \"127.0.0.1:9100\"",
+                "admin = \"localhost\"",
+                36,
+                "balancer.admin",
             ),
         ] {
             let good = good();
@@ -501,7 +630,7 @@ owner = "app-blog"
         std::fs::write(&path, good().replace("tcp://127.0.0.1:7701", "nope")).expect("write");
         let err = Config::load(&path).expect_err("invalid");
         assert!(
-            err.starts_with(&format!("{}:4:11: bus.control", path.display())),
+            err.starts_with(&format!("{}:5:11: bus.control", path.display())),
             "{err}"
         );
         let err = Config::load(&dir.path().join("missing.toml")).expect_err("missing");

@@ -7,8 +7,11 @@
 //! - `heartbeat`: PUB at `bus.heartbeat`, one message a second with the
 //!   state of every app unit on the host (`units`, from systemd), to the
 //!   keys in `bus.heartbeat_readers` (the balancers) only;
-//! - `control`: ROUTER at `bus.control`, answering `ping` and `status` to
-//!   the operator's key (`bus.operator`) and nobody else;
+//! - `control`: ROUTER at `bus.control`, answering the operator's key
+//!   (`bus.operator`) and nobody else: `ping`, `status` (`status`: the
+//!   host's load, memory, disks, apps, databases, its balancer's rotation),
+//!   the fleet lock's lease (`lease`, kept in `state_dir`), drains
+//!   (`drain`);
 //! - `follow` + `ship`: the files in `[[log]]`, followed like `tail -F` and
 //!   pushed line by line to every collector in `bus.log_collectors`, each
 //!   of which must prove its key;
@@ -26,12 +29,58 @@
 mod collector;
 mod config;
 mod control;
+mod drain;
 mod follow;
 mod heartbeat;
+pub mod lease;
+mod services;
 mod ship;
+mod status;
 mod units;
 
 pub use config::Config;
+pub use heartbeat::unix_time;
+
+/// What the agent's parts share.
+pub struct Ctx {
+    pub config: Config,
+    pub started: Instant,
+    /// The app states as the last heartbeat found them.
+    pub apps: watch::Receiver<Vec<units::AppState>>,
+    pub drains: drain::Drains,
+    /// Wakes the heartbeat for a beat now (a drain began or ended).
+    pub beat_now: tokio::sync::Notify,
+    /// The fleet lock's lease on this host, in `state_dir`.
+    pub leases: lease::Store,
+}
+
+#[cfg(test)]
+impl Ctx {
+    /// An agent for run1 running blog, its state in a scratch folder
+    /// (kept while the folder lives).
+    pub fn for_tests() -> (Ctx, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = crate::bus::keys::derive("k").public.z85();
+        let text = format!(
+            "host = \"run1\"\nstate_dir = \"{}\"\n[bus]\ncontrol = \"tcp://127.0.0.1:1\"\n\
+             heartbeat = \"tcp://127.0.0.1:2\"\nkey_file = \"/k\"\noperator = \"{key}\"\n\
+             [[app]]\nname = \"blog\"\nservice = \"sitec-app-blog.service\"\n",
+            dir.path().display()
+        );
+        let config = Config::parse(&text).expect("config");
+        let leases = lease::Store::open(&config.state_dir).expect("store");
+        let (_, apps) = watch::channel(Vec::new());
+        let ctx = Ctx {
+            config,
+            started: Instant::now(),
+            apps,
+            drains: drain::Drains::default(),
+            beat_now: tokio::sync::Notify::new(),
+            leases,
+        };
+        (ctx, dir)
+    }
+}
 
 /// A heartbeat as the agent writes it, for the balancer's tests of reading
 /// one: host `host`, one app `blog`.
@@ -43,13 +92,15 @@ pub fn heartbeat_for_tests(host: &str, healthy: bool) -> String {
         serving: healthy,
         units: Vec::new(),
         error: None,
+        drain: None,
     };
-    heartbeat::beat(host, 0, 0.0, &[blog])
+    heartbeat::beat(host, 0, 0.0, &[blog], None)
 }
 
 use crate::bus::{self, Bus, KeyPair, Kind, Peer};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
@@ -148,19 +199,17 @@ async fn serve(config: Config) -> Result<(), String> {
     }
     pumps.extend(start_shipping(&bus, &config)?);
     let (states, apps) = watch::channel(Vec::new());
-    parts.spawn(heartbeat::run(
-        beats,
-        config.host.clone(),
-        config.apps.clone(),
-        states,
-    ));
-    let facts = control::Facts {
-        host: config.host.clone(),
+    let ctx = Arc::new(Ctx {
+        leases: lease::Store::open(&config.state_dir)?,
+        config,
         started: Instant::now(),
         apps,
-    };
-    parts.spawn(control::run(incoming, answers, facts));
-    tracing::info!("agent for {} running", config.host);
+        drains: drain::Drains::default(),
+        beat_now: tokio::sync::Notify::new(),
+    });
+    parts.spawn(heartbeat::run(beats, ctx.clone(), states));
+    parts.spawn(control::run(incoming, answers, ctx.clone()));
+    tracing::info!("agent for {} running", ctx.config.host);
     crate::sd_notify::ready();
     stop.await;
     tracing::info!("stopping");

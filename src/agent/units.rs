@@ -33,6 +33,10 @@ pub struct AppState {
     pub units: Vec<UnitState>,
     /// Why the states are unknown, when they are.
     pub error: Option<String>,
+    /// Set while the app is drained here (`drain`): why. The balancers
+    /// hold it out of rotation while it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<String>,
 }
 
 /// Asks systemd about every unit of `apps`.
@@ -107,6 +111,7 @@ fn assemble(apps: &[App], states: Result<Vec<(String, String)>, String>) -> Vec<
                 serving: units.first().is_some_and(|u| u.active == "active"),
                 units,
                 error: error.clone(),
+                drain: None,
             }
         })
         .collect()
@@ -121,6 +126,8 @@ mod tests {
             name: "blog".into(),
             service: "sitec-app-blog.service".into(),
             workers: vec!["sitec-app-blog-worker-celery.service".into()],
+            socket: None,
+            domain: None,
         }]
     }
 

@@ -92,7 +92,9 @@ impl Responder {
 }
 
 /// The operator's end: a DEALER connected to one agent's control socket.
-/// Blocking, for the CLI's thread; one client per agent.
+/// Blocking, for the CLI's threads; one client per agent (`ask_all` asks
+/// many at once). Several requests may be in flight on one client: each
+/// answer names its request's `id`.
 pub struct Client {
     socket: zmq::Socket,
     endpoint: String,
@@ -109,20 +111,28 @@ impl Client {
         agent: &PublicKey,
         operator: &KeyPair,
     ) -> Result<Client, String> {
-        let bus = Bus::new(operator.clone())?;
+        Client::connect_on(&Bus::new(operator.clone())?, endpoint, agent)
+    }
+
+    /// Like `connect`, on a bus shared with other clients (one libzmq
+    /// context for a whole fleet).
+    pub fn connect_on(bus: &Bus, endpoint: &str, agent: &PublicKey) -> Result<Client, String> {
         let socket = bus.connect(Kind::Ask, endpoint, agent)?;
         Ok(Client {
             socket,
             endpoint: endpoint.to_string(),
             next_id: 1,
-            _bus: bus,
+            _bus: bus.clone(),
         })
     }
 
-    /// Sends `request` (an object; its `id` is set here) and returns the
-    /// first answer to it, or an error once `timeout` has passed (the
-    /// agent is down, unreachable, or does not know this operator's key).
-    pub fn ask(&mut self, request: &Value, timeout: Duration) -> Result<Value, String> {
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Sends `request` (an object) with a fresh `id`, which it returns; the
+    /// answers repeat it.
+    pub fn send(&mut self, request: &Value) -> Result<u64, String> {
         let id = self.next_id;
         self.next_id += 1;
         let mut request = request.clone();
@@ -130,39 +140,137 @@ impl Client {
             .as_object_mut()
             .ok_or("a control request is a JSON object")?;
         map.insert("id".into(), json!(id));
-        let deadline = Instant::now() + timeout;
-        let late = || format!("no answer from {} within {timeout:?}", self.endpoint);
+        self.post(&request)?;
+        Ok(id)
+    }
+
+    /// Sends `message` as it is: a message to a session already open
+    /// (`{"op": "input", "session": ID, ...}`), which gets no answer.
+    pub fn post(&mut self, message: &Value) -> Result<(), String> {
         self.socket
-            .send(request.to_string().as_bytes(), zmq::DONTWAIT)
-            .map_err(|e| format!("cannot send to {}: {e}", self.endpoint))?;
+            .send(message.to_string().as_bytes(), zmq::DONTWAIT)
+            .map_err(|e| format!("cannot send to {}: {e}", self.endpoint))
+    }
+
+    /// The next answer to any request, if one comes within `timeout`.
+    pub fn recv(&mut self, timeout: Duration) -> Result<Option<Value>, String> {
+        let deadline = Instant::now() + timeout;
         loop {
+            if let Some(answer) = self.try_recv()? {
+                return Ok(Some(answer));
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(late());
+                return Ok(None);
             }
             let ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX).max(1);
-            if self
-                .socket
+            self.socket
                 .poll(zmq::POLLIN, ms)
-                .map_err(|e| e.to_string())?
-                == 0
-            {
-                continue;
-            }
-            let frames = self
-                .socket
-                .recv_multipart(zmq::DONTWAIT)
                 .map_err(|e| e.to_string())?;
-            let Some(answer) = frames
+        }
+    }
+
+    /// An answer that has arrived already, without waiting; a message that
+    /// is not a JSON object is skipped.
+    fn try_recv(&mut self) -> Result<Option<Value>, String> {
+        loop {
+            let frames = match self.socket.recv_multipart(zmq::DONTWAIT) {
+                Ok(frames) => frames,
+                Err(zmq::Error::EAGAIN) => return Ok(None),
+                Err(e) => return Err(format!("cannot read from {}: {e}", self.endpoint)),
+            };
+            let answer = frames
                 .last()
                 .and_then(|f| serde_json::from_slice::<Value>(f).ok())
-            else {
-                continue;
-            };
-            // An answer to an earlier request that timed out: not this one's.
-            if answer.get("id") == Some(&json!(id)) {
+                .filter(Value::is_object);
+            if answer.is_some() {
                 return Ok(answer);
             }
         }
     }
+
+    /// Sends `request` and returns the first answer to it, or an error once
+    /// `timeout` has passed (the agent is down, unreachable, or does not
+    /// know this operator's key).
+    pub fn ask(&mut self, request: &Value, timeout: Duration) -> Result<Value, String> {
+        let deadline = Instant::now() + timeout;
+        let id = self.send(request)?;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv(left)? {
+                // An answer to an earlier request that timed out: not this one's.
+                Some(answer) if answer.get("id") == Some(&json!(id)) => return Ok(answer),
+                Some(_) => {}
+                None => {
+                    return Err(format!(
+                        "no answer from {} within {timeout:?}",
+                        self.endpoint
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Sends `request` to every client at once and waits for each one's first
+/// answer until `timeout`: one result per client, in order (an error for
+/// one that did not answer in time).
+pub fn ask_all(
+    clients: &mut [Client],
+    request: &Value,
+    timeout: Duration,
+) -> Vec<Result<Value, String>> {
+    let deadline = Instant::now() + timeout;
+    let ids: Vec<Result<u64, String>> = clients.iter_mut().map(|c| c.send(request)).collect();
+    let mut answers: Vec<Option<Result<Value, String>>> = (ids.iter())
+        .map(|id| id.as_ref().err().map(|e| Err(e.clone())))
+        .collect();
+    while answers.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let waiting: Vec<usize> = (0..clients.len())
+            .filter(|i| answers[*i].is_none())
+            .collect();
+        let mut items: Vec<zmq::PollItem> = (waiting.iter())
+            .map(|i| clients[*i].socket.as_poll_item(zmq::POLLIN))
+            .collect();
+        let ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX).max(1);
+        if zmq::poll(&mut items, ms).is_err() {
+            break;
+        }
+        let ready: Vec<usize> = (waiting.iter().zip(&items))
+            .filter(|(_, item)| item.is_readable())
+            .map(|(i, _)| *i)
+            .collect();
+        drop(items);
+        for i in ready {
+            let Ok(id) = &ids[i] else { continue };
+            loop {
+                match clients[i].try_recv() {
+                    Ok(Some(answer)) if answer.get("id") == Some(&json!(id)) => {
+                        answers[i] = Some(Ok(answer));
+                        break;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        answers[i] = Some(Err(e));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    (answers.into_iter().zip(clients.iter()))
+        .map(|(answer, client)| {
+            answer.unwrap_or_else(|| {
+                Err(format!(
+                    "no answer from {} within {timeout:?}",
+                    client.endpoint
+                ))
+            })
+        })
+        .collect()
 }

@@ -14,7 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// `systemctl show -p ActiveState,SubState -- UNIT...`: every unit runs.
-const SYSTEMCTL: &str = "#!/bin/sh\nfor u in \"$@\"; do case $u in *.service) \
+/// Every call is written to `systemctl.log` beside it (`bin/`).
+const SYSTEMCTL: &str =
+    "#!/bin/sh\necho \"$*\" >> \"$0.log\"\nfor u in \"$@\"; do case $u in *.service) \
     printf 'ActiveState=active\\nSubState=running\\n\\n';; esac; done\n";
 
 /// The key pair the tests give `name` (a host, "operator", "lb1").
@@ -77,12 +79,13 @@ impl Agent {
         let key_file = dir.path().join("host.key");
         write_key(&key_file, &key(host));
         let config = format!(
-            "host = \"{host}\"\n\n[bus]\ncontrol = \"{control}\"\nheartbeat = \"{heartbeat}\"\n\
+            "host = \"{host}\"\nstate_dir = \"{root}/state\"\n\n[bus]\ncontrol = \"{control}\"\nheartbeat = \"{heartbeat}\"\n\
              key_file = \"{}\"\noperator = \"{}\"\n\
              heartbeat_readers = [{{ name = \"lb1\", key = \"{}\" }}]\n\
              log_collectors = [{}]\n\n{collector}\
              [[app]]\nname = \"blog\"\nservice = \"sitec-app-blog.service\"\n\
-             workers = [\"sitec-app-blog-worker-celery.service\"]\n\n\
+             workers = [\"sitec-app-blog-worker-celery.service\"]\n\
+             socket = \"{root}/gunicorn.sock\"\ndomain = \"blog.localhost\"\n\n\
              [[log]]\npath = \"{root}/app.log\"\ntag = \"blog/app.log\"\nowner = \"{}\"\n",
             key_file.display(),
             key("operator").public,
