@@ -6,6 +6,12 @@
 //! (never all at once); the rest in parallel, at most `--parallel` at once.
 //! A host that fails or can't be reached stops only the hosts after it.
 //! Each host reports progress as it goes, shown per host.
+//!
+//! Through the bus (`Around`, when the fleet's agents answer): every host
+//! records the fleet lock its operator holds before it changes anything
+//! (`ops::lock`), no step starts once that lock is lost, and a runner whose
+//! plan restarts an app's web service is drained out of every balancer's
+//! rotation first and returned once the app answers (`ops::drain`).
 
 use crate::host::wire::Event;
 use crate::plan::desired::HostDesired;
@@ -139,6 +145,16 @@ impl Progress {
         }
     }
 
+    /// A line about `host` that is not one of its own events.
+    fn note(&self, host: &str, text: &str) {
+        match &self.bars {
+            Some((multi, _)) => {
+                let _ = multi.println(format!("{host}: {text}"));
+            }
+            None => println!("{host}: {text}"),
+        }
+    }
+
     fn finish(&self, host: &str, outcome: &Outcome) {
         let text = match outcome {
             Outcome::Done(n) => format!("done ({n} changed)"),
@@ -170,7 +186,35 @@ fn describe(event: &Event) -> String {
     }
 }
 
+/// What apply does through the bus around each host: the fleet lock it
+/// holds, and the drains of runners whose app it restarts.
+pub struct Around {
+    pub lock: crate::ops::lock::Lock,
+    pub drainer: crate::ops::drain::Drainer,
+    /// Each host's apps.
+    pub apps_on: BTreeMap<String, Vec<String>>,
+}
+
+/// How long a drained app's requests in flight get to finish, and how long
+/// it gets to answer after its restart.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(40);
+const BACK: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// The apps whose web service `host`'s plan restarts.
+fn restarted_apps(around: &Around, host: &str, plan: &crate::plan::HostPlan) -> Vec<String> {
+    let apps = around.apps_on.get(host).cloned().unwrap_or_default();
+    apps.into_iter()
+        .filter(|app| {
+            let id = format!("service:sitec-app-{app}");
+            plan.services
+                .iter()
+                .any(|s| s.id == id && s.action == "restart")
+        })
+        .collect()
+}
+
 /// Applies the plan's hosts in steps. Returns each host's outcome.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     plan: &Plan,
     hosts: &[HostDesired],
@@ -179,6 +223,7 @@ pub async fn run(
     parallel: usize,
     saved: bool,
     progress: Arc<Progress>,
+    around: Option<Arc<Around>>,
 ) -> BTreeMap<String, Outcome> {
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
     for u in &plan.unreachable {
@@ -190,8 +235,15 @@ pub async fn run(
     let limit = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     for step in steps(hosts, order) {
         let mut tasks = tokio::task::JoinSet::new();
+        let lost = around.as_ref().and_then(|a| a.lock.lost());
         for name in step {
             if outcomes.contains_key(&name) {
+                continue;
+            }
+            if let Some(why) = &lost {
+                let outcome = Outcome::Skipped(format!("the fleet lock was lost: {why}"));
+                progress.finish(&name, &outcome);
+                outcomes.insert(name, outcome);
                 continue;
             }
             if let Some(why) = blocked(&name, order, &outcomes) {
@@ -212,12 +264,33 @@ pub async fn run(
             }
             let mut desired = host.desired.clone();
             desired.expect = saved.then(|| host_plan.fingerprint.clone());
+            desired.lease = around.as_ref().map(|a| a.lock.claim());
             let blobs = host_plan.missing_blobs.clone();
-            let (connections, progress, limit) =
-                (connections.clone(), progress.clone(), limit.clone());
+            let drained = around
+                .as_ref()
+                .map(|a| restarted_apps(a, &name, host_plan))
+                .unwrap_or_default();
+            let (connections, progress, limit, around) = (
+                connections.clone(),
+                progress.clone(),
+                limit.clone(),
+                around.clone(),
+            );
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                let outcome = apply_host(&connections, &name, &desired, &blobs, &progress).await;
+                let drained = match &around {
+                    Some(a) => drain(a, &name, drained, &progress).await,
+                    None => Vec::new(),
+                };
+                let mut outcome =
+                    apply_host(&connections, &name, &desired, &blobs, &progress).await;
+                if let Some(a) = &around {
+                    if let Err(e) = restore(a, &name, drained, &progress).await {
+                        if matches!(outcome, Outcome::Done(_)) {
+                            outcome = Outcome::Failed(e);
+                        }
+                    }
+                }
                 progress.finish(&name, &outcome);
                 (name, outcome)
             });
@@ -229,6 +302,69 @@ pub async fn run(
         }
     }
     outcomes
+}
+
+/// Drains each of `apps` on `host` before its apply restarts them; the ones
+/// drained. An app that cannot be drained (its agent is not up yet, on a
+/// new host) is applied all the same, and said so.
+async fn drain(
+    around: &Arc<Around>,
+    host: &str,
+    apps: Vec<String>,
+    progress: &Progress,
+) -> Vec<String> {
+    let mut drained = Vec::new();
+    for app in apps {
+        progress.note(host, &format!("draining {app} before its restart"));
+        let (a, h, name) = (around.clone(), host.to_string(), app.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            let mut warnings = Vec::new();
+            let r = a.drainer.drain(&h, &name, DRAIN, &mut |w| warnings.push(w));
+            (r, warnings)
+        })
+        .await;
+        match result {
+            Ok((Ok(()), warnings)) => {
+                warnings.iter().for_each(|w| progress.note(host, w));
+                drained.push(app);
+            }
+            Ok((Err(e), _)) => progress.note(
+                host,
+                &format!("{app} not drained ({e}); restarting it without a drain"),
+            ),
+            Err(e) => progress.note(host, &format!("{app} not drained ({e})")),
+        }
+    }
+    drained
+}
+
+/// Returns the drained `apps` on `host` once each answers.
+async fn restore(
+    around: &Arc<Around>,
+    host: &str,
+    apps: Vec<String>,
+    progress: &Progress,
+) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for app in apps {
+        let (a, h, name) = (around.clone(), host.to_string(), app.clone());
+        let result = tokio::task::spawn_blocking(move || a.drainer.restore(&h, &name, BACK)).await;
+        match result {
+            Ok(Ok(())) => progress.note(host, &format!("{app} answers; back in rotation")),
+            Ok(Err(e)) => {
+                // Not left out: it goes back whatever it answers.
+                let (a, h, name) = (around.clone(), host.to_string(), app.clone());
+                let _ = tokio::task::spawn_blocking(move || a.drainer.end(&h, &name)).await;
+                errors.push(e);
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
 }
 
 /// Why `host` must wait: a host it comes after did not converge.
@@ -355,6 +491,7 @@ mod tests {
                 spec: String::new(),
                 items: Vec::new(),
                 expect: None,
+                lease: None,
             },
         }
     }

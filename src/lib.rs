@@ -53,5 +53,6 @@ pub mod cli;
 pub mod data;
 pub mod fleet;
 pub mod host;
+pub mod ops;
 pub mod sd_notify;
 pub mod transport;

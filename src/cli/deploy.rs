@@ -229,18 +229,59 @@ pub fn apply(args: &ApplyArgs) -> ExitCode {
         Err(code) => return code,
     };
     match saved {
-        Some(saved) => rt.block_on(apply_saved(args, saved)),
+        Some(saved) => {
+            let around = around(saved.spec_path.clone());
+            rt.block_on(apply_saved(args, saved, around))
+        }
         None => {
             let prepared = match prepare(&args.target, args.ssh.kex()) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
-            rt.block_on(apply_spec(args, prepared))
+            let around = around(args.target.clone());
+            rt.block_on(apply_spec(args, prepared, around))
         }
     }
 }
 
-async fn apply_spec(args: &ApplyArgs, prepared: Prepared) -> ExitCode {
+/// What `around` hands over: the lock and drains, or why not.
+type Arounds = std::thread::JoinHandle<Result<applying::Around, String>>;
+
+/// Takes the fleet lock (and makes the drainer) on a thread of its own, so
+/// it goes on while the hosts are surveyed: the agents of a new fleet never
+/// answer, and their silence should not add to the apply's time.
+fn around(spec: PathBuf) -> Arounds {
+    std::thread::spawn(move || {
+        let fleet = super::ops::load(&spec)?;
+        let agents = fleet.agents()?;
+        let what = format!("apply {}", spec.display());
+        let lock =
+            crate::ops::lock::Lock::take(&fleet, &agents, &what).map_err(|e| e.to_string())?;
+        let (who, from) = crate::ops::operator_identity();
+        let drainer = crate::ops::drain::Drainer::new(
+            &fleet,
+            &agents,
+            &format!("sitec apply by {who} on {from}"),
+        );
+        let mut apps_on: std::collections::BTreeMap<String, Vec<String>> =
+            std::collections::BTreeMap::new();
+        for app in &fleet.apps {
+            for host in &app.runners {
+                apps_on
+                    .entry(host.clone())
+                    .or_default()
+                    .push(app.name.clone());
+            }
+        }
+        Ok(applying::Around {
+            lock,
+            drainer,
+            apps_on,
+        })
+    })
+}
+
+async fn apply_spec(args: &ApplyArgs, prepared: Prepared, around: Arounds) -> ExitCode {
     let (plan, connections) = match survey(&prepared, args.ssh.kex()).await {
         Ok(found) => found,
         Err(code) => return code,
@@ -252,11 +293,12 @@ async fn apply_spec(args: &ApplyArgs, prepared: Prepared) -> ExitCode {
         &prepared.order,
         connections,
         false,
+        around,
     )
     .await
 }
 
-async fn apply_saved(args: &ApplyArgs, saved: SavedPlan) -> ExitCode {
+async fn apply_saved(args: &ApplyArgs, saved: SavedPlan, around: Arounds) -> ExitCode {
     let spec = saved.spec_path.as_path();
     let (connections, unreachable) =
         match plan::remote::Connections::open(&saved.hosts, spec, args.ssh.kex()).await {
@@ -279,11 +321,13 @@ async fn apply_saved(args: &ApplyArgs, saved: SavedPlan) -> ExitCode {
         &saved.host_order,
         Arc::new(connections),
         true,
+        around,
     )
     .await
 }
 
-/// Shows the plan, asks, applies, reports.
+/// Shows the plan, asks, applies, reports. The fleet lock is held from
+/// before the plan is shown until the apply ends.
 async fn carry_out(
     args: &ApplyArgs,
     plan: &Plan,
@@ -291,7 +335,22 @@ async fn carry_out(
     order: &[(String, String, String)],
     connections: Arc<plan::remote::Connections>,
     saved: bool,
+    around: Arounds,
 ) -> ExitCode {
+    let around = match tokio::task::spawn_blocking(move || around.join()).await {
+        Ok(Ok(Ok(around))) => Arc::new(around),
+        Ok(Ok(Err(e))) => {
+            eprintln!("error: {e}");
+            if let Ok(c) = Arc::try_unwrap(connections) {
+                c.close().await;
+            }
+            return ExitCode::FAILURE;
+        }
+        _ => {
+            eprintln!("error: the fleet lock could not be taken");
+            return ExitCode::FAILURE;
+        }
+    };
     print!("{}", plan.human());
     crate::trace::mark(|| "plan shown".into());
     let code = if plan.is_empty() {
@@ -313,6 +372,7 @@ async fn carry_out(
             args.parallel,
             saved,
             progress,
+            Some(around.clone()),
         )
         .await;
         crate::trace::mark(|| "applied".into());

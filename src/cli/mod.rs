@@ -3,6 +3,7 @@
 
 mod data;
 mod deploy;
+mod ops;
 
 use crate::diagnostic::{self, Diagnostic};
 use crate::source::SourceMap;
@@ -53,6 +54,13 @@ pub enum Command {
     Backups(data::BackupsArgs),
     /// Put a snapshot of a database back (on its primary or another host), start it, check it
     Restore(data::RestoreArgs),
+    /// Show the whole running fleet: hosts, agents, apps in each balancer's rotation, databases,
+    /// the fleet lock
+    Status(ops::StatusArgs),
+    /// Restart an app runner by runner, each drained out of every balancer's rotation first
+    Restart(ops::RestartArgs),
+    /// Break the fleet lock (apply, restart, run --lock and data operations take it), saying whose it was
+    Unlock(ops::UnlockArgs),
     /// Print a shell's completion script: `sitec completions bash > /etc/bash_completion.d/sitec`
     Completions(CompletionsArgs),
     /// Print sitec's man page (roff), or write one page per command into --out DIR
@@ -206,6 +214,9 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => deploy::apply(&args),
         Command::Backups(args) => data::backups(&args),
         Command::Restore(args) => data::restore(&args),
+        Command::Status(args) => ops::status(&args),
+        Command::Restart(args) => ops::restart(&args),
+        Command::Unlock(args) => ops::unlock(&args),
     }
 }
 

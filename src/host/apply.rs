@@ -88,6 +88,12 @@ pub fn apply(desired: &Desired) -> i32 {
             return 1;
         }
     };
+    if let Some(claim) = &desired.lease {
+        if let Err(error) = super::lease::record(claim) {
+            log.emit(&Event::Refused { error });
+            return 1;
+        }
+    }
     if let Some(expected) = &desired.expect {
         let facts = super::facts(desired, &state);
         if &facts.fingerprint != expected {

@@ -10,6 +10,7 @@
 mod apply;
 pub mod assess;
 mod converge;
+mod lease;
 pub mod nofollow;
 pub mod state;
 mod system;

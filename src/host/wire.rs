@@ -24,6 +24,10 @@ pub struct Desired {
     /// refuses when its facts no longer match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<String>,
+    /// `apply`: the fleet lock its operator holds, which the host records
+    /// before it changes anything (and refuses if another holds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<crate::ops::lock::Claim>,
 }
 
 /// One resource as the host needs it.

@@ -38,6 +38,7 @@ impl HostDesired {
                 spec: String::new(),
                 items: Vec::new(),
                 expect: None,
+                lease: None,
             },
             name,
         }
@@ -126,6 +127,7 @@ pub fn build(
                 spec: spec.display().to_string(),
                 items,
                 expect: None,
+                lease: None,
             },
         });
     }
@@ -197,6 +199,7 @@ fn reached(builder: &crate::compile::HostState) -> HostDesired {
             spec: String::new(),
             items: Vec::new(),
             expect: None,
+            lease: None,
         },
     }
 }

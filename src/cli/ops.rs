@@ -1,0 +1,165 @@
+//! `sitec status`, `sitec restart` and `sitec unlock`: read the spec's
+//! fleet and keys, then hand over to `ops`. Glue only.
+
+use crate::ops::{self, lock::Lock, Fleet};
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  sitec status examples/quickstart.site\n  sitec status examples/quickstart.site --json | jq '.problems'\n\n\
+Exit status: 0 when every host answered and nothing is wrong, 1 when a host is down or\n\
+something is wrong (the `problem:` lines say what), 2 when the fleet could not be asked."
+)]
+pub struct StatusArgs {
+    /// The spec
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// Print the status as one JSON document (its fields are in the README)
+    #[arg(long)]
+    pub json: bool,
+    /// Ask again every second and redraw, until interrupted
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  sitec restart examples/quickstart.site blog\n  sitec restart examples/epio.site shop --host run2"
+)]
+pub struct RestartArgs {
+    /// The spec
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// The app
+    #[arg(value_name = "APP")]
+    pub app: String,
+    /// Only this runner
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  sitec unlock examples/quickstart.site")]
+pub struct UnlockArgs {
+    /// The spec
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+}
+
+/// The spec's fleet and keys; its errors printed (warnings are `check`'s).
+pub fn load(spec: &Path) -> Result<Fleet, String> {
+    let mut sources = crate::source::SourceMap::new();
+    let secrets =
+        crate::secrets::Secrets::load_or_create(&crate::secrets::Secrets::path_for(spec), &[])?;
+    let name = spec.display().to_string();
+    let (fleet, diagnostics) = crate::compile::with_fleet(&mut sources, spec, |model, _| {
+        Fleet::new(&name, model, &secrets)
+    });
+    let errors: Vec<_> = diagnostics
+        .into_iter()
+        .filter(crate::diagnostic::Diagnostic::is_error)
+        .collect();
+    super::print_diagnostics(&sources, &errors);
+    match fleet {
+        Some(fleet) => fleet,
+        None => Err(format!(
+            "`{name}` has {} errors; `sitec check {name}` shows them",
+            errors.len()
+        )),
+    }
+}
+
+pub fn status(args: &StatusArgs) -> ExitCode {
+    let (fleet, agents) = match load(&args.spec).and_then(|f| Ok((f.agents()?, f))) {
+        Ok((agents, fleet)) => (fleet, agents),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let terminal = std::io::stdout().is_terminal();
+    loop {
+        let started = Instant::now();
+        let report = ops::status::gather(&fleet, &agents);
+        let text = if args.json {
+            serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+        } else {
+            ops::status::render(&report)
+        };
+        if !args.watch {
+            print!("{text}");
+            return if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        if terminal {
+            // Home and clear, then the new table.
+            print!("\x1b[H\x1b[2J{text}");
+        } else {
+            println!("{text}");
+        }
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
+    }
+}
+
+pub fn restart(args: &RestartArgs) -> ExitCode {
+    let result = load(&args.spec).and_then(|fleet| {
+        fleet.app(&args.app)?;
+        let agents = fleet.agents()?;
+        let lock = Lock::take(&fleet, &agents, &format!("restart {}", args.app))
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let done = ops::restart::rolling(
+            &fleet,
+            &agents,
+            &lock,
+            &args.app,
+            args.host.as_deref(),
+            &mut |line| {
+                println!("{line}");
+            },
+        )?;
+        Ok(format!(
+            "Restarted {} on {} runner{} in {:.1} s, each drained first.\n",
+            args.app,
+            done.len(),
+            if done.len() == 1 { "" } else { "s" },
+            started.elapsed().as_secs_f64()
+        ))
+    });
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn unlock(args: &UnlockArgs) -> ExitCode {
+    let result = load(&args.spec).and_then(|fleet| {
+        let agents = fleet.agents()?;
+        Ok(ops::lock::unlock_report(&ops::lock::unlock(
+            &fleet, &agents,
+        )))
+    });
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
