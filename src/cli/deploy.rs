@@ -257,6 +257,9 @@ fn around(spec: PathBuf) -> Arounds {
         let what = format!("apply {}", spec.display());
         let lock =
             crate::ops::lock::Lock::take(&fleet, &agents, &what).map_err(|e| e.to_string())?;
+        if let Some(whose) = &lock.taken_over {
+            eprintln!("note: took over the fleet lock of {whose}: that process is gone");
+        }
         let (who, from) = crate::ops::operator_identity();
         let drainer = crate::ops::drain::Drainer::new(
             &fleet,

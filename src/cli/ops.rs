@@ -114,6 +114,9 @@ pub fn restart(args: &RestartArgs) -> ExitCode {
         let agents = fleet.agents()?;
         let lock = Lock::take(&fleet, &agents, &format!("restart {}", args.app))
             .map_err(|e| e.to_string())?;
+        if let Some(whose) = &lock.taken_over {
+            eprintln!("note: took over the fleet lock of {whose}: that process is gone");
+        }
         let started = Instant::now();
         let done = ops::restart::rolling(
             &fleet,

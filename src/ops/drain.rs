@@ -48,8 +48,9 @@ pub struct Drainer {
 }
 
 impl Drainer {
-    /// A drainer for `fleet`'s runners; `why` is what the balancers show
-    /// (`restart by alice on laptop`).
+    /// A drainer for `fleet`'s runners, made under the fleet lock: it ends
+    /// every drain standing (a dead holder's); `why` is what the balancers
+    /// show (`restart by alice on laptop`).
     pub fn new(fleet: &Fleet, agents: &Agents, why: &str) -> Drainer {
         let held: Arc<Mutex<BTreeMap<(String, String), ()>>> = Arc::default();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -75,6 +76,15 @@ impl Drainer {
                 })
                 .ok()
         };
+        // Drains are only made under the fleet lock, which this command
+        // holds: one still standing is a dead holder's, left to lapse.
+        for app in &fleet.apps {
+            let _ = agents.ask_all(
+                &app.runners,
+                &json!({"op": "undrain", "app": app.name}),
+                ASK,
+            );
+        }
         Drainer {
             agents: agents.clone(),
             balancers: fleet.balancers().iter().map(|b| b.name.clone()).collect(),

@@ -41,6 +41,8 @@ pub struct Lock {
     renewer: Option<std::thread::JoinHandle<()>>,
     agents: Agents,
     hosts: Vec<String>,
+    /// Whose lease this one replaced: a holder on this machine that is gone.
+    pub taken_over: Option<String>,
 }
 
 /// Why the lock was not taken.
@@ -98,11 +100,27 @@ pub fn holder(what: &str) -> Holder {
 }
 
 impl Lock {
-    /// Takes the lease on every agent of `fleet` for `what`.
+    /// Takes the lease on every agent of `fleet` for `what`. A lease held
+    /// by a process of this machine that is gone (an apply killed a moment
+    /// ago) is given back in that holder's name and taken (`taken_over`
+    /// says whose it was): it cannot be working any more, and making its
+    /// operator wait for it to lapse helps nobody.
     pub fn take(fleet: &Fleet, agents: &Agents, what: &str) -> Result<Lock, Refused> {
         let holder = holder(what);
         let hosts: Vec<String> = fleet.hosts.iter().map(|h| h.name.clone()).collect();
-        let answers = agents.ask_all(&hosts, &request("take", &holder), ASK);
+        match Lock::attempt(agents, &hosts, holder.clone()) {
+            Err(Refused::Held { lease, now, .. }) if gone(&lease.holder) => {
+                let _ = agents.ask_all(&hosts, &request("release", &lease.holder), ASK);
+                let mut lock = Lock::attempt(agents, &hosts, holder)?;
+                lock.taken_over = Some(lease::describe(&lease, now));
+                Ok(lock)
+            }
+            other => other,
+        }
+    }
+
+    fn attempt(agents: &Agents, hosts: &[String], holder: Holder) -> Result<Lock, Refused> {
+        let answers = agents.ask_all(hosts, &request("take", &holder), ASK);
         let mut granted = Vec::new();
         let mut held = None;
         for (host, answer) in answers {
@@ -129,7 +147,7 @@ impl Lock {
         let stop = Arc::new(AtomicBool::new(false));
         let lost = Arc::new(Mutex::new(None));
         let renewer = {
-            let (agents, hosts, holder) = (agents.clone(), hosts.clone(), holder.clone());
+            let (agents, hosts, holder) = (agents.clone(), hosts.to_vec(), holder.clone());
             let (stop, lost) = (stop.clone(), lost.clone());
             std::thread::Builder::new()
                 .name("sitec-lock".into())
@@ -142,7 +160,8 @@ impl Lock {
             lost,
             renewer: Some(renewer),
             agents: agents.clone(),
-            hosts,
+            hosts: hosts.to_vec(),
+            taken_over: None,
         })
     }
 
@@ -173,6 +192,19 @@ impl Drop for Lock {
         let _ = self
             .agents
             .ask_all(&self.hosts, &request("release", &self.holder), ASK);
+    }
+}
+
+/// Whether `holder` was a process of this machine that no longer runs
+/// (its pid gone, or taken by a program that is not sitec).
+fn gone(holder: &Holder) -> bool {
+    let (_, here) = super::operator_identity();
+    if holder.from != here {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{}/comm", holder.pid)) {
+        Ok(name) => !name.trim().starts_with("sitec"),
+        Err(_) => true,
     }
 }
 
