@@ -179,6 +179,9 @@ pub fn build(
             plain(celery_service(inputs, need_app()?, worker))
         }
         "systemd/sitec-agent.service" => plain(agent_service(inputs, host)),
+        "polkit/sitec-agent.rules" | "polkit/tmpfiles.conf" => {
+            plain(polkit(inputs, host, template))
+        }
         "systemd/sitec-balancer.service" => plain(balancer_service(inputs, host)),
         "balancer/balancer.toml" => plain(balancer_config(inputs, host)?),
         "balancer/tls.pem" | "balancer/tls.key" => {
@@ -849,6 +852,19 @@ fn agent_service(inputs: &Inputs, host: HostId) -> Value {
     })
 }
 
+/// polkit's rule letting the agent restart the apps' units, and the
+/// tmpfiles line keeping polkit's rules folder root's.
+fn polkit(inputs: &Inputs, host: HostId, template: &str) -> Value {
+    let h = &inputs.fleet.hosts[host];
+    let (origin, host) = (spec_file(inputs, h.span), &h.name);
+    if template == "polkit/tmpfiles.conf" {
+        json!({ "origin": origin, "host": host, "rules_dir": "/etc/polkit-1/rules.d", "group": "polkitd" })
+    } else {
+        // `restart` is all `agent::services` asks for.
+        json!({ "origin": origin, "host": host, "user": AGENT_GROUP, "unit_prefix": APP_UNIT_PREFIX, "verbs": ["restart"] })
+    }
+}
+
 fn balancer_service(inputs: &Inputs, host: HostId) -> Value {
     let h = &inputs.fleet.hosts[host];
     json!({
@@ -1008,9 +1024,13 @@ fn agent_disks(fleet: &Fleet, host: HostId) -> Vec<Value> {
 const BALANCER_ACCESS_LOG: &str = "/var/log/sitec/balancer/access.log";
 const BALANCER_LOGS: &str = "/var/log/sitec/balancer";
 
+/// What every unit of an app starts with: the agent may restart units so
+/// named, and no other (`polkit/sitec-agent.rules`).
+const APP_UNIT_PREFIX: &str = "sitec-app-";
+
 /// The systemd unit that runs an app's gunicorn (`service` in stdlib's runner role).
 fn app_unit(app: &str) -> String {
-    format!("sitec-app-{app}.service")
+    format!("{APP_UNIT_PREFIX}{app}.service")
 }
 
 fn agent_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
@@ -1037,7 +1057,7 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
         let workers: Vec<String> = a
             .workers
             .iter()
-            .map(|w| format!("sitec-app-{}-worker-{}.service", a.name, w.name))
+            .map(|w| format!("{APP_UNIT_PREFIX}{}-worker-{}.service", a.name, w.name))
             .collect();
         apps.push(json!({
             "origin": spec_file(inputs, a.span),

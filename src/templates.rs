@@ -74,6 +74,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/django/sitec_settings.py.hbs"),
     ),
     (
+        "polkit/sitec-agent.rules",
+        include_str!("../templates/polkit/sitec-agent.rules.hbs"),
+    ),
+    (
+        "polkit/tmpfiles.conf",
+        include_str!("../templates/polkit/tmpfiles.conf.hbs"),
+    ),
+    (
         "postgres/clone-standby.sh",
         include_str!("../templates/postgres/clone-standby.sh.hbs"),
     ),

@@ -274,6 +274,7 @@ fn a_fleet_is_operated_over_the_bus() -> TestResult {
 
     status_reports_the_whole_fleet(&fleet)?;
     restart_under_load_fails_no_request(&fleet, &balancer)?;
+    the_agent_may_restart_app_units_and_nothing_else(&fleet)?;
     a_second_apply_is_refused_and_a_dead_holders_lock_lapses(&fleet, &balancer)?;
     a_stopped_host_is_reported_down(&fleet)?;
     Ok(())
@@ -389,6 +390,41 @@ fn restart_under_load_fails_no_request(fleet: &Fleet, balancer: &str) -> TestRes
         assert!(
             now_s - started_us / 1e6 < 120.0,
             "{host}'s blog was not restarted"
+        );
+    }
+    Ok(())
+}
+
+/// The agent is not root: polkit's rule (a root file in a root folder)
+/// let it restart blog above (`sitec restart` asks the agents), and
+/// refuses it any other unit or verb.
+fn the_agent_may_restart_app_units_and_nothing_else(fleet: &Fleet) -> TestResult {
+    let rules = fleet.inside(
+        "oprun1",
+        "stat -c '%U:%G %a' /etc/polkit-1/rules.d /etc/polkit-1/rules.d/50-sitec-agent.rules",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&rules.stdout),
+        "root:polkitd 750\nroot:root 644\n",
+        "{}",
+        text_of(&rules)
+    );
+    let as_agent = |request: &str| {
+        fleet.inside(
+            "oprun1",
+            &format!("runuser -u sitec-agent -- systemctl --no-ask-password {request}"),
+        )
+    };
+    for refused in [
+        "restart nginx.service",
+        "stop sitec-app-blog.service",
+        "start sitec-agent.service",
+    ] {
+        let out = as_agent(refused);
+        assert!(
+            !out.status.success() && text_of(&out).contains("Access denied"),
+            "sitec-agent may {refused}: {}",
+            text_of(&out)
         );
     }
     Ok(())

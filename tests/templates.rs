@@ -64,6 +64,11 @@ enum Checker {
     /// A logrotate config: `logrotate -f` rotates a log in each of its
     /// folders, the app's own as the app's user (`su`).
     Logrotate,
+    /// A polkit rule: loaded by a real polkitd (on a bus of its own), which
+    /// `pkcheck` asks for each unit and verb.
+    Polkit,
+    /// A tmpfiles.d file: `systemd-tmpfiles --create` in a scratch root.
+    Tmpfiles,
 }
 
 fn checker(template: &str) -> Option<Checker> {
@@ -101,6 +106,10 @@ fn checker(template: &str) -> Option<Checker> {
         Some(Checker::Environment)
     } else if template == "runner/logrotate" {
         Some(Checker::Logrotate)
+    } else if template.ends_with(".rules") {
+        Some(Checker::Polkit)
+    } else if template == "polkit/tmpfiles.conf" {
+        Some(Checker::Tmpfiles)
     } else {
         None
     }
@@ -261,6 +270,8 @@ fn every_template_has_samples_a_checker_and_a_header() {
                         .collect();
                     let comment = if template.ends_with(".sql") {
                         "--"
+                    } else if template.ends_with(".rules") {
+                        "//"
                     } else {
                         "#"
                     };
@@ -553,6 +564,208 @@ fn logrotate_rotates_each_folder_as_its_owner() {
         if owner != 65534 {
             return Err(format!(
                 "the app's log was rotated as uid {owner}, not its user's"
+            ));
+        }
+        Ok(())
+    });
+}
+
+/// The script that loads a rule into a real polkitd and asks it: in a mount
+/// namespace of its own (`unshare -m`), the rule is the only one in polkit's
+/// two rules folders and `/etc/passwd` names the agent's user (when this
+/// machine has none), polkitd and a `dbus-daemon` of its own talk on a
+/// socket in the scratch folder, and `pkcheck` asks for a process of that
+/// user, and of `nobody`, each line of `cases` (`unit verb`), printing
+/// `user unit verb -> pkcheck's exit code` (0 allowed, 1 refused).
+const POLKIT_CHECK: &str = r#"
+dir=$1 user=$2
+uid=$(id -u "$user" 2>/dev/null) || {
+  uid=61234
+  cp /etc/passwd "$dir/passwd"
+  echo "$user:x:$uid:$uid::/nonexistent:/usr/sbin/nologin" >> "$dir/passwd"
+  mount --bind "$dir/passwd" /etc/passwd
+}
+mkdir -p "$dir/empty"
+mount --bind "$dir/rules" /etc/polkit-1/rules.d
+mount --bind "$dir/empty" /usr/share/polkit-1/rules.d
+dbus-daemon --config-file="$dir/bus.conf" --fork --print-pid > "$dir/dbus.pid"
+export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$dir/bus"
+/usr/lib/polkit-1/polkitd > "$dir/polkitd.log" 2>&1 &
+polkitd=$!
+setpriv --reuid="$uid" --regid="$uid" --clear-groups sleep 60 & agent=$!
+setpriv --reuid=65534 --regid=65534 --clear-groups sleep 60 & other=$!
+trap 'kill $polkitd $agent $other $(cat "$dir/dbus.pid")' EXIT
+for _ in $(seq 200); do
+  grep -q "Acquired the name" "$dir/polkitd.log" && break
+  sleep 0.1
+done
+while read -r unit verb; do
+  for who in "$user:$agent" "nobody:$other"; do
+    pkcheck --action-id org.freedesktop.systemd1.manage-units --process "${who#*:}" \
+      --detail unit "$unit" --detail verb "$verb" > /dev/null 2>&1
+    echo "${who%%:*} $unit $verb -> $?"
+  done
+done < "$dir/cases"
+"#;
+
+const PRIVATE_SYSTEM_BUS: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=DIR/bus</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#;
+
+/// polkitd loads each rule without an error, and grants the agent's user
+/// exactly its verbs on units named like an app's (`unit_prefix`...
+/// `.service`): any other unit or verb is refused it, and every request
+/// refused to another user.
+#[test]
+fn polkit_grants_the_agent_only_its_verbs_on_app_units() {
+    if !require_root("polkitd runs in a mount namespace of its own") {
+        return;
+    }
+    for (program, package) in [
+        ("pkcheck", "polkitd"),
+        ("dbus-daemon", "dbus"),
+        ("unshare", "util-linux"),
+        ("setpriv", "util-linux"),
+    ] {
+        common::require(program, package);
+    }
+    check_all(Checker::Polkit, |sample| {
+        let scratch = Scratch::new("polkit");
+        let dir = scratch.path();
+        let text = render(&sample.template, &sample.context)?;
+        let io = |e: std::io::Error| e.to_string();
+        fs::create_dir_all(dir.join("rules")).map_err(io)?;
+        fs::write(dir.join("rules/50-sitec-agent.rules"), &text).map_err(io)?;
+        let bus = PRIVATE_SYSTEM_BUS.replace("DIR", &dir.display().to_string());
+        fs::write(dir.join("bus.conf"), bus).map_err(io)?;
+        let (user, prefix) = (
+            field(&sample.context, "user"),
+            field(&sample.context, "unit_prefix"),
+        );
+        let granted: Vec<&str> = (sample.context["verbs"].as_array().into_iter().flatten())
+            .filter_map(Value::as_str)
+            .collect();
+        let app_units = [
+            format!("{prefix}blog.service"),
+            format!("{prefix}blog-worker-mail_2.service"),
+        ];
+        let other_units = [
+            "ssh.service".to_string(),
+            "sitec-agent.service".to_string(),
+            format!("{prefix}blog.socket"),
+            format!("{prefix}Blog.service"),
+            format!("{prefix}.service"),
+            format!("x{prefix}blog.service"),
+        ];
+        let mut cases = String::new();
+        let mut expected = Vec::new();
+        for verb in ["start", "stop", "restart", "reload", "try-restart"] {
+            for (unit, app) in
+                (app_units.iter().map(|u| (u, true))).chain(other_units.iter().map(|u| (u, false)))
+            {
+                writeln!(cases, "{unit} {verb}").expect("to a string");
+                let allowed = app && granted.contains(&verb);
+                expected.push(format!(
+                    "{user} {unit} {verb} -> {}",
+                    if allowed { 0 } else { 1 }
+                ));
+                expected.push(format!("nobody {unit} {verb} -> refused"));
+            }
+        }
+        fs::write(dir.join("cases"), cases).map_err(io)?;
+        let out = run(Command::new("unshare")
+            .args([
+                "-m",
+                "--propagation",
+                "private",
+                "bash",
+                "-c",
+                POLKIT_CHECK,
+                "polkit-check",
+            ])
+            .arg(dir)
+            .arg(user))?;
+        let log = fs::read_to_string(dir.join("polkitd.log")).unwrap_or_default();
+        if !log.contains("Finished loading, compiling and executing 1 rules")
+            || log.contains("Error")
+        {
+            return Err(format!(
+                "polkitd did not load the rule cleanly:\n{log}\n{text}"
+            ));
+        }
+        // Another user's requests are left to the other rules, which refuse
+        // them (1) or ask for a password (2, which no one can give here).
+        let got: Vec<String> = (out.lines().filter(|l| l.contains(" -> ")))
+            .map(
+                |l| match l.strip_prefix("nobody ").map(|r| r.rsplit_once(" -> ")) {
+                    Some(Some((request, "1" | "2"))) => format!("nobody {request} -> refused"),
+                    _ => l.to_string(),
+                },
+            )
+            .collect();
+        if got != expected {
+            return Err(format!(
+                "pkcheck's verdicts:\n{}\nexpected:\n{}\n{text}",
+                got.join("\n"),
+                expected.join("\n")
+            ));
+        }
+        Ok(())
+    });
+}
+
+/// `systemd-tmpfiles --create` in a scratch root (this machine's users and
+/// groups) gives polkit's rules folder, as Debian's package leaves it
+/// (polkitd's, 0700), back to root, group polkitd, 0750.
+#[test]
+fn systemd_tmpfiles_gives_the_polkit_rules_folder_to_root() {
+    if !require_root("systemd-tmpfiles changes owners") {
+        return;
+    }
+    let tmpfiles = common::require("systemd-tmpfiles", "systemd");
+    check_all(Checker::Tmpfiles, |sample| {
+        let scratch = Scratch::new("tmpfiles");
+        let root = scratch.path().join("root");
+        let io = |e: std::io::Error| e.to_string();
+        fs::create_dir_all(root.join("etc")).map_err(io)?;
+        for f in ["passwd", "group"] {
+            fs::copy(Path::new("/etc").join(f), root.join("etc").join(f)).map_err(io)?;
+        }
+        let rules_dir = field(&sample.context, "rules_dir").trim_start_matches('/');
+        let folder = root.join(rules_dir);
+        fs::create_dir_all(&folder).map_err(io)?;
+        fs::set_permissions(&folder, fs::Permissions::from_mode(0o700)).map_err(io)?;
+        let conf = scratch.path().join("polkitd.conf");
+        let text = render(&sample.template, &sample.context)?;
+        fs::write(&conf, &text).map_err(io)?;
+        run(Command::new(&tmpfiles)
+            .arg(format!("--root={}", root.display()))
+            .arg("--create")
+            .arg(&conf))?;
+        let meta = fs::metadata(&folder).map_err(io)?;
+        let group = run(Command::new("getent").args(["group", field(&sample.context, "group")]))?;
+        let gid: u32 = group
+            .split(':')
+            .nth(2)
+            .and_then(|g| g.trim().parse().ok())
+            .ok_or("no such group")?;
+        if (meta.uid(), meta.gid(), meta.mode() & 0o7777) != (0, gid, 0o750) {
+            return Err(format!(
+                "{rules_dir} is {}:{} {:o} after systemd-tmpfiles, not root:{gid} 750:\n{text}",
+                meta.uid(),
+                meta.gid(),
+                meta.mode() & 0o7777
             ));
         }
         Ok(())
