@@ -337,6 +337,10 @@ fn render_program(
             }
         }
     }
+    // The database hosts' keys derive from a secret: hidden like one.
+    for (name, key) in crate::context::database_keys(&fleet, &secrets) {
+        secrets.insert(name, key);
+    }
     let templates = match crate::templates::Templates::with_own(&program.templates) {
         Ok(t) => t,
         Err(message) => return failed(vec![Diagnostic::error("E224", message)]),

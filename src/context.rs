@@ -221,6 +221,9 @@ pub fn build(
                 secret: true,
             })
         }
+        "tls/fleet-ca.pem" | "tls/server.pem" | "tls/server.key" => {
+            database_tls(template, inputs, host)
+        }
         "postgres/postgresql.conf" => {
             let cluster = scope
                 .cluster
@@ -422,6 +425,85 @@ fn gunicorn_conf(inputs: &Inputs, app: AppId) -> Value {
     })
 }
 
+/// How an app's clients reach its databases: TLS, the server checked
+/// against the fleet CA by name (templates/README.md, "Database
+/// connections"), as URL query strings.
+const PG_TLS_QUERY: &str = "sslmode=verify-full&sslrootcert=/etc/sitec/fleet-ca.pem";
+const REDIS_TLS_QUERY: &str = "ssl_cert_reqs=required&ssl_ca_certs=/etc/sitec/fleet-ca.pem";
+
+/// A database host's certificate (`tls/server.pem`) and its key, once per
+/// server so each reads its own (root:postgres and root:redis 0640), in a
+/// folder of their own: `/etc/sitec/tls/` holds the balancers' `APP.pem`,
+/// and an app may be called `db`.
+pub const DB_CERT_FILE: &str = "/etc/sitec/db-tls/server.pem";
+pub const DB_POSTGRES_KEY_FILE: &str = "/etc/sitec/db-tls/postgres.key";
+pub const DB_REDIS_KEY_FILE: &str = "/etc/sitec/db-tls/redis.key";
+
+/// The names a database host's certificate carries: its name, the
+/// addresses it is reached and listens at, and the loopback.
+fn certificate_names(fleet: &Fleet, host: HostId) -> Vec<String> {
+    let mut names = vec![
+        fleet.hosts[host].name.clone(),
+        "localhost".to_string(),
+        fleet.address(host),
+        fleet.listen_address(host),
+        "127.0.0.1".to_string(),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
+}
+
+/// Every database host's private key, as its rendered file holds it, named
+/// for a plan's redactor (`compile` adds them as secrets, so a diff of a
+/// key file shows `<secret tls.db1.db_key>`).
+pub fn database_keys(fleet: &Fleet, secrets: &Secrets) -> Vec<(String, String)> {
+    let Some(ca) = secrets.get(crate::fleet_ca::CA_SECRET) else {
+        return Vec::new();
+    };
+    (0..fleet.hosts.len())
+        .filter(|h| {
+            !clusters::clusters_on(fleet, *h).is_empty()
+                || !clusters::redis_on(fleet, *h).is_empty()
+        })
+        .filter_map(|h| {
+            let name = &fleet.hosts[h].name;
+            let server = crate::fleet_ca::server(&ca, name, &certificate_names(fleet, h)).ok()?;
+            Some((
+                format!("tls.{name}.db_key"),
+                server.key_pem.trim_end().to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// A database host's key and certificate, and the fleet CA's certificate
+/// (`fleet_ca`, from the secret `fleet.ca_key`).
+fn database_tls(template: &str, inputs: &Inputs, host: HostId) -> Result<Built, String> {
+    let fleet = inputs.fleet;
+    let h = &fleet.hosts[host];
+    let ca = secret(inputs, crate::fleet_ca::CA_SECRET)?;
+    let names = certificate_names(fleet, host);
+    let (pem, secret) = match template {
+        "tls/fleet-ca.pem" => (crate::fleet_ca::ca_pem(&ca)?, false),
+        "tls/server.pem" => (
+            crate::fleet_ca::server(&ca, &h.name, &names)?.cert_pem,
+            false,
+        ),
+        _ => (crate::fleet_ca::server(&ca, &h.name, &names)?.key_pem, true),
+    };
+    let mut context = json!({
+        "origin": spec_file(inputs, h.span),
+        "host": h.name,
+        "pem": pem.trim_end(),
+    });
+    // The certificate's header says whom it is for.
+    if template == "tls/server.pem" {
+        context["names"] = json!(names.join(", "));
+    }
+    Ok(Built { context, secret })
+}
+
 /// The generated password of an app's role in a Postgres database.
 pub fn db_password_secret(database: &str, app: &str) -> String {
     format!("db.{database}.{app}.password")
@@ -522,6 +604,7 @@ fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, S
         "static_root": format!("{release}/{}", static_dir(a)),
         "databases": databases,
         "caches": caches,
+        "ca_file": crate::fleet_ca::CA_FILE,
         "settings": values,
     });
     Ok(Built {
@@ -657,7 +740,7 @@ pub fn sitec_environment(
                         name: db_password_secret(&db.name, &a.name),
                         url: true,
                     },
-                    Piece::Text(format!("@{address}/{}", a.name)),
+                    Piece::Text(format!("@{address}/{}?{PG_TLS_QUERY}", a.name)),
                 ],
             ),
             Engine::Redis => {
@@ -666,12 +749,12 @@ pub fn sitec_environment(
                 (
                     variable,
                     vec![
-                        Piece::Text("redis://:".into()),
+                        Piece::Text("rediss://:".into()),
                         Piece::Secret {
                             name: redis_password_secret(&db.name),
                             url: true,
                         },
-                        Piece::Text(format!("@{address}/0")),
+                        Piece::Text(format!("@{address}/0?{REDIS_TLS_QUERY}")),
                     ],
                 )
             }
@@ -1133,6 +1216,8 @@ fn postgresql_conf(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<V
         "listen_addresses": ["127.0.0.1", fleet.listen_address(host)],
         "port": cluster.port,
         "unix_socket_directory": "/var/run/postgresql",
+        "ssl_cert_file": DB_CERT_FILE,
+        "ssl_key_file": DB_POSTGRES_KEY_FILE,
         "max_connections": 100,
         "shared_buffers": "128MB",
         "effective_cache_size": "512MB",
@@ -1155,6 +1240,7 @@ fn standby_source(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<Va
         "replication_user": "replicator",
         "replication_password": secret(inputs, &replication_secret(&fleet.hosts[cluster.primary].name, &cluster.name))?,
         "slot_name": standby_slot(&fleet.hosts[host].name),
+        "ca_file": crate::fleet_ca::CA_FILE,
     }))
 }
 
@@ -1182,6 +1268,7 @@ fn clone_standby(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<Val
         "replication_user": source["replication_user"],
         "password_sh": crate::transport::shell_quote(password),
         "slot_name": source["slot_name"],
+        "ca_file": crate::fleet_ca::CA_FILE,
     }))
 }
 
@@ -1291,6 +1378,9 @@ fn redis_conf(inputs: &Inputs, host: HostId, redis: DatabaseId) -> Result<Value,
         "maxmemory": "256mb",
         "maxmemory_policy": "noeviction",
         "replicaof": replicaof,
+        "tls_cert_file": DB_CERT_FILE,
+        "tls_key_file": DB_REDIS_KEY_FILE,
+        "tls_ca_file": crate::fleet_ca::CA_FILE,
     }))
 }
 
@@ -1329,6 +1419,7 @@ pub fn generated_secrets(fleet: &Fleet) -> Vec<String> {
         names.push(crate::bus::keys::balancer_secret(&fleet.hosts[b].name));
     }
     names.push(crate::bus::keys::OPERATOR_SECRET.to_string());
+    names.push(crate::fleet_ca::CA_SECRET.to_string());
     names.sort();
     names.dedup();
     names

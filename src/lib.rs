@@ -20,6 +20,7 @@ pub mod context;
 pub mod diagnostic;
 pub mod expand;
 pub mod explain;
+pub mod fleet_ca;
 pub mod format;
 pub mod graph;
 pub mod local_files;

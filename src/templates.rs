@@ -137,6 +137,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "systemd/sitec-balancer.service",
         include_str!("../templates/systemd/sitec-balancer.service.hbs"),
     ),
+    (
+        "tls/fleet-ca.pem",
+        include_str!("../templates/tls/fleet-ca.pem.hbs"),
+    ),
+    (
+        "tls/server.key",
+        include_str!("../templates/tls/server.key.hbs"),
+    ),
+    (
+        "tls/server.pem",
+        include_str!("../templates/tls/server.pem.hbs"),
+    ),
 ];
 
 /// The value of an `each` scope a template's context is built from (see

@@ -74,6 +74,7 @@ fn the_data_layer_survives_what_breaks_it() -> TestResult {
     rows_written_on_the_primary_appear_on_the_standby(&fleet);
     the_redis_replica_follows(&fleet);
     apps_on_a_shared_cluster_cannot_read_each_other(&fleet);
+    the_apps_serve_and_plaintext_is_refused(&fleet);
     backups::a_backup_cycle_runs_on_its_timer(&fleet);
     backups::the_database_host_cannot_reach_a_backup(&fleet);
     backups::the_backup_key_only_lists_and_sends(&fleet);
@@ -139,7 +140,8 @@ fn redis(fleet: &DataFleet, host: &str, command: &str) -> String {
         &format!(
             "conf=/etc/sitec/redis/cache.conf; \
              REDISCLI_AUTH=$(awk '/^requirepass/ {{ gsub(/\"/, \"\", $2); print $2 }}' $conf) \
-             redis-cli -p $(awk '/^port/ {{ print $2 }}' $conf) {command}"
+             redis-cli --tls --cacert /etc/sitec/fleet-ca.pem \
+             -p $(awk '/^tls-port/ {{ print $2 }}' $conf) {command}"
         ),
     )
 }
@@ -169,7 +171,8 @@ fn connect_as(fleet: &DataFleet, user: &str, password: &str, database: &str) -> 
     let out = fleet.ssh(
         "dxrun",
         &format!(
-            "PGPASSWORD={} psql -XAt -h 10.77.210.21 -U {user} -d {database} -c 'select current_user'",
+            "PGPASSWORD={} psql -XAt -c 'select current_user' \
+             'host=10.77.210.21 user={user} dbname={database} sslmode=verify-full sslrootcert=/etc/sitec/fleet-ca.pem'",
             harness::quote(password)
         ),
     );
@@ -193,4 +196,54 @@ fn apps_on_a_shared_cluster_cannot_read_each_other(fleet: &DataFleet) {
         let (got_in, said) = connect_as(fleet, user, password, other);
         assert!(!got_in, "{user} got into {other}: {said}");
     }
+}
+
+/// The blog answers through the balancer (its Postgres and Redis over
+/// TLS, verified); from its runner, a plaintext connection to either
+/// database is refused, and a client that names the server otherwise than
+/// its certificate does is refused too.
+fn the_apps_serve_and_plaintext_is_refused(fleet: &DataFleet) {
+    let page = fleet.sh(
+        "dxrun",
+        "curl -fsS --max-time 10 -H 'Host: blog.test' http://10.77.210.10/",
+    );
+    assert!(page.contains("Data on hosts"), "{page}");
+    let blog = fleet.secret("db.main.blog.password");
+    let psql = |conninfo: &str| {
+        let out = fleet.ssh(
+            "dxrun",
+            &format!(
+                "PGPASSWORD={} psql -XAt -c 'select 1' {}",
+                harness::quote(&blog),
+                harness::quote(conninfo)
+            ),
+        );
+        (out.status.success(), harness::text(&out))
+    };
+    let (plain, said) = psql("host=10.77.210.21 user=blog dbname=blog sslmode=disable");
+    assert!(!plain, "plaintext Postgres got in: {said}");
+    assert!(said.contains("no encryption"), "{said}");
+    let (misnamed, said) = psql(
+        "hostaddr=10.77.210.21 host=db.example.com user=blog dbname=blog \
+         sslmode=verify-full sslrootcert=/etc/sitec/fleet-ca.pem",
+    );
+    assert!(!misnamed, "a certificate for another name passed: {said}");
+    assert!(said.contains("does not match host name"), "{said}");
+    let port = fleet.sh(
+        "dxdb1",
+        "awk '/^tls-port/ { print $2 }' /etc/sitec/redis/cache.conf",
+    );
+    let plain = harness::text(&fleet.ssh(
+        "dxrun",
+        &format!("redis-cli -h 10.77.210.21 -p {port} ping"),
+    ));
+    assert!(
+        !plain.contains("PONG") && !plain.contains("NOAUTH"),
+        "plaintext Redis answered: {plain}"
+    );
+    let tls = harness::text(&fleet.ssh(
+        "dxrun",
+        &format!("redis-cli --tls --cacert /etc/sitec/fleet-ca.pem -h 10.77.210.21 -p {port} ping"),
+    ));
+    assert!(tls.contains("NOAUTH"), "Redis over TLS: {tls}");
 }

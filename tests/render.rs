@@ -248,6 +248,40 @@ fn snapshots_hold_placeholders_never_secrets() {
                     }
                     text = text.replace(&real.public, &shown.public);
                 }
+                // The fleet CA's certificate and a database host's
+                // certificate and key, derived from the CA's secret.
+                if name == sitec::fleet_ca::CA_SECRET {
+                    let ca = |s: &str| sitec::fleet_ca::ca_pem(s).expect("a CA");
+                    text = text.replace(ca(value).trim_end(), ca(&placeholder).trim_end());
+                    let key =
+                        |s: &str| sitec::fleet_ca::server_key_pem(s, &file.host).expect("a key");
+                    if text.contains(key(value).trim_end()) {
+                        holds_secret = true;
+                        text = text.replace(key(value).trim_end(), key(&placeholder).trim_end());
+                    }
+                    // The certificate's header names what it is for.
+                    let names = text
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix(
+                                "# This database host's certificate, signed by the fleet CA, for ",
+                            )
+                        })
+                        .map(|n| {
+                            n.trim_end_matches('.')
+                                .split(", ")
+                                .map(String::from)
+                                .collect::<Vec<_>>()
+                        });
+                    if let Some(names) = names {
+                        let cert = |s: &str| {
+                            sitec::fleet_ca::server(s, &file.host, &names)
+                                .expect("a certificate")
+                                .cert_pem
+                        };
+                        text = text.replace(cert(value).trim_end(), cert(&placeholder).trim_end());
+                    }
+                }
                 // A bus key derived from a secret: its secret half is secret too.
                 if name.starts_with("bus.") {
                     let (real, shown) = (
@@ -533,7 +567,7 @@ fn rendered_files_agree_with_each_other() {
         r#""NAME": "([^"]+)",\s*"USER": "([^"]+)",\s*"PASSWORD": .*\s*"HOST": "([^"]+)",\s*"PORT": "(\d+)""#,
     )
     .expect("a pattern");
-    let caches = regex::Regex::new(r#""LOCATION": "redis://([^/"]+)/"#).expect("a pattern");
+    let caches = regex::Regex::new(r#""LOCATION": "rediss://([^/"]+)/"#).expect("a pattern");
     for spec in examples() {
         let rendered = render(&spec, &SecretSource::Placeholders);
         let all = files(&rendered);
@@ -563,7 +597,7 @@ fn rendered_files_agree_with_each_other() {
                 .collect()
         };
         let postgres = servers("/etc/postgresql/", r"(?m)^port = (\d+)");
-        let redis = servers("/etc/sitec/redis/", r"(?m)^port (\d+)");
+        let redis = servers("/etc/sitec/redis/", r"(?m)^tls-port (\d+)");
         let mut fail = |what: String| failures.push(format!("{}: {what}", spec.display()));
         // App on runner: nginx site -> gunicorn socket -> the unit's runtime directory.
         let mut served: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -681,7 +715,7 @@ fn rendered_files_agree_with_each_other() {
                     &conf.host,
                     &conf.path.replace("postgresql.conf", "pg_hba.conf"),
                 );
-                let line = format!(r"(?m)^host\s+{}\s+{}\s+{runner}/32\s", &c[1], &c[2]);
+                let line = format!(r"(?m)^hostssl\s+{}\s+{}\s+{runner}/32\s", &c[1], &c[2]);
                 if capture(hba, &format!("({line})")).is_none() {
                     fail(format!(
                         "{at}: {server}'s pg_hba.conf lets no `{}` in from {runner}",
@@ -709,7 +743,7 @@ fn rendered_files_agree_with_each_other() {
                 .get(&primary)
                 .map(|p| text(&p.host, &p.path.replace("postgresql.conf", "pg_hba.conf")));
             let standby = address[conf.host.as_str()];
-            let line = format!(r"(?m)^(host\s+replication\s+{user}\s+{standby}/32\s)");
+            let line = format!(r"(?m)^(hostssl\s+replication\s+{user}\s+{standby}/32\s)");
             if hba.is_none_or(|hba| capture(hba, &line).is_none()) {
                 fail(format!("standby {server} follows {primary}, which does not let `{user}` in from {standby}"));
             }

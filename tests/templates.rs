@@ -25,8 +25,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    eventually, redis_cli, relocate, repo, require_root, run, walk, Postgres, Redis, Running,
-    Scratch,
+    eventually, relocate, repo, require_root, run, walk, Postgres, Redis, Running, Scratch,
 };
 use handlebars::Handlebars;
 use serde_json::Value;
@@ -84,7 +83,7 @@ fn checker(template: &str) -> Option<Checker> {
         Some(Checker::AuthorizedKeys)
     } else if template == "backup/ssh-key" {
         Some(Checker::SshKey)
-    } else if template.starts_with("balancer/tls.") {
+    } else if template.starts_with("balancer/tls.") || template.starts_with("tls/") {
         Some(Checker::Pem)
     } else if template.starts_with("bus/") && template.ends_with(".key") {
         Some(Checker::BusKey)
@@ -819,6 +818,11 @@ fn postgres_starts_on_every_config() {
         pg.own(&dir)?;
         let (context, text) = render_relocated(sample, &dir)?;
         let data = Path::new(field(&context, "data_directory"));
+        // The server's certificate, and the CA a standby checks its primary with.
+        let key = Path::new(field(&context, "ssl_key_file"));
+        let ca = dir.join("etc/sitec/fleet-ca.pem");
+        common::database_tls(Path::new(field(&context, "ssl_cert_file")), key, &ca)?;
+        pg.own(key)?;
         pg.write(Path::new(field(&context, "hba_file")), TEST_HBA)?;
         pg.write(Path::new(field(&context, "ident_file")), "")?;
         let socket = field(&context, "unix_socket_directory");
@@ -911,10 +915,17 @@ fn postgres_starts_on_every_config() {
         pg.own(&socket)?;
         let socket = socket.to_string_lossy().into_owned();
         let port = moved_port(15434);
+        // SSL on, as rendered: a `hostssl` line is an error without it.
+        let (cert, key) = (dir.join("db.pem"), dir.join("db.key"));
+        common::database_tls(&cert, &key, &dir.join("fleet-ca.pem"))?;
+        pg.own(&key)?;
         pg.write(
             &data.join("postgresql.auto.conf"),
             &format!(
-                "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{socket}'\n"
+                "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{socket}'\n\
+                 ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                cert.display(),
+                key.display()
             ),
         )?;
         // A server refuses to start on a pg_hba.conf it cannot read; once up,
@@ -982,13 +993,14 @@ fn postgres_starts_on_every_config() {
     });
 }
 
-/// `redis-cli` to the server a sample context describes.
+/// `redis-cli` to the server a sample context describes (TLS only).
 fn sample_cli(context: &Value, args: &[&str]) -> Result<String, String> {
     let host = context["bind"][0].as_str().unwrap_or("127.0.0.1");
-    redis_cli(
+    common::redis_cli_tls(
         host,
         port(context, "port"),
         field(context, "password"),
+        Path::new(field(context, "tls_ca_file")),
         args,
     )
 }
@@ -1009,6 +1021,11 @@ fn redis_starts_on_every_config() {
                     .expect("in a folder");
                 fs::create_dir_all(parent).map_err(|e| e.to_string())?;
             }
+            common::database_tls(
+                Path::new(field(&context, "tls_cert_file")),
+                Path::new(field(&context, "tls_key_file")),
+                Path::new(field(&context, "tls_ca_file")),
+            )?;
             let conf = dir.join("redis.conf");
             fs::write(&conf, text).map_err(|e| e.to_string())?;
             Ok((context, Redis::start(&conf, &[])?))

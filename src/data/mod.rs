@@ -188,6 +188,17 @@ fn list(dir: &Path, hosts: bool) -> Result<Vec<Listed>, String> {
     Ok(listed)
 }
 
+/// `redis-cli` on a database host against its Redis server `name`: over
+/// TLS, checked against the fleet CA, with the password its config holds
+/// (read there, never sent from here).
+pub fn redis_cli(name: &str, port: u16) -> String {
+    format!(
+        "REDISCLI_AUTH=$(awk '/^requirepass/ {{ gsub(/\"/, \"\", $2); print $2 }}' /etc/sitec/redis/{name}.conf) \
+         redis-cli --tls --cacert {} -p {port}",
+        crate::fleet_ca::CA_FILE
+    )
+}
+
 /// A TOML file sitec rendered, read into `T` (unknown keys refused by `T`).
 pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     let text = std::fs::read_to_string(path)

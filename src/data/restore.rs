@@ -476,18 +476,15 @@ impl Restore<'_> {
         }
     }
 
-    /// `redis-cli` against the restored server, with the password of the
-    /// database's own config when the server is that one.
+    /// `redis-cli` against the restored server: the database's own takes
+    /// TLS and its config's password; a drill's copy is plain, on the
+    /// loopback only.
     fn redis_cli(&self) -> String {
-        let conf = format!("/etc/sitec/redis/{}.conf", self.site.name);
-        let auth = if self.site.home {
-            format!(
-                "REDISCLI_AUTH=$(awk '/^requirepass/ {{ gsub(/\"/, \"\", $2); print $2 }}' {conf}) "
-            )
+        if self.site.home {
+            super::redis_cli(&self.site.name, self.site.port)
         } else {
-            String::new()
-        };
-        format!("{auth}redis-cli -p {}", self.site.port)
+            format!("redis-cli -p {}", self.site.port)
+        }
     }
 
     /// Reads everything back: what it proved, in words.

@@ -598,6 +598,42 @@ pub fn redis_cli(host: &str, port: u64, password: &str, args: &[&str]) -> Result
         .args(args))
 }
 
+/// [`redis_cli`] over TLS, the server checked against the CA in `ca`.
+pub fn redis_cli_tls(
+    host: &str,
+    port: u64,
+    password: &str,
+    ca: &Path,
+    args: &[&str],
+) -> Result<String, String> {
+    let mut tls = vec!["--tls", "--cacert"];
+    let ca = ca.to_string_lossy();
+    tls.push(&ca);
+    tls.extend_from_slice(args);
+    redis_cli(host, port, password, &tls)
+}
+
+/// A database server's TLS files for a test on this machine: a fleet CA
+/// and a certificate for `localhost` and 127.0.0.1 signed by it (the
+/// compiler's own, from a test secret), the key 0600. Each path is written
+/// only where none is (a rendered tree has its own).
+pub fn database_tls(cert: &Path, key: &Path, ca: &Path) -> Result<(), String> {
+    let secret = "test fleet CA";
+    let names = ["localhost".to_string(), "127.0.0.1".to_string()];
+    let server = sitec::fleet_ca::server(secret, "db1", &names)?;
+    for (path, text) in [
+        (cert, server.cert_pem),
+        (key, server.key_pem),
+        (ca, sitec::fleet_ca::ca_pem(secret)?),
+    ] {
+        if !path.exists() {
+            fs::create_dir_all(path.parent().expect("in a folder")).map_err(|e| e.to_string())?;
+            fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    fs::set_permissions(key, fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())
+}
+
 /// `bash -n` on shell scripts, then `shellcheck` (which must say nothing).
 pub fn shell_check(scripts: &[PathBuf]) -> Result<(), String> {
     let bash = require("bash", "bash");

@@ -8,13 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sitec::compile::Rendered;
 use sitec::resources::Kind;
 
-use super::{eventually, free_port, redis_cli, relocate_text, Postgres, Redis, Scratch};
+use super::{eventually, free_port, redis_cli_tls, relocate_text, Postgres, Redis, Scratch};
 
 /// One rendered file.
 pub struct File {
@@ -507,6 +508,11 @@ pub fn postgres(tree: &Tree, pg: &Postgres, template: &Path, failures: &mut Vec<
                     datas.insert(format!("{address}:{}", field("port")?), data.to_owned());
                 }
             }
+            // The key as Postgres wants it: its own, 0600.
+            let key = Path::new(field("ssl_key_file")?);
+            pg.own(key)?;
+            fs::set_permissions(key, fs::Permissions::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
             // Other tests run servers too: a free port instead of the rendered one.
             let port = free_port();
             pg.own(config)?;
@@ -563,12 +569,20 @@ pub fn redis(tree: &Tree, failures: &mut Vec<String>) -> usize {
                 let parent = Path::new(field(file)?).parent().expect("in a folder");
                 fs::create_dir_all(parent).map_err(|e| e.to_string())?;
             }
+            // TLS only, as rendered, on a free port instead of the rendered one.
             let port = free_port();
-            let mut args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1"]
-                .map(str::to_owned)
-                .to_vec();
+            let mut args: Vec<String> = [
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ]
+            .map(str::to_owned)
+            .to_vec();
             for address in tree.addresses(&host) {
-                ports.insert(format!("{address}:{}", field("port")?), port);
+                ports.insert(format!("{address}:{}", field("tls-port")?), port);
             }
             if let Some(primary) = setting(&text, "replicaof") {
                 replicas += 1;
@@ -584,7 +598,8 @@ pub fn redis(tree: &Tree, failures: &mut Vec<String>) -> usize {
             }
             let server = Redis::start(&conf, &args)?;
             let password = field("requirepass")?.to_owned();
-            let cli = |args: &[&str]| redis_cli("127.0.0.1", port.into(), &password, args);
+            let ca = PathBuf::from(field("tls-ca-cert-file")?);
+            let cli = |args: &[&str]| redis_cli_tls("127.0.0.1", port.into(), &password, &ca, args);
             let up = eventually(Duration::from_secs(5), || {
                 cli(&["ping"]).is_ok_and(|out| out.trim() == "PONG")
             });
@@ -596,7 +611,7 @@ pub fn redis(tree: &Tree, failures: &mut Vec<String>) -> usize {
             let pid_written = Path::new(field("pidfile")?).is_file();
             let log = || fs::read_to_string(field("logfile")?).map_err(|e| e.to_string());
             match (up, linked, pid_written) {
-                (true, true, true) => Ok((server, port, password)),
+                (true, true, true) => Ok((server, port, password, ca)),
                 (false, _, _) => Err(format!("no PONG\n{}", log()?)),
                 (_, false, _) => Err(format!(
                     "the replica never linked to its primary with the rendered password\n{}",
@@ -610,11 +625,12 @@ pub fn redis(tree: &Tree, failures: &mut Vec<String>) -> usize {
             Err(e) => failures.push(format!("--- {label}:\n{e}")),
         }
     }
-    for (_, port, password) in &running {
-        let _ = redis_cli(
+    for (_, port, password, ca) in &running {
+        let _ = redis_cli_tls(
             "127.0.0.1",
             (*port).into(),
             password,
+            ca,
             &["shutdown", "nosave"],
         );
     }
