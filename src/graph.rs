@@ -13,7 +13,7 @@
 
 use crate::diagnostic::Diagnostic;
 use crate::expand::HostResources;
-use crate::model::{Fleet, HostId};
+use crate::model::{Engine, Fleet, HostId};
 use crate::resources::{Kind, Resource};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{BTreeMap, BTreeSet};
@@ -293,8 +293,12 @@ fn cycle_error(resources: &[Resource], cycle: &[usize]) -> Diagnostic {
 /// Hosts that must be changed before others: `(before, after, why)`.
 pub fn host_order(fleet: &Fleet) -> Vec<(HostId, HostId, String)> {
     let mut edges = Vec::new();
+    // A Postgres standby is cloned from its primary at its first apply; a
+    // Redis replica only keeps asking its primary until it answers, so it
+    // needs no order (and a host that is Postgres primary of one and Redis
+    // replica of another, as after a failover of one of them, is no cycle).
     for db in &fleet.databases {
-        if let Some(follower) = db.follower {
+        if let (Some(follower), Engine::Postgres) = (db.follower, db.engine) {
             if follower != db.primary {
                 edges.push((
                     db.primary,

@@ -373,14 +373,16 @@ fn graph_as_json_names_each_resources_edges_and_origin() {
 }
 
 /// The order between hosts: a database's primary before its standby, in
-/// both formats.
+/// both formats. A Redis replica needs no order (it asks its primary until
+/// it answers), so Redis the other way round makes no cycle.
 #[test]
 fn graph_orders_a_primary_before_its_standby() {
     let spec = "use std/platform\n\nprovider here { kind = local }\n\n\
-                host run1 { provider = here  roles = [runner, postgres] }\n\
-                host run2 { provider = here  roles = [runner, postgres] }\n\n\
+                host run1 { provider = here  roles = [runner, postgres, redis] }\n\
+                host run2 { provider = here  roles = [runner, postgres, redis] }\n\n\
                 checks { replica_spread = off }\n\n\
-                database main { engine = postgres  primary = run1  standby = run2 }\n";
+                database main { engine = postgres  primary = run1  standby = run2 }\n\
+                database cache { engine = redis  primary = run2  replica = run1 }\n";
     let out = Test::new()
         .file("two.site", spec)
         .args(&["graph", "two.site", "--format", "json"])
