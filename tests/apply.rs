@@ -160,15 +160,7 @@ impl Fleet {
     fn outer_link(&self, host: &str) -> String {
         let peer = self.inside(host, "cat /sys/class/net/host0/iflink");
         let index = String::from_utf8_lossy(&peer.stdout).trim().to_string();
-        std::fs::read_dir("/sys/class/net")
-            .expect("/sys/class/net")
-            .flatten()
-            .find(|link| {
-                std::fs::read_to_string(link.path().join("ifindex"))
-                    .is_ok_and(|i| i.trim() == index)
-            })
-            .map(|link| link.file_name().to_string_lossy().into_owned())
-            .unwrap_or_else(|| panic!("no link with index {index:?} for {host}"))
+        common::link_with_index(&index)
     }
 
     /// `sitec apply --yes`, cutting `link` as soon as the plan is printed

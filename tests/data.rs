@@ -14,6 +14,9 @@ mod harness;
 #[path = "data/backups.rs"]
 mod backups;
 
+#[path = "data/failover.rs"]
+mod failover;
+
 use harness::{can_boot, wait_for, DataFleet, TestResult};
 use std::time::Duration;
 
@@ -80,6 +83,8 @@ fn the_data_layer_survives_what_breaks_it() -> TestResult {
     backups::the_backup_key_only_lists_and_sends(&fleet);
     backups::restore_brings_back_every_committed_row(&fleet);
     backups::retention_keeps_what_keep_says_over_a_month(&fleet);
+    failover::a_dead_primary_host_fails_over_and_rejoins(&fleet);
+    failover::a_planned_failover_loses_no_write(&fleet);
     let state_root = fleet.dir.path().join(".fleet");
     let left = fleet.down();
     assert!(left.is_empty(), "after fleet down: {left:#?}");

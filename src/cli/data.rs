@@ -3,6 +3,7 @@
 //! Glue only: the work is in `data`.
 
 use super::deploy::SshArgs;
+use crate::data::failover::{self, Edit, Failover};
 use crate::data::{backups, reach::Ssh};
 use crate::model::{DatabaseId, Fleet};
 use crate::source::SourceMap;
@@ -54,7 +55,11 @@ fn databases(fleet: &Fleet, named: Option<&str>) -> Result<Vec<DatabaseId>, Stri
 /// spec's errors, or the work's error, and gives the exit code.
 fn on_fleet<T>(
     spec: &Path,
-    work: impl for<'f> FnOnce(&'f Fleet<'f>, &'f tokio::runtime::Runtime) -> Result<T, String>,
+    work: impl for<'f> FnOnce(
+        &'f Fleet<'f>,
+        &'f SourceMap,
+        &'f tokio::runtime::Runtime,
+    ) -> Result<T, String>,
 ) -> Result<T, ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -64,8 +69,9 @@ fn on_fleet<T>(
             ExitCode::FAILURE
         })?;
     let mut sources = SourceMap::new();
-    let (result, diagnostics) =
-        crate::compile::with_fleet(&mut sources, spec, |fleet, _| work(fleet, &runtime));
+    let (result, diagnostics) = crate::compile::with_fleet(&mut sources, spec, |fleet, sources| {
+        work(fleet, sources, &runtime)
+    });
     let errors: Vec<_> = (diagnostics.into_iter())
         .filter(crate::diagnostic::Diagnostic::is_error)
         .collect();
@@ -88,7 +94,7 @@ fn on_fleet<T>(
 }
 
 pub fn backups(args: &BackupsArgs) -> ExitCode {
-    let listed = on_fleet(&args.spec, |fleet, runtime| {
+    let listed = on_fleet(&args.spec, |fleet, _, runtime| {
         let chosen = databases(fleet, args.database.as_deref())?;
         let hosts: Vec<_> = (chosen.iter())
             .flat_map(|d| backups::places(fleet, *d))
@@ -170,7 +176,7 @@ fn host(fleet: &Fleet, name: &str) -> Result<crate::model::HostId, String> {
 }
 
 pub fn restore(args: &RestoreArgs) -> ExitCode {
-    let done = on_fleet(&args.spec, |fleet, runtime| {
+    let done = on_fleet(&args.spec, |fleet, _, runtime| {
         let database = databases(fleet, Some(&args.database))?[0];
         let to = args.to.as_deref().map(|h| host(fleet, h)).transpose()?;
         let involved = crate::data::restore::hosts_involved(fleet, database, to);
@@ -208,4 +214,186 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => code,
     }
+}
+
+#[derive(Args, Debug)]
+pub struct FailoverArgs {
+    /// The spec (edited: the database's `primary` and its standby or replica swap)
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// The databases (each one's whole server moves: every database of a shared cluster);
+    /// several at once when a host that holds several primaries died
+    #[arg(value_name = "DATABASE", required = true)]
+    pub databases: Vec<String>,
+    /// The host to promote: the database's standby or replica (the only one that holds its data)
+    #[arg(long, value_name = "HOST")]
+    pub to: Option<String>,
+    /// Fail over without asking
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+/// Fences and promotes (`data::failover`), edits the spec to say so, then
+/// applies it: the apps' settings name the new primary and their servers
+/// restart on them.
+pub fn failover(args: &FailoverArgs) -> ExitCode {
+    let started = std::time::Instant::now();
+    let named = args.databases.join(", ");
+    let done = on_fleet(&args.spec, |fleet, sources, runtime| {
+        let to = args.to.as_deref().map(|h| host(fleet, h)).transpose()?;
+        let mut failovers: Vec<Failover> = Vec::new();
+        for name in &args.databases {
+            let chosen = Failover::choose(fleet, databases(fleet, Some(name))?[0], to)?;
+            // Two databases of one shared cluster are one failover.
+            if !failovers.iter().any(|f| f.databases == chosen.databases) {
+                failovers.push(chosen);
+            }
+        }
+        let edits = (failovers.iter())
+            .map(|f| spec_edits(fleet, sources, &args.spec, f))
+            .collect::<Result<Vec<_>, _>>()?;
+        let moves: Vec<String> = (failovers.iter())
+            .map(|f| {
+                let (old, new) = (&fleet.hosts[f.old].name, &fleet.hosts[f.new].name);
+                format!("{new} instead of {old} for {}", f.names(fleet))
+            })
+            .collect();
+        let question = format!(
+            "Make {}? An old primary is stopped if it answers.",
+            moves.join("; ")
+        );
+        if !args.yes && !super::deploy::confirmed_to(&question, "fail over") {
+            return Err("nothing changed".to_string());
+        }
+        let hosts: Vec<_> = failovers.iter().flat_map(|f| [f.old, f.new]).collect();
+        let (done, failed) = runtime.block_on(async {
+            let ssh = Ssh::open(fleet, &hosts, &args.spec, args.ssh.kex()).await?;
+            let mut say = |line: String| println!("{line}");
+            let (mut done, mut failed) = (0, None);
+            for failover in &failovers {
+                match failover.run(fleet, &ssh, &mut say).await {
+                    Ok(_) => done += 1,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            ssh.close().await;
+            Ok::<_, String>((done, failed))
+        })?;
+        // What was promoted is recorded, even when a later one failed.
+        let recorded = write_spec(&args.spec, &edits[..done].concat());
+        match failed {
+            Some(e) => Err(match recorded {
+                Ok(()) if done > 0 => format!("{e} (the failovers before it are recorded in the spec; `sitec apply` repoints the apps)"),
+                _ => e,
+            }),
+            None => Ok(recorded),
+        }
+    });
+    let recorded = match done {
+        Ok(recorded) => recorded,
+        Err(code) => return code,
+    };
+    if let Err(why) = recorded {
+        eprintln!(
+            "error: the new primaries run, but the spec could not be edited to say so ({why}); \
+             edit it by hand (swap each database's `primary` and its follower), then `sitec apply {}`",
+            args.spec.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "recorded in {}; applying it, so every app uses the new primary",
+        args.spec.display()
+    );
+    let applied = super::deploy::apply(&super::deploy::ApplyArgs {
+        target: args.spec.clone(),
+        yes: true,
+        parallel: 16,
+        ssh: SshArgs { kex: args.ssh.kex },
+    });
+    println!(
+        "failover of {named} done in {:.1} s{}",
+        started.elapsed().as_secs_f64(),
+        if applied == ExitCode::SUCCESS {
+            ""
+        } else {
+            " (the apply did not finish on every host: an old primary that is down fails it; \
+             `sitec apply` once it is back makes it a follower)"
+        }
+    );
+    applied
+}
+
+/// The spec's edit that records a failover: for each database of the
+/// server, its `primary` names the new host and its follower the old one.
+/// Only values written as a host's name in the spec file itself are
+/// edited; otherwise, why not.
+fn spec_edits(
+    fleet: &Fleet,
+    sources: &SourceMap,
+    spec: &Path,
+    failover: &Failover,
+) -> Result<Vec<Edit>, String> {
+    let spec_file = std::fs::canonicalize(spec).map_err(|e| format!("{}: {e}", spec.display()))?;
+    let (old, new) = (
+        &fleet.hosts[failover.old].name,
+        &fleet.hosts[failover.new].name,
+    );
+    let mut edits = Vec::new();
+    for d in &failover.databases {
+        let db = &fleet.databases[*d];
+        for (span, was, now, what) in [
+            (db.primary_span, old, new, "primary"),
+            (
+                db.follower_span,
+                new,
+                old,
+                failover::follower_word(db.engine),
+            ),
+        ] {
+            let span = span.ok_or_else(|| format!("database {} has no `{what}`", db.name))?;
+            let file = std::fs::canonicalize(sources.name(span.file)).ok();
+            let text = sources.text(span.file).get(span.start..span.end);
+            match text {
+                Some(text) if file.as_ref() == Some(&spec_file) && text == was => {
+                    edits.push(Edit {
+                        at: span.start..span.end,
+                        was: was.clone(),
+                        now: now.clone(),
+                    });
+                }
+                _ => {
+                    return Err(format!(
+                        "database {}'s `{what} = {was}` is not written so in {}",
+                        db.name,
+                        spec.display()
+                    ))
+                }
+            }
+        }
+    }
+    Ok(edits)
+}
+
+/// Makes `edits` to the spec file, if it still reads as it did: the new
+/// text is written beside it and renamed over it (its mode kept).
+fn write_spec(spec: &Path, edits: &[Edit]) -> Result<(), String> {
+    let text = std::fs::read_to_string(spec)
+        .map_err(|e| format!("cannot read {}: {e}", spec.display()))?;
+    let new = failover::edited(&text, edits)
+        .map_err(|e| format!("{} changed since it was read: {e}", spec.display()))?;
+    let beside = spec.with_extension("site.sitec-failover");
+    let written = std::fs::write(&beside, new)
+        .and_then(|()| std::fs::metadata(spec))
+        .and_then(|m| std::fs::set_permissions(&beside, m.permissions()))
+        .and_then(|()| std::fs::rename(&beside, spec));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&beside);
+        format!("cannot write {}: {e}", spec.display())
+    })
 }

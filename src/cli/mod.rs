@@ -61,6 +61,8 @@ pub enum Command {
     Restart(ops::RestartArgs),
     /// Break the fleet lock (apply, restart, run --lock and data operations take it), saying whose it was
     Unlock(ops::UnlockArgs),
+    /// Make a database's standby (or Redis replica) its primary: fence the old one, promote, repoint the apps
+    Failover(data::FailoverArgs),
     /// Print a shell's completion script: `sitec completions bash > /etc/bash_completion.d/sitec`
     Completions(CompletionsArgs),
     /// Print sitec's man page (roff), or write one page per command into --out DIR
@@ -217,6 +219,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => ops::status(&args),
         Command::Restart(args) => ops::restart(&args),
         Command::Unlock(args) => ops::unlock(&args),
+        Command::Failover(args) => data::failover(&args),
     }
 }
 

@@ -14,6 +14,7 @@
 //! hosts it pulls from.
 
 pub mod backups;
+pub mod failover;
 pub mod pull;
 pub mod reach;
 pub mod restore;

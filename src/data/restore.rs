@@ -45,7 +45,7 @@ pub enum Server {
 }
 
 impl Server {
-    fn of(fleet: &Fleet, database: DatabaseId) -> Result<Server, String> {
+    pub fn of(fleet: &Fleet, database: DatabaseId) -> Result<Server, String> {
         let db = &fleet.databases[database];
         Ok(match db.engine {
             Engine::Postgres => Server::Postgres(

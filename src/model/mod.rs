@@ -84,6 +84,8 @@ pub struct Database {
     pub follower: Option<HostId>,
     pub port: u16,
     pub span: Span,
+    /// The span of `primary = ...`'s value.
+    pub primary_span: Option<Span>,
     /// The span of `standby = ...` or `replica = ...`.
     pub follower_span: Option<Span>,
     /// The span of `port = ...`, when the spec sets it.
@@ -495,6 +497,7 @@ fn database(entry: &Entry, hosts: &BTreeMap<&str, usize>) -> Database {
         follower: f.reference(follower_key, hosts),
         port: f.port("port").unwrap_or(default_port),
         span: entry.head_span(),
+        primary_span: f.value("primary").map(|v| v.span),
         follower_span: f.value(follower_key).map(|v| v.span),
         port_span: f.value("port").map(|v| v.span),
     }

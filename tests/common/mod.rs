@@ -750,3 +750,16 @@ pub fn take_down_leftover_fleet(name: &str) -> Result<(), String> {
         .arg(state_root))
     .map(|_| ())
 }
+
+/// The network link on this machine whose interface index is `index`
+/// (a container's `host0` names its outer end in `/sys/class/net/host0/iflink`).
+pub fn link_with_index(index: &str) -> String {
+    fs::read_dir("/sys/class/net")
+        .expect("/sys/class/net")
+        .flatten()
+        .find(|link| {
+            fs::read_to_string(link.path().join("ifindex")).is_ok_and(|i| i.trim() == index)
+        })
+        .map(|link| link.file_name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| panic!("no link with index {index:?}"))
+}

@@ -139,6 +139,11 @@ impl DataFleet {
         serde_json::from_slice(&out.stdout).expect("sitec backups --json is JSON")
     }
 
+    /// The network link on this machine that is `host`'s `host0`.
+    pub fn outer_link(&self, host: &str) -> String {
+        crate::common::link_with_index(&self.sh(host, "cat /sys/class/net/host0/iflink"))
+    }
+
     /// Takes the fleet down now; what the machine still holds of it after.
     pub fn down(&self) -> Vec<String> {
         let out = self.run(&["fleet", "down"], &[]);
@@ -171,6 +176,16 @@ pub fn leftovers(dir: &Path) -> Vec<String> {
         .chain(loops.lines().map(|l| format!("loop device: {l}")))
         .filter(|l| l.contains(&dir))
         .collect()
+}
+
+/// Cuts (`up` false) or restores a host's link: to its peers it is gone,
+/// without a reset, as a dead host is.
+pub fn set_link(link: &str, up: bool) {
+    let out = Command::new("ip")
+        .args(["link", "set", link, if up { "up" } else { "down" }])
+        .output()
+        .expect("ip runs");
+    assert!(out.status.success(), "ip link set {link}: {}", text(&out));
 }
 
 pub fn text(out: &Output) -> String {
