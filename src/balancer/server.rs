@@ -29,6 +29,14 @@ use tokio_rustls::server::TlsStream;
 type Listeners = std::collections::HashMap<(SocketAddr, bool), tokio::task::AbortHandle>;
 
 pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
+    // Handled before the first listener is announced: whoever read that
+    // line may signal at once, and a SIGHUP that came before its handler
+    // killed the process (the default action) instead of reloading.
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
     let valid = shared.state().valid.clone();
     let mut listeners = Listeners::new();
     for (addr, tls) in wanted(&valid) {
@@ -49,11 +57,6 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
         &shared,
         &valid.config.bus,
     )?));
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
     crate::sd_notify::ready();
     loop {
         tokio::select! {
