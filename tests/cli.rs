@@ -640,3 +640,27 @@ fn the_secrets_file_is_checked_without_showing_a_value() {
          it holds the fleet's passwords and keys: `chmod 600 spec.secrets.toml`\n\n"
     );
 }
+
+/// Every command that only prints ends quietly when its reader goes
+/// (`sitec graph ... | head`): killed by SIGPIPE as a Unix filter is, with
+/// nothing on stderr (no "failed printing to stdout" panic).
+#[test]
+fn output_commands_end_quietly_when_their_reader_goes() {
+    for args in [
+        &["graph", "spec.site"][..],
+        &["graph", "spec.site", "--format", "json"],
+        &["check", "spec.site"],
+        &["completions", "bash"],
+    ] {
+        let out = Test::new()
+            .file("spec.site", GOOD)
+            .args(args)
+            .run_into_a_closed_reader();
+        assert_eq!(
+            (out.signal, out.stderr.as_str()),
+            (Some(13), ""),
+            "sitec {args:?}: status {}",
+            out.status
+        );
+    }
+}

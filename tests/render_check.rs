@@ -206,3 +206,34 @@ fn a_change_to_a_template_of_your_own_is_a_diff() {
         );
     }
 }
+
+/// `sitec render SPEC --check DIR | head`: a reader that stops early ends
+/// the check quietly, as it would end `diff` (SIGPIPE, status 141 in a
+/// shell), where it once panicked with "failed printing to stdout".
+#[test]
+fn a_reader_that_stops_early_ends_the_check_quietly() {
+    let out = Test::new()
+        .file("fleet.site", SPEC)
+        .args(&["render", "fleet.site", "--check", "rendered", "--update"])
+        .run();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let spec = edited("SITE_TITLE = \"Hello\"", "SITE_TITLE = \"Hello again\"");
+    let out = out
+        .again()
+        .file("fleet.site", &spec)
+        .args(&["render", "fleet.site", "--check", "rendered"])
+        .run_into_a_closed_reader();
+    // Its warnings about the spec still go to stderr; no panic joins them.
+    assert_eq!(
+        out.signal,
+        Some(13),
+        "status {}: {}",
+        out.status,
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("panicked") && !out.stderr.contains("Broken pipe"),
+        "{}",
+        out.stderr
+    );
+}

@@ -197,6 +197,9 @@ pub enum OutputFormat {
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if writes_only_its_output(&cli.command) {
+        die_on_closed_stdout();
+    }
     match cli.command {
         Command::Check(args) => check(&args),
         Command::Fmt(args) => fmt(&args),
@@ -220,6 +223,40 @@ pub fn main() -> ExitCode {
         Command::Restart(args) => ops::restart(&args),
         Command::Unlock(args) => ops::unlock(&args),
         Command::Failover(args) => data::failover(&args),
+    }
+}
+
+/// Commands that only read files and print: when whoever reads their
+/// output stops (`sitec render ... | head`), they end as a Unix filter does.
+/// The others keep Rust's ignored SIGPIPE and see EPIPE as an error: the
+/// balancer and agent serve sockets whose peers may go at any time, and
+/// fleet, plan, apply, host, data, backups and restore talk to ssh and to
+/// hosts mid-change, where dying of a signal would skip the error handling
+/// that leaves a host in a known state; lsp's editor is its only reader.
+fn writes_only_its_output(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Check(_)
+            | Command::Fmt(_)
+            | Command::Completions(_)
+            | Command::Man(_)
+            | Command::Render(_)
+            | Command::Graph(_)
+            | Command::Explain(_)
+    )
+}
+
+/// Restores SIGPIPE's default action (the Rust runtime ignores it, so a
+/// write to a closed pipe fails with EPIPE and `print!` panics with
+/// "failed printing to stdout: Broken pipe"): the process then ends
+/// quietly at its first write to a closed stdout, with the status a shell
+/// expects of a filter cut short (128 + 13).
+#[allow(unsafe_code)]
+fn die_on_closed_stdout() {
+    // SAFETY: `signal` with SIG_DFL installs no handler (no code runs in
+    // signal context); it is called before this process starts any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -14,6 +14,8 @@ pub struct Outcome {
     pub stdout: String,
     pub stderr: String,
     pub status: i32,
+    /// The signal that ended it, if one did.
+    pub signal: Option<i32>,
     pub dir: tempfile::TempDir,
 }
 
@@ -61,12 +63,26 @@ impl Test {
     }
 
     pub fn run(self) -> Outcome {
+        self.run_with(Stdio::piped())
+    }
+
+    /// Runs with its standard output a pipe whose reader has already gone
+    /// (as `sitec ... | head` once head has what it wanted): the first
+    /// write meets a closed pipe, whatever the output's size.
+    pub fn run_into_a_closed_reader(self) -> Outcome {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        self.run_with(Stdio::from(writer))
+    }
+
+    fn run_with(self, stdout: Stdio) -> Outcome {
+        use std::os::unix::process::ExitStatusExt;
         let mut child = Command::new(env!("CARGO_BIN_EXE_sitec"))
             .args(&self.args)
             .current_dir(self.dir.path())
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("sitec runs");
@@ -85,6 +101,7 @@ impl Test {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             status: output.status.code().unwrap_or(-1),
+            signal: output.status.signal(),
             dir: self.dir,
         }
     }
