@@ -70,7 +70,7 @@ impl Test {
     /// (as `sitec ... | head` once head has what it wanted): the first
     /// write meets a closed pipe, whatever the output's size.
     pub fn run_into_a_closed_reader(self) -> Outcome {
-        let (reader, writer) = std::io::pipe().expect("a pipe");
+        let (reader, writer) = rustix::pipe::pipe().expect("a pipe");
         drop(reader);
         self.run_with(Stdio::from(writer))
     }
