@@ -9,9 +9,10 @@
 //! converging on the next run with no half-written file anywhere.
 //!
 //! Needs root and systemd-container (CI has both; elsewhere the tests fail
-//! unless the run sets `SITEC_SKIP_ROOT_TESTS=1`). The hosts' addresses come from the
-//! spec, so the tests take a machine-wide lock and run one at a time; fleet
-//! names and addresses differ from the quickstart's, so they also run
+//! unless the run sets `SITEC_SKIP_ROOT_TESTS=1`). Each test takes a lock
+//! named by its fleet (`common::exclusive`), so the same test in two
+//! worktrees runs one at a time while different tests run side by side;
+//! fleet names and addresses differ from the quickstart's, so they also run
 //! beside a quickstart fleet the operator left up. The sample app's
 //! wheelhouse is built once into `target/sitec-test-cache`.
 
