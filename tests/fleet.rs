@@ -484,7 +484,7 @@ async fn agent_under_its_unit(state: &fleet::FleetState, unit: &[u8]) -> TestRes
     let address = state.host("solo").ok_or("no solo")?.address;
     let (solo, operator, lb) = (derive("solo"), derive("operator"), derive("lb1"));
     let config = format!(
-        "host = \"solo\"\n[bus]\ncontrol = \"tcp://{address}:7701\"\nheartbeat = \"tcp://{address}:7702\"\n\
+        "host = \"solo\"\nstate_dir = \"/var/lib/sitec-agent\"\n[bus]\ncontrol = \"tcp://{address}:7701\"\nheartbeat = \"tcp://{address}:7702\"\n\
          key_file = \"/etc/sitec/bus/host.key\"\noperator = \"{}\"\n\
          heartbeat_readers = [{{ name = \"lb1\", key = \"{}\" }}]\n\
          log_collectors = [{{ endpoint = \"tcp://{address}:7703\", key = \"{}\" }}]\n\
