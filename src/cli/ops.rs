@@ -136,16 +136,7 @@ pub fn restart(args: &RestartArgs) -> ExitCode {
             started.elapsed().as_secs_f64()
         ))
     });
-    match result {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    printed(result)
 }
 
 pub fn unlock(args: &UnlockArgs) -> ExitCode {
@@ -155,6 +146,11 @@ pub fn unlock(args: &UnlockArgs) -> ExitCode {
             &fleet, &agents,
         )))
     });
+    printed(result)
+}
+
+/// A command's report printed, or its error: the exit code says which.
+fn printed(result: Result<String, String>) -> ExitCode {
     match result {
         Ok(text) => {
             print!("{text}");
