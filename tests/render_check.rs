@@ -3,7 +3,7 @@
 //! file, adds a host's files and removes an app's.
 
 mod common;
-use common::cli::Test;
+use common::cli::{Outcome, Test};
 
 const SPEC: &str = r#"use std/platform
 
@@ -34,6 +34,16 @@ fn edited(from: &str, to: &str) -> String {
     SPEC.replace(from, to)
 }
 
+/// `test` after `render fleet.site --check rendered --update`: its
+/// `rendered/` holds what its fleet.site renders.
+fn committed(test: Test) -> Outcome {
+    let out = test
+        .args(&["render", "fleet.site", "--check", "rendered", "--update"])
+        .run();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    out
+}
+
 #[test]
 fn a_snapshot_is_written_then_checked() {
     let out = Test::new()
@@ -46,11 +56,7 @@ fn a_snapshot_is_written_then_checked() {
         "{}",
         out.stderr
     );
-    let out = out
-        .again()
-        .args(&["render", "fleet.site", "--check", "rendered", "--update"])
-        .run();
-    assert_eq!(out.status, 0, "{}", out.stderr);
+    let out = committed(out.again());
     assert!(
         out.stdout.contains("+ web1/etc/sitec/balancer.toml\n"),
         "{}",
@@ -81,11 +87,7 @@ fn a_snapshot_is_written_then_checked() {
 
 #[test]
 fn changed_added_and_removed_files_each_get_a_diff() {
-    let out = Test::new()
-        .file("fleet.site", SPEC)
-        .args(&["render", "fleet.site", "--check", "rendered", "--update"])
-        .run();
-    assert_eq!(out.status, 0, "{}", out.stderr);
+    let out = committed(Test::new().file("fleet.site", SPEC));
     // A setting changed, a host added (its files), an app removed (its files).
     // (At the end of the file, so no line above moves.)
     let spec = edited("SITE_TITLE = \"Hello\"", "SITE_TITLE = \"Hello again\"");
@@ -173,12 +175,11 @@ fn a_change_to_a_template_of_your_own_is_a_diff() {
             "roles = [balancer, runner, postgres, motd]"
         )
     );
-    let out = Test::new()
-        .file("fleet.site", &spec)
-        .file("templates/motd.hbs", "This is {{host.name}}.\n")
-        .args(&["render", "fleet.site", "--check", "rendered", "--update"])
-        .run();
-    assert_eq!(out.status, 0, "{}", out.stderr);
+    let out = committed(
+        Test::new()
+            .file("fleet.site", &spec)
+            .file("templates/motd.hbs", "This is {{host.name}}.\n"),
+    );
     assert_eq!(out.read("rendered/web1/etc/motd"), "This is web1.\n");
     let resources = out.read("rendered/web1/resources.json");
     assert!(
@@ -212,11 +213,7 @@ fn a_change_to_a_template_of_your_own_is_a_diff() {
 /// shell), where it once panicked with "failed printing to stdout".
 #[test]
 fn a_reader_that_stops_early_ends_the_check_quietly() {
-    let out = Test::new()
-        .file("fleet.site", SPEC)
-        .args(&["render", "fleet.site", "--check", "rendered", "--update"])
-        .run();
-    assert_eq!(out.status, 0, "{}", out.stderr);
+    let out = committed(Test::new().file("fleet.site", SPEC));
     let spec = edited("SITE_TITLE = \"Hello\"", "SITE_TITLE = \"Hello again\"");
     let out = out
         .again()
