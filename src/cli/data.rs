@@ -268,7 +268,7 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
             return Err("nothing changed".to_string());
         }
         let hosts: Vec<_> = failovers.iter().flat_map(|f| [f.old, f.new]).collect();
-        let (done, failed) = runtime.block_on(async {
+        let (done, failed, down) = runtime.block_on(async {
             let ssh = Ssh::open(fleet, &hosts, &args.spec, args.ssh.kex()).await?;
             let mut say = |line: String| println!("{line}");
             let (mut done, mut failed) = (0, None);
@@ -281,8 +281,13 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
                     }
                 }
             }
+            // A host that did not answer now is not tried again by the
+            // apply below: that would cost another connect timeout.
+            let down: Vec<(String, String)> = (ssh.unreachable.iter())
+                .map(|(host, why)| (host.clone(), format!("did not answer the failover: {why}")))
+                .collect();
             ssh.close().await;
-            Ok::<_, String>((done, failed))
+            Ok::<_, String>((done, failed, down))
         })?;
         // What was promoted is recorded, even when a later one failed.
         let recorded = write_spec(&args.spec, &edits[..done].concat());
@@ -291,11 +296,11 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
                 Ok(()) if done > 0 => format!("{e} (the failovers before it are recorded in the spec; `sitec apply` repoints the apps)"),
                 _ => e,
             }),
-            None => Ok(recorded),
+            None => Ok((recorded, down)),
         }
     });
-    let recorded = match done {
-        Ok(recorded) => recorded,
+    let (recorded, down) = match done {
+        Ok(done) => done,
         Err(code) => return code,
     };
     if let Err(why) = recorded {
@@ -315,6 +320,7 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
         yes: true,
         parallel: 16,
         ssh: SshArgs { kex: args.ssh.kex },
+        down,
     });
     println!(
         "failover of {named} done in {:.1} s{}",

@@ -41,6 +41,10 @@ pub struct ApplyArgs {
     pub parallel: usize,
     #[command(flatten)]
     pub ssh: SshArgs,
+    /// Hosts the caller already found unreachable in this run, with why:
+    /// not tried again (`sitec failover`'s dead primary).
+    #[arg(skip)]
+    pub down: Vec<(String, String)>,
 }
 
 #[derive(Args, Debug)]
@@ -120,10 +124,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 
 async fn survey(
     p: &Prepared,
+    down: &[(String, String)],
     kex: Kex,
 ) -> Result<(Plan, Arc<plan::remote::Connections>), ExitCode> {
     let origin = |host: &str, id: &str| p.origins.get(&(host.to_string(), id.to_string())).cloned();
-    plan::survey(&p.spec, &p.hosts, kex, &origin, &p.redactor)
+    plan::survey(&p.spec, &p.hosts, down, kex, &origin, &p.redactor)
         .await
         .map_err(|e| {
             eprintln!("error: {e}");
@@ -141,7 +146,7 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         Err(code) => return code,
     };
     let result = rt.block_on(async {
-        let (plan, connections) = survey(&prepared, args.ssh.kex()).await?;
+        let (plan, connections) = survey(&prepared, &[], args.ssh.kex()).await?;
         if let Ok(c) = Arc::try_unwrap(connections) {
             c.close().await;
         }
@@ -285,7 +290,7 @@ fn around(spec: PathBuf) -> Arounds {
 }
 
 async fn apply_spec(args: &ApplyArgs, prepared: Prepared, around: Arounds) -> ExitCode {
-    let (plan, connections) = match survey(&prepared, args.ssh.kex()).await {
+    let (plan, connections) = match survey(&prepared, &args.down, args.ssh.kex()).await {
         Ok(found) => found,
         Err(code) => return code,
     };

@@ -447,18 +447,31 @@ pub struct SavedPlan {
 
 /// Connects to every host and asks each for its facts, all at once.
 /// Returns the plan and the open connections (apply goes on with them).
+/// `down` names hosts this run already found unreachable, with why
+/// (`sitec failover`'s dead primary): they are not tried again, which
+/// would cost another connect timeout, and the plan lists them unreachable.
 pub async fn survey(
     spec: &str,
     hosts: &[HostDesired],
+    down: &[(String, String)],
     kex: crate::transport::Kex,
     origins: &dyn Fn(&str, &str) -> Option<String>,
     redactor: &Redactor,
 ) -> Result<(Plan, std::sync::Arc<remote::Connections>), String> {
+    let is_down = |name: &str| down.iter().any(|(h, _)| h == name);
+    let tried: Vec<HostDesired> = (hosts.iter())
+        .filter(|h| !is_down(&h.name))
+        .cloned()
+        .collect();
     let (connections, unreachable) =
-        remote::Connections::open(hosts, std::path::Path::new(spec), kex).await?;
+        remote::Connections::open(&tried, std::path::Path::new(spec), kex).await?;
     let connections = std::sync::Arc::new(connections);
+    let known = (down.iter())
+        .filter(|(h, _)| hosts.iter().any(|d| d.name == *h))
+        .cloned();
     let mut unreachable: Vec<Unreachable> = unreachable
         .into_iter()
+        .chain(known)
         .map(|(host, error)| Unreachable { host, error })
         .collect();
     let mut tasks = tokio::task::JoinSet::new();

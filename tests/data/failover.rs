@@ -144,6 +144,8 @@ pub fn a_dead_primary_host_fails_over_and_rejoins(fleet: &DataFleet) {
         "{said}"
     );
     assert!(said.contains("promoted dxdb2"), "{said}");
+    // The apply that follows does not wait for dxdb1 a second time.
+    assert!(said.contains("did not answer the failover"), "{said}");
     assert!(
         database_line(fleet, "main").contains("primary = dxdb2  standby = dxdb1"),
         "{}",
