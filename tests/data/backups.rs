@@ -212,55 +212,93 @@ pub fn restore_brings_back_every_committed_row(fleet: &DataFleet) {
     fleet.sh("dxdb1", "systemctl start sitec-snapshot-often.timer");
 }
 
-/// A month of copies, one every two hours, made on the backup host's
-/// btrfs (subvolumes, as received); `sitec data prune` with a `keep`
-/// leaves exactly the copies the retention rules name.
+/// A month of copies, one every two hours, planted among dxdb1's real
+/// copies on the backup host (subvolumes, as received), then the backup's
+/// own pull unit runs (`sitec-backup-often.service`, what its timer
+/// starts): it pulls what is new and prunes by the spec's `keep { hourly =
+/// 4  daily = 3  weekly = 2  monthly = 2 }`, read from the pull.toml apply
+/// wrote. What is left is exactly what that `keep` keeps of the month and
+/// the real copies (pulled ones included).
 pub fn retention_keeps_what_keep_says_over_a_month(fleet: &DataFleet) {
+    let dir = "/srv/sitec/backups/often/dxdb1";
+    // No pull of the timer's beside the one started here.
+    fleet.sh("dxvault", "systemctl stop sitec-backup-often.timer");
+    let real = stamps_in(fleet, dir);
+    assert!(!real.is_empty(), "no real copy of dxdb1 on dxvault");
     let start = Stamp::parse("2026-11-01T000000Z").expect("a stamp").0;
     let month: Vec<Stamp> = (0..32 * 12).map(|i| Stamp(start + i * 7200)).collect();
+    assert!(
+        month.iter().all(|m| real.iter().all(|r| m < r)),
+        "real copies are newer than the month"
+    );
     let names: Vec<String> = month.iter().map(ToString::to_string).collect();
-    let dir = "/srv/sitec/backups/month/dxdb9";
     fleet.sh(
         "dxvault",
         &format!(
-            "set -e; mkdir -p {dir}; cd {dir}; for s in {}; do mkdir $s; btrfs subvolume create $s/postgresql >/dev/null; done",
+            "set -e; cd {dir}; for s in {}; do mkdir $s; btrfs subvolume create $s/postgresql >/dev/null; done",
             names.join(" ")
         ),
     );
-    let keep = Keep {
-        hourly: 6,
-        daily: 5,
-        weekly: 3,
-        monthly: 3,
-    };
-    let pruned = fleet.sh(
+    let before: Vec<Stamp> = stamps_in(fleet, dir);
+    assert_eq!(before.len(), real.len() + month.len());
+    let ran = fleet.ssh("dxvault", "systemctl start sitec-backup-often.service");
+    let log = fleet.sh(
         "dxvault",
-        &format!(
-            "/usr/local/lib/sitec/sitec data prune {dir} --hourly 6 --daily 5 --weekly 3 --monthly 3"
-        ),
+        "journalctl -u sitec-backup-often.service --no-pager | tail -5",
     );
-    let left: Vec<String> = fleet
+    assert!(ran.status.success(), "the pull unit: {}\n{log}", text(&ran));
+    let left = stamps_in(fleet, dir);
+    // Copies it pulled now are newer than all before; of those it pruned
+    // again, none was the newest of any period, so they change nothing.
+    let mut all = before.clone();
+    all.extend(left.iter().filter(|s| !before.contains(s)));
+    let keep = Keep {
+        hourly: 4,
+        daily: 3,
+        weekly: 2,
+        monthly: 2,
+    };
+    let expected: Vec<Stamp> = retention::kept(&all, &keep).into_iter().collect();
+    assert_eq!(left, expected, "pull unit's log: {log}");
+    let month_left: Vec<&Stamp> = left.iter().filter(|s| month.contains(s)).collect();
+    assert!(
+        !month_left.is_empty() && month_left.len() < month.len(),
+        "the month is pruned, not all of it: {month_left:?}"
+    );
+    let subvolumes = fleet.sh("dxvault", "btrfs subvolume list -o /srv/sitec/backups");
+    let planted_subvolumes = (subvolumes.lines())
+        .filter(|l| {
+            names
+                .iter()
+                .any(|n| l.contains(&format!("often/dxdb1/{n}/")))
+        })
+        .count();
+    assert_eq!(
+        planted_subvolumes,
+        month_left.len(),
+        "the removed copies' subvolumes are gone"
+    );
+    // The planted copies go; the real ones stay, and the timer runs again.
+    let planted: Vec<String> = month_left.iter().map(ToString::to_string).collect();
+    if !planted.is_empty() {
+        fleet.sh(
+            "dxvault",
+            &format!(
+                "cd {dir} && for s in {}; do btrfs subvolume delete -c $s/postgresql >/dev/null; rm -rf $s; done",
+                planted.join(" ")
+            ),
+        );
+    }
+    fleet.sh("dxvault", "systemctl start sitec-backup-often.timer");
+}
+
+/// The copies in a backup folder on dxvault, oldest first.
+fn stamps_in(fleet: &DataFleet, dir: &str) -> Vec<Stamp> {
+    let mut stamps: Vec<Stamp> = fleet
         .sh("dxvault", &format!("ls {dir}"))
         .lines()
-        .map(str::to_string)
+        .filter_map(|l| Stamp::parse(l.trim()))
         .collect();
-    let expected: Vec<String> = retention::kept(&month, &keep)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    assert_eq!(left, expected, "after: {pruned}");
-    assert_eq!(
-        left.len(),
-        11,
-        "6 hours, 5 days, 3 weeks, 2 months, shared: {left:?}"
-    );
-    let subvolumes = fleet.sh(
-        "dxvault",
-        "btrfs subvolume list -o /srv/sitec/backups | grep -c month/dxdb9 || true",
-    );
-    assert_eq!(subvolumes, "11", "the removed copies' subvolumes are gone");
-    fleet.sh(
-        "dxvault",
-        "for s in /srv/sitec/backups/month/dxdb9/*/postgresql; do btrfs subvolume delete -c $s >/dev/null; done; rm -rf /srv/sitec/backups/month",
-    );
+    stamps.sort_unstable();
+    stamps
 }
