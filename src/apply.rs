@@ -141,7 +141,7 @@ impl Progress {
                     bar.set_message(text);
                 }
             }
-            None => println!("{host}: {text}"),
+            None => crate::outln!("{host}: {text}"),
         }
     }
 
@@ -151,7 +151,7 @@ impl Progress {
             Some((multi, _)) => {
                 let _ = multi.println(format!("{host}: {text}"));
             }
-            None => println!("{host}: {text}"),
+            None => crate::outln!("{host}: {text}"),
         }
     }
 
@@ -168,7 +168,7 @@ impl Progress {
                     bar.finish_with_message(text);
                 }
             }
-            None => println!("{host}: {text}"),
+            None => crate::outln!("{host}: {text}"),
         }
     }
 }

@@ -56,4 +56,5 @@ pub mod fleet;
 pub mod host;
 pub mod ops;
 pub mod sd_notify;
+pub mod stdio;
 pub mod transport;

@@ -664,3 +664,108 @@ fn output_commands_end_quietly_when_their_reader_goes() {
         );
     }
 }
+
+/// A fleet of one host that is not up: the commands that reach hosts
+/// answer at once (unreachable, down) without booting anything.
+const NOT_UP: &str = "use std/platform\n\
+                      provider here { kind = local }\n\
+                      host run1 { provider = here  roles = [runner, postgres] }\n\
+                      checks { balancer_redundancy = off  database_redundancy = off }\n\
+                      database main { engine = postgres  primary = run1 }\n";
+
+/// The commands that keep SIGPIPE ignored (they talk to ssh and to hosts)
+/// print through `sitec::stdio`: when their reader goes (`sitec plan SPEC
+/// | head -1`) they stop printing and finish their work, exiting with the
+/// status that work earns, with no signal and no "failed printing to
+/// stdout" panic (status 101) on stderr.
+fn ends_quietly(test: Test, status: i32, stderr: &str) -> common::cli::Outcome {
+    let out = test.run_into_a_closed_reader();
+    assert_eq!(
+        (out.signal, out.status, out.stderr.as_str()),
+        (None, status, stderr)
+    );
+    out
+}
+
+/// plan and apply: the plan still goes on to be saved after the print that
+/// met the closed pipe (before, the panic came first and saved nothing).
+#[test]
+fn plan_and_apply_end_quietly_when_their_reader_goes() {
+    let fleet = || Test::new().file("spec.site", NOT_UP);
+    let out = ends_quietly(
+        fleet().args(&["plan", "spec.site", "--out", "saved.json"]),
+        1,
+        "Saved the plan to saved.json; `sitec apply saved.json` applies exactly it.\n",
+    );
+    assert!(out.dir.path().join("saved.json").is_file());
+    ends_quietly(fleet().args(&["apply", "spec.site", "--yes"]), 1, "");
+}
+
+/// status, status --watch (which stops: nobody reads it any more) and
+/// unlock, once a plan made the bus keys they use.
+#[test]
+fn status_and_unlock_end_quietly_when_their_reader_goes() {
+    let planned = Test::new()
+        .file("spec.site", NOT_UP)
+        .args(&["plan", "spec.site"])
+        .run();
+    assert_eq!(planned.status, 1, "{}", planned.stderr);
+    let out = ends_quietly(planned.again().args(&["status", "spec.site"]), 1, "");
+    let out = ends_quietly(out.again().args(&["status", "spec.site", "--watch"]), 0, "");
+    ends_quietly(out.again().args(&["unlock", "spec.site"]), 0, "");
+}
+
+/// backups (restore and failover print through the same function).
+#[test]
+fn backups_end_quietly_when_their_reader_goes() {
+    ends_quietly(
+        Test::new()
+            .file("spec.site", NOT_UP)
+            .args(&["backups", "spec.site"]),
+        0,
+        "",
+    );
+}
+
+/// What runs on a host, read by the operator's sitec over ssh: a session
+/// gone mid-apply must not stop `sitec host apply` half-way.
+#[test]
+fn host_and_data_end_quietly_when_their_reader_goes() {
+    ends_quietly(
+        Test::new()
+            .stdin(r#"{"host":"run1","generation":"g","spec":"spec.site","items":[]}"#)
+            .args(&["host", "facts"]),
+        0,
+        "",
+    );
+    ends_quietly(
+        Test::new()
+            .file("snapshots/.keep", "")
+            .args(&["data", "list", "snapshots"]),
+        0,
+        "",
+    );
+}
+
+/// fleet: `fleet down` of a fleet never made (its own state folder and a
+/// bridge that does not exist, so nothing of anyone else's is touched).
+#[test]
+fn fleet_ends_quietly_when_its_reader_goes() {
+    if !common::require_root("fleet down refuses to run without root") {
+        return;
+    }
+    ends_quietly(
+        Test::new().args(&[
+            "fleet",
+            "down",
+            "--name",
+            "pipegone",
+            "--state-root",
+            "state",
+            "--bridge",
+            "sitecpipe0",
+        ]),
+        0,
+        "",
+    );
+}

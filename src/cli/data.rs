@@ -65,7 +65,7 @@ fn on_fleet<T>(
         .enable_all()
         .build()
         .map_err(|e| {
-            eprintln!("error: cannot start the async runtime: {e}");
+            crate::errln!("error: cannot start the async runtime: {e}");
             ExitCode::FAILURE
         })?;
     let mut sources = SourceMap::new();
@@ -79,11 +79,11 @@ fn on_fleet<T>(
     match result {
         Some(Ok(done)) => Ok(done),
         Some(Err(message)) => {
-            eprintln!("error: {message}");
+            crate::errln!("error: {message}");
             Err(ExitCode::FAILURE)
         }
         None => {
-            eprintln!(
+            crate::errln!(
                 "error: `{}` has errors; `sitec check {}` shows them",
                 spec.display(),
                 spec.display()
@@ -103,7 +103,7 @@ pub fn backups(args: &BackupsArgs) -> ExitCode {
         runtime.block_on(async {
             let ssh = Ssh::open(fleet, &hosts, &args.spec, args.ssh.kex()).await?;
             if args.now {
-                let mut say = |line: String| eprintln!("{line}");
+                let mut say = |line: String| crate::errln!("{line}");
                 if let Err(e) = backups::take_now(fleet, &chosen, &ssh, &mut say).await {
                     ssh.close().await;
                     return Err(e);
@@ -124,21 +124,21 @@ pub fn backups(args: &BackupsArgs) -> ExitCode {
         Err(code) => return code,
     };
     if args.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&rows).unwrap_or_default()
         );
     } else {
-        print!(
+        crate::out!(
             "{}",
             backups::table(&rows, crate::data::stamp::Stamp::now())
         );
         for name in none {
-            println!("database {name}: no backup pulls from its hosts");
+            crate::outln!("database {name}: no backup pulls from its hosts");
         }
     }
     for problem in &problems {
-        eprintln!("warning: {problem}");
+        crate::errln!("warning: {problem}");
     }
     if problems.is_empty() {
         ExitCode::SUCCESS
@@ -183,11 +183,11 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
         runtime.block_on(async {
             let ssh = Ssh::open(fleet, &involved, &args.spec, args.ssh.kex()).await?;
             for (h, why) in &ssh.unreachable {
-                eprintln!("warning: {h}: {why}");
+                crate::errln!("warning: {h}: {why}");
             }
             let (rows, problems) = backups::gather(fleet, &[database], &ssh).await;
             for problem in &problems {
-                eprintln!("warning: {problem}");
+                crate::errln!("warning: {problem}");
             }
             let chosen =
                 crate::data::restore::choose(fleet, database, &rows, args.snapshot.as_deref(), to);
@@ -198,7 +198,7 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
                         args.database, fleet.hosts[restore.target].name, restore.snapshot.snapshot
                     );
                     if args.yes || super::deploy::confirmed_to(&question, "restore") {
-                        let mut say = |line: String| println!("{line}");
+                        let mut say = |line: String| crate::outln!("{line}");
                         restore.run(&ssh, &mut say).await.map(drop)
                     } else {
                         Err("nothing restored".to_string())
@@ -270,7 +270,7 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
         let hosts: Vec<_> = failovers.iter().flat_map(|f| [f.old, f.new]).collect();
         let (done, failed, down) = runtime.block_on(async {
             let ssh = Ssh::open(fleet, &hosts, &args.spec, args.ssh.kex()).await?;
-            let mut say = |line: String| println!("{line}");
+            let mut say = |line: String| crate::outln!("{line}");
             let (mut done, mut failed) = (0, None);
             for failover in &failovers {
                 match failover.run(fleet, &ssh, &mut say).await {
@@ -304,14 +304,14 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
         Err(code) => return code,
     };
     if let Err(why) = recorded {
-        eprintln!(
+        crate::errln!(
             "error: the new primaries run, but the spec could not be edited to say so ({why}); \
              edit it by hand (swap each database's `primary` and its follower), then `sitec apply {}`",
             args.spec.display()
         );
         return ExitCode::FAILURE;
     }
-    println!(
+    crate::outln!(
         "recorded in {}; applying it, so every app uses the new primary",
         args.spec.display()
     );
@@ -322,7 +322,7 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
         ssh: SshArgs { kex: args.ssh.kex },
         down,
     });
-    println!(
+    crate::outln!(
         "failover of {named} done in {:.1} s{}",
         started.elapsed().as_secs_f64(),
         if applied == ExitCode::SUCCESS {

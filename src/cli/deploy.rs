@@ -87,10 +87,10 @@ fn prepare(spec: &Path, kex: Kex) -> Result<Prepared, ExitCode> {
     // A package without a wheel is built on a host of the fleet, reached
     // as plan reaches every host (plan::build).
     let builds = crate::plan::build::Ssh::new(spec, kex);
-    let built = desired::build(&rendered, spec, &|line| eprintln!("{line}"), &builds);
+    let built = desired::build(&rendered, spec, &|line| crate::errln!("{line}"), &builds);
     drop(builds);
     let hosts = built.map_err(|e| {
-        eprintln!("error: {e}");
+        crate::errln!("error: {e}");
         ExitCode::FAILURE
     })?;
     crate::trace::mark(|| format!("desired state of {} hosts built", hosts.len()));
@@ -117,7 +117,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| {
-            eprintln!("error: cannot start the async runtime: {e}");
+            crate::errln!("error: cannot start the async runtime: {e}");
             ExitCode::FAILURE
         })
 }
@@ -131,7 +131,7 @@ async fn survey(
     plan::survey(&p.spec, &p.hosts, down, kex, &origin, &p.redactor)
         .await
         .map_err(|e| {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             ExitCode::FAILURE
         })
 }
@@ -157,12 +157,12 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         Err(code) => return code,
     };
     if args.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&plan).unwrap_or_default()
         );
     } else {
-        print!("{}", plan.human());
+        crate::out!("{}", plan.human());
     }
     if let Some(out) = &args.out {
         let saved = SavedPlan {
@@ -172,10 +172,10 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
             host_order: prepared.order,
         };
         if let Err(e) = save(out, &saved) {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             return ExitCode::FAILURE;
         }
-        eprintln!(
+        crate::errln!(
             "Saved the plan to {}; `sitec apply {}` applies exactly it.",
             out.display(),
             out.display()
@@ -225,7 +225,7 @@ pub fn apply(args: &ApplyArgs) -> ExitCode {
     let saved = match load_saved(&args.target) {
         Ok(saved) => saved,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -263,7 +263,7 @@ fn around(spec: PathBuf) -> Arounds {
         let lock =
             crate::ops::lock::Lock::take(&fleet, &agents, &what).map_err(|e| e.to_string())?;
         if let Some(whose) = &lock.taken_over {
-            eprintln!("note: took over the fleet lock of {whose}: that process is gone");
+            crate::errln!("note: took over the fleet lock of {whose}: that process is gone");
         }
         let (who, from) = crate::ops::operator_identity();
         let drainer = crate::ops::drain::Drainer::new(
@@ -312,7 +312,7 @@ async fn apply_saved(args: &ApplyArgs, saved: SavedPlan, around: Arounds) -> Exi
         match plan::remote::Connections::open(&saved.hosts, spec, args.ssh.kex()).await {
             Ok(found) => found,
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::errln!("error: {e}");
                 return ExitCode::FAILURE;
             }
         };
@@ -348,18 +348,18 @@ async fn carry_out(
     let around = match tokio::task::spawn_blocking(move || around.join()).await {
         Ok(Ok(Ok(around))) => Arc::new(around),
         Ok(Ok(Err(e))) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             if let Ok(c) = Arc::try_unwrap(connections) {
                 c.close().await;
             }
             return ExitCode::FAILURE;
         }
         _ => {
-            eprintln!("error: the fleet lock could not be taken");
+            crate::errln!("error: the fleet lock could not be taken");
             return ExitCode::FAILURE;
         }
     };
-    print!("{}", plan.human());
+    crate::out!("{}", plan.human());
     crate::trace::mark(|| "plan shown".into());
     let code = if plan.is_empty() {
         if plan.unreachable.is_empty() {
@@ -368,7 +368,7 @@ async fn carry_out(
             ExitCode::FAILURE
         }
     } else if !args.yes && !confirmed() {
-        eprintln!("Nothing applied.");
+        crate::errln!("Nothing applied.");
         ExitCode::FAILURE
     } else {
         let progress = Arc::new(Progress::new(plan, std::io::stderr().is_terminal()));
@@ -385,7 +385,7 @@ async fn carry_out(
         .await;
         crate::trace::mark(|| "applied".into());
         let (text, ok) = applying::report(&outcomes);
-        print!("{text}");
+        crate::out!("{text}");
         if ok {
             ExitCode::SUCCESS
         } else {
@@ -407,12 +407,12 @@ fn confirmed() -> bool {
 /// terminal, says to pass `--yes`.
 pub(super) fn confirmed_to(question: &str, verb: &str) -> bool {
     if !std::io::stdin().is_terminal() {
-        eprintln!(
+        crate::errln!(
             "error: not on a terminal, so nobody can confirm; pass --yes to {verb} without asking"
         );
         return false;
     }
-    eprint!("{question} Only `yes` {verb}s: ");
+    crate::err!("{question} Only `yes` {verb}s: ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"

@@ -200,7 +200,7 @@ pub fn main() -> ExitCode {
     if writes_only_its_output(&cli.command) {
         die_on_closed_stdout();
     }
-    match cli.command {
+    let code = match cli.command {
         Command::Check(args) => check(&args),
         Command::Fmt(args) => fmt(&args),
         Command::Lsp => crate::lsp::run(),
@@ -223,16 +223,19 @@ pub fn main() -> ExitCode {
         Command::Restart(args) => ops::restart(&args),
         Command::Unlock(args) => ops::unlock(&args),
         Command::Failover(args) => data::failover(&args),
-    }
+    };
+    crate::stdio::exit_code(code)
 }
 
 /// Commands that only read files and print: when whoever reads their
 /// output stops (`sitec render ... | head`), they end as a Unix filter does.
 /// The others keep Rust's ignored SIGPIPE and see EPIPE as an error: the
 /// balancer and agent serve sockets whose peers may go at any time, and
-/// fleet, plan, apply, host, data, backups and restore talk to ssh and to
-/// hosts mid-change, where dying of a signal would skip the error handling
-/// that leaves a host in a known state; lsp's editor is its only reader.
+/// fleet, plan, apply, host, data, backups, restore, failover, status,
+/// restart and unlock talk to ssh and to hosts mid-change, where dying of a
+/// signal would skip the error handling that leaves a host in a known state
+/// (they print through `stdio`, which drops a closed stream and goes on);
+/// lsp's editor is its only reader.
 fn writes_only_its_output(command: &Command) -> bool {
     matches!(
         command,
@@ -321,7 +324,7 @@ fn use_color() -> bool {
 
 fn print_diagnostics(sources: &SourceMap, diagnostics: &[Diagnostic]) {
     if !diagnostics.is_empty() {
-        eprint!(
+        crate::err!(
             "{}",
             diagnostic::render_human(sources, diagnostics, use_color())
         );
@@ -474,7 +477,7 @@ pub(crate) fn compile(
     let overrides = match crate::overrides::load(spec) {
         Ok(overrides) => overrides,
         Err(message) => {
-            eprintln!("error: {message}");
+            crate::errln!("error: {message}");
             return None;
         }
     };
@@ -489,7 +492,7 @@ pub(crate) fn compile(
     print_diagnostics(&sources, &rendered.diagnostics);
     if rendered.errors() > 0 {
         let n = rendered.errors();
-        eprintln!(
+        crate::errln!(
             "error: `{}` has {n} error{}",
             spec.display(),
             if n == 1 { "" } else { "s" }

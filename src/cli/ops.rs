@@ -77,7 +77,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
     let (fleet, agents) = match load(&args.spec).and_then(|f| Ok((f.agents()?, f))) {
         Ok((agents, fleet)) => (fleet, agents),
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             return ExitCode::from(2);
         }
     };
@@ -91,7 +91,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
             ops::status::render(&report)
         };
         if !args.watch {
-            print!("{text}");
+            crate::out!("{text}");
             return if report.problems.is_empty() {
                 ExitCode::SUCCESS
             } else {
@@ -100,9 +100,13 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         }
         if terminal {
             // Home and clear, then the new table.
-            print!("\x1b[H\x1b[2J{text}");
+            crate::out!("\x1b[H\x1b[2J{text}");
         } else {
-            println!("{text}");
+            crate::outln!("{text}");
+        }
+        if crate::stdio::stdout_gone() {
+            // Nobody reads the watch any more (`--watch | head`).
+            return ExitCode::SUCCESS;
         }
         std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
     }
@@ -115,7 +119,7 @@ pub fn restart(args: &RestartArgs) -> ExitCode {
         let lock = Lock::take(&fleet, &agents, &format!("restart {}", args.app))
             .map_err(|e| e.to_string())?;
         if let Some(whose) = &lock.taken_over {
-            eprintln!("note: took over the fleet lock of {whose}: that process is gone");
+            crate::errln!("note: took over the fleet lock of {whose}: that process is gone");
         }
         let started = Instant::now();
         let done = ops::restart::rolling(
@@ -125,7 +129,7 @@ pub fn restart(args: &RestartArgs) -> ExitCode {
             &args.app,
             args.host.as_deref(),
             &mut |line| {
-                println!("{line}");
+                crate::outln!("{line}");
             },
         )?;
         Ok(format!(
@@ -153,11 +157,11 @@ pub fn unlock(args: &UnlockArgs) -> ExitCode {
 fn printed(result: Result<String, String>) -> ExitCode {
     match result {
         Ok(text) => {
-            print!("{text}");
+            crate::out!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             ExitCode::FAILURE
         }
     }

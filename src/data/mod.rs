@@ -97,11 +97,11 @@ pub fn run(args: &Args) -> ExitCode {
     let done = match &args.action {
         Action::Snapshot(a) => snapshots::SnapshotConfig::load(&a.config).and_then(|config| {
             if a.check {
-                println!("{} is valid", a.config.display());
+                crate::outln!("{} is valid", a.config.display());
                 return Ok(());
             }
             let stamp = snapshots::take(&config)?;
-            println!("snapshot {stamp} in {}", config.dir.display());
+            crate::outln!("snapshot {stamp} in {}", config.dir.display());
             Ok(())
         }),
         Action::Serve { dir } => {
@@ -110,16 +110,16 @@ pub fn run(args: &Args) -> ExitCode {
         }
         Action::Pull(a) => pull::PullConfig::load(&a.config).and_then(|config| {
             if a.check {
-                println!("{} is valid", a.config.display());
+                crate::outln!("{} is valid", a.config.display());
                 return Ok(());
             }
             for line in pull::pull(&config)? {
-                println!("{line}");
+                crate::outln!("{line}");
             }
             Ok(())
         }),
         Action::List { dir, hosts } => list(dir, *hosts).map(|listed| {
-            println!("{}", serde_json::to_string(&listed).unwrap_or_default());
+            crate::outln!("{}", serde_json::to_string(&listed).unwrap_or_default());
         }),
         Action::Prune {
             dir,
@@ -136,7 +136,7 @@ pub fn run(args: &Args) -> ExitCode {
             };
             pull::prune(dir, &keep).map(|removed| {
                 for stamp in removed {
-                    println!("removed {stamp}");
+                    crate::outln!("removed {stamp}");
                 }
             })
         }
@@ -144,7 +144,7 @@ pub fn run(args: &Args) -> ExitCode {
     match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sitec data: {e}");
+            crate::errln!("sitec data: {e}");
             ExitCode::FAILURE
         }
     }

@@ -61,7 +61,7 @@ pub fn serve(dir: &Path, request: &Request) -> Result<(), String> {
     match request {
         Request::List => {
             for s in &all {
-                println!("{} {}", s.stamp, s.subvolumes.join(" "));
+                crate::outln!("{} {}", s.stamp, s.subvolumes.join(" "));
             }
             Ok(())
         }

@@ -107,7 +107,7 @@ fn hosts_from_spec(spec: &std::path::Path) -> Result<Vec<LocalHost>, Error> {
         Err(diagnostics) => (Vec::new(), diagnostics),
     };
     if !diagnostics.is_empty() {
-        eprint!(
+        crate::err!(
             "{}",
             crate::diagnostic::render_human(&sources, &diagnostics, false)
         );
@@ -149,7 +149,7 @@ fn btrfs_paths(
         let errors: Vec<_> = (rendered.diagnostics.into_iter())
             .filter(crate::diagnostic::Diagnostic::is_error)
             .collect();
-        eprint!(
+        crate::err!(
             "{}",
             crate::diagnostic::render_human(&sources, &errors, false)
         );
@@ -175,7 +175,7 @@ pub fn run(args: Args) -> ExitCode {
     match run_action(args.action) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -212,9 +212,9 @@ fn run_action(action: Action) -> Result<(), Error> {
                     failed_units: h.failed_units.clone(),
                 })
                 .collect();
-            print!("{}", table(&rows));
+            crate::out!("{}", table(&rows));
             let first = state.hosts.first().map_or("HOST", |h| h.name.as_str());
-            println!(
+            crate::outln!(
                 "ssh: ssh -F {} {first}",
                 options
                     .state_root
@@ -227,7 +227,7 @@ fn run_action(action: Action) -> Result<(), Error> {
         Action::Down(c) => {
             let name = c.fleet_name();
             let report = down(&name, &c.options())?;
-            println!(
+            crate::outln!(
                 "fleet `{}` is down ({} host(s) stopped{})",
                 name,
                 report.stopped.len(),
@@ -240,7 +240,7 @@ fn run_action(action: Action) -> Result<(), Error> {
             Ok(())
         }
         Action::Status(c) => {
-            print!("{}", table(&status(&c.fleet_name(), &c.options())?));
+            crate::out!("{}", table(&status(&c.fleet_name(), &c.options())?));
             Ok(())
         }
     }

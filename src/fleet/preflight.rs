@@ -58,7 +58,7 @@ pub fn raise_inotify_limit() {
         return;
     };
     if std::fs::write(INOTIFY_SYSCTL, wanted.to_string()).is_ok() {
-        eprintln!(
+        crate::errln!(
             "sitec fleet: raised fs.inotify.max_user_instances from {} to {wanted} (every host's systemd takes some of root's); to keep it across reboots: echo fs.inotify.max_user_instances={wanted} > /etc/sysctl.d/60-sitec-fleet.conf",
             text.trim()
         );

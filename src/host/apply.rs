@@ -33,7 +33,7 @@ impl Log {
             Event::Failed { .. } => self.failed += 1,
             _ => {}
         }
-        println!("{}", event.line());
+        crate::outln!("{}", event.line());
     }
 }
 

@@ -50,7 +50,7 @@ pub fn run(args: &Args) -> std::process::ExitCode {
     let desired = match desired {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("sitec host: the desired state on stdin is not valid: {e}");
+            crate::errln!("sitec host: the desired state on stdin is not valid: {e}");
             return std::process::ExitCode::from(2);
         }
     };
@@ -58,11 +58,11 @@ pub fn run(args: &Args) -> std::process::ExitCode {
         Action::Facts => match state::State::load() {
             Ok(state) => {
                 let facts = facts(&desired, &state);
-                println!("{}", serde_json::to_string(&facts).unwrap_or_default());
+                crate::outln!("{}", serde_json::to_string(&facts).unwrap_or_default());
                 std::process::ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("sitec host: {e}");
+                crate::errln!("sitec host: {e}");
                 std::process::ExitCode::from(1)
             }
         },
