@@ -401,6 +401,7 @@ fn nginx_app(inputs: &Inputs, host: HostId, app: AppId) -> Value {
         })).collect::<Vec<_>>(),
         "access_log": nginx_log(&a.name, "access"),
         "error_log": nginx_log(&a.name, "error"),
+        "websockets": a.asgi,
     })
 }
 
@@ -640,6 +641,21 @@ pub fn database_drivers(fleet: &Fleet, app: AppId) -> Vec<&'static str> {
         drivers.push("redis==8.1.0");
     }
     drivers
+}
+
+/// What sitec installs beside gunicorn to serve an ASGI app, listed by the
+/// project or not: uvicorn's worker class for gunicorn, uvicorn, and the
+/// WebSocket protocol uvicorn speaks with (`websockets`). None for WSGI.
+pub fn asgi_server_packages(fleet: &Fleet, app: AppId) -> &'static [&'static str] {
+    if fleet.apps[app].asgi {
+        &[
+            "uvicorn-worker==0.4.0",
+            "uvicorn==0.55.0",
+            "websockets==17.4",
+        ]
+    } else {
+        &[]
+    }
 }
 
 /// The environment every process of an app runs with (its server, its

@@ -329,6 +329,7 @@ impl Expander<'_, '_> {
             "app.port" => app?.port.to_string(),
             "app.drivers" => context::database_drivers(fleet, scope.app?).join(" "),
             "app.build_packages" => app?.build_packages.join(" "),
+            "app.asgi_server" => context::asgi_server_packages(fleet, scope.app?).join(" "),
             "app.static_dir" => context::static_dir(app?),
             "worker" => app?.workers.get(scope.worker?)?.name.clone(),
             "cluster" => scope.cluster.as_ref()?.name.clone(),
@@ -745,7 +746,7 @@ fn unit_name(name: &str) -> String {
 /// The values a role's strings may name as `{name}`, and the `each` scopes
 /// that give each one (none: every host has it). `Expander::variable` fills
 /// them in; `lint` checks them without a host.
-pub const VALUES: [(&str, &[&str]); 18] = [
+pub const VALUES: [(&str, &[&str]); 19] = [
     ("host", &[]),
     ("host.address", &[]),
     ("app", APP_SCOPES),
@@ -756,6 +757,7 @@ pub const VALUES: [(&str, &[&str]); 18] = [
     ("app.port", APP_SCOPES),
     ("app.drivers", APP_SCOPES),
     ("app.build_packages", APP_SCOPES),
+    ("app.asgi_server", APP_SCOPES),
     ("app.static_dir", APP_SCOPES),
     ("worker", &["worker"]),
     ("cluster", CLUSTER_SCOPES),

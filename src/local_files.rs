@@ -583,20 +583,23 @@ fn wsgi_missing(app: &App, source: &Path) -> Option<Diagnostic> {
         return None;
     }
     let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
-    let help = match wsgi_files(source)
+    let field = if app.asgi { "asgi" } else { "wsgi" };
+    let help = match wsgi_files(source, &format!("{field}.py"))
         .iter()
         .find_map(|f| module_of(app, source, f))
     {
-        Some(found) => format!("did you mean `wsgi = \"{found}:{callable}\"`?"),
-        None => "name the module gunicorn imports, as in Python (`mysite.wsgi:application` \
-                 for mysite/wsgi.py); one installed by the requirements is fine too"
-            .to_string(),
+        Some(found) => format!("did you mean `{field} = \"{found}:{callable}\"`?"),
+        None => format!(
+            "name the module gunicorn imports, as in Python (`mysite.{field}:application` \
+             for mysite/{field}.py); one installed by the requirements is fine too"
+        ),
     };
     Some(
         Diagnostic::warning(
             WSGI_MISSING,
             format!(
-                "the WSGI module of app `{}`, `{module}`, is not in its source",
+                "the {} module of app `{}`, `{module}`, is not in its source",
+                field.to_uppercase(),
                 app.name
             ),
         )
@@ -626,9 +629,10 @@ fn module_of(app: &App, source: &Path, file: &Path) -> Option<String> {
     })
 }
 
-/// Every `wsgi.py` in the source, shallowest first, not looking into
-/// hidden folders, virtualenvs or caches, nor deeper than four levels.
-fn wsgi_files(source: &Path) -> Vec<PathBuf> {
+/// Every `file` (`wsgi.py`, `asgi.py`) in the source, shallowest first, not
+/// looking into hidden folders, virtualenvs or caches, nor deeper than four
+/// levels.
+fn wsgi_files(source: &Path, file: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut level = vec![source.to_path_buf()];
     for _ in 0..4 {
@@ -646,7 +650,7 @@ fn wsgi_files(source: &Path) -> Vec<PathBuf> {
                     if !skipped {
                         next.push(path);
                     }
-                } else if name == "wsgi.py" {
+                } else if name == file {
                     found.push(path);
                 }
             }

@@ -83,6 +83,25 @@ fn wagtail_start(into: &Path) -> Result<PathBuf, String> {
     Ok(into.join("mysite"))
 }
 
+/// Copies a sample app of `examples/apps` (files and folders, no caches).
+fn copy_sample(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| e.to_string())?;
+    for entry in std::fs::read_dir(from).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let name = entry.file_name();
+        if name == "__pycache__" {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.path().is_dir() {
+            copy_sample(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 /// A project made by Django's own generator (`django-admin startproject`,
 /// from the Wagtail virtualenv's Django) with the requirements its
 /// developer writes: Django from a nested file, and psycopg2, which PyPI
@@ -157,6 +176,16 @@ app blog {
   databases { default = blogdb }
 }
 
+# The sample ASGI app: uvicorn's worker under gunicorn, a WebSocket echo.
+app echo {
+  source = "../echo"
+  asgi = "echo.asgi:application"
+  domains = ["echo.localhost"]
+  databases { default = echodb }
+}
+
+database echodb { engine = postgres  primary = pjdb }
+
 app mysite {
   source = "../mysite"
   wsgi = "mysite.wsgi:application"
@@ -209,6 +238,76 @@ fn all_answer_for(address: &str, domain: &str, paths: &[&str]) -> Result<(), Str
     }
 }
 
+/// Opens a WebSocket to ws://ADDRESS/PATH with Host `domain`, sends `text`
+/// and returns the text message that comes back, then closes it with a
+/// close frame and waits for the server's. A client's frames are masked
+/// (RFC 6455 5.3); the server's are not.
+fn websocket_echo(address: &str, domain: &str, path: &str, text: &str) -> Result<String, String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let io = |what: &'static str| move |e: std::io::Error| format!("WebSocket {what}: {e}");
+    let port = if address.contains(':') { "" } else { ":80" };
+    let mut stream =
+        std::net::TcpStream::connect(format!("{address}{port}")).map_err(io("connect"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(io("timeout"))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {domain}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .map_err(io("handshake"))?;
+    let mut reader = BufReader::new(stream.try_clone().map_err(io("clone"))?);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).map_err(io("response"))? == 0 || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    // The accept value RFC 6455 gives for this key.
+    if !head.starts_with("HTTP/1.1 101") || !head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") {
+        return Err(format!("no WebSocket handshake: {head}"));
+    }
+    let frame = |opcode: u8, payload: &[u8]| {
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        let mut out = vec![
+            0x80 | opcode,
+            0x80 | u8::try_from(payload.len()).unwrap_or(125),
+        ];
+        out.extend(mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    };
+    let mut read_frame = || -> Result<(u8, Vec<u8>), String> {
+        let mut two = [0u8; 2];
+        reader.read_exact(&mut two).map_err(io("frame"))?;
+        let len = usize::from(two[1] & 0x7f);
+        if len > 125 {
+            return Err(format!("a longer frame than sent: {two:?}"));
+        }
+        let mut payload = vec![0; len];
+        reader.read_exact(&mut payload).map_err(io("frame"))?;
+        Ok((two[0], payload))
+    };
+    stream
+        .write_all(&frame(0x1, text.as_bytes()))
+        .map_err(io("send"))?;
+    let (first, payload) = read_frame()?;
+    if first != 0x81 {
+        return Err(format!("not one text frame: {first:#x}"));
+    }
+    stream
+        .write_all(&frame(0x8, &1000u16.to_be_bytes()))
+        .map_err(io("close"))?;
+    let (closed, _) = read_frame()?;
+    if closed != 0x88 {
+        return Err(format!("the server did not close cleanly: {closed:#x}"));
+    }
+    Ok(String::from_utf8_lossy(&payload).into_owned())
+}
+
 fn address(dir: &Path, host: &str) -> Result<String, String> {
     let out = sitec(dir, &["fleet", "status", SPEC_FILE]);
     String::from_utf8_lossy(&out.stdout)
@@ -240,6 +339,10 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
         .tempdir()?;
     let project = wagtail_start(work.path())?;
     django_startproject(work.path())?;
+    copy_sample(
+        &repo().join("examples/apps/echo"),
+        &work.path().join("echo"),
+    )?;
     // What a developer leaves in a working copy, which git would not commit.
     std::fs::write(project.join(".gitignore"), ".env\n*.sqlite3\n")?;
     std::fs::write(project.join(".env"), "DJANGO_SECRET_KEY=a-developers-own\n")?;
@@ -277,6 +380,12 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
         "psycopg2 on the runner: {}",
         text_of(&imported)
     );
+
+    // The ASGI app answers HTTP, and a WebSocket through the balancer and
+    // the runner's nginx echoes and closes cleanly.
+    all_answer_for(&balancer, "echo.localhost", &["/", "/healthz"])?;
+    let echoed = websocket_echo(&balancer, "echo.localhost", "/ws/echo/", "hello, sitec")?;
+    assert_eq!(echoed, "hello, sitec");
 
     // The developer's .env stayed home.
     let env_shipped = Command::new("ssh")

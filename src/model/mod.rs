@@ -122,7 +122,10 @@ pub struct App {
     pub python: String,
     /// Where `python` is written; `None`: the default.
     pub python_span: Option<Span>,
+    /// The callable gunicorn serves: `wsgi`'s, or `asgi`'s.
     pub wsgi: String,
+    /// An ASGI app (`asgi`): served by uvicorn's worker under gunicorn.
+    pub asgi: bool,
     pub domains: Vec<(String, Span)>,
     pub replicas: u32,
     /// Runners pinned in the spec (`runners = [...]`).
@@ -170,12 +173,16 @@ pub struct Server {
     pub graceful_timeout_seconds: u64,
     pub max_requests: u64,
     pub max_requests_jitter: u64,
-    /// gunicorn's `worker_class`: `gthread` or `sync`.
+    /// gunicorn's `worker_class`: `gthread` or `sync`, or uvicorn's
+    /// ([`ASGI_WORKER`]) for an ASGI app.
     pub worker_class: String,
 }
 
+/// The worker class gunicorn runs an ASGI app with (`uvicorn-worker`'s).
+pub const ASGI_WORKER: &str = "uvicorn_worker.UvicornWorker";
+
 impl Server {
-    fn of(block: Option<&Block>) -> Server {
+    fn of(block: Option<&Block>, asgi: bool) -> Server {
         let f = block.map(Fields::of_block);
         let int = |key: &str| f.as_ref().and_then(|f| f.int(key));
         let seconds = |key: &str| {
@@ -192,11 +199,14 @@ impl Server {
             max_requests,
             max_requests_jitter: int("max_requests_jitter")
                 .map_or(max_requests / 10, |n| n.max(0) as u64),
-            worker_class: f
-                .as_ref()
-                .and_then(|f| f.word("worker_class"))
-                .unwrap_or("gthread")
-                .to_string(),
+            worker_class: if asgi {
+                ASGI_WORKER.to_string()
+            } else {
+                f.as_ref()
+                    .and_then(|f| f.word("worker_class"))
+                    .unwrap_or("gthread")
+                    .to_string()
+            },
         }
     }
 }
@@ -545,6 +555,10 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
         })
         .collect();
     let pinned: Vec<HostId> = f.references("runners", hosts);
+    let asgi = f.value("wsgi").is_none() && f.value("asgi").is_some();
+    let callable = f
+        .string(if asgi { "asgi" } else { "wsgi" })
+        .unwrap_or_default();
     let replicas = f
         .int("replicas")
         .map_or(pinned.len().max(1) as u32, |n| n.clamp(0, 1000) as u32);
@@ -553,7 +567,8 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
         source: f.string("source").unwrap_or_default().to_string(),
         python: f.string("python").unwrap_or("3.11").to_string(),
         python_span: f.value("python").map(|v| v.span),
-        wsgi: f.string("wsgi").unwrap_or_default().to_string(),
+        wsgi: callable.to_string(),
+        asgi,
         domains: f.strings_with_spans("domains"),
         replicas,
         pinned,
@@ -570,10 +585,9 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
             .string("requirements")
             .unwrap_or("requirements.txt")
             .to_string(),
-        settings_module: f.string("settings_module").map_or_else(
-            || default_settings_module(f.string("wsgi").unwrap_or_default()),
-            str::to_string,
-        ),
+        settings_module: f
+            .string("settings_module")
+            .map_or_else(|| default_settings_module(callable), str::to_string),
         settings_module_span: f.value("settings_module").map(|v| v.span),
         max_body: f.size("max_body").unwrap_or(10 << 20),
         build_packages: f.strings("build_packages"),
@@ -585,7 +599,7 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
         replicas_span: f.value("replicas").map_or(entry.head_span(), |v| v.span),
         source_span: f.value("source").map_or(entry.head_span(), |v| v.span),
         requirements_span: f.value("requirements").map(|v| v.span),
-        wsgi_span: f.value("wsgi").map_or(entry.head_span(), |v| v.span),
+        wsgi_span: (f.value("wsgi").or(f.value("asgi"))).map_or(entry.head_span(), |v| v.span),
         tls: f.block("tls").map(|block| {
             let t = Fields::of_block(block);
             let file = |key: &str| {
@@ -600,12 +614,12 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
                 redirect_span: t.value("redirect").map_or(block.span, |v| v.span),
             }
         }),
-        server: Server::of(f.block("gunicorn")),
+        server: Server::of(f.block("gunicorn"), asgi),
     }
 }
 
 /// `blog.wsgi:application` -> `blog.settings`: where `django-admin
-/// startproject` puts them, beside the WSGI module.
+/// startproject` puts them, beside the WSGI (or ASGI) module.
 pub fn default_settings_module(wsgi: &str) -> String {
     let module = wsgi.split(':').next().unwrap_or(wsgi);
     match module.rsplit_once('.') {

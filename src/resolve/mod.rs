@@ -315,13 +315,31 @@ impl<'p> Checker<'p> {
                 self.only_where_it_means_something(block, entry, only);
             }
         }
+        if schema.keyword == "app" {
+            self.asgi_server_fields(block);
+        }
         let broken = self
             .broken
             .iter()
             .any(|b| b.file == block.span.file && block.span.range().contains(&b.start));
+        let written = |name: &str| seen.iter().find(|(k, _, _)| *k == name).map(|s| s.2);
         for field in schema.fields.iter().filter(|f| f.required) {
-            if !broken && !seen.iter().any(|(k, _, _)| *k == field.name) {
-                self.report(missing_field(owner, schema, field));
+            let other = field.or.and_then(|name| Some((name, written(name)?)));
+            match (written(field.name), other) {
+                (Some(first), Some((name, again))) => self.report(
+                    Diagnostic::error(
+                        "E103",
+                        format!("`{}` and `{name}` are both set", field.name),
+                    )
+                    .primary(again, "set here")
+                    .secondary(first, "and here")
+                    .help(format!(
+                        "an app is one or the other: keep `{}` or `{name}`",
+                        field.name
+                    )),
+                ),
+                (None, None) if !broken => self.report(missing_field(owner, schema, field)),
+                _ => {}
             }
         }
         self.seen_lists.push(seen);
@@ -596,6 +614,30 @@ impl<'p> Checker<'p> {
             diagnostic = diagnostic.secondary(sibling.span, "because of this");
         }
         self.report(diagnostic);
+    }
+
+    /// E117: gunicorn's `worker_class` or `threads` in an app written with
+    /// `asgi`, whose workers are uvicorn's (`model::ASGI_WORKER`).
+    fn asgi_server_fields(&mut self, app: &Block) {
+        let Some(asgi) = app.entries.iter().find(|e| e.key.text == "asgi") else {
+            return;
+        };
+        let gunicorn = (app.entries.iter())
+            .filter(|e| e.key.text == "gunicorn")
+            .filter_map(Entry::block);
+        for entry in gunicorn.flat_map(|b| &b.entries) {
+            if matches!(entry.key.text.as_str(), "worker_class" | "threads") {
+                self.report(
+                    Diagnostic::error(
+                        "E117",
+                        format!("`{}` means nothing in an ASGI app", entry.key.text),
+                    )
+                    .primary(entry.span, "ignored here")
+                    .secondary(asgi.span, "because of this")
+                    .help("gunicorn runs an ASGI app with uvicorn's worker, one event loop per process: remove it, or write `wsgi` for gunicorn's own workers"),
+                );
+            }
+        }
     }
 
     /// E115: a duration or size out of its field's bounds.
@@ -910,10 +952,14 @@ fn missing_field(owner: &Entry, schema: &Schema, field: &Field) -> Diagnostic {
     )
     .primary(owner.head_span(), format!("missing `{}`", field.name))
     .help(format!(
-        "add `{} = ...`: {} ({})",
+        "add `{} = ...`: {} ({}){}",
         field.name,
         field.doc,
-        field.ty.describe()
+        field.ty.describe(),
+        field
+            .or
+            .map(|other| format!(", or `{other} = ...`"))
+            .unwrap_or_default()
     ))
 }
 

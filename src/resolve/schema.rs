@@ -206,6 +206,9 @@ pub struct Field {
     pub doc: &'static str,
     /// Where the field means something: beside a sibling's word.
     pub only: Option<&'static Only>,
+    /// A required field another one may stand in for (`asgi` for `wsgi`):
+    /// one of the two, never both.
+    pub or: Option<&'static str>,
 }
 
 /// A field that means something only beside a word of a sibling field
@@ -227,6 +230,13 @@ impl Field {
     const fn only(self, only: &'static Only) -> Field {
         Field {
             only: Some(only),
+            ..self
+        }
+    }
+
+    const fn or(self, other: &'static str) -> Field {
+        Field {
+            or: Some(other),
             ..self
         }
     }
@@ -290,6 +300,7 @@ const fn field(name: &'static str, ty: Ty, doc: &'static str) -> Field {
         label: None,
         doc,
         only: None,
+        or: None,
     }
 }
 
@@ -301,6 +312,7 @@ const fn required(name: &'static str, ty: Ty, doc: &'static str) -> Field {
         label: None,
         doc,
         only: None,
+        or: None,
     }
 }
 
@@ -571,6 +583,12 @@ pub static APP: Schema = Schema {
             "wsgi",
             Ty::Shaped(Shape::Wsgi),
             "the WSGI callable, `module:name`",
+        )
+        .or("asgi"),
+        field(
+            "asgi",
+            Ty::Shaped(Shape::Wsgi),
+            "in place of `wsgi`, an ASGI callable, `module:name`: gunicorn runs it with uvicorn's worker (`uvicorn-worker`), and WebSockets pass through nginx",
         ),
         required(
             "domains",
@@ -615,6 +633,7 @@ pub static APP: Schema = Schema {
             label: Some(Shape::UrlPrefix),
             doc: "`static \"/url/\" = \"dir\"`: files nginx serves from a folder of the release",
             only: None,
+            or: None,
         },
     ],
     blocks: &[

@@ -1,0 +1,18 @@
+from django.http import HttpResponse
+from django.urls import path
+
+
+def index(request):
+    """The front page: says where the WebSocket is."""
+    return HttpResponse(
+        "The echo app: a WebSocket at /ws/echo/ sends back what it gets.\n",
+        content_type="text/plain",
+    )
+
+
+def healthz(request):
+    """Liveness for the agent and the balancer: touches no database."""
+    return HttpResponse("ok", content_type="text/plain")
+
+
+urlpatterns = [path("", index), path("healthz", healthz)]
