@@ -204,7 +204,12 @@ pub fn build(
                 secret: true,
             })
         }
-        "agent/agent.toml" => plain(agent_config(inputs, host)?),
+        "agent/agent.toml" => {
+            let context = agent_config(inputs, host)?;
+            // The password of each Redis server's agent user is a secret.
+            let secret = context["redis"].as_array().is_some_and(|r| !r.is_empty());
+            Ok(Built { context, secret })
+        }
         "bus/host.key" | "bus/balancer.key" => {
             let h = &inputs.fleet.hosts[host];
             let name = if template == "bus/host.key" {
@@ -527,6 +532,12 @@ fn tls_file(app: &str, key: bool) -> String {
 
 pub fn redis_password_secret(database: &str) -> String {
     format!("redis.{database}.password")
+}
+
+/// The generated password of the agent's Redis user (`ROLE` only) on
+/// database `database`'s servers.
+pub fn redis_agent_secret(database: &str) -> String {
+    format!("redis.{database}.agent.password")
 }
 
 /// Clusters are named per primary host (`main` on db1 and on db3 differ).
@@ -1193,12 +1204,24 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
     let postgres: Vec<Value> = (crate::model::clusters::clusters_on(fleet, host).iter())
         .map(|c| json!({ "cluster": c.name, "port": c.port }))
         .collect();
+    let redis = (crate::model::clusters::redis_on(fleet, host).into_iter())
+        .map(|r| {
+            let db = &fleet.databases[r];
+            Ok(json!({
+                "name": db.name,
+                "port": db.port,
+                "password": secret(inputs, &redis_agent_secret(&db.name))?,
+                "ca_file": crate::fleet_ca::CA_FILE,
+            }))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(json!({
         "origin": spec_file(inputs, h.span),
         "host": h.name,
         "state_dir": AGENT_STATE,
         "disks": agent_disks(fleet, host),
         "postgres": postgres,
+        "redis": redis,
         "balancer_admin": fleet.has_role(host, "balancer").then_some(BALANCER_ADMIN),
         "address": fleet.listen_address(host),
         "control_port": BUS_CONTROL_PORT,
@@ -1391,6 +1414,8 @@ fn redis_conf(inputs: &Inputs, host: HostId, redis: DatabaseId) -> Result<Value,
         "log_file": format!("/var/log/redis/redis-{}.log", db.name),
         "pid_file": format!("/run/redis-{}/redis-server.pid", db.name),
         "password": secret(inputs, &redis_password_secret(&db.name))?,
+        "agent_user": AGENT_GROUP,
+        "agent_password": secret(inputs, &redis_agent_secret(&db.name))?,
         "maxmemory": "256mb",
         "maxmemory_policy": "noeviction",
         "replicaof": replicaof,
@@ -1415,6 +1440,7 @@ pub fn generated_secrets(fleet: &Fleet) -> Vec<String> {
     }
     for db in fleet.databases.iter().filter(|d| d.engine == Engine::Redis) {
         names.push(redis_password_secret(&db.name));
+        names.push(redis_agent_secret(&db.name));
     }
     for cluster in crate::model::clusters::clusters(fleet) {
         names.push(replication_secret(

@@ -1,10 +1,11 @@
 //! Operating a running fleet over the bus (issue #19), on real hosts: one
 //! local fleet of its own (`opstest`: a balancer, two runners of the sample
-//! blog, a Postgres primary and its standby) booted and applied once, then
-//! operated the way an operator does, step by step:
+//! blog, a Postgres primary and its standby, each also a Redis server) booted
+//! and applied once, then operated the way an operator does, step by step:
 //!
 //! - `sitec status` reports every host, the app on both runners in the
-//!   balancer's rotation, the database's primary and streaming standby;
+//!   balancer's rotation, the database's primary and streaming standby, the
+//!   Redis primary and its connected replica;
 //! - `sitec restart blog` under continuous load through the balancer (a
 //!   load generator of its own here) fails no request, each runner drained
 //!   out of rotation and back;
@@ -47,13 +48,14 @@ provider local { kind = local }
 host oplb { provider = local  address = "10.77.219.10"  roles = [balancer, logs] }
 host oprun1 { provider = local  address = "10.77.219.11"  roles = [runner] }
 host oprun2 { provider = local  address = "10.77.219.12"  roles = [runner] }
-host opdb1 { provider = local  address = "10.77.219.21"  roles = [postgres] }
-host opdb2 { provider = local  address = "10.77.219.22"  roles = [postgres] }
+host opdb1 { provider = local  address = "10.77.219.21"  roles = [postgres, redis] }
+host opdb2 { provider = local  address = "10.77.219.22"  roles = [postgres, redis] }
 
 # Containers on one machine: one provider only.
 checks { balancer_redundancy = off  replica_spread = off }
 
 database main { engine = postgres  primary = opdb1  standby = opdb2 }
+database cache { engine = redis  tier = dedicated  primary = opdb1  replica = opdb2 }
 
 app blog {
   source = "apps/blog"
@@ -61,7 +63,7 @@ app blog {
   wsgi = "blog.wsgi:application"
   domains = ["blog.test"]
   replicas = 2
-  databases { default = main }
+  databases { default = main  cache = cache }
   static "/static/" = "collected_static"
   settings { SITE_TITLE = "Operated over the bus"  SECRET_KEY = secret("blog.secret_key") }
 }
@@ -336,13 +338,26 @@ fn status_reports_the_whole_fleet(fleet: &Fleet) -> TestResult {
     );
     assert_eq!(db["replication"], "streaming", "{db:#}");
     assert!(db["lag_bytes"].as_u64().is_some(), "{db:#}");
+    // Redis: ROLE from both servers, as the agents' own Redis user.
+    let cache = &doc["databases"][1];
+    assert_eq!(
+        (
+            cache["name"].as_str(),
+            cache["primary"].as_str(),
+            cache["standby"].as_str()
+        ),
+        (Some("cache"), Some("opdb1"), Some("opdb2")),
+        "{cache:#}"
+    );
+    assert_eq!(cache["replication"], "connected", "{cache:#}");
+    assert!(cache["lag_bytes"].as_u64().is_some(), "{cache:#}");
     assert_eq!(doc["lock"], Value::Null);
     // The table says the same.
     let table = fleet.sitec(&["status", SPEC_FILE]);
     let text = text_of(&table);
     eprintln!("$ sitec status {SPEC_FILE}\n{text}");
     assert!(table.status.success(), "{text}");
-    for part in ["oprun2", "in (", "streaming", "LOCK  free"] {
+    for part in ["oprun2", "in (", "streaming", "connected", "LOCK  free"] {
         assert!(text.contains(part), "{part}:\n{text}");
     }
     Ok(())
@@ -437,8 +452,8 @@ fn a_second_apply_is_refused_and_a_dead_holders_lock_lapses(
     // A holder: an apply that restarts blog on both runners (a new
     // environment), each drained first, under load.
     let changed = SPEC.replace(
-        "  databases { default = main }\n",
-        "  databases { default = main }\n  env { OPS_TEST = \"changed\" }\n",
+        "  databases { default = main  cache = cache }\n",
+        "  databases { default = main  cache = cache }\n  env { OPS_TEST = \"changed\" }\n",
     );
     assert_ne!(changed, SPEC);
     std::fs::write(fleet.dir.path().join(SPEC_FILE), changed)?;

@@ -1052,6 +1052,29 @@ fn redis_starts_on_every_config() {
                     .is_ok_and(|out| out.contains("master_link_status:up"))
             });
         let pid_written = Path::new(field(context, "pid_file")).is_file();
+        // The agent's user may ask ROLE, and nothing else.
+        let as_agent = |args: &[&str]| {
+            let cli = common::require("redis-cli", "redis-tools");
+            run(Command::new(cli)
+                .args(["-h", "127.0.0.1", "-p"])
+                .arg(port(context, "port").to_string())
+                .args(["--tls", "--cacert", field(context, "tls_ca_file")])
+                .args(["--no-auth-warning", "--user", field(context, "agent_user")])
+                .args(["-a", field(context, "agent_password")])
+                .args(args))
+            .unwrap_or_else(|e| e)
+        };
+        let role = as_agent(&["role"]);
+        let refused = as_agent(&["get", "x"]);
+        if !role.starts_with(if replica { "slave" } else { "master" })
+            || !refused.contains("NOPERM")
+        {
+            let _ = writeln!(
+                failures,
+                "--- {}: as the agent's user, ROLE answered {role:?} and GET {refused:?}",
+                sample.label()
+            );
+        }
         if !up || !linked || !pid_written {
             let log = fs::read_to_string(field(context, "log_file")).unwrap_or_default();
             let _ = writeln!(

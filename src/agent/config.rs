@@ -29,6 +29,8 @@ struct Raw {
     disks: Vec<RawDisk>,
     #[serde(default, rename = "postgres")]
     postgres: Vec<RawPostgres>,
+    #[serde(default, rename = "redis")]
+    redis: Vec<RawRedis>,
     balancer: Option<RawBalancer>,
 }
 
@@ -47,6 +49,27 @@ struct RawDisk {
 struct RawPostgres {
     cluster: Spanned<String>,
     port: u16,
+}
+
+/// A Redis server on this host, primary or replica: its user `sitec-agent`
+/// may ask `ROLE` and nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    name: Spanned<String>,
+    port: u16,
+    password: String,
+    ca_file: Spanned<String>,
+}
+
+impl std::fmt::Debug for RawRedis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RawRedis {{ name: {:?}, port: {} }}",
+            self.name, self.port
+        )
+    }
 }
 
 /// The balancer on this host, whose rotation `status` reports.
@@ -146,6 +169,7 @@ pub struct Config {
     pub logs: Vec<Log>,
     pub disks: Vec<Disk>,
     pub postgres: Vec<Postgres>,
+    pub redis: Vec<Redis>,
     /// The local balancer's admin listener (`HOST:PORT`), on a balancer host.
     pub balancer_admin: Option<String>,
 }
@@ -162,6 +186,23 @@ pub struct Disk {
 pub struct Postgres {
     pub cluster: String,
     pub port: u16,
+}
+
+/// A Redis server on this host, and the password of its user
+/// `sitec-agent` (never shown: its `Debug` leaves it out).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redis {
+    pub name: String,
+    pub port: u16,
+    pub password: String,
+    /// The fleet CA, which Redis's certificate (TLS only) is checked against.
+    pub ca_file: PathBuf,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redis {{ name: {:?}, port: {} }}", self.name, self.port)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,6 +357,17 @@ impl Raw {
                 })
             })
             .collect::<Checked<Vec<_>>>()?;
+        let redis = (self.redis.iter().enumerate())
+            .map(|(i, r)| {
+                name(&format!("redis[{i}].name"), &r.name)?;
+                Ok(Redis {
+                    name: r.name.get_ref().clone(),
+                    port: r.port,
+                    password: r.password.clone(),
+                    ca_file: absolute(&format!("redis[{i}].ca_file"), &r.ca_file)?,
+                })
+            })
+            .collect::<Checked<Vec<_>>>()?;
         let balancer_admin = match &self.balancer {
             Some(b) if b.admin.get_ref().parse::<std::net::SocketAddr>().is_err() => {
                 return Err(problem(&b.admin, &format!("balancer.admin: `{}` is not an address; write HOST:PORT, e.g. \"127.0.0.1:9100\"", b.admin.get_ref())));
@@ -328,6 +380,7 @@ impl Raw {
             state_dir: absolute("state_dir", &self.state_dir)?,
             disks,
             postgres,
+            redis,
             balancer_admin,
             control,
             heartbeat,
@@ -498,6 +551,12 @@ holds = "logs"
 cluster = "main"
 port = 5432
 
+[[redis]]
+name = "cache"
+port = 6379
+password = "PASSWORD-never-shown"
+ca_file = "/etc/sitec/fleet-ca.pem"
+
 [balancer]
 admin = "127.0.0.1:9100"
 "#;
@@ -525,7 +584,7 @@ admin = "127.0.0.1:9100"
                 "sitec-app-blog-worker-celery.service"
             ]
         );
-        let collector = c.collector.expect("collector");
+        let collector = c.collector.clone().expect("collector");
         assert_eq!(collector.dir, Path::new("/var/log/sitec/fleet"));
         assert_eq!(collector.senders[0].name, "run1");
         assert_eq!(c.logs[0].tag, "blog/gunicorn-error.log");
@@ -536,6 +595,8 @@ admin = "127.0.0.1:9100"
             ("main", 5432)
         );
         assert_eq!(c.balancer_admin.as_deref(), Some("127.0.0.1:9100"));
+        assert_eq!((c.redis[0].name.as_str(), c.redis[0].port), ("cache", 6379));
+        assert!(!format!("{c:?}").contains("never-shown"), "{c:?}");
     }
 
     /// Each broken file: the line the error must point at and a word it says.
@@ -610,8 +671,20 @@ admin = "127.0.0.1:9100"
             (
                 "admin = \"127.0.0.1:9100\"",
                 "admin = \"localhost\"",
-                36,
+                42,
                 "balancer.admin",
+            ),
+            (
+                "name = \"cache\"",
+                "name = \"Cache 1\"",
+                36,
+                "redis[0].name",
+            ),
+            (
+                "ca_file = \"/etc",
+                "ca_file = \"etc",
+                39,
+                "redis[0].ca_file",
             ),
         ] {
             let good = good();

@@ -33,6 +33,7 @@ mod drain;
 mod follow;
 mod heartbeat;
 pub mod lease;
+mod resp;
 mod services;
 mod ship;
 mod status;

@@ -2,12 +2,14 @@
 //! within the heartbeat's second): load, memory, the use of the file
 //! systems that hold its logs and data, its apps' units and drains, the
 //! fleet lease it holds, each Postgres cluster's role and replication
-//! (asked of the server with `psql`), and on a balancer host the balancer's
+//! (asked of the server with `psql`), each Redis server's (`ROLE`, asked as
+//! its user `sitec-agent`, who may ask nothing else), and on a balancer host the balancer's
 //! rotation (its admin listener's `/rotation`). A part that cannot be
 //! checked says why in its place (`error`); the rest is still reported.
 //! Nothing here is remembered from an earlier message.
 
-use super::config::{Disk, Postgres};
+use super::config::{Disk, Postgres, Redis};
+use super::resp;
 use super::Ctx;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -21,8 +23,9 @@ const ANSWER_MAX: u64 = 4 << 20;
 /// The answer to `status`.
 pub async fn report(ctx: &Ctx) -> Value {
     let apps = ctx.apps.borrow().clone();
-    let (postgres, balancer) = tokio::join!(
-        postgres_all(&ctx.config.postgres),
+    let (postgres, redis, balancer) = tokio::join!(
+        ask_each(&ctx.config.postgres, |c| async move { postgres(&c).await }),
+        ask_each(&ctx.config.redis, |r| async move { redis(&r).await }),
         rotation(ctx.config.balancer_admin.as_deref())
     );
     let now = super::heartbeat::unix_time();
@@ -40,6 +43,7 @@ pub async fn report(ctx: &Ctx) -> Value {
         "apps": apps,
         "lease": ctx.leases.peek().filter(|l| l.live(now)),
         "postgres": postgres,
+        "redis": redis,
         "balancer": balancer,
     })
 }
@@ -97,11 +101,17 @@ fn disk(d: &Disk) -> Value {
     }
 }
 
-async fn postgres_all(clusters: &[Postgres]) -> Vec<Value> {
+/// `ask` of every server at once, the answers in the servers' order.
+async fn ask_each<T, F, A>(servers: &[T], ask: F) -> Vec<Value>
+where
+    T: Clone,
+    F: Fn(T) -> A,
+    A: std::future::Future<Output = Value> + Send + 'static,
+{
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, c) in clusters.iter().enumerate() {
-        let c = c.clone();
-        tasks.spawn(async move { (i, postgres(&c).await) });
+    for (i, server) in servers.iter().enumerate() {
+        let answer = ask(server.clone());
+        tasks.spawn(async move { (i, answer.await) });
     }
     let mut found: Vec<(usize, Value)> = Vec::new();
     while let Some(Ok(one)) = tasks.join_next().await {
@@ -156,6 +166,125 @@ async fn postgres(c: &Postgres) -> Value {
         Ok(Ok(out)) => parse_postgres(&String::from_utf8_lossy(&out.stdout)),
     };
     merge(base, result)
+}
+
+/// What a Redis server says of its replication: `ROLE`, asked on
+/// loopback as user `sitec-agent` (its password from the config; the
+/// server lets that user ask `ROLE` and nothing else).
+async fn redis(r: &Redis) -> Value {
+    let base = json!({ "name": r.name, "port": r.port });
+    let found = match tokio::time::timeout(QUERY_TIMEOUT, redis_role(r)).await {
+        Err(_) => Err(format!("Redis did not answer within {QUERY_TIMEOUT:?}")),
+        Ok(found) => found,
+    };
+    merge(base, found)
+}
+
+async fn redis_role(r: &Redis) -> Result<Value, String> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", r.port))
+        .await
+        .map_err(|e| format!("127.0.0.1:{}: {e}", r.port))?;
+    // Redis speaks TLS only; its certificate names 127.0.0.1 and is
+    // checked against the fleet CA, as every other client checks it.
+    let loopback = rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let mut stream = tls_connector(&r.ca_file)?
+        .connect(loopback, tcp)
+        .await
+        .map_err(|e| format!("TLS with Redis on 127.0.0.1:{}: {e}", r.port))?;
+    let request = [
+        resp::command(&["AUTH", "sitec-agent", &r.password]),
+        resp::command(&["ROLE"]),
+    ]
+    .concat();
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(replies) = resp::replies(&answer, 2)? {
+            return match &replies[..] {
+                [resp::Reply::Error(e), _] => Err(format!(
+                    "Redis refused user sitec-agent ({}); apply the spec",
+                    e.split_whitespace().next().unwrap_or("an error")
+                )),
+                [_, role] => parse_redis_role(role),
+                _ => Err("Redis gave no answer to ROLE".into()),
+            };
+        }
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("no answer: {e}"))?;
+        if n == 0 {
+            return Err("Redis closed the connection before answering".into());
+        }
+        answer.extend_from_slice(&chunk[..n]);
+        if answer.len() as u64 > ANSWER_MAX {
+            return Err(format!("Redis answered more than {ANSWER_MAX} bytes"));
+        }
+    }
+}
+
+/// A TLS client that trusts only the certificates in `ca_file` (the
+/// fleet CA).
+fn tls_connector(ca_file: &std::path::Path) -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let unreadable = |e: &dyn std::fmt::Display| format!("{}: {e}", ca_file.display());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| unreadable(&e))? {
+        roots
+            .add(cert.map_err(|e| unreadable(&e))?)
+            .map_err(|e| unreadable(&e))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
+
+/// `ROLE`'s answer: a primary's offset and its replicas (each's address
+/// and acknowledged offset), or a replica's primary, link state and offset.
+fn parse_redis_role(role: &resp::Reply) -> Result<Value, String> {
+    use resp::Reply;
+    let unreadable = || format!("Redis's ROLE answer is not what sitec reads: {role:?}");
+    let Reply::Array(items) = role else {
+        return Err(unreadable());
+    };
+    let text = |i: usize| items.get(i).and_then(Reply::text);
+    let number = |i: usize| items.get(i).and_then(Reply::number);
+    match text(0) {
+        Some("master") => {
+            let Some(Reply::Array(replicas)) = items.get(2) else {
+                return Err(unreadable());
+            };
+            let replicas = (replicas.iter())
+                .map(|r| match r {
+                    Reply::Array(r) => Ok(json!({
+                        "address": r.first().and_then(Reply::text),
+                        "port": r.get(1).and_then(Reply::number),
+                        "offset": r.get(2).and_then(Reply::number),
+                    })),
+                    _ => Err(unreadable()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(json!({ "role": "primary", "offset": number(1), "replicas": replicas }))
+        }
+        Some("slave") => Ok(json!({
+            "role": "replica",
+            "primary": text(1),
+            "primary_port": number(2),
+            "link": text(3),
+            "offset": number(4),
+        })),
+        _ => Err(unreadable()),
+    }
 }
 
 /// Adds what was found (or `error`) to `base`.
@@ -262,6 +391,32 @@ mod tests {
         );
         let m = parse_memory("MemTotal:       16384 kB\nMemFree: 1 kB\nMemAvailable:    8192 kB\n");
         assert_eq!(m, json!({ "total": 16_777_216, "available": 8_388_608 }));
+    }
+
+    #[test]
+    fn redis_roles_are_read() {
+        let read = |raw: &[u8]| {
+            let replies = resp::replies(raw, 1).expect("RESP").expect("whole");
+            parse_redis_role(&replies[0])
+        };
+        let primary = read(b"*3\r\n$6\r\nmaster\r\n:3129659\r\n*1\r\n*3\r\n$8\r\n10.0.0.4\r\n$4\r\n6379\r\n$7\r\n3129242\r\n");
+        assert_eq!(
+            primary,
+            Ok(json!({"role": "primary", "offset": 3_129_659,
+                "replicas": [{"address": "10.0.0.4", "port": 6379, "offset": 3_129_242}]}))
+        );
+        let replica = read(
+            b"*5\r\n$5\r\nslave\r\n$8\r\n10.0.0.3\r\n:6379\r\n$9\r\nconnected\r\n:3167038\r\n",
+        );
+        assert_eq!(
+            replica,
+            Ok(
+                json!({"role": "replica", "primary": "10.0.0.3", "primary_port": 6379,
+                "link": "connected", "offset": 3_167_038})
+            )
+        );
+        assert!(read(b"*1\r\n$8\r\nsentinel\r\n").is_err());
+        assert!(read(b":1\r\n").is_err());
     }
 
     #[test]

@@ -386,28 +386,116 @@ fn database_report<'a>(
         lag_seconds: None,
         error: None,
     };
-    if d.engine != "postgres" {
-        report.error = Some("Redis replication is not reported yet".into());
-        return report;
-    }
-    let cluster = d.cluster.as_deref().unwrap_or("main");
-    let server = |host: &str| -> Result<&Value, String> {
-        let a = answer(host).ok_or_else(|| format!("{host} is down"))?;
-        let found = (a["postgres"].as_array().into_iter().flatten())
-            .find(|p| p["cluster"] == cluster)
-            .ok_or_else(|| {
-                format!("{host}'s agent does not know cluster {cluster} (apply the spec)")
-            })?;
-        match found["error"].as_str() {
-            Some(e) => Err(format!("{host}: {e}")),
-            None => Ok(found),
-        }
+    let errors = if d.engine == "redis" {
+        redis_replication(fleet, d, answer, &mut report)
+    } else {
+        postgres_replication(fleet, d, answer, &mut report)
     };
+    for e in &errors {
+        problems.push(format!("database {}: {e}", d.name));
+    }
+    report.error = (!errors.is_empty()).then(|| errors.join("; "));
+    report
+}
+
+/// The server of `d` on `host`, in the `part` (`postgres`, `redis`) of
+/// its agent's answer whose `key` (`cluster`, `name`) is `value`.
+fn server<'a>(
+    answer: &impl Fn(&str) -> Option<&'a Value>,
+    host: &str,
+    part: &str,
+    key: &str,
+    value: &str,
+) -> Result<&'a Value, String> {
+    let a = answer(host).ok_or_else(|| format!("{host} is down"))?;
+    let found = (a[part].as_array().into_iter().flatten())
+        .find(|p| p[key] == value)
+        .ok_or_else(|| format!("{host}'s agent does not know {part} {value} (apply the spec)"))?;
+    match found["error"].as_str() {
+        Some(e) => Err(format!("{host}: {e}")),
+        None => Ok(found),
+    }
+}
+
+/// Which Redis server says it is the primary, and its replica's link and
+/// how many bytes it has not acknowledged (Redis tells no lag in seconds).
+fn redis_replication<'a>(
+    fleet: &Fleet,
+    d: &super::Database,
+    answer: impl Fn(&str) -> Option<&'a Value>,
+    report: &mut DatabaseReport,
+) -> Vec<String> {
     let hosts: Vec<&str> = std::iter::once(d.primary.as_str())
         .chain(d.standby.as_deref())
         .collect();
-    let servers: Vec<(&str, Result<&Value, String>)> =
-        hosts.iter().map(|h| (*h, server(h))).collect();
+    let servers: Vec<(&str, Result<&Value, String>)> = (hosts.iter())
+        .map(|h| (*h, server(&answer, h, "redis", "name", &d.name)))
+        .collect();
+    let mut errors: Vec<String> = (servers.iter())
+        .filter_map(|(_, s)| s.as_ref().err().cloned())
+        .collect();
+    let with_role = |role: &str| {
+        servers.iter().find_map(|(h, s)| {
+            let s = s.as_ref().ok()?;
+            (s["role"] == role).then_some((*h, *s))
+        })
+    };
+    let (primary, replica) = (with_role("primary"), with_role("replica"));
+    report.primary = primary.map(|(h, _)| h.to_string());
+    if primary.is_some_and(|(h, _)| h != d.primary) {
+        errors.push(format!(
+            "the spec says {} is the primary, but {} is",
+            d.primary,
+            report.primary.as_deref().unwrap_or("?")
+        ));
+    }
+    if let Some((replica_host, r)) = replica {
+        report.standby = Some(replica_host.to_string());
+        let link = r["link"].as_str().unwrap_or("?");
+        report.replication = Some(link.to_string());
+        let address = fleet
+            .host(replica_host)
+            .map(|h| h.address.clone())
+            .unwrap_or_default();
+        let acknowledged = primary.and_then(|(_, p)| {
+            (p["replicas"].as_array().into_iter().flatten())
+                .find(|x| x["address"] == address.as_str())
+                .and_then(|x| x["offset"].as_u64())
+        });
+        report.lag_bytes = match (
+            primary.and_then(|(_, p)| p["offset"].as_u64()),
+            acknowledged,
+        ) {
+            (Some(at), Some(acked)) => Some(at.saturating_sub(acked)),
+            _ => None,
+        };
+        if link != "connected" {
+            errors.push(format!("its replica {replica_host} is {link}"));
+        }
+    } else if d.standby.is_some() && errors.is_empty() {
+        errors.push("no server of it says it is a replica".into());
+    }
+    if primary.is_none() && errors.is_empty() {
+        errors.push("no server of it says it is the primary".into());
+    }
+    errors
+}
+
+/// Which Postgres server says it is the primary, and its standby's
+/// replication and lag as the primary sees it.
+fn postgres_replication<'a>(
+    fleet: &Fleet,
+    d: &super::Database,
+    answer: impl Fn(&str) -> Option<&'a Value>,
+    report: &mut DatabaseReport,
+) -> Vec<String> {
+    let cluster = d.cluster.as_deref().unwrap_or("main");
+    let hosts: Vec<&str> = std::iter::once(d.primary.as_str())
+        .chain(d.standby.as_deref())
+        .collect();
+    let servers: Vec<(&str, Result<&Value, String>)> = (hosts.iter())
+        .map(|h| (*h, server(&answer, h, "postgres", "cluster", cluster)))
+        .collect();
     let mut errors: Vec<String> = servers
         .iter()
         .filter_map(|(_, s)| s.as_ref().err().cloned())
@@ -465,11 +553,7 @@ fn database_report<'a>(
     if primary.is_none() && errors.is_empty() {
         errors.push("no server of it says it is the primary".into());
     }
-    for e in &errors {
-        problems.push(format!("database {}: {e}", d.name));
-    }
-    report.error = (!errors.is_empty()).then(|| errors.join("; "));
-    report
+    errors
 }
 
 fn lock_report<'a>(
@@ -636,10 +720,12 @@ pub fn render(r: &Report) -> String {
         for d in &r.databases {
             let replication = match (&d.error, &d.replication) {
                 (Some(e), _) => e.clone(),
+                // Redis tells no lag in seconds.
                 (None, Some(state)) => format!(
-                    "{state}, {} behind, {}",
+                    "{state}, {} behind{}",
                     d.lag_bytes.map_or("?".into(), |b| bytes(b as f64)),
-                    d.lag_seconds.map_or("?".into(), |s| format!("{s:.1} s"))
+                    d.lag_seconds
+                        .map_or(String::new(), |s| format!(", {s:.1} s"))
                 ),
                 (None, None) => "-".into(),
             };
@@ -822,6 +908,90 @@ mod tests {
             .into_iter()
             .map(|(h, a)| (h.to_string(), Ok(a)))
             .collect()
+    }
+
+    #[test]
+    fn redis_replication_is_reported_from_both_servers() {
+        let mut fleet = fleet();
+        fleet.databases = vec![super::super::Database {
+            name: "cache".into(),
+            engine: "redis".into(),
+            primary: "db1".into(),
+            standby: Some("db2".into()),
+            cluster: None,
+            port: 6379,
+        }];
+        let mut answers = answers();
+        fn set(answers: &mut BTreeMap<String, Result<Value, String>>, host: &str, redis: Value) {
+            if let Some(Ok(a)) = answers.get_mut(host) {
+                a["redis"] = redis;
+            }
+        }
+        set(
+            &mut answers,
+            "db1",
+            json!([{"name": "cache", "port": 6379, "role": "primary", "offset": 3000,
+            "replicas": [{"address": "10.0.0.4", "port": 6379, "offset": 2900}]}]),
+        );
+        set(
+            &mut answers,
+            "db2",
+            json!([{"name": "cache", "port": 6379, "role": "replica",
+            "primary": "10.0.0.3", "link": "connected", "offset": 2950}]),
+        );
+        let r = build(&fleet, &answers, 1000.0);
+        let db = &r.databases[0];
+        assert_eq!(
+            (
+                db.primary.as_deref(),
+                db.standby.as_deref(),
+                db.replication.as_deref(),
+                db.lag_bytes,
+                &db.error
+            ),
+            (
+                Some("db1"),
+                Some("db2"),
+                Some("connected"),
+                Some(100),
+                &None
+            ),
+            "{:?}",
+            r.problems
+        );
+        assert!(
+            render(&r).contains("connected, 100 B behind"),
+            "{}",
+            render(&r)
+        );
+        // A replica that lost its primary is a problem; so is a server its
+        // agent cannot ask.
+        set(
+            &mut answers,
+            "db2",
+            json!([{"name": "cache", "port": 6379, "role": "replica",
+            "primary": "10.0.0.3", "link": "connect", "offset": 2950}]),
+        );
+        let r = build(&fleet, &answers, 1000.0);
+        assert!(
+            r.problems
+                .contains(&"database cache: its replica db2 is connect".to_string()),
+            "{:?}",
+            r.problems
+        );
+        set(
+            &mut answers,
+            "db1",
+            json!([{"name": "cache", "port": 6379, "error": "Redis refused user sitec-agent (WRONGPASS); apply the spec"}]),
+        );
+        let r = build(&fleet, &answers, 1000.0);
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.starts_with("database cache: db1: Redis refused")),
+            "{:?}",
+            r.problems
+        );
     }
 
     #[test]
