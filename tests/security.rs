@@ -401,13 +401,16 @@ fn secret_values(fleet: &Fleet) -> Vec<(String, String)> {
 
 /// Who may read a secret, by its name: its app's user where the app runs
 /// and the server that checks it; a host's bus key its agent (and the
-/// balancer's its balancer); the operator's key and anything else, no one.
+/// balancer's its balancer); the agent's Redis password (ROLE only) that
+/// Redis server and the agent beside it; the operator's key and anything
+/// else, no one.
 fn may_read(user: &str, host: &str, secret: &str) -> bool {
     let app_or = |server: &str| user == "app-blog" || (host == "db1" && user == server);
     match secret {
         "blog.secret_key" | "app.blog.secret_key" => user == "app-blog",
         "db.main.blog.password" | "postgres.db1.main.replication.password" => app_or("postgres"),
         "redis.cache.password" => app_or("redis"),
+        "redis.cache.agent.password" => host == "db1" && ["redis", "sitec-agent"].contains(&user),
         "tls.blog.key" | "bus.balancer.lb1" => host == "lb1" && user == "sitec-balancer",
         bus_host => bus_host == format!("bus.host.{host}") && user == "sitec-agent",
     }
@@ -593,6 +596,7 @@ fn service_users_cannot_turn_apply_logs_or_the_agent_against_root() -> TestResul
         "run1 sitec-agent /etc/sitec/bus/host.key bus.host.run1",
         "lb1 sitec-balancer /etc/sitec/bus/balancer.key bus.balancer.lb1",
         "db1 redis /etc/sitec/redis/cache.conf redis.cache.password",
+        "db1 sitec-agent /etc/sitec/agent.toml redis.cache.agent.password",
     ] {
         assert!(
             right.iter().any(|r| r.starts_with(expected)),
