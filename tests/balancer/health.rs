@@ -326,6 +326,8 @@ fn agents_publishing() -> (Vec<String>, Beats) {
                 let i = RUNNERS.iter().position(|r| r == from).expect("a runner");
                 let _ = publishers[i].1.send(beat.as_bytes(), zmq::DONTWAIT);
             }
+            // The publishers' pace, as an agent's heartbeat interval: no
+            // assertion waits on it (the tests wait for marker heartbeats).
             std::thread::sleep(Duration::from_millis(100));
         }
     });

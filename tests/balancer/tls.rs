@@ -218,7 +218,9 @@ fn an_idle_tls_connection_gets_the_idle_timeout() {
     let ask = b"GET /one HTTP/1.1\r\nHost: a.example.com\r\n\r\n";
     c.send(ask);
     assert_eq!(c.response().expect("first").status, 200);
-    // Idle for three head deadlines, well within the idle timeout.
+    // Idle for three head deadlines, well within the idle timeout: the
+    // sleep is what is tested (a time in which a head deadline wrongly
+    // applied would have closed the connection), not a wait for an event.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     c.send(ask);
     let again = c
