@@ -428,3 +428,81 @@ fn an_editor_gets_diagnostics_hover_definitions_references_completion_and_format
     };
     assert!(status.success(), "{status}");
 }
+
+/// A template of the spec's own (`file { template = "./motd.hbs" }`) is
+/// read from disk with the spec, so the server has the client watch
+/// `**/*.hbs` and checks the open spec again when one changes (an editor
+/// saving it, `git checkout`), or when a client that syncs the template
+/// says it saved it; the template itself is never checked as a spec.
+#[test]
+fn a_changed_template_of_the_specs_own_checks_the_spec_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().canonicalize().expect("canonical");
+    let spec_path = folder.join("fleet.site");
+    let template_path = folder.join("motd.hbs");
+    let spec_text = "use std/platform\n\
+                     provider colo { user = \"root\" }\n\
+                     host web1 { provider = colo  address = \"203.0.113.10\"  roles = [motd] }\n\
+                     role motd {\n  file \"/etc/motd\" { template = \"./motd.hbs\" }\n}\n";
+    std::fs::write(&spec_path, spec_text).expect("spec");
+    std::fs::write(&template_path, "This is {{host.name}}.\n").expect("template");
+    let (spec, template) = (uri(&spec_path), uri(&template_path));
+
+    let mut client = Client::start(&folder.join("cache"));
+    client.request(
+        "initialize",
+        json!({"processId": null, "rootUri": uri(&folder), "capabilities": {
+            "workspace": {"didChangeWatchedFiles": {"dynamicRegistration": true}}
+        }}),
+    );
+    client.notify("initialized", json!({}));
+    let register = client.wait_for(|m| m["method"] == "client/registerCapability");
+    let registration = &register["params"]["registrations"][0];
+    assert_eq!(registration["method"], "workspace/didChangeWatchedFiles");
+    assert_eq!(
+        registration["registerOptions"]["watchers"],
+        json!([{"globPattern": "**/*.hbs"}])
+    );
+    client.send(&json!({"jsonrpc": "2.0", "id": register["id"], "result": null}));
+
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": spec, "languageId": "site", "version": 1, "text": spec_text}}),
+    );
+    assert_eq!(client.diagnostics(&spec), Vec::<Value>::new());
+
+    // Only the template changes, on disk: the spec is checked again.
+    std::fs::write(&template_path, "This is {{host.nmae}}.\n").expect("template");
+    client.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({"changes": [{"uri": template, "type": 2}]}),
+    );
+    let diagnostics = client.diagnostics(&spec);
+    let codes: Vec<&Value> = diagnostics.iter().map(|d| &d["code"]).collect();
+    assert_eq!(codes, [&json!("E228")], "{diagnostics:#?}");
+    assert!(
+        diagnostics[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`host.nmae`")),
+        "{diagnostics:#?}"
+    );
+
+    // A client that syncs the template too: opening it publishes nothing
+    // for it (it is no spec), saving it checks the spec again.
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": template, "languageId": "handlebars", "version": 1,
+                                "text": "This is {{host.nmae}}.\n"}}),
+    );
+    std::fs::write(&template_path, "This is {{host.name}}.\n").expect("template");
+    client.notify(
+        "textDocument/didSave",
+        json!({"textDocument": {"uri": template}}),
+    );
+    let published = client.wait_for(|m| m["method"] == "textDocument/publishDiagnostics");
+    assert_eq!(published["params"]["uri"], json!(spec), "{published}");
+    assert_eq!(published["params"]["diagnostics"], json!([]));
+
+    assert_eq!(client.request("shutdown", json!(null)), json!(null));
+    client.notify("exit", json!(null));
+}

@@ -11,7 +11,11 @@
 //! a `secret("name")` to its line in the secrets file and a `use` to its
 //! module; completion offers a block's field names, declared names where a
 //! field or a settings target takes one, a field's words, `each`'s scopes
-//! and units; formatting is `sitec fmt`'s. The server never writes a
+//! and units; formatting is `sitec fmt`'s. A spec's templates of its own
+//! (`file { template = "./x.hbs" }`) are read from disk with it, so the
+//! server asks the client to watch `**/*.hbs` and checks every open
+//! document again when one changes, or is saved where the client sends
+//! that (a `.hbs` is never checked as a spec). The server never writes a
 //! spec or reads a secret's value; rust-analyzer's `lsp-server` does the
 //! JSON-RPC framing.
 
@@ -56,6 +60,9 @@ fn serve(connection: &Connection) -> Result<(), String> {
     connection
         .initialize_finish(id, result)
         .map_err(|e| e.to_string())?;
+    if watches_files(&params) {
+        let _ = connection.sender.send(watch_templates().into());
+    }
     let mut server = Server {
         connection,
         encoding,
@@ -90,6 +97,48 @@ fn negotiate(params: &lsp::InitializeParams) -> Encoding {
     } else {
         Encoding::Utf16
     }
+}
+
+/// Whether the client watches files for a server that registers the
+/// patterns (`workspace/didChangeWatchedFiles` by dynamic registration,
+/// as VS Code's client does).
+fn watches_files(params: &lsp::InitializeParams) -> bool {
+    (params.capabilities.workspace.as_ref())
+        .and_then(|w| w.did_change_watched_files.as_ref())
+        .and_then(|w| w.dynamic_registration)
+        .unwrap_or(false)
+}
+
+/// The request that has the client tell the server when a template of
+/// one's own changes on disk (the spec's check reads them from there).
+fn watch_templates() -> Request {
+    use lsp::notification::{DidChangeWatchedFiles, Notification as _};
+    use lsp::request::{RegisterCapability, Request as _};
+    let options = lsp::DidChangeWatchedFilesRegistrationOptions {
+        watchers: vec![lsp::FileSystemWatcher {
+            glob_pattern: lsp::GlobPattern::String("**/*.hbs".into()),
+            kind: None,
+        }],
+    };
+    let params = lsp::RegistrationParams {
+        registrations: vec![lsp::Registration {
+            id: "sitec-templates".into(),
+            method: DidChangeWatchedFiles::METHOD.into(),
+            register_options: serde_json::to_value(options).ok(),
+        }],
+    };
+    Request::new(
+        RequestId::from("sitec-watch-templates".to_string()),
+        RegisterCapability::METHOD.into(),
+        params,
+    )
+}
+
+/// Whether a document is a spec the server checks: a `.site` file, or an
+/// editor's buffer not yet saved anywhere. A template a client opens
+/// (`.hbs`) is no spec; its saving still has the specs checked again.
+fn is_spec(uri: &lsp::Uri) -> bool {
+    path_of(uri).is_none_or(|path| path.extension().is_none_or(|e| e == "site"))
 }
 
 fn capabilities(encoding: Encoding) -> lsp::ServerCapabilities {
@@ -216,8 +265,8 @@ impl Server<'_> {
 
     fn notification(&mut self, notification: Notification) {
         use lsp::notification::{
-            DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, DidSaveTextDocument,
-            Notification as _,
+            DidChangeTextDocument, DidChangeWatchedFiles, DidCloseTextDocument,
+            DidOpenTextDocument, DidSaveTextDocument, Notification as _,
         };
         match notification.method.as_str() {
             DidOpenTextDocument::METHOD => {
@@ -227,6 +276,9 @@ impl Server<'_> {
                     return;
                 };
                 let uri = params.text_document.uri;
+                if !is_spec(&uri) {
+                    return;
+                }
                 self.documents
                     .insert(uri.clone(), params.text_document.text);
                 self.publish(&uri);
@@ -238,14 +290,18 @@ impl Server<'_> {
                     return;
                 };
                 let uri = params.text_document.uri;
+                if !is_spec(&uri) {
+                    return;
+                }
                 // Full sync: the last change holds the whole text.
                 if let Some(change) = params.content_changes.into_iter().last() {
                     self.documents.insert(uri.clone(), change.text);
                 }
                 self.publish(&uri);
             }
-            DidSaveTextDocument::METHOD => {
-                // Another open document may use the one saved: check them all.
+            // Another open document may use the file saved or changed on
+            // disk (a module, a template of its own): check them all.
+            DidSaveTextDocument::METHOD | DidChangeWatchedFiles::METHOD => {
                 let open: Vec<lsp::Uri> = self.documents.keys().cloned().collect();
                 for uri in open {
                     self.publish(&uri);
