@@ -463,14 +463,26 @@ impl Expander<'_, '_> {
                 user: self.string(entry, "user", scope),
             },
             "subvolume" => Kind::Subvolume { path: key },
-            "timer" => Kind::Timer {
-                name: key,
-                every_seconds: match field(entry, "every").map(|v| &v.kind) {
-                    Some(ValueKind::Duration(q)) => q.millis() / 1000,
-                    _ => 3600,
-                },
-                command: self.string(entry, "command", scope).unwrap_or_default(),
-            },
+            "timer" => {
+                let app = scope.app.map(|a| &self.inputs.fleet.apps[a]);
+                let user = (self.string(entry, "user", scope))
+                    .or_else(|| app.map(|a| context::app_user(&a.name)));
+                let Some(user) = user else {
+                    // `lint` said so before any expansion.
+                    self.diagnostics
+                        .push(timer_without_user(&key, entry.head_span()));
+                    return;
+                };
+                Kind::Timer {
+                    name: key,
+                    every_seconds: match field(entry, "every").map(|v| &v.kind) {
+                        Some(ValueKind::Duration(q)) => q.millis() / 1000,
+                        _ => 3600,
+                    },
+                    command: self.string(entry, "command", scope).unwrap_or_default(),
+                    user,
+                }
+            }
             _ => return,
         };
         let requires = self.strings(entry, "requires", scope);
@@ -807,6 +819,17 @@ fn each_outside(word: &str, needed: &str, span: Span) -> Diagnostic {
     )
     .primary(span, "here")
     .help(format!("put it in an `each {needed}` block"))
+}
+
+/// E232: a timer outside `each app` that does not say whom it runs as:
+/// root only when the spec says so.
+fn timer_without_user(name: &str, span: Span) -> Diagnostic {
+    Diagnostic::error(
+        "E232",
+        format!("timer `{name}` does not say which user it runs as"),
+    )
+    .primary(span, "no `user`, and no `each app` whose user it would be")
+    .help("write `user = \"NAME\"`: a user a role makes (`user NAME { system = true }`), or `user = \"root\"` if it must run as root")
 }
 
 /// E220: a brace without its pair in a role's string.

@@ -96,7 +96,15 @@ pub enum Kind {
         name: String,
         every_seconds: u64,
         command: String,
+        /// Who the command runs as. A state file written before timers
+        /// had a user holds timers that ran as root.
+        #[serde(default = "root")]
+        user: String,
     },
+}
+
+fn root() -> String {
+    "root".to_string()
 }
 
 impl Kind {

@@ -403,17 +403,20 @@ fn spec(seed: u64) -> String {
         );
     }
     if own_role {
+        // The role's own user, whom its timer may run as.
+        let user = *rng.pick(&["deploy.x", "Deploy", "_svc"]);
         let _ = writeln!(
             out,
-            "\nrole extra {{\n  package {} {{}}\n  user {} {{ system = true }}\n  directory \"/srv/extra\" {{ owner = \"deploy.x\"  mode = \"{}\" }}\n  file \"/srv/extra/motd\" {{\n    content = \"{}\\n\"\n    mode = \"{}\"\n  }}\n  timer {} {{\n    every = {}\n    command = \"{}\"\n  }}\n  command {} {{ run = \"{}\"  creates = \"/srv/extra/made\" }}\n}}",
+            "\nrole extra {{\n  package {} {{}}\n  user \"{}\" {{ system = true }}\n  directory \"/srv/extra\" {{ owner = \"deploy.x\"  mode = \"{}\" }}\n  file \"/srv/extra/motd\" {{\n    content = \"{}\\n\"\n    mode = \"{}\"\n  }}\n  timer {} {{\n    every = {}\n    command = \"{}\"\n    user = \"{}\"\n  }}\n  command {} {{ run = \"{}\"  creates = \"/srv/extra/made\" }}\n}}",
             rng.pick(&["htop", "python3-venv", "\"g++\""]),
-            rng.pick(&["\"deploy.x\"", "Deploy", "_svc"]),
+            user,
             rng.pick(&["0755", "2775", "0700"]),
             text(&mut rng),
             rng.pick(&["0644", "0600", "4755", "0000"]),
             rng.pick(&["clean-tmp", "tick_2"]),
             rng.pick(&["1s", "90s", "52w", "1h"]),
             literal(&text(&mut rng)),
+            rng.pick(&[user, "root", "www-data"]),
             rng.pick(&["make-it", "m_2"]),
             literal(&text(&mut rng)),
         );

@@ -6,7 +6,8 @@
 //! what its context has (E226-E228, `own_templates`), a path that is one on
 //! the host (E225), a user or group name
 //! a host takes (E113); every `requires` and `notify` naming a resource some
-//! role declares (E231). Expansion finds the same, but
+//! role declares (E231); every timer's user said where there is no app's
+//! (E232) and one a role makes or the host has (E233). Expansion finds the same, but
 //! only where a host's roles meet the items an `each` repeats over: a typo
 //! inside `each worker` stayed silent until an app got its first worker.
 //! `sitec check` runs this on every role, used or not; so does every
@@ -32,7 +33,85 @@ pub fn lint(fleet: &Fleet, templates: &crate::own_templates::Files) -> Vec<Diagn
     for role in fleet.roles.values() {
         references(role.block, &declared, &mut found);
     }
+    for role in fleet.roles.values() {
+        timers(role.block, false, &declared, &mut found);
+    }
     found
+}
+
+/// The users a Debian host has without a role making them: base-passwd's,
+/// on every Debian system, and those of the packages the standard roles
+/// install (`postgres`, `redis`). Not `nobody`: shared by whatever runs
+/// unprivileged, systemd calls a unit run as it unsafe.
+const SYSTEM_USERS: [&str; 19] = [
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+    "www-data", "backup", "list", "irc", "_apt", "postgres", "redis",
+];
+
+/// E232 and E233: whom each timer runs as. Inside `each app` a timer
+/// runs as the app's user unless it names one; elsewhere it must name one
+/// (root only when written), and a name written out is a user the host
+/// has: one a role makes, or one of `SYSTEM_USERS`.
+fn timers(block_: &Block, in_app: bool, declared: &[String], found: &mut Vec<Diagnostic>) {
+    for entry in &block_.entries {
+        let Some(inner) = entry.block() else {
+            continue;
+        };
+        if entry.key.text == "each" {
+            let word = entry.labels.first().map_or("", |w| w.text.as_str());
+            let needs_app = SCOPES
+                .iter()
+                .any(|(scope, needed, _)| *scope == word && *needed == Some("app"));
+            timers(inner, in_app || word == "app" || needs_app, declared, found);
+            continue;
+        }
+        if entry.key.text != "timer" {
+            continue;
+        }
+        let name = entry.labels.first().map_or("", |l| l.text.as_str());
+        let user = inner.entries.iter().find(|f| f.key.text == "user");
+        match user.and_then(|f| f.value()) {
+            None if !in_app => found.push(super::timer_without_user(name, entry.head_span())),
+            Some(Value {
+                kind: ValueKind::Str(text),
+                span,
+                ..
+            }) if literal(text) => found.extend(unknown_user(name, text, *span, declared)),
+            _ => {}
+        }
+    }
+}
+
+/// E233: a timer's user that no role makes and the host lacks.
+fn unknown_user(
+    timer: &str,
+    user: &str,
+    span: crate::source::Span,
+    declared: &[String],
+) -> Option<Diagnostic> {
+    let made = declared
+        .iter()
+        .any(|id| same_resource(id, &format!("user:{user}")));
+    if made || SYSTEM_USERS.contains(&user) || crate::names::user_problem(user).is_some() {
+        return None;
+    }
+    let known = (declared.iter())
+        .filter_map(|id| id.strip_prefix("user:"))
+        .filter(|name| literal(name))
+        .chain(SYSTEM_USERS);
+    let help = match crate::suggest::closest(user, known) {
+        _ if user == "nobody" => "`nobody` is shared by every program that runs unprivileged (systemd calls a unit run as it unsafe): make a user of its own in a role, `user NAME { system = true }`".to_string(),
+        Some(best) => format!("did you mean `{best}`? Or make `{user}` in a role: `user {user} {{ system = true }}`"),
+        None => format!("make it in a role (`user {user} {{ system = true }}`), or write `user = \"root\"` if it must run as root"),
+    };
+    Some(
+        Diagnostic::error(
+            "E233",
+            format!("timer `{timer}` runs as `{user}`, a user no role makes"),
+        )
+        .primary(span, "no such user on the host")
+        .help(help),
+    )
 }
 
 /// The ids of every resource the roles declare (`kind:label`, the label as
@@ -269,7 +348,8 @@ fn resource(entry: &Entry, open: &[&str], own: &Checker, found: &mut Vec<Diagnos
 
 /// Whether a field of a resource names a user or group on the host.
 fn is_user_field(entry: &Entry, field: &str) -> bool {
-    matches!(field, "owner" | "group") || (entry.key.text == "command" && field == "user")
+    matches!(field, "owner" | "group")
+        || (matches!(entry.key.text.as_str(), "command" | "timer") && field == "user")
 }
 
 /// E113: a user or group name a host would not take.

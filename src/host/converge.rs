@@ -122,8 +122,9 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
             name,
             every_seconds,
             command,
+            user,
         } => {
-            for (path, content) in timer_units(name, *every_seconds, command) {
+            for (path, content) in timer_units(name, *every_seconds, command, user) {
                 write_atomic(Path::new(&path), content.as_bytes(), "root", "root", "0644")?;
             }
             // One reload for the (possibly changed) units; `enable` then
@@ -421,9 +422,10 @@ pub fn remove(managed: &Managed) -> Result<String, String> {
             name,
             every_seconds,
             command,
+            user,
         } => {
             let _ = program("systemctl", &["disable", "--now", &format!("{name}.timer")]);
-            for (path, _) in timer_units(name, *every_seconds, command) {
+            for (path, _) in timer_units(name, *every_seconds, command, user) {
                 if let Some((dir, name)) = in_folder(&path)? {
                     dir.remove_file(&name)?;
                 }

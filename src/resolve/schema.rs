@@ -867,6 +867,11 @@ static TIMER: Schema = block(
     &[
         required("every", Ty::Duration(EVERY), "the interval"),
         required("command", Ty::Str, "what runs"),
+        field(
+            "user",
+            Ty::Str,
+            "run as this user: inside `each app` the app's user unless written; elsewhere required (`root` only when written)",
+        ),
         REQUIRES,
     ],
     "a systemd timer",

@@ -183,10 +183,11 @@ pub fn units(tree: &Tree, failures: &mut Vec<String>) -> usize {
                 name,
                 every_seconds,
                 command,
+                user,
             } = &resource.kind
             {
-                for (path, text) in sitec::host::assess::timer_units(name, *every_seconds, command)
-                {
+                let made = sitec::host::assess::timer_units(name, *every_seconds, command, user);
+                for (path, text) in made {
                     let file = tree.host(&host.name).join(path.trim_start_matches('/'));
                     fs::create_dir_all(file.parent().expect("in a folder")).expect("a folder");
                     fs::write(&file, text).expect("a timer's unit");
