@@ -1220,6 +1220,10 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
         "host": h.name,
         "state_dir": AGENT_STATE,
         "disks": agent_disks(fleet, host),
+        "backups": (fleet.backups.iter())
+            .filter(|b| b.to == host)
+            .map(|b| json!({ "name": b.name, "status_file": backup_status_file(&b.name) }))
+            .collect::<Vec<_>>(),
         "postgres": postgres,
         "redis": redis,
         "balancer_admin": fleet.has_role(host, "balancer").then_some(BALANCER_ADMIN),
@@ -1471,6 +1475,12 @@ pub fn generated_secrets(fleet: &Fleet) -> Vec<String> {
 pub const SNAPSHOTS_ROOT: &str = "/var/lib/sitec/snapshots";
 pub const BACKUPS_ROOT: &str = "/srv/sitec/backups";
 pub const BACKUP_CONFIG: &str = "/etc/sitec/backup";
+
+/// Where a backup host's pull writes what it holds of backup `name`: in
+/// the pull unit's state folder (root's, 0755), which the agent reads.
+pub fn backup_status_file(name: &str) -> String {
+    format!("/var/lib/sitec-backup/{name}.status.json")
+}
 /// How many snapshots a database host keeps of each backup; the backup host keeps the history.
 const SNAPSHOTS_KEPT_LOCALLY: u32 = 3;
 
@@ -1643,6 +1653,7 @@ fn pull_config(inputs: &Inputs, host: HostId, b: &Backup) -> Value {
         "destination": format!("{BACKUPS_ROOT}/{}", b.name),
         "key": format!("{BACKUP_CONFIG}/{}.key", b.name),
         "known_hosts": "/var/lib/sitec-backup/known_hosts",
+        "status": backup_status_file(&b.name),
         "sources": sources,
         "keep": b.keep,
     })

@@ -6,6 +6,9 @@
 //! - `sitec status` reports every host, the app on both runners in the
 //!   balancer's rotation, the database's primary and streaming standby, the
 //!   Redis primary and its connected replica;
+//! - once the backup host has pulled a copy, `sitec status` reports its
+//!   age and size (from the status file the pull writes; the agent cannot
+//!   read the copies), the stamp the one on the backup host;
 //! - `sitec restart blog` under continuous load through the balancer (a
 //!   load generator of its own here) fails no request, each runner drained
 //!   out of rotation and back;
@@ -45,7 +48,7 @@ const SPEC: &str = r#"use std/platform
 
 provider local { kind = local }
 
-host oplb { provider = local  address = "10.77.219.10"  roles = [balancer, logs] }
+host oplb { provider = local  address = "10.77.219.10"  roles = [balancer, logs, backup] }
 host oprun1 { provider = local  address = "10.77.219.11"  roles = [runner] }
 host oprun2 { provider = local  address = "10.77.219.12"  roles = [runner] }
 host opdb1 { provider = local  address = "10.77.219.21"  roles = [postgres, redis] }
@@ -56,6 +59,13 @@ checks { balancer_redundancy = off  replica_spread = off }
 
 database main { engine = postgres  primary = opdb1  standby = opdb2 }
 database cache { engine = redis  tier = dedicated  primary = opdb1  replica = opdb2 }
+
+backup often {
+  from = [opdb1]
+  to = oplb
+  every = 30s
+  keep { hourly = 2  daily = 1  weekly = 1  monthly = 1 }
+}
 
 app blog {
   source = "apps/blog"
@@ -275,6 +285,7 @@ fn a_fleet_is_operated_over_the_bus() -> TestResult {
     );
 
     status_reports_the_whole_fleet(&fleet)?;
+    status_reports_the_newest_backup_copy(&fleet)?;
     restart_under_load_fails_no_request(&fleet, &balancer)?;
     the_agent_may_restart_app_units_and_nothing_else(&fleet)?;
     a_second_apply_is_refused_and_a_dead_holders_lock_lapses(&fleet, &balancer)?;
@@ -362,6 +373,49 @@ fn status_reports_the_whole_fleet(fleet: &Fleet) -> TestResult {
     for part in ["oprun2", "in (", "streaming", "connected", "LOCK  free"] {
         assert!(text.contains(part), "{part}:\n{text}");
     }
+    Ok(())
+}
+
+/// The backup host pulls opdb1's snapshots every 30 s; `sitec status`
+/// reports the newest copy there, its age by the backup host's clock and
+/// its size.
+fn status_reports_the_newest_backup_copy(fleet: &Fleet) -> TestResult {
+    let mut last = Value::Null;
+    let pulled = common::eventually(Duration::from_secs(150), || {
+        let (_, doc) = fleet.status();
+        last = doc;
+        last["backups"][0]["sources"][0]["newest"].is_string()
+    });
+    assert!(pulled, "no copy reported within 150 s: {last:#}");
+    let backup = &last["backups"][0];
+    let source = &backup["sources"][0];
+    assert_eq!(
+        (
+            backup["name"].as_str(),
+            backup["host"].as_str(),
+            source["host"].as_str()
+        ),
+        (Some("often"), Some("oplb"), Some("opdb1")),
+        "{backup:#}"
+    );
+    assert_eq!(source["error"], Value::Null, "{backup:#}");
+    let age = source["age_seconds"].as_f64().unwrap_or(f64::MAX);
+    assert!((0.0..150.0).contains(&age), "{backup:#}");
+    // A Postgres cluster's files: more than a megabyte.
+    assert!(
+        source["bytes"].as_u64().unwrap_or(0) > 1_000_000,
+        "{backup:#}"
+    );
+    // The newest stamp is one the backup host holds.
+    let stamp = source["newest"].as_str().unwrap_or("?");
+    let held = text_of(&fleet.inside("oplb", "ls /srv/sitec/backups/often/opdb1"));
+    assert!(held.lines().any(|l| l == stamp), "{stamp} not in {held}");
+    let table = text_of(&fleet.sitec(&["status", SPEC_FILE]));
+    eprintln!("$ sitec status {SPEC_FILE}\n{table}");
+    assert!(
+        table.contains("often") && table.contains(" old ("),
+        "{table}"
+    );
     Ok(())
 }
 

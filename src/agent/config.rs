@@ -31,7 +31,18 @@ struct Raw {
     postgres: Vec<RawPostgres>,
     #[serde(default, rename = "redis")]
     redis: Vec<RawRedis>,
+    #[serde(default, rename = "backup")]
+    backups: Vec<RawBackup>,
     balancer: Option<RawBalancer>,
+}
+
+/// A backup this host keeps: its pull's status file (`sitec data pull`
+/// writes it, root's, readable by all).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    name: Spanned<String>,
+    status_file: Spanned<String>,
 }
 
 /// A file system whose use `status` reports.
@@ -170,6 +181,7 @@ pub struct Config {
     pub disks: Vec<Disk>,
     pub postgres: Vec<Postgres>,
     pub redis: Vec<Redis>,
+    pub backups: Vec<Backup>,
     /// The local balancer's admin listener (`HOST:PORT`), on a balancer host.
     pub balancer_admin: Option<String>,
 }
@@ -203,6 +215,13 @@ impl std::fmt::Debug for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Redis {{ name: {:?}, port: {} }}", self.name, self.port)
     }
+}
+
+/// A backup this host keeps, and where its pull says what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    pub name: String,
+    pub status_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,6 +387,15 @@ impl Raw {
                 })
             })
             .collect::<Checked<Vec<_>>>()?;
+        let backups = (self.backups.iter().enumerate())
+            .map(|(i, b)| {
+                name(&format!("backup[{i}].name"), &b.name)?;
+                Ok(Backup {
+                    name: b.name.get_ref().clone(),
+                    status_file: absolute(&format!("backup[{i}].status_file"), &b.status_file)?,
+                })
+            })
+            .collect::<Checked<Vec<_>>>()?;
         let balancer_admin = match &self.balancer {
             Some(b) if b.admin.get_ref().parse::<std::net::SocketAddr>().is_err() => {
                 return Err(problem(&b.admin, &format!("balancer.admin: `{}` is not an address; write HOST:PORT, e.g. \"127.0.0.1:9100\"", b.admin.get_ref())));
@@ -381,6 +409,7 @@ impl Raw {
             disks,
             postgres,
             redis,
+            backups,
             balancer_admin,
             control,
             heartbeat,
@@ -557,6 +586,10 @@ port = 6379
 password = "PASSWORD-never-shown"
 ca_file = "/etc/sitec/fleet-ca.pem"
 
+[[backup]]
+name = "nightly"
+status_file = "/var/lib/sitec-backup/nightly.status.json"
+
 [balancer]
 admin = "127.0.0.1:9100"
 "#;
@@ -597,6 +630,7 @@ admin = "127.0.0.1:9100"
         assert_eq!(c.balancer_admin.as_deref(), Some("127.0.0.1:9100"));
         assert_eq!((c.redis[0].name.as_str(), c.redis[0].port), ("cache", 6379));
         assert!(!format!("{c:?}").contains("never-shown"), "{c:?}");
+        assert_eq!(c.backups[0].name, "nightly");
     }
 
     /// Each broken file: the line the error must point at and a word it says.
@@ -671,7 +705,7 @@ admin = "127.0.0.1:9100"
             (
                 "admin = \"127.0.0.1:9100\"",
                 "admin = \"localhost\"",
-                42,
+                46,
                 "balancer.admin",
             ),
             (
@@ -685,6 +719,12 @@ admin = "127.0.0.1:9100"
                 "ca_file = \"etc",
                 39,
                 "redis[0].ca_file",
+            ),
+            (
+                "status_file = \"/var",
+                "status_file = \"var",
+                43,
+                "backup[0].status_file",
             ),
         ] {
             let good = good();

@@ -3,12 +3,14 @@
 //! systems that hold its logs and data, its apps' units and drains, the
 //! fleet lease it holds, each Postgres cluster's role and replication
 //! (asked of the server with `psql`), each Redis server's (`ROLE`, asked as
-//! its user `sitec-agent`, who may ask nothing else), and on a balancer host the balancer's
+//! its user `sitec-agent`, who may ask nothing else), on a backup host
+//! what each backup's last pull left (its status file, read as written:
+//! the copies themselves are root's), and on a balancer host the balancer's
 //! rotation (its admin listener's `/rotation`). A part that cannot be
 //! checked says why in its place (`error`); the rest is still reported.
 //! Nothing here is remembered from an earlier message.
 
-use super::config::{Disk, Postgres, Redis};
+use super::config::{Backup, Disk, Postgres, Redis};
 use super::resp;
 use super::Ctx;
 use serde_json::{json, Value};
@@ -44,6 +46,7 @@ pub async fn report(ctx: &Ctx) -> Value {
         "lease": ctx.leases.peek().filter(|l| l.live(now)),
         "postgres": postgres,
         "redis": redis,
+        "backups": ctx.config.backups.iter().map(backup).collect::<Vec<_>>(),
         "balancer": balancer,
     })
 }
@@ -285,6 +288,38 @@ fn parse_redis_role(role: &resp::Reply) -> Result<Value, String> {
         })),
         _ => Err(unreadable()),
     }
+}
+
+/// The most of a backup's status file read (a few hundred bytes a source).
+const BACKUP_STATUS_MAX: u64 = 256 << 10;
+
+/// What backup `b`'s last pull wrote: `{time, sources[]}` (each source's
+/// newest copy, its time and size, the pull's error), or why it cannot be
+/// read. No file yet is no error: the first pull has not finished.
+fn backup(b: &Backup) -> Value {
+    use std::io::Read;
+    let base = json!({ "name": b.name });
+    let read = || -> Result<Value, String> {
+        let unreadable = |e: &dyn std::fmt::Display| format!("{}: {e}", b.status_file.display());
+        let file = match std::fs::File::open(&b.status_file) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(json!({ "pulled": false }))
+            }
+            other => other.map_err(|e| unreadable(&e))?,
+        };
+        let mut text = Vec::new();
+        file.take(BACKUP_STATUS_MAX + 1)
+            .read_to_end(&mut text)
+            .map_err(|e| unreadable(&e))?;
+        if text.len() as u64 > BACKUP_STATUS_MAX {
+            return Err(unreadable(&format!(
+                "longer than {BACKUP_STATUS_MAX} bytes"
+            )));
+        }
+        let status: Value = serde_json::from_slice(&text).map_err(|e| unreadable(&e))?;
+        Ok(json!({ "pulled": true, "time": status["time"], "sources": status["sources"] }))
+    };
+    merge(base, read())
 }
 
 /// Adds what was found (or `error`) to `base`.

@@ -7,6 +7,9 @@
 //! travel, and copies share what did not change), then removes the copies
 //! `keep` does not keep. A copy is received as `.partial-STAMP` and renamed
 //! once whole; beside its subvolumes `pulled.json` says how much travelled.
+//! Each pull ends by writing `status` (root's folder, a 0644 file): each
+//! source's newest copy, its time and size, and the pull's error, which the
+//! host's agent reports to `sitec status` (it cannot read the copies).
 
 use super::retention;
 use super::snapshots::{self, partial_name, Snapshot};
@@ -26,6 +29,9 @@ pub struct PullConfig {
     /// The private key file (sitec's header lines before the key).
     pub key: PathBuf,
     pub known_hosts: PathBuf,
+    /// Where the pull writes what it holds (`SourceStatus`), for the agent.
+    #[serde(default)]
+    pub status: Option<PathBuf>,
     pub keep: KeepConfig,
     #[serde(rename = "source")]
     pub sources: Vec<Source>,
@@ -101,7 +107,9 @@ pub fn pull(config: &PullConfig) -> Result<Vec<String>, String> {
     write_key(&config.key, &key)?;
     let mut said = Vec::new();
     let mut failed = Vec::new();
+    let mut held = Vec::new();
     for source in &config.sources {
+        let failed_before = failed.len();
         let ssh = Ssh {
             key: &key,
             known_hosts: &config.known_hosts,
@@ -115,12 +123,74 @@ pub fn pull(config: &PullConfig) -> Result<Vec<String>, String> {
         if let Err(e) = prune(&dir, &config.keep.into()) {
             failed.push(format!("{}: pruning: {e}", source.host));
         }
+        held.push(source_status(&source.host, &dir, &failed[failed_before..]));
+    }
+    if let Some(path) = &config.status {
+        if let Err(e) = write_status(path, &config.backup, &held) {
+            failed.push(e);
+        }
     }
     if failed.is_empty() {
         Ok(said)
     } else {
         Err(format!("backup {}: {}", config.backup, failed.join("; ")))
     }
+}
+
+/// What a backup host holds of one source after a pull (the `status`
+/// file's `sources[]`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SourceStatus {
+    pub host: String,
+    /// The newest copy's stamp, and its time in Unix seconds.
+    pub newest: Option<String>,
+    pub newest_time: Option<i64>,
+    /// What the newest copy holds, in bytes (`du --apparent-size`).
+    pub newest_bytes: Option<u64>,
+    pub copies: usize,
+    /// Why this pull of the source failed, if it did.
+    pub error: Option<String>,
+}
+
+fn source_status(host: &str, dir: &Path, failed: &[String]) -> SourceStatus {
+    let (copies, newest, error) = match snapshots::list(dir) {
+        Ok(here) => (here.len(), here.last().map(|s| s.stamp.clone()), None),
+        Err(e) => (0, None, Some(e)),
+    };
+    let error = (!failed.is_empty()).then(|| failed.join("; ")).or(error);
+    SourceStatus {
+        host: host.to_string(),
+        newest_time: newest.as_deref().and_then(Stamp::parse).map(|s| s.0),
+        newest_bytes: newest
+            .as_deref()
+            .and_then(|n| snapshots::size(&dir.join(n))),
+        newest,
+        copies,
+        error,
+    }
+}
+
+/// Writes the status file whole (a temporary file renamed over it, in the
+/// same root-only folder), readable by all: it names stamps and sizes only.
+fn write_status(path: &Path, backup: &str, sources: &[SourceStatus]) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let failed = |e: &dyn std::fmt::Display| format!("cannot write {}: {e}", path.display());
+    let folder = path.parent().ok_or_else(|| failed(&"no folder"))?;
+    // The unit's StateDirectory; made here too for a pull started by hand.
+    std::fs::create_dir_all(folder).map_err(|e| failed(&e))?;
+    let text = serde_json::json!({
+        "backup": backup,
+        "time": Stamp::now().0,
+        "sources": sources,
+    })
+    .to_string();
+    let mut file = tempfile::NamedTempFile::new_in(folder).map_err(|e| failed(&e))?;
+    file.write_all(text.as_bytes()).map_err(|e| failed(&e))?;
+    (file.as_file())
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| failed(&e))?;
+    file.persist(path).map_err(|e| failed(&e))?;
+    Ok(())
 }
 
 /// Holds `DIR/.lock` until dropped; waits for whoever holds it.

@@ -61,6 +61,8 @@ pub struct Backup {
     pub name: String,
     pub from: Vec<String>,
     pub to: String,
+    /// How often it pulls.
+    pub every_seconds: u64,
 }
 
 /// What the operator's commands need of a spec.
@@ -135,6 +137,7 @@ impl Fleet {
                 name: b.name.clone(),
                 from: b.from.iter().map(|(h, _)| name(*h)).collect(),
                 to: name(b.to),
+                every_seconds: (b.every_ms / 1000).max(1),
             })
             .collect();
         Ok(Fleet {

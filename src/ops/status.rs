@@ -28,6 +28,7 @@ pub struct Report {
     pub hosts: Vec<HostReport>,
     pub apps: Vec<AppReport>,
     pub databases: Vec<DatabaseReport>,
+    pub backups: Vec<BackupReport>,
     pub lock: Option<LockReport>,
     /// What is wrong, one sentence each; empty when all is well.
     pub problems: Vec<String>,
@@ -108,6 +109,34 @@ pub struct DatabaseReport {
 }
 
 #[derive(Debug, Serialize)]
+pub struct BackupReport {
+    pub name: String,
+    /// The host that keeps the copies.
+    pub host: String,
+    pub every_seconds: u64,
+    /// Whether a pull has finished since the backup host was set up.
+    pub pulled: Option<bool>,
+    /// How long ago the last pull ended.
+    pub pulled_seconds_ago: Option<f64>,
+    pub sources: Vec<BackupSource>,
+    pub error: Option<String>,
+}
+
+/// What the backup host holds of one database host.
+#[derive(Debug, Serialize)]
+pub struct BackupSource {
+    pub host: String,
+    /// The newest copy's stamp, and its age by the backup host's clock.
+    pub newest: Option<String>,
+    pub age_seconds: Option<f64>,
+    /// What the newest copy holds.
+    pub bytes: Option<u64>,
+    pub copies: Option<u64>,
+    /// Why the last pull from it failed.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
 pub struct LockReport {
     pub who: String,
     pub from: String,
@@ -157,6 +186,9 @@ pub fn build(fleet: &Fleet, answers: &BTreeMap<String, Result<Value, String>>, n
         hosts,
         apps,
         databases,
+        backups: (fleet.backups.iter())
+            .map(|b| backup_report(b, answer(&b.to), &mut problems))
+            .collect(),
         lock: lock_report(fleet, answer),
         problems,
     }
@@ -556,6 +588,78 @@ fn postgres_replication<'a>(
     errors
 }
 
+/// A newest copy older than this many pull intervals (plus `BACKUP_SLACK`)
+/// is a problem: snapshots or pulls have stopped.
+const BACKUP_STALE_INTERVALS: f64 = 3.0;
+const BACKUP_SLACK_SECONDS: f64 = 300.0;
+
+/// What backup `b`'s host says its last pull left (`answer`: its agent's).
+fn backup_report(
+    b: &super::Backup,
+    answer: Option<&Value>,
+    problems: &mut Vec<String>,
+) -> BackupReport {
+    let mut report = BackupReport {
+        name: b.name.clone(),
+        host: b.to.clone(),
+        every_seconds: b.every_seconds,
+        pulled: None,
+        pulled_seconds_ago: None,
+        sources: Vec::new(),
+        error: None,
+    };
+    let Some(a) = answer else {
+        // Its host's own line says it is down.
+        report.error = Some(format!("{} is down", b.to));
+        return report;
+    };
+    let now = a["time"].as_f64();
+    let found = (a["backups"].as_array().into_iter().flatten()).find(|x| x["name"] == b.name);
+    let Some(found) = found else {
+        let e = format!("{}'s agent does not know it (apply the spec)", b.to);
+        problems.push(format!("backup {}: {e}", b.name));
+        report.error = Some(e);
+        return report;
+    };
+    if let Some(e) = found["error"].as_str() {
+        problems.push(format!("backup {}: {}: {e}", b.name, b.to));
+        report.error = Some(e.to_string());
+        return report;
+    }
+    report.pulled = found["pulled"].as_bool();
+    let ago = |t: Option<f64>| Some(now? - t?).map(|s| s.max(0.0));
+    report.pulled_seconds_ago = ago(found["time"].as_f64());
+    let stale = BACKUP_STALE_INTERVALS * b.every_seconds as f64 + BACKUP_SLACK_SECONDS;
+    for s in found["sources"].as_array().into_iter().flatten() {
+        let source = BackupSource {
+            host: s["host"].as_str().unwrap_or("?").to_string(),
+            newest: s["newest"].as_str().map(str::to_string),
+            age_seconds: ago(s["newest_time"].as_f64()),
+            bytes: s["newest_bytes"].as_u64(),
+            copies: s["copies"].as_u64(),
+            error: s["error"].as_str().map(str::to_string),
+        };
+        if let Some(e) = &source.error {
+            problems.push(format!(
+                "backup {}: the last pull from {} failed: {e}",
+                b.name, source.host
+            ));
+        }
+        if let Some(age) = source.age_seconds.filter(|age| *age > stale) {
+            problems.push(format!(
+                "backup {}: the newest copy of {} on {} is {} old (it pulls every {})",
+                b.name,
+                source.host,
+                b.to,
+                span(age),
+                span(b.every_seconds as f64)
+            ));
+        }
+        report.sources.push(source);
+    }
+    report
+}
+
 fn lock_report<'a>(
     fleet: &Fleet,
     answer: impl Fn(&str) -> Option<&'a Value>,
@@ -738,6 +842,48 @@ pub fn render(r: &Report) -> String {
                 d.standby.clone().unwrap_or_else(|| "-".into()),
                 replication,
             ]);
+        }
+        out.push_str(&table(&rows));
+    }
+    if !r.backups.is_empty() {
+        let _ = writeln!(out);
+        let mut rows = vec![row(&["BACKUP", "ON", "FROM", "NEWEST COPY", "SIZE"])];
+        for b in &r.backups {
+            let mut line = |from: &str, newest: String, size: String| {
+                rows.push(vec![
+                    b.name.clone(),
+                    b.host.clone(),
+                    from.to_string(),
+                    newest,
+                    size,
+                ]);
+            };
+            if let Some(e) = &b.error {
+                line("-", e.clone(), String::new());
+            } else if b.pulled == Some(false) {
+                let every = span(b.every_seconds as f64);
+                line(
+                    "-",
+                    format!("no pull has finished yet (every {every})"),
+                    String::new(),
+                );
+            }
+            for s in &b.sources {
+                let newest = match (&s.newest, s.age_seconds) {
+                    (Some(stamp), Some(age)) => format!("{} old ({stamp})", span(age)),
+                    (Some(stamp), None) => stamp.clone(),
+                    (None, _) => "no copy yet".into(),
+                };
+                let newest = match &s.error {
+                    Some(e) => format!("{newest}; last pull failed: {e}"),
+                    None => newest,
+                };
+                line(
+                    &s.host,
+                    newest,
+                    s.bytes.map_or(String::new(), |n| bytes(n as f64)),
+                );
+            }
         }
         out.push_str(&table(&rows));
     }
@@ -989,6 +1135,75 @@ mod tests {
             r.problems
                 .iter()
                 .any(|p| p.starts_with("database cache: db1: Redis refused")),
+            "{:?}",
+            r.problems
+        );
+    }
+
+    #[test]
+    fn backups_report_their_newest_copies_and_what_is_wrong() {
+        let mut fleet = fleet();
+        fleet.backups = vec![super::super::Backup {
+            name: "nightly".into(),
+            from: vec!["db1".into(), "db2".into()],
+            to: "db2".into(),
+            every_seconds: 60,
+        }];
+        let mut answers = answers();
+        let mut set = |backups: Value| {
+            if let Some(Ok(a)) = answers.get_mut("db2") {
+                a["backups"] = backups;
+            }
+            build(&fleet, &answers, 1000.0)
+        };
+        // Before the first pull: said, and no problem.
+        let r = set(json!([{"name": "nightly", "pulled": false}]));
+        assert_eq!(r.backups[0].pulled, Some(false));
+        assert!(
+            !r.problems.iter().any(|p| p.contains("backup")),
+            "{:?}",
+            r.problems
+        );
+        assert!(
+            render(&r).contains("no pull has finished yet (every 1m00s)"),
+            "{}",
+            render(&r)
+        );
+        // A fresh copy of db1, a stale one of db2 whose last pull failed.
+        let r = set(
+            json!([{"name": "nightly", "pulled": true, "time": 990, "sources": [
+            {"host": "db1", "newest": "2026-12-07T001500Z", "newest_time": 970, "newest_bytes": 2048, "copies": 3, "error": null},
+            {"host": "db2", "newest": "2026-12-06T001500Z", "newest_time": 100, "newest_bytes": 1024, "copies": 1,
+             "error": "db2 (10.0.0.4): list: Connection refused"}]}]),
+        );
+        let b = &r.backups[0];
+        assert_eq!((b.host.as_str(), b.pulled_seconds_ago), ("db2", Some(10.0)));
+        assert_eq!(
+            b.sources[0].age_seconds,
+            Some(30.0),
+            "by the backup host's clock"
+        );
+        assert_eq!(b.sources[0].bytes, Some(2048));
+        let about: Vec<&String> = r.problems.iter().filter(|p| p.contains("backup")).collect();
+        assert_eq!(about.len(), 2, "{about:?}");
+        assert!(
+            about[0].contains("the last pull from db2 failed: db2 (10.0.0.4): list"),
+            "{about:?}"
+        );
+        assert!(
+            about[1].contains("the newest copy of db2 on db2 is 15m00s old"),
+            "{about:?}"
+        );
+        let table = render(&r);
+        assert!(table.contains("30s old (2026-12-07T001500Z)"), "{table}");
+        // An agent that cannot read the file says why.
+        let r = set(
+            json!([{"name": "nightly", "error": "/var/lib/sitec-backup/nightly.status.json: Permission denied"}]),
+        );
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.starts_with("backup nightly: db2: /var/lib")),
             "{:?}",
             r.problems
         );
