@@ -4,17 +4,28 @@
 //!
 //! The unit of a restore is the server: a Postgres cluster (every database
 //! of a shared cluster goes back together) or a Redis server. The snapshot
-//! comes from the target host itself when it holds one (a reflink copy,
-//! instant on btrfs), else from wherever `sitec backups` lists it, streamed
-//! through the operator's machine (`tar` out of the snapshot, into the
-//! target): the backup host and the database host never get a key to each
-//! other. The server's current data is moved aside (`DATA.sitec-before-
-//! restore`, the previous one of those removed), never deleted, and the
-//! copy is swapped in whole. Postgres starts from the snapshot as after a
-//! power cut: it replays its WAL to the instant the snapshot was taken, so
-//! it holds every transaction committed before that instant; `pg_dumpall`
-//! then reads every row of every database. A standby of a restored primary
-//! is cloned again from it (its own data is now of another history).
+//! comes from the target host itself when it holds one, else from wherever
+//! `sitec backups` lists it, streamed through the operator's machine: the
+//! backup host and the database host never get a key to each other. The
+//! server's current data is moved aside (`DATA.sitec-before-restore`, the
+//! previous one of those removed), never deleted, and the copy is swapped
+//! in whole.
+//!
+//! Root never opens a path inside the server's folders (postgres and redis
+//! can write there, and a link planted there would lead root anywhere):
+//! root reads the snapshot (read-only, in root's folder) as a `tar` stream
+//! and stops and starts the unit; unpacking the stream into a new folder,
+//! moving the old data aside and the copy into place are the server
+//! user's own steps (`runuser`), so the files come out that user's without
+//! a `chown`, and a planted link leads only where that user may go. Even
+//! from the target's own snapshot the copy is therefore a full one, not a
+//! reflink; it is made before the server stops, so it costs no downtime.
+//!
+//! Postgres starts from the snapshot as after a power cut: it replays its
+//! WAL to the instant the snapshot was taken, so it holds every transaction
+//! committed before that instant; `pg_dumpall` then reads every row of
+//! every database. A standby of a restored primary is cloned again from it
+//! (its own data is now of another history).
 
 use super::backups::{self, Row};
 use super::bytes_words;
@@ -357,8 +368,16 @@ impl Restore<'_> {
         Ok(())
     }
 
+    /// `script` as the server's own user (from `/`, which it can enter):
+    /// one simple command, so it can end a pipe.
+    fn as_owner(&self, script: &str) -> String {
+        let script = format!("cd /; {script}");
+        format!("runuser -u {} -- sh -c {}", self.site.owner, q(&script))
+    }
+
     /// Brings the snapshot's data folder to the staging folder on the
-    /// target; the bytes it holds (or that travelled).
+    /// target; the bytes it holds there. Root only reads the snapshot; the
+    /// server's user makes the staging folder and unpacks into it.
     async fn fetch(&self, hosts: &impl Hosts) -> Result<u64, String> {
         let t = self.target_name();
         let source = format!(
@@ -367,30 +386,24 @@ impl Restore<'_> {
             self.snapshot.stamp,
             self.server.in_snapshot()
         );
-        let staging = self.staging();
-        if self.snapshot.on == t {
-            let script = format!(
-                "set -e; rm -rf {s}; cp -a --reflink=auto {src} {s}; du -s -b {s} | cut -f1",
-                s = q(&staging),
-                src = q(&source)
-            );
-            let out = hosts
-                .sh(t, &script)
-                .await?
-                .or_fail(t, "copying the snapshot")?;
-            return Ok(out.trim().parse().unwrap_or(0));
-        }
         let (parent, name) = source.rsplit_once('/').unwrap_or(("/", &source));
         let send = format!("tar -C {} -cf - {}", q(parent), q(name));
-        let receive = format!(
-            "set -e; rm -rf {s}; mkdir -p {s}; tar -C {s} --strip-components=1 -xf -",
-            s = q(&staging)
-        );
-        let (bytes, got) = hosts
-            .pipe((&self.snapshot.on, &send), (t, &receive))
-            .await?;
-        got.or_fail(t, "unpacking the snapshot")?;
-        Ok(bytes)
+        let receive = self.as_owner(&format!(
+            "set -e; rm -rf {s}; mkdir -m 0700 {s}; tar -C {s} --strip-components=1 -xpf -; du -s -b {s} | cut -f1",
+            s = q(&self.staging())
+        ));
+        let got = if self.snapshot.on == t {
+            // Both ends here; pipefail, so a failed read fails the copy.
+            let both = format!("set -eo pipefail; {send} | {receive}");
+            hosts.sh(t, &format!("bash -c {}", q(&both))).await?
+        } else {
+            hosts
+                .pipe((&self.snapshot.on, &send), (t, &receive))
+                .await?
+                .1
+        };
+        let out = got.or_fail(t, "unpacking the snapshot")?;
+        Ok(out.trim().parse().unwrap_or(0))
     }
 
     /// Stops the server, moves its data aside, puts the copy in its
@@ -418,21 +431,22 @@ impl Restore<'_> {
                 q(data)
             )
         };
-        let script = format!(
-            "set -e\n\
-             systemctl stop {unit} 2>/dev/null || true\n\
-             rm -rf {aside}\n\
-             if [ -e {data} ]; then mv {data} {aside}; echo kept; fi\n\
-             mv {staging} {data}\n\
-             cd {data} && rm -f {leftovers} && cd /\n\
-             chown -R {owner}: {data}\n\
-             chmod 0700 {data}\n\
-             {start}",
-            unit = site.unit,
+        // The swap is the server user's: `mv -T` renames, never moves
+        // into what a name points to.
+        let swap = format!(
+            "set -e; rm -rf {aside}; if [ -e {data} ] || [ -L {data} ]; then mv -T {data} {aside}; echo kept; fi; \
+             mv -T {staging} {data}; cd {data}; rm -f {leftovers}; chmod 0700 .",
             aside = q(&aside),
             data = q(data),
             staging = q(&self.staging()),
-            owner = site.owner,
+        );
+        let script = format!(
+            "set -e\n\
+             systemctl stop {unit} 2>/dev/null || true\n\
+             {swap}\n\
+             {start}",
+            unit = site.unit,
+            swap = self.as_owner(&swap),
         );
         let out = hosts
             .sh(t, &script)
@@ -533,7 +547,7 @@ impl Restore<'_> {
         // Stopped first: a standby of the old history may have taken the
         // slot already, and the copy needs it.
         let clone = format!(
-            "systemctl stop postgresql@{v}-{name} && rm -f {data}/sitec-standby && \
+            "systemctl stop postgresql@{v}-{name} && cd / && runuser -u postgres -- rm -f {data}/sitec-standby && \
              /etc/sitec/postgres/{name}-clone-standby.sh",
             v = POSTGRES_VERSION,
             data = q(&c.data_directory()),

@@ -176,10 +176,9 @@ pub fn restore_brings_back_every_committed_row(fleet: &DataFleet) {
         "dxdb1",
         "systemctl kill -s KILL postgresql@15-main; sleep 1; rm -rf /var/lib/postgresql/15/main",
     );
-    let restored = fleet.run(
-        &["restore"],
-        &["main", "--snapshot", &format!("dxdb1/{snapshot}"), "--yes"],
-    );
+    let snapshot_id = format!("dxdb1/{snapshot}");
+    a_planted_link_does_not_lead_the_restore(fleet, &snapshot_id);
+    let restored = fleet.run(&["restore"], &["main", "--snapshot", &snapshot_id, "--yes"]);
     let said = text(&restored);
     assert!(restored.status.success(), "restore: {said}");
     eprintln!("{said}");
@@ -210,6 +209,49 @@ pub fn restore_brings_back_every_committed_row(fleet: &DataFleet) {
     });
     assert!(seen.is_some(), "dxdb2 streams from the restored primary");
     fleet.sh("dxdb1", "systemctl start sitec-snapshot-often.timer");
+}
+
+/// Everything under the canary folder, with owner, mode, size and content.
+const CANARY: &str = "find /etc/sitec-canary -printf '%p %u:%g %m %s\\n' | sort; cat /etc/sitec-canary/shadow-canary";
+
+/// The postgres user is hostile: it replaces the folder that holds the
+/// cluster's data folder (its own, `/var/lib/postgresql/15`) by a link to
+/// a root-only folder holding a root-only file. A restore then must not
+/// write there (it did, as root: the snapshot's copy was unpacked into
+/// it, moved and `chown`ed there): it fails, and the folder and the file
+/// are as they were. The link is then taken away again.
+fn a_planted_link_does_not_lead_the_restore(fleet: &DataFleet, snapshot: &str) {
+    fleet.sh(
+        "dxdb1",
+        "mkdir -m 0700 /etc/sitec-canary && echo canary > /etc/sitec-canary/shadow-canary && \
+         chmod 0600 /etc/sitec-canary/shadow-canary",
+    );
+    let before = fleet.sh("dxdb1", CANARY);
+    fleet.sh(
+        "dxdb1",
+        "cd / && runuser -u postgres -- sh -c 'mv /var/lib/postgresql/15 /var/lib/postgresql/15.hidden && \
+         ln -s /etc/sitec-canary /var/lib/postgresql/15'",
+    );
+    let restored = fleet.run(&["restore"], &["main", "--snapshot", snapshot, "--yes"]);
+    let said = text(&restored);
+    let after = fleet.sh("dxdb1", CANARY);
+    fleet.sh(
+        "dxdb1",
+        "rm /var/lib/postgresql/15 && mv /var/lib/postgresql/15.hidden /var/lib/postgresql/15 && rm -r /etc/sitec-canary",
+    );
+    if after != before {
+        let first: Vec<&str> = after.lines().take(4).collect();
+        panic!(
+            "the restore wrote through postgres's link: {} entries under it now, was {}, first {first:#?}; restore said: {said}",
+            after.lines().count(),
+            before.lines().count()
+        );
+    }
+    assert!(
+        !restored.status.success(),
+        "restored through the link: {said}"
+    );
+    assert!(said.contains("Permission denied"), "{said}");
 }
 
 /// A month of copies, one every two hours, planted among dxdb1's real
