@@ -236,10 +236,11 @@ pub struct FailoverArgs {
 }
 
 /// Fences and promotes (`data::failover`), edits the spec to say so, then
-/// applies it: the apps' settings name the new primary and their servers
-/// restart on them.
+/// applies it, to the apps' hosts first: the apps' settings name the new
+/// primary and their servers restart on them; then to every host.
 pub fn failover(args: &FailoverArgs) -> ExitCode {
     let started = std::time::Instant::now();
+    crate::trace::mark(|| "failover begins".into());
     let named = args.databases.join(", ");
     let done = on_fleet(&args.spec, |fleet, sources, runtime| {
         let to = args.to.as_deref().map(|h| host(fleet, h)).transpose()?;
@@ -267,13 +268,20 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
         if !args.yes && !super::deploy::confirmed_to(&question, "fail over") {
             return Err("nothing changed".to_string());
         }
+        let mut app_hosts: Vec<String> =
+            failovers.iter().flat_map(|f| f.app_hosts(fleet)).collect();
+        app_hosts.sort();
+        app_hosts.dedup();
         let hosts: Vec<_> = failovers.iter().flat_map(|f| [f.old, f.new]).collect();
         let (done, failed, down) = runtime.block_on(async {
             let ssh = Ssh::open(fleet, &hosts, &args.spec, args.ssh.kex()).await?;
+            crate::trace::mark(|| format!("connected; {} unreachable", ssh.unreachable.len()));
             let mut say = |line: String| crate::outln!("{line}");
             let (mut done, mut failed) = (0, None);
             for failover in &failovers {
-                match failover.run(fleet, &ssh, &mut say).await {
+                let ran = failover.run(fleet, &ssh, &mut say).await;
+                crate::trace::mark(|| format!("failover of {} run", failover.names(fleet)));
+                match ran {
                     Ok(_) => done += 1,
                     Err(e) => {
                         failed = Some(e);
@@ -296,10 +304,10 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
                 Ok(()) if done > 0 => format!("{e} (the failovers before it are recorded in the spec; `sitec apply` repoints the apps)"),
                 _ => e,
             }),
-            None => Ok((recorded, down)),
+            None => Ok((recorded, down, app_hosts)),
         }
     });
-    let (recorded, down) = match done {
+    let (recorded, down, app_hosts) = match done {
         Ok(done) => done,
         Err(code) => return code,
     };
@@ -311,17 +319,38 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    crate::outln!(
-        "recorded in {}; applying it, so every app uses the new primary",
-        args.spec.display()
-    );
-    let applied = super::deploy::apply(&super::deploy::ApplyArgs {
-        target: args.spec.clone(),
-        yes: true,
-        parallel: 16,
-        ssh: SshArgs { kex: args.ssh.kex },
-        down,
-    });
+    let apply = |only: Vec<String>| {
+        super::deploy::apply(&super::deploy::ApplyArgs {
+            target: args.spec.clone(),
+            yes: true,
+            parallel: 16,
+            ssh: SshArgs { kex: args.ssh.kex },
+            down: down.clone(),
+            only,
+        })
+    };
+    // The apps first: until their settings name the new primary, their
+    // requests fail. The database hosts' own changes (configs, the new
+    // follower's copy) can take minutes and change nothing for the apps.
+    if !app_hosts.is_empty() {
+        crate::outln!(
+            "recorded in {}; applying it to the apps' hosts ({}) first, so every app uses the new primary",
+            args.spec.display(),
+            app_hosts.join(", ")
+        );
+        let repointed = apply(app_hosts);
+        crate::outln!(
+            "apps repointed {:.1} s after the failover began{}",
+            started.elapsed().as_secs_f64(),
+            if repointed == ExitCode::SUCCESS {
+                ""
+            } else {
+                " (not on every host: the apply below tries again)"
+            }
+        );
+    }
+    crate::outln!("applying {} to the whole fleet", args.spec.display());
+    let applied = apply(Vec::new());
     crate::outln!(
         "failover of {named} done in {:.1} s{}",
         started.elapsed().as_secs_f64(),

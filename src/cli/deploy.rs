@@ -45,6 +45,10 @@ pub struct ApplyArgs {
     /// not tried again (`sitec failover`'s dead primary).
     #[arg(skip)]
     pub down: Vec<(String, String)>,
+    /// Only these hosts, when any (`sitec failover` repoints the apps'
+    /// hosts first); the rest wait for a later apply.
+    #[arg(skip)]
+    pub only: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -239,10 +243,13 @@ pub fn apply(args: &ApplyArgs) -> ExitCode {
             rt.block_on(apply_saved(args, saved, around))
         }
         None => {
-            let prepared = match prepare(&args.target, args.ssh.kex()) {
+            let mut prepared = match prepare(&args.target, args.ssh.kex()) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
+            if !args.only.is_empty() {
+                prepared.hosts.retain(|h| args.only.contains(&h.name));
+            }
             let around = around(args.target.clone());
             rt.block_on(apply_spec(args, prepared, around))
         }

@@ -18,6 +18,11 @@
 //! 2. Promote the follower (`pg_ctlcluster promote`, `REPLICAOF NO ONE`)
 //!    and wait until it takes writes.
 //!
+//! The CLI then applies the edited spec to the apps' hosts alone
+//! ([`Failover::app_hosts`]: their settings name the new primary, and
+//! every moment they name the old one fails their requests), then to the
+//! whole fleet (the database hosts' configs, the new follower's copy).
+//!
 //! Writes lost: with the old primary reachable, none; with it dead, what
 //! it had committed and not yet streamed (asynchronous replication).
 
@@ -127,6 +132,24 @@ impl Failover {
             report.promote_seconds
         ));
         Ok(report)
+    }
+
+    /// The hosts of the apps that use any of its databases, by name:
+    /// their settings name the primary, so they are repointed first.
+    pub fn app_hosts(&self, fleet: &Fleet) -> Vec<String> {
+        let mut hosts: Vec<String> = (0..fleet.apps.len())
+            .filter(|a| {
+                (fleet.apps[*a].bindings.iter()).any(|b| self.databases.contains(&b.database))
+            })
+            .flat_map(|a| {
+                fleet.placement[a]
+                    .iter()
+                    .map(|h| fleet.hosts[*h].name.clone())
+            })
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
     }
 
     /// The databases it moves, by name: `main` or `main, notes`.

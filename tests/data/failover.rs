@@ -9,6 +9,9 @@ use crate::harness::{self, wait_for, DataFleet};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+/// The failover prints where its time goes (`[+12.345s] what` on stderr).
+const TRACED: &[(&str, &str)] = &[("SITEC_TRACE", "1")];
+
 /// Where the writer and the page loader log on dxrun.
 const WRITES: &str = "/root/failover-writes.log";
 const PAGES: &str = "/root/failover-pages.log";
@@ -135,7 +138,7 @@ pub fn a_dead_primary_host_fails_over_and_rejoins(fleet: &DataFleet) {
     let link = fleet.outer_link("dxdb1");
     let cut_at = now(fleet);
     harness::set_link(&link, false);
-    let out = fleet.run(&["failover"], &["main", "cache", "--yes"]);
+    let out = fleet.run_with(&["failover"], &["main", "cache", "--yes"], TRACED);
     let said = harness::text(&out);
     harness::set_link(&link, true);
     eprintln!("sitec failover with dxdb1 cut off:\n{said}");
@@ -144,8 +147,10 @@ pub fn a_dead_primary_host_fails_over_and_rejoins(fleet: &DataFleet) {
         "{said}"
     );
     assert!(said.contains("promoted dxdb2"), "{said}");
-    // The apply that follows does not wait for dxdb1 a second time.
+    // The apply that follows does not wait for dxdb1 a second time, and
+    // repoints the apps' host before the others.
     assert!(said.contains("did not answer the failover"), "{said}");
+    assert!(said.contains("apps repointed"), "{said}");
     assert!(
         database_line(fleet, "main").contains("primary = dxdb2  standby = dxdb1"),
         "{}",
@@ -206,7 +211,7 @@ pub fn a_dead_primary_host_fails_over_and_rejoins(fleet: &DataFleet) {
 /// dxdb2 its standby in the same run: no acknowledged write is lost.
 pub fn a_planned_failover_loses_no_write(fleet: &DataFleet) {
     let started = now(fleet);
-    let out = fleet.run(&["failover"], &["main", "--yes"]);
+    let out = fleet.run_with(&["failover"], &["main", "--yes"], TRACED);
     let said = harness::text(&out);
     eprintln!("sitec failover with both hosts up:\n{said}");
     assert!(out.status.success(), "{said}");

@@ -72,10 +72,17 @@ impl DataFleet {
 
     /// `sitec WORDS... SPEC REST...`.
     pub fn run(&self, words: &[&str], rest: &[&str]) -> Output {
+        self.run_with(words, rest, &[])
+    }
+
+    /// [`DataFleet::run`] with more environment (`SITEC_TRACE` for the
+    /// failover, whose marks say where its time goes).
+    pub fn run_with(&self, words: &[&str], rest: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_sitec"))
             .args(words)
             .arg(&self.spec)
             .args(rest)
+            .envs(env.iter().copied())
             .env("SITEC_CACHE", repo().join("target/sitec-test-cache"))
             .stdin(Stdio::null())
             .output()
