@@ -117,9 +117,11 @@ pub fn sharing(template: &'static str, inputs: &Inputs, host: HostId, scope: &Sc
         };
     };
     match template {
-        "runner/gunicorn.conf.py" | "systemd/gunicorn.service" | "runner/logrotate" => {
-            Sharing::by(template, Some(app), None)
-        }
+        "runner/gunicorn.conf.py"
+        | "systemd/gunicorn.service"
+        | "runner/logrotate"
+        | "systemd/app-run.socket"
+        | "systemd/app-run.service" => Sharing::by(template, Some(app), None),
         "systemd/celery-worker.service" if scope.worker.is_some() => {
             Sharing::by(template, Some(app), scope.worker)
         }
@@ -171,6 +173,8 @@ pub fn build(
         "runner/environment" => environment(inputs, host, need_app()?),
         "runner/manage.sh" => plain(manage_script(inputs, need_app()?)),
         "systemd/gunicorn.service" => plain(gunicorn_service(inputs, need_app()?)),
+        "systemd/app-run.socket" => plain(run_socket_unit(inputs, need_app()?)),
+        "systemd/app-run.service" => plain(run_service_unit(inputs, need_app()?)),
         "runner/logrotate" => plain(app_logrotate(inputs, need_app()?)),
         "systemd/celery-worker.service" => {
             let worker = scope
@@ -892,6 +896,47 @@ fn gunicorn_service(inputs: &Inputs, app: AppId) -> Value {
     })
 }
 
+/// Where the agent opens `sitec run`'s sessions of an app (systemd makes
+/// the folder, root's; the socket is the agent's alone).
+fn run_socket(app: &str) -> String {
+    format!("/run/sitec-run/{app}.sock")
+}
+
+/// The socket unit of `sitec run`'s sessions: the agent's to connect to.
+fn run_socket_unit(inputs: &Inputs, app: AppId) -> Value {
+    let a = &inputs.fleet.apps[app];
+    json!({
+        "origin": spec_file(inputs, a.span),
+        "app": a.name,
+        "socket": run_socket(&a.name),
+        "service_prefix": format!("{APP_UNIT_PREFIX}{}-run", a.name),
+        "user": app_user(&a.name),
+        "agent_user": AGENT_GROUP,
+        "sessions": crate::agent::RUN_SESSIONS,
+        "max_connections": crate::agent::RUN_SESSIONS + 4,
+    })
+}
+
+/// A `sitec run` session's unit: the app's user, release, environment and
+/// writable paths, as its server has them (`gunicorn_service`).
+fn run_service_unit(inputs: &Inputs, app: AppId) -> Value {
+    let server = gunicorn_service(inputs, app);
+    let a = &inputs.fleet.apps[app];
+    json!({
+        "origin": server["origin"],
+        "app": a.name,
+        "user": server["user"],
+        "group": server["group"],
+        "release_dir": server["release_dir"],
+        "venv": server["venv"],
+        "environment_file": server["environment_file"],
+        "app_log_dir": server["app_log_dir"],
+        "writable_paths": server["writable_paths"],
+        "socket_unit": format!("{APP_UNIT_PREFIX}{}-run.socket", a.name),
+        "sitec_binary": SITEC_BINARY,
+    })
+}
+
 /// A command line as systemd's `ExecStart=` passes it on as written: its
 /// `%` specifiers, `$` variables and backslash escapes are written out,
 /// so the program gets the words of the spec (split at blanks, with
@@ -1176,6 +1221,7 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
             "workers": workers,
             "socket": gunicorn_bind(&a.name).trim_start_matches("unix:"),
             "domain": probe_domain(&a.domains),
+            "run_socket": run_socket(&a.name),
         }));
         // Who writes each file: systemd (as root) appends gunicorn's output;
         // nginx's are www-data's (made so before nginx opens them, and so

@@ -746,9 +746,13 @@ impl Expander<'_, '_> {
 }
 
 /// The file name of a service's unit: `NAME.service`, or `NAME` as it is
-/// when it ends in `.service` or `.timer` or holds an `@`.
+/// when it ends in `.service`, `.timer` or `.socket` or holds an `@`.
 fn unit_name(name: &str) -> String {
-    if name.contains('@') || name.ends_with(".service") || name.ends_with(".timer") {
+    if name.contains('@')
+        || [".service", ".timer", ".socket"]
+            .iter()
+            .any(|s| name.ends_with(s))
+    {
         name.to_string()
     } else {
         format!("{name}.service")

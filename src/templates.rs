@@ -122,6 +122,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/runner/nginx-app.conf.hbs"),
     ),
     (
+        "systemd/app-run.service",
+        include_str!("../templates/systemd/app-run.service.hbs"),
+    ),
+    (
+        "systemd/app-run.socket",
+        include_str!("../templates/systemd/app-run.socket.hbs"),
+    ),
+    (
         "systemd/celery-worker.service",
         include_str!("../templates/systemd/celery-worker.service.hbs"),
     ),
@@ -164,6 +172,8 @@ pub fn needs(name: &str) -> Option<&'static str> {
         | "runner/manage.sh"
         | "django/sitec_settings.py"
         | "systemd/gunicorn.service"
+        | "systemd/app-run.socket"
+        | "systemd/app-run.service"
         | "balancer/tls.pem"
         | "balancer/tls.key" => "app",
         "systemd/celery-worker.service" => "worker",

@@ -16,6 +16,10 @@
 //!   with the holder named; the lock of a holder killed with SIGKILL
 //!   lapses on its own, and the next command on the holder's machine takes
 //!   it over at once;
+//! - `sitec run` runs commands on a runner as the app's user (`ops/run.rs`):
+//!   manage.py with the app's settings, exit codes, stdout and stderr apart,
+//!   a megabyte of input intact, a terminal under `script`, Ctrl-C, and a
+//!   run socket no one but the agent can open;
 //! - with a host stopped, `sitec status` says it is down (and since when a
 //!   balancer last heard it) within 3 s, exits 1, and still reports the rest.
 //!
@@ -26,6 +30,8 @@
 //! the next run's `take_down_leftover_fleet`.
 
 mod common;
+#[path = "ops/run.rs"]
+mod run;
 
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -289,6 +295,7 @@ fn a_fleet_is_operated_over_the_bus() -> TestResult {
     restart_under_load_fails_no_request(&fleet, &balancer)?;
     the_agent_may_restart_app_units_and_nothing_else(&fleet)?;
     a_second_apply_is_refused_and_a_dead_holders_lock_lapses(&fleet, &balancer)?;
+    run::commands_run_as_the_app_over_the_bus(&fleet)?;
     a_stopped_host_is_reported_down(&fleet)?;
     Ok(())
 }

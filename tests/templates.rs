@@ -74,7 +74,9 @@ fn checker(template: &str) -> Option<Checker> {
     if template.starts_with("runner/nginx") {
         Some(Checker::Nginx)
     } else if (template.starts_with("systemd/") || template.starts_with("backup/"))
-        && (template.ends_with(".service") || template.ends_with(".timer"))
+        && [".service", ".timer", ".socket"]
+            .iter()
+            .any(|s| template.ends_with(s))
     {
         Some(Checker::Systemd)
     } else if template.ends_with(".sh") {
@@ -382,7 +384,22 @@ fn systemd_analyze_verify_accepts_every_unit() {
             .expect("template file name");
         let unit = dir.join(name);
         fs::write(&unit, text).map_err(|e| e.to_string())?;
-        common::verify_units(&[unit])
+        let mut units = vec![unit];
+        // A socket that accepts connections starts its service's template
+        // (`X.socket` -> `X@.service`), rendered from the same-named sample.
+        if let Some(stem) = sample.template.strip_suffix(".socket") {
+            let service = samples(&format!("{stem}.service"))
+                .into_iter()
+                .find(|s| s.name == sample.name)
+                .ok_or_else(|| format!("no sample {stem}.service/{}.json", sample.name))?;
+            let (_, text) = render_relocated(&service, dir)?;
+            common::stub_unit_programs(&text, dir)?;
+            let file_name = Path::new(stem).file_name().expect("stem");
+            let template = dir.join(format!("{}@.service", file_name.to_string_lossy()));
+            fs::write(&template, text).map_err(|e| e.to_string())?;
+            units.push(template);
+        }
+        common::verify_units(&units)
     });
 }
 

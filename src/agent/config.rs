@@ -146,6 +146,9 @@ struct RawApp {
     socket: Option<Spanned<String>>,
     /// The Host header of that question (one of the app's domains).
     domain: Option<Spanned<String>>,
+    /// `sitec run`'s socket: systemd starts a session as the app's user
+    /// for each connection (`agent::run`).
+    run_socket: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,6 +254,8 @@ pub struct App {
     pub socket: Option<PathBuf>,
     /// The Host header that question carries.
     pub domain: Option<String>,
+    /// Where `sitec run` opens a session as the app's user.
+    pub run_socket: Option<PathBuf>,
 }
 
 impl App {
@@ -449,11 +454,16 @@ impl RawApp {
             Some(s) => Some(absolute(&format!("app[{i}].socket"), s)?),
             None => None,
         };
+        let run_socket = match &self.run_socket {
+            Some(s) => Some(absolute(&format!("app[{i}].run_socket"), s)?),
+            None => None,
+        };
         Ok(App {
             name: self.name.into_inner(),
             service: self.service.into_inner(),
             workers: self.workers.into_iter().map(Spanned::into_inner).collect(),
             socket,
+            run_socket,
             domain: self.domain.map(Spanned::into_inner),
         })
     }

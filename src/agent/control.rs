@@ -15,7 +15,10 @@
 //!   heartbeat;
 //! - `rotation`: on a balancer host, the balancer's rotation;
 //! - `restart` (an app's `web` service or its `workers`) and `probe` (ask
-//!   the app until it answers), `services`.
+//!   the app until it answers), `services`;
+//! - `run`: a command in an app's release as its user (`run`), answered
+//!   as a stream for as long as it runs, and the messages that steer it
+//!   (`input`, `eof`, `resize`, `signal`, `alive`, with its `session`).
 //!
 //! Anything else (not JSON, no `op`, an op the agent does not know) gets
 //! `{"ok": false, "error": ...}`: a peer can never stop the agent. Answers
@@ -58,6 +61,15 @@ pub async fn run(mut incoming: mpsc::Receiver<Incoming>, outbox: Outbox, ctx: Ar
                 continue;
             }
         };
+        let op = body.get("op").and_then(Value::as_str).unwrap_or("");
+        if super::run::SESSION_OPS.contains(&op) {
+            let responder = request.responder;
+            let ack = Box::new(move |answer| {
+                let _ = responder.send(answer);
+            });
+            super::run::message(&ctx, op, &body, ack);
+            continue;
+        }
         // What takes no time is answered at once, even while the tasks are full.
         if let Some(answer) = quick(&ctx, &body) {
             let _ = request.responder.send(answer);
@@ -70,6 +82,14 @@ pub async fn run(mut incoming: mpsc::Receiver<Incoming>, outbox: Outbox, ctx: Ar
             continue;
         };
         let ctx = ctx.clone();
+        if op == "run" {
+            // A session answers for as long as it runs, holding its permit.
+            tokio::spawn(async move {
+                super::run::serve(ctx, body, request.responder).await;
+                drop(permit);
+            });
+            continue;
+        }
         tokio::spawn(async move {
             let answer = answer(&ctx, &body).await;
             // false: the client does not read its answers (counted by the pump).
@@ -113,7 +133,7 @@ pub async fn answer(ctx: &Ctx, request: &Value) -> Value {
             "balancer": super::status::rotation(ctx.config.balancer_admin.as_deref()).await,
         }),
         Some(other) => error(&format!(
-            "unknown op `{other}`; the agent answers ping, status, lease, drain, undrain, rotation, restart and probe"
+            "unknown op `{other}`; the agent answers ping, status, lease, drain, undrain, rotation, restart, probe and run"
         )),
         None => error("the request has no `op`; send e.g. {\"op\": \"status\"}"),
     }

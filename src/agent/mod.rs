@@ -11,7 +11,8 @@
 //!   (`bus.operator`) and nobody else: `ping`, `status` (`status`: the
 //!   host's load, memory, disks, apps, databases, its balancer's rotation),
 //!   the fleet lock's lease (`lease`, kept in `state_dir`), drains
-//!   (`drain`);
+//!   (`drain`), `sitec run`'s sessions (`run`: each one a `sitec session`
+//!   that systemd starts as the app's user, `session`);
 //! - `follow` + `ship`: the files in `[[log]]`, followed like `tail -F` and
 //!   pushed line by line to every collector in `bus.log_collectors`, each
 //!   of which must prove its key;
@@ -34,7 +35,11 @@ mod follow;
 mod heartbeat;
 pub mod lease;
 mod resp;
+mod run;
+/// `sitec run`'s sessions one agent runs at once.
+pub const RUN_SESSIONS: usize = run::SESSIONS;
 mod services;
+pub mod session;
 mod ship;
 mod status;
 mod units;
@@ -53,6 +58,8 @@ pub struct Ctx {
     pub beat_now: tokio::sync::Notify,
     /// The fleet lock's lease on this host, in `state_dir`.
     pub leases: lease::Store,
+    /// `sitec run`'s sessions open on this host.
+    pub sessions: run::Sessions,
 }
 
 #[cfg(test)]
@@ -65,7 +72,8 @@ impl Ctx {
         let text = format!(
             "host = \"run1\"\nstate_dir = \"{}\"\n[bus]\ncontrol = \"tcp://127.0.0.1:1\"\n\
              heartbeat = \"tcp://127.0.0.1:2\"\nkey_file = \"/k\"\noperator = \"{key}\"\n\
-             [[app]]\nname = \"blog\"\nservice = \"sitec-app-blog.service\"\n",
+             [[app]]\nname = \"blog\"\nservice = \"sitec-app-blog.service\"\n\
+             run_socket = \"/run/sitec-run/blog.sock\"\n",
             dir.path().display()
         );
         let config = Config::parse(&text).expect("config");
@@ -78,6 +86,7 @@ impl Ctx {
             drains: drain::Drains::default(),
             beat_now: tokio::sync::Notify::new(),
             leases,
+            sessions: run::Sessions::default(),
         };
         (ctx, dir)
     }
@@ -207,6 +216,7 @@ async fn serve(config: Config) -> Result<(), String> {
         apps,
         drains: drain::Drains::default(),
         beat_now: tokio::sync::Notify::new(),
+        sessions: run::Sessions::default(),
     });
     parts.spawn(heartbeat::run(beats, ctx.clone(), states));
     parts.spawn(control::run(incoming, answers, ctx.clone()));

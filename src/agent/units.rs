@@ -128,6 +128,7 @@ mod tests {
             workers: vec!["sitec-app-blog-worker-celery.service".into()],
             socket: None,
             domain: None,
+            run_socket: None,
         }]
     }
 

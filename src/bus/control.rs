@@ -164,9 +164,12 @@ impl Client {
                 return Ok(None);
             }
             let ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX).max(1);
-            self.socket
-                .poll(zmq::POLLIN, ms)
-                .map_err(|e| e.to_string())?;
+            match self.socket.poll(zmq::POLLIN, ms) {
+                // A signal this process handles (`sitec run` passes Ctrl-C
+                // on) interrupted the wait: wait again.
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(e.to_string()),
+            }
         }
     }
 
@@ -176,7 +179,7 @@ impl Client {
         loop {
             let frames = match self.socket.recv_multipart(zmq::DONTWAIT) {
                 Ok(frames) => frames,
-                Err(zmq::Error::EAGAIN) => return Ok(None),
+                Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => return Ok(None),
                 Err(e) => return Err(format!("cannot read from {}: {e}", self.endpoint)),
             };
             let answer = frames

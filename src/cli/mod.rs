@@ -59,6 +59,9 @@ pub enum Command {
     Status(ops::StatusArgs),
     /// Restart an app runner by runner, each drained out of every balancer's rotation first
     Restart(ops::RestartArgs),
+    /// Run a command (`python manage.py shell`) on an app's runner as the app's user, in its release,
+    /// virtualenv and environment, on a terminal when this is one
+    Run(ops::RunArgs),
     /// Break the fleet lock (apply, restart, run --lock and data operations take it), saying whose it was
     Unlock(ops::UnlockArgs),
     /// Make a database's standby (or Redis replica) its primary: fence the old one, promote, repoint the apps
@@ -73,6 +76,9 @@ pub enum Command {
     /// Internal: what the backup timers and keys run on the hosts
     #[command(hide = true)]
     Data(crate::data::Args),
+    /// Internal: one `sitec run` session, as the app's user, on the connection systemd hands it
+    #[command(hide = true)]
+    Session,
 }
 
 #[derive(Args, Debug)]
@@ -221,6 +227,8 @@ pub fn main() -> ExitCode {
         Command::Restore(args) => data::restore(&args),
         Command::Status(args) => ops::status(&args),
         Command::Restart(args) => ops::restart(&args),
+        Command::Run(args) => ops::run(&args),
+        Command::Session => crate::agent::session::run(),
         Command::Unlock(args) => ops::unlock(&args),
         Command::Failover(args) => data::failover(&args),
     };
@@ -235,7 +243,8 @@ pub fn main() -> ExitCode {
 /// restart and unlock talk to ssh and to hosts mid-change, where dying of a
 /// signal would skip the error handling that leaves a host in a known state
 /// (they print through `stdio`, which drops a closed stream and goes on);
-/// lsp's editor is its only reader.
+/// run hangs up its remote command instead (`ops::run`); lsp's editor is
+/// its only reader.
 fn writes_only_its_output(command: &Command) -> bool {
     matches!(
         command,

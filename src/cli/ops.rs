@@ -1,4 +1,4 @@
-//! `sitec status`, `sitec restart` and `sitec unlock`: read the spec's
+//! `sitec status`, `sitec restart`, `sitec run` and `sitec unlock`: read the spec's
 //! fleet and keys, then hand over to `ops`. Glue only.
 
 use crate::ops::{self, lock::Lock, Fleet};
@@ -40,6 +40,38 @@ pub struct RestartArgs {
     /// Only this runner
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  sitec run examples/quickstart.site blog -- python manage.py shell\n  \
+sitec run examples/quickstart.site blog -- python manage.py shell -c 'print(6*7)'\n  \
+sitec run examples/quickstart.site blog --host run2 --lock -- python manage.py migrate\n\n\
+The command runs on the app's leader (its first runner) unless --host names another, as the\n\
+app's user, in its live release with its virtualenv first on PATH and its environment\n\
+(DJANGO_SETTINGS_MODULE, DATABASE_URL...), sandboxed as its server is. On a terminal it gets\n\
+one (Ctrl-C and the window's size reach it); otherwise stdout and stderr stay apart.\n\n\
+Exit status: the command's (128 + N when signal N ended it), 255 when it could not be run."
+)]
+pub struct RunArgs {
+    /// The spec
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// The app
+    #[arg(value_name = "APP")]
+    pub app: String,
+    /// A runner of the app other than its leader
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Hold the fleet lock while the command runs (no apply or restart meanwhile)
+    #[arg(long)]
+    pub lock: bool,
+    /// No terminal, even on one: stdout and stderr apart, stdin's end passed on
+    #[arg(long, short = 'T')]
+    pub no_tty: bool,
+    /// The command and its arguments (after `--`)
+    #[arg(value_name = "COMMAND", required = true, last = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -141,6 +173,43 @@ pub fn restart(args: &RestartArgs) -> ExitCode {
         ))
     });
     printed(result)
+}
+
+pub fn run(args: &RunArgs) -> ExitCode {
+    let result = load(&args.spec).and_then(|fleet| {
+        ops::run::runner(&fleet, &args.app, args.host.as_deref())?;
+        let agents = fleet.agents()?;
+        let lock = if args.lock {
+            let what = format!("run {} -- {}", args.app, args.command.join(" "));
+            let lock = Lock::take(&fleet, &agents, &what).map_err(|e| e.to_string())?;
+            if let Some(whose) = &lock.taken_over {
+                crate::errln!("note: took over the fleet lock of {whose}: that process is gone");
+            }
+            Some(lock)
+        } else {
+            None
+        };
+        let tty = !args.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        let code = ops::run::run(
+            &fleet,
+            &agents,
+            &ops::run::Invocation {
+                app: &args.app,
+                host: args.host.as_deref(),
+                argv: &args.command,
+                tty,
+            },
+        );
+        drop(lock);
+        code
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            crate::errln!("error: {e}");
+            ExitCode::from(255)
+        }
+    }
 }
 
 pub fn unlock(args: &UnlockArgs) -> ExitCode {

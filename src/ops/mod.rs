@@ -1,5 +1,6 @@
 //! Operating a running fleet from the operator's machine, over the bus:
 //! `sitec status` (`status`), `sitec restart` (`restart`, with `drain`),
+//! `sitec run` (`run`),
 //! `sitec unlock` and the fleet lock every changing command takes
 //! (`lock`). Every command reaches the hosts' agents through
 //! `bus::control` with the operator's key (`bus.operator` in the spec's
@@ -14,6 +15,7 @@
 pub mod drain;
 pub mod lock;
 pub mod restart;
+pub mod run;
 pub mod status;
 
 use crate::bus::control::{self, Client};
