@@ -140,8 +140,27 @@ pub fn allowed_signal(number: u8) -> Option<rustix::process::Signal> {
     .find(|s| s.as_raw() == i32::from(number))
 }
 
+/// Gives the signals a terminal's user sends (INT, QUIT, HUP, TERM) their
+/// default action back, for this process and so for the commands it runs:
+/// an ignored signal stays ignored through exec, and a process started
+/// from a shell that ignored them (a background job ignores SIGINT and
+/// SIGQUIT) would hand that on, so Ctrl-C would stop nothing. systemd
+/// starts services with the defaults; this makes sure of it. (SIGPIPE's
+/// default is restored in every child by std's `Command`.)
+#[allow(unsafe_code)]
+pub fn default_signals() {
+    for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTERM] {
+        // SAFETY: `signal` with SIG_DFL installs no handler (no code runs in
+        // signal context).
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+    }
+}
+
 /// `sitec session`: serves one connection on standard input and output.
 pub fn run() -> ExitCode {
+    default_signals();
     let result = (|| -> io::Result<()> {
         let input = io::stdin().as_fd().try_clone_to_owned()?;
         let output = io::stdout().as_fd().try_clone_to_owned()?;
@@ -354,6 +373,9 @@ mod tests {
 
     /// A session on one end of a socket pair; the test is the agent.
     fn session() -> (UnixStream, std::thread::JoinHandle<io::Result<()>>) {
+        // As `run` does: under a shell's background job, the test's own
+        // SIGINT is ignored and would be handed on to the commands.
+        default_signals();
         let (agent, here) = UnixStream::pair().expect("pair");
         let input = std::fs::File::from(OwnedFd::from(here.try_clone().expect("clone")));
         let output = std::fs::File::from(OwnedFd::from(here));
