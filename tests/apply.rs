@@ -535,6 +535,10 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
     let first = fleet.apply();
     assert!(first.status.success(), "first apply: {}", text_of(&first));
     let lb = fleet.address("lb1");
+    // The balancer takes the runner into rotation once it hears the
+    // runner's agent (heartbeats every second), which may be just after
+    // the apply returns.
+    serves(&lb, "Hello from a runner");
     let page = get(&lb, "blog.localhost", "/")?;
     assert!(
         page.contains("Hello from sitec") && page.contains("Hello from a runner"),
