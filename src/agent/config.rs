@@ -394,7 +394,7 @@ impl Raw {
             .collect::<Checked<Vec<_>>>()?;
         let backups = (self.backups.iter().enumerate())
             .map(|(i, b)| {
-                name(&format!("backup[{i}].name"), &b.name)?;
+                label(&format!("backup[{i}].name"), &b.name)?;
                 Ok(Backup {
                     name: b.name.get_ref().clone(),
                     status_file: absolute(&format!("backup[{i}].status_file"), &b.status_file)?,
@@ -479,6 +479,22 @@ fn name(key: &str, value: &Spanned<String>) -> Checked<()> {
     match crate::names::fleet_name_problem(v, crate::names::HOST_NAME_LONGEST) {
         None => Ok(()),
         Some(_) => Err(problem(value, &format!("{key}: `{v}` is not a name; names are lowercase letters, digits, `_` and `-`, starting with a letter, e.g. \"run1\""))),
+    }
+}
+
+/// A name the spec gives something other than a host (a backup's): the
+/// language's identifiers, capitals included (`backup Nightly`); shown in
+/// reports, never part of a path.
+fn label(key: &str, value: &Spanned<String>) -> Checked<()> {
+    let v = value.get_ref();
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(problem(value, &format!("{key}: `{v}` is not a name; write the spec's name for it (letters, digits, `_` and `-`)")))
     }
 }
 
