@@ -98,6 +98,23 @@ pub fn commands_run_as_the_app_over_the_bus(fleet: &Fleet) -> TestResult {
     Ok(())
 }
 
+/// `child`'s exit status, polled until `limit`; past it the test fails
+/// with `why`.
+fn ended_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+    why: &str,
+) -> std::io::Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        assert!(Instant::now() < deadline, "{why}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `sitec run ... -- yes | head -1`: the endless command is hung up once
 /// sitec's reader goes, and its status comes back.
 fn a_reader_that_goes_hangs_the_command_up(fleet: &Fleet) -> TestResult {
@@ -111,17 +128,11 @@ fn a_reader_that_goes_hangs_the_command_up(fleet: &Fleet) -> TestResult {
     stdout.read_exact(&mut first)?;
     assert_eq!(&first, b"y\n");
     drop(stdout);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sitec run went on after its reader went"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = ended_within(
+        &mut child,
+        Duration::from_secs(30),
+        "sitec run went on after its reader went",
+    )?;
     assert_eq!(status.code(), Some(129), "hung up there: 128 + 1");
     Ok(())
 }
@@ -167,17 +178,11 @@ fn ctrl_c_stops_a_long_command(fleet: &Fleet) -> TestResult {
     assert_eq!(&seen, b"started\n");
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::INT)?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sitec run did not end after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = ended_within(
+        &mut child,
+        Duration::from_secs(20),
+        "sitec run did not end after Ctrl-C",
+    )?;
     let mut err = String::new();
     child
         .stderr
