@@ -299,6 +299,22 @@ pub fn release_dir(app: &str) -> String {
     format!("{APPS_ROOT}/{app}/current")
 }
 
+/// Where sitec's settings module lives: outside the releases, so a
+/// settings change reaches the live release and a rollback keeps it.
+pub fn settings_dir(app: &str) -> String {
+    format!("/etc/sitec/apps/{app}/python")
+}
+
+/// The Python statement that imports the app's WSGI callable
+/// (`from blog.wsgi import application`): a new release must run it.
+pub fn wsgi_import(app: &crate::model::App) -> String {
+    let (module, callable) = app
+        .wsgi
+        .split_once(':')
+        .unwrap_or((&app.wsgi, "application"));
+    format!("from {module} import {callable}")
+}
+
 fn venv(app: &str) -> String {
     format!("{APPS_ROOT}/{app}/venv")
 }
@@ -618,6 +634,7 @@ fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, S
         "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
         "static_url": first_static.map_or("/static/", |s| s.url.as_str()),
         "static_root": format!("{release}/{}", static_dir(a)),
+        "release_dir": release,
         "databases": databases,
         "caches": caches,
         "ca_file": crate::fleet_ca::CA_FILE,
@@ -803,6 +820,7 @@ fn python_path(inputs: &Inputs, app: AppId) -> String {
             path.push(entry);
         }
     }
+    path.push(settings_dir(&inputs.fleet.apps[app].name));
     path.join(":")
 }
 

@@ -331,6 +331,8 @@ impl Expander<'_, '_> {
             "app.build_packages" => app?.build_packages.join(" "),
             "app.asgi_server" => context::asgi_server_packages(fleet, scope.app?).join(" "),
             "app.static_dir" => context::static_dir(app?),
+            "app.releases" => app?.releases.to_string(),
+            "app.wsgi_import" => context::wsgi_import(app?),
             "worker" => app?.workers.get(scope.worker?)?.name.clone(),
             "cluster" => scope.cluster.as_ref()?.name.clone(),
             "cluster.version" => {
@@ -454,6 +456,12 @@ impl Expander<'_, '_> {
                 path: key,
                 source: self.string(entry, "source", scope).unwrap_or_default(),
                 owner,
+                keep: (self.string(entry, "keep", scope))
+                    .and_then(|k| k.parse().ok())
+                    .unwrap_or(crate::model::DEFAULT_RELEASES),
+                check: self.string(entry, "check", scope),
+                user: self.string(entry, "user", scope),
+                output: self.string(entry, "output", scope),
             },
             "command" => Kind::Command {
                 name: key,
@@ -762,7 +770,7 @@ fn unit_name(name: &str) -> String {
 /// The values a role's strings may name as `{name}`, and the `each` scopes
 /// that give each one (none: every host has it). `Expander::variable` fills
 /// them in; `lint` checks them without a host.
-pub const VALUES: [(&str, &[&str]); 19] = [
+pub const VALUES: [(&str, &[&str]); 21] = [
     ("host", &[]),
     ("host.address", &[]),
     ("app", APP_SCOPES),
@@ -775,6 +783,8 @@ pub const VALUES: [(&str, &[&str]); 19] = [
     ("app.build_packages", APP_SCOPES),
     ("app.asgi_server", APP_SCOPES),
     ("app.static_dir", APP_SCOPES),
+    ("app.releases", APP_SCOPES),
+    ("app.wsgi_import", APP_SCOPES),
     ("worker", &["worker"]),
     ("cluster", CLUSTER_SCOPES),
     ("cluster.version", CLUSTER_SCOPES),

@@ -23,12 +23,19 @@ pub fn path_for(spec: &Path) -> PathBuf {
 /// Reads the override file beside `spec` (none is fine).
 pub fn load(spec: &Path) -> Result<Vec<Override>, String> {
     let path = path_for(spec);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("can't read `{}`: {e}", path.display())),
-    };
-    parse(&text, &path.display().to_string())
+    match read(&path)? {
+        Some(text) => parse(&text, &path.display().to_string()),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The override file's text (`None`: there is none).
+fn read(path: &Path) -> Result<Option<String>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("can't read `{}`: {e}", path.display())),
+    }
 }
 
 /// Parses an override file's text; `name` is how origins cite it.
@@ -47,6 +54,9 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Override>, String> {
             ));
         };
         for (key, item) in table.iter() {
+            if key == RELEASE {
+                continue; // a rollback's pin ([`pins`]), not a setting
+            }
             if key == "hosts" {
                 let Some(hosts) = item.as_table() else {
                     return Err(format!(
@@ -93,6 +103,86 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Override>, String> {
         }
     }
     Ok(out)
+}
+
+/// `[APP.release]`: the pin `sitec rollback` leaves.
+const RELEASE: &str = "release";
+
+/// A release pinned by `sitec rollback`: `[APP.release] pinned = "HASH"
+/// from = "HASH"`. It holds while the app's source is still `from` (the
+/// release rolled back from); a new source is a new deploy, and the pin
+/// no longer holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub app: String,
+    /// The start of the pinned release's content hash.
+    pub pinned: String,
+    /// The start of the content hash that was live when it was pinned.
+    pub from: String,
+}
+
+/// The pins in the override file beside `spec`.
+pub fn pins(spec: &Path) -> Result<Vec<Pin>, String> {
+    let path = path_for(spec);
+    let Some(text) = read(&path)? else {
+        return Ok(Vec::new());
+    };
+    let doc = toml_edit::Document::parse(text)
+        .map_err(|e| format!("`{}` is not valid TOML: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (app, table) in doc.as_table().iter() {
+        let Some(pin) = table.get(RELEASE) else {
+            continue;
+        };
+        let field = |key: &str| pin.get(key).and_then(toml_edit::Item::as_str).unwrap_or("");
+        let (pinned, from) = (field("pinned"), field("from"));
+        let hex = |h: &str| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit());
+        if !hex(pinned) || !hex(from) {
+            return Err(format!(
+                "`{}`: `[{app}.release]` should hold `pinned = \"HASH\"` and `from = \"HASH\"` as `sitec rollback` writes them; remove the table to unpin",
+                path.display()
+            ));
+        }
+        out.push(Pin {
+            app: app.to_string(),
+            pinned: pinned.to_string(),
+            from: from.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// Writes `[APP.release]` into the override file beside `spec`, keeping
+/// the rest of it.
+pub fn pin(spec: &Path, app: &str, pinned: &str, from: &str) -> Result<(), String> {
+    let path = path_for(spec);
+    let text = read(&path)?;
+    let mut doc: toml_edit::DocumentMut = (text.as_deref().unwrap_or(""))
+        .parse()
+        .map_err(|e| format!("`{}` is not valid TOML: {e}", path.display()))?;
+    let mut release = toml_edit::Table::new();
+    release.insert("pinned", toml_edit::value(pinned));
+    release.insert("from", toml_edit::value(from));
+    release.decor_mut().set_prefix(
+        "\n# Pinned by `sitec rollback`: plan and apply keep this release live while the\n\
+         # app's source is still `from`; a new source deploys, and this no longer holds.\n",
+    );
+    let root = doc.as_table_mut();
+    if !root.contains_key(app) {
+        let mut table = toml_edit::Table::new();
+        table.set_implicit(true);
+        root.insert(app, toml_edit::Item::Table(table));
+    }
+    let table = root
+        .get_mut(app)
+        .and_then(toml_edit::Item::as_table_mut)
+        .ok_or_else(|| format!("`{}`: `{app}` is not a table", path.display()))?;
+    table.insert(RELEASE, toml_edit::Item::Table(release));
+    let new = match text {
+        Some(_) => doc.to_string(),
+        None => format!("{}{doc}", header(&spec.display().to_string())),
+    };
+    std::fs::write(&path, new).map_err(|e| format!("can't write `{}`: {e}", path.display()))
 }
 
 /// A key of the file is a setting's name Django will read.
@@ -257,6 +347,37 @@ fn table_mut<'d>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rollbacks_pin_is_written_beside_the_settings_and_read_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spec = dir.path().join("fleet.site");
+        std::fs::write(path_for(&spec), "[blog]\nDEBUG = true # kept\n").expect("write");
+        pin(&spec, "blog", "3333cccc4444", "5555eeee6666").expect("pin");
+        pin(&spec, "shop", "0123456789ab", "ba9876543210").expect("pin");
+        let text = std::fs::read_to_string(path_for(&spec)).expect("read");
+        assert!(text.contains("DEBUG = true # kept"), "{text}");
+        let found = pins(&spec).expect("pins");
+        assert_eq!(
+            found
+                .iter()
+                .map(|p| (p.app.as_str(), p.pinned.as_str(), p.from.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("blog", "3333cccc4444", "5555eeee6666"),
+                ("shop", "0123456789ab", "ba9876543210")
+            ]
+        );
+        // The pin is no setting: the settings read as before.
+        let settings = load(&spec).expect("settings");
+        assert_eq!(settings.len(), 1, "{settings:?}");
+        std::fs::write(
+            path_for(&spec),
+            "[blog.release]\npinned = \"../x\"\nfrom = \"ab\"\n",
+        )
+        .expect("write");
+        assert!(pins(&spec).is_err_and(|e| e.contains("[blog.release]")));
+    }
 
     fn set(text: Option<&str>, host: Option<&str>, key: &str, value: Option<&str>) -> String {
         let edit = Edit {

@@ -75,11 +75,26 @@ pub enum Kind {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         build_packages: Vec<String>,
     },
-    /// A folder copied from the operator's machine (an app's release).
+    /// An app's releases: `path` is a link to the live one, each a folder
+    /// copied from the operator's machine under `releases/` beside it.
     Tree {
         path: String,
         source: String,
         owner: String,
+        /// How many releases stay on the host (the live one among them).
+        keep: u32,
+        /// Run as `owner` in a new release before it goes live (its folder
+        /// in `SITEC_RELEASE`); a failure leaves the live release as it was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        check: Option<String>,
+        /// Who runs `check` (default root). The release stays `owner`'s,
+        /// read-only to them: they may write only `output`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// A path in each release that `check` may write (collectstatic's
+        /// folder): a link to `output/ID` beside the releases, `user`'s.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
     },
     Command {
         name: String,

@@ -561,7 +561,7 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
     for (host, change) in [
         (
             "run1",
-            "chmod 0644 /srv/sitec/apps/blog/current/sitec_settings.py",
+            "chmod 0644 /etc/sitec/apps/blog/python/sitec_settings.py",
         ),
         ("run1", "chmod 0700 /srv/sitec/apps/blog"),
         ("lb1", "chown nobody /etc/sitec/tls/blog.key"),
@@ -582,7 +582,7 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
     assert_eq!(
         changes(&plan, "run1"),
         [(
-            "file:/srv/sitec/apps/blog/current/sitec_settings.py".to_string(),
+            "file:/etc/sitec/apps/blog/python/sitec_settings.py".to_string(),
             "change".to_string()
         )],
         "{plan:#}"
@@ -769,7 +769,7 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
     );
     let changed = fleet.ssh(
         "run1",
-        "grep -l 'While lb1 was cut off' /srv/sitec/apps/blog/current/sitec_settings.py",
+        "grep -l 'While lb1 was cut off' /etc/sitec/apps/blog/python/sitec_settings.py",
     );
     assert!(
         !String::from_utf8_lossy(&changed.stdout).trim().is_empty(),

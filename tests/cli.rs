@@ -495,7 +495,7 @@ fn render_runs_without_root() {
     for written in [
         "quickstart.secrets.toml",
         "out/lb1/etc/sitec/balancer.toml",
-        "out/run1/srv/sitec/apps/blog/current/sitec_settings.py",
+        "out/run1/etc/sitec/apps/blog/python/sitec_settings.py",
     ] {
         let meta =
             std::fs::metadata(root.join(written)).unwrap_or_else(|e| panic!("{written}: {e}"));

@@ -105,7 +105,7 @@ fn changed_added_and_removed_files_each_get_a_diff() {
     let said = &out.stdout;
     for expected in [
         // Changed: the settings module, with the line that changed.
-        "--- web1/srv/sitec/apps/blog/current/sitec_settings.py (committed)\n+++ web1/srv/sitec/apps/blog/current/sitec_settings.py (the spec)\n",
+        "--- web1/etc/sitec/apps/blog/python/sitec_settings.py (committed)\n+++ web1/etc/sitec/apps/blog/python/sitec_settings.py (the spec)\n",
         "-SITE_TITLE = \"Hello\"",
         "+SITE_TITLE = \"Hello again\"",
         // Added: every file of the new host, its resource list too.
@@ -131,7 +131,7 @@ fn changed_added_and_removed_files_each_get_a_diff() {
         .run();
     assert!(
         out.stdout
-            .contains("~ web1/srv/sitec/apps/blog/current/sitec_settings.py\n"),
+            .contains("~ web1/etc/sitec/apps/blog/python/sitec_settings.py\n"),
         "{}",
         out.stdout
     );

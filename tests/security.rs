@@ -286,13 +286,15 @@ fn plant(fleet: &Fleet, host: &str, targets: &[String], move_aside: bool) -> Vec
     planted
 }
 
-/// Removes every link planted at the targets, puts back what was moved aside.
+/// Removes every link planted at the targets (to the canary: a managed
+/// path may be a link of apply's own, as an app's `current` is), puts back
+/// what was moved aside.
 fn unplant(fleet: &Fleet) {
     for host in HOSTS {
         fleet.root(
             host,
             "while read -r p; do \
-               if [ -L \"$p\" ]; then rm \"$p\"; fi; \
+               if [ \"$(readlink \"$p\")\" = /etc/sitec-canary ]; then rm \"$p\"; fi; \
                if [ -e \"$p.moved-away\" ]; then mv -T \"$p.moved-away\" \"$p\"; fi; \
              done < /tmp/targets",
         );
@@ -575,7 +577,7 @@ fn service_users_cannot_turn_apply_logs_or_the_agent_against_root() -> TestResul
     // App code never ran as root: the collected files are the app user's.
     let collected = fleet.root(
         "run1",
-        "find /srv/sitec/apps/blog/current/collected_static -mindepth 1 -printf '%u\\n' | sort -u",
+        "find /srv/sitec/apps/blog/current/collected_static/ -mindepth 1 -printf '%u\\n' | sort -u",
     );
     assert_eq!(
         collected.trim(),

@@ -53,7 +53,7 @@ fn databases(fleet: &Fleet, named: Option<&str>) -> Result<Vec<DatabaseId>, Stri
 
 /// Runs `work` on the spec's fleet inside a tokio runtime; prints the
 /// spec's errors, or the work's error, and gives the exit code.
-fn on_fleet<T>(
+pub(super) fn on_fleet<T>(
     spec: &Path,
     work: impl for<'f> FnOnce(
         &'f Fleet<'f>,

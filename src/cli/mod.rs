@@ -4,6 +4,7 @@
 mod data;
 mod deploy;
 mod ops;
+mod releases;
 
 use crate::diagnostic::{self, Diagnostic};
 use crate::source::SourceMap;
@@ -66,6 +67,10 @@ pub enum Command {
     Unlock(ops::UnlockArgs),
     /// Make a database's standby (or Redis replica) its primary: fence the old one, promote, repoint the apps
     Failover(data::FailoverArgs),
+    /// List an app's releases on each of its runners: which is live, which are kept
+    Releases(releases::ReleasesArgs),
+    /// Switch an app back to a kept release on every runner, one at a time, without rebuilding
+    Rollback(releases::RollbackArgs),
     /// Print a shell's completion script: `sitec completions bash > /etc/bash_completion.d/sitec`
     Completions(CompletionsArgs),
     /// Print sitec's man page (roff), or write one page per command into --out DIR
@@ -231,6 +236,8 @@ pub fn main() -> ExitCode {
         Command::Session => crate::agent::session::run(),
         Command::Unlock(args) => ops::unlock(&args),
         Command::Failover(args) => data::failover(&args),
+        Command::Releases(args) => releases::releases(&args),
+        Command::Rollback(args) => releases::rollback(&args),
     };
     crate::stdio::exit_code(code)
 }

@@ -132,7 +132,7 @@ pub fn apply(desired: &Desired) -> i32 {
 }
 
 /// One apply at a time per host: a second waits, up to two minutes.
-fn lock() -> Result<std::fs::File, String> {
+pub(super) fn lock() -> Result<std::fs::File, String> {
     let dir = Dir::make(Path::new(super::wire::STATE_DIR), None)?;
     let file = dir.lock_file(std::ffi::OsStr::new("apply.lock"))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);

@@ -4,6 +4,7 @@
 //! predicts and what apply decides are the same judgement.
 
 use super::nofollow::{self, Node};
+use super::release::{short, Place};
 use super::state::State;
 use super::system::{self, meta, parse_mode};
 use super::wire::{Assessment, Item, Status};
@@ -60,7 +61,7 @@ pub fn assess(item: &Item, state: &State) -> Assessment {
             }
             out
         }
-        Kind::Tree { path, .. } => marker(path, TREE_MARKER, &item.digest),
+        Kind::Tree { path, .. } => release(path, item),
         Kind::Command {
             unless,
             creates,
@@ -96,9 +97,10 @@ pub fn assess(item: &Item, state: &State) -> Assessment {
             Status::Change,
         ) => readable_text(Path::new(path)),
         // The release's files, for the plan's list of what it adds and removes.
-        (Kind::Tree { path, .. }, Status::Change) => {
-            readable_text(&Path::new(path).join(TREE_FILES))
-        }
+        (Kind::Tree { path, .. }, Status::Change) => Place::of(Path::new(path))
+            .ok()
+            .and_then(|place| Some(place.path_of(&place.live().ok()??)))
+            .and_then(|live| readable_text(&live.join(TREE_FILES))),
         _ => None,
     };
     let drifted = status != Status::Ok && state.digest_of(&item.id) == Some(item.digest.as_str());
@@ -323,6 +325,38 @@ fn marker(path: &str, marker: &str, digest: &str) -> Vec<String> {
         Vec::new()
     } else {
         vec!["out of date".to_string()]
+    }
+}
+
+/// The live release against the one `item` wants: its pinned id, or a
+/// release of its blob's content.
+fn release(path: &str, item: &Item) -> Vec<String> {
+    let place = match Place::of(Path::new(path)) {
+        Ok(place) => place,
+        Err(e) => return vec![e],
+    };
+    let live = match place.live() {
+        Ok(Some(id)) => id,
+        Ok(None) => return missing(),
+        Err(e) => return vec![e],
+    };
+    let found = place
+        .list()
+        .ok()
+        .and_then(|all| all.into_iter().find(|r| r.live));
+    let digest = found.map(|r| r.digest).unwrap_or_default();
+    match (&item.pinned, item.blob.as_deref()) {
+        (Some(pinned), _) if !pinned.is_empty() && digest.starts_with(pinned.as_str()) => {
+            Vec::new()
+        }
+        (Some(pinned), _) => vec![format!(
+            "release {live} is live, not {pinned} (pinned by `sitec rollback`)"
+        )],
+        (None, Some(wanted)) if digest == wanted => Vec::new(),
+        (None, wanted) => vec![format!(
+            "release {live} is live, not the source's {}",
+            short(wanted.unwrap_or_default())
+        )],
     }
 }
 

@@ -3,8 +3,9 @@
 //! returns what it did, in words for the operator, or why it could not.
 //! Services are the apply loop's business (they wait for their inputs).
 
-use super::assess::{timer_units, unit_name, TREE_FILES, TREE_MARKER, VENV_MARKER};
+use super::assess::{timer_units, unit_name, VENV_MARKER};
 use super::nofollow::{self, existing_parent, refusal, Dir, Node, Ownership};
+use super::release::{Output, Place};
 use super::state::Managed;
 use super::system::{self, ok_or, ownership, program, sh, write_atomic};
 use super::wire::{Item, STATE_DIR};
@@ -82,8 +83,22 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
             dir.symlink(&name, Path::new(target))?;
             Ok(verb.into())
         }
-        Kind::Tree { path, owner, .. } => {
-            tree(item, Path::new(path), owner).map(|()| "unpacked".into())
+        Kind::Tree {
+            path,
+            owner,
+            keep,
+            check,
+            user,
+            output,
+            ..
+        } => {
+            let release = Releases {
+                keep: *keep,
+                check: check.as_deref(),
+                user: user.as_deref().unwrap_or("root"),
+                output: output.as_deref(),
+            };
+            tree(item, Path::new(path), owner, &release)
         }
         Kind::Virtualenv {
             path,
@@ -182,57 +197,55 @@ fn user(
     }
 }
 
-/// Unpacks the release blob next to `path`, then swaps it in with two
-/// renames: a kill between them leaves the old release beside the path,
-/// and the next apply unpacks again. All of it through the parent folder's
-/// handle ([`nofollow`]), the files owned by `owner` (group root).
-fn tree(item: &Item, path: &Path, owner: &str) -> Result<(), String> {
-    let blob = item.blob.as_deref().ok_or("no release blob was sent")?;
+/// Makes the release `item` wants live at the link `path`: a kept release
+/// of the same content, or a new one unpacked from its blob (owned by
+/// `owner`, group root) and checked in its own folder as `user`, who may
+/// write only its `output`; then one rename of a new link over `path`, and
+/// the oldest beyond `keep` removed. A new release that fails its check is
+/// removed and the live one stays. Returns what it did.
+fn tree(item: &Item, path: &Path, owner: &str, release: &Releases) -> Result<String, String> {
     let uid = system::uid(owner).ok_or_else(|| format!("there is no user `{owner}`"))?;
-    let (parent, name) = existing_parent(path)?;
-    if let Some(found) = parent.meta(&name)? {
-        if found.node != Node::Dir {
-            return Err(refusal(path, &found.node, "a folder"));
+    let user = release.user;
+    let checker = system::uid(user).ok_or_else(|| format!("there is no user `{user}`"))?;
+    let output = (release.output).map(|name| Output { name, user });
+    let place = Place::of(path)?;
+    let before = place.live().ok().flatten();
+    let (id, made) = match &item.pinned {
+        Some(pinned) => (place.find(pinned)?, false),
+        None => {
+            let digest = item.blob.as_deref().ok_or("no release blob was sent")?;
+            let blob = match place.list()?.iter().any(|r| r.digest == digest) {
+                true => None,
+                false => Some(open_blob(digest)?),
+            };
+            let files = item.content.as_deref().unwrap_or("");
+            let output = output.map(|o| (o.name, checker));
+            place.unpack(digest, blob, files, uid, output)?
+        }
+    };
+    if let (true, Some(check)) = (made, release.check) {
+        if let Err(e) = place.check(&id, check, user, output.is_some()) {
+            place.remove(&id, output)?;
+            let live = before.map_or("nothing".to_string(), |b| format!("release {b}"));
+            return Err(format!("{e}; {live} stays live"));
         }
     }
-    let fresh = sibling(&name, "sitec-new");
-    let old = sibling(&name, "sitec-old");
-    parent.remove_tree(&fresh)?;
-    parent.remove_tree(&old)?;
-    let release = parent.make_sub(&fresh, 0o700)?;
-    super::unpack::unpack(open_blob(blob)?, &release, uid, 0)
-        .map_err(|e| format!("cannot unpack the release into {}: {e}", path.display()))?;
-    let file = Ownership {
-        uid,
-        gid: 0,
-        mode: 0o644,
-    };
-    release.write_atomic(OsStr::new(TREE_MARKER), item.digest.as_bytes(), file)?;
-    // Its file list, for the next plan to say what a release adds and removes.
-    let files = item.content.as_deref().unwrap_or("");
-    release.write_atomic(OsStr::new(TREE_FILES), files.as_bytes(), file)?;
-    release.set_ownership(Ownership {
-        uid,
-        gid: 0,
-        mode: 0o755,
-    })?;
-    release.sync_all()?;
-    if parent.meta(&name)?.is_some() {
-        parent.rename(&name, &parent, &old)?;
+    place.switch(&id)?;
+    let removed = place.prune(release.keep as usize, output)?;
+    let mut done = format!("release {id} live");
+    if !removed.is_empty() {
+        done.push_str(&format!(" ({} old removed)", removed.len()));
     }
-    parent.rename(&fresh, &parent, &name)?;
-    parent.sync()?;
-    parent.remove_tree(&old)?;
-    Ok(())
+    Ok(done)
 }
 
-/// `.NAME.SUFFIX`, beside `NAME`.
-fn sibling(name: &OsStr, suffix: &str) -> OsString {
-    let mut out = OsString::from(".");
-    out.push(name);
-    out.push(".");
-    out.push(suffix);
-    out
+/// A tree's release fields.
+struct Releases<'a> {
+    keep: u32,
+    check: Option<&'a str>,
+    /// Who runs `check` and owns the outputs (root when the spec names none).
+    user: &'a str,
+    output: Option<&'a str>,
 }
 
 /// The uploaded blob `digest`, opened without following a link.
@@ -409,7 +422,18 @@ pub fn remove(managed: &Managed) -> Result<String, String> {
             },
             None => gone(false),
         },
-        Kind::Tree { path, .. } | Kind::Virtualenv { path, .. } => match in_folder(path)? {
+        // The link to the live release, the releases and outputs beside it.
+        Kind::Tree {
+            path, user, output, ..
+        } => match in_folder(path)? {
+            Some(_) => {
+                let place = Place::of(Path::new(path))?;
+                let user = output.as_ref().map(|_| user.as_deref().unwrap_or("root"));
+                gone(place.remove_all(user)?)
+            }
+            None => gone(false),
+        },
+        Kind::Virtualenv { path, .. } => match in_folder(path)? {
             Some((dir, name)) => gone(dir.remove_tree(&name)?),
             None => gone(false),
         },

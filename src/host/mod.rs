@@ -12,6 +12,7 @@ pub mod assess;
 mod converge;
 mod lease;
 pub mod nofollow;
+pub mod release;
 pub mod state;
 mod system;
 #[cfg(test)]
@@ -37,11 +38,34 @@ pub enum Action {
     Facts,
     /// Read the desired state (JSON) on stdin; converge; print events (JSON lines)
     Apply,
+    /// Print APP's releases (JSON), oldest first
+    Releases { app: String },
+    /// Make APP's kept release whose content's hash starts with HASH live; restart the app
+    Rollback { app: String, hash: String },
 }
 
 /// Runs `sitec host ACTION`; the exit code is 0 only when all went well.
 #[must_use]
 pub fn run(args: &Args) -> std::process::ExitCode {
+    let done = match &args.action {
+        Action::Releases { app } => release::listed(app),
+        Action::Rollback { app, hash } => release::rollback(app, hash),
+        Action::Facts | Action::Apply => return run_desired(args),
+    };
+    match done {
+        Ok(out) => {
+            println!("{out}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sitec host: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// `facts` and `apply`: the desired state comes on stdin.
+fn run_desired(args: &Args) -> std::process::ExitCode {
     let mut input = String::new();
     let desired: Result<Desired, String> = std::io::stdin()
         .read_to_string(&mut input)
@@ -70,6 +94,7 @@ pub fn run(args: &Args) -> std::process::ExitCode {
             let code = apply::apply(&desired);
             std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
+        Action::Releases { .. } | Action::Rollback { .. } => std::process::ExitCode::from(2),
     }
 }
 

@@ -54,6 +54,7 @@ fn item(kind: Kind, content: Option<&str>) -> Item {
         notifies: Vec::new(),
         content: content.map(str::to_string),
         blob: None,
+        pinned: None,
     }
 }
 
@@ -331,23 +332,43 @@ fn a_symlink_is_made_then_repointed() {
 }
 
 #[test]
-fn a_built_tree_is_judged_by_its_marker() {
+fn a_release_is_judged_by_the_live_ones_marker() {
     let dir = folder();
-    let path = at(&dir, "release");
+    let path = at(&dir, "current");
     let kind = Kind::Tree {
         path: path.clone(),
         source: "apps/blog".into(),
         owner: "root".into(),
+        keep: 5,
+        check: None,
+        user: None,
+        output: None,
     };
-    let wanted = item(kind, None);
+    let mut wanted = item(kind, None);
+    wanted.blob = Some("0123456789abcdef".into());
     assert_eq!(judged(&wanted).status, Status::Add);
-    fs::create_dir(&path).expect("mkdir");
-    let found = judged(&wanted);
-    assert_eq!(found.differences, vec!["out of date".to_string()]);
-    fs::write(Path::new(&path).join(TREE_MARKER), &wanted.digest).expect("marker");
+    let release = dir.path().join("releases/2026-12-06T120000Z-0123456789ab");
+    fs::create_dir_all(&release).expect("mkdir");
+    std::os::unix::fs::symlink("releases/2026-12-06T120000Z-0123456789ab", &path).expect("ln");
+    fs::write(release.join(TREE_MARKER), "0123456789abcdef").expect("marker");
     assert_eq!(judged(&wanted).status, Status::Ok);
-    fs::write(Path::new(&path).join(TREE_MARKER), "an older release").expect("marker");
+    fs::write(release.join(TREE_MARKER), "an older release").expect("marker");
     assert_eq!(judged(&wanted).status, Status::Change);
+    // Pinned by a rollback: the live release's content is what counts.
+    fs::write(release.join(TREE_MARKER), "0123456789abcdef").expect("marker");
+    wanted.blob = None;
+    wanted.pinned = Some("0123456789ab".into());
+    assert_eq!(judged(&wanted).status, Status::Ok);
+    wanted.pinned = Some("ffffffffffff".into());
+    assert_eq!(judged(&wanted).status, Status::Change);
+    // A link that leaves the releases folder is no release.
+    fs::remove_file(&path).expect("rm");
+    std::os::unix::fs::symlink("/etc", &path).expect("ln");
+    let found = judged(&wanted);
+    assert!(
+        found.differences[0].contains("not at a release"),
+        "{found:?}"
+    );
 }
 
 #[test]

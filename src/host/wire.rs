@@ -47,6 +47,10 @@ pub struct Item {
     /// the wheelhouse a virtualenv installs from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blob: Option<String>,
+    /// A tree's release pinned by `sitec rollback`: it goes live instead
+    /// of the blob's content (which need not be sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
     /// A hash of everything above that matters on the host: the state file
     /// records it, so a later plan can tell drift from a spec change.
     pub digest: String,

@@ -160,7 +160,12 @@ pub struct App {
     pub tls: Option<Tls>,
     /// `gunicorn { ... }`, with the defaults filled in.
     pub server: Server,
+    /// How many releases each runner keeps, the live one among them.
+    pub releases: u32,
 }
+
+/// Releases a runner keeps of an app unless its `releases` says.
+pub const DEFAULT_RELEASES: u32 = 5;
 
 /// The app server's settings (`gunicorn { ... }`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -615,6 +620,9 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
             }
         }),
         server: Server::of(f.block("gunicorn"), asgi),
+        releases: f
+            .int("releases")
+            .map_or(DEFAULT_RELEASES, |n| n.clamp(1, 100) as u32),
     }
 }
 

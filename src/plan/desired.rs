@@ -103,6 +103,8 @@ pub fn build(
     let base = spec.parent().unwrap_or(Path::new("."));
     let mut blobs = BlobMaker::default();
     let mut hosts = Vec::new();
+    let pins = crate::overrides::pins(spec)?;
+    let mut said = std::collections::BTreeSet::new();
     for host in &rendered.hosts {
         let mut items = Vec::new();
         let builder = build_host(rendered, host);
@@ -114,7 +116,13 @@ pub fn build(
             },
         };
         for r in &host.resources {
-            items.push(item(r, base, &mut blobs, &wheels, say)?);
+            let mut item = item(r, base, &mut blobs, &wheels, say)?;
+            if let Some(note) = pinned(&mut item, &pins, spec) {
+                if said.insert(note.clone()) {
+                    say(&note);
+                }
+            }
+            items.push(item);
         }
         hosts.push(HostDesired {
             name: host.name.clone(),
@@ -308,8 +316,42 @@ fn item(
         notifies: r.notifies.clone(),
         content,
         blob,
+        pinned: None,
         digest,
     })
+}
+
+/// Applies a rollback's pin to an app's release: while the app's source is
+/// the one rolled back from, the pinned release stays live (no blob is
+/// sent). Returns what plan tells the operator about the pin.
+fn pinned(item: &mut Item, pins: &[crate::overrides::Pin], spec: &Path) -> Option<String> {
+    let Kind::Tree { path, .. } = &item.kind else {
+        return None;
+    };
+    let pin = pins
+        .iter()
+        .find(|p| crate::context::release_dir(&p.app) == *path)?;
+    let file = crate::overrides::path_for(spec);
+    let source = item.blob.clone().unwrap_or_default();
+    if !source.starts_with(&pin.from) {
+        return Some(format!(
+            "app {}: its source changed since `sitec rollback` pinned release {}; this deploys the source (remove [{}.release] from {} once it is out)",
+            pin.app,
+            pin.pinned,
+            pin.app,
+            file.display()
+        ));
+    }
+    item.pinned = Some(pin.pinned.clone());
+    item.blob = None;
+    Some(format!(
+        "app {}: release {} is pinned by `sitec rollback` ([{}.release] in {}) while its source is still {}",
+        pin.app,
+        pin.pinned,
+        pin.app,
+        file.display(),
+        pin.from
+    ))
 }
 
 /// Makes each blob once per run.

@@ -626,6 +626,11 @@ pub static APP: Schema = Schema {
             Ty::Size(BODY),
             "the largest request body accepted (default 10MB)",
         ),
+        field(
+            "releases",
+            Ty::IntIn(1, 100),
+            "how many releases each runner keeps for `sitec rollback`, the live one among them (default 5)",
+        ),
         Field {
             name: "static",
             ty: Ty::Shaped(Shape::Folder),
@@ -837,11 +842,31 @@ static TREE: Schema = block(
     Labels::Resource,
     &[
         required("source", Ty::Str, "a folder on the operator's machine"),
+        field(
+            "keep",
+            Ty::Str,
+            "how many releases stay on the host, the live one among them (default 5)",
+        ),
+        field(
+            "check",
+            Ty::Str,
+            "a shell command run in a new release (its folder in `SITEC_RELEASE`) before it goes live; a failure leaves the live release serving",
+        ),
+        field(
+            "user",
+            Ty::Str,
+            "who runs `check` (default root); the release stays the owner's, read-only to them but for `output`",
+        ),
+        field(
+            "output",
+            Ty::Str,
+            "a path in each release that `check` may write, such as collectstatic's folder: a link to a folder of `user`'s, `output/ID` beside the releases",
+        ),
         OWNER,
         NOTIFY,
         REQUIRES,
     ],
-    "a folder copied from the operator's machine, such as an app's release",
+    "an app's releases: the path is a link to the live one, each a folder copied from the operator's machine into `releases/` beside it",
 );
 static COMMAND: Schema = block(
     "command",

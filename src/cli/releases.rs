@@ -1,0 +1,223 @@
+//! `sitec releases` and `sitec rollback`: an app's releases on each of its
+//! runners, and a switch back to a kept one without rebuilding. Glue only:
+//! the runners do the work (`sitec host releases`, `sitec host rollback`,
+//! in `host::release`), and the pin that keeps plan and apply from undoing
+//! a rollback is `overrides::Pin`.
+
+use super::deploy::SshArgs;
+use crate::data::reach::{Hosts, Ssh};
+use crate::host::release::{short, Release};
+use crate::model::{AppId, Fleet};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct ReleasesArgs {
+    /// The spec
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// The app
+    #[arg(value_name = "APP")]
+    pub app: String,
+    /// Print the releases as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    /// The spec
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// The app
+    #[arg(value_name = "APP")]
+    pub app: String,
+    /// The release to go back to, as `sitec releases` shows it (its id or
+    /// its content's hash); default: the one before the live one
+    #[arg(long, value_name = "RELEASE")]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+fn app(fleet: &Fleet, name: &str) -> Result<AppId, String> {
+    fleet.app_named(name).ok_or_else(|| {
+        let known: Vec<&str> = fleet.apps.iter().map(|a| a.name.as_str()).collect();
+        format!("the spec has no app `{name}`; it has {}", known.join(", "))
+    })
+}
+
+/// Each runner of `app` and the releases it keeps, oldest first.
+async fn gather(
+    fleet: &Fleet<'_>,
+    app: AppId,
+    ssh: &Ssh,
+) -> Result<Vec<(String, Vec<Release>)>, String> {
+    let name = &fleet.apps[app].name;
+    let mut out = Vec::new();
+    for host in &fleet.placement[app] {
+        let host = &fleet.hosts[*host].name;
+        if !ssh.reachable(host) {
+            return Err(format!("{host} cannot be reached"));
+        }
+        let listed = ssh
+            .sitec(host, &format!("host releases {name}"))
+            .await?
+            .or_fail(host, "listing the releases")?;
+        let releases: Vec<Release> = serde_json::from_str(&listed)
+            .map_err(|e| format!("{host}: the release list is not valid: {e}"))?;
+        out.push((host.clone(), releases));
+    }
+    Ok(out)
+}
+
+/// The releases as a table: one row per content, a column per runner
+/// saying `live`, `kept` or nothing.
+pub fn table(rows: &[(String, Vec<Release>)]) -> String {
+    let mut by_digest: BTreeMap<String, (String, Vec<&str>)> = BTreeMap::new();
+    for (_, releases) in rows {
+        for r in releases {
+            let entry = (by_digest.entry(short(&r.digest).to_string()))
+                .or_insert_with(|| (r.id.clone(), Vec::new()));
+            // The earliest id names the release: when it first went out.
+            if r.id < entry.0 {
+                entry.0.clone_from(&r.id);
+            }
+        }
+    }
+    let mut order: Vec<(&String, &(String, Vec<&str>))> = by_digest.iter().collect();
+    order.sort_by(|a, b| a.1 .0.cmp(&b.1 .0));
+    let mut out = format!("{:<40}", "RELEASE");
+    for (host, _) in rows {
+        out.push_str(&format!(" {host:<8}"));
+    }
+    out.push('\n');
+    for (digest, (id, _)) in order {
+        out.push_str(&format!("{id:<40}"));
+        for (_, releases) in rows {
+            let state = match releases.iter().find(|r| short(&r.digest) == digest) {
+                Some(r) if r.live => "live",
+                Some(_) => "kept",
+                None => "-",
+            };
+            out.push_str(&format!(" {state:<8}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+pub fn releases(args: &ReleasesArgs) -> ExitCode {
+    let listed = super::data::on_fleet(&args.spec, |fleet, _, runtime| {
+        let app = app(fleet, &args.app)?;
+        runtime.block_on(async {
+            let ssh = Ssh::open(fleet, &fleet.placement[app], &args.spec, args.ssh.kex()).await?;
+            let rows = gather(fleet, app, &ssh).await;
+            ssh.close().await;
+            rows
+        })
+    });
+    match listed {
+        Ok(rows) if args.json => {
+            let map: BTreeMap<&str, &Vec<Release>> =
+                rows.iter().map(|(h, r)| (h.as_str(), r)).collect();
+            println!("{}", serde_json::to_string_pretty(&map).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(rows) => {
+            print!("{}", table(&rows));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// The content to go back to: `to` (an id or a hash, on any runner), or
+/// the newest release older than the first runner's live one.
+fn target(rows: &[(String, Vec<Release>)], to: Option<&str>) -> Result<String, String> {
+    let all = rows.iter().flat_map(|(_, r)| r);
+    if let Some(to) = to {
+        let found = all
+            .clone()
+            .find(|r| r.id == to || (!to.is_empty() && r.digest.starts_with(to)));
+        return found.map(|r| short(&r.digest).to_string()).ok_or_else(|| {
+            format!("no runner keeps a release `{to}`; `sitec releases` lists them")
+        });
+    }
+    let (host, first) = rows.first().ok_or("the app runs nowhere")?;
+    let live = first
+        .iter()
+        .position(|r| r.live)
+        .ok_or_else(|| format!("{host} has no live release"))?;
+    let before = first[..live]
+        .iter()
+        .rev()
+        .find(|r| r.digest != first[live].digest)
+        .ok_or_else(|| format!("{host} keeps no release older than the live one"))?;
+    Ok(short(&before.digest).to_string())
+}
+
+pub fn rollback(args: &RollbackArgs) -> ExitCode {
+    let spec = args.spec.clone();
+    let done = super::data::on_fleet(&args.spec, |fleet, _, runtime| {
+        let app = app(fleet, &args.app)?;
+        let name = fleet.apps[app].name.clone();
+        runtime.block_on(async {
+            let ssh = Ssh::open(fleet, &fleet.placement[app], &spec, args.ssh.kex()).await?;
+            let result = async {
+                let rows = gather(fleet, app, &ssh).await?;
+                let digest = target(&rows, args.to.as_deref())?;
+                let lacking: Vec<&str> = (rows.iter())
+                    .filter(|(_, r)| !r.iter().any(|r| r.digest.starts_with(&digest)))
+                    .map(|(h, _)| h.as_str())
+                    .collect();
+                if !lacking.is_empty() {
+                    return Err(format!(
+                        "release {digest} is no longer kept on {}; nothing was switched",
+                        lacking.join(", ")
+                    ));
+                }
+                let from = (rows.iter())
+                    .flat_map(|(_, r)| r)
+                    .find(|r| r.live)
+                    .map(|r| short(&r.digest).to_string())
+                    .unwrap_or_default();
+                // The pin first: a plan made while the runners switch already
+                // agrees with them.
+                crate::overrides::pin(&spec, &name, &digest, &from)?;
+                // One runner at a time: the others serve meanwhile.
+                for (host, _) in &rows {
+                    let started = std::time::Instant::now();
+                    let switched = ssh
+                        .sitec(host, &format!("host rollback {name} {digest}"))
+                        .await?
+                        .or_fail(host, "the rollback")?;
+                    println!(
+                        "{host}: {} live ({:.1} s)",
+                        switched.trim(),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                Ok(digest)
+            }
+            .await;
+            ssh.close().await;
+            result
+        })
+    });
+    match done {
+        Ok(digest) => {
+            println!(
+                "app {} is on release {digest} on every runner; pinned in {} until its source changes",
+                args.app,
+                crate::overrides::path_for(&args.spec).display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
