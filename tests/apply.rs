@@ -6,7 +6,10 @@
 //! services that die or crash-loop as they start failing the apply, an
 //! unreachable host failing alone, a host cut off mid-apply failing alone
 //! (ssh's keepalives, not TCP's timeout), and applies killed with SIGKILL always
-//! converging on the next run with no half-written file anywhere.
+//! converging on the next run with no half-written file anywhere; and
+//! releases on two runners: a new one live with its own static files, a
+//! rollback and forward again without a build, a broken one leaving the
+//! live one serving.
 //!
 //! Needs root and systemd-container (CI has both; elsewhere the tests fail
 //! unless the run sets `SITEC_SKIP_ROOT_TESTS=1`). Each test takes a lock
@@ -1037,5 +1040,197 @@ fn blog_stopped_on_one_runner_is_held_out_by_heartbeats(fleet: &Fleet) -> TestRe
             "{lb} never heard that blog runs again on runx1"
         );
     }
+    Ok(())
+}
+
+/// The quickstart on two runners (fleet `reltest`), keeping 3 releases.
+fn two_runner_text() -> String {
+    let mut text = quickstart_text();
+    for (from, to) in [
+        ("10.77.0.251", "10.77.0.241"),
+        ("10.77.0.252", "10.77.0.242"),
+        ("10.77.0.253", "10.77.0.244"),
+    ] {
+        text = text.replace(from, to);
+    }
+    let run1 = "host run1 { provider = local  address = \"10.77.0.242\"  roles = [runner] }";
+    assert!(text.contains(run1), "{text}");
+    text = text.replace(
+        run1,
+        &format!(
+            "{run1}\nhost run2 {{ provider = local  address = \"10.77.0.243\"  roles = [runner] }}"
+        ),
+    );
+    text.replace(
+        "  python = \"3.11\"\n",
+        "  python = \"3.11\"\n  replicas = 2\n  releases = 3\n",
+    )
+}
+
+/// `sitec releases --json`: each runner's releases.
+fn releases_of(fleet: &Fleet) -> serde_json::Value {
+    let out = fleet.sitec_with(&["releases"], &["blog", "--json"]);
+    assert!(out.status.success(), "sitec releases: {}", text_of(&out));
+    serde_json::from_slice(&out.stdout).expect("releases JSON")
+}
+
+/// The release live on `host`, as `sitec releases --json` lists it.
+fn live_release<'a>(releases: &'a serde_json::Value, host: &str) -> &'a serde_json::Value {
+    (releases[host].as_array().into_iter().flatten())
+        .find(|r| r["live"] == true)
+        .unwrap_or_else(|| panic!("{host} has no live release: {releases:#}"))
+}
+
+/// The content hash (12 digits) of the release live on `host`.
+fn live_on(releases: &serde_json::Value, host: &str) -> String {
+    let digest = live_release(releases, host)["digest"].as_str();
+    digest.unwrap_or_default()[..12].to_string()
+}
+
+/// Waits (up to 30 s) until the page through the balancer does or does not
+/// hold `text`; the last page otherwise.
+fn page_turns(lb: &str, text: &str, holds: bool) -> Result<(), String> {
+    let mut last = String::new();
+    let turned = common::eventually(Duration::from_secs(30), || {
+        last = get(lb, "blog.localhost", "/").unwrap_or_else(|e| e);
+        last.contains(text) == holds
+    });
+    if turned {
+        Ok(())
+    } else {
+        Err(format!(
+            "the page should {}hold {text:?}: {last}",
+            if holds { "" } else { "not " }
+        ))
+    }
+}
+
+#[test]
+fn releases_switch_roll_back_and_survive_a_broken_one() -> TestResult {
+    if !common::can_boot() {
+        return Ok(());
+    }
+    let _lock = exclusive("reltest")?;
+    let fleet = Fleet::new("reltest", &two_runner_text())?;
+    let first = fleet.apply();
+    assert!(first.status.success(), "first apply: {}", text_of(&first));
+    let lb = fleet.address("lb1");
+    page_turns(&lb, "Hello from sitec", true)?;
+    let v1 = live_on(&releases_of(&fleet), "run1");
+    let link = fleet.ssh(
+        "run1",
+        "readlink /srv/sitec/apps/blog/current; stat -c %U /srv/sitec/apps/blog",
+    );
+    let link = text_of(&link);
+    assert!(
+        link.starts_with("releases/") && link.contains(&v1) && link.ends_with("root\n"),
+        "{link}"
+    );
+
+    // v2: a changed template, live on both runners; v1 stays kept.
+    // Its static files too: each release serves its own.
+    let app = fleet.dir.path().join("apps/blog/apps/posts");
+    for (file, line) in [
+        ("templates/posts/index.html", "<p>Release two</p>"),
+        ("static/posts/blog.css", "/* release two */"),
+    ] {
+        let original = std::fs::read_to_string(app.join(file))?;
+        std::fs::write(app.join(file), format!("{original}\n{line}\n"))?;
+    }
+    let second = fleet.apply();
+    assert!(second.status.success(), "v2: {}", text_of(&second));
+    page_turns(&lb, "Release two", true)?;
+    let served = get(&lb, "blog.localhost", "/static/posts/blog.css")?;
+    assert!(served.contains("release two"), "v2's static file: {served}");
+    // The releases are root's alone; the app's user wrote only its outputs.
+    let owners = fleet.ssh(
+        "run1",
+        "cd /srv/sitec/apps/blog && find releases ! -user root; echo --; \
+         find output ! -user app-blog; echo --; readlink current/collected_static; \
+         runuser -u app-blog -- touch current/manage.py 2>/dev/null && echo writable",
+    );
+    let owners = String::from_utf8_lossy(&owners.stdout).into_owned();
+    let listed = releases_of(&fleet);
+    let live = live_release(&listed, "run1")["id"]
+        .as_str()
+        .unwrap_or_default();
+    let outputs = format!("--\n--\n../../output/{live}\n");
+    assert_eq!(
+        owners,
+        outputs,
+        "{}",
+        text_of(&fleet.ssh("run1", "ls -lR /srv/sitec/apps/blog | head -50"))
+    );
+    let v2 = live_on(&listed, "run1");
+    assert_eq!(live_on(&listed, "run2"), v2);
+    assert_ne!(v1, v2);
+    assert_eq!(
+        listed["run2"].as_array().map(Vec::len),
+        Some(2),
+        "{listed:#}"
+    );
+
+    // Back to v1 without a build, runner by runner; the pin keeps plan quiet.
+    let started = Instant::now();
+    let back = fleet.sitec_with(&["rollback"], &["blog"]);
+    assert!(back.status.success(), "rollback: {}", text_of(&back));
+    page_turns(&lb, "Release two", false)?;
+    let served = get(&lb, "blog.localhost", "/static/posts/blog.css")?;
+    assert!(
+        !served.contains("release two"),
+        "v1's static file: {served}"
+    );
+    eprintln!(
+        "rollback to v1 took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let listed = releases_of(&fleet);
+    assert_eq!(
+        (live_on(&listed, "run1"), live_on(&listed, "run2")),
+        (v1.clone(), v1.clone())
+    );
+    let plan = fleet.sitec(&["plan"]);
+    assert!(
+        text_of(&plan).contains("is pinned by `sitec rollback`"),
+        "{}",
+        text_of(&plan)
+    );
+    assert_no_changes(&fleet);
+
+    // Forward to v2 by its hash, then a v3 whose WSGI module fails to
+    // import: the apply fails on the runners and v2 keeps serving.
+    let forward = fleet.sitec_with(&["rollback"], &["blog", "--to", &v2]);
+    assert!(
+        forward.status.success(),
+        "rollback --to: {}",
+        text_of(&forward)
+    );
+    page_turns(&lb, "Release two", true)?;
+    let wsgi = fleet.dir.path().join("apps/blog/blog/wsgi.py");
+    let mut broken = std::fs::read_to_string(&wsgi)?;
+    broken.push_str("\nraise RuntimeError(\"release three is broken\")\n");
+    std::fs::write(&wsgi, broken)?;
+    let third = fleet.apply();
+    assert!(
+        !third.status.success(),
+        "a broken release applied: {}",
+        text_of(&third)
+    );
+    assert!(
+        text_of(&third).contains("release three is broken"),
+        "{}",
+        text_of(&third)
+    );
+    page_turns(&lb, "Release two", true)?;
+    let listed = releases_of(&fleet);
+    assert_eq!(
+        (live_on(&listed, "run1"), live_on(&listed, "run2")),
+        (v2.clone(), v2)
+    );
+    assert_eq!(
+        listed["run1"].as_array().map(Vec::len),
+        Some(2),
+        "the broken one is gone: {listed:#}"
+    );
     Ok(())
 }
