@@ -247,11 +247,11 @@ pub fn main() -> ExitCode {
 /// The others keep Rust's ignored SIGPIPE and see EPIPE as an error: the
 /// balancer and agent serve sockets whose peers may go at any time, and
 /// fleet, plan, apply, host, data, backups, restore, failover, status,
-/// restart and unlock talk to ssh and to hosts mid-change, where dying of a
-/// signal would skip the error handling that leaves a host in a known state
-/// (they print through `stdio`, which drops a closed stream and goes on);
-/// run hangs up its remote command instead (`ops::run`); lsp's editor is
-/// its only reader.
+/// restart, unlock, releases and rollback talk to ssh and to hosts
+/// mid-change, where dying of a signal would skip the error handling that
+/// leaves a host in a known state (they print through `stdio`, which drops
+/// a closed stream and goes on); run hangs up its remote command instead
+/// (`ops::run`); lsp's editor is its only reader.
 fn writes_only_its_output(command: &Command) -> bool {
     matches!(
         command,

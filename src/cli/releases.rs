@@ -125,11 +125,11 @@ pub fn releases(args: &ReleasesArgs) -> ExitCode {
         Ok(rows) if args.json => {
             let map: BTreeMap<&str, &Vec<Release>> =
                 rows.iter().map(|(h, r)| (h.as_str(), r)).collect();
-            println!("{}", serde_json::to_string_pretty(&map).unwrap_or_default());
+            crate::outln!("{}", serde_json::to_string_pretty(&map).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Ok(rows) => {
-            print!("{}", table(&rows));
+            crate::out!("{}", table(&rows));
             ExitCode::SUCCESS
         }
         Err(code) => code,
@@ -196,7 +196,7 @@ pub fn rollback(args: &RollbackArgs) -> ExitCode {
                         .sitec(host, &format!("host rollback {name} {digest}"))
                         .await?
                         .or_fail(host, "the rollback")?;
-                    println!(
+                    crate::outln!(
                         "{host}: {} live ({:.1} s)",
                         switched.trim(),
                         started.elapsed().as_secs_f64()
@@ -211,7 +211,7 @@ pub fn rollback(args: &RollbackArgs) -> ExitCode {
     });
     match done {
         Ok(digest) => {
-            println!(
+            crate::outln!(
                 "app {} is on release {digest} on every runner; pinned in {} until its source changes",
                 args.app,
                 crate::overrides::path_for(&args.spec).display()

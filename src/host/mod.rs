@@ -54,11 +54,11 @@ pub fn run(args: &Args) -> std::process::ExitCode {
     };
     match done {
         Ok(out) => {
-            println!("{out}");
+            crate::outln!("{out}");
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("sitec host: {e}");
+            crate::errln!("sitec host: {e}");
             std::process::ExitCode::from(1)
         }
     }
