@@ -1,5 +1,5 @@
 //! Printing for the commands that keep SIGPIPE ignored: plan, apply,
-//! fleet, host, data, backups, restore, failover, status, restart,
+//! fleet, host, data, backups, restore, failover, status, restart, logs,
 //! unlock, releases and rollback (see `cli::main`). `print!` panics when its stream is closed
 //! (`sitec plan SPEC | head -1`; an operator's ssh session gone while
 //! `sitec host apply` converges), which would skip the rest of a change

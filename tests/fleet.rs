@@ -574,7 +574,11 @@ async fn agent_under_its_unit(state: &fleet::FleetState, unit: &[u8]) -> TestRes
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(filed, "from the app\n");
+    // TIME<TAB>LINE, the time RFC 3339 UTC to the millisecond.
+    assert!(
+        filed.len() == 24 + 1 + 13 && filed.ends_with("Z\tfrom the app\n"),
+        "{filed:?}"
+    );
     // An agent deaf to SIGTERM would be killed after TimeoutStopSec:
     // Result=timeout, not success.
     sh(&transport, "systemctl stop sitec-agent").await?;

@@ -9,6 +9,11 @@
 //! - once the backup host has pulled a copy, `sitec status` reports its
 //!   age and size (from the status file the pull writes; the agent cannot
 //!   read the copies), the stamp the one on the backup host;
+//! - `sitec logs` shows a request to the blog from the collector (oplb),
+//!   its runner's gunicorn and nginx lines and the balancer's, in time
+//!   order; --grep, --since, --json and a host name choose; an unknown
+//!   name is refused naming the apps and hosts; -f prints a request made
+//!   after it started;
 //! - `sitec restart blog` under continuous load through the balancer (a
 //!   load generator of its own here) fails no request, each runner drained
 //!   out of rotation and back;
@@ -192,12 +197,20 @@ impl Drop for Fleet {
 /// The status line of one `GET /` through the balancer at `address`, on a
 /// connection of its own.
 fn get(address: &str) -> Result<u16, String> {
+    get_path(address, "/")
+}
+
+/// `get` of another path.
+fn get_path(address: &str, path: &str) -> Result<u16, String> {
     let mut stream = TcpStream::connect((address, 80)).map_err(|e| format!("connect: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
     stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: blog.test\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: blog.test\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .map_err(|e| format!("send: {e}"))?;
     let mut answer = Vec::new();
     stream
@@ -291,6 +304,7 @@ fn a_fleet_is_operated_over_the_bus() -> TestResult {
     );
 
     status_reports_the_whole_fleet(&fleet)?;
+    logs_show_the_apps_requests(&fleet, &balancer)?;
     status_reports_the_newest_backup_copy(&fleet)?;
     restart_under_load_fails_no_request(&fleet, &balancer)?;
     the_agent_may_restart_app_units_and_nothing_else(&fleet)?;
@@ -622,6 +636,117 @@ fn a_second_apply_is_refused_and_a_dead_holders_lock_lapses(
     // The killed restart's last runner may still be coming back.
     let settled = common::eventually(Duration::from_secs(90), || fleet.status().0 == Some(0));
     assert!(settled, "the fleet did not settle: {:#}", fleet.status().1);
+    Ok(())
+}
+
+/// `sitec logs SPEC ARGS...`: its exit code, stdout and stderr.
+fn logs(fleet: &Fleet, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["logs", SPEC_FILE];
+    all.extend(args);
+    let out = fleet.sitec(&all);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn logs_show_the_apps_requests(fleet: &Fleet, balancer: &str) -> TestResult {
+    let mark = format!("logs-mark-{}", std::process::id());
+    assert_eq!(get_path(balancer, &format!("/{mark}"))?, 404);
+    // The runner's gunicorn and nginx and the balancer log it; their agents
+    // ship it to oplb's collector.
+    let mut said = String::new();
+    let shown = common::eventually(Duration::from_secs(60), || {
+        let (code, out, err) = logs(fleet, &["blog", "--since", "10m"]);
+        said = format!("{code:?}\n{out}{err}");
+        code == Some(0) && out.lines().filter(|l| l.contains(&mark)).count() >= 2
+    });
+    assert!(shown, "the request never showed in sitec logs blog: {said}");
+    eprintln!("$ sitec logs {SPEC_FILE} blog --since 10m\n{said}");
+    // TIME HOST TAG LINE, in time order, only the blog's tags, from its runners.
+    let (_, out, _) = logs(fleet, &["blog", "--since", "10m"]);
+    let mut last = String::new();
+    for line in out.lines() {
+        let words: Vec<&str> = line.splitn(4, ' ').collect();
+        assert!(words.len() == 4 && words[0].len() == 24, "{line}");
+        assert!(
+            words[0] >= last.as_str(),
+            "out of time order at {line}:\n{out}"
+        );
+        last = words[0].to_string();
+        assert!(["oprun1", "oprun2"].contains(&words[1]), "{line}");
+        assert!(words[2].starts_with("blog/"), "{line}");
+    }
+    let marked: Vec<&str> = out.lines().filter(|l| l.contains(&mark)).collect();
+    for tag in ["blog/gunicorn-access.log", "blog/nginx-access.log"] {
+        assert!(
+            marked.iter().any(|l| l.contains(tag)),
+            "no {tag} line: {out}"
+        );
+    }
+    // --grep chooses; --json says the same as objects.
+    let (code, grepped, _) = logs(fleet, &["blog", "--grep", &mark, "--json"]);
+    assert_eq!(code, Some(0));
+    let objects: Vec<Value> = (grepped.lines())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(objects.len(), marked.len(), "{grepped}");
+    assert!(objects
+        .iter()
+        .all(|o| o["line"].as_str().is_some_and(|l| l.contains(&mark))));
+    // A host: the balancer's access log, from oplb.
+    let (_, lb, _) = logs(fleet, &["oplb", "--grep", &mark]);
+    assert!(
+        !lb.is_empty() && lb.lines().all(|l| l.contains(" oplb balancer/access.log ")),
+        "{lb}"
+    );
+    // --since leaves out what is older.
+    std::thread::sleep(Duration::from_secs(2)); // the span --since is tested with
+    let (code, recent, _) = logs(fleet, &["blog", "--grep", &mark, "--since", "1s"]);
+    assert_eq!((code, recent.as_str()), (Some(0), ""), "--since 1s");
+    // An unknown name names the fix.
+    let (code, _, err) = logs(fleet, &["blgo"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("`blgo` is neither an app nor a host of opstest.site")
+            && err.contains("its apps (blog)"),
+        "{err}"
+    );
+    // -f prints a request made after it started.
+    let follow_mark = format!("{mark}-followed");
+    let mut follow = fleet
+        .command(&["logs", SPEC_FILE, "blog", "-f", "--grep", &follow_mark])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = follow.stdout.take().ok_or("no stdout")?;
+    let (lines, arrived) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline && seen.len() < 2 {
+        let _ = get_path(balancer, &format!("/{follow_mark}"));
+        if let Ok(line) = arrived.recv_timeout(Duration::from_secs(2)) {
+            seen.push(line);
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        seen.len() >= 2 && seen.iter().all(|l| l.contains(&follow_mark)),
+        "sitec logs -f printed: {seen:?}"
+    );
     Ok(())
 }
 

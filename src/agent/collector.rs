@@ -1,6 +1,9 @@
 //! The collector, on a `logs` host: a PULL socket every agent's PUSH
 //! connects to, and each line `{tag, line, time}` appended to
-//! `DIR/HOST/TAG`, where HOST is the name the sender's key was admitted
+//! `DIR/HOST/TAG` as `TIME<TAB>LINE` (`logs::time_text`: RFC 3339 UTC to
+//! the millisecond, the time the agent read the line, so the files read
+//! with `tail` and their lines merge across hosts; `logs` answers
+//! `sitec logs` from them), where HOST is the name the sender's key was admitted
 //! under (the bus's `User-Id`), never the `host` the message names: a host
 //! files lines under its own name only. The tag comes from the network, so
 //! it is made into a safe relative path first: no `..`, no absolute path,
@@ -66,6 +69,9 @@ impl Default for Limits {
 struct Line {
     tag: String,
     line: String,
+    /// When the agent read it (seconds since 1970); the collector's clock
+    /// when absent or absurd.
+    time: Option<f64>,
 }
 
 /// Files every line that arrives under `dir`, on a thread of its own.
@@ -204,7 +210,10 @@ fn file_in(
         return Err(Drop::Rate);
     }
     state.tokens -= 1.0;
-    let text = cut(&l.line);
+    let time = (l.time)
+        .filter(|t| t.is_finite() && (0.0..super::logs::YEAR_9999).contains(t))
+        .unwrap_or_else(super::heartbeat::unix_time);
+    let text = format!("{}\t{}", super::logs::time_text(time), cut(&l.line));
     let len = text.len() as u64;
     if state.used + len > limits.quota {
         return Err(Drop::Quota);
@@ -364,7 +373,10 @@ mod tests {
         filer.file("run1", &msg("blog/error.log", "one"), now);
         filer.file("run1", &msg("blog/error.log", "two\nthree"), now);
         filer.file("run1", b"not json", now);
-        assert_eq!(read(dir.path(), "run1/blog/error.log"), "one\ntwo three\n");
+        assert_eq!(
+            read(dir.path(), "run1/blog/error.log"),
+            "1970-01-01T00:00:01.500Z\tone\n1970-01-01T00:00:01.500Z\ttwo three\n"
+        );
         assert!(
             !dir.path().join("run2").exists(),
             "the message's host is not who sent it"
@@ -422,7 +434,7 @@ mod tests {
             &msg("a.log", "run2's"),
             start + Duration::from_secs(1),
         );
-        assert_eq!(read(dir.path(), "run2/a.log"), "run2's\n");
+        assert!(read(dir.path(), "run2/a.log").ends_with("\trun2's\n"));
         // A third file is refused; then the quota.
         let t = start + Duration::from_secs(100);
         filer.file("run1", &msg("b.log", "b"), t);
@@ -446,7 +458,7 @@ mod tests {
         let mut filer = Filer::new(dir.path().into(), limits);
         let now = Instant::now();
         for n in 0..100 {
-            filer.file("run1", &msg("a.log", &format!("{n:099}")), now);
+            filer.file("run1", &msg("a.log", &format!("{n:074}")), now);
         }
         let names: Vec<String> = std::fs::read_dir(dir.path().join("run1"))
             .expect("folder")
@@ -460,6 +472,6 @@ mod tests {
                 .len();
             assert!(size <= 1000, "{name}: {size}");
         }
-        assert!(read(dir.path(), "run1/a.log").ends_with(&format!("{:099}\n", 99)));
+        assert!(read(dir.path(), "run1/a.log").ends_with(&format!("\t{:074}\n", 99)));
     }
 }

@@ -16,6 +16,8 @@
 //! - `rotation`: on a balancer host, the balancer's rotation;
 //! - `restart` (an app's `web` service or its `workers`) and `probe` (ask
 //!   the app until it answers), `services`;
+//! - `logs`: on a collector, the lines it filed (`logs`: by host, app,
+//!   time and a regular expression, newest or after a cursor, bounded);
 //! - `run`: a command in an app's release as its user (`run`), answered
 //!   as a stream for as long as it runs, and the messages that steer it
 //!   (`input`, `eof`, `resize`, `signal`, `alive`, with its `session`).
@@ -132,11 +134,26 @@ pub async fn answer(ctx: &Ctx, request: &Value) -> Value {
             "host": host,
             "balancer": super::status::rotation(ctx.config.balancer_admin.as_deref()).await,
         }),
+        Some("logs") => logs_op(ctx, request).await.unwrap_or_else(|e| error(&e)),
         Some(other) => error(&format!(
-            "unknown op `{other}`; the agent answers ping, status, lease, drain, undrain, rotation, restart, probe and run"
+            "unknown op `{other}`; the agent answers ping, status, lease, drain, undrain, rotation, restart, probe, logs and run"
         )),
         None => error("the request has no `op`; send e.g. {\"op\": \"status\"}"),
     }
+}
+
+/// The collector's lines, read off the runtime (a big folder takes a while).
+async fn logs_op(ctx: &Ctx, request: &Value) -> Result<Value, String> {
+    let host = ctx.config.host.clone();
+    let dir = (ctx.config.collector.as_ref())
+        .map(|c| c.dir.clone())
+        .ok_or_else(|| format!("logs: {host} collects no logs (its agent.toml has no [collector]); ask a host with the `logs` role"))?;
+    let request = request.clone();
+    let mut answer = tokio::task::spawn_blocking(move || super::logs::answer(&dir, &request))
+        .await
+        .map_err(|e| format!("logs: reading the collected lines failed: {e}"))??;
+    answer["collector"] = json!(host);
+    Ok(answer)
 }
 
 fn error(message: &str) -> Value {
@@ -247,6 +264,7 @@ mod tests {
         for (body, says) in [
             (json!({"op": "reboot"}), "unknown op `reboot`"),
             (json!({}), "no `op`"),
+            (json!({"op": "logs"}), "run1 collects no logs"),
             (json!({"op": 1}), "no `op`"),
             (
                 json!({"op": "lease", "action": "steal"}),

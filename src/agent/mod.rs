@@ -19,7 +19,8 @@
 //! - `collector`: on a `logs` host (`[collector]` in the file), PULL at
 //!   its endpoint from the agents in `collector.senders`, each line
 //!   appended to `DIR/HOST/TAG` where HOST is the name the sender's key
-//!   was admitted under.
+//!   was admitted under, and answers `sitec logs` from those files
+//!   (`logs`).
 //!
 //! It runs as its own user (`sitec-agent`, no capability) under the unit's
 //! hardening (`ProtectSystem=strict`): it reads the logs it ships through its
@@ -34,6 +35,7 @@ mod drain;
 mod follow;
 mod heartbeat;
 pub mod lease;
+pub mod logs;
 mod resp;
 mod run;
 /// `sitec run`'s sessions one agent runs at once.

@@ -63,6 +63,8 @@ pub enum Command {
     /// Run a command (`python manage.py shell`) on an app's runner as the app's user, in its release,
     /// virtualenv and environment, on a terminal when this is one
     Run(ops::RunArgs),
+    /// Print the fleet's logs from its collectors, merged in time order across hosts (-f follows)
+    Logs(ops::LogsArgs),
     /// Break the fleet lock (apply, restart, run --lock and data operations take it), saying whose it was
     Unlock(ops::UnlockArgs),
     /// Make a database's standby (or Redis replica) its primary: fence the old one, promote, repoint the apps
@@ -234,6 +236,7 @@ pub fn main() -> ExitCode {
         Command::Restart(args) => ops::restart(&args),
         Command::Run(args) => ops::run(&args),
         Command::Session => crate::agent::session::run(),
+        Command::Logs(args) => ops::logs(&args),
         Command::Unlock(args) => ops::unlock(&args),
         Command::Failover(args) => data::failover(&args),
         Command::Releases(args) => releases::releases(&args),
@@ -247,7 +250,7 @@ pub fn main() -> ExitCode {
 /// The others keep Rust's ignored SIGPIPE and see EPIPE as an error: the
 /// balancer and agent serve sockets whose peers may go at any time, and
 /// fleet, plan, apply, host, data, backups, restore, failover, status,
-/// restart, unlock, releases and rollback talk to ssh and to hosts
+/// restart, logs, unlock, releases and rollback talk to ssh and to hosts
 /// mid-change, where dying of a signal would skip the error handling that
 /// leaves a host in a known state (they print through `stdio`, which drops
 /// a closed stream and goes on); run hangs up its remote command instead

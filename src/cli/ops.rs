@@ -1,4 +1,4 @@
-//! `sitec status`, `sitec restart`, `sitec run` and `sitec unlock`: read the spec's
+//! `sitec status`, `sitec restart`, `sitec run`, `sitec logs` and `sitec unlock`: read the spec's
 //! fleet and keys, then hand over to `ops`. Glue only.
 
 use crate::ops::{self, lock::Lock, Fleet};
@@ -72,6 +72,62 @@ pub struct RunArgs {
     /// The command and its arguments (after `--`)
     #[arg(value_name = "COMMAND", required = true, last = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  sitec logs examples/quickstart.site blog --since 10m\n  \
+sitec logs examples/quickstart.site blog -f --grep ' 5[0-9][0-9] '\n  \
+sitec logs examples/epio.site run1 lb1 --json | jq -r .line\n\n\
+Each line is printed as TIME HOST TAG LINE (TIME in UTC, when the host's agent read it; TAG the\n\
+file it came from, APP/gunicorn-access.log, APP/nginx-error.log, balancer/access.log...), in\n\
+time order across hosts, from the first of the fleet's collectors (hosts with the `logs` role)\n\
+that answers. --json prints {\"time\", \"host\", \"tag\", \"line\"} one object a line."
+)]
+pub struct LogsArgs {
+    /// The spec
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// Only these apps' and hosts' lines (an app's are its runners' gunicorn and nginx logs)
+    #[arg(value_name = "APP|HOST")]
+    pub names: Vec<String>,
+    /// Keep printing new lines as they arrive, until interrupted
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only lines from this long ago on: 30s, 10m, 2h, 1d, 1h30m
+    #[arg(long, value_name = "SPAN", value_parser = ops::logs::parse_since)]
+    pub since: Option<Duration>,
+    /// Only lines this regular expression matches (Rust regex syntax)
+    #[arg(long, value_name = "RE")]
+    pub grep: Option<String>,
+    /// At most this many lines, the newest (at most 5000)
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 1000)]
+    pub lines: usize,
+    /// One JSON object a line: time, host, tag, line
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn logs(args: &LogsArgs) -> ExitCode {
+    let result = load(&args.spec).and_then(|fleet| {
+        let agents = fleet.agents()?;
+        let query = ops::logs::Query {
+            names: &args.names,
+            since: args.since,
+            grep: args.grep.as_deref(),
+            lines: args.lines,
+            follow: args.follow,
+            json: args.json,
+        };
+        ops::logs::show(&fleet, &agents, &query)
+    });
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            crate::errln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,6 @@
 //! Operating a running fleet from the operator's machine, over the bus:
 //! `sitec status` (`status`), `sitec restart` (`restart`, with `drain`),
-//! `sitec run` (`run`),
+//! `sitec run` (`run`), `sitec logs` (`logs`),
 //! `sitec unlock` and the fleet lock every changing command takes
 //! (`lock`). Every command reaches the hosts' agents through
 //! `bus::control` with the operator's key (`bus.operator` in the spec's
@@ -14,6 +14,7 @@
 
 pub mod drain;
 pub mod lock;
+pub mod logs;
 pub mod restart;
 pub mod run;
 pub mod status;
