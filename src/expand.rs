@@ -4,7 +4,9 @@
 //! resource blocks become resources; an `each SCOPE { ... }` block repeats
 //! its resources for every app, worker, Postgres cluster or Redis server on
 //! the host. Labels and string fields may name the scope's values as
-//! `{app}`, `{app.user}`, `{cluster.port}` ... (`{{` is a literal brace); a
+//! `{app}`, `{app.user}`, `{cluster.port}` ... (`{{` is a literal brace),
+//! and a string of a list field a list value, once per item
+//! (`{app.workers}`: every worker of the app, see [`LISTS`]); a
 //! file with a `template` is rendered with the context `context` builds for
 //! it, or, for a template of your own (`./motd.hbs`), the one
 //! `own_templates::context` builds for its host. A `service` with a `unit`
@@ -289,24 +291,51 @@ impl Expander<'_, '_> {
         }
     }
 
-    /// `{app}` and friends in a role's string: the scope's values.
+    /// `{app}` and friends in a role's string: the scope's values (a list
+    /// value's items joined by spaces).
     fn interpolate(&mut self, text: &str, span: Span, scope: &Scope) -> Option<String> {
+        let mut filled = self.fill(text, span, scope, false)?;
+        Some(filled.pop().unwrap_or_default())
+    }
+
+    /// A string of a list field (`notify`, `requires`, `packages`...): one
+    /// string per item of a list value it names (none for an empty list;
+    /// for two lists, one per pair), else the one string.
+    fn interpolate_each(&mut self, text: &str, span: Span, scope: &Scope) -> Vec<String> {
+        self.fill(text, span, scope, true).unwrap_or_default()
+    }
+
+    /// The strings `text` makes: one, unless `each` and it names a list.
+    fn fill(&mut self, text: &str, span: Span, scope: &Scope, each: bool) -> Option<Vec<String>> {
         let Some(pieces) = pieces(text) else {
             self.diagnostics.push(lone_brace(span));
             return None;
         };
-        let mut out = String::with_capacity(text.len());
+        let mut out = vec![String::with_capacity(text.len())];
         for piece in pieces {
-            match piece {
-                Piece::Text(text) => out.push_str(text),
-                Piece::Value(name) => match self.variable(name, scope) {
-                    Some(value) => out.push_str(&value),
+            let name = match piece {
+                Piece::Text(text) => {
+                    out.iter_mut().for_each(|s| s.push_str(text));
+                    continue;
+                }
+                Piece::Value(name) => name,
+            };
+            let items = match self.list(name, scope).filter(|_| each) {
+                Some(items) => items,
+                None => match self.variable(name, scope) {
+                    Some(value) => vec![value],
                     None => {
                         self.diagnostics.push(unknown_value(name, span));
                         return None;
                     }
                 },
-            }
+            };
+            out = match items.as_slice() {
+                [value] => out.into_iter().map(|s| s + value).collect(),
+                _ => (out.iter())
+                    .flat_map(|s| items.iter().map(move |item| format!("{s}{item}")))
+                    .collect(),
+            };
         }
         Some(out)
     }
@@ -327,9 +356,6 @@ impl Expander<'_, '_> {
                 app?.requirements
             ),
             "app.port" => app?.port.to_string(),
-            "app.drivers" => context::database_drivers(fleet, scope.app?).join(" "),
-            "app.build_packages" => app?.build_packages.join(" "),
-            "app.asgi_server" => context::asgi_server_packages(fleet, scope.app?).join(" "),
             "app.static_dir" => context::static_dir(app?),
             "app.releases" => app?.releases.to_string(),
             "app.wsgi_import" => context::wsgi_import(app?),
@@ -343,6 +369,22 @@ impl Expander<'_, '_> {
             "redis" => fleet.databases[scope.redis?].name.clone(),
             "redis.port" => fleet.databases[scope.redis?].port.to_string(),
             "backup" => fleet.backups[scope.backup?].name.clone(),
+            _ => return self.list(name, scope).map(|items| items.join(" ")),
+        })
+    }
+
+    /// The items of a list value (one of [`LISTS`]).
+    fn list(&self, name: &str, scope: &Scope) -> Option<Vec<String>> {
+        let fleet = self.inputs.fleet;
+        let app = scope.app?;
+        let owned = |items: &[&str]| items.iter().map(|i| i.to_string()).collect();
+        Some(match name {
+            "app.workers" => (fleet.apps[app].workers.iter())
+                .map(|w| w.name.clone())
+                .collect(),
+            "app.drivers" => owned(&context::database_drivers(fleet, app)),
+            "app.build_packages" => fleet.apps[app].build_packages.clone(),
+            "app.asgi_server" => owned(context::asgi_server_packages(fleet, app)),
             _ => return None,
         })
     }
@@ -361,9 +403,9 @@ impl Expander<'_, '_> {
         };
         list.items
             .iter()
-            .filter_map(|v| match &v.kind {
-                ValueKind::Str(s) => self.interpolate(s, v.span, scope),
-                _ => None,
+            .flat_map(|v| match &v.kind {
+                ValueKind::Str(s) => self.interpolate_each(s, v.span, scope),
+                _ => Vec::new(),
             })
             .collect()
     }
@@ -380,6 +422,10 @@ impl Expander<'_, '_> {
         let Some(label) = entry.labels.first() else {
             return;
         };
+        if let Some(problem) = list_in_label(&label.text, label.span) {
+            self.diagnostics.push(problem);
+            return;
+        }
         let Some(key) = self.interpolate(&label.text, label.span, scope) else {
             return;
         };
@@ -770,7 +816,7 @@ fn unit_name(name: &str) -> String {
 /// The values a role's strings may name as `{name}`, and the `each` scopes
 /// that give each one (none: every host has it). `Expander::variable` fills
 /// them in; `lint` checks them without a host.
-pub const VALUES: [(&str, &[&str]); 21] = [
+pub const VALUES: [(&str, &[&str]); 22] = [
     ("host", &[]),
     ("host.address", &[]),
     ("app", APP_SCOPES),
@@ -785,6 +831,7 @@ pub const VALUES: [(&str, &[&str]); 21] = [
     ("app.static_dir", APP_SCOPES),
     ("app.releases", APP_SCOPES),
     ("app.wsgi_import", APP_SCOPES),
+    ("app.workers", APP_SCOPES),
     ("worker", &["worker"]),
     ("cluster", CLUSTER_SCOPES),
     ("cluster.version", CLUSTER_SCOPES),
@@ -795,6 +842,41 @@ pub const VALUES: [(&str, &[&str]); 21] = [
 ];
 
 const APP_SCOPES: &[&str] = &["app", "tls"];
+
+/// The values of [`VALUES`] that are lists, each with the value its items
+/// are where there is one (`{app.workers}`: each a `{worker}`). A string
+/// of a list field naming one makes a string per item
+/// ([`Expander::interpolate_each`]): `notify =
+/// ["service:sitec-app-{app}-worker-{app.workers}"]` notifies every worker
+/// of the app, and none when it has none. In a field of one string (`run`,
+/// `check`) the items are joined by spaces, as a command's words; a label
+/// can't name one (E221): a resource has one name.
+pub const LISTS: [(&str, Option<&str>); 4] = [
+    ("app.workers", Some("worker")),
+    ("app.drivers", None),
+    ("app.build_packages", None),
+    ("app.asgi_server", None),
+];
+
+/// E221: a label that names a list value.
+fn list_in_label(label: &str, span: Span) -> Option<Diagnostic> {
+    let (list, item) = pieces(label)?.into_iter().find_map(|piece| match piece {
+        Piece::Value(name) => LISTS.iter().find(|(list, _)| *list == name),
+        Piece::Text(_) => None,
+    })?;
+    let help = match item {
+        Some(item) => format!("one resource per item: put it in `each {item}` and name it by `{{{item}}}`"),
+        None => "name it by a value of one string; a list fills a list field (`notify`, `requires`, `packages`) with one string per item".to_string(),
+    };
+    Some(
+        Diagnostic::error(
+            "E221",
+            format!("`{{{list}}}` is a list, and a resource has one name"),
+        )
+        .primary(span, "in this label")
+        .help(help),
+    )
+}
 const CLUSTER_SCOPES: &[&str] = &["cluster", "standby", "primary"];
 
 /// A role's string in pieces: literal text (`{{` and `}}` are single

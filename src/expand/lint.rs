@@ -1,6 +1,6 @@
 //! A role's mistakes found without a host: every `each` inside the scope it
 //! needs (E220), every `{name}` in its strings a value of the scopes around
-//! it (E221, E220 for a lone brace), and, where a string names no value, a
+//! it and no list in a label (E221, E220 for a lone brace), and, where a string names no value, a
 //! template that exists (E223) and is used inside the scope its context
 //! needs (E224), a template of your own that reads, parses and names only
 //! what its context has (E226-E228, `own_templates`), a path that is one on
@@ -14,7 +14,8 @@
 //! compile, before it expands.
 
 use super::{
-    each_outside, lone_brace, path_problem, pieces, unknown_template, unknown_value, Piece, VALUES,
+    each_outside, list_in_label, lone_brace, path_problem, pieces, unknown_template, unknown_value,
+    Piece, LISTS, VALUES,
 };
 use crate::diagnostic::Diagnostic;
 use crate::model::Fleet;
@@ -167,12 +168,26 @@ fn references(block_: &Block, declared: &[String], found: &mut Vec<Diagnostic>) 
                 let ValueKind::Str(id) = &item.kind else {
                     continue;
                 };
+                let id = &as_items(id);
                 if !declared.iter().any(|d| same_resource(d, id)) {
                     found.push(unknown_resource(&field.key.text, id, item.span, declared));
                 }
             }
         }
     }
+}
+
+/// An id as the resources it names are declared: a list value written as
+/// the value its items are (`{app.workers}` as `{worker}`), so that
+/// `service:sitec-app-{app}-worker-{app.workers}` names what `each worker`
+/// declares as `service:sitec-app-{app}-worker-{worker}`.
+fn as_items(id: &str) -> String {
+    LISTS
+        .iter()
+        .fold(id.to_string(), |id, (list, item)| match item {
+            Some(item) => id.replace(&format!("{{{list}}}"), &format!("{{{item}}}")),
+            None => id,
+        })
 }
 
 /// Whether a resource id as written in a role (`{values}` and all) can be
@@ -285,7 +300,9 @@ fn each<'b>(entry: &'b Entry, open: &mut Vec<&'b str>, own: &Checker, found: &mu
 /// expansion would check it filled in.
 fn resource(entry: &Entry, open: &[&str], own: &Checker, found: &mut Vec<Diagnostic>) {
     if let Some(label) = entry.labels.first() {
-        match string(&label.text, label.span, open) {
+        let problem = string(&label.text, label.span, open)
+            .or_else(|| list_in_label(&label.text, label.span));
+        match problem {
             Some(problem) => found.push(problem),
             None if literal(&label.text) => {
                 found.extend(path_problem(entry, &label.text, label.span));
@@ -439,6 +456,33 @@ mod tests {
                 [("E221", format!("did you mean `{{{meant}}}`?"))]
             );
         }
+    }
+
+    /// A list value names every item: in a `notify` it names what
+    /// `each worker` declares; a label can't name one.
+    #[test]
+    fn a_list_value_names_its_items_and_no_resource() {
+        let clean = r#"
+            each app {
+              file "/srv/{app}/x" { notify = ["service:w-{app}-{app.workers}"] }
+              each worker { service "w-{app}-{worker}" {} }
+            }
+        "#;
+        assert_eq!(lint_role(clean), []);
+        assert_eq!(
+            lint_role(r#"each app { service "w-{app}-{app.workers}" {} }"#),
+            [(
+                "E221",
+                "one resource per item: put it in `each worker` and name it by `{worker}`"
+                    .to_string()
+            )]
+        );
+        let found = lint_role(r#"each app { file "/srv/{app.drivers}" {} }"#);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "E221");
+        // Outside `each app` it has no value.
+        let found = lint_role(r#"file "/x" { notify = ["service:w-{app.workers}"] }"#);
+        assert_eq!(found.first().map(|f| f.0), Some("E221"), "{found:?}");
     }
 
     #[test]

@@ -209,6 +209,8 @@ fn the_lint_and_expansion_know_the_same_values() {
             };
             for (name, _) in VALUES {
                 assert!(expander.variable(name, &scope).is_some(), "{name}");
+                let listed = LISTS.iter().any(|(list, _)| *list == name);
+                assert_eq!(expander.list(name, &scope).is_some(), listed, "{name}");
             }
             for name in ["app.name", "hosts", "cluster.name", ""] {
                 assert!(expander.variable(name, &scope).is_none(), "{name}");
@@ -260,5 +262,91 @@ role motd {
             format!("This is {}. {{kept}}\n", host.name)
         );
         assert_eq!(content("/etc/raw.json"), "{\"host\": \"{host}\"}");
+    }
+}
+
+/// A list value (`{app.workers}`) in a list field makes one string per
+/// item, none for an app without workers, one per pair for two lists; in
+/// a field of one string its items are joined by spaces.
+#[test]
+fn a_list_value_makes_a_string_per_item_in_a_list_field() {
+    let spec = r#"use std/platform
+provider colo { user = "root" }
+host h1 { provider = colo  address = "203.0.113.10"  roles = [balancer, runner, postgres, odd] }
+checks { balancer_redundancy = off }
+database main { engine = postgres  primary = h1 }
+app blog {
+  source = "apps/blog"
+  wsgi = "blog.wsgi"
+  domains = ["b.example.com"]
+  databases { default = main }
+  worker celery { command = "celery -A blog worker" }
+  worker beat { command = "celery -A blog beat" }
+}
+app shop { source = "apps/shop"  wsgi = "shop.wsgi"  domains = ["s.example.com"]  databases { default = main } }
+role odd {
+  each app {
+    command "tell-{app}" { run = "echo {app.workers}." }
+    file "/etc/odd/{app}" {
+      content = "x"
+      notify = ["service:odd-{app}-{app.workers}", "service:odd-{app}"]
+    }
+    virtualenv "/srv/odd/{app}" { packages = ["{app.workers}-{app.workers}"] }
+    service "odd-{app}" {}
+    each worker { service "odd-{app}-{worker}" {} }
+  }
+}
+"#;
+    let mut sources = SourceMap::new();
+    let rendered = compile::render_text(
+        &mut sources,
+        "t.site",
+        spec,
+        &compile::SecretSource::Placeholders,
+        &[],
+    );
+    assert_eq!(rendered.errors(), 0, "{:?}", rendered.diagnostics);
+    let resource = |id: &str| {
+        (rendered.hosts[0].resources.iter())
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("no {id}"))
+    };
+    assert_eq!(
+        resource("file:/etc/odd/blog").notifies,
+        [
+            "service:odd-blog-celery",
+            "service:odd-blog-beat",
+            "service:odd-blog"
+        ]
+    );
+    assert_eq!(
+        resource("file:/etc/odd/shop").notifies,
+        ["service:odd-shop"]
+    );
+    let run = |id: &str| match &resource(id).kind {
+        Kind::Command { run, .. } => run.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(run("command:tell-blog"), "echo celery beat.");
+    assert_eq!(run("command:tell-shop"), "echo .");
+    let packages = |id: &str| match &resource(id).kind {
+        Kind::Virtualenv { packages, .. } => packages.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        packages("virtualenv:/srv/odd/blog"),
+        ["celery-celery", "celery-beat", "beat-celery", "beat-beat"]
+    );
+    assert!(packages("virtualenv:/srv/odd/shop").is_empty());
+}
+
+/// Every list value is a value, and only a list value has items.
+#[test]
+fn the_list_values_are_values() {
+    for (list, item) in LISTS {
+        assert!(VALUES.iter().any(|(value, _)| *value == list), "{list}");
+        if let Some(item) = item {
+            assert!(VALUES.iter().any(|(value, _)| *value == item), "{item}");
+        }
     }
 }
