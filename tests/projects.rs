@@ -13,7 +13,11 @@
 //! made by `django-admin startproject` whose requirements include a nested
 //! file and psycopg2, which PyPI has only as an sdist for Linux: the wheel
 //! is built on the runner (`plan::build`), its admin login answers 200 and
-//! its virtualenv imports psycopg2.
+//! its virtualenv imports psycopg2. The echo app (ASGI) answers a WebSocket
+//! and greets with its environment's ECHO_GREETING: a settings layer that
+//! changes it restarts gunicorn and the app's worker (new MainPIDs) and the
+//! new greeting is served; one that changes a Django setting restarts the
+//! worker too.
 //!
 //! Also, without a fleet: a wheelhouse built for a Python minor other than
 //! the operator's holds that minor's wheels.
@@ -181,7 +185,10 @@ app echo {
   source = "../echo"
   asgi = "echo.asgi:application"
   domains = ["echo.localhost"]
+  env { ECHO_GREETING = "Hello from the spec" }
   databases { default = echodb }
+  # A process that, like celery, reads its environment once, at start.
+  worker ticker { command = "python -c 'import time; time.sleep(1e9)'" }
 }
 
 database echodb { engine = postgres  primary = pjdb }
@@ -213,6 +220,32 @@ fn status_of(address: &str, domain: &str, path: &str) -> String {
         .output();
     out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()
+}
+
+/// The body of GET http://ADDRESS/PATH with Host `domain`.
+fn body_of(address: &str, domain: &str, path: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-H", &format!("Host: {domain}")])
+        .arg(format!("http://{address}{path}"))
+        .output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Waits (up to a minute) until GET PATH of `domain` answers a body that
+/// contains `text`.
+fn serves_text(address: &str, domain: &str, path: &str, text: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = body_of(address, domain, path);
+        if body.contains(text) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{domain}{path} does not say {text:?}: {body:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Waits (up to a minute) until every path answers 200 through the balancer.
@@ -386,6 +419,8 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
     all_answer_for(&balancer, "echo.localhost", &["/", "/healthz"])?;
     let echoed = websocket_echo(&balancer, "echo.localhost", "/ws/echo/", "hello, sitec")?;
     assert_eq!(echoed, "hello, sitec");
+    // Its environment holds the spec's env block.
+    serves_text(&balancer, "echo.localhost", "/", "Hello from the spec.")?;
 
     // The developer's .env stayed home.
     let env_shipped = Command::new("ssh")
@@ -429,6 +464,84 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
         &[&paths[..], &["/static/css/added.css"]].concat(),
     )?;
     assert_no_changes(&deploy, SPEC_FILE, "after the redeploy");
+
+    // A settings layer changes a variable of the echo app's environment:
+    // systemd reads the environment file only when it starts gunicorn (a
+    // reload would keep the old one) and the worker, so the plan restarts
+    // both, gunicorn's master and the worker are new processes and the new
+    // value is served.
+    let unit = |unit: &str, property: &str| -> Result<String, String> {
+        let out = Command::new("ssh")
+            .arg("-F")
+            .arg(&ssh_config)
+            .args(["pjrun", &format!("systemctl show -P {property} {unit}")])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("ssh: {e}"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    const GUNICORN: &str = "sitec-app-echo";
+    const WORKER: &str = "sitec-app-echo-worker-ticker";
+    // The worker runs, and systemd never restarted it on a failure: a new
+    // MainPID below is the plan's restart, not a crash loop's.
+    let running = |why: &str| -> Result<String, String> {
+        let pid = unit(WORKER, "MainPID")?;
+        let restarts = unit(WORKER, "NRestarts")?;
+        if pid == "0" || pid.is_empty() || restarts != "0" {
+            return Err(format!(
+                "{why}: the worker is not running steadily (MainPID {pid:?}, NRestarts {restarts:?})"
+            ));
+        }
+        Ok(pid)
+    };
+    let pid_before = unit(GUNICORN, "MainPID")?;
+    let worker_before = running("before the environment change")?;
+    // A settings layer for echo on pjrun: planned (the plan says each
+    // restart and the first thing that makes it), then applied.
+    let layer = |body: &str, restarts: &[&str], what: &str| -> TestResult {
+        std::fs::write(
+            deploy.join(SPEC_FILE),
+            format!("{SPEC}\nsettings app echo host pjrun {{\n{body}\n}}\n"),
+        )?;
+        let plan = sitec(&deploy, &["plan", SPEC_FILE]);
+        for restart in restarts {
+            let line = format!("* service:{restart}");
+            assert!(
+                text_of(&plan).contains(&line),
+                "{what}: the plan says {line}: {}",
+                text_of(&plan)
+            );
+        }
+        let applied = sitec(&deploy, &["apply", SPEC_FILE, "--yes"]);
+        assert!(applied.status.success(), "{what}: {}", text_of(&applied));
+        Ok(())
+    };
+    let greeting = "  env { ECHO_GREETING = \"Hello again\" }";
+    layer(
+        greeting,
+        &[
+            "sitec-app-echo: restart (file:/etc/sitec/apps/echo/environment",
+            "sitec-app-echo-worker-ticker: restart (file:/etc/sitec/apps/echo/environment",
+        ],
+        "env change",
+    )?;
+    serves_text(&balancer, "echo.localhost", "/", "Hello again.")?;
+    let pid_after = unit(GUNICORN, "MainPID")?;
+    assert_ne!(pid_before, pid_after, "gunicorn's master was not restarted");
+    let worker_after = running("after the environment change")?;
+    assert_ne!(worker_before, worker_after, "the worker was not restarted");
+    assert_no_changes(&deploy, SPEC_FILE, "after the environment change");
+
+    // A Django setting (sitec_settings.py, not the environment): the worker
+    // imported the old one at start, so it restarts too.
+    layer(
+        &format!("{greeting}\n  ECHO_COLOUR = \"blue\""),
+        &["sitec-app-echo-worker-ticker: restart (file:/etc/sitec/apps/echo/python/sitec_settings.py"],
+        "settings change",
+    )?;
+    let worker_last = running("after the settings change")?;
+    assert_ne!(worker_after, worker_last, "the worker was not restarted");
+    assert_no_changes(&deploy, SPEC_FILE, "after the settings change");
     Ok(())
 }
 

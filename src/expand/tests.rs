@@ -338,6 +338,20 @@ role odd {
         ["celery-celery", "celery-beat", "beat-celery", "beat-beat"]
     );
     assert!(packages("virtualenv:/srv/odd/shop").is_empty());
+    // The runner's own: what its processes read at start restarts each worker.
+    for id in [
+        "file:/etc/sitec/apps/blog/environment",
+        "file:/etc/sitec/apps/blog/python/sitec_settings.py",
+        "tree:/srv/sitec/apps/blog/current",
+        "virtualenv:/srv/sitec/apps/blog/venv",
+        "file:/etc/sitec/fleet-ca.pem",
+    ] {
+        let notifies = &resource(id).notifies;
+        for worker in ["celery", "beat"] {
+            let wanted = format!("service:sitec-app-blog-worker-{worker}");
+            assert!(notifies.contains(&wanted), "{id}: {notifies:?}");
+        }
+    }
 }
 
 /// Every list value is a value, and only a list value has items.

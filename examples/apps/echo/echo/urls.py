@@ -1,11 +1,15 @@
+import os
+
 from django.http import HttpResponse
 from django.urls import path
 
 
 def index(request):
-    """The front page: says where the WebSocket is."""
+    """The front page: its greeting from the environment (the spec's
+    `env { ECHO_GREETING = "..." }`), and where the WebSocket is."""
+    greeting = os.environ.get("ECHO_GREETING", "Hello")
     return HttpResponse(
-        "The echo app: a WebSocket at /ws/echo/ sends back what it gets.\n",
+        f"{greeting}. The echo app: a WebSocket at /ws/echo/ sends back what it gets.\n",
         content_type="text/plain",
     )
 
