@@ -1,5 +1,6 @@
-//! `sitec explain`: where one setting of one app gets its value, or one
-//! variable of its environment (`env.NAME`).
+//! `sitec explain`: where one setting of one app gets its value, one
+//! variable of its environment (`env.NAME`), or every variable of it
+//! (`env`).
 //!
 //! For each runner the app runs on, every layer the setting passed, lowest
 //! first, with the `file:line` that set it, the winner marked, and the final
@@ -29,23 +30,13 @@ pub fn explain(
 ) -> Result<String, String> {
     let app = find_app(fleet, query.app)?;
     let hosts = hosts_of(fleet, app, query.host)?;
+    if query.key == "env" {
+        return explain_environment(fleet, sources, overrides, query, &hosts);
+    }
     let variable = query.key.strip_prefix("env.");
     let key = variable.unwrap_or(query.key);
-    let secrets = crate::secrets::Secrets::placeholders();
-    let inputs = crate::context::Inputs {
-        fleet,
-        sources,
-        secrets: &secrets,
-        overrides,
-        shared: crate::context::Shared::default(),
-    };
-    // Names only: sitec's own variables hold secrets by name, never by value.
     let resolve = |host: HostId| match variable {
-        Some(_) => {
-            let sitec = crate::context::sitec_environment(&inputs, host, app);
-            let index = settings::Index::new(fleet);
-            settings::resolve_env(&index, fleet, sources, sitec, app, host)
-        }
+        Some(_) => environment(fleet, sources, overrides, app, host),
         None => settings::resolve(fleet, sources, overrides, app, host),
     };
     let per_host: Vec<(HostId, Option<Resolved>)> = hosts
@@ -99,8 +90,13 @@ pub fn explain(
         }
         let on = names.join(", ");
         if rows.is_empty() {
+            let default = if variable.is_some() {
+                "not in its environment"
+            } else {
+                "not set (Django's default applies)"
+            };
             out.push_str(&format!(
-                "{} for app {} on {on}: not set (Django's default applies)\n",
+                "{} for app {} on {on}: {default}\n",
                 query.key, query.app
             ));
             continue;
@@ -126,6 +122,65 @@ pub fn explain(
         }
     }
     Ok(out)
+}
+
+/// Every variable of the app's environment on `hosts`, in the order of its
+/// environment file (sitec's own first), each explained as `env.NAME` is.
+fn explain_environment(
+    fleet: &Fleet,
+    sources: &SourceMap,
+    overrides: &[Override],
+    query: &Query,
+    hosts: &[HostId],
+) -> Result<String, String> {
+    let app = find_app(fleet, query.app)?;
+    let mut names: Vec<String> = Vec::new();
+    for &host in hosts {
+        for variable in environment(fleet, sources, overrides, app, host) {
+            if !names.contains(&variable.name) {
+                names.push(variable.name);
+            }
+        }
+    }
+    let mut out = String::new();
+    for name in &names {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let key = format!("env.{name}");
+        out.push_str(&explain(
+            fleet,
+            sources,
+            overrides,
+            &Query {
+                key: &key,
+                ..*query
+            },
+        )?);
+    }
+    Ok(out)
+}
+
+/// The variables of `app`'s environment on `host`, each with its layers.
+/// Names only: sitec's own variables hold secrets by name, never by value.
+fn environment(
+    fleet: &Fleet,
+    sources: &SourceMap,
+    overrides: &[Override],
+    app: AppId,
+    host: HostId,
+) -> Vec<Resolved> {
+    let secrets = crate::secrets::Secrets::placeholders();
+    let inputs = crate::context::Inputs {
+        fleet,
+        sources,
+        secrets: &secrets,
+        overrides,
+        shared: crate::context::Shared::default(),
+    };
+    let sitec = crate::context::sitec_environment(&inputs, host, app);
+    let index = settings::Index::new(fleet);
+    settings::resolve_env(&index, fleet, sources, sitec, app, host)
 }
 
 /// One layer as printed.

@@ -295,15 +295,7 @@ fn graph_bus_as_json_and_dot() {
 
 #[test]
 fn explain_shows_an_environment_variables_layers_with_secrets_by_name() {
-    let spec = SPEC
-        .replace(
-            "settings host run2 { SITE_TITLE = \"Second runner\" }",
-            "settings host run2 {\n  SITE_TITLE = \"Second runner\"\n  env { SENTRY_DSN = secret(\"sentry.run2\") }\n}",
-        )
-        .replace(
-            "  SITE_TITLE = \"Fleet default\"\n",
-            "  SITE_TITLE = \"Fleet default\"\n  env { SENTRY_DSN = \"https://sentry.example.com/1\" }\n",
-        );
+    let spec = spec_with_sentry_dsn();
     let out = Test::new()
         .file("fleet.site", &spec)
         .args(&["explain", "fleet.site", "blog", "env.SENTRY_DSN"])
@@ -348,6 +340,40 @@ fn explain_shows_an_environment_variables_layers_with_secrets_by_name() {
         "{}",
         out.stderr
     );
+}
+
+/// `explain SPEC APP env`: every variable of the app's environment, each
+/// with its layers, sitec's own first; secrets by name (the golden
+/// golden/explain/snapshots/environment_of_blog_on_run2.snap).
+#[test]
+fn explain_env_shows_every_variable_of_the_environment_with_its_layers() {
+    let spec = spec_with_sentry_dsn();
+    let out = spec_of(&spec)
+        .args(&["explain", "fleet.site", "blog", "env", "--host", "run2"])
+        .run();
+    assert_eq!((out.status, out.stderr.as_str()), (0, ""), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("secret(\"sentry.run2\")   <- wins"),
+        "{}",
+        out.stdout
+    );
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../golden/explain/snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!("environment_of_blog_on_run2", out.stdout));
+}
+
+/// SPEC with `SENTRY_DSN` in two layers' env blocks: text in `settings
+/// base`, a secret in `settings host run2`.
+fn spec_with_sentry_dsn() -> String {
+    SPEC.replace(
+        "settings host run2 { SITE_TITLE = \"Second runner\" }",
+        "settings host run2 {\n  SITE_TITLE = \"Second runner\"\n  env { SENTRY_DSN = secret(\"sentry.run2\") }\n}",
+    )
+    .replace(
+        "  SITE_TITLE = \"Fleet default\"\n",
+        "  SITE_TITLE = \"Fleet default\"\n  env { SENTRY_DSN = \"https://sentry.example.com/1\" }\n",
+    )
 }
 
 fn spec_of(text: &str) -> Test {

@@ -110,7 +110,8 @@ pub struct ExplainArgs {
     /// The app
     #[arg(value_name = "APP")]
     pub app: String,
-    /// The setting, as Django reads it (`DEBUG`)
+    /// The setting, as Django reads it (`DEBUG`); `env.NAME` for a variable of
+    /// the app's environment, `env` for every one
     #[arg(value_name = "KEY")]
     pub key: String,
     /// One host only (without it: every runner the app runs on)
