@@ -231,7 +231,7 @@ pub fn build(
             })
         }
         "tls/fleet-ca.pem" | "tls/server.pem" | "tls/server.key" => {
-            database_tls(template, inputs, host)
+            database_tls(template, inputs, host, scope)
         }
         "postgres/postgresql.conf" => {
             let cluster = scope
@@ -457,11 +457,12 @@ fn gunicorn_conf(inputs: &Inputs, app: AppId) -> Value {
 const PG_TLS_QUERY: &str = "sslmode=verify-full&sslrootcert=/etc/sitec/fleet-ca.pem";
 const REDIS_TLS_QUERY: &str = "ssl_cert_reqs=required&ssl_ca_certs=/etc/sitec/fleet-ca.pem";
 
-/// A database host's certificate (`tls/server.pem`) and its key, once per
-/// server so each reads its own (root:postgres and root:redis 0640), in a
-/// folder of their own: `/etc/sitec/tls/` holds the balancers' `APP.pem`,
-/// and an app may be called `db`.
-pub const DB_CERT_FILE: &str = "/etc/sitec/db-tls/server.pem";
+/// Each database server's certificate (`tls/server.pem`) and its own key
+/// (`tls/server.key`, root:postgres and root:redis 0640), in a folder of
+/// their own: `/etc/sitec/tls/` holds the balancers' `APP.pem`, and an app
+/// may be called `db`.
+pub const DB_POSTGRES_CERT_FILE: &str = "/etc/sitec/db-tls/postgres.pem";
+pub const DB_REDIS_CERT_FILE: &str = "/etc/sitec/db-tls/redis.pem";
 pub const DB_POSTGRES_KEY_FILE: &str = "/etc/sitec/db-tls/postgres.key";
 pub const DB_REDIS_KEY_FILE: &str = "/etc/sitec/db-tls/redis.key";
 
@@ -480,49 +481,65 @@ fn certificate_names(fleet: &Fleet, host: HostId) -> Vec<String> {
     names
 }
 
-/// Every database host's private key, as its rendered file holds it, named
-/// for a plan's redactor (`compile` adds them as secrets, so a diff of a
-/// key file shows `<secret tls.db1.db_key>`).
+/// Every database server's private key, as its rendered file holds it,
+/// named for a plan's redactor (`compile` adds them as secrets, so a diff
+/// of a key file shows `<secret tls.db1.postgres_key>`).
 pub fn database_keys(fleet: &Fleet, secrets: &Secrets) -> Vec<(String, String)> {
     let Some(ca) = secrets.get(crate::fleet_ca::CA_SECRET) else {
         return Vec::new();
     };
-    (0..fleet.hosts.len())
-        .filter(|h| {
-            !clusters::clusters_on(fleet, *h).is_empty()
-                || !clusters::redis_on(fleet, *h).is_empty()
-        })
-        .filter_map(|h| {
+    let servers = (0..fleet.hosts.len()).flat_map(|h| {
+        let postgres = !clusters::clusters_on(fleet, h).is_empty();
+        let redis = !clusters::redis_on(fleet, h).is_empty();
+        [(h, "postgres", postgres), (h, "redis", redis)]
+    });
+    servers
+        .filter(|(_, _, serves)| *serves)
+        .filter_map(|(h, server, _)| {
             let name = &fleet.hosts[h].name;
-            let server = crate::fleet_ca::server(&ca, name, &certificate_names(fleet, h)).ok()?;
+            let key = crate::fleet_ca::server_key_pem(&ca, name, server).ok()?;
             Some((
-                format!("tls.{name}.db_key"),
-                server.key_pem.trim_end().to_string(),
+                format!("tls.{name}.{server}_key"),
+                key.trim_end().to_string(),
             ))
         })
         .collect()
 }
 
-/// A database host's key and certificate, and the fleet CA's certificate
-/// (`fleet_ca`, from the secret `fleet.ca_key`).
-fn database_tls(template: &str, inputs: &Inputs, host: HostId) -> Result<Built, String> {
+/// A database server's key and certificate (Redis's within `each redis`,
+/// else Postgres's), and the fleet CA's certificate (`fleet_ca`, from the
+/// secret `fleet.ca_key`).
+fn database_tls(
+    template: &str,
+    inputs: &Inputs,
+    host: HostId,
+    scope: &Scope,
+) -> Result<Built, String> {
     let fleet = inputs.fleet;
     let h = &fleet.hosts[host];
     let ca = secret(inputs, crate::fleet_ca::CA_SECRET)?;
     let names = certificate_names(fleet, host);
+    let server = if scope.redis.is_some() {
+        "redis"
+    } else {
+        "postgres"
+    };
     let (pem, secret) = match template {
         "tls/fleet-ca.pem" => (crate::fleet_ca::ca_pem(&ca)?, false),
         "tls/server.pem" => (
-            crate::fleet_ca::server(&ca, &h.name, &names)?.cert_pem,
+            crate::fleet_ca::server(&ca, &h.name, server, &names)?.cert_pem,
             false,
         ),
-        _ => (crate::fleet_ca::server(&ca, &h.name, &names)?.key_pem, true),
+        _ => (crate::fleet_ca::server_key_pem(&ca, &h.name, server)?, true),
     };
     let mut context = json!({
         "origin": spec_file(inputs, h.span),
         "host": h.name,
         "pem": pem.trim_end(),
     });
+    if template != "tls/fleet-ca.pem" {
+        context["server"] = json!(server);
+    }
     // The certificate's header says whom it is for.
     if template == "tls/server.pem" {
         context["names"] = json!(names.join(", "));
@@ -1323,7 +1340,7 @@ fn postgresql_conf(inputs: &Inputs, host: HostId, cluster: &Cluster) -> Result<V
         "listen_addresses": ["127.0.0.1", fleet.listen_address(host)],
         "port": cluster.port,
         "unix_socket_directory": "/var/run/postgresql",
-        "ssl_cert_file": DB_CERT_FILE,
+        "ssl_cert_file": DB_POSTGRES_CERT_FILE,
         "ssl_key_file": DB_POSTGRES_KEY_FILE,
         "max_connections": 100,
         "shared_buffers": "128MB",
@@ -1487,7 +1504,7 @@ fn redis_conf(inputs: &Inputs, host: HostId, redis: DatabaseId) -> Result<Value,
         "maxmemory": "256mb",
         "maxmemory_policy": "noeviction",
         "replicaof": replicaof,
-        "tls_cert_file": DB_CERT_FILE,
+        "tls_cert_file": DB_REDIS_CERT_FILE,
         "tls_key_file": DB_REDIS_KEY_FILE,
         "tls_ca_file": crate::fleet_ca::CA_FILE,
     }))

@@ -3,9 +3,11 @@
 //!
 //! Everything is derived from one generated secret, `fleet.ca_key`, in the
 //! spec's secrets file: the CA's ECDSA P-256 key (the SHA-256 of the secret
-//! is its scalar), its self-signed certificate, and for each database host a key
-//! of its own and a certificate naming the host (its name, `address`,
-//! `private_address`, `localhost` and 127.0.0.1), signed by the CA.
+//! is its scalar), its self-signed certificate, and for each database server
+//! of each host (its Postgres, its Redis) a key of its own and a certificate
+//! naming the host (its name, `address`, `private_address`, `localhost` and
+//! 127.0.0.1), signed by the CA: one key per server, so the redis user,
+//! which reads Redis's key, cannot pose as the host's Postgres.
 //! Signatures are deterministic (RFC 6979) and every field is fixed (validity
 //! 2025-01-01 to 2125-01-01, serials from a hash), so the same secret
 //! always renders the same files: the compile stays pure, a plan shows no
@@ -130,19 +132,28 @@ pub fn ca_pem(secret: &str) -> Result<String, String> {
     Ok(cert.pem())
 }
 
-/// Database host `host`'s private key, PEM (it depends on the host's name
-/// only, not on the names its certificate carries).
-pub fn server_key_pem(secret: &str, host: &str) -> Result<String, String> {
-    Key::derive(&["sitec database host", host, secret])?.pem()
+/// The private key of database server `server` (`postgres`, `redis`) on
+/// host `host`, PEM (it depends on those two names only, not on the names
+/// its certificate carries).
+pub fn server_key_pem(secret: &str, host: &str, server: &str) -> Result<String, String> {
+    server_key(secret, host, server)?.pem()
 }
 
-/// The key and certificate of database host `host`, valid for `names`
-/// (host names and IP addresses), signed by the CA.
-pub fn server(secret: &str, host: &str, names: &[String]) -> Result<Server, String> {
+fn server_key(secret: &str, host: &str, server: &str) -> Result<Key, String> {
+    Key::derive(&["sitec database server", server, host, secret])
+}
+
+/// The key and certificate of database server `server` (`postgres`,
+/// `redis`) on host `host`, valid for `names` (host names and IP
+/// addresses), signed by the CA.
+pub fn server(secret: &str, host: &str, server: &str, names: &[String]) -> Result<Server, String> {
     let ca_key = Key::derive(&["sitec fleet CA", secret])?;
     let issuer = Issuer::new(ca_params(), ca_key);
-    let host_key = Key::derive(&["sitec database host", host, secret])?;
-    let mut p = params(host, &format!("host {host} {}", names.join(" ")));
+    let host_key = server_key(secret, host, server)?;
+    let mut p = params(
+        host,
+        &format!("{server} on host {host} {}", names.join(" ")),
+    );
     p.subject_alt_names = names
         .iter()
         .map(|n| match n.parse() {
@@ -179,16 +190,18 @@ mod tests {
 
     #[test]
     fn the_same_secret_gives_the_same_certificates() {
-        let a = server("s3cret", "db1", &names()).expect("signs");
-        let b = server("s3cret", "db1", &names()).expect("signs");
+        let a = server("s3cret", "db1", "postgres", &names()).expect("signs");
+        let b = server("s3cret", "db1", "postgres", &names()).expect("signs");
         assert_eq!(a.cert_pem, b.cert_pem);
         assert_eq!(a.key_pem, b.key_pem);
         assert_eq!(ca_pem("s3cret"), ca_pem("s3cret"));
-        let other = server("rotated", "db1", &names()).expect("signs");
+        let other = server("rotated", "db1", "postgres", &names()).expect("signs");
         assert_ne!(a.key_pem, other.key_pem);
         assert_ne!(ca_pem("s3cret"), ca_pem("rotated"));
-        let db2 = server("s3cret", "db2", &names()).expect("signs");
+        let db2 = server("s3cret", "db2", "postgres", &names()).expect("signs");
         assert_ne!(a.key_pem, db2.key_pem, "each host has a key of its own");
+        let redis = server("s3cret", "db1", "redis", &names()).expect("signs");
+        assert_ne!(a.key_pem, redis.key_pem, "and each server on it");
     }
 
     /// openssl verifies the host's certificate against the CA, for the
@@ -208,7 +221,7 @@ mod tests {
         };
         let ca = write("ca.pem", &ca_pem("s3cret").expect("ca"));
         let other_ca = write("other.pem", &ca_pem("another fleet").expect("ca"));
-        let leaf = server("s3cret", "db1", &names()).expect("signs");
+        let leaf = server("s3cret", "db1", "postgres", &names()).expect("signs");
         let cert = write("db1.pem", &leaf.cert_pem);
         let key = write("db1.key", &leaf.key_pem);
         let verify = |ca: &std::path::Path, check: &[&str]| {

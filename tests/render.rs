@@ -253,29 +253,30 @@ fn snapshots_hold_placeholders_never_secrets() {
                 if name == sitec::fleet_ca::CA_SECRET {
                     let ca = |s: &str| sitec::fleet_ca::ca_pem(s).expect("a CA");
                     text = text.replace(ca(value).trim_end(), ca(&placeholder).trim_end());
-                    let key =
-                        |s: &str| sitec::fleet_ca::server_key_pem(s, &file.host).expect("a key");
-                    if text.contains(key(value).trim_end()) {
-                        holds_secret = true;
-                        text = text.replace(key(value).trim_end(), key(&placeholder).trim_end());
+                    for server in ["postgres", "redis"] {
+                        let key = |s: &str| {
+                            sitec::fleet_ca::server_key_pem(s, &file.host, server).expect("a key")
+                        };
+                        if text.contains(key(value).trim_end()) {
+                            holds_secret = true;
+                            text =
+                                text.replace(key(value).trim_end(), key(&placeholder).trim_end());
+                        }
                     }
-                    // The certificate's header names what it is for.
-                    let names = text
-                        .lines()
-                        .find_map(|l| {
-                            l.strip_prefix(
-                                "# This database host's certificate, signed by the fleet CA, for ",
-                            )
-                        })
-                        .map(|n| {
-                            n.trim_end_matches('.')
-                                .split(", ")
-                                .map(String::from)
-                                .collect::<Vec<_>>()
-                        });
-                    if let Some(names) = names {
+                    // The certificate's header names whose it is and for what.
+                    let names = text.lines().find_map(|l| {
+                        let rest = l.strip_prefix("# The certificate of this host's ")?;
+                        let (server, names) =
+                            rest.split_once(" server, signed by the fleet CA, for ")?;
+                        let names = names.trim_end_matches('.').split(", ");
+                        Some((
+                            server.to_string(),
+                            names.map(String::from).collect::<Vec<_>>(),
+                        ))
+                    });
+                    if let Some((server, names)) = names {
                         let cert = |s: &str| {
-                            sitec::fleet_ca::server(s, &file.host, &names)
+                            sitec::fleet_ca::server(s, &file.host, &server, &names)
                                 .expect("a certificate")
                                 .cert_pem
                         };

@@ -366,8 +366,9 @@ fn disturb(fleet: &Fleet, host: &str, managed: &[(String, String)]) {
     }
 }
 
-/// Every secret a host may hold, `(name, value)`: the spec's secrets file
-/// and the app's TLS key (the base64 lines of its body).
+/// Every secret a host may hold, `(name, value)`: the spec's secrets file,
+/// the database servers' TLS keys and the app's TLS key (the base64 lines
+/// of their bodies).
 fn secret_values(fleet: &Fleet) -> Vec<(String, String)> {
     let file = fleet.dir.path().join("hostile.secrets.toml");
     let text = std::fs::read_to_string(&file).expect("the secrets file");
@@ -386,6 +387,19 @@ fn secret_values(fleet: &Fleet) -> Vec<(String, String)> {
         })
         .collect();
     secrets.extend(derived);
+    // Each database server's own TLS key, derived from the fleet CA's secret.
+    let ca = (secrets.iter())
+        .find(|(name, _)| name == sitec::fleet_ca::CA_SECRET)
+        .map(|(_, value)| value.clone())
+        .expect("the fleet CA's secret");
+    for server in ["postgres", "redis"] {
+        let key = sitec::fleet_ca::server_key_pem(&ca, "db1", server).expect("a key");
+        secrets.extend(
+            key.lines()
+                .filter(|l| !l.starts_with("-----") && l.len() >= 40)
+                .map(|l| (format!("tls.db1.{server}_key"), l.to_string())),
+        );
+    }
     let key = std::fs::read_to_string(fleet.dir.path().join("tls/blog.localhost.key"))
         .expect("the TLS key");
     secrets.extend(
@@ -414,6 +428,8 @@ fn may_read(user: &str, host: &str, secret: &str) -> bool {
         "redis.cache.password" => app_or("redis"),
         "redis.cache.agent.password" => host == "db1" && ["redis", "sitec-agent"].contains(&user),
         "tls.blog.key" | "bus.balancer.lb1" => host == "lb1" && user == "sitec-balancer",
+        "tls.db1.postgres_key" => host == "db1" && user == "postgres",
+        "tls.db1.redis_key" => host == "db1" && user == "redis",
         bus_host => bus_host == format!("bus.host.{host}") && user == "sitec-agent",
     }
 }

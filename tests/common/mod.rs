@@ -620,7 +620,7 @@ pub fn redis_cli_tls(
 pub fn database_tls(cert: &Path, key: &Path, ca: &Path) -> Result<(), String> {
     let secret = "test fleet CA";
     let names = ["localhost".to_string(), "127.0.0.1".to_string()];
-    let server = sitec::fleet_ca::server(secret, "db1", &names)?;
+    let server = sitec::fleet_ca::server(secret, "db1", "postgres", &names)?;
     for (path, text) in [
         (cert, server.cert_pem),
         (key, server.key_pem),
