@@ -1,17 +1,23 @@
 //! `sitec apply`: carries a plan out, host by host in the order that keeps
 //! the fleet serving. Hosts go in steps: a host waits for the hosts it comes
 //! after (database primaries before standbys and before the runners of
-//! their apps, runners before balancers); within a step, runners go in two
-//! batches (so each app keeps runners serving) and balancers one at a time
-//! (never all at once); the rest in parallel, at most `--parallel` at once.
-//! A host that fails or can't be reached stops only the hosts after it.
+//! their apps, runners before balancers); within a step, runners roll
+//! (`rolling`): each app's leader first (the one whose new release runs
+//! the database migrations before it goes live), then the rest in batches
+//! of at most `--batch` runners of each app (1 by default), so each app
+//! keeps runners serving; balancers go one at a time (never all at once);
+//! the rest in parallel, at most `--parallel` at once. A host that fails or
+//! can't be reached stops only the hosts after it, and a runner that fails
+//! stops its apps' rolling deploy: their runners after it are skipped and
+//! keep the live release (so a failed migration leaves every runner on it).
 //! Each host reports progress as it goes, shown per host.
 //!
 //! Through the bus (`Around`, when the fleet's agents answer): every host
 //! records the fleet lock its operator holds before it changes anything
 //! (`ops::lock`), no step starts once that lock is lost, and a runner whose
 //! plan restarts an app's web service is drained out of every balancer's
-//! rotation first and returned once the app answers (`ops::drain`).
+//! rotation first and returned once the app answers (`ops::drain`), before
+//! the next batch starts.
 
 use crate::host::wire::Event;
 use crate::plan::desired::HostDesired;
@@ -32,10 +38,91 @@ pub enum Outcome {
     Unchanged,
 }
 
+/// How runners roll: each app's runners, its leader first, and how many
+/// of an app's runners may change at once.
+#[derive(Debug, Clone, Default)]
+pub struct Rolling {
+    pub apps: BTreeMap<String, Vec<String>>,
+    pub batch: usize,
+}
+
+impl Rolling {
+    /// The apps `host` runs.
+    fn apps_on<'a>(&'a self, host: &'a str) -> impl Iterator<Item = (&'a String, &'a Vec<String>)> {
+        (self.apps.iter()).filter(move |(_, runners)| runners.iter().any(|r| r == host))
+    }
+
+    /// `runners` in batches: each runner in the first batch after its apps'
+    /// leaders that holds fewer than `batch` runners of each of its apps,
+    /// the runners placed once their apps' leaders are. (Runners that lead
+    /// each other's apps are placed as they come: no order serves both.)
+    fn batches(&self, runners: Vec<String>) -> Vec<Vec<String>> {
+        let mut batch_of: BTreeMap<String, usize> = BTreeMap::new();
+        let mut pending = runners.clone();
+        while !pending.is_empty() {
+            let ready = pending.iter().position(|host| {
+                self.apps_on(host).all(|(_, runners)| {
+                    runners
+                        .first()
+                        .is_none_or(|l| l == host || !pending.contains(l))
+                })
+            });
+            let host = pending.remove(ready.unwrap_or(0));
+            let fits = |b: usize| {
+                self.apps_on(&host).all(|(_, runners)| {
+                    let leader = runners.first().filter(|l| **l != host);
+                    let after_leader = leader.and_then(|l| batch_of.get(l)).is_none_or(|l| *l < b);
+                    let beside = (runners.iter())
+                        .filter(|r| batch_of.get(*r) == Some(&b))
+                        .count();
+                    after_leader && beside < self.batch.max(1)
+                })
+            };
+            let b = (0..).find(|b| fits(*b)).unwrap_or(0);
+            batch_of.insert(host, b);
+        }
+        let mut batches: Vec<Vec<String>> = Vec::new();
+        for host in runners {
+            let b = batch_of[&host];
+            if batches.len() <= b {
+                batches.resize(b + 1, Vec::new());
+            }
+            batches[b].push(host);
+        }
+        batches
+    }
+
+    /// Why `host` must not change: a runner of one of its apps did not
+    /// converge (before it in this apply, or its leader at all).
+    fn stopped(
+        &self,
+        host: &str,
+        outcomes: &BTreeMap<String, Outcome>,
+        unreachable: &BTreeSet<&str>,
+    ) -> Option<String> {
+        self.apps_on(host).find_map(|(app, runners)| {
+            let leader = runners.first();
+            runners.iter().filter(|r| *r != host).find_map(|r| {
+                let counts = leader == Some(r) || !unreachable.contains(r.as_str());
+                match outcomes.get(r) {
+                    Some(Outcome::Failed(_) | Outcome::Skipped(_)) if counts => Some(format!(
+                        "the rolling deploy of {app} stopped at {r}, which did not converge; {host} keeps its live release"
+                    )),
+                    _ => None,
+                }
+            })
+        })
+    }
+}
+
 /// Orders hosts into steps (see the module comment). `order` holds
 /// `(before, after, why)` pairs.
 #[must_use]
-pub fn steps(hosts: &[HostDesired], order: &[(String, String, String)]) -> Vec<Vec<String>> {
+pub fn steps(
+    hosts: &[HostDesired],
+    order: &[(String, String, String)],
+    rolling: &Rolling,
+) -> Vec<Vec<String>> {
     let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
     let mut level: BTreeMap<&str, usize> = names.iter().map(|n| (*n, 0)).collect();
     // Longest path from a host with no predecessor; the pairs form a DAG
@@ -71,13 +158,10 @@ pub fn steps(hosts: &[HostDesired], order: &[(String, String, String)]) -> Vec<V
             .filter(|h| !runners.contains(&h.name) && !balancers.contains(&h.name))
             .map(|h| h.name.clone())
             .collect();
-        let (a, b): (Vec<_>, Vec<_>) = runners
-            .into_iter()
-            .enumerate()
-            .partition(|(i, _)| i % 2 == 0);
-        first.extend(a.into_iter().map(|(_, n)| n));
+        let mut batches = rolling.batches(runners).into_iter();
+        first.extend(batches.next().unwrap_or_default());
         steps.push(first);
-        steps.push(b.into_iter().map(|(_, n)| n).collect());
+        steps.extend(batches);
         steps.extend(balancers.into_iter().map(|b| vec![b]));
     }
     steps.retain(|s| !s.is_empty());
@@ -191,19 +275,17 @@ fn describe(event: &Event) -> String {
 pub struct Around {
     pub lock: crate::ops::lock::Lock,
     pub drainer: crate::ops::drain::Drainer,
-    /// Each host's apps.
-    pub apps_on: BTreeMap<String, Vec<String>>,
 }
 
 /// How long a drained app's requests in flight get to finish, and how long
-/// it gets to answer after its restart.
-const DRAIN: std::time::Duration = std::time::Duration::from_secs(40);
-const BACK: std::time::Duration = std::time::Duration::from_secs(90);
+/// it gets to answer after its restart (`sitec rollback`'s too).
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(40);
+pub const BACK: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// The apps whose web service `host`'s plan restarts.
-fn restarted_apps(around: &Around, host: &str, plan: &crate::plan::HostPlan) -> Vec<String> {
-    let apps = around.apps_on.get(host).cloned().unwrap_or_default();
-    apps.into_iter()
+fn restarted_apps(rolling: &Rolling, host: &str, plan: &crate::plan::HostPlan) -> Vec<String> {
+    (rolling.apps_on(host))
+        .map(|(app, _)| app.clone())
         .filter(|app| {
             let id = format!("service:sitec-app-{app}");
             plan.services
@@ -223,6 +305,7 @@ pub async fn run(
     parallel: usize,
     saved: bool,
     progress: Arc<Progress>,
+    rolling: &Rolling,
     around: Option<Arc<Around>>,
 ) -> BTreeMap<String, Outcome> {
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
@@ -232,8 +315,9 @@ pub async fn run(
             Outcome::Failed(format!("unreachable: {}", u.error)),
         );
     }
+    let unreachable: BTreeSet<&str> = plan.unreachable.iter().map(|u| u.host.as_str()).collect();
     let limit = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
-    for step in steps(hosts, order) {
+    for step in steps(hosts, order, rolling) {
         let mut tasks = tokio::task::JoinSet::new();
         let lost = around.as_ref().and_then(|a| a.lock.lost());
         for name in step {
@@ -246,7 +330,9 @@ pub async fn run(
                 outcomes.insert(name, outcome);
                 continue;
             }
-            if let Some(why) = blocked(&name, order, &outcomes) {
+            if let Some(why) = (blocked(&name, order, &outcomes))
+                .or_else(|| rolling.stopped(&name, &outcomes, &unreachable))
+            {
                 let outcome = Outcome::Skipped(why);
                 progress.finish(&name, &outcome);
                 outcomes.insert(name, outcome);
@@ -266,10 +352,11 @@ pub async fn run(
             desired.expect = saved.then(|| host_plan.fingerprint.clone());
             desired.lease = around.as_ref().map(|a| a.lock.claim());
             let blobs = host_plan.missing_blobs.clone();
-            let drained = around
-                .as_ref()
-                .map(|a| restarted_apps(a, &name, host_plan))
-                .unwrap_or_default();
+            let drained = if around.is_some() {
+                restarted_apps(rolling, &name, host_plan)
+            } else {
+                Vec::new()
+            };
             let (connections, progress, limit, around) = (
                 connections.clone(),
                 progress.clone(),
@@ -518,8 +605,12 @@ mod tests {
         .iter()
         .map(|(a, b)| ((*a).to_string(), (*b).to_string(), String::new()))
         .collect();
+        let rolling = Rolling {
+            apps: BTreeMap::from([("blog".to_string(), vec!["run1".into(), "run2".into()])]),
+            batch: 1,
+        };
         assert_eq!(
-            steps(&hosts, &order),
+            steps(&hosts, &order, &rolling),
             vec![
                 vec!["db1".to_string()],
                 vec!["db2".into(), "run1".into()],
@@ -528,6 +619,72 @@ mod tests {
                 vec!["lb2".into()]
             ]
         );
+    }
+
+    fn rolling(apps: &[(&str, &[&str])], batch: usize) -> Rolling {
+        Rolling {
+            apps: (apps.iter())
+                .map(|(a, r)| {
+                    (
+                        (*a).to_string(),
+                        r.iter().map(|h| (*h).to_string()).collect(),
+                    )
+                })
+                .collect(),
+            batch,
+        }
+    }
+
+    fn names(hosts: &[&str]) -> Vec<String> {
+        hosts.iter().map(|h| (*h).to_string()).collect()
+    }
+
+    #[test]
+    fn runners_roll_leaders_first_then_in_batches_of_each_app() {
+        // blog's leader is r3; shop's is r1, which also runs blog.
+        let apps: &[(&str, &[&str])] =
+            &[("blog", &["r3", "r1", "r2", "r4"]), ("shop", &["r1", "r2"])];
+        let all = names(&["r1", "r2", "r3", "r4", "r5"]);
+        assert_eq!(
+            rolling(apps, 1).batches(all.clone()),
+            vec![
+                names(&["r3", "r5"]),
+                names(&["r1"]),
+                names(&["r2"]),
+                names(&["r4"])
+            ],
+            "one runner of each app at a time, each app's leader first; r5 runs nothing"
+        );
+        assert_eq!(
+            rolling(apps, 2).batches(all),
+            vec![names(&["r3", "r5"]), names(&["r1", "r4"]), names(&["r2"])]
+        );
+        let alone: &[(&str, &[&str])] = &[("blog", &["a", "b", "c"])];
+        assert_eq!(
+            rolling(alone, 2).batches(names(&["c", "b", "a"])),
+            vec![names(&["a"]), names(&["c", "b"])],
+            "the leader alone first: its migrations before any other runner serves"
+        );
+    }
+
+    #[test]
+    fn a_runner_that_fails_stops_its_apps_rolling_deploy() {
+        let roll = rolling(&[("blog", &["r1", "r2"]), ("shop", &["r3", "r2"])], 1);
+        let mut outcomes = BTreeMap::new();
+        let none = BTreeSet::new();
+        outcomes.insert("r3".to_string(), Outcome::Done(1));
+        assert_eq!(roll.stopped("r2", &outcomes, &none), None);
+        outcomes.insert("r1".to_string(), Outcome::Failed("migrate".into()));
+        let why = roll.stopped("r2", &outcomes, &none).unwrap_or_default();
+        assert!(why.contains("blog stopped at r1"), "{why}");
+        assert_eq!(roll.stopped("r1", &outcomes, &none), None);
+        // A follower that could not be reached stops no one; a leader does.
+        let mut outcomes = BTreeMap::new();
+        outcomes.insert("r2".to_string(), Outcome::Failed("unreachable".into()));
+        outcomes.insert("r3".to_string(), Outcome::Failed("unreachable".into()));
+        let unreachable = BTreeSet::from(["r2", "r3"]);
+        assert_eq!(roll.stopped("r1", &outcomes, &unreachable), None);
+        assert!(roll.stopped("r2", &outcomes, &unreachable).is_some());
     }
 
     #[test]

@@ -359,6 +359,9 @@ impl Expander<'_, '_> {
             "app.static_dir" => context::static_dir(app?),
             "app.releases" => app?.releases.to_string(),
             "app.wsgi_import" => context::wsgi_import(app?),
+            "app.leader" => fleet.hosts[*fleet.placement[scope.app?].first()?]
+                .name
+                .clone(),
             "worker" => app?.workers.get(scope.worker?)?.name.clone(),
             "cluster" => scope.cluster.as_ref()?.name.clone(),
             "cluster.version" => {
@@ -508,6 +511,11 @@ impl Expander<'_, '_> {
                 check: self.string(entry, "check", scope),
                 user: self.string(entry, "user", scope),
                 output: self.string(entry, "output", scope),
+                // Only on the host `migrate_on` names, when it names one.
+                migrate: match self.string(entry, "migrate_on", scope) {
+                    Some(on) if on != self.inputs.fleet.hosts[self.host].name => None,
+                    _ => self.string(entry, "migrate", scope),
+                },
             },
             "command" => Kind::Command {
                 name: key,
@@ -816,7 +824,7 @@ fn unit_name(name: &str) -> String {
 /// The values a role's strings may name as `{name}`, and the `each` scopes
 /// that give each one (none: every host has it). `Expander::variable` fills
 /// them in; `lint` checks them without a host.
-pub const VALUES: [(&str, &[&str]); 22] = [
+pub const VALUES: [(&str, &[&str]); 23] = [
     ("host", &[]),
     ("host.address", &[]),
     ("app", APP_SCOPES),
@@ -832,6 +840,7 @@ pub const VALUES: [(&str, &[&str]); 22] = [
     ("app.releases", APP_SCOPES),
     ("app.wsgi_import", APP_SCOPES),
     ("app.workers", APP_SCOPES),
+    ("app.leader", APP_SCOPES),
     ("worker", &["worker"]),
     ("cluster", CLUSTER_SCOPES),
     ("cluster.version", CLUSTER_SCOPES),

@@ -95,6 +95,11 @@ pub enum Kind {
         /// folder): a link to `output/ID` beside the releases, `user`'s.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<String>,
+        /// Run as `user` in the release after `check`, before it goes
+        /// live (not for a rollback's pinned one): the database migrations,
+        /// on the app's leader only. A failure leaves the live release.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        migrate: Option<String>,
     },
     Command {
         name: String,

@@ -9,7 +9,9 @@
 //! converging on the next run with no half-written file anywhere; and
 //! releases on two runners: a new one live with its own static files, a
 //! rollback and forward again without a build, a broken one leaving the
-//! live one serving.
+//! live one serving; and rolling deploys under load through the balancer:
+//! a new release (with a migration) and a rollback failing no request, a
+//! release whose migration fails leaving both runners on the live one.
 //!
 //! Needs root and systemd-container (CI has both; elsewhere the tests fail
 //! unless the run sets `SITEC_SKIP_ROOT_TESTS=1`). Each test takes a lock
@@ -514,11 +516,16 @@ fn assert_no_changes(fleet: &Fleet) {
 /// fleet `qstest` and gives its hosts addresses above the automatic range
 /// (.10 to .250), which no host without an `address` is ever given.
 fn quickstart_text() -> String {
-    let mut text = std::fs::read_to_string(repo().join("examples/quickstart.site"))
+    let text = std::fs::read_to_string(repo().join("examples/quickstart.site"))
         .expect("quickstart readable");
-    for (host, last) in [("lb1", 251), ("run1", 252), ("db1", 253)] {
+    with_addresses(text, &[("lb1", 251), ("run1", 252), ("db1", 253)])
+}
+
+/// `text` with each host `(name, N)` at address 10.77.0.N.
+fn with_addresses(mut text: String, hosts: &[(&str, u8)]) -> String {
+    for (host, last) in hosts {
         let declared = format!("host {host} {{ provider = local ");
-        assert!(text.contains(&declared), "the quickstart declares {host}");
+        assert!(text.contains(&declared), "the spec declares {host}");
         text = text.replace(
             &declared,
             &format!("{declared} address = \"10.77.0.{last}\" "),
@@ -1045,25 +1052,9 @@ fn blog_stopped_on_one_runner_is_held_out_by_heartbeats(fleet: &Fleet) -> TestRe
 
 /// The quickstart on two runners (fleet `reltest`), keeping 3 releases.
 fn two_runner_text() -> String {
-    let mut text = quickstart_text();
-    for (from, to) in [
-        ("10.77.0.251", "10.77.0.241"),
-        ("10.77.0.252", "10.77.0.242"),
-        ("10.77.0.253", "10.77.0.244"),
-    ] {
-        text = text.replace(from, to);
-    }
-    let run1 = "host run1 { provider = local  address = \"10.77.0.242\"  roles = [runner] }";
-    assert!(text.contains(run1), "{text}");
-    text = text.replace(
-        run1,
-        &format!(
-            "{run1}\nhost run2 {{ provider = local  address = \"10.77.0.243\"  roles = [runner] }}"
-        ),
-    );
-    text.replace(
-        "  python = \"3.11\"\n",
-        "  python = \"3.11\"\n  replicas = 2\n  releases = 3\n",
+    with_addresses(
+        rolling_text(),
+        &[("lb1", 241), ("run1", 242), ("run2", 243), ("db1", 244)],
     )
 }
 
@@ -1231,6 +1222,147 @@ fn releases_switch_roll_back_and_survive_a_broken_one() -> TestResult {
         listed["run1"].as_array().map(Vec::len),
         Some(2),
         "the broken one is gone: {listed:#}"
+    );
+    Ok(())
+}
+
+/// The quickstart with a second runner of the blog keeping 3 releases, and
+/// no address: `fleet up` gives each host one of its own.
+fn rolling_text() -> String {
+    let text = std::fs::read_to_string(repo().join("examples/quickstart.site"))
+        .expect("quickstart readable");
+    let run1 = "host run1 { provider = local  roles = [runner] }";
+    assert!(text.contains(run1), "{text}");
+    let text = text.replace(
+        run1,
+        &format!("{run1}\nhost run2 {{ provider = local  roles = [runner] }}"),
+    );
+    text.replace(
+        "  python = \"3.11\"\n",
+        "  python = \"3.11\"\n  replicas = 2\n  releases = 3\n",
+    )
+}
+
+/// A migration of the sample blog's posts, after `after`, running `code`
+/// (the body of `def forward(apps, schema_editor):`).
+fn add_migration(fleet: &Fleet, name: &str, after: &str, code: &str) -> TestResult {
+    let text = format!(
+        "from django.db import migrations\n\n\ndef forward(apps, schema_editor):\n    {code}\n\n\n\
+         class Migration(migrations.Migration):\n    dependencies = [(\"posts\", \"{after}\")]\n\n    \
+         operations = [migrations.RunPython(forward, migrations.RunPython.noop)]\n"
+    );
+    let path = (fleet.dir.path()).join(format!("apps/blog/apps/posts/migrations/{name}.py"));
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
+/// Adds `line` to the blog's front page template.
+fn add_to_page(fleet: &Fleet, line: &str) -> TestResult {
+    let page = (fleet.dir.path()).join("apps/blog/apps/posts/templates/posts/index.html");
+    let original = std::fs::read_to_string(&page)?;
+    std::fs::write(&page, format!("{original}\n{line}\n"))?;
+    Ok(())
+}
+
+/// Runs `change` while clients loop through the balancer at `lb`; asserts
+/// that no request failed and returns what `change` returned.
+fn under_load<T>(lb: &str, what: &str, change: impl FnOnce() -> T) -> T {
+    let load = common::load::Load::start(lb, "blog.localhost", 4);
+    load.wait_answered(20);
+    let started = Instant::now();
+    let out = change();
+    let seconds = started.elapsed().as_secs_f64();
+    load.wait_answered(20);
+    let p99 = load.p99();
+    let (answered, failed) = load.stop();
+    eprintln!(
+        "{what}: {seconds:.1} s, {answered} requests answered, {} failed, p99 {:.0} ms",
+        failed.len(),
+        p99.as_secs_f64() * 1000.0
+    );
+    assert_eq!(failed.len(), 0, "{what}: failed requests: {failed:?}");
+    out
+}
+
+#[test]
+fn rolling_deploys_drop_no_request_and_a_failed_migration_changes_no_runner() -> TestResult {
+    if !common::can_boot() {
+        return Ok(());
+    }
+    let _lock = exclusive("rolltest")?;
+    let fleet = Fleet::new("rolltest", &rolling_text())?;
+    let first = fleet.apply();
+    assert!(first.status.success(), "first apply: {}", text_of(&first));
+    let lb = fleet.address("lb1");
+    page_turns(&lb, "Hello from sitec", true)?;
+    let v1 = live_on(&releases_of(&fleet), "run1");
+
+    // v2, with a migration that adds a post: migrated on the leader before
+    // any runner serves it, then each runner drained, switched, returned.
+    add_to_page(&fleet, "<p>Release two</p>")?;
+    add_migration(
+        &fleet,
+        "0003_release_two",
+        "0002_seed_posts",
+        "apps.get_model(\"posts\", \"Post\").objects.create(title=\"Migrated by release two\", body=\"-\", published=\"2026-12-01T00:00:00Z\")",
+    )?;
+    let second = under_load(&lb, "a deploy of v2 to two runners", || fleet.apply());
+    let said = text_of(&second);
+    assert!(second.status.success(), "v2: {said}");
+    for host in ["run1", "run2"] {
+        assert!(
+            said.contains(&format!("{host}: blog answers; back in rotation")),
+            "{host} was drained and returned: {said}"
+        );
+    }
+    page_turns(&lb, "Release two", true)?;
+    page_turns(&lb, "Migrated by release two", true)?;
+    let listed = releases_of(&fleet);
+    let v2 = live_on(&listed, "run1");
+    assert_eq!(live_on(&listed, "run2"), v2);
+    assert_ne!(v1, v2);
+
+    // v3, whose migration fails: the leader's new release never goes live,
+    // the other runner is not touched, v2 serves on both.
+    add_to_page(&fleet, "<p>Release three</p>")?;
+    add_migration(
+        &fleet,
+        "0004_release_three",
+        "0003_release_two",
+        "raise RuntimeError(\"release three cannot migrate\")",
+    )?;
+    let third = under_load(&lb, "a deploy of v3 whose migration fails", || {
+        fleet.apply()
+    });
+    let said = text_of(&third);
+    assert!(
+        !third.status.success(),
+        "a failed migration applied: {said}"
+    );
+    assert!(said.contains("release three cannot migrate"), "{said}");
+    assert!(
+        said.contains("the rolling deploy of blog stopped at run1"),
+        "{said}"
+    );
+    page_turns(&lb, "Release two", true)?;
+    page_turns(&lb, "Release three", false)?;
+    let listed = releases_of(&fleet);
+    assert_eq!(
+        (live_on(&listed, "run1"), live_on(&listed, "run2")),
+        (v2.clone(), v2.clone()),
+        "{listed:#}"
+    );
+
+    // A rollback rolls the same way.
+    let back = under_load(&lb, "a rollback to v1", || {
+        fleet.sitec_with(&["rollback"], &["blog"])
+    });
+    assert!(back.status.success(), "rollback: {}", text_of(&back));
+    page_turns(&lb, "Release two", false)?;
+    let listed = releases_of(&fleet);
+    assert_eq!(
+        (live_on(&listed, "run1"), live_on(&listed, "run2")),
+        (v1.clone(), v1)
     );
     Ok(())
 }

@@ -15,7 +15,7 @@
 //!   name is refused naming the apps and hosts; -f prints a request made
 //!   after it started;
 //! - `sitec restart blog` under continuous load through the balancer (a
-//!   load generator of its own here) fails no request, each runner drained
+//!   load generator, `common::load`) fails no request, each runner drained
 //!   out of rotation and back;
 //! - a second `apply` while one holds the fleet lock is refused at once
 //!   with the holder named; the lock of a holder killed with SIGKILL
@@ -38,13 +38,10 @@ mod common;
 #[path = "ops/run.rs"]
 mod run;
 
+use common::load::Load;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -194,98 +191,14 @@ impl Drop for Fleet {
     }
 }
 
-/// The status line of one `GET /` through the balancer at `address`, on a
-/// connection of its own.
+/// The status of one `GET /` of the blog through the balancer at `address`.
 fn get(address: &str) -> Result<u16, String> {
     get_path(address, "/")
 }
 
 /// `get` of another path.
 fn get_path(address: &str, path: &str) -> Result<u16, String> {
-    let mut stream = TcpStream::connect((address, 80)).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: blog.test\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .map_err(|e| format!("send: {e}"))?;
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .map_err(|e| format!("read: {e}"))?;
-    let head = String::from_utf8_lossy(&answer[..answer.len().min(12)]).into_owned();
-    head.get(9..12)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("not an answer: {head:?}"))
-}
-
-/// Clients sending `GET /` through the balancer one after another until
-/// stopped, counting answers and every failure (a status other than 200,
-/// a connection error).
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failed: Arc<Mutex<Vec<String>>>,
-    clients: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(address: &str, clients: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(Mutex::new(Vec::new()));
-        let clients = (0..clients)
-            .map(|_| {
-                let (stop, ok, failed, address) = (
-                    stop.clone(),
-                    ok.clone(),
-                    failed.clone(),
-                    address.to_string(),
-                );
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        match get(&address) {
-                            Ok(200) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(code) => failed.lock().expect("lock").push(format!("status {code}")),
-                            Err(e) => failed.lock().expect("lock").push(e),
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            failed,
-            clients,
-        }
-    }
-
-    /// Waits until `n` more requests have been answered.
-    fn wait_answered(&self, n: u64) {
-        let from = self.ok.load(Ordering::Relaxed);
-        assert!(
-            common::eventually(Duration::from_secs(60), || self.ok.load(Ordering::Relaxed)
-                >= from + n),
-            "the load got no answers: {:?}",
-            self.failed.lock().expect("lock")
-        );
-    }
-
-    /// Stops the clients: how many answers, and the failures.
-    fn stop(self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for c in self.clients {
-            let _ = c.join();
-        }
-        let failed = self.failed.lock().expect("lock").clone();
-        (self.ok.load(Ordering::Relaxed), failed)
-    }
+    common::load::status(address, "blog.test", path)
 }
 
 #[test]
@@ -441,7 +354,7 @@ fn status_reports_the_newest_backup_copy(fleet: &Fleet) -> TestResult {
 }
 
 fn restart_under_load_fails_no_request(fleet: &Fleet, balancer: &str) -> TestResult {
-    let load = Load::start(balancer, 4);
+    let load = Load::start(balancer, "blog.test", 4);
     load.wait_answered(20);
     let restart = fleet.sitec(&["restart", SPEC_FILE, "blog"]);
     load.wait_answered(20);
@@ -534,7 +447,7 @@ fn a_second_apply_is_refused_and_a_dead_holders_lock_lapses(
     );
     assert_ne!(changed, SPEC);
     std::fs::write(fleet.dir.path().join(SPEC_FILE), changed)?;
-    let load = Load::start(balancer, 4);
+    let load = Load::start(balancer, "blog.test", 4);
     load.wait_answered(20);
     let first = fleet
         .command(&["apply", SPEC_FILE, "--yes"])

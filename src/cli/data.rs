@@ -324,6 +324,8 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
             target: args.spec.clone(),
             yes: true,
             parallel: 16,
+            // Every runner at once: until repointed, its app fails anyway.
+            batch: 16,
             ssh: SshArgs { kex: args.ssh.kex },
             down: down.clone(),
             only,

@@ -39,6 +39,9 @@ pub struct ApplyArgs {
     /// At most this many hosts at once
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub parallel: usize,
+    /// At most this many runners of an app change at once (after its leader)
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub batch: usize,
     #[command(flatten)]
     pub ssh: SshArgs,
     /// Hosts the caller already found unreachable in this run, with why:
@@ -256,8 +259,9 @@ pub fn apply(args: &ApplyArgs) -> ExitCode {
     }
 }
 
-/// What `around` hands over: the lock and drains, or why not.
-type Arounds = std::thread::JoinHandle<Result<applying::Around, String>>;
+/// What `around` hands over: the lock and drains and each app's runners,
+/// or why not.
+type Arounds = std::thread::JoinHandle<Result<(applying::Around, applying::Rolling), String>>;
 
 /// Takes the fleet lock (and makes the drainer) on a thread of its own, so
 /// it goes on while the hosts are surveyed: the agents of a new fleet never
@@ -278,21 +282,13 @@ fn around(spec: PathBuf) -> Arounds {
             &agents,
             &format!("sitec apply by {who} on {from}"),
         );
-        let mut apps_on: std::collections::BTreeMap<String, Vec<String>> =
-            std::collections::BTreeMap::new();
-        for app in &fleet.apps {
-            for host in &app.runners {
-                apps_on
-                    .entry(host.clone())
-                    .or_default()
-                    .push(app.name.clone());
-            }
-        }
-        Ok(applying::Around {
-            lock,
-            drainer,
-            apps_on,
-        })
+        let rolling = applying::Rolling {
+            apps: (fleet.apps.iter())
+                .map(|a| (a.name.clone(), a.runners.clone()))
+                .collect(),
+            batch: 1,
+        };
+        Ok((applying::Around { lock, drainer }, rolling))
     })
 }
 
@@ -352,8 +348,14 @@ async fn carry_out(
     saved: bool,
     around: Arounds,
 ) -> ExitCode {
-    let around = match tokio::task::spawn_blocking(move || around.join()).await {
-        Ok(Ok(Ok(around))) => Arc::new(around),
+    let (around, rolling) = match tokio::task::spawn_blocking(move || around.join()).await {
+        Ok(Ok(Ok((around, rolling)))) => (
+            Arc::new(around),
+            applying::Rolling {
+                batch: args.batch,
+                ..rolling
+            },
+        ),
         Ok(Ok(Err(e))) => {
             crate::errln!("error: {e}");
             if let Ok(c) = Arc::try_unwrap(connections) {
@@ -387,6 +389,7 @@ async fn carry_out(
             args.parallel,
             saved,
             progress,
+            &rolling,
             Some(around.clone()),
         )
         .await;

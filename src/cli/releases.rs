@@ -1,8 +1,11 @@
 //! `sitec releases` and `sitec rollback`: an app's releases on each of its
 //! runners, and a switch back to a kept one without rebuilding. Glue only:
 //! the runners do the work (`sitec host releases`, `sitec host rollback`,
-//! in `host::release`), and the pin that keeps plan and apply from undoing
-//! a rollback is `overrides::Pin`.
+//! in `host::release`), the pin that keeps plan and apply from undoing
+//! a rollback is `overrides::Pin`, and a rollback rolls as `sitec restart`
+//! does: under the fleet lock, one runner at a time (the leader first),
+//! each drained out of the balancers' rotation before its switch and
+//! returned once it answers (`ops::drain`).
 
 use super::deploy::SshArgs;
 use crate::data::reach::{Hosts, Ssh};
@@ -166,6 +169,13 @@ pub fn rollback(args: &RollbackArgs) -> ExitCode {
     let done = super::data::on_fleet(&args.spec, |fleet, _, runtime| {
         let app = app(fleet, &args.app)?;
         let name = fleet.apps[app].name.clone();
+        let operated = super::ops::load(&spec)?;
+        let agents = operated.agents()?;
+        let lock = crate::ops::lock::Lock::take(&operated, &agents, &format!("rollback {name}"))
+            .map_err(|e| e.to_string())?;
+        let (who, from) = crate::ops::operator_identity();
+        let why = format!("sitec rollback by {who} on {from}");
+        let drainer = crate::ops::drain::Drainer::new(&operated, &agents, &why);
         runtime.block_on(async {
             let ssh = Ssh::open(fleet, &fleet.placement[app], &spec, args.ssh.kex()).await?;
             let result = async {
@@ -189,13 +199,30 @@ pub fn rollback(args: &RollbackArgs) -> ExitCode {
                 // The pin first: a plan made while the runners switch already
                 // agrees with them.
                 crate::overrides::pin(&spec, &name, &digest, &from)?;
-                // One runner at a time: the others serve meanwhile.
+                // One runner at a time, drained: the others serve meanwhile.
                 for (host, _) in &rows {
+                    if let Some(why) = lock.lost() {
+                        return Err(format!("stopped before {host}: {why}"));
+                    }
                     let started = std::time::Instant::now();
+                    let drained = tokio::task::block_in_place(|| {
+                        let mut warn = |w: String| crate::outln!("{host}: {w}");
+                        drainer.drain(host, &name, crate::apply::DRAIN, &mut warn)
+                    });
+                    if let Err(e) = &drained {
+                        crate::outln!(
+                            "{host}: {name} not drained ({e}); switching it all the same"
+                        );
+                    }
                     let switched = ssh
                         .sitec(host, &format!("host rollback {name} {digest}"))
                         .await?
                         .or_fail(host, "the rollback")?;
+                    if drained.is_ok() {
+                        tokio::task::block_in_place(|| {
+                            drainer.restore(host, &name, crate::apply::BACK)
+                        })?;
+                    }
                     crate::outln!(
                         "{host}: {} live ({:.1} s)",
                         switched.trim(),

@@ -90,6 +90,7 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
             check,
             user,
             output,
+            migrate,
             ..
         } => {
             let release = Releases {
@@ -97,6 +98,7 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
                 check: check.as_deref(),
                 user: user.as_deref().unwrap_or("root"),
                 output: output.as_deref(),
+                migrate: migrate.as_deref(),
             };
             tree(item, Path::new(path), owner, &release)
         }
@@ -202,7 +204,9 @@ fn user(
 /// `owner`, group root) and checked in its own folder as `user`, who may
 /// write only its `output`; then one rename of a new link over `path`, and
 /// the oldest beyond `keep` removed. A new release that fails its check is
-/// removed and the live one stays. Returns what it did.
+/// removed and the live one stays. Its `migrate` runs next (a rollback's
+/// pinned release skips it); a failure there too leaves the live one.
+/// Returns what it did.
 fn tree(item: &Item, path: &Path, owner: &str, release: &Releases) -> Result<String, String> {
     let uid = system::uid(owner).ok_or_else(|| format!("there is no user `{owner}`"))?;
     let user = release.user;
@@ -223,11 +227,25 @@ fn tree(item: &Item, path: &Path, owner: &str, release: &Releases) -> Result<Str
             place.unpack(digest, blob, files, uid, output)?
         }
     };
+    let live = || {
+        before
+            .as_ref()
+            .map_or("nothing".to_string(), |b| format!("release {b}"))
+    };
     if let (true, Some(check)) = (made, release.check) {
         if let Err(e) = place.check(&id, check, user, output.is_some()) {
             place.remove(&id, output)?;
-            let live = before.map_or("nothing".to_string(), |b| format!("release {b}"));
-            return Err(format!("{e}; {live} stays live"));
+            return Err(format!("{e}; {} stays live", live()));
+        }
+    }
+    // The migrations, before any runner serves the release (the leader's
+    // apply comes first): a failure leaves every runner on the live one.
+    if let (None, Some(migrate)) = (&item.pinned, release.migrate) {
+        if let Err(e) = place.run(&id, "the migrations", migrate, user) {
+            if made {
+                place.remove(&id, output)?;
+            }
+            return Err(format!("{e}; {} stays live", live()));
         }
     }
     place.switch(&id)?;
@@ -246,6 +264,7 @@ struct Releases<'a> {
     /// Who runs `check` and owns the outputs (root when the spec names none).
     user: &'a str,
     output: Option<&'a str>,
+    migrate: Option<&'a str>,
 }
 
 /// The uploaded blob `digest`, opened without following a link.

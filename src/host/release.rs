@@ -227,16 +227,23 @@ impl Place {
     /// release's path is in `SITEC_RELEASE`. With `output`, the user first
     /// makes the folder the release's output link points at.
     pub fn check(&self, id: &str, check: &str, user: &str, output: bool) -> Result<(), String> {
-        let mut script = format!("export SITEC_RELEASE={}\n", quoted(&self.path_of(id)));
+        let mut script = String::new();
         if output {
             let made = self.app.path().join(OUTPUT).join(id);
             script.push_str(&format!("mkdir -p -- {}\n", quoted(&made)));
         }
         script.push_str(check);
-        ok_or(
-            sh(&script, Some(user)),
-            &format!("the check of release {id}"),
-        )
+        self.run(id, "the check", &script, user)
+    }
+
+    /// Runs `command` (a shell command, as `user`) in release `id`, its
+    /// path in `SITEC_RELEASE`; `what` names it in an error.
+    pub fn run(&self, id: &str, what: &str, command: &str, user: &str) -> Result<(), String> {
+        let script = format!(
+            "export SITEC_RELEASE={}\n{command}",
+            quoted(&self.path_of(id))
+        );
+        ok_or(sh(&script, Some(user)), &format!("{what} of release {id}"))
     }
 
     /// Points `current` at release `id`: one rename of a new link over the
@@ -487,6 +494,19 @@ mod tests {
         assert!(
             failed.as_ref().is_err_and(|e| e.contains("broken")),
             "{failed:?}"
+        );
+        // A migration runs in the release too, and says what failed.
+        let migrated = place.run(
+            &v3,
+            "the migrations",
+            "test \"$(cat \"$SITEC_RELEASE/app.py\")\" = v3 && echo no database >&2 && false",
+            "root",
+        );
+        assert!(
+            (migrated.as_ref()).is_err_and(
+                |e| e.contains("the migrations of release") && e.contains("no database")
+            ),
+            "{migrated:?}"
         );
         place.remove(&v3, None).expect("remove");
         assert_eq!(place.live(), Ok(Some(v2.clone())));

@@ -343,6 +343,7 @@ fn a_release_is_judged_by_the_live_ones_marker() {
         check: None,
         user: None,
         output: None,
+        migrate: None,
     };
     let mut wanted = item(kind, None);
     wanted.blob = Some("0123456789abcdef".into());

@@ -862,6 +862,16 @@ static TREE: Schema = block(
             Ty::Str,
             "a path in each release that `check` may write, such as collectstatic's folder: a link to a folder of `user`'s, `output/ID` beside the releases",
         ),
+        field(
+            "migrate",
+            Ty::Str,
+            "a shell command run as `user` in a new release after `check`, before it goes live (database migrations); a failure leaves the live release serving; not run by `sitec rollback`",
+        ),
+        field(
+            "migrate_on",
+            Ty::Str,
+            "the host that runs `migrate` (default every host), such as `{app.leader}`: migrations run once per app",
+        ),
         OWNER,
         NOTIFY,
         REQUIRES,

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod load;
 pub mod tree;
 
 use std::fs;
