@@ -17,7 +17,9 @@
 //! (`ops::lock`), no step starts once that lock is lost, and a runner whose
 //! plan restarts an app's web service is drained out of every balancer's
 //! rotation first and returned once the app answers (`ops::drain`), before
-//! the next batch starts.
+//! the next batch starts. Before it reports, apply waits (30 s at most)
+//! until the balancers have each app it started or restarted in rotation
+//! (`wait_serving`), so the fleet serves what it says it applied.
 
 use crate::host::wire::Event;
 use crate::plan::desired::HostDesired;
@@ -389,6 +391,50 @@ pub async fn run(
         }
     }
     outcomes
+}
+
+/// How long, after the last host, apply waits for the balancers to take
+/// each runner it started or restarted into rotation.
+pub const SERVING: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// After the apply: waits until every balancer has each app this apply
+/// started or restarted on a runner that converged in rotation (a new
+/// fleet's balancers hear a runner's agent only after the runners' and
+/// their own apply; without this a first `apply` could return while the
+/// balancers still answer 503). Returns what is still out after `SERVING`,
+/// in words: the apply itself converged, so it is said, not failed.
+pub async fn wait_serving(
+    around: &Arc<Around>,
+    rolling: &Rolling,
+    plan: &crate::plan::Plan,
+    outcomes: &BTreeMap<String, Outcome>,
+) -> Vec<String> {
+    let mut started = Vec::new();
+    for host_plan in &plan.hosts {
+        if !matches!(outcomes.get(&host_plan.host), Some(Outcome::Done(_))) {
+            continue;
+        }
+        for (app, _) in rolling.apps_on(&host_plan.host) {
+            let id = format!("service:sitec-app-{app}");
+            let starts = (host_plan.services.iter()).any(|s| s.id == id && s.action != "reload")
+                || host_plan.changes.iter().any(|c| c.id == id);
+            if starts {
+                started.push((host_plan.host.clone(), app.clone()));
+            }
+        }
+    }
+    let around = around.clone();
+    let waited = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + SERVING;
+        (started.into_iter())
+            .filter_map(|(host, app)| {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                around.drainer.serving(&host, &app, left).err()
+            })
+            .collect()
+    })
+    .await;
+    waited.unwrap_or_else(|e| vec![e.to_string()])
 }
 
 /// Drains each of `apps` on `host` before its apply restarts them; the ones

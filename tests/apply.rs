@@ -44,6 +44,16 @@ struct Fleet {
 
 impl Fleet {
     fn new(name: &str, text: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::booted(name, text, &[])
+    }
+
+    /// `new`, with more arguments for `fleet up` (a bridge and subnet of
+    /// the fleet's own, so hosts named as other tests' run beside them).
+    fn booted(
+        name: &str,
+        text: &str,
+        up_args: &[&str],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let dir = tempfile::Builder::new().prefix("sitec-apply-").tempdir()?;
         let status = Command::new("cp")
             .arg("-a")
@@ -56,7 +66,7 @@ impl Fleet {
         std::fs::write(&spec, text)?;
         let fleet = Self { dir, spec };
         common::take_down_leftover_fleet(name)?;
-        let up = fleet.sitec(&["fleet", "up"]);
+        let up = fleet.sitec_with(&["fleet", "up"], up_args);
         assert!(up.status.success(), "fleet up: {}", text_of(&up));
         Ok(fleet)
     }
@@ -522,13 +532,18 @@ fn quickstart_text() -> String {
 }
 
 /// `text` with each host `(name, N)` at address 10.77.0.N.
-fn with_addresses(mut text: String, hosts: &[(&str, u8)]) -> String {
+fn with_addresses(text: String, hosts: &[(&str, u8)]) -> String {
+    with_addresses_in("10.77.0", text, hosts)
+}
+
+/// `text` with each host `(name, N)` at address `PREFIX.N`.
+fn with_addresses_in(prefix: &str, mut text: String, hosts: &[(&str, u8)]) -> String {
     for (host, last) in hosts {
         let declared = format!("host {host} {{ provider = local ");
         assert!(text.contains(&declared), "the spec declares {host}");
         text = text.replace(
             &declared,
-            &format!("{declared} address = \"10.77.0.{last}\" "),
+            &format!("{declared} address = \"{prefix}.{last}\" "),
         );
     }
     text
@@ -545,10 +560,8 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
     let first = fleet.apply();
     assert!(first.status.success(), "first apply: {}", text_of(&first));
     let lb = fleet.address("lb1");
-    // The balancer takes the runner into rotation once it hears the
-    // runner's agent (heartbeats every second), which may be just after
-    // the apply returns.
-    serves(&lb, "Hello from a runner");
+    // No polling: apply returns once the balancer has the runner in
+    // rotation (`apply::wait_serving`), so the first request is served.
     let page = get(&lb, "blog.localhost", "/")?;
     assert!(
         page.contains("Hello from sitec") && page.contains("Hello from a runner"),
@@ -1290,7 +1303,18 @@ fn rolling_deploys_drop_no_request_and_a_failed_migration_changes_no_runner() ->
         return Ok(());
     }
     let _lock = exclusive("rolltest")?;
-    let fleet = Fleet::new("rolltest", &rolling_text())?;
+    // The quickstart's host names, which other fleets' hosts (without an
+    // address) share: its own bridge and subnet, so it runs beside them.
+    let text = with_addresses_in(
+        "10.77.223",
+        rolling_text(),
+        &[("lb1", 10), ("run1", 11), ("run2", 12), ("db1", 20)],
+    );
+    let fleet = Fleet::booted(
+        "rolltest",
+        &text,
+        &["--bridge", "sitecroll", "--subnet", "10.77.223.0/24"],
+    )?;
     let first = fleet.apply();
     assert!(first.status.success(), "first apply: {}", text_of(&first));
     let lb = fleet.address("lb1");

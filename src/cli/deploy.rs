@@ -394,8 +394,12 @@ async fn carry_out(
         )
         .await;
         crate::trace::mark(|| "applied".into());
+        let late = applying::wait_serving(&around, &rolling, plan, &outcomes).await;
         let (text, ok) = applying::report(&outcomes);
         crate::out!("{text}");
+        for late in late {
+            crate::outln!("note: {late} (after {} s)", applying::SERVING.as_secs());
+        }
         if ok {
             ExitCode::SUCCESS
         } else {

@@ -157,15 +157,39 @@ impl Drainer {
             timeout + ASK,
         )?;
         self.end(host, app)?;
+        self.until_in_rotation(host, app, deadline, false)
+            .map_err(|e| format!("{app} on {host} answers but {e}"))
+    }
+
+    /// Waits until every balancer has `app` on `host` in rotation, at most
+    /// `timeout`: after an apply that started or restarted it, so the
+    /// fleet serves it when apply returns. A balancer whose agent does not
+    /// answer yet (a new fleet's, just started) is waited for too.
+    pub fn serving(&self, host: &str, app: &str, timeout: Duration) -> Result<(), String> {
+        self.until_in_rotation(host, app, Instant::now() + timeout, true)
+            .map_err(|e| format!("{app} on {host} {e}"))
+    }
+
+    /// Asks every balancer's agent for its rotation until each has `app`
+    /// on `host` in it, or has no such backend. One that cannot tell is
+    /// waited for when `silent_waits`, else passed over (see `drain`).
+    fn until_in_rotation(
+        &self,
+        host: &str,
+        app: &str,
+        deadline: Instant,
+        silent_waits: bool,
+    ) -> Result<(), String> {
         let mut waiting = self.balancers.clone();
         loop {
             let answers = self
                 .agents
                 .ask_all(&waiting, &json!({"op": "rotation"}), ASK);
             waiting = (answers.into_iter())
-                .filter(|(_, a)| {
-                    let found = a.as_ref().ok().map(|a| backend(a, app, host));
-                    matches!(found, Some(Ok(Some(b))) if b["in_rotation"] != true)
+                .filter(|(_, a)| match a.as_ref().map(|a| backend(a, app, host)) {
+                    Ok(Ok(Some(b))) => b["in_rotation"] != true,
+                    Ok(Ok(None)) => false,
+                    Ok(Err(_)) | Err(_) => silent_waits,
                 })
                 .map(|(b, _)| b)
                 .collect();
@@ -173,10 +197,7 @@ impl Drainer {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "{app} on {host} answers but is not back in {}'s rotation after {timeout:?}",
-                    waiting.join(", ")
-                ));
+                return Err(format!("is not in {}'s rotation yet", waiting.join(", ")));
             }
             std::thread::sleep(POLL);
         }
