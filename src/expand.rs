@@ -67,6 +67,26 @@ fn expand_sharing(
     (hosts, diagnostics)
 }
 
+/// The roles `host` plays: its own, the agent's (every host's), and the
+/// snapshots role on a host a backup pulls from.
+fn roles_of(fleet: &crate::model::Fleet, host: HostId) -> Vec<String> {
+    let h = &fleet.hosts[host];
+    let mut roles: Vec<String> = Vec::new();
+    if fleet.roles.contains_key("agent") && !h.roles.iter().any(|r| r == "agent") {
+        roles.push("agent".to_string());
+    }
+    roles.extend(h.roles.iter().cloned());
+    // A host a backup pulls from takes the snapshots it pulls.
+    let backed_up = (fleet.backups.iter()).any(|b| b.from.iter().any(|(f, _)| *f == host));
+    if backed_up
+        && fleet.roles.contains_key(SNAPSHOTS_ROLE)
+        && !roles.iter().any(|r| r == SNAPSHOTS_ROLE)
+    {
+        roles.push(SNAPSHOTS_ROLE.to_string());
+    }
+    roles
+}
+
 struct Expander<'a, 'p> {
     inputs: &'a Inputs<'a, 'p>,
     templates: &'a Templates,
@@ -138,20 +158,7 @@ impl Rendered {
 impl Expander<'_, '_> {
     fn host(&mut self) {
         let h = &self.inputs.fleet.hosts[self.host];
-        let mut roles: Vec<String> = Vec::new();
-        if self.inputs.fleet.roles.contains_key("agent") && !h.roles.iter().any(|r| r == "agent") {
-            roles.push("agent".to_string());
-        }
-        roles.extend(h.roles.iter().cloned());
-        // A host a backup pulls from takes the snapshots it pulls.
-        let backed_up =
-            (self.inputs.fleet.backups.iter()).any(|b| b.from.iter().any(|(f, _)| *f == self.host));
-        if backed_up
-            && self.inputs.fleet.roles.contains_key(SNAPSHOTS_ROLE)
-            && !roles.iter().any(|r| r == SNAPSHOTS_ROLE)
-        {
-            roles.push(SNAPSHOTS_ROLE.to_string());
-        }
+        let roles = roles_of(self.inputs.fleet, self.host);
         let because = line_of(self.inputs.sources, h.span);
         for role in roles {
             let Some(definition) = self.inputs.fleet.roles.get(&role) else {

@@ -7,7 +7,7 @@
 //! the host (E225), a user or group name
 //! a host takes (E113); every `requires` and `notify` naming a resource some
 //! role declares (E231); every timer's user said where there is no app's
-//! (E232) and one a role makes or the host has (E233). Expansion finds the same, but
+//! (E232) and one a role of each host that runs it makes, or the host has (E233). Expansion finds the same, but
 //! only where a host's roles meet the items an `each` repeats over: a typo
 //! inside `each worker` stayed silent until an app got its first worker.
 //! `sitec check` runs this on every role, used or not; so does every
@@ -37,6 +37,7 @@ pub fn lint(fleet: &Fleet, templates: &crate::own_templates::Files) -> Vec<Diagn
     for role in fleet.roles.values() {
         timers(role.block, false, &declared, &mut found);
     }
+    timer_users_per_host(fleet, &declared, &mut found);
     found
 }
 
@@ -115,34 +116,93 @@ fn unknown_user(
     )
 }
 
+/// E233 on a host: a timer (outside any `each`) that runs as a user some
+/// role makes, but none of the roles of a host that runs the timer: the
+/// unit would fail there. A user no role makes is `unknown_user`'s, said
+/// once for the spec.
+fn timer_users_per_host(fleet: &Fleet, declared: &[String], found: &mut Vec<Diagnostic>) {
+    for host in 0..fleet.hosts.len() {
+        let roles = super::roles_of(fleet, host);
+        let blocks: Vec<(&String, &Block)> = (roles.iter())
+            .filter_map(|r| Some((r, fleet.roles.get(r)?.block)))
+            .collect();
+        let mut here = Vec::new();
+        for (_, block) in &blocks {
+            walk_ids(block, &mut here);
+        }
+        for (role, block) in &blocks {
+            for (timer, user, span) in top_level_timer_users(block) {
+                let wanted = format!("user:{user}");
+                let made = |ids: &[String]| ids.iter().any(|id| same_resource(id, &wanted));
+                if SYSTEM_USERS.contains(&user) || made(&here) || !made(declared) {
+                    continue;
+                }
+                let host = &fleet.hosts[host].name;
+                found.push(
+                    Diagnostic::error(
+                        "E233",
+                        format!("timer `{timer}` runs as `{user}`, a user no role of host `{host}` makes"),
+                    )
+                    .primary(span, format!("a role makes `{user}`, but not one `{host}` has"))
+                    .help(format!(
+                        "give `{host}` the role that makes `{user}`, or make it in role `{role}` too: `user {user} {{ system = true }}`"
+                    )),
+                );
+            }
+        }
+    }
+}
+
+/// Each timer of `block` outside any `each` whose `user` is written out:
+/// its name, the user and where the user is written.
+fn top_level_timer_users(block: &Block) -> Vec<(&str, &str, crate::source::Span)> {
+    (block.entries.iter())
+        .filter(|e| e.key.text == "timer")
+        .filter_map(|e| {
+            let name = e.labels.first().map_or("", |l| l.text.as_str());
+            let field = e.block()?.entries.iter().find(|f| f.key.text == "user")?;
+            match field.value() {
+                Some(Value {
+                    kind: ValueKind::Str(text),
+                    span,
+                    ..
+                }) if literal(text) => Some((name, text.as_str(), *span)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// The ids of every resource the roles declare (`kind:label`, the label as
 /// written, `{values}` and all), and of the unit files services write.
 fn declared_ids(fleet: &Fleet) -> Vec<String> {
-    fn walk(block: &Block, ids: &mut Vec<String>) {
-        for entry in &block.entries {
-            match (entry.key.text.as_str(), entry.labels.first(), entry.block()) {
-                ("each", _, Some(inner)) => walk(inner, ids),
-                ("description", _, _) | (_, None, _) => {}
-                (kind, Some(label), _) => {
-                    ids.push(format!("{kind}:{}", label.text));
-                    let unit = entry
-                        .block()
-                        .and_then(|b| b.entries.iter().find(|e| e.key.text == "unit"));
-                    if kind == "service" && unit.is_some() {
-                        ids.push(format!(
-                            "file:/etc/systemd/system/{}",
-                            super::unit_name(&label.text)
-                        ));
-                    }
+    let mut ids = Vec::new();
+    for role in fleet.roles.values() {
+        walk_ids(role.block, &mut ids);
+    }
+    ids
+}
+
+/// The ids `block` declares, its `each` blocks' too (see `declared_ids`).
+fn walk_ids(block: &Block, ids: &mut Vec<String>) {
+    for entry in &block.entries {
+        match (entry.key.text.as_str(), entry.labels.first(), entry.block()) {
+            ("each", _, Some(inner)) => walk_ids(inner, ids),
+            ("description", _, _) | (_, None, _) => {}
+            (kind, Some(label), _) => {
+                ids.push(format!("{kind}:{}", label.text));
+                let unit = entry
+                    .block()
+                    .and_then(|b| b.entries.iter().find(|e| e.key.text == "unit"));
+                if kind == "service" && unit.is_some() {
+                    ids.push(format!(
+                        "file:/etc/systemd/system/{}",
+                        super::unit_name(&label.text)
+                    ));
                 }
             }
         }
     }
-    let mut ids = Vec::new();
-    for role in fleet.roles.values() {
-        walk(role.block, &mut ids);
-    }
-    ids
 }
 
 /// E231: every `requires` and `notify` that names no resource a role
