@@ -27,7 +27,8 @@ const SPEC: &str = r#"use std/platform
 provider local { kind = local }
 
 host dxlb { provider = local  address = "10.77.210.10"  roles = [balancer] }
-host dxrun { provider = local  address = "10.77.210.11"  roles = [runner] }
+# The runner has the engines but no database: restore drills (`--to`) go there.
+host dxrun { provider = local  address = "10.77.210.11"  roles = [runner, postgres, redis] }
 host dxdb1 { provider = local  address = "10.77.210.21"  roles = [postgres, redis] }
 host dxdb2 { provider = local  address = "10.77.210.22"  roles = [postgres, redis] }
 host dxvault { provider = local  address = "10.77.210.30"  roles = [backup] }
@@ -82,6 +83,7 @@ fn the_data_layer_survives_what_breaks_it() -> TestResult {
     backups::the_database_host_cannot_reach_a_backup(&fleet);
     backups::the_backup_key_only_lists_and_sends(&fleet);
     backups::restore_brings_back_every_committed_row(&fleet);
+    backups::redis_restore_brings_back_the_old_value(&fleet);
     backups::retention_keeps_what_keep_says_over_a_month(&fleet);
     failover::a_dead_primary_host_fails_over_and_rejoins(&fleet);
     failover::a_planned_failover_loses_no_write(&fleet);

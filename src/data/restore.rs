@@ -20,6 +20,11 @@
 //! a `chown`, and a planted link leads only where that user may go. Even
 //! from the target's own snapshot the copy is therefore a full one, not a
 //! reflink; it is made before the server stops, so it costs no downtime.
+//! Root checks that no folder on the way inside the snapshot is a link
+//! before it reads. A drill on another host (`--to`) does not make a
+//! Debian cluster (`pg_createcluster` works as root in folders postgres
+//! may write): root writes the drill's config into its own
+//! `/etc/sitec/postgres` and systemd runs the server as its user.
 //!
 //! Postgres starts from the snapshot as after a power cut: it replays its
 //! WAL to the instant the snapshot was taken, so it holds every transaction
@@ -88,7 +93,10 @@ impl Server {
 /// Where the restored server runs. On the database's primary: its own
 /// server. On another host: a copy beside whatever runs there, named
 /// `NAME_restored`, on its port + 10000 and listening on 127.0.0.1 only,
-/// so a restore drill can never take a serving database's place.
+/// so a restore drill can never take a serving database's place. A drill
+/// runs as a transient unit (`sitec-restore-postgres-NAME_restored`,
+/// `sitec-restore-redis-NAME_restored`) as the server's user, with no
+/// config in the server's folders: it ends with the host's next boot.
 #[derive(Debug, Clone)]
 pub struct Site {
     pub name: String,
@@ -116,7 +124,11 @@ impl Site {
         match server {
             Server::Postgres(_) => Site {
                 data_dir: format!("/var/lib/postgresql/{POSTGRES_VERSION}/{name}"),
-                unit: format!("postgresql@{POSTGRES_VERSION}-{name}"),
+                unit: if home {
+                    format!("postgresql@{POSTGRES_VERSION}-{name}")
+                } else {
+                    format!("sitec-restore-postgres-{name}")
+                },
                 owner: "postgres",
                 name,
                 port,
@@ -127,7 +139,7 @@ impl Site {
                 unit: if home {
                     format!("redis-server@{name}")
                 } else {
-                    format!("sitec-restore-{name}")
+                    format!("sitec-restore-redis-{name}")
                 },
                 owner: "redis",
                 name,
@@ -345,18 +357,58 @@ impl Restore<'_> {
         Ok(report)
     }
 
-    /// Another host than the primary: the engine must be installed; a
-    /// Postgres cluster `NAME-restored` is made when missing.
+    /// Where a drill's Postgres config goes: `/etc/sitec/postgres`, root's
+    /// (the postgres role makes it, readable by postgres), never a folder
+    /// postgres can write (Debian's `/etc/postgresql/15` may be its).
+    fn drill_config(&self) -> (String, String) {
+        let dir = "/etc/sitec/postgres";
+        let name = &self.site.name;
+        (
+            format!("{dir}/{name}.conf"),
+            format!("{dir}/{name}-hba.conf"),
+        )
+    }
+
+    /// Another host than the primary: the engine must be installed. For
+    /// Postgres, root writes the drill's config (its data folder, and a
+    /// `pg_hba.conf` for local connections) into its own folder: no
+    /// `pg_createcluster`, which works as root in `/etc/postgresql/15` and
+    /// `/var/lib/postgresql/15`, folders postgres may write.
     async fn prepare_elsewhere(&self, hosts: &impl Hosts) -> Result<(), String> {
         let t = self.target_name();
         let script = if self.server.is_postgres() {
+            let (conf, hba) = self.drill_config();
+            let dir = "/etc/sitec/postgres";
+            let conf_lines = [
+                format!(
+                    "# Written by sitec restore: the drill {} ({}).",
+                    self.site.name, self.site.unit
+                ),
+                format!("data_directory = '{}'", self.site.data_dir),
+                format!("hba_file = '{hba}'"),
+                "# No user name maps.".to_string(),
+                "ident_file = '/dev/null'".to_string(),
+            ];
+            let hba_lines = [
+                "# Written by sitec restore: a drill takes local connections only.",
+                "local all all peer",
+                "host all all 127.0.0.1/32 scram-sha-256",
+            ];
+            let words = |lines: &[&str]| lines.iter().map(|l| q(l)).collect::<Vec<_>>().join(" ");
             format!(
                 "set -e\n\
-                 command -v pg_createcluster >/dev/null || {{ echo 'PostgreSQL is not installed here: give the host the postgres role and apply' >&2; exit 3; }}\n\
-                 [ -e /etc/postgresql/{v}/{name} ] || pg_createcluster {v} {name} --port {port} >/dev/null",
+                 [ -x /usr/lib/postgresql/{v}/bin/postgres ] || {{ echo 'PostgreSQL {v} is not installed here: give the host the postgres role and apply' >&2; exit 3; }}\n\
+                 if [ -L {dir} ] || [ ! -d {dir} ]; then echo '{dir} is missing: give the host the postgres role and apply' >&2; exit 3; fi\n\
+                 case \"$(stat -c '%U %A' {dir})\" in 'root d????-??-?') ;; *) echo '{dir} may be written by others than root: apply makes it root-only' >&2; exit 3;; esac\n\
+                 umask 027\n\
+                 printf '%s\\n' {conf_text} > {conf}\n\
+                 printf '%s\\n' {hba_text} > {hba}\n\
+                 chgrp postgres {conf} {hba}",
                 v = POSTGRES_VERSION,
-                name = self.site.name,
-                port = self.site.port,
+                conf = q(&conf),
+                hba = q(&hba),
+                conf_text = words(&conf_lines.iter().map(String::as_str).collect::<Vec<_>>()),
+                hba_text = words(&hba_lines),
             )
         } else {
             "command -v redis-server >/dev/null || { echo 'Redis is not installed here: give the host the redis role and apply' >&2; exit 3; }".to_string()
@@ -387,10 +439,28 @@ impl Restore<'_> {
             self.server.in_snapshot()
         );
         let (parent, name) = source.rsplit_once('/').unwrap_or(("/", &source));
-        let send = format!("tar -C {} -cf - {}", q(parent), q(name));
+        // Inside the snapshot the folders are the server user's (read-only
+        // now, but as it left them): `tar -C` must not follow a link there.
+        let taken = format!("{}/{}", self.snapshot.dir, self.snapshot.stamp);
+        let mut folders = Vec::new();
+        for part in self.server.in_snapshot().split('/') {
+            let previous = folders.last().map_or(String::new(), |f| format!("{f}/"));
+            folders.push(format!("{previous}{part}"));
+        }
+        let send = format!(
+            "set -e; cd {taken}; for f in {folders}; do if [ -L \"$f\" ] || [ ! -d \"$f\" ]; then echo \"$f in the snapshot is not a folder\" >&2; exit 1; fi; done; tar -C {parent} -cf - {name}",
+            taken = q(&taken),
+            folders = folders.iter().map(|f| q(f)).collect::<Vec<_>>().join(" "),
+            parent = q(parent),
+            name = q(name),
+        );
+        let send = format!("sh -c {}", q(&send));
+        let staging = self.staging();
+        let above = staging.rsplit_once('/').map_or("/", |(p, _)| p);
         let receive = self.as_owner(&format!(
-            "set -e; rm -rf {s}; mkdir -m 0700 {s}; tar -C {s} --strip-components=1 -xpf -; du -s -b {s} | cut -f1",
-            s = q(&self.staging())
+            "set -e; rm -rf {s}; mkdir -p {above}; mkdir -m 0700 {s}; tar -C {s} --strip-components=1 -xpf -; du -s -b {s} | cut -f1",
+            s = q(&staging),
+            above = q(above),
         ));
         let got = if self.snapshot.on == t {
             // Both ends here; pipefail, so a failed read fails the copy.
@@ -420,15 +490,33 @@ impl Restore<'_> {
         } else {
             ""
         };
-        let start = if self.server.is_postgres() || site.home {
+        let start = if site.home {
             format!("systemctl start {}", site.unit)
+        } else if self.server.is_postgres() {
+            // On the command line what the copy's postgresql.auto.conf
+            // must not change: where it listens, and no archiving into
+            // the serving cluster's archive.
+            let (conf, _) = self.drill_config();
+            format!(
+                "systemctl reset-failed {unit} 2>/dev/null || true\n\
+                 systemd-run --quiet --unit {unit} -p User=postgres -p KillSignal=SIGINT -p KillMode=mixed \
+                 /usr/lib/postgresql/{v}/bin/postgres -c config_file={conf} -c port={port} \
+                 -c listen_addresses=127.0.0.1 -c unix_socket_directories=/var/run/postgresql \
+                 -c ssl=off -c archive_mode=off -c cluster_name={name}",
+                unit = site.unit,
+                v = POSTGRES_VERSION,
+                conf = q(&conf),
+                port = site.port,
+                name = site.name,
+            )
         } else {
             format!(
-                "systemd-run --quiet --unit {} -p User=redis redis-server --bind 127.0.0.1 \
+                "systemctl reset-failed {unit} 2>/dev/null || true\n\
+                 systemd-run --quiet --unit {unit} -p User=redis redis-server --bind 127.0.0.1 \
                  --port {} --dir {} --appendonly yes",
-                site.unit,
                 site.port,
-                q(data)
+                q(data),
+                unit = site.unit,
             )
         };
         // The swap is the server user's: `mv -T` renames, never moves

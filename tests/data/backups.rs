@@ -1,6 +1,7 @@
 //! Backups on the data fleet: the timers pull, the database host cannot
 //! touch a backup, the backup host's key only lists and sends, restore
-//! brings back every committed row, retention keeps what `keep` says.
+//! brings back every committed row (and a drill on another host the same
+//! rows) and a Redis key's old value, retention keeps what `keep` says.
 
 use crate::harness::{quote, text, wait_for, DataFleet};
 use sitec::data::retention;
@@ -208,7 +209,85 @@ pub fn restore_brings_back_every_committed_row(fleet: &DataFleet) {
         text(&out).contains("streaming").then_some(())
     });
     assert!(seen.is_some(), "dxdb2 streams from the restored primary");
+    a_drill_on_another_host_holds_the_same_rows(fleet, &snapshot_id, &present);
     fleet.sh("dxdb1", "systemctl start sitec-snapshot-often.timer");
+}
+
+/// The same snapshot restored as a drill on dxrun (`--to`), a host with
+/// the engines and no database, holds exactly the rows the restored
+/// primary holds, in a server run by postgres on 127.0.0.1 only. First
+/// postgres there replaces the drill's data folder by a link to a
+/// root-only folder: root must not follow it (it did: Debian's
+/// pg_createcluster, run as root, gave that folder to postgres), and the
+/// drill moves the link aside as postgres and goes on.
+fn a_drill_on_another_host_holds_the_same_rows(
+    fleet: &DataFleet,
+    snapshot: &str,
+    present: &std::collections::BTreeSet<u64>,
+) {
+    let data = "/var/lib/postgresql/15/main_restored";
+    let unit = "sitec-restore-postgres-main_restored";
+    fleet.sh(
+        "dxrun",
+        &format!(
+            "mkdir -m 0700 /etc/sitec-canary && echo canary > /etc/sitec-canary/shadow-canary && \
+             chmod 0600 /etc/sitec-canary/shadow-canary && cd / && runuser -u postgres -- sh -c \
+             'mkdir -p /var/lib/postgresql/15 && ln -s /etc/sitec-canary {data}'"
+        ),
+    );
+    let before = fleet.sh("dxrun", CANARY);
+    let drill = fleet.run(
+        &["restore"],
+        &["main", "--snapshot", snapshot, "--to", "dxrun", "--yes"],
+    );
+    let said = text(&drill);
+    let after = fleet.sh("dxrun", CANARY);
+    assert_eq!(
+        after, before,
+        "the drill wrote through postgres's link: {said}"
+    );
+    assert!(drill.status.success(), "restore --to dxrun: {said}");
+    eprintln!("{said}");
+    // The main cluster's port, 5432, + 10000.
+    assert!(said.contains("listens on 127.0.0.1:15432 only"), "{said}");
+    assert!(said.contains("pg_dumpall read every row"), "{said}");
+    let aside = fleet.sh("dxrun", &format!("readlink {data}.sitec-before-restore"));
+    assert_eq!(
+        aside, "/etc/sitec-canary",
+        "the link is moved aside, as it was"
+    );
+
+    let rows: std::collections::BTreeSet<u64> = fleet
+        .sh(
+            "dxrun",
+            "cd / && runuser -u postgres -- psql -p 15432 -XAt -d blog -c 'select n from written'",
+        )
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    assert_eq!(
+        &rows, present,
+        "the drill holds what the restored primary holds"
+    );
+    let owner = fleet.sh(
+        "dxrun",
+        &format!("ps -o user= -p $(systemctl show -p MainPID --value {unit})"),
+    );
+    assert_eq!(owner, "postgres", "the drill's server runs as postgres");
+    let not_postgres = fleet.sh("dxrun", &format!("find {data} ! -user postgres | head -3"));
+    assert_eq!(not_postgres, "", "every file of the drill is postgres's");
+    let listening = fleet.sh("dxrun", "ss -Hltn 'sport = :15432' | awk '{print $4}'");
+    assert!(
+        !listening.is_empty() && listening.lines().all(|l| l == "127.0.0.1:15432"),
+        "the drill listens on 127.0.0.1 only: {listening}"
+    );
+    fleet.sh(
+        "dxrun",
+        &format!(
+            "systemctl stop {unit} && rm -r /etc/sitec-canary && cd / && \
+             runuser -u postgres -- rm -rf {data} {data}.sitec-before-restore"
+        ),
+    );
 }
 
 /// Everything under the canary folder, with owner, mode, size and content.
@@ -343,4 +422,89 @@ fn stamps_in(fleet: &DataFleet, dir: &str) -> Vec<Stamp> {
         .collect();
     stamps.sort_unstable();
     stamps
+}
+
+/// A key of the cache written, snapshotted and pulled to dxvault, then
+/// changed, and dxdb1's own snapshot of that instant removed (a disk
+/// lost): `sitec restore` of dxvault's copy brings the old value back on
+/// the primary, the replica resyncs to it, and a drill of the same copy on
+/// dxrun (`--to`) holds it too, in a server run by redis.
+pub fn redis_restore_brings_back_the_old_value(fleet: &DataFleet) {
+    // No snapshot rotated or copy pruned away while the test uses it.
+    fleet.sh("dxdb1", "systemctl stop sitec-snapshot-often.timer");
+    fleet.sh("dxvault", "systemctl stop sitec-backup-often.timer");
+    assert_eq!(crate::redis(fleet, "dxdb1", "set restored before"), "OK");
+    let written = Stamp::now();
+    let copy = wait_for(Duration::from_secs(120), || {
+        let took = fleet.run(&["backups"], &["cache", "--now"]);
+        assert!(took.status.success(), "backups --now: {}", text(&took));
+        fleet
+            .backups("cache")
+            .iter()
+            .filter(|r| r["on"] == "dxvault" && r["of"] == "dxdb1")
+            .filter_map(|r| r["stamp"].as_str().map(str::to_string))
+            .filter(|s| Stamp::parse(s).is_some_and(|s| s.0 > written.0))
+            .max()
+    })
+    .expect("a copy of the cache on dxvault taken after the write");
+    fleet.sh(
+        "dxdb1",
+        &format!(
+            "cd /var/lib/sitec/snapshots/often && btrfs subvolume delete -c {copy}/* >/dev/null && rmdir {copy}"
+        ),
+    );
+    assert_eq!(crate::redis(fleet, "dxdb1", "set restored after"), "OK");
+    let snapshot = format!("dxdb1/{copy}");
+    let restored = fleet.run(&["restore"], &["cache", "--snapshot", &snapshot, "--yes"]);
+    let said = text(&restored);
+    assert!(restored.status.success(), "restore cache: {said}");
+    eprintln!("{said}");
+    assert!(said.contains("streamed from dxvault"), "{said}");
+    assert!(said.contains("loaded its AOF whole"), "{said}");
+    assert_eq!(crate::redis(fleet, "dxdb1", "get restored"), "before");
+    let role = crate::redis(fleet, "dxdb1", "role");
+    assert!(role.starts_with("master"), "dxdb1 is the primary: {role}");
+    let followed = wait_for(Duration::from_secs(60), || {
+        let info = crate::redis(fleet, "dxdb2", "info replication");
+        (info.contains("master_link_status:up")
+            && crate::redis(fleet, "dxdb2", "get restored") == "before")
+            .then_some(())
+    });
+    assert!(
+        followed.is_some(),
+        "the replica resyncs to the restored primary: {}",
+        crate::redis(fleet, "dxdb2", "info replication")
+    );
+    let replicas = crate::redis(fleet, "dxdb1", "info replication");
+    assert!(replicas.contains("connected_slaves:1"), "{replicas}");
+
+    let drill = fleet.run(
+        &["restore"],
+        &["cache", "--snapshot", &snapshot, "--to", "dxrun", "--yes"],
+    );
+    let said = text(&drill);
+    assert!(drill.status.success(), "restore cache --to dxrun: {said}");
+    eprintln!("{said}");
+    let port = said
+        .split("listens on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("the drill's port: {said}"))
+        .to_string();
+    let got = fleet.sh("dxrun", &format!("redis-cli -p {port} get restored"));
+    assert_eq!(got, "before", "the drill holds the old value");
+    let unit = "sitec-restore-redis-cache_restored";
+    let owner = fleet.sh(
+        "dxrun",
+        &format!("ps -o user= -p $(systemctl show -p MainPID --value {unit})"),
+    );
+    assert_eq!(owner, "redis", "the drill's server runs as redis");
+    fleet.sh(
+        "dxrun",
+        &format!(
+            "systemctl stop {unit} && cd / && runuser -u redis -- rm -rf /var/lib/redis/cache_restored"
+        ),
+    );
+    fleet.sh("dxdb1", "systemctl start sitec-snapshot-often.timer");
+    fleet.sh("dxvault", "systemctl start sitec-backup-often.timer");
 }
