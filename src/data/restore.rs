@@ -399,7 +399,7 @@ impl Restore<'_> {
                 "set -e\n\
                  [ -x /usr/lib/postgresql/{v}/bin/postgres ] || {{ echo 'PostgreSQL {v} is not installed here: give the host the postgres role and apply' >&2; exit 3; }}\n\
                  if [ -L {dir} ] || [ ! -d {dir} ]; then echo '{dir} is missing: give the host the postgres role and apply' >&2; exit 3; fi\n\
-                 case \"$(stat -c '%U %A' {dir})\" in 'root d????-??-?') ;; *) echo '{dir} may be written by others than root: apply makes it root-only' >&2; exit 3;; esac\n\
+                 case \"$(stat -c '%U %A' {dir})\" in root\\ d????-??-?) ;; *) echo '{dir} may be written by others than root: apply makes it root-only' >&2; exit 3;; esac\n\
                  umask 027\n\
                  printf '%s\\n' {conf_text} > {conf}\n\
                  printf '%s\\n' {hba_text} > {hba}\n\
