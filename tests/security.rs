@@ -15,6 +15,8 @@
 //! Also on the booted hosts: `systemd-analyze security` scores the agent and
 //! the balancer at 3.5 or less, the agent runs as its own user, and the
 //! app's collected static files were written by the app's user, not root.
+//! Last, a dedicated database added later makes its cluster beside a link
+//! postgres planted at its data folder, and nothing follows it.
 //!
 //! Needs root and systemd-container, like tests/apply.rs; the fleet takes
 //! its addresses from the machine-wide registry, so it runs beside others.
@@ -793,5 +795,71 @@ fn service_users_cannot_turn_apply_logs_or_the_agent_against_root() -> TestResul
     assert!(text(&page).contains("Hostile"), "serving: {}", text(&page));
     let quiet = fleet.sitec(&["plan"], &[]);
     assert!(text(&quiet).contains("No changes"), "{}", text(&quiet));
+
+    a_new_cluster_never_follows_a_link_postgres_planted(&fleet);
     Ok(())
+}
+
+/// A dedicated database added later gets a cluster of its own, whose data
+/// folder is made in `/var/lib/postgresql/15`, postgres's own folder.
+/// postgres puts a link to a root-only folder there first: Debian's
+/// `pg_createcluster`, run as root, gave that folder to postgres (mode 755)
+/// and wrote into it. Now postgres's own `initdb` makes the cluster, so the
+/// link leads postgres only where it could go anyway: the apply fails,
+/// naming the command, and changes nothing; with the link gone it makes
+/// the cluster, which serves the app.
+fn a_new_cluster_never_follows_a_link_postgres_planted(fleet: &Fleet) {
+    let canary = "/etc/sitec-canary-folder";
+    let data = "/var/lib/postgresql/15/ledger";
+    let look = format!("find {canary} -printf '%p %u:%g %m %s\\n' | sort; cat {canary}/secret");
+    fleet.root(
+        "db1",
+        &format!(
+            "mkdir -m 0700 {canary} && echo only-root > {canary}/secret && chmod 0600 {canary}/secret && \
+             cd / && runuser -u postgres -- ln -s {canary} {data}"
+        ),
+    );
+    let before = fleet.root("db1", &look);
+    let with_ledger = SPEC
+        .replace(
+            "database cache {",
+            "database ledger { engine = postgres  tier = dedicated  primary = db1 }\ndatabase cache {",
+        )
+        .replace(
+            "databases { default = main  cache = cache }",
+            "databases { default = main  cache = cache  ledger = ledger }",
+        );
+    assert_ne!(with_ledger, SPEC, "the spec gains a dedicated database");
+    std::fs::write(&fleet.spec, &with_ledger).expect("the spec is written");
+    let refused = fleet.apply();
+    assert_eq!(
+        fleet.root("db1", &look),
+        before,
+        "making the cluster wrote through postgres's link: {}",
+        text(&refused)
+    );
+    assert!(!refused.status.success(), "apply made a cluster in a link");
+    assert!(
+        text(&refused).contains("init-cluster-ledger"),
+        "the failure names the command: {}",
+        text(&refused)
+    );
+
+    fleet.root("db1", &format!("rm {data} && rm -r {canary}"));
+    let made = fleet.apply();
+    assert!(made.status.success(), "with the link gone: {}", text(&made));
+    let owners = fleet.root(
+        "db1",
+        &format!(
+            "systemctl is-active postgresql@15-ledger; stat -c '%U %a' {data} /etc/postgresql/15/ledger; \
+             cd / && runuser -u postgres -- psql -XAt -p $(sed -n 's/^port = //p' /etc/postgresql/15/ledger/postgresql.conf) -d postgres -c 'show server_encoding'"
+        ),
+    );
+    assert_eq!(
+        owners.trim(),
+        "active\npostgres 700\nroot 750\nUTF8",
+        "the cluster runs from postgres's data folder and root's config folder"
+    );
+    let quiet = fleet.sitec(&["plan"], &[]);
+    assert!(text(&quiet).contains("No changes"), "{}", text(&quiet));
 }
