@@ -5,7 +5,8 @@
 //!   heartbeats (`:7702`);
 //! - every balancer's SUB connects to every runner agent's PUB (the
 //!   balancer learns which runners are alive);
-//! - every agent's PUSH connects to each `logs` host's PULL (`:7703`);
+//! - every agent's DEALER connects to each `logs` host's ROUTER (`:7703`),
+//!   shipping log lines the collector acknowledges;
 //! - the operator's DEALER (the `sitec` CLI) connects to every agent's
 //!   ROUTER.
 //!
@@ -30,8 +31,6 @@ pub enum SocketType {
     Dealer,
     Pub,
     Sub,
-    Push,
-    Pull,
 }
 
 /// Whether a socket binds an endpoint or connects to others.
@@ -126,7 +125,7 @@ pub fn derive(fleet: &Fleet) -> Topology {
                 h,
                 "collector",
                 "logs",
-                SocketType::Pull,
+                SocketType::Router,
                 BUS_LOGS_PORT,
             );
         }
@@ -184,7 +183,7 @@ pub fn derive(fleet: &Fleet) -> Topology {
                 name(h),
                 "agent",
                 "logs",
-                SocketType::Push,
+                SocketType::Dealer,
                 &collectors,
                 port,
                 "collector",
@@ -266,8 +265,6 @@ impl SocketType {
             SocketType::Dealer => "DEALER",
             SocketType::Pub => "PUB",
             SocketType::Sub => "SUB",
-            SocketType::Push => "PUSH",
-            SocketType::Pull => "PULL",
         }
     }
 }
@@ -321,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn balancers_hear_runners_agents_push_logs_and_the_operator_reaches_every_agent() {
+    fn balancers_hear_runners_agents_ship_logs_and_the_operator_reaches_every_agent() {
         let bus = bus();
         let links: Vec<String> = bus
             .links
@@ -352,7 +349,7 @@ mod tests {
         let req = bus
             .sockets
             .iter()
-            .find(|s| s.socket_type == SocketType::Dealer);
+            .find(|s| s.socket_type == SocketType::Dealer && s.host == "operator");
         assert_eq!(
             req.map(|s| (s.host.as_str(), s.endpoints.len())),
             Some(("operator", 3))

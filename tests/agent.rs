@@ -247,6 +247,81 @@ fn a_collector_that_starts_late_or_restarts_gets_the_lines() {
     until_filed("second collector");
 }
 
+/// The lines filed at `path`, without their times.
+fn filed_lines(path: &Path) -> Vec<String> {
+    (fs::read_to_string(path).unwrap_or_default().lines())
+        .map(|l| l.split_once('\t').map_or(l, |(_, text)| text).to_string())
+        .collect()
+}
+
+/// Acknowledged shipping (`agent::ship`, `agent::collector`): lines written
+/// while the shipping agent is killed (SIGKILL, batches in flight) and
+/// down, while the collector is killed and down, and across a rotation,
+/// are filed each exactly once and in order.
+#[test]
+fn every_line_is_filed_once_across_restarts_and_a_rotation() {
+    let dir = Scratch::new("agent-acked");
+    let fleet = dir.path().join("fleet");
+    let at = endpoint();
+    let mut shipper = Agent::spawn(dir, "run1", &[(&at, "lb1")], None, "");
+    let mut collector = Agent::spawn(
+        Scratch::new("agent-acked-lb1"),
+        "lb1",
+        &[],
+        Some((&at, &fleet)),
+        "",
+    );
+    let log = shipper.path("app.log");
+    let filed = fleet.join("run1/blog/app.log");
+    let write = |from: u32, to: u32| {
+        let text: String = (from..to).map(|n| format!("line {n}\n")).collect();
+        append(&log, &text);
+    };
+    let until_filed = |n: u32, what: &str, shipper: &Agent| {
+        let want: Vec<String> = (0..n).map(|n| format!("line {n}")).collect();
+        let mut got = Vec::new();
+        let arrived = common::eventually(Duration::from_secs(60), || {
+            got = filed_lines(&filed);
+            got.len() >= want.len()
+        });
+        assert!(
+            arrived,
+            "{what}: {} of {n} lines filed:\n{}",
+            got.len(),
+            shipper.stderr()
+        );
+        assert!(
+            got == want,
+            "{what}: not each line once, in order: {:?}",
+            got.iter()
+                .enumerate()
+                .find(|(i, l)| want.get(*i) != Some(*l))
+        );
+    };
+    // app.log appears after the agent started: read from its start.
+    write(0, 2000);
+    until_filed(2000, "first lines", &shipper);
+    // Killed with lines just written (some read, none acknowledged), more
+    // written while it is down: the restarted agent goes on where the
+    // collector has them.
+    write(2000, 4000);
+    shipper.restart();
+    write(4000, 5000);
+    until_filed(5000, "across the agent's restart", &shipper);
+    // The collector killed, lines written while it is down.
+    signal(collector.child.id(), "KILL");
+    let _ = collector.child.wait();
+    write(5000, 6000);
+    collector.restart();
+    until_filed(6000, "across the collector's restart", &shipper);
+    // Rotated: the rest of the old file, then the new one, after a restart too.
+    write(6000, 6500);
+    fs::rename(&log, shipper.path("app.log.1")).expect("rotate");
+    shipper.restart();
+    write(6500, 7000);
+    until_filed(7000, "across a rotation", &shipper);
+}
+
 /// Whether process `pid` has `path` open and has read all of it: its
 /// offset in `/proc/PID/fdinfo` is the file's length.
 fn read_to_end(pid: u32, path: &Path) -> bool {

@@ -262,9 +262,9 @@ fn graph_bus_as_json_and_dot() {
     let sockets = bus["sockets"].as_array().expect("sockets");
     let links = bus["links"].as_array().expect("links");
     // 4 agents bind ROUTER and PUB, lb1 collects logs; 2 balancer SUBs,
-    // 4 agent PUSHes, the operator's DEALER.
+    // 4 agent DEALERs to the collector, the operator's DEALER.
     assert_eq!(sockets.len(), 4 * 2 + 1 + 2 + 4 + 1);
-    // SUBs reach 2 runners each, PUSHes reach lb1, DEALER reaches 4 agents.
+    // SUBs reach 2 runners each, the agents' DEALERs reach lb1, the operator's 4 agents.
     assert_eq!(links.len(), 2 * 2 + 4 + 4);
     let sub = sockets
         .iter()

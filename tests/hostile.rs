@@ -194,6 +194,11 @@ fn fuzzed_and_truncated_zmtp_is_refused() {
 
 /// A CURVE client of `kind` at `to`, speaking with `as_key`, expecting the
 /// bound socket to hold `server`'s key.
+/// One line as a shipper's batch (`agent::ship`).
+fn batch(line: serde_json::Value) -> serde_json::Value {
+    json!({"id": 1, "lines": [line]})
+}
+
 fn curve_client(
     kind: sitec::bus::Kind,
     to: &str,
@@ -240,7 +245,8 @@ fn unknown_keys_hear_nothing_command_nothing_and_file_nothing() {
     // run2's line is filed.
     let send_line = |as_key: &str, line: &str| {
         let client = curve_client(sitec::bus::Kind::Ship, &collector, "run1", as_key);
-        let message = json!({"host": "run1", "tag": "blog/app.log", "line": line, "time": 1.0});
+        let message =
+            batch(json!({"host": "run1", "tag": "blog/app.log", "line": line, "time": 1.0}));
         client
             .1
             .send(message.to_string().as_bytes(), 0)
@@ -303,7 +309,7 @@ fn replayed_bytes_are_refused() {
     let relay = recording_relay(listen, addr(&collector));
     {
         let (_bus, push) = curve_client(sitec::bus::Kind::Ship, &relay_at, "run1", "run2");
-        let message = json!({"tag": "blog/app.log", "line": "said once", "time": 1.0});
+        let message = batch(json!({"tag": "blog/app.log", "line": "said once", "time": 1.0}));
         push.send(message.to_string().as_bytes(), 0).expect("send");
         let filed = agent.path("fleet/run2/blog/app.log");
         assert!(
@@ -592,7 +598,8 @@ fn a_full_disk_costs_counted_lines_never_a_crash() {
     let (_bus, push) = curve_client(sitec::bus::Kind::Ship, &at, "run1", "run2");
     let line = "y".repeat(1000);
     for n in 0..1000 {
-        let message = json!({"tag": "blog/app.log", "line": format!("{n} {line}"), "time": 1.0});
+        let message =
+            batch(json!({"tag": "blog/app.log", "line": format!("{n} {line}"), "time": 1.0}));
         push.send(message.to_string().as_bytes(), 0).expect("send");
     }
     assert!(

@@ -14,6 +14,9 @@
 //!   order; --grep, --since, --json and a host name choose; an unknown
 //!   name is refused naming the apps and hosts; -f prints a request made
 //!   after it started;
+//! - numbered lines written into oprun1's gunicorn error log while its
+//!   agent is stopped, while the collector's (oplb's) is, and across a
+//!   rotation all show in `sitec logs`, each once and in order;
 //! - `sitec restart blog` under continuous load through the balancer (a
 //!   load generator, `common::load`) fails no request, each runner drained
 //!   out of rotation and back;
@@ -218,6 +221,7 @@ fn a_fleet_is_operated_over_the_bus() -> TestResult {
 
     status_reports_the_whole_fleet(&fleet)?;
     logs_show_the_apps_requests(&fleet, &balancer)?;
+    no_line_is_lost_or_doubled_across_restarts(&fleet)?;
     status_reports_the_newest_backup_copy(&fleet)?;
     restart_under_load_fails_no_request(&fleet, &balancer)?;
     the_agent_may_restart_app_units_and_nothing_else(&fleet)?;
@@ -577,6 +581,8 @@ fn logs_show_the_apps_requests(fleet: &Fleet, balancer: &str) -> TestResult {
     });
     assert!(shown, "the request never showed in sitec logs blog: {said}");
     eprintln!("$ sitec logs {SPEC_FILE} blog --since 10m\n{said}");
+    let (_, lb, _) = logs(fleet, &["oplb", "-n", "3"]);
+    eprintln!("$ sitec logs {SPEC_FILE} oplb -n 3\n{lb}");
     // TIME HOST TAG LINE, in time order, only the blog's tags, from its runners.
     let (_, out, _) = logs(fleet, &["blog", "--since", "10m"]);
     let mut last = String::new();
@@ -659,6 +665,63 @@ fn logs_show_the_apps_requests(fleet: &Fleet, balancer: &str) -> TestResult {
     assert!(
         seen.len() >= 2 && seen.iter().all(|l| l.contains(&follow_mark)),
         "sitec logs -f printed: {seen:?}"
+    );
+    Ok(())
+}
+
+/// Acknowledged shipping on real hosts: each numbered line once, in order.
+fn no_line_is_lost_or_doubled_across_restarts(fleet: &Fleet) -> TestResult {
+    let mark = format!("acked-{}", std::process::id());
+    let log = "/var/log/sitec/apps/blog/gunicorn-error.log";
+    let run = |host: &str, script: &str| {
+        let out = fleet.inside(host, script);
+        assert!(out.status.success(), "{host}: {script}: {}", text_of(&out));
+    };
+    let write = |from: u32, to: u32| {
+        let last = to - 1;
+        run(
+            "oprun1",
+            &format!("for i in $(seq {from} {last}); do echo \"{mark} $i\"; done >> {log}"),
+        );
+    };
+    write(0, 500);
+    // Stopped with those just written (in flight), more written while it is down.
+    run("oprun1", "systemctl stop sitec-agent");
+    write(500, 1000);
+    run("oprun1", "systemctl start sitec-agent");
+    write(1000, 1500);
+    // The collector's agent stopped, lines written meanwhile.
+    run("oplb", "systemctl stop sitec-agent");
+    write(1500, 2000);
+    run("oplb", "systemctl start sitec-agent");
+    // Rotated as logrotate does (the new file the old one's owner and mode).
+    write(2000, 2500);
+    run(
+        "oprun1",
+        &format!("mv {log} {log}.1 && touch {log} && chown --reference={log}.1 {log} && chmod --reference={log}.1 {log}"),
+    );
+    write(2500, 3000);
+    let want: Vec<String> = (0..3000).map(|n| format!("{mark} {n}")).collect();
+    let mut got = Vec::new();
+    let arrived = common::eventually(Duration::from_secs(90), || {
+        let (_, out, _) = logs(fleet, &["oprun1", "--grep", &mark, "-n", "5000"]);
+        got = (out.lines())
+            .filter_map(|l| l.splitn(4, ' ').nth(3).map(str::to_string))
+            .collect();
+        got.len() >= want.len()
+    });
+    let missing: Vec<&String> = want.iter().filter(|w| !got.contains(w)).take(5).collect();
+    assert!(
+        arrived,
+        "{} of 3000 lines shown; missing {missing:?}...",
+        got.len()
+    );
+    let first_wrong = got.iter().zip(&want).position(|(g, w)| g != w);
+    assert!(
+        got.len() == want.len() && first_wrong.is_none(),
+        "not each line once and in order: {} lines, first wrong at {first_wrong:?}: {:?}",
+        got.len(),
+        first_wrong.map(|i| &got[i.saturating_sub(2)..(i + 3).min(got.len())])
     );
     Ok(())
 }

@@ -1,36 +1,61 @@
-//! The collector, on a `logs` host: a PULL socket every agent's PUSH
-//! connects to, and each line `{tag, line, time}` appended to
+//! The collector, on a `logs` host: a ROUTER every agent's shipper
+//! (`ship`, a DEALER) connects to, taking batches of lines `{id, lines:
+//! [{tag, file, offset, end, line, time}]}`. Each line is appended to
 //! `DIR/HOST/TAG` as `TIME<TAB>LINE` (`logs::time_text`: RFC 3339 UTC to
 //! the millisecond, the time the agent read the line, so the files read
 //! with `tail` and their lines merge across hosts; `logs` answers
-//! `sitec logs` from them), where HOST is the name the sender's key was admitted
-//! under (the bus's `User-Id`), never the `host` the message names: a host
-//! files lines under its own name only. The tag comes from the network, so
-//! it is made into a safe relative path first: no `..`, no absolute path,
-//! nothing outside `[A-Za-z0-9._-]` in a name; a tag may keep its `/`
-//! folders. Filing runs on a thread of its own, off the agent's runtime.
+//! `sitec logs` from them), where HOST is the name the sender's key was
+//! admitted under (the bus's `User-Id`), never a name the message gives: a
+//! host files lines under its own name only. The tag comes from the
+//! network, so it is made into a safe relative path first: no `..`, no
+//! absolute path, no name starting with a dot, nothing outside
+//! `[A-Za-z0-9._-]` in a name; a tag may keep its `/` folders. Filing runs
+//! on a thread of its own, off the agent's runtime.
+//!
+//! Once a batch is filed and its files synced, the collector answers
+//! `{id, ok: true}`, and the sender moves its saved positions on. A line
+//! it has filed before (by its file's identity and offset, or a line of
+//! the tag's file before the newest: the host's `positions::Seen`, saved
+//! beside its files as `DIR/HOST/.positions.json` after the lines it
+//! covers are synced) is acknowledged and not filed again, so a batch sent
+//! twice (an acknowledgement lost, an agent restarted) is filed once. A
+//! batch that meets the host's rate, or a disk that refuses it, is not
+//! acknowledged: the agent sends it again, and the lines filed of it
+//! already are not filed twice. The positions also say
+//! how long each file was when they were saved, and a collector killed
+//! while filing a batch (after its lines were written, before its
+//! positions were saved) cuts each file back to that when it starts again
+//! (`roll_back`): those lines were not acknowledged, so they come again
+//! and are filed once.
 //!
 //! It defends its disk against any one host (`Limits`, from `[collector]`):
 //! a line longer than 8 KiB is cut and marked; each host has a rate (lines
-//! a second, with a burst), a quota (bytes under `DIR/HOST`) and a number
-//! of files; each file is rotated by the collector itself past a size
-//! (`FILE.1` ... `FILE.KEEP`, the oldest deleted), so nothing outside it
-//! needs to signal it. A line over a limit, or one the disk refuses (full,
-//! read-only), is dropped and counted: the first of each kind is logged at
-//! once, then a count a minute per host. Nothing a host sends makes it
-//! fail or stop.
+//! a second, with a burst; past it the batch waits, as above), a quota
+//! (bytes under `DIR/HOST`) and a number of files; each file is rotated by
+//! the collector itself past a size (`FILE.1` ... `FILE.KEEP`, the oldest
+//! deleted), so nothing outside it needs to signal it. A line over the
+//! quota or the files is dropped and counted, as is one that is not a
+//! line; the first of each kind is logged at once, then a count a minute
+//! per host. Nothing a host sends makes it fail or stop.
 
-use crate::bus::Incoming;
+use super::positions::{FileId, Seen, Size};
+use crate::bus::control::Request;
+use crate::bus::{Incoming, Outbox};
 use serde::Deserialize;
+use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Lines waiting to be filed; past it the pump stops reading (the senders'
-/// queues hold the rest).
-pub const QUEUE: usize = 4 * 1024;
+/// Batches waiting to be filed; past it the pump stops reading (the
+/// senders' queues hold the rest).
+pub const QUEUE: usize = 16;
+
+/// The file beside a host's files that says what of them is filed.
+const SEEN_FILE: &str = ".positions.json";
 
 /// A line longer than this is cut to it and marked.
 pub const LINE_MAX: usize = 8 * 1024;
@@ -72,11 +97,17 @@ struct Line {
     /// When the agent read it (seconds since 1970); the collector's clock
     /// when absent or absurd.
     time: Option<f64>,
+    /// Where it lies in the sender's file (older agents sent none).
+    file: Option<FileId>,
+    offset: Option<u64>,
+    end: Option<u64>,
 }
 
-/// Files every line that arrives under `dir`, on a thread of its own.
+/// Files every batch that arrives under `dir`, on a thread of its own,
+/// acknowledging each through `outbox` once it is filed.
 pub fn spawn(
     mut incoming: mpsc::Receiver<Incoming>,
+    outbox: Outbox,
     dir: PathBuf,
     limits: Limits,
 ) -> Result<(), String> {
@@ -84,11 +115,13 @@ pub fn spawn(
         let mut filer = Filer::new(dir, limits);
         while let Some(message) = incoming.blocking_recv() {
             // Only the bus names the sender: no name, no filing.
-            let Some(host) = &message.peer else {
+            let Some(request) = Request::from_incoming(message, &outbox) else {
                 continue;
             };
-            for frame in &message.frames {
-                filer.file(host, frame, Instant::now());
+            let body = request.body.as_ref().unwrap_or(&Value::Null);
+            if filer.file_batch(&request.peer, body, Instant::now()) {
+                // false: the sender is gone; it sends the batch again.
+                let _ = request.responder.send(json!({ "ok": true }));
             }
         }
     };
@@ -112,8 +145,8 @@ enum Drop {
 impl Drop {
     fn what(self) -> &'static str {
         match self {
-            Drop::Malformed => "not {tag, line} JSON",
-            Drop::Rate => "over its rate",
+            Drop::Malformed => "not {tag, line, ...} JSON",
+            Drop::Rate => "over its rate (held back: sent again)",
             Drop::Quota => "over its disk quota",
             Drop::Files => "over its number of files",
             Drop::Disk => "refused by the disk",
@@ -132,6 +165,10 @@ struct Host {
     reported: Instant,
     /// The last disk error, for the report.
     error: Option<String>,
+    /// What of its files is filed.
+    seen: Seen,
+    /// Lines filed since `seen` was last saved.
+    unsaved: bool,
 }
 
 /// Files lines under a folder, within `Limits`.
@@ -150,30 +187,114 @@ impl Filer {
         }
     }
 
-    /// Files one message from `host` (admitted under that name) at `now`,
-    /// or drops and counts it.
-    pub fn file(&mut self, host: &str, frame: &[u8], now: Instant) {
+    /// Files one batch from `host` (admitted under that name) at `now`:
+    /// whether it is done with (filed, or dropped for good) and may be
+    /// acknowledged.
+    pub fn file_batch(&mut self, host: &str, body: &Value, now: Instant) -> bool {
         let folder = self.dir.join(safe_name(host));
         let limits = self.limits;
-        let state = self.hosts.entry(host.to_string()).or_insert_with(|| Host {
-            tokens: f64::from(limits.burst),
-            refilled: now,
-            used: du(&folder),
-            files: HashSet::new(),
-            dropped: HashMap::new(),
-            reported: now,
-            error: None,
+        let state = self.hosts.entry(host.to_string()).or_insert_with(|| {
+            let seen = Seen::load(&folder.join(SEEN_FILE)).unwrap_or_else(|e| {
+                tracing::warn!("log collector: {e}; lines {host} sends again may be filed twice");
+                Seen::default()
+            });
+            roll_back(&folder, &seen);
+            Host {
+                tokens: f64::from(limits.burst),
+                refilled: now,
+                used: du(&folder),
+                files: HashSet::new(),
+                dropped: HashMap::new(),
+                reported: now,
+                error: None,
+                seen,
+                unsaved: false,
+            }
         });
-        if let Err(why) = file_in(&folder, state, &limits, frame, now) {
-            *state.dropped.entry(why).or_default() += 1;
-            if state.dropped[&why] == 1 {
-                // The first of its kind since the last report: say it now.
-                report(host, state, now);
+        let lines = body.get("lines").and_then(Value::as_array);
+        let mut open = HashMap::new();
+        let mut done = true;
+        let mut moved = false;
+        for raw in lines.map_or(&[][..], Vec::as_slice) {
+            let line = Line::deserialize(raw).ok();
+            let outcome = match &line {
+                None => Err(Drop::Malformed),
+                Some(l)
+                    if l.file
+                        .zip(l.offset)
+                        .is_some_and(|(f, o)| state.seen.has(&l.tag, f, o)) =>
+                {
+                    continue
+                }
+                Some(l)
+                    if l.file
+                        .zip(l.offset)
+                        .is_some_and(|(f, o)| state.seen.gap(&l.tag, f, o)) =>
+                {
+                    // A batch sent before this one was lost and comes again
+                    // later: lines are filed in their file's order, so this
+                    // one waits (not acknowledged) rather than be filed
+                    // first and make the earlier lines look filed.
+                    done = false;
+                    break;
+                }
+                Some(l) => file_in(&folder, state, &limits, l, now, &mut open),
+            };
+            if let Err(why) = outcome {
+                *state.dropped.entry(why).or_default() += 1;
+                if state.dropped[&why] == 1 {
+                    // The first of its kind since the last report: say it now.
+                    report(host, state, now);
+                }
+                if matches!(why, Drop::Rate | Drop::Disk) {
+                    done = false;
+                    break;
+                }
+            }
+            if let Some((l, (file, end))) =
+                line.as_ref().and_then(|l| Some((l, l.file.zip(l.end)?)))
+            {
+                state.seen.filed(&l.tag, file, end);
+                moved = true;
+            }
+        }
+        if lines.is_none() {
+            *state.dropped.entry(Drop::Malformed).or_default() += 1;
+        }
+        // The lines first, then what says they are filed, and how long
+        // each file is with them.
+        state.unsaved |= moved || !open.is_empty();
+        let mut synced = true;
+        for (path, file) in &open {
+            match file.sync_data().and_then(|()| file.metadata()) {
+                Ok(meta) => {
+                    let rel = path.strip_prefix(&folder).unwrap_or(path);
+                    let size = Size {
+                        ino: meta.ino(),
+                        len: meta.len(),
+                    };
+                    state.seen.wrote(&rel.to_string_lossy(), size);
+                }
+                Err(e) => {
+                    state.error = Some(format!("cannot sync {}: {e}", path.display()));
+                    synced = false;
+                }
+            }
+        }
+        done &= synced;
+        if state.unsaved && synced {
+            match state.seen.save(&folder.join(SEEN_FILE)) {
+                Ok(()) => state.unsaved = false,
+                Err(e) => {
+                    state.error = Some(e);
+                    done = false;
+                }
             }
         }
         if now.duration_since(state.reported) >= Duration::from_secs(60) {
             report(host, state, now);
         }
+        done
     }
 }
 
@@ -195,14 +316,15 @@ fn report(host: &str, state: &mut Host, now: Instant) {
     state.reported = now;
 }
 
+/// Files one line, through the files `open` for this batch.
 fn file_in(
     folder: &Path,
     state: &mut Host,
     limits: &Limits,
-    frame: &[u8],
+    l: &Line,
     now: Instant,
+    open: &mut HashMap<PathBuf, std::fs::File>,
 ) -> Result<(), Drop> {
-    let l: Line = serde_json::from_slice(frame).map_err(|_| Drop::Malformed)?;
     let elapsed = now.duration_since(state.refilled).as_secs_f64();
     state.refilled = now;
     state.tokens = (state.tokens + elapsed * f64::from(limits.rate)).min(f64::from(limits.burst));
@@ -229,19 +351,30 @@ fn file_in(
         state.error = Some(e);
         Drop::Disk
     };
-    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let size = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
     if size > 0 && size + len > limits.rotate {
+        if let Some(file) = open.remove(&path) {
+            file.sync_data()
+                .map_err(|e| disk(state, format!("cannot sync {}: {e}", path.display())))?;
+        }
         state.used -= rotate(&path, limits.keep).min(state.used);
     }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| disk(state, format!("cannot create {}: {e}", parent.display())))?;
     }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| disk(state, format!("cannot open {}: {e}", path.display())))?;
+    if !open.contains_key(&path) {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| disk(state, format!("cannot open {}: {e}", path.display())))?;
+        open.insert(path.clone(), file);
+    }
+    let Some(file) = open.get_mut(&path) else {
+        return Err(Drop::Disk);
+    };
     file.write_all(text.as_bytes())
         .map_err(|e| disk(state, format!("cannot write {}: {e}", path.display())))?;
     state.used += len;
@@ -265,14 +398,17 @@ fn cut(line: &str) -> String {
     text
 }
 
+/// `PATH.N`: a file the collector rotated.
+fn numbered(path: &Path, n: u32) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
+}
+
 /// Moves `path` to `path.1`, `path.1` to `path.2` ..., deleting
 /// `path.KEEP`; returns the bytes deleted.
 fn rotate(path: &Path, keep: u32) -> u64 {
-    let numbered = |n: u32| {
-        let mut p = path.as_os_str().to_owned();
-        p.push(format!(".{n}"));
-        PathBuf::from(p)
-    };
+    let numbered = |n: u32| numbered(path, n);
     let oldest = numbered(keep.max(1));
     let freed = std::fs::metadata(&oldest).map_or(0, |m| m.len());
     let _ = std::fs::remove_file(&oldest);
@@ -281,6 +417,59 @@ fn rotate(path: &Path, keep: u32) -> u64 {
     }
     let _ = std::fs::rename(path, numbered(1));
     freed
+}
+
+/// Cuts each of a host's files (under `folder`) back to its size in
+/// `seen`: what a collector killed while filing a batch wrote after its
+/// positions were saved (not acknowledged: the sender sends it again). A
+/// file the collector rotated after the save is found at `PATH.1` by its
+/// inode, and what the new `PATH` holds was written after it. Never
+/// through a link; a file found neither way is left as it is.
+fn roll_back(folder: &Path, seen: &Seen) {
+    for (rel, size) in seen.sizes() {
+        let path = folder.join(safe_tag(rel));
+        let cut = cut_to(&path, Some(size.ino), size.len).and_then(|found| {
+            if found || !cut_to(&numbered(&path, 1), Some(size.ino), size.len)? {
+                return Ok(());
+            }
+            cut_to(&path, None, 0).map(drop)
+        });
+        if let Err(e) = cut {
+            tracing::warn!(
+                "log collector: cannot cut {} back to what is acknowledged: {e}; \
+                 the lines its sender sends again may be filed twice",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Cuts the regular file at `path` to `len` bytes if it is longer and is
+/// inode `ino` (any, when `None`): whether it was that file.
+fn cut_to(path: &Path, ino: Option<u64>, len: u64) -> std::io::Result<bool> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() || ino.is_some_and(|i| i != meta.ino()) {
+        return Ok(false);
+    }
+    if meta.len() > len {
+        tracing::info!(
+            "log collector: {} cut back by {} bytes, filed after its positions were saved (sent again)",
+            path.display(),
+            meta.len() - len
+        );
+        file.set_len(len)?;
+        file.sync_all()?;
+    }
+    Ok(true)
 }
 
 /// Bytes of the files under `dir`, not following links.
@@ -312,10 +501,11 @@ pub fn safe_name(name: &str) -> String {
             }
         })
         .collect();
-    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
-        "_".into()
-    } else {
-        cleaned
+    // A leading dot would hide it, or name the host's positions file.
+    match cleaned.strip_prefix('.') {
+        _ if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') => "_".into(),
+        Some(rest) => format!("_{rest}"),
+        None => cleaned,
     }
 }
 
@@ -353,12 +543,119 @@ mod tests {
         }
         assert_eq!(safe_name(".."), "_");
         assert_eq!(safe_name("run/1"), "run_1");
+        assert_eq!(safe_name(".positions.json"), "_positions.json");
     }
 
     fn msg(tag: &str, line: &str) -> Vec<u8> {
         serde_json::json!({"host": "run2", "tag": tag, "line": line, "time": 1.5})
             .to_string()
             .into_bytes()
+    }
+
+    /// Files one message as a batch of its own: whether it was acknowledged.
+    fn one(filer: &mut Filer, host: &str, frame: &[u8], now: Instant) -> bool {
+        let line = serde_json::from_slice(frame).unwrap_or(Value::Null);
+        filer.file_batch(host, &json!({"id": 1, "lines": [line]}), now)
+    }
+
+    fn line(n: u64) -> Value {
+        let text = format!("line {n}");
+        let file = json!({"dev": 1, "ino": 7, "generation": 0});
+        json!({"tag": "a.log", "line": text, "time": 2.0, "file": file,
+               "offset": n * 10, "end": n * 10 + 10})
+    }
+
+    /// A batch of lines `from..to`.
+    fn batch(from: u64, to: u64) -> Value {
+        json!({"id": 1, "lines": (from..to).map(line).collect::<Vec<_>>()})
+    }
+
+    #[test]
+    fn a_batch_sent_again_is_filed_once_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limits = Limits {
+            burst: 5,
+            rate: 1,
+            ..Limits::default()
+        };
+        let now = Instant::now();
+        let mut filer = Filer::new(dir.path().into(), limits);
+        assert!(filer.file_batch("run1", &batch(0, 3), now));
+        assert!(
+            filer.file_batch("run1", &batch(0, 3), now),
+            "a duplicate is acknowledged"
+        );
+        // Over the rate: two filed, the batch held back (not acknowledged).
+        assert!(!filer.file_batch("run1", &batch(2, 8), now));
+        // The collector restarts; the agent sends the batch again.
+        let mut filer = Filer::new(dir.path().into(), limits);
+        assert!(filer.file_batch("run1", &batch(2, 8), now + Duration::from_secs(10)));
+        let filed: Vec<String> = read(dir.path(), "run1/a.log")
+            .lines()
+            .map(|l| l.split_once('\t').map_or(l, |(_, t)| t).to_string())
+            .collect();
+        let want: Vec<String> = (0..8).map(|n| format!("line {n}")).collect();
+        assert_eq!(filed, want);
+        let t = now + Duration::from_secs(15);
+        assert!(!filer.file_batch("run1", &batch(10, 12), t), "a gap");
+        assert!(filer.file_batch("run1", &batch(8, 10), t));
+        assert!(filer.file_batch("run1", &batch(10, 12), t));
+        let filed: Vec<String> = read(dir.path(), "run1/a.log")
+            .lines()
+            .map(|l| l.split_once('\t').map_or(l, |(_, t)| t).to_string())
+            .collect();
+        let want: Vec<String> = (0..12).map(|n| format!("line {n}")).collect();
+        assert_eq!(filed, want);
+        // A rotated file (another inode) starts again at 0.
+        let mut rotated = line(0);
+        rotated["file"]["ino"] = json!(8);
+        rotated["line"] = json!("new file");
+        let t = now + Duration::from_secs(20);
+        assert!(filer.file_batch("run1", &json!({"id": 2, "lines": [rotated]}), t));
+        assert!(read(dir.path(), "run1/a.log").ends_with("\tnew file\n"));
+        // Not a batch: dropped and acknowledged (nothing to send again).
+        assert!(filer.file_batch("run1", &json!({"id": 3}), t));
+        assert!(filer.file_batch("run1", &json!({"id": 4, "lines": [1, {"tag": 2}]}), t));
+    }
+
+    /// A collector killed while filing a batch (its lines written, its
+    /// positions not saved yet) cuts them off when it starts again, so the
+    /// batch sent again is filed once; a rotation in between too.
+    #[test]
+    fn a_batch_cut_short_by_a_kill_is_filed_once() {
+        // A filed line is 32 bytes: files of 100 bytes rotate every 3 lines.
+        for rotate in [1 << 30, 100] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let limits = Limits {
+                rotate,
+                keep: 8,
+                ..Limits::default()
+            };
+            let now = Instant::now();
+            let mut filer = Filer::new(dir.path().into(), limits);
+            assert!(filer.file_batch("run1", &batch(0, 3), now));
+            let positions = dir.path().join("run1").join(SEEN_FILE);
+            let saved = std::fs::read(&positions).expect("positions");
+            assert!(filer.file_batch("run1", &batch(3, 6), now));
+            // Killed before the positions were saved: they are as they were.
+            std::fs::write(&positions, saved).expect("write");
+            let mut filer = Filer::new(dir.path().into(), limits);
+            assert!(filer.file_batch("run1", &batch(3, 8), now));
+            let filed: Vec<String> = (1..=8)
+                .rev()
+                .map(|n| read(dir.path(), &format!("run1/a.log.{n}")))
+                .chain([read(dir.path(), "run1/a.log")])
+                .flat_map(|text| {
+                    let lines: Vec<String> = text
+                        .lines()
+                        .map(|l| l.split_once('\t').map_or(l, |(_, t)| t).to_string())
+                        .collect();
+                    lines
+                })
+                .collect();
+            let want: Vec<String> = (0..8).map(|n| format!("line {n}")).collect();
+            assert_eq!(filed, want, "rotated past {rotate} bytes");
+        }
     }
 
     fn read(dir: &Path, rel: &str) -> String {
@@ -370,9 +667,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut filer = Filer::new(dir.path().into(), Limits::default());
         let now = Instant::now();
-        filer.file("run1", &msg("blog/error.log", "one"), now);
-        filer.file("run1", &msg("blog/error.log", "two\nthree"), now);
-        filer.file("run1", b"not json", now);
+        one(&mut filer, "run1", &msg("blog/error.log", "one"), now);
+        one(
+            &mut filer,
+            "run1",
+            &msg("blog/error.log", "two\nthree"),
+            now,
+        );
+        one(&mut filer, "run1", b"not json", now);
         assert_eq!(
             read(dir.path(), "run1/blog/error.log"),
             "1970-01-01T00:00:01.500Z\tone\n1970-01-01T00:00:01.500Z\ttwo three\n"
@@ -408,7 +710,12 @@ mod tests {
         let mut filer = Filer::new(dir.path().into(), limits);
         let start = Instant::now();
         for n in 0..100 {
-            filer.file("run1", &msg("a.log", &format!("burst {n}")), start);
+            one(
+                &mut filer,
+                "run1",
+                &msg("a.log", &format!("burst {n}")),
+                start,
+            );
         }
         assert_eq!(
             read(dir.path(), "run1/a.log").lines().count(),
@@ -417,7 +724,8 @@ mod tests {
         );
         // One second later, ten more.
         for n in 0..100 {
-            filer.file(
+            one(
+                &mut filer,
                 "run1",
                 &msg("a.log", &format!("later {n}")),
                 start + Duration::from_secs(1),
@@ -429,7 +737,8 @@ mod tests {
             "the rate"
         );
         // Another host has its own.
-        filer.file(
+        one(
+            &mut filer,
             "run2",
             &msg("a.log", "run2's"),
             start + Duration::from_secs(1),
@@ -437,12 +746,12 @@ mod tests {
         assert!(read(dir.path(), "run2/a.log").ends_with("\trun2's\n"));
         // A third file is refused; then the quota.
         let t = start + Duration::from_secs(100);
-        filer.file("run1", &msg("b.log", "b"), t);
-        filer.file("run1", &msg("c.log", "c"), t);
+        one(&mut filer, "run1", &msg("b.log", "b"), t);
+        one(&mut filer, "run1", &msg("c.log", "c"), t);
         assert!(!dir.path().join("run1/c.log").exists());
         for n in 0..200 {
             let at = t + Duration::from_secs(n);
-            filer.file("run1", &msg("b.log", &"x".repeat(1000)), at);
+            one(&mut filer, "run1", &msg("b.log", &"x".repeat(1000)), at);
         }
         assert!(du(&dir.path().join("run1")) <= 10 * 1024);
     }
@@ -458,12 +767,13 @@ mod tests {
         let mut filer = Filer::new(dir.path().into(), limits);
         let now = Instant::now();
         for n in 0..100 {
-            filer.file("run1", &msg("a.log", &format!("{n:074}")), now);
+            one(&mut filer, "run1", &msg("a.log", &format!("{n:074}")), now);
         }
         let names: Vec<String> = std::fs::read_dir(dir.path().join("run1"))
             .expect("folder")
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name != SEEN_FILE)
             .collect();
         assert_eq!(names.len(), 3, "{names:?}");
         for name in ["a.log", "a.log.1", "a.log.2"] {

@@ -175,9 +175,9 @@ pub struct Config {
     pub operator: PublicKey,
     /// Who may subscribe to the heartbeats (the balancers).
     pub heartbeat_readers: Vec<Peer>,
-    /// Every collector's PULL endpoint and key; each line goes to all of them.
+    /// Every collector's ROUTER endpoint and key; each line goes to all of them.
     pub log_collectors: Vec<CollectorEnd>,
-    /// Set on a `logs` host: where it binds PULL and files the lines.
+    /// Set on a `logs` host: where it binds its ROUTER and files the lines.
     pub collector: Option<Collector>,
     pub apps: Vec<App>,
     pub logs: Vec<Log>,
@@ -237,7 +237,7 @@ pub struct Collector {
     pub limits: super::collector::Limits,
 }
 
-/// A collector's PULL endpoint and the key it must prove it holds.
+/// A collector's ROUTER endpoint and the key it must prove it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectorEnd {
     pub endpoint: String,

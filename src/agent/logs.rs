@@ -170,7 +170,8 @@ pub fn answer(dir: &Path, request: &Value) -> Result<Value, String> {
         None => newest(&question, &tagged),
         Some(cursor) => after(&question, &tagged, cursor),
     };
-    lines.sort();
+    // By time only: lines read at the same moment keep their files' order.
+    lines.sort_by(|a, b| a.time.cmp(&b.time));
     Ok(json!({ "ok": true, "op": "logs", "lines": lines, "cursor": cursor, "more": more }))
 }
 
@@ -528,6 +529,12 @@ mod tests {
             &[("00:01.000", "b1 GET /"), ("00:03.000", "b3 GET /x")],
         );
         file(d, "oplb/balancer/access.log", &[("00:05.000", "lb5")]);
+        // Read at the same moment: kept in the file's order.
+        file(
+            d,
+            "oplb/balancer/access.log",
+            &[("00:06.000", "lb6 b"), ("00:06.000", "lb6 a")],
+        );
         dir
     }
 
@@ -544,6 +551,8 @@ mod tests {
                 "run2 blog/access.log b3 GET /x",
                 "run1 blog/access.log a4 POST /",
                 "oplb balancer/access.log lb5",
+                "oplb balancer/access.log lb6 b",
+                "oplb balancer/access.log lb6 a",
             ]
         );
         assert_eq!(
@@ -564,12 +573,12 @@ mod tests {
                 "run2 blog/access.log b3 GET /x"
             ]
         );
-        let newest = ask(d, json!({"limit": 2}));
+        let newest = ask(d, json!({"limit": 2, "hosts": ["run1", "run2"]}));
         assert_eq!(
             texts(&newest),
             [
-                "run1 blog/access.log a4 POST /",
-                "oplb balancer/access.log lb5"
+                "run2 blog/access.log b3 GET /x",
+                "run1 blog/access.log a4 POST /"
             ]
         );
         assert_eq!(

@@ -14,13 +14,14 @@
 //!   (`drain`), `sitec run`'s sessions (`run`: each one a `sitec session`
 //!   that systemd starts as the app's user, `session`);
 //! - `follow` + `ship`: the files in `[[log]]`, followed like `tail -F` and
-//!   pushed line by line to every collector in `bus.log_collectors`, each
-//!   of which must prove its key;
-//! - `collector`: on a `logs` host (`[collector]` in the file), PULL at
+//!   shipped in acknowledged batches to every collector in
+//!   `bus.log_collectors`, each of which must prove its key, resuming
+//!   where each collector has them (`positions`, in `state_dir`);
+//! - `collector`: on a `logs` host (`[collector]` in the file), ROUTER at
 //!   its endpoint from the agents in `collector.senders`, each line
 //!   appended to `DIR/HOST/TAG` where HOST is the name the sender's key
-//!   was admitted under, and answers `sitec logs` from those files
-//!   (`logs`).
+//!   was admitted under, once (`positions`), and answers `sitec logs` from
+//!   those files (`logs`).
 //!
 //! It runs as its own user (`sitec-agent`, no capability) under the unit's
 //! hardening (`ProtectSystem=strict`): it reads the logs it ships through its
@@ -36,6 +37,7 @@ mod follow;
 mod heartbeat;
 pub mod lease;
 pub mod logs;
+mod positions;
 mod resp;
 mod run;
 /// `sitec run`'s sessions one agent runs at once.
@@ -187,7 +189,7 @@ async fn serve(config: Config) -> Result<(), String> {
         &config.heartbeat_readers,
     )?;
     tracing::info!("heartbeats on {}", config.heartbeat);
-    let (beats, running) = bus::pump::spawn("heartbeats", Kind::Heartbeats, vec![beats], None, 4)?;
+    let (beats, running) = bus::pump::spawn("heartbeats", vec![beats], None, 4)?;
     pumps.push(running);
     let operator = Peer {
         name: bus::control::OPERATOR.into(),
@@ -196,20 +198,18 @@ async fn serve(config: Config) -> Result<(), String> {
     let control = bus.bind(Kind::Control, &config.control, &[operator])?;
     tracing::info!("control on {}", config.control);
     let (requests, incoming) = mpsc::channel(control::QUEUE);
-    let (answers, running) =
-        bus::pump::spawn("control", Kind::Control, vec![control], Some(requests), 256)?;
+    let (answers, running) = bus::pump::spawn("control", vec![control], Some(requests), 256)?;
     pumps.push(running);
     let mut parts = tokio::task::JoinSet::new();
     if let Some(c) = &config.collector {
-        let pull = bus.bind(Kind::Logs, &c.endpoint, &c.senders)?;
+        let router = bus.bind(Kind::Logs, &c.endpoint, &c.senders)?;
         tracing::info!("log collector on {}", c.endpoint);
-        let (lines, incoming) = mpsc::channel(collector::QUEUE);
-        let (_, running) =
-            bus::pump::spawn("log collector", Kind::Logs, vec![pull], Some(lines), 1)?;
+        let (batches, incoming) = mpsc::channel(collector::QUEUE);
+        let (acks, running) = bus::pump::spawn("log collector", vec![router], Some(batches), 1024)?;
         pumps.push(running);
-        collector::spawn(incoming, c.dir.clone(), c.limits)?;
+        collector::spawn(incoming, acks, c.dir.clone(), c.limits)?;
     }
-    pumps.extend(start_shipping(&bus, &config)?);
+    start_shipping(&bus, &config)?;
     let (states, apps) = watch::channel(Vec::new());
     let ctx = Arc::new(Ctx {
         leases: lease::Store::open(&config.state_dir)?,
@@ -232,33 +232,20 @@ async fn serve(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Follows the `[[log]]` files and ships their lines to every collector,
-/// each through a PUSH of its own (so each gets every line).
-fn start_shipping(bus: &Bus, config: &Config) -> Result<Vec<bus::pump::Stop>, String> {
+/// Ships the `[[log]]` files to every collector, each through a shipper
+/// of its own (`ship`: its own cursors, acknowledged positions and DEALER).
+fn start_shipping(bus: &Bus, config: &Config) -> Result<(), String> {
     if config.log_collectors.is_empty() || config.logs.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    let mut outboxes = Vec::new();
-    let mut pumps = Vec::new();
-    for c in &config.log_collectors {
-        let push = bus.connect(Kind::Ship, &c.endpoint, &c.key)?;
-        let name = format!("logs to {}", c.endpoint);
-        let (outbox, running) = bus::pump::spawn(&name, Kind::Ship, vec![push], None, ship::QUEUE)?;
-        outboxes.push(outbox);
-        pumps.push(running);
-    }
-    let host = config.host.clone();
-    let files = (config.logs.iter())
+    let files: Vec<(PathBuf, String, String)> = (config.logs.iter())
         .map(|l| (l.path.clone(), l.tag.clone(), l.owner.clone()))
         .collect();
-    follow::spawn(files, move |tag, line| {
-        let message = ship::message(&host, tag, &line, heartbeat::unix_time());
-        for outbox in &outboxes {
-            // false: that collector's queue is full (counted by the pump).
-            let _ = outbox.send(vec![message.clone()]);
-        }
-    });
-    Ok(pumps)
+    for c in &config.log_collectors {
+        let dealer = bus.connect(Kind::Ship, &c.endpoint, &c.key)?;
+        ship::Shipper::new(dealer, &c.endpoint, &files, &config.state_dir)?.spawn()?;
+    }
+    Ok(())
 }
 
 /// Resolves at the first SIGTERM or SIGINT.

@@ -91,7 +91,7 @@ pub fn start(shared: &Arc<Shared>, config: &config::Bus) -> Result<Option<Follow
         tracing::info!("following heartbeats from {} at {}", h.host, h.endpoint);
     }
     let (tx, rx) = tokio::sync::mpsc::channel(256);
-    let (_, pump) = bus::pump::spawn("heartbeats", Kind::Follow, sockets, Some(tx), 1)?;
+    let (_, pump) = bus::pump::spawn("heartbeats", sockets, Some(tx), 1)?;
     let hosts = config.heartbeats.iter().map(|h| h.host.clone()).collect();
     let task = tokio::spawn(follow(shared.clone(), hosts, rx)).abort_handle();
     Ok(Some(Following {

@@ -47,9 +47,10 @@ pub enum Kind {
     Control,
     /// PUB, bound by every agent: its heartbeats.
     Heartbeats,
-    /// PULL, bound by a `logs` host's agent: the fleet's log lines.
+    /// ROUTER, bound by a `logs` host's agent: the fleet's log lines, in
+    /// batches it acknowledges.
     Logs,
-    /// PUSH, connected by every agent to each collector.
+    /// DEALER, connected by every agent to each collector.
     Ship,
     /// SUB, connected by a balancer to each runner agent's heartbeats.
     Follow,
@@ -76,8 +77,8 @@ impl Kind {
         match self {
             Kind::Control => zmq::ROUTER,
             Kind::Heartbeats => zmq::PUB,
-            Kind::Logs => zmq::PULL,
-            Kind::Ship => zmq::PUSH,
+            Kind::Logs => zmq::ROUTER,
+            Kind::Ship => zmq::DEALER,
             Kind::Follow => zmq::SUB,
             Kind::Ask => zmq::DEALER,
         }
@@ -88,12 +89,12 @@ impl Kind {
     /// allocated for it; handshake frames are held to it too.
     pub fn max_message(self) -> i64 {
         match self {
-            // Subscriptions (one empty topic) and nothing else.
+            // Subscriptions (one empty topic), a collector's acknowledgements.
             Kind::Heartbeats | Kind::Ship => 1024,
             // A request; `run`'s input comes in pieces smaller than this.
             Kind::Control => 256 * 1024,
-            // One line (cut at 8 KiB, then JSON-escaped) and its fields.
-            Kind::Logs => 64 * 1024,
+            // A batch of lines (`agent::ship::BATCH_BYTES`, 256 KiB of JSON).
+            Kind::Logs => 512 * 1024,
             // A heartbeat names every app on its host.
             Kind::Follow => 256 * 1024,
             // A status answer.
@@ -102,15 +103,16 @@ impl Kind {
     }
 
     /// Messages queued per peer each way: past it, a PUB or a ROUTER drops
-    /// what it would send to that peer, a PUSH holds its next line (and
-    /// `ship` its queue) until the collector reads again.
+    /// what it would send to that peer, and a shipper's DEALER its batch
+    /// (sent again until acknowledged).
     fn high_water_mark(self) -> i32 {
         match self {
             Kind::Heartbeats => 16,
             Kind::Follow => 64,
             Kind::Control | Kind::Ask => 256,
-            Kind::Logs => 1024,
-            Kind::Ship => 8 * 1024,
+            // Batches: a shipper has at most 8 unacknowledged, and sends
+            // one again only after 2 s.
+            Kind::Logs | Kind::Ship => 16,
         }
     }
 

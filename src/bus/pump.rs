@@ -12,11 +12,9 @@
 //! Outbound, an `Outbox` queues messages for the first
 //! socket in a bounded channel and wakes the thread through a socket pair;
 //! the thread sends each with `DONTWAIT`. What libzmq cannot take at once
-//! is dropped and counted (a PUB or ROUTER peer that does not read), or,
-//! for a PUSH (`Kind::Ship`), held as the one next message until the socket
-//! can send again while the outbox fills and then drops.
+//! is dropped and counted (a PUB or ROUTER peer that does not read; the
+//! log shippers, which must not drop, own their DEALERs, `agent::ship`).
 
-use super::Kind;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -80,12 +78,11 @@ impl Drop for Stop {
     }
 }
 
-/// Starts the thread `name` for `sockets` (all of kind `kind`): what
+/// Starts the thread `name` for `sockets`: what
 /// arrives goes to `inbox` if given; the returned outbox feeds the first
 /// socket, holding up to `queue` messages.
 pub fn spawn(
     name: &str,
-    kind: Kind,
     sockets: Vec<zmq::Socket>,
     inbox: Option<tokio::sync::mpsc::Sender<Incoming>>,
     queue: usize,
@@ -100,12 +97,10 @@ pub fn spawn(
     let stop = Arc::new(AtomicBool::new(false));
     let mut pump = Pump {
         name: name.to_string(),
-        hold: kind == Kind::Ship,
         sockets,
         inbox,
         outbox: rx,
         wake: wake_rx,
-        pending: None,
         dropped: dropped.clone(),
         stop: stop.clone(),
         reported: Instant::now(),
@@ -124,13 +119,10 @@ pub fn spawn(
 
 struct Pump {
     name: String,
-    /// Hold the next message when the socket is full (PUSH) rather than drop it.
-    hold: bool,
     sockets: Vec<zmq::Socket>,
     inbox: Option<tokio::sync::mpsc::Sender<Incoming>>,
     outbox: Receiver<Vec<Vec<u8>>>,
     wake: UnixStream,
-    pending: Option<Vec<Vec<u8>>>,
     /// Messages dropped either way since the last report.
     dropped: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -168,16 +160,15 @@ impl Pump {
     /// full (its reader frees room without waking the pump); says which
     /// sockets have a message.
     fn poll(&self, room: bool) -> zmq::Result<Vec<bool>> {
-        let mut items: Vec<zmq::PollItem> = (self.sockets.iter().enumerate())
-            .map(|(i, s)| {
-                let mut events = if room {
+        let mut items: Vec<zmq::PollItem> = self
+            .sockets
+            .iter()
+            .map(|s| {
+                let events = if room {
                     zmq::POLLIN
                 } else {
                     zmq::PollEvents::empty()
                 };
-                if i == 0 && self.pending.is_some() {
-                    events |= zmq::POLLOUT;
-                }
                 s.as_poll_item(events)
             })
             .collect();
@@ -216,19 +207,12 @@ impl Pump {
             return;
         };
         loop {
-            let message = match self.pending.take() {
-                Some(m) => m,
-                None => match self.outbox.try_recv() {
-                    Ok(m) => m,
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
-                },
+            let message = match self.outbox.try_recv() {
+                Ok(m) => m,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             };
             match socket.send_multipart(&message, zmq::DONTWAIT) {
                 Ok(()) => {}
-                Err(zmq::Error::EAGAIN) if self.hold => {
-                    self.pending = Some(message);
-                    return;
-                }
                 // Full (EAGAIN) or gone (EHOSTUNREACH, a ROUTER's peer):
                 // that peer's loss only.
                 Err(_) => {
