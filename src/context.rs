@@ -1258,9 +1258,15 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
             "domain": probe_domain(&a.domains),
             "run_socket": run_socket(&a.name),
         }));
-        // Who writes each file: systemd (as root) appends gunicorn's output;
-        // nginx's are www-data's (made so before nginx opens them, and so
-        // Debian's logrotate makes them again).
+        // Who writes each file: systemd (as root) appends gunicorn's output
+        // and each worker's (celery's: `worker-NAME.log`); nginx's are
+        // www-data's (made so before nginx opens them, and so Debian's
+        // logrotate makes them again).
+        let workers = (a.workers.iter()).map(|w| {
+            let file = format!("worker-{}.log", w.name);
+            let path = format!("{}/{file}", log_dir(&a.name));
+            (file, path, "root")
+        });
         let files = [
             (
                 "gunicorn-access.log",
@@ -1274,8 +1280,9 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
             ),
             ("nginx-access.log", nginx_log(&a.name, "access"), "www-data"),
             ("nginx-error.log", nginx_log(&a.name, "error"), "www-data"),
-        ];
-        for (file, path, owner) in files {
+        ]
+        .map(|(file, path, owner)| (file.to_string(), path, owner));
+        for (file, path, owner) in files.into_iter().chain(workers) {
             logs.push(json!({ "origin": spec_file(inputs, a.span), "path": path, "tag": format!("{}/{file}", a.name), "owner": owner }));
         }
     }

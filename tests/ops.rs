@@ -13,7 +13,7 @@
 //!   its runner's gunicorn and nginx lines and the balancer's, in time
 //!   order; --grep, --since, --json and a host name choose; an unknown
 //!   name is refused naming the apps and hosts; -f prints a request made
-//!   after it started;
+//!   after it started; a worker's output shows from both runners;
 //! - numbered lines written into oprun1's gunicorn error log while its
 //!   agent is stopped, while the collector's (oplb's) is, and across a
 //!   rotation all show in `sitec logs`, each once and in order;
@@ -87,6 +87,8 @@ app blog {
   databases { default = main  cache = cache }
   static "/static/" = "collected_static"
   settings { SITE_TITLE = "Operated over the bus"  SECRET_KEY = secret("blog.secret_key") }
+  # A worker's output is shipped as celery's is: a line every 2 s.
+  worker ticker { command = "python -u -c 'import itertools, time; [print(\"ticker\", n) or time.sleep(2) for n in itertools.count()]'" }
 }
 "#;
 
@@ -583,6 +585,25 @@ fn logs_show_the_apps_requests(fleet: &Fleet, balancer: &str) -> TestResult {
     eprintln!("$ sitec logs {SPEC_FILE} blog --since 10m\n{said}");
     let (_, lb, _) = logs(fleet, &["oplb", "-n", "3"]);
     eprintln!("$ sitec logs {SPEC_FILE} oplb -n 3\n{lb}");
+    // Each worker's output (systemd appends it to worker-NAME.log), from
+    // both runners.
+    let mut ticks = String::new();
+    let shipped = common::eventually(Duration::from_secs(60), || {
+        let (_, out, _) = logs(fleet, &["blog", "--grep", "^ticker [0-9]+$", "-n", "20"]);
+        ticks = out;
+        ["oprun1", "oprun2"].iter().all(|host| {
+            (ticks.lines()).any(|l| {
+                l.split(' ')
+                    .skip(1)
+                    .take(2)
+                    .eq([*host, "blog/worker-ticker.log"])
+            })
+        })
+    });
+    assert!(
+        shipped,
+        "a worker's output never showed from both runners: {ticks}"
+    );
     // TIME HOST TAG LINE, in time order, only the blog's tags, from its runners.
     let (_, out, _) = logs(fleet, &["blog", "--since", "10m"]);
     let mut last = String::new();
