@@ -140,14 +140,29 @@ pub fn restore_brings_back_every_committed_row(fleet: &DataFleet) {
     .expect("a snapshot while the writer writes");
     // Keep that snapshot from being rotated away while the test uses it.
     fleet.sh("dxdb1", "systemctl stop sitec-snapshot-often.timer");
-    // Writes well after the snapshot, which the restore must not have.
-    std::thread::sleep(Duration::from_secs(6));
+    // Writes well after the snapshot, which the restore must not have:
+    // the writer goes on until ten rows were committed 4 s after it.
+    let at = epoch(&snapshot);
+    let later = wait_for(Duration::from_secs(90), || {
+        let log = fleet.sh("dxdb1", "cat /tmp/writer.log");
+        let late = log
+            .lines()
+            .filter_map(|l| l.split_once(' ')?.1.parse::<f64>().ok())
+            .filter(|t| *t > at + 4.0)
+            .count();
+        (late >= 10).then_some(())
+    });
+    assert!(
+        later.is_some(),
+        "the writer committed rows after the snapshot"
+    );
+    // The writer stops (its last insert done) before its log is read.
     fleet.sh(
         "dxdb1",
-        "rm -f /run/writer.on; sleep 1; cp /tmp/writer.log /run/writer.log",
+        "rm -f /run/writer.on; for i in $(seq 200); do pgrep -u postgres -f writer.on >/dev/null || break; sleep 0.05; done; \
+         ! pgrep -u postgres -f writer.on && cp /tmp/writer.log /run/writer.log",
     );
     let log = fleet.sh("dxdb1", "cat /run/writer.log");
-    let at = epoch(&snapshot);
     let acked: Vec<(u64, f64)> = log
         .lines()
         .filter_map(|l| {
@@ -175,7 +190,9 @@ pub fn restore_brings_back_every_committed_row(fleet: &DataFleet) {
     // The primary's data folder is destroyed.
     fleet.sh(
         "dxdb1",
-        "systemctl kill -s KILL postgresql@15-main; sleep 1; rm -rf /var/lib/postgresql/15/main",
+        "systemctl kill -s KILL postgresql@15-main; \
+         for i in $(seq 200); do systemctl is-active -q postgresql@15-main || break; sleep 0.05; done; \
+         ! systemctl is-active -q postgresql@15-main && rm -rf /var/lib/postgresql/15/main",
     );
     let snapshot_id = format!("dxdb1/{snapshot}");
     a_planted_link_does_not_lead_the_restore(fleet, &snapshot_id);
