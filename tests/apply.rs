@@ -569,6 +569,23 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
     );
     let css = get(&lb, "blog.localhost", "/static/posts/blog.css")?;
     assert!(css.contains('{'), "the static file: {css}");
+    // lb1 collects the fleet's logs: a request reaches `sitec logs`, from
+    // run1's nginx and gunicorn (the app's lines; nginx logs no static
+    // file) and from the balancer (lb1's).
+    let (mut app_lines, mut lb_lines) = (String::new(), String::new());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline
+        && !(app_lines.contains(" run1 ") && lb_lines.contains(" lb1 "))
+    {
+        get(&lb, "blog.localhost", "/?shipped")?;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        app_lines = text_of(&fleet.sitec_with(&["logs"], &["blog", "--grep", "shipped"]));
+        lb_lines = text_of(&fleet.sitec_with(&["logs"], &["lb1", "--grep", "shipped"]));
+    }
+    assert!(
+        app_lines.contains(" run1 ") && lb_lines.contains(" lb1 "),
+        "sitec logs shows the request from run1 and lb1: {app_lines}\n{lb_lines}"
+    );
     assert!(
         get(&lb, "anything.example", "/")?.contains("Hello from sitec"),
         "the `*` route"
