@@ -315,8 +315,10 @@ pub fn wsgi_import(app: &crate::model::App) -> String {
     format!("from {module} import {callable}")
 }
 
+/// The virtualenv the live release runs: its `venv` link, so the switch of
+/// `current` moves code and virtualenv together.
 fn venv(app: &str) -> String {
-    format!("{APPS_ROOT}/{app}/venv")
+    format!("{}/{}", release_dir(app), crate::host::release::VENV)
 }
 
 /// An app's log folder: root's, where systemd opens gunicorn's and the
@@ -907,7 +909,7 @@ fn manage_script(inputs: &Inputs, app: AppId) -> Value {
         "app": a.name,
         "environment_file": environment_file(&a.name),
         "release_dir": release_dir(&a.name),
-        "venv": venv(&a.name),
+        "venv": crate::host::release::VENV,
     })
 }
 

@@ -523,6 +523,7 @@ impl Expander<'_, '_> {
                     Some(on) if on != self.inputs.fleet.hosts[self.host].name => None,
                     _ => self.string(entry, "migrate", scope),
                 },
+                venv: self.string(entry, "venv", scope),
             },
             "command" => Kind::Command {
                 name: key,

@@ -60,6 +60,9 @@ pub enum Kind {
         /// Run before reloading or restarting; a failure keeps the old config.
         validate: Option<String>,
     },
+    /// A folder of virtualenvs, one per content (`PATH/DIGEST`: the
+    /// Python, the requirements and the wheels), each built beside the
+    /// others and complete before a release links to it (a tree's `venv`).
     Virtualenv {
         path: String,
         python: String,
@@ -100,6 +103,12 @@ pub enum Kind {
         /// on the app's leader only. A failure leaves the live release.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         migrate: Option<String>,
+        /// The virtualenv resource (its path, a folder of virtualenvs) each
+        /// release runs: a new release holds a link `venv` to the one built
+        /// for the spec's requirements, so the switch of the link to the
+        /// live release switches code and virtualenv together.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        venv: Option<String>,
     },
     Command {
         name: String,

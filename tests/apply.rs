@@ -1108,6 +1108,30 @@ fn live_on(releases: &serde_json::Value, host: &str) -> String {
     digest.unwrap_or_default()[..12].to_string()
 }
 
+/// The virtualenv (its path) the release live on `host` runs.
+fn venv_on(releases: &serde_json::Value, host: &str) -> String {
+    let venv = live_release(releases, host)["venv"].as_str();
+    venv.unwrap_or_else(|| panic!("{host}'s live release runs no virtualenv: {releases:#}"))
+        .to_string()
+}
+
+/// Whether the app's user imports `module` with the live release's virtualenv on `host`.
+fn imports(fleet: &Fleet, host: &str, module: &str) -> bool {
+    let script = format!(
+        "runuser -u app-blog -- /srv/sitec/apps/blog/current/venv/bin/python -c 'import {module}'"
+    );
+    fleet.ssh(host, &script).status.success()
+}
+
+/// Replaces `old` with `new` in the sample blog's `file`.
+fn edit(fleet: &Fleet, file: &str, old: &str, new: &str) -> TestResult {
+    let path = fleet.dir.path().join("apps/blog").join(file);
+    let text = std::fs::read_to_string(&path)?;
+    assert!(text.contains(old), "{file} holds no {old:?}");
+    std::fs::write(&path, text.replacen(old, new, 1))?;
+    Ok(())
+}
+
 /// Waits (up to 30 s) until the page through the balancer does or does not
 /// hold `text`; the last page otherwise.
 fn page_turns(lb: &str, text: &str, holds: bool) -> Result<(), String> {
@@ -1337,9 +1361,11 @@ fn rolling_deploys_drop_no_request_and_a_failed_migration_changes_no_runner() ->
     let lb = fleet.address("lb1");
     page_turns(&lb, "Hello from sitec", true)?;
     let v1 = live_on(&releases_of(&fleet), "run1");
+    let venv1 = venv_on(&releases_of(&fleet), "run1");
 
     // v2, with a migration that adds a post: migrated on the leader before
     // any runner serves it, then each runner drained, switched, returned.
+    // A code change only: the release runs v1's virtualenv, nothing built.
     add_to_page(&fleet, "<p>Release two</p>")?;
     add_migration(
         &fleet,
@@ -1347,6 +1373,16 @@ fn rolling_deploys_drop_no_request_and_a_failed_migration_changes_no_runner() ->
         "0002_seed_posts",
         "apps.get_model(\"posts\", \"Post\").objects.create(title=\"Migrated by release two\", body=\"-\", published=\"2026-12-01T00:00:00Z\")",
     )?;
+    let venvs_id = "virtualenv:/srv/sitec/apps/blog/venvs";
+    let plan = fleet.plan();
+    for host in ["run1", "run2"] {
+        let built = changes(&plan, host);
+        assert!(
+            built.iter().any(|(id, _)| id.starts_with("tree:"))
+                && !built.iter().any(|(id, _)| id == venvs_id),
+            "{host}: a code change is a new release on the same virtualenv: {built:?}"
+        );
+    }
     let second = under_load(&lb, "a deploy of v2 to two runners", || fleet.apply());
     let said = text_of(&second);
     assert!(second.status.success(), "v2: {said}");
@@ -1362,6 +1398,7 @@ fn rolling_deploys_drop_no_request_and_a_failed_migration_changes_no_runner() ->
     let v2 = live_on(&listed, "run1");
     assert_eq!(live_on(&listed, "run2"), v2);
     assert_ne!(v1, v2);
+    assert_eq!(venv_on(&listed, "run1"), venv1, "v2 reuses v1's virtualenv");
 
     // v3, whose migration fails: the leader's new release never goes live,
     // the other runner is not touched, v2 serves on both.
@@ -1405,5 +1442,157 @@ fn rolling_deploys_drop_no_request_and_a_failed_migration_changes_no_runner() ->
         (live_on(&listed, "run1"), live_on(&listed, "run2")),
         (v1.clone(), v1)
     );
+    requirements_change_fail_and_roll_back(&fleet, &lb, &venv1)
+}
+
+/// The rolling fleet on v1 (pinned by a rollback, whose virtualenv is
+/// `venv1`): v2's code with a new requirement builds a new virtualenv
+/// beside the live one while it serves; a requirement the wheelhouse lacks
+/// fails the leader's pip and leaves both runners on the live release and
+/// its virtualenv; a rollback brings the old virtualenv back, unbuilt.
+fn requirements_change_fail_and_roll_back(fleet: &Fleet, lb: &str, venv1: &str) -> TestResult {
+    let venvs_id = "virtualenv:/srv/sitec/apps/blog/venvs";
+    // Back to v2's code (without v3's failing migration), toml added.
+    std::fs::remove_file(
+        (fleet.dir.path()).join("apps/blog/apps/posts/migrations/0004_release_three.py"),
+    )?;
+    edit(
+        fleet,
+        "apps/posts/templates/posts/index.html",
+        "\n<p>Release three</p>\n",
+        "",
+    )?;
+    edit(
+        fleet,
+        "requirements.txt",
+        "six==1.17.0\n",
+        "six==1.17.0\ntoml==0.10.2\n",
+    )?;
+    assert!(
+        !imports(fleet, "run1", "toml"),
+        "v1's virtualenv has no toml"
+    );
+    let plan = fleet.plan();
+    let built = changes(&plan, "run1");
+    assert!(
+        built.iter().any(|(id, _)| id == venvs_id),
+        "new requirements build a virtualenv: {built:?}"
+    );
+    let fourth = under_load(lb, "a requirements change on two runners", || fleet.apply());
+    assert!(fourth.status.success(), "v4: {}", text_of(&fourth));
+    page_turns(lb, "Release two", true)?;
+    let listed = releases_of(fleet);
+    let (v4, venv4) = (live_on(&listed, "run1"), venv_on(&listed, "run1"));
+    assert_eq!(
+        (live_on(&listed, "run2"), venv_on(&listed, "run2")),
+        (v4.clone(), venv4.clone())
+    );
+    assert_ne!(venv4, venv1, "a virtualenv of its own: {listed:#}");
+    let name = |venv: &str| venv.rsplit('/').next().unwrap_or_default().to_string();
+    let mut both = [name(venv1), name(&venv4)];
+    both.sort();
+    let venvs = || text_of(&fleet.ssh("run1", "ls /srv/sitec/apps/blog/venvs"));
+    assert_eq!(
+        venvs(),
+        format!("{}\n", both.join("\n")),
+        "v1's stays beside it"
+    );
+    let owners = fleet.ssh(
+        "run1",
+        "find /srv/sitec/apps/blog/venvs ! -user root; \
+         runuser -u app-blog -- touch /srv/sitec/apps/blog/current/venv/x 2>/dev/null && echo writable",
+    );
+    assert_eq!(
+        text_of(&owners),
+        "",
+        "the virtualenvs are root's, read-only to the app"
+    );
+    for host in ["run1", "run2"] {
+        assert!(imports(fleet, host, "toml"), "{host} runs v4's virtualenv");
+    }
+
+    // A requirement the wheelhouse lacks. The operator's pip download puts
+    // every requirement in, so the test takes iniconfig's wheel out of the
+    // cached wheelhouse the plan builds: the leader's pip fails, the deploy
+    // stops there, and v4 serves on both with its virtualenv.
+    edit(
+        fleet,
+        "requirements.txt",
+        "toml==0.10.2\n",
+        "toml==0.10.2\niniconfig==2.0.0\n",
+    )?;
+    let _ = fleet.plan();
+    let broken = without_wheel("iniconfig-2.0.0-", "toml-0.10.2-")?;
+    let fifth = under_load(lb, "a deploy whose pip install fails", || fleet.apply());
+    for dir in &broken {
+        std::fs::remove_dir_all(dir)?;
+    }
+    let said = text_of(&fifth);
+    assert!(!fifth.status.success(), "a failed pip applied: {said}");
+    assert!(
+        said.contains("No matching distribution found for iniconfig"),
+        "{said}"
+    );
+    assert!(
+        said.contains("the rolling deploy of blog stopped at run1"),
+        "{said}"
+    );
+    let listed = releases_of(fleet);
+    for host in ["run1", "run2"] {
+        assert_eq!(
+            (live_on(&listed, host), venv_on(&listed, host)),
+            (v4.clone(), venv4.clone()),
+            "{host}: {listed:#}"
+        );
+        assert!(imports(fleet, host, "toml"), "{host} runs v4's virtualenv");
+    }
+    assert_eq!(
+        venvs(),
+        format!("{}\n", both.join("\n")),
+        "the failed build is gone"
+    );
+    page_turns(lb, "Release two", true)?;
+    edit(fleet, "requirements.txt", "iniconfig==2.0.0\n", "")?;
+
+    // Back to the release before v4: its virtualenv again, nothing built.
+    let back = under_load(lb, "a rollback across a requirements change", || {
+        fleet.sitec_with(&["rollback"], &["blog"])
+    });
+    assert!(back.status.success(), "rollback: {}", text_of(&back));
+    let listed = releases_of(fleet);
+    for host in ["run1", "run2"] {
+        assert_eq!(venv_on(&listed, host), venv1, "{host}: {listed:#}");
+        assert!(
+            !imports(fleet, host, "toml"),
+            "{host} runs the old virtualenv"
+        );
+    }
+    page_turns(lb, "Release two", true)?;
     Ok(())
+}
+
+/// Takes the wheel whose name starts with `wheel` out of every cached
+/// wheelhouse that also holds one starting with `beside` (the test's own
+/// requirements); returns those wheelhouses, for the test to remove.
+fn without_wheel(wheel: &str, beside: &str) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(repo().join("target/sitec-test-cache/wheelhouse"))? {
+        let dir = entry?.path();
+        let Ok(names) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let names: Vec<String> = names
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if !names.iter().any(|n| n.starts_with(beside)) {
+            continue;
+        }
+        for name in names.iter().filter(|n| n.starts_with(wheel)) {
+            std::fs::remove_file(dir.join(name))?;
+            found.push(dir.clone());
+        }
+    }
+    // None when a run cut off here left it without the wheel: it fails the same.
+    Ok(found)
 }

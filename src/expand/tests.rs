@@ -343,7 +343,6 @@ role odd {
         "file:/etc/sitec/apps/blog/environment",
         "file:/etc/sitec/apps/blog/python/sitec_settings.py",
         "tree:/srv/sitec/apps/blog/current",
-        "virtualenv:/srv/sitec/apps/blog/venv",
         "file:/etc/sitec/fleet-ca.pem",
     ] {
         let notifies = &resource(id).notifies;

@@ -120,9 +120,14 @@ pub fn apply(desired: &Desired) -> i32 {
         run.owe(&[service], &cause);
     }
     run.switch_binary();
-    run.remove_dropped();
+    run.remove_dropped(false);
     for item in &desired.items {
         run.item(item);
+    }
+    // A dropped virtualenv may be what the running app server runs (the
+    // layout before one per release): it goes once everything converged.
+    if run.broken.is_empty() {
+        run.remove_dropped(true);
     }
     run.wait_for_starts();
     if run.units_dirty {
@@ -182,8 +187,9 @@ impl Run<'_> {
     }
 
     /// Removes what sitec managed here before and the spec no longer has,
-    /// newest first (services stop before their files go).
-    fn remove_dropped(&mut self) {
+    /// newest first (services stop before their files go): the virtualenvs
+    /// only, or all but them.
+    fn remove_dropped(&mut self, virtualenvs: bool) {
         let wanted: HashSet<&str> = self.desired.items.iter().map(|i| i.id.as_str()).collect();
         let dropped: Vec<Managed> = self
             .state
@@ -191,10 +197,14 @@ impl Run<'_> {
             .iter()
             .rev()
             .filter(|m| !wanted.contains(m.id.as_str()))
+            .filter(|m| matches!(m.kind, Kind::Virtualenv { .. }) == virtualenvs)
             .cloned()
             .collect();
         for managed in dropped {
-            self.owe(&managed.notifies, &managed.id);
+            // What it notified has restarted by now (onto what replaced it).
+            if !virtualenvs {
+                self.owe(&managed.notifies, &managed.id);
+            }
             match converge::remove(&managed) {
                 Ok(action) => {
                     if let Kind::File { path, .. } = &managed.kind {

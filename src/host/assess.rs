@@ -55,7 +55,7 @@ pub fn assess(item: &Item, state: &State) -> Assessment {
         Kind::Virtualenv { path, python, .. } => {
             // One to build: say now, before anything changes, when the
             // host lacks the Python it needs.
-            let mut out = marker(path, VENV_MARKER, &item.digest);
+            let mut out = virtualenv(path, &item.digest);
             if let (false, Err(missing)) = (out.is_empty(), super::converge::interpreter(python)) {
                 out.push(missing);
             }
@@ -310,21 +310,24 @@ fn unit(unit: &str, enabled: bool, running: bool) -> Vec<String> {
     out
 }
 
-fn marker(path: &str, marker: &str, digest: &str) -> Vec<String> {
+/// The folder of virtualenvs at `path` against the one of `digest` it
+/// should hold, complete (its marker, written last, holds the digest).
+fn virtualenv(path: &str, digest: &str) -> Vec<String> {
     match meta(Path::new(path)) {
         Ok(Some(m)) if m.node == Node::Dir => {}
         Ok(Some(m)) => return vec![wrong_kind(&m.node, "a directory")],
         Ok(None) => return missing(),
         Err(e) => return vec![e],
     }
-    let built = nofollow::read(&Path::new(path).join(marker), 4096)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    if String::from_utf8_lossy(&built).trim() == digest {
+    let name = super::release::venv_name(digest);
+    let marker = Path::new(path).join(name).join(VENV_MARKER);
+    let built = nofollow::read(&marker, 4096).ok().flatten();
+    if built.is_some_and(|b| String::from_utf8_lossy(&b).trim() == digest) {
         Vec::new()
     } else {
-        vec!["out of date".to_string()]
+        vec![format!(
+            "no virtualenv {name} built for these requirements yet"
+        )]
     }
 }
 
@@ -345,7 +348,7 @@ fn release(path: &str, item: &Item) -> Vec<String> {
         .ok()
         .and_then(|all| all.into_iter().find(|r| r.live));
     let digest = found.map(|r| r.digest).unwrap_or_default();
-    match (&item.pinned, item.blob.as_deref()) {
+    match (&item.pinned, item.release()) {
         (Some(pinned), _) if !pinned.is_empty() && digest.starts_with(pinned.as_str()) => {
             Vec::new()
         }
@@ -355,7 +358,7 @@ fn release(path: &str, item: &Item) -> Vec<String> {
         (None, Some(wanted)) if digest == wanted => Vec::new(),
         (None, wanted) => vec![format!(
             "release {live} is live, not the source's {}",
-            short(wanted.unwrap_or_default())
+            short(&wanted.unwrap_or_default())
         )],
     }
 }

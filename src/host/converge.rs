@@ -4,8 +4,8 @@
 //! Services are the apply loop's business (they wait for their inputs).
 
 use super::assess::{timer_units, unit_name, VENV_MARKER};
-use super::nofollow::{self, existing_parent, refusal, Dir, Node, Ownership};
-use super::release::{Output, Place};
+use super::nofollow::{self, existing_parent, Dir, Ownership};
+use super::release::{venv_name, Output, Place};
 use super::state::Managed;
 use super::system::{self, ok_or, ownership, program, sh, write_atomic};
 use super::wire::{Item, STATE_DIR};
@@ -91,6 +91,7 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
             user,
             output,
             migrate,
+            venv,
             ..
         } => {
             let release = Releases {
@@ -99,6 +100,7 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
                 user: user.as_deref().unwrap_or("root"),
                 output: output.as_deref(),
                 migrate: migrate.as_deref(),
+                venvs: venv.as_deref().map(Path::new),
             };
             tree(item, Path::new(path), owner, &release)
         }
@@ -107,7 +109,7 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
             python,
             owner,
             ..
-        } => virtualenv(item, Path::new(path), python, owner).map(|()| "built".into()),
+        } => virtualenv(item, Path::new(path), python, owner),
         Kind::Command {
             run, user, creates, ..
         } => {
@@ -206,7 +208,9 @@ fn user(
 /// the oldest beyond `keep` removed. A new release that fails its check is
 /// removed and the live one stays. Its `migrate` runs next (a rollback's
 /// pinned release skips it); a failure there too leaves the live one.
-/// Returns what it did.
+/// With a folder of virtualenvs, a new release links the one `item` names
+/// (built already: its virtualenv item comes first), and the virtualenvs
+/// no kept release runs go with the pruned releases. Returns what it did.
 fn tree(item: &Item, path: &Path, owner: &str, release: &Releases) -> Result<String, String> {
     let uid = system::uid(owner).ok_or_else(|| format!("there is no user `{owner}`"))?;
     let user = release.user;
@@ -214,17 +218,32 @@ fn tree(item: &Item, path: &Path, owner: &str, release: &Releases) -> Result<Str
     let output = (release.output).map(|name| Output { name, user });
     let place = Place::of(path)?;
     let before = place.live().ok().flatten();
+    let venv = match (release.venvs, item.venv_digest.as_deref()) {
+        (Some(venvs), Some(digest)) => Some((venvs, venv_name(digest))),
+        (Some(venvs), None) => {
+            return Err(format!(
+                "no virtualenv of {} was named for it",
+                venvs.display()
+            ))
+        }
+        (None, _) => None,
+    };
     let (id, made) = match &item.pinned {
         Some(pinned) => (place.find(pinned)?, false),
         None => {
-            let digest = item.blob.as_deref().ok_or("no release blob was sent")?;
+            let source = item.blob.as_deref().ok_or("no release blob was sent")?;
+            let digest = item.release().unwrap_or_default();
             let blob = match place.list()?.iter().any(|r| r.digest == digest) {
                 true => None,
-                false => Some(open_blob(digest)?),
+                false => Some(open_blob(source)?),
             };
             let files = item.content.as_deref().unwrap_or("");
             let output = output.map(|o| (o.name, checker));
-            place.unpack(digest, blob, files, uid, output)?
+            let built = match (venv, item.venv_digest.as_deref()) {
+                (Some((venvs, name)), Some(wanted)) => Some(built_venv(venvs, name, wanted)?),
+                _ => None,
+            };
+            place.unpack(&digest, blob, files, uid, (output, built.as_deref()))?
         }
     };
     let live = || {
@@ -249,12 +268,39 @@ fn tree(item: &Item, path: &Path, owner: &str, release: &Releases) -> Result<Str
         }
     }
     place.switch(&id)?;
-    let removed = place.prune(release.keep as usize, output)?;
+    let mut removed = place.prune(release.keep as usize, output)?;
+    let mut dropped_venvs = Vec::new();
+    if let Some((venvs, wanted)) = venv {
+        removed.extend(place.prune_without_venv(output)?);
+        dropped_venvs = place.prune_venvs(venvs, wanted)?;
+    }
     let mut done = format!("release {id} live");
     if !removed.is_empty() {
         done.push_str(&format!(" ({} old removed)", removed.len()));
     }
+    if !dropped_venvs.is_empty() {
+        done.push_str(&format!(
+            " (virtualenvs no release runs removed: {})",
+            dropped_venvs.join(", ")
+        ));
+    }
     Ok(done)
+}
+
+/// The virtualenv `name` in the folder `venvs`, if its build completed
+/// (its marker holds `digest`, written last): a release never links a
+/// half-built one.
+fn built_venv(venvs: &Path, name: &str, digest: &str) -> Result<PathBuf, String> {
+    let path = venvs.join(name);
+    let marker = nofollow::read(&path.join(VENV_MARKER), 4096)?.unwrap_or_default();
+    if String::from_utf8_lossy(&marker).trim() == digest {
+        Ok(path)
+    } else {
+        Err(format!(
+            "the virtualenv {} was not built completely; the next apply builds it",
+            path.display()
+        ))
+    }
 }
 
 /// A tree's release fields.
@@ -265,6 +311,8 @@ struct Releases<'a> {
     user: &'a str,
     output: Option<&'a str>,
     migrate: Option<&'a str>,
+    /// The folder of virtualenvs the releases run, if any.
+    venvs: Option<&'a Path>,
 }
 
 /// The uploaded blob `digest`, opened without following a link.
@@ -304,30 +352,63 @@ const ROOT_FILE: Ownership = Ownership {
     mode: 0o644,
 };
 
-/// Builds the virtualenv from scratch (virtualenvs can't be moved, so not
-/// beside it): the marker is written last, so a cut-off build is rebuilt.
-/// pip installs wheels only (`--only-binary :all:`, from the wheelhouse the
-/// operator built): no package's code runs here.
-fn virtualenv(item: &Item, path: &Path, python: &str, owner: &str) -> Result<(), String> {
+/// Builds the virtualenv `item` wants in the folder of virtualenvs `path`
+/// (root's), as `path/NAME` ([`venv_name`] of its digest), unless it is
+/// built already; the others, which kept releases run, are not touched. A
+/// virtualenv cannot be moved (its scripts name its path in their `#!`
+/// lines), so it is built where it stays, under a name no release links
+/// yet; its marker, written last, says it is complete, and only then may a
+/// release link it (`built_venv`). A failed build is removed (a cut-off one
+/// is rebuilt). pip installs wheels only (`--only-binary :all:`, from the
+/// wheelhouse the operator built): no package's code runs here.
+fn virtualenv(item: &Item, path: &Path, python: &str, owner: &str) -> Result<String, String> {
+    let folder = Dir::make(path, Some(ROOT_FOLDER))?;
+    let name = OsString::from(venv_name(&item.digest));
+    let venv = path.join(&name);
+    if built_venv(path, venv_name(&item.digest), &item.digest).is_ok() {
+        return Ok(format!("{} kept", venv.display()));
+    }
+    folder.remove_tree(&name)?;
+    if let Err(e) = build_venv(item, &folder, &name, python, owner) {
+        // Left behind, it has no marker: no release links it, and the next
+        // build or prune removes it.
+        let _ = folder.remove_tree(&name);
+        return Err(format!(
+            "{e}; the live release keeps running its own virtualenv"
+        ));
+    }
+    Ok(format!("{} built", venv.display()))
+}
+
+/// A root-owned folder anyone may pass through and list.
+const ROOT_FOLDER: Ownership = Ownership {
+    uid: 0,
+    gid: 0,
+    mode: 0o755,
+};
+
+/// `python -m venv` at `folder/name`, then pip from the wheelhouse, then
+/// the marker.
+fn build_venv(
+    item: &Item,
+    folder: &Dir,
+    name: &OsStr,
+    python: &str,
+    owner: &str,
+) -> Result<(), String> {
     let wheels = match item.blob.as_deref() {
         Some(blob) => Some(wheelhouse(blob)?),
         None => None,
     };
     let interpreter = interpreter(python)?;
-    let (parent, name) = existing_parent(path)?;
-    if let Some(found) = parent.meta(&name)? {
-        if found.node != Node::Dir {
-            return Err(refusal(path, &found.node, "a folder"));
-        }
-        parent.remove_tree(&name)?;
-    }
+    let path = folder.path().join(name);
     let p = path.to_string_lossy();
     ok_or(
         program(&interpreter, &["-m", "venv", &p]),
         &format!("{interpreter} -m venv {p}"),
     )?;
-    let venv = parent
-        .sub(&name)?
+    let venv = folder
+        .sub(name)?
         .ok_or_else(|| format!("{p} was not made by {interpreter} -m venv"))?;
     let requirements_name = OsStr::new(".sitec-requirements.txt");
     let requirements_text = item.content.as_deref().unwrap_or("");
@@ -348,11 +429,15 @@ fn virtualenv(item: &Item, path: &Path, python: &str, owner: &str) -> Result<(),
     if let Some(dir) = &find_links {
         args.extend(["--no-index", "--only-binary", ":all:", "--find-links", dir]);
     }
-    ok_or(program(&pip.to_string_lossy(), &args), "pip install")?;
+    ok_or(
+        program(&pip.to_string_lossy(), &args),
+        &format!("pip install into {p}"),
+    )?;
     let uid = system::uid(owner).ok_or_else(|| format!("there is no user `{owner}`"))?;
     if uid != 0 {
         venv.chown_tree(uid, 0)?;
     }
+    venv.sync_all()?;
     venv.write_atomic(
         OsStr::new(VENV_MARKER),
         item.digest.as_bytes(),

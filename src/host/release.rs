@@ -13,6 +13,13 @@
 //! Root never opens a path in `output/` (nor chowns anything back): the
 //! user makes `output/ID` and removes it, and nginx's workers read it.
 //!
+//! A release runs the virtualenv its `venv` link names (absolute, into the
+//! tree's folder of virtualenvs, root's, one per content): the units run
+//! `current/venv/bin/...`, so the one switch of `current` moves code and
+//! virtualenv together, and a rollback brings the old one back. A release
+//! is known by its source's digest and its virtualenv's ([`digest`]).
+//! Virtualenvs no kept release runs are removed with the releases.
+//!
 //! This module never decides which release should be live: the plan says
 //! (a new release's content, or a rollback's pinned one).
 
@@ -30,6 +37,9 @@ pub const RELEASES: &str = "releases";
 /// The folder beside `releases/` that holds what each release's check
 /// writes (`output/ID`): the check user's, never opened by root.
 pub const OUTPUT: &str = "output";
+
+/// The link in each release to the virtualenv it runs.
+pub const VENV: &str = "venv";
 
 /// What a new release's check may write, and as whom: `name` (a path in
 /// the release, such as `collected_static`) is a link to `output/ID`, a
@@ -49,6 +59,9 @@ pub struct Release {
     pub digest: String,
     /// Whether `current` points at it.
     pub live: bool,
+    /// The virtualenv it runs (its `venv` link's target), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venv: Option<String>,
 }
 
 /// The app's folder (`current`'s parent) and the name of the link.
@@ -112,10 +125,14 @@ impl Place {
                 continue;
             }
             let digest = marker(&dir, &name).unwrap_or_default();
+            let venv = (dir.sub(&name).ok().flatten())
+                .and_then(|release| release.read_link(OsStr::new(VENV)).ok().flatten())
+                .map(|target| target.to_string_lossy().into_owned());
             out.push(Release {
                 live: live.as_deref() == Some(id.as_str()),
                 id,
                 digest,
+                venv,
             });
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -148,14 +165,15 @@ impl Place {
     /// The release that holds `digest`, unpacked from `blob` unless one of
     /// the kept releases already holds it. Files owned by `uid` (group
     /// root); with `output`, its `name` is a link to `output/ID`, whatever
-    /// the source had there, and `output/` is made the user's.
+    /// the source had there, and `output/` is made the user's; with `venv`
+    /// (a built virtualenv), its `venv` is a link to it.
     pub fn unpack(
         &self,
         digest: &str,
         blob: Option<std::fs::File>,
         files: &str,
         uid: u32,
-        output: Option<(&str, u32)>,
+        (output, venv): (Option<(&str, u32)>, Option<&Path>),
     ) -> Result<(String, bool), String> {
         if let Some(kept) = self.list()?.into_iter().find(|r| r.digest == digest) {
             return Ok((kept.id, false));
@@ -188,6 +206,10 @@ impl Place {
         if let Some((name, user)) = output {
             self.outputs(user)?;
             link_output(&release, name, &id)?;
+        }
+        if let Some(venv) = venv {
+            release.remove_tree(OsStr::new(VENV))?;
+            release.symlink(OsStr::new(VENV), venv)?;
         }
         release.set_ownership(Ownership {
             uid,
@@ -274,6 +296,44 @@ impl Place {
         for release in all.iter().filter(|r| !r.live).take(extra) {
             self.remove_in(&dir, &release.id, output)?;
             removed.push(release.id.clone());
+        }
+        Ok(removed)
+    }
+
+    /// Removes the releases that run no virtualenv of their own (kept from
+    /// before virtualenvs were per release: the units now run
+    /// `current/venv`), never the live one.
+    pub fn prune_without_venv(&self, output: Option<Output>) -> Result<Vec<String>, String> {
+        let Some(dir) = self.app.sub(OsStr::new(RELEASES))? else {
+            return Ok(Vec::new());
+        };
+        let mut removed = Vec::new();
+        for release in self.list()?.iter().filter(|r| !r.live && r.venv.is_none()) {
+            self.remove_in(&dir, &release.id, output)?;
+            removed.push(release.id.clone());
+        }
+        Ok(removed)
+    }
+
+    /// Removes from the folder of virtualenvs `venvs` every one no kept
+    /// release runs, but `wanted` (the one the spec's requirements build,
+    /// which the next release runs): what a failed or cut-off build left
+    /// too. Root's folder, root's virtualenvs: removed through handles, no
+    /// link followed. Returns their names.
+    pub fn prune_venvs(&self, venvs: &Path, wanted: &str) -> Result<Vec<String>, String> {
+        let Some(dir) = Dir::open(venvs)? else {
+            return Ok(Vec::new());
+        };
+        let used: Vec<PathBuf> = (self.list()?.into_iter())
+            .filter_map(|r| r.venv.map(PathBuf::from))
+            .collect();
+        let mut removed = Vec::new();
+        for (name, _) in dir.entries()? {
+            if name == wanted || used.contains(&venvs.join(&name)) {
+                continue;
+            }
+            dir.remove_tree(&name)?;
+            removed.push(name.to_string_lossy().into_owned());
         }
         Ok(removed)
     }
@@ -410,6 +470,25 @@ fn marker(releases: &Dir, id: &OsStr) -> Option<String> {
     Some(String::from_utf8_lossy(&bytes).trim().to_string())
 }
 
+/// The digest of a release of `source` (its blob's digest) running the
+/// virtualenv `venv` (that virtualenv's digest): the source's own without
+/// one. The same code on new requirements is a new release, so a kept
+/// release always runs what it was checked with.
+#[must_use]
+pub fn digest(source: &str, venv: Option<&str>) -> String {
+    match venv {
+        None => source.to_string(),
+        Some(venv) => crate::resources::sha256_hex(format!("{source}\n{venv}").as_bytes()),
+    }
+}
+
+/// The name of the virtualenv of `digest` in its folder: 16 hex digits
+/// (its scripts' `#!` lines hold the path, so it stays short).
+#[must_use]
+pub fn venv_name(digest: &str) -> &str {
+    digest.get(..16).unwrap_or(digest)
+}
+
 /// A digest's first 12 characters, as release ids show it.
 pub fn short(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
@@ -456,7 +535,7 @@ mod tests {
                 Some(blob("v1")),
                 "app.py\n",
                 uid(),
-                None,
+                (None, None),
             )
             .expect("v1");
         assert!(made && v1.ends_with("-1111aaaa2222"), "{v1}");
@@ -479,7 +558,13 @@ mod tests {
         );
 
         let (v2, _) = place
-            .unpack("3333cccc4444dddd", Some(blob("v2")), "", uid(), None)
+            .unpack(
+                "3333cccc4444dddd",
+                Some(blob("v2")),
+                "",
+                uid(),
+                (None, None),
+            )
             .expect("v2");
         place.switch(&v2).expect("switch");
         assert_eq!(
@@ -488,7 +573,13 @@ mod tests {
         );
         // A release whose check fails is not switched to; v2 stays live.
         let (v3, _) = place
-            .unpack("5555eeee6666ffff", Some(blob("v3")), "", uid(), None)
+            .unpack(
+                "5555eeee6666ffff",
+                Some(blob("v3")),
+                "",
+                uid(),
+                (None, None),
+            )
             .expect("v3");
         let failed = place.check(&v3, "echo broken >&2; false", "root", false);
         assert!(
@@ -519,11 +610,11 @@ mod tests {
         assert_eq!(ids, [v1.clone(), v2.clone()]);
         // The same content again: the kept release, nothing unpacked.
         assert_eq!(
-            place.unpack("1111aaaa2222bbbb", None, "", uid(), None),
+            place.unpack("1111aaaa2222bbbb", None, "", uid(), (None, None)),
             Ok((v1.clone(), false))
         );
         assert!(
-            place.unpack("7777", None, "", uid(), None).is_err(),
+            place.unpack("7777", None, "", uid(), (None, None)).is_err(),
             "no blob, no release"
         );
         // Keep 1: the live one stays, whatever its age.
@@ -555,7 +646,13 @@ mod tests {
             user: "root",
         };
         let (v1, _) = place
-            .unpack("aaaa", Some(file), "", uid(), Some((output.name, uid())))
+            .unpack(
+                "aaaa",
+                Some(file),
+                "",
+                uid(),
+                (Some((output.name, uid())), None),
+            )
             .expect("v1");
         let release = place.path_of(&v1);
         assert_eq!(
@@ -584,7 +681,7 @@ mod tests {
                 Some(blob(text)),
                 "",
                 uid(),
-                Some((output.name, uid())),
+                (Some((output.name, uid())), None),
             );
             made.expect("unpacked").0
         };
@@ -611,13 +708,85 @@ mod tests {
         assert!(left.is_empty(), "{left:?}");
         // A path out of the release is refused.
         let (v4, _) = place
-            .unpack("dddd", Some(blob("v4")), "", uid(), None)
+            .unpack("dddd", Some(blob("v4")), "", uid(), (None, None))
             .expect("v4");
-        let bad = place.unpack("eeee", Some(blob("v5")), "", uid(), Some(("../x", uid())));
+        let bad = place.unpack(
+            "eeee",
+            Some(blob("v5")),
+            "",
+            uid(),
+            (Some(("../x", uid())), None),
+        );
         assert!(
             bad.is_err_and(|e| e.contains("not a folder inside the release")),
             "{v4}"
         );
+    }
+
+    #[test]
+    fn each_release_runs_its_own_virtualenv_and_unused_ones_go() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let current = dir.path().join("current");
+        let venvs = dir.path().join("venvs");
+        for name in ["aaaa", "bbbb", "cccc", "dddd"] {
+            std::fs::create_dir_all(venvs.join(name).join("bin")).expect("mkdir");
+        }
+        let place = Place::of(&current).expect("place");
+        // From before virtualenvs were per release: no `venv` link.
+        let (old, _) = place
+            .unpack("0000", Some(blob("v0")), "", uid(), (None, None))
+            .expect("v0");
+        let with_venv = |source: &str, venv: &str| {
+            let digest = digest(source, Some(venv));
+            let made = place.unpack(
+                &digest,
+                Some(blob(source)),
+                "",
+                uid(),
+                (None, Some(&venvs.join(venv))),
+            );
+            made.expect("unpacked").0
+        };
+        // The same code on two virtualenvs: two releases, each its own.
+        let v1 = with_venv("1111", "aaaa");
+        let v2 = with_venv("1111", "bbbb");
+        assert_ne!(v1, v2);
+        assert_ne!(digest("1111", Some("aaaa")), digest("1111", Some("bbbb")));
+        assert_eq!(digest("1111", None), "1111");
+        place.switch(&v1).expect("switch");
+        assert!(current.join("venv/bin").is_dir(), "current/venv reaches it");
+        assert_eq!(
+            std::fs::read_link(current.join(VENV)).expect("a link"),
+            venvs.join("aaaa")
+        );
+        // Back and forth: the link moves the virtualenv with the code.
+        place.switch(&v2).expect("switch");
+        assert_eq!(
+            std::fs::read_link(current.join(VENV)).expect("a link"),
+            venvs.join("bbbb")
+        );
+        let listed = place.list().expect("list");
+        let venv_of = |id: &str| (listed.iter().find(|r| r.id == id)).and_then(|r| r.venv.clone());
+        assert_eq!(venv_of(&v1), Some(venvs.join("aaaa").display().to_string()));
+        assert_eq!(venv_of(&old), None);
+        // The release without one goes; kept releases' virtualenvs and the
+        // wanted one stay, the rest go.
+        assert_eq!(place.prune_without_venv(None), Ok(vec![old]));
+        assert_eq!(
+            place.prune_venvs(&venvs, "cccc"),
+            Ok(vec!["dddd".to_string()])
+        );
+        assert_eq!(place.prune(1, None), Ok(vec![v1]));
+        assert_eq!(
+            place.prune_venvs(&venvs, "cccc"),
+            Ok(vec!["aaaa".to_string()])
+        );
+        let mut left: Vec<String> = std::fs::read_dir(&venvs)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["bbbb", "cccc"]);
     }
 
     #[test]
@@ -635,7 +804,7 @@ mod tests {
         let place = Place::of(&current).expect("place");
         assert!(place.live().is_err(), "a folder is no release link");
         let (id, _) = place
-            .unpack("8888", Some(blob("new")), "", uid(), None)
+            .unpack("8888", Some(blob("new")), "", uid(), (None, None))
             .expect("new");
         place.switch(&id).expect("switch");
         assert_eq!(place.live(), Ok(Some(id)));

@@ -55,6 +55,7 @@ fn item(kind: Kind, content: Option<&str>) -> Item {
         content: content.map(str::to_string),
         blob: None,
         pinned: None,
+        venv_digest: None,
     }
 }
 
@@ -344,6 +345,7 @@ fn a_release_is_judged_by_the_live_ones_marker() {
         user: None,
         output: None,
         migrate: None,
+        venv: None,
     };
     let mut wanted = item(kind, None);
     wanted.blob = Some("0123456789abcdef".into());

@@ -51,9 +51,23 @@ pub struct Item {
     /// of the blob's content (which need not be sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned: Option<String>,
+    /// A tree's virtualenv: the digest of the one (in the folder its `venv`
+    /// names) a new release runs, the virtualenv item's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venv_digest: Option<String>,
     /// A hash of everything above that matters on the host: the state file
     /// records it, so a later plan can tell drift from a spec change.
     pub digest: String,
+}
+
+impl Item {
+    /// The digest of the release a tree wants (its source's blob, and the
+    /// virtualenv it runs): `None` when no blob was sent (a pinned one).
+    #[must_use]
+    pub fn release(&self) -> Option<String> {
+        let source = self.blob.as_deref()?;
+        Some(super::release::digest(source, self.venv_digest.as_deref()))
+    }
 }
 
 /// A resource's state on the host against its desired state.
@@ -261,6 +275,37 @@ mod tests {
         items.iter().map(|s| s.to_string()).collect()
     }
 
+    /// A tree's `venv` (its kind's, flattened into the item) and the
+    /// item's virtualenv digest travel side by side.
+    #[test]
+    fn a_tree_with_a_virtualenv_travels_to_the_host() {
+        let item = Item {
+            id: "tree:/srv/sitec/apps/blog/current".into(),
+            kind: Kind::Tree {
+                path: "/srv/sitec/apps/blog/current".into(),
+                source: "apps/blog".into(),
+                owner: "root".into(),
+                keep: 5,
+                check: None,
+                user: None,
+                output: None,
+                migrate: None,
+                venv: Some("/srv/sitec/apps/blog/venvs".into()),
+            },
+            requires: Vec::new(),
+            notifies: Vec::new(),
+            content: None,
+            blob: Some("ab".repeat(32)),
+            pinned: None,
+            venv_digest: Some("cd".repeat(32)),
+            digest: "ef".into(),
+        };
+        let text = serde_json::to_string(&item).expect("JSON");
+        assert_eq!(serde_json::from_str::<Item>(&text).ok(), Some(item.clone()));
+        let release = item.release().expect("a release");
+        assert_ne!(release, "ab".repeat(32), "the virtualenv is part of it");
+    }
+
     #[test]
     fn a_changed_setting_is_reloaded_when_the_spec_says_how() {
         let n = notified_action(
@@ -280,7 +325,7 @@ mod tests {
         for changed in [
             "file:/etc/systemd/system/sitec-balancer.service",
             "file:/usr/local/lib/sitec/sitec",
-            "virtualenv:/srv/sitec/apps/blog/venv",
+            "virtualenv:/srv/sitec/apps/blog/venvs",
             "tree:/srv/sitec/apps/blog/current",
             "file:/etc/sitec/apps/blog/environment",
         ] {

@@ -116,13 +116,15 @@ pub fn build(
             },
         };
         for r in &host.resources {
-            let mut item = item(r, base, &mut blobs, &wheels, say)?;
-            if let Some(note) = pinned(&mut item, &pins, spec) {
+            items.push(item(r, base, &mut blobs, &wheels, say)?);
+        }
+        link_venvs(&mut items)?;
+        for item in &mut items {
+            if let Some(note) = pinned(item, &pins, spec) {
                 if said.insert(note.clone()) {
                     say(&note);
                 }
             }
-            items.push(item);
         }
         hosts.push(HostDesired {
             name: host.name.clone(),
@@ -317,8 +319,39 @@ fn item(
         content,
         blob,
         pinned: None,
+        venv_digest: None,
         digest,
     })
+}
+
+/// Gives each tree whose `venv` names a virtualenv of the host that
+/// virtualenv's digest: its new releases run it, and it is part of what a
+/// release is (`Item::release`), so new requirements make a new release
+/// and a code change alone reuses the virtualenv.
+fn link_venvs(items: &mut [Item]) -> Result<(), String> {
+    let venvs: BTreeMap<String, String> = (items.iter())
+        .filter_map(|i| match &i.kind {
+            Kind::Virtualenv { path, .. } => Some((path.clone(), i.digest.clone())),
+            _ => None,
+        })
+        .collect();
+    for item in items.iter_mut() {
+        let Kind::Tree {
+            venv: Some(venv), ..
+        } = &item.kind
+        else {
+            continue;
+        };
+        let digest = venvs.get(venv).ok_or_else(|| {
+            format!(
+                "{}: its `venv` {venv} is no virtualenv of this host; declare `virtualenv \"{venv}\"` beside it, or drop `venv`",
+                item.id
+            )
+        })?;
+        item.venv_digest = Some(digest.clone());
+        item.digest = sha256_hex(format!("{}\n{digest}", item.digest).as_bytes());
+    }
+    Ok(())
 }
 
 /// Applies a rollback's pin to an app's release: while the app's source is
@@ -332,7 +365,8 @@ fn pinned(item: &mut Item, pins: &[crate::overrides::Pin], spec: &Path) -> Optio
         .iter()
         .find(|p| crate::context::release_dir(&p.app) == *path)?;
     let file = crate::overrides::path_for(spec);
-    let source = item.blob.clone().unwrap_or_default();
+    // The release the spec makes: its source and its virtualenv.
+    let source = item.release().unwrap_or_default();
     if !source.starts_with(&pin.from) {
         return Some(format!(
             "app {}: its source changed since `sitec rollback` pinned release {}; this deploys the source (remove [{}.release] from {} once it is out)",

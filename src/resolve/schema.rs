@@ -872,6 +872,11 @@ static TREE: Schema = block(
             Ty::Str,
             "the host that runs `migrate` (default every host), such as `{app.leader}`: migrations run once per app",
         ),
+        field(
+            "venv",
+            Ty::Str,
+            "the path of a `virtualenv` (a folder of virtualenvs, one per content) each release runs: a new release links `venv` to the one built for the spec's requirements, so the switch moves code and virtualenv together",
+        ),
         OWNER,
         NOTIFY,
         REQUIRES,
