@@ -17,7 +17,8 @@
 //! (`ops::lock`), no step starts once that lock is lost, and a runner whose
 //! plan restarts an app's web service is drained out of every balancer's
 //! rotation first and returned once the app answers (`ops::drain`), before
-//! the next batch starts. Before it reports, apply waits (30 s at most)
+//! the next batch starts; a new virtualenv its release needs is built
+//! before the drain (`prepare_host`), while the runner still serves. Before it reports, apply waits (30 s at most)
 //! until the balancers have each app it started or restarted in rotation
 //! (`wait_serving`), so the fleet serves what it says it applied.
 
@@ -359,6 +360,9 @@ pub async fn run(
             } else {
                 Vec::new()
             };
+            // A saved plan's apply leaves the host as the plan saw it
+            // until its own apply (its facts are checked then).
+            let prepare = !drained.is_empty() && !saved && builds_virtualenv(host_plan);
             let (connections, progress, limit, around) = (
                 connections.clone(),
                 progress.clone(),
@@ -367,6 +371,17 @@ pub async fn run(
             );
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
+                let mut blobs = blobs;
+                if prepare {
+                    if let Err(e) =
+                        prepare_host(&connections, &name, &desired, &blobs, &progress).await
+                    {
+                        let outcome = Outcome::Failed(e);
+                        progress.finish(&name, &outcome);
+                        return (name, outcome);
+                    }
+                    blobs.clear();
+                }
                 let drained = match &around {
                     Some(a) => drain(a, &name, drained, &progress).await,
                     None => Vec::new(),
@@ -517,6 +532,50 @@ fn blocked(
         })
 }
 
+/// Whether `plan` builds a virtualenv beside one the host has.
+fn builds_virtualenv(plan: &crate::plan::HostPlan) -> bool {
+    (plan.changes.iter())
+        .any(|c| c.id.starts_with("virtualenv:") && c.action == crate::plan::Action::Change)
+}
+
+/// Builds `host`'s new virtualenvs before its runner is drained
+/// (`Desired::prepare`): pip runs while the app serves from the live one,
+/// and a failed build fails the host with nothing drained, switched or
+/// restarted. The apply that follows finds them built.
+async fn prepare_host(
+    connections: &Connections,
+    host: &str,
+    desired: &crate::host::wire::Desired,
+    blobs: &[String],
+    progress: &Progress,
+) -> Result<(), String> {
+    connections.upload_blobs(host, blobs).await?;
+    progress.note(host, "building its new virtualenv before the drain");
+    let mut prepared = desired.clone();
+    prepared.prepare = true;
+    let mut errors = Vec::new();
+    let result = connections
+        .apply(host, &prepared, |event| match &event {
+            Event::Failed { id, error } => {
+                errors.push(format!("{id}: {error}"));
+                progress.event(host, &event);
+            }
+            Event::Refused { error } => {
+                errors.push(error.clone());
+                progress.event(host, &event);
+            }
+            Event::Changed { .. } => progress.event(host, &event),
+            _ => {}
+        })
+        .await;
+    match result {
+        Ok(true) if errors.is_empty() => Ok(()),
+        Ok(_) if errors.is_empty() => Err("building the virtualenvs failed".into()),
+        Ok(_) => Err(errors.join("\n")),
+        Err(e) => Err(e),
+    }
+}
+
 async fn apply_host(
     connections: &Connections,
     host: &str,
@@ -625,6 +684,7 @@ mod tests {
                 items: Vec::new(),
                 expect: None,
                 lease: None,
+                prepare: false,
             },
         }
     }

@@ -1479,7 +1479,18 @@ fn requirements_change_fail_and_roll_back(fleet: &Fleet, lb: &str, venv1: &str) 
         "new requirements build a virtualenv: {built:?}"
     );
     let fourth = under_load(lb, "a requirements change on two runners", || fleet.apply());
-    assert!(fourth.status.success(), "v4: {}", text_of(&fourth));
+    let said = text_of(&fourth);
+    assert!(fourth.status.success(), "v4: {said}");
+    for host in ["run1", "run2"] {
+        let built = said.find(&format!(
+            "{host}: building its new virtualenv before the drain"
+        ));
+        let drained = said.find(&format!("{host}: draining blog before its restart"));
+        assert!(
+            built.is_some() && drained.is_some() && built < drained,
+            "{host} builds its virtualenv, then is drained: {said}"
+        );
+    }
     page_turns(lb, "Release two", true)?;
     let listed = releases_of(fleet);
     let (v4, venv4) = (live_on(&listed, "run1"), venv_on(&listed, "run1"));
@@ -1536,6 +1547,10 @@ fn requirements_change_fail_and_roll_back(fleet: &Fleet, lb: &str, venv1: &str) 
     assert!(
         said.contains("the rolling deploy of blog stopped at run1"),
         "{said}"
+    );
+    assert!(
+        !said.contains("run1: draining blog"),
+        "a failed build drains nothing: {said}"
     );
     let listed = releases_of(fleet);
     for host in ["run1", "run2"] {

@@ -115,6 +115,12 @@ pub fn apply(desired: &Desired) -> i32 {
         units_dirty: false,
         starting: Vec::new(),
     };
+    if desired.prepare {
+        for item in (desired.items.iter()).filter(|i| matches!(i.kind, Kind::Virtualenv { .. })) {
+            run.item(item);
+        }
+        return run.finish();
+    }
     // Reloads an interrupted apply owed (it changed a file, then was killed).
     for (service, cause) in Pending::load().owed {
         run.owe(&[service], &cause);
@@ -570,11 +576,14 @@ impl Run<'_> {
 
     fn finish(mut self) -> i32 {
         let complete = self.log.failed == 0;
-        self.state.generation = complete.then(|| self.desired.generation.clone());
-        self.state.spec = self.desired.spec.clone();
-        self.state.applied_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        // A prepare applied part of the generation only.
+        if !self.desired.prepare {
+            self.state.generation = complete.then(|| self.desired.generation.clone());
+            self.state.spec = self.desired.spec.clone();
+            self.state.applied_at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+        }
         // Keep the apply order: the desired order, then older entries.
         let order: HashMap<&str, usize> = self
             .desired

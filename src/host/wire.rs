@@ -28,6 +28,12 @@ pub struct Desired {
     /// before it changes anything (and refuses if another holds it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<crate::ops::lock::Claim>,
+    /// `apply` that only builds the virtualenvs the host lacks, beside the
+    /// live ones, and changes nothing else (not the applied generation):
+    /// the operator's apply runs it before it drains a runner, so pip runs
+    /// while the runner serves.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prepare: bool,
 }
 
 /// One resource as the host needs it.

@@ -39,6 +39,7 @@ impl HostDesired {
                 items: Vec::new(),
                 expect: None,
                 lease: None,
+                prepare: false,
             },
             name,
         }
@@ -138,6 +139,7 @@ pub fn build(
                 items,
                 expect: None,
                 lease: None,
+                prepare: false,
             },
         });
     }
@@ -210,6 +212,7 @@ fn reached(builder: &crate::compile::HostState) -> HostDesired {
             items: Vec::new(),
             expect: None,
             lease: None,
+            prepare: false,
         },
     }
 }
