@@ -75,6 +75,7 @@ pub fn check(fleet: &Fleet) -> Vec<Diagnostic> {
     diagnostics.extend(layers::set_twice_in_a_layer(fleet));
     diagnostics.extend(shared_clusters_disagree(fleet));
     diagnostics.extend(clusters_named_alike(fleet));
+    diagnostics.extend(media_paths_collide(fleet));
     for (rule, default, run) in RULES {
         let level = fleet
             .check_levels
@@ -129,6 +130,50 @@ fn redirect_of_catch_all(fleet: &Fleet) -> Vec<Diagnostic> {
             )
         })
         .collect()
+}
+
+/// E269: an app's `media` whose URL is, holds or sits in another of its
+/// `static` or `media` URLs (nginx would serve one folder's files in
+/// place of the other's, or refuse two locations of one path), or whose
+/// store another of its `media` already names (one folder for two URLs).
+/// Not a rule: nginx or the app would be wrong either way.
+fn media_paths_collide(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for app in &fleet.apps {
+        let statics = (app.statics.iter()).map(|s| ("static", s.url.as_str(), s.span));
+        for (i, media) in app.media.iter().enumerate() {
+            let earlier = (app.media[..i].iter()).map(|m| ("media", m.url.as_str(), m.span));
+            let nested = |url: &str| url.starts_with(&media.url) || media.url.starts_with(url);
+            let clash = (statics.clone().chain(earlier)).find(|(_, url, _)| nested(url));
+            if let Some((kind, url, span)) = clash {
+                let what = if url == media.url {
+                    format!("`{url}` is also the app's `{kind}` URL")
+                } else {
+                    format!("`{}` and its `{kind}` `{url}` nest", media.url)
+                };
+                diagnostics.push(
+                    Diagnostic::error("E269", format!("app `{}`: media {what}", app.name))
+                        .primary(media.span, "this media's URL")
+                        .secondary(span, format!("the {kind} mapping"))
+                        .help("give the media a URL prefix of its own, such as \"/media/\""),
+                );
+            } else if let Some(first) = app.media[..i].iter().find(|m| m.name == media.name) {
+                diagnostics.push(
+                    Diagnostic::error(
+                        "E269",
+                        format!(
+                            "app `{}`: media store `{}` is named twice",
+                            app.name, media.name
+                        ),
+                    )
+                    .primary(media.span, "named again here")
+                    .secondary(first.span, "first named here")
+                    .help("serve one store at one URL: drop one, or name another store"),
+                );
+            }
+        }
+    }
+    diagnostics
 }
 
 /// E268: two Postgres clusters of one name on one host (a dedicated

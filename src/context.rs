@@ -35,6 +35,8 @@ pub struct Scope {
     pub redis: Option<DatabaseId>,
     /// The backup of an `each backup` (pulled here) or `each snapshot` (pulled from here).
     pub backup: Option<usize>,
+    /// The app's `media` store of an `each media`.
+    pub media: Option<usize>,
 }
 
 /// Everything a builder may read.
@@ -299,6 +301,19 @@ pub fn release_dir(app: &str) -> String {
     format!("{APPS_ROOT}/{app}/current")
 }
 
+/// Where an app's `media` store lives: beside the releases, so every
+/// deploy and rollback keeps it; the app's user writes it, nginx reads it.
+pub fn media_dir(app: &str, store: &str) -> String {
+    format!("{APPS_ROOT}/{app}/media/{store}")
+}
+
+/// Every `media` folder of an app: what its processes may write.
+fn media_dirs(app: &crate::model::App) -> Vec<String> {
+    (app.media.iter())
+        .map(|m| media_dir(&app.name, &m.name))
+        .collect()
+}
+
 /// Where sitec's settings module lives: outside the releases, so a
 /// settings change reaches the live release and a rollback keeps it.
 pub fn settings_dir(app: &str) -> String {
@@ -425,6 +440,10 @@ fn nginx_app(inputs: &Inputs, host: HostId, app: AppId) -> Value {
         "static": a.statics.iter().map(|s| json!({
             "url": s.url,
             "path": format!("{release}/{}", s.dir.trim_start_matches("./").trim_end_matches('/')),
+        })).collect::<Vec<_>>(),
+        "media": a.media.iter().map(|m| json!({
+            "url": m.url,
+            "path": media_dir(&a.name, &m.name),
         })).collect::<Vec<_>>(),
         "access_log": nginx_log(&a.name, "access"),
         "error_log": nginx_log(&a.name, "error"),
@@ -653,6 +672,11 @@ fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, S
         "domains": a.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
         "static_url": first_static.map_or("/static/", |s| s.url.as_str()),
         "static_root": format!("{release}/{}", static_dir(a)),
+        // Uploads: the app's first `media` store, when it has one.
+        "media": a.media.first().map(|m| json!({
+            "url": m.url,
+            "root": media_dir(&a.name, &m.name),
+        })),
         "release_dir": release,
         "databases": databases,
         "caches": caches,
@@ -929,7 +953,7 @@ fn gunicorn_service(inputs: &Inputs, app: AppId) -> Value {
         "stop_timeout_seconds": a.server.graceful_timeout_seconds + 5,
         "log_dir": log_dir(&a.name),
         "app_log_dir": app_log_dir(&a.name),
-        "writable_paths": Vec::<String>::new(),
+        "writable_paths": media_dirs(a),
     })
 }
 
@@ -1025,7 +1049,7 @@ fn celery_service(inputs: &Inputs, app: AppId, worker: usize) -> Value {
         "stop_timeout_seconds": 600,
         "log_dir": log_dir(&a.name),
         "app_log_dir": app_log_dir(&a.name),
-        "writable_paths": Vec::<String>::new(),
+        "writable_paths": media_dirs(a),
     })
 }
 

@@ -227,6 +227,24 @@ impl Expander<'_, '_> {
                     })
                     .collect()
             }
+            "media" => {
+                let Some(app) = scope.app else {
+                    return self
+                        .diagnostics
+                        .push(each_outside("media", "app", word.span));
+                };
+                (fleet.apps[app].media.iter().enumerate())
+                    .map(|(m, media)| {
+                        (
+                            Scope {
+                                media: Some(m),
+                                ..scope.clone()
+                            },
+                            line_of(self.inputs.sources, media.span),
+                        )
+                    })
+                    .collect()
+            }
             "leader" => {
                 let Some(app) = scope.app else {
                     return self
@@ -370,6 +388,7 @@ impl Expander<'_, '_> {
                 .name
                 .clone(),
             "worker" => app?.workers.get(scope.worker?)?.name.clone(),
+            "media" => app?.media.get(scope.media?)?.name.clone(),
             "cluster" => scope.cluster.as_ref()?.name.clone(),
             "cluster.version" => {
                 scope.cluster.as_ref()?;
@@ -832,7 +851,7 @@ fn unit_name(name: &str) -> String {
 /// The values a role's strings may name as `{name}`, and the `each` scopes
 /// that give each one (none: every host has it). `Expander::variable` fills
 /// them in; `lint` checks them without a host.
-pub const VALUES: [(&str, &[&str]); 23] = [
+pub const VALUES: [(&str, &[&str]); 24] = [
     ("host", &[]),
     ("host.address", &[]),
     ("app", APP_SCOPES),
@@ -850,6 +869,7 @@ pub const VALUES: [(&str, &[&str]); 23] = [
     ("app.workers", APP_SCOPES),
     ("app.leader", APP_SCOPES),
     ("worker", &["worker"]),
+    ("media", &["media"]),
     ("cluster", CLUSTER_SCOPES),
     ("cluster.version", CLUSTER_SCOPES),
     ("cluster.port", CLUSTER_SCOPES),
@@ -1002,7 +1022,7 @@ fn unknown_value(name: &str, span: Span) -> Diagnostic {
         }
         (None, Some(best)) => diagnostic.help(format!("did you mean `{{{best}}}`?")),
         (None, None) => diagnostic.help(format!(
-            "the values a role can use are: {} (app, worker, cluster and redis only inside their `each`, backup inside `each backup` or `each snapshot`)",
+            "the values a role can use are: {} (app, worker, media, cluster and redis only inside their `each`, backup inside `each backup` or `each snapshot`)",
             known.join(", ")
         )),
     }

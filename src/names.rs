@@ -501,6 +501,28 @@ pub fn user_problem(user: &str) -> Option<Problem> {
     }
 }
 
+/// A media store's name (`media "/media/" = "uploads"`): its folder's name
+/// under /srv/sitec/apps/APP/media. Lowercase letters, digits and `-`,
+/// starting with a letter, at most 64: a folder name in one piece.
+pub fn media_name_problem(name: &str) -> Option<Problem> {
+    const FIX: &str =
+        "name the store in lowercase letters, digits and `-`, starting with a letter, such as \"uploads\"";
+    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+    if !first_ok || name.len() > 64 {
+        return problem(format!("`{name}` is not a media store's name"), FIX);
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        Some(c) => problem(
+            format!("`{name}` holds `{c}`, which a store's name cannot"),
+            FIX,
+        ),
+        None => None,
+    }
+}
+
 /// A Debian package's name as apt takes it (Debian Policy 5.6.1): lowercase
 /// letters, digits, `+`, `-` and `.`, at least two, starting with a letter
 /// or digit.

@@ -334,8 +334,8 @@ fn the_example_fleet_is_highlighted() {
     assert_scope(&tokens, "1h", "constant.numeric");
     assert_scope(&tokens, "h", "keyword.other.unit");
 
-    let tokens = line("static \"/media/\"");
-    assert_scope(&tokens, "static", "variable.other.property");
+    let tokens = line("media \"/media/\"");
+    assert_scope(&tokens, "media", "variable.other.property");
     assert_scope(&tokens, "\"/media/\"", "string.quoted.double");
 
     let tokens = line("worker celery");

@@ -9,7 +9,11 @@
 //! file answer 200, and still after a redeploy of a release with a new
 //! file; plans of the spec by two spellings of its path and after a
 //! comment-only edit say "No changes"; a file the project's `.gitignore`
-//! names never reaches the runner. Beside it, on the same runner, a project
+//! names never reaches the runner. Its `media` store: a file saved through
+//! Django's default storage in a `sitec run` session (the app's user and
+//! sandbox) is served through the balancer with its bytes, `nosniff` and a
+//! `sandbox` CSP, app-mysite:www-data 640 in folders of 2750, and still
+//! after the redeploy. Beside it, on the same runner, a project
 //! made by `django-admin startproject` whose requirements include a nested
 //! file and psycopg2, which PyPI has only as an sdist for Linux: the wheel
 //! is built on the runner (`plan::build`), its admin login answers 200 and
@@ -199,9 +203,80 @@ app mysite {
   settings_module = "mysite.settings.production"
   domains = ["mysite.localhost"]
   static "/static/" = "static"
+  media "/media/" = "uploads"
   databases { default = main }
 }
 "#;
+
+/// An upload's bytes: a page that would run a script, were it served as
+/// the site's own.
+const UPLOAD: &str =
+    "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(document.cookie)</script></svg>\n";
+
+/// Saves `UPLOAD` through Django's default storage in a `sitec run`
+/// session of mysite (its user, release and sandbox, as gunicorn has
+/// them), and returns the name the storage gave it.
+fn save_upload(deploy: &Path) -> Result<String, String> {
+    let code = format!(
+        "from django.core.files.base import ContentFile; \
+         from django.core.files.storage import default_storage as s; \
+         print(s.save('docs/probe.svg', ContentFile({UPLOAD:?}.encode())))"
+    );
+    let out = sitec(
+        deploy,
+        &[
+            "run",
+            SPEC_FILE,
+            "mysite",
+            "-T",
+            "--",
+            "python",
+            "manage.py",
+            "shell",
+            "-c",
+            &code,
+        ],
+    );
+    if !out.status.success() {
+        return Err(format!("saving an upload: {}", text_of(&out)));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    (stdout
+        .lines()
+        .last()
+        .map(str::trim)
+        .filter(|l| l.starts_with("docs/")))
+    .map(str::to_string)
+    .ok_or_else(|| format!("saving an upload printed no name: {}", text_of(&out)))
+}
+
+/// Waits (up to a minute) until the upload `name` answers through the
+/// balancer with its bytes and the headers that keep it from running as
+/// the site.
+fn serves_upload(address: &str, name: &str) -> Result<(), String> {
+    let path = format!("/media/{name}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let headers = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-D", "-", "--max-time", "10"])
+            .args(["-H", "Host: mysite.localhost"])
+            .arg(format!("http://{address}{path}"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_ascii_lowercase())
+            .unwrap_or_default();
+        let body = body_of(address, "mysite.localhost", &path);
+        let ok = headers.starts_with("http/1.1 200")
+            && headers.contains("x-content-type-options: nosniff")
+            && headers.contains("content-security-policy: sandbox");
+        if ok && body == UPLOAD {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{path}: headers {headers:?}, body {body:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
 
 /// The status of GET http://ADDRESS/PATH with Host `domain`.
 fn status_of(address: &str, domain: &str, path: &str) -> String {
@@ -395,10 +470,33 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
     let paths = ["/", "/admin/login/", "/static/css/welcome_page.css"];
     all_answer(&balancer, &paths)?;
 
+    // An upload saved as the app's user is served by nginx from the media
+    // folder, with its bytes, as a sandboxed page; files and folders Django
+    // makes there are the app's, group www-data, closed to others.
+    let upload = save_upload(&deploy)?;
+    serves_upload(&balancer, &upload)?;
+    let ssh_config = deploy.join(".fleet/projtest/ssh_config");
+    let modes = Command::new("ssh")
+        .arg("-F")
+        .arg(&ssh_config)
+        .args([
+            "pjrun",
+            &format!(
+                "cd /srv/sitec/apps/mysite/media/uploads && stat -c '%U:%G %a' . docs {upload}"
+            ),
+        ])
+        .stdin(Stdio::null())
+        .output()?;
+    assert_eq!(
+        String::from_utf8_lossy(&modes.stdout),
+        "app-mysite:www-data 2750\napp-mysite:www-data 2750\napp-mysite:www-data 640\n",
+        "the media folder, a folder Django made, the upload: {}",
+        text_of(&modes)
+    );
+
     // The project with psycopg2 serves, and its virtualenv has the wheel
     // built on the runner from psycopg2's sdist.
     all_answer_for(&balancer, "blog.localhost", &["/admin/login/"])?;
-    let ssh_config = deploy.join(".fleet/projtest/ssh_config");
     let imported = Command::new("ssh")
         .arg("-F")
         .arg(&ssh_config)
@@ -463,6 +561,8 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
         &balancer,
         &[&paths[..], &["/static/css/added.css"]].concat(),
     )?;
+    // The new release serves the upload of the old one.
+    serves_upload(&balancer, &upload)?;
     assert_no_changes(&deploy, SPEC_FILE, "after the redeploy");
 
     // A settings layer changes a variable of the echo app's environment:

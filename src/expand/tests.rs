@@ -186,6 +186,7 @@ fn the_lint_and_expansion_know_the_same_values() {
                 cluster: clusters::clusters_on(fleet, db1).into_iter().next(),
                 redis: clusters::redis_on(fleet, db1).into_iter().next(),
                 backup: Some(0),
+                media: Some(0),
             };
             let secrets = Secrets::placeholders();
             let templates = Templates::new().expect("templates");

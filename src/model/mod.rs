@@ -99,6 +99,14 @@ pub struct Static {
     pub span: Span,
 }
 
+/// `media "/url/" = "name"` of an app: uploads kept outside the releases.
+#[derive(Debug, Clone)]
+pub struct Media {
+    pub url: String,
+    pub name: String,
+    pub span: Span,
+}
+
 /// `databases { alias = database }` of an app.
 #[derive(Debug, Clone)]
 pub struct Binding {
@@ -143,6 +151,7 @@ pub struct App {
     /// Debian packages its builds of sdists need (`build_packages`).
     pub build_packages: Vec<String>,
     pub statics: Vec<Static>,
+    pub media: Vec<Media>,
     pub bindings: Vec<Binding>,
     pub workers: Vec<Worker>,
     /// The port nginx listens on for this app on every runner.
@@ -528,6 +537,14 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
             span: value.span,
         })
         .collect();
+    let media = f
+        .labelled("media")
+        .map(|(url, value)| Media {
+            url: url.to_string(),
+            name: read::as_str(value).unwrap_or_default().to_string(),
+            span: value.span,
+        })
+        .collect();
     let bindings = f
         .block("databases")
         .map(|block| {
@@ -597,6 +614,7 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
         max_body: f.size("max_body").unwrap_or(10 << 20),
         build_packages: f.strings("build_packages"),
         statics,
+        media,
         bindings,
         workers,
         port: 0,

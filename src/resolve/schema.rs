@@ -122,6 +122,8 @@ pub enum Shape {
     PythonPath,
     /// A Debian package's name (`libpq-dev`).
     Package,
+    /// A media store's name: the folder it lives in (`uploads`).
+    MediaName,
 }
 
 impl Shape {
@@ -140,6 +142,7 @@ impl Shape {
             Shape::User => crate::names::user_problem(text),
             Shape::PythonPath => crate::names::python_path_problem(text),
             Shape::Package => crate::names::package_problem(text),
+            Shape::MediaName => crate::names::media_name_problem(text),
         })
     }
 }
@@ -640,6 +643,15 @@ pub static APP: Schema = Schema {
             only: None,
             or: None,
         },
+        Field {
+            name: "media",
+            ty: Ty::Shaped(Shape::MediaName),
+            required: false,
+            label: Some(Shape::UrlPrefix),
+            doc: "`media \"/url/\" = \"name\"`: uploads (Django's `MEDIA_ROOT`), kept across deploys in /srv/sitec/apps/APP/media/NAME, served by nginx",
+            only: None,
+            or: None,
+        },
     ],
     blocks: &[
         &APP_DATABASES,
@@ -946,7 +958,7 @@ static EACH: Schema = Schema {
 };
 
 /// What `each` can repeat over, and the scope it must sit in.
-pub static SCOPES: [(&str, Option<&str>, &str); 10] = [
+pub static SCOPES: [(&str, Option<&str>, &str); 11] = [
     ("app", None, "every app whose replicas run on the host"),
     (
         "tls",
@@ -954,6 +966,7 @@ pub static SCOPES: [(&str, Option<&str>, &str); 10] = [
         "every app with `tls`, whichever hosts run it (the balancers' certificates)",
     ),
     ("worker", Some("app"), "every worker of the app"),
+    ("media", Some("app"), "every `media` store of the app"),
     (
         "cluster",
         None,
