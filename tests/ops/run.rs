@@ -65,7 +65,7 @@ pub fn commands_run_as_the_app_over_the_bus(fleet: &Fleet) -> TestResult {
     assert_eq!(code, Some(3), "{err}");
     assert_eq!(
         String::from_utf8_lossy(&out).trim(),
-        "app-blog oprun1 /srv/sitec/apps/blog/venv"
+        "app-blog oprun1 /srv/sitec/apps/blog/current/venv"
     );
     assert!(err.contains("oops"), "{err}");
     let (code, out, err) = run(fleet, &["--host", "oprun2", "--", "hostname"], b"");
