@@ -502,7 +502,7 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
         .arg(&ssh_config)
         .args([
             "pjrun",
-            "/srv/sitec/apps/blog/venv/bin/python -c 'import psycopg2; print(psycopg2.__version__)'",
+            "/srv/sitec/apps/blog/current/venv/bin/python -c 'import psycopg2; print(psycopg2.__version__)'",
         ])
         .stdin(Stdio::null())
         .output()?;
