@@ -22,7 +22,7 @@ type Rule = fn(&Fleet) -> Vec<Diagnostic>;
 
 /// Every rule, its default severity, and the function that checks it. The
 /// functions build their diagnostics as errors; `check` sets the severity.
-pub const RULES: [(&str, Severity, Rule); 12] = [
+pub const RULES: [(&str, Severity, Rule); 13] = [
     (
         "balancer_redundancy",
         Severity::Warning,
@@ -51,6 +51,7 @@ pub const RULES: [(&str, Severity, Rule); 12] = [
         Severity::Warning,
         inline_secrets::inline_secret,
     ),
+    ("media_shared", Severity::Error, media_shared),
 ];
 
 /// Rules that guard what the hosts refuse, not a choice of the operator's:
@@ -172,6 +173,44 @@ fn media_paths_collide(fleet: &Fleet) -> Vec<Diagnostic> {
                 );
             }
         }
+    }
+    diagnostics
+}
+
+/// E281: an app with `media` placed on two runners or more: each runner
+/// keeps its own folder, so an upload is served only by the runner that
+/// took it (the others answer 404) and is lost with that runner. sitec has
+/// no store the runners share yet (lang/design-media.md). A rule, so a
+/// fleet that shares the folder by its own means can turn it off.
+fn media_shared(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for (id, app) in fleet.apps.iter().enumerate() {
+        let runners = &fleet.placement[id];
+        let Some(media) = app.media.first() else {
+            continue;
+        };
+        if runners.len() < 2 {
+            continue;
+        }
+        let names: Vec<String> = (runners.iter())
+            .map(|h| format!("`{}`", host_name(fleet, *h)))
+            .collect();
+        diagnostics.push(
+            Diagnostic::error(
+                "E281",
+                format!(
+                    "app `{}` keeps media on {} runners that share no store",
+                    app.name,
+                    runners.len()
+                ),
+            )
+            .primary(
+                media.span,
+                format!("{} each keep their own uploads", names.join(", ")),
+            )
+            .secondary(app.replicas_span, "one folder per runner")
+            .help("run the app on one runner (`replicas = 1`) until sitec shares media between runners"),
+        );
     }
     diagnostics
 }

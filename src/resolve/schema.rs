@@ -1029,6 +1029,7 @@ pub static CHECKS: Schema = block(
         field("role_requirements", LEVEL, "a host lacks a role what it runs needs, or no host plays a role the apps need (default error)"),
         field("unused_settings", LEVEL, "a settings layer for a host no app runs on, or for an app on a host it does not run on (default warning)"),
         field("inline_secret", LEVEL, "a setting whose name or value says it is secret, written in the spec instead of `secret(\"app.name\")` (default warning)"),
+        field("media_shared", LEVEL, "an app with `media` on two runners or more, which share no store: an upload is served by one runner only (default error)"),
     ],
     "the severity of each fleet check: `error`, `warning` or `off`",
 );
