@@ -1,5 +1,6 @@
 //! Local fleets, for real: boots systemd-nspawn hosts with real sshd and
-//! systemd, talks to them through the transport, runs `sitec agent` under
+//! systemd, talks to them through the transport (and mounts a GlusterFS
+//! volume through FUSE in one), runs `sitec agent` under
 //! its rendered unit there, and checks that `down` leaves no mount, cgroup
 //! or link behind. Needs root and systemd-container (CI has both;
 //! elsewhere these tests fail unless the run sets `SITEC_SKIP_ROOT_TESTS=1`). Each test uses its own
@@ -196,6 +197,16 @@ async fn talk_to_hosts(state: &fleet::FleetState) -> TestResult {
         let out = transport.run(&h.name, "getent hosts beta", b"").await?;
         assert!(out.stdout_text().starts_with("10.77.101.50"), "{out:?}");
     }
+
+    // FUSE works in a host: a one-brick GlusterFS volume (the client of
+    // shared media) mounts, and a file written through it lands in the brick.
+    let fuse = "set -e; systemctl start glusterd; mkdir -p /srv/fuse-brick /mnt/fuse; \
+                gluster --mode=script volume create fusecheck alpha:/srv/fuse-brick force >/dev/null; \
+                gluster --mode=script volume start fusecheck >/dev/null; \
+                mount -t glusterfs alpha:/fusecheck /mnt/fuse; echo through > /mnt/fuse/f; \
+                umount /mnt/fuse; cat /srv/fuse-brick/f";
+    let out = transport.run("alpha", fuse, b"").await?;
+    assert_eq!(out.stdout_text(), "through\n", "{out:?}");
 
     // Uploads are atomic and take the mode asked for.
     let body = b"line one\nline 'two'\n";

@@ -2,6 +2,8 @@
 //! so a Ctrl-C at the terminal does not reach it) inside the host's cgroup,
 //! found again later by pid and machine name, and stopped with SIGTERM
 //! (nspawn then powers the container off cleanly), SIGKILL if it hangs.
+//! Each container gets the machine's `/dev/fuse`, so a host can mount a
+//! FUSE file system (the GlusterFS client of shared media).
 
 use super::error::{Error, Result};
 use super::layout::HostLayout;
@@ -28,6 +30,18 @@ pub struct Boot<'a> {
     pub cgroup_procs: &'a [PathBuf],
     /// `--bind=` arguments: the host's btrfs subvolumes at their paths.
     pub binds: &'a [String],
+}
+
+/// FUSE for the container, when the machine has it: nspawn's `/dev` holds
+/// only the basic devices, and glusterfs's client mounts through
+/// `/dev/fuse`. Binding the node is enough here: with `--keep-unit` and
+/// `--register=no` nspawn runs in sitec's own cgroup, which has no device
+/// policy (a registered machine's scope would need `DeviceAllow=`), and
+/// nspawn keeps CAP_SYS_ADMIN, which the mount needs.
+fn fuse_bind() -> Option<&'static str> {
+    Path::new("/dev/fuse")
+        .exists()
+        .then_some("--bind=/dev/fuse")
 }
 
 impl Container {
@@ -70,6 +84,7 @@ impl Container {
             .arg("--link-journal=no")
             .arg("--console=read-only")
             .args(boot.binds)
+            .args(fuse_bind())
             .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
             .stdin(Stdio::null())
             .stdout(log)
