@@ -1657,7 +1657,8 @@ fn backup_context(
     }
 }
 
-/// The data subvolumes of a database host, which its snapshots hold.
+/// The data subvolumes of a host a backup pulls from, which its snapshots
+/// hold: its databases' and its apps' media stores.
 fn data_subvolumes(fleet: &Fleet, host: HostId) -> Vec<Value> {
     let mut out = Vec::new();
     if !clusters::clusters_on(fleet, host).is_empty() {
@@ -1665,6 +1666,16 @@ fn data_subvolumes(fleet: &Fleet, host: HostId) -> Vec<Value> {
     }
     if !clusters::redis_on(fleet, host).is_empty() {
         out.push(json!({ "name": "redis", "path": "/var/lib/redis" }));
+    }
+    // The media stores of the apps this host runs: subvolumes too (the
+    // `snapshots` role's `each media`).
+    for app in fleet.apps_on(host).map(|a| &fleet.apps[a]) {
+        for m in &app.media {
+            out.push(json!({
+                "name": crate::data::snapshots::media_subvolume(&app.name, &m.name),
+                "path": media_dir(&app.name, &m.name),
+            }));
+        }
     }
     out
 }

@@ -17,6 +17,9 @@ mod backups;
 #[path = "data/failover.rs"]
 mod failover;
 
+#[path = "data/media.rs"]
+mod media;
+
 use harness::{can_boot, wait_for, DataFleet, TestResult};
 use std::time::Duration;
 
@@ -46,6 +49,8 @@ app blog {
   domains = ["blog.test", "*"]
   databases { default = main  cache = cache }
   static "/static/" = "collected_static"
+  # Uploads: on dxrun, a runner the backup pulls from, a subvolume.
+  media "/media/" = "uploads"
   settings { SITE_TITLE = "Data on hosts"  SECRET_KEY = secret("blog.secret_key") }
 }
 
@@ -60,7 +65,7 @@ app notes {
 }
 
 backup often {
-  from = [dxdb1, dxdb2]
+  from = [dxdb1, dxdb2, dxrun]
   to = dxvault
   every = 30s
   keep { hourly = 4  daily = 3  weekly = 2  monthly = 2 }
@@ -84,6 +89,7 @@ fn the_data_layer_survives_what_breaks_it() -> TestResult {
     backups::the_backup_key_only_lists_and_sends(&fleet);
     backups::restore_brings_back_every_committed_row(&fleet);
     backups::redis_restore_brings_back_the_old_value(&fleet);
+    media::media_is_snapshotted_pulled_and_restored(&fleet);
     backups::retention_keeps_what_keep_says_over_a_month(&fleet);
     failover::a_dead_primary_host_fails_over_and_rejoins(&fleet);
     failover::a_planned_failover_loses_no_write(&fleet);
@@ -109,6 +115,7 @@ fn first_apply_puts_the_data_on_subvolumes(fleet: &DataFleet) {
             ][..],
         ),
         ("dxdb2", &["/var/lib/postgresql", "/var/lib/redis"][..]),
+        ("dxrun", &["/srv/sitec/apps/blog/media/uploads"][..]),
         ("dxvault", &["/srv/sitec/backups"][..]),
     ] {
         for path in paths {

@@ -3,8 +3,9 @@
 //! Glue only: the work is in `data`.
 
 use super::deploy::SshArgs;
+use crate::data::backups::{self, DataSet};
 use crate::data::failover::{self, Edit, Failover};
-use crate::data::{backups, reach::Ssh};
+use crate::data::reach::Ssh;
 use crate::model::{DatabaseId, Fleet};
 use crate::source::SourceMap;
 use clap::Args;
@@ -16,9 +17,10 @@ pub struct BackupsArgs {
     /// The spec
     #[arg(value_name = "SPEC")]
     pub spec: PathBuf,
-    /// One database only (without it: every database)
-    #[arg(value_name = "DATABASE")]
-    pub database: Option<String>,
+    /// One database, or one app's media store (APP/STORE), only (without
+    /// it: every database and media store)
+    #[arg(value_name = "DATA")]
+    pub data: Option<String>,
     /// Take a backup first, as the timers would: a snapshot on each
     /// database host, then the pull on each backup host
     #[arg(long)]
@@ -48,6 +50,14 @@ fn databases(fleet: &Fleet, named: Option<&str>) -> Result<Vec<DatabaseId>, Stri
                     }
                 )
             }),
+    }
+}
+
+/// The data sets a command is about: the one named, or every one.
+fn data_sets(fleet: &Fleet, named: Option<&str>) -> Result<Vec<DataSet>, String> {
+    match named {
+        None => Ok(DataSet::all(fleet)),
+        Some(word) => DataSet::named(fleet, word).map(|d| vec![d]),
     }
 }
 
@@ -95,7 +105,7 @@ pub(super) fn on_fleet<T>(
 
 pub fn backups(args: &BackupsArgs) -> ExitCode {
     let listed = on_fleet(&args.spec, |fleet, _, runtime| {
-        let chosen = databases(fleet, args.database.as_deref())?;
+        let chosen = data_sets(fleet, args.data.as_deref())?;
         let hosts: Vec<_> = (chosen.iter())
             .flat_map(|d| backups::places(fleet, *d))
             .map(|p| p.on)
@@ -114,7 +124,15 @@ pub fn backups(args: &BackupsArgs) -> ExitCode {
             ssh.close().await;
             let none: Vec<String> = (chosen.iter())
                 .filter(|d| backups::places(fleet, **d).is_empty())
-                .map(|d| fleet.databases[*d].name.clone())
+                .map(|d| match d {
+                    DataSet::Database(_) => {
+                        format!("database {}: no backup pulls from its hosts", d.name(fleet))
+                    }
+                    DataSet::Media(..) => format!(
+                        "media store {}: no backup pulls from its runners",
+                        d.name(fleet)
+                    ),
+                })
                 .collect();
             Ok((rows, problems, none))
         })
@@ -133,8 +151,8 @@ pub fn backups(args: &BackupsArgs) -> ExitCode {
             "{}",
             backups::table(&rows, crate::data::stamp::Stamp::now())
         );
-        for name in none {
-            crate::outln!("database {name}: no backup pulls from its hosts");
+        for line in none {
+            crate::outln!("{line}");
         }
     }
     for problem in &problems {
@@ -152,13 +170,15 @@ pub struct RestoreArgs {
     /// The spec
     #[arg(value_name = "SPEC")]
     pub spec: PathBuf,
-    /// The database (its whole server goes back: every database of a shared cluster)
-    #[arg(value_name = "DATABASE")]
-    pub database: String,
+    /// The database (its whole server goes back: every database of a shared
+    /// cluster), or an app's media store (APP/STORE; APP alone when it has one)
+    #[arg(value_name = "DATA")]
+    pub data: String,
     /// The snapshot, as `sitec backups` names it (HOST/STAMP); default: the newest
     #[arg(long, value_name = "ID")]
     pub snapshot: Option<String>,
-    /// Restore onto this host instead of the database's primary
+    /// Restore onto this host instead of the database's primary (for a
+    /// media store: instead of the runner whose snapshot it is)
     #[arg(long, value_name = "HOST")]
     pub to: Option<String>,
     /// Restore without asking (the server's current data is kept aside either way)
@@ -177,35 +197,22 @@ fn host(fleet: &Fleet, name: &str) -> Result<crate::model::HostId, String> {
 
 pub fn restore(args: &RestoreArgs) -> ExitCode {
     let done = on_fleet(&args.spec, |fleet, _, runtime| {
-        let database = databases(fleet, Some(&args.database))?[0];
+        let set = DataSet::named(fleet, &args.data)?;
         let to = args.to.as_deref().map(|h| host(fleet, h)).transpose()?;
-        let involved = crate::data::restore::hosts_involved(fleet, database, to);
+        let involved = match set {
+            DataSet::Database(d) => crate::data::restore::hosts_involved(fleet, d, to),
+            DataSet::Media(..) => crate::data::media_restore::hosts_involved(fleet, set, to),
+        };
         runtime.block_on(async {
             let ssh = Ssh::open(fleet, &involved, &args.spec, args.ssh.kex()).await?;
             for (h, why) in &ssh.unreachable {
                 crate::errln!("warning: {h}: {why}");
             }
-            let (rows, problems) = backups::gather(fleet, &[database], &ssh).await;
+            let (rows, problems) = backups::gather(fleet, &[set], &ssh).await;
             for problem in &problems {
                 crate::errln!("warning: {problem}");
             }
-            let chosen =
-                crate::data::restore::choose(fleet, database, &rows, args.snapshot.as_deref(), to);
-            let result = match chosen {
-                Ok(restore) => {
-                    let question = format!(
-                        "Restore {} on {} from {}? Its server's current data is moved aside.",
-                        args.database, fleet.hosts[restore.target].name, restore.snapshot.snapshot
-                    );
-                    if args.yes || super::deploy::confirmed_to(&question, "restore") {
-                        let mut say = |line: String| crate::outln!("{line}");
-                        restore.run(&ssh, &mut say).await.map(drop)
-                    } else {
-                        Err("nothing restored".to_string())
-                    }
-                }
-                Err(e) => Err(e),
-            };
+            let result = restore_set(fleet, set, args, &rows, to, &ssh).await;
             ssh.close().await;
             result
         })
@@ -213,6 +220,45 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
     match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => code,
+    }
+}
+
+/// Chooses the snapshot of `set` to restore, asks, and restores it.
+async fn restore_set(
+    fleet: &Fleet<'_>,
+    set: DataSet,
+    args: &RestoreArgs,
+    rows: &[backups::Row],
+    to: Option<crate::model::HostId>,
+    ssh: &Ssh,
+) -> Result<(), String> {
+    let snapshot = args.snapshot.as_deref();
+    let question = |target: crate::model::HostId, id: &str, what: &str| {
+        let question = format!(
+            "Restore {} on {} from {id}? {what}",
+            args.data, fleet.hosts[target].name
+        );
+        args.yes || super::deploy::confirmed_to(&question, "restore")
+    };
+    let mut say = |line: String| crate::outln!("{line}");
+    match set {
+        DataSet::Database(d) => {
+            let restore = crate::data::restore::choose(fleet, d, rows, snapshot, to)?;
+            let what = "Its server's current data is moved aside.";
+            if !question(restore.target, &restore.snapshot.snapshot, what) {
+                return Err("nothing restored".to_string());
+            }
+            restore.run(ssh, &mut say).await.map(drop)
+        }
+        DataSet::Media(app, store) => {
+            let restore =
+                crate::data::media_restore::choose(fleet, (app, store), rows, snapshot, to)?;
+            let what = "What the folder holds now is moved aside.";
+            if !question(restore.target, &restore.snapshot.snapshot, what) {
+                return Err("nothing restored".to_string());
+            }
+            restore.run(ssh, &mut say).await
+        }
     }
 }
 

@@ -1,16 +1,18 @@
-//! `sitec backups SPEC [DATABASE]`: every snapshot that holds a database's
-//! data, where it is, how old and how large. A database's data lives on its
-//! primary and its follower; each host a backup pulls from keeps its newest
-//! snapshots itself (`/var/lib/sitec/snapshots/BACKUP`), and the backup host
-//! keeps the history (`/srv/sitec/backups/BACKUP/HOST`). Each is asked with
-//! `sitec data list`; a snapshot is named `HOST/STAMP` (whose data, when),
-//! the name `sitec restore --snapshot` takes.
+//! `sitec backups SPEC [DATA]`: every snapshot that holds a data set (a
+//! database's server, or an app's media store), where it is, how old and
+//! how large. A database's data lives on its primary and its follower, a
+//! media store on each of its app's runners; each host a backup pulls from
+//! keeps its newest snapshots itself (`/var/lib/sitec/snapshots/BACKUP`),
+//! and the backup host keeps the history (`/srv/sitec/backups/BACKUP/HOST`).
+//! Each is asked with `sitec data list`; a snapshot is named `HOST/STAMP`
+//! (whose data, when), the name `sitec restore --snapshot` takes.
 
 use super::reach::Hosts;
+use super::snapshots::media_subvolume;
 use super::stamp::{age_words, Stamp};
 use super::{bytes_words, Listed};
 use crate::context::{BACKUPS_ROOT, SNAPSHOTS_ROOT};
-use crate::model::{DatabaseId, Engine, Fleet, HostId};
+use crate::model::{AppId, DatabaseId, Engine, Fleet, HostId};
 use std::collections::HashMap;
 
 /// The subvolume that holds an engine's data on a database host.
@@ -22,7 +24,112 @@ pub fn subvolume(engine: Engine) -> &'static str {
     }
 }
 
-/// A folder that may hold snapshots of a database.
+/// What a snapshot holds and a restore puts back: a database (its whole
+/// server), or one `media` store of an app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataSet {
+    Database(DatabaseId),
+    /// The app, and its store's index in `app.media`.
+    Media(AppId, usize),
+}
+
+impl DataSet {
+    /// Every data set of the spec: the databases, then the media stores.
+    #[must_use]
+    pub fn all(fleet: &Fleet) -> Vec<DataSet> {
+        let databases = (0..fleet.databases.len()).map(DataSet::Database);
+        let media = (fleet.apps.iter().enumerate())
+            .flat_map(|(a, app)| (0..app.media.len()).map(move |m| DataSet::Media(a, m)));
+        databases.chain(media).collect()
+    }
+
+    /// The one `word` names: a database, or `APP/STORE` (`APP` alone for an
+    /// app with one store).
+    pub fn named(fleet: &Fleet, word: &str) -> Result<DataSet, String> {
+        if let Some(d) = fleet.databases.iter().position(|d| d.name == word) {
+            return Ok(DataSet::Database(d));
+        }
+        let (app_name, store) = match word.split_once('/') {
+            Some((a, s)) => (a, Some(s)),
+            None => (word, None),
+        };
+        let app = fleet.apps.iter().position(|a| a.name == app_name);
+        let stores = |a: AppId| -> Vec<String> {
+            fleet.apps[a]
+                .media
+                .iter()
+                .map(|m| format!("{}/{}", fleet.apps[a].name, m.name))
+                .collect()
+        };
+        match (app, store) {
+            (Some(a), Some(store)) => (fleet.apps[a].media.iter())
+                .position(|m| m.name == store)
+                .map(|m| DataSet::Media(a, m))
+                .ok_or_else(|| match stores(a).as_slice() {
+                    [] => format!("app {app_name} has no `media` store"),
+                    known => format!(
+                        "app {app_name} has no media store `{store}`; it has {}",
+                        known.join(", ")
+                    ),
+                }),
+            (Some(a), None) if fleet.apps[a].media.len() == 1 => Ok(DataSet::Media(a, 0)),
+            (Some(a), None) if !fleet.apps[a].media.is_empty() => Err(format!(
+                "app {app_name} has several media stores: name one ({})",
+                stores(a).join(", ")
+            )),
+            _ => {
+                let known: Vec<String> = (DataSet::all(fleet).iter())
+                    .map(|d| d.name(fleet))
+                    .collect();
+                Err(format!(
+                    "the spec has no database or media store `{word}`; it has {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            }
+        }
+    }
+
+    /// `main`, or `blog/uploads`.
+    #[must_use]
+    pub fn name(&self, fleet: &Fleet) -> String {
+        match *self {
+            DataSet::Database(d) => fleet.databases[d].name.clone(),
+            DataSet::Media(a, m) => {
+                format!("{}/{}", fleet.apps[a].name, fleet.apps[a].media[m].name)
+            }
+        }
+    }
+
+    /// The subvolume of a snapshot that holds it.
+    #[must_use]
+    pub fn subvolume(&self, fleet: &Fleet) -> String {
+        match *self {
+            DataSet::Database(d) => subvolume(fleet.databases[d].engine).to_string(),
+            DataSet::Media(a, m) => {
+                media_subvolume(&fleet.apps[a].name, &fleet.apps[a].media[m].name)
+            }
+        }
+    }
+
+    /// The hosts that hold it: a database's primary and follower, a media
+    /// store's runners (each its own folder).
+    #[must_use]
+    pub fn holders(&self, fleet: &Fleet) -> Vec<HostId> {
+        match *self {
+            DataSet::Database(d) => {
+                let db = &fleet.databases[d];
+                std::iter::once(db.primary).chain(db.follower).collect()
+            }
+            DataSet::Media(a, _) => fleet.placement[a].clone(),
+        }
+    }
+}
+
+/// A folder that may hold snapshots of a data set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
     pub backup: String,
@@ -35,11 +142,10 @@ pub struct Place {
     pub copies: bool,
 }
 
-/// Every place a snapshot of `database` may be, by backup then host.
+/// Every place a snapshot of `data` may be, by backup then host.
 #[must_use]
-pub fn places(fleet: &Fleet, database: DatabaseId) -> Vec<Place> {
-    let db = &fleet.databases[database];
-    let holders: Vec<HostId> = std::iter::once(db.primary).chain(db.follower).collect();
+pub fn places(fleet: &Fleet, data: DataSet) -> Vec<Place> {
+    let holders = data.holders(fleet);
     let mut out = Vec::new();
     for b in &fleet.backups {
         for (of, _) in b.from.iter().filter(|(h, _)| holders.contains(h)) {
@@ -62,20 +168,20 @@ pub fn places(fleet: &Fleet, database: DatabaseId) -> Vec<Place> {
     out
 }
 
-/// Takes a backup of `databases` now, as the timers would: a snapshot on
+/// Takes a backup of `data` now, as the timers would: a snapshot on
 /// each of their hosts a backup pulls from, then the pull on each backup
 /// host (`systemctl start` of the units the timers start; both wait until
 /// done). Says what it ran.
 pub async fn take_now(
     fleet: &Fleet<'_>,
-    databases: &[DatabaseId],
+    data: &[DataSet],
     hosts: &impl Hosts,
     say: &mut dyn FnMut(String),
 ) -> Result<(), String> {
     let mut snapshots: Vec<(HostId, String)> = Vec::new();
     let mut pulls: Vec<(HostId, String)> = Vec::new();
-    for &database in databases {
-        for place in places(fleet, database) {
+    for &set in data {
+        for place in places(fleet, set) {
             let (list, host) = if place.copies {
                 (&mut pulls, place.on)
             } else {
@@ -104,10 +210,11 @@ pub async fn take_now(
     Ok(())
 }
 
-/// One snapshot of one database, where it is.
+/// One snapshot of one data set, where it is.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Row {
-    pub database: String,
+    /// The data set's name: a database, or `APP/STORE`.
+    pub data: String,
     /// `HOST/STAMP`: whose data, taken when.
     pub snapshot: String,
     pub of: String,
@@ -115,7 +222,7 @@ pub struct Row {
     /// The host holding it, and the folder.
     pub on: String,
     pub dir: String,
-    /// What the database's subvolume holds, in bytes.
+    /// What the data set's subvolume holds, in bytes.
     pub bytes: Option<u64>,
     /// A copy's pull: bytes that travelled and seconds.
     pub pulled_bytes: Option<u64>,
@@ -127,21 +234,20 @@ type Folder = (HostId, String, bool);
 /// What `sitec data list` said of a folder, or why it could not be asked.
 type Listing = Result<Vec<Listed>, String>;
 
-/// Asks every place of `databases` for its snapshots. Returns the rows
-/// (by database, then snapshot, then where) and a line per place that
-/// could not be asked.
+/// Asks every place of `data` for its snapshots. Returns the rows (by
+/// data set, then snapshot, then where) and a line per place that could
+/// not be asked.
 pub async fn gather(
     fleet: &Fleet<'_>,
-    databases: &[DatabaseId],
+    data: &[DataSet],
     hosts: &impl Hosts,
 ) -> (Vec<Row>, Vec<String>) {
     let mut rows = Vec::new();
     let mut problems = Vec::new();
-    // One listing per folder, whichever databases it holds.
+    // One listing per folder, whichever data sets it holds.
     let mut asked: HashMap<Folder, Listing> = HashMap::new();
-    for &database in databases {
-        let db = &fleet.databases[database];
-        for place in places(fleet, database) {
+    for &set in data {
+        for place in places(fleet, set) {
             let key = (place.on, place.dir.clone(), place.copies);
             if !asked.contains_key(&key) {
                 let listed = list(fleet, hosts, &place).await;
@@ -161,13 +267,13 @@ pub async fn gather(
                 }
             };
             let of = &fleet.hosts[place.of].name;
-            let name = subvolume(db.engine);
+            let name = set.subvolume(fleet);
             for l in listed.iter().filter(|l| {
-                l.snapshot.subvolumes.iter().any(|s| s == name)
+                l.snapshot.subvolumes.contains(&name)
                     && (!place.copies || l.host.as_deref() == Some(of.as_str()))
             }) {
                 rows.push(Row {
-                    database: db.name.clone(),
+                    data: set.name(fleet),
                     snapshot: format!("{of}/{}", l.snapshot.stamp),
                     of: of.clone(),
                     stamp: l.snapshot.stamp.clone(),
@@ -177,7 +283,7 @@ pub async fn gather(
                     } else {
                         place.dir.clone()
                     },
-                    bytes: l.sizes.get(name).copied(),
+                    bytes: l.sizes.get(&name).copied(),
                     pulled_bytes: l.pulled.as_ref().map(|p| p.bytes),
                     pull_seconds: l.pulled.as_ref().map(|p| p.seconds),
                 });
@@ -185,12 +291,7 @@ pub async fn gather(
         }
     }
     rows.sort_by(|a, b| {
-        (a.database.as_str(), &a.stamp, &a.of, &a.on).cmp(&(
-            b.database.as_str(),
-            &b.stamp,
-            &b.of,
-            &b.on,
-        ))
+        (a.data.as_str(), &a.stamp, &a.of, &a.on).cmp(&(b.data.as_str(), &b.stamp, &b.of, &b.on))
     });
     (rows, problems)
 }
@@ -221,7 +322,7 @@ pub fn table(rows: &[Row], now: Stamp) -> String {
             _ => "-".into(),
         };
         vec![
-            r.database.clone(),
+            r.data.clone(),
             r.snapshot.clone(),
             format!("{}:{}", r.on, r.dir),
             age,
@@ -230,7 +331,7 @@ pub fn table(rows: &[Row], now: Stamp) -> String {
         ]
     });
     super::aligned(
-        &["DATABASE", "SNAPSHOT", "WHERE", "AGE", "SIZE", "PULLED"],
+        &["DATA", "SNAPSHOT", "WHERE", "AGE", "SIZE", "PULLED"],
         cells,
     )
 }

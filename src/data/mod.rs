@@ -1,9 +1,11 @@
 //! The data layer's own commands: backups that run, are listed and are
-//! restored, and database failover.
+//! restored (a database's server, `restore`; an app's media store,
+//! `media_restore`), and database failover.
 //!
 //! On the hosts (`sitec data ...`, hidden; run by the units and keys the
-//! `snapshots` and `backup` roles install): a database host's timer takes
-//! read-only btrfs snapshots of its data folders (`snapshots`); the backup
+//! `snapshots` and `backup` roles install): a database host's or runner's
+//! timer takes read-only btrfs snapshots of its data folders and media
+//! stores (`snapshots`); the backup
 //! host's key may only list and send them (`serve`, its forced command);
 //! the backup host's timer pulls them incrementally and keeps what `keep`
 //! says (`pull`, `retention`). Snapshots are named by the second they were
@@ -15,6 +17,7 @@
 
 pub mod backups;
 pub mod failover;
+pub mod media_restore;
 pub mod pull;
 pub mod reach;
 pub mod restore;

@@ -181,14 +181,38 @@ pub fn choose<'f>(
             db.name
         ) + "; restore to the primary, or to a host that holds no copy of it (`sitec failover` makes a follower the primary)");
     }
-    let mine: Vec<&Row> = rows.iter().filter(|r| r.database == db.name).collect();
+    // The newest; of two taken in the same second, the primary's (its
+    // follower may lag behind it).
+    let primary = &fleet.hosts[db.primary].name;
+    let wanted = wanted(rows, &db.name, snapshot, Some(primary))?;
+    let from = nearest(fleet, &wanted, &fleet.hosts[target].name)?;
+    let site = Site::of(&server, target == db.primary);
+    Ok(Restore {
+        database,
+        server,
+        site,
+        target,
+        snapshot: from,
+        fleet,
+    })
+}
+
+/// The copies of the snapshot to restore of the data set `name`: the one
+/// named (`HOST/STAMP`, or a `STAMP` only one host's data has), else the
+/// newest (of two taken in the same second, `prefer`'s).
+pub fn wanted<'r>(
+    rows: &'r [Row],
+    name: &str,
+    snapshot: Option<&str>,
+    prefer: Option<&str>,
+) -> Result<Vec<&'r Row>, String> {
+    let mine: Vec<&Row> = rows.iter().filter(|r| r.data == name).collect();
     if mine.is_empty() {
         return Err(format!(
-            "no snapshot of {} was found (`sitec backups` lists them; a backup must pull from {}'s hosts)",
-            db.name, db.name
+            "no snapshot of {name} was found (`sitec backups` lists them; a backup must pull from {name}'s hosts)"
         ));
     }
-    let wanted: Vec<&Row> = match snapshot {
+    let found: Vec<&Row> = match snapshot {
         Some(id) => {
             let found: Vec<&Row> = mine
                 .iter()
@@ -206,49 +230,42 @@ pub fn choose<'f>(
             found
         }
         None => {
-            // The newest; of two taken in the same second, the primary's
-            // (its follower may lag behind it).
-            let primary = &fleet.hosts[db.primary].name;
-            let newest = mine.iter().map(|r| (&r.stamp, r.of == *primary)).max();
+            let key = |r: &Row| (r.stamp.clone(), Some(r.of.as_str()) == prefer);
+            let newest = mine.iter().map(|r| key(r)).max();
             mine.iter()
                 .copied()
-                .filter(|r| Some((&r.stamp, r.of == *primary)) == newest)
+                .filter(|r| Some(key(r)) == newest)
                 .collect()
         }
     };
-    let target_name = &fleet.hosts[target].name;
+    if found.is_empty() {
+        return Err(format!(
+            "no snapshot {} of {name} (`sitec backups SPEC {name}` lists them)",
+            snapshot.unwrap_or("?"),
+        ));
+    }
+    Ok(found)
+}
+
+/// Where to fetch one snapshot from, of the places that hold it: the
+/// target itself, else a backup host, else wherever it is.
+pub fn nearest(fleet: &Fleet, wanted: &[&Row], target: &str) -> Result<Row, String> {
     let backup_hosts: Vec<&str> = fleet
         .backups
         .iter()
         .map(|b| fleet.hosts[b.to].name.as_str())
         .collect();
-    let from = wanted
+    wanted
         .iter()
-        .find(|r| r.on == *target_name)
+        .find(|r| r.on == target)
         .or_else(|| {
             wanted
                 .iter()
                 .find(|r| backup_hosts.contains(&r.on.as_str()))
         })
         .or_else(|| wanted.first())
-        .copied()
-        .ok_or_else(|| {
-            format!(
-                "no snapshot {} of {} (`sitec backups SPEC {}` lists them)",
-                snapshot.unwrap_or("?"),
-                db.name,
-                db.name
-            )
-        })?;
-    let site = Site::of(&server, target == db.primary);
-    Ok(Restore {
-        database,
-        server,
-        site,
-        target,
-        snapshot: from.clone(),
-        fleet,
-    })
+        .map(|r| (*r).clone())
+        .ok_or_else(|| "no snapshot to restore".to_string())
 }
 
 /// What a restore did and found.
@@ -432,29 +449,8 @@ impl Restore<'_> {
     /// server's user makes the staging folder and unpacks into it.
     async fn fetch(&self, hosts: &impl Hosts) -> Result<u64, String> {
         let t = self.target_name();
-        let source = format!(
-            "{}/{}/{}",
-            self.snapshot.dir,
-            self.snapshot.stamp,
-            self.server.in_snapshot()
-        );
-        let (parent, name) = source.rsplit_once('/').unwrap_or(("/", &source));
-        // Inside the snapshot the folders are the server user's (read-only
-        // now, but as it left them): `tar -C` must not follow a link there.
         let taken = format!("{}/{}", self.snapshot.dir, self.snapshot.stamp);
-        let mut folders = Vec::new();
-        for part in self.server.in_snapshot().split('/') {
-            let previous = folders.last().map_or(String::new(), |f| format!("{f}/"));
-            folders.push(format!("{previous}{part}"));
-        }
-        let send = format!(
-            "set -e; cd {taken}; for f in {folders}; do if [ -L \"$f\" ] || [ ! -d \"$f\" ]; then echo \"$f in the snapshot is not a folder\" >&2; exit 1; fi; done; tar -C {parent} -cf - {name}",
-            taken = q(&taken),
-            folders = folders.iter().map(|f| q(f)).collect::<Vec<_>>().join(" "),
-            parent = q(parent),
-            name = q(name),
-        );
-        let send = format!("sh -c {}", q(&send));
+        let send = tar_out(&taken, &self.server.in_snapshot(), &[]);
         let staging = self.staging();
         let above = staging.rsplit_once('/').map_or("/", |(p, _)| p);
         let receive = self.as_owner(&format!(
@@ -660,8 +656,34 @@ impl Restore<'_> {
     }
 }
 
+/// Root's script that writes the folder `inside` of the snapshot `taken`
+/// (a folder of root's) to stdout as a `tar` stream, leaving out
+/// `excluded` names. Inside the snapshot the folders are a less privileged
+/// user's (read-only now, but as it left them): it refuses to start when
+/// one on the way is a link, so `tar -C` follows none; tar itself archives
+/// links as links.
+pub fn tar_out(taken: &str, inside: &str, excluded: &[&str]) -> String {
+    let (parent, name) = inside.rsplit_once('/').unwrap_or((".", inside));
+    let mut folders = Vec::new();
+    for part in inside.split('/') {
+        let previous = folders.last().map_or(String::new(), |f| format!("{f}/"));
+        folders.push(format!("{previous}{part}"));
+    }
+    let excludes: String = (excluded.iter())
+        .map(|e| format!(" --exclude={}", q(e)))
+        .collect();
+    let send = format!(
+        "set -e; cd {taken}; for f in {folders}; do if [ -L \"$f\" ] || [ ! -d \"$f\" ]; then echo \"$f in the snapshot is not a folder\" >&2; exit 1; fi; done; tar -C {parent}{excludes} -cf - {name}",
+        taken = q(taken),
+        folders = folders.iter().map(|f| q(f)).collect::<Vec<_>>().join(" "),
+        parent = q(parent),
+        name = q(name),
+    );
+    format!("sh -c {}", q(&send))
+}
+
 /// `2026-12-07T101500Z` as `2026-12-07 10:15:00 UTC`.
-fn when(stamp: &str) -> String {
+pub(super) fn when(stamp: &str) -> String {
     match Stamp::parse(stamp) {
         Some(_) => format!(
             "{} {}:{}:{} UTC",
@@ -682,7 +704,8 @@ pub fn hosts_involved(fleet: &Fleet, database: DatabaseId, to: Option<HostId>) -
         .chain(db.follower)
         .chain(to)
         .collect();
-    hosts.extend(backups::places(fleet, database).into_iter().map(|p| p.on));
+    let places = backups::places(fleet, backups::DataSet::Database(database));
+    hosts.extend(places.into_iter().map(|p| p.on));
     hosts.sort_unstable();
     hosts.dedup();
     hosts

@@ -118,6 +118,10 @@ mod tests {
             })
         );
         assert!(matches!(
+            Request::parse("send 2026-12-07T101500Z media.blog.uploads"),
+            Ok(Request::Send { name, .. }) if name == "media.blog.uploads"
+        ));
+        assert!(matches!(
             Request::parse("send 2026-12-07T101500Z redis 2026-12-07T091500Z"),
             Ok(Request::Send {
                 parent: Some(_),
@@ -134,6 +138,8 @@ mod tests {
             "send ../2026-12-07T101500Z postgresql",
             "send 2026-12-07T101500Z postgresql 2026-12-07T091500Z extra",
             "send 2026-12-07T101500Z Postgresql",
+            "send 2026-12-07T101500Z media.blog.../../etc",
+            "send 2026-12-07T101500Z media.blog",
             "send latest postgresql",
             "send  2026-12-07T101500Z postgresql",
             "receive 2026-12-07T101500Z postgresql",

@@ -2,7 +2,7 @@
 //! `/var/lib/sitec/snapshots/BACKUP/` or a backup host's copies in
 //! `/srv/sitec/backups/BACKUP/HOST/`. Each snapshot is a folder named by
 //! its [`Stamp`] holding one read-only subvolume per data folder
-//! (`postgresql`, `redis`); one being made or received is `.partial-STAMP`
+//! (`postgresql`, `redis`, an app's `media.APP.STORE`); one being made or received is `.partial-STAMP`
 //! until it is whole, so nobody ever reads half of one. Taking them (`take`)
 //! is the database host's timer job; this module also lists and removes
 //! them, for every side.
@@ -66,9 +66,26 @@ fn subvolumes(dir: &Path) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Subvolume names sitec gives (`postgresql`, `redis`): what a request may name.
+/// Subvolume names sitec gives: `postgresql`, `redis`, and an app's media
+/// store's [`media_subvolume`]. What a request or a listing may name: one
+/// plain path component, never `.`, `..` or a `/`.
 pub fn is_subvolume_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_lowercase())
+    matches!(name, "postgresql" | "redis") || media_of_subvolume(name).is_some()
+}
+
+/// The subvolume an app's media store is snapshotted as:
+/// `media.APP.STORE`. A `.` is in neither an app's name nor a store's, so
+/// the name says whose it is, and two stores never share one.
+pub fn media_subvolume(app: &str, store: &str) -> String {
+    format!("media.{app}.{store}")
+}
+
+/// The app and the store a media subvolume's name holds, each checked as
+/// the spec checks it; `None` for any other name.
+pub fn media_of_subvolume(name: &str) -> Option<(&str, &str)> {
+    let (app, store) = name.strip_prefix("media.")?.split_once('.')?;
+    let app_ok = crate::names::fleet_name_problem(app, crate::names::APP_NAME_LONGEST).is_none();
+    (app_ok && crate::names::media_name_problem(store).is_none()).then_some((app, store))
 }
 
 /// Deletes one snapshot folder (whole or partial): its subvolumes, then it.
@@ -139,7 +156,7 @@ impl SnapshotConfig {
         let config: SnapshotConfig = super::read_toml(path)?;
         if let Some(bad) = (config.subvolumes.iter()).find(|s| !is_subvolume_name(&s.name)) {
             return Err(format!(
-                "{}: subvolume name `{}` should be lowercase letters (`postgresql`)",
+                "{}: subvolume name `{}` should be `postgresql`, `redis` or `media.APP.STORE`",
                 path.display(),
                 bad.name
             ));
@@ -218,4 +235,54 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
 pub fn size(folder: &Path) -> Option<u64> {
     let out = run("du", &["-s", "-b", &folder.to_string_lossy()]).ok()?;
     out.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subvolume_names_are_the_engines_and_checked_media_stores() {
+        for good in [
+            "postgresql",
+            "redis",
+            "media.blog.uploads",
+            "media.my_app-2.x-1",
+        ] {
+            assert!(is_subvolume_name(good), "{good} refused");
+        }
+        assert_eq!(media_subvolume("blog", "uploads"), "media.blog.uploads");
+        assert_eq!(
+            media_of_subvolume("media.blog.uploads"),
+            Some(("blog", "uploads"))
+        );
+        for bad in [
+            "",
+            ".",
+            "..",
+            "media",
+            "media.",
+            "media..",
+            "media.blog",
+            "media.blog.",
+            "media..uploads",
+            "media.blog.up.loads",
+            "media.blog./",
+            "media.blog.../x",
+            "media.../..",
+            "media.Blog.uploads",
+            "media.blog.Uploads",
+            "media.blog.up_loads",
+            "media.1blog.uploads",
+            "media.blog.-x",
+            "media.blog.uploads/..",
+            "media.blog.uploads ",
+            "Postgresql",
+            "postgresql/../x",
+        ] {
+            assert!(!is_subvolume_name(bad), "{bad:?} passed");
+        }
+        let long = format!("media.{}.uploads", "a".repeat(29));
+        assert!(!is_subvolume_name(&long), "an app name too long passed");
+    }
 }
