@@ -882,6 +882,8 @@ app blog {
   databases { default = main  cache = cache }
   static "/static/" = "collected_static"
   settings { SITE_TITLE = "Blog on two runners"  SECRET_KEY = secret("blog.secret_key") }
+  # Its broker and result backend are `cache` (REDIS_URL): /count round-trips.
+  worker celery { command = "celery -A blog worker --concurrency 1" }
 }
 "#;
 
@@ -967,6 +969,27 @@ fn standby_streams(fleet: &Fleet) {
     assert!(standby.contains("t|t"), "on the standby: {standby}");
 }
 
+/// A request through the balancer enqueues a task on the app's Redis, a
+/// runner's Celery worker runs it against Postgres, and the page shows the
+/// answer and the worker's name: a task that ran in gunicorn's own process
+/// (no broker) would say "this process". Workers start with the app, so the
+/// first requests may wait for one (the page answers 504 then).
+fn celery_task_round_trips(fleet: &Fleet) -> TestResult {
+    let balancer = fleet.address("lbx1");
+    let mut last = Err(String::new());
+    let answered = common::eventually(Duration::from_secs(60), || {
+        last = get(&balancer, "blog.test", "/count");
+        matches!(&last, Ok(page) if page.contains("counted by celery@"))
+    });
+    assert!(answered, "/count through lbx1: {last:?}");
+    let page = last?;
+    assert!(
+        page.starts_with("2 posts, counted by celery@runx"),
+        "the worker counted the seeded posts: {page}"
+    );
+    Ok(())
+}
+
 const SECOND_APP: &str = r#"
 app notes {
   source = "apps/blog"
@@ -990,6 +1013,7 @@ fn six_hosts_serve_through_every_balancer_and_prune_a_dropped_app() -> TestResul
     assert!(first.status.success(), "first apply: {}", text_of(&first));
     assert_hosts_hold_the_rendered_state(&fleet);
     standby_streams(&fleet);
+    celery_task_round_trips(&fleet)?;
     for lb in ["lbx1", "lbx2"] {
         let address = fleet.address(lb);
         assert!(

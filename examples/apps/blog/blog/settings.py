@@ -73,3 +73,5 @@ _redis = os.environ.get("REDIS_URL")
 CELERY_BROKER_URL = _redis or "memory://"
 CELERY_RESULT_BACKEND = _redis or "cache+memory://"
 CELERY_TASK_ALWAYS_EAGER = _redis is None
+# Stores the worker's name with each result: /count shows who ran the task.
+CELERY_RESULT_EXTENDED = True
