@@ -78,29 +78,40 @@ async fn gather(
     Ok(out)
 }
 
-/// The releases as a table: one row per content, a column per runner
-/// saying `live`, `kept` or nothing.
+/// The virtualenv a release runs, as the table shows it: its folder's name
+/// under `venvs/` (the content's digest), cut to 12 characters; `-` for a
+/// release from before virtualenvs by content.
+fn venv_column(venv: Option<&str>) -> String {
+    let name = venv
+        .and_then(|v| v.rsplit('/').find(|part| !part.is_empty()))
+        .unwrap_or("-");
+    name.chars().take(12).collect()
+}
+
+/// The releases as a table: one row per content, its virtualenv, and a
+/// column per runner saying `live`, `kept` or nothing.
 pub fn table(rows: &[(String, Vec<Release>)]) -> String {
-    let mut by_digest: BTreeMap<String, (String, Vec<&str>)> = BTreeMap::new();
+    // By the content's short digest: the earliest id and the virtualenv.
+    let mut by_digest: BTreeMap<String, (String, String)> = BTreeMap::new();
     for (_, releases) in rows {
         for r in releases {
             let entry = (by_digest.entry(short(&r.digest).to_string()))
-                .or_insert_with(|| (r.id.clone(), Vec::new()));
+                .or_insert_with(|| (r.id.clone(), venv_column(r.venv.as_deref())));
             // The earliest id names the release: when it first went out.
             if r.id < entry.0 {
                 entry.0.clone_from(&r.id);
             }
         }
     }
-    let mut order: Vec<(&String, &(String, Vec<&str>))> = by_digest.iter().collect();
+    let mut order: Vec<(&String, &(String, String))> = by_digest.iter().collect();
     order.sort_by(|a, b| a.1 .0.cmp(&b.1 .0));
-    let mut out = format!("{:<40}", "RELEASE");
+    let mut out = format!("{:<40} {:<12}", "RELEASE", "VENV");
     for (host, _) in rows {
         out.push_str(&format!(" {host:<8}"));
     }
     out.push('\n');
-    for (digest, (id, _)) in order {
-        out.push_str(&format!("{id:<40}"));
+    for (digest, (id, venv)) in order {
+        out.push_str(&format!("{id:<40} {venv:<12}"));
         for (_, releases) in rows {
             let state = match releases.iter().find(|r| short(&r.digest) == digest) {
                 Some(r) if r.live => "live",
@@ -246,5 +257,58 @@ pub fn rollback(args: &RollbackArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(id: &str, digest: &str, live: bool, venv: Option<&str>) -> Release {
+        Release {
+            id: id.into(),
+            digest: digest.into(),
+            live,
+            venv: venv.map(String::from),
+        }
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_content_with_its_virtualenv_and_a_column_per_runner() {
+        let venv = "/srv/sitec/apps/blog/venvs/0123456789abcdef0123";
+        let rows = vec![
+            (
+                "run1".to_string(),
+                vec![
+                    release("20261207T080000Z-aaaa", "aaaa1111", false, None),
+                    release("20261207T090000Z-bbbb", "bbbb2222", true, Some(venv)),
+                ],
+            ),
+            (
+                "run2".to_string(),
+                vec![release(
+                    "20261207T090100Z-bbbb",
+                    "bbbb2222",
+                    true,
+                    Some(venv),
+                )],
+            ),
+        ];
+        let table = table(&rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        let words = |line: &str| {
+            line.split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(words(lines[0]), ["RELEASE", "VENV", "run1", "run2"]);
+        // Before virtualenvs by content: no venv, kept on run1 only.
+        assert_eq!(words(lines[1]), ["20261207T080000Z-aaaa", "-", "kept", "-"]);
+        // The earliest id names a release live on both runners.
+        assert_eq!(
+            words(lines[2]),
+            ["20261207T090000Z-bbbb", "0123456789ab", "live", "live"]
+        );
     }
 }
