@@ -346,39 +346,53 @@ fn all_answer_for(address: &str, domain: &str, paths: &[&str]) -> Result<(), Str
     }
 }
 
-/// Opens a WebSocket to ws://ADDRESS/PATH with Host `domain`, sends `text`
-/// and returns the text message that comes back, then closes it with a
-/// close frame and waits for the server's. A client's frames are masked
-/// (RFC 6455 5.3); the server's are not.
-fn websocket_echo(address: &str, domain: &str, path: &str, text: &str) -> Result<String, String> {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let io = |what: &'static str| move |e: std::io::Error| format!("WebSocket {what}: {e}");
-    let port = if address.contains(':') { "" } else { ":80" };
-    let mut stream =
-        std::net::TcpStream::connect(format!("{address}{port}")).map_err(io("connect"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(io("timeout"))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {domain}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .map_err(io("handshake"))?;
-    let mut reader = BufReader::new(stream.try_clone().map_err(io("clone"))?);
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).map_err(io("response"))? == 0 || line == "\r\n" {
-            break;
+/// A WebSocket client over one TCP connection (RFC 6455), enough for the
+/// tests: text and close frames of up to 125 bytes. A client's frames are
+/// masked (5.3); the server's are not.
+struct WebSocket {
+    stream: std::net::TcpStream,
+    reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+fn ws_error(what: &'static str) -> impl Fn(std::io::Error) -> String {
+    move |e| format!("WebSocket {what}: {e}")
+}
+
+impl WebSocket {
+    /// Opens ws://ADDRESS/PATH with Host `domain`: the handshake's answer
+    /// must be a 101 with the accept value RFC 6455 gives for its key.
+    fn open(address: &str, domain: &str, path: &str) -> Result<Self, String> {
+        use std::io::{BufRead, Write};
+        let port = if address.contains(':') { "" } else { ":80" };
+        let mut stream = std::net::TcpStream::connect(format!("{address}{port}"))
+            .map_err(ws_error("connect"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(ws_error("timeout"))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {domain}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .map_err(ws_error("handshake"))?;
+        let mut reader = std::io::BufReader::new(stream.try_clone().map_err(ws_error("clone"))?);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).map_err(ws_error("response"))? == 0 || line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
         }
-        head.push_str(&line);
+        if !head.starts_with("HTTP/1.1 101") || !head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") {
+            return Err(format!("no WebSocket handshake: {head}"));
+        }
+        Ok(WebSocket { stream, reader })
     }
-    // The accept value RFC 6455 gives for this key.
-    if !head.starts_with("HTTP/1.1 101") || !head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") {
-        return Err(format!("no WebSocket handshake: {head}"));
-    }
-    let frame = |opcode: u8, payload: &[u8]| {
+
+    /// Sends one masked frame.
+    fn send(&mut self, opcode: u8, payload: &[u8]) -> Result<(), String> {
+        use std::io::Write;
         let mask = [0x12u8, 0x34, 0x56, 0x78];
         let mut out = vec![
             0x80 | opcode,
@@ -386,34 +400,89 @@ fn websocket_echo(address: &str, domain: &str, path: &str, text: &str) -> Result
         ];
         out.extend(mask);
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        out
-    };
-    let mut read_frame = || -> Result<(u8, Vec<u8>), String> {
+        self.stream.write_all(&out).map_err(ws_error("send"))
+    }
+
+    /// The next frame's first byte (FIN and opcode) and payload, waiting at
+    /// most `limit`.
+    fn read_frame(&mut self, limit: Duration) -> Result<(u8, Vec<u8>), String> {
+        use std::io::Read;
+        self.stream
+            .set_read_timeout(Some(limit))
+            .map_err(ws_error("timeout"))?;
         let mut two = [0u8; 2];
-        reader.read_exact(&mut two).map_err(io("frame"))?;
+        self.reader
+            .read_exact(&mut two)
+            .map_err(ws_error("frame"))?;
         let len = usize::from(two[1] & 0x7f);
         if len > 125 {
             return Err(format!("a longer frame than sent: {two:?}"));
         }
         let mut payload = vec![0; len];
-        reader.read_exact(&mut payload).map_err(io("frame"))?;
+        self.reader
+            .read_exact(&mut payload)
+            .map_err(ws_error("frame"))?;
         Ok((two[0], payload))
-    };
-    stream
-        .write_all(&frame(0x1, text.as_bytes()))
-        .map_err(io("send"))?;
-    let (first, payload) = read_frame()?;
-    if first != 0x81 {
-        return Err(format!("not one text frame: {first:#x}"));
     }
-    stream
-        .write_all(&frame(0x8, &1000u16.to_be_bytes()))
-        .map_err(io("close"))?;
-    let (closed, _) = read_frame()?;
+
+    /// Sends `text` and returns the text message that comes back.
+    fn echo(&mut self, text: &str) -> Result<String, String> {
+        self.send(0x1, text.as_bytes())?;
+        let (first, payload) = self.read_frame(Duration::from_secs(10))?;
+        if first != 0x81 {
+            return Err(format!("not one text frame: {first:#x}"));
+        }
+        Ok(String::from_utf8_lossy(&payload).into_owned())
+    }
+}
+
+/// Opens a WebSocket, sends `text` and returns the text message that comes
+/// back, then closes it with a close frame and waits for the server's.
+fn websocket_echo(address: &str, domain: &str, path: &str, text: &str) -> Result<String, String> {
+    let mut socket = WebSocket::open(address, domain, path)?;
+    let echoed = socket.echo(text)?;
+    socket.send(0x8, &1000u16.to_be_bytes())?;
+    let (closed, _) = socket.read_frame(Duration::from_secs(10))?;
     if closed != 0x88 {
         return Err(format!("the server did not close cleanly: {closed:#x}"));
     }
-    Ok(String::from_utf8_lossy(&payload).into_owned())
+    Ok(echoed)
+}
+
+/// A WebSocket open through the balancer while `sitec restart` rolls the
+/// app: the drain does not wait for it (it is no request in flight), and
+/// the restart ends it with the app server's close frame (uvicorn's 1012,
+/// "service restart"), passed through nginx and the balancer, not a reset.
+fn websocket_closed_cleanly_by_a_rolling_restart(
+    dir: &Path,
+    balancer: &str,
+    app: &str,
+    domain: &str,
+) -> TestResult {
+    let mut socket = WebSocket::open(balancer, domain, "/ws/echo/")?;
+    assert_eq!(socket.echo("before the restart")?, "before the restart");
+    let (restarted, closed) = std::thread::scope(|scope| {
+        let restart = scope.spawn(|| sitec(dir, &["restart", SPEC_FILE, app]));
+        let closed = socket.read_frame(Duration::from_secs(120));
+        (restart.join(), closed)
+    });
+    let restarted = restarted.map_err(|_| "the restart's thread panicked")?;
+    assert!(
+        restarted.status.success(),
+        "sitec restart: {}",
+        text_of(&restarted)
+    );
+    let (opcode, payload) = closed?;
+    assert_eq!(opcode, 0x88, "not a close frame: {opcode:#x} {payload:?}");
+    let code = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+    assert!(
+        matches!(code, Some(1001 | 1012)),
+        "close code {code:?}: going away or service restart"
+    );
+    // The app is back: a new socket echoes.
+    let again = websocket_echo(balancer, domain, "/ws/echo/", "after the restart")?;
+    assert_eq!(again, "after the restart");
+    Ok(())
 }
 
 fn address(dir: &Path, host: &str) -> Result<String, String> {
@@ -517,6 +586,7 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
     all_answer_for(&balancer, "echo.localhost", &["/", "/healthz"])?;
     let echoed = websocket_echo(&balancer, "echo.localhost", "/ws/echo/", "hello, sitec")?;
     assert_eq!(echoed, "hello, sitec");
+    websocket_closed_cleanly_by_a_rolling_restart(&deploy, &balancer, "echo", "echo.localhost")?;
     // Its environment holds the spec's env block.
     serves_text(&balancer, "echo.localhost", "/", "Hello from the spec.")?;
 

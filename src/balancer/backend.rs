@@ -29,7 +29,12 @@ pub struct Backend {
     /// Likewise, because its runner's agent says the app is not running
     /// (heartbeats, `bus`); an active check does not bring it back.
     held_until: AtomicU64,
+    /// Requests in flight to it: what a drain waits for.
     pub active: AtomicUsize,
+    /// Upgraded connections (WebSockets) open to it. Not requests in
+    /// flight: a drain never waits for them (they may last for hours); the
+    /// app server closes them when it restarts (a close frame).
+    tunnels: AtomicUsize,
     pub failures: AtomicU64,
     /// Requests in a row it accepted and dropped unanswered.
     strikes: AtomicU32,
@@ -95,6 +100,7 @@ impl Backend {
             down_until: AtomicU64::new(0),
             held_until: AtomicU64::new(0),
             active: AtomicUsize::new(0),
+            tunnels: AtomicUsize::new(0),
             failures: AtomicU64::new(0),
             strikes: AtomicU32::new(0),
             idle: Mutex::new(Vec::new()),
@@ -144,6 +150,17 @@ impl Backend {
     /// Requests it has in flight.
     pub fn in_flight(&self) -> usize {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// Upgraded connections (WebSockets) it has open.
+    pub fn tunnels(&self) -> usize {
+        self.tunnels.load(Ordering::Relaxed)
+    }
+
+    /// What least-connections weighs: requests in flight and open tunnels,
+    /// each holding some of the app server's capacity.
+    pub fn load(&self) -> usize {
+        self.in_flight() + self.tunnels()
     }
 
     pub fn is_up(&self) -> bool {
@@ -294,9 +311,27 @@ impl<'a> InFlight<'a> {
     }
 }
 
+impl<'a> InFlight<'a> {
+    /// The request became a tunnel (`101 Switching Protocols`): no longer in
+    /// flight, so a drain does not wait for it, but still counted.
+    pub fn into_tunnel(self) -> Tunnel<'a> {
+        self.0.tunnels.fetch_add(1, Ordering::Relaxed);
+        Tunnel(self.0)
+    }
+}
+
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An open tunnel to a backend, counted while it lives.
+pub struct Tunnel<'a>(&'a Backend);
+
+impl Drop for Tunnel<'_> {
+    fn drop(&mut self) {
+        self.0.tunnels.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -185,7 +185,7 @@ impl<S: ClientIo> Conn<S> {
             };
             let backend = &app.backends[i];
             rec.backend = Some(backend.addr);
-            let _in_flight = InFlight::new(backend);
+            let in_flight = InFlight::new(backend);
             let (mut stream, reused) = match backend.take_idle(ms(t.backend_idle_ms)) {
                 Some(s) => (s, true),
                 None => match self.connect(backend, state).await {
@@ -222,6 +222,7 @@ impl<S: ClientIo> Conn<S> {
                         Err(BodyError::BackendStopped) => {
                             let up = Upstream {
                                 backend,
+                                in_flight,
                                 stream,
                                 buf: Buf::default(),
                             };
@@ -238,6 +239,7 @@ impl<S: ClientIo> Conn<S> {
                         backend.answered();
                         let up = Upstream {
                             backend,
+                            in_flight,
                             stream,
                             buf: bbuf,
                         };

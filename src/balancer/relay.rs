@@ -7,7 +7,7 @@
 //! both ways until either side closes. A backend connection goes back to
 //! the pool only after a complete, well-framed response with nothing extra.
 
-use super::backend::Backend;
+use super::backend::{Backend, InFlight};
 use super::buf::Buf;
 use super::chunked::{ChunkedDecoder, Emit};
 use super::conn::{Conn, Next, Record};
@@ -24,6 +24,8 @@ use tokio::net::TcpStream;
 /// A backend connection with a response in it.
 pub struct Upstream<'a> {
     pub backend: &'a Backend,
+    /// Counts the request as in flight to `backend` until it is relayed.
+    pub in_flight: InFlight<'a>,
     pub stream: TcpStream,
     pub buf: Buf,
 }
@@ -178,6 +180,9 @@ impl<S: ClientIo> Conn<S> {
 
     /// `101`: relays the head, then bytes both ways until either side
     /// closes. Config reloads do not touch it; only the drain deadline does.
+    /// From here on it is a tunnel, not a request in flight: draining the
+    /// backend (a rolling restart) does not wait for it, and the app
+    /// server's restart closes it with a close frame that passes through.
     async fn tunnel(
         &mut self,
         state: &State,
@@ -186,6 +191,7 @@ impl<S: ClientIo> Conn<S> {
         resp: &ResponseHead,
     ) -> Next {
         rec.status = 101;
+        let _tunnel = up.in_flight.into_tunnel();
         let d = Duration::from_millis(state.timeouts.response_ms);
         let mut head = forward::response_head(resp, OutFraming::None, false, Version::Http11);
         head.extend_from_slice(up.buf.filled());

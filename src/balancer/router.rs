@@ -55,9 +55,7 @@ impl App {
             .filter(|i| !tried.contains(i) && self.backends[*i].is_up());
         match self.policy {
             Policy::RoundRobin => candidates.into_iter().next(),
-            Policy::LeastConnections => {
-                candidates.min_by_key(|i| self.backends[*i].active.load(Ordering::Relaxed))
-            }
+            Policy::LeastConnections => candidates.min_by_key(|i| self.backends[*i].load()),
         }
     }
 }

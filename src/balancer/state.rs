@@ -205,6 +205,7 @@ impl Shared {
                             "in_rotation": b.is_up(),
                             "out": b.out(),
                             "in_flight": b.in_flight(),
+                            "tunnels": b.tunnels(),
                         })
                     })
                     .collect();

@@ -60,6 +60,38 @@ fn websocket_echo_survives_a_reload() {
     assert!(c.closed(), "the tunnel did not close after the client did");
 }
 
+/// An open WebSocket is a tunnel, not a request in flight: `/rotation`
+/// counts it apart, so draining its runner for a rolling restart does not
+/// wait for it (the app server's restart closes it with a close frame).
+#[test]
+fn an_open_websocket_is_a_tunnel_not_a_request_in_flight() {
+    let b = TestBackend::start("b");
+    let lb = Balancer::ad_hoc(&[("*", vec![b.addr])], &["--admin", "127.0.0.1:0"]);
+    let admin = lb.admin.expect("admin listener");
+    let backend = |what: &str| {
+        let rotation = get(admin, "admin", "/rotation").expect("/rotation");
+        let doc: serde_json::Value = serde_json::from_str(&rotation.text()).expect("json");
+        doc["routes"][0]["backends"][0][what].clone()
+    };
+    let mut c = Client::connect(lb.http);
+    c.send(HANDSHAKE);
+    assert_eq!(c.response_to("GET").expect("101").status, 101);
+    echo(&mut c, "open");
+    assert_eq!(backend("in_flight"), 0, "a tunnel counted as a request");
+    assert_eq!(backend("tunnels"), 1);
+    c.stream.shutdown(std::net::Shutdown::Write).expect("close");
+    assert!(c.closed(), "the tunnel did not close after the client did");
+    let mut left = serde_json::Value::Null;
+    for _ in 0..50 {
+        left = backend("tunnels");
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(left, 0, "a closed tunnel still counted");
+}
+
 /// An `h2c` upgrade would have the balancer tunnel HTTP/2 requests it never
 /// parsed, routed or logged to whichever backend took the first one (h2c
 /// smuggling): it goes on as a plain request, and a backend that switches
