@@ -1,6 +1,7 @@
 //! Operating a running fleet over the bus (issue #19), on real hosts: one
 //! local fleet of its own (`opstest`: a balancer, two runners of the sample
-//! blog, a Postgres primary and its standby, each also a Redis server) booted
+//! blog, a Postgres primary and its standby, each also a Redis server; the
+//! balancer and the primary collect the logs) booted
 //! and applied once, then operated the way an operator does, step by step:
 //!
 //! - `sitec status` reports every host, the app on both runners in the
@@ -17,6 +18,9 @@
 //! - numbered lines written into oprun1's gunicorn error log while its
 //!   agent is stopped, while the collector's (oplb's) is, and across a
 //!   rotation all show in `sitec logs`, each once and in order;
+//! - 100,000 lines written across both runners while the second collector
+//!   (opdb1's) is killed twice and oprun2's agent once reach both
+//!   collectors, each once and in order;
 //! - `sitec restart blog` under continuous load through the balancer (a
 //!   load generator, `common::load`) fails no request, each runner drained
 //!   out of rotation and back;
@@ -62,7 +66,7 @@ provider local { kind = local }
 host oplb { provider = local  address = "10.77.219.10"  roles = [balancer, logs, backup] }
 host oprun1 { provider = local  address = "10.77.219.11"  roles = [runner] }
 host oprun2 { provider = local  address = "10.77.219.12"  roles = [runner] }
-host opdb1 { provider = local  address = "10.77.219.21"  roles = [postgres, redis] }
+host opdb1 { provider = local  address = "10.77.219.21"  roles = [postgres, redis, logs] }
 host opdb2 { provider = local  address = "10.77.219.22"  roles = [postgres, redis] }
 
 # Containers on one machine: one provider only.
@@ -224,6 +228,7 @@ fn a_fleet_is_operated_over_the_bus() -> TestResult {
     status_reports_the_whole_fleet(&fleet)?;
     logs_show_the_apps_requests(&fleet, &balancer)?;
     no_line_is_lost_or_doubled_across_restarts(&fleet)?;
+    many_lines_reach_both_collectors_once(&fleet)?;
     status_reports_the_newest_backup_copy(&fleet)?;
     restart_under_load_fails_no_request(&fleet, &balancer)?;
     the_agent_may_restart_app_units_and_nothing_else(&fleet)?;
@@ -653,10 +658,26 @@ fn logs_show_the_apps_requests(fleet: &Fleet, balancer: &str) -> TestResult {
             && err.contains("its apps (blog)"),
         "{err}"
     );
-    // -f prints a request made after it started.
-    let follow_mark = format!("{mark}-followed");
+    follow_prints_new_lines_and_ends_on_ctrl_c(fleet, balancer, &mark)
+}
+
+/// `sitec logs -f`: a line written on a runner after it has printed what
+/// was there arrives within a deadline, so does a request made through the
+/// balancer, and Ctrl-C (SIGINT) ends it at once with exit 0.
+fn follow_prints_new_lines_and_ends_on_ctrl_c(
+    fleet: &Fleet,
+    balancer: &str,
+    mark: &str,
+) -> TestResult {
+    let mark = format!("{mark}-followed");
+    let log = "/var/log/sitec/apps/blog/gunicorn-error.log";
+    let write = |line: &str| {
+        let out = fleet.inside("oprun1", &format!("echo '{line}' >> {log}"));
+        assert!(out.status.success(), "{}", text_of(&out));
+    };
+    write(&format!("{mark} before"));
     let mut follow = fleet
-        .command(&["logs", SPEC_FILE, "blog", "-f", "--grep", &follow_mark])
+        .command(&["logs", SPEC_FILE, "blog", "-f", "--grep", &mark])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -673,21 +694,73 @@ fn logs_show_the_apps_requests(fleet: &Fleet, balancer: &str) -> TestResult {
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
-    while Instant::now() < deadline && seen.len() < 2 {
-        let _ = get_path(balancer, &format!("/{follow_mark}"));
-        if let Ok(line) = arrived.recv_timeout(Duration::from_secs(2)) {
-            seen.push(line);
-        }
-    }
-    let _ = follow.kill();
-    let _ = follow.wait();
+    // Shown once it has been shipped: from then on the command follows.
+    let before = until_seen(&arrived, &mut seen, &format!("{mark} before"), 60, &|| ());
     assert!(
-        seen.len() >= 2 && seen.iter().all(|l| l.contains(&follow_mark)),
-        "sitec logs -f printed: {seen:?}"
+        before,
+        "sitec logs -f never printed the line written before it: {seen:?}"
+    );
+    write(&format!("{mark} after"));
+    let after = until_seen(&arrived, &mut seen, &format!("{mark} after"), 30, &|| ());
+    assert!(
+        after,
+        "a line written while following never arrived: {seen:?}"
+    );
+    // A request through the balancer: the runner's gunicorn and nginx log it.
+    let path = format!("/{mark}-request");
+    let request = until_seen(&arrived, &mut seen, &path, 30, &|| {
+        let _ = get_path(balancer, &path);
+    });
+    assert!(
+        request,
+        "a request made while following never showed: {seen:?}"
+    );
+    assert!(seen.iter().all(|l| l.contains(&mark)), "{seen:?}");
+    // Ctrl-C ends it, between two lines, with exit 0.
+    let interrupted = Command::new("kill")
+        .args(["-INT", &follow.id().to_string()])
+        .status()?;
+    assert!(interrupted.success());
+    let mut ended = None;
+    assert!(
+        common::eventually(Duration::from_secs(5), || {
+            ended = follow.try_wait().ok().flatten();
+            ended.is_some()
+        }),
+        "sitec logs -f still runs 5 s after Ctrl-C"
+    );
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut follow.stderr.take().ok_or("no stderr")?, &mut stderr)?;
+    assert_eq!(
+        (ended.and_then(|s| s.code()), stderr.as_str()),
+        (Some(0), ""),
+        "how sitec logs -f ended on Ctrl-C"
     );
     Ok(())
+}
+
+/// Takes the lines `arrived` gives into `seen` until one holds `what`,
+/// calling `poke` before each wait: whether it came within `seconds`.
+fn until_seen(
+    arrived: &std::sync::mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    what: &str,
+    seconds: u64,
+    poke: &dyn Fn(),
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        poke();
+        if let Ok(line) = arrived.recv_timeout(Duration::from_millis(500)) {
+            let found = line.contains(what);
+            seen.push(line);
+            if found {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Acknowledged shipping on real hosts: each numbered line once, in order.
@@ -737,13 +810,83 @@ fn no_line_is_lost_or_doubled_across_restarts(fleet: &Fleet) -> TestResult {
         "{} of 3000 lines shown; missing {missing:?}...",
         got.len()
     );
-    let first_wrong = got.iter().zip(&want).position(|(g, w)| g != w);
+    assert_once_in_order(&got, &want, "oprun1's lines");
+    Ok(())
+}
+
+/// Asserts `got` is `want`: each once, in order; else says where not.
+fn assert_once_in_order<T: PartialEq + std::fmt::Debug>(got: &[T], want: &[T], what: &str) {
+    let first_wrong = got.iter().zip(want).position(|(g, w)| g != w);
     assert!(
         got.len() == want.len() && first_wrong.is_none(),
-        "not each line once and in order: {} lines, first wrong at {first_wrong:?}: {:?}",
+        "{what}: not each once and in order: {} of {}, first wrong at {first_wrong:?}: {:?}",
         got.len(),
+        want.len(),
         first_wrong.map(|i| &got[i.saturating_sub(2)..(i + 3).min(got.len())])
     );
+}
+
+/// The issue's volume: 100,000 numbered lines written across both runners
+/// (50,000 each, in five bursts) while the collector on opdb1 is killed
+/// twice (SIGKILL, systemd starts it again) and oprun2's agent once: both
+/// collectors (oplb, opdb1) file each line once, in order per file.
+fn many_lines_reach_both_collectors_once(fleet: &Fleet) -> TestResult {
+    let mark = format!("volume-{}", std::process::id());
+    let log = "/var/log/sitec/apps/blog/gunicorn-error.log";
+    let run = |host: &str, script: &str| {
+        let out = fleet.inside(host, script);
+        assert!(out.status.success(), "{host}: {script}: {}", text_of(&out));
+    };
+    // One write a line (awk's fflush), so gunicorn's own lines never split one.
+    let burst = |n: u32| {
+        for host in ["oprun1", "oprun2"] {
+            run(
+                host,
+                &format!(
+                    "awk 'BEGIN {{ for (i = {from}; i < {to}; i++) {{ print \"{mark} \" i; fflush() }} }}' >> {log}",
+                    from = n * 10_000,
+                    to = (n + 1) * 10_000
+                ),
+            );
+        }
+    };
+    let kill_agent = |host: &str| run(host, "systemctl kill -s KILL sitec-agent");
+    burst(0);
+    kill_agent("opdb1");
+    burst(1);
+    kill_agent("oprun2");
+    burst(2);
+    kill_agent("opdb1");
+    burst(3);
+    burst(4);
+    let want: Vec<u32> = (0..50_000).collect();
+    for collector in ["oplb", "opdb1"] {
+        for runner in ["oprun1", "oprun2"] {
+            let filed = format!("/var/log/sitec/fleet/{runner}/blog/gunicorn-error.log");
+            let mut got: Vec<u32> = Vec::new();
+            // The collectors take 2,000 lines a second from each host.
+            let arrived = common::eventually(Duration::from_secs(240), || {
+                let out = fleet.inside(collector, &format!("cat {filed}"));
+                got = (String::from_utf8_lossy(&out.stdout).lines())
+                    .filter_map(|l| {
+                        l.split_once('\t')?
+                            .1
+                            .strip_prefix(&mark)?
+                            .trim()
+                            .parse()
+                            .ok()
+                    })
+                    .collect();
+                got.len() >= want.len()
+            });
+            assert!(
+                arrived,
+                "{collector} filed {} of {runner}'s 50,000 lines",
+                got.len()
+            );
+            assert_once_in_order(&got, &want, &format!("{runner}'s lines at {collector}"));
+        }
+    }
     Ok(())
 }
 

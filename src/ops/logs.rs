@@ -4,7 +4,8 @@
 //! and a regular expression, and prints them in time order across runners,
 //! from the first collector that answers. With `follow` it asks that
 //! collector again from the cursor its last answer gave, every
-//! `FOLLOW_EVERY` (at once while it says there is more), until stopped.
+//! `FOLLOW_EVERY` (at once while it says there is more), until Ctrl-C
+//! (which ends it between two lines, exit 0) or standard output goes.
 //!
 //! What it can be made to hold is bounded: each answer is at most the
 //! bus's `Kind::Ask` message (4 MiB, refused by libzmq before it is read),
@@ -13,12 +14,18 @@
 use super::{Agents, Fleet};
 use crate::agent::logs::time_text;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a collector may take to answer.
 const ANSWER: Duration = Duration::from_secs(15);
 /// How often `-f` asks again.
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+/// How soon `-f` notices Ctrl-C while it waits.
+const NOTICE: Duration = Duration::from_millis(50);
+
+/// Ctrl-C pressed while following.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// What to show.
 pub struct Query<'a> {
@@ -89,10 +96,13 @@ fn collectors(fleet: &Fleet) -> Result<Vec<String>, String> {
 }
 
 /// Prints the lines asked for (and, following, every new one until
-/// standard output goes); the number of lines printed.
+/// Ctrl-C or standard output goes); the number of lines printed.
 pub fn show(fleet: &Fleet, agents: &Agents, query: &Query) -> Result<u64, String> {
     let mut request = request(fleet, query)?;
     let collectors = collectors(fleet)?;
+    if query.follow {
+        super::catch_interrupts(&INTERRUPTED);
+    }
     let (collector, mut answer) = first_answer(agents, &collectors, &request)?;
     let mut printed = 0;
     loop {
@@ -116,12 +126,31 @@ pub fn show(fleet: &Fleet, agents: &Agents, query: &Query) -> Result<u64, String
         if crate::stdio::stdout_gone() {
             return Ok(printed);
         }
-        if answer.get("more") != Some(&Value::Bool(true)) {
-            std::thread::sleep(FOLLOW_EVERY);
+        let more = answer.get("more") == Some(&Value::Bool(true));
+        if interrupted_within(if more { Duration::ZERO } else { FOLLOW_EVERY }) {
+            return Ok(printed);
         }
         request["cursor"] = answer.get("cursor").cloned().unwrap_or_else(|| json!({}));
         request["since"] = Value::Null;
-        answer = ask_until_answered(agents, &collector, &request);
+        match ask_until_answered(agents, &collector, &request) {
+            Some(next) => answer = next,
+            None => return Ok(printed),
+        }
+    }
+}
+
+/// Waits `span`, or less if Ctrl-C comes: whether it came.
+fn interrupted_within(span: Duration) -> bool {
+    let until = Instant::now() + span;
+    loop {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            return true;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        std::thread::sleep(left.min(NOTICE));
     }
 }
 
@@ -142,8 +171,9 @@ fn first_answer(
     Err(format!("no collector answered: {}", errors.join("; ")))
 }
 
-/// `-f`: asks until the collector answers, saying once why it does not.
-fn ask_until_answered(agents: &Agents, collector: &str, request: &Value) -> Value {
+/// `-f`: asks until the collector answers, saying once why it does not;
+/// None once Ctrl-C comes.
+fn ask_until_answered(agents: &Agents, collector: &str, request: &Value) -> Option<Value> {
     let mut said = None;
     loop {
         let asked = Instant::now();
@@ -152,14 +182,17 @@ fn ask_until_answered(agents: &Agents, collector: &str, request: &Value) -> Valu
                 if said.is_some() {
                     crate::errln!("note: {collector} answers again");
                 }
-                return answer;
+                return Some(answer);
             }
             Err(e) => {
                 if said.as_ref() != Some(&e) {
                     crate::errln!("note: {e}; asking again");
                     said = Some(e);
                 }
-                std::thread::sleep(Duration::from_secs(1).saturating_sub(asked.elapsed()));
+                let pause = Duration::from_secs(1).saturating_sub(asked.elapsed());
+                if interrupted_within(pause) {
+                    return None;
+                }
             }
         }
     }

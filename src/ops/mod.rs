@@ -256,6 +256,34 @@ fn checked(host: &str, answer: Value) -> Result<Value, String> {
     }
 }
 
+/// From now on Ctrl-C here sets `flag` instead of ending sitec (tokio's
+/// handler, on a thread of its own: the callers' loops are blocking).
+/// Returns once the handler is in place, so a Ctrl-C after it never ends
+/// the process half way through a line.
+pub fn catch_interrupts(flag: &'static std::sync::atomic::AtomicBool) {
+    let (ready, installed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut interrupts) = signal(SignalKind::interrupt()) else {
+                return;
+            };
+            let _ = ready.send(());
+            while interrupts.recv().await.is_some() {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    });
+    // An error: the thread could not install it (Ctrl-C ends sitec as before).
+    let _ = installed.recv_timeout(Duration::from_secs(5));
+}
+
 /// Who runs this command, from where: for the fleet lock and drains.
 pub fn operator_identity() -> (String, String) {
     let who = ["SUDO_USER", "USER", "LOGNAME"]

@@ -61,24 +61,6 @@ pub fn runner(fleet: &Fleet, app: &str, host: Option<&str>) -> Result<String, St
 /// Ctrl-C pressed here while a command runs without a terminal.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// From now on Ctrl-C here sets `INTERRUPTED` instead of ending sitec
-/// (tokio's handler, on a thread of its own: the relay loop is blocking).
-fn pass_on_interrupts() {
-    std::thread::spawn(|| {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-        else {
-            return;
-        };
-        runtime.block_on(async {
-            while tokio::signal::ctrl_c().await.is_ok() {
-                INTERRUPTED.store(true, Ordering::Relaxed);
-            }
-        });
-    });
-}
-
 /// Runs the invocation to its end: the command's exit status as a shell
 /// gives it (128 + the signal that ended it).
 pub fn run(fleet: &Fleet, agents: &Agents, what: &Invocation) -> Result<u8, String> {
@@ -115,7 +97,7 @@ pub fn run(fleet: &Fleet, agents: &Agents, what: &Invocation) -> Result<u8, Stri
     };
     let _raw = if what.tty { Raw::enter() } else { None };
     if !what.tty {
-        pass_on_interrupts();
+        super::catch_interrupts(&INTERRUPTED);
     }
     let input = read_stdin();
     let mut relay = Relay {
