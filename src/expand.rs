@@ -381,6 +381,7 @@ impl Expander<'_, '_> {
                 app?.requirements
             ),
             "app.port" => app?.port.to_string(),
+            "app.uid" => app?.uid.to_string(),
             "app.static_dir" => context::static_dir(app?),
             "app.releases" => app?.releases.to_string(),
             "app.wsgi_import" => context::wsgi_import(app?),
@@ -479,6 +480,16 @@ impl Expander<'_, '_> {
                 shell: self.string(entry, "shell", scope),
                 system: Self::boolean(entry, "system").unwrap_or(false),
                 groups: self.strings(entry, "groups", scope),
+                uid: match self.string(entry, "uid", scope) {
+                    None => None,
+                    Some(text) => match uid_problem(&text, entry) {
+                        Ok(uid) => Some(uid),
+                        Err(diagnostic) => {
+                            self.diagnostics.push(diagnostic);
+                            return;
+                        }
+                    },
+                },
             },
             "directory" => Kind::Directory {
                 path: key,
@@ -851,7 +862,7 @@ fn unit_name(name: &str) -> String {
 /// The values a role's strings may name as `{name}`, and the `each` scopes
 /// that give each one (none: every host has it). `Expander::variable` fills
 /// them in; `lint` checks them without a host.
-pub const VALUES: [(&str, &[&str]); 24] = [
+pub const VALUES: [(&str, &[&str]); 25] = [
     ("host", &[]),
     ("host.address", &[]),
     ("app", APP_SCOPES),
@@ -860,6 +871,7 @@ pub const VALUES: [(&str, &[&str]); 24] = [
     ("app.source", APP_SCOPES),
     ("app.requirements", APP_SCOPES),
     ("app.port", APP_SCOPES),
+    ("app.uid", APP_SCOPES),
     ("app.drivers", APP_SCOPES),
     ("app.build_packages", APP_SCOPES),
     ("app.asgi_server", APP_SCOPES),
@@ -985,6 +997,31 @@ fn path_problem(entry: &Entry, label: &str, span: Span) -> Option<Diagnostic> {
             .primary(span, "not a path on the host")
             .help(problem.fix),
     )
+}
+
+/// Ids a `user`'s `uid` may take: below 100 are Debian's fixed system
+/// users, from 60000 on Debian's and systemd's reserved and dynamic ones.
+pub const USER_IDS: std::ops::Range<u32> = 100..60000;
+
+/// E229: a `user`'s `uid` (once its values are filled in) that is not a
+/// number in [`USER_IDS`].
+fn uid_problem(text: &str, entry: &Entry) -> Result<u32, Diagnostic> {
+    match text.parse::<u32>() {
+        Ok(uid) if USER_IDS.contains(&uid) => Ok(uid),
+        _ => Err(Diagnostic::error(
+            "E229",
+            format!(
+                "user `uid` `{text}` is not a uid from {} to {}",
+                USER_IDS.start,
+                USER_IDS.end - 1
+            ),
+        )
+        .primary(
+            field(entry, "uid").map_or(entry.key.span, |v| v.span),
+            "not a uid sitec gives",
+        )
+        .help("write the number in quotes, such as \"40100\", or `{app.uid}` for an app's user")),
+    }
 }
 
 /// E223: a file's `template` or a service's `unit` names no template.

@@ -23,6 +23,10 @@ pub enum Kind {
         shell: Option<String>,
         system: bool,
         groups: Vec<String>,
+        /// A fixed uid, and the gid of the user's own group (the same
+        /// number); `None`: whatever useradd picks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
     },
     Directory {
         path: String,

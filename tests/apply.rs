@@ -433,10 +433,17 @@ fn expected_and_probe(resource: &serde_json::Value, rendered: &Path) -> Option<(
         }
         "user" => {
             let name = text("name");
-            (
-                format!("user {name}"),
-                format!("id -u {name} >/dev/null && echo user {name}"),
-            )
+            match resource["uid"].as_u64() {
+                // A fixed uid: the user and its group hold it.
+                Some(uid) => (
+                    format!("user {name} {uid}:{uid}"),
+                    format!("echo user {name} $(id -u {name}):$(id -g {name})"),
+                ),
+                None => (
+                    format!("user {name}"),
+                    format!("id -u {name} >/dev/null && echo user {name}"),
+                ),
+            }
         }
         "package" => {
             let name = text("name");

@@ -23,6 +23,12 @@
 //! new greeting is served; one that changes a Django setting restarts the
 //! worker too.
 //!
+//! On a fleet of its own (`mediatest`: a balancer, two runners, a database
+//! host), the sample blog on both runners: its user `app-blog` has one
+//! uid and gid on both, sitec's; a runner where the user was made by hand
+//! with another uid fails plan and apply naming the fix, and is not
+//! renumbered.
+//!
 //! Also, without a fleet: a wheelhouse built for a Python minor other than
 //! the operator's holds that minor's wheels.
 //!
@@ -145,12 +151,12 @@ fn sitec(dir: &Path, args: &[&str]) -> Output {
         .expect("sitec runs")
 }
 
-/// Takes the fleet down when dropped.
-struct Down<'a>(&'a Path);
+/// Takes a fleet down when dropped, by its spec.
+struct Down<'a>(&'a Path, &'a str);
 
 impl Drop for Down<'_> {
     fn drop(&mut self) {
-        let down = sitec(self.0, &["fleet", "down", SPEC_FILE]);
+        let down = sitec(self.0, &["fleet", "down", self.1]);
         if !down.status.success() {
             eprintln!("fleet down failed: {}", text_of(&down));
         }
@@ -486,14 +492,7 @@ fn websocket_closed_cleanly_by_a_rolling_restart(
 }
 
 fn address(dir: &Path, host: &str) -> Result<String, String> {
-    let out = sitec(dir, &["fleet", "status", SPEC_FILE]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            let mut words = l.split_whitespace();
-            (words.next() == Some(host)).then(|| words.next().map(str::to_string))?
-        })
-        .ok_or_else(|| format!("{host} has no address: {}", text_of(&out)))
+    address_in(dir, SPEC_FILE, host)
 }
 
 fn assert_no_changes(dir: &Path, spec: &str, what: &str) {
@@ -531,7 +530,7 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
 
     common::take_down_leftover_fleet("projtest")?;
     let up = sitec(&deploy, &["fleet", "up", SPEC_FILE]);
-    let _down = Down(&deploy);
+    let _down = Down(&deploy, SPEC_FILE);
     assert!(up.status.success(), "fleet up: {}", text_of(&up));
     let applied = sitec(&deploy, &["apply", SPEC_FILE, "--yes"]);
     assert!(applied.status.success(), "apply: {}", text_of(&applied));
@@ -768,4 +767,143 @@ fn a_wheelhouse_for_another_python_minor_holds_that_minors_wheels() -> TestResul
         "charset-normalizer==3.5.3\ngunicorn==27.0.1\n"
     );
     Ok(())
+}
+
+const SHARED_FILE: &str = "mediatest.site";
+
+/// Two runners of one app (`mediatest`: a balancer, two runners, a
+/// database host; addresses `fleet up` allocates).
+const SHARED_SPEC: &str = r#"use std/platform
+
+provider local { kind = local }
+
+host mtlb { provider = local  roles = [balancer] }
+host mtrun1 { provider = local  roles = [runner] }
+host mtrun2 { provider = local  roles = [runner] }
+host mtdb { provider = local  roles = [postgres] }
+
+checks {
+  balancer_redundancy = off
+  database_redundancy = off
+}
+
+database main { engine = postgres  primary = mtdb }
+
+app blog {
+  source = "../blog"
+  wsgi = "blog.wsgi:application"
+  domains = ["blog.localhost"]
+  paths = ["."]
+  replicas = 2
+  static "/static/" = "collected_static"
+  databases { default = main }
+  settings { SECRET_KEY = secret("blog.secret_key") }
+}
+"#;
+
+/// `ssh HOST COMMAND` into fleet `fleet` of the spec in `deploy`.
+fn ssh_in(deploy: &Path, fleet: &str, host: &str, command: &str) -> Result<String, String> {
+    let ssh_config = deploy.join(format!(".fleet/{fleet}/ssh_config"));
+    let out = Command::new("ssh")
+        .arg("-F")
+        .arg(&ssh_config)
+        .args([host, command])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("ssh {host}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("{host}: {command}: {}", text_of(&out)))
+    }
+}
+
+/// The app's user has one uid on every runner: sitec's, from the app's
+/// name. A runner where `app-blog` exists with another uid (made before
+/// sitec, by hand) fails its plan line and the apply with the commands
+/// that fix it, changing nothing there; once the user is gone, apply
+/// makes it with the fleet's uid.
+#[test]
+fn two_runners_of_an_app_share_its_user_ids() -> TestResult {
+    if !common::can_boot() {
+        return Ok(());
+    }
+    let _lock = exclusive("mediatest")?;
+    let work = tempfile::Builder::new()
+        .prefix("sitec-mediatest-")
+        .tempdir()?;
+    copy_sample(
+        &repo().join("examples/apps/blog"),
+        &work.path().join("blog"),
+    )?;
+    let deploy = work.path().join("deploy");
+    std::fs::create_dir_all(&deploy)?;
+    std::fs::write(deploy.join(SHARED_FILE), SHARED_SPEC)?;
+    let check = sitec(&deploy, &["check", SHARED_FILE]);
+    assert!(check.status.success(), "check: {}", text_of(&check));
+
+    common::take_down_leftover_fleet("mediatest")?;
+    let up = sitec(&deploy, &["fleet", "up", SHARED_FILE]);
+    let _down = Down(&deploy, SHARED_FILE);
+    assert!(up.status.success(), "fleet up: {}", text_of(&up));
+
+    // app-blog made by hand on mtrun2, with the uid useradd picks.
+    let made = ssh_in(
+        &deploy,
+        "mediatest",
+        "mtrun2",
+        "useradd --system --no-create-home app-blog && id -u app-blog",
+    )?;
+    let plan = sitec(&deploy, &["plan", SHARED_FILE]);
+    let said = text_of(&plan);
+    assert!(
+        said.contains(&format!("user `app-blog` has uid {}", made.trim()))
+            && said.contains("usermod --uid"),
+        "the plan names the other uid and the fix: {said}"
+    );
+    let applied = sitec(&deploy, &["apply", SHARED_FILE, "--yes"]);
+    let said = text_of(&applied);
+    assert!(
+        !applied.status.success() && said.contains("usermod --uid"),
+        "apply fails naming the fix: {said}"
+    );
+    // Nothing changed there: no user renumbered, no folder of the app's.
+    assert_eq!(
+        ssh_in(
+            &deploy,
+            "mediatest",
+            "mtrun2",
+            "id -u app-blog; test -e /srv/sitec/apps/blog || echo none"
+        )?,
+        format!("{made}none\n"),
+        "the refused runner changed"
+    );
+
+    ssh_in(&deploy, "mediatest", "mtrun2", "userdel app-blog")?;
+    let applied = sitec(&deploy, &["apply", SHARED_FILE, "--yes"]);
+    assert!(applied.status.success(), "apply: {}", text_of(&applied));
+    let ids = "id -u app-blog; id -g app-blog; getent group app-blog | cut -d: -f3";
+    let on_run1 = ssh_in(&deploy, "mediatest", "mtrun1", ids)?;
+    assert_eq!(on_run1, ssh_in(&deploy, "mediatest", "mtrun2", ids)?);
+    let numbers: Vec<u32> = on_run1.lines().filter_map(|l| l.parse().ok()).collect();
+    assert!(
+        numbers.len() == 3
+            && numbers.iter().all(|n| *n == numbers[0])
+            && (40000..60000).contains(&numbers[0]),
+        "app-blog's uid, gid and group: {on_run1:?}"
+    );
+    let balancer = address_in(&deploy, SHARED_FILE, "mtlb")?;
+    all_answer_for(&balancer, "blog.localhost", &["/"])?;
+    Ok(())
+}
+
+fn address_in(dir: &Path, spec: &str, host: &str) -> Result<String, String> {
+    let out = sitec(dir, &["fleet", "status", spec]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(host)).then(|| words.next().map(str::to_string))?
+        })
+        .ok_or_else(|| format!("{host} has no address: {}", text_of(&out)))
 }

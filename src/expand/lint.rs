@@ -4,7 +4,7 @@
 //! template that exists (E223) and is used inside the scope its context
 //! needs (E224), a template of your own that reads, parses and names only
 //! what its context has (E226-E228, `own_templates`), a path that is one on
-//! the host (E225), a user or group name
+//! the host (E225), a `user`'s `uid` sitec gives (E229), a user or group name
 //! a host takes (E113); every `requires` and `notify` naming a resource some
 //! role declares (E231); every timer's user said where there is no app's
 //! (E232) and one a role of each host that runs it makes, or the host has (E233). Expansion finds the same, but
@@ -14,8 +14,8 @@
 //! compile, before it expands.
 
 use super::{
-    each_outside, list_in_label, lone_brace, path_problem, pieces, unknown_template, unknown_value,
-    Piece, LISTS, VALUES,
+    each_outside, list_in_label, lone_brace, path_problem, pieces, uid_problem, unknown_template,
+    unknown_value, Piece, LISTS, VALUES,
 };
 use crate::diagnostic::Diagnostic;
 use crate::model::Fleet;
@@ -397,6 +397,9 @@ fn resource(entry: &Entry, open: &[&str], own: &Checker, found: &mut Vec<Diagnos
                     } else if let Some(problem) = template_scope(text, value.span, open) {
                         found.push(problem);
                     }
+                }
+                None if entry.key.text == "user" && field.key.text == "uid" && literal(text) => {
+                    found.extend(uid_problem(text, entry).err());
                 }
                 None if is_user_field(entry, &field.key.text) && literal(text) => {
                     found.extend(user_name(&field.key.text, text, value.span));

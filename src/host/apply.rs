@@ -103,6 +103,19 @@ pub fn apply(desired: &Desired) -> i32 {
             return 1;
         }
     }
+    // A user that cannot have its fixed uid here: nothing changes, since
+    // every file, folder and service of that user would take the wrong one.
+    if let Some(error) = (desired.items.iter()).find_map(|item| match &item.kind {
+        Kind::User {
+            name,
+            uid: Some(uid),
+            ..
+        } => super::converge::uid_problem(name, *uid),
+        _ => None,
+    }) {
+        log.emit(&Event::Refused { error });
+        return 1;
+    }
     let mut run = Run {
         desired,
         previous: state.managed.clone(),

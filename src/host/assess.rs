@@ -28,8 +28,9 @@ pub fn assess(item: &Item, state: &State) -> Assessment {
             home,
             shell,
             groups,
+            uid,
             ..
-        } => user(name, home.as_deref(), shell.as_deref(), groups),
+        } => user(name, home.as_deref(), shell.as_deref(), groups, *uid),
         Kind::Directory {
             path,
             owner,
@@ -151,11 +152,20 @@ fn package(name: &str, version: Option<&str>) -> Vec<String> {
     }
 }
 
-fn user(name: &str, home: Option<&str>, shell: Option<&str>, groups: &[String]) -> Vec<String> {
+fn user(
+    name: &str,
+    home: Option<&str>,
+    shell: Option<&str>,
+    groups: &[String],
+    uid: Option<u32>,
+) -> Vec<String> {
+    // A fixed uid the host cannot give: said first, so the plan shows it.
+    let mut out: Vec<String> = (uid.and_then(|uid| super::converge::uid_problem(name, uid)))
+        .into_iter()
+        .collect();
     let Some((have_home, have_shell)) = system::passwd(name) else {
-        return missing();
+        return if out.is_empty() { missing() } else { out };
     };
-    let mut out = Vec::new();
     if let Some(home) = home.filter(|h| *h != have_home) {
         out.push(format!("home {have_home} -> {home}"));
     }

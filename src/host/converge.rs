@@ -43,12 +43,14 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
             shell,
             system,
             groups,
+            uid,
         } => user(
             name,
             home.as_deref(),
             shell.as_deref(),
             *system,
             groups,
+            *uid,
             adding,
         )
         .map(|()| verb.into()),
@@ -163,14 +165,55 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
     }
 }
 
+/// Why `name` cannot have the fixed `uid` (and a group of its own with
+/// that gid) on this host, with the fix; `None` when it has them or can be
+/// made with them. sitec never renumbers a user itself: the files it owns
+/// (uploads among them) keep their numeric owner, and a running service
+/// of the user's would break.
+pub(super) fn uid_problem(name: &str, uid: u32) -> Option<String> {
+    let fixed = "sitec gives this user one uid on every host, so files on a volume the hosts share keep their owner";
+    if let Some((have_uid, have_gid)) = system::ids(name) {
+        if (have_uid, have_gid) == (uid, uid) {
+            return None;
+        }
+        return Some(format!(
+            "user `{name}` has uid {have_uid} (group {have_gid}) here, and {uid} on every host of the fleet ({fixed}): \
+             stop its services, then `usermod --uid {uid} {name} && groupmod --gid {uid} {name}` and give its files \
+             the new ids (`find / -xdev -uid {have_uid} -exec chown -h {uid} {{}} +`, and `-gid {have_gid}` with `chgrp -h {uid}`), \
+             and apply again"
+        ));
+    }
+    if let Some(other) = system::user_with_uid(uid) {
+        return Some(format!(
+            "uid {uid} belongs to user `{other}` here, and sitec gives it to `{name}` on every host ({fixed}): \
+             give `{other}` another uid (`usermod --uid ID {other}`), and apply again"
+        ));
+    }
+    match (system::gid(name), system::group_with_gid(uid)) {
+        (Some(gid), _) if gid != uid => Some(format!(
+            "group `{name}` has gid {gid} here, and sitec gives it {uid} on every host ({fixed}): \
+             `groupmod --gid {uid} {name}` (or remove the group), and apply again"
+        )),
+        (None, Some(other)) => Some(format!(
+            "gid {uid} belongs to group `{other}` here, and sitec gives it to `{name}` on every host ({fixed}): \
+             give `{other}` another gid (`groupmod --gid ID {other}`), and apply again"
+        )),
+        _ => None,
+    }
+}
+
 fn user(
     name: &str,
     home: Option<&str>,
     shell: Option<&str>,
     system_user: bool,
     groups: &[String],
+    uid: Option<u32>,
     adding: bool,
 ) -> Result<(), String> {
+    if let Some(problem) = uid.and_then(|uid| uid_problem(name, uid)) {
+        return Err(problem);
+    }
     let shell = shell.unwrap_or(if system_user {
         "/usr/sbin/nologin"
     } else {
@@ -186,7 +229,22 @@ fn user(
             args.push("--system");
         }
         // The home is a `directory` resource of its own when sitec manages it.
-        args.extend(["--no-create-home", "--user-group"]);
+        args.push("--no-create-home");
+        let id = uid.map(|uid| uid.to_string());
+        if let Some(id) = &id {
+            // Its own group first, with the same fixed id (useradd's
+            // --user-group would take the next free gid).
+            if system::gid(name).is_none() {
+                let mut group = vec!["--gid", id.as_str(), name];
+                if system_user {
+                    group.insert(0, "--system");
+                }
+                ok_or(program("groupadd", &group), &format!("groupadd {name}"))?;
+            }
+            args.extend(["--uid", id, "--gid", id]);
+        } else {
+            args.push("--user-group");
+        }
         if !groups.is_empty() {
             args.extend(["--groups", &joined]);
         }

@@ -117,6 +117,28 @@ pub fn groups_of(user: &str) -> Vec<String> {
         .collect()
 }
 
+/// The user holding uid `id`, if any.
+pub fn user_with_uid(id: u32) -> Option<String> {
+    name_of("/etc/passwd", id)
+}
+
+/// The group holding gid `id`, if any.
+pub fn group_with_gid(id: u32) -> Option<String> {
+    name_of("/etc/group", id)
+}
+
+/// The numeric ids of `user`'s passwd entry: (uid, primary gid).
+pub fn ids(user: &str) -> Option<(u32, u32)> {
+    let text = fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.first() != Some(&user) {
+            return None;
+        }
+        Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?))
+    })
+}
+
 /// The passwd entry of `user`: (home, shell).
 pub fn passwd(user: &str) -> Option<(String, String)> {
     let text = fs::read_to_string("/etc/passwd").ok()?;

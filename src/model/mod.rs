@@ -156,6 +156,8 @@ pub struct App {
     pub workers: Vec<Worker>,
     /// The port nginx listens on for this app on every runner.
     pub port: u16,
+    /// The uid (and gid) of the app's user on every host: `APP_UIDS`.
+    pub uid: u32,
     pub span: Span,
     /// Where replicas, domains etc. are written, for diagnostics.
     pub replicas_span: Span,
@@ -435,6 +437,7 @@ pub fn build<'p>(program: &'p Program, symbols: &Symbols<'p>) -> (Fleet<'p>, Vec
     }
 
     placement::assign_ports(&mut apps);
+    placement::assign_uids(&mut apps);
     let mut fleet = Fleet {
         providers,
         hosts,
@@ -618,6 +621,7 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
         bindings,
         workers,
         port: 0,
+        uid: 0,
         span: entry.head_span(),
         replicas_span: f.value("replicas").map_or(entry.head_span(), |v| v.span),
         source_span: f.value("source").map_or(entry.head_span(), |v| v.span),

@@ -1,8 +1,9 @@
 //! What the spec leaves to sitec: on which runners each app's replicas run,
-//! which port each app listens on, and the addresses of local hosts.
+//! which port each app listens on, its user's uid, and the addresses of
+//! local hosts.
 //!
 //! Every choice is deterministic and stable: adding an app or a host moves
-//! as little as possible of what was already placed (ports and local
+//! as little as possible of what was already placed (ports, uids and local
 //! addresses come from a hash of the name, not from declaration order).
 
 use super::{App, Fleet, HostId, ProviderId};
@@ -29,21 +30,47 @@ pub fn stable_hash(text: &str) -> u64 {
 pub fn assign_ports(apps: &mut [App]) {
     let span = usize::from(APP_PORTS.end - APP_PORTS.start);
     let limit = usize::from(APP_PORTS_OVERFLOW_END - APP_PORTS.start);
+    for (id, slot) in hashed_slots(apps, span, limit) {
+        apps[id].port = APP_PORTS.start + u16::try_from(slot).unwrap_or(0);
+    }
+}
+
+/// The uids of the apps' users (`app-APP`): every host gives an app's user
+/// the same one, so files on a volume the runners share (media) keep their
+/// owner. Outside the ranges Debian allocates (system users count down from
+/// 999, people's up from 1000), below Debian's reserved 60000.
+pub const APP_UIDS: std::ops::Range<u32> = 40000..60000;
+
+/// Gives each app a uid from its name's hash, probing past collisions in
+/// name order like the ports: an app keeps its uid when others come and go
+/// (a newcomer that sorts first and hashes to a taken uid moves the other:
+/// one pair in 20000; the moved app's hosts then say so at plan).
+pub fn assign_uids(apps: &mut [App]) {
+    let span = (APP_UIDS.end - APP_UIDS.start) as usize;
+    for (id, slot) in hashed_slots(apps, span, span) {
+        apps[id].uid = APP_UIDS.start + u32::try_from(slot).unwrap_or(0);
+    }
+}
+
+/// A slot in `0..limit` for each app, `(app, slot)`: the first free one from
+/// its name's hash in `0..span` on, else the first free one from 0, taken
+/// in name order. Bounded, so no loop runs forever even if every slot is
+/// taken (then slots repeat).
+fn hashed_slots(apps: &[App], span: usize, limit: usize) -> Vec<(usize, usize)> {
     let mut free = FreeSlots::new(limit);
     let mut order: Vec<usize> = (0..apps.len()).collect();
     order.sort_by(|a, b| apps[*a].name.cmp(&apps[*b].name));
+    let mut slots = Vec::with_capacity(apps.len());
     for id in order {
         let start = usize::try_from(stable_hash(&apps[id].name) % span as u64).unwrap_or(0);
-        // The first free slot from the hashed one on (past the hashed range
-        // if need be), else the first from the start; bounded, so no loop
-        // runs forever even if every port is taken.
         let slot = free
             .first_from(start)
             .or_else(|| free.first_from(0))
             .unwrap_or(start);
         free.take(slot);
-        apps[id].port = APP_PORTS.start + u16::try_from(slot).unwrap_or(0);
+        slots.push((id, slot));
     }
+    slots
 }
 
 /// Slots `0..limit`, finding the first free one at or after a slot in
@@ -291,6 +318,43 @@ mod tests {
             text.push_str(&format!("host h{n} {{ provider = here }}\n"));
         }
         text
+    }
+
+    /// The apps' uids: in `APP_UIDS`, one per app, and the same whatever
+    /// order the spec declares the apps in.
+    #[test]
+    fn app_uids_are_distinct_and_ignore_declaration_order() {
+        let app = |name: &str| {
+            format!(
+                "app {name} {{ source = \"apps/{name}\"  wsgi = \"{name}.wsgi:application\"  domains = [\"{name}.example.com\"] }}\n"
+            )
+        };
+        let names: Vec<String> = (0..40).map(|n| format!("app{n}")).collect();
+        let uids = |order: &mut dyn Iterator<Item = &String>| {
+            let mut text = String::from(
+                "use std/platform\nprovider p { kind = local }\nhost h { provider = p  roles = [runner, balancer] }\n",
+            );
+            text.extend(order.map(|n| app(n)));
+            let mut sources = SourceMap::new();
+            let (uids, diagnostics) =
+                crate::compile::with_fleet_text(&mut sources, "uids.site", &text, |fleet, _| {
+                    let mut uids: Vec<(String, u32)> =
+                        fleet.apps.iter().map(|a| (a.name.clone(), a.uid)).collect();
+                    uids.sort();
+                    uids
+                });
+            uids.unwrap_or_else(|| panic!("{diagnostics:?}"))
+        };
+        let forward = uids(&mut names.iter());
+        assert_eq!(forward, uids(&mut names.iter().rev()));
+        let mut distinct: Vec<u32> = forward.iter().map(|(_, uid)| *uid).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), names.len());
+        assert!(
+            distinct.iter().all(|uid| APP_UIDS.contains(uid)),
+            "{distinct:?}"
+        );
     }
 
     #[test]

@@ -757,6 +757,7 @@ static USER: Schema = block(
         field("shell", Ty::Str, "login shell"),
         field("system", Ty::Bool, "a system account"),
         field("groups", STRINGS, "supplementary groups"),
+        field("uid", Ty::Str, "a fixed uid, also the gid of its own group: `\"{app.uid}\"`; a host where the user has another is an apply error naming the fix"),
         REQUIRES,
     ],
     "a Unix user",
