@@ -822,7 +822,7 @@ impl Expander<'_, '_> {
         let Some(((content, sha256), secret)) = self.render(template, span, scope) else {
             return;
         };
-        let unit_name = unit_name(name);
+        let unit_name = crate::resources::unit_name(name);
         let kind = Kind::File {
             path: format!("/etc/systemd/system/{unit_name}"),
             owner: "root".to_string(),
@@ -842,20 +842,6 @@ impl Expander<'_, '_> {
             Vec::new(),
             vec![format!("service:{name}")],
         );
-    }
-}
-
-/// The file name of a service's unit: `NAME.service`, or `NAME` as it is
-/// when it ends in `.service`, `.timer` or `.socket` or holds an `@`.
-fn unit_name(name: &str) -> String {
-    if name.contains('@')
-        || [".service", ".timer", ".socket"]
-            .iter()
-            .any(|s| name.ends_with(s))
-    {
-        name.to_string()
-    } else {
-        format!("{name}.service")
     }
 }
 

@@ -9,6 +9,21 @@
 use crate::source::Span;
 use serde::{Deserialize, Serialize};
 
+/// The unit a `service` resource names, as systemd calls it and as its
+/// file under /etc/systemd/system is named: `nginx` is `nginx.service`,
+/// `postgresql@15-main` is `postgresql@15-main.service`; a name that ends
+/// in a unit type's suffix (`backup.timer`, `srv-media.mount`) stays.
+pub fn unit_name(name: &str) -> String {
+    const SUFFIXES: [&str; 6] = [
+        ".service", ".timer", ".socket", ".target", ".path", ".mount",
+    ];
+    if SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        name.to_string()
+    } else {
+        format!("{name}.service")
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Kind {
@@ -223,6 +238,18 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unit_names_get_a_suffix_once() {
+        assert_eq!(unit_name("nginx"), "nginx.service");
+        assert_eq!(
+            unit_name("postgresql@15-main"),
+            "postgresql@15-main.service"
+        );
+        assert_eq!(unit_name("backup.timer"), "backup.timer");
+        assert_eq!(unit_name("srv-media.mount"), "srv-media.mount");
+        assert_eq!(unit_name("sitec@.service"), "sitec@.service");
+    }
 
     #[test]
     fn hex_is_lowercase() {

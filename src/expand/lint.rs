@@ -197,7 +197,7 @@ fn walk_ids(block: &Block, ids: &mut Vec<String>) {
                 if kind == "service" && unit.is_some() {
                     ids.push(format!(
                         "file:/etc/systemd/system/{}",
-                        super::unit_name(&label.text)
+                        crate::resources::unit_name(&label.text)
                     ));
                 }
             }

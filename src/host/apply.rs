@@ -7,7 +7,7 @@
 //! inputs are put back as they were, so the running service never reads a
 //! config its program rejected. The state file is written last.
 
-use super::assess::{self, assess, is_enabled, unit_name, unit_state};
+use super::assess::{self, assess, is_enabled, unit_state};
 use super::converge::{self, converge};
 use super::nofollow::{self, Dir};
 use super::state::{Managed, Pending, State};
@@ -16,6 +16,7 @@ use super::watch::{came_up, Asked};
 use super::wire::{
     notified_among, runs_sitec, Assessment, Desired, Event, Item, Notified, Status, BINARY_DIR,
 };
+use crate::resources::unit_name;
 use crate::resources::Kind;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;

@@ -248,18 +248,6 @@ fn symlink(path: &str, target: &str) -> Vec<String> {
     }
 }
 
-/// `nginx` to `nginx.service`; names with a unit suffix stay.
-pub fn unit_name(name: &str) -> String {
-    let suffixes = [
-        ".service", ".timer", ".socket", ".target", ".path", ".mount",
-    ];
-    if suffixes.iter().any(|s| name.ends_with(s)) {
-        name.to_string()
-    } else {
-        format!("{name}.service")
-    }
-}
-
 /// What systemd says of a unit: (load state, unit file state, active state).
 pub fn unit_state(unit: &str) -> (String, String, String) {
     let ran = system::program(
@@ -296,7 +284,7 @@ pub fn is_enabled(unit_file_state: &str) -> bool {
 }
 
 fn service(name: &str, enabled: bool, running: bool) -> Vec<String> {
-    unit(&unit_name(name), enabled, running)
+    unit(&crate::resources::unit_name(name), enabled, running)
 }
 
 fn unit(unit: &str, enabled: bool, running: bool) -> Vec<String> {
@@ -465,16 +453,6 @@ fn timer(name: &str, every_seconds: u64, command: &str, user: &str) -> Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unit_names_get_a_suffix_once() {
-        assert_eq!(unit_name("nginx"), "nginx.service");
-        assert_eq!(
-            unit_name("postgresql@15-main"),
-            "postgresql@15-main.service"
-        );
-        assert_eq!(unit_name("backup.timer"), "backup.timer");
-    }
 
     #[test]
     fn timer_commands_are_quoted_for_systemd() {

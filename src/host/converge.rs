@@ -3,12 +3,13 @@
 //! returns what it did, in words for the operator, or why it could not.
 //! Services are the apply loop's business (they wait for their inputs).
 
-use super::assess::{timer_units, unit_name, VENV_MARKER};
+use super::assess::{timer_units, VENV_MARKER};
 use super::nofollow::{self, existing_parent, Dir, Ownership};
 use super::release::{venv_name, Output, Place};
 use super::state::Managed;
 use super::system::{self, ok_or, ownership, program, sh, write_atomic};
 use super::wire::{Item, STATE_DIR};
+use crate::resources::unit_name;
 use crate::resources::Kind;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};

@@ -422,7 +422,7 @@ fn services(
         if why.is_empty() {
             continue;
         }
-        let unit = crate::host::assess::unit_name(name);
+        let unit = crate::resources::unit_name(name);
         let notified = notified_among(items, (&unit, reload.as_deref(), restart.as_deref()), &why);
         out.push(ServiceAction {
             id: item.id.clone(),
