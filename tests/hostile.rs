@@ -637,14 +637,18 @@ fn a_followed_log_swapped_for_a_link_or_anothers_file_ships_nothing() {
     );
     // ...or for a file of another user's (a hard link to another's file).
     if common::require_root("it gives a file to another user") {
-        std::fs::remove_file(&log).expect("rm link");
-        std::fs::write(&log, "SECRET-OF-NOBODY\n").expect("write");
+        // Made and given away beside it, then renamed into place: the
+        // agent never sees it as the test's own (it polls every 100 ms).
+        let given = agent.path("nobodys.log");
+        std::fs::write(&given, "SECRET-OF-NOBODY\n").expect("write");
         let status = Command::new("chown")
             .arg("nobody")
-            .arg(&log)
+            .arg(&given)
             .status()
             .expect("chown");
         assert!(status.success());
+        std::fs::remove_file(&log).expect("rm link");
+        std::fs::rename(&given, &log).expect("rename");
         std::fs::write(&log, "SECRET-OF-NOBODY\nSECRET-OF-NOBODY-2\n").expect("grow");
         assert!(
             common::eventually(WAIT, || agent.stderr().contains("not to `")),

@@ -13,7 +13,9 @@
 //! on a thread of its own, off the agent's runtime.
 //!
 //! Once a batch is filed and its files synced, the collector answers
-//! `{id, ok: true}`, and the sender moves its saved positions on. A line
+//! `{id, ok: true}`, and the sender moves its saved positions on. The
+//! batches waiting when one is taken are filed with it and synced once
+//! (a group commit): under load a sync serves several batches. A line
 //! it has filed before (by its file's identity and offset, or a line of
 //! the tag's file before the newest: the host's `positions::Seen`, saved
 //! beside its files as `DIR/HOST/.positions.json` after the lines it
@@ -113,15 +115,34 @@ pub fn spawn(
 ) -> Result<(), String> {
     let file_all = move || {
         let mut filer = Filer::new(dir, limits);
-        while let Some(message) = incoming.blocking_recv() {
-            // Only the bus names the sender: no name, no filing.
-            let Some(request) = Request::from_incoming(message, &outbox) else {
-                continue;
-            };
-            let body = request.body.as_ref().unwrap_or(&Value::Null);
-            if filer.file_batch(&request.peer, body, Instant::now()) {
-                // false: the sender is gone; it sends the batch again.
-                let _ = request.responder.send(json!({ "ok": true }));
+        while let Some(first) = incoming.blocking_recv() {
+            // The batches waiting now too: written each, synced once.
+            let mut group = vec![first];
+            while group.len() < QUEUE {
+                match incoming.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            let mut written = Vec::new();
+            for message in group {
+                // Only the bus names the sender: no name, no filing.
+                let Some(request) = Request::from_incoming(message, &outbox) else {
+                    continue;
+                };
+                let body = request.body.as_ref().unwrap_or(&Value::Null);
+                let done = filer.write_batch(&request.peer, body, Instant::now());
+                written.push((request, done));
+            }
+            let mut committed: HashMap<String, bool> = HashMap::new();
+            for (request, done) in written {
+                let on_disk = *committed
+                    .entry(request.peer.clone())
+                    .or_insert_with(|| filer.commit(&request.peer));
+                if done && on_disk {
+                    // false: the sender is gone; it sends the batch again.
+                    let _ = request.responder.send(json!({ "ok": true }));
+                }
             }
         }
     };
@@ -169,6 +190,8 @@ struct Host {
     seen: Seen,
     /// Lines filed since `seen` was last saved.
     unsaved: bool,
+    /// The files written since the last commit, and how long each is.
+    open: HashMap<PathBuf, (std::fs::File, u64)>,
 }
 
 /// Files lines under a folder, within `Limits`.
@@ -187,10 +210,18 @@ impl Filer {
         }
     }
 
-    /// Files one batch from `host` (admitted under that name) at `now`:
-    /// whether it is done with (filed, or dropped for good) and may be
-    /// acknowledged.
+    /// Files one batch from `host` (admitted under that name) at `now`
+    /// and commits it: whether it is done with (filed and synced, or
+    /// dropped for good) and may be acknowledged.
+    #[cfg(test)]
     pub fn file_batch(&mut self, host: &str, body: &Value, now: Instant) -> bool {
+        let filed = self.write_batch(host, body, now);
+        self.commit(host) && filed
+    }
+
+    /// Writes one batch from `host` (admitted under that name) at `now`,
+    /// not synced yet (`commit`): whether it is done with once committed.
+    pub fn write_batch(&mut self, host: &str, body: &Value, now: Instant) -> bool {
         let folder = self.dir.join(safe_name(host));
         let limits = self.limits;
         let state = self.hosts.entry(host.to_string()).or_insert_with(|| {
@@ -209,10 +240,11 @@ impl Filer {
                 error: None,
                 seen,
                 unsaved: false,
+                open: HashMap::new(),
             }
         });
         let lines = body.get("lines").and_then(Value::as_array);
-        let mut open = HashMap::new();
+        let mut open = std::mem::take(&mut state.open);
         let mut done = true;
         let mut moved = false;
         for raw in lines.map_or(&[][..], Vec::as_slice) {
@@ -261,14 +293,29 @@ impl Filer {
         if lines.is_none() {
             *state.dropped.entry(Drop::Malformed).or_default() += 1;
         }
-        // The lines first, then what says they are filed, and how long
-        // each file is with them.
         state.unsaved |= moved || !open.is_empty();
+        state.open = open;
+        if now.duration_since(state.reported) >= Duration::from_secs(60) {
+            report(host, state, now);
+        }
+        done
+    }
+
+    /// Syncs what was written of `host`'s lines since the last commit,
+    /// then saves what says they are filed and how long each file is
+    /// with them: whether all of it is on disk (the batches written since
+    /// may be acknowledged). One commit serves every batch written before
+    /// it, so a busy collector syncs once for several.
+    pub fn commit(&mut self, host: &str) -> bool {
+        let Some(state) = self.hosts.get_mut(host) else {
+            return true;
+        };
+        let folder = self.dir.join(safe_name(host));
         let mut synced = true;
-        for (path, file) in &open {
+        for (path, (file, _)) in std::mem::take(&mut state.open) {
             match file.sync_data().and_then(|()| file.metadata()) {
                 Ok(meta) => {
-                    let rel = path.strip_prefix(&folder).unwrap_or(path);
+                    let rel = path.strip_prefix(&folder).unwrap_or(&path);
                     let size = Size {
                         ino: meta.ino(),
                         len: meta.len(),
@@ -281,20 +328,16 @@ impl Filer {
                 }
             }
         }
-        done &= synced;
         if state.unsaved && synced {
             match state.seen.save(&folder.join(SEEN_FILE)) {
                 Ok(()) => state.unsaved = false,
                 Err(e) => {
                     state.error = Some(e);
-                    done = false;
+                    return false;
                 }
             }
         }
-        if now.duration_since(state.reported) >= Duration::from_secs(60) {
-            report(host, state, now);
-        }
-        done
+        synced
     }
 }
 
@@ -323,7 +366,7 @@ fn file_in(
     limits: &Limits,
     l: &Line,
     now: Instant,
-    open: &mut HashMap<PathBuf, std::fs::File>,
+    open: &mut HashMap<PathBuf, (std::fs::File, u64)>,
 ) -> Result<(), Drop> {
     let elapsed = now.duration_since(state.refilled).as_secs_f64();
     state.refilled = now;
@@ -351,9 +394,13 @@ fn file_in(
         state.error = Some(e);
         Drop::Disk
     };
-    let size = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
+    // Its size as last written (looked up once a commit, not once a line).
+    let size = match open.get(&path) {
+        Some((_, size)) => *size,
+        None => std::fs::symlink_metadata(&path).map_or(0, |m| m.len()),
+    };
     if size > 0 && size + len > limits.rotate {
-        if let Some(file) = open.remove(&path) {
+        if let Some((file, _)) = open.remove(&path) {
             file.sync_data()
                 .map_err(|e| disk(state, format!("cannot sync {}: {e}", path.display())))?;
         }
@@ -370,13 +417,15 @@ fn file_in(
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| disk(state, format!("cannot open {}: {e}", path.display())))?;
-        open.insert(path.clone(), file);
+        let size = file.metadata().map_or(0, |m| m.len());
+        open.insert(path.clone(), (file, size));
     }
-    let Some(file) = open.get_mut(&path) else {
+    let Some((file, size)) = open.get_mut(&path) else {
         return Err(Drop::Disk);
     };
     file.write_all(text.as_bytes())
         .map_err(|e| disk(state, format!("cannot write {}: {e}", path.display())))?;
+    *size += len;
     state.used += len;
     Ok(())
 }
@@ -616,6 +665,37 @@ mod tests {
         // Not a batch: dropped and acknowledged (nothing to send again).
         assert!(filer.file_batch("run1", &json!({"id": 3}), t));
         assert!(filer.file_batch("run1", &json!({"id": 4, "lines": [1, {"tag": 2}]}), t));
+    }
+
+    /// Batches written together are synced and saved by one commit; a
+    /// collector killed before it (the batches written, not acknowledged)
+    /// files them once when they come again.
+    #[test]
+    fn batches_written_together_are_committed_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = Instant::now();
+        let mut filer = Filer::new(dir.path().into(), Limits::default());
+        assert!(filer.file_batch("run1", &batch(0, 2), now));
+        let positions = dir.path().join("run1").join(SEEN_FILE);
+        let saved = std::fs::read(&positions).expect("positions");
+        assert!(filer.write_batch("run1", &batch(2, 4), now));
+        assert!(filer.write_batch("run1", &batch(4, 6), now));
+        assert_eq!(
+            std::fs::read(&positions).expect("positions"),
+            saved,
+            "saved before the commit"
+        );
+        drop(filer);
+        let mut filer = Filer::new(dir.path().into(), Limits::default());
+        assert!(filer.write_batch("run1", &batch(2, 4), now));
+        assert!(filer.write_batch("run1", &batch(4, 6), now));
+        assert!(filer.commit("run1"));
+        let filed: Vec<String> = (read(dir.path(), "run1/a.log").lines())
+            .map(|l| l.split_once('\t').map_or(l, |(_, t)| t).to_string())
+            .collect();
+        let want: Vec<String> = (0..6).map(|n| format!("line {n}")).collect();
+        assert_eq!(filed, want);
+        assert_ne!(std::fs::read(&positions).expect("positions"), saved);
     }
 
     /// A collector killed while filing a batch (its lines written, its

@@ -3,7 +3,8 @@
 
 mod data;
 mod deploy;
-mod ops;
+// Public for benches/ops, which reads a spec's fleet as the commands do.
+pub mod ops;
 mod releases;
 
 use crate::diagnostic::{self, Diagnostic};
