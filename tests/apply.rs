@@ -1551,6 +1551,18 @@ fn requirements_change_fail_and_roll_back(fleet: &Fleet, lb: &str, venv1: &str) 
     );
     for host in ["run1", "run2"] {
         assert!(imports(fleet, host, "toml"), "{host} runs v4's virtualenv");
+        // What the deploys uploaded (v1's to v4's releases, two
+        // wheelhouses) is pruned: what v4 names stays, its release's blob
+        // and its wheelhouse's, and that wheelhouse unpacked.
+        let left = fleet.ssh(
+            host,
+            "ls /var/lib/sitec/blobs | wc -l; ls /var/lib/sitec/wheelhouse | wc -l",
+        );
+        assert_eq!(
+            text_of(&left),
+            "2\n1\n",
+            "{host}: blobs and wheelhouses kept"
+        );
     }
 
     // A requirement the wheelhouse lacks. The operator's pip download puts

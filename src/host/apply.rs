@@ -591,6 +591,9 @@ impl Run<'_> {
     fn finish(mut self) -> i32 {
         let complete = self.log.failed == 0;
         // A prepare applied part of the generation only.
+        if complete && !self.desired.prepare {
+            super::converge::prune_blobs(&self.desired.items);
+        }
         if !self.desired.prepare {
             self.state.generation = complete.then(|| self.desired.generation.clone());
             self.state.spec = self.desired.spec.clone();

@@ -382,6 +382,35 @@ fn open_blob(digest: &str) -> Result<std::fs::File, String> {
         .ok_or_else(|| format!("{} is missing; make a new plan", path.display()))
 }
 
+/// After a complete apply: removes the uploaded blobs (`blobs/DIGEST.tar`)
+/// and unpacked wheelhouses (`wheelhouse/DIGEST`) that no resource of
+/// `desired` names. Each deploy leaves its release's blob, and each
+/// requirements change a wheelhouse, and they are read only while a
+/// resource converges; those `desired` names stay, so mending drift needs
+/// no upload. Both folders are root's alone; links are removed as links.
+/// Best effort: what could not be removed is tried again next time.
+pub fn prune_blobs(items: &[Item]) {
+    let wanted: std::collections::HashSet<&str> =
+        items.iter().filter_map(|i| i.blob.as_deref()).collect();
+    let state = Path::new(STATE_DIR);
+    let prune = |folder: &str, digest_of: &dyn Fn(&str) -> Option<String>| {
+        let Ok(Some(dir)) = Dir::open(&state.join(folder)) else {
+            return;
+        };
+        for (name, _) in dir.entries().unwrap_or_default() {
+            let keep = name
+                .to_str()
+                .and_then(digest_of)
+                .is_some_and(|digest| wanted.contains(digest.as_str()));
+            if !keep {
+                let _ = dir.remove_tree(&name);
+            }
+        }
+    };
+    prune("blobs", &|name| name.strip_suffix(".tar").map(String::from));
+    prune("wheelhouse", &|name| Some(name.to_string()));
+}
+
 /// The wheelhouse of `digest`, unpacked once under /var/lib/sitec.
 fn wheelhouse(digest: &str) -> Result<PathBuf, String> {
     let root = Path::new(STATE_DIR).join("wheelhouse");
