@@ -476,6 +476,22 @@ fn gunicorn_conf(inputs: &Inputs, app: AppId) -> Value {
 /// against the fleet CA by name (templates/README.md, "Database
 /// connections"), as URL query strings.
 const PG_TLS_QUERY: &str = "sslmode=verify-full&sslrootcert=/etc/sitec/fleet-ca.pem";
+/// How an app's Postgres clients find the primary: libpq tries each host
+/// of the list in turn (its primary first, then its standby), each for
+/// `connect_timeout` seconds at most, and keeps the one that takes writes.
+/// So after a failover the app reaches the new primary on its next
+/// connection, before its settings are re-rendered to name it first.
+pub const PG_PRIMARY_ATTRS: &str = "read-write";
+pub const PG_CONNECT_TIMEOUT: u32 = 3;
+
+/// The hosts a Postgres client of `db` tries: its primary, then its
+/// standby (`h1,h2`, libpq's list).
+fn postgres_hosts(fleet: &Fleet, db: &crate::model::Database) -> String {
+    let hosts: Vec<String> = (std::iter::once(db.primary).chain(db.follower))
+        .map(|h| fleet.address(h))
+        .collect();
+    hosts.join(",")
+}
 const REDIS_TLS_QUERY: &str = "ssl_cert_reqs=required&ssl_ca_certs=/etc/sitec/fleet-ca.pem";
 
 /// Each database server's certificate (`tls/server.pem`) and its own key
@@ -640,9 +656,11 @@ fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, S
                 "name": a.name,
                 "user": a.name,
                 "password_py": settings::python_string(&secret(inputs, &db_password_secret(&db.name, &a.name))?),
-                "host": fleet.address(db.primary),
+                "host": postgres_hosts(fleet, db),
                 "port": db.port,
                 "conn_max_age": conn_max_age,
+                "target_session_attrs": PG_PRIMARY_ATTRS,
+                "connect_timeout": PG_CONNECT_TIMEOUT,
             })),
             Engine::Redis => caches.push(json!({
                 "origin": origin,
@@ -831,7 +849,7 @@ pub fn sitec_environment(
                         name: db_password_secret(&db.name, &a.name),
                         url: true,
                     },
-                    Piece::Text(format!("@{address}/{}?{PG_TLS_QUERY}", a.name)),
+                    Piece::Text(postgres_url_rest(fleet, db, &a.name)),
                 ],
             ),
             Engine::Redis => {
@@ -853,6 +871,24 @@ pub fn sitec_environment(
         out.push((variable, layer(pieces)));
     }
     out
+}
+
+/// A `DATABASE_URL` after its password: `@HOST:PORT/NAME?QUERY`, or with a
+/// standby, the hosts and ports in the query (`@/NAME?host=H1,H2&port=P,P&...`):
+/// libpq reads both, and dj-database-url and django-environ, which read
+/// one host in a URL, pass the query's keys to the driver in `OPTIONS`.
+fn postgres_url_rest(fleet: &Fleet, db: &crate::model::Database, name: &str) -> String {
+    let attrs = format!(
+        "{PG_TLS_QUERY}&target_session_attrs={PG_PRIMARY_ATTRS}&connect_timeout={PG_CONNECT_TIMEOUT}"
+    );
+    if db.follower.is_none() {
+        return format!("@{}:{}/{name}?{attrs}", fleet.address(db.primary), db.port);
+    }
+    format!(
+        "@/{name}?host={}&port={p},{p}&{attrs}",
+        postgres_hosts(fleet, db),
+        p = db.port
+    )
 }
 
 /// `PYTHONPATH`: the release, then the app's `paths`, each once.

@@ -702,25 +702,39 @@ fn rendered_files_agree_with_each_other() {
         {
             let at = format!("{}:{}", settings.host, settings.path);
             let runner = address[settings.host.as_str()];
-            for c in databases.captures_iter(&settings.content) {
+            // HOST lists the primary, then its standby (libpq keeps the
+            // one that takes writes): each lets the app in.
+            let servers = databases.captures_iter(&settings.content).flat_map(|c| {
+                let hosts: Vec<String> = c[3].split(',').map(str::to_string).collect();
+                (hosts.into_iter().enumerate()).map(move |(i, h)| {
+                    (
+                        i == 0,
+                        format!("{h}:{}", &c[4]),
+                        c[1].to_string(),
+                        c[2].to_string(),
+                    )
+                })
+            });
+            for (first, server, name, user) in servers.collect::<Vec<_>>() {
                 followed[2] += 1;
-                let server = format!("{}:{}", &c[3], &c[4]);
                 let Some(conf) = postgres.get(&server) else {
                     fail(format!("{at}: no postgres renders at {server}"));
                     continue;
                 };
-                if conf.content.contains("\nprimary_conninfo") {
+                if first && conf.content.contains("\nprimary_conninfo") {
                     fail(format!("{at}: {server} is a standby"));
+                }
+                if !first && !conf.content.contains("\nprimary_conninfo") {
+                    fail(format!("{at}: {server}, second in HOST, is no standby"));
                 }
                 let hba = text(
                     &conf.host,
                     &conf.path.replace("postgresql.conf", "pg_hba.conf"),
                 );
-                let line = format!(r"(?m)^hostssl\s+{}\s+{}\s+{runner}/32\s", &c[1], &c[2]);
+                let line = format!(r"(?m)^hostssl\s+{name}\s+{user}\s+{runner}/32\s");
                 if capture(hba, &format!("({line})")).is_none() {
                     fail(format!(
-                        "{at}: {server}'s pg_hba.conf lets no `{}` in from {runner}",
-                        &c[2]
+                        "{at}: {server}'s pg_hba.conf lets no `{user}` in from {runner}"
                     ));
                 }
             }

@@ -5,7 +5,7 @@
 use super::deploy::SshArgs;
 use crate::data::backups::{self, DataSet};
 use crate::data::failover::{self, Edit, Failover};
-use crate::data::reach::Ssh;
+use crate::data::reach::{Hosts, Ssh};
 use crate::model::{DatabaseId, Fleet};
 use crate::source::SourceMap;
 use clap::Args;
@@ -281,9 +281,10 @@ pub struct FailoverArgs {
     pub ssh: SshArgs,
 }
 
-/// Fences and promotes (`data::failover`), edits the spec to say so, then
-/// applies it, to the apps' hosts first: the apps' settings name the new
-/// primary and their servers restart on them; then to every host.
+/// Fences and promotes (`data::failover`) with the apps' runners held out
+/// of rotation (`HeldApps`), edits the spec to say so, then applies it, to
+/// the apps' hosts first: the apps' settings name the new primary first
+/// and their servers restart on them (with the drain); then to every host.
 pub fn failover(args: &FailoverArgs) -> ExitCode {
     let started = std::time::Instant::now();
     crate::trace::mark(|| "failover begins".into());
@@ -319,10 +320,36 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
         app_hosts.sort();
         app_hosts.dedup();
         let hosts: Vec<_> = failovers.iter().flat_map(|f| [f.old, f.new]).collect();
+        let ssh = runtime.block_on(Ssh::open(fleet, &hosts, &args.spec, args.ssh.kex()))?;
+        crate::trace::mark(|| format!("connected; {} unreachable", ssh.unreachable.len()));
+        let mut say = |line: String| crate::outln!("{line}");
+        // Held once the hosts are known to answer or not (a dead one's
+        // connect timeout is not spent holding requests), and only when
+        // every old primary answers: an app whose primary died waits on it
+        // (Redis, and Postgres's first host) until it is repointed, so
+        // holding its requests would only make them fail later.
+        let mut runners: Vec<(String, String)> = failovers
+            .iter()
+            .flat_map(|f| f.app_runners(fleet))
+            .collect();
+        runners.sort();
+        runners.dedup();
+        let mut dead: Vec<&str> = (failovers.iter())
+            .map(|f| fleet.hosts[f.old].name.as_str())
+            .filter(|old| !ssh.reachable(old))
+            .collect();
+        dead.dedup();
+        let held = if dead.is_empty() {
+            HeldApps::hold(&args.spec, runners, &mut say)
+        } else {
+            say(format!(
+                "the apps are not held out of rotation: {} cannot be reached, and they wait on it until repointed",
+                dead.join(", ")
+            ));
+            None
+        };
+        crate::trace::mark(|| "apps held".into());
         let (done, failed, down) = runtime.block_on(async {
-            let ssh = Ssh::open(fleet, &hosts, &args.spec, args.ssh.kex()).await?;
-            crate::trace::mark(|| format!("connected; {} unreachable", ssh.unreachable.len()));
-            let mut say = |line: String| crate::outln!("{line}");
             let (mut done, mut failed) = (0, None);
             for failover in &failovers {
                 let ran = failover.run(fleet, &ssh, &mut say).await;
@@ -341,8 +368,12 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
                 .map(|(host, why)| (host.clone(), format!("did not answer the failover: {why}")))
                 .collect();
             ssh.close().await;
-            Ok::<_, String>((done, failed, down))
-        })?;
+            (done, failed, down)
+        });
+        if let Some(held) = held {
+            held.release(&mut say);
+            crate::trace::mark(|| "apps back in rotation".into());
+        }
         // What was promoted is recorded, even when a later one failed.
         let recorded = write_spec(&args.spec, &edits[..done].concat());
         match failed {
@@ -377,8 +408,8 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
             only,
         })
     };
-    // The apps first: until their settings name the new primary, their
-    // requests fail. The database hosts' own changes (configs, the new
+    // The apps first: until their settings name the new primary, each new
+    // Postgres connection tries the old one first, and Redis clients fail. The database hosts' own changes (configs, the new
     // follower's copy) can take minutes and change nothing for the apps.
     if !app_hosts.is_empty() {
         crate::outln!(
@@ -410,6 +441,92 @@ pub fn failover(args: &FailoverArgs) -> ExitCode {
         }
     );
     applied
+}
+
+/// The runners of the apps whose database moves, held out of every
+/// balancer's rotation while it moves: the balancers hold their new
+/// requests (`balancer::proxy`, up to 15 s) instead of sending them to an
+/// app whose primary is being fenced and not yet promoted, and the
+/// requests in flight finish first. Under the fleet lock, as any drain.
+struct HeldApps {
+    drainer: crate::ops::drain::Drainer,
+    runners: Vec<(String, String)>,
+    _lock: crate::ops::lock::Lock,
+}
+
+/// How long requests in flight get to finish before the fence.
+const HOLD_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a runner gets to answer on the new primary before it is
+/// returned to rotation anyway.
+const HOLD_RETURN: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl HeldApps {
+    /// Drains every `(host, app)` of `runners`; `None` (with a warning,
+    /// the failover going on without) when the fleet's agents cannot be
+    /// asked or its lock is held.
+    fn hold(
+        spec: &Path,
+        runners: Vec<(String, String)>,
+        say: &mut dyn FnMut(String),
+    ) -> Option<HeldApps> {
+        if runners.is_empty() {
+            return None;
+        }
+        let taken = super::ops::load(spec).and_then(|fleet| {
+            let agents = fleet.agents()?;
+            let what = format!("failover {}", spec.display());
+            let lock =
+                crate::ops::lock::Lock::take(&fleet, &agents, &what).map_err(|e| e.to_string())?;
+            let (who, from) = crate::ops::operator_identity();
+            let why = format!("sitec failover by {who} on {from}");
+            let drainer = crate::ops::drain::Drainer::new(&fleet, &agents, &why);
+            Ok((lock, drainer))
+        });
+        let (lock, drainer) = match taken {
+            Ok(taken) => taken,
+            Err(e) => {
+                crate::errln!(
+                    "warning: the apps are not held out of rotation during the failover: {e}"
+                );
+                return None;
+            }
+        };
+        let mut warn = |line: String| crate::errln!("warning: {line}");
+        for (host, app) in &runners {
+            if let Err(e) = drainer.drain(host, app, HOLD_DRAIN, &mut warn) {
+                warn(format!("{app} on {host}: {e}"));
+            }
+        }
+        say(format!(
+            "held {} out of rotation while the database moves (the balancers hold their requests)",
+            (runners.iter())
+                .map(|(h, a)| format!("{a} on {h}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Some(HeldApps {
+            drainer,
+            runners,
+            _lock: lock,
+        })
+    }
+
+    /// Returns each runner to rotation once its app answers (now on the
+    /// new primary, which libpq finds by itself: `target_session_attrs`),
+    /// or after `HOLD_RETURN` all the same; then the lock goes.
+    fn release(self, say: &mut dyn FnMut(String)) {
+        let started = std::time::Instant::now();
+        for (host, app) in &self.runners {
+            if let Err(e) = self.drainer.restore(host, app, HOLD_RETURN) {
+                crate::errln!("warning: {e}; returned to rotation all the same");
+                let _ = self.drainer.end(host, app);
+            }
+        }
+        say(format!(
+            "apps back in rotation ({:.1} s to answer)",
+            started.elapsed().as_secs_f64()
+        ));
+    }
 }
 
 /// The spec's edit that records a failover: for each database of the

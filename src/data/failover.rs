@@ -18,10 +18,15 @@
 //! 2. Promote the follower (`pg_ctlcluster promote`, `REPLICAOF NO ONE`)
 //!    and wait until it takes writes.
 //!
-//! The CLI then applies the edited spec to the apps' hosts alone
-//! ([`Failover::app_hosts`]: their settings name the new primary, and
-//! every moment they name the old one fails their requests), then to the
-//! whole fleet (the database hosts' configs, the new follower's copy).
+//! Around the two steps the CLI holds every runner of the apps that use
+//! it out of rotation ([`Failover::app_runners`], drained: the balancers
+//! hold their new requests instead of failing them), and returns each once
+//! it answers again: an app's Postgres connections name the primary and
+//! then the standby with `target_session_attrs=read-write`, so libpq finds
+//! the new primary by itself. The CLI then applies the edited spec to the
+//! apps' hosts alone ([`Failover::app_hosts`]: their settings name the new
+//! primary first, and a Redis client names the primary alone), then to
+//! the whole fleet (the database hosts' configs, the new follower's copy).
 //!
 //! Writes lost: with the old primary reachable, none; with it dead, what
 //! it had committed and not yet streamed (asynchronous replication).
@@ -150,6 +155,20 @@ impl Failover {
         hosts.sort();
         hosts.dedup();
         hosts
+    }
+
+    /// Each runner of each app that uses any of its databases, as
+    /// `(host, app)` names: what is held out of rotation while it moves.
+    pub fn app_runners(&self, fleet: &Fleet) -> Vec<(String, String)> {
+        (0..fleet.apps.len())
+            .filter(|a| {
+                (fleet.apps[*a].bindings.iter()).any(|b| self.databases.contains(&b.database))
+            })
+            .flat_map(|a| {
+                (fleet.placement[a].iter())
+                    .map(move |h| (fleet.hosts[*h].name.clone(), fleet.apps[a].name.clone()))
+            })
+            .collect()
     }
 
     /// The databases it moves, by name: `main` or `main, notes`.
