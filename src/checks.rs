@@ -22,7 +22,7 @@ type Rule = fn(&Fleet) -> Vec<Diagnostic>;
 
 /// Every rule, its default severity, and the function that checks it. The
 /// functions build their diagnostics as errors; `check` sets the severity.
-pub const RULES: [(&str, Severity, Rule); 13] = [
+pub const RULES: [(&str, Severity, Rule); 14] = [
     (
         "balancer_redundancy",
         Severity::Warning,
@@ -52,6 +52,7 @@ pub const RULES: [(&str, Severity, Rule); 13] = [
         inline_secrets::inline_secret,
     ),
     ("media_shared", Severity::Error, media_shared),
+    ("scheduler_once", Severity::Error, scheduler_once),
 ];
 
 /// Rules that guard what the hosts refuse, not a choice of the operator's:
@@ -211,6 +212,47 @@ fn media_shared(fleet: &Fleet) -> Vec<Diagnostic> {
             .secondary(app.replicas_span, "one folder per runner")
             .help("run the app on one runner (`replicas = 1`) until sitec shares media between runners"),
         );
+    }
+    diagnostics
+}
+
+/// Whether a worker's command starts a scheduler, which sends each periodic
+/// task once per process that runs it: `celery ... beat`, a celery worker
+/// with an embedded beat (`-B`, `--beat`), `rqscheduler`.
+fn starts_a_scheduler(command: &str) -> bool {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let program = |w: &&str| w.rsplit('/').next().unwrap_or(w).to_string();
+    let celery = words.iter().any(|w| program(w) == "celery");
+    let rq = words.iter().any(|w| program(w) == "rqscheduler");
+    rq || (celery && words.iter().any(|w| matches!(*w, "beat" | "-B" | "--beat")))
+}
+
+/// E282: a worker that starts a scheduler (celery beat) on each of two
+/// runners or more: every periodic task would be sent once per runner.
+/// `once = true` runs it on the app's leader alone.
+fn scheduler_once(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for (id, app) in fleet.apps.iter().enumerate() {
+        let runners = fleet.placement[id].len();
+        if runners < 2 {
+            continue;
+        }
+        for worker in (app.workers.iter()).filter(|w| !w.once && starts_a_scheduler(&w.command)) {
+            diagnostics.push(
+                Diagnostic::error(
+                    "E282",
+                    format!(
+                        "worker `{}` of app `{}` starts a scheduler on each of its {runners} runners",
+                        worker.name, app.name
+                    ),
+                )
+                .primary(
+                    worker.span,
+                    format!("every periodic task would be sent {runners} times"),
+                )
+                .help("run it on the app's leader alone: `once = true` in the worker"),
+            );
+        }
     }
     diagnostics
 }

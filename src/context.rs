@@ -1306,9 +1306,10 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
     let mut apps = Vec::new();
     for app in fleet.apps_on(host) {
         let a = &fleet.apps[app];
-        let workers: Vec<String> = a
-            .workers
-            .iter()
+        let here: Vec<&crate::model::Worker> = (fleet.workers_on(app, host))
+            .map(|w| &a.workers[w])
+            .collect();
+        let workers: Vec<String> = (here.iter())
             .map(|w| format!("{APP_UNIT_PREFIX}{}-worker-{}.service", a.name, w.name))
             .collect();
         apps.push(json!({
@@ -1324,7 +1325,7 @@ fn agent_config(inputs: &Inputs, host: HostId) -> Result<Value, String> {
         // and each worker's (celery's: `worker-NAME.log`); nginx's are
         // www-data's (made so before nginx opens them, and so Debian's
         // logrotate makes them again).
-        let workers = (a.workers.iter()).map(|w| {
+        let workers = (here.iter()).map(|w| {
             let file = format!("worker-{}.log", w.name);
             let path = format!("{}/{file}", log_dir(&a.name));
             (file, path, "root")

@@ -215,7 +215,8 @@ impl Expander<'_, '_> {
                         .diagnostics
                         .push(each_outside("worker", "app", word.span));
                 };
-                (0..fleet.apps[app].workers.len())
+                fleet
+                    .workers_on(app, self.host)
                     .map(|w| {
                         (
                             Scope {
@@ -409,8 +410,8 @@ impl Expander<'_, '_> {
         let app = scope.app?;
         let owned = |items: &[&str]| items.iter().map(|i| i.to_string()).collect();
         Some(match name {
-            "app.workers" => (fleet.apps[app].workers.iter())
-                .map(|w| w.name.clone())
+            "app.workers" => (fleet.workers_on(app, self.host))
+                .map(|w| fleet.apps[app].workers[w].name.clone())
                 .collect(),
             "app.drivers" => owned(&context::database_drivers(fleet, app)),
             "app.build_packages" => fleet.apps[app].build_packages.clone(),

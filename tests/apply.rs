@@ -891,6 +891,8 @@ app blog {
   settings { SITE_TITLE = "Blog on two runners"  SECRET_KEY = secret("blog.secret_key") }
   # Its broker and result backend are `cache` (REDIS_URL): /count round-trips.
   worker celery { command = "celery -A blog worker --concurrency 1" }
+  # A scheduler runs once per app: on the leader alone.
+  worker beat { command = "celery -A blog beat --schedule /tmp/celerybeat-schedule"  once = true }
 }
 "#;
 
@@ -994,6 +996,18 @@ fn celery_task_round_trips(fleet: &Fleet) -> TestResult {
         page.starts_with("2 posts, counted by celery@runx"),
         "the worker counted the seeded posts: {page}"
     );
+    // `once = true`: celery beat runs on one runner, the other has no unit.
+    let beat = |host: &str| {
+        let out = fleet.ssh(
+            host,
+            "systemctl is-active sitec-app-blog-worker-beat; \
+             test -e /etc/systemd/system/sitec-app-blog-worker-beat.service && echo unit",
+        );
+        text_of(&out).trim().to_string()
+    };
+    let mut seen = [beat("runx1"), beat("runx2")];
+    seen.sort();
+    assert_eq!(seen, ["active\nunit", "inactive"], "beat on runx1, runx2");
     Ok(())
 }
 

@@ -88,7 +88,7 @@ fn generated_specs_render_the_same_shared_or_alone() {
 #[test]
 fn workers_render_the_same_shared_or_alone() {
     let one = "  worker celery { command = \"celery -A app0 worker\" }\n";
-    let two = format!("{one}  worker beat {{ command = \"celery -A app0 beat\" }}\n");
+    let two = format!("{one}  worker beat {{ command = \"celery -A app0 beat\"  once = true }}\n");
     let text = spec_gen::spec(20, 20);
     assert!(text.contains(one));
     spec_both_ways("workers", &text.replacen(one, &two, 1), &[]);
@@ -375,4 +375,64 @@ fn the_list_values_are_values() {
             assert!(VALUES.iter().any(|(value, _)| *value == item), "{item}");
         }
     }
+}
+
+/// A `once` worker (a scheduler) runs on the app's leader only; the
+/// others on every runner. The agents' unit lists and `{app.workers}`
+/// agree with what each host runs.
+#[test]
+fn a_once_worker_runs_on_the_leader_alone() {
+    let spec = r#"use std/platform
+provider colo { user = "root" }
+host h1 { provider = colo  address = "203.0.113.10"  roles = [balancer, runner, postgres] }
+host h2 { provider = colo  address = "203.0.113.11"  roles = [balancer, runner] }
+checks { database_redundancy = off }
+database main { engine = postgres  primary = h1 }
+app blog {
+  source = "apps/blog"
+  wsgi = "blog.wsgi"
+  domains = ["b.example.com"]
+  replicas = 2
+  databases { default = main }
+  worker celery { command = "celery -A blog worker" }
+  worker beat { command = "celery -A blog beat"  once = true }
+}
+"#;
+    let mut sources = SourceMap::new();
+    let rendered = compile::render_text(
+        &mut sources,
+        "t.site",
+        spec,
+        &compile::SecretSource::Placeholders,
+        &[],
+    );
+    assert_eq!(rendered.errors(), 0, "{:?}", rendered.diagnostics);
+    // Each host's workers, and whether it runs the migrations (the leader).
+    let mut seen: Vec<(bool, Vec<String>)> = (rendered.hosts.iter())
+        .map(|h| {
+            let mut workers: Vec<String> = (h.resources.iter())
+                .filter_map(|r| r.id.strip_prefix("service:sitec-app-blog-worker-"))
+                .map(String::from)
+                .collect();
+            workers.sort();
+            let leader = (h.resources.iter()).any(|r| {
+                matches!(
+                    &r.kind,
+                    Kind::Tree {
+                        migrate: Some(_),
+                        ..
+                    }
+                )
+            });
+            (leader, workers)
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (false, vec!["celery".to_string()]),
+            (true, vec!["beat".to_string(), "celery".to_string()])
+        ]
+    );
 }

@@ -120,6 +120,8 @@ pub struct Worker {
     pub name: String,
     pub command: String,
     pub replicas: u32,
+    /// `once = true`: on the app's leader only (a scheduler).
+    pub once: bool,
     pub span: Span,
 }
 
@@ -342,6 +344,15 @@ impl Fleet<'_> {
     /// The apps whose replicas run on `host`.
     pub fn apps_on(&self, host: HostId) -> impl Iterator<Item = AppId> + '_ {
         (0..self.apps.len()).filter(move |a| self.placement[*a].contains(&host))
+    }
+
+    /// The workers of `app` that run on `host` (one of its runners), by
+    /// index: every worker on each runner, except a `once` worker, which
+    /// runs on the app's leader (its first runner) alone.
+    pub fn workers_on(&self, app: AppId, host: HostId) -> impl Iterator<Item = usize> + '_ {
+        let leader = self.placement[app].first() == Some(&host);
+        let workers = &self.apps[app].workers;
+        (0..workers.len()).filter(move |w| leader || !workers[*w].once)
     }
 
     pub fn provider_of(&self, host: HostId) -> &Provider {
@@ -575,6 +586,7 @@ fn app(entry: &Entry, hosts: &BTreeMap<&str, usize>, databases: &BTreeMap<&str, 
                 name: wf.name(),
                 command: wf.string("command").unwrap_or_default().to_string(),
                 replicas: wf.int("replicas").map_or(1, |n| n.clamp(1, 64) as u32),
+                once: wf.bool("once").unwrap_or(false),
                 span: w.head_span(),
             }
         })

@@ -506,11 +506,18 @@ static APP_SETTINGS: Schema = Schema {
 static WORKER: Schema = block(
     "worker",
     Labels::Name,
-    &[required(
-        "command",
-        Ty::Str,
-        "the command line, run in the app's virtualenv",
-    )],
+    &[
+        required(
+            "command",
+            Ty::Str,
+            "the command line, run in the app's virtualenv",
+        ),
+        field(
+            "once",
+            Ty::Bool,
+            "`true`: it runs on the app's leader only, never on two runners at once: a scheduler such as `celery beat`, whose periodic tasks would otherwise be sent once per runner (default `false`: one on each runner)",
+        ),
+    ],
     "a background process of the app (celery, rq)",
 );
 
@@ -966,7 +973,11 @@ pub static SCOPES: [(&str, Option<&str>, &str); 11] = [
         None,
         "every app with `tls`, whichever hosts run it (the balancers' certificates)",
     ),
-    ("worker", Some("app"), "every worker of the app"),
+    (
+        "worker",
+        Some("app"),
+        "every worker of the app that runs on the host (a `once` worker on the app's leader only)",
+    ),
     ("media", Some("app"), "every `media` store of the app"),
     (
         "cluster",
@@ -1031,6 +1042,7 @@ pub static CHECKS: Schema = block(
         field("unused_settings", LEVEL, "a settings layer for a host no app runs on, or for an app on a host it does not run on (default warning)"),
         field("inline_secret", LEVEL, "a setting whose name or value says it is secret, written in the spec instead of `secret(\"app.name\")` (default warning)"),
         field("media_shared", LEVEL, "an app with `media` on two runners or more, which share no store: an upload is served by one runner only (default error)"),
+        field("scheduler_once", LEVEL, "a worker that starts a scheduler (`celery beat`, `celery worker -B`, `rqscheduler`) on each of two runners or more without `once = true`: each periodic task sent once per runner (default error)"),
     ],
     "the severity of each fleet check: `error`, `warning` or `off`",
 );
