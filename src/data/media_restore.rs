@@ -25,7 +25,7 @@
 use super::backups::{self, DataSet, Row};
 use super::bytes_words;
 use super::reach::Hosts;
-use super::restore::{nearest, tar_out, wanted};
+use super::restore::{nearest, stream_copy, tar_out, wanted};
 use crate::context::{app_user, media_dir};
 use crate::model::{AppId, Fleet, HostId};
 use crate::transport::shell_quote as q;
@@ -207,18 +207,7 @@ impl MediaRestore<'_> {
              tar -C {STAGING} --strip-components=1 --no-same-owner --no-same-permissions -xf -; \
              du -s -b {STAGING} | cut -f1"
         ));
-        let got = if self.snapshot.on == t {
-            // Both ends here; pipefail, so a failed read fails the copy.
-            let both = format!("set -eo pipefail; {send} | {receive}");
-            hosts.sh(t, &format!("bash -c {}", q(&both))).await?
-        } else {
-            hosts
-                .pipe((&self.snapshot.on, &send), (t, &receive))
-                .await?
-                .1
-        };
-        let out = got.or_fail(t, "unpacking the snapshot")?;
-        Ok(out.trim().parse().unwrap_or(0))
+        stream_copy(hosts, (&self.snapshot.on, &send), (t, &receive)).await
     }
 
     /// Moves what the folder holds into `BEFORE` (the previous one

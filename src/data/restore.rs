@@ -458,18 +458,7 @@ impl Restore<'_> {
             s = q(&staging),
             above = q(above),
         ));
-        let got = if self.snapshot.on == t {
-            // Both ends here; pipefail, so a failed read fails the copy.
-            let both = format!("set -eo pipefail; {send} | {receive}");
-            hosts.sh(t, &format!("bash -c {}", q(&both))).await?
-        } else {
-            hosts
-                .pipe((&self.snapshot.on, &send), (t, &receive))
-                .await?
-                .1
-        };
-        let out = got.or_fail(t, "unpacking the snapshot")?;
-        Ok(out.trim().parse().unwrap_or(0))
+        stream_copy(hosts, (&self.snapshot.on, &send), (t, &receive)).await
     }
 
     /// Stops the server, moves its data aside, puts the copy in its
@@ -654,6 +643,24 @@ impl Restore<'_> {
             Err(e) => format!("  standby {follower}: {e}; the next `sitec apply` clones it again"),
         })
     }
+}
+
+/// Runs `send` on one host into `receive` on another (or both on one host,
+/// in one pipe under pipefail, so a failed read fails the copy), and
+/// returns the number `receive` prints last: the bytes it unpacked.
+pub async fn stream_copy(
+    hosts: &impl Hosts,
+    (from, send): (&str, &str),
+    (to, receive): (&str, &str),
+) -> Result<u64, String> {
+    let got = if from == to {
+        let both = format!("set -eo pipefail; {send} | {receive}");
+        hosts.sh(to, &format!("bash -c {}", q(&both))).await?
+    } else {
+        hosts.pipe((from, send), (to, receive)).await?.1
+    };
+    let out = got.or_fail(to, "unpacking the snapshot")?;
+    Ok(out.trim().parse().unwrap_or(0))
 }
 
 /// Root's script that writes the folder `inside` of the snapshot `taken`
