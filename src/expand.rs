@@ -10,7 +10,7 @@
 //! file with a `template` is rendered with the context `context` builds for
 //! it, or, for a template of your own (`./motd.hbs`), the one
 //! `own_templates::context` builds for its host. A `service` with a `unit`
-//! template also writes its unit file. Pure: the templates and secrets are
+//! template (sitec's or one of your own) also writes its unit file. Pure: the templates and secrets are
 //! given.
 
 use crate::context::{self, Inputs, Scope};
@@ -509,8 +509,8 @@ impl Expander<'_, '_> {
                 target: self.string(entry, "target", scope).unwrap_or_default(),
             },
             "service" => {
-                if let Some(unit) = self.string(entry, "unit", scope) {
-                    self.unit_file(role, entry, &key, &unit, scope, because);
+                if field(entry, "unit").is_some() {
+                    self.unit_file(role, entry, &key, scope, because);
                 }
                 Kind::Service {
                     restart: self
@@ -648,59 +648,72 @@ impl Expander<'_, '_> {
             .string(entry, "mode", scope)
             .unwrap_or_else(|| "0644".to_string());
         let absent = Self::boolean(entry, "absent").unwrap_or(false);
-        let own = crate::own_templates::written(entry);
-        let mut template = match own {
-            Some(_) => None,
-            None => self.string(entry, "template", scope),
-        };
-        let ((content, sha256), secret) = match (&template, field(entry, "content")) {
-            _ if own.is_some() => {
-                let span = field(entry, "template").map_or(entry.head_span(), |v| v.span);
-                let (name, content) = self.render_own(own.unwrap_or_default(), span, scope)?;
-                template = Some(name);
-                (content, false)
+        let (template, (content, sha256), secret) = match field(entry, "template") {
+            Some(Value {
+                kind: ValueKind::Str(_),
+                ..
+            }) => {
+                let (name, content, secret) = self.template(entry, "template", scope)?;
+                (Some(name), content, secret)
             }
-            (Some(name), _) => self.render(
-                name,
-                field(entry, "template").map_or(entry.head_span(), |v| v.span),
-                scope,
-            )?,
-            (
-                None,
-                Some(
-                    value @ Value {
-                        kind: ValueKind::Str(s) | ValueKind::Text(s),
-                        ..
-                    },
-                ),
-            ) => {
-                // `{values}` only where the role asks for them: a literal
-                // content (JSON, an nginx snippet) keeps its braces.
-                let text = if Self::boolean(entry, "values").unwrap_or(false) {
-                    self.interpolate(s, value.span, scope)?
-                } else {
-                    s.clone()
-                };
-                let sha256 = resources::sha256_hex(text.as_bytes());
-                ((text, sha256), false)
-            }
-            (None, _) => ((String::new(), resources::sha256_hex(b"")), false),
+            _ => (None, self.content(entry, scope)?, false),
         };
         Some(Kind::File {
             path,
             owner,
             group,
-            mode: if secret && mode.ends_with('4') {
-                private_mode(&mode)
-            } else {
-                mode
-            },
+            mode: if secret { private_mode(&mode) } else { mode },
             sha256,
             template,
             secret,
             absent,
             content,
         })
+    }
+
+    /// A file's literal `content`, its `{values}` filled when it asks
+    /// (`values = true`); empty without one.
+    fn content(&mut self, entry: &Entry, scope: &Scope) -> Option<Content> {
+        let text = match field(entry, "content") {
+            Some(
+                value @ Value {
+                    kind: ValueKind::Str(s) | ValueKind::Text(s),
+                    ..
+                },
+            ) => {
+                // `{values}` only where the role asks for them: a literal
+                // content (JSON, an nginx snippet) keeps its braces.
+                if Self::boolean(entry, "values").unwrap_or(false) {
+                    self.interpolate(s, value.span, scope)?
+                } else {
+                    s.clone()
+                }
+            }
+            _ => String::new(),
+        };
+        Some(hashed(text))
+    }
+
+    /// What the template a file's `template` or a service's `unit` names
+    /// (`key`) renders to here, one of sitec's or one of your own: the
+    /// template's name, the content and whether it holds a secret.
+    fn template(
+        &mut self,
+        entry: &Entry,
+        key: &str,
+        scope: &Scope,
+    ) -> Option<(String, Content, bool)> {
+        if let Some((written, span)) = crate::own_templates::written(entry, key) {
+            // Only a file may ask for the secrets: a unit is world-readable.
+            let secrets = crate::own_templates::Secrets::of(entry, key)
+                == crate::own_templates::Secrets::Given;
+            let (name, content) = self.render_own(written, span, scope, secrets)?;
+            return Some((name, content, secrets));
+        }
+        let span = field(entry, key).map_or(entry.head_span(), |v| v.span);
+        let name = self.string(entry, key, scope)?;
+        let (content, secret) = self.render(&name, span, scope)?;
+        Some((name, content, secret))
     }
 
     /// The file `template` renders to here: `(content, sha256)` and whether
@@ -722,13 +735,15 @@ impl Expander<'_, '_> {
     }
 
     /// A template of your own, rendered with its host's own context
-    /// (`own_templates::context`, which holds no secret): the template's
-    /// name and the file's content.
+    /// (`own_templates::context`, which holds the secret settings only for
+    /// a file that asks, `secrets`): the template's name and the file's
+    /// content.
     fn render_own(
         &mut self,
         written: &str,
         span: Span,
         scope: &Scope,
+        secrets: bool,
     ) -> Option<(String, Content)> {
         let Some(name) = self.templates.own(span.file, written) else {
             // `check` reports why (E226, E227); an expansion without it too.
@@ -745,7 +760,8 @@ impl Expander<'_, '_> {
         let fleet = self.inputs.fleet;
         let names = (self.rendered.setting_names)
             .get_or_init(|| crate::own_templates::context::SettingNames::of(fleet));
-        let context = crate::own_templates::context::build(self.inputs, self.host, scope, names);
+        let context =
+            crate::own_templates::context::build(self.inputs, self.host, scope, names, secrets);
         match self.templates.render_own(name, context) {
             Ok(text) => Some((name.to_string(), hashed(text))),
             Err(message) => {
@@ -808,19 +824,12 @@ impl Expander<'_, '_> {
         }
     }
 
-    /// A service's unit file: written to /etc/systemd/system, restarting the
-    /// service when it changes.
-    fn unit_file(
-        &mut self,
-        role: &str,
-        entry: &Entry,
-        name: &str,
-        template: &str,
-        scope: &Scope,
-        because: &str,
-    ) {
-        let span = field(entry, "unit").map_or(entry.head_span(), |v| v.span);
-        let Some(((content, sha256), secret)) = self.render(template, span, scope) else {
+    /// A service's unit file, from sitec's template or one of your own:
+    /// written to /etc/systemd/system, restarting the service when it
+    /// changes.
+    fn unit_file(&mut self, role: &str, entry: &Entry, name: &str, scope: &Scope, because: &str) {
+        let Some((template, (content, sha256), secret)) = self.template(entry, "unit", scope)
+        else {
             return;
         };
         let unit_name = crate::resources::unit_name(name);
@@ -829,7 +838,7 @@ impl Expander<'_, '_> {
             owner: "root".to_string(),
             group: "root".to_string(),
             mode: "0644".to_string(),
-            template: Some(template.to_string()),
+            template: Some(template),
             sha256,
             secret,
             absent: false,
@@ -1052,9 +1061,13 @@ fn unknown_value(name: &str, span: Span) -> Diagnostic {
     }
 }
 
-/// `0644` to `0640`: a file holding a secret is not world-readable.
+/// `0644` to `0640`, `0666` to `0660`: a file holding a secret is
+/// readable by no other user, whatever its `mode` says.
 fn private_mode(mode: &str) -> String {
-    format!("{}0", &mode[..mode.len() - 1])
+    let mut private = mode.to_string();
+    private.pop();
+    private.push('0');
+    private
 }
 
 mod lint;

@@ -1,17 +1,19 @@
-//! Templates of your own: the handlebars files a role's `file` names by
-//! path (`template = "./templates/motd.hbs"`, relative to the file that
-//! declares the role, as a `use` is) instead of one of sitec's.
+//! Templates of your own: the handlebars files a role's `file` (its
+//! `template`) or `service` (its `unit`) names by path (`template =
+//! "./templates/motd.hbs"`, relative to the file that declares the role, as
+//! a `use` is) instead of one of sitec's.
 //!
 //! [`read`] reads and parses them when the spec is loaded (`modules`), so
 //! `check`, `render` and the language server see the same text. [`check`]
 //! finds, without a host, a file that can't be read (E226), a template that
 //! does not parse (E227), and a name the template reads that its context
 //! lacks, an unknown helper or a partial (E228), all at the `template =`
-//! line. The context ([`context::build`], its [`context::shape`] checked
-//! against) holds the host, the fleet and, inside an `each`, its item: an
-//! app with its settings. It never holds a secret's value: a setting any
-//! layer sets with `secret(...)` is left out. Rendering is `expand`'s, with
-//! sitec's own registry (`templates`). Never writes.
+//! or `unit =` line. The context ([`context::build`], its [`context::shape`]
+//! checked against) holds the host, the fleet and, inside an `each`, its
+//! item: an app with its settings. It holds a secret's value only for a
+//! file that asks with `secrets = true` ([`SECRETS`]): otherwise a setting
+//! any layer sets with `secret(...)` is left out. Rendering is `expand`'s,
+//! with sitec's own registry (`templates`). Never writes.
 
 pub mod context;
 mod fields;
@@ -31,6 +33,40 @@ pub const SYNTAX: &str = "E227";
 /// The template reads a name its context lacks (or a helper or partial
 /// there is none of).
 pub const UNKNOWN_FIELD: &str = "E228";
+
+/// `secrets = true` on a file of a template of your own that is not one.
+pub const SECRETS_UNUSED: &str = "E234";
+
+/// The fields that may name a template of your own: a file's `template`,
+/// a service's `unit` (its unit file).
+pub const FIELDS: [&str; 2] = ["template", "unit"];
+
+/// The field a file sets to give its template the secret settings
+/// (`secrets = true`): the file is then written readable by no other user
+/// and its content never shown.
+pub const SECRETS: &str = "secrets";
+
+/// Whether a template of your own may read the secret settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// A file that asks (`secrets = true`).
+    Given,
+    /// A file that does not: it may ask.
+    NotAsked,
+    /// A unit file: world-readable in /etc/systemd/system, never given one.
+    Never,
+}
+
+impl Secrets {
+    /// What the resource `entry` whose `field` names the template may read.
+    pub fn of(entry: &Entry, field: &str) -> Secrets {
+        match field {
+            "unit" => Secrets::Never,
+            _ if wants_secrets(entry) => Secrets::Given,
+            _ => Secrets::NotAsked,
+        }
+    }
+}
 
 /// Whether a file's `template` names a template of your own, a path
 /// (`./x.hbs`, `../x.hbs`), rather than one of sitec's (`runner/environment`).
@@ -127,13 +163,14 @@ pub fn read(modules: &[Module]) -> Files {
     files
 }
 
-/// Every `template = "./..."` in a role's block, `each` blocks included.
+/// Every `template = "./..."` and `unit = "./..."` in a role's block, `each`
+/// blocks included.
 fn named_in(block: &Block, out: &mut Vec<String>) {
     for entry in &block.entries {
         if let Some(inner) = entry.block() {
             named_in(inner, out);
         } else if let Some(ValueKind::Str(text)) = entry.value().map(|v| &v.kind) {
-            if entry.key.text == "template" && is_own(text) && !out.contains(text) {
+            if FIELDS.contains(&entry.key.text.as_str()) && is_own(text) && !out.contains(text) {
                 out.push(text.clone());
             }
         }
@@ -187,9 +224,16 @@ impl<'a, 'p> Checker<'a, 'p> {
         }
     }
 
-    /// The mistakes of the template a file names as `written` (at `span`,
-    /// its value), used inside the `each` scopes `open`.
-    pub fn check(&self, written: &str, span: Span, open: &[&str]) -> Vec<Diagnostic> {
+    /// The mistakes of the template a file or unit names as `written` (at
+    /// `span`, its value), used inside the `each` scopes `open`, with the
+    /// secret settings or not (`secrets`).
+    pub fn check(
+        &self,
+        written: &str,
+        span: Span,
+        open: &[&str],
+        secrets: Secrets,
+    ) -> Vec<Diagnostic> {
         let Some(file) = self.files.get(span.file, written) else {
             // A standard module's role: it has no folder to look in.
             return vec![Diagnostic::error(
@@ -209,10 +253,10 @@ impl<'a, 'p> Checker<'a, 'p> {
         } else {
             &context::SettingNames::NONE
         };
-        let shape = context::shape(&scopes, settings);
+        let shape = context::shape(&scopes, settings, secrets == Secrets::Given);
         fields::unknown(template, &shape)
             .into_iter()
-            .map(|unknown| unknown_diagnostic(file, &unknown, &scopes, settings, span))
+            .map(|unknown| unknown_diagnostic(file, &unknown, &scopes, settings, secrets, span))
             .collect()
     }
 }
@@ -254,19 +298,35 @@ fn unknown_diagnostic(
     unknown: &fields::Unknown,
     scopes: &context::Scopes,
     settings: &context::SettingNames,
+    secrets: Secrets,
     span: Span,
 ) -> Diagnostic {
     let place = format!("{}:{}:{}", file.name, unknown.line, unknown.column);
     let (message, help) = match &unknown.what {
         fields::What::Field { at, missing, known } => {
-            let message = format!(
-                "`{}` in the template `{}` names no field of its context",
-                unknown.path, file.name
-            );
             let secret = at == "app.settings" && settings.secret.iter().any(|s| s == missing);
+            let message = if secret {
+                format!(
+                    "`{}` in the template `{}` reads a secret setting, and this {} gets none",
+                    unknown.path,
+                    file.name,
+                    if secrets == Secrets::Never {
+                        "unit"
+                    } else {
+                        "file"
+                    }
+                )
+            } else {
+                format!(
+                    "`{}` in the template `{}` names no field of its context",
+                    unknown.path, file.name
+                )
+            };
             let scope = at.is_empty() && context::Scopes::word_of(missing).is_some();
-            let help = if secret {
-                format!("the setting `{missing}` is a secret: a template of your own never gets a secret's value; leave it out of this file")
+            let help = if secret && secrets == Secrets::Never {
+                format!("the setting `{missing}` is a secret, and a unit file is readable by every user: put it in a `file` with `{SECRETS} = true` (readable by its owner and group only) and read that from the unit (`EnvironmentFile=`, or the daemon's own config)")
+            } else if secret {
+                format!("the setting `{missing}` is a secret: write `{SECRETS} = true` in this `file` to give its template the secrets (the file is then readable by its owner and group only, and never shown in a plan), or leave it out")
             } else if scope && !scopes.has(missing) {
                 format!(
                     "`{missing}` is in the context only inside `each {}`",
@@ -324,19 +384,27 @@ fn unknown_diagnostic(
         .help(help)
 }
 
-/// The file's resources name it by [`File::name`]; `Entry` is here for
-/// `expand`, which finds a file's own template through it.
-pub fn written(entry: &Entry) -> Option<&str> {
+/// The template of your own a resource's `field` (`template`, `unit`)
+/// names, as written, and where: for `expand`, which finds it through the
+/// resource's entry. Its resources name it by [`File::name`].
+pub fn written<'e>(entry: &'e Entry, field: &str) -> Option<(&'e str, Span)> {
     let value = entry
         .block()?
         .entries
         .iter()
-        .find(|e| e.key.text == "template")?
+        .find(|e| e.key.text == field)?
         .value()?;
     match &value.kind {
-        ValueKind::Str(text) if is_own(text) => Some(text),
+        ValueKind::Str(text) if is_own(text) => Some((text, value.span)),
         _ => None,
     }
+}
+
+/// Whether a resource asks for the secrets (`secrets = true`).
+pub fn wants_secrets(entry: &Entry) -> bool {
+    (entry.block().into_iter().flat_map(|b| &b.entries)).any(|e| {
+        e.key.text == SECRETS && matches!(e.value().map(|v| &v.kind), Some(ValueKind::Bool(true)))
+    })
 }
 
 #[cfg(test)]

@@ -384,12 +384,16 @@ fn resource(entry: &Entry, open: &[&str], own: &Checker, found: &mut Vec<Diagnos
         f.key.text == "values" && matches!(f.value().map(|v| &v.kind), Some(ValueKind::Bool(true)))
     });
     let filled = |f: &&Entry| f.key.text != "content" || content_has_values;
+    found.extend(secrets_unused(entry));
     for field in fields.entries.iter().filter(filled) {
         match field.value().map(|v| (&v.kind, v)) {
             Some((ValueKind::Str(text), value)) => match string(text, value.span, open) {
                 Some(problem) => found.push(problem),
-                None if field.key.text == "template" && crate::own_templates::is_own(text) => {
-                    found.extend(own.check(text, value.span, open));
+                None if crate::own_templates::FIELDS.contains(&field.key.text.as_str())
+                    && crate::own_templates::is_own(text) =>
+                {
+                    let secrets = crate::own_templates::Secrets::of(entry, &field.key.text);
+                    found.extend(own.check(text, value.span, open, secrets));
                 }
                 None if matches!(field.key.text.as_str(), "template" | "unit") && literal(text) => {
                     if !crate::templates::Templates::names().any(|n| n == text) {
@@ -424,6 +428,26 @@ fn resource(entry: &Entry, open: &[&str], own: &Checker, found: &mut Vec<Diagnos
             _ => {}
         }
     }
+}
+
+/// E234: `secrets = true` on a file whose `template` is not one of your
+/// own: sitec's templates know what they hold, and `content` is literal.
+fn secrets_unused(entry: &Entry) -> Option<Diagnostic> {
+    let own = crate::own_templates::written(entry, "template").is_some();
+    if !crate::own_templates::wants_secrets(entry) || own || entry.key.text != "file" {
+        return None;
+    }
+    let span = (entry.block()?.entries.iter())
+        .find(|e| e.key.text == crate::own_templates::SECRETS)
+        .map_or(entry.head_span(), |e| e.span);
+    Some(
+        Diagnostic::error(
+            crate::own_templates::SECRETS_UNUSED,
+            "`secrets = true` gives nothing to this file: it is not rendered from a template of your own",
+        )
+        .primary(span, "nothing here reads a secret")
+        .help("remove it: sitec's templates mark their own secret files, and `content` holds no setting; a template of your own (`template = \"./NAME.hbs\"`) may read the secret settings with it"),
+    )
 }
 
 /// Whether a field of a resource names a user or group on the host.

@@ -18,7 +18,10 @@
 //! bytes, lists and maps as they are); one from the local override file is
 //! its literal's text; one some layer gives other apps but not this one is
 //! `null`. A setting any layer sets with `secret(...)` is left out, whatever
-//! the layer that wins here: its value is never in a context.
+//! the layer that wins here, unless the file asks for the secrets
+//! (`secrets = true`): then it is in, a secret as its value's text, and
+//! `expand` writes the file as one that holds a secret (readable by no other
+//! user, its content never shown).
 
 use crate::context::{Inputs, Scope};
 use crate::model::clusters::POSTGRES_VERSION;
@@ -149,8 +152,8 @@ impl SettingNames {
 }
 
 /// The shape of the context of a file inside `scopes`, its apps' settings
-/// named by `settings`.
-pub fn shape(scopes: &Scopes, settings: &SettingNames) -> Shape {
+/// named by `settings`, the secret ones too when the file asks (`secrets`).
+pub fn shape(scopes: &Scopes, settings: &SettingNames, secrets: bool) -> Shape {
     let mut fields = vec![
         (
             "host",
@@ -185,8 +188,9 @@ pub fn shape(scopes: &Scopes, settings: &SettingNames) -> Shape {
         ),
     ];
     if scopes.app {
+        let secret = settings.secret.iter().filter(|_| secrets);
         let settings = Shape::Object(
-            (settings.plain.iter())
+            (settings.plain.iter().chain(secret))
                 .map(|name| (name.clone(), Shape::Any))
                 .collect(),
         );
@@ -231,8 +235,15 @@ pub fn shape(scopes: &Scopes, settings: &SettingNames) -> Shape {
 }
 
 /// The context of a file on `host` in `scope`; `names` are the fleet's
-/// ([`SettingNames::of`], worked out once per compile).
-pub fn build(inputs: &Inputs, host: HostId, scope: &Scope, names: &SettingNames) -> Value {
+/// ([`SettingNames::of`], worked out once per compile); the secret
+/// settings' values only for a file that asks for them (`secrets`).
+pub fn build(
+    inputs: &Inputs,
+    host: HostId,
+    scope: &Scope,
+    names: &SettingNames,
+    secrets: bool,
+) -> Value {
     let fleet = inputs.fleet;
     let h = &fleet.hosts[host];
     let runners = |app: AppId| -> Vec<&str> {
@@ -289,7 +300,7 @@ pub fn build(inputs: &Inputs, host: HostId, scope: &Scope, names: &SettingNames)
                 "domains": domains(app),
                 "runners": runners(app),
                 "static_dir": crate::context::static_dir(a),
-                "settings": app_settings(inputs, app, host, names),
+                "settings": app_settings(inputs, app, host, names, secrets),
             }),
         );
     }
@@ -318,10 +329,17 @@ pub fn build(inputs: &Inputs, host: HostId, scope: &Scope, names: &SettingNames)
     Value::Object(context)
 }
 
-/// The app's settings on `host`, but those some layer makes a secret; a
-/// setting other apps have and this one not is `null` (prints nothing,
-/// false to `#if`), so a template `check` accepts renders for every app.
-fn app_settings(inputs: &Inputs, app: AppId, host: HostId, names: &SettingNames) -> Value {
+/// The app's settings on `host`, but those some layer makes a secret unless
+/// `secrets`; a setting other apps have and this one not is `null` (prints
+/// nothing, false to `#if`), so a template `check` accepts renders for
+/// every app.
+fn app_settings(
+    inputs: &Inputs,
+    app: AppId,
+    host: HostId,
+    names: &SettingNames,
+    secrets: bool,
+) -> Value {
     let resolved = settings::resolve_indexed(
         inputs.shared.settings(inputs.fleet),
         inputs.fleet,
@@ -330,42 +348,54 @@ fn app_settings(inputs: &Inputs, app: AppId, host: HostId, names: &SettingNames)
         app,
         host,
     );
-    let mut values: Map<String, Value> = (names.plain.iter())
+    let secret = names.secret.iter().filter(|_| secrets);
+    let mut values: Map<String, Value> = (names.plain.iter().chain(secret))
         .map(|name| (name.clone(), Value::Null))
         .collect();
-    let plain = resolved
+    // A secret's value, for a file that asked; never otherwise.
+    let reveal = |name: &str| inputs.secrets.get(name).map(Value::String);
+    let reveal: &dyn Fn(&str) -> Option<Value> = if secrets { &reveal } else { &|_| None };
+    let given = resolved
         .iter()
-        .filter(|r| !names.secret.contains(&r.name))
-        .filter(|r| !r.layers.iter().any(|l| settings::holds_secret(&l.value)))
-        .filter_map(|r| Some((r.name.clone(), setting(&r.winner().value)?)));
-    values.extend(plain);
+        .filter(|r| secrets || !names.secret.contains(&r.name))
+        .filter(|r| secrets || !r.layers.iter().any(|l| settings::holds_secret(&l.value)))
+        .filter_map(|r| Some((r.name.clone(), setting(&r.winner().value, reveal)?)));
+    values.extend(given);
     Value::Object(values)
 }
 
-/// A setting's value as JSON; `None` for one that reads a secret.
-fn setting(value: &SettingValue) -> Option<Value> {
+/// A setting's value as JSON, a secret's as `reveal` gives it; `None` for
+/// one that reads a secret `reveal` does not give.
+fn setting(value: &SettingValue, reveal: &dyn Fn(&str) -> Option<Value>) -> Option<Value> {
     match value {
-        SettingValue::Spec(value) => spec_value(value),
+        SettingValue::Spec(value) => spec_value(value, reveal),
         SettingValue::Python(text) => Some(Value::String(text.clone())),
         SettingValue::Derived(_) => None,
     }
 }
 
-fn spec_value(value: &SpecValue) -> Option<Value> {
+fn spec_value(value: &SpecValue, reveal: &dyn Fn(&str) -> Option<Value>) -> Option<Value> {
     Some(match &value.kind {
         ValueKind::Str(s) | ValueKind::Text(s) => Value::String(s.clone()),
         ValueKind::Int(n) => json!(n),
         ValueKind::Bool(b) => json!(b),
         ValueKind::Duration(q) => json!(q.millis() / 1000),
         ValueKind::Size(q) => json!(q.bytes()),
-        ValueKind::List(list) => {
-            Value::Array(list.items.iter().map(spec_value).collect::<Option<_>>()?)
-        }
+        ValueKind::List(list) => Value::Array(
+            (list.items.iter())
+                .map(|v| spec_value(v, reveal))
+                .collect::<Option<_>>()?,
+        ),
         ValueKind::Map(block) => Value::Object(
             (block.entries.iter())
-                .filter_map(|e| Some((e.key.text.clone(), spec_value(e.value()?)?)))
+                .filter_map(|e| Some((e.key.text.clone(), spec_value(e.value()?, reveal)?)))
                 .collect(),
         ),
-        ValueKind::Call(_) | ValueKind::Ref(_) | ValueKind::Invalid => return None,
+        // `secret("name")`, the only call a setting holds.
+        ValueKind::Call(call) => match call.args.first().map(|a| &a.kind) {
+            Some(ValueKind::Str(name)) => reveal(name)?,
+            _ => return None,
+        },
+        ValueKind::Ref(_) | ValueKind::Invalid => return None,
     })
 }

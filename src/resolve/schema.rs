@@ -782,7 +782,12 @@ static FILE: Schema = block(
         field(
             "template",
             Ty::Str,
-            "one of sitec's templates (under templates/, without `.hbs`), or a handlebars file of your own: a path starting `./` or `../`, relative to this file, rendered per host with its host, the fleet and the `each` item (no secrets)",
+            "one of sitec's templates (under templates/, without `.hbs`), or a handlebars file of your own: a path starting `./` or `../`, relative to this file, rendered per host with its host, the fleet and the `each` item (no secrets unless `secrets = true`)",
+        ),
+        field(
+            "secrets",
+            Ty::Bool,
+            "a template of your own may read the app's secret settings (`app.settings.NAME` of a `secret(...)`); the file is then readable by no other user (its mode's last digit 0) and its content is never shown in a plan; default false",
         ),
         field("content", Ty::Text, "the file's literal content"),
         field(
@@ -816,7 +821,7 @@ static SERVICE: Schema = block(
         field(
             "unit",
             Ty::Str,
-            "the unit file's template; the unit is written to /etc/systemd/system",
+            "the unit file's template: one of sitec's, or a handlebars file of your own (a path starting `./` or `../`, relative to this file, rendered with the same context as a file's); the unit is written to /etc/systemd/system",
         ),
         field("enabled", Ty::Bool, "started at boot (default true)"),
         field("running", Ty::Bool, "kept running (default true)"),
