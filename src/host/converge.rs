@@ -533,22 +533,35 @@ fn build_venv(
     )
 }
 
+/// The interpreters that may run a virtualenv of the app's `python`, by
+/// name, the first that [`is_version`] first: `python3.11` for `3.11`
+/// (else `python3` if it is 3.11), `python3` for `3`. The plan picks the
+/// same one from what the host reports (`wheelhouse::Platform`), so a
+/// virtualenv's identity is the interpreter that builds it.
+pub fn interpreter_candidates(python: &str) -> [String; 2] {
+    [format!("python{python}"), "python3".to_string()]
+}
+
+/// Whether an interpreter of version `found` (`3.11`, `3.11.2 (main, ...)`)
+/// is the app's `python` (`3.11`, `3`).
+pub fn is_version(python: &str, found: &str) -> bool {
+    let found = found.split_whitespace().next().unwrap_or_default();
+    python.is_empty()
+        || found == python
+        || found
+            .strip_prefix(python)
+            .is_some_and(|minor| minor.starts_with('.'))
+}
+
 /// `3.11` to the interpreter that is that version (`python3.11`); `3` to
 /// whichever Python 3 the host has.
 pub(super) fn interpreter(python: &str) -> Result<String, String> {
-    let candidates = [format!("python{python}"), "python3".to_string()];
-    for candidate in candidates {
+    for candidate in interpreter_candidates(python) {
         let ran = program(
             &candidate,
             &["-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
         );
-        let found = ran.output.trim();
-        let matches = python.is_empty()
-            || found == python
-            || found
-                .strip_prefix(python)
-                .is_some_and(|minor| minor.starts_with('.'));
-        if ran.ok && matches {
+        if ran.ok && is_version(python, ran.output.trim()) {
             return Ok(candidate);
         }
     }

@@ -21,7 +21,7 @@ mod unpack;
 mod watch;
 pub mod wire;
 
-pub use converge::blob_path;
+pub use converge::{blob_path, interpreter_candidates, is_version};
 
 use std::io::Read as _;
 use wire::{Desired, Facts, Removal, Status};

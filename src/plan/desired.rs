@@ -309,11 +309,11 @@ fn item(
         }
         _ => (None, None),
     };
-    let digest = sha256_hex(
-        serde_json::to_string(&(&r.kind, &content, &blob))
-            .unwrap_or_default()
-            .as_bytes(),
-    );
+    let interpreter = match &r.kind {
+        Kind::Virtualenv { python, .. } => wheels.platform.python(python),
+        _ => None,
+    };
+    let digest = item_digest(&r.kind, (&content, &blob), interpreter);
     Ok(Item {
         id: r.id.clone(),
         kind: r.kind.clone(),
@@ -325,6 +325,27 @@ fn item(
         venv_digest: None,
         digest,
     })
+}
+
+/// An item's digest: what it is, its content and blob, and for a
+/// virtualenv the whole version of the host's interpreter that builds it
+/// (`wheelhouse::Platform::python`). The digest names a virtualenv's
+/// folder and is part of every release that runs it (`link_venvs`), so an
+/// interpreter upgraded in place (a patch release, another build) makes a
+/// new virtualenv, built beside the live one at the next apply, and hosts
+/// with the same requirements and the same interpreter share one. Unknown
+/// (the host could not be asked): the digest of the rest alone.
+fn item_digest(
+    kind: &Kind,
+    (content, blob): (&Option<String>, &Option<String>),
+    interpreter: Option<&str>,
+) -> String {
+    let mut identity = serde_json::to_string(&(kind, content, blob)).unwrap_or_default();
+    if let Some(version) = interpreter {
+        identity.push_str("\npython ");
+        identity.push_str(version);
+    }
+    sha256_hex(identity.as_bytes())
 }
 
 /// Gives each tree whose `venv` names a virtualenv of the host that
@@ -476,6 +497,40 @@ fn store(bytes: &[u8]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A virtualenv is its requirements and its host's interpreter: the
+    /// same on two hosts, another after a patch upgrade or a rebuild.
+    #[test]
+    fn a_virtualenv_is_its_hosts_interpreter_too() {
+        let venv = Kind::Virtualenv {
+            path: "/srv/venvs/blog".into(),
+            python: "3.11".into(),
+            requirements: "requirements.txt".into(),
+            packages: Vec::new(),
+            build_packages: Vec::new(),
+            owner: "app-blog".into(),
+        };
+        let parts = (
+            &Some("django==5.2\n".to_string()),
+            &Some("wheels".to_string()),
+        );
+        let digest = |version: Option<&str>| item_digest(&venv, parts, version);
+        let debian = "3.11.2 (main, Mar 13 2023, 12:18:29) [GCC 12.2.0]";
+        assert_eq!(digest(Some(debian)), digest(Some(debian)));
+        for other in [
+            "3.11.9 (main, Apr 10 2024, 13:16:36) [GCC 12.2.0]",
+            "3.11.2 (main, Jun  1 2023, 09:00:00) [GCC 12.2.0]",
+        ] {
+            assert_ne!(digest(Some(debian)), digest(Some(other)), "{other}");
+        }
+        // Not asked: what it was before the interpreter counted.
+        let before = sha256_hex(
+            serde_json::to_string(&(&venv, parts.0, parts.1))
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        assert_eq!(digest(None), before);
+    }
 
     #[test]
     fn the_cache_keeps_what_plans_use_and_prunes_the_rest() -> Result<(), String> {

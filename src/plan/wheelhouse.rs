@@ -207,27 +207,46 @@ fn distributions(dir: &Path) -> Result<Vec<super::release::Entry>, String> {
 }
 
 /// What a host's wheels must fit: its C library (glibc) version and its
-/// machine, as the host reports them ([`Platform::SCRIPT`]).
+/// machine; and the Python interpreters its virtualenvs are built with. As
+/// the host reports them ([`Platform::SCRIPT`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Platform {
     /// glibc's minor version (36 for 2.36); manylinux goes by it.
     pub glibc_minor: u32,
     /// `uname -m`: `x86_64`, `aarch64`.
     pub machine: String,
+    /// Each Python 3 the host runs by name (`python3`, `python3.11`), with
+    /// its whole `sys.version` (`3.11.2 (main, Mar 13 2023, ...) [GCC
+    /// 12.2.0]`): a patch upgrade or another build of the interpreter a
+    /// virtualenv runs on makes it another virtualenv ([`Platform::python`]).
+    pub pythons: Vec<(String, String)>,
 }
 
 impl Platform {
-    /// What a host runs to say its platform: `glibc 2.36` and `x86_64`.
-    pub const SCRIPT: &str = "getconf GNU_LIBC_VERSION && uname -m";
+    /// What a host runs to say its platform: `glibc 2.36` and `x86_64`,
+    /// then a line `NAME VERSION` for each `python3` and `python3.N` in
+    /// /usr/local/bin and /usr/bin, run by name as apply runs it (the
+    /// first on `PATH`).
+    pub const SCRIPT: &str = r#"getconf GNU_LIBC_VERSION && uname -m && {
+for p in /usr/local/bin/python3* /usr/bin/python3*; do
+  n=${p##*/}
+  case $n in python3|python3.[0-9]|python3.[0-9][0-9]) ;; *) continue ;; esac
+  case " $seen " in *" $n "*) continue ;; esac
+  seen="$seen $n"
+  v=$("$n" -c 'import sys; print(sys.version.replace(chr(10), " "))' 2>/dev/null) && echo "$n $v"
+done
+true
+}"#;
 
     /// Debian 12 on x86-64: what a wheelhouse is built for when no host
     /// says otherwise (sitec as a library, a plan that cannot reach the
-    /// host, which the plan then reports).
+    /// host, which the plan then reports). Its interpreters are unknown.
     #[must_use]
     pub fn debian_12() -> Self {
         Self {
             glibc_minor: 36,
             machine: "x86_64".into(),
+            pythons: Vec::new(),
         }
     }
 
@@ -248,10 +267,37 @@ impl Platform {
         if !machine_ok {
             return Err(format!("`uname -m` said `{machine}`"));
         }
+        let pythons = lines
+            .filter_map(|line| {
+                let (name, version) = line.split_once(' ')?;
+                let minor = name.strip_prefix("python3")?;
+                let named = minor.is_empty()
+                    || (minor.strip_prefix('.'))
+                        .is_some_and(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()));
+                let version = version.trim();
+                (named && version.starts_with("3."))
+                    .then(|| (name.to_string(), version.to_string()))
+            })
+            .collect();
         Ok(Self {
             glibc_minor: minor,
             machine: machine.to_string(),
+            pythons,
         })
+    }
+
+    /// The whole version of the interpreter a virtualenv for the app's
+    /// `python` (`3.11`, `3`) is built with on the host: the one apply
+    /// picks (`converge::interpreter`). `None` when the host did not say
+    /// (it could not be asked) or has none (apply then fails, naming it).
+    #[must_use]
+    pub fn python(&self, python: &str) -> Option<&str> {
+        crate::host::interpreter_candidates(python)
+            .iter()
+            .find_map(|name| {
+                let (_, version) = self.pythons.iter().find(|(n, _)| n == name)?;
+                crate::host::is_version(python, version).then_some(version.as_str())
+            })
     }
 
     /// The newest platform tag it takes: `manylinux_2_36_x86_64`.
@@ -664,6 +710,48 @@ mod tests {
             let error = Platform::parse(bad).expect_err(bad);
             assert!(error.contains(says), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn a_virtualenv_is_for_the_interpreter_apply_picks() {
+        let host = Platform::parse(
+            "glibc 2.36\nx86_64\npython3 3.12.1 (main) [GCC 13]\npython3.11 3.11.2 (main, Mar 13 2023) [GCC 12.2.0]\npython3-config 3.12\npython3.13 not a version\n",
+        )
+        .expect("a platform");
+        assert_eq!(
+            host.pythons
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>(),
+            ["python3", "python3.11"]
+        );
+        // `3`: python3. `3.11`: python3.11. `3.12`: no python3.12, but
+        // python3 is 3.12. `3.13`: none (apply fails, naming it).
+        assert_eq!(host.python("3"), Some("3.12.1 (main) [GCC 13]"));
+        assert_eq!(
+            host.python("3.11"),
+            Some("3.11.2 (main, Mar 13 2023) [GCC 12.2.0]")
+        );
+        assert_eq!(host.python("3.12"), Some("3.12.1 (main) [GCC 13]"));
+        assert_eq!(host.python("3.13"), None);
+        assert_eq!(Platform::debian_12().python("3"), None);
+    }
+
+    /// The script, run here as a host runs it: its Python's whole version.
+    #[test]
+    fn this_machine_says_its_pythons() {
+        let out = std::process::Command::new("sh")
+            .args(["-c", Platform::SCRIPT])
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{out:?}");
+        let here = Platform::parse(&String::from_utf8_lossy(&out.stdout)).expect("a platform");
+        let python3 = std::process::Command::new("python3")
+            .args(["-c", "import sys; print(sys.version)"])
+            .output()
+            .expect("python3 (the tests need it)");
+        let version = String::from_utf8_lossy(&python3.stdout).trim().to_string();
+        assert_eq!(here.python("3"), Some(version.as_str()), "{here:?}");
     }
 
     #[test]
