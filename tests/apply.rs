@@ -556,6 +556,60 @@ fn with_addresses_in(prefix: &str, mut text: String, hosts: &[(&str, u8)]) -> St
     text
 }
 
+/// A role of your own (#21): a daemon whose unit and whose config come from
+/// templates beside the spec, the config reading the app's secret key
+/// (`secrets = true`). On run1 the config is root's, 0640 and holds the
+/// value; the daemon starts only if its environment has it; a plan of a
+/// change to the config shows the key by name, never its value; without
+/// the role, it goes.
+fn a_daemon_of_your_own_gets_its_secret_and_plans_hide_it(fleet: &Fleet) -> TestResult {
+    let templates = fleet.dir.path().join("templates");
+    std::fs::create_dir_all(&templates)?;
+    std::fs::write(
+        templates.join("keeper.service.hbs"),
+        "[Unit]\nDescription=Keeps {{app.name}}'s key on {{host.name}}\n\n[Service]\nType=exec\nDynamicUser=yes\nEnvironmentFile=/etc/keeper/{{app.name}}.env\nExecStart=/bin/sh -c 'test -n \"$KEY\" && exec sleep infinity'\n\n[Install]\nWantedBy=multi-user.target\n",
+    )?;
+    let env = templates.join("keeper.env.hbs");
+    std::fs::write(&env, "KEY={{app.settings.SECRET_KEY}}\n")?;
+    let role = "\nrole keeper {\n  directory \"/etc/keeper\" {}\n  each app {\n    file \"/etc/keeper/{app}.env\" {\n      template = \"./templates/keeper.env.hbs\"\n      secrets = true\n      notify = [\"service:keeper-{app}\"]\n    }\n    service \"keeper-{app}\" {\n      unit = \"./templates/keeper.service.hbs\"\n      requires = [\"file:/etc/keeper/{app}.env\"]\n    }\n  }\n}\n";
+    fleet.write_spec(
+        &(quickstart_text().replace("roles = [runner]", "roles = [runner, keeper]") + role),
+    );
+    let applied = fleet.apply();
+    assert!(applied.status.success(), "{}", text_of(&applied));
+    let secrets = std::fs::read_to_string(fleet.dir.path().join("qstest.secrets.toml"))?;
+    let secrets: toml::Table = secrets.parse()?;
+    let key = secrets
+        .get("blog.secret_key")
+        .and_then(|v| v.as_str())
+        .ok_or("no blog.secret_key")?;
+    let on_host = fleet.ssh(
+        "run1",
+        "stat -c '%U %G %a' /etc/keeper/blog.env && cat /etc/keeper/blog.env && systemctl is-active keeper-blog",
+    );
+    assert!(on_host.status.success(), "{}", text_of(&on_host));
+    assert_eq!(
+        String::from_utf8_lossy(&on_host.stdout).trim(),
+        format!("root root 640\nKEY={key}\nactive"),
+        "the config and the daemon on run1"
+    );
+    std::fs::write(&env, "KEY={{app.settings.SECRET_KEY}}\nLEVEL=2\n")?;
+    let plan = fleet.plan();
+    let shown = plan.to_string();
+    assert!(
+        shown.contains("+LEVEL=2") && shown.contains("<secret blog.secret_key>"),
+        "{plan:#}"
+    );
+    for value in secrets.values().filter_map(|v| v.as_str()) {
+        assert!(!shown.contains(value), "a secret's value in the plan");
+    }
+    fleet.write_spec(&quickstart_text());
+    let removed = fleet.apply();
+    assert!(removed.status.success(), "{}", text_of(&removed));
+    assert_no_changes(fleet);
+    Ok(())
+}
+
 #[test]
 fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestResult {
     if !common::can_boot() {
@@ -718,6 +772,8 @@ fn quickstart_converges_serves_and_changes_only_what_the_spec_changes() -> TestR
     let fixed = fleet.apply();
     assert!(fixed.status.success(), "{}", text_of(&fixed));
     assert_no_changes(&fleet);
+
+    a_daemon_of_your_own_gets_its_secret_and_plans_hide_it(&fleet)?;
 
     // A saved plan applies exactly, and is refused by a host that changed
     // since (here: a managed file edited by hand, which the plan also flags).
