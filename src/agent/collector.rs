@@ -44,7 +44,9 @@ use super::positions::{FileId, Seen, Size};
 use crate::bus::control::Request;
 use crate::bus::{Incoming, Outbox};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -93,9 +95,11 @@ impl Default for Limits {
 }
 
 #[derive(Debug, Deserialize)]
-struct Line {
-    tag: String,
-    line: String,
+struct Line<'a> {
+    #[serde(borrow)]
+    tag: Cow<'a, str>,
+    #[serde(borrow)]
+    line: Cow<'a, str>,
     /// When the agent read it (seconds since 1970); the collector's clock
     /// when absent or absurd.
     time: Option<f64>,
@@ -103,6 +107,27 @@ struct Line {
     file: Option<FileId>,
     offset: Option<u64>,
     end: Option<u64>,
+}
+
+/// A batch as it arrives: its lines kept as their raw JSON and each read
+/// into a `Line` on its own, so one that is not a line is dropped and
+/// counted while the others are filed, and no `Value` of the whole batch
+/// is built in between.
+#[derive(Deserialize)]
+struct Batch<'a> {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(borrow)]
+    lines: Option<Vec<&'a RawValue>>,
+}
+
+/// What became of one batch.
+pub struct Written {
+    /// Done with once committed (filed, or dropped for good): it may be
+    /// acknowledged then.
+    pub done: bool,
+    /// The batch's `id`, for the acknowledgement.
+    pub id: Option<Value>,
 }
 
 /// Files every batch that arrives under `dir`, on a thread of its own,
@@ -127,21 +152,20 @@ pub fn spawn(
             let mut written = Vec::new();
             for message in group {
                 // Only the bus names the sender: no name, no filing.
-                let Some(request) = Request::from_incoming(message, &outbox) else {
+                let Some((peer, body, responder)) = Request::raw(message, &outbox) else {
                     continue;
                 };
-                let body = request.body.as_ref().unwrap_or(&Value::Null);
-                let done = filer.write_batch(&request.peer, body, Instant::now());
-                written.push((request, done));
+                let batch = filer.write_batch(&peer, &body, Instant::now());
+                written.push((peer, responder.with_id(batch.id), batch.done));
             }
             let mut committed: HashMap<String, bool> = HashMap::new();
-            for (request, done) in written {
+            for (peer, responder, done) in written {
                 let on_disk = *committed
-                    .entry(request.peer.clone())
-                    .or_insert_with(|| filer.commit(&request.peer));
+                    .entry(peer.clone())
+                    .or_insert_with(|| filer.commit(&peer));
                 if done && on_disk {
                     // false: the sender is gone; it sends the batch again.
-                    let _ = request.responder.send(json!({ "ok": true }));
+                    let _ = responder.send(json!({ "ok": true }));
                 }
             }
         }
@@ -186,12 +210,33 @@ struct Host {
     reported: Instant,
     /// The last disk error, for the report.
     error: Option<String>,
-    /// What of its files is filed.
+    /// What of its files is filed, the lines in `open`'s buffers included.
     seen: Seen,
+    /// `seen` as of the last lines written out: what it goes back to when
+    /// the disk refuses the lines buffered (`write_out`).
+    seen_written: Seen,
     /// Lines filed since `seen` was last saved.
     unsaved: bool,
-    /// The files written since the last commit, and how long each is.
-    open: HashMap<PathBuf, (std::fs::File, u64)>,
+    /// The files filed to since the last commit.
+    open: HashMap<PathBuf, Open>,
+}
+
+/// A file lines are filed to: they are buffered and written once a batch
+/// (`write_out`), one system call for many lines.
+struct Open {
+    file: std::fs::File,
+    /// Its bytes on disk.
+    written: u64,
+    /// The lines filed to it and not written yet, and how many.
+    buf: Vec<u8>,
+    lines: u64,
+}
+
+impl Open {
+    /// How long it is with its buffered lines.
+    fn size(&self) -> u64 {
+        self.written + self.buf.len() as u64
+    }
 }
 
 /// Files lines under a folder, within `Limits`.
@@ -215,13 +260,13 @@ impl Filer {
     /// dropped for good) and may be acknowledged.
     #[cfg(test)]
     pub fn file_batch(&mut self, host: &str, body: &Value, now: Instant) -> bool {
-        let filed = self.write_batch(host, body, now);
-        self.commit(host) && filed
+        let filed = self.write_batch(host, body.to_string().as_bytes(), now);
+        self.commit(host) && filed.done
     }
 
     /// Writes one batch from `host` (admitted under that name) at `now`,
-    /// not synced yet (`commit`): whether it is done with once committed.
-    pub fn write_batch(&mut self, host: &str, body: &Value, now: Instant) -> bool {
+    /// not synced yet (`commit`).
+    pub fn write_batch(&mut self, host: &str, body: &[u8], now: Instant) -> Written {
         let folder = self.dir.join(safe_name(host));
         let limits = self.limits;
         let state = self.hosts.entry(host.to_string()).or_insert_with(|| {
@@ -238,17 +283,27 @@ impl Filer {
                 dropped: HashMap::new(),
                 reported: now,
                 error: None,
+                seen_written: seen.clone(),
                 seen,
                 unsaved: false,
                 open: HashMap::new(),
             }
         });
-        let lines = body.get("lines").and_then(Value::as_array);
-        let mut open = std::mem::take(&mut state.open);
+        let Ok(batch) = serde_json::from_slice::<Batch>(body) else {
+            count(host, state, Drop::Malformed, 1, now);
+            return Written {
+                done: true,
+                id: None,
+            };
+        };
         let mut done = true;
         let mut moved = false;
-        for raw in lines.map_or(&[][..], Vec::as_slice) {
-            let line = Line::deserialize(raw).ok();
+        // A line's text as filed, and what most lines of a batch share.
+        let mut text = Vec::new();
+        let mut stamp = (f64::NAN, String::new());
+        let mut target: Option<(String, PathBuf)> = None;
+        for raw in batch.lines.as_deref().unwrap_or_default() {
+            let line = serde_json::from_str::<Line>(raw.get()).ok();
             let outcome = match &line {
                 None => Err(Drop::Malformed),
                 Some(l)
@@ -270,14 +325,26 @@ impl Filer {
                     done = false;
                     break;
                 }
-                Some(l) => file_in(&folder, state, &limits, l, now, &mut open),
+                Some(l) => {
+                    let time = (l.time)
+                        .filter(|t| t.is_finite() && (0.0..super::logs::YEAR_9999).contains(t))
+                        .unwrap_or_else(super::heartbeat::unix_time);
+                    if time.to_bits() != stamp.0.to_bits() {
+                        stamp = (time, super::logs::time_text(time));
+                    }
+                    text.clear();
+                    text.extend_from_slice(stamp.1.as_bytes());
+                    text.push(b'\t');
+                    cut_into(&l.line, &mut text);
+                    if target.as_ref().is_none_or(|(tag, _)| *tag != l.tag) {
+                        target = Some((l.tag.to_string(), folder.join(safe_tag(&l.tag))));
+                    }
+                    let path = target.as_ref().map_or(folder.as_path(), |(_, p)| p);
+                    file_in(state, &limits, path, &text, now)
+                }
             };
             if let Err(why) = outcome {
-                *state.dropped.entry(why).or_default() += 1;
-                if state.dropped[&why] == 1 {
-                    // The first of its kind since the last report: say it now.
-                    report(host, state, now);
-                }
+                count(host, state, why, 1, now);
                 if matches!(why, Drop::Rate | Drop::Disk) {
                     done = false;
                     break;
@@ -290,15 +357,20 @@ impl Filer {
                 moved = true;
             }
         }
-        if lines.is_none() {
-            *state.dropped.entry(Drop::Malformed).or_default() += 1;
+        if batch.lines.is_none() {
+            count(host, state, Drop::Malformed, 1, now);
         }
-        state.unsaved |= moved || !open.is_empty();
-        state.open = open;
+        // Only lines written out are filed: a disk that refuses them takes
+        // the batch back whole (not acknowledged: it comes again).
+        if let Err(lost) = write_out(state) {
+            count(host, state, Drop::Disk, lost, now);
+            done = false;
+        }
+        state.unsaved |= moved || !state.open.is_empty();
         if now.duration_since(state.reported) >= Duration::from_secs(60) {
             report(host, state, now);
         }
-        done
+        Written { done, id: batch.id }
     }
 
     /// Syncs what was written of `host`'s lines since the last commit,
@@ -312,8 +384,8 @@ impl Filer {
         };
         let folder = self.dir.join(safe_name(host));
         let mut synced = true;
-        for (path, (file, _)) in std::mem::take(&mut state.open) {
-            match file.sync_data().and_then(|()| file.metadata()) {
+        for (path, open) in std::mem::take(&mut state.open) {
+            match open.file.sync_data().and_then(|()| open.file.metadata()) {
                 Ok(meta) => {
                     let rel = path.strip_prefix(&folder).unwrap_or(&path);
                     let size = Size {
@@ -328,6 +400,8 @@ impl Filer {
                 }
             }
         }
+        // Every line filed is written now (`write_batch` ends so).
+        state.seen_written = state.seen.clone();
         if state.unsaved && synced {
             match state.seen.save(&folder.join(SEEN_FILE)) {
                 Ok(()) => state.unsaved = false,
@@ -338,6 +412,17 @@ impl Filer {
             }
         }
         synced
+    }
+}
+
+/// Counts `n` lines of `host` dropped for `why`; the first of a kind since
+/// the last report is said at once.
+fn count(host: &str, state: &mut Host, why: Drop, n: u64, now: Instant) {
+    let dropped = state.dropped.entry(why).or_default();
+    let first = *dropped == 0;
+    *dropped += n;
+    if first && n > 0 {
+        report(host, state, now);
     }
 }
 
@@ -359,14 +444,14 @@ fn report(host: &str, state: &mut Host, now: Instant) {
     state.reported = now;
 }
 
-/// Files one line, through the files `open` for this batch.
+/// Files one line, `text` as it is filed, to the file at `path`: into
+/// that file's buffer (`write_out` writes it).
 fn file_in(
-    folder: &Path,
     state: &mut Host,
     limits: &Limits,
-    l: &Line,
+    path: &Path,
+    text: &[u8],
     now: Instant,
-    open: &mut HashMap<PathBuf, (std::fs::File, u64)>,
 ) -> Result<(), Drop> {
     let elapsed = now.duration_since(state.refilled).as_secs_f64();
     state.refilled = now;
@@ -375,76 +460,127 @@ fn file_in(
         return Err(Drop::Rate);
     }
     state.tokens -= 1.0;
-    let time = (l.time)
-        .filter(|t| t.is_finite() && (0.0..super::logs::YEAR_9999).contains(t))
-        .unwrap_or_else(super::heartbeat::unix_time);
-    let text = format!("{}\t{}", super::logs::time_text(time), cut(&l.line));
     let len = text.len() as u64;
     if state.used + len > limits.quota {
         return Err(Drop::Quota);
     }
-    let path = folder.join(safe_tag(&l.tag));
-    if !state.files.contains(&path) {
+    if !state.files.contains(path) {
         if state.files.len() >= limits.files {
             return Err(Drop::Files);
         }
-        state.files.insert(path.clone());
+        state.files.insert(path.to_path_buf());
     }
     let disk = |state: &mut Host, e: String| {
         state.error = Some(e);
         Drop::Disk
     };
     // Its size as last written (looked up once a commit, not once a line).
-    let size = match open.get(&path) {
-        Some((_, size)) => *size,
-        None => std::fs::symlink_metadata(&path).map_or(0, |m| m.len()),
+    let size = match state.open.get(path) {
+        Some(open) => open.size(),
+        None => std::fs::symlink_metadata(path).map_or(0, |m| m.len()),
     };
     if size > 0 && size + len > limits.rotate {
-        if let Some((file, _)) = open.remove(&path) {
-            file.sync_data()
+        // What is buffered goes out first (every file's: `seen_written`
+        // covers them all), and this file is synced before it is renamed.
+        write_out(state).map_err(|_| Drop::Disk)?;
+        if let Some(open) = state.open.remove(path) {
+            (open.file.sync_data())
                 .map_err(|e| disk(state, format!("cannot sync {}: {e}", path.display())))?;
         }
-        state.used -= rotate(&path, limits.keep).min(state.used);
+        state.used -= rotate(path, limits.keep).min(state.used);
     }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| disk(state, format!("cannot create {}: {e}", parent.display())))?;
-    }
-    if !open.contains_key(&path) {
+    if !state.open.contains_key(path) {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| disk(state, format!("cannot create {}: {e}", parent.display())))?;
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
+            .open(path)
             .map_err(|e| disk(state, format!("cannot open {}: {e}", path.display())))?;
-        let size = file.metadata().map_or(0, |m| m.len());
-        open.insert(path.clone(), (file, size));
+        let written = file.metadata().map_or(0, |m| m.len());
+        let open = Open {
+            file,
+            written,
+            buf: Vec::new(),
+            lines: 0,
+        };
+        state.open.insert(path.to_path_buf(), open);
     }
-    let Some((file, size)) = open.get_mut(&path) else {
+    let Some(open) = state.open.get_mut(path) else {
         return Err(Drop::Disk);
     };
-    file.write_all(text.as_bytes())
-        .map_err(|e| disk(state, format!("cannot write {}: {e}", path.display())))?;
-    *size += len;
+    open.buf.extend_from_slice(text);
+    open.lines += 1;
     state.used += len;
     Ok(())
 }
 
-/// The line as filed: one line (its new lines made spaces), at most
-/// `LINE_MAX` bytes of it, marked when cut, and a new line.
-fn cut(line: &str) -> String {
-    let mut text = line.replace('\n', " ");
-    if text.len() > LINE_MAX {
-        let mut end = LINE_MAX;
-        while !text.is_char_boundary(end) {
-            end -= 1;
+/// Writes every file's buffered lines, one `write` a file. If the disk
+/// refuses any, each file is cut back to what it held before and `seen`
+/// goes back to what was written: none of those lines is filed (the batch
+/// is not acknowledged and comes again), and none is filed twice. Returns
+/// how many lines were taken back.
+fn write_out(state: &mut Host) -> Result<(), u64> {
+    let mut refused = None;
+    for (path, open) in &mut state.open {
+        if open.buf.is_empty() {
+            continue;
         }
-        let cut = text.len() - end;
-        text.truncate(end);
-        text.push_str(&format!(" [cut by sitec: {cut} more bytes]"));
+        if let Err(e) = open.file.write_all(&open.buf) {
+            refused = Some(format!("cannot write {}: {e}", path.display()));
+            break;
+        }
     }
-    text.push('\n');
-    text
+    let Some(error) = refused else {
+        for open in state.open.values_mut() {
+            open.written += open.buf.len() as u64;
+            open.buf.clear();
+            open.lines = 0;
+        }
+        state.seen_written.clone_from(&state.seen);
+        return Ok(());
+    };
+    let mut lost = 0;
+    for (path, open) in &mut state.open {
+        if let Err(e) = open.file.set_len(open.written) {
+            tracing::warn!(
+                "log collector: cannot cut {} back to {} bytes: {e}; lines sent again may be filed twice",
+                path.display(),
+                open.written
+            );
+        }
+        state.used -= (open.buf.len() as u64).min(state.used);
+        lost += open.lines;
+        open.buf.clear();
+        open.lines = 0;
+    }
+    state.seen.clone_from(&state.seen_written);
+    state.error = Some(error);
+    Err(lost)
+}
+
+/// Appends the line as filed to `out`: one line (its new lines made
+/// spaces), at most `LINE_MAX` bytes of it, marked when cut, and a new
+/// line.
+fn cut_into(line: &str, out: &mut Vec<u8>) {
+    let mut end = line.len().min(LINE_MAX);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    let start = out.len();
+    out.extend_from_slice(&line.as_bytes()[..end]);
+    for byte in &mut out[start..] {
+        if *byte == b'\n' {
+            *byte = b' ';
+        }
+    }
+    if end < line.len() {
+        let _ = write!(out, " [cut by sitec: {} more bytes]", line.len() - end);
+    }
+    out.push(b'\n');
 }
 
 /// `PATH.N`: a file the collector rotated.
@@ -619,6 +755,11 @@ mod tests {
         json!({"id": 1, "lines": (from..to).map(line).collect::<Vec<_>>()})
     }
 
+    /// A batch as it travels.
+    fn body(batch: Value) -> Vec<u8> {
+        batch.to_string().into_bytes()
+    }
+
     #[test]
     fn a_batch_sent_again_is_filed_once_across_a_restart() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -678,8 +819,8 @@ mod tests {
         assert!(filer.file_batch("run1", &batch(0, 2), now));
         let positions = dir.path().join("run1").join(SEEN_FILE);
         let saved = std::fs::read(&positions).expect("positions");
-        assert!(filer.write_batch("run1", &batch(2, 4), now));
-        assert!(filer.write_batch("run1", &batch(4, 6), now));
+        assert!(filer.write_batch("run1", &body(batch(2, 4)), now).done);
+        assert!(filer.write_batch("run1", &body(batch(4, 6)), now).done);
         assert_eq!(
             std::fs::read(&positions).expect("positions"),
             saved,
@@ -687,8 +828,8 @@ mod tests {
         );
         drop(filer);
         let mut filer = Filer::new(dir.path().into(), Limits::default());
-        assert!(filer.write_batch("run1", &batch(2, 4), now));
-        assert!(filer.write_batch("run1", &batch(4, 6), now));
+        assert!(filer.write_batch("run1", &body(batch(2, 4)), now).done);
+        assert!(filer.write_batch("run1", &body(batch(4, 6)), now).done);
         assert!(filer.commit("run1"));
         let filed: Vec<String> = (read(dir.path(), "run1/a.log").lines())
             .map(|l| l.split_once('\t').map_or(l, |(_, t)| t).to_string())
@@ -738,6 +879,57 @@ mod tests {
         }
     }
 
+    /// A disk that refuses a batch's lines (here a file that cannot be
+    /// written) takes the batch back whole: the other file's lines of it
+    /// are cut off again, none is marked filed, it is not acknowledged,
+    /// and sent again it is filed once.
+    #[test]
+    fn a_batch_the_disk_refuses_is_taken_back_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = Instant::now();
+        let mut filer = Filer::new(dir.path().into(), Limits::default());
+        let two_files = |from: u64, to: u64| {
+            let mut lines = Vec::new();
+            for n in from..to {
+                for tag in ["a.log", "b.log"] {
+                    let mut l = line(n);
+                    l["tag"] = json!(tag);
+                    lines.push(l);
+                }
+            }
+            json!({"id": 1, "lines": lines})
+        };
+        assert!(filer.write_batch("run1", &body(two_files(0, 2)), now).done);
+        // b.log's disk fails: its open file can no longer be written.
+        let b = dir.path().join("run1/b.log");
+        let state = filer.hosts.get_mut("run1").expect("run1");
+        let open = state.open.get_mut(&b).expect("b.log open");
+        open.file = std::fs::File::open(&b).expect("read-only");
+        let refused = filer.write_batch("run1", &body(two_files(2, 4)), now);
+        assert!(!refused.done, "not acknowledged");
+        assert!(filer.commit("run1"));
+        for tag in ["a.log", "b.log"] {
+            assert_eq!(
+                read(dir.path(), &format!("run1/{tag}")).lines().count(),
+                2,
+                "{tag}"
+            );
+        }
+        // The disk is back: the batch sent again is filed once.
+        assert!(filer.file_batch("run1", &two_files(2, 4), now));
+        assert!(
+            filer.file_batch("run1", &two_files(0, 4), now),
+            "a duplicate"
+        );
+        let want: Vec<String> = (0..4).map(|n| format!("line {n}")).collect();
+        for tag in ["a.log", "b.log"] {
+            let filed: Vec<String> = (read(dir.path(), &format!("run1/{tag}")).lines())
+                .map(|l| l.split_once('\t').map_or(l, |(_, t)| t).to_string())
+                .collect();
+            assert_eq!(filed, want, "{tag}");
+        }
+    }
+
     fn read(dir: &Path, rel: &str) -> String {
         std::fs::read_to_string(dir.join(rel)).unwrap_or_default()
     }
@@ -768,7 +960,9 @@ mod tests {
     #[test]
     fn long_lines_are_cut_and_marked() {
         let long = "é".repeat(LINE_MAX);
-        let text = cut(&long);
+        let mut filed = Vec::new();
+        cut_into(&long, &mut filed);
+        let text = String::from_utf8(filed).expect("cut at a character's boundary");
         assert!(text.len() < LINE_MAX + 64, "{}", text.len());
         assert!(text.ends_with(&format!(
             "[cut by sitec: {} more bytes]\n",

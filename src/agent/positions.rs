@@ -95,8 +95,13 @@ impl Acked {
 
     /// The collector acknowledged `tag`'s lines of `file` up to `end`.
     pub fn ack(&mut self, tag: &str, file: FileId, end: u64) {
-        let next = advance(self.get(tag), file, end);
-        self.by_tag.insert(tag.to_string(), next);
+        // In place when the tag is known (once a line): no new key.
+        match self.by_tag.get_mut(tag) {
+            Some(at) => *at = advance(Some(*at), file, end),
+            None => {
+                self.by_tag.insert(tag.to_string(), Position { file, end });
+            }
+        }
     }
 
     /// Writes the positions whole: a temporary file in the same folder,
@@ -153,13 +158,16 @@ impl Seen {
     /// The line of `tag`'s `file` ending at `end` is filed; a line of
     /// another file than the newest starts the tag's next file.
     pub fn filed(&mut self, tag: &str, file: FileId, end: u64) {
-        let old = self.by_tag.get(tag).copied();
-        let previous = match old {
-            Some(f) if f.at.file == file => f.previous,
-            Some(f) => Some(f.at.file),
-            None => None,
-        };
-        let at = advance(old.map(|f| f.at), file, end);
+        // In place when the tag is known (once a line): no new key.
+        if let Some(filed) = self.by_tag.get_mut(tag) {
+            if filed.at.file != file {
+                filed.previous = Some(filed.at.file);
+            }
+            filed.at = advance(Some(filed.at), file, end);
+            return;
+        }
+        let at = Position { file, end };
+        let previous = None;
         self.by_tag.insert(tag.to_string(), Filed { at, previous });
     }
 

@@ -31,9 +31,11 @@
 
 use super::follow::{Follower, Line, Start};
 use super::positions::{Acked, FileId};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Batches sent and not yet acknowledged, at most.
@@ -55,14 +57,26 @@ const POLL: Duration = Duration::from_millis(100);
 /// A followed file, for one collector.
 struct Followed {
     follower: Follower,
-    tag: String,
+    /// Shared by its lines (no copy a line).
+    tag: Arc<str>,
     last_error: Option<String>,
 }
 
 /// A line read, waiting for its batch.
 struct Pending {
-    tag: String,
+    tag: Arc<str>,
     line: Line,
+    time: f64,
+}
+
+/// A line as it travels in a batch.
+#[derive(Serialize)]
+struct Wire<'a> {
+    tag: &'a str,
+    file: FileId,
+    offset: u64,
+    end: u64,
+    line: &'a str,
     time: f64,
 }
 
@@ -72,7 +86,7 @@ struct Batch {
     body: Vec<u8>,
     sent: Instant,
     /// Where each of its lines ends, in order: what an acknowledgement saves.
-    ends: Vec<(String, FileId, u64)>,
+    ends: Vec<(Arc<str>, FileId, u64)>,
     acked: bool,
 }
 
@@ -106,7 +120,7 @@ impl Shipper {
                 let start = acked.get(tag).map_or(Start::End, Start::Saved);
                 Followed {
                     follower: Follower::new(path.clone(), owner.clone(), start),
-                    tag: tag.clone(),
+                    tag: Arc::from(tag.as_str()),
                     last_error: None,
                 }
             })
@@ -204,45 +218,53 @@ impl Shipper {
     /// the collector has acknowledged of the tag, or of another (the tag's
     /// next file) once nothing of the tag waits for its acknowledgement.
     fn may_send(&self, tag: &str, file: FileId) -> bool {
-        let unacked = |b: &Batch| !b.acked && b.ends.iter().any(|(t, _, _)| t == tag);
+        let unacked = |b: &Batch| !b.acked && b.ends.iter().any(|(t, _, _)| **t == *tag);
         self.acked.get(tag).is_some_and(|p| p.file == file) || !self.in_flight.iter().any(unacked)
     }
 
     /// Sends the next batch of the lines pending, as many as fit and may
     /// go out in their order; false when none may.
     fn send_batch(&mut self) -> bool {
-        let mut lines: Vec<String> = Vec::new();
+        let id = self.next_id;
+        // `{"id": ID, "lines": [LINE, ...]}`, each line serialized once,
+        // straight into the batch.
+        let mut body = format!("{{\"id\":{id},\"lines\":[").into_bytes();
+        let head = body.len();
+        let mut line = Vec::new();
         let mut ends = Vec::new();
-        let mut bytes = 0;
         while let Some(p) = self.pending.front() {
             if !self.may_send(&p.tag, p.line.file) {
                 break;
             }
-            let line = json!({
-                "tag": p.tag,
-                "file": p.line.file,
-                "offset": p.line.offset,
-                "end": p.line.end,
-                "line": p.line.text,
-                "time": p.time,
-            })
-            .to_string();
-            let size = line.len() + 1;
-            if !lines.is_empty() && (lines.len() >= BATCH_LINES || bytes + size > BATCH_BYTES) {
+            line.clear();
+            let wire = Wire {
+                tag: &p.tag,
+                file: p.line.file,
+                offset: p.line.offset,
+                end: p.line.end,
+                line: &p.line.text,
+                time: p.time,
+            };
+            // Into a Vec, of strings and numbers: it cannot fail.
+            let _ = serde_json::to_writer(&mut line, &wire);
+            let bytes = body.len() - head;
+            if !ends.is_empty()
+                && (ends.len() >= BATCH_LINES || bytes + line.len() + 1 > BATCH_BYTES)
+            {
                 break;
             }
-            bytes += size;
+            if !ends.is_empty() {
+                body.push(b',');
+            }
+            body.extend_from_slice(&line);
             ends.push((p.tag.clone(), p.line.file, p.line.end));
-            lines.push(line);
             self.pending.pop_front();
         }
-        if lines.is_empty() {
+        if ends.is_empty() {
             return false;
         }
-        let id = self.next_id;
+        body.extend_from_slice(b"]}");
         self.next_id += 1;
-        // `{"id": ID, "lines": [LINE, ...]}`, each line serialized once.
-        let body = format!("{{\"id\":{id},\"lines\":[{}]}}", lines.join(",")).into_bytes();
         let _ = self.socket.send(&body, zmq::DONTWAIT);
         self.in_flight.push_back(Batch {
             id,
@@ -296,6 +318,7 @@ impl Shipper {
 mod tests {
     use super::*;
     use crate::agent::collector::{Filer, Limits};
+    use serde_json::json;
     use std::io::Write;
 
     fn append(path: &Path, from: u32, to: u32) {

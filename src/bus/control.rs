@@ -43,9 +43,7 @@ impl Request {
     /// message with no envelope or no admitted sender (a ROUTER always has
     /// both).
     pub fn from_incoming(incoming: Incoming, outbox: &Outbox) -> Option<Request> {
-        let mut frames = incoming.frames;
-        let body = frames.pop().filter(|_| !frames.is_empty())?;
-        let peer = incoming.peer?;
+        let (peer, body, responder) = Request::raw(incoming, outbox)?;
         let body: Result<Value, String> = serde_json::from_slice::<Value>(&body)
             .map_err(|e| format!("the request is not JSON ({e}); send e.g. {{\"op\": \"ping\"}}"))
             .and_then(|v| {
@@ -59,12 +57,24 @@ impl Request {
         Some(Request {
             peer,
             body,
-            responder: Responder {
-                envelope: frames,
-                id,
-                outbox: outbox.clone(),
-            },
+            responder: responder.with_id(id),
         })
+    }
+
+    /// Like `from_incoming`, for a receiver that parses the body itself
+    /// (the log collector, into typed lines without a `Value` between):
+    /// the sender's name, the body's bytes, and a responder whose answers
+    /// carry no `id` until given one (`Responder::with_id`).
+    pub fn raw(incoming: Incoming, outbox: &Outbox) -> Option<(String, Vec<u8>, Responder)> {
+        let mut frames = incoming.frames;
+        let body = frames.pop().filter(|_| !frames.is_empty())?;
+        let peer = incoming.peer?;
+        let responder = Responder {
+            envelope: frames,
+            id: None,
+            outbox: outbox.clone(),
+        };
+        Some((peer, body, responder))
     }
 
     /// The op the request names.
@@ -74,6 +84,11 @@ impl Request {
 }
 
 impl Responder {
+    /// The same, its answers repeating `id` (the request's, if it has one).
+    pub fn with_id(self, id: Option<Value>) -> Responder {
+        Responder { id, ..self }
+    }
+
     /// Sends `answer` (an object), with the request's `id`; false when it
     /// was dropped (the client is gone or does not read).
     pub fn send(&self, mut answer: Value) -> bool {
