@@ -552,8 +552,16 @@ async fn agent_under_its_unit(state: &fleet::FleetState, unit: &[u8]) -> TestRes
         &solo.public,
     )?;
     sub.set_rcvtimeo(15_000)?;
-    let beat = sub.recv_multipart(0)?;
-    let beat: serde_json::Value = serde_json::from_slice(beat.last().ok_or("an empty heartbeat")?)?;
+    // The first heartbeat with the app states (the pulses between say only
+    // that the agent lives).
+    let beat = loop {
+        let frames = sub.recv_multipart(0)?;
+        let beat: serde_json::Value =
+            serde_json::from_slice(frames.last().ok_or("an empty heartbeat")?)?;
+        if beat.get("apps").is_some() {
+            break beat;
+        }
+    };
     let units = &beat["apps"][0]["units"];
     assert_eq!(
         (units[0]["active"].as_str(), units[1]["active"].as_str()),

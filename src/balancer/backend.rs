@@ -6,7 +6,10 @@
 //! and its pool of idle kept-alive connections. Idle connections are given
 //! out newest first, only while younger than the idle timeout (set shorter
 //! than the backend's own, so we never reuse one it is closing) and only if
-//! the socket shows no EOF or stray bytes. While it is out it keeps why
+//! the socket shows no EOF or stray bytes. A backend found dead
+//! (`found_dead`: its runner's heartbeats stopped and it does not answer)
+//! wakes the requests in flight to it (`died_since`), which give up on it
+//! rather than wait for their timeouts. While it is out it keeps why
 //! (`Out`, for `/rotation` and `sitec status`), and a connection that
 //! finishes its request then is closed, not pooled: a drained runner sees
 //! its balancers' connections go as their requests end. It never speaks HTTP.
@@ -41,6 +44,10 @@ pub struct Backend {
     idle: Mutex<Vec<Idle>>,
     /// Why it is out, by the health checks and by its agent, and since when.
     why: Mutex<Why>,
+    /// Times it was found dead (`found_dead`), and the requests in flight
+    /// to it waiting on that (`died_since`).
+    deaths: AtomicU64,
+    death: tokio::sync::Notify,
 }
 
 /// Why a backend went out of rotation, as last set.
@@ -105,6 +112,8 @@ impl Backend {
             strikes: AtomicU32::new(0),
             idle: Mutex::new(Vec::new()),
             why: Mutex::new(Why::default()),
+            deaths: AtomicU64::new(0),
+            death: tokio::sync::Notify::new(),
         }
     }
 
@@ -218,6 +227,36 @@ impl Backend {
             self.lock_why().down = Some((why.to_string(), Instant::now()));
         }
         self.clear_idle();
+    }
+
+    /// Its runner was found dead (its heartbeats stopped and it does not
+    /// answer, `silence`): out for `period` like a failed check, and every
+    /// request in flight to it is given up (`died_since`).
+    pub fn found_dead(&self, period: Duration, why: &str) {
+        self.mark_down(period, why);
+        self.deaths.fetch_add(1, Ordering::SeqCst);
+        self.death.notify_waiters();
+    }
+
+    /// Times it was found dead so far: what `died_since` compares with.
+    pub fn deaths(&self) -> u64 {
+        self.deaths.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once it is found dead after `deaths` was read (a request
+    /// in flight takes that as its answer: given up, retried if safe).
+    pub async fn died_since(&self, deaths: u64) {
+        loop {
+            let woken = self.death.notified();
+            let mut woken = std::pin::pin!(woken);
+            // Registered before the count is read: a death in between
+            // still wakes it.
+            woken.as_mut().enable();
+            if self.deaths() != deaths {
+                return;
+            }
+            woken.await;
+        }
     }
 
     /// It accepted a request and dropped it unanswered: out for `period`
@@ -369,6 +408,31 @@ mod tests {
         b.release("runs again");
         assert_eq!(b.out(), None);
         assert!(b.is_up());
+    }
+
+    /// A request waiting on a backend learns of its death whenever it
+    /// comes, before or after the request began waiting; a death before the
+    /// request started is not its own.
+    #[tokio::test]
+    async fn a_death_reaches_the_requests_in_flight() {
+        let b = std::sync::Arc::new(Backend::new("127.0.0.1:9".parse().expect("addr")));
+        b.found_dead(Duration::from_secs(60), "an earlier death");
+        let before = b.deaths();
+        let waiting = tokio::spawn({
+            let b = b.clone();
+            async move { b.died_since(before).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "an earlier death is not this request's"
+        );
+        b.found_dead(Duration::from_secs(60), "heartbeats stopped; no answer");
+        waiting.await.expect("woken by the death");
+        // Found dead between reading the count and waiting: not missed.
+        b.died_since(before).await;
+        assert!(!b.is_up());
+        assert!(b.out().expect("out").why.contains("an earlier death"));
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //! and the requests already sent finish. A hold lasts `HOLD`
 //! unless renewed, so when heartbeats stop (an agent, a bus or a network
 //! down) the runners are left to the passive and active checks within
-//! `HOLD`, never held out for good: a bus outage is not a web outage. A
+//! `HOLD`, never held out for good: a bus outage is not a web outage.
+//! Agents beat ten times a second, most beats only saying they live; a
+//! host whose beats stop for `bus.silent_ms` has its backends probed at
+//! once (`silence`): out if they do not answer, kept if they do. A
 //! reload that changes `[bus]` starts the followers again.
 
 use super::backend::Hold;
@@ -27,8 +30,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long one "not running" heartbeat keeps a backend out (agents beat
-/// every second: this outlasts two lost beats).
+/// How long one "not running" heartbeat keeps a backend out (agents say
+/// their apps' states every second: this outlasts two lost ones).
 const HOLD: Duration = Duration::from_secs(3);
 
 #[derive(Deserialize)]
@@ -62,12 +65,15 @@ pub struct Following {
     config: config::Bus,
     public: PublicKey,
     _pump: bus::pump::Stop,
-    task: tokio::task::AbortHandle,
+    /// Applying heartbeats, and watching for their silence (`silence`).
+    tasks: [tokio::task::AbortHandle; 2],
 }
 
 impl Drop for Following {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -93,12 +99,17 @@ pub fn start(shared: &Arc<Shared>, config: &config::Bus) -> Result<Option<Follow
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let (_, pump) = bus::pump::spawn("heartbeats", sockets, Some(tx), 1)?;
     let hosts = config.heartbeats.iter().map(|h| h.host.clone()).collect();
-    let task = tokio::spawn(follow(shared.clone(), hosts, rx)).abort_handle();
+    let follow = tokio::spawn(follow(shared.clone(), hosts, rx)).abort_handle();
+    let (silent, probe) = (
+        Duration::from_millis(config.silent_ms),
+        Duration::from_millis(config.probe_ms),
+    );
+    let watch = tokio::spawn(super::silence::watch(shared.clone(), silent, probe)).abort_handle();
     Ok(Some(Following {
         config: config.clone(),
         public,
         _pump: pump,
-        task,
+        tasks: [follow, watch],
     }))
 }
 

@@ -37,13 +37,28 @@ pub struct Config {
 /// The balancer's end of the bus: the runner agents' heartbeats it
 /// listens to (see `bus`), with its own key. A reload that changes it
 /// connects again.
-#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
 pub struct Bus {
     /// This balancer's bus key (secret; readable by its user only).
     pub key_file: Option<PathBuf>,
-    #[serde(default)]
     pub heartbeats: Vec<Heartbeats>,
+    /// A runner whose agent has sent no heartbeat for this long (agents
+    /// send ten a second) is probed at once (`silence`).
+    pub silent_ms: u64,
+    /// That probe's connect timeout: past it the runner is found dead.
+    pub probe_ms: u64,
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Bus {
+            key_file: None,
+            heartbeats: Vec::new(),
+            silent_ms: 300,
+            probe_ms: 150,
+        }
+    }
 }
 
 /// One runner agent's heartbeats: the host they speak for, its PUB
@@ -366,6 +381,8 @@ impl Config {
             ("health.fail_timeout_ms", h.fail_timeout_ms, 1),
             ("health.interval_ms", h.interval_ms, 10),
             ("health.timeout_ms", h.timeout_ms, 1),
+            ("bus.silent_ms", self.bus.silent_ms, 10),
+            ("bus.probe_ms", self.bus.probe_ms, 1),
         ] {
             if value < min {
                 return Err(format!("{key}: {value} is too small; use at least {min}"));

@@ -10,7 +10,8 @@
 //! pool), sends the head `forward` rewrote and retries what is safe to
 //! retry; `relay` sends the response back (`response` parsed it). `state`
 //! holds the config `config` validated and swaps it on SIGHUP; `health`
-//! probes backends and `bus` follows the runner agents' heartbeats;
+//! probes backends and `bus` follows the runner agents' heartbeats
+//! (`silence` probes a runner whose heartbeats stop, at once);
 //! `metrics`, `admin` and `access_log` make it visible.
 //!
 //! The HTTP/1.1 layer is hand-written on tokio rather than hyper: hyper
@@ -46,6 +47,7 @@ mod response;
 mod router;
 mod scanner;
 mod server;
+mod silence;
 mod state;
 mod tls;
 

@@ -63,6 +63,9 @@ enum HeadError {
     Cut,
     Timeout,
     Invalid(&'static str),
+    /// Its runner was found dead while we waited (`silence`): as safe to
+    /// retry as `Nothing`.
+    Dead,
 }
 
 /// What to do after an attempt failed before any response byte.
@@ -103,6 +106,20 @@ impl Attempts {
 }
 
 const NO_ANSWER: &str = "The backend closed the connection without answering.";
+
+const FOUND_DEAD: &str =
+    "given up: its runner was found dead (heartbeats stopped, no answer to a probe)";
+
+/// Whether a request a backend received and did not answer may be sent to
+/// another: only GET, HEAD and OPTIONS (idempotent: what nginx's
+/// `proxy_next_upstream` and HAProxy's `retry-on` send again unless told
+/// otherwise), and only when its whole body is in hand (`replayable`: none
+/// of it was streamed past `limits.request_buffer`). A POST that reached a
+/// backend is never sent twice: that backend may have acted on it. (A
+/// request that never reached one, a failed connect, always may.)
+fn may_resend(req: &RequestHead, replayable: bool) -> bool {
+    replayable && req.idempotent()
+}
 
 /// While every backend of an app that is out is out because its agent
 /// drains it (a rolling restart or deploy), a new request waits this long
@@ -186,9 +203,16 @@ impl<S: ClientIo> Conn<S> {
             let backend = &app.backends[i];
             rec.backend = Some(backend.addr);
             let in_flight = InFlight::new(backend);
+            // This attempt is given up if its runner is found dead meanwhile
+            // (`silence`), not left to its connect or response timeout.
+            let deaths = backend.deaths();
+            let mut dies = std::pin::pin!(backend.died_since(deaths));
             let (mut stream, reused) = match backend.take_idle(ms(t.backend_idle_ms)) {
                 Some(s) => (s, true),
-                None => match self.connect(backend, state).await {
+                None => match tokio::select! {
+                    connected = self.connect(backend, state) => connected,
+                    () = dies.as_mut() => Err(std::io::Error::other(FOUND_DEAD)),
+                } {
                     Ok(s) => (s, false),
                     Err(e) => {
                         // Nothing reached it: always safe to try the next one.
@@ -234,7 +258,10 @@ impl<S: ClientIo> Conn<S> {
             let mut bbuf = Buf::default();
             let failure = match failure {
                 Some(f) => f,
-                None => match read_response(&mut stream, &mut bbuf, state, req, alarm).await {
+                None => match tokio::select! {
+                    head = read_response(&mut stream, &mut bbuf, state, req, alarm) => head,
+                    () = dies.as_mut() => Err(HeadError::Dead),
+                } {
                     Ok(resp) => {
                         backend.answered();
                         let up = Upstream {
@@ -256,19 +283,29 @@ impl<S: ClientIo> Conn<S> {
                     }
                     Err(HeadError::Nothing) => (
                         "closed without answering".to_owned(),
-                        replayable && req.idempotent(),
+                        may_resend(req, replayable),
                         NO_ANSWER,
                     ),
                     Err(HeadError::Cut) => (
                         "closed mid-answer".to_owned(),
-                        replayable && req.idempotent(),
+                        may_resend(req, replayable),
                         "The backend closed the connection mid-answer.",
+                    ),
+                    Err(HeadError::Dead) => (
+                        FOUND_DEAD.to_owned(),
+                        may_resend(req, replayable),
+                        "The backend was found dead before it answered.",
                     ),
                 },
             };
             let (why, safe, page) = failure;
-            let verdict = attempts.after_failure(i, reused, safe);
-            if verdict != Verdict::Stale && !reused {
+            // A dead runner is not tried again, pooled connection or not,
+            // and its death counts no strike (it is out already).
+            let dead = backend.deaths() != deaths;
+            let verdict = attempts.after_failure(i, reused && !dead, safe);
+            if dead {
+                tracing::warn!(backend = %backend.addr, "{why}");
+            } else if verdict != Verdict::Stale && !reused {
                 tracing::warn!(backend = %backend.addr, "{why}");
                 backend.strike(ms(state.health.fail_timeout_ms));
             }
@@ -537,4 +574,39 @@ async fn send_body(stream: &mut TcpStream, bytes: &[u8], d: Duration) -> Result<
     within(d, stream.write_all(bytes))
         .await
         .map_err(|_| BodyError::BackendStopped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_idempotent_requests_whose_body_is_in_hand_are_sent_again() {
+        use crate::balancer::scanner::TEST_LIMITS;
+        let head = |method: &str| {
+            let raw = format!("{method} / HTTP/1.1\r\nHost: a\r\n\r\n");
+            RequestHead::parse(raw.as_bytes(), &TEST_LIMITS).expect("valid")
+        };
+        for method in ["GET", "HEAD", "OPTIONS"] {
+            assert!(may_resend(&head(method), true), "{method}");
+            assert!(!may_resend(&head(method), false), "{method}, body streamed");
+        }
+        for method in ["POST", "PUT", "PATCH", "DELETE"] {
+            assert!(!may_resend(&head(method), true), "{method}");
+        }
+    }
+
+    /// A request is sent again once at most, and a pooled connection found
+    /// closed is tried afresh (twice) before that counts.
+    #[test]
+    fn a_request_is_retried_once_and_never_when_unsafe() {
+        let mut post = Attempts::default();
+        assert_eq!(post.after_failure(0, false, false), Verdict::GiveUp);
+        let mut get = Attempts::default();
+        assert_eq!(get.after_failure(0, true, true), Verdict::Stale);
+        assert_eq!(get.after_failure(0, true, true), Verdict::Stale);
+        assert_eq!(get.after_failure(0, true, true), Verdict::Retry);
+        assert_eq!(get.after_failure(1, false, true), Verdict::GiveUp);
+        assert_eq!(get.tried, [0, 1]);
+    }
 }

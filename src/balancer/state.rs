@@ -168,6 +168,27 @@ impl Shared {
         }
     }
 
+    /// When each runner's agent was last heard.
+    pub fn heard_at(&self) -> Vec<(String, std::time::Instant)> {
+        let heard = self
+            .heard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        heard.iter().map(|(h, at)| (h.clone(), *at)).collect()
+    }
+
+    /// The backends on `host` (of every app there), as heartbeats name it.
+    pub fn backends_on(&self, host: &str) -> Vec<Arc<Backend>> {
+        let state = self.state();
+        let mut found: Vec<Arc<Backend>> = (state.runners.iter())
+            .filter(|((h, _), _)| h == host)
+            .flat_map(|(_, backends)| backends.iter().cloned())
+            .collect();
+        found.sort_by_key(|b| b.addr);
+        found.dedup_by_key(|b| b.addr);
+        found
+    }
+
     /// Seconds since each runner's agent was last heard.
     pub fn heard_ago(&self) -> Vec<(String, f64)> {
         let heard = self

@@ -353,7 +353,7 @@ fn served(lb: std::net::SocketAddr, a: &TestBackend, b: &TestBackend, n: usize) 
 
 /// A balancer routing `blog.example.com` to `a` on run1 and `b` on run2,
 /// following run1's and run2's heartbeats at `endpoints` with key `lb1`,
-/// its active checks every 100 ms. Routes for apps `mark1`..`mark3` on
+/// its active checks every `interval_ms`. Routes for apps `mark1`..`mark3` on
 /// both runners (`Heartbeats::wait_mark`) serve only to show how far the
 /// balancer has read each runner's heartbeats.
 struct Heartbeats {
@@ -362,7 +362,11 @@ struct Heartbeats {
     _marks: Vec<TestBackend>,
 }
 
-fn following_heartbeats(endpoints: &[String], a: &TestBackend, b: &TestBackend) -> Heartbeats {
+fn following_heartbeats(
+    endpoints: &[String],
+    (a, b): (std::net::SocketAddr, std::net::SocketAddr),
+    interval_ms: u64,
+) -> Heartbeats {
     use std::os::unix::fs::PermissionsExt;
     let keys = tempfile::tempdir().expect("tempdir").keep();
     let key_file = keys.join("balancer.key");
@@ -388,14 +392,14 @@ fn following_heartbeats(endpoints: &[String], a: &TestBackend, b: &TestBackend) 
         })
         .collect();
     let lb = Balancer::with_config(&format!(
-        "[listen]\nhttp = [\"127.0.0.1:0\"]\n[health]\ninterval_ms = 100\n\
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\n[health]\ninterval_ms = {interval_ms}\n\
          [bus]\nkey_file = \"{}\"\nheartbeats = [{}]\n\
          [[route]]\nname = \"blog\"\ndomains = [\"blog.example.com\"]\n\
          backends = [\"{}\", \"{}\"]\nhosts = [\"run1\", \"run2\"]\n{mark_routes}",
         key_file.display(),
         heartbeats.join(", "),
-        a.addr,
-        b.addr
+        a,
+        b
     ));
     assert!(
         lb.wait_log("following heartbeats from", 2),
@@ -403,6 +407,16 @@ fn following_heartbeats(endpoints: &[String], a: &TestBackend, b: &TestBackend) 
         lb.stderr()
     );
     Heartbeats { lb, _marks: marks }
+}
+
+/// Test backends `a` on run1 and `b` on run2, their agents publishing, and
+/// a balancer following them with active checks every `interval_ms`.
+fn two_runners(interval_ms: u64) -> (TestBackend, TestBackend, Beats, Heartbeats) {
+    let a = TestBackend::start("a");
+    let b = TestBackend::start("b");
+    let (endpoints, agents) = agents_publishing();
+    let beats = following_heartbeats(&endpoints, (a.addr, b.addr), interval_ms);
+    (a, b, agents, beats)
 }
 
 /// The `n`th marker round (1 to 3, each used once): put last, each
@@ -441,12 +455,9 @@ fn probed(backend: &TestBackend, n: usize) {
 
 #[test]
 fn a_runner_whose_agent_says_the_app_is_down_gets_no_requests_until_it_says_it_runs() {
-    let a = TestBackend::start("a");
-    let b = TestBackend::start("b");
-    let (endpoints, agents) = agents_publishing();
     // The active checks find `a` answering throughout, yet the heartbeat
     // keeps it out.
-    let beats = following_heartbeats(&endpoints, &a, &b);
+    let (a, b, agents, beats) = two_runners(100);
     let lb = &beats.lb;
     assert_eq!(
         served(lb.http, &a, &b, 10),
@@ -521,10 +532,7 @@ fn a_runner_whose_agent_says_the_app_is_down_gets_no_requests_until_it_says_it_r
 
 #[test]
 fn a_hold_lapses_when_the_agent_falls_silent() {
-    let a = TestBackend::start("a");
-    let b = TestBackend::start("b");
-    let (endpoints, agents) = agents_publishing();
-    let beats = following_heartbeats(&endpoints, &a, &b);
+    let (a, b, agents, beats) = two_runners(100);
     let lb = &beats.lb;
     agents
         .send(vec![("run1", heartbeat("run1", "blog", false))])
@@ -549,4 +557,122 @@ fn a_hold_lapses_when_the_agent_falls_silent() {
         "lapsed at once"
     );
     assert_eq!(served(lb.http, &a, &b, 10), (5, 5), "{}", lb.stderr());
+}
+
+/// A runner cut off from the network: it accepts connections and never
+/// answers, until `cut` closes its listener (a probe is refused, as one to
+/// a dead machine finds no answer) and leaves the open connections mute.
+struct Mute {
+    addr: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    listening: Option<std::thread::JoinHandle<Vec<std::net::TcpStream>>>,
+    /// The connections it took, kept open and silent.
+    open: Vec<std::net::TcpStream>,
+}
+
+impl Mute {
+    fn start() -> Mute {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        let addr = l.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (count, stopped) = (accepted.clone(), stop.clone());
+        let listening = std::thread::spawn(move || {
+            let mut open = Vec::new();
+            while !stopped.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        open.push(s);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            open
+        });
+        Mute {
+            addr,
+            accepted,
+            stop,
+            listening: Some(listening),
+            open: Vec::new(),
+        }
+    }
+
+    fn cut(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(listening) = self.listening.take() {
+            self.open = listening.join().expect("the listening thread");
+        }
+    }
+}
+
+/// Both runners beat (blog serving) until the balancer has read it.
+fn both_beating(agents: &Beats, beats: &Heartbeats) {
+    let mut round: Vec<(&'static str, String)> = RUNNERS
+        .iter()
+        .map(|r| (*r, heartbeat(r, "blog", true)))
+        .collect();
+    round.extend(mark(1));
+    agents.send(round).expect("send");
+    beats.wait_mark(1);
+}
+
+/// run1's heartbeats stop and its app answers no more (its machine died):
+/// the balancer probes it at once and takes it out, and the GET waiting on
+/// it is given up and answered by run2, without waiting for the active
+/// checks (a minute apart here) or the response timeout (a minute).
+#[test]
+fn a_runner_found_dead_is_out_and_its_requests_in_flight_go_to_another() {
+    let mut a = Mute::start();
+    let b = TestBackend::start("b");
+    let (endpoints, agents) = agents_publishing();
+    let beats = following_heartbeats(&endpoints, (a.addr, b.addr), 60_000);
+    let lb = &beats.lb;
+    both_beating(&agents, &beats);
+    // GETs until one waits on run1 (round robin: the first or the second).
+    let http = lb.http;
+    let gets: Vec<std::thread::JoinHandle<Option<Response>>> = (0..2)
+        .map(|_| std::thread::spawn(move || get(http, "blog.example.com", "/")))
+        .collect();
+    assert!(
+        crate::common::eventually(WAIT, || a.accepted.load(Ordering::SeqCst) >= 1),
+        "no GET reached run1"
+    );
+    a.cut();
+    agents
+        .send(vec![("run2", heartbeat("run2", "blog", true))])
+        .expect("send");
+    for got in gets {
+        let r = got.join().expect("a GET").expect("an answer");
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), lb.stderr());
+    }
+    assert!(
+        lb.wait_log("run1's heartbeats stopped and it does not answer", 1),
+        "{}",
+        lb.stderr()
+    );
+    assert!(lb.stderr().contains("found dead"), "{}", lb.stderr());
+    let (to_b, _) = served(lb.http, &b, &b, 4);
+    assert_eq!(to_b, 4, "every GET to run2: run1 is out");
+}
+
+/// Every heartbeat vanishes (the bus is down) while the runners serve: each
+/// is probed, answers and stays in rotation; a bus outage is not a web
+/// outage.
+#[test]
+fn a_bus_outage_takes_no_runner_out() {
+    let (a, b, agents, beats) = two_runners(60_000);
+    let lb = &beats.lb;
+    both_beating(&agents, &beats);
+    agents.send(Vec::new()).expect("send");
+    assert!(
+        lb.wait_log("heartbeats are silent, but it answers: kept in rotation", 2),
+        "{}",
+        lb.stderr()
+    );
+    assert_eq!(served(lb.http, &a, &b, 10), (5, 5), "{}", lb.stderr());
+    assert!(!lb.stderr().contains("found dead"), "{}", lb.stderr());
 }

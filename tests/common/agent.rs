@@ -189,7 +189,9 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The next message as JSON (its last frame), if one comes within `limit`.
+    /// The next heartbeat with the app states as JSON (its last frame), if
+    /// one comes within `limit`: the pulses between them (`{host, seq,
+    /// time}`, ten a second) are passed over.
     pub fn next(&self, limit: Duration) -> Option<Value> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
@@ -197,7 +199,10 @@ impl Subscription {
                 continue;
             }
             let frames = self.socket.recv_multipart(0).ok()?;
-            return serde_json::from_slice(frames.last()?).ok();
+            let beat: Value = serde_json::from_slice(frames.last()?).ok()?;
+            if beat.get("apps").is_some() {
+                return Some(beat);
+            }
         }
         None
     }
