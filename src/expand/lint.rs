@@ -2,8 +2,10 @@
 //! needs (E220), every `{name}` in its strings a value of the scopes around
 //! it and no list in a label (E221, E220 for a lone brace), and, where a string names no value, a
 //! template that exists (E223) and is used inside the scope its context
-//! needs (E224), a template of your own that reads, parses and names only
-//! what its context has (E226-E228, `own_templates`), a path that is one on
+//! needs (E224), a template of your own (a file's or a unit's) that reads,
+//! parses and names only what its context has, secrets only for a file that
+//! asks (E226-E228, `own_templates`), `secrets = true` only on such a file
+//! (E234), a path that is one on
 //! the host (E225), a `user`'s `uid` sitec gives (E229), a user or group name
 //! a host takes (E113); every `requires` and `notify` naming a resource some
 //! role declares (E231); every timer's user said where there is no app's
