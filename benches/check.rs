@@ -1,6 +1,7 @@
 //! How fast `sitec check` is: parse, load modules, resolve names and types,
 //! on generated specs of three sizes (the largest about 1 MB: 200 hosts and
-//! 2,000 apps). Run with `cargo bench --bench check`.
+//! 2,000 apps; `cargo test` runs the smallest once). Run with `cargo bench
+//! --bench check`.
 //!
 //! `SITEC_WRITE_SPECS=DIR cargo bench --bench check` writes the three specs
 //! to `DIR/HOSTSxAPPS.site` instead, for profiling the binary on them
@@ -25,7 +26,7 @@ fn check(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("check");
     group.sample_size(20);
-    for (hosts, apps) in SIZES {
+    for &(hosts, apps) in spec_gen::sizes(&SIZES) {
         let text = spec_gen::spec(hosts, apps);
         // The generated spec must be valid, or the benchmark measures errors.
         let mut sources = SourceMap::new();

@@ -2,6 +2,20 @@
 //! providers, `hosts` hosts (balancers, runners, database hosts), and `apps`
 //! apps, each with domains, settings, static files, databases and a worker.
 
+/// The sizes a benchmark runs: all of them under `cargo bench` (which passes
+/// `--bench`), the first alone when `cargo test --all-targets` runs the
+/// benchmark once to see that it works. The code measured is the same at
+/// every size, and an unoptimized build of the largest takes minutes.
+/// (src/expand's tests include this file for `spec` alone.)
+#[allow(dead_code)]
+pub fn sizes(all: &[(usize, usize)]) -> &[(usize, usize)] {
+    if std::env::args().any(|arg| arg == "--bench") {
+        all
+    } else {
+        &all[..1]
+    }
+}
+
 pub fn spec(hosts: usize, apps: usize) -> String {
     let mut out = String::from("use std/platform\n\nprovider colo { user = \"root\" }\nprovider linode { user = \"root\" }\nprovider ec2 { user = \"admin\" }\n\n");
     let providers = ["colo", "linode", "ec2"];
