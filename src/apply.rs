@@ -26,6 +26,7 @@ use crate::host::wire::Event;
 use crate::plan::desired::HostDesired;
 use crate::plan::remote::Connections;
 use crate::plan::Plan;
+use crate::resources::Kind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -319,6 +320,13 @@ pub async fn run(
         );
     }
     let unreachable: BTreeSet<&str> = plan.unreachable.iter().map(|u| u.host.as_str()).collect();
+    let first = first_phase(plan, hosts, &connections, saved, &progress, around.as_ref()).await;
+    for (name, outcome) in &first {
+        if let Some(outcome) = outcome {
+            progress.finish(name, outcome);
+            outcomes.insert(name.clone(), outcome.clone());
+        }
+    }
     let limit = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     for step in steps(hosts, order, rolling) {
         let mut tasks = tokio::task::JoinSet::new();
@@ -352,7 +360,10 @@ pub async fn run(
                 continue;
             }
             let mut desired = host.desired.clone();
-            desired.expect = saved.then(|| host_plan.fingerprint.clone());
+            // A host the first phase changed was checked against the saved
+            // plan by that phase; its facts differ from the plan's now.
+            let phased = first.contains_key(&name);
+            desired.expect = (saved && !phased).then(|| host_plan.fingerprint.clone());
             desired.lease = around.as_ref().map(|a| a.lock.claim());
             let blobs = host_plan.missing_blobs.clone();
             let drained = if around.is_some() {
@@ -373,9 +384,21 @@ pub async fn run(
                 let _permit = limit.acquire_owned().await;
                 let mut blobs = blobs;
                 if prepare {
-                    if let Err(e) =
-                        prepare_host(&connections, &name, &desired, &blobs, &progress).await
-                    {
+                    let virtualenvs: Vec<String> = (desired.items.iter())
+                        .filter(|i| matches!(i.kind, Kind::Virtualenv { .. }))
+                        .map(|i| i.id.clone())
+                        .collect();
+                    let note = "building its new virtualenv before the drain";
+                    let built = prepare_host(
+                        &connections,
+                        &name,
+                        &progress,
+                        &desired,
+                        virtualenvs,
+                        &blobs,
+                        note,
+                    );
+                    if let Err(e) = built.await {
                         let outcome = Outcome::Failed(e);
                         progress.finish(&name, &outcome);
                         return (name, outcome);
@@ -538,21 +561,74 @@ fn builds_virtualenv(plan: &crate::plan::HostPlan) -> bool {
         .any(|c| c.id.starts_with("virtualenv:") && c.action == crate::plan::Action::Change)
 }
 
-/// Builds `host`'s new virtualenvs before its runner is drained
-/// (`Desired::prepare`): pip runs while the app serves from the live one,
-/// and a failed build fails the host with nothing drained, switched or
-/// restarted. The apply that follows finds them built.
+/// Apply's first phase, before any step: on every host whose plan changes
+/// one of its `first` resources (the `gluster` role's: glusterfs-server,
+/// glusterd, the bricks' folder), those alone, on all such hosts at once.
+/// An app's leader, applied before its other runners (and a balancer
+/// after them), makes its media volume, and `gluster volume create` needs
+/// every brick host's glusterd in the leader's pool already: so they all
+/// run glusterd first. Nothing here serves or stops serving, so a failure
+/// leaves each host as it was; the host fails, and the hosts after it wait,
+/// as for any failure. The hosts it ran on: `None`, or how one failed.
+async fn first_phase(
+    plan: &Plan,
+    hosts: &[HostDesired],
+    connections: &Arc<Connections>,
+    saved: bool,
+    progress: &Arc<Progress>,
+    around: Option<&Arc<Around>>,
+) -> BTreeMap<String, Option<Outcome>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for host in hosts {
+        let Some(host_plan) = plan.hosts.iter().find(|h| h.host == host.name) else {
+            continue;
+        };
+        let changes = (host_plan.changes.iter().map(|c| &c.id))
+            .chain(host_plan.services.iter().map(|s| &s.id));
+        if !changes.into_iter().any(|id| host.first.contains(id)) {
+            continue;
+        }
+        let mut desired = host.desired.clone();
+        desired.expect = saved.then(|| host_plan.fingerprint.clone());
+        desired.lease = around.map(|a| a.lock.claim());
+        let (connections, progress) = (connections.clone(), progress.clone());
+        let (name, ids) = (host.name.clone(), host.first.clone());
+        tasks.spawn(async move {
+            let note = "starting its GlusterFS server before the rolling deploy";
+            let first = desired.items.iter().map(|i| i.id.clone());
+            let first = first.filter(|id| ids.contains(id)).collect();
+            let result =
+                prepare_host(&connections, &name, &progress, &desired, first, &[], note).await;
+            (name, result.err().map(Outcome::Failed))
+        });
+    }
+    let mut ran = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((name, outcome)) = joined {
+            ran.insert(name, outcome);
+        }
+    }
+    ran
+}
+
+/// Converges `desired`'s items alone on `host`, before its own step
+/// (`Desired::prepare`): its new virtualenvs before its runner is drained
+/// (pip runs while the app serves from the live one, and a failed build
+/// fails the host with nothing drained, switched or restarted; the apply
+/// that follows finds them built), or the first phase's resources.
 async fn prepare_host(
     connections: &Connections,
     host: &str,
-    desired: &crate::host::wire::Desired,
-    blobs: &[String],
     progress: &Progress,
+    desired: &crate::host::wire::Desired,
+    items: Vec<String>,
+    blobs: &[String],
+    note: &str,
 ) -> Result<(), String> {
     connections.upload_blobs(host, blobs).await?;
-    progress.note(host, "building its new virtualenv before the drain");
+    progress.note(host, note);
     let mut prepared = desired.clone();
-    prepared.prepare = true;
+    prepared.prepare = items;
     let mut errors = Vec::new();
     let result = connections
         .apply(host, &prepared, |event| match &event {
@@ -570,7 +646,7 @@ async fn prepare_host(
         .await;
     match result {
         Ok(true) if errors.is_empty() => Ok(()),
-        Ok(_) if errors.is_empty() => Err("building the virtualenvs failed".into()),
+        Ok(_) if errors.is_empty() => Err(format!("{note}: failed")),
         Ok(_) => Err(errors.join("\n")),
         Err(e) => Err(e),
     }
@@ -684,8 +760,9 @@ mod tests {
                 items: Vec::new(),
                 expect: None,
                 lease: None,
-                prepare: false,
+                prepare: Vec::new(),
             },
+            first: Vec::new(),
         }
     }
 

@@ -178,11 +178,13 @@ fn media_paths_collide(fleet: &Fleet) -> Vec<Diagnostic> {
     diagnostics
 }
 
-/// E281: an app with `media` placed on two runners or more: each runner
-/// keeps its own folder, so an upload is served only by the runner that
-/// took it (the others answer 404) and is lost with that runner. sitec has
-/// no store the runners share yet (lang/design-media.md). A rule, so a
-/// fleet that shares the folder by its own means can turn it off.
+/// E281: an app with `media` placed on two runners or more for which no
+/// GlusterFS volume can be made (`model::volumes`): with two runners the
+/// volume needs a third host for its arbiter brick, and the fleet has none
+/// (a host that neither runs the app nor balances). Each runner would keep
+/// its own folder, so an upload would be served only by the runner that
+/// took it. A rule, so a fleet that shares the folder by its own means can
+/// turn it off.
 fn media_shared(fleet: &Fleet) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
     for (id, app) in fleet.apps.iter().enumerate() {
@@ -190,7 +192,7 @@ fn media_shared(fleet: &Fleet) -> Vec<Diagnostic> {
         let Some(media) = app.media.first() else {
             continue;
         };
-        if runners.len() < 2 {
+        if runners.len() < 2 || crate::model::volumes::shared(fleet, id) {
             continue;
         }
         let names: Vec<String> = (runners.iter())
@@ -200,17 +202,17 @@ fn media_shared(fleet: &Fleet) -> Vec<Diagnostic> {
             Diagnostic::error(
                 "E281",
                 format!(
-                    "app `{}` keeps media on {} runners that share no store",
+                    "app `{}` keeps media on {} runners, and its shared volume has no host for its arbiter brick",
                     app.name,
                     runners.len()
                 ),
             )
             .primary(
                 media.span,
-                format!("{} each keep their own uploads", names.join(", ")),
+                format!("{} would each keep their own uploads", names.join(" and ")),
             )
-            .secondary(app.replicas_span, "one folder per runner")
-            .help("run the app on one runner (`replicas = 1`) until sitec shares media between runners"),
+            .secondary(app.replicas_span, "two runners: a third host holds the volume's arbiter brick")
+            .help("add a host that neither runs the app nor balances (its database host is the usual one), or a third runner (`replicas = 3`), or run the app on one runner"),
         );
     }
     diagnostics

@@ -178,6 +178,11 @@ pub fn build(
         "systemd/app-run.socket" => plain(run_socket_unit(inputs, need_app()?)),
         "systemd/app-run.service" => plain(run_service_unit(inputs, need_app()?)),
         "runner/logrotate" => plain(app_logrotate(inputs, need_app()?)),
+        "gluster/volume.sh" | "systemd/media.mount" => {
+            let media = (scope.media)
+                .ok_or_else(|| format!("template `{template}` is used outside `each media`"))?;
+            plain(media_volume(inputs, need_app()?, media)?)
+        }
         "systemd/celery-worker.service" => {
             let worker = scope
                 .worker
@@ -312,6 +317,48 @@ fn media_dirs(app: &crate::model::App) -> Vec<String> {
     (app.media.iter())
         .map(|m| media_dir(&app.name, &m.name))
         .collect()
+}
+
+/// The `media` folders of an app that are GlusterFS mounts: its units
+/// start after them (`RequiresMountsFor=`), at boot too.
+fn mounted_media_dirs(fleet: &crate::model::Fleet, app: AppId) -> Vec<String> {
+    if crate::model::volumes::shared(fleet, app) {
+        media_dirs(&fleet.apps[app])
+    } else {
+        Vec::new()
+    }
+}
+
+/// A shared media store's volume, for its mount unit and the script that
+/// makes it (`gluster/volume.sh`, on the app's leader).
+fn media_volume(inputs: &Inputs, app: AppId, media: usize) -> Result<Value, String> {
+    use crate::model::volumes;
+    let fleet = inputs.fleet;
+    let a = &fleet.apps[app];
+    let m = a.media.get(media).ok_or("no such media store")?;
+    let (bricks, arbiter) = volumes::bricks(fleet, app)
+        .ok_or_else(|| format!("app {}'s media is on one runner: no volume", a.name))?;
+    let addresses: Vec<String> = bricks.iter().map(|h| fleet.address(*h)).collect();
+    // Mounts come from the runners' own (private) addresses.
+    let runners: Vec<String> = (fleet.placement[app].iter())
+        .map(|h| fleet.listen_address(*h))
+        .collect();
+    Ok(json!({
+        "origin": spec_file(inputs, m.span),
+        "app": a.name,
+        "store": m.name,
+        "volume": volumes::volume_name(&a.name, &m.name),
+        "path": media_dir(&a.name, &m.name),
+        "volfile_server": addresses[0],
+        "backup_volfile_servers": addresses[1..].join(":"),
+        // The leader (the first brick's host) probes the others.
+        "peers": addresses[1..],
+        "replica": if arbiter { "replica 3 arbiter 1" } else { "replica 3" },
+        "bricks": addresses.iter()
+            .map(|h| format!("{h}:{}", volumes::brick_dir(&a.name, &m.name)))
+            .collect::<Vec<_>>(),
+        "allow": runners.join(","),
+    }))
 }
 
 /// Where sitec's settings module lives: outside the releases, so a
@@ -990,6 +1037,7 @@ fn gunicorn_service(inputs: &Inputs, app: AppId) -> Value {
         "log_dir": log_dir(&a.name),
         "app_log_dir": app_log_dir(&a.name),
         "writable_paths": media_dirs(a),
+        "mounts": mounted_media_dirs(inputs.fleet, app),
     })
 }
 
@@ -1029,6 +1077,7 @@ fn run_service_unit(inputs: &Inputs, app: AppId) -> Value {
         "environment_file": server["environment_file"],
         "app_log_dir": server["app_log_dir"],
         "writable_paths": server["writable_paths"],
+        "mounts": server["mounts"],
         "socket_unit": format!("{APP_UNIT_PREFIX}{}-run.socket", a.name),
         "sitec_binary": SITEC_BINARY,
     })
@@ -1086,6 +1135,7 @@ fn celery_service(inputs: &Inputs, app: AppId, worker: usize) -> Value {
         "log_dir": log_dir(&a.name),
         "app_log_dir": app_log_dir(&a.name),
         "writable_paths": media_dirs(a),
+        "mounts": mounted_media_dirs(inputs.fleet, app),
     })
 }
 
@@ -1705,8 +1755,13 @@ fn data_subvolumes(fleet: &Fleet, host: HostId) -> Vec<Value> {
         out.push(json!({ "name": "redis", "path": "/var/lib/redis" }));
     }
     // The media stores of the apps this host runs: subvolumes too (the
-    // `snapshots` role's `each media`).
-    for app in fleet.apps_on(host).map(|a| &fleet.apps[a]) {
+    // `snapshots` role's `each media`). Not a GlusterFS volume's: its
+    // mount hides the subvolume below it (the bricks are what to
+    // snapshot, not built yet: lang/design-media.md).
+    let local = fleet
+        .apps_on(host)
+        .filter(|a| !crate::model::volumes::shared(fleet, *a));
+    for app in local.map(|a| &fleet.apps[a]) {
         for m in &app.media {
             out.push(json!({
                 "name": crate::data::snapshots::media_subvolume(&app.name, &m.name),

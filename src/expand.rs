@@ -25,6 +25,10 @@ use crate::templates::Templates;
 
 /// The role every host a backup pulls from plays without asking (`std/platform`).
 pub const SNAPSHOTS_ROLE: &str = "snapshots";
+/// The role every host holding a brick of a shared media volume plays
+/// without asking (`std/platform`): its items converge on every brick host
+/// before the rolling deploy (`apply::first_phase`).
+pub const GLUSTER_ROLE: &str = "gluster";
 
 /// The resources of one host, in declaration order.
 #[derive(Debug, Clone)]
@@ -67,8 +71,9 @@ fn expand_sharing(
     (hosts, diagnostics)
 }
 
-/// The roles `host` plays: its own, the agent's (every host's), and the
-/// snapshots role on a host a backup pulls from.
+/// The roles `host` plays: its own, the agent's (every host's), the
+/// snapshots role on a host a backup pulls from, and the gluster role on a
+/// host holding a brick of a media volume.
 fn roles_of(fleet: &crate::model::Fleet, host: HostId) -> Vec<String> {
     let h = &fleet.hosts[host];
     let mut roles: Vec<String> = Vec::new();
@@ -83,6 +88,12 @@ fn roles_of(fleet: &crate::model::Fleet, host: HostId) -> Vec<String> {
         && !roles.iter().any(|r| r == SNAPSHOTS_ROLE)
     {
         roles.push(SNAPSHOTS_ROLE.to_string());
+    }
+    if crate::model::volumes::holds_bricks(fleet, host)
+        && fleet.roles.contains_key(GLUSTER_ROLE)
+        && !roles.iter().any(|r| r == GLUSTER_ROLE)
+    {
+        roles.push(GLUSTER_ROLE.to_string());
     }
     roles
 }
@@ -246,6 +257,20 @@ impl Expander<'_, '_> {
                     })
                     .collect()
             }
+            // Once, when the app's media stores are GlusterFS volumes.
+            "volume" => {
+                let (Some(app), Some(_)) = (scope.app, scope.media) else {
+                    return self
+                        .diagnostics
+                        .push(each_outside("volume", "media", word.span));
+                };
+                let shared = crate::model::volumes::shared(fleet, app);
+                let origin = line_of(self.inputs.sources, fleet.apps[app].span);
+                shared
+                    .then(|| (scope.clone(), origin))
+                    .into_iter()
+                    .collect()
+            }
             "leader" => {
                 let Some(app) = scope.app else {
                     return self
@@ -391,6 +416,13 @@ impl Expander<'_, '_> {
                 .clone(),
             "worker" => app?.workers.get(scope.worker?)?.name.clone(),
             "media" => app?.media.get(scope.media?)?.name.clone(),
+            "media.volume" => {
+                crate::model::volumes::volume_name(&app?.name, &app?.media.get(scope.media?)?.name)
+            }
+            "media.mount" => crate::model::volumes::mount_unit(&context::media_dir(
+                &app?.name,
+                &app?.media.get(scope.media?)?.name,
+            )),
             "cluster" => scope.cluster.as_ref()?.name.clone(),
             "cluster.version" => {
                 scope.cluster.as_ref()?;
@@ -416,6 +448,12 @@ impl Expander<'_, '_> {
             "app.drivers" => owned(&context::database_drivers(fleet, app)),
             "app.build_packages" => fleet.apps[app].build_packages.clone(),
             "app.asgi_server" => owned(context::asgi_server_packages(fleet, app)),
+            "app.volumes" if crate::model::volumes::shared(fleet, app) => {
+                (fleet.apps[app].media.iter())
+                    .map(|m| m.name.clone())
+                    .collect()
+            }
+            "app.volumes" => Vec::new(),
             _ => return None,
         })
     }
@@ -858,7 +896,7 @@ impl Expander<'_, '_> {
 /// The values a role's strings may name as `{name}`, and the `each` scopes
 /// that give each one (none: every host has it). `Expander::variable` fills
 /// them in; `lint` checks them without a host.
-pub const VALUES: [(&str, &[&str]); 25] = [
+pub const VALUES: [(&str, &[&str]); 28] = [
     ("host", &[]),
     ("host.address", &[]),
     ("app", APP_SCOPES),
@@ -876,8 +914,11 @@ pub const VALUES: [(&str, &[&str]); 25] = [
     ("app.wsgi_import", APP_SCOPES),
     ("app.workers", APP_SCOPES),
     ("app.leader", APP_SCOPES),
+    ("app.volumes", APP_SCOPES),
     ("worker", &["worker"]),
     ("media", &["media"]),
+    ("media.volume", &["media"]),
+    ("media.mount", &["media"]),
     ("cluster", CLUSTER_SCOPES),
     ("cluster.version", CLUSTER_SCOPES),
     ("cluster.port", CLUSTER_SCOPES),
@@ -896,8 +937,10 @@ const APP_SCOPES: &[&str] = &["app", "tls"];
 /// of the app, and none when it has none. In a field of one string (`run`,
 /// `check`) the items are joined by spaces, as a command's words; a label
 /// can't name one (E221): a resource has one name.
-pub const LISTS: [(&str, Option<&str>); 4] = [
+pub const LISTS: [(&str, Option<&str>); 5] = [
     ("app.workers", Some("worker")),
+    // The app's media stores when they are GlusterFS volumes, else none.
+    ("app.volumes", Some("media")),
     ("app.drivers", None),
     ("app.build_packages", None),
     ("app.asgi_server", None),

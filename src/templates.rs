@@ -74,6 +74,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/django/sitec_settings.py.hbs"),
     ),
     (
+        "gluster/volume.sh",
+        include_str!("../templates/gluster/volume.sh.hbs"),
+    ),
+    (
         "polkit/sitec-agent.rules",
         include_str!("../templates/polkit/sitec-agent.rules.hbs"),
     ),
@@ -138,6 +142,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/systemd/gunicorn.service.hbs"),
     ),
     (
+        "systemd/media.mount",
+        include_str!("../templates/systemd/media.mount.hbs"),
+    ),
+    (
         "systemd/sitec-agent.service",
         include_str!("../templates/systemd/sitec-agent.service.hbs"),
     ),
@@ -177,6 +185,7 @@ pub fn needs(name: &str) -> Option<&'static str> {
         | "balancer/tls.pem"
         | "balancer/tls.key" => "app",
         "systemd/celery-worker.service" => "worker",
+        "gluster/volume.sh" | "systemd/media.mount" => "media",
         "postgres/postgresql.conf"
         | "postgres/pg_hba.conf"
         | "postgres/clone-standby.sh"

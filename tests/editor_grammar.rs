@@ -334,7 +334,6 @@ fn the_example_fleet_is_highlighted() {
     assert_scope(&tokens, "1h", "constant.numeric");
     assert_scope(&tokens, "h", "keyword.other.unit");
 
-    // (not in epio.site while its runners share no store: E281)
     let tokens = tokenize(&rules, "  media \"/media/\" = \"uploads\"");
     assert_scope(&tokens, "media", "variable.other.property");
     assert_scope(&tokens, "\"/media/\"", "string.quoted.double");

@@ -27,7 +27,13 @@
 //! host), the sample blog on both runners: its user `app-blog` has one
 //! uid and gid on both, sitec's; a runner where the user was made by hand
 //! with another uid fails plan and apply naming the fix, and is not
-//! renumbered.
+//! renumbered. Its `media` store is a GlusterFS volume (bricks on both
+//! runners, the arbiter on the database host): a file saved on mtrun1 is
+//! served by mtrun2's nginx and the balancer with its bytes and owners;
+//! with mtrun1's glusterd and brick stopped mtrun2 still serves it and
+//! takes a new upload, which mtrun1 serves once its brick is back; both
+//! survive a redeploy, and the plans after the first apply and the
+//! redeploy say "No changes".
 //!
 //! Also, without a fleet: a wheelhouse built for a Python minor other than
 //! the operator's holds that minor's wheels.
@@ -220,9 +226,9 @@ const UPLOAD: &str =
     "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(document.cookie)</script></svg>\n";
 
 /// Saves `UPLOAD` through Django's default storage in a `sitec run`
-/// session of mysite (its user, release and sandbox, as gunicorn has
-/// them), and returns the name the storage gave it.
-fn save_upload(deploy: &Path) -> Result<String, String> {
+/// session of `app` of `spec` on `host` (its user, release and sandbox,
+/// as gunicorn has them), and returns the name the storage gave it.
+fn save_upload(deploy: &Path, spec: &str, app: &str, host: &str) -> Result<String, String> {
     let code = format!(
         "from django.core.files.base import ContentFile; \
          from django.core.files.storage import default_storage as s; \
@@ -232,8 +238,10 @@ fn save_upload(deploy: &Path) -> Result<String, String> {
         deploy,
         &[
             "run",
-            SPEC_FILE,
-            "mysite",
+            spec,
+            app,
+            "--host",
+            host,
             "-T",
             "--",
             "python",
@@ -256,21 +264,21 @@ fn save_upload(deploy: &Path) -> Result<String, String> {
     .ok_or_else(|| format!("saving an upload printed no name: {}", text_of(&out)))
 }
 
-/// Waits (up to a minute) until the upload `name` answers through the
-/// balancer with its bytes and the headers that keep it from running as
-/// the site.
-fn serves_upload(address: &str, name: &str) -> Result<(), String> {
+/// Waits (up to a minute) until the upload `name` answers at `address`
+/// (a balancer, or a runner's nginx as `HOST:PORT`) for `domain` with its
+/// bytes and the headers that keep it from running as the site.
+fn serves_upload(address: &str, domain: &str, name: &str) -> Result<(), String> {
     let path = format!("/media/{name}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let headers = Command::new("curl")
             .args(["-s", "-o", "/dev/null", "-D", "-", "--max-time", "10"])
-            .args(["-H", "Host: mysite.localhost"])
+            .args(["-H", &format!("Host: {domain}")])
             .arg(format!("http://{address}{path}"))
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).to_ascii_lowercase())
             .unwrap_or_default();
-        let body = body_of(address, "mysite.localhost", &path);
+        let body = body_of(address, domain, &path);
         let ok = headers.starts_with("http/1.1 200")
             && headers.contains("x-content-type-options: nosniff")
             && headers.contains("content-security-policy: sandbox");
@@ -541,8 +549,8 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
     // An upload saved as the app's user is served by nginx from the media
     // folder, with its bytes, as a sandboxed page; files and folders Django
     // makes there are the app's, group www-data, closed to others.
-    let upload = save_upload(&deploy)?;
-    serves_upload(&balancer, &upload)?;
+    let upload = save_upload(&deploy, SPEC_FILE, "mysite", "pjrun")?;
+    serves_upload(&balancer, "mysite.localhost", &upload)?;
     let ssh_config = deploy.join(".fleet/projtest/ssh_config");
     let modes = Command::new("ssh")
         .arg("-F")
@@ -631,7 +639,7 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
         &[&paths[..], &["/static/css/added.css"]].concat(),
     )?;
     // The new release serves the upload of the old one.
-    serves_upload(&balancer, &upload)?;
+    serves_upload(&balancer, "mysite.localhost", &upload)?;
     assert_no_changes(&deploy, SPEC_FILE, "after the redeploy");
 
     // A settings layer changes a variable of the echo app's environment:
@@ -796,6 +804,7 @@ app blog {
   paths = ["."]
   replicas = 2
   static "/static/" = "collected_static"
+  media "/media/" = "uploads"
   databases { default = main }
   settings { SECRET_KEY = secret("blog.secret_key") }
 }
@@ -894,7 +903,83 @@ fn two_runners_of_an_app_share_its_user_ids() -> TestResult {
     );
     let balancer = address_in(&deploy, SHARED_FILE, "mtlb")?;
     all_answer_for(&balancer, "blog.localhost", &["/"])?;
+    assert_no_changes(&deploy, SHARED_FILE, "a second plan of the shared media");
+
+    // The media volume: an upload saved on mtrun1 is served by mtrun2's
+    // nginx and by the balancer, with its bytes.
+    let on = |host: &str, command: &str| ssh_in(&deploy, "mediatest", host, command);
+    let first = save_upload(&deploy, SHARED_FILE, "blog", "mtrun1")?;
+    runner_serves_upload(&deploy, "mtrun2", &first)?;
+    serves_upload(&balancer, "blog.localhost", &first)?;
+    // Owned as on one runner: the app's uid, www-data, in folders of 2750.
+    let folder = "/srv/sitec/apps/blog/media/uploads";
+    let modes = on(
+        "mtrun2",
+        &format!("stat -c '%a %U:%G' {folder} {folder}/docs {folder}/{first}"),
+    )?;
+    assert_eq!(
+        modes, "2750 app-blog:www-data\n2750 app-blog:www-data\n640 app-blog:www-data\n",
+        "the upload's folders and file through mtrun2's mount"
+    );
+    // Bricks on both runners and an arbiter on the database host.
+    let bricks = on("mtrun1", "gluster volume info blog_uploads")?;
+    assert!(
+        bricks.contains("Number of Bricks: 1 x (2 + 1) = 3") && bricks.contains("Status: Started"),
+        "{bricks}"
+    );
+
+    // One brick host down (mtrun1: glusterd and its brick process): the
+    // upload is still served by mtrun2, and mtrun2 still takes uploads.
+    // (Debian's glusterd.service stops the local bricks with it; the kill
+    // is for one that outlived it.)
+    on(
+        "mtrun1",
+        "pid=$(cat /var/run/gluster/vols/blog_uploads/*.pid) && systemctl stop glusterd; \
+         kill $pid 2>/dev/null; sleep 1; ! kill -0 $pid 2>/dev/null",
+    )?;
+    runner_serves_upload(&deploy, "mtrun2", &first)?;
+    let second = save_upload(&deploy, SHARED_FILE, "blog", "mtrun2")?;
+    runner_serves_upload(&deploy, "mtrun2", &second)?;
+    // glusterd starts its brick again, which heals from the others.
+    on("mtrun1", "systemctl start glusterd")?;
+    runner_serves_upload(&deploy, "mtrun1", &second)?;
+
+    // A redeploy (a code change): both uploads still served.
+    let template = work.path().join("blog/blog/redeployed.txt");
+    std::fs::write(&template, "a new release\n")?;
+    let applied = sitec(&deploy, &["apply", SHARED_FILE, "--yes"]);
+    assert!(applied.status.success(), "redeploy: {}", text_of(&applied));
+    for name in [&first, &second] {
+        serves_upload(&balancer, "blog.localhost", name)?;
+    }
+    assert_no_changes(&deploy, SHARED_FILE, "after the redeploy");
     Ok(())
+}
+
+/// Waits (up to a minute) until the runner `host` of the mediatest fleet
+/// serves the blog's upload `name` from its own nginx with its bytes. From
+/// inside the runner, from 127.0.0.1: its nginx lets only the balancers
+/// and the host itself connect.
+fn runner_serves_upload(deploy: &Path, host: &str, name: &str) -> Result<(), String> {
+    let get = format!(
+        "port=$(sed -n 's/^ *listen \\([0-9.:]*\\);/\\1/p' /etc/nginx/sites-enabled/sitec-blog.conf); \
+         curl -s -i --max-time 10 --interface 127.0.0.1 -H 'Host: blog.localhost' \"http://$port/media/{name}\""
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = ssh_in(deploy, "mediatest", host, &get).unwrap_or_else(|e| e);
+        let ok = answer.starts_with("HTTP/1.1 200")
+            && answer
+                .to_ascii_lowercase()
+                .contains("x-content-type-options: nosniff");
+        if ok && answer.ends_with(&format!("\r\n\r\n{UPLOAD}")) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{host}'s nginx, /media/{name}: {answer:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 fn address_in(dir: &Path, spec: &str, host: &str) -> Result<String, String> {

@@ -129,10 +129,11 @@ pub fn apply(desired: &Desired) -> i32 {
         units_dirty: false,
         starting: Vec::new(),
     };
-    if desired.prepare {
-        for item in (desired.items.iter()).filter(|i| matches!(i.kind, Kind::Virtualenv { .. })) {
+    if !desired.prepare.is_empty() {
+        for item in (desired.items.iter()).filter(|i| desired.prepare.contains(&i.id)) {
             run.item(item);
         }
+        run.wait_for_starts();
         return run.finish();
     }
     // Reloads an interrupted apply owed (it changed a file, then was killed).
@@ -591,10 +592,10 @@ impl Run<'_> {
     fn finish(mut self) -> i32 {
         let complete = self.log.failed == 0;
         // A prepare applied part of the generation only.
-        if complete && !self.desired.prepare {
+        if complete && self.desired.prepare.is_empty() {
             super::converge::prune_blobs(&self.desired.items);
         }
-        if !self.desired.prepare {
+        if self.desired.prepare.is_empty() {
             self.state.generation = complete.then(|| self.desired.generation.clone());
             self.state.spec = self.desired.spec.clone();
             self.state.applied_at = std::time::SystemTime::now()

@@ -28,12 +28,14 @@ pub struct Desired {
     /// before it changes anything (and refuses if another holds it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<crate::ops::lock::Claim>,
-    /// `apply` that only builds the virtualenvs the host lacks, beside the
-    /// live ones, and changes nothing else (not the applied generation):
-    /// the operator's apply runs it before it drains a runner, so pip runs
-    /// while the runner serves.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub prepare: bool,
+    /// `apply` of these items alone, changing nothing else (not the
+    /// applied generation, nothing removed): the operator's apply sends a
+    /// runner's new virtualenvs before it drains it, so pip runs while the
+    /// runner serves, and every brick host's GlusterFS server before the
+    /// rolling deploy (`apply::first_phase`).
+    /// The ids to converge; empty: a complete apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prepare: Vec<String>,
 }
 
 /// One resource as the host needs it.

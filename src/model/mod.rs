@@ -10,6 +10,7 @@
 pub mod clusters;
 mod placement;
 mod read;
+pub mod volumes;
 
 use crate::diagnostic::Diagnostic;
 use crate::modules::Program;

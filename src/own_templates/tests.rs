@@ -260,8 +260,9 @@ fn a_file_that_asks_for_the_secrets_gets_them_private_and_never_shown() {
             items: vec![item],
             expect: None,
             lease: None,
-            prepare: false,
+            prepare: Vec::new(),
         },
+        first: Vec::new(),
     };
     let facts = crate::host::wire::Facts {
         host: host.name.clone(),

@@ -20,6 +20,12 @@ pub struct HostDesired {
     pub roles: Vec<String>,
     pub reach: Reach,
     pub desired: Desired,
+    /// The ids of its resources that apply converges on every host before
+    /// the rolling deploy (`apply::first_phase`): the `gluster` role's, so
+    /// that every brick host's glusterd runs when the app's leader makes
+    /// the volume.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first: Vec<String>,
 }
 
 impl HostDesired {
@@ -39,8 +45,9 @@ impl HostDesired {
                 items: Vec::new(),
                 expect: None,
                 lease: None,
-                prepare: false,
+                prepare: Vec::new(),
             },
+            first: Vec::new(),
             name,
         }
     }
@@ -139,8 +146,12 @@ pub fn build(
                 items,
                 expect: None,
                 lease: None,
-                prepare: false,
+                prepare: Vec::new(),
             },
+            first: (host.resources.iter())
+                .filter(|r| r.role == crate::expand::GLUSTER_ROLE)
+                .map(|r| r.id.clone())
+                .collect(),
         });
     }
     let all: Vec<(&str, Vec<&str>)> = hosts
@@ -212,8 +223,9 @@ fn reached(builder: &crate::compile::HostState) -> HostDesired {
             items: Vec::new(),
             expect: None,
             lease: None,
-            prepare: false,
+            prepare: Vec::new(),
         },
+        first: Vec::new(),
     }
 }
 

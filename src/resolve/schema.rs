@@ -971,7 +971,7 @@ static EACH: Schema = Schema {
 };
 
 /// What `each` can repeat over, and the scope it must sit in.
-pub static SCOPES: [(&str, Option<&str>, &str); 11] = [
+pub static SCOPES: [(&str, Option<&str>, &str); 12] = [
     ("app", None, "every app whose replicas run on the host"),
     (
         "tls",
@@ -984,6 +984,11 @@ pub static SCOPES: [(&str, Option<&str>, &str); 11] = [
         "every worker of the app that runs on the host (a `once` worker on the app's leader only)",
     ),
     ("media", Some("app"), "every `media` store of the app"),
+    (
+        "volume",
+        Some("media"),
+        "once, when the app's media stores are GlusterFS volumes (media on two runners or more)",
+    ),
     (
         "cluster",
         None,

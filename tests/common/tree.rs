@@ -200,7 +200,7 @@ pub fn units(tree: &Tree, failures: &mut Vec<String>) -> usize {
     for (host, units) in by_host(units) {
         checked += units.len();
         let base = tree.host(&host);
-        let units = match with_packaged_units(units) {
+        let units = match with_packaged_units(units).and_then(named_for_relocated_mounts) {
             Ok(units) => units,
             Err(e) => {
                 note(failures, &tree.label(&host), Err(e));
@@ -218,6 +218,27 @@ pub fn units(tree: &Tree, failures: &mut Vec<String>) -> usize {
         );
     }
     checked
+}
+
+/// Mount units under the names their relocated `Where=` has (systemd
+/// refuses a mount unit whose name is not its path's): each `.mount` is
+/// moved to `systemd-escape --path WHERE`.mount beside it.
+fn named_for_relocated_mounts(units: Vec<PathBuf>) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for unit in units {
+        if unit.extension().is_none_or(|e| e != "mount") {
+            out.push(unit);
+            continue;
+        }
+        let text = fs::read_to_string(&unit).map_err(|e| e.to_string())?;
+        let place = text.lines().find_map(|l| l.strip_prefix("Where="));
+        let place = place.ok_or_else(|| format!("{}: no Where=", unit.display()))?;
+        let name = format!("{}.mount", sitec::model::volumes::mount_unit(place));
+        let renamed = unit.with_file_name(name);
+        fs::rename(&unit, &renamed).map_err(|e| e.to_string())?;
+        out.push(renamed);
+    }
+    Ok(out)
 }
 
 /// Units with a rendered drop-in (`NAME.service.d/*.conf`) for a unit a
