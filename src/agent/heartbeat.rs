@@ -29,7 +29,7 @@ use tokio::sync::watch;
 /// How often the app states are asked of systemd and published.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 /// How often a pulse says the agent lives: a balancer probes a runner
-/// silent for three of them (`balancer::silence`, `bus.silent_ms`).
+/// silent for two and a half of them (`balancer::silence`, `bus.silent_ms`).
 pub const PULSE: Duration = Duration::from_millis(100);
 
 /// Seconds since the epoch, with milliseconds.

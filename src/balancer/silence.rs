@@ -1,7 +1,7 @@
 //! Heartbeats that fall silent. A runner's agent beats ten times a second
 //! (`agent::heartbeat`); when nothing has come from a host for
-//! `bus.silent_ms` (300: three beats), each of its backends is probed at
-//! once, a TCP connect within `bus.probe_ms` (150), rather than at the
+//! `bus.silent_ms` (250: two and a half pulses), each of its backends is
+//! probed at once, a TCP connect within `bus.probe_ms` (100), rather than at the
 //! active checks' next round (`health`, up to `interval_ms` +
 //! `timeout_ms` away). A backend that does not answer is found dead
 //! (`Backend::found_dead`): out of rotation as if a check had failed (back

@@ -100,7 +100,7 @@ pub fn spawn(
         sockets,
         inbox,
         outbox: rx,
-        wake: wake_rx,
+        wake: Some(wake_rx),
         dropped: dropped.clone(),
         stop: stop.clone(),
         reported: Instant::now(),
@@ -122,7 +122,10 @@ struct Pump {
     sockets: Vec<zmq::Socket>,
     inbox: Option<tokio::sync::mpsc::Sender<Incoming>>,
     outbox: Receiver<Vec<Vec<u8>>>,
-    wake: UnixStream,
+    /// `None` once every `Outbox` is gone (a pump that only receives, as
+    /// the balancer's heartbeats): its end then reads as closed, always
+    /// ready, and polling it would spin the thread.
+    wake: Option<UnixStream>,
     /// Messages dropped either way since the last report.
     dropped: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -172,7 +175,9 @@ impl Pump {
                 s.as_poll_item(events)
             })
             .collect();
-        items.push(zmq::PollItem::from_fd(self.wake.as_raw_fd(), zmq::POLLIN));
+        if let Some(wake) = &self.wake {
+            items.push(zmq::PollItem::from_fd(wake.as_raw_fd(), zmq::POLLIN));
+        }
         zmq::poll(&mut items, if room { 500 } else { 10 })?;
         Ok((items.iter().take(self.sockets.len()))
             .map(zmq::PollItem::is_readable)
@@ -198,7 +203,13 @@ impl Pump {
 
     fn drain_wake(&mut self) {
         let mut buf = [0u8; 256];
-        while matches!(self.wake.read(&mut buf), Ok(n) if n > 0) {}
+        while let Some(wake) = &mut self.wake {
+            match wake.read(&mut buf) {
+                Ok(0) => self.wake = None,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
     }
 
     /// Sends what the outbox holds, as far as the socket takes it now.
@@ -264,4 +275,35 @@ fn read_message(socket: &zmq::Socket) -> Option<(Vec<Vec<u8>>, Option<String>)> 
         }
     }
     Some((frames, peer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pump whose outboxes are all gone stops polling its wake-up end
+    /// (closed, it would be ready on every poll: a spinning thread); while
+    /// one lives, a wake-up is read and the end kept.
+    #[test]
+    fn a_pump_without_outboxes_stops_polling_its_wake_up() {
+        let (outbox_end, pump_end) = UnixStream::pair().expect("pair");
+        pump_end.set_nonblocking(true).expect("nonblocking");
+        let (_queue, outbox) = sync_channel(1);
+        let mut pump = Pump {
+            name: "test".into(),
+            sockets: Vec::new(),
+            inbox: None,
+            outbox,
+            wake: Some(pump_end),
+            dropped: Arc::default(),
+            stop: Arc::default(),
+            reported: Instant::now(),
+        };
+        (&outbox_end).write_all(&[1]).expect("wake");
+        pump.drain_wake();
+        assert!(pump.wake.is_some(), "an outbox lives");
+        drop(outbox_end);
+        pump.drain_wake();
+        assert!(pump.wake.is_none(), "every outbox is gone");
+    }
 }
