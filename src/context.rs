@@ -181,7 +181,7 @@ pub fn build(
         "gluster/volume.sh" | "systemd/media.mount" => {
             let media = (scope.media)
                 .ok_or_else(|| format!("template `{template}` is used outside `each media`"))?;
-            plain(media_volume(inputs, need_app()?, media)?)
+            plain(media_volume(inputs, need_app()?, media, template)?)
         }
         "systemd/celery-worker.service" => {
             let worker = scope
@@ -329,9 +329,15 @@ fn mounted_media_dirs(fleet: &crate::model::Fleet, app: AppId) -> Vec<String> {
     }
 }
 
-/// A shared media store's volume, for its mount unit and the script that
-/// makes it (`gluster/volume.sh`, on the app's leader).
-fn media_volume(inputs: &Inputs, app: AppId, media: usize) -> Result<Value, String> {
+/// A shared media store's volume, for its mount unit (`template`
+/// `systemd/media.mount`) or the script that makes it (`gluster/volume.sh`,
+/// on the app's leader): each gets the fields it reads.
+fn media_volume(
+    inputs: &Inputs,
+    app: AppId,
+    media: usize,
+    template: &str,
+) -> Result<Value, String> {
     use crate::model::volumes;
     let fleet = inputs.fleet;
     let a = &fleet.apps[app];
@@ -343,7 +349,7 @@ fn media_volume(inputs: &Inputs, app: AppId, media: usize) -> Result<Value, Stri
     let runners: Vec<String> = (fleet.placement[app].iter())
         .map(|h| fleet.listen_address(*h))
         .collect();
-    Ok(json!({
+    let mut volume = json!({
         "origin": spec_file(inputs, m.span),
         "app": a.name,
         "store": m.name,
@@ -358,7 +364,18 @@ fn media_volume(inputs: &Inputs, app: AppId, media: usize) -> Result<Value, Stri
             .map(|h| format!("{h}:{}", volumes::brick_dir(&a.name, &m.name)))
             .collect::<Vec<_>>(),
         "allow": runners.join(","),
-    }))
+    });
+    let others: &[&str] = if template == "systemd/media.mount" {
+        &["peers", "replica", "bricks", "allow"]
+    } else {
+        &["volfile_server", "backup_volfile_servers"]
+    };
+    if let Value::Object(fields) = &mut volume {
+        for field in others {
+            fields.remove(*field);
+        }
+    }
+    Ok(volume)
 }
 
 /// Where sitec's settings module lives: outside the releases, so a

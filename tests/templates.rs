@@ -74,7 +74,7 @@ fn checker(template: &str) -> Option<Checker> {
     if template.starts_with("runner/nginx") {
         Some(Checker::Nginx)
     } else if (template.starts_with("systemd/") || template.starts_with("backup/"))
-        && [".service", ".timer", ".socket"]
+        && [".service", ".timer", ".socket", ".mount"]
             .iter()
             .any(|s| template.ends_with(s))
     {
@@ -382,8 +382,15 @@ fn systemd_analyze_verify_accepts_every_unit() {
         let name = Path::new(&sample.template)
             .file_name()
             .expect("template file name");
-        let unit = dir.join(name);
-        fs::write(&unit, text).map_err(|e| e.to_string())?;
+        // A mount unit is named after its `Where=` (relocated here).
+        let unit = match text.lines().find_map(|l| l.strip_prefix("Where=")) {
+            Some(place) if sample.template.ends_with(".mount") => dir.join(format!(
+                "{}.mount",
+                sitec::model::volumes::mount_unit(place)
+            )),
+            _ => dir.join(name),
+        };
+        fs::write(&unit, &text).map_err(|e| e.to_string())?;
         let mut units = vec![unit];
         // A socket that accepts connections starts its service's template
         // (`X.socket` -> `X@.service`), rendered from the same-named sample.
