@@ -33,7 +33,11 @@
 //!   a megabyte of input intact, a terminal under `script`, Ctrl-C, and a
 //!   run socket no one but the agent can open;
 //! - with a host stopped, `sitec status` says it is down (and since when a
-//!   balancer last heard it) within 3 s, exits 1, and still reports the rest.
+//!   balancer last heard it) within 3 s, exits 1, and still reports the rest;
+//!   `sitec status --watch` (the host still down) redraws the table on a
+//!   terminal (under `script`, Ctrl-C typed there) and prints one round
+//!   after another into a pipe (SIGINT), and ends on Ctrl-C at once with
+//!   exit 1, the last round's status.
 //!
 //! Needs root and systemd-container (CI has both; elsewhere the test says so
 //! and skips, except under `CI=true`). The fleet's name, host names, bridge
@@ -235,6 +239,7 @@ fn a_fleet_is_operated_over_the_bus() -> TestResult {
     a_second_apply_is_refused_and_a_dead_holders_lock_lapses(&fleet, &balancer)?;
     run::commands_run_as_the_app_over_the_bus(&fleet)?;
     a_stopped_host_is_reported_down(&fleet)?;
+    status_watch_redraws_until_ctrl_c(&fleet)?;
     Ok(())
 }
 
@@ -920,6 +925,110 @@ fn a_stopped_host_is_reported_down(fleet: &Fleet) -> TestResult {
     assert!(
         host(&doc, "oprun2")["down"]["heard_by"] == "oplb's balancer",
         "{doc:#}"
+    );
+    Ok(())
+}
+
+/// `sitec status --watch` with oprun2 still down. On a terminal (`script`
+/// gives it one; Ctrl-C is typed into it, so the terminal sends SIGINT as
+/// it would for an operator) every round clears the screen and redraws;
+/// into a pipe the rounds follow one another, each with its header. Either
+/// way Ctrl-C ends it within seconds with exit 1, the status of the last
+/// round (a host is down), and nothing on standard error.
+fn status_watch_redraws_until_ctrl_c(fleet: &Fleet) -> TestResult {
+    const CLEAR: &str = "\x1b[H\x1b[2J";
+    const HEADER: &str = "Every 1 s until Ctrl-C: asked at";
+    // Reads `child`'s output until `marker` has come three times (60 s at
+    // most): what came, and the rest of it once the child ends.
+    let rounds = |child: &mut std::process::Child, marker: &'static str, how: &str| {
+        let mut stdout = child.stdout.take().expect("stdout");
+        let (chunks, arrived) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut stdout, &mut buf) {
+                if chunks.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = String::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.matches(marker).count() < 3 && Instant::now() < deadline {
+            if let Ok(chunk) = arrived.recv_timeout(Duration::from_millis(200)) {
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        }
+        assert!(
+            seen.matches(marker).count() >= 3,
+            "status --watch {how} did not show three rounds in 60 s: {seen:?}"
+        );
+        (seen, arrived)
+    };
+    // Its exit status once Ctrl-C ended it (10 s at most), and the rest of
+    // its output.
+    let ended = |child: &mut std::process::Child,
+                 arrived: std::sync::mpsc::Receiver<Vec<u8>>,
+                 how: &str|
+     -> std::io::Result<(Option<i32>, String)> {
+        let status = run::ended_within(
+            child,
+            Duration::from_secs(10),
+            &format!("status --watch {how} still ran 10 s after Ctrl-C"),
+        )?;
+        let rest = (arrived.into_iter())
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+            .collect();
+        Ok((status.code(), rest))
+    };
+
+    // On a terminal: redraws, and Ctrl-C typed there.
+    let line = format!("{} status {SPEC_FILE} --watch", env!("CARGO_BIN_EXE_sitec"));
+    let mut terminal = Command::new("script")
+        .args(["-qefc", &line, "/dev/null"])
+        .current_dir(fleet.dir.path())
+        .env("SITEC_CACHE", repo().join("target/sitec-test-cache"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (seen, arrived) = rounds(&mut terminal, CLEAR, "on a terminal");
+    let last = &seen[seen.rfind(CLEAR).unwrap_or(0)..];
+    assert!(last.contains(HEADER), "{last:?}");
+    assert!(last.contains("DOWN"), "oprun2 is still down: {last:?}");
+    std::io::Write::write_all(terminal.stdin.as_mut().ok_or("no stdin")?, b"\x03")?;
+    let (code, rest) = ended(&mut terminal, arrived, "on a terminal")?;
+    assert_eq!(
+        code,
+        Some(1),
+        "status --watch ends on Ctrl-C with the last round's status: {rest:?}"
+    );
+    assert!(!rest.contains("panicked"), "{rest:?}");
+
+    // Into a pipe: one round after another, no screen control.
+    let mut piped = fleet
+        .command(&["status", SPEC_FILE, "--watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (seen, arrived) = rounds(&mut piped, HEADER, "into a pipe");
+    assert!(
+        !seen.contains('\x1b'),
+        "no screen control into a pipe: {seen:?}"
+    );
+    let round = seen.split(HEADER).nth(1).unwrap_or_default();
+    assert!(
+        round.contains("oprun2") && round.contains("DOWN"),
+        "{round:?}"
+    );
+    let pid = rustix::process::Pid::from_child(&piped);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT)?;
+    let (code, _) = ended(&mut piped, arrived, "into a pipe")?;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut piped.stderr.take().ok_or("no stderr")?, &mut stderr)?;
+    assert_eq!(
+        (code, stderr.as_str()),
+        (Some(1), ""),
+        "how status --watch into a pipe ended on SIGINT"
     );
     Ok(())
 }

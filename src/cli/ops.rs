@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 #[command(
     after_help = "Example:\n  sitec status examples/quickstart.site\n  sitec status examples/quickstart.site --json | jq '.problems'\n\n\
 Exit status: 0 when every host answered and nothing is wrong, 1 when a host is down or\n\
-something is wrong (the `problem:` lines say what), 2 when the fleet could not be asked."
+something is wrong (the `problem:` lines say what), 2 when the fleet could not be asked;\n\
+with --watch, Ctrl-C ends it with the last round's status."
 )]
 pub struct StatusArgs {
     /// The spec
@@ -21,7 +22,8 @@ pub struct StatusArgs {
     /// Print the status as one JSON document (its fields are in the README)
     #[arg(long)]
     pub json: bool,
-    /// Ask again every second and redraw, until interrupted
+    /// Ask again every second and redraw (on a terminal; otherwise one round after
+    /// another), until Ctrl-C, which exits with the last round's status
     #[arg(long)]
     pub watch: bool,
 }
@@ -169,34 +171,82 @@ pub fn status(args: &StatusArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.watch {
+        return watch(args, &fleet, &agents);
+    }
+    let report = ops::status::gather(&fleet, &agents);
+    crate::out!("{}", status_text(args, &report));
+    status_code(&report)
+}
+
+/// Ctrl-C pressed during `status --watch`.
+static WATCH_INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `status --watch`: a round every second, each headed by when it was
+/// asked; on a terminal the screen is cleared and the table redrawn, else
+/// the rounds follow one another (a log of them). Ctrl-C ends it between
+/// two rounds, with the last round's exit status; a reader that goes ends
+/// it with 0. Nothing about the terminal is changed, so nothing needs
+/// restoring.
+fn watch(args: &StatusArgs, fleet: &Fleet, agents: &ops::Agents) -> ExitCode {
+    use std::sync::atomic::Ordering;
+    ops::catch_interrupts(&WATCH_INTERRUPTED);
     let terminal = std::io::stdout().is_terminal();
     loop {
         let started = Instant::now();
-        let report = ops::status::gather(&fleet, &agents);
-        let text = if args.json {
-            serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+        let report = ops::status::gather(fleet, agents);
+        let asked = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        // A document alone when it is JSON (a stream of them, for `jq`).
+        let header = if args.json {
+            String::new()
         } else {
-            ops::status::render(&report)
+            format!(
+                "Every 1 s until Ctrl-C: asked at {} UTC, answered in {:.2} s\n",
+                crate::agent::lease::clock(asked - started.elapsed().as_secs_f64()),
+                started.elapsed().as_secs_f64()
+            )
         };
-        if !args.watch {
-            crate::out!("{text}");
-            return if report.problems.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            };
-        }
-        if terminal {
-            // Home and clear, then the new table.
-            crate::out!("\x1b[H\x1b[2J{text}");
-        } else {
-            crate::outln!("{text}");
-        }
+        // Home and clear on a terminal, then the new table.
+        let clear = if terminal { "\x1b[H\x1b[2J" } else { "" };
+        crate::out!("{clear}{header}{}\n", status_text(args, &report));
         if crate::stdio::stdout_gone() {
             // Nobody reads the watch any more (`--watch | head`).
             return ExitCode::SUCCESS;
         }
-        std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
+        let next = started + Duration::from_secs(1);
+        while Instant::now() < next {
+            if WATCH_INTERRUPTED.load(Ordering::Relaxed) {
+                return status_code(&report);
+            }
+            std::thread::sleep(
+                next.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(50)),
+            );
+        }
+        if WATCH_INTERRUPTED.load(Ordering::Relaxed) {
+            return status_code(&report);
+        }
+    }
+}
+
+/// One round of `status`: the table, or the JSON document.
+fn status_text(args: &StatusArgs, report: &ops::status::Report) -> String {
+    if args.json {
+        serde_json::to_string_pretty(report).unwrap_or_default() + "\n"
+    } else {
+        ops::status::render(report)
+    }
+}
+
+/// 0 when every host answered and nothing is wrong, else 1.
+fn status_code(report: &ops::status::Report) -> ExitCode {
+    if report.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -100,7 +100,7 @@ pub fn commands_run_as_the_app_over_the_bus(fleet: &Fleet) -> TestResult {
 
 /// `child`'s exit status, polled until `limit`; past it the test fails
 /// with `why`.
-fn ended_within(
+pub fn ended_within(
     child: &mut std::process::Child,
     limit: Duration,
     why: &str,
