@@ -240,6 +240,9 @@ pub fn build(
         "tls/fleet-ca.pem" | "tls/server.pem" | "tls/server.key" => {
             database_tls(template, inputs, host, scope)
         }
+        "gluster/ca.pem" | "gluster/tls.pem" | "gluster/tls.key" => {
+            gluster_tls(template, inputs, host)
+        }
         "postgres/postgresql.conf" => {
             let cluster = scope
                 .cluster
@@ -364,9 +367,11 @@ fn media_volume(
             .map(|h| format!("{h}:{}", volumes::brick_dir(&a.name, &m.name)))
             .collect::<Vec<_>>(),
         "allow": runners.join(","),
+        // Certificates by common name, the host's (`fleet_ca::peer`).
+        "ssl_allow": volumes::allowed_names(fleet, app).join(","),
     });
     let others: &[&str] = if template == "systemd/media.mount" {
-        &["peers", "replica", "bricks", "allow"]
+        &["peers", "replica", "bricks", "allow", "ssl_allow"]
     } else {
         &["volfile_server", "backup_volfile_servers"]
     };
@@ -582,8 +587,8 @@ fn certificate_names(fleet: &Fleet, host: HostId) -> Vec<String> {
     names
 }
 
-/// Every database server's private key, as its rendered file holds it,
-/// named for a plan's redactor (`compile` adds them as secrets, so a diff
+/// Every database server's private key, and every GlusterFS peer's, as its
+/// rendered file holds it, named for a plan's redactor (`compile` adds them as secrets, so a diff
 /// of a key file shows `<secret tls.db1.postgres_key>`).
 pub fn database_keys(fleet: &Fleet, secrets: &Secrets) -> Vec<(String, String)> {
     let Some(ca) = secrets.get(crate::fleet_ca::CA_SECRET) else {
@@ -592,7 +597,12 @@ pub fn database_keys(fleet: &Fleet, secrets: &Secrets) -> Vec<(String, String)> 
     let servers = (0..fleet.hosts.len()).flat_map(|h| {
         let postgres = !clusters::clusters_on(fleet, h).is_empty();
         let redis = !clusters::redis_on(fleet, h).is_empty();
-        [(h, "postgres", postgres), (h, "redis", redis)]
+        let gluster = crate::model::volumes::speaks_gluster(fleet, h);
+        [
+            (h, "postgres", postgres),
+            (h, "redis", redis),
+            (h, crate::fleet_ca::PEER, gluster),
+        ]
     });
     servers
         .filter(|(_, _, serves)| *serves)
@@ -645,6 +655,38 @@ fn database_tls(
     if template == "tls/server.pem" {
         context["names"] = json!(names.join(", "));
     }
+    Ok(Built { context, secret })
+}
+
+/// Where GlusterFS reads its TLS files on Debian: its build's certificate
+/// path is OpenSSL's folder, `/usr/lib/ssl` (upstream's default is
+/// `/etc/ssl`), and it has no setting for the mounts' own connection.
+pub const GLUSTER_TLS_DIR: &str = "/usr/lib/ssl";
+
+/// A host's GlusterFS certificate (`gluster/tls.pem`, server and client,
+/// for the names a database server's carries), its key (`gluster/tls.key`)
+/// and the fleet CA (`gluster/ca.pem`): on every brick host and every
+/// runner of an app whose media is shared.
+fn gluster_tls(template: &str, inputs: &Inputs, host: HostId) -> Result<Built, String> {
+    let fleet = inputs.fleet;
+    let h = &fleet.hosts[host];
+    let ca = secret(inputs, crate::fleet_ca::CA_SECRET)?;
+    let (pem, secret) = match template {
+        "gluster/ca.pem" => (crate::fleet_ca::ca_pem(&ca)?, false),
+        "gluster/tls.pem" => {
+            let names = certificate_names(fleet, host);
+            (crate::fleet_ca::peer(&ca, &h.name, &names)?.cert_pem, false)
+        }
+        _ => (
+            crate::fleet_ca::server_key_pem(&ca, &h.name, crate::fleet_ca::PEER)?,
+            true,
+        ),
+    };
+    let context = json!({
+        "origin": spec_file(inputs, h.span),
+        "host": h.name,
+        "pem": pem.trim_end(),
+    });
     Ok(Built { context, secret })
 }
 

@@ -80,6 +80,15 @@ fn roles_of(fleet: &crate::model::Fleet, host: HostId) -> Vec<String> {
     if fleet.roles.contains_key("agent") && !h.roles.iter().any(|r| r == "agent") {
         roles.push("agent".to_string());
     }
+    // Before the host's own: the TLS files a runner's mount declares too
+    // are the gluster role's, so apply's first phase writes them before it
+    // starts glusterd (`plan::desired`'s `first`).
+    if crate::model::volumes::holds_bricks(fleet, host)
+        && fleet.roles.contains_key(GLUSTER_ROLE)
+        && !h.roles.iter().any(|r| r == GLUSTER_ROLE)
+    {
+        roles.push(GLUSTER_ROLE.to_string());
+    }
     roles.extend(h.roles.iter().cloned());
     // A host a backup pulls from takes the snapshots it pulls.
     let backed_up = (fleet.backups.iter()).any(|b| b.from.iter().any(|(f, _)| *f == host));
@@ -88,12 +97,6 @@ fn roles_of(fleet: &crate::model::Fleet, host: HostId) -> Vec<String> {
         && !roles.iter().any(|r| r == SNAPSHOTS_ROLE)
     {
         roles.push(SNAPSHOTS_ROLE.to_string());
-    }
-    if crate::model::volumes::holds_bricks(fleet, host)
-        && fleet.roles.contains_key(GLUSTER_ROLE)
-        && !roles.iter().any(|r| r == GLUSTER_ROLE)
-    {
-        roles.push(GLUSTER_ROLE.to_string());
     }
     roles
 }

@@ -1,5 +1,7 @@
 //! The fleet's own certificate authority, for database traffic across
-//! hosts (Postgres and Redis over TLS, verified by name).
+//! hosts (Postgres and Redis over TLS, verified by name) and between the
+//! GlusterFS peers of shared media (`peer`: a certificate per host, server
+//! and client, whose common name the volume allows).
 //!
 //! Everything is derived from one generated secret, `fleet.ca_key`, in the
 //! spec's secrets file: the CA's ECDSA P-256 key (the SHA-256 of the secret
@@ -147,6 +149,35 @@ fn server_key(secret: &str, host: &str, server: &str) -> Result<Key, String> {
 /// `redis`) on host `host`, valid for `names` (host names and IP
 /// addresses), signed by the CA.
 pub fn server(secret: &str, host: &str, server: &str, names: &[String]) -> Result<Server, String> {
+    leaf(
+        secret,
+        host,
+        server,
+        names,
+        &[ExtendedKeyUsagePurpose::ServerAuth],
+    )
+}
+
+/// What GlusterFS's peers are named by (`PEER`'s key and certificate):
+/// each brick host and each client of a media volume is both a TLS server
+/// and a TLS client of the others, with one certificate.
+pub const PEER: &str = "glusterfs";
+
+/// The key and certificate host `host` speaks GlusterFS with (`PEER`):
+/// its common name is the host's name, which the volumes' `auth.ssl-allow`
+/// lists, and it serves as server and client alike.
+pub fn peer(secret: &str, host: &str, names: &[String]) -> Result<Server, String> {
+    use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    leaf(secret, host, PEER, names, &[ServerAuth, ClientAuth])
+}
+
+fn leaf(
+    secret: &str,
+    host: &str,
+    server: &str,
+    names: &[String],
+    usages: &[ExtendedKeyUsagePurpose],
+) -> Result<Server, String> {
     let ca_key = Key::derive(&["sitec fleet CA", secret])?;
     let issuer = Issuer::new(ca_params(), ca_key);
     let host_key = server_key(secret, host, server)?;
@@ -166,7 +197,7 @@ pub fn server(secret: &str, host: &str, server: &str, names: &[String]) -> Resul
         })
         .collect::<Result<_, _>>()?;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.extended_key_usages = usages.to_vec();
     p.use_authority_key_identifier_extension = true;
     let cert = p
         .signed_by(&host_key, &issuer)
@@ -204,21 +235,31 @@ mod tests {
         assert_ne!(a.key_pem, redis.key_pem, "and each server on it");
     }
 
+    /// A scratch folder for openssl's files; `None` (outside CI) without
+    /// openssl.
+    fn openssl_scratch() -> Option<tempfile::TempDir> {
+        if Command::new("openssl").arg("version").output().is_err() {
+            assert!(std::env::var_os("CI").is_none(), "CI has openssl");
+            return None;
+        }
+        Some(tempfile::tempdir().expect("temp dir"))
+    }
+
+    fn write_in(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("written");
+        path
+    }
+
     /// openssl verifies the host's certificate against the CA, for the
     /// host's address and name, as libpq's verify-full does; not for
     /// another name, and not against another fleet's CA.
     #[test]
     fn openssl_verifies_a_host_by_its_address_and_name() {
-        if Command::new("openssl").arg("version").output().is_err() {
-            assert!(std::env::var_os("CI").is_none(), "CI has openssl");
+        let Some(dir) = openssl_scratch() else {
             return;
-        }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let write = |name: &str, text: &str| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, text).expect("written");
-            path
         };
+        let write = |name: &str, text: &str| write_in(&dir, name, text);
         let ca = write("ca.pem", &ca_pem("s3cret").expect("ca"));
         let other_ca = write("other.pem", &ca_pem("another fleet").expect("ca"));
         let leaf = server("s3cret", "db1", "postgres", &names()).expect("signs");
@@ -253,6 +294,59 @@ mod tests {
             public(&["x509", "-noout", "-pubkey", "-in"], &cert),
             public(&["pkey", "-pubout", "-in"], &key),
             "the key is the certificate's"
+        );
+    }
+
+    /// A GlusterFS peer's certificate is a client's as well as a server's
+    /// (each brick host connects to the others), a database server's only
+    /// a server's; both name the host in their subject, as
+    /// `auth.ssl-allow` reads it.
+    #[test]
+    fn a_peer_certificate_serves_and_connects() {
+        let Some(dir) = openssl_scratch() else {
+            return;
+        };
+        let write = |name: &str, text: &str| write_in(&dir, name, text);
+        let ca = write("ca.pem", &ca_pem("s3cret").expect("ca"));
+        let peer = write(
+            "peer.pem",
+            &peer("s3cret", "run1", &names()).expect("signs").cert_pem,
+        );
+        let db = write(
+            "db.pem",
+            &server("s3cret", "run1", "postgres", &names())
+                .expect("signs")
+                .cert_pem,
+        );
+        let verify = |purpose: &str, cert: &std::path::Path| {
+            Command::new("openssl")
+                .args(["verify", "-purpose", purpose, "-CAfile"])
+                .arg(&ca)
+                .arg(cert)
+                .output()
+                .expect("openssl runs")
+                .status
+                .success()
+        };
+        assert!(verify("sslserver", &peer) && verify("sslclient", &peer));
+        assert!(verify("sslserver", &db) && !verify("sslclient", &db));
+        let subject = Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in"])
+            .arg(&peer)
+            .output()
+            .expect("openssl runs");
+        assert_eq!(
+            String::from_utf8_lossy(&subject.stdout),
+            "subject=CN=run1\n"
+        );
+        let keys = (
+            server_key_pem("s3cret", "run1", PEER),
+            server_key_pem("s3cret", "run1", "postgres"),
+        );
+        assert_ne!(
+            keys.0.expect("key"),
+            keys.1.expect("key"),
+            "a key of its own"
         );
     }
 }

@@ -74,6 +74,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/django/sitec_settings.py.hbs"),
     ),
     (
+        "gluster/ca.pem",
+        include_str!("../templates/gluster/ca.pem.hbs"),
+    ),
+    (
+        "gluster/tls.key",
+        include_str!("../templates/gluster/tls.key.hbs"),
+    ),
+    (
+        "gluster/tls.pem",
+        include_str!("../templates/gluster/tls.pem.hbs"),
+    ),
+    (
         "gluster/volume.sh",
         include_str!("../templates/gluster/volume.sh.hbs"),
     ),

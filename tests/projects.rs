@@ -927,6 +927,16 @@ fn two_runners_of_an_app_share_its_user_ids() -> TestResult {
         bricks.contains("Number of Bricks: 1 x (2 + 1) = 3") && bricks.contains("Status: Started"),
         "{bricks}"
     );
+    // All of it over TLS, by the fleet CA's certificates of the hosts named.
+    let options = on(
+        "mtrun1",
+        "for o in client.ssl server.ssl auth.ssl-allow; do gluster volume get blog_uploads $o | awk -v o=$o '$1 == o { print $2 }'; done",
+    )?;
+    assert_eq!(
+        options, "on\non\nmtdb,mtrun1,mtrun2\n",
+        "the volume's TLS options"
+    );
+    gluster_refuses_strangers(&deploy)?;
 
     // One brick host down (mtrun1: glusterd and its brick process): the
     // upload is still served by mtrun2, and mtrun2 still takes uploads.
@@ -953,6 +963,63 @@ fn two_runners_of_an_app_share_its_user_ids() -> TestResult {
         serves_upload(&balancer, "blog.localhost", name)?;
     }
     assert_no_changes(&deploy, SHARED_FILE, "after the redeploy");
+    Ok(())
+}
+
+/// glusterd (24007) and mtrun1's brick refuse a TLS client without a
+/// certificate (they close the connection after the handshake) and one
+/// whose certificate another CA signed, even under an allowed name (`unknown
+/// ca`), from mtlb, which is in no volume; mtrun2's own certificate gets in.
+fn gluster_refuses_strangers(deploy: &Path) -> Result<(), String> {
+    let on = |host: &str, command: &str| ssh_in(deploy, "mediatest", host, command);
+    // The port mtrun1's brick process listens on (`volume status` wraps
+    // a long brick name onto two lines).
+    let brick = on(
+        "mtrun1",
+        "ss -Hltnp | awk '/\"glusterfsd\"/ { n = split($4, a, \":\"); print a[n]; exit }'",
+    )?;
+    let brick = brick.trim();
+    assert!(
+        brick.parse::<u16>().is_ok(),
+        "mtrun1's brick port: {brick:?}"
+    );
+    let stranger_key = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+         -subj /CN=mtrun2 -days 1 -keyout /tmp/stranger.key -out /tmp/stranger.pem 2>/dev/null";
+    on("mtlb", stranger_key)?;
+    // `sleep 1` holds the connection open past the handshake: TLS 1.3
+    // checks the client's certificate after it.
+    let connect = |from: &str, port: &str, cert: &str| {
+        on(
+            from,
+            &format!(
+                "sleep 1 | timeout 20 openssl s_client -connect mtrun1:{port} {cert} >/tmp/s_client.out 2>&1; \
+                 echo rc=$?; cat /tmp/s_client.out"
+            ),
+        )
+    };
+    for port in ["24007", brick] {
+        let bare = connect("mtlb", port, "")?;
+        assert!(
+            bare.starts_with("rc=1") && bare.contains("unexpected eof"),
+            "no certificate, port {port}: {bare}"
+        );
+        let stranger = connect(
+            "mtlb",
+            port,
+            "-cert /tmp/stranger.pem -key /tmp/stranger.key",
+        )?;
+        assert!(
+            stranger.starts_with("rc=1") && stranger.contains("alert unknown ca"),
+            "another CA's certificate, port {port}: {stranger}"
+        );
+        let own = "-cert /usr/lib/ssl/glusterfs.pem -key /usr/lib/ssl/glusterfs.key \
+                   -CAfile /usr/lib/ssl/glusterfs.ca -verify_return_error";
+        let peer = connect("mtrun2", port, own)?;
+        assert!(
+            peer.starts_with("rc=0"),
+            "mtrun2's certificate, port {port}: {peer}"
+        );
+    }
     Ok(())
 }
 

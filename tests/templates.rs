@@ -85,7 +85,10 @@ fn checker(template: &str) -> Option<Checker> {
         Some(Checker::AuthorizedKeys)
     } else if template == "backup/ssh-key" {
         Some(Checker::SshKey)
-    } else if template.starts_with("balancer/tls.") || template.starts_with("tls/") {
+    } else if template.starts_with("balancer/tls.")
+        || template.starts_with("tls/")
+        || (template.starts_with("gluster/") && !template.ends_with(".sh"))
+    {
         Some(Checker::Pem)
     } else if template.starts_with("bus/") && template.ends_with(".key") {
         Some(Checker::BusKey)

@@ -5,7 +5,9 @@
 //! the app's database host, else another host that neither runs the app
 //! nor balances (a balancer faces the internet). Every runner mounts it.
 //! Three bricks, so losing any one host keeps the volume writable and no
-//! split brain can happen. Pure.
+//! split brain can happen. Every connection, management and I/O, is TLS
+//! with the fleet CA's certificates (`speaks_gluster`, `allowed_names`).
+//! Pure.
 
 use super::{AppId, Fleet, HostId};
 
@@ -53,6 +55,29 @@ pub fn shared(fleet: &Fleet, app: AppId) -> bool {
 /// Whether `host` holds a brick of any volume (it runs glusterd).
 pub fn holds_bricks(fleet: &Fleet, host: HostId) -> bool {
     (0..fleet.apps.len()).any(|app| bricks(fleet, app).is_some_and(|(b, _)| b.contains(&host)))
+}
+
+/// Whether `host` speaks GlusterFS (and gets its TLS certificate): it
+/// holds a brick, or mounts a volume (a runner of an app whose media is
+/// shared).
+pub fn speaks_gluster(fleet: &Fleet, host: HostId) -> bool {
+    holds_bricks(fleet, host)
+        || (0..fleet.apps.len())
+            .any(|app| shared(fleet, app) && fleet.placement[app].contains(&host))
+}
+
+/// The hosts whose certificates `app`'s volumes accept (`auth.ssl-allow`,
+/// by common name, which is the host's name): its brick hosts (their
+/// self-heal daemons are clients of the other bricks) and its runners, by
+/// name.
+pub fn allowed_names(fleet: &Fleet, app: AppId) -> Vec<String> {
+    let bricks = bricks(fleet, app).map(|(b, _)| b).unwrap_or_default();
+    let mut names: Vec<String> = (bricks.iter().chain(&fleet.placement[app]))
+        .map(|h| fleet.hosts[*h].name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The volume's name: `APP_STORE` (a store name holds no `_`, so two
