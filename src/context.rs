@@ -673,20 +673,24 @@ fn gluster_tls(template: &str, inputs: &Inputs, host: HostId) -> Result<Built, S
     let ca = secret(inputs, crate::fleet_ca::CA_SECRET)?;
     let (pem, secret) = match template {
         "gluster/ca.pem" => (crate::fleet_ca::ca_pem(&ca)?, false),
-        "gluster/tls.pem" => {
-            let names = certificate_names(fleet, host);
-            (crate::fleet_ca::peer(&ca, &h.name, &names)?.cert_pem, false)
-        }
+        "gluster/tls.pem" => (
+            crate::fleet_ca::peer(&ca, &h.name, &certificate_names(fleet, host))?.cert_pem,
+            false,
+        ),
         _ => (
             crate::fleet_ca::server_key_pem(&ca, &h.name, crate::fleet_ca::PEER)?,
             true,
         ),
     };
-    let context = json!({
+    let mut context = json!({
         "origin": spec_file(inputs, h.span),
         "host": h.name,
         "pem": pem.trim_end(),
     });
+    // The certificate's header says whom it is for.
+    if template == "gluster/tls.pem" {
+        context["names"] = json!(certificate_names(fleet, host).join(", "));
+    }
     Ok(Built { context, secret })
 }
 

@@ -253,7 +253,7 @@ fn snapshots_hold_placeholders_never_secrets() {
                 if name == sitec::fleet_ca::CA_SECRET {
                     let ca = |s: &str| sitec::fleet_ca::ca_pem(s).expect("a CA");
                     text = text.replace(ca(value).trim_end(), ca(&placeholder).trim_end());
-                    for server in ["postgres", "redis"] {
+                    for server in ["postgres", "redis", sitec::fleet_ca::PEER] {
                         let key = |s: &str| {
                             sitec::fleet_ca::server_key_pem(s, &file.host, server).expect("a key")
                         };
@@ -277,6 +277,21 @@ fn snapshots_hold_placeholders_never_secrets() {
                     if let Some((server, names)) = names {
                         let cert = |s: &str| {
                             sitec::fleet_ca::server(s, &file.host, &server, &names)
+                                .expect("a certificate")
+                                .cert_pem
+                        };
+                        text = text.replace(cert(value).trim_end(), cert(&placeholder).trim_end());
+                    }
+                    // A GlusterFS peer's certificate (gluster/tls.pem).
+                    let peer_names = text.lines().find_map(|l| {
+                        let names = l.strip_prefix(
+                            "# The certificate this host speaks GlusterFS with, as server and client, signed by the fleet CA, for ",
+                        )?;
+                        Some(names.trim_end_matches('.').split(", ").map(String::from).collect::<Vec<_>>())
+                    });
+                    if let Some(names) = peer_names {
+                        let cert = |s: &str| {
+                            sitec::fleet_ca::peer(s, &file.host, &names)
                                 .expect("a certificate")
                                 .cert_pem
                         };
