@@ -528,6 +528,7 @@ fn gunicorn_conf(inputs: &Inputs, app: AppId) -> Value {
         "wsgi": a.wsgi,
         "release_dir": release_dir(&a.name),
         "python_paths": python_paths(inputs, app),
+        "environment_file": environment_file(&a.name),
         "gunicorn_bind": gunicorn_bind(&a.name),
         "workers": a.server.workers,
         "worker_class": a.server.worker_class,

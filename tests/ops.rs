@@ -455,11 +455,12 @@ fn a_second_apply_is_refused_and_a_dead_holders_lock_lapses(
     fleet: &Fleet,
     balancer: &str,
 ) -> TestResult {
-    // A holder: an apply that restarts blog on both runners (a new
-    // environment), each drained first, under load.
+    // A holder: an apply that restarts blog on both runners (its unit
+    // changes: gunicorn's graceful timeout sets TimeoutStopSec; a new
+    // environment would only reload it), each drained first, under load.
     let changed = SPEC.replace(
         "  databases { default = main  cache = cache }\n",
-        "  databases { default = main  cache = cache }\n  env { OPS_TEST = \"changed\" }\n",
+        "  databases { default = main  cache = cache }\n  gunicorn { graceful_timeout = 31s }\n",
     );
     assert_ne!(changed, SPEC);
     std::fs::write(fleet.dir.path().join(SPEC_FILE), changed)?;

@@ -643,10 +643,10 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
     assert_no_changes(&deploy, SPEC_FILE, "after the redeploy");
 
     // A settings layer changes a variable of the echo app's environment:
-    // systemd reads the environment file only when it starts gunicorn (a
-    // reload would keep the old one) and the worker, so the plan restarts
-    // both, gunicorn's master and the worker are new processes and the new
-    // value is served.
+    // systemd reads the environment file only when it starts the worker, so
+    // the plan restarts it; gunicorn's config reads it again at each reload
+    // (its unit says so), so gunicorn reloads: the same master, new workers,
+    // and the new value is served.
     let unit = |unit: &str, property: &str| -> Result<String, String> {
         let out = Command::new("ssh")
             .arg("-F")
@@ -697,14 +697,17 @@ fn a_wagtail_project_deploys_unmodified_and_stays_up_across_a_redeploy() -> Test
     layer(
         greeting,
         &[
-            "sitec-app-echo: restart (file:/etc/sitec/apps/echo/environment",
+            "sitec-app-echo: reload (file:/etc/sitec/apps/echo/environment",
             "sitec-app-echo-worker-ticker: restart (file:/etc/sitec/apps/echo/environment",
         ],
         "env change",
     )?;
     serves_text(&balancer, "echo.localhost", "/", "Hello again.")?;
     let pid_after = unit(GUNICORN, "MainPID")?;
-    assert_ne!(pid_before, pid_after, "gunicorn's master was not restarted");
+    assert_eq!(
+        pid_before, pid_after,
+        "gunicorn's master was restarted, not reloaded"
+    );
     let worker_after = running("after the environment change")?;
     assert_ne!(worker_before, worker_after, "the worker was not restarted");
     assert_no_changes(&deploy, SPEC_FILE, "after the environment change");

@@ -798,11 +798,30 @@ fn systemd_tmpfiles_gives_the_polkit_rules_folder_to_root() {
     });
 }
 
+/// Writes the `runner/environment` sample `blog` at `path` (gunicorn's
+/// config reads the app's environment); its variables as systemd reads them.
+fn write_sample_environment(path: &Path) -> Result<Vec<String>, String> {
+    let sample = (samples("runner/environment").into_iter())
+        .find(|s| s.name == "blog")
+        .ok_or("no runner/environment sample blog.json")?;
+    let text = render(&sample.template, &sample.context)?;
+    fs::create_dir_all(path.parent().ok_or("a folder")?).map_err(|e| e.to_string())?;
+    fs::write(path, text).map_err(|e| e.to_string())?;
+    Ok(
+        (sample.context["variables"].as_array().into_iter().flatten())
+            .map(|v| format!("{}={}", field(v, "name"), systemd_value(field(v, "value"))))
+            .collect(),
+    )
+}
+
 #[test]
 fn python_compiles_and_runs_every_module() {
     check_all(Checker::Python, |sample| {
         let scratch = Scratch::new("python");
-        let (_, text) = render_relocated(sample, scratch.path())?;
+        let (context, text) = render_relocated(sample, scratch.path())?;
+        if let Some(environment) = context.get("environment_file").and_then(Value::as_str) {
+            write_sample_environment(Path::new(environment))?;
+        }
         let name = Path::new(&sample.template).file_name().expect("file name");
         let module = scratch.path().join(name);
         fs::write(&module, text).map_err(|e| e.to_string())?;
@@ -815,6 +834,27 @@ fn python_compiles_and_runs_every_module() {
         common::stub_modules(&project, &settings.into_iter().collect::<Vec<_>>())?;
         common::python_compile_and_run(&[module], &[project])
     });
+}
+
+/// gunicorn's config reads the app's environment file into `raw_env`
+/// (at start and at each reload) exactly as systemd's `EnvironmentFile=`
+/// does: every variable, quotes and escapes as systemd takes them.
+#[test]
+fn gunicorn_reads_the_environment_as_systemd_does() {
+    for sample in samples("runner/gunicorn.conf.py") {
+        let scratch = Scratch::new("gunicorn-environment");
+        let (context, text) = render_relocated(&sample, scratch.path()).expect("renders");
+        let environment = Path::new(field(&context, "environment_file"));
+        let want = write_sample_environment(environment).expect("written");
+        let config = scratch.path().join("gunicorn.conf.py");
+        fs::write(&config, text).expect("written");
+        let read = run(Command::new("python3").arg("-c").arg(
+            "import runpy, sys\nsys.stdout.write('\\0'.join(runpy.run_path(sys.argv[1])['raw_env']))",
+        ).arg(&config))
+        .unwrap_or_else(|e| panic!("{}: {e}", sample.label()));
+        let got: Vec<&str> = read.split('\0').collect();
+        assert_eq!(got, want, "{}", sample.label());
+    }
 }
 
 /// The pg_hba.conf the postgresql.conf samples run with (pg_hba.conf samples

@@ -83,6 +83,14 @@ pub fn parse(out: &str, count: usize) -> Result<Vec<(String, String)>, String> {
     }
 }
 
+/// Whether a unit in systemd's `ActiveState` runs: `active`, or
+/// `reloading` (its `ExecReload` running: gunicorn keeps its socket and
+/// its workers serve through a SIGHUP, so a heartbeat that catches that
+/// instant must not take it out of rotation).
+fn is_up(active: &str) -> bool {
+    matches!(active, "active" | "reloading")
+}
+
 /// Pairs each app's units with their states (or the error, for all).
 fn assemble(apps: &[App], states: Result<Vec<(String, String)>, String>) -> Vec<AppState> {
     let (mut found, error) = match states {
@@ -106,9 +114,9 @@ fn assemble(apps: &[App], states: Result<Vec<(String, String)>, String>) -> Vec<
                 .collect();
             AppState {
                 name: app.name.clone(),
-                healthy: units.iter().all(|u| u.active == "active"),
+                healthy: units.iter().all(|u| is_up(&u.active)),
                 // `App::units` lists the web service first.
-                serving: units.first().is_some_and(|u| u.active == "active"),
+                serving: units.first().is_some_and(|u| is_up(&u.active)),
                 units,
                 error: error.clone(),
                 drain: None,
@@ -146,6 +154,18 @@ mod tests {
             "sitec-app-blog-worker-celery.service"
         );
         assert!(parse(out, 3).is_err());
+    }
+
+    #[test]
+    fn a_reloading_web_service_still_serves() {
+        let out =
+            "ActiveState=reloading\nSubState=reload\n\nActiveState=active\nSubState=running\n";
+        let apps = assemble(&blog(), Ok(parse(out, 2).expect("two blocks")));
+        assert!(apps[0].serving && apps[0].healthy);
+        let out =
+            "ActiveState=activating\nSubState=start\n\nActiveState=active\nSubState=running\n";
+        let apps = assemble(&blog(), Ok(parse(out, 2).expect("two blocks")));
+        assert!(!apps[0].serving, "a starting one does not serve yet");
     }
 
     #[test]

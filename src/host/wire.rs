@@ -219,8 +219,14 @@ impl Notified {
     }
 }
 
+/// The line of a unit file that says its reload reads its environment
+/// files again (gunicorn's config reads the app's: `raw_env`); systemd
+/// ignores `X-` keys.
+pub const RELOAD_READS_ENVIRONMENT: &str = "X-Sitec-Reload-Reads-Environment=yes";
+
 /// The ids of the files a unit reads as its environment (`EnvironmentFile=`
-/// in its unit file among `items`): systemd reads them at start only.
+/// in its unit file among `items`) at start only: none when its unit file
+/// says its reload reads them again ([`RELOAD_READS_ENVIRONMENT`]).
 pub fn environment_files(items: &[Item], unit: &str) -> Vec<String> {
     let id = format!("file:/etc/systemd/system/{unit}");
     let Some(text) = items
@@ -230,6 +236,9 @@ pub fn environment_files(items: &[Item], unit: &str) -> Vec<String> {
     else {
         return Vec::new();
     };
+    if text.lines().any(|l| l.trim() == RELOAD_READS_ENVIRONMENT) {
+        return Vec::new();
+    }
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("EnvironmentFile="))
         .map(|path| format!("file:{}", path.trim_start_matches('-')))
@@ -351,6 +360,60 @@ mod tests {
                 "systemctl restart sitec-balancer.service"
             );
         }
+    }
+
+    /// A unit file among a host's items, with `text` as its content.
+    fn unit_file(unit: &str, text: &str) -> Item {
+        let path = format!("/etc/systemd/system/{unit}");
+        Item {
+            id: format!("file:{path}"),
+            kind: Kind::File {
+                path,
+                owner: "root".into(),
+                group: "root".into(),
+                mode: "0644".into(),
+                template: None,
+                sha256: crate::resources::sha256_hex(text.as_bytes()),
+                secret: false,
+                absent: false,
+                content: String::new(),
+            },
+            requires: Vec::new(),
+            notifies: Vec::new(),
+            content: Some(text.into()),
+            blob: None,
+            pinned: None,
+            venv_digest: None,
+            digest: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_changed_environment_reloads_a_unit_whose_reload_reads_it() {
+        let environment = "file:/etc/sitec/apps/blog/environment";
+        let reads = "[Service]\nEnvironmentFile=/etc/sitec/apps/blog/environment\n";
+        let service = ("sitec-app-blog.service", Some("systemctl reload x"), None);
+        let started = [unit_file("sitec-app-blog.service", reads)];
+        assert_eq!(
+            notified_among(&started, service, &why(&[environment])),
+            Notified::SystemdRestart,
+            "systemd reads it at start only"
+        );
+        let again = format!("{reads}{RELOAD_READS_ENVIRONMENT}\n");
+        let reloads = [unit_file("sitec-app-blog.service", &again)];
+        assert_eq!(
+            notified_among(&reloads, service, &why(&[environment])),
+            Notified::Reload("systemctl reload x".into())
+        );
+        // Its release or virtualenv still restarts it.
+        assert_eq!(
+            notified_among(
+                &reloads,
+                service,
+                &why(&["tree:/srv/sitec/apps/blog/current"])
+            ),
+            Notified::SystemdRestart
+        );
     }
 
     #[test]
