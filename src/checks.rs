@@ -22,7 +22,7 @@ type Rule = fn(&Fleet) -> Vec<Diagnostic>;
 
 /// Every rule, its default severity, and the function that checks it. The
 /// functions build their diagnostics as errors; `check` sets the severity.
-pub const RULES: [(&str, Severity, Rule); 14] = [
+pub const RULES: [(&str, Severity, Rule); 15] = [
     (
         "balancer_redundancy",
         Severity::Warning,
@@ -52,6 +52,7 @@ pub const RULES: [(&str, Severity, Rule); 14] = [
         inline_secrets::inline_secret,
     ),
     ("media_shared", Severity::Error, media_shared),
+    ("media_backup", Severity::Warning, media_backup),
     ("scheduler_once", Severity::Error, scheduler_once),
 ];
 
@@ -214,6 +215,44 @@ fn media_shared(fleet: &Fleet) -> Vec<Diagnostic> {
             .secondary(app.replicas_span, "two runners: a third host holds the volume's arbiter brick")
             .help("add a host that neither runs the app nor balances (its database host is the usual one), or a third runner (`replicas = 3`), or run the app on one runner"),
         );
+    }
+    diagnostics
+}
+
+/// E283: a shared media store (a GlusterFS volume, `model::volumes`) is
+/// in no backup: no backup pulls from the app's leader, whose brick is the
+/// store's subvolume in its snapshots (its mount hides each runner's own
+/// folder). Three replicas survive a lost host, not a deleted file or a
+/// mistaken script: as `database_redundancy` says of a database.
+fn media_backup(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for (id, app) in fleet.apps.iter().enumerate() {
+        let Some(&leader) = fleet.placement[id].first() else {
+            continue;
+        };
+        let backed_up = (fleet.backups.iter()).any(|b| b.from.iter().any(|(f, _)| *f == leader));
+        if !crate::model::volumes::shared(fleet, id) || backed_up {
+            continue;
+        }
+        let leader = host_name(fleet, leader);
+        for media in &app.media {
+            diagnostics.push(
+                Diagnostic::error(
+                    "E283",
+                    format!(
+                        "app `{}`'s media store `{}` is a GlusterFS volume that no backup holds: none pulls from `{leader}`",
+                        app.name, media.name
+                    ),
+                )
+                .primary(
+                    media.span,
+                    "three replicas outlive a lost host, not a deleted upload",
+                )
+                .help(format!(
+                    "add the app's leader to a backup's hosts, `backup {{ from = [{leader}]  to = HOST ... }}`: its brick of the volume is snapshotted and pulled"
+                )),
+            );
+        }
     }
     diagnostics
 }

@@ -1819,17 +1819,25 @@ fn data_subvolumes(fleet: &Fleet, host: HostId) -> Vec<Value> {
         out.push(json!({ "name": "redis", "path": "/var/lib/redis" }));
     }
     // The media stores of the apps this host runs: subvolumes too (the
-    // `snapshots` role's `each media`). Not a GlusterFS volume's: its
-    // mount hides the subvolume below it (the bricks are what to
-    // snapshot, not built yet: lang/design-media.md).
-    let local = fleet
-        .apps_on(host)
-        .filter(|a| !crate::model::volumes::shared(fleet, *a));
-    for app in local.map(|a| &fleet.apps[a]) {
-        for m in &app.media {
+    // `snapshots` role's `each media`). A GlusterFS volume's mount hides
+    // the subvolume below it: on the app's leader its first brick is the
+    // store's subvolume instead, under the same name (a replica holds
+    // every file; `sitec restore` writes it back through the mount).
+    for app in fleet.apps_on(host) {
+        let a = &fleet.apps[app];
+        let shared = crate::model::volumes::shared(fleet, app);
+        if shared && fleet.placement[app].first() != Some(&host) {
+            continue;
+        }
+        for m in &a.media {
+            let path = if shared {
+                crate::model::volumes::brick_dir(&a.name, &m.name)
+            } else {
+                media_dir(&a.name, &m.name)
+            };
             out.push(json!({
-                "name": crate::data::snapshots::media_subvolume(&app.name, &m.name),
-                "path": media_dir(&app.name, &m.name),
+                "name": crate::data::snapshots::media_subvolume(&a.name, &m.name),
+                "path": path,
             }));
         }
     }

@@ -274,6 +274,17 @@ impl Expander<'_, '_> {
                     .into_iter()
                     .collect()
             }
+            // Once, when the app's media stores are each runner's own folder.
+            "local" => {
+                let (Some(app), Some(_)) = (scope.app, scope.media) else {
+                    return self
+                        .diagnostics
+                        .push(each_outside("local", "media", word.span));
+                };
+                let local = !crate::model::volumes::shared(fleet, app);
+                let origin = line_of(self.inputs.sources, fleet.apps[app].span);
+                local.then(|| (scope.clone(), origin)).into_iter().collect()
+            }
             "leader" => {
                 let Some(app) = scope.app else {
                     return self

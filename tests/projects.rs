@@ -792,6 +792,7 @@ host mtlb { provider = local  roles = [balancer] }
 host mtrun1 { provider = local  roles = [runner] }
 host mtrun2 { provider = local  roles = [runner] }
 host mtdb { provider = local  roles = [postgres] }
+host mtbak { provider = local  roles = [backup] }
 
 checks {
   balancer_redundancy = off
@@ -810,6 +811,14 @@ app blog {
   media "/media/" = "uploads"
   databases { default = main }
   settings { SECRET_KEY = secret("blog.secret_key") }
+}
+
+# The blog's leader: its brick of the media volume is snapshotted.
+backup media {
+  from = [mtrun1]
+  to = mtbak
+  every = 1h
+  keep { hourly = 4 }
 }
 "#;
 
@@ -940,6 +949,7 @@ fn two_runners_of_an_app_share_its_user_ids() -> TestResult {
         "the volume's TLS options"
     );
     gluster_refuses_strangers(&deploy)?;
+    shared_media_is_backed_up(&deploy, &first)?;
 
     // One brick host down (mtrun1: glusterd and its brick process): the
     // upload is still served by mtrun2, and mtrun2 still takes uploads.
@@ -1023,6 +1033,72 @@ fn gluster_refuses_strangers(deploy: &Path) -> Result<(), String> {
             "mtrun2's certificate, port {port}: {peer}"
         );
     }
+    Ok(())
+}
+
+/// The store's backup: mtrun1's brick (the leader's) is in its snapshots,
+/// pulled to mtbak with the upload's bytes and listed by `sitec backups`;
+/// the upload deleted, `sitec restore blog/uploads` writes the snapshot
+/// back through mtrun1's mount (GlusterFS's own folders left out), and
+/// mtrun2 serves it again.
+fn shared_media_is_backed_up(deploy: &Path, upload: &str) -> Result<(), String> {
+    let on = |host: &str, command: &str| ssh_in(deploy, "mediatest", host, command);
+    let brick = "/srv/sitec/media-bricks/blog.uploads";
+    on(
+        "mtrun1",
+        &format!("btrfs subvolume show {brick} >/dev/null"),
+    )?;
+    let took = sitec(deploy, &["backups", SHARED_FILE, "blog/uploads", "--now"]);
+    assert!(took.status.success(), "backups --now: {}", text_of(&took));
+    let listed = sitec(deploy, &["backups", SHARED_FILE, "blog/uploads", "--json"]);
+    assert!(listed.status.success(), "backups: {}", text_of(&listed));
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&listed.stdout).map_err(|e| format!("backups --json: {e}"))?;
+    let copy = (rows.iter())
+        .filter(|r| r["on"] == "mtbak" && r["of"] == "mtrun1")
+        .filter_map(|r| r["stamp"].as_str())
+        .max()
+        .ok_or_else(|| format!("no copy of blog/uploads on mtbak: {rows:?}"))?
+        .to_string();
+    let table = text_of(&sitec(deploy, &["backups", SHARED_FILE, "blog/uploads"]));
+    assert!(
+        table.contains(&format!("mtrun1/{copy}"))
+            && table.contains("mtbak:/srv/sitec/backups/media/mtrun1"),
+        "{table}"
+    );
+    let pulled = on(
+        "mtbak",
+        &format!("cat /srv/sitec/backups/media/mtrun1/{copy}/media.blog.uploads/{upload}"),
+    )?;
+    assert_eq!(pulled, UPLOAD, "mtbak's copy holds the upload");
+
+    let folder = "/srv/sitec/apps/blog/media/uploads";
+    on(
+        "mtrun2",
+        &format!(
+            "cd / && runuser -u app-blog -- rm {folder}/{upload} && test ! -e {folder}/{upload}"
+        ),
+    )?;
+    let restored = sitec(
+        deploy,
+        &[
+            "restore",
+            SHARED_FILE,
+            "blog/uploads",
+            "--snapshot",
+            &format!("mtrun1/{copy}"),
+            "--yes",
+        ],
+    );
+    assert!(restored.status.success(), "restore: {}", text_of(&restored));
+    eprintln!("{}", text_of(&restored));
+    runner_serves_upload(deploy, "mtrun2", upload)?;
+    let root = on("mtrun2", &format!("ls -A {folder}"))?;
+    assert!(
+        root.lines()
+            .all(|name| name != ".glusterfs" && name != ".sitec-restore"),
+        "the brick's index came back: {root}"
+    );
     Ok(())
 }
 

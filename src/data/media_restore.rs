@@ -35,6 +35,14 @@ use std::time::Instant;
 const STAGING: &str = ".sitec-restore";
 /// Where what the store held before the restore is kept, inside the store.
 const BEFORE: &str = ".sitec-before-restore";
+/// What a shared store's snapshot (its first GlusterFS brick) holds that is
+/// GlusterFS's own, not the app's, as tar and find patterns: the brick's
+/// file index (`.glusterfs`, hard links and links by file id), the folder
+/// of open-but-unlinked files (`.glusterfs-anonymous-inode-UUID`, which the
+/// mount shows too, and refuses to move) and the trash translator's
+/// folder. Left out, and left in place: the rest is written back through
+/// the volume's mount.
+const GLUSTER_OWN: [&str; 2] = [".glusterfs*", ".trashcan"];
 
 /// What is being restored, on which runner, from which snapshot.
 pub struct MediaRestore<'f> {
@@ -201,7 +209,8 @@ impl MediaRestore<'_> {
         let t = self.target_name();
         let taken = format!("{}/{}", self.snapshot.dir, self.snapshot.stamp);
         let inside = DataSet::Media(self.app, self.store).subvolume(self.fleet);
-        let send = tar_out(&taken, &inside, &[STAGING, BEFORE]);
+        let [index, trash] = GLUSTER_OWN;
+        let send = tar_out(&taken, &inside, &[STAGING, BEFORE, index, trash]);
         let receive = self.as_app(&format!(
             "rm -rf {STAGING}; mkdir -m 0700 {STAGING}; \
              tar -C {STAGING} --strip-components=1 --no-same-owner --no-same-permissions -xf -; \
@@ -214,9 +223,11 @@ impl MediaRestore<'_> {
     /// removed) and the copy's entries into the folder, as the app.
     async fn swap(&self, hosts: &impl Hosts) -> Result<(), String> {
         let t = self.target_name();
+        // A volume's own folders at its root stay (GlusterFS's, not the app's).
+        let [index, trash] = GLUSTER_OWN;
         let script = self.as_app(&format!(
             "rm -rf {BEFORE}; mkdir -m 0700 {BEFORE}; \
-             find . -mindepth 1 -maxdepth 1 ! -name {STAGING} ! -name {BEFORE} -exec mv -t {BEFORE} -- {{}} +; \
+             find . -mindepth 1 -maxdepth 1 ! -name {STAGING} ! -name {BEFORE} ! -name '{index}' ! -name {trash} -exec mv -t {BEFORE} -- {{}} +; \
              find {STAGING} -mindepth 1 -maxdepth 1 -exec mv -t . -- {{}} +; \
              rmdir {STAGING}"
         ));

@@ -971,7 +971,7 @@ static EACH: Schema = Schema {
 };
 
 /// What `each` can repeat over, and the scope it must sit in.
-pub static SCOPES: [(&str, Option<&str>, &str); 12] = [
+pub static SCOPES: [(&str, Option<&str>, &str); 13] = [
     ("app", None, "every app whose replicas run on the host"),
     (
         "tls",
@@ -988,6 +988,11 @@ pub static SCOPES: [(&str, Option<&str>, &str); 12] = [
         "volume",
         Some("media"),
         "once, when the app's media stores are GlusterFS volumes (media on two runners or more)",
+    ),
+    (
+        "local",
+        Some("media"),
+        "once, when the app's media stores are each runner's own folder (media on one runner)",
     ),
     (
         "cluster",
@@ -1052,6 +1057,7 @@ pub static CHECKS: Schema = block(
         field("unused_settings", LEVEL, "a settings layer for a host no app runs on, or for an app on a host it does not run on (default warning)"),
         field("inline_secret", LEVEL, "a setting whose name or value says it is secret, written in the spec instead of `secret(\"app.name\")` (default warning)"),
         field("media_shared", LEVEL, "an app with `media` on two runners or more, which share no store: an upload is served by one runner only (default error)"),
+        field("media_backup", LEVEL, "a shared media store (a GlusterFS volume, media on two runners or more) that no backup holds (default warning)"),
         field("scheduler_once", LEVEL, "a worker that starts a scheduler (`celery beat`, `celery worker -B`, `rqscheduler`) on each of two runners or more without `once = true`: each periodic task sent once per runner (default error)"),
     ],
     "the severity of each fleet check: `error`, `warning` or `off`",
