@@ -81,6 +81,7 @@ fn the_data_layer_survives_what_breaks_it() -> TestResult {
     let fleet = DataFleet::boot("dx", SPEC)?;
     first_apply_puts_the_data_on_subvolumes(&fleet);
     rows_written_on_the_primary_appear_on_the_standby(&fleet);
+    a_lost_standby_signal_is_made_again_by_postgres(&fleet);
     the_redis_replica_follows(&fleet);
     apps_on_a_shared_cluster_cannot_read_each_other(&fleet);
     the_apps_serve_and_plaintext_is_refused(&fleet);
@@ -135,15 +136,46 @@ fn rows_written_on_the_primary_appear_on_the_standby(fleet: &DataFleet) {
         "blog",
         "create table streamed (n int primary key); insert into streamed select generate_series(1, 1000)",
     );
+    assert!(
+        the_standby_streams(fleet, 1000),
+        "the standby never had the 1000 rows"
+    );
+}
+
+/// Whether dxdb2 comes to hold `rows` rows of `streamed` within 30 s, in recovery.
+fn the_standby_streams(fleet: &DataFleet, rows: usize) -> bool {
+    let want = format!("t|{rows}");
     let seen = wait_for(Duration::from_secs(30), || {
         let out = fleet.ssh(
             "dxdb2",
             "cd / && runuser -u postgres -- psql -XAt -d blog -c 'select pg_is_in_recovery(), count(*) from streamed'",
         );
-        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (said == "t|1000").then_some(said)
+        (String::from_utf8_lossy(&out.stdout).trim() == want).then_some(())
     });
-    assert!(seen.is_some(), "the standby never had the 1000 rows");
+    seen.is_some()
+}
+
+/// The standby's `standby.signal` is postgres's own, made by postgres
+/// (root never opens a path in its data folder). Removed, the next apply
+/// has postgres make it again, so the server stays a standby when it next
+/// starts; a restart now finds it a standby, still streaming.
+fn a_lost_standby_signal_is_made_again_by_postgres(fleet: &DataFleet) {
+    let signal = "/var/lib/postgresql/15/main/standby.signal";
+    let stat = format!("stat -c '%U:%G %a %s' {signal}");
+    assert_eq!(fleet.sh("dxdb2", &stat), "postgres:postgres 600 0");
+    fleet.sh("dxdb2", &format!("runuser -u postgres -- rm {signal}"));
+    let applied = fleet.apply();
+    assert!(
+        applied.contains("standby-signal-main"),
+        "the apply did not make the signal again: {applied}"
+    );
+    assert_eq!(fleet.sh("dxdb2", &stat), "postgres:postgres 600 0");
+    fleet.sh("dxdb2", "systemctl restart postgresql@15-main");
+    fleet.psql("dxdb1", "blog", "insert into streamed values (1001)");
+    assert!(
+        the_standby_streams(fleet, 1001),
+        "after the restart, dxdb2 is not a streaming standby"
+    );
 }
 
 /// `redis-cli` on `host` against the cache's server there, authenticated

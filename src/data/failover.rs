@@ -204,7 +204,7 @@ impl Failover {
         match &self.server {
             Server::Postgres(c) => format!(
                 "set -e; cd /; data={data}; systemctl stop {unit}; \
-                 if runuser -u postgres -- test -d \"$data\"; then runuser -u postgres -- touch \"$data/standby.signal\"; \
+                 if runuser -u postgres -- test -d \"$data\"; then runuser -u postgres -- install -m 0600 /dev/null \"$data/standby.signal\"; \
                  runuser -u postgres -- rm -f \"$data/sitec-standby\"; fi",
                 data = c.data_directory(),
                 unit = self.unit()

@@ -119,6 +119,20 @@ impl Tree {
             .collect()
     }
 
+    /// The `run` lines of `host`'s commands run as `user`.
+    pub fn commands_as(&self, host: &str, user: &str) -> Vec<String> {
+        (self.rendered.hosts.iter())
+            .filter(|h| h.name == host)
+            .flat_map(|h| &h.resources)
+            .filter_map(|r| match &r.kind {
+                Kind::Command {
+                    run, user: Some(u), ..
+                } if u == user => Some(run.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn label(&self, host: &str) -> String {
         format!("{} host {host}", self.name)
     }
@@ -501,28 +515,36 @@ pub fn postgres(tree: &Tree, pg: &Postgres, template: &Path, failures: &mut Vec<
                         .clone()
                 }
             };
-            // The role renders `standby.signal` into a standby's data
-            // directory, and only there: the copy gets the rendered one.
+            // The role has postgres touch `standby.signal` in a standby's
+            // data directory, and only there (never root: it is postgres's
+            // folder): the copy gets it as that command would make it.
             let signal = data.join("standby.signal");
-            let rendered_signal = fs::read_to_string(&signal).ok();
-            if standby.is_some() != rendered_signal.is_some() {
+            let production = Path::new("/").join(
+                signal
+                    .strip_prefix(tree.host(&host))
+                    .map_err(|_| "a data directory outside the host's tree")?,
+            );
+            let touch = format!("touch {}", production.display());
+            let signalled = (tree.commands_as(&host, "postgres").iter())
+                .any(|run| run.ends_with(&touch) && run.contains("umask 077"));
+            if standby.is_some() != signalled {
                 return Err(format!(
-                    "a {} with{} a rendered {}",
+                    "a {} with{} a command, as postgres, that makes {}",
                     if standby.is_some() {
                         "standby"
                     } else {
                         "primary"
                     },
-                    if rendered_signal.is_some() { "" } else { "out" },
-                    signal.display()
+                    if signalled { "" } else { "out" },
+                    production.display()
                 ));
             }
             if data.exists() {
                 fs::remove_dir_all(data).map_err(|e| e.to_string())?;
             }
             pg.copy_cluster(&source, data)?;
-            if let Some(content) = rendered_signal {
-                pg.write(&signal, &content)?;
+            if signalled {
+                pg.write(&signal, "")?;
             } else {
                 // A standby dials the address others reach the primary at,
                 // which is not the one it listens on behind a NAT.
