@@ -249,6 +249,7 @@ impl<S: ClientIo> Conn<S> {
                                 in_flight,
                                 stream,
                                 buf: Buf::default(),
+                                deaths,
                             };
                             return self.early_answer(state, req, rec, up, alarm).await;
                         }
@@ -269,6 +270,7 @@ impl<S: ClientIo> Conn<S> {
                             in_flight,
                             stream,
                             buf: bbuf,
+                            deaths,
                         };
                         return self.relay(state, req, rec, up, resp).await;
                     }

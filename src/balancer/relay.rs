@@ -6,6 +6,14 @@
 //! Protocols` turns the connection into a tunnel (WebSockets) that streams
 //! both ways until either side closes. A backend connection goes back to
 //! the pool only after a complete, well-framed response with nothing extra.
+//!
+//! A backend found dead while its response streams (`silence`: its
+//! runner's heartbeats stopped and it does not answer a probe) ends the
+//! relay at once rather than at the response timeout: the client's
+//! connection closes mid-body, so a body of announced length ends short
+//! and a chunked one without its last chunk, as the client would see had
+//! the runner's own connection closed. Bytes already read are still sent;
+//! only the wait for more is given up. A tunnel to it closes too.
 
 use super::backend::{Backend, InFlight};
 use super::buf::Buf;
@@ -17,6 +25,8 @@ use super::io::{within, ClientIo};
 use super::request::RequestHead;
 use super::response::{BodyFraming, ResponseHead};
 use super::state::State;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -28,6 +38,9 @@ pub struct Upstream<'a> {
     pub in_flight: InFlight<'a>,
     pub stream: TcpStream,
     pub buf: Buf,
+    /// The backend's deaths (`Backend::deaths`) when the request chose it:
+    /// one more ends the relay.
+    pub deaths: u64,
 }
 
 /// How the body travels from backend to client.
@@ -77,7 +90,9 @@ impl<S: ClientIo> Conn<S> {
         rec.status = resp.status;
         let head = forward::response_head(&resp, framing, close, req.version);
         let d = Duration::from_millis(state.timeouts.response_ms);
-        match self.body(&mut up, head, mode, d, rec).await {
+        let backend = up.backend;
+        let dies = std::pin::pin!(backend.died_since(up.deaths));
+        match self.body(&mut up, head, mode, d, rec, dies).await {
             Ok(()) if resp.reusable && up.buf.is_empty() => {
                 up.backend
                     .put_idle(up.stream, state.health.backend_keepalive);
@@ -100,14 +115,16 @@ impl<S: ClientIo> Conn<S> {
         Ok(())
     }
 
-    /// Copies the body; `head` goes out with the first bytes.
-    async fn body(
+    /// Copies the body; `head` goes out with the first bytes. Broken once
+    /// `dies` resolves while it waits for the backend.
+    async fn body<F: Future<Output = ()>>(
         &mut self,
         up: &mut Upstream<'_>,
         mut head: Vec<u8>,
         mode: Mode,
         d: Duration,
         rec: &mut Record,
+        mut dies: Pin<&mut F>,
     ) -> Result<(), Broken> {
         match mode {
             Mode::Empty => {
@@ -128,7 +145,7 @@ impl<S: ClientIo> Conn<S> {
                 if left == 0 {
                     break;
                 }
-                fill(up, d).await?;
+                fill(up, d, dies.as_mut()).await?;
             },
             Mode::Chunked(emit) => {
                 let mut decoder = ChunkedDecoder::new(64 * 1024);
@@ -144,7 +161,7 @@ impl<S: ClientIo> Conn<S> {
                     if decoder.is_done() {
                         break;
                     }
-                    fill(up, d).await?;
+                    fill(up, d, dies.as_mut()).await?;
                 }
             }
             Mode::UntilClose { chunks } => loop {
@@ -164,14 +181,13 @@ impl<S: ClientIo> Conn<S> {
                     self.send(&head, d, rec).await?;
                     head.clear();
                 }
-                match within(d, up.buf.read_from(&mut up.stream)).await {
-                    Ok(0) if chunks => {
+                match read_more(up, d, dies.as_mut()).await? {
+                    0 if chunks => {
                         self.send(b"0\r\n\r\n", d, rec).await?;
                         break;
                     }
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(_) => return Err(Broken),
+                    0 => break,
+                    _ => {}
                 }
             },
         }
@@ -202,15 +218,44 @@ impl<S: ClientIo> Conn<S> {
         if !early.is_empty() && within(d, up.stream.write_all(&early)).await.is_err() {
             return Next::Close;
         }
-        let _ = tokio::io::copy_bidirectional(&mut self.io, &mut up.stream).await;
+        let backend = up.backend;
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut self.io, &mut up.stream) => {}
+            () = backend.died_since(up.deaths) => {
+                tracing::warn!(backend = %backend.addr, "its runner was found dead: the tunnel to it is closed");
+            }
+        }
         Next::Close
     }
 }
 
 /// Reads more of the response body; a close or error mid-body is broken.
-async fn fill(up: &mut Upstream<'_>, d: Duration) -> Result<(), Broken> {
-    match within(d, up.buf.read_from(&mut up.stream)).await {
-        Ok(0) | Err(_) => Err(Broken),
-        Ok(_) => Ok(()),
+async fn fill<F: Future<Output = ()>>(
+    up: &mut Upstream<'_>,
+    d: Duration,
+    dies: Pin<&mut F>,
+) -> Result<(), Broken> {
+    match read_more(up, d, dies).await? {
+        0 => Err(Broken),
+        _ => Ok(()),
+    }
+}
+
+/// Reads more of the response body: how many bytes (0 at its close);
+/// broken on an error, past `d`, or once the backend is found dead.
+async fn read_more<F: Future<Output = ()>>(
+    up: &mut Upstream<'_>,
+    d: Duration,
+    dies: Pin<&mut F>,
+) -> Result<usize, Broken> {
+    // The read first: `dies` is polled (a lock) only when it must wait.
+    tokio::select! {
+        biased;
+        read = within(d, up.buf.read_from(&mut up.stream)) => read.map_err(|_| Broken),
+        () = dies => {
+            tracing::warn!(backend = %up.backend.addr,
+                "its runner was found dead mid-response: the response is cut short");
+            Err(Broken)
+        }
     }
 }

@@ -676,3 +676,265 @@ fn a_bus_outage_takes_no_runner_out() {
     assert_eq!(served(lb.http, &a, &b, 10), (5, 5), "{}", lb.stderr());
     assert!(!lb.stderr().contains("found dead"), "{}", lb.stderr());
 }
+
+/// A real backend process (python3) that streams its answers slowly and
+/// for ever: `GET /length` a body of announced length (its first 70,000
+/// bytes at once, past what the balancer holds back, then 100 bytes every
+/// 50 ms), `/chunked` a chunk every 50 ms, `/close` bytes until it closes
+/// (HTTP/1.0's framing); each answer names the backend (`X-Backend`). Its
+/// listen queue holds one connection: while it is frozen, a second finds
+/// no answer, as a dead machine's does.
+const STREAMER: &str = r#"
+import socket, sys, threading, time
+name = sys.argv[1].encode()
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(0)
+print(listener.getsockname()[1], flush=True)
+def serve(c):
+    try:
+        asked = b""
+        while b"\r\n\r\n" not in asked:
+            more = c.recv(4096)
+            if not more:
+                return
+            asked += more
+        path = asked.split(b" ")[1]
+        head = b"HTTP/1.1 200 OK\r\nX-Backend: " + name + b"\r\n"
+        tick = b"x" * 100
+        if path == b"/length":
+            c.sendall(head + b"Content-Length: 100000000\r\n\r\n" + b"x" * 70000)
+            frame = lambda: tick
+        elif path == b"/chunked":
+            c.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+            frame = lambda: b"64\r\n" + tick + b"\r\n"
+        else:
+            c.sendall(head + b"Connection: close\r\n\r\n")
+            frame = lambda: tick
+        while True:
+            c.sendall(frame())
+            time.sleep(0.05)
+    except OSError:
+        pass
+    finally:
+        c.close()
+while True:
+    c, _ = listener.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// A `STREAMER` process, killed when dropped.
+struct Streamer {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Streamer {
+    fn start(name: &str) -> Streamer {
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", STREAMER, name])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut port = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut port,
+        )
+        .expect("the streamer's port");
+        let port: u16 = port.trim().parse().expect("a port");
+        Streamer {
+            child,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// Freezes it (SIGSTOP) as a machine that hangs or is cut off: its
+    /// connections stay open and mute, nothing closes them, and once its
+    /// listen queue is full a connect finds no answer.
+    fn freeze(&self) -> Vec<std::net::TcpStream> {
+        let pid = self.child.id().to_string();
+        let stopped = std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(stopped.success());
+        // Every thread stopped (SIGSTOP lands on each as it next runs):
+        // none accepts a connection any more.
+        let all_stopped = || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .all(|task| {
+                    std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                        stat.rsplit(") ").next().is_some_and(|s| s.starts_with('T'))
+                    })
+                })
+        };
+        assert!(
+            crate::common::eventually(WAIT, all_stopped),
+            "the streamer never stopped"
+        );
+        let mut queued = Vec::new();
+        for _ in 0..8 {
+            match std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(300)) {
+                Ok(s) => queued.push(s),
+                Err(_) => return queued,
+            }
+        }
+        panic!("the frozen streamer's listen queue never filled");
+    }
+}
+
+impl Drop for Streamer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response being read by a client: the head's backend and what came.
+struct Streaming {
+    kind: &'static str,
+    backend: String,
+    stream: std::net::TcpStream,
+    got: Vec<u8>,
+}
+
+impl Streaming {
+    /// `GET /KIND`, read until its head and the first body bytes are in.
+    fn start(lb: std::net::SocketAddr, kind: &'static str) -> Streaming {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(lb).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        write!(
+            stream,
+            "GET /{kind} HTTP/1.1\r\nHost: blog.example.com\r\n\r\n"
+        )
+        .expect("send");
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 65536];
+        let head_end = loop {
+            if let Some(end) = find(&got, b"\r\n\r\n") {
+                if got.len() > end + 4 {
+                    break end;
+                }
+            }
+            let n = stream.read(&mut chunk).expect("the response's start");
+            assert!(n > 0, "closed before the body began: {got:?}");
+            got.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let backend = head
+            .lines()
+            .find_map(|l| l.strip_prefix("x-backend: "))
+            .unwrap_or_else(|| panic!("no X-Backend: {head}"))
+            .to_string();
+        Streaming {
+            kind,
+            backend,
+            stream,
+            got,
+        }
+    }
+
+    /// Reads until the balancer ends the connection (EOF or a reset):
+    /// whether it did before `deadline`.
+    fn ends_before(&mut self, deadline: Instant) -> bool {
+        use std::io::Read;
+        let mut chunk = [0u8; 65536];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.stream.set_read_timeout(Some(left)).expect("timeout");
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(n) => self.got.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Whether more of the body still comes.
+    fn still_streams(&mut self) -> bool {
+        use std::io::Read;
+        let mut chunk = [0u8; 65536];
+        matches!(self.stream.read(&mut chunk), Ok(n) if n > 0)
+    }
+
+    /// Whether what came is a whole response: the announced length, or the
+    /// last chunk. (A close-delimited answer is relayed as chunks.)
+    fn complete(&self) -> bool {
+        let end = find(&self.got, b"\r\n\r\n").expect("a head") + 4;
+        match self.kind {
+            "length" => self.got.len() - end >= 100_000_000,
+            _ => self.got.ends_with(b"\r\n0\r\n\r\n"),
+        }
+    }
+}
+
+/// run1 hangs while it streams three answers to clients (a body of
+/// announced length, a chunked one, one that ends at close), its
+/// heartbeats stop and a probe finds no answer: the balancer finds it dead
+/// and closes those clients' connections at once, each answer visibly cut
+/// short (short of its length, no last chunk), instead of leaving them
+/// waiting for the response timeout (a minute). run2's answers stream on.
+#[test]
+fn a_runner_found_dead_mid_response_ends_its_streams_at_once() {
+    let a = Streamer::start("a");
+    let b = Streamer::start("b");
+    let (endpoints, agents) = agents_publishing();
+    let beats = following_heartbeats(&endpoints, (a.addr, b.addr), 60_000);
+    let lb = &beats.lb;
+    both_beating(&agents, &beats);
+    // Each kind twice: one to each runner, round robin or least loaded.
+    let mut streams: Vec<Streaming> = ["length", "length", "chunked", "chunked", "close", "close"]
+        .into_iter()
+        .map(|kind| Streaming::start(lb.http, kind))
+        .collect();
+    for kind in ["length", "chunked", "close"] {
+        let to: Vec<&str> = (streams.iter().filter(|s| s.kind == kind))
+            .map(|s| s.backend.as_str())
+            .collect();
+        assert!(
+            to.contains(&"a") && to.contains(&"b"),
+            "{kind} went to {to:?}"
+        );
+    }
+    let _queued = a.freeze();
+    agents
+        .send(vec![("run2", heartbeat("run2", "blog", true))])
+        .expect("send");
+    // Found dead a quarter of a second after its last pulse, plus a probe:
+    // 10 s is a deadline for a loaded machine, not a measure.
+    let deadline = Instant::now() + WAIT;
+    for s in streams.iter_mut().filter(|s| s.backend == "a") {
+        assert!(
+            s.ends_before(deadline),
+            "the {} answer from the dead runner was still open after 10 s (response timeout 60 s): {}",
+            s.kind,
+            lb.stderr()
+        );
+        assert!(!s.complete(), "the {} answer looks whole", s.kind);
+    }
+    assert!(
+        lb.wait_log("found dead mid-response: the response is cut short", 3),
+        "{}",
+        lb.stderr()
+    );
+    for s in streams.iter_mut().filter(|s| s.backend == "b") {
+        assert!(s.still_streams(), "run2's {} answer stopped", s.kind);
+    }
+}
