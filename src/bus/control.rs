@@ -238,7 +238,20 @@ pub fn ask_all(
     request: &Value,
     timeout: Duration,
 ) -> Vec<Result<Value, String>> {
-    let deadline = Instant::now() + timeout;
+    ask_all_until(clients, request, timeout, |_| false)
+}
+
+/// `ask_all`, waiting no longer once `settled` says the answers so far
+/// (None: none yet from that client) are enough; the clients yet to
+/// answer then get an error saying how long they were waited for.
+pub fn ask_all_until(
+    clients: &mut [Client],
+    request: &Value,
+    timeout: Duration,
+    settled: impl Fn(&[Option<&Value>]) -> bool,
+) -> Vec<Result<Value, String>> {
+    let asked = Instant::now();
+    let deadline = asked + timeout;
     let ids: Vec<Result<u64, String>> = clients.iter_mut().map(|c| c.send(request)).collect();
     let mut answers: Vec<Option<Result<Value, String>>> = (ids.iter())
         .map(|id| id.as_ref().err().map(|e| Err(e.clone())))
@@ -280,13 +293,21 @@ pub fn ask_all(
                 }
             }
         }
+        let so_far: Vec<Option<&Value>> = (answers.iter())
+            .map(|a| a.as_ref().and_then(|a| a.as_ref().ok()))
+            .collect();
+        if settled(&so_far) {
+            break;
+        }
     }
+    let waited = asked.elapsed().min(timeout);
     (answers.into_iter().zip(clients.iter()))
         .map(|(answer, client)| {
             answer.unwrap_or_else(|| {
                 Err(format!(
-                    "no answer from {} within {timeout:?}",
-                    client.endpoint
+                    "no answer from {} within {}ms",
+                    client.endpoint,
+                    waited.as_millis()
                 ))
             })
         })

@@ -222,6 +222,19 @@ impl Agents {
         request: &Value,
         timeout: Duration,
     ) -> Vec<(String, Result<Value, String>)> {
+        self.ask_all_until(hosts, request, timeout, |_| false)
+    }
+
+    /// `ask_all`, waiting no longer once `settled` says the answers so far
+    /// (by host; a host yet to answer, or that refused, is left out) are
+    /// enough.
+    pub fn ask_all_until(
+        &self,
+        hosts: &[String],
+        request: &Value,
+        timeout: Duration,
+        settled: impl Fn(&BTreeMap<&str, &Value>) -> bool,
+    ) -> Vec<(String, Result<Value, String>)> {
         let mut clients = Vec::new();
         let mut failed = Vec::new();
         for h in hosts {
@@ -231,7 +244,12 @@ impl Agents {
             }
         }
         let (names, mut sockets): (Vec<String>, Vec<Client>) = clients.into_iter().unzip();
-        let answers = control::ask_all(&mut sockets, request, timeout);
+        let answers = control::ask_all_until(&mut sockets, request, timeout, |so_far| {
+            let by_host = (names.iter().zip(so_far))
+                .filter_map(|(h, a)| Some((h.as_str(), (*a)?)))
+                .collect();
+            settled(&by_host)
+        });
         let mut all: Vec<(String, Result<Value, String>)> = (names.into_iter().zip(answers))
             .map(|(h, a)| {
                 let a = a.and_then(|a| checked(&h, a));

@@ -1,8 +1,9 @@
 //! `sitec status`: the whole fleet in one table, from every agent at once
 //! (`status`, answered from what each host checks when asked). Hosts whose
 //! agent does not answer within `WAIT` are listed down, with how long ago a
-//! balancer last heard them where one did; everything else is still
-//! reported. `Report` is both the table and `--json`'s document; its
+//! balancer last heard them where one did (a runner its balancers have not
+//! heard for `SILENT_SECONDS` is not waited for once every other host has
+//! answered); everything else is still reported. `Report` is both the table and `--json`'s document; its
 //! `problems` decide the exit code.
 
 use super::{span, Fleet};
@@ -15,6 +16,11 @@ use std::time::Duration;
 /// How long the agents get to answer: a host that has not answered by then
 /// is down (or too slow to count as up).
 pub const WAIT: Duration = Duration::from_millis(800);
+/// A runner that every balancer which answered last heard longer ago than
+/// this (ten of its agent's pulses) is not waited for once every other
+/// host has answered: it is down, and `WAIT` would only make the operator
+/// wait for it.
+const SILENT_SECONDS: f64 = 1.0;
 /// A file system fuller than this is a problem.
 const DISK_FULL: f64 = 0.9;
 
@@ -152,11 +158,24 @@ pub struct LockReport {
 pub fn gather(fleet: &Fleet, agents: &super::Agents) -> Report {
     let hosts: Vec<String> = fleet.hosts.iter().map(|h| h.name.clone()).collect();
     let answers: BTreeMap<String, Result<Value, String>> = agents
-        .ask_all(&hosts, &json!({"op": "status"}), WAIT)
+        .ask_all_until(&hosts, &json!({"op": "status"}), WAIT, |so_far| {
+            settled(fleet, so_far)
+        })
         .into_iter()
         .collect();
     let now = crate::agent::unix_time();
     build(fleet, &answers, now)
+}
+
+/// Whether every host yet to answer is one the balancers' answers so far
+/// say is silent (`SILENT_SECONDS`): no more worth waiting for.
+fn settled(fleet: &Fleet, so_far: &BTreeMap<&str, &Value>) -> bool {
+    (fleet.hosts.iter())
+        .filter(|h| !so_far.contains_key(h.name.as_str()))
+        .all(|h| {
+            heard_by_balancers(fleet, &h.name, |b| so_far.get(b).copied())
+                .is_some_and(|(ago, _)| ago > SILENT_SECONDS)
+        })
 }
 
 /// The report from the agents' answers (`Err`: no answer, and why).
@@ -278,10 +297,18 @@ fn heard_of(
     host: &str,
     answers: &BTreeMap<String, Result<Value, String>>,
 ) -> Option<(f64, String)> {
+    heard_by_balancers(fleet, host, |b| answers.get(b)?.as_ref().ok())
+}
+
+/// `heard_of`, from each balancer's answer as `answer` gives it.
+fn heard_by_balancers<'a>(
+    fleet: &Fleet,
+    host: &str,
+    answer: impl Fn(&str) -> Option<&'a Value>,
+) -> Option<(f64, String)> {
     (fleet.balancers().into_iter())
         .filter_map(|b| {
-            let a = answers.get(&b.name)?.as_ref().ok()?;
-            let ago = a["balancer"]["heard_seconds_ago"][host].as_f64()?;
+            let ago = answer(&b.name)?["balancer"]["heard_seconds_ago"][host].as_f64()?;
             Some((ago, format!("{}'s balancer", b.name)))
         })
         .min_by(|x, y| x.0.total_cmp(&y.0))
@@ -1260,6 +1287,46 @@ mod tests {
         ] {
             assert!(text.contains(part), "{part}:\n{text}");
         }
+    }
+
+    /// A runner the balancer has not heard for over a second is not
+    /// waited for once every other host has answered; one heard lately,
+    /// or a host no balancer follows, is.
+    #[test]
+    fn a_silent_runner_is_not_waited_for() {
+        let fleet = fleet();
+        let mut all = answers();
+        let heard = |all: &mut BTreeMap<String, Result<Value, String>>, ago: f64| {
+            if let Some(Ok(lb1)) = all.get_mut("lb1") {
+                lb1["balancer"]["heard_seconds_ago"]["run1"] = json!(ago);
+            }
+        };
+        let so_far = |all: &BTreeMap<String, Result<Value, String>>, without: &[&str]| {
+            let map: BTreeMap<String, Value> = (all.iter())
+                .filter(|(h, _)| !without.contains(&h.as_str()))
+                .filter_map(|(h, a)| Some((h.clone(), a.as_ref().ok()?.clone())))
+                .collect();
+            map
+        };
+        let settled_without = |all: &BTreeMap<String, Result<Value, String>>, without: &[&str]| {
+            let owned = so_far(all, without);
+            let by_host: BTreeMap<&str, &Value> =
+                owned.iter().map(|(h, v)| (h.as_str(), v)).collect();
+            settled(&fleet, &by_host)
+        };
+        assert!(settled_without(&all, &[]), "every host answered");
+        heard(&mut all, 0.3);
+        assert!(!settled_without(&all, &["run1"]), "run1 heard 0.3 s ago");
+        heard(&mut all, 4.0);
+        assert!(settled_without(&all, &["run1"]), "run1 silent for 4 s");
+        assert!(
+            !settled_without(&all, &["run1", "db1"]),
+            "db1: nobody follows it"
+        );
+        assert!(
+            !settled_without(&all, &["run1", "lb1"]),
+            "no balancer answered yet"
+        );
     }
 
     #[test]
