@@ -3,7 +3,9 @@
 //! SPEC`. Under `cargo test` (no `--bench`) it does nothing.
 //!
 //! - `sitec status SPEC --json`, the whole command as an operator runs it
-//!   (process start, the spec compiled, every agent asked), `ROUNDS` times;
+//!   (process start, the spec compiled, every agent asked), `ROUNDS` times,
+//!   then as many with the app's last runner cut off (its link down inside
+//!   it, as `Cut` below), reported down, before its link is set up again;
 //! - a runner's death under load: clients loop on `GET /` through every
 //!   balancer (a new connection each), the runner dies, and each
 //!   balancer's rotation is read through its agent (`rotation`, as `sitec
@@ -46,6 +48,12 @@ fn main() -> Result<()> {
     let domain = std::env::var("DOMAIN").unwrap_or_else(|_| "blog.test".into());
     if std::env::var("ONLY").map_or(true, |o| o == "status") {
         status(spec, number("ROUNDS", 20))?;
+        let runners = sitec::cli::ops::load(Path::new(spec))?
+            .app(&app)?
+            .runners
+            .clone();
+        let down = runners.last().ok_or("the app has no runner")?;
+        status_with_one_down(spec, down, number("ROUNDS", 20))?;
     }
     if std::env::var("ONLY").map_or(true, |o| o == "death") {
         let rounds = number("DEATHS", 3);
@@ -57,25 +65,7 @@ fn main() -> Result<()> {
 }
 
 fn status(spec: &str, rounds: usize) -> Result<()> {
-    let mut took = Vec::new();
-    for round in 0..=rounds {
-        let started = Instant::now();
-        let out = Command::new(SITEC)
-            .args(["status", spec, "--json"])
-            .output()?;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        if !out.status.success() {
-            return Err(format!(
-                "sitec status found problems: {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-            .into());
-        }
-        // The first is a warm-up (the binary and the spec from disk).
-        if round > 0 {
-            took.push(ms);
-        }
-    }
+    let mut took = timed_status(spec, rounds, true)?;
     let hosts = Command::new(SITEC)
         .args(["status", spec, "--json"])
         .output()?;
@@ -86,6 +76,73 @@ fn status(spec: &str, rounds: usize) -> Result<()> {
         summary(&mut took, "ms")
     );
     Ok(())
+}
+
+/// `sitec status SPEC --json` `rounds` times after a warm-up: each run's
+/// milliseconds. Each must exit 0 (`clean`) or 1 (a host down).
+fn timed_status(spec: &str, rounds: usize, clean: bool) -> Result<Vec<f64>> {
+    let mut took = Vec::new();
+    for round in 0..=rounds {
+        let started = Instant::now();
+        let out = Command::new(SITEC)
+            .args(["status", spec, "--json"])
+            .output()?;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if out.status.code() != Some(if clean { 0 } else { 1 }) {
+            return Err(format!(
+                "sitec status exited {}: {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        // The first is a warm-up (the binary and the spec from disk).
+        if round > 0 {
+            took.push(ms);
+        }
+    }
+    Ok(took)
+}
+
+/// `sitec status` with `host` cut off (its link down, as `Death::Cut`):
+/// once a status reports it down, `rounds` runs, each reporting it down;
+/// then its link is set up again and the fleet waited for until status
+/// finds nothing wrong.
+fn status_with_one_down(spec: &str, host: &str, rounds: usize) -> Result<()> {
+    let pid = init_of(spec, host)?;
+    let reports_down = || -> Result<bool> {
+        let out = Command::new(SITEC)
+            .args(["status", spec, "--json"])
+            .output()?;
+        let doc: Value = serde_json::from_slice(&out.stdout)?;
+        Ok((doc["hosts"].as_array().into_iter().flatten())
+            .any(|h| h["name"] == host && h["up"] == false))
+    };
+    Death::Cut.strike(pid)?;
+    let measured = (|| -> Result<Vec<f64>> {
+        if !eventually(Duration::from_secs(30), || reports_down().unwrap_or(false)) {
+            return Err(format!("{host} was never reported down").into());
+        }
+        timed_status(spec, rounds, false)
+    })();
+    Death::Cut.revive(pid)?;
+    let mut took = measured?;
+    println!(
+        "sitec status --json, {host} down (cut off), {rounds} runs: {}",
+        summary(&mut took, "ms")
+    );
+    let clean = eventually(Duration::from_secs(120), || {
+        Command::new(SITEC)
+            .args(["status", spec])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if clean {
+        Ok(())
+    } else {
+        Err(format!("status still finds something wrong 120 s after {host} came back").into())
+    }
 }
 
 /// `median (min, max) UNIT` of `values`.
