@@ -131,7 +131,7 @@ pub fn sharing(template: &'static str, inputs: &Inputs, host: HostId, scope: &Sc
             open: vec![("listen", nginx_listen(inputs, host, app))],
             ..Sharing::by(template, Some(app), None)
         },
-        "runner/manage.sh" => Sharing::by(template, Some(app), None),
+        "runner/manage.sh" | "django/sitec_redis.py" => Sharing::by(template, Some(app), None),
         "django/sitec_settings.py" | "runner/environment" => {
             let index = inputs.shared.settings(inputs.fleet);
             if settings::host_specific(index, inputs.fleet, inputs.overrides, app, host) {
@@ -174,6 +174,7 @@ pub fn build(
         "django/sitec_settings.py" => django_settings(inputs, host, need_app()?),
         "runner/environment" => environment(inputs, host, need_app()?),
         "runner/manage.sh" => plain(manage_script(inputs, need_app()?)),
+        "django/sitec_redis.py" => plain(redis_pool_module(inputs, need_app()?)),
         "systemd/gunicorn.service" => plain(gunicorn_service(inputs, need_app()?)),
         "systemd/app-run.socket" => plain(run_socket_unit(inputs, need_app()?)),
         "systemd/app-run.service" => plain(run_service_unit(inputs, need_app()?)),
@@ -562,6 +563,21 @@ fn postgres_hosts(fleet: &Fleet, db: &crate::model::Database) -> String {
         .collect();
     hosts.join(",")
 }
+/// Every server of the Redis database `db` as `HOST:PORT`, its primary
+/// first, then its replica: the app's cache client keeps whichever says
+/// it is the primary (`django/sitec_redis.py`), so after a failover it
+/// reaches the new one before its settings name it first.
+fn redis_servers(fleet: &Fleet, db: &crate::model::Database) -> Vec<String> {
+    (std::iter::once(db.primary).chain(db.follower))
+        .map(|h| match fleet.address(h) {
+            a if a.contains(':') => format!("[{a}]:{}", db.port),
+            a => format!("{a}:{}", db.port),
+        })
+        .collect()
+}
+/// How long the app's Redis client waits to connect to a server, and for
+/// an answer: a dead primary's host costs a page this long, once.
+pub const REDIS_TIMEOUT_SECONDS: u32 = 2;
 const REDIS_TLS_QUERY: &str = "ssl_cert_reqs=required&ssl_ca_certs=/etc/sitec/fleet-ca.pem";
 
 /// Each database server's certificate (`tls/server.pem`) and its own key
@@ -781,6 +797,8 @@ fn django_settings(inputs: &Inputs, host: HostId, app: AppId) -> Result<Built, S
                 "host": fleet.address(db.primary),
                 "port": db.port,
                 "db": 0,
+                "servers": redis_servers(fleet, db),
+                "timeout_seconds": REDIS_TIMEOUT_SECONDS,
             })),
         }
     }
@@ -1081,6 +1099,15 @@ fn manage_script(inputs: &Inputs, app: AppId) -> Value {
         "environment_file": environment_file(&a.name),
         "release_dir": release_dir(&a.name),
         "venv": crate::host::release::VENV,
+    })
+}
+
+/// The module the app's Django cache finds its Redis primary with.
+fn redis_pool_module(inputs: &Inputs, app: AppId) -> Value {
+    let a = &inputs.fleet.apps[app];
+    json!({
+        "origin": spec_file(inputs, a.span),
+        "app": a.name,
     })
 }
 

@@ -70,6 +70,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/bus/host.key.hbs"),
     ),
     (
+        "django/sitec_redis.py",
+        include_str!("../templates/django/sitec_redis.py.hbs"),
+    ),
+    (
         "django/sitec_settings.py",
         include_str!("../templates/django/sitec_settings.py.hbs"),
     ),
@@ -191,6 +195,7 @@ pub fn needs(name: &str) -> Option<&'static str> {
         | "runner/logrotate"
         | "runner/manage.sh"
         | "django/sitec_settings.py"
+        | "django/sitec_redis.py"
         | "systemd/gunicorn.service"
         | "systemd/app-run.socket"
         | "systemd/app-run.service"
