@@ -222,7 +222,7 @@ fn media_shared(fleet: &Fleet) -> Vec<Diagnostic> {
 /// E283: a shared media store (a GlusterFS volume, `model::volumes`) is
 /// in no backup: no backup pulls from the app's leader, whose brick is the
 /// store's subvolume in its snapshots (its mount hides each runner's own
-/// folder). Three replicas survive a lost host, not a deleted file or a
+/// folder). Replicas survive a lost host, not a deleted file or a
 /// mistaken script: as `database_redundancy` says of a database.
 fn media_backup(fleet: &Fleet) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
@@ -246,7 +246,7 @@ fn media_backup(fleet: &Fleet) -> Vec<Diagnostic> {
                 )
                 .primary(
                     media.span,
-                    "three replicas outlive a lost host, not a deleted upload",
+                    "its replicas outlive a lost host, not a deleted upload",
                 )
                 .help(format!(
                     "add the app's leader to a backup's hosts, `backup {{ from = [{leader}]  to = HOST ... }}`: its brick of the volume is snapshotted and pulled"
