@@ -930,6 +930,32 @@ fn a_stopped_host_is_reported_down(fleet: &Fleet) -> TestResult {
     Ok(())
 }
 
+/// A child killed and reaped when dropped, so a failed assertion leaves no
+/// process running (under `script`, the command gets SIGHUP once its
+/// terminal goes).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // Already ended and waited for: `kill` only says so.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 /// `sitec status --watch` with oprun2 still down. On a terminal (`script`
 /// gives it one; Ctrl-C is typed into it, so the terminal sends SIGINT as
 /// it would for an operator) every round clears the screen and redraws;
@@ -984,14 +1010,16 @@ fn status_watch_redraws_until_ctrl_c(fleet: &Fleet) -> TestResult {
 
     // On a terminal: redraws, and Ctrl-C typed there.
     let line = format!("{} status {SPEC_FILE} --watch", env!("CARGO_BIN_EXE_sitec"));
-    let mut terminal = Command::new("script")
-        .args(["-qefc", &line, "/dev/null"])
-        .current_dir(fleet.dir.path())
-        .env("SITEC_CACHE", repo().join("target/sitec-test-cache"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut terminal = Reaped(
+        Command::new("script")
+            .args(["-qefc", &line, "/dev/null"])
+            .current_dir(fleet.dir.path())
+            .env("SITEC_CACHE", repo().join("target/sitec-test-cache"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?,
+    );
     let (seen, arrived) = rounds(&mut terminal, CLEAR, "on a terminal");
     // The second round, whole: a third began after it.
     let round = seen.split(CLEAR).nth(2).unwrap_or_default();
@@ -1007,11 +1035,13 @@ fn status_watch_redraws_until_ctrl_c(fleet: &Fleet) -> TestResult {
     assert!(!rest.contains("panicked"), "{rest:?}");
 
     // Into a pipe: one round after another, no screen control.
-    let mut piped = fleet
-        .command(&["status", SPEC_FILE, "--watch"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut piped = Reaped(
+        fleet
+            .command(&["status", SPEC_FILE, "--watch"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?,
+    );
     let (seen, arrived) = rounds(&mut piped, HEADER, "into a pipe");
     assert!(
         !seen.contains('\x1b'),
