@@ -274,32 +274,24 @@ fn checked(host: &str, answer: Value) -> Result<Value, String> {
     }
 }
 
-/// From now on Ctrl-C here sets `flag` instead of ending sitec (tokio's
-/// handler, on a thread of its own: the callers' loops are blocking).
-/// Returns once the handler is in place, so a Ctrl-C after it never ends
-/// the process half way through a line.
-pub fn catch_interrupts(flag: &'static std::sync::atomic::AtomicBool) {
-    let (ready, installed) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-        else {
-            return;
-        };
-        runtime.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut interrupts) = signal(SignalKind::interrupt()) else {
-                return;
-            };
-            let _ = ready.send(());
-            while interrupts.recv().await.is_some() {
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        });
-    });
-    // An error: the thread could not install it (Ctrl-C ends sitec as before).
-    let _ = installed.recv_timeout(Duration::from_secs(5));
+/// From now on Ctrl-C here sets `flag` instead of ending sitec. The
+/// handler is in place when this returns (it is registered here, on the
+/// caller's thread), so a Ctrl-C at any later moment is caught; the
+/// callers' loops are blocking and poll the flag. (It used to be a tokio
+/// signal stream on a thread of its own, which returned after at most 5 s
+/// whether or not the handler was in yet: a CI run saw a Ctrl-C end
+/// `status --watch` with SIGINT's 130.) Returns false when the handler
+/// could not be registered; Ctrl-C then ends sitec as before.
+#[allow(unsafe_code)]
+pub fn catch_interrupts(flag: &'static std::sync::atomic::AtomicBool) -> bool {
+    // SAFETY: the action only stores to an atomic, which is
+    // async-signal-safe; it allocates, locks and prints nothing.
+    let registered = unsafe {
+        signal_hook_registry::register(libc::SIGINT, move || {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    registered.is_ok()
 }
 
 /// Who runs this command, from where: for the fleet lock and drains.
@@ -336,5 +328,20 @@ mod tests {
         assert_eq!(span(3720.0), "1h02m");
         assert_eq!(span(90_000.0), "1d01h");
         assert_eq!(span(-3.0), "0s");
+    }
+
+    /// A SIGINT after `catch_interrupts` returns sets the flag and leaves
+    /// the process running (this test binary would die otherwise).
+    #[test]
+    fn a_ctrl_c_after_catch_interrupts_only_sets_the_flag() {
+        static CAUGHT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        assert!(catch_interrupts(&CAUGHT));
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::INT)
+            .expect("kill");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !CAUGHT.load(std::sync::atomic::Ordering::Relaxed) {
+            assert!(std::time::Instant::now() < deadline, "the flag was never set");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
