@@ -384,8 +384,10 @@ pub async fn run(
                 let _permit = limit.acquire_owned().await;
                 let mut blobs = blobs;
                 if prepare {
+                    // With the Python sitec builds for them, if any: it
+                    // comes first, and a virtualenv is built with it.
                     let virtualenvs: Vec<String> = (desired.items.iter())
-                        .filter(|i| matches!(i.kind, Kind::Virtualenv { .. }))
+                        .filter(|i| matches!(i.kind, Kind::Virtualenv { .. } | Kind::Python { .. }))
                         .map(|i| i.id.clone())
                         .collect();
                     let note = "building its new virtualenv before the drain";
@@ -612,7 +614,8 @@ async fn first_phase(
 }
 
 /// Converges `desired`'s items alone on `host`, before its own step
-/// (`Desired::prepare`): its new virtualenvs before its runner is drained
+/// (`Desired::prepare`): its new virtualenvs (and the Python sitec builds
+/// for them, `plan::python`) before its runner is drained
 /// (pip runs while the app serves from the live one, and a failed build
 /// fails the host with nothing drained, switched or restarted; the apply
 /// that follows finds them built), or the first phase's resources.

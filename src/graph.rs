@@ -195,7 +195,8 @@ fn path_of(kind: &Kind) -> Option<&str> {
         | Kind::Symlink { path, .. }
         | Kind::Virtualenv { path, .. }
         | Kind::Tree { path, .. }
-        | Kind::Subvolume { path } => Some(path),
+        | Kind::Subvolume { path }
+        | Kind::Python { path, .. } => Some(path),
         _ => None,
     }
 }

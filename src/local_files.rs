@@ -445,7 +445,7 @@ fn python_disagrees(app: &App, source: &Path) -> Option<Diagnostic> {
         )
         .primary(span, format!("the hosts build its virtualenv with Python {}", app.python))
         .help(format!(
-            "say `python = \"{asked}\"` if the hosts have it (plan names the hosts that do not), or make the project's `{file}` say {}",
+            "say `python = \"{asked}\"` (a host that lacks it gets sitec's build of CPython, which plan shows), or make the project's `{file}` say {}",
             app.python
         )),
     )

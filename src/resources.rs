@@ -140,6 +140,19 @@ pub enum Kind {
     Subvolume {
         path: String,
     },
+    /// A Python the host's OS does not ship, built by sitec
+    /// (`plan::python`) and unpacked from its blob into `path`
+    /// (`/opt/sitec/python/3.13`) after `packages` (the libraries it links
+    /// against) are installed. Made by the plan, never by a spec, for a
+    /// host that lacks its virtualenvs' `python`.
+    Python {
+        path: String,
+        python: String,
+        /// Its `sys.version`.
+        version: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        packages: Vec<String>,
+    },
     Timer {
         name: String,
         every_seconds: u64,
@@ -169,6 +182,7 @@ impl Kind {
             Kind::Tree { .. } => "tree",
             Kind::Command { .. } => "command",
             Kind::Subvolume { .. } => "subvolume",
+            Kind::Python { .. } => "python",
             Kind::Timer { .. } => "timer",
         }
     }
@@ -186,7 +200,8 @@ impl Kind {
             | Kind::Symlink { path, .. }
             | Kind::Virtualenv { path, .. }
             | Kind::Tree { path, .. }
-            | Kind::Subvolume { path } => path,
+            | Kind::Subvolume { path }
+            | Kind::Python { path, .. } => path,
         }
     }
 }

@@ -749,6 +749,7 @@ fn a_wheelhouse_for_another_python_minor_holds_that_minors_wheels() -> TestResul
             platform: &sitec::plan::wheelhouse::Platform::debian_12(),
             host: &sitec::plan::build::Nowhere,
             packages: &[],
+            python_tree: None,
         },
         &|_| {},
     )?;

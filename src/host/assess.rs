@@ -17,6 +17,7 @@ const DIFF_LIMIT: usize = 128 * 1024;
 /// Marker files sitec leaves in what it built, holding the digest built.
 pub const TREE_MARKER: &str = ".sitec-tree";
 pub const VENV_MARKER: &str = ".sitec-venv";
+pub const PYTHON_MARKER: &str = ".sitec-built";
 /// The file list of a release, beside it (its item's content).
 pub const TREE_FILES: &str = ".sitec-files";
 
@@ -57,7 +58,13 @@ pub fn assess(item: &Item, state: &State) -> Assessment {
             // One to build: say now, before anything changes, when the
             // host lacks the Python it needs.
             let mut out = virtualenv(path, &item.digest);
-            if let (false, Err(missing)) = (out.is_empty(), super::converge::interpreter(python)) {
+            // (Unless the plan brings sitec's build of it first.)
+            let brought = (item.requires.iter()).any(|r| r.starts_with("python:"));
+            if let (false, false, Err(missing)) = (
+                out.is_empty(),
+                brought,
+                super::converge::interpreter(python),
+            ) {
                 out.push(missing);
             }
             out
@@ -76,6 +83,7 @@ pub fn assess(item: &Item, state: &State) -> Assessment {
             state,
         ),
         Kind::Subvolume { path } => subvolume(path),
+        Kind::Python { path, packages, .. } => python(path, packages, &item.digest),
         Kind::Timer {
             name,
             every_seconds,
@@ -137,7 +145,31 @@ fn wrong_kind(found: &Node, wanted: &str) -> String {
     }
 }
 
-fn package(name: &str, version: Option<&str>) -> Vec<String> {
+/// A Python sitec built: the libraries it links against installed, and
+/// its folder holding this build (its marker names the item's digest).
+fn python(path: &str, packages: &[String], digest: &str) -> Vec<String> {
+    let mut out: Vec<String> = (packages.iter())
+        .filter(|p| !package(p, None).is_empty())
+        .map(|p| format!("package {p} (it links against) to install"))
+        .collect();
+    match meta(Path::new(path)) {
+        Ok(Some(m)) if m.node == Node::Dir => {
+            let marker = Path::new(path).join(PYTHON_MARKER);
+            let built = nofollow::read(&marker, 4096).ok().flatten();
+            if built.is_none_or(|b| String::from_utf8_lossy(&b).trim() != digest) {
+                out.push("another build of it is there".into());
+            }
+        }
+        Ok(Some(m)) => out.push(wrong_kind(&m.node, "a directory")),
+        Ok(None) => out.extend(missing()),
+        Err(e) => out.push(e),
+    }
+    out
+}
+
+/// How an installed package differs from `version` (none: any version),
+/// or that it is missing.
+pub(super) fn package(name: &str, version: Option<&str>) -> Vec<String> {
     let ran = system::program(
         "dpkg-query",
         &["-W", "-f=${db:Status-Status} ${Version}", name],

@@ -3,7 +3,7 @@
 //! returns what it did, in words for the operator, or why it could not.
 //! Services are the apply loop's business (they wait for their inputs).
 
-use super::assess::{timer_units, VENV_MARKER};
+use super::assess::{timer_units, PYTHON_MARKER, VENV_MARKER};
 use super::nofollow::{self, existing_parent, Dir, Ownership};
 use super::release::{venv_name, Output, Place};
 use super::state::Managed;
@@ -163,6 +163,7 @@ pub fn converge(item: &Item, adding: bool) -> Result<String, String> {
             Ok(verb.into())
         }
         Kind::Service { .. } => Ok(String::new()),
+        Kind::Python { path, packages, .. } => python(item, Path::new(path), packages),
     }
 }
 
@@ -468,6 +469,65 @@ fn virtualenv(item: &Item, path: &Path, python: &str, owner: &str) -> Result<Str
     Ok(format!("{} built", venv.display()))
 }
 
+/// A Python sitec built (`plan::python`): the packages it links against,
+/// then its tree unpacked from the blob into a new folder beside `path`,
+/// root's, read-only to everyone else, its marker last; then swapped with
+/// the old one in one step (virtualenvs name the interpreter by its path,
+/// so they run the new build at once; running processes keep the old
+/// files).
+fn python(item: &Item, path: &Path, packages: &[String]) -> Result<String, String> {
+    // Only the missing ones: `apt-get install` of an installed package
+    // would upgrade it (libc6 among them).
+    let missing: Vec<&str> = (packages.iter())
+        .filter(|p| !super::assess::package(p, None).is_empty())
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        args.extend(&missing);
+        ok_or(
+            program("apt-get", &args),
+            &format!("apt-get install {}", missing.join(" ")),
+        )?;
+    }
+    let blob = item
+        .blob
+        .as_deref()
+        .ok_or("the plan sent no Python to unpack; make a new plan")?;
+    let (parent, name) = existing_parent(path).or_else(|_| {
+        let folder = path.parent().ok_or("a Python's path has no folder")?;
+        Dir::make(folder, Some(ROOT_FOLDER))?;
+        existing_parent(path)
+    })?;
+    let new = OsString::from(format!(".{}.new", name.to_string_lossy()));
+    parent.remove_tree(&new)?;
+    let tree = parent.make_sub(&new, 0o755)?;
+    let unpacked = super::unpack::unpack(open_blob(blob)?, &tree, 0, 0)
+        .and_then(|()| {
+            tree.write_atomic(OsStr::new(PYTHON_MARKER), item.digest.as_bytes(), ROOT_FILE)
+        })
+        .and_then(|()| tree.sync_all());
+    if let Err(e) = unpacked {
+        let _ = parent.remove_tree(&new);
+        return Err(format!("cannot unpack the Python {blob}: {e}"));
+    }
+    let had = parent.meta(&name)?.is_some();
+    if had {
+        // The old build goes to `new`'s name, and then away.
+        parent.exchange(&new, &name)?;
+        parent.sync()?;
+        parent.remove_tree(&new)?;
+    } else {
+        parent.rename(&new, &parent, &name)?;
+        parent.sync()?;
+    }
+    Ok(format!(
+        "{} {}",
+        path.display(),
+        if had { "replaced" } else { "unpacked" }
+    ))
+}
+
 /// A root-owned folder anyone may pass through and list.
 const ROOT_FOLDER: Ownership = Ownership {
     uid: 0,
@@ -533,13 +593,21 @@ fn build_venv(
     )
 }
 
-/// The interpreters that may run a virtualenv of the app's `python`, by
-/// name, the first that [`is_version`] first: `python3.11` for `3.11`
-/// (else `python3` if it is 3.11), `python3` for `3`. The plan picks the
+/// The interpreters that may run a virtualenv of the app's `python`, the
+/// first that [`is_version`] first: `python3.11` for `3.11`, else the one
+/// sitec built (`/opt/sitec/python/3.11/bin/python3.11`, by its path),
+/// else `python3` if it is 3.11; `python3` for `3`. The plan picks the
 /// same one from what the host reports (`wheelhouse::Platform`), so a
 /// virtualenv's identity is the interpreter that builds it.
-pub fn interpreter_candidates(python: &str) -> [String; 2] {
-    [format!("python{python}"), "python3".to_string()]
+pub fn interpreter_candidates(python: &str) -> Vec<String> {
+    if !python.contains('.') {
+        return vec!["python3".to_string()];
+    }
+    vec![
+        format!("python{python}"),
+        format!("{}/bin/python{python}", crate::plan::python::prefix(python)),
+        "python3".to_string(),
+    ]
 }
 
 /// Whether an interpreter of version `found` (`3.11`, `3.11.2 (main, ...)`)
@@ -576,11 +644,17 @@ pub(super) fn interpreter(python: &str) -> Result<String, String> {
     ))
 }
 
-/// The Pythons this host has, as `3.11`: each `python3.N` in /usr/bin and
-/// /usr/local/bin.
+/// The Pythons this host has, as `3.11`: each `python3.N` in /usr/bin,
+/// /usr/local/bin and the `bin` of each Python sitec built.
 fn pythons() -> Vec<String> {
+    let built = (std::fs::read_dir(crate::plan::wheelhouse::SITEC_PYTHONS).into_iter())
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"));
     let mut found: Vec<String> = ["/usr/bin", "/usr/local/bin"]
         .iter()
+        .map(PathBuf::from)
+        .chain(built)
         .filter_map(|dir| std::fs::read_dir(dir).ok())
         .flatten()
         .flatten()
@@ -667,6 +741,10 @@ pub fn remove(managed: &Managed) -> Result<String, String> {
         }
         Kind::Package { .. } => Ok("left installed (other software may need it)".into()),
         Kind::Subvolume { .. } => Ok("left in place (it holds data)".into()),
+        Kind::Python { path, .. } => match in_folder(path)? {
+            Some((dir, name)) => gone(dir.remove_tree(&name)?),
+            None => gone(false),
+        },
     }
 }
 

@@ -538,6 +538,21 @@ impl Dir {
         })
     }
 
+    /// Swaps `a` and `b`, two names in this folder, in one step
+    /// (`RENAME_EXCHANGE`): whoever looks finds one or the other there,
+    /// never neither.
+    pub fn exchange(&self, a: &OsStr, b: &OsStr) -> Result<(), String> {
+        rustix::fs::renameat_with(&self.fd, a, &self.fd, b, rustix::fs::RenameFlags::EXCHANGE)
+            .map_err(|e| {
+                format!(
+                    "cannot swap {} and {}: {}",
+                    self.child(a).display(),
+                    self.child(b).display(),
+                    describe(e)
+                )
+            })
+    }
+
     /// Removes the file or link `name` (a link itself, never what it points
     /// at). `false` when it was not there.
     pub fn remove_file(&self, name: &OsStr) -> Result<bool, String> {

@@ -340,7 +340,10 @@ mod tests {
             .expect("kill");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !CAUGHT.load(std::sync::atomic::Ordering::Relaxed) {
-            assert!(std::time::Instant::now() < deadline, "the flag was never set");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the flag was never set"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -187,6 +187,11 @@ pub struct Job<'a> {
     pub packages: &'a [String],
     /// A folder of wheels for the build's own requirements.
     pub deps: &'a Path,
+    /// The hosts' Python when sitec builds it (`plan::python`): its blob,
+    /// a tar of the installed tree, sent with the sdist and unpacked in the
+    /// build's own `/tmp` (the build host may not have it yet, and Debian
+    /// has no `-dev` package of it).
+    pub python_tree: Option<&'a Path>,
 }
 
 /// What every build installs: a C compiler and make, the Python's headers
@@ -219,9 +224,11 @@ pub fn wheels(
         return Err(p.at("build_packages"));
     }
     let bytes = fs::read(sdist).map_err(|e| format!("cannot read {}: {e}", sdist.display()))?;
+    // A sitec-built Python's blob is named by its digest.
+    let tree = job.python_tree.map(file_name).unwrap_or_default();
     let key = sha256_hex(
         format!(
-            "{BUILD_VERSION}\n{}\n{}\n{}",
+            "{BUILD_VERSION}\n{}\n{}\n{}\n{tree}",
             job.python,
             job.packages.join(" "),
             sha256_hex(&bytes)
@@ -247,7 +254,7 @@ pub fn wheels(
         host.name(),
         job.python
     ));
-    let input = inputs(sdist, job.deps)?;
+    let input = inputs(sdist, job.deps, job.python_tree)?;
     let (status, stdout, stderr) = host.run(&script(job), &input).map_err(|e| {
         format!(
             "{name} has no wheel for the hosts and cannot be built on {}: {e}",
@@ -287,19 +294,23 @@ fn file_name(path: &Path) -> String {
 }
 
 /// The last `lines` lines of `text` (a compiler's output runs long).
-fn tail(text: &str, lines: usize) -> String {
+pub(super) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.trim_end().lines().collect();
     let start = all.len().saturating_sub(lines);
     let cut = if start > 0 { "...\n" } else { "" };
     format!("{cut}{}", all[start..].join("\n"))
 }
 
-/// The build's input: `sdist/NAME` and `deps/*.whl`, as a tar.
-fn inputs(sdist: &Path, deps: &Path) -> Result<Vec<u8>, String> {
+/// The build's input: `sdist/NAME`, `deps/*.whl` and sitec's build of the
+/// Python as `python.tar` (if any), as a tar.
+fn inputs(sdist: &Path, deps: &Path, python_tree: Option<&Path>) -> Result<Vec<u8>, String> {
     let mut tar = tar::Builder::new(Vec::new());
     let io = |e: std::io::Error| format!("cannot pack the build's input: {e}");
     tar.append_path_with_name(sdist, Path::new("sdist").join(file_name(sdist)))
         .map_err(io)?;
+    if let Some(tree) = python_tree {
+        tar.append_path_with_name(tree, "python.tar").map_err(io)?;
+    }
     let mut wheels: Vec<PathBuf> = fs::read_dir(deps)
         .map_err(|e| format!("cannot read {}: {e}", deps.display()))?
         .filter_map(Result::ok)
@@ -365,25 +376,46 @@ fn unpack_wheels(tar_bytes: &[u8], dir: &Path) -> Result<(), String> {
 /// The script the build host runs as root: installs what is missing of the
 /// build packages, then runs the build as a throwaway user (module doc).
 fn script(job: &Job<'_>) -> String {
-    let mut packages = base_packages(job.python);
-    packages.extend(job.packages.iter().cloned());
-    let python = if job.python.contains('.') {
-        format!("python{}", job.python)
-    } else {
-        "python3".into()
+    let (mut packages, python, unpack) = match job.python_tree {
+        // Its headers are in its tree: sysconfig finds them beside the
+        // interpreter wherever the tree is.
+        Some(_) => (
+            vec!["build-essential".to_string()],
+            format!("/tmp/python/bin/python{}", job.python),
+            "mkdir /tmp/python; tar -x -C /tmp/python -f /tmp/in/python.tar; ",
+        ),
+        None if job.python.contains('.') => (
+            base_packages(job.python),
+            format!("python{}", job.python),
+            "",
+        ),
+        None => (base_packages(job.python), "python3".into(), ""),
     };
+    packages.extend(job.packages.iter().cloned());
     // As the unit's user, in its own /tmp: the input from stdin, pip's
     // words to stderr, the wheels as a tar to stdout. `--use-pep517`: an
     // sdist with a setup.py only (psycopg2) is built in an isolated
     // environment from the setuptools and wheel it was sent, not with the
     // venv's own setuptools, which has no `bdist_wheel`.
     let build = format!(
-        "set -eu; cd /tmp; mkdir in out; tar -x -C in; \
+        "set -eu; cd /tmp; mkdir in out; tar -x -C in; {unpack}\
          {python} -m venv /tmp/venv >&2; \
          /tmp/venv/bin/pip wheel --disable-pip-version-check --no-cache-dir --no-input \
          --no-index --find-links /tmp/in/deps --use-pep517 --no-deps --wheel-dir /tmp/out /tmp/in/sdist/* >&2; \
          tar -c -C /tmp/out ."
     );
+    in_throwaway_unit(&packages, BUILD_SECONDS, &build)
+}
+
+/// The script a build host runs as root for a build: installs what is
+/// missing of `packages` with apt, then runs the shell script `build` as a
+/// user made for it alone (`DynamicUser=yes`), in a `/tmp` of its own,
+/// without network or a way to gain privileges, for `seconds` at most,
+/// its stdin and stdout the script's. `build` holds no `'`; its `$` are
+/// passed to systemd as `$$`, its literal dollar (systemd expands
+/// `${NAME}` and a lone `$NAME` in a unit's command line itself).
+pub(super) fn in_throwaway_unit(packages: &[String], seconds: u32, build: &str) -> String {
+    let build = build.replace('$', "$$");
     format!(
         "set -eu\n\
          missing=\n\
@@ -398,7 +430,7 @@ fn script(job: &Job<'_>) -> String {
          exec systemd-run --quiet --wait --pipe --collect --service-type=exec \\\n\
          \x20 --property=DynamicUser=yes --property=PrivateTmp=yes --property=PrivateNetwork=yes \\\n\
          \x20 --property=ProtectHome=yes --property=NoNewPrivileges=yes \\\n\
-         \x20 --property=RuntimeMaxSec={BUILD_SECONDS} --setenv=HOME=/tmp \\\n\
+         \x20 --property=RuntimeMaxSec={seconds} --setenv=HOME=/tmp \\\n\
          \x20 -- /bin/sh -c '{build}'\n",
         packages = packages.join(" "),
     )
@@ -507,6 +539,7 @@ mod tests {
             python: "3.11",
             packages: &packages,
             deps: deps.path(),
+            python_tree: None,
         });
         for needed in [
             "for p in build-essential python3.11-dev python3.11-venv libpq-dev; do",
@@ -586,6 +619,7 @@ mod tests {
             python: "3.11",
             packages: &[],
             deps: &deps,
+            python_tree: None,
         };
         let error = wheels(&sdist, &job, &cache, &host, &|_| {}).expect_err("the build failed");
         assert!(
@@ -650,6 +684,7 @@ mod tests {
             python: "3.11",
             packages: &packages,
             deps: &deps,
+            python_tree: None,
         };
         let error = wheels(&sdist, &job, &cache, &host, &|_| {}).expect_err("refused");
         assert!(
@@ -671,6 +706,7 @@ mod tests {
             python: "3.11",
             packages: &[],
             deps: &deps,
+            python_tree: None,
         };
         let first = wheels(&sdist, &job, &cache, &host, &|_| {}).expect("built");
         assert!(first
@@ -717,6 +753,7 @@ mod tests {
             python: "3.11",
             packages: &[],
             deps: &deps,
+            python_tree: None,
         };
         let built: Vec<PathBuf> = std::thread::scope(|s| {
             let runs: Vec<_> = (0..2)

@@ -124,7 +124,26 @@ pub fn build(
             },
         };
         for r in &host.resources {
-            items.push(item(r, base, &mut blobs, &wheels, say)?);
+            // A virtualenv's Python the host lacks: sitec's build of it,
+            // unpacked before the virtualenv is built.
+            let built = match &r.kind {
+                Kind::Virtualenv { python, .. } if wheels.platform.lacks(python) => {
+                    let builders = (runner, &builder, host);
+                    let built = (blobs.python(python, &wheels.platform, builders, say))
+                        .map_err(|e| format!("{}: {e}", r.origin))?;
+                    let python = python_item(&built);
+                    if !items.iter().any(|i: &Item| i.id == python.id) {
+                        items.push(python);
+                    }
+                    Some(built)
+                }
+                _ => None,
+            };
+            let mut made = item(r, base, &mut blobs, &wheels, built.as_ref(), say)?;
+            if let Some(built) = &built {
+                made.requires.push(python_item(built).id);
+            }
+            items.push(made);
         }
         link_venvs(&mut items)?;
         for item in &mut items {
@@ -254,6 +273,7 @@ fn prune(cache: &Path, used: &[PathBuf], now: std::time::SystemTime) {
         cache.join("blobs"),
         cache.join("wheelhouse"),
         cache.join("built"),
+        cache.join("python/built"),
     ];
     for entry in folders
         .iter()
@@ -285,11 +305,37 @@ fn prune(cache: &Path, used: &[PathBuf], now: std::time::SystemTime) {
     }
 }
 
+/// The item that puts sitec's build of a Python on a host
+/// (`plan::python`).
+fn python_item(built: &super::python::Built) -> Item {
+    let kind = Kind::Python {
+        path: super::python::prefix(&built.python),
+        python: built.python.clone(),
+        version: built.version.clone(),
+        packages: built.packages.clone(),
+    };
+    let blob = Some(built.blob.clone());
+    Item {
+        id: format!("{}:{}", kind.word(), kind.key()),
+        digest: item_digest(&kind, (&None, &blob), None),
+        kind,
+        requires: Vec::new(),
+        notifies: Vec::new(),
+        content: None,
+        blob,
+        pinned: None,
+        venv_digest: None,
+    }
+}
+
+/// `item`'s wire form: its content and blob made. `built`: the Python
+/// sitec builds for a virtualenv, whose version is the one it runs.
 fn item(
     r: &crate::resources::Resource,
     base: &Path,
     blobs: &mut BlobMaker,
     wheels: &Wheels<'_>,
+    built: Option<&super::python::Built>,
     say: &dyn Fn(&str),
 ) -> Result<Item, String> {
     let (content, blob) = match &r.kind {
@@ -309,10 +355,12 @@ fn item(
             build_packages,
             ..
         } => {
+            let tree = built.map(|b| blob_file(&b.blob));
             let builds = super::wheelhouse::Builds {
                 platform: &wheels.platform,
                 host: &wheels.builder,
                 packages: build_packages,
+                python_tree: tree.as_deref(),
             };
             let (text, wheels) = blobs
                 .wheelhouse(base, (requirements, packages), python, &builds, say)
@@ -321,8 +369,9 @@ fn item(
         }
         _ => (None, None),
     };
-    let interpreter = match &r.kind {
-        Kind::Virtualenv { python, .. } => wheels.platform.python(python),
+    let interpreter = match (&r.kind, built) {
+        (Kind::Virtualenv { .. }, Some(built)) => Some(built.version.as_str()),
+        (Kind::Virtualenv { python, .. }, None) => wheels.platform.python(python),
         _ => None,
     };
     let digest = item_digest(&r.kind, (&content, &blob), interpreter);
@@ -431,11 +480,59 @@ struct BlobMaker {
     trees: BTreeMap<PathBuf, (String, String)>,
     /// By Python and requirements file: (what the host installs, blob digest).
     wheelhouses: BTreeMap<String, (String, String)>,
+    /// By Python and platform: sitec's build of that Python.
+    pythons: BTreeMap<String, super::python::Built>,
     /// The cache entries this plan uses (blobs, wheelhouses' `.complete`).
     used: Vec<PathBuf>,
 }
 
 impl BlobMaker {
+    /// Python `python` built for `platform` (`plan::python`): from the
+    /// cache, else built on the build host when its platform is the same,
+    /// else on the host itself.
+    fn python(
+        &mut self,
+        python: &str,
+        platform: &super::wheelhouse::Platform,
+        (runner, builder, host): (
+            &dyn super::build::Runner,
+            &HostDesired,
+            &crate::compile::HostState,
+        ),
+        say: &dyn Fn(&str),
+    ) -> Result<super::python::Built, String> {
+        let key = format!(
+            "{python}\n{}\n{}\n{}",
+            platform.os, platform.machine, platform.glibc_minor
+        );
+        if let Some(done) = self.pythons.get(&key) {
+            return Ok(done.clone());
+        }
+        let cache = cache_dir();
+        let source = super::python::source(python, &cache, say)?;
+        let same = |p: &super::wheelhouse::Platform| {
+            (&p.os, &p.machine, p.glibc_minor)
+                == (&platform.os, &platform.machine, platform.glibc_minor)
+        };
+        let itself = reached(host);
+        let on = if builder.name == host.name || !runner.platform(builder).is_ok_and(|p| same(&p)) {
+            &itself
+        } else {
+            builder
+        };
+        let built = super::python::built(
+            python,
+            &source,
+            platform,
+            &cache,
+            &super::build::On { runner, host: on },
+            say,
+        )?;
+        self.used.push(blob_file(&built.blob));
+        self.pythons.insert(key, built.clone());
+        Ok(built)
+    }
+
     /// The release of the source folder `dir` (`release`), packed: its
     /// file list and the blob's digest.
     fn tree(&mut self, dir: &Path) -> Result<(String, String), String> {
@@ -488,7 +585,7 @@ impl BlobMaker {
 }
 
 /// Puts `bytes` in the blob cache; returns their digest.
-fn store(bytes: &[u8]) -> Result<String, String> {
+pub(super) fn store(bytes: &[u8]) -> Result<String, String> {
     let digest = sha256_hex(bytes);
     let path = blob_file(&digest);
     if !path.exists() {

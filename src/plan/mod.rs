@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod desired;
+pub mod python;
 pub mod release;
 pub mod remote;
 pub mod wheelhouse;

@@ -86,6 +86,8 @@ pub struct Builds<'a> {
     pub platform: &'a Platform,
     pub host: &'a dyn build::Host,
     pub packages: &'a [String],
+    /// The blob of sitec's build of the hosts' Python, if it builds one.
+    pub python_tree: Option<&'a Path>,
 }
 
 /// Reads `requirements` (relative to `source`) and builds its wheelhouse
@@ -215,6 +217,12 @@ pub struct Platform {
     pub glibc_minor: u32,
     /// `uname -m`: `x86_64`, `aarch64`.
     pub machine: String,
+    /// `/etc/os-release`'s `ID VERSION_ID` (`debian 12`): a Python sitec
+    /// builds (`plan::python`) is built for it, against its libraries.
+    pub os: String,
+    /// The host said it (else it could not be asked, and this is Debian
+    /// 12's guess): only then is a missing Python built for it.
+    pub reported: bool,
     /// Each Python 3 the host runs by name (`python3`, `python3.11`), with
     /// its whole `sys.version` (`3.11.2 (main, Mar 13 2023, ...) [GCC
     /// 12.2.0]`): a patch upgrade or another build of the interpreter a
@@ -222,15 +230,21 @@ pub struct Platform {
     pub pythons: Vec<(String, String)>,
 }
 
+/// Where the Pythons sitec builds live on a host, one folder a minor.
+pub const SITEC_PYTHONS: &str = "/opt/sitec/python/";
+
 impl Platform {
     /// What a host runs to say its platform: `glibc 2.36` and `x86_64`,
-    /// then a line `NAME VERSION` for each `python3` and `python3.N` in
-    /// /usr/local/bin and /usr/bin, run by name as apply runs it (the
-    /// first on `PATH`).
+    /// then `os debian 12`, then a line `NAME VERSION` for each `python3`
+    /// and `python3.N` in /usr/local/bin and /usr/bin, run by name as apply
+    /// runs it (the first on `PATH`), and for each Python sitec built
+    /// there (`/opt/sitec/python/3.N/bin/python3.N`, by its path).
     pub const SCRIPT: &str = r#"getconf GNU_LIBC_VERSION && uname -m && {
-for p in /usr/local/bin/python3* /usr/bin/python3*; do
+(. /etc/os-release && echo "os ${ID:-linux} ${VERSION_ID:-unknown}") || echo "os unknown"
+for p in /usr/local/bin/python3* /usr/bin/python3* /opt/sitec/python/3.*/bin/python3.*; do
   n=${p##*/}
   case $n in python3|python3.[0-9]|python3.[0-9][0-9]) ;; *) continue ;; esac
+  case $p in /opt/*) n=$p ;; esac
   case " $seen " in *" $n "*) continue ;; esac
   seen="$seen $n"
   v=$("$n" -c 'import sys; print(sys.version.replace(chr(10), " "))' 2>/dev/null) && echo "$n $v"
@@ -246,6 +260,8 @@ true
         Self {
             glibc_minor: 36,
             machine: "x86_64".into(),
+            os: "debian 12".into(),
+            reported: false,
             pythons: Vec::new(),
         }
     }
@@ -267,10 +283,20 @@ true
         if !machine_ok {
             return Err(format!("`uname -m` said `{machine}`"));
         }
+        let mut os = "unknown".to_string();
         let pythons = lines
             .filter_map(|line| {
+                if let Some(said) = line.strip_prefix("os ") {
+                    said.trim().clone_into(&mut os);
+                    return None;
+                }
                 let (name, version) = line.split_once(' ')?;
-                let minor = name.strip_prefix("python3")?;
+                // One sitec built goes by its path (`converge::interpreter`).
+                let file = match name.strip_prefix(SITEC_PYTHONS) {
+                    Some(rest) => rest.rsplit('/').next()?,
+                    None => name,
+                };
+                let minor = file.strip_prefix("python3")?;
                 let named = minor.is_empty()
                     || (minor.strip_prefix('.'))
                         .is_some_and(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()));
@@ -282,6 +308,8 @@ true
         Ok(Self {
             glibc_minor: minor,
             machine: machine.to_string(),
+            os,
+            reported: true,
             pythons,
         })
     }
@@ -298,6 +326,21 @@ true
                 let (_, version) = self.pythons.iter().find(|(n, _)| n == name)?;
                 crate::host::is_version(python, version).then_some(version.as_str())
             })
+    }
+
+    /// Whether the host reported a Python `python` of its own (its OS's or
+    /// one installed by hand), not one sitec built: else sitec builds and
+    /// ships one (`plan::python`), for as long as the host has none.
+    #[must_use]
+    pub fn lacks(&self, python: &str) -> bool {
+        self.reported
+            && python.contains('.')
+            && !(crate::host::interpreter_candidates(python).iter())
+                .filter(|name| !name.starts_with(SITEC_PYTHONS))
+                .any(|name| {
+                    (self.pythons.iter())
+                        .any(|(n, v)| n == name && crate::host::is_version(python, v))
+                })
     }
 
     /// The newest platform tag it takes: `manylinux_2_36_x86_64`.
@@ -534,6 +577,7 @@ fn from_source(
         python: target_python(python),
         packages: builds.packages,
         deps: &deps,
+        python_tree: builds.python_tree,
     };
     build::wheels(&sdist, &job, cache, builds.host, say)
 }
@@ -658,8 +702,14 @@ mod tests {
 
     #[test]
     fn the_hosts_take_every_manylinux_up_to_their_glibc() {
-        let platform = Platform::parse("glibc 2.36\nx86_64\n").expect("Debian 12's");
-        assert_eq!(platform, Platform::debian_12());
+        let platform = Platform::parse("glibc 2.36\nx86_64\nos debian 12\n").expect("Debian 12's");
+        assert_eq!(
+            Platform {
+                reported: false,
+                ..platform.clone()
+            },
+            Platform::debian_12()
+        );
         let args = for_the_hosts("3.12", &platform);
         let platforms: Vec<&str> = (args.windows(2))
             .filter(|w| w[0] == "--platform")
@@ -735,6 +785,32 @@ mod tests {
         assert_eq!(host.python("3.12"), Some("3.12.1 (main) [GCC 13]"));
         assert_eq!(host.python("3.13"), None);
         assert_eq!(Platform::debian_12().python("3"), None);
+        // It lacks 3.13, so sitec builds one; not 3.12 (python3 is that),
+        // and an unasked host lacks nothing it can tell.
+        assert!(host.lacks("3.13") && !host.lacks("3.12") && !host.lacks("3"));
+        assert!(!Platform::debian_12().lacks("3.13"));
+    }
+
+    /// Once sitec's build of a Python is on the host, virtualenvs run it,
+    /// and the host still lacks one of its own (so the plan keeps it).
+    #[test]
+    fn a_python_sitec_built_is_reported_by_its_path() {
+        let built = "/opt/sitec/python/3.13/bin/python3.13";
+        let host = Platform::parse(&format!(
+            "glibc 2.36\nx86_64\nos debian 12\npython3 3.11.2 (main) [GCC 12.2.0]\n{built} 3.13.5 (main, Dec  7 2026) [GCC 12.2.0]\n/opt/elsewhere/bin/python3.13 3.13.1\n"
+        ))
+        .expect("a platform");
+        assert_eq!(host.os, "debian 12");
+        assert_eq!(
+            (host.pythons.iter().map(|(n, _)| n.as_str())).collect::<Vec<_>>(),
+            ["python3", built]
+        );
+        assert_eq!(
+            host.python("3.13"),
+            Some("3.13.5 (main, Dec  7 2026) [GCC 12.2.0]")
+        );
+        assert!(host.lacks("3.13"));
+        assert!(!host.lacks("3.11"));
     }
 
     /// The script, run here as a host runs it: its Python's whole version.
@@ -752,6 +828,14 @@ mod tests {
             .expect("python3 (the tests need it)");
         let version = String::from_utf8_lossy(&python3.stdout).trim().to_string();
         assert_eq!(here.python("3"), Some(version.as_str()), "{here:?}");
+        let os = std::fs::read_to_string("/etc/os-release").expect("os-release");
+        let field = |name: &str| {
+            os.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .map(|v| v.trim_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(here.os, format!("{} {}", field("ID"), field("VERSION_ID")));
     }
 
     #[test]
