@@ -857,6 +857,113 @@ fn gunicorn_reads_the_environment_as_systemd_does() {
     }
 }
 
+/// A Django-like app whose workers take a second to import it, for the
+/// reload test: a request answers `ok`.
+const SLOW_APP: &str = "import time\ntime.sleep(1.0)\n\ndef application(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'ok']\n";
+
+/// The number of gunicorn workers (the master's children) now.
+fn workers_of(master: u32) -> usize {
+    let out = Command::new("pgrep")
+        .args(["-P", &master.to_string()])
+        .output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+        .unwrap_or(0)
+}
+
+/// gunicorn with sitec's config, reloaded twice within a second (two
+/// `sitec set env` in a row, a failover's repoint after an apply): every
+/// request is answered, each reload's hook retires its old workers once
+/// its new ones have loaded the app, and the master is back to its
+/// workers, with nothing failing in the hook. (Each reload runs the config
+/// file again, so each hook has a module, and a pipe, of its own.)
+/// Debian's gunicorn.
+#[test]
+fn gunicorn_takes_two_close_reloads_without_a_failed_request() {
+    let Some(sample) = samples("runner/gunicorn.conf.py").into_iter().next() else {
+        panic!("no runner/gunicorn.conf.py sample");
+    };
+    let scratch = Scratch::new("gunicorn-reloads");
+    let (context, text) = render_relocated(&sample, scratch.path()).expect("renders");
+    write_sample_environment(Path::new(field(&context, "environment_file"))).expect("written");
+    let config = scratch.path().join("gunicorn.conf.py");
+    fs::write(&config, text).expect("written");
+    // The release folder the config names (gunicorn checks it as it loads).
+    let app = Path::new(field(&context, "release_dir")).to_path_buf();
+    fs::create_dir_all(&app).expect("app folder");
+    fs::write(app.join("slowapp.py"), SLOW_APP).expect("app written");
+    let port = common::free_port();
+    let log = scratch.path().join("gunicorn.log");
+    let mut master = Command::new(common::require("gunicorn", "gunicorn"))
+        .arg("-c")
+        .arg(&config)
+        .args(["--bind", &format!("127.0.0.1:{port}"), "--workers", "2"])
+        .args(["--worker-class", "sync", "--graceful-timeout", "30"])
+        .arg("--pythonpath")
+        .arg(&app)
+        .arg("slowapp:application")
+        .stdout(fs::File::create(&log).expect("log"))
+        .stderr(fs::File::create(scratch.path().join("gunicorn.err")).expect("log"))
+        .spawn()
+        .expect("gunicorn starts");
+    let url = format!("http://127.0.0.1:{port}/");
+    let get = || {
+        Command::new("curl")
+            .args(["-s", "--max-time", "20", &url])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let up = common::eventually(Duration::from_secs(30), || get() == "ok");
+    let logs = || {
+        fs::read_to_string(&log).unwrap_or_default()
+            + &fs::read_to_string(scratch.path().join("gunicorn.err")).unwrap_or_default()
+    };
+    assert!(up, "gunicorn did not answer: {}", logs());
+    let pid = master.id();
+    // A client asking all the while, from before the first reload to after
+    // both have retired their old workers.
+    let asking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let client = {
+        let asking = asking.clone();
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let (mut asked, mut failed) = (0, Vec::new());
+            while asking.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = Command::new("curl")
+                    .args(["-s", "--max-time", "20", &url])
+                    .output();
+                let body = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+                asked += 1;
+                if body.as_deref().ok() != Some("ok") {
+                    failed.push(format!("{body:?}"));
+                }
+            }
+            (asked, failed)
+        })
+    };
+    common::signal(pid, "HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    common::signal(pid, "HUP");
+    let retired = common::eventually(Duration::from_secs(40), || {
+        logs().matches("reloaded:").count() >= 2 && workers_of(pid) == 2
+    });
+    asking.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (asked, failed) = client.join().expect("the client");
+    common::signal(pid, "TERM");
+    let _ = common::wait_exit(&mut master, Duration::from_secs(30));
+    let said = logs();
+    assert!(retired, "not back to 2 workers after both reloads: {said}");
+    assert!(
+        !said.contains("Traceback") && !said.contains("Exception"),
+        "{said}"
+    );
+    assert!(
+        asked > 0 && failed.is_empty(),
+        "{} of {asked} failed: {failed:?}",
+        failed.len()
+    );
+}
+
 /// The pg_hba.conf the postgresql.conf samples run with (pg_hba.conf samples
 /// are checked on their own): the test connects through the socket, the
 /// standby replicates over loopback.
