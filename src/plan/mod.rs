@@ -43,8 +43,14 @@ pub struct Summary {
     pub add: usize,
     pub change: usize,
     pub remove: usize,
-    /// Services that would reload, restart or start.
+    /// Services that would reload, restart or start, all of them.
     pub restarts: usize,
+    /// Of those, the ones that would reload.
+    #[serde(default)]
+    pub reloads: usize,
+    /// Of those, the ones that would start (not running, or new).
+    #[serde(default)]
+    pub starts: usize,
     /// Hosts with anything to do.
     pub hosts_changing: usize,
     pub hosts: usize,
@@ -154,13 +160,28 @@ impl Plan {
                 plural(s.hosts)
             );
         }
+        // Each kind of service action by its name: a reload is not a
+        // restart.
+        let restarts = s.restarts.saturating_sub(s.reloads + s.starts);
+        let counted: Vec<String> = [
+            (restarts, "restart"),
+            (s.reloads, "reload"),
+            (s.starts, "start"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}{}", plural(n)))
+        .collect();
+        let services = match counted.as_slice() {
+            [] => "0 restarts".to_string(),
+            [one] => one.clone(),
+            [first @ .., last] => format!("{} and {last}", first.join(", ")),
+        };
         format!(
-            "Plan: {} to add, {} to change, {} to remove, {} restart{} on {} host{}.",
+            "Plan: {} to add, {} to change, {} to remove, {services} on {} host{}.",
             s.add,
             s.change,
             s.remove,
-            s.restarts,
-            plural(s.restarts),
             s.hosts_changing,
             plural(s.hosts_changing)
         )
@@ -241,6 +262,8 @@ fn summarize(hosts: &[HostPlan]) -> Summary {
             s.drifted += usize::from(c.drifted);
         }
         s.restarts += h.services.len();
+        s.reloads += (h.services.iter()).filter(|v| v.action == "reload").count();
+        s.starts += (h.services.iter()).filter(|v| v.action == "start").count();
         s.hosts_changing += usize::from(!h.changes.is_empty() || !h.services.is_empty());
     }
     s
@@ -579,6 +602,8 @@ mod tests {
                 change: 3,
                 remove: 1,
                 restarts: 2,
+                reloads: 0,
+                starts: 0,
                 hosts_changing: 5,
                 hosts: 6,
                 drifted: 0,
@@ -587,6 +612,20 @@ mod tests {
         assert_eq!(
             plan.summary_line(),
             "Plan: 12 to add, 3 to change, 1 to remove, 2 restarts on 5 hosts."
+        );
+        // Reloads and starts by their names.
+        plan.summary.restarts = 6;
+        plan.summary.reloads = 1;
+        plan.summary.starts = 3;
+        assert_eq!(
+            plan.summary_line(),
+            "Plan: 12 to add, 3 to change, 1 to remove, 2 restarts, 1 reload and 3 starts on 5 hosts."
+        );
+        plan.summary.restarts = 1;
+        plan.summary.starts = 0;
+        assert_eq!(
+            plan.summary_line(),
+            "Plan: 12 to add, 3 to change, 1 to remove, 1 reload on 5 hosts."
         );
         plan.summary = Summary {
             hosts: 3,
