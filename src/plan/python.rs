@@ -102,7 +102,7 @@ pub fn source(python: &str, cache: &Path, say: &dyn Fn(&str)) -> Result<PathBuf,
     if let Some((_, pinned)) = SOURCES.iter().find(|(minor, _)| *minor == python) {
         return fetched(pinned, &dir, say);
     }
-    operators(python, &dir)?.ok_or_else(|| {
+    operators(python, &dir).ok_or_else(|| {
         let pinned: Vec<&str> = SOURCES.iter().map(|(minor, _)| *minor).collect();
         format!(
             "the hosts have no Python {python}, and sitec pins no source of it (it builds {} from Debian's archive); put CPython's source, `Python-{python}.N.tar.xz` from https://www.python.org/downloads/source/, in {} and plan again, or choose a Python the hosts have",
@@ -159,25 +159,21 @@ fn fetched(pinned: &Source, dir: &Path, say: &dyn Fn(&str)) -> Result<PathBuf, S
     Ok(path)
 }
 
-/// The newest `Python-X.Y.Z.tar.xz` (or `.tgz`) of minor `python` in `dir`.
-fn operators(python: &str, dir: &Path) -> Result<Option<PathBuf>, String> {
-    let Ok(listing) = fs::read_dir(dir) else {
-        return Ok(None);
-    };
+/// The newest `Python-X.Y.Z.tar.xz` of minor `python` in `dir` (the build
+/// unpacks xz; python.org publishes each release so).
+fn operators(python: &str, dir: &Path) -> Option<PathBuf> {
     let prefix = format!("Python-{python}.");
-    let mut found: Vec<(u32, PathBuf)> = listing
+    let mut found: Vec<(u32, PathBuf)> = fs::read_dir(dir)
+        .ok()?
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let patch = name.strip_prefix(&prefix)?;
-            let patch = patch
-                .strip_suffix(".tar.xz")
-                .or_else(|| patch.strip_suffix(".tgz"))?;
+            let patch = name.strip_prefix(&prefix)?.strip_suffix(".tar.xz")?;
             Some((patch.parse().ok()?, e.path()))
         })
         .collect();
     found.sort();
-    Ok(found.pop().map(|(_, path)| path))
+    found.pop().map(|(_, path)| path)
 }
 
 /// The Python built from `source` for hosts of `platform`, from the cache,
@@ -500,7 +496,7 @@ mod tests {
         for name in [
             "Python-3.12.2.tar.xz",
             "Python-3.12.10.tar.xz",
-            "Python-3.12.9.tgz",
+            "Python-3.12.11.tgz",
         ] {
             fs::write(src.join(name), b"xz").expect("write");
         }
