@@ -1,7 +1,8 @@
 //! A Python the hosts' Debian does not ship (issue #24): an app asks for
 //! Python 3.13 on Debian 12 hosts, whose Python is 3.11 (and so is the
-//! operator's, this machine's). On a local fleet of its own (`pybuild`:
-//! one host, balancer, runner and Postgres), the first plan says the host lacks it
+//! operator's, this machine's). On a local fleet of its own (`pybuild`,
+//! 10.77.224.0/24 on bridge `sitecpy`: one host, balancer, runner and
+//! Postgres), the first plan says the host lacks it
 //! and builds CPython 3.13 from the source sitec pins (Debian's archive,
 //! sha256-checked) on the host, as a throwaway user without network; the
 //! wheelhouse is for 3.13 although pip runs on 3.11 here; psycopg2, which
@@ -66,7 +67,7 @@ const SPEC: &str = r#"use std/platform
 
 provider local { kind = local }
 
-host pyrun { provider = local  roles = [balancer, runner, postgres] }
+host pyrun { provider = local  address = "10.77.224.10"  roles = [balancer, runner, postgres] }
 
 checks {
   balancer_redundancy = off
@@ -176,7 +177,20 @@ fn a_python_debian_lacks_is_built_shipped_and_run() -> TestResult {
     );
 
     common::take_down_leftover_fleet("pybuild")?;
-    let up = sitec(&deploy, &["fleet", "up", SPEC_FILE]);
+    // A bridge and subnet of its own: it runs beside the other fleet
+    // suites, whose hosts take addresses on the default bridge.
+    let up = sitec(
+        &deploy,
+        &[
+            "fleet",
+            "up",
+            SPEC_FILE,
+            "--bridge",
+            "sitecpy",
+            "--subnet",
+            "10.77.224.0/24",
+        ],
+    );
     let _down = Down(&deploy);
     assert!(up.status.success(), "fleet up: {}", text_of(&up));
     let native = on_host(
