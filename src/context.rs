@@ -364,15 +364,28 @@ fn media_volume(
         // The leader (the first brick's host) probes the others.
         "peers": addresses[1..],
         "replica": if arbiter { "replica 3 arbiter 1" } else { "replica 3" },
+        "arbiter": arbiter,
         "bricks": addresses.iter()
             .map(|h| format!("{h}:{}", volumes::brick_dir(&a.name, &m.name)))
             .collect::<Vec<_>>(),
         "allow": runners.join(","),
         // Certificates by common name, the host's (`fleet_ca::peer`).
         "ssl_allow": volumes::allowed_names(fleet, app).join(","),
+        // A peer none of these is, holding no brick, leaves the pool.
+        "brick_hosts": volumes::brick_hosts(fleet).iter()
+            .map(|h| fleet.address(*h))
+            .collect::<std::collections::BTreeSet<_>>(),
     });
     let others: &[&str] = if template == "systemd/media.mount" {
-        &["peers", "replica", "bricks", "allow", "ssl_allow"]
+        &[
+            "peers",
+            "replica",
+            "arbiter",
+            "bricks",
+            "allow",
+            "ssl_allow",
+            "brick_hosts",
+        ]
     } else {
         &["volfile_server", "backup_volfile_servers"]
     };

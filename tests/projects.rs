@@ -33,7 +33,11 @@
 //! with mtrun1's glusterd and brick stopped mtrun2 still serves it and
 //! takes a new upload, which mtrun1 serves once its brick is back; both
 //! survive a redeploy, and the plans after the first apply and the
-//! redeploy say "No changes".
+//! redeploy say "No changes". Then mtrun3 (a host that ran nothing)
+//! replaces mtrun2 in the app's runners: apply moves mtrun2's brick to it,
+//! healed there before apply reports, mtrun2 leaves the pool with its
+//! brick's folder left; mtrun3 serves every upload and takes one mtrun1
+//! serves, and a plan says "No changes".
 //!
 //! Also, without a fleet: a wheelhouse built for a Python minor other than
 //! the operator's holds that minor's wheels.
@@ -792,6 +796,7 @@ provider local { kind = local }
 host mtlb { provider = local  roles = [balancer] }
 host mtrun1 { provider = local  roles = [runner] }
 host mtrun2 { provider = local  roles = [runner] }
+host mtrun3 { provider = local  roles = [] }
 host mtdb { provider = local  roles = [postgres] }
 host mtbak { provider = local  roles = [backup] }
 
@@ -977,6 +982,92 @@ fn two_runners_of_an_app_share_its_user_ids() -> TestResult {
         serves_upload(&balancer, "blog.localhost", name)?;
     }
     assert_no_changes(&deploy, SHARED_FILE, "after the redeploy");
+    a_runner_replaced_moves_its_brick(&deploy, &balancer, &[&first, &second])
+}
+
+/// The blog's runners go from [mtrun1, mtrun2] to [mtrun1, mtrun3] (a
+/// host that ran nothing): apply moves mtrun2's brick to mtrun3, healed
+/// before it reports, and mtrun2 leaves the pool with its brick's folder
+/// and data left on it. mtrun3's brick holds every upload's bytes, its
+/// nginx and the balancer serve them, an upload it takes is served by
+/// mtrun1, whose mount was not remounted (its gunicorn kept serving), and
+/// a plan then says "No changes".
+fn a_runner_replaced_moves_its_brick(
+    deploy: &Path,
+    balancer: &str,
+    uploads: &[&str],
+) -> TestResult {
+    let on = |host: &str, command: &str| ssh_in(deploy, "mediatest", host, command);
+    let mount = "systemctl show -p ActiveEnterTimestampMonotonic --value \
+                 srv-sitec-apps-blog-media-uploads.mount";
+    let mounted = on("mtrun1", mount)?;
+    let moved = SHARED_SPEC
+        .replace(
+            "host mtrun3 { provider = local  roles = [] }",
+            "host mtrun3 { provider = local  roles = [runner] }",
+        )
+        .replace("  replicas = 2\n", "  runners = [mtrun1, mtrun3]\n");
+    std::fs::write(deploy.join(SHARED_FILE), &moved)?;
+    let started = Instant::now();
+    let applied = sitec(deploy, &["apply", SHARED_FILE, "--yes"]);
+    let said = text_of(&applied);
+    assert!(applied.status.success(), "the move: {said}");
+    eprintln!(
+        "moving mtrun2's brick to mtrun3: apply took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        said.contains("mtrun2: directory:/srv/sitec/media-bricks: left in place (not empty)"),
+        "mtrun2's bricks are left, and apply says so: {said}"
+    );
+
+    let brick = "/srv/sitec/media-bricks/blog.uploads";
+    for name in uploads {
+        // Healed onto mtrun3's brick itself, not only read through the mount.
+        assert_eq!(
+            on("mtrun3", &format!("cat {brick}/{name}"))?,
+            UPLOAD,
+            "{name}"
+        );
+        assert_eq!(
+            on("mtrun2", &format!("cat {brick}/{name}"))?,
+            UPLOAD,
+            "{name}"
+        );
+        runner_serves_upload(deploy, "mtrun3", name)?;
+        serves_upload(balancer, "blog.localhost", name)?;
+    }
+    let third = save_upload(deploy, SHARED_FILE, "blog", "mtrun3")?;
+    runner_serves_upload(deploy, "mtrun1", &third)?;
+
+    let (run2, run3) = (
+        address_in(deploy, SHARED_FILE, "mtrun2")?,
+        address_in(deploy, SHARED_FILE, "mtrun3")?,
+    );
+    let info = on("mtrun1", "gluster volume info blog_uploads")?;
+    assert!(
+        info.contains(&format!("Brick2: {run3}:{brick}\n"))
+            && !info.contains(&format!("{run2}:"))
+            && info.contains("Number of Bricks: 1 x (2 + 1) = 3"),
+        "{info}"
+    );
+    let options = on(
+        "mtrun1",
+        "for o in auth.ssl-allow auth.allow; do gluster volume get blog_uploads $o | awk -v o=$o '$1 == o { print $2 }'; done",
+    )?;
+    let run1 = address_in(deploy, SHARED_FILE, "mtrun1")?;
+    assert_eq!(options, format!("mtdb,mtrun1,mtrun3\n{run1},{run3}\n"));
+    let pool = on("mtrun1", "gluster pool list")?;
+    assert!(
+        pool.contains(&run3) && !pool.contains(&run2),
+        "mtrun2 left the pool: {pool}"
+    );
+    assert_eq!(
+        on("mtrun1", mount)?,
+        mounted,
+        "mtrun1's mount was remounted"
+    );
+    assert_no_changes(deploy, SHARED_FILE, "after the brick moved");
     Ok(())
 }
 

@@ -57,6 +57,13 @@ pub fn holds_bricks(fleet: &Fleet, host: HostId) -> bool {
     (0..fleet.apps.len()).any(|app| bricks(fleet, app).is_some_and(|(b, _)| b.contains(&host)))
 }
 
+/// Every host holding a brick of any volume, in host order.
+pub fn brick_hosts(fleet: &Fleet) -> Vec<HostId> {
+    (0..fleet.hosts.len())
+        .filter(|h| holds_bricks(fleet, *h))
+        .collect()
+}
+
 /// Whether `host` speaks GlusterFS (and gets its TLS certificate): it
 /// holds a brick, or mounts a volume (a runner of an app whose media is
 /// shared).
