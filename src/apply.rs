@@ -756,15 +756,7 @@ mod tests {
                 known_hosts: None,
                 identity: None,
             },
-            desired: Desired {
-                host: name.into(),
-                generation: String::new(),
-                spec: String::new(),
-                items: Vec::new(),
-                expect: None,
-                lease: None,
-                prepare: Vec::new(),
-            },
+            desired: Desired::nothing(name),
             first: Vec::new(),
         }
     }

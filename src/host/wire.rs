@@ -38,6 +38,23 @@ pub struct Desired {
     pub prepare: Vec<String>,
 }
 
+impl Desired {
+    /// `host`'s desired state with nothing in it (a host to reach and run
+    /// commands on); the other fields as a plan's before it is applied.
+    #[must_use]
+    pub fn nothing(host: &str) -> Self {
+        Self {
+            host: host.to_string(),
+            generation: String::new(),
+            spec: String::new(),
+            items: Vec::new(),
+            expect: None,
+            lease: None,
+            prepare: Vec::new(),
+        }
+    }
+}
+
 /// One resource as the host needs it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Item {

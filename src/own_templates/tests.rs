@@ -254,13 +254,10 @@ fn a_file_that_asks_for_the_secrets_gets_them_private_and_never_shown() {
             identity: None,
         },
         desired: crate::host::wire::Desired {
-            host: host.name.clone(),
             generation: "g".into(),
             spec: "main.site".into(),
             items: vec![item],
-            expect: None,
-            lease: None,
-            prepare: Vec::new(),
+            ..crate::host::wire::Desired::nothing(&host.name)
         },
         first: Vec::new(),
     };

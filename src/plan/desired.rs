@@ -38,15 +38,7 @@ impl HostDesired {
             address: fleet.address(host),
             roles: fleet.hosts[host].roles.clone(),
             reach: Reach::of(fleet.provider_of(host)),
-            desired: Desired {
-                host: name.clone(),
-                generation: String::new(),
-                spec: String::new(),
-                items: Vec::new(),
-                expect: None,
-                lease: None,
-                prepare: Vec::new(),
-            },
+            desired: Desired::nothing(&name),
             first: Vec::new(),
             name,
         }
@@ -159,13 +151,9 @@ pub fn build(
             roles: host.roles.clone(),
             reach: Reach::of(&host.provider),
             desired: Desired {
-                host: host.name.clone(),
-                generation: String::new(),
                 spec: spec.display().to_string(),
                 items,
-                expect: None,
-                lease: None,
-                prepare: Vec::new(),
+                ..Desired::nothing(&host.name)
             },
             first: (host.resources.iter())
                 .filter(|r| r.role == crate::expand::GLUSTER_ROLE)
@@ -235,15 +223,7 @@ fn reached(builder: &crate::compile::HostState) -> HostDesired {
         address: builder.address.clone(),
         roles: builder.roles.clone(),
         reach: Reach::of(&builder.provider),
-        desired: Desired {
-            host: builder.name.clone(),
-            generation: String::new(),
-            spec: String::new(),
-            items: Vec::new(),
-            expect: None,
-            lease: None,
-            prepare: Vec::new(),
-        },
+        desired: Desired::nothing(&builder.name),
         first: Vec::new(),
     }
 }
