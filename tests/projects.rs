@@ -37,7 +37,8 @@
 //! replaces mtrun2 in the app's runners: apply moves mtrun2's brick to it,
 //! healed there before apply reports, mtrun2 keeps its brick's folder;
 //! mtrun3 serves every upload and takes one mtrun1 serves, and a plan
-//! says "No changes".
+//! says "No changes"; moved back to mtrun2, its kept brick folder gets
+//! that upload.
 //!
 //! Also, without a fleet: a wheelhouse built for a Python minor other than
 //! the operator's holds that minor's wheels.
@@ -991,7 +992,8 @@ fn two_runners_of_an_app_share_its_user_ids() -> TestResult {
 /// mtrun3's brick holds every upload's bytes, its nginx and the balancer
 /// serve them, an upload it takes is served by mtrun1, whose mount was not
 /// remounted (its gunicorn kept serving), and a plan then says "No
-/// changes".
+/// changes". Then back to [mtrun1, mtrun2]: mtrun2's kept brick folder
+/// gets the upload mtrun3 took meanwhile.
 fn a_runner_replaced_moves_its_brick(
     deploy: &Path,
     balancer: &str,
@@ -1079,6 +1081,31 @@ fn a_runner_replaced_moves_its_brick(
         "mtrun1's mount was remounted"
     );
     assert_no_changes(deploy, SHARED_FILE, "after the brick moved");
+
+    // And back: mtrun2 (still in the pool, its glusterd started again by
+    // apply's first phase) takes its brick back, into the folder it kept,
+    // which the full heal after the move fills with what mtrun3 took
+    // meanwhile (an index heal would not: the folder is on both).
+    std::fs::write(
+        deploy.join(SHARED_FILE),
+        moved.replace("runners = [mtrun1, mtrun3]", "runners = [mtrun1, mtrun2]"),
+    )?;
+    let applied = sitec(deploy, &["apply", SHARED_FILE, "--yes"]);
+    assert!(
+        applied.status.success(),
+        "the move back: {}",
+        text_of(&applied)
+    );
+    assert_eq!(on("mtrun2", &format!("cat {brick}/{third}"))?, UPLOAD);
+    for name in uploads.iter().copied().chain([third.as_str()]) {
+        runner_serves_upload(deploy, "mtrun2", name)?;
+    }
+    let info = on("mtrun1", "gluster volume info blog_uploads")?;
+    assert!(
+        info.contains(&format!("Brick2: {run2}:{brick}\n")) && !info.contains(&format!("{run3}:")),
+        "{info}"
+    );
+    assert_no_changes(deploy, SHARED_FILE, "after the brick moved back");
     Ok(())
 }
 
