@@ -752,6 +752,8 @@ pub fn remove(managed: &Managed) -> Result<String, String> {
 pub fn removal_action(managed: &Managed) -> &'static str {
     match &managed.kind {
         Kind::Package { .. } => "leave installed",
+        // `remove` keeps a folder that holds anything (a media brick's data).
+        Kind::Directory { .. } => "remove if empty",
         Kind::Subvolume { .. } => "leave in place (holds data)",
         Kind::Command { .. } | Kind::File { absent: true, .. } => "forget",
         Kind::Service { .. } | Kind::Timer { .. } => "stop, disable and remove",
