@@ -647,7 +647,7 @@ pub(super) fn interpreter(python: &str) -> Result<String, String> {
 /// The Pythons this host has, as `3.11`: each `python3.N` in /usr/bin,
 /// /usr/local/bin and the `bin` of each Python sitec built.
 fn pythons() -> Vec<String> {
-    let built = (std::fs::read_dir(crate::plan::wheelhouse::SITEC_PYTHONS).into_iter())
+    let built = (std::fs::read_dir(crate::plan::python::SITEC_PYTHONS).into_iter())
         .flatten()
         .flatten()
         .map(|e| e.path().join("bin"));

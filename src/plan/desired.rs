@@ -124,16 +124,24 @@ pub fn build(
                     let built = (blobs.python(python, &wheels.platform, builders, say))
                         .map_err(|e| format!("{}: {e}", r.origin))?;
                     let python = python_item(&built);
-                    if !items.iter().any(|i: &Item| i.id == python.id) {
+                    let id = python.id.clone();
+                    if !items.iter().any(|i: &Item| i.id == id) {
                         items.push(python);
                     }
-                    Some(built)
+                    Some((built, id))
                 }
                 _ => None,
             };
-            let mut made = item(r, base, &mut blobs, &wheels, built.as_ref(), say)?;
-            if let Some(built) = &built {
-                made.requires.push(python_item(built).id);
+            let mut made = item(
+                r,
+                base,
+                &mut blobs,
+                &wheels,
+                built.as_ref().map(|(b, _)| b),
+                say,
+            )?;
+            if let Some((_, id)) = built {
+                made.requires.push(id);
             }
             items.push(made);
         }

@@ -36,10 +36,14 @@ const BUILD_VERSION: &str = "2";
 /// The longest a build may run on the build host (2 cores take 2-5 min).
 const BUILD_SECONDS: u32 = 3600;
 
+/// Where the Pythons sitec builds live on a host, one folder a minor
+/// (`Platform::SCRIPT` globs it too).
+pub const SITEC_PYTHONS: &str = "/opt/sitec/python/";
+
 /// Where a sitec-built Python of minor `python` (`3.13`) lives on a host.
 #[must_use]
 pub fn prefix(python: &str) -> String {
-    format!("/opt/sitec/python/{python}")
+    format!("{SITEC_PYTHONS}{python}")
 }
 
 /// A CPython source sitec knows: its version, where Debian's archive keeps

@@ -16,6 +16,7 @@
 //! `build`.
 
 use super::build;
+use super::python::SITEC_PYTHONS;
 use crate::requirements::{self, Requirements};
 use crate::resources::sha256_hex;
 use std::fs;
@@ -229,9 +230,6 @@ pub struct Platform {
     /// virtualenv runs on makes it another virtualenv ([`Platform::python`]).
     pub pythons: Vec<(String, String)>,
 }
-
-/// Where the Pythons sitec builds live on a host, one folder a minor.
-pub const SITEC_PYTHONS: &str = "/opt/sitec/python/";
 
 impl Platform {
     /// What a host runs to say its platform: `glibc 2.36` and `x86_64`,
