@@ -1009,10 +1009,19 @@ fn status_watch_redraws_until_ctrl_c(fleet: &Fleet) -> TestResult {
     };
 
     // On a terminal: redraws, and Ctrl-C typed there.
-    let line = format!("{} status {SPEC_FILE} --watch", env!("CARGO_BIN_EXE_sitec"));
+    // `exec`: `script` runs the line with `$SHELL -c`, and dash (a CI's
+    // `/bin/sh` when no SHELL is set) stays as sitec's parent in the
+    // terminal's foreground group; Ctrl-C then kills the shell, and
+    // `script -e` reports its 130 whatever sitec did. SHELL is set so every
+    // run sees the same shell.
+    let line = format!(
+        "exec {} status {SPEC_FILE} --watch",
+        env!("CARGO_BIN_EXE_sitec")
+    );
     let mut terminal = Reaped(
         Command::new("script")
             .args(["-qefc", &line, "/dev/null"])
+            .env("SHELL", "/bin/sh")
             .current_dir(fleet.dir.path())
             .env("SITEC_CACHE", repo().join("target/sitec-test-cache"))
             .stdin(Stdio::piped())

@@ -279,8 +279,7 @@ fn checked(host: &str, answer: Value) -> Result<Value, String> {
 /// caller's thread), so a Ctrl-C at any later moment is caught; the
 /// callers' loops are blocking and poll the flag. (It used to be a tokio
 /// signal stream on a thread of its own, which returned after at most 5 s
-/// whether or not the handler was in yet: a CI run saw a Ctrl-C end
-/// `status --watch` with SIGINT's 130.) Returns false when the handler
+/// whether or not the handler was in yet.) Returns false when the handler
 /// could not be registered; Ctrl-C then ends sitec as before.
 #[allow(unsafe_code)]
 pub fn catch_interrupts(flag: &'static std::sync::atomic::AtomicBool) -> bool {

@@ -141,10 +141,13 @@ fn a_reader_that_goes_hangs_the_command_up(fleet: &Fleet) -> TestResult {
 fn a_terminal_is_a_terminal(fleet: &Fleet) -> TestResult {
     let sitec = env!("CARGO_BIN_EXE_sitec");
     let line = format!(
-        "{sitec} run {SPEC_FILE} blog -- sh -c 'test -t 0 && test -t 1 && echo on-a-terminal $(stty size)'"
+        "exec {sitec} run {SPEC_FILE} blog -- sh -c 'test -t 0 && test -t 1 && echo on-a-terminal $(stty size)'"
     );
+    // `exec` and SHELL as in `status_watch_redraws_until_ctrl_c`: sitec is
+    // the terminal's process, not a child of whichever shell the caller has.
     let out = std::process::Command::new("script")
         .args(["-qec", &line, "/dev/null"])
+        .env("SHELL", "/bin/sh")
         .current_dir(fleet.dir.path())
         .env("SITEC_CACHE", super::repo().join("target/sitec-test-cache"))
         .env("COLUMNS", "100")
