@@ -10,6 +10,10 @@
 //! can't be reached stops only the hosts after it, and a runner that fails
 //! stops its apps' rolling deploy: their runners after it are skipped and
 //! keep the live release (so a failed migration leaves every runner on it).
+//! A host that leaves an app (its plan removes the app's service or media
+//! brick, and the spec places the app elsewhere) comes after that app's
+//! runners (`with_leavers`): the app is served by its new runners, and its
+//! leader has moved the host's brick, before the host stops either.
 //! Each host reports progress as it goes, shown per host.
 //!
 //! Through the bus (`Around`, when the fleet's agents answer): every host
@@ -17,7 +21,8 @@
 //! (`ops::lock`), no step starts once that lock is lost, and a runner whose
 //! plan restarts an app's web service is drained out of every balancer's
 //! rotation first and returned once the app answers (`ops::drain`), before
-//! the next batch starts; a new virtualenv its release needs is built
+//! the next batch starts (a host leaving an app is drained of it the
+//! same way, and not returned); a new virtualenv its release needs is built
 //! before the drain (`prepare_host`), while the runner still serves. Before it reports, apply waits (30 s at most)
 //! until the balancers have each app it started or restarted in rotation
 //! (`wait_serving`), so the fleet serves what it says it applied.
@@ -299,6 +304,69 @@ fn restarted_apps(rolling: &Rolling, host: &str, plan: &crate::plan::HostPlan) -
         .collect()
 }
 
+/// The apps each host leaves in this plan, `(host, app)`: the spec places
+/// the app on other runners, and the host's plan removes the app's web
+/// service or one of its media bricks.
+fn leaving(plans: &[crate::plan::HostPlan], rolling: &Rolling) -> Vec<(String, String)> {
+    let mut left = Vec::new();
+    for host_plan in plans {
+        for (app, runners) in &rolling.apps {
+            if runners.contains(&host_plan.host) {
+                continue;
+            }
+            let service = format!("service:sitec-app-{app}");
+            let brick = format!("directory:{}/{app}.", crate::model::volumes::BRICKS_DIR);
+            let removes = (host_plan.changes.iter())
+                .filter(|c| c.action == crate::plan::Action::Remove)
+                .any(|c| c.id == service || c.id.starts_with(&brick));
+            if removes {
+                left.push((host_plan.host.clone(), app.clone()));
+            }
+        }
+    }
+    left
+}
+
+/// `order` with each host that leaves an app after that app's runners
+/// (`leaving`), unless that would make a cycle (the host is the app's
+/// database primary, which comes before them): it then keeps its place.
+fn with_leavers(
+    order: &[(String, String, String)],
+    leaving: &[(String, String)],
+    rolling: &Rolling,
+) -> Vec<(String, String, String)> {
+    let mut order = order.to_vec();
+    for (host, app) in leaving {
+        for runner in rolling.apps.get(app).into_iter().flatten() {
+            if !reaches(&order, host, runner) {
+                order.push((
+                    runner.clone(),
+                    host.clone(),
+                    format!("{host} leaves app {app}: after the runners that serve it now"),
+                ));
+            }
+        }
+    }
+    order
+}
+
+/// Whether `to` comes after `from` in `order`, directly or not.
+fn reaches(order: &[(String, String, String)], from: &str, to: &str) -> bool {
+    let mut seen = BTreeSet::from([from]);
+    let mut frontier = vec![from];
+    while let Some(at) = frontier.pop() {
+        if at == to {
+            return true;
+        }
+        for (before, after, _) in order {
+            if before == at && seen.insert(after.as_str()) {
+                frontier.push(after.as_str());
+            }
+        }
+    }
+    false
+}
+
 /// Applies the plan's hosts in steps. Returns each host's outcome.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -320,6 +388,8 @@ pub async fn run(
         );
     }
     let unreachable: BTreeSet<&str> = plan.unreachable.iter().map(|u| u.host.as_str()).collect();
+    let leaving = leaving(&plan.hosts, rolling);
+    let order = &with_leavers(order, &leaving, rolling);
     let first = first_phase(plan, hosts, &connections, saved, &progress, around.as_ref()).await;
     for (name, outcome) in &first {
         if let Some(outcome) = outcome {
@@ -366,10 +436,14 @@ pub async fn run(
             desired.expect = (saved && !phased).then(|| host_plan.fingerprint.clone());
             desired.lease = around.as_ref().map(|a| a.lock.claim());
             let blobs = host_plan.missing_blobs.clone();
-            let drained = if around.is_some() {
-                restarted_apps(rolling, &name, host_plan)
+            let (drained, leaves) = if around.is_some() {
+                let leaves = (leaving.iter())
+                    .filter(|(h, _)| *h == name)
+                    .map(|(_, app)| app.clone())
+                    .collect();
+                (restarted_apps(rolling, &name, host_plan), leaves)
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             };
             // A saved plan's apply leaves the host as the plan saw it
             // until its own apply (its facts are checked then).
@@ -407,9 +481,12 @@ pub async fn run(
                     }
                     blobs.clear();
                 }
-                let drained = match &around {
-                    Some(a) => drain(a, &name, drained, &progress).await,
-                    None => Vec::new(),
+                let (drained, left) = match &around {
+                    Some(a) => (
+                        drain(a, &name, drained, "before its restart", &progress).await,
+                        drain(a, &name, leaves, "before it leaves this host", &progress).await,
+                    ),
+                    None => (Vec::new(), Vec::new()),
                 };
                 let mut outcome =
                     apply_host(&connections, &name, &desired, &blobs, &progress).await;
@@ -419,6 +496,9 @@ pub async fn run(
                             outcome = Outcome::Failed(e);
                         }
                     }
+                    // Gone from here, or (the apply failed) still served
+                    // here: either way nothing is held out any more.
+                    end_drains(a, &name, left).await;
                 }
                 progress.finish(&name, &outcome);
                 (name, outcome)
@@ -477,18 +557,20 @@ pub async fn wait_serving(
     waited.unwrap_or_else(|e| vec![e.to_string()])
 }
 
-/// Drains each of `apps` on `host` before its apply restarts them; the ones
-/// drained. An app that cannot be drained (its agent is not up yet, on a
-/// new host) is applied all the same, and said so.
+/// Drains each of `apps` on `host` before its apply restarts or removes
+/// them (`when` says which); the ones drained. An app that cannot be
+/// drained (its agent is not up yet, on a new host) is applied all the
+/// same, and said so.
 async fn drain(
     around: &Arc<Around>,
     host: &str,
     apps: Vec<String>,
+    when: &str,
     progress: &Progress,
 ) -> Vec<String> {
     let mut drained = Vec::new();
     for app in apps {
-        progress.note(host, &format!("draining {app} before its restart"));
+        progress.note(host, &format!("draining {app} {when}"));
         let (a, h, name) = (around.clone(), host.to_string(), app.clone());
         let result = tokio::task::spawn_blocking(move || {
             let mut warnings = Vec::new();
@@ -501,10 +583,7 @@ async fn drain(
                 warnings.iter().for_each(|w| progress.note(host, w));
                 drained.push(app);
             }
-            Ok((Err(e), _)) => progress.note(
-                host,
-                &format!("{app} not drained ({e}); restarting it without a drain"),
-            ),
+            Ok((Err(e), _)) => progress.note(host, &format!("{app} not drained ({e}); going on")),
             Err(e) => progress.note(host, &format!("{app} not drained ({e})")),
         }
     }
@@ -537,6 +616,15 @@ async fn restore(
         Ok(())
     } else {
         Err(errors.join("\n"))
+    }
+}
+
+/// Ends the drains of `apps` on `host` without waiting for them to answer:
+/// a host that left them stops renewing a drain its agent no longer knows.
+async fn end_drains(around: &Arc<Around>, host: &str, apps: Vec<String>) {
+    for app in apps {
+        let (a, h) = (around.clone(), host.to_string());
+        let _ = tokio::task::spawn_blocking(move || a.drainer.end(&h, &app)).await;
     }
 }
 
@@ -863,6 +951,74 @@ mod tests {
         let unreachable = BTreeSet::from(["r2", "r3"]);
         assert_eq!(roll.stopped("r1", &outcomes, &unreachable), None);
         assert!(roll.stopped("r2", &outcomes, &unreachable).is_some());
+    }
+
+    fn removing(host: &str, ids: &[&str]) -> crate::plan::HostPlan {
+        crate::plan::HostPlan {
+            host: host.into(),
+            address: String::new(),
+            applied_generation: None,
+            changes: (ids.iter())
+                .map(|id| crate::plan::Change {
+                    id: (*id).to_string(),
+                    action: crate::plan::Action::Remove,
+                    details: Vec::new(),
+                    diff: None,
+                    drifted: false,
+                    origin: None,
+                })
+                .collect(),
+            services: Vec::new(),
+            fingerprint: String::new(),
+            missing_blobs: Vec::new(),
+        }
+    }
+
+    /// blog moves from [r1, r2] to [r1, r3]: r2 goes after both, so r1 has
+    /// moved its brick and r3 serves before r2 stops; a host that was
+    /// blog's runner and is its database primary keeps its place.
+    #[test]
+    fn a_host_leaving_an_app_goes_after_the_apps_runners() {
+        let roll = rolling(&[("blog", &["r1", "r3"])], 1);
+        let plans = [
+            removing("r2", &["service:sitec-app-blog", "file:/etc/x"]),
+            removing("db", &["directory:/srv/sitec/media-bricks/blog.uploads"]),
+            removing("r4", &["service:sitec-app-blogs"]),
+            removing("r1", &["service:sitec-app-blog-worker-celery"]),
+        ];
+        let left = leaving(&plans, &roll);
+        assert_eq!(
+            left,
+            vec![("r2".into(), "blog".into()), ("db".into(), "blog".into())],
+            "r4 left another app; r1 still runs blog"
+        );
+        let order = vec![
+            ("db".to_string(), "r1".to_string(), String::new()),
+            ("db".to_string(), "r3".to_string(), String::new()),
+        ];
+        let ordered = with_leavers(&order, &left, &roll);
+        let pairs: Vec<(&str, &str)> = (ordered.iter())
+            .map(|(b, a, _)| (b.as_str(), a.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![("db", "r1"), ("db", "r3"), ("r1", "r2"), ("r3", "r2")]
+        );
+        let hosts = [
+            host("r1", &["runner"]),
+            host("r2", &["runner"]),
+            host("r3", &["runner"]),
+            host("db", &["postgres"]),
+        ];
+        assert_eq!(
+            steps(&hosts, &ordered, &roll),
+            vec![
+                names(&["db"]),
+                names(&["r1"]),
+                names(&["r3"]),
+                names(&["r2"])
+            ]
+        );
     }
 
     #[test]
