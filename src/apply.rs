@@ -21,8 +21,9 @@
 //! (`ops::lock`), no step starts once that lock is lost, and a runner whose
 //! plan restarts an app's web service is drained out of every balancer's
 //! rotation first and returned once the app answers (`ops::drain`), before
-//! the next batch starts (a host leaving an app is drained of it the
-//! same way, and not returned); a new virtualenv its release needs is built
+//! the next batch starts (a host leaving an app is drained of it before
+//! the first step, since the databases' step ends its access, and not
+//! returned); a new virtualenv its release needs is built
 //! before the drain (`prepare_host`), while the runner still serves. Before it reports, apply waits (30 s at most)
 //! until the balancers have each app it started or restarted in rotation
 //! (`wait_serving`), so the fleet serves what it says it applied.
@@ -397,6 +398,19 @@ pub async fn run(
             outcomes.insert(name.clone(), outcome.clone());
         }
     }
+    // A host leaving an app loses the app's database access in the
+    // databases' step, the first, and stops the app only after the app's
+    // runners: it is out of rotation from the start while a runner that
+    // served the app before serves it. An app moving to new runners alone
+    // has no such runner: it is drained in its own step, which comes after
+    // them (and its balancers hold requests while none serves).
+    let (early, late): (Vec<_>, Vec<_>) =
+        (leaving.iter().cloned()).partition(|(_, app)| keeps_a_runner(&plan.hosts, rolling, app));
+    if let Some(a) = &around {
+        for (host, app) in early {
+            drain(a, &host, vec![app], LEAVES, &progress).await;
+        }
+    }
     let limit = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     for step in steps(hosts, order, rolling) {
         let mut tasks = tokio::task::JoinSet::new();
@@ -437,7 +451,7 @@ pub async fn run(
             desired.lease = around.as_ref().map(|a| a.lock.claim());
             let blobs = host_plan.missing_blobs.clone();
             let (drained, leaves) = if around.is_some() {
-                let leaves = (leaving.iter())
+                let leaves = (late.iter())
                     .filter(|(h, _)| *h == name)
                     .map(|(_, app)| app.clone())
                     .collect();
@@ -481,12 +495,12 @@ pub async fn run(
                     }
                     blobs.clear();
                 }
-                let (drained, left) = match &around {
-                    Some(a) => (
-                        drain(a, &name, drained, "before its restart", &progress).await,
-                        drain(a, &name, leaves, "before it leaves this host", &progress).await,
-                    ),
-                    None => (Vec::new(), Vec::new()),
+                let drained = match &around {
+                    Some(a) => {
+                        drain(a, &name, leaves, LEAVES, &progress).await;
+                        drain(a, &name, drained, "before its restart", &progress).await
+                    }
+                    None => Vec::new(),
                 };
                 let mut outcome =
                     apply_host(&connections, &name, &desired, &blobs, &progress).await;
@@ -496,9 +510,6 @@ pub async fn run(
                             outcome = Outcome::Failed(e);
                         }
                     }
-                    // Gone from here, or (the apply failed) still served
-                    // here: either way nothing is held out any more.
-                    end_drains(a, &name, left).await;
                 }
                 progress.finish(&name, &outcome);
                 (name, outcome)
@@ -508,6 +519,13 @@ pub async fn run(
             if let Ok((name, outcome)) = joined {
                 outcomes.insert(name, outcome);
             }
+        }
+    }
+    // Gone from each host that left it, or (its apply failed or was
+    // skipped) still served there: either way held out no longer.
+    if let Some(a) = &around {
+        for (host, app) in leaving {
+            end_drains(a, &host, vec![app]).await;
         }
     }
     outcomes
@@ -617,6 +635,20 @@ async fn restore(
     } else {
         Err(errors.join("\n"))
     }
+}
+
+/// How a drain of a host leaving an app is said.
+const LEAVES: &str = "before it leaves this host";
+
+/// Whether `app` keeps a runner that served it before this apply: one the
+/// spec places it on whose plan does not add the app's unit file.
+fn keeps_a_runner(plans: &[crate::plan::HostPlan], rolling: &Rolling, app: &str) -> bool {
+    let unit = format!("file:/etc/systemd/system/sitec-app-{app}.service");
+    let adds_unit = |p: &crate::plan::HostPlan| {
+        (p.changes.iter()).any(|c| c.id == unit && c.action == crate::plan::Action::Add)
+    };
+    (rolling.apps.get(app).into_iter().flatten())
+        .any(|runner| plans.iter().any(|p| p.host == *runner && !adds_unit(p)))
 }
 
 /// Ends the drains of `apps` on `host` without waiting for them to answer:
@@ -1004,6 +1036,15 @@ mod tests {
             pairs,
             vec![("db", "r1"), ("db", "r3"), ("r1", "r2"), ("r3", "r2")]
         );
+        // r1 served blog before: r2 is drained from the start. Moved to
+        // new runners alone, it would be drained in its own step.
+        assert!(keeps_a_runner(&plans, &roll, "blog"));
+        let moved = rolling(&[("blog", &["r3"])], 1);
+        let mut added = removing("r3", &["file:/etc/systemd/system/sitec-app-blog.service"]);
+        added.changes[0].action = crate::plan::Action::Add;
+        assert!(!keeps_a_runner(&[added.clone()], &moved, "blog"));
+        added.changes[0].id = "file:/etc/systemd/system/sitec-app-blogs.service".into();
+        assert!(keeps_a_runner(&[added], &moved, "blog"));
         let hosts = [
             host("r1", &["runner"]),
             host("r2", &["runner"]),

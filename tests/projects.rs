@@ -989,8 +989,9 @@ fn two_runners_of_an_app_share_its_user_ids() -> TestResult {
 /// The blog's runners go from [mtrun1, mtrun2] to [mtrun1, mtrun3] (a
 /// host that ran nothing), under load through the balancer: apply moves
 /// mtrun2's brick to mtrun3, healed before it reports, while mtrun2's
-/// glusterd still runs (mtrun2 goes after the app's runners and is
-/// drained before it stops serving the blog), fails no request, and
+/// glusterd still runs (mtrun2 is drained of the blog first, as mtdb
+/// takes its database access, and goes after the app's runners), fails
+/// no request, and
 /// mtrun2 keeps its brick's folder and data.
 /// mtrun3's brick holds every upload's bytes, its nginx and the balancer
 /// serve them, an upload it takes is served by mtrun1, whose mount was not
@@ -1035,12 +1036,18 @@ fn a_runner_replaced_moves_its_brick(
         said.contains("mtrun2: directory:/srv/sitec/media-bricks: left in place (not empty)"),
         "mtrun2's bricks are left, and apply says so: {said}"
     );
-    // mtrun2 stops serving the blog after the leader moved its brick and
-    // mtrun3 serves: its drain comes after both finished.
-    let leaves = said.find("mtrun2: draining blog before it leaves this host");
+    // mtrun2 is out of rotation before mtdb takes its database access
+    // away, and stops the blog after the leader moved its brick and mtrun3
+    // serves.
+    let drained = said.find("mtrun2: draining blog before it leaves this host");
+    let stopped = said.find("mtrun2: service:sitec-app-blog: stopped");
     let done = |host: &str| said.rfind(&format!("{host}: done"));
     assert!(
-        leaves.is_some() && leaves > done("mtrun1") && leaves > done("mtrun3"),
+        drained.is_some() && drained < done("mtdb"),
+        "mtrun2 is drained first: {said}"
+    );
+    assert!(
+        stopped > done("mtrun1") && stopped > done("mtrun3"),
         "mtrun2 leaves the blog after its runners: {said}"
     );
 
