@@ -31,6 +31,7 @@ pub fn up(spec: &FleetSpec, options: &Options) -> Result<FleetState> {
     let bridge = Bridge::new(&options.bridge)?;
     let layout = Layout::new(&options.state_root, &spec.name);
     std::fs::create_dir_all(&layout.dir).map_err(|e| Error::io(layout.dir.display(), &e))?;
+    preflight::require_space(&layout.dir)?;
     let _lock = Lock::acquire(&layout.lock())?;
     let previous = FleetState::load(&layout)?;
     if let Some(p) = &previous {
