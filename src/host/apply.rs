@@ -56,6 +56,10 @@ struct Run<'d> {
     backups: HashMap<String, (String, Backup)>,
     /// A unit file changed since systemd last re-read them.
     units_dirty: bool,
+    /// A unit was enabled without a daemon-reload (`--no-reload`): systemd
+    /// still says "disabled" of it (`UnitFileState`, what the next plan
+    /// reads) until one, which the apply's end does.
+    enabled_unreloaded: bool,
     /// Services started without waiting: `(item, the start, why)`.
     starting: Vec<(Item, Asked, String)>,
 }
@@ -127,6 +131,7 @@ pub fn apply(desired: &Desired) -> i32 {
         pending: Pending::default(),
         backups: HashMap::new(),
         units_dirty: false,
+        enabled_unreloaded: false,
         starting: Vec::new(),
     };
     if !desired.prepare.is_empty() {
@@ -151,7 +156,7 @@ pub fn apply(desired: &Desired) -> i32 {
         run.remove_dropped(true);
     }
     run.wait_for_starts();
-    if run.units_dirty {
+    if run.units_dirty || run.enabled_unreloaded {
         let _ = program("systemctl", &["daemon-reload"]);
     }
     run.finish()
@@ -433,6 +438,7 @@ impl Run<'_> {
                     program("systemctl", &["enable", "--no-reload", &unit]),
                     &format!("systemctl enable {unit}"),
                 )?;
+                self.enabled_unreloaded = true;
             }
             if !*running {
                 if active == "active" {
