@@ -24,7 +24,9 @@
 //! worker too.
 //!
 //! On a fleet of its own (`mediatest`: a balancer, two runners, a database
-//! host), the sample blog on both runners: its user `app-blog` has one
+//! host), the sample blog on one runner first, taking an upload in its own
+//! folder, then on both runners, that upload copied into their volume and
+//! served by both: its user `app-blog` has one
 //! uid and gid on both, sitec's; a runner where the user was made by hand
 //! with another uid fails plan and apply naming the fix, and is not
 //! renumbered. Its `media` store is a GlusterFS volume (bricks on both
@@ -38,7 +40,7 @@
 //! healed there before apply reports, mtrun2 keeps its brick's folder;
 //! mtrun3 serves every upload and takes one mtrun1 serves, and a plan
 //! says "No changes"; moved back to mtrun2, its kept brick folder gets
-//! that upload.
+//! that upload, under load through the balancer, failing no request.
 //!
 //! Also, without a fleet: a wheelhouse built for a Python minor other than
 //! the operator's holds that minor's wheels.
@@ -875,6 +877,23 @@ fn two_runners_of_an_app_share_its_user_ids() -> TestResult {
     let _down = Down(&deploy, SHARED_FILE);
     assert!(up.status.success(), "fleet up: {}", text_of(&up));
 
+    // The blog on one runner first: an upload in mtrun1's own folder,
+    // which the volume of two runners is then mounted over. (No backup of
+    // it yet: the fleet's btrfs on mtrun1 is where the spec of two runners
+    // puts the brick.)
+    let alone = SHARED_SPEC.replace("  replicas = 2\n", "  runners = [mtrun1]\n");
+    let alone = &alone[..alone.find("# The blog's leader").unwrap_or(alone.len())];
+    std::fs::write(deploy.join(SHARED_FILE), alone)?;
+    let applied = sitec(&deploy, &["apply", SHARED_FILE, "--yes"]);
+    assert!(
+        applied.status.success(),
+        "one runner: {}",
+        text_of(&applied)
+    );
+    let zero = save_upload(&deploy, SHARED_FILE, "blog", "mtrun1")?;
+    runner_serves_upload(&deploy, "mtrun1", &zero)?;
+    std::fs::write(deploy.join(SHARED_FILE), SHARED_SPEC)?;
+
     // app-blog made by hand on mtrun2, with the uid useradd picks.
     let made = ssh_in(
         &deploy,
@@ -923,6 +942,12 @@ fn two_runners_of_an_app_share_its_user_ids() -> TestResult {
     let balancer = address_in(&deploy, SHARED_FILE, "mtlb")?;
     all_answer_for(&balancer, "blog.localhost", &["/"])?;
     assert_no_changes(&deploy, SHARED_FILE, "a second plan of the shared media");
+    // The upload mtrun1 took alone was copied into the volume: every
+    // runner serves it, and mtrun1's own folder still holds it.
+    for host in ["mtrun1", "mtrun2"] {
+        runner_serves_upload(&deploy, host, &zero)?;
+    }
+    serves_upload(&balancer, "blog.localhost", &zero)?;
 
     // The media volume: an upload saved on mtrun1 is served by mtrun2's
     // nginx and by the balancer, with its bytes.
