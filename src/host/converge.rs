@@ -716,6 +716,7 @@ pub fn remove(managed: &Managed) -> Result<String, String> {
             Some((dir, name)) => gone(dir.remove_tree(&name)?),
             None => gone(false),
         },
+        Kind::Service { name, .. } if is_way_in(name) => Ok(KEPT_RUNNING.into()),
         Kind::Service { name, .. } => {
             let unit = unit_name(name);
             let _ = program("systemctl", &["disable", "--now", &unit]);
@@ -748,9 +749,22 @@ pub fn remove(managed: &Managed) -> Result<String, String> {
     }
 }
 
+/// What removing a dropped `ssh` service does: nothing to it.
+const KEPT_RUNNING: &str = "forgotten (left running: sitec reaches the host through it)";
+
+/// Whether `service` is the SSH server, which sitec reaches the host
+/// through: a role that reloaded it (`snapshots`, for the backup hosts'
+/// keys) going from the host must not stop it, or the host is cut off.
+fn is_way_in(service: &str) -> bool {
+    matches!(unit_name(service).as_str(), "ssh.service" | "sshd.service")
+}
+
 /// What [`remove`] would do, for the plan.
 pub fn removal_action(managed: &Managed) -> &'static str {
     match &managed.kind {
+        Kind::Service { name, .. } if is_way_in(name) => {
+            "forget (left running: sitec reaches the host through it)"
+        }
         Kind::Package { .. } => "leave installed",
         // `remove` keeps a folder that holds anything (a media brick's data).
         Kind::Directory { .. } => "remove if empty",
@@ -778,6 +792,12 @@ pub fn present(managed: &Managed) -> bool {
 #[cfg(test)]
 mod tests {
     use super::interpreter;
+
+    #[test]
+    fn the_ssh_server_is_never_stopped_when_dropped() {
+        assert!(super::is_way_in("ssh") && super::is_way_in("sshd.service"));
+        assert!(!super::is_way_in("nginx") && !super::is_way_in("sshguard"));
+    }
 
     /// Runs the machine's own Python 3 (CI installs it).
     #[test]
