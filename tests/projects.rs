@@ -41,6 +41,8 @@
 //! mtrun3 serves every upload and takes one mtrun1 serves, and a plan
 //! says "No changes"; moved back to mtrun2, its kept brick folder gets
 //! that upload, under load through the balancer, failing no request.
+//! Back on mtrun1 alone, its own folder gets the volume's files from its
+//! brick, and serves every upload.
 //!
 //! Also, without a fleet: a wheelhouse built for a Python minor other than
 //! the operator's holds that minor's wheels.
@@ -1008,7 +1010,37 @@ fn two_runners_of_an_app_share_its_user_ids() -> TestResult {
         serves_upload(&balancer, "blog.localhost", name)?;
     }
     assert_no_changes(&deploy, SHARED_FILE, "after the redeploy");
-    a_runner_replaced_moves_its_brick(&deploy, &balancer, &[&first, &second])
+    let third = a_runner_replaced_moves_its_brick(&deploy, &balancer, &[&first, &second])?;
+    back_to_one_runner(&deploy, &[&zero, &first, &second, &third])
+}
+
+/// The blog back on mtrun1 alone: its own folder again, into which apply
+/// copies the volume's files from mtrun1's brick, so every upload is
+/// served, the ones taken on two runners too; a plan then says "No
+/// changes".
+fn back_to_one_runner(deploy: &Path, uploads: &[&str]) -> TestResult {
+    let alone = SHARED_SPEC.replace("  replicas = 2\n", "  runners = [mtrun1]\n");
+    let alone = &alone[..alone.find("# The blog's leader").unwrap_or(alone.len())];
+    std::fs::write(deploy.join(SHARED_FILE), alone)?;
+    let applied = sitec(deploy, &["apply", SHARED_FILE, "--yes"]);
+    assert!(
+        applied.status.success(),
+        "back to one runner: {}",
+        text_of(&applied)
+    );
+    let folder = "/srv/sitec/apps/blog/media/uploads";
+    let mounted = ssh_in(
+        deploy,
+        "mediatest",
+        "mtrun1",
+        &format!("mountpoint -q {folder} && echo mounted || echo own"),
+    )?;
+    assert_eq!(mounted, "own\n", "mtrun1's folder is its own again");
+    for name in uploads {
+        runner_serves_upload(deploy, "mtrun1", name)?;
+    }
+    assert_no_changes(deploy, SHARED_FILE, "back on one runner");
+    Ok(())
 }
 
 /// The blog's runners go from [mtrun1, mtrun2] to [mtrun1, mtrun3] (a
@@ -1027,7 +1059,7 @@ fn a_runner_replaced_moves_its_brick(
     deploy: &Path,
     balancer: &str,
     uploads: &[&str],
-) -> TestResult {
+) -> Result<String, Box<dyn std::error::Error>> {
     let on = |host: &str, command: &str| ssh_in(deploy, "mediatest", host, command);
     let mount = "systemctl show -p ActiveEnterTimestampMonotonic --value \
                  srv-sitec-apps-blog-media-uploads.mount";
@@ -1155,7 +1187,7 @@ fn a_runner_replaced_moves_its_brick(
         "{info}"
     );
     assert_no_changes(deploy, SHARED_FILE, "after the brick moved back");
-    Ok(())
+    Ok(third)
 }
 
 /// glusterd (24007) and mtrun1's brick refuse a TLS client without a
