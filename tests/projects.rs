@@ -880,12 +880,8 @@ fn two_runners_of_an_app_share_its_user_ids() -> TestResult {
     assert!(up.status.success(), "fleet up: {}", text_of(&up));
 
     // The blog on one runner first: an upload in mtrun1's own folder,
-    // which the volume of two runners is then mounted over. (No backup of
-    // it yet: the fleet's btrfs on mtrun1 is where the spec of two runners
-    // puts the brick.)
-    let alone = SHARED_SPEC.replace("  replicas = 2\n", "  runners = [mtrun1]\n");
-    let alone = &alone[..alone.find("# The blog's leader").unwrap_or(alone.len())];
-    std::fs::write(deploy.join(SHARED_FILE), alone)?;
+    // which the volume of two runners is then mounted over.
+    std::fs::write(deploy.join(SHARED_FILE), one_runner_spec())?;
     let applied = sitec(&deploy, &["apply", SHARED_FILE, "--yes"]);
     assert!(
         applied.status.success(),
@@ -1014,14 +1010,21 @@ fn two_runners_of_an_app_share_its_user_ids() -> TestResult {
     back_to_one_runner(&deploy, &[&zero, &first, &second, &third])
 }
 
+/// `SHARED_SPEC` with the blog on mtrun1 alone, and no backup of its
+/// media (the fleet's btrfs on mtrun1 is where two runners put the brick,
+/// not where one runner keeps its folder).
+fn one_runner_spec() -> String {
+    let alone = SHARED_SPEC.replace("  replicas = 2\n", "  runners = [mtrun1]\n");
+    let end = alone.find("# The blog's leader").unwrap_or(alone.len());
+    alone[..end].to_string()
+}
+
 /// The blog back on mtrun1 alone: its own folder again, into which apply
 /// copies the volume's files from mtrun1's brick, so every upload is
 /// served, the ones taken on two runners too; a plan then says "No
 /// changes".
 fn back_to_one_runner(deploy: &Path, uploads: &[&str]) -> TestResult {
-    let alone = SHARED_SPEC.replace("  replicas = 2\n", "  runners = [mtrun1]\n");
-    let alone = &alone[..alone.find("# The blog's leader").unwrap_or(alone.len())];
-    std::fs::write(deploy.join(SHARED_FILE), alone)?;
+    std::fs::write(deploy.join(SHARED_FILE), one_runner_spec())?;
     let applied = sitec(deploy, &["apply", SHARED_FILE, "--yes"]);
     assert!(
         applied.status.success(),
